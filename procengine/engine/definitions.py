@@ -1,0 +1,110 @@
+"""Process definitions as users write them (JSON or YAML), parsed with pydantic v2.
+
+This module only describes shapes; `validation.py` checks the graph (missing targets,
+unreachable elements, cycles without exit) and compiles the CEL expressions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+
+ElementType = Literal["task", "if-condition", "set-variable", "delay", "wait-signal", "end"]
+ELEMENT_TYPES: tuple[ElementType, ...] = ("task", "if-condition", "set-variable", "delay", "wait-signal", "end")
+
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RetryPolicy(_Model):
+    maxAttempts: PositiveInt = 1
+    backoffMs: NonNegativeInt = 0
+    backoffMultiplier: float = Field(default=2.0, ge=1.0, le=100.0)
+    maxBackoffMs: PositiveInt = 3_600_000
+
+    def delay_before(self, attempt: int) -> int:
+        """Milliseconds to wait before `attempt` (2 is the first retry)."""
+        raw = self.backoffMs * self.backoffMultiplier ** max(attempt - 2, 0)
+        return int(min(raw, self.maxBackoffMs))
+
+
+class _ElementBase(_Model):
+    key: Identifier
+    next: Identifier | None = None
+
+
+class TaskElement(_ElementBase):
+    type: Literal["task"]
+    handler: Annotated[str, Field(min_length=1)]
+    input: dict[str, str] = Field(default_factory=dict)
+    output: Identifier | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeoutMs: PositiveInt | None = None
+
+
+class IfConditionElement(_Model):
+    key: Identifier
+    type: Literal["if-condition"]
+    condition: Annotated[str, Field(min_length=1)]
+    then: Identifier | None = None
+    else_: Identifier | None = Field(default=None, alias="else")
+
+
+class SetVariableElement(_ElementBase):
+    type: Literal["set-variable"]
+    set: dict[Identifier, str] = Field(min_length=1)
+
+
+class DelayElement(_ElementBase):
+    type: Literal["delay"]
+    durationMs: NonNegativeInt
+
+
+class WaitSignalElement(_ElementBase):
+    type: Literal["wait-signal"]
+    signal: Identifier
+    into: Identifier | None = None
+
+
+class EndElement(_Model):
+    key: Identifier
+    type: Literal["end"]
+
+
+Element = Annotated[
+    TaskElement | IfConditionElement | SetVariableElement | DelayElement | WaitSignalElement | EndElement,
+    Field(discriminator="type"),
+]
+
+
+class ThreadDefinition(_Model):
+    key: Identifier
+    start: Identifier | None = None
+    elements: list[Element] = Field(min_length=1)
+
+    @property
+    def start_key(self) -> str:
+        return self.start if self.start is not None else self.elements[0].key
+
+
+class ProcessDefinition(_Model):
+    key: Identifier
+    name: str = ""
+    threads: list[ThreadDefinition] = Field(min_length=1)
+
+    def canonical(self) -> dict[str, Any]:
+        """The body with defaults filled in: two definitions are the same version iff this is equal."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def successors(element: Element) -> list[str]:
+    """Keys an element can hand control to (a missing `next` ends the thread)."""
+    if isinstance(element, IfConditionElement):
+        return [k for k in (element.then, element.else_) if k is not None]
+    if isinstance(element, EndElement):
+        return []
+    return [element.next] if element.next is not None else []

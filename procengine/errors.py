@@ -1,0 +1,108 @@
+"""The one exception tree of procengine; the HTTP middleware maps it to status codes.
+
+    ProcEngineError
+    ├── BadRequest            400 BAD_REQUEST        malformed JSON or YAML
+    ├── ValidationFailed      422 VALIDATION_ERROR   a body or definition that breaks the rules
+    ├── Unauthorized          401 UNAUTHORIZED       missing or unknown bearer token
+    ├── NotFound              404 NOT_FOUND          unknown (or another tenant's) resource
+    ├── PayloadTooLarge       413 PAYLOAD_TOO_LARGE  body over the configured limit
+    ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
+    ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
+    ├── Unavailable           503 UNAVAILABLE        Redis cannot be reached
+    ├── Fenced                (internal) a stale owner's write was refused
+    └── CodecError            (internal) a stored blob could not be decoded
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ProcEngineError(Exception):
+    """Root of every error procengine raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(ProcEngineError):
+    """The body could not be parsed at all."""
+
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class ValidationFailed(ProcEngineError):
+    """The body parsed but breaks the rules; `details` lists every problem."""
+
+    status = 422
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message, details=problems)
+        self.problems = problems
+
+
+class Unauthorized(ProcEngineError):
+    """No bearer token, or one the server does not know."""
+
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class NotFound(ProcEngineError):
+    """The resource does not exist for this tenant."""
+
+    status = 404
+    code = "NOT_FOUND"
+
+
+class PayloadTooLarge(ProcEngineError):
+    """The body is over the configured size limit."""
+
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class InvalidTransition(ProcEngineError):
+    """The execution's current status does not allow the requested transition."""
+
+    status = 409
+    code = "INVALID_TRANSITION"
+
+    def __init__(self, message: str, current_status: str) -> None:
+        super().__init__(message, details={"status": current_status})
+        self.current_status = current_status
+
+
+class StateCorrupted(ProcEngineError):
+    """The stored stack or memory cannot be resumed from."""
+
+    status = 409
+    code = "STATE_CORRUPTED"
+
+
+class Unavailable(ProcEngineError):
+    """Redis (or the execution's owner) cannot be reached."""
+
+    status = 503
+    code = "UNAVAILABLE"
+
+
+class Fenced(ProcEngineError):
+    """A write carried a fencing epoch older than the execution's: this node no longer owns it."""
+
+    status = 503
+    code = "UNAVAILABLE"
+
+
+class CodecError(ProcEngineError):
+    """A stored blob is not valid msgpack in the expected shape."""
+
+    status = 409
+    code = "STATE_CORRUPTED"

@@ -1,0 +1,76 @@
+"""The engine as the front door (and the control channel) sees it.
+
+`procengine.actors.engine.Engine` implements this; the HTTP layer depends only on the protocol, so
+its tests can use a stand-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from procengine.engine.definitions import ProcessDefinition
+from procengine.views import (
+    CancelResult,
+    ControlRequest,
+    ElementsView,
+    ExecutionList,
+    ExecutionStatusView,
+    LogView,
+    PauseResult,
+    ProcessList,
+    ProcessSummary,
+    ProcessView,
+    ResumeResult,
+    SignalResult,
+    StartRequest,
+    StartResult,
+    StateView,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: the tenant whose data is visible, who to name in the log, and the request id."""
+
+    tenant: str
+    by: str
+    request_id: str
+
+
+class EngineService(Protocol):
+    async def register_process(self, caller: Caller, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
+        """Register a definition; the bool is True when a new version was created (201), False if identical (200)."""
+        ...
+
+    async def list_processes(self, caller: Caller) -> ProcessList: ...
+
+    async def get_process(self, caller: Caller, process_id: int) -> ProcessView: ...
+
+    async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
+        """Start; the bool is True when created (201), False when the idempotency key matched (200)."""
+        ...
+
+    async def list_executions(
+        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+    ) -> ExecutionList: ...
+
+    async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...
+
+    async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult: ...
+
+    async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult: ...
+
+    async def signal(self, caller: Caller, execution_id: int, name: str, payload: Any) -> SignalResult: ...
+
+    async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView: ...
+
+    async def log(self, caller: Caller, execution_id: int) -> LogView: ...
+
+    async def elements(self, caller: Caller, execution_id: int) -> ElementsView: ...
+
+    async def state(self, caller: Caller, execution_id: int) -> StateView: ...
+
+    async def ready(self) -> bool:
+        """True when Redis answers."""
+        ...

@@ -1,0 +1,75 @@
+"""One settings object, built in `main()` from flags and PROCENGINE_* environment variables, passed down.
+
+pydantic-settings reads the environment (PROCENGINE_REDIS_URL, PROCENGINE_API_TOKENS="tokA=tenantA,...")
+so that flags, env and defaults meet in one typed place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROCENGINE_", frozen=True, extra="ignore")
+
+    redis_url: str | None = None
+    """External Redis; None starts the embedded redis-server under `data_dir`."""
+    data_dir: Path = Path(".procengine")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    prefix: str = Field(default="procengine", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Bearer token -> tenant. Empty: single tenant `default`, loopback only."""
+    handlers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Modules imported at start so that their @task handlers register."""
+
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    pause_grace_ms: int = Field(default=5_000, ge=0)
+    """How long pause lets a running task finish before cancelling and re-queueing it."""
+    passivate_after_ms: int = Field(default=30_000, ge=0)
+    """Paused and finished actors leave memory after this idle time."""
+    node_heartbeat_ms: int = Field(default=1_000, gt=0)
+    node_ttl_ms: int = Field(default=5_000, gt=0)
+    """A node whose heartbeat key is older than this is dead; its executions are adopted."""
+    reconcile_interval_ms: int = Field(default=2_000, gt=0)
+    log_maxlen: int = Field(default=10_000, gt=0)
+    mailbox_size: int = Field(default=256, gt=0)
+    redis_timeout_s: float = Field(default=5.0, gt=0)
+    redis_retries: int = Field(default=3, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_token_pairs(value.split(","))
+        return value
+
+    @field_validator("handlers", mode="before")
+    @classmethod
+    def _parse_handlers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def single_tenant(self) -> bool:
+        return not self.api_tokens
+
+
+def parse_token_pairs(pairs: list[str]) -> dict[str, str]:
+    """`["tokA=tenantA", ...]` -> {"tokA": "tenantA"}; raises ValueError on a malformed pair."""
+    tokens: dict[str, str] = {}
+    for pair in pairs:
+        pair = pair.strip()
+        if not pair:
+            continue
+        token, sep, tenant = pair.partition("=")
+        if not sep or not token.strip() or not tenant.strip():
+            raise ValueError(f"token must look like TOKEN=TENANT, got {pair!r}")
+        tokens[token.strip()] = tenant.strip()
+    return tokens

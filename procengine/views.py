@@ -1,0 +1,188 @@
+"""What the engine answers with: pydantic models shared by the service layer and the front door.
+
+Field names follow the seed document (camelCase) so that they are the JSON the clients see.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StatusName = Literal["running", "paused", "completed", "failed", "cancelled"]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ProcessSummary(_View):
+    processID: int
+    key: str
+    version: int
+
+
+class ProcessView(ProcessSummary):
+    name: str
+    tenant: str
+    createdAt: str
+    definition: dict[str, Any]
+
+
+class ProcessList(_View):
+    items: list[ProcessView]
+
+
+class StartResult(_View):
+    executionID: int
+    status: StatusName
+    processID: int | None = None
+    processVersion: int | None = None
+
+
+class PauseResult(_View):
+    executionID: int
+    status: Literal["paused"] = "paused"
+    completedNodes: int
+    totalNodes: int
+    pausedAt: str
+    inflightNodes: int = 0
+
+
+class ResumeResult(_View):
+    executionID: int
+    status: Literal["running"] = "running"
+    resumedAt: str
+    pendingNodes: int
+    pausedDurationMs: int = 0
+
+
+class CancelResult(_View):
+    executionID: int
+    status: Literal["cancelled"] = "cancelled"
+    cancelledAt: str
+
+
+class SignalResult(_View):
+    executionID: int
+    signal: str
+    accepted: bool = True
+
+
+class Progress(_View):
+    totalNodes: int
+    completedNodes: int
+    failedNodes: int
+    percentage: float
+
+
+class Timing(_View):
+    startedAt: str
+    stoppedAt: str | None
+    durationMs: int
+    pausedAt: str | None = None
+    pausedDurationMs: int = 0
+
+
+class ThreadView(_View):
+    threadExecutionID: int
+    processThreadID: int
+    threadKey: str
+    status: str
+    completedNodes: int
+    totalNodes: int
+
+
+class ExecutionStatusView(_View):
+    executionID: int
+    processID: int
+    processKey: str
+    processVersion: int
+    status: StatusName
+    isActive: bool
+    progress: Progress
+    timing: Timing
+    threads: list[ThreadView]
+    error: dict[str, Any] | None = None
+
+
+class ExecutionSummary(_View):
+    executionID: int
+    processID: int
+    processKey: str
+    processVersion: int
+    status: StatusName
+    startedAt: str
+    stoppedAt: str | None
+
+
+class ExecutionList(_View):
+    items: list[ExecutionSummary]
+    nextCursor: str | None
+
+
+class LogEntry(_View):
+    id: str
+    at: str
+    event: str
+    elementKey: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogView(_View):
+    executionID: int
+    items: list[LogEntry]
+
+
+class ElementView(_View):
+    key: str
+    type: str
+    threadKey: str
+    status: str
+    attempts: int
+    startedAt: str | None
+    stoppedAt: str | None
+    output: Any = None
+    error: str | None = None
+
+
+class ElementsView(_View):
+    executionID: int
+    items: list[ElementView]
+
+
+class StateView(_View):
+    executionID: int
+    active: bool
+    savedAt: str | None
+    stack: dict[str, Any] | None
+    memory: dict[str, Any] | None
+
+
+class StatusRow(_View):
+    id: int
+    name: StatusName
+    isFinal: bool
+    isSuccess: bool
+
+
+class StatusTable(_View):
+    items: list[StatusRow]
+
+
+# --- requests (bodies the front door parses, and the control channel reuses) -----------------
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartRequest(_Request):
+    processID: int | None = Field(default=None, ge=1)
+    processKey: str | None = Field(default=None, min_length=1)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ControlRequest(_Request):
+    reason: str | None = Field(default=None, max_length=1000)
