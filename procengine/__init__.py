@@ -1,0 +1,1 @@
+"""procengine: a durable process engine on asyncio actors and Redis."""

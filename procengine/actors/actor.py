@@ -1,0 +1,491 @@
+"""One execution as an asyncio actor: a mailbox for requests, one runner task per thread.
+
+The actor is the only writer of its execution while it holds the fencing epoch. Requests are handled
+one at a time, so concurrent pause/resume/cancel of one execution are serialised: exactly one wins.
+Thread runners drive the interpreter and checkpoint after every element; they talk back to the actor
+through its mailbox (`Wake`), never by changing its status themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from procengine.actors.mailbox import Mailbox
+from procengine.actors.messages import Cancel, Message, Pause, Request, Resume, Signal, Wake
+from procengine.actors.records import snapshot_commit, transition_log
+from procengine.actors.snapshot import load_state
+from procengine.clock import Clock, iso, parse_iso
+from procengine.engine.compiled import CompiledProcess
+from procengine.engine.interpreter import (
+    AwaitSignal,
+    ElementEvent,
+    ElementFailed,
+    Interpreter,
+    Outcome,
+    Progressed,
+    RunTask,
+    Sleep,
+    ThreadEnded,
+)
+from procengine.engine.state import ExecutionState
+from procengine.errors import CodecError, Fenced, InvalidTransition, ProcEngineError, StateCorrupted
+from procengine.handlers import HandlerRegistry, TaskContext
+from procengine.service import Caller
+from procengine.settings import Settings
+from procengine.statuses import Status
+from procengine.store.codec import encode
+from procengine.store.executions import Commit, ExecutionStore, LogRecord
+from procengine.store.executions import Outcome as WriteOutcome
+from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SYSTEM = Caller(tenant="", by="system", request_id="")
+
+
+@dataclass(frozen=True, slots=True)
+class ActorContext:
+    """What every actor of a node shares."""
+
+    store: ExecutionStore
+    settings: Settings
+    clock: Clock
+    handlers: HandlerRegistry
+    node_id: str
+
+
+@dataclass(slots=True)
+class _TaskResult:
+    ok: bool
+    value: Any = None
+    interrupted: bool = False
+
+
+@dataclass(slots=True)
+class _Failure:
+    element_key: str
+    error: str
+    attempts: int
+
+
+@dataclass
+class ExecutionActor:
+    execution_id: int
+    tenant: str
+    process: CompiledProcess
+    ctx: ActorContext
+    status: Status
+    epoch: int
+    state: ExecutionState
+    fields: dict[str, str]
+    mailbox: Mailbox[Message] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mailbox = Mailbox(self.ctx.settings.mailbox_size)
+        self.interpreter = Interpreter(self.process)
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._wakeups: dict[str, asyncio.Event] = {t.key: asyncio.Event() for t in self.process.threads}
+        self._halt = asyncio.Event()
+        self._halt_tasks = asyncio.Event()
+        self._failure: _Failure | None = None
+        self._crash: BaseException | None = None
+        self._write_lock = asyncio.Lock()
+        self._tasks_in_flight = 0
+        self.stopped = asyncio.Event()
+
+    # --- life ---------------------------------------------------------------------------------
+
+    async def run(self, passivate: Callable[[ExecutionActor], bool]) -> None:
+        """Serve the mailbox until final, fenced, crashed, or idle-while-paused (then `passivate`)."""
+        try:
+            if self.status is Status.RUNNING:
+                self._start_runners()
+            while not self.status.is_final:
+                message = await self._next_message()
+                if message is None:
+                    if passivate(self):
+                        await self._release()
+                        return
+                    continue
+                if isinstance(message, Wake):
+                    await self._settle()
+                else:
+                    await self._handle(message)
+        except Fenced:
+            log.warning("execution %s: fenced, another node owns it now", self.execution_id)
+        except Exception:
+            log.exception("execution %s: actor stopped on an unexpected error", self.execution_id)
+        finally:
+            self.mailbox.close()
+            await self._stop_runners(grace_s=0)
+            self._refuse_queued()
+            self.stopped.set()
+
+    async def _next_message(self) -> Message | None:
+        if self.status is Status.RUNNING:
+            return await self.mailbox.get()
+        try:
+            async with asyncio.timeout(self.ctx.settings.passivate_after_ms / 1000):
+                return await self.mailbox.get()
+        except TimeoutError:
+            return None
+
+    def _refuse_queued(self) -> None:
+        while (message := self.mailbox.get_nowait()) is not None:
+            if not isinstance(message, Wake) and not message.reply.done():
+                message.reply.set_exception(_Retry())
+
+    async def _handle(self, message: Request) -> None:
+        try:
+            result = await self._dispatch(message)
+        except ProcEngineError as exc:
+            if isinstance(exc, Refused):
+                await log_refusal(
+                    self.ctx, self.execution_id, exc.caller, exc.verb, exc.reason, exc.current_status, exc.message
+                )
+            if not message.reply.done():
+                message.reply.set_exception(exc)
+            if isinstance(exc, Fenced):
+                raise
+        else:
+            if not message.reply.done():
+                message.reply.set_result(result)
+        await self._settle()
+
+    def _dispatch(self, message: Request) -> Awaitable[Any]:
+        if isinstance(message, Pause):
+            return self._pause(message)
+        if isinstance(message, Resume):
+            return self._resume(message)
+        if isinstance(message, Cancel):
+            return self._cancel(message)
+        return self._signal(message)
+
+    # --- transitions --------------------------------------------------------------------------
+
+    async def _pause(self, message: Pause) -> PauseResult:
+        self._require(message.caller, "pause", message.reason, Status.RUNNING)
+        inflight = self._tasks_in_flight
+        await self._stop_runners(grace_s=self.ctx.settings.pause_grace_ms / 1000)
+        if self._crash is not None:
+            raise self._crash
+        if await self._settle():  # the last element finished (or failed) while pausing
+            raise Refused(message.caller, "pause", message.reason, self.status)
+        now = self.ctx.clock.now_ms()
+        self.interpreter.freeze_timers(self.state, now)
+        first = self.state.stack[0] if self.state.stack else None
+        self.state.paused_at_node = first.element_id if first else None
+        commit = snapshot_commit(self.state, [], now)
+        commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now))
+        commit.log.append(
+            transition_log(now, "paused", message.caller, "running", "paused", message.reason, inflight=inflight)
+        )
+        await self._write(commit, expect=Status.RUNNING)
+        self.status = Status.PAUSED
+        self.fields["pausedAt"] = iso(now)
+        return PauseResult(
+            executionID=self.execution_id,
+            completedNodes=self.state.completed_nodes,
+            totalNodes=self.process.total_nodes,
+            pausedAt=iso(now),
+            inflightNodes=inflight,
+        )
+
+    async def _resume(self, message: Resume) -> ResumeResult:
+        self._require(message.caller, "resume", message.reason, Status.PAUSED)
+        stored = await self.ctx.store.load(self.execution_id)
+        try:
+            if stored is None:
+                raise StateCorrupted("the execution's keys are gone")
+            state = load_state(stored, self.process)
+        except StateCorrupted as exc:
+            await log_refusal(
+                self.ctx,
+                self.execution_id,
+                message.caller,
+                "resume",
+                message.reason,
+                self.status.value,
+                f"state corrupted: {exc.message}",
+            )
+            raise StateCorrupted(f"execution {self.execution_id} cannot be resumed: {exc.message}") from None
+        now = self.ctx.clock.now_ms()
+        self.interpreter.thaw_timers(state, now)
+        state.paused_at_node = None
+        paused_at = self.fields.get("pausedAt")
+        paused_ms = max(now - parse_iso(paused_at), 0) if paused_at else 0
+        total_paused = int(self.fields.get("pausedDurationMs") or 0) + paused_ms
+        commit = snapshot_commit(state, [], now)
+        commit.execution.update(
+            status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused
+        )
+        commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
+        await self._write(commit, expect=Status.PAUSED)
+        self.state = state
+        self.status = Status.RUNNING
+        self.fields.update(pausedAt="", pausedDurationMs=str(total_paused))
+        self._start_runners()
+        return ResumeResult(
+            executionID=self.execution_id,
+            resumedAt=iso(now),
+            pendingNodes=len(state.stack),
+            pausedDurationMs=paused_ms,
+        )
+
+    async def _cancel(self, message: Cancel) -> CancelResult:
+        source = self.status
+        self._require(message.caller, "cancel", message.reason, Status.RUNNING, Status.PAUSED)
+        await self._stop_runners(grace_s=0)
+        now = self.ctx.clock.now_ms()
+        commit = Commit(
+            execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
+            state={"active": 0, "savedAt": iso(now)},
+            state_delete=["stack", "memory"],
+            log=[transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason)],
+        )
+        await self._write(commit, expect=source)
+        self.status = Status.CANCELLED
+        await self.ctx.store.deactivate(self.execution_id)
+        return CancelResult(executionID=self.execution_id, cancelledAt=iso(now))
+
+    async def _signal(self, message: Signal) -> SignalResult:
+        if self.status not in (Status.RUNNING, Status.PAUSED):
+            raise InvalidTransition(f"execution {self.execution_id} is {self.status.value}", self.status.value)
+        self.interpreter.signal_arrived(self.state, message.name, message.payload)
+        now = self.ctx.clock.now_ms()
+        try:
+            commit = snapshot_commit(self.state, [], now)
+        except CodecError:
+            self.state.memory.signals[message.name].pop()
+            raise
+        detail = {"signal": message.name, "by": message.caller.by, "requestId": message.caller.request_id}
+        commit.log.append(LogRecord(now, "signal-received", None, detail))
+        await self._write(commit, expect=self.status)
+        for wakeup in self._wakeups.values():
+            wakeup.set()
+        return SignalResult(executionID=self.execution_id, signal=message.name)
+
+    def _require(self, caller: Caller, verb: str, reason: str | None, *allowed: Status) -> None:
+        if self.status not in allowed:
+            raise Refused(caller, verb, reason, self.status)
+
+    # --- finishing ----------------------------------------------------------------------------
+
+    async def _settle(self) -> bool:
+        """Finish the execution if its threads are done or one failed; True if it is final now."""
+        if self.status is not Status.RUNNING:
+            return self.status.is_final
+        if self._crash is not None:
+            raise self._crash
+        if self._failure is not None:
+            await self._finish(Status.FAILED)
+            return True
+        if not self.state.stack and all(t.done() for t in self._runners.values()):
+            await self._finish(Status.COMPLETED)
+            return True
+        return False
+
+    async def _finish(self, status: Status) -> None:
+        await self._stop_runners(grace_s=0)
+        now = self.ctx.clock.now_ms()
+        commit = snapshot_commit(self.state, [], now)
+        commit.execution.update(status=status.value, stoppedAt=iso(now))
+        commit.state["active"] = 0
+        extra: dict[str, Any] = {}
+        if self._failure is not None:
+            extra = {
+                "element": self._failure.element_key,
+                "error": self._failure.error,
+                "attempts": self._failure.attempts,
+            }
+            commit.execution["error"] = json.dumps(extra)
+        commit.log.append(transition_log(now, status.value, SYSTEM, "running", status.value, None, **extra))
+        await self._write(commit, expect=Status.RUNNING)
+        self.status = status
+        await self.ctx.store.deactivate(self.execution_id)
+        log.info("execution %s: %s", self.execution_id, status.value)
+
+    async def _release(self) -> None:
+        """Passivation: give up ownership so any node may activate the execution again."""
+        with contextlib.suppress(Fenced):
+            await self._write(Commit(execution={"owner": ""}), expect=self.status)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def _write(self, commit: Commit, *, expect: Status) -> None:
+        """Write atomically under our epoch; the write finishes even if the caller is cancelled."""
+        async with self._write_lock:
+            result = await asyncio.shield(
+                self.ctx.store.commit(self.execution_id, commit, epoch=self.epoch, expect=expect.value)
+            )
+        if result.outcome is WriteOutcome.FENCED:
+            raise Fenced(f"execution {self.execution_id}: epoch {self.epoch} is stale (now {result.epoch})")
+        if result.outcome is WriteOutcome.CONFLICT:
+            raise Fenced(f"execution {self.execution_id}: status is {result.status}, expected {expect.value}")
+
+    async def _checkpoint(self, events: list[ElementEvent]) -> None:
+        await self._write(snapshot_commit(self.state, events, self.ctx.clock.now_ms()), expect=Status.RUNNING)
+
+    # --- thread runners -----------------------------------------------------------------------
+
+    def _start_runners(self) -> None:
+        self._halt.clear()
+        self._halt_tasks.clear()
+        self._failure = None
+        for thread in self.process.threads:
+            if self.state.threads[thread.key].status == "running":
+                task = asyncio.create_task(self._run_thread(thread.key), name=f"exec-{self.execution_id}-{thread.key}")
+                self._runners[thread.key] = task
+                task.add_done_callback(lambda _: self.mailbox.put_internal(Wake()))
+
+    async def _stop_runners(self, *, grace_s: float) -> None:
+        """Stop scheduling; let running tasks finish for `grace_s`, then cut them short."""
+        self._halt.set()
+        for wakeup in self._wakeups.values():
+            wakeup.set()
+        pending = [t for t in self._runners.values() if not t.done()]
+        if pending and grace_s > 0:
+            await asyncio.wait(pending, timeout=grace_s)
+        self._halt_tasks.set()
+        pending = [t for t in self._runners.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        for task in self._runners.values():
+            if not task.done():
+                task.cancel()
+        if self._runners:
+            await asyncio.gather(*self._runners.values(), return_exceptions=True)
+        self._runners.clear()
+
+    async def _run_thread(self, thread_key: str) -> None:
+        try:
+            await self._drive(thread_key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._crash is None:
+                self._crash = exc
+
+    async def _drive(self, thread_key: str) -> None:
+        wakeup = self._wakeups[thread_key]
+        while not self._halt.is_set():
+            wakeup.clear()
+            outcome = self.interpreter.begin(self.state, thread_key, self.ctx.clock.now_ms())
+            if outcome.events:
+                await self._checkpoint(outcome.events)
+            step = outcome.step
+            if isinstance(step, ThreadEnded):
+                return
+            if isinstance(step, ElementFailed):
+                self._failure = _Failure(step.entry.element_key, step.error, step.entry.attempt)
+                return
+            if isinstance(step, Sleep):
+                await _wait(wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
+            elif isinstance(step, AwaitSignal):
+                await _wait(wakeup, None)
+            elif isinstance(step, RunTask):
+                if self._halt.is_set():
+                    self.interpreter.requeue(self.state, thread_key)
+                    return
+                if await self._run_task(thread_key, step):
+                    return
+            else:
+                assert isinstance(step, Progressed)
+
+    async def _run_task(self, thread_key: str, step: RunTask) -> bool:
+        """Run one task attempt and record its outcome; True when the thread must stop."""
+        result = await self._call_handler(step)
+        now = self.ctx.clock.now_ms()
+        if result.interrupted:
+            self.interpreter.requeue(self.state, thread_key)
+            return True
+        outcome: Outcome
+        if result.ok:
+            outcome = self.interpreter.task_succeeded(self.state, thread_key, result.value, now)
+        else:
+            outcome = self.interpreter.task_failed(self.state, thread_key, str(result.value), now)
+        await self._checkpoint(outcome.events)
+        if isinstance(outcome.step, ElementFailed):
+            entry = outcome.step.entry
+            self._failure = _Failure(entry.element_key, outcome.step.error, entry.attempt)
+            return True
+        return False
+
+    async def _call_handler(self, step: RunTask) -> _TaskResult:
+        handler = self.ctx.handlers.get(step.handler)
+        if handler is None:
+            return _TaskResult(False, f"unknown handler {step.handler!r}")
+        context = TaskContext(self.execution_id, step.entry.element_key, step.entry.attempt)
+
+        async def attempt() -> _TaskResult:
+            try:
+                async with asyncio.timeout(step.timeout_ms / 1000 if step.timeout_ms else None):
+                    value = await handler(step.input, context)
+                encode(value)
+            except TimeoutError:
+                return _TaskResult(False, f"timed out after {step.timeout_ms} ms")
+            except CodecError as exc:
+                return _TaskResult(False, exc.message)
+            except Exception as exc:
+                return _TaskResult(False, f"{type(exc).__name__}: {exc}")
+            return _TaskResult(True, value)
+
+        job = asyncio.create_task(attempt())
+        halted = asyncio.create_task(self._halt_tasks.wait())
+        self._tasks_in_flight += 1
+        try:
+            await asyncio.wait({job, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._tasks_in_flight -= 1
+            halted.cancel()
+            if not job.done():
+                job.cancel()
+            await asyncio.gather(job, halted, return_exceptions=True)
+        if job.cancelled():
+            return _TaskResult(False, interrupted=True)
+        return job.result()
+
+
+class Refused(InvalidTransition):
+    """A transition refused for the current status; logged as `refused`."""
+
+    def __init__(self, caller: Caller, verb: str, reason: str | None, status: Status) -> None:
+        super().__init__(f"cannot {verb} an execution that is {status.value}", status.value)
+        self.caller = caller
+        self.verb = verb
+        self.reason = reason
+
+
+class _Retry(ProcEngineError):
+    """The actor stopped before handling the request; the engine sends it again."""
+
+    status = 503
+    code = "UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("the execution's actor stopped; try again")
+
+
+async def log_refusal(
+    ctx: ActorContext, execution_id: int, caller: Caller, verb: str, reason: str | None, status: str, why: str
+) -> None:
+    """Write a `refused` entry; it changes nothing but the log, so it needs no epoch."""
+    now = ctx.clock.now_ms()
+    target = {"pause": "paused", "resume": "running", "cancel": "cancelled"}.get(verb, verb)
+    entry = transition_log(now, "refused", caller, status, target, reason, command=verb, why=why)
+    await ctx.store.commit(execution_id, Commit(log=[entry]), epoch=None, expect="")
+
+
+async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:
+    if timeout_s is not None and timeout_s <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()

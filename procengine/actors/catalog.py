@@ -1,0 +1,70 @@
+"""Process definitions as the engine uses them: validated on registration, compiled once, cached.
+
+Versions are immutable, so a compiled definition is cached by (tenant, processID) for the node's life.
+"""
+
+from __future__ import annotations
+
+from procengine.clock import Clock, iso
+from procengine.engine.compiled import CompiledProcess, compile_process
+from procengine.engine.definitions import ProcessDefinition
+from procengine.errors import NotFound, ValidationFailed
+from procengine.handlers import HandlerRegistry
+from procengine.store.processes import ProcessStore, StoredProcess
+from procengine.views import ProcessList, ProcessSummary, ProcessView
+
+
+class Catalog:
+    def __init__(self, store: ProcessStore, handlers: HandlerRegistry, clock: Clock) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.clock = clock
+        self._compiled: dict[tuple[str, int], CompiledProcess] = {}
+
+    async def register(self, tenant: str, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
+        compile_process(definition, self.handlers.names())
+        process_id, version, created = await self.store.register(tenant, definition, iso(self.clock.now_ms()))
+        return ProcessSummary(processID=process_id, key=definition.key, version=version), created
+
+    async def get(self, tenant: str, process_id: int) -> StoredProcess:
+        stored = await self.store.get(tenant, process_id)
+        if stored is None:
+            raise NotFound(f"process {process_id} not found")
+        return stored
+
+    async def resolve(self, tenant: str, process_id: int | None, process_key: str | None) -> StoredProcess:
+        if process_id is None and process_key is None:
+            raise ValidationFailed("start needs a process", ["give processID or processKey"])
+        if process_id is None:
+            assert process_key is not None
+            latest = await self.store.latest_id(tenant, process_key)
+            if latest is None:
+                raise NotFound(f"process {process_key!r} not found")
+            process_id = latest
+        stored = await self.get(tenant, process_id)
+        if process_key is not None and stored.key != process_key:
+            raise ValidationFailed("processID and processKey disagree", [f"process {process_id} is {stored.key!r}"])
+        return stored
+
+    async def compiled(self, tenant: str, process_id: int) -> CompiledProcess:
+        cached = self._compiled.get((tenant, process_id))
+        if cached is None:
+            stored = await self.get(tenant, process_id)
+            cached = compile_process(stored.definition())
+            self._compiled[(tenant, process_id)] = cached
+        return cached
+
+    async def list(self, tenant: str) -> ProcessList:
+        return ProcessList(items=[view(p) for p in await self.store.list(tenant)])
+
+
+def view(stored: StoredProcess) -> ProcessView:
+    return ProcessView(
+        processID=stored.process_id,
+        key=stored.key,
+        version=stored.version,
+        name=stored.name,
+        tenant=stored.tenant,
+        createdAt=stored.created_at,
+        definition=stored.body,
+    )

@@ -1,0 +1,308 @@
+"""The engine of one node: the EngineService the front door and the control channel call.
+
+Writes go to the execution's actor (activated here if needed); reads come straight from Redis.
+The node's background work (heartbeat, reconciler) is owned here and stopped on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+
+from procengine.actors.actor import ActorContext, ExecutionActor, log_refusal
+from procengine.actors.catalog import Catalog, view
+from procengine.actors.mailbox import MailboxClosed, MailboxFull
+from procengine.actors.messages import Cancel, Pause, Request, Resume, Signal
+from procengine.actors.ownership import Ownership, new_node_id
+from procengine.actors.queries import Queries
+from procengine.actors.records import snapshot_commit, transition_log
+from procengine.actors.registry import Registry
+from procengine.clock import Clock, SystemClock, iso
+from procengine.engine.definitions import ProcessDefinition
+from procengine.engine.interpreter import Interpreter
+from procengine.errors import CodecError, InvalidTransition, ProcEngineError, Unavailable, ValidationFailed
+from procengine.handlers import HandlerRegistry
+from procengine.service import Caller
+from procengine.settings import Settings
+from procengine.statuses import Status
+from procengine.store.codec import encode
+from procengine.store.executions import NEW, ExecutionStore, Outcome
+from procengine.store.keys import Keys
+from procengine.store.processes import ProcessStore
+from procengine.store.scripts import Scripts
+from procengine.views import (
+    CancelResult,
+    ControlRequest,
+    ElementsView,
+    ExecutionList,
+    ExecutionStatusView,
+    LogView,
+    PauseResult,
+    ProcessList,
+    ProcessSummary,
+    ProcessView,
+    ResumeResult,
+    SignalResult,
+    StartRequest,
+    StartResult,
+    StateView,
+)
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+VERB_TARGET = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
+
+
+class Engine:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        handlers: HandlerRegistry,
+        *,
+        clock: Clock | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.keys = Keys(settings.prefix)
+        scripts = Scripts.register(redis)
+        self.store = ExecutionStore(redis, self.keys, scripts, settings.log_maxlen)
+        self.catalog = Catalog(ProcessStore(redis, self.keys, scripts), handlers, self.clock)
+        self.queries = Queries(self.store, self.clock)
+        self.node_id = node_id or new_node_id()
+        self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
+        self.ctx = ActorContext(self.store, settings, self.clock, handlers, self.node_id)
+        self.registry = Registry(self.ctx, self.catalog, self.ownership)
+        self._starting: set[int] = set()
+        self._background: list[asyncio.Task[None]] = []
+
+    # --- life ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.ownership.renew()
+        await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
+        self._background = [
+            asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
+            asyncio.create_task(self._reconcile_forever(), name="reconciler"),
+        ]
+        log.info("node %s: engine started (prefix %s)", self.node_id, self.settings.prefix)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
+        await self.registry.stop_all()
+        with contextlib.suppress(Exception):
+            await self.ownership.leave()
+        log.info("node %s: engine stopped", self.node_id)
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except Exception:
+            return False
+
+    # --- processes ----------------------------------------------------------------------------
+
+    async def register_process(self, caller: Caller, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
+        return await self.catalog.register(caller.tenant, definition)
+
+    async def list_processes(self, caller: Caller) -> ProcessList:
+        return await self.catalog.list(caller.tenant)
+
+    async def get_process(self, caller: Caller, process_id: int) -> ProcessView:
+        return view(await self.catalog.get(caller.tenant, process_id))
+
+    # --- starting -----------------------------------------------------------------------------
+
+    async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
+        stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
+        process = await self.catalog.compiled(caller.tenant, stored.process_id)
+        try:
+            encode(request.variables)
+        except CodecError as exc:
+            raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
+        execution_id = await self.store.allocate("execution")
+        if request.idempotencyKey is not None:
+            existing = await self._claim_idempotency(caller.tenant, request.idempotencyKey, execution_id)
+            if existing is not None:
+                return existing, False
+        first_thread = await self.store.allocate("thread", len(process.threads))
+        thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
+        state = Interpreter(process).initial_state(request.variables, thread_ids)
+        now = self.clock.now_ms()
+        fields: dict[str, str | int] = {
+            "status": Status.RUNNING.value,
+            "processID": stored.process_id,
+            "processKey": stored.key,
+            "processVersion": stored.version,
+            "tenant": caller.tenant,
+            "startedAt": iso(now),
+            "stoppedAt": "",
+            "owner": self.node_id,
+            "epoch": 1,
+            "totalNodes": process.total_nodes,
+            "pausedAt": "",
+            "pausedDurationMs": 0,
+            "idempotencyKey": request.idempotencyKey or "",
+        }
+        commit = snapshot_commit(state, [], now)
+        commit.execution.update(fields)
+        commit.log.append(
+            transition_log(
+                now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
+            )
+        )
+        self._starting.add(execution_id)
+        try:
+            await self.store.index(caller.tenant, execution_id)
+            result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
+            if result.outcome is not Outcome.OK:
+                raise Unavailable(f"execution {execution_id} already exists")
+            actor = ExecutionActor(
+                execution_id=execution_id,
+                tenant=caller.tenant,
+                process=process,
+                ctx=self.ctx,
+                status=Status.RUNNING,
+                epoch=1,
+                state=state,
+                fields={k: str(v) for k, v in fields.items()},
+            )
+            self.registry.spawn(actor)
+        finally:
+            self._starting.discard(execution_id)
+        return StartResult(
+            executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
+        ), True
+
+    async def _claim_idempotency(self, tenant: str, key: str, execution_id: int) -> StartResult | None:
+        """None if this start owns the key; else the execution the first start with it created."""
+        idem_key = self.keys.idempotency(tenant, key)
+        if await self.redis.set(idem_key, execution_id, nx=True):
+            return None
+        raw: Any = await self.redis.get(idem_key)
+        existing = int(raw)
+        fields = await self.store.fields(existing)
+        return StartResult(
+            executionID=existing,
+            status=fields.get("status", "running"),  # type: ignore[arg-type]
+            processID=int(fields["processID"]) if "processID" in fields else None,
+            processVersion=int(fields["processVersion"]) if "processVersion" in fields else None,
+        )
+
+    # --- control ------------------------------------------------------------------------------
+
+    async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult:
+        return await self._ask(caller, execution_id, "pause", lambda f: Pause(caller, request.reason, f))
+
+    async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult:
+        return await self._ask(caller, execution_id, "resume", lambda f: Resume(caller, request.reason, f))
+
+    async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult:
+        return await self._ask(caller, execution_id, "cancel", lambda f: Cancel(caller, request.reason, f))
+
+    async def signal(self, caller: Caller, execution_id: int, name: str, payload: Any) -> SignalResult:
+        try:
+            encode(payload)
+        except CodecError as exc:
+            raise ValidationFailed("signal payload cannot be stored", [exc.message]) from None
+        return await self._ask(caller, execution_id, "signal", lambda f: Signal(caller, name, payload, f))
+
+    async def _ask(
+        self, caller: Caller, execution_id: int, verb: str, make: Callable[[asyncio.Future[R]], Request]
+    ) -> R:
+        deadline_s = self.settings.pause_grace_ms / 1000 + 30
+        for _ in range(5):
+            actor = await self.registry.activate(execution_id, caller.tenant)
+            if actor is None:
+                await self._refuse_final(caller, execution_id, verb)
+            assert actor is not None
+            reply: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+            try:
+                actor.mailbox.put(make(reply))
+            except MailboxClosed:
+                await actor.stopped.wait()
+                continue
+            except MailboxFull:
+                raise Unavailable(f"execution {execution_id} is busy; try again") from None
+            try:
+                async with asyncio.timeout(deadline_s):
+                    return await reply
+            except ProcEngineError as exc:
+                if exc.code == "UNAVAILABLE" and not reply.cancelled() and actor.stopped.is_set():
+                    continue
+                raise
+        raise Unavailable(f"execution {execution_id} could not be reached; try again")
+
+    async def _refuse_final(self, caller: Caller, execution_id: int, verb: str) -> None:
+        fields = await self.queries.require(caller.tenant, execution_id)
+        status = fields["status"]
+        if verb in VERB_TARGET:
+            await log_refusal(self.ctx, execution_id, caller, verb, None, status, f"execution is {status}")
+        raise InvalidTransition(f"cannot {verb} an execution that is {status}", status)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def list_executions(
+        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+    ) -> ExecutionList:
+        return await self.queries.list(caller.tenant, status=status, process_id=process_id, limit=limit, cursor=cursor)
+
+    async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
+        return await self.queries.status(caller.tenant, execution_id)
+
+    async def log(self, caller: Caller, execution_id: int) -> LogView:
+        return await self.queries.log(caller.tenant, execution_id)
+
+    async def elements(self, caller: Caller, execution_id: int) -> ElementsView:
+        return await self.queries.elements(caller.tenant, execution_id)
+
+    async def state(self, caller: Caller, execution_id: int) -> StateView:
+        return await self.queries.state(caller.tenant, execution_id)
+
+    # --- adoption -----------------------------------------------------------------------------
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("node %s: reconcile pass failed", self.node_id)
+            await asyncio.sleep(self.settings.reconcile_interval_ms / 1000)
+
+    async def reconcile(self) -> int:
+        """Adopt running executions nobody live drives; drop final ones from the active set. Returns adopted."""
+        ids = await self.store.active_ids()
+        rows = await self.store.many_fields(ids, ["status", "owner"]) if ids else []
+        owners = {row.get("owner", "") for row in rows} - {"", self.node_id}
+        alive = await self.ownership.alive(owners)
+        adopted = 0
+        for execution_id, row in zip(ids, rows, strict=True):
+            if not row or execution_id in self._starting or self.registry.get(execution_id) is not None:
+                continue
+            status = Status(row["status"])
+            if status.is_final:
+                await self.store.deactivate(execution_id)
+            elif status is Status.RUNNING and row.get("owner", "") not in alive:
+                try:
+                    await self.registry.activate(execution_id, None)
+                    adopted += 1
+                except ProcEngineError as exc:
+                    log.warning("execution %s: not adopted: %s", execution_id, exc.message)
+        return adopted

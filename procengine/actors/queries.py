@@ -1,0 +1,192 @@
+"""Read-only answers, straight from Redis (any node can give them; no actor is activated)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from procengine.clock import Clock, parse_iso
+from procengine.engine.state import ThreadProgress
+from procengine.errors import CodecError, NotFound, ValidationFailed
+from procengine.statuses import Status
+from procengine.store.codec import decode
+from procengine.store.executions import ExecutionStore, StoredExecution
+from procengine.views import (
+    ElementsView,
+    ElementView,
+    ExecutionList,
+    ExecutionStatusView,
+    ExecutionSummary,
+    LogEntry,
+    LogView,
+    Progress,
+    StateView,
+    ThreadView,
+    Timing,
+)
+
+SUMMARY_FIELDS = ["status", "processID", "processKey", "processVersion", "startedAt", "stoppedAt", "tenant"]
+
+
+class Queries:
+    def __init__(self, store: ExecutionStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def _owned(self, tenant: str, execution_id: int) -> StoredExecution:
+        stored = await self.store.load(execution_id)
+        if stored is None or stored.fields.get("tenant") != tenant:
+            raise NotFound(f"execution {execution_id} not found")
+        return stored
+
+    async def require(self, tenant: str, execution_id: int) -> dict[str, str]:
+        """The execution's fields if it is the tenant's, else NotFound."""
+        fields = await self.store.fields(execution_id)
+        if not fields or fields.get("tenant") != tenant:
+            raise NotFound(f"execution {execution_id} not found")
+        return fields
+
+    async def status(self, tenant: str, execution_id: int) -> ExecutionStatusView:
+        stored = await self._owned(tenant, execution_id)
+        fields = stored.fields
+        status = Status(fields["status"])
+        total = int(fields.get("totalNodes", 0))
+        completed = int(fields.get("completedNodes", 0))
+        if status is Status.COMPLETED or total == 0:
+            percentage = 100.0 if status is Status.COMPLETED else 0.0
+        else:
+            percentage = round(completed / total * 100, 2)
+        started = parse_iso(fields["startedAt"])
+        stopped = fields.get("stoppedAt") or None
+        end = parse_iso(stopped) if stopped else self.clock.now_ms()
+        threads = sorted(
+            (ThreadProgress.from_doc(decode(raw)) for raw in stored.threads.values()),
+            key=lambda t: t.process_thread_id,
+        )
+        error = json.loads(fields["error"]) if fields.get("error") else None
+        return ExecutionStatusView(
+            executionID=execution_id,
+            processID=int(fields["processID"]),
+            processKey=fields.get("processKey", ""),
+            processVersion=int(fields.get("processVersion", 0)),
+            status=status.value,
+            isActive=status.is_active,
+            progress=Progress(
+                totalNodes=total,
+                completedNodes=completed,
+                failedNodes=int(fields.get("failedNodes", 0)),
+                percentage=percentage,
+            ),
+            timing=Timing(
+                startedAt=fields["startedAt"],
+                stoppedAt=stopped,
+                durationMs=max(end - started, 0),
+                pausedAt=fields.get("pausedAt") or None,
+                pausedDurationMs=int(fields.get("pausedDurationMs") or 0),
+            ),
+            threads=[
+                ThreadView(
+                    threadExecutionID=t.thread_execution_id,
+                    processThreadID=t.process_thread_id,
+                    threadKey=t.thread_key,
+                    status=t.status,
+                    completedNodes=t.completed_nodes,
+                    totalNodes=t.total_nodes,
+                )
+                for t in threads
+            ],
+            error=error,
+        )
+
+    async def log(self, tenant: str, execution_id: int) -> LogView:
+        await self.require(tenant, execution_id)
+        entries = await self.store.log(execution_id)
+        return LogView(executionID=execution_id, items=[LogEntry(id=entry_id, **doc) for entry_id, doc in entries])
+
+    async def elements(self, tenant: str, execution_id: int) -> ElementsView:
+        await self.require(tenant, execution_id)
+        records = await self.store.elements(execution_id)
+        items = [ElementView(**_element_fields(record)) for record in records.values()]
+        items.sort(key=lambda e: (e.startedAt or "", e.key))
+        return ElementsView(executionID=execution_id, items=items)
+
+    async def state(self, tenant: str, execution_id: int) -> StateView:
+        stored = await self._owned(tenant, execution_id)
+        return StateView(
+            executionID=execution_id,
+            active=stored.state.get("active", b"0") == b"1",
+            savedAt=stored.state["savedAt"].decode() if "savedAt" in stored.state else None,
+            stack=_decoded_or_error(stored.state.get("stack")),
+            memory=_decoded_or_error(stored.state.get("memory")),
+        )
+
+    async def list(
+        self, tenant: str, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+    ) -> ExecutionList:
+        before = _cursor(cursor)
+        items: list[ExecutionSummary] = []
+        last_seen: int | None = before
+        exhausted = False
+        while len(items) < limit:
+            ids = await self.store.page(tenant, last_seen, max(limit, 100))
+            if not ids:
+                exhausted = True
+                break
+            rows = await self.store.many_fields(ids, SUMMARY_FIELDS)
+            for execution_id, row in zip(ids, rows, strict=True):
+                last_seen = execution_id
+                if not row or row.get("tenant") != tenant:
+                    continue
+                if status is not None and row["status"] != status:
+                    continue
+                if process_id is not None and int(row["processID"]) != process_id:
+                    continue
+                items.append(_summary(execution_id, row))
+                if len(items) == limit:
+                    break
+        more = not exhausted and last_seen is not None and bool(await self.store.page(tenant, last_seen, 1))
+        return ExecutionList(items=items, nextCursor=str(last_seen) if more else None)
+
+
+def _cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    if not cursor.isdigit():
+        raise ValidationFailed("bad cursor", [f"cursor: {cursor!r} is not a cursor this API gave"])
+    return int(cursor)
+
+
+def _summary(execution_id: int, row: dict[str, str]) -> ExecutionSummary:
+    return ExecutionSummary(
+        executionID=execution_id,
+        processID=int(row["processID"]),
+        processKey=row.get("processKey", ""),
+        processVersion=int(row.get("processVersion", 0)),
+        status=Status(row["status"]).value,
+        startedAt=row["startedAt"],
+        stoppedAt=row.get("stoppedAt") or None,
+    )
+
+
+def _element_fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key": record["key"],
+        "type": record["type"],
+        "threadKey": record.get("threadKey", ""),
+        "status": record["status"],
+        "attempts": record.get("attempts", 1),
+        "startedAt": record.get("startedAt"),
+        "stoppedAt": record.get("stoppedAt"),
+        "output": record.get("output"),
+        "error": record.get("error"),
+    }
+
+
+def _decoded_or_error(blob: bytes | None) -> dict[str, Any] | None:
+    if not blob:
+        return None
+    try:
+        value = decode(blob)
+    except CodecError as exc:
+        return {"error": exc.message}
+    return value if isinstance(value, dict) else {"error": "not a map"}

@@ -1,0 +1,78 @@
+"""How the actor's state becomes stored records: element records, thread records, log entries,
+transition details. Pure functions, so the shapes are in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from procengine.clock import iso
+from procengine.engine.interpreter import ElementEvent
+from procengine.engine.state import ExecutionState
+from procengine.service import Caller
+from procengine.store.codec import FORMAT_VERSION, encode
+from procengine.store.executions import Commit, LogRecord
+
+
+def element_record(event: ElementEvent) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "key": event.element_key,
+        "type": event.element_type,
+        "threadKey": event.thread_key,
+        "attempts": event.attempt,
+        "startedAt": iso(event.started_at_ms) if event.started_at_ms is not None else None,
+        "stoppedAt": None,
+    }
+    if event.event == "element-started":
+        record.update(status="running", startedAt=iso(event.at_ms))
+    elif event.event == "element-retry":
+        record.update(status="retrying", error=event.error, retryAt=_iso_or_none(event.retry_at_ms))
+    elif event.event == "element-completed":
+        record.update(status="completed", stoppedAt=iso(event.at_ms), output=event.output)
+    else:
+        record.update(status="failed", stoppedAt=iso(event.at_ms), error=event.error)
+    return record
+
+
+def element_log(event: ElementEvent) -> LogRecord:
+    detail: dict[str, Any] = {"thread": event.thread_key, "attempt": event.attempt, "type": event.element_type}
+    if event.error is not None:
+        detail["error"] = event.error
+    if event.retry_at_ms is not None:
+        detail["retryAt"] = iso(event.retry_at_ms)
+    return LogRecord(event.at_ms, event.event, event.element_key, detail)
+
+
+def transition_log(
+    at_ms: int, event: str, caller: Caller, source: str, target: str, reason: str | None, **extra: Any
+) -> LogRecord:
+    detail: dict[str, Any] = {
+        "from": source,
+        "to": target,
+        "by": caller.by,
+        "reason": reason,
+        "requestId": caller.request_id,
+        **extra,
+    }
+    return LogRecord(at_ms, event, None, detail)
+
+
+def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: int) -> Commit:
+    """The checkpoint after an element: stack, memory, counters, threads, element records and log."""
+    saved_at = iso(now_ms)
+    return Commit(
+        execution={"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes},
+        state={
+            "stack": encode(state.to_stack_doc(saved_at)),
+            "memory": encode(state.to_memory_doc(saved_at)),
+            "savedAt": saved_at,
+            "active": 1,
+            "format": FORMAT_VERSION,
+        },
+        elements={event.element_key: element_record(event) for event in events},
+        threads={key: progress.to_doc() for key, progress in state.threads.items()},
+        log=[element_log(event) for event in events],
+    )
+
+
+def _iso_or_none(ms: int | None) -> str | None:
+    return None if ms is None else iso(ms)

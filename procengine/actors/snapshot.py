@@ -1,0 +1,37 @@
+"""Rebuilding an execution's state from Redis, refusing anything that cannot be resumed from."""
+
+from __future__ import annotations
+
+from procengine.engine.compiled import CompiledProcess
+from procengine.engine.state import ExecutionState, ThreadProgress, state_from_docs
+from procengine.errors import CodecError, StateCorrupted
+from procengine.store.codec import check_format, decode
+from procengine.store.executions import StoredExecution
+
+
+def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionState:
+    """The stored stack and memory, validated against the definition; StateCorrupted if unusable."""
+    try:
+        check_format(stored.state.get("format"))
+        stack_blob = stored.state.get("stack")
+        memory_blob = stored.state.get("memory")
+        if not stack_blob:
+            raise StateCorrupted("the stack snapshot is missing or empty")
+        if not memory_blob:
+            raise StateCorrupted("the memory snapshot is missing or empty")
+        threads: dict[str, ThreadProgress] = {}
+        for thread in process.threads:
+            raw = stored.threads.get(thread.key)
+            if raw is None:
+                raise StateCorrupted(f"the record of thread {thread.key!r} is missing")
+            threads[thread.key] = ThreadProgress.from_doc(decode(raw))
+        state = state_from_docs(decode(stack_blob), decode(memory_blob), threads)
+    except CodecError as exc:
+        raise StateCorrupted(exc.message) from None
+    for entry in state.stack:
+        if process.thread_of.get(entry.element_key) != entry.thread_key:
+            raise StateCorrupted(f"the stack names element {entry.element_key!r}, not in thread {entry.thread_key!r}")
+    unfinished = [key for key, progress in threads.items() if progress.status == "running"]
+    if unfinished and not state.stack:
+        raise StateCorrupted(f"the stack is empty but threads {unfinished} have not finished")
+    return state

@@ -1,0 +1,265 @@
+"""The interpreter: given a compiled definition and an execution's state, what happens next.
+
+Pure and synchronous. It never awaits, sleeps or touches Redis: the actor asks `begin` what a thread
+must do now, carries out the waiting or the task, and reports back (`task_succeeded`, `task_failed`).
+Every call that changes the state returns the element events to write in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from procengine.engine.compiled import CompiledProcess
+from procengine.engine.definitions import (
+    DelayElement,
+    EndElement,
+    IfConditionElement,
+    SetVariableElement,
+    TaskElement,
+    WaitSignalElement,
+)
+from procengine.engine.expressions import ExpressionError
+from procengine.engine.state import ExecutionState, Memory, StackEntry, ThreadProgress
+
+EventName = Literal["element-started", "element-completed", "element-failed", "element-retry"]
+
+
+@dataclass(frozen=True, slots=True)
+class ElementEvent:
+    event: EventName
+    element_key: str
+    element_type: str
+    thread_key: str
+    attempt: int
+    at_ms: int
+    output: Any = None
+    error: str | None = None
+    retry_at_ms: int | None = None
+    started_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTask:
+    entry: StackEntry
+    handler: str
+    input: dict[str, Any]
+    timeout_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    entry: StackEntry
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSignal:
+    entry: StackEntry
+    signal: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progressed:
+    """The thread moved on; checkpoint and ask again."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadEnded:
+    """The thread has no pending element."""
+
+
+@dataclass(frozen=True, slots=True)
+class ElementFailed:
+    entry: StackEntry
+    error: str
+
+
+Step = RunTask | Sleep | AwaitSignal | Progressed | ThreadEnded | ElementFailed
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a call decided, and the events to record with the next checkpoint."""
+
+    step: Step
+    events: list[ElementEvent] = field(default_factory=list)
+
+
+class Interpreter:
+    def __init__(self, process: CompiledProcess) -> None:
+        self.process = process
+
+    # --- creating and resuming ---------------------------------------------------------------
+
+    def initial_state(self, variables: dict[str, Any], thread_execution_ids: dict[str, int]) -> ExecutionState:
+        state = ExecutionState(stack=[], memory=Memory(variables=dict(variables)), threads={})
+        for thread in self.process.threads:
+            state.threads[thread.key] = ThreadProgress(
+                thread_key=thread.key,
+                thread_execution_id=thread_execution_ids[thread.key],
+                process_thread_id=thread.process_thread_id,
+                total_nodes=thread.total_nodes,
+            )
+            self._push(state, thread.key, thread.start)
+        return state
+
+    def freeze_timers(self, state: ExecutionState, now_ms: int) -> None:
+        """Pause: every running timer keeps what is left of it."""
+        for entry in state.stack:
+            if entry.due_at_ms is not None:
+                entry.remaining_ms = max(0, entry.due_at_ms - now_ms)
+                entry.due_at_ms = None
+
+    def thaw_timers(self, state: ExecutionState, now_ms: int) -> None:
+        """Resume: frozen timers run again for the time they had left."""
+        for entry in state.stack:
+            if entry.remaining_ms is not None:
+                entry.due_at_ms = now_ms + entry.remaining_ms
+                entry.remaining_ms = None
+
+    def requeue(self, state: ExecutionState, thread_key: str) -> None:
+        """A task cut short by pause will run again with the same attempt number."""
+        entry = state.entry(thread_key)
+        if entry is not None and entry.element_type == "task":
+            entry.started_at_ms = None
+
+    def signal_arrived(self, state: ExecutionState, name: str, payload: Any) -> None:
+        """Keep the signal until a wait for it consumes it."""
+        state.memory.signals.setdefault(name, []).append(payload)
+
+    # --- driving one thread ------------------------------------------------------------------
+
+    def begin(self, state: ExecutionState, thread_key: str, now_ms: int) -> Outcome:
+        """What thread `thread_key` must do now."""
+        entry = state.entry(thread_key)
+        if entry is None:
+            state.threads[thread_key].status = "completed"
+            return Outcome(ThreadEnded())
+        element = self.process.elements[entry.element_key]
+        events: list[ElementEvent] = []
+        if entry.started_at_ms is None and entry.due_at_ms is None:
+            entry.started_at_ms = now_ms
+            events.append(self._event("element-started", entry, now_ms))
+        try:
+            outcome = self._begin_element(state, entry, element, now_ms)
+        except ExpressionError as exc:
+            outcome = self._fail(state, entry, str(exc), now_ms)
+        outcome.events[:0] = events
+        return outcome
+
+    def task_succeeded(self, state: ExecutionState, thread_key: str, output: Any, now_ms: int) -> Outcome:
+        entry = self._current(state, thread_key)
+        element = self.process.elements[entry.element_key]
+        assert isinstance(element, TaskElement)
+        if element.output is not None:
+            state.memory.variables[element.output] = output
+        return self._complete(state, entry, output, element.next, now_ms)
+
+    def task_failed(self, state: ExecutionState, thread_key: str, error: str, now_ms: int) -> Outcome:
+        """Retry with backoff while attempts remain (Sleep), else the element fails for good."""
+        entry = self._current(state, thread_key)
+        element = self.process.elements[entry.element_key]
+        assert isinstance(element, TaskElement)
+        if entry.attempt >= element.retry.maxAttempts:
+            return self._fail(state, entry, error, now_ms)
+        entry.attempt += 1
+        entry.started_at_ms = None
+        entry.due_at_ms = now_ms + element.retry.delay_before(entry.attempt)
+        event = self._event("element-retry", entry, now_ms, error=error, retry_at_ms=entry.due_at_ms)
+        return Outcome(Sleep(entry, entry.due_at_ms), [event])
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _begin_element(self, state: ExecutionState, entry: StackEntry, element: Any, now_ms: int) -> Outcome:
+        variables = state.memory.variables
+        if isinstance(element, TaskElement):
+            if entry.due_at_ms is not None:
+                if now_ms < entry.due_at_ms:
+                    return Outcome(Sleep(entry, entry.due_at_ms))
+                entry.due_at_ms = None
+                entry.started_at_ms = now_ms
+                started = self._event("element-started", entry, now_ms)
+                return Outcome(self._run_task(entry, element, variables), [started])
+            return Outcome(self._run_task(entry, element, variables))
+        if isinstance(element, DelayElement):
+            if entry.due_at_ms is None:
+                entry.due_at_ms = now_ms + element.durationMs
+            if now_ms < entry.due_at_ms:
+                return Outcome(Sleep(entry, entry.due_at_ms))
+            return self._complete(state, entry, {"delayedMs": element.durationMs}, element.next, now_ms)
+        if isinstance(element, WaitSignalElement):
+            waiting = state.memory.signals.get(element.signal)
+            if not waiting:
+                return Outcome(AwaitSignal(entry, element.signal))
+            payload = waiting.pop(0)
+            if not waiting:
+                del state.memory.signals[element.signal]
+            if element.into is not None:
+                variables[element.into] = payload
+            return self._complete(state, entry, payload, element.next, now_ms)
+        if isinstance(element, IfConditionElement):
+            result = self.process.expression(element.condition).evaluate_bool(variables)
+            target = element.then if result else element.else_
+            return self._complete(state, entry, {"result": result, "next": target}, target, now_ms)
+        if isinstance(element, SetVariableElement):
+            values = {name: self.process.expression(src).evaluate(variables) for name, src in element.set.items()}
+            variables.update(values)
+            return self._complete(state, entry, values, element.next, now_ms)
+        assert isinstance(element, EndElement)
+        return self._complete(state, entry, None, None, now_ms)
+
+    def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
+        task_input = {name: self.process.expression(src).evaluate(variables) for name, src in element.input.items()}
+        return RunTask(entry, element.handler, task_input, element.timeoutMs)
+
+    def _complete(
+        self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int
+    ) -> Outcome:
+        state.memory.node_outputs[entry.element_key] = {"status": "success", "data": output}
+        state.threads[entry.thread_key].completed_nodes += 1
+        state.stack.remove(entry)
+        if next_key is not None:
+            self._push(state, entry.thread_key, next_key)
+        return Outcome(Progressed(), [self._event("element-completed", entry, now_ms, output=output)])
+
+    def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int) -> Outcome:
+        """The element failed for good; its entry stays on the stack so a retry can start from it."""
+        state.memory.node_outputs[entry.element_key] = {"status": "failed", "error": error}
+        progress = state.threads[entry.thread_key]
+        progress.failed_nodes += 1
+        progress.status = "failed"
+        return Outcome(ElementFailed(entry, error), [self._event("element-failed", entry, now_ms, error=error)])
+
+    def _push(self, state: ExecutionState, thread_key: str, element_key: str) -> None:
+        element = self.process.elements[element_key]
+        state.stack.append(
+            StackEntry(
+                element_id=self.process.element_ids[element_key],
+                element_key=element_key,
+                element_type=element.type,
+                execution_order=state.next_order,
+                thread_key=thread_key,
+            )
+        )
+        state.next_order += 1
+
+    @staticmethod
+    def _current(state: ExecutionState, thread_key: str) -> StackEntry:
+        entry = state.entry(thread_key)
+        if entry is None:
+            raise LookupError(f"thread {thread_key!r} has no pending element")
+        return entry
+
+    @staticmethod
+    def _event(name: EventName, entry: StackEntry, now_ms: int, **extra: Any) -> ElementEvent:
+        return ElementEvent(
+            name,
+            entry.element_key,
+            entry.element_type,
+            entry.thread_key,
+            entry.attempt,
+            now_ms,
+            started_at_ms=entry.started_at_ms,
+            **extra,
+        )

@@ -1,0 +1,197 @@
+"""The execution's durable state: the stack (pending elements) and the memory (variables, outputs).
+
+`to_stack_doc` / `to_memory_doc` give the seed's shapes (plus a few fields of ours, such as
+`thread_key` and frozen timers); `from_*_doc` read them back and refuse anything malformed with
+`StateCorrupted`, so that resume can validate a snapshot before it changes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from procengine.errors import StateCorrupted
+
+
+@dataclass(slots=True)
+class StackEntry:
+    """One pending element: the next element of one thread."""
+
+    element_id: int
+    element_key: str
+    element_type: str
+    execution_order: int
+    thread_key: str
+    attempt: int = 1
+    due_at_ms: int | None = None
+    """A running timer (delay, or the backoff before a retry), as epoch milliseconds."""
+    remaining_ms: int | None = None
+    """A timer frozen by pause: what was left of it."""
+    started_at_ms: int | None = None
+    """When the element started (set while it is in flight or waiting)."""
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "element_id": self.element_id,
+            "element_key": self.element_key,
+            "element_type": self.element_type,
+            "execution_order": self.execution_order,
+            "thread_key": self.thread_key,
+            "attempt": self.attempt,
+        }
+        if self.due_at_ms is not None:
+            doc["due_at_ms"] = self.due_at_ms
+        if self.remaining_ms is not None:
+            doc["remaining_ms"] = self.remaining_ms
+        if self.started_at_ms is not None:
+            doc["started_at_ms"] = self.started_at_ms
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> StackEntry:
+        if not isinstance(doc, dict):
+            raise StateCorrupted("stack entry is not a map")
+        try:
+            return cls(
+                element_id=_int(doc["element_id"]),
+                element_key=_str(doc["element_key"]),
+                element_type=_str(doc["element_type"]),
+                execution_order=_int(doc["execution_order"]),
+                thread_key=_str(doc["thread_key"]),
+                attempt=_int(doc.get("attempt", 1)),
+                due_at_ms=_opt_int(doc.get("due_at_ms")),
+                remaining_ms=_opt_int(doc.get("remaining_ms")),
+                started_at_ms=_opt_int(doc.get("started_at_ms")),
+            )
+        except KeyError as exc:
+            raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None
+
+
+@dataclass(slots=True)
+class Memory:
+    variables: dict[str, Any] = field(default_factory=dict)
+    node_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signals: dict[str, list[Any]] = field(default_factory=dict)
+    """Signals that arrived before a wait consumed them, oldest first."""
+
+
+@dataclass(slots=True)
+class ThreadProgress:
+    thread_key: str
+    thread_execution_id: int
+    process_thread_id: int
+    total_nodes: int
+    completed_nodes: int = 0
+    failed_nodes: int = 0
+    status: str = "running"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "threadExecutionID": self.thread_execution_id,
+            "processThreadID": self.process_thread_id,
+            "threadKey": self.thread_key,
+            "totalNodes": self.total_nodes,
+            "completedNodes": self.completed_nodes,
+            "failedNodes": self.failed_nodes,
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> ThreadProgress:
+        if not isinstance(doc, dict):
+            raise StateCorrupted("thread record is not a map")
+        try:
+            return cls(
+                thread_key=_str(doc["threadKey"]),
+                thread_execution_id=_int(doc["threadExecutionID"]),
+                process_thread_id=_int(doc["processThreadID"]),
+                total_nodes=_int(doc["totalNodes"]),
+                completed_nodes=_int(doc.get("completedNodes", 0)),
+                failed_nodes=_int(doc.get("failedNodes", 0)),
+                status=_str(doc.get("status", "running")),
+            )
+        except KeyError as exc:
+            raise StateCorrupted(f"thread record lacks {exc.args[0]!r}") from None
+
+
+@dataclass(slots=True)
+class ExecutionState:
+    stack: list[StackEntry]
+    memory: Memory
+    threads: dict[str, ThreadProgress]
+    next_order: int = 1
+    paused_at_node: int | None = None
+
+    @property
+    def completed_nodes(self) -> int:
+        return sum(t.completed_nodes for t in self.threads.values())
+
+    @property
+    def failed_nodes(self) -> int:
+        return sum(t.failed_nodes for t in self.threads.values())
+
+    def entry(self, thread_key: str) -> StackEntry | None:
+        for entry in self.stack:
+            if entry.thread_key == thread_key:
+                return entry
+        return None
+
+    def to_stack_doc(self, saved_at: str) -> dict[str, Any]:
+        return {
+            "execution_stack": [entry.to_doc() for entry in self.stack],
+            "paused_at_node": self.paused_at_node,
+            "saved_at": saved_at,
+            "stack_depth": len(self.stack),
+            "next_order": self.next_order,
+        }
+
+    def to_memory_doc(self, saved_at: str) -> dict[str, Any]:
+        return {
+            "variables": self.memory.variables,
+            "node_outputs": self.memory.node_outputs,
+            "saved_at": saved_at,
+            "variable_count": len(self.memory.variables),
+            "signals": self.memory.signals,
+        }
+
+
+def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadProgress]) -> ExecutionState:
+    """Rebuild the state from the stored documents; StateCorrupted if either is malformed."""
+    if not isinstance(stack_doc, dict) or not isinstance(stack_doc.get("execution_stack"), list):
+        raise StateCorrupted("stack snapshot is not in the expected shape")
+    if not isinstance(memory_doc, dict):
+        raise StateCorrupted("memory snapshot is not a map")
+    variables = memory_doc.get("variables")
+    outputs = memory_doc.get("node_outputs", {})
+    signals = memory_doc.get("signals", {})
+    if not isinstance(variables, dict) or not isinstance(outputs, dict) or not isinstance(signals, dict):
+        raise StateCorrupted("memory snapshot is not in the expected shape")
+    if not all(isinstance(v, list) for v in signals.values()):
+        raise StateCorrupted("memory snapshot has malformed buffered signals")
+    stack = [StackEntry.from_doc(doc) for doc in stack_doc["execution_stack"]]
+    unknown = {entry.thread_key for entry in stack} - set(threads)
+    if unknown:
+        raise StateCorrupted(f"stack names unknown threads: {sorted(unknown)}")
+    return ExecutionState(
+        stack=stack,
+        memory=Memory(variables=variables, node_outputs=outputs, signals=signals),
+        threads=threads,
+        next_order=_int(stack_doc.get("next_order", len(stack) + 1)),
+        paused_at_node=_opt_int(stack_doc.get("paused_at_node")),
+    )
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StateCorrupted(f"expected an integer, found {type(value).__name__}")
+    return value
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise StateCorrupted(f"expected a string, found {type(value).__name__}")
+    return value

@@ -1,0 +1,70 @@
+"""`procengine serve`: Redis (embedded or external), the engine, and the front door, started and stopped
+as one stack so that everything opened is closed in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+
+from aiohttp import web
+
+from procengine.actors.engine import Engine
+from procengine.handlers import HandlerRegistry, builtin_handlers, default_registry
+from procengine.http.app import check_bind_allowed, create_app
+from procengine.redis_server import RedisServer
+from procengine.settings import Settings
+from procengine.store.connection import connect
+
+log = logging.getLogger(__name__)
+
+
+def load_handlers(modules: list[str]) -> HandlerRegistry:
+    """Import the user's handler modules (their @task decorators register) and add the built-ins."""
+    for module in modules:
+        importlib.import_module(module)
+    return builtin_handlers().merged(default_registry)
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    check_bind_allowed(settings)
+    handlers = load_handlers(settings.handlers)
+    async with contextlib.AsyncExitStack() as stack:
+        url = settings.redis_url
+        if url is None:
+            server = await stack.enter_async_context(RedisServer(data_dir=settings.data_dir))
+            url = server.url
+            log.info("embedded redis-server on %s, data in %s", url, settings.data_dir)
+        redis = connect(url, settings)
+        stack.push_async_callback(redis.aclose)
+        engine = await stack.enter_async_context(Engine(redis, settings, handlers))
+        runner = web.AppRunner(create_app(engine, settings), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        print(f"procengine serving on http://{settings.host}:{_bound_port(runner, settings.port)}", flush=True)
+        if ready is not None:
+            ready.set()
+        await _until_signalled()
+
+
+def _bound_port(runner: web.AppRunner, default: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return default
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

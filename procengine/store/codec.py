@@ -1,0 +1,44 @@
+"""The one codec: records to msgpack bytes and back.
+
+Blobs hold plain msgpack of the documented shapes, so any msgpack tool reads them; the format version
+is kept beside them (`format` in the state hash) and checked on load. Every decode failure becomes
+CodecError, whatever msgpack raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from procengine.errors import CodecError
+
+FORMAT_VERSION = 1
+
+
+def encode(value: Any) -> bytes:
+    try:
+        packed: bytes = msgpack.packb(value, use_bin_type=True, datetime=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"value cannot be stored: {exc}") from None
+    return packed
+
+
+def decode(blob: bytes | None) -> Any:
+    if blob is None or blob == b"":
+        raise CodecError("blob is missing")
+    try:
+        return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise CodecError(f"blob is not valid msgpack: {type(exc).__name__}") from None
+
+
+def check_format(value: bytes | str | None) -> None:
+    if value is None:
+        return
+    try:
+        version = int(value)
+    except ValueError:
+        raise CodecError(f"unknown format {value!r}") from None
+    if version != FORMAT_VERSION:
+        raise CodecError(f"format {version} is not readable by this version (reads {FORMAT_VERSION})")

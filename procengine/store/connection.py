@@ -1,0 +1,27 @@
+"""The Redis client, with retries, timeouts and health checks set explicitly (not left to defaults).
+
+Transient errors (a dropped connection, a timeout) are retried with exponential backoff by redis-py's
+Retry before a request fails; what still fails becomes 503 UNAVAILABLE at the front door.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+
+from procengine.settings import Settings
+
+
+def connect(url: str, settings: Settings) -> Redis:
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), settings.redis_retries),
+        retry_on_error=[ConnectionError, TimeoutError],
+        max_connections=256,
+    )

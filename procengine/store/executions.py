@@ -1,0 +1,205 @@
+"""Reads and writes of execution keys. Every write that changes an execution goes through commit.lua,
+checked against the writer's fencing epoch and the expected status."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from redis.asyncio import Redis
+
+from procengine.clock import iso
+from procengine.store.codec import decode, encode
+from procengine.store.keys import Keys
+from procengine.store.scripts import Scripts
+
+Scalar = str | int | float | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    at_ms: int
+    event: str
+    element_key: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Commit:
+    """One atomic write: fields of the execution, state, element and thread hashes, and log entries."""
+
+    execution: dict[str, Scalar] = field(default_factory=dict)
+    state: dict[str, Scalar] = field(default_factory=dict)
+    state_delete: list[str] = field(default_factory=list)
+    elements: dict[str, Any] = field(default_factory=dict)
+    threads: dict[str, Any] = field(default_factory=dict)
+    log: list[LogRecord] = field(default_factory=list)
+
+
+class Outcome(Enum):
+    OK = "OK"
+    FENCED = "FENCED"
+    CONFLICT = "CONFLICT"
+    MISSING = "MISSING"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    outcome: Outcome
+    status: str
+    """The status (for takeover CONFLICT: the owner) found before the write."""
+    epoch: int
+
+
+NEW = "-"
+"""`expect` value for a commit that creates the execution."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredExecution:
+    fields: dict[str, str]
+    state: dict[str, bytes]
+    threads: dict[str, bytes]
+
+    @property
+    def status(self) -> str:
+        return self.fields.get("status", "")
+
+    @property
+    def epoch(self) -> int:
+        return int(self.fields.get("epoch", "0") or 0)
+
+
+class ExecutionStore:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, log_maxlen: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.scripts = scripts
+        self.log_maxlen = log_maxlen
+        self._token_prefix = f"{uuid.uuid4().hex[:12]}:"
+        self._tokens = itertools.count(1)
+
+    async def allocate(self, sequence: str, count: int = 1) -> int:
+        """Reserve `count` ids of a sequence; returns the first."""
+        last = int(await self.redis.incrby(self.keys.sequence(sequence), count))
+        return last - count + 1
+
+    async def commit(self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str) -> WriteResult:
+        """`expect`: comma-separated statuses, "" for any, NEW for a creation."""
+        args: list[Scalar] = [
+            "" if epoch is None else str(epoch),
+            expect,
+            self.log_maxlen,
+            f"{self._token_prefix}{next(self._tokens)}",
+            len(commit.execution),
+            len(commit.state),
+            len(commit.state_delete),
+            len(commit.elements),
+            len(commit.threads),
+            len(commit.log),
+        ]
+        for mapping in (commit.execution, commit.state):
+            for name, value in mapping.items():
+                args += [name, value]
+        args += commit.state_delete
+        for records in (commit.elements, commit.threads):
+            for name, record in records.items():
+                args += [name, encode(record)]
+        for entry in commit.log:
+            args += [iso(entry.at_ms), entry.event, entry.element_key or "", encode(entry.detail)]
+        keys = self.keys.execution(execution_id).all()
+        reply = await self.scripts.commit(keys=keys, args=args)
+        return _result(reply)
+
+    async def takeover(
+        self, execution_id: int, *, owner: str, expected_owner: str, expected_epoch: int, log: LogRecord | None
+    ) -> WriteResult:
+        keys = self.keys.execution(execution_id)
+        args: list[Scalar] = [owner, expected_owner, str(expected_epoch), self.log_maxlen]
+        if log is None:
+            args += ["", "", ""]
+        else:
+            args += [iso(log.at_ms), log.event, encode(log.detail)]
+        reply = await self.scripts.takeover(keys=[keys.execution, keys.log], args=args)
+        return _result(reply)
+
+    async def fields(self, execution_id: int) -> dict[str, str]:
+        raw: Any = await self.redis.hgetall(self.keys.execution(execution_id).execution)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def load(self, execution_id: int) -> StoredExecution | None:
+        keys = self.keys.execution(execution_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.execution)
+            pipe.hgetall(keys.state)
+            pipe.hgetall(keys.threads)
+            raw_fields, raw_state, raw_threads = await pipe.execute()
+        if not raw_fields:
+            return None
+        return StoredExecution(
+            fields={k.decode(): v.decode() for k, v in raw_fields.items()},
+            state={k.decode(): v for k, v in raw_state.items()},
+            threads={k.decode(): v for k, v in raw_threads.items()},
+        )
+
+    async def elements(self, execution_id: int) -> dict[str, Any]:
+        raw: Any = await self.redis.hgetall(self.keys.execution(execution_id).elements)
+        return {k.decode(): decode(v) for k, v in raw.items()}
+
+    async def log(self, execution_id: int, count: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Log entries oldest first: (stream id, {at, event, elementKey, detail})."""
+        raw: Any = await self.redis.xrange(self.keys.execution(execution_id).log, count=count)
+        entries: list[tuple[str, dict[str, Any]]] = []
+        for entry_id, values in raw:
+            fields = {k.decode(): v for k, v in values.items()}
+            entries.append(
+                (
+                    entry_id.decode(),
+                    {
+                        "at": fields.get("at", b"").decode(),
+                        "event": fields.get("event", b"").decode(),
+                        "elementKey": fields.get("elementKey", b"").decode() or None,
+                        "detail": decode(fields["detail"]) if fields.get("detail") else {},
+                    },
+                )
+            )
+        return entries
+
+    # --- indexes (outside the execution's slot, so written beside the scripts, not inside) -----
+
+    async def index(self, tenant: str, execution_id: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.executions(tenant), {str(execution_id): execution_id})
+            pipe.sadd(self.keys.active, str(execution_id))
+            await pipe.execute()
+
+    async def deactivate(self, execution_id: int) -> None:
+        await self.redis.srem(self.keys.active, str(execution_id))
+
+    async def active_ids(self) -> list[int]:
+        members: list[bytes] = [m async for m in self.redis.sscan_iter(self.keys.active, count=1000)]
+        return [int(member) for member in members]
+
+    async def page(self, tenant: str, before: int | None, count: int) -> list[int]:
+        """Execution ids of a tenant, newest first, strictly older than `before`."""
+        top: str = f"({before}" if before is not None else "+inf"
+        raw: Any = await self.redis.zrevrangebyscore(self.keys.executions(tenant), top, "-inf", start=0, num=count)
+        return [int(member) for member in raw]
+
+    async def many_fields(self, execution_ids: list[int], names: list[str]) -> list[dict[str, str]]:
+        """Selected fields of several executions in one round trip ({} for a missing one)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for execution_id in execution_ids:
+                pipe.hmget(self.keys.execution(execution_id).execution, names)
+            rows = await pipe.execute()
+        return [
+            {name: value.decode() for name, value in zip(names, row, strict=True) if value is not None} for row in rows
+        ]
+
+
+def _result(reply: list[Any]) -> WriteResult:
+    outcome, status, epoch = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
+    return WriteResult(Outcome(outcome), status, int(epoch or 0))

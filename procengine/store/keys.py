@@ -1,0 +1,87 @@
+"""Every Redis key procengine writes, built in one place (docs/redis-keys.md lists them for operators).
+
+Every key of one execution carries the hash tag `{<executionID>}` so that all of them live in one Redis
+Cluster slot and one Lua script may touch them together. Per-tenant keys carry `{<tenant>}` likewise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionKeys:
+    """The keys of one execution, in the order the Lua scripts take them."""
+
+    execution: str
+    state: str
+    elements: str
+    threads: str
+    log: str
+
+    def all(self) -> list[str]:
+        return [self.execution, self.state, self.elements, self.threads, self.log]
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    # --- one execution ------------------------------------------------------------------------
+
+    def execution(self, execution_id: int) -> ExecutionKeys:
+        base = f"{self.prefix}:exec:{{{execution_id}}}"
+        return ExecutionKeys(
+            execution=base,
+            state=f"{base}:state",
+            elements=f"{base}:elements",
+            threads=f"{base}:threads",
+            log=f"{base}:log",
+        )
+
+    # --- one tenant ---------------------------------------------------------------------------
+
+    def processes(self, tenant: str) -> str:
+        """Sorted set: processID -> processID, every version of every process of the tenant."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:processes"
+
+    def process(self, tenant: str, process_id: int) -> str:
+        """Hash: one registered version of a definition."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:process:{process_id}"
+
+    def process_key(self, tenant: str, key: str) -> str:
+        """Hash: latestID, latestVersion, latestHash of the definitions registered under `key`."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:process-key:{key}"
+
+    def executions(self, tenant: str) -> str:
+        """Sorted set: executionID -> executionID, the tenant's executions (newest = highest)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:executions"
+
+    def idempotency(self, tenant: str, key: str) -> str:
+        """String: the executionID a start with this idempotency key created."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:idem:{key}"
+
+    # --- the whole engine ---------------------------------------------------------------------
+
+    def sequence(self, name: str) -> str:
+        """String counters: `process`, `execution`, `thread`."""
+        return f"{self.prefix}:seq:{name}"
+
+    @property
+    def active(self) -> str:
+        """Set: ids of executions that are running or paused (what the reconciler looks at)."""
+        return f"{self.prefix}:active"
+
+    def node(self, node_id: str) -> str:
+        """String with a TTL: the heartbeat of a live engine node."""
+        return f"{self.prefix}:node:{node_id}"
+
+    @property
+    def statuses(self) -> str:
+        """Hash: the status table, name -> id."""
+        return f"{self.prefix}:statuses"
+
+    @property
+    def control(self) -> str:
+        """Pub/sub channel for operators' pause/resume/cancel."""
+        return f"{self.prefix}:control"

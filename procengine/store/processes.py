@@ -1,0 +1,81 @@
+"""Registered process definitions: one hash per version, versions numbered per (tenant, key)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from procengine.engine.definitions import ProcessDefinition
+from procengine.store.codec import decode, encode
+from procengine.store.keys import Keys
+from procengine.store.scripts import Scripts
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProcess:
+    process_id: int
+    tenant: str
+    key: str
+    version: int
+    name: str
+    created_at: str
+    body: dict[str, Any]
+
+    def definition(self) -> ProcessDefinition:
+        return ProcessDefinition.model_validate(self.body)
+
+
+class ProcessStore:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.scripts = scripts
+
+    async def register(self, tenant: str, definition: ProcessDefinition, created_at: str) -> tuple[int, int, bool]:
+        """Store a new version unless the body equals the latest; returns (processID, version, created)."""
+        body = definition.canonical()
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        process_id = int(await self.redis.incr(self.keys.sequence("process")))
+        reply: Any = await self.scripts.register_process(
+            keys=[
+                self.keys.process_key(tenant, definition.key),
+                self.keys.process(tenant, process_id),
+                self.keys.processes(tenant),
+            ],
+            args=[
+                process_id,
+                digest,
+                *("key", definition.key, "name", definition.name, "tenant", tenant),
+                *("createdAt", created_at, "hash", digest, "body", encode(body)),
+            ],
+        )
+        found_id, version, created = (int(part) for part in reply)
+        return found_id, version, bool(created)
+
+    async def get(self, tenant: str, process_id: int) -> StoredProcess | None:
+        raw: Any = await self.redis.hgetall(self.keys.process(tenant, process_id))
+        if not raw:
+            return None
+        fields = {k.decode(): v for k, v in raw.items()}
+        return StoredProcess(
+            process_id=process_id,
+            tenant=fields["tenant"].decode(),
+            key=fields["key"].decode(),
+            version=int(fields["version"]),
+            name=fields["name"].decode(),
+            created_at=fields["createdAt"].decode(),
+            body=decode(fields["body"]),
+        )
+
+    async def latest_id(self, tenant: str, key: str) -> int | None:
+        raw: Any = await self.redis.hget(self.keys.process_key(tenant, key), "latestID")
+        return None if raw is None else int(raw)
+
+    async def list(self, tenant: str) -> list[StoredProcess]:
+        ids: Any = await self.redis.zrange(self.keys.processes(tenant), 0, -1)
+        found = [await self.get(tenant, int(process_id)) for process_id in ids]
+        return [process for process in found if process is not None]

@@ -1,0 +1,31 @@
+"""The Lua scripts, read once from the `.lua` files beside this module and registered on a client.
+
+`register_script` gives EVALSHA with a NOSCRIPT fallback, so a restarted Redis is handled for us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+
+def _source(name: str) -> str:
+    return resources.files("procengine.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Scripts:
+    commit: AsyncScript
+    takeover: AsyncScript
+    register_process: AsyncScript
+
+    @classmethod
+    def register(cls, redis: Redis) -> Scripts:
+        return cls(
+            commit=redis.register_script(_source("commit")),
+            takeover=redis.register_script(_source("takeover")),
+            register_process=redis.register_script(_source("register_process")),
+        )
