@@ -35,7 +35,12 @@ class Registry:
         return len(self._actors)
 
     def get(self, execution_id: int) -> ExecutionActor | None:
-        return self._actors.get(execution_id)
+        """The live actor of an execution on this node (one that has closed its mailbox is not live)."""
+        actor = self._actors.get(execution_id)
+        if actor is not None and actor.mailbox.closed:
+            del self._actors[execution_id]
+            return None
+        return actor
 
     def spawn(self, actor: ExecutionActor) -> None:
         self._actors[actor.execution_id] = actor
@@ -63,14 +68,14 @@ class Registry:
 
         `tenant` None is the system (reconciler) asking; otherwise another tenant's execution is NotFound.
         """
-        actor = self._actors.get(execution_id)
+        actor = self.get(execution_id)
         if actor is not None and (tenant is None or actor.tenant == tenant):
             return actor
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         try:
             async with lock:
                 for _ in range(5):
-                    actor = self._actors.get(execution_id)
+                    actor = self.get(execution_id)
                     if actor is not None:
                         break
                     stored = await self.ctx.store.load(execution_id)

@@ -9,7 +9,8 @@
 -- ARGV[2] expected statuses, comma separated ("" = any; "-" = the execution must not exist yet)
 -- ARGV[3] approximate MAXLEN of the log stream
 -- ARGV[4] commit token, unique per write ("" = none): a write whose token is the last one applied is
---         not applied again, so a client retry after a lost reply cannot write twice
+--         not applied again, so a client retry after a lost reply cannot write twice (recorded only
+--         by writes that change execution fields; a log-only write may repeat on a retry)
 -- ARGV[5..10] counts: execution field pairs, state field pairs, state fields to delete,
 --             element field pairs, thread field pairs, log entries (4 values each: at, event, elementKey, detail)
 -- ARGV[11..] the values, in that order
@@ -52,7 +53,7 @@ local function hset_pairs(key, n)
 end
 
 hset_pairs(KEYS[1], n_exec)
-if ARGV[4] ~= '' and (n_exec > 0 or redis.call('EXISTS', KEYS[1]) == 1) then
+if ARGV[4] ~= '' and n_exec > 0 then
   redis.call('HSET', KEYS[1], 'lastCommit', ARGV[4])
 end
 hset_pairs(KEYS[2], n_state)

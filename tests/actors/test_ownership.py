@@ -1,0 +1,99 @@
+"""Single ownership: fencing epochs refuse stale writers; dead nodes' executions are adopted."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from procengine.actors.engine import Engine
+from procengine.store.executions import Commit, LogRecord, Outcome
+from procengine.views import ControlRequest
+from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
+
+
+async def test_a_stale_owner_cannot_write_after_a_takeover(engine: Engine, gate: Gate) -> None:
+    execution_id = await start(engine, definition({"key": "work", "type": "task", "handler": "gate", "next": "e"},
+                                                  {"key": "e", "type": "end"}))
+    await gate.entered.wait()
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    fields = await engine.store.fields(execution_id)
+
+    taken = await engine.store.takeover(
+        execution_id, owner="intruder", expected_owner=fields["owner"], expected_epoch=int(fields["epoch"]), log=None
+    )
+    assert taken.outcome is Outcome.OK and taken.epoch == 2
+    gate.release.set()
+    await actor.stopped.wait()
+
+    assert ("element-completed", "work") not in await events(engine, execution_id)
+    after = await engine.store.fields(execution_id)
+    assert (after["owner"], after["epoch"], after["completedNodes"]) == ("intruder", "2", "0")
+
+
+async def test_commit_with_an_old_epoch_writes_nothing(engine: Engine, redis: Redis) -> None:
+    execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
+    await wait_element(engine, execution_id, "w")
+    keys = engine.keys.execution(execution_id)
+    before = {key: await redis.dump(key) for key in keys.all()}
+
+    result = await engine.store.commit(
+        execution_id,
+        Commit(execution={"status": "completed"}, log=[LogRecord(0, "completed")]),
+        epoch=0,
+        expect="running",
+    )
+
+    assert result.outcome is Outcome.FENCED
+    assert {key: await redis.dump(key) for key in keys.all()} == before
+
+
+async def test_takeover_is_compare_and_set(engine: Engine) -> None:
+    execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
+    fields = await engine.store.fields(execution_id)
+    attempts = await asyncio.gather(
+        *(
+            engine.store.takeover(execution_id, owner=f"n{i}", expected_owner=fields["owner"],
+                                  expected_epoch=int(fields["epoch"]), log=None)
+            for i in range(5)
+        )
+    )
+    assert [a.outcome for a in attempts].count(Outcome.OK) == 1
+
+
+async def crash(engine: Engine) -> None:
+    """Stop a node the way kill -9 would look to the others: no writes, heartbeat left to expire."""
+    for task in engine._background:
+        task.cancel()
+    await asyncio.gather(*engine._background, return_exceptions=True)
+    engine._background = []
+    await engine.registry.stop_all()
+
+
+async def test_a_dead_nodes_running_executions_are_adopted_and_finish(make_engine: EngineFactory) -> None:
+    first = await make_engine()
+    delayed = await start(first, definition({"key": "nap", "type": "delay", "durationMs": 300, "next": "e"},
+                                            {"key": "e", "type": "end"}))
+    waiting = await start(first, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="q"))
+    paused = await start(first, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="q"))
+    await wait_element(first, paused, "w")
+    await first.pause(CALLER, paused, ControlRequest())
+    await crash(first)
+
+    second = await make_engine()
+    assert await wait_status(second, delayed, "completed") == "completed"
+
+    assert [e for e in await events(second, delayed)].count(("element-completed", "nap")) == 1
+    assert "adopted" in [e for e, _ in await events(second, delayed)]
+    owner = (await second.store.fields(waiting))["owner"]
+    async with asyncio.timeout(5):
+        while owner != second.node_id:
+            await asyncio.sleep(0.02)
+            owner = (await second.store.fields(waiting))["owner"]
+    await second.signal(CALLER, waiting, "s", 1)
+    assert await wait_status(second, waiting, "completed") == "completed"
+    assert (await second.status(CALLER, paused)).status == "paused"
+    await second.resume(CALLER, paused, ControlRequest())
+    await second.signal(CALLER, paused, "s", 1)
+    assert await wait_status(second, paused, "completed") == "completed"
