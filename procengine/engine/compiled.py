@@ -84,7 +84,8 @@ def compile_process(definition: ProcessDefinition, known_handlers: Collection[st
             CompiledThread(thread.key, thread_index + 1, thread.start_key, tuple(e.key for e in thread.elements))
         )
 
-    for element in elements.values():
+    # Every element, a duplicate's too: its own problems are listed with the duplicate key.
+    for element in (element for thread in definition.threads for element in thread.elements):
         where = f"element {element.key!r}"
         for source in _sources(element):
             if source in expressions:
@@ -118,7 +119,6 @@ def _check_thread(where: str, thread: ThreadDefinition) -> list[str]:
     local = {element.key: element for element in thread.elements}
     if thread.start_key not in local:
         problems.append(f"{where}: start {thread.start_key!r} is not an element of this thread")
-        return problems
     graph: dict[str, list[str]] = {}
     for element in thread.elements:
         targets = successors(element)
@@ -126,6 +126,8 @@ def _check_thread(where: str, thread: ThreadDefinition) -> list[str]:
             if target not in local:
                 problems.append(f"{where}: element {element.key!r} points to missing element {target!r}")
         graph[element.key] = [t for t in targets if t in local]
+    if thread.start_key not in local:
+        return problems  # reachability means nothing without a start
 
     reachable = _reach(graph, [thread.start_key])
     for element in thread.elements:

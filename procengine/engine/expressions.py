@@ -22,9 +22,17 @@ class Expression:
 
     def evaluate(self, variables: dict[str, Any]) -> Any:
         try:
-            return self._program.execute(variables)
+            value = self._program.execute(variables)
         except Exception as exc:  # the bindings raise RuntimeError/ValueError/TypeError
             raise ExpressionError(f"{self.source!r}: {exc}") from None
+        # CEL timestamps and durations come back as datetime/timedelta, which no checkpoint can hold:
+        # refuse them here, where the element can fail cleanly, not later in the codec.
+        if not _storable(value):
+            raise ExpressionError(
+                f"{self.source!r} gave a value that cannot be stored ({_kind(value)}); "
+                "convert timestamps and durations with string()"
+            )
+        return value
 
     def evaluate_bool(self, variables: dict[str, Any]) -> bool:
         value = self.evaluate(variables)
@@ -40,3 +48,26 @@ def compile_expression(source: str) -> Expression:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ExpressionError(f"bad CEL {source!r}: {first_line}") from None
     return Expression(source, program)
+
+
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def _storable(value: Any) -> bool:
+    """Plain data the msgpack checkpoint can hold: scalars, lists and maps of them."""
+    if isinstance(value, _SCALARS):
+        return True
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, _SCALARS) and _storable(v) for k, v in value.items())
+    return False
+
+
+def _kind(value: Any) -> str:
+    """The first unstorable type in `value`, by name."""
+    if isinstance(value, list):
+        return next(_kind(item) for item in value if not _storable(item))
+    if isinstance(value, dict):
+        return next(_kind(part) for pair in value.items() for part in pair if not _storable(part))
+    return type(value).__name__

@@ -138,6 +138,11 @@ class Interpreter:
             return Outcome(ThreadEnded())
         element = self.process.elements[entry.element_key]
         events: list[ElementEvent] = []
+        if entry.remaining_ms is not None:  # a timer frozen by pause that nobody thawed: it goes on from there
+            entry.due_at_ms = now_ms + entry.remaining_ms
+            entry.remaining_ms = None
+        if isinstance(element, TaskElement) and entry.due_at_ms is not None and now_ms >= entry.due_at_ms:
+            entry.due_at_ms = None  # the backoff before a retry is over: the next attempt starts now
         if entry.started_at_ms is None and entry.due_at_ms is None:
             entry.started_at_ms = now_ms
             events.append(self._event("element-started", entry, now_ms))
@@ -174,13 +179,8 @@ class Interpreter:
     def _begin_element(self, state: ExecutionState, entry: StackEntry, element: Any, now_ms: int) -> Outcome:
         variables = state.memory.variables
         if isinstance(element, TaskElement):
-            if entry.due_at_ms is not None:
-                if now_ms < entry.due_at_ms:
-                    return Outcome(Sleep(entry, entry.due_at_ms))
-                entry.due_at_ms = None
-                entry.started_at_ms = now_ms
-                started = self._event("element-started", entry, now_ms)
-                return Outcome(self._run_task(entry, element, variables), [started])
+            if entry.due_at_ms is not None:  # still in the backoff before a retry
+                return Outcome(Sleep(entry, entry.due_at_ms))
             return Outcome(self._run_task(entry, element, variables))
         if isinstance(element, DelayElement):
             if entry.due_at_ms is None:
@@ -216,8 +216,11 @@ class Interpreter:
     def _complete(
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int
     ) -> Outcome:
+        # An element run again (a loop) completes once for progress: completed never passes total.
+        previous = state.memory.node_outputs.get(entry.element_key)
+        if not (isinstance(previous, dict) and previous.get("status") == "success"):
+            state.threads[entry.thread_key].completed_nodes += 1
         state.memory.node_outputs[entry.element_key] = {"status": "success", "data": output}
-        state.threads[entry.thread_key].completed_nodes += 1
         state.stack.remove(entry)
         if next_key is not None:
             self._push(state, entry.thread_key, next_key)

@@ -166,6 +166,9 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
     signals = memory_doc.get("signals", {})
     if not isinstance(variables, dict) or not isinstance(outputs, dict) or not isinstance(signals, dict):
         raise StateCorrupted("memory snapshot is not in the expected shape")
+    if not all(isinstance(name, str) for name in variables):
+        # msgpack maps may have any keys; CEL refuses a context whose names are not strings
+        raise StateCorrupted("memory snapshot has variable names that are not strings")
     if not all(isinstance(v, list) for v in signals.values()):
         raise StateCorrupted("memory snapshot has malformed buffered signals")
     stack = [StackEntry.from_doc(doc) for doc in stack_doc["execution_stack"]]
@@ -176,7 +179,7 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
         stack=stack,
         memory=Memory(variables=variables, node_outputs=outputs, signals=signals),
         threads=threads,
-        next_order=_int(stack_doc.get("next_order", len(stack) + 1)),
+        next_order=_int(stack_doc.get("next_order", max((e.execution_order for e in stack), default=0) + 1)),
         paused_at_node=_opt_int(stack_doc.get("paused_at_node")),
     )
 

@@ -73,20 +73,24 @@ async def engine(make_engine: EngineFactory) -> Engine:
     return await make_engine()
 
 
-def definition(*elements: dict[str, Any], key: str = "p", threads: list[dict[str, Any]] | None = None) -> ProcessDefinition:
+def definition(
+    *elements: dict[str, Any], key: str = "p", threads: list[dict[str, Any]] | None = None
+) -> ProcessDefinition:
     body: dict[str, Any] = {"key": key, "threads": threads or [{"key": "main", "elements": list(elements)}]}
     return ProcessDefinition.model_validate(body)
 
 
 async def start(engine: Engine, process: ProcessDefinition, variables: dict[str, Any] | None = None) -> int:
     summary, _ = await engine.register_process(CALLER, process)
-    result, _ = await engine.start_execution(CALLER, StartRequest(processID=summary.processID, variables=variables or {}))
+    result, _ = await engine.start_execution(
+        CALLER, StartRequest(processID=summary.processID, variables=variables or {})
+    )
     return result.executionID
 
 
-async def wait_status(engine: Engine, execution_id: int, *statuses: str, timeout: float = 10.0) -> str:
+async def wait_status(engine: Engine, execution_id: int, *statuses: str, within: float = 10.0) -> str:
     """Wait until the stored status is one of `statuses` (final ones: until the actor has stopped)."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             status = (await engine.status(CALLER, execution_id)).status
             if status in statuses:

@@ -13,8 +13,9 @@ from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, event
 
 
 async def test_a_stale_owner_cannot_write_after_a_takeover(engine: Engine, gate: Gate) -> None:
-    execution_id = await start(engine, definition({"key": "work", "type": "task", "handler": "gate", "next": "e"},
-                                                  {"key": "e", "type": "end"}))
+    execution_id = await start(
+        engine, definition({"key": "work", "type": "task", "handler": "gate", "next": "e"}, {"key": "e", "type": "end"})
+    )
     await gate.entered.wait()
     actor = engine.registry.get(execution_id)
     assert actor is not None
@@ -54,8 +55,13 @@ async def test_takeover_is_compare_and_set(engine: Engine) -> None:
     fields = await engine.store.fields(execution_id)
     attempts = await asyncio.gather(
         *(
-            engine.store.takeover(execution_id, owner=f"n{i}", expected_owner=fields["owner"],
-                                  expected_epoch=int(fields["epoch"]), log=None)
+            engine.store.takeover(
+                execution_id,
+                owner=f"n{i}",
+                expected_owner=fields["owner"],
+                expected_epoch=int(fields["epoch"]),
+                log=None,
+            )
             for i in range(5)
         )
     )
@@ -73,8 +79,9 @@ async def crash(engine: Engine) -> None:
 
 async def test_a_dead_nodes_running_executions_are_adopted_and_finish(make_engine: EngineFactory) -> None:
     first = await make_engine()
-    delayed = await start(first, definition({"key": "nap", "type": "delay", "durationMs": 300, "next": "e"},
-                                            {"key": "e", "type": "end"}))
+    delayed = await start(
+        first, definition({"key": "nap", "type": "delay", "durationMs": 300, "next": "e"}, {"key": "e", "type": "end"})
+    )
     waiting = await start(first, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="q"))
     paused = await start(first, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="q"))
     await wait_element(first, paused, "w")

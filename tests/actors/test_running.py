@@ -18,8 +18,13 @@ async def test_a_failing_task_is_retried_then_fails_the_execution(engine: Engine
     execution_id = await start(
         engine,
         definition(
-            {"key": "boom", "type": "task", "handler": "fail", "input": {"message": "'card declined'"},
-             "retry": {"maxAttempts": 3, "backoffMs": 10, "backoffMultiplier": 2.0}},
+            {
+                "key": "boom",
+                "type": "task",
+                "handler": "fail",
+                "input": {"message": "'card declined'"},
+                "retry": {"maxAttempts": 3, "backoffMs": 10, "backoffMultiplier": 2.0},
+            },
         ),
     )
 
@@ -36,12 +41,14 @@ async def test_a_failing_task_is_retried_then_fails_the_execution(engine: Engine
 
 async def test_a_task_that_times_out_fails(engine: Engine) -> None:
     execution_id = await start(
-        engine, definition({"key": "slow", "type": "task", "handler": "sleep", "input": {"ms": "5000"},
-                            "timeoutMs": 50})
+        engine,
+        definition({"key": "slow", "type": "task", "handler": "sleep", "input": {"ms": "5000"}, "timeoutMs": 50}),
     )
     await wait_status(engine, execution_id, "failed")
     assert (await engine.status(CALLER, execution_id)).error == {
-        "element": "slow", "error": "timed out after 50 ms", "attempts": 1
+        "element": "slow",
+        "error": "timed out after 50 ms",
+        "attempts": 1,
     }
 
 
@@ -49,26 +56,34 @@ async def test_all_threads_must_end_and_a_failing_thread_stops_the_others(engine
     threads = [
         {"key": "left", "elements": [{"key": "a", "type": "set-variable", "set": {"x": "1"}}]},
         {"key": "right", "elements": [{"key": "b", "type": "wait-signal", "signal": "never"}]},
-        {"key": "bad", "elements": [{"key": "c", "type": "delay", "durationMs": 100, "next": "d"},
-                                    {"key": "d", "type": "if-condition", "condition": "missing > 1", "then": "e"},
-                                    {"key": "e", "type": "end"}]},
+        {
+            "key": "bad",
+            "elements": [
+                {"key": "c", "type": "delay", "durationMs": 100, "next": "d"},
+                {"key": "d", "type": "if-condition", "condition": "missing > 1", "then": "e"},
+                {"key": "e", "type": "end"},
+            ],
+        },
     ]
     execution_id = await start(engine, definition(threads=threads))
 
     await wait_status(engine, execution_id, "failed")
 
     status = await engine.status(CALLER, execution_id)
-    assert {t.threadKey: t.status for t in status.threads} == {"left": "completed", "right": "running",
-                                                               "bad": "failed"}
+    assert {t.threadKey: t.status for t in status.threads} == {"left": "completed", "right": "running", "bad": "failed"}
     assert status.error is not None and status.error["element"] == "d"
 
 
 async def test_two_threads_complete_together(engine: Engine) -> None:
     threads = [
-        {"key": "one", "elements": [{"key": "a", "type": "delay", "durationMs": 30, "next": "b"},
-                                    {"key": "b", "type": "end"}]},
-        {"key": "two", "elements": [{"key": "c", "type": "task", "handler": "echo", "input": {"v": "7"},
-                                     "output": "seven"}]},
+        {
+            "key": "one",
+            "elements": [{"key": "a", "type": "delay", "durationMs": 30, "next": "b"}, {"key": "b", "type": "end"}],
+        },
+        {
+            "key": "two",
+            "elements": [{"key": "c", "type": "task", "handler": "echo", "input": {"v": "7"}, "output": "seven"}],
+        },
     ]
     execution_id = await start(engine, definition(threads=threads))
     await wait_status(engine, execution_id, "completed")
@@ -151,9 +166,10 @@ async def test_resume_refuses_a_corrupted_snapshot_and_changes_nothing(
 
 async def test_idle_paused_executions_leave_memory_and_come_back(engine: Engine) -> None:
     ids = [await paused_waiting(engine) for _ in range(3)]
+    actors = [engine.registry.get(execution_id) for execution_id in ids]
     async with asyncio.timeout(5):
-        while len(engine.registry):
-            await asyncio.sleep(0.02)
+        await asyncio.gather(*(actor.stopped.wait() for actor in actors if actor is not None))
+    assert len(engine.registry) == 0
     for execution_id in ids:
         resumed = await engine.resume(CALLER, execution_id, ControlRequest())
         assert resumed.pendingNodes == 1

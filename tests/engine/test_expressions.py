@@ -1,0 +1,71 @@
+"""CEL expressions: compiled once, evaluated over variables, never giving what a checkpoint cannot hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from procengine.engine.expressions import ExpressionError, compile_expression
+
+
+@pytest.mark.parametrize(
+    ("source", "variables", "expected"),
+    [
+        ("order_total > 500.0", {"order_total": 599.99}, True),
+        ("order.id", {"order": {"id": "ORD-1"}}, "ORD-1"),
+        ("'a' + b", {"b": "c"}, "ac"),
+        ("[1, 2.5, 'x', null, true]", {}, [1, 2.5, "x", None, True]),
+        ("{'k': [1, {'n': 2}]}", {}, {"k": [1, {"n": 2}]}),
+        ("size(items)", {"items": [1, 2, 3]}, 3),
+        ("has(m.x)", {"m": {}}, False),
+        ("b'ab'", {}, b"ab"),
+    ],
+)
+def test_expressions_give_plain_values(source: str, variables: dict[str, Any], expected: Any) -> None:
+    assert compile_expression(source).evaluate(variables) == expected
+
+
+@pytest.mark.parametrize("source", ["1 +", "", "a b", "f(", "import os"])
+def test_a_source_that_does_not_parse_is_refused_on_one_line(source: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source)
+    assert str(caught.value).startswith(f"bad CEL {source!r}")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "variables"),
+    [("missing + 1", {}), ("1 / 0", {}), ("m.x", {"m": {}}), ("n + 1", {"n": 2**63 - 1}), ("'a' + 1", {})],
+)
+def test_runtime_errors_become_expression_errors(source: str, variables: dict[str, Any]) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source).evaluate(variables)
+    assert repr(source) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("timestamp('2026-02-02T10:30:00Z')", "datetime"),
+        ("duration('90s')", "timedelta"),
+        ("[1, [duration('1s')]]", "timedelta"),
+        ("{'at': timestamp('2026-02-02T10:30:00Z')}", "datetime"),
+    ],
+)
+def test_values_a_checkpoint_cannot_hold_are_refused(source: str, kind: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source).evaluate({})
+    assert f"cannot be stored ({kind})" in str(caught.value)
+
+
+def test_comparing_timestamps_is_still_fine_since_the_result_is_a_bool() -> None:
+    expression = compile_expression("timestamp(a) < timestamp(b)")
+    assert expression.evaluate_bool({"a": "2026-01-01T00:00:00Z", "b": "2026-02-01T00:00:00Z"}) is True
+
+
+def test_evaluate_bool_refuses_anything_but_a_bool() -> None:
+    with pytest.raises(ExpressionError, match="must give a bool, gave int"):
+        compile_expression("1").evaluate_bool({})
+    with pytest.raises(ExpressionError, match="must give a bool, gave str"):
+        compile_expression("'true'").evaluate_bool({})
