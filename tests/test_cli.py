@@ -1,0 +1,130 @@
+"""The `procengine` command: flags over environment over defaults, clear usage errors, the inspect stub."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import procengine
+from procengine.cli import build_parser, main, settings_from_args
+from procengine.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _keep_process_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve puts the working directory on sys.path and configures logging: undo both after each test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+
+
+def settings_for(*argv: str) -> Settings:
+    return settings_from_args(build_parser().parse_args(["serve", *argv]))
+
+
+def test_defaults_apply_when_neither_flag_nor_environment_is_given() -> None:
+    settings = settings_for()
+
+    assert settings == Settings()
+    assert (settings.redis_url, settings.host, settings.port) == (None, "127.0.0.1", 8080)
+
+
+def test_flags_win_over_the_environment_which_wins_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCENGINE_PORT", "9000")
+    monkeypatch.setenv("PROCENGINE_PREFIX", "from-env")
+    monkeypatch.setenv("PROCENGINE_API_TOKENS", "envtok=envtenant")
+
+    settings = settings_for("--prefix", "from-flag", "--token", "a=tenant-a", "--token", "b=tenant-b")
+
+    assert settings.port == 9000
+    assert settings.prefix == "from-flag"
+    assert settings.api_tokens == {"a": "tenant-a", "b": "tenant-b"}
+
+
+def test_every_serve_flag_reaches_the_settings() -> None:
+    settings = settings_for(
+        "--redis-url", "redis://example:6379/0",
+        "--data-dir", "/tmp/pe",
+        "--host", "0.0.0.0",
+        "--port", "0",
+        "--prefix", "pe",
+        "--handlers", "mod.a,mod.b",
+        "--handlers", "mod.c",
+        "--log-level", "debug",
+        "--pause-grace-ms", "10",
+        "--node-ttl-ms", "20",
+        "--passivate-after-ms", "30",
+    )  # fmt: skip
+
+    assert settings.redis_url == "redis://example:6379/0"
+    assert settings.data_dir == Path("/tmp/pe")
+    assert (settings.host, settings.port, settings.prefix) == ("0.0.0.0", 0, "pe")
+    assert settings.handlers == ["mod.a", "mod.b", "mod.c"]
+    assert settings.log_level == "DEBUG"
+    assert (settings.pause_grace_ms, settings.node_ttl_ms, settings.passivate_after_ms) == (10, 20, 30)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--port", "abc"], {}, "argument --port: invalid int value"),
+        (["--port", "70000"], {}, "--port: Input should be less than or equal to 65535"),
+        (["--token", "no-equals-sign"], {}, "--token: token must look like TOKEN=TENANT"),
+        (["--log-level", "loud"], {}, "argument --log-level: invalid choice"),
+        (["--pause-grace-ms", "-1"], {}, "--pause-grace-ms: Input should be greater than or equal to 0"),
+        (["--handlers", "no_such_module_here"], {}, "--handlers: no module named 'no_such_module_here'"),
+        ([], {"PROCENGINE_PORT": "abc"}, "PROCENGINE_PORT: Input should be a valid integer"),
+        ([], {"PROCENGINE_LOG_LEVEL": "loud"}, "PROCENGINE_LOG_LEVEL: must be one of"),
+        (["--bogus"], {}, "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_bad_value_is_a_usage_error_without_a_traceback(
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["serve", *argv]) == 2
+
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_serve_runs_the_server_with_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Settings] = []
+
+    async def serve(settings: Settings) -> None:
+        seen.append(settings)
+
+    fake = types.ModuleType("procengine.server")
+    fake.serve = serve  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "procengine.server", fake)
+    monkeypatch.setattr(procengine, "server", fake, raising=False)
+
+    assert main(["serve", "--port", "0", "--prefix", "p1", "--log-level", "WARNING"]) == 0
+
+    assert len(seen) == 1
+    assert (seen[0].port, seen[0].prefix) == (0, "p1")
+
+
+def test_inspect_is_not_implemented_yet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "12"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_no_command_prints_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "serve" in capsys.readouterr().err
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--help"]) == 0
+    assert "--redis-url" in capsys.readouterr().out
