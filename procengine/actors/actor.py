@@ -340,6 +340,8 @@ class ExecutionActor:
         self._halt_tasks.clear()
         self._failure = None
         for thread in self.process.threads:
+            # No runner is running: a task marked started here was cut short (crash, adoption) and starts again.
+            self.interpreter.requeue(self.state, thread.key)
             if self.state.threads[thread.key].status == "running":
                 task = asyncio.create_task(self._run_thread(thread.key), name=f"exec-{self.execution_id}-{thread.key}")
                 self._runners[thread.key] = task
