@@ -37,7 +37,7 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 
 run: $(STAMP_RUN)
 	@deploy/demo-commands.sh
-	$(BIN)/procengine serve $(ARGS)
+	$(BIN)/procengine serve --register examples/demo.yaml $(ARGS)
 
 test: $(STAMP_TEST)
 	$(BIN)/ruff check procengine tests

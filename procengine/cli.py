@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--handlers", metavar="pkg.module", action="append", help="module whose @task handlers to load (repeatable)"
     )
+    serve.add_argument(
+        "--register",
+        metavar="FILE",
+        action="append",
+        type=Path,
+        dest="definitions",
+        help="definition (YAML or JSON) to register at start, like POST /processes (repeatable)",
+    )
     serve.add_argument("--log-level", metavar="LEVEL", type=str.upper, choices=LOG_LEVELS, help="default INFO")
     serve.add_argument("--pause-grace-ms", metavar="N", type=int, help="how long pause lets a running task finish")
     serve.add_argument("--node-ttl-ms", metavar="N", type=int, help="a silent node's executions are adopted after this")
@@ -162,7 +170,8 @@ def _check_handler_modules(modules: list[str]) -> None:
 def _describe(error: Any, given: dict[str, Any]) -> str:
     field = str(error["loc"][0]) if error.get("loc") else "settings"
     if field in given:
-        where = "--token" if field == "api_tokens" else "--" + field.replace("_", "-")
+        flags = {"api_tokens": "--token", "definitions": "--register"}
+        where = flags.get(field, "--" + field.replace("_", "-"))
     else:
         where = "PROCENGINE_" + field.upper()
     return f"{where}: {error['msg']}"

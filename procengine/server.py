@@ -9,12 +9,17 @@ import importlib
 import logging
 import signal
 
+import yaml
 from aiohttp import web
+from pydantic import ValidationError
 
 from procengine.actors.engine import Engine
+from procengine.engine.definitions import ProcessDefinition
+from procengine.errors import BadRequest, ValidationFailed
 from procengine.handlers import HandlerRegistry, builtin_handlers, default_registry
 from procengine.http.app import check_bind_allowed, create_app
 from procengine.redis_server import RedisServer
+from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.store.connection import connect
 
@@ -40,6 +45,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         redis = connect(url, settings)
         stack.push_async_callback(redis.aclose)
         engine = await stack.enter_async_context(Engine(redis, settings, handlers))
+        await register_files(engine, settings)
         runner = web.AppRunner(create_app(engine, settings), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -49,6 +55,31 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         if ready is not None:
             ready.set()
         await _until_signalled()
+
+
+async def register_files(engine: Engine, settings: Settings) -> None:
+    """`--register FILE`: register each definition in every tenant, as POST /processes would."""
+    for path in settings.definitions:
+        try:
+            body = yaml.safe_load(path.read_text(encoding="utf-8"))
+            definition = ProcessDefinition.model_validate(body)
+        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            raise BadRequest(f"--register {path}: {exc}") from None
+        for tenant in settings.tenants:
+            try:
+                summary, created = await engine.register_process(Caller(tenant, "system", "register"), definition)
+            except ValidationFailed as exc:
+                raise ValidationFailed(f"--register {path}: {'; '.join(exc.problems)}", exc.problems) from None
+            state = "registered" if created else "already registered"
+            log.info(
+                "%s: %s %r version %s (processID %s) for %s",
+                path,
+                state,
+                summary.key,
+                summary.version,
+                summary.processID,
+                tenant,
+            )
 
 
 def _bound_port(runner: web.AppRunner, default: int) -> int:

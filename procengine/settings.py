@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     handlers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Modules imported at start so that their @task handlers register."""
 
+    definitions: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Definition files registered at start (in every configured tenant, or `default`)."""
+
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     pause_grace_ms: int = Field(default=5_000, ge=0)
     """How long pause lets a running task finish before cancelling and re-queueing it."""
@@ -49,6 +52,13 @@ class Settings(BaseSettings):
             return parse_token_pairs(value.split(","))
         return value
 
+    @field_validator("definitions", mode="before")
+    @classmethod
+    def _parse_definitions(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("handlers", mode="before")
     @classmethod
     def _parse_handlers(cls, value: object) -> object:
@@ -59,6 +69,10 @@ class Settings(BaseSettings):
     @property
     def single_tenant(self) -> bool:
         return not self.api_tokens
+
+    @property
+    def tenants(self) -> list[str]:
+        return sorted(set(self.api_tokens.values())) if self.api_tokens else ["default"]
 
 
 def parse_token_pairs(pairs: list[str]) -> dict[str, str]:

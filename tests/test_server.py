@@ -1,0 +1,48 @@
+"""`serve --register FILE`: definitions registered at start, in every tenant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from procengine.actors.engine import Engine
+from procengine.errors import BadRequest, ValidationFailed
+from procengine.handlers import builtin_handlers
+from procengine.server import register_files
+from procengine.service import Caller
+from procengine.settings import Settings
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+async def test_register_files_registers_the_examples_in_every_tenant(redis: Redis, settings: Settings) -> None:
+    configured = settings.model_copy(
+        update={"api_tokens": {"a": "ta", "b": "tb"}, "definitions": sorted(EXAMPLES.glob("*.yaml"))}
+    )
+    async with Engine(redis, configured, builtin_handlers()) as engine:
+        await register_files(engine, configured)
+        await register_files(engine, configured)  # a restart registers nothing new
+        for tenant in ("ta", "tb"):
+            listed = await engine.list_processes(Caller(tenant, tenant, "r"))
+            assert sorted((p.key, p.version) for p in listed.items) == [("demo", 1), ("order-fulfilment", 1)]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("key: [", BadRequest),
+        ("key: x\nthreads: []", BadRequest),
+        ("key: x\nthreads: [{key: m, elements: [{key: a, type: task, handler: nope}]}]", ValidationFailed),
+    ],
+)
+async def test_a_bad_file_stops_the_start_with_its_name(
+    redis: Redis, settings: Settings, tmp_path: Path, text: str, error: type[Exception]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    configured = settings.model_copy(update={"definitions": [bad]})
+    async with Engine(redis, configured, builtin_handlers()) as engine:
+        with pytest.raises(error):
+            await register_files(engine, configured)
