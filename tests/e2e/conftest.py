@@ -17,6 +17,20 @@ from procengine.settings import Settings
 
 BASE = "/api/v1/process-engine"
 TOKENS = {"tok-a": "tenant-a", "tok-b": "tenant-b"}
+WAIT_PROCESS_BODY = {
+    "key": "approval",
+    "name": "Wait for approval",
+    "threads": [
+        {
+            "key": "main",
+            "elements": [
+                {"key": "set", "type": "set-variable", "set": {"total": "amount * 2"}, "next": "wait"},
+                {"key": "wait", "type": "wait-signal", "signal": "approve", "into": "approval", "next": "end"},
+                {"key": "end", "type": "end"},
+            ],
+        }
+    ],
+}
 
 
 class Api:

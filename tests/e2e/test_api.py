@@ -7,23 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Api, wait_for_status
+from tests.e2e.conftest import WAIT_PROCESS_BODY, Api, wait_for_status
 from tests.engine_example import ORDER_FULFILMENT_YAML
 
-WAIT_PROCESS = {
-    "key": "approval",
-    "name": "Wait for approval",
-    "threads": [
-        {
-            "key": "main",
-            "elements": [
-                {"key": "set", "type": "set-variable", "set": {"total": "amount * 2"}, "next": "wait"},
-                {"key": "wait", "type": "wait-signal", "signal": "approve", "into": "approval", "next": "end"},
-                {"key": "end", "type": "end"},
-            ],
-        }
-    ],
-}
+WAIT_PROCESS = WAIT_PROCESS_BODY
 
 
 async def started(api: Api, variables: dict[str, Any] | None = None) -> int:

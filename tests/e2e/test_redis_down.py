@@ -1,0 +1,49 @@
+"""Redis unreachable: clients get 503 UNAVAILABLE (after redis-py's retries), never a 500; it recovers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from procengine.actors.engine import Engine
+from procengine.handlers import builtin_handlers
+from procengine.http.app import create_app
+from procengine.settings import Settings
+from procengine.store.connection import connect
+from tests.conftest import RedisServerFactory
+from tests.e2e.conftest import BASE, WAIT_PROCESS_BODY
+
+
+async def test_requests_get_503_while_redis_is_down_and_work_again_after(
+    redis_server_factory: RedisServerFactory, settings: Settings
+) -> None:
+    server = redis_server_factory()
+    configured = settings.model_copy(update={"redis_url": server.url, "redis_timeout_s": 0.5, "redis_retries": 2})
+    redis = connect(server.url, configured)
+    try:
+        async with (
+            Engine(redis, configured, builtin_handlers()) as engine,
+            TestClient(TestServer(create_app(engine, configured))) as client,
+        ):
+            created = await client.post(f"{BASE}/processes", json=WAIT_PROCESS_BODY)
+            assert created.status == 201
+            server.kill()
+
+            for method, path, body in (
+                ("GET", "/processes", None),
+                ("POST", "/executions/processes", {"processKey": "approval"}),
+                ("GET", "/executions/processes/1/status", None),
+            ):
+                response = await client.request(method, BASE + path, json=body)
+                payload: dict[str, Any] = await response.json()
+                assert (response.status, payload["error"]["code"]) == (503, "UNAVAILABLE"), payload
+                assert "Traceback" not in str(payload)
+            assert (await client.get("/ready")).status == 503
+
+            server.restart()
+            assert (await client.get("/ready")).status == 200
+            listed = await client.get(f"{BASE}/processes")
+            assert listed.status == 200 and len((await listed.json())["data"]["items"]) == 1
+    finally:
+        await redis.aclose()
