@@ -1,26 +1,16 @@
-"""The contract's example definition, shared by tests."""
+"""The contract's example definition (shipped verbatim as examples/order-fulfilment.yaml), shared by tests."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import yaml
 
 from procengine.engine.definitions import ProcessDefinition
 
-ORDER_FULFILMENT_YAML = """
-key: order-fulfilment
-name: Order fulfilment
-threads:
-  - key: main
-    start: fetch_order
-    elements:
-      - {key: fetch_order, type: task, handler: echo, input: {id: "order_id"}, output: order, next: verify,
-         retry: {maxAttempts: 3, backoffMs: 100, backoffMultiplier: 2.0}, timeoutMs: 30000}
-      - {key: verify, type: if-condition, condition: "order_total > 500.0", then: premium, else: standard}
-      - {key: premium, type: set-variable, set: {is_premium: "true"}, next: approve}
-      - {key: standard, type: set-variable, set: {is_premium: "false"}, next: approve}
-      - {key: approve, type: wait-signal, signal: approval, into: approval, next: cool_off}
-      - {key: cool_off, type: delay, durationMs: 100, next: done}
-      - {key: done, type: end}
-"""
+ORDER_FULFILMENT_YAML = (Path(__file__).resolve().parent.parent / "examples" / "order-fulfilment.yaml").read_text()
 
-ORDER_FULFILMENT = ProcessDefinition.model_validate(yaml.safe_load(ORDER_FULFILMENT_YAML))
+ORDER_FULFILMENT_FAST_YAML = ORDER_FULFILMENT_YAML.replace("durationMs: 1000", "durationMs: 100")
+"""The same with a 100 ms cool-off, for tests that run it to the end."""
+
+ORDER_FULFILMENT = ProcessDefinition.model_validate(yaml.safe_load(ORDER_FULFILMENT_FAST_YAML))

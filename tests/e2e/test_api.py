@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import WAIT_PROCESS_BODY, Api, wait_for_status
-from tests.engine_example import ORDER_FULFILMENT_YAML
+from tests.engine_example import ORDER_FULFILMENT_FAST_YAML as ORDER_FULFILMENT_YAML
 
 WAIT_PROCESS = WAIT_PROCESS_BODY
 

@@ -9,24 +9,9 @@ from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import ElementEvent, Interpreter, Outcome, Progressed, Step
 from procengine.engine.state import ExecutionState
+from tests.engine_example import ORDER_FULFILMENT_YAML
 
-# The contract's example (section 2), embedded: examples/ may not hold it yet.
-ORDER_FULFILMENT_YAML = """
-key: order-fulfilment            # unique per tenant; registering a changed body makes version N+1
-name: Order fulfilment
-threads:
-  - key: main
-    start: fetch_order           # optional: defaults to the first element
-    elements:
-      - {key: fetch_order, type: task, handler: echo, input: {id: "order_id"}, output: order, next: verify,
-         retry: {maxAttempts: 3, backoffMs: 100, backoffMultiplier: 2.0}, timeoutMs: 30000}
-      - {key: verify, type: if-condition, condition: "order_total > 500.0", then: premium, else: standard}
-      - {key: premium, type: set-variable, set: {is_premium: "true"}, next: approve}
-      - {key: standard, type: set-variable, set: {is_premium: "false"}, next: approve}
-      - {key: approve, type: wait-signal, signal: approval, into: approval, next: cool_off}
-      - {key: cool_off, type: delay, durationMs: 1000, next: done}
-      - {key: done, type: end}
-"""
+__all__ = ["ORDER_FULFILMENT_YAML", "Run", "definition"]
 
 
 def definition(*elements: dict[str, Any], key: str = "p", **threads: list[dict[str, Any]]) -> ProcessDefinition:
