@@ -1,0 +1,152 @@
+"""One handler per route: parse the request, call the `EngineService`, wrap the answer in the envelope.
+
+Handlers hold no try/except for error mapping: every failure is an exception that `error_middleware`
+renders. Which route calls which handler is the table in `routes.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from procengine.engine.definitions import ProcessDefinition
+from procengine.errors import Unavailable
+from procengine.http.body import read_any, read_model, read_optional_model
+from procengine.http.context import caller, engine, settings
+from procengine.http.params import execution_id, execution_query, process_id, signal_name
+from procengine.http.responses import ok
+from procengine.statuses import Status
+from procengine.views import ControlRequest, StartRequest, StatusRow, StatusTable
+
+__all__ = [
+    "Probe",
+    "cancel_execution",
+    "execution_elements",
+    "execution_log",
+    "execution_state",
+    "execution_status",
+    "get_process",
+    "health",
+    "list_executions",
+    "list_processes",
+    "list_statuses",
+    "pause_execution",
+    "ready",
+    "register_process",
+    "resume_execution",
+    "send_signal",
+    "start_execution",
+]
+
+
+class Probe(BaseModel):
+    """The answer of /health ("ok") and /ready ("ready")."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["ok", "ready"]
+
+
+STATUS_TABLE: Final = StatusTable(
+    items=[StatusRow(id=s.id, name=s.value, isFinal=s.is_final, isSuccess=s.is_success) for s in Status]
+)
+
+
+# --- probes (outside the base path, no auth) ---------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    return ok(Probe(status="ok"))
+
+
+async def ready(request: web.Request) -> web.Response:
+    try:
+        async with asyncio.timeout(settings(request).redis_timeout_s):
+            is_ready = await engine(request).ready()
+    except TimeoutError:
+        is_ready = False
+    if not is_ready:
+        raise Unavailable("not ready: the store cannot be reached")
+    return ok(Probe(status="ready"))
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+async def register_process(request: web.Request) -> web.Response:
+    definition = await read_model(request, ProcessDefinition)
+    summary, created = await engine(request).register_process(caller(request), definition)
+    return ok(summary, 201 if created else 200)
+
+
+async def list_processes(request: web.Request) -> web.Response:
+    return ok(await engine(request).list_processes(caller(request)))
+
+
+async def get_process(request: web.Request) -> web.Response:
+    return ok(await engine(request).get_process(caller(request), process_id(request)))
+
+
+# --- executions --------------------------------------------------------------------------------
+
+
+async def start_execution(request: web.Request) -> web.Response:
+    start = await read_model(request, StartRequest)
+    result, created = await engine(request).start_execution(caller(request), start)
+    return ok(result, 201 if created else 200)
+
+
+async def list_executions(request: web.Request) -> web.Response:
+    query = execution_query(request)
+    page = await engine(request).list_executions(
+        caller(request), status=query.status, process_id=query.processID, limit=query.limit, cursor=query.cursor
+    )
+    return ok(page)
+
+
+async def pause_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    control = await read_optional_model(request, ControlRequest)
+    return ok(await engine(request).pause(caller(request), target, control))
+
+
+async def resume_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    control = await read_optional_model(request, ControlRequest)
+    return ok(await engine(request).resume(caller(request), target, control))
+
+
+async def cancel_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    control = await read_optional_model(request, ControlRequest)
+    return ok(await engine(request).cancel(caller(request), target, control))
+
+
+async def send_signal(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    name = signal_name(request)
+    payload = await read_any(request)
+    return ok(await engine(request).signal(caller(request), target, name, payload), 202)
+
+
+async def execution_status(request: web.Request) -> web.Response:
+    return ok(await engine(request).status(caller(request), execution_id(request)))
+
+
+async def execution_log(request: web.Request) -> web.Response:
+    return ok(await engine(request).log(caller(request), execution_id(request)))
+
+
+async def execution_elements(request: web.Request) -> web.Response:
+    return ok(await engine(request).elements(caller(request), execution_id(request)))
+
+
+async def execution_state(request: web.Request) -> web.Response:
+    return ok(await engine(request).state(caller(request), execution_id(request)))
+
+
+async def list_statuses(request: web.Request) -> web.Response:
+    return ok(STATUS_TABLE)

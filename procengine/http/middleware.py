@@ -1,0 +1,175 @@
+"""The three middlewares, outermost first:
+
+1. `request_id_middleware` — takes `X-Request-ID` (or makes one) and echoes it on every answer;
+2. `error_middleware` — the one place where exceptions become error envelopes, so handlers hold no
+   try/except for that;
+3. `auth_middleware` — for paths under the base path, turns the bearer token into the request's `Caller`.
+
+Auth sits inside the error middleware so that its `Unauthorized` is rendered like every other error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from procengine.errors import ProcEngineError, Unauthorized
+from procengine.http import context
+from procengine.http.responses import error_response
+from procengine.http.spec import under_base_path
+from procengine.service import Caller
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "REQUEST_ID_HEADER",
+    "auth_middleware",
+    "error_middleware",
+    "request_id_middleware",
+]
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+DEFAULT_TENANT = "default"
+
+# A client's id is kept only if it is short and plain: it lands in logs and in the audit trail.
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+# aiohttp's own exceptions (router misses, body limit) and the contract's codes for them.
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    503: "UNAVAILABLE",
+}
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request[context.REQUEST_ID_KEY] = rid
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # only redirects get past the error middleware
+        exc.headers[REQUEST_ID_HEADER] = rid
+        raise
+    response.headers[REQUEST_ID_HEADER] = rid
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProcEngineError as exc:
+        return _from_engine_error(request, exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(request, exc)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning(
+            "redis unreachable on %s %s (request %s): %r",
+            request.method,
+            request.path,
+            context.request_id(request),
+            exc,
+        )
+        return error_response(503, "UNAVAILABLE", "the store cannot be reached; try again")
+    except Exception:
+        rid = context.request_id(request)
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
+        # The traceback stays in the server log; the client gets the id to quote.
+        return error_response(500, "INTERNAL", f"internal error (request id {rid})")
+
+
+def _from_engine_error(request: web.Request, exc: ProcEngineError) -> web.Response:
+    if exc.status >= 500:
+        log.warning(
+            "%s on %s %s (request %s): %s",
+            type(exc).__name__,
+            request.method,
+            request.path,
+            context.request_id(request),
+            exc.message,
+        )
+    headers = {"WWW-Authenticate": 'Bearer realm="procengine"'} if isinstance(exc, Unauthorized) else None
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers)
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    status = exc.status
+    name, phrase = _describe(status)
+    code = _HTTP_CODES.get(status, name)
+    headers: dict[str, str] = {}
+    if isinstance(exc, web.HTTPNotFound):
+        message = f"{request.method} {request.path} not found"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        headers["Allow"] = allowed
+        message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        message = f"request body is over the limit of {context.settings(request).max_body_bytes} bytes"
+    else:
+        message = phrase
+    return error_response(status, code, message, headers=headers or None)
+
+
+def _describe(status: int) -> tuple[str, str]:
+    """(code, message) for an HTTP status the contract has no code for: `IM_A_TEAPOT`, "i'm a teapot"."""
+    try:
+        known = HTTPStatus(status)
+    except ValueError:
+        return "ERROR", "error"
+    return known.name, known.phrase.lower()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if _needs_caller(request):
+        settings = context.settings(request)
+        if settings.single_tenant:
+            tenant = DEFAULT_TENANT
+        else:
+            tenant = _tenant_for(request.headers.get("Authorization"), settings.api_tokens)
+        request[context.CALLER_KEY] = Caller(tenant=tenant, by=tenant, request_id=context.request_id(request))
+    return await handler(request)
+
+
+def _needs_caller(request: web.Request) -> bool:
+    # Judge by the decoded path and by the route it matched, so no spelling of a path can reach an
+    # authenticated route without a token.
+    if under_base_path(request.path):
+        return True
+    resource = request.match_info.route.resource
+    return resource is not None and under_base_path(resource.canonical)
+
+
+def _tenant_for(authorization: str | None, tokens: Mapping[str, str]) -> str:
+    if not authorization:
+        raise Unauthorized("missing bearer token: send Authorization: Bearer <token>")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Authorization must be: Bearer <token>")
+    # Compare against every known token in constant time; do not stop at the first match.
+    found: str | None = None
+    given = token.encode()
+    for known, tenant in tokens.items():
+        if hmac.compare_digest(given, known.encode()):
+            found = tenant
+    if found is None:
+        raise Unauthorized("unknown bearer token")
+    return found

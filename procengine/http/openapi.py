@@ -1,0 +1,196 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models.
+
+Component schemas come from pydantic (`models_json_schema`, which is `model_json_schema` for several
+models at once: shared `$defs` are emitted once, and a model used both as input and as output gets
+distinct `-Input`/`-Output` names instead of one silently overwriting the other).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from http import HTTPStatus
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from procengine.engine.definitions import Identifier
+from procengine.http.context import OPENAPI_KEY
+from procengine.http.responses import ErrorEnvelope, raw_json
+from procengine.http.spec import RouteSpec
+
+__all__ = ["build_openapi", "render_openapi", "serve_openapi"]
+
+REF_TEMPLATE: Final = "#/components/schemas/{model}"
+BODY_TYPES: Final = ("application/json", "application/yaml")
+SECURITY_SCHEME: Final = "bearerAuth"
+
+_ID_SCHEMA: Final[dict[str, Any]] = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
+    "processID": (_ID_SCHEMA, "A process definition's id."),
+    "id": (_ID_SCHEMA, "An execution's id."),
+    "name": (TypeAdapter(Identifier).json_schema(), "The signal's name, as a wait-signal element names it."),
+}
+
+
+async def serve_openapi(request: web.Request) -> web.Response:
+    return raw_json(request.app[OPENAPI_KEY])
+
+
+def render_openapi(routes: Sequence[RouteSpec]) -> bytes:
+    return json.dumps(build_openapi(routes), separators=(",", ":")).encode()
+
+
+def build_openapi(routes: Sequence[RouteSpec]) -> dict[str, Any]:
+    refs, schemas = _schemas(routes)
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in routes:
+        operations = paths.setdefault(spec.path, {})
+        method = spec.method.lower()
+        if method in operations:
+            raise ValueError(f"route {spec.method} {spec.path} is in the table twice")
+        operations[method] = _operation(spec, refs, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "procengine",
+            "version": _version(),
+            "description": "A durable process engine. Every answer is wrapped in an envelope: "
+            '`{"success": true, "data": ...}` or `{"success": false, "error": {"code", "message", "details"?}}`.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+_Refs = dict[tuple[type[Any], JsonSchemaMode], dict[str, Any]]
+
+
+def _schemas(routes: Sequence[RouteSpec]) -> tuple[_Refs, dict[str, Any]]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorEnvelope, "serialization")]
+    for spec in routes:
+        if spec.request_model is not None:
+            wanted.append((spec.request_model, "validation"))
+        if spec.response_model is not None:
+            wanted.append((spec.response_model, "serialization"))
+    refs, top = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF_TEMPLATE)
+    return dict(refs), dict(top.get("$defs", {}))
+
+
+def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": spec.operation_id,
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "security": [{SECURITY_SCHEME: []}] if spec.authenticated else [],
+    }
+    parameters = [_path_param(name) for name in spec.path_params]
+    if spec.query_model is not None:
+        query = spec.query_model.model_json_schema(ref_template=REF_TEMPLATE)
+        schemas.update(query.pop("$defs", {}))
+        parameters += _query_params(query)
+    if parameters:
+        operation["parameters"] = parameters
+    body = _request_body(spec, refs)
+    if body is not None:
+        operation["requestBody"] = body
+    operation["responses"] = _responses(spec, refs)
+    return operation
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    try:
+        schema, description = PATH_PARAMS[name]
+    except KeyError:
+        raise ValueError(f"path parameter {{{name}}} has no schema in openapi.PATH_PARAMS") from None
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+def _query_params(model_schema: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(model_schema.get("required", []))
+    params = []
+    for name, prop in model_schema.get("properties", {}).items():
+        schema = {k: v for k, v in prop.items() if k not in ("title", "description")}
+        param = {"name": name, "in": "query", "required": name in required, "schema": schema}
+        if "description" in prop:
+            param["description"] = prop["description"]
+        params.append(param)
+    return params
+
+
+def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
+    if spec.body == "none":
+        return None
+    if spec.body == "any":
+        return {
+            "required": False,
+            "description": "The payload itself: any JSON value; an empty body is null.",
+            "content": {"application/json": {"schema": {}}},
+        }
+    if spec.request_model is None:
+        raise ValueError(f"route {spec.method} {spec.path} reads a body but names no request_model")
+    schema = refs[(spec.request_model, "validation")]
+    return {
+        "required": spec.body == "required",
+        "content": {content_type: {"schema": schema} for content_type in BODY_TYPES},
+    }
+
+
+def _responses(spec: RouteSpec, refs: _Refs) -> dict[str, Any]:
+    if spec.response_model is None:
+        success: dict[str, Any] = {"type": "object"}
+    else:
+        success = {
+            "type": "object",
+            "required": ["success", "data"],
+            "properties": {"success": {"const": True}, "data": refs[(spec.response_model, "serialization")]},
+        }
+    responses: dict[str, Any] = {}
+    for status in (spec.status, *spec.also):
+        responses[str(status)] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"schema": success}},
+        }
+    error = {"content": {"application/json": {"schema": refs[(ErrorEnvelope, "serialization")]}}}
+    for status in sorted(_error_statuses(spec)):
+        responses[str(status)] = {"description": _ERROR_TEXT.get(status, HTTPStatus(status).phrase), **error}
+    responses["default"] = {"description": "Unexpected error (500 INTERNAL, with a request id to quote)", **error}
+    return responses
+
+
+_ERROR_TEXT: Final = {
+    400: "BAD_REQUEST: the body is not valid JSON or YAML",
+    401: "UNAUTHORIZED: missing or unknown bearer token",
+    404: "NOT_FOUND: no such resource for this tenant",
+    409: "INVALID_TRANSITION or STATE_CORRUPTED",
+    413: "PAYLOAD_TOO_LARGE: the body is over the configured limit",
+    422: "VALIDATION_ERROR: details lists every problem",
+    503: "UNAVAILABLE: Redis cannot be reached",
+}
+
+
+def _error_statuses(spec: RouteSpec) -> set[int]:
+    statuses = set(spec.errors)
+    if spec.authenticated:
+        statuses |= {401, 503}
+    if spec.path_params:
+        statuses.add(404)
+    if "name" in spec.path_params or spec.query_model is not None:
+        statuses.add(422)
+    if spec.body != "none":
+        statuses |= {400, 413, 422}
+    return statuses
+
+
+def _version() -> str:
+    try:
+        return package_version("procengine")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,75 @@
+"""What the URL carries: integer ids in the path, the signal name, and the query of the execution list."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from procengine.engine.definitions import Identifier
+from procengine.errors import NotFound, ValidationFailed
+from procengine.http.body import problems, validate
+from procengine.views import StatusName
+
+__all__ = ["MAX_ID", "ExecutionQuery", "execution_id", "execution_query", "process_id", "signal_name"]
+
+MAX_ID: Final = 2**63 - 1
+"""Ids are Redis integers: anything larger cannot exist."""
+
+# Canonical positive integers only: "007", "+7", "7.0" and non-ASCII digits name nothing (404, as unknown ids).
+_ID: Final = re.compile(r"[1-9][0-9]{0,18}")
+_IDENTIFIER: Final = TypeAdapter(Identifier)
+
+
+class ExecutionQuery(BaseModel):
+    """`GET /executions/processes?status=&processID=&limit=&cursor=`; an empty value counts as not given."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    status: StatusName | None = Field(default=None, description="Only executions in this status.")
+    processID: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only executions of this process.")
+    limit: int = Field(default=50, ge=1, le=500, description="Page size.")
+    cursor: str | None = Field(
+        default=None, min_length=1, max_length=200, description="`nextCursor` of the previous page."
+    )
+
+
+def process_id(request: web.Request) -> int:
+    return _path_id(request, "processID", "process")
+
+
+def execution_id(request: web.Request) -> int:
+    return _path_id(request, "id", "execution")
+
+
+def _path_id(request: web.Request, param: str, noun: str) -> int:
+    raw = request.match_info[param]
+    if _ID.fullmatch(raw) and int(raw) <= MAX_ID:
+        return int(raw)
+    raise NotFound(f"{noun} {raw[:50]!r} not found")
+
+
+def signal_name(request: web.Request) -> str:
+    """The `{name}` of a signal route; it must be a name a `wait-signal` element could wait for."""
+    raw = request.match_info["name"]
+    try:
+        return _IDENTIFIER.validate_python(raw)
+    except ValidationError as exc:
+        raise ValidationFailed("signal name is invalid", [f"name: {p}" for p in problems(exc)]) from None
+
+
+def execution_query(request: web.Request) -> ExecutionQuery:
+    """The list filters; an empty value (`?status=`) counts as not given, a repeated one is refused."""
+    values: dict[str, str] = {}
+    repeated: list[str] = []
+    for name in ExecutionQuery.model_fields:
+        given = request.query.getall(name, [])
+        if len(given) > 1:
+            repeated.append(f"{name}: given {len(given)} times; give it once")
+        elif given and given[0] != "":
+            values[name] = given[0]
+    if repeated:
+        raise ValidationFailed("query is invalid", repeated)
+    return validate(ExecutionQuery, values, "query")

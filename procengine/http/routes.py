@@ -1,0 +1,106 @@
+"""The route table: every route the front door serves, in one place.
+
+`add_routes` registers exactly these rows and keeps them on the app; `openapi.py` documents exactly
+the rows it finds there, so the served API and its document cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from aiohttp import web
+
+from procengine.engine.definitions import ProcessDefinition
+from procengine.http import handlers as h
+from procengine.http.context import ROUTES_KEY
+from procengine.http.handlers import Probe
+from procengine.http.openapi import serve_openapi
+from procengine.http.params import ExecutionQuery
+from procengine.http.spec import BASE_PATH, RouteSpec
+from procengine.views import (
+    CancelResult,
+    ControlRequest,
+    ElementsView,
+    ExecutionList,
+    ExecutionStatusView,
+    LogView,
+    PauseResult,
+    ProcessList,
+    ProcessSummary,
+    ProcessView,
+    ResumeResult,
+    SignalResult,
+    StartRequest,
+    StartResult,
+    StateView,
+    StatusTable,
+)
+
+__all__ = ["ROUTES", "add_routes"]
+
+_P = BASE_PATH + "/processes"
+_E = BASE_PATH + "/executions/processes"
+
+ROUTES: Final[tuple[RouteSpec, ...]] = (
+    # probes and the document: outside the base path, no auth
+    RouteSpec("GET", "/health", h.health, "Liveness: the process answers", Probe, tag="probes"),
+    RouteSpec("GET", "/ready", h.ready, "Readiness: Redis answers", Probe, errors=(503,), tag="probes"),
+    RouteSpec("GET", "/openapi.json", serve_openapi, "This OpenAPI document", None, tag="meta"),
+    # process definitions
+    RouteSpec(
+        "POST", _P, h.register_process,
+        "Register a definition (JSON, or YAML with a YAML content type); 200 if identical to the latest version",
+        ProcessSummary, status=201, also=(200,), body="required", request_model=ProcessDefinition, tag="processes",
+    ),
+    RouteSpec("GET", _P, h.list_processes, "List the tenant's definitions", ProcessList, tag="processes"),
+    RouteSpec("GET", _P + "/{processID}", h.get_process, "Read a definition", ProcessView, tag="processes"),
+    # executions
+    RouteSpec(
+        "POST", _E, h.start_execution,
+        "Start an execution by processID or processKey; 200 with the first execution if idempotencyKey matched",
+        StartResult, status=201, also=(200,), body="required", request_model=StartRequest, errors=(404,),
+        tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E, h.list_executions, "List the tenant's executions, newest first, paged",
+        ExecutionList, query_model=ExecutionQuery, tag="executions",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/pause", h.pause_execution, "Pause a running execution (after its snapshot is durable)",
+        PauseResult, body="optional", request_model=ControlRequest, errors=(409,), tag="executions",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/resume", h.resume_execution, "Resume a paused execution from its snapshot",
+        ResumeResult, body="optional", request_model=ControlRequest, errors=(409,), tag="executions",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/cancel", h.cancel_execution, "Cancel a running or paused execution",
+        CancelResult, body="optional", request_model=ControlRequest, errors=(409,), tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/status", h.execution_status, "Status, progress, timing and threads",
+        ExecutionStatusView, tag="executions",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/signals/{name}", h.send_signal,
+        "Deliver a signal; the body is its payload (any JSON value, empty is null)",
+        SignalResult, status=202, body="any", errors=(409,), tag="executions",
+    ),
+    RouteSpec("GET", _E + "/{id}/log", h.execution_log, "The audit trail, oldest first", LogView, tag="executions"),
+    RouteSpec(
+        "GET", _E + "/{id}/elements", h.execution_elements, "Element executions", ElementsView, tag="executions"
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/state", h.execution_state, "The decoded stack and memory snapshots", StateView,
+        tag="executions",
+    ),
+    RouteSpec("GET", BASE_PATH + "/statuses", h.list_statuses, "The status table", StatusTable, tag="statuses"),
+)  # fmt: skip
+
+
+def add_routes(app: web.Application, routes: Sequence[RouteSpec] = ROUTES) -> None:
+    """Register `routes` on `app` and keep the table on it for the OpenAPI document."""
+    for spec in routes:
+        app.router.add_route(spec.method, spec.path, spec.handler)
+    app[ROUTES_KEY] = tuple(routes)

@@ -1,0 +1,254 @@
+"""An in-memory stand-in for `EngineService`, just enough to drive the front door.
+
+It keeps tenants apart (another tenant's process or execution is `NotFound`), refuses transitions the
+contract forbids (`InvalidTransition`), records every call with its `Caller`, and can be told to raise
+any exception on its next call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from procengine.engine.definitions import ProcessDefinition
+from procengine.errors import InvalidTransition, NotFound, ValidationFailed
+from procengine.service import Caller
+from procengine.views import (
+    CancelResult,
+    ControlRequest,
+    ElementsView,
+    ElementView,
+    ExecutionList,
+    ExecutionStatusView,
+    ExecutionSummary,
+    LogEntry,
+    LogView,
+    PauseResult,
+    ProcessList,
+    ProcessSummary,
+    ProcessView,
+    Progress,
+    ResumeResult,
+    SignalResult,
+    StartRequest,
+    StartResult,
+    StateView,
+    StatusName,
+    Timing,
+)
+
+NOW = "2024-05-01T12:00:00.000Z"
+
+
+@dataclass
+class FakeExecution:
+    execution_id: int
+    tenant: str
+    process: ProcessView
+    status: StatusName = "running"
+    variables: dict[str, Any] = field(default_factory=dict)
+    log: list[LogEntry] = field(default_factory=list)
+    signals: list[tuple[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Call:
+    method: str
+    caller: Caller | None
+    args: tuple[Any, ...]
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.processes: dict[int, tuple[str, ProcessView]] = {}
+        self.executions: dict[int, FakeExecution] = {}
+        self.idempotency: dict[tuple[str, str], int] = {}
+        self.calls: list[Call] = []
+        self.is_ready = True
+        self.raise_next: BaseException | None = None
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def _record(self, method: str, caller: Caller | None, *args: Any) -> None:
+        self.calls.append(Call(method, caller, args))
+        if self.raise_next is not None:
+            exc, self.raise_next = self.raise_next, None
+            raise exc
+
+    def last_call(self) -> Call:
+        return self.calls[-1]
+
+    def _execution(self, caller: Caller, execution_id: int) -> FakeExecution:
+        execution = self.executions.get(execution_id)
+        if execution is None or execution.tenant != caller.tenant:
+            raise NotFound(f"execution {execution_id} not found")
+        return execution
+
+    def _transition(self, caller: Caller, execution: FakeExecution, to: StatusName, allowed: set[str]) -> None:
+        if execution.status not in allowed:
+            raise InvalidTransition(f"cannot move an execution that is {execution.status} to {to}", execution.status)
+        detail = {"from": execution.status, "to": to, "by": caller.by, "requestID": caller.request_id}
+        execution.log.append(LogEntry(id=f"{len(execution.log) + 1}-0", at=NOW, event=to, detail=detail))
+        execution.status = to
+
+    # --- processes ----------------------------------------------------------------------------
+
+    async def register_process(self, caller: Caller, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
+        self._record("register_process", caller, definition)
+        versions = [view for tenant, view in self.processes.values() if tenant == caller.tenant]
+        same_key = [view for view in versions if view.key == definition.key]
+        if same_key and same_key[-1].definition == definition.canonical():
+            latest = same_key[-1]
+            return ProcessSummary(processID=latest.processID, key=latest.key, version=latest.version), False
+        process_id = len(self.processes) + 1
+        view = ProcessView(
+            processID=process_id,
+            key=definition.key,
+            version=len(same_key) + 1,
+            name=definition.name,
+            tenant=caller.tenant,
+            createdAt=NOW,
+            definition=definition.canonical(),
+        )
+        self.processes[process_id] = (caller.tenant, view)
+        return ProcessSummary(processID=process_id, key=view.key, version=view.version), True
+
+    async def list_processes(self, caller: Caller) -> ProcessList:
+        self._record("list_processes", caller)
+        return ProcessList(items=[view for tenant, view in self.processes.values() if tenant == caller.tenant])
+
+    async def get_process(self, caller: Caller, process_id: int) -> ProcessView:
+        self._record("get_process", caller, process_id)
+        found = self.processes.get(process_id)
+        if found is None or found[0] != caller.tenant:
+            raise NotFound(f"process {process_id} not found")
+        return found[1]
+
+    # --- executions ---------------------------------------------------------------------------
+
+    async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
+        self._record("start_execution", caller, request)
+        if request.processID is None and request.processKey is None:
+            raise ValidationFailed("start needs a process", ["give processID or processKey"])
+        mine = [view for tenant, view in self.processes.values() if tenant == caller.tenant]
+        if request.processID is not None:
+            candidates = [view for view in mine if view.processID == request.processID]
+        else:
+            candidates = [view for view in mine if view.key == request.processKey]
+        if not candidates:
+            raise NotFound("process not found")
+        process = candidates[-1]
+        if request.idempotencyKey is not None and (caller.tenant, request.idempotencyKey) in self.idempotency:
+            first = self.executions[self.idempotency[(caller.tenant, request.idempotencyKey)]]
+            return self._start_result(first), False
+        execution = FakeExecution(len(self.executions) + 1, caller.tenant, process, variables=dict(request.variables))
+        self.executions[execution.execution_id] = execution
+        if request.idempotencyKey is not None:
+            self.idempotency[(caller.tenant, request.idempotencyKey)] = execution.execution_id
+        return self._start_result(execution), True
+
+    @staticmethod
+    def _start_result(execution: FakeExecution) -> StartResult:
+        return StartResult(
+            executionID=execution.execution_id,
+            status=execution.status,
+            processID=execution.process.processID,
+            processVersion=execution.process.version,
+        )
+
+    async def list_executions(
+        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+    ) -> ExecutionList:
+        self._record("list_executions", caller, status, process_id, limit, cursor)
+        before = int(cursor) if cursor is not None else None
+        rows = [
+            e
+            for e in sorted(self.executions.values(), key=lambda e: -e.execution_id)
+            if e.tenant == caller.tenant
+            and (status is None or e.status == status)
+            and (process_id is None or e.process.processID == process_id)
+            and (before is None or e.execution_id < before)
+        ]
+        page = rows[:limit]
+        items = [
+            ExecutionSummary(
+                executionID=e.execution_id,
+                processID=e.process.processID,
+                processKey=e.process.key,
+                processVersion=e.process.version,
+                status=e.status,
+                startedAt=NOW,
+                stoppedAt=None,
+            )
+            for e in page
+        ]
+        next_cursor = str(page[-1].execution_id) if len(rows) > limit else None
+        return ExecutionList(items=items, nextCursor=next_cursor)
+
+    async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult:
+        self._record("pause", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        self._transition(caller, execution, "paused", {"running"})
+        return PauseResult(executionID=execution_id, completedNodes=1, totalNodes=3, pausedAt=NOW)
+
+    async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult:
+        self._record("resume", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        self._transition(caller, execution, "running", {"paused"})
+        return ResumeResult(executionID=execution_id, resumedAt=NOW, pendingNodes=2)
+
+    async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult:
+        self._record("cancel", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        self._transition(caller, execution, "cancelled", {"running", "paused"})
+        return CancelResult(executionID=execution_id, cancelledAt=NOW)
+
+    async def signal(self, caller: Caller, execution_id: int, name: str, payload: Any) -> SignalResult:
+        self._record("signal", caller, execution_id, name, payload)
+        execution = self._execution(caller, execution_id)
+        if execution.status in ("completed", "failed", "cancelled"):
+            raise InvalidTransition(f"cannot signal an execution that is {execution.status}", execution.status)
+        execution.signals.append((name, payload))
+        return SignalResult(executionID=execution_id, signal=name)
+
+    async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
+        self._record("status", caller, execution_id)
+        execution = self._execution(caller, execution_id)
+        return ExecutionStatusView(
+            executionID=execution_id,
+            processID=execution.process.processID,
+            processKey=execution.process.key,
+            processVersion=execution.process.version,
+            status=execution.status,
+            isActive=execution.status in ("running", "paused"),
+            progress=Progress(totalNodes=3, completedNodes=1, failedNodes=0, percentage=33.33),
+            timing=Timing(startedAt=NOW, stoppedAt=None, durationMs=10),
+            threads=[],
+        )
+
+    async def log(self, caller: Caller, execution_id: int) -> LogView:
+        self._record("log", caller, execution_id)
+        return LogView(executionID=execution_id, items=self._execution(caller, execution_id).log)
+
+    async def elements(self, caller: Caller, execution_id: int) -> ElementsView:
+        self._record("elements", caller, execution_id)
+        self._execution(caller, execution_id)
+        element = ElementView(
+            key="fetch", type="task", threadKey="main", status="completed", attempts=1, startedAt=NOW, stoppedAt=NOW
+        )
+        return ElementsView(executionID=execution_id, items=[element])
+
+    async def state(self, caller: Caller, execution_id: int) -> StateView:
+        self._record("state", caller, execution_id)
+        execution = self._execution(caller, execution_id)
+        return StateView(
+            executionID=execution_id,
+            active=execution.status in ("running", "paused"),
+            savedAt=NOW,
+            stack={"items": []},
+            memory={"variables": execution.variables},
+        )
+
+    async def ready(self) -> bool:
+        self._record("ready", None)
+        return self.is_ready

@@ -1,0 +1,322 @@
+"""Every failure is the error envelope with the contract's code; nothing a client sends yields a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from procengine.errors import Fenced, StateCorrupted
+from tests.http.conftest import BASE, ORDER_DEFINITION, Client, ClientFactory
+from tests.http.fake_engine import FakeEngine
+from tests.http.test_routes import EXECUTIONS, started
+
+YAML = {"Content-Type": "application/yaml"}
+
+
+async def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Given an answer, then it is the error envelope with `status` and `code`; returns its `error`."""
+    assert response.status == status, await response.text()
+    body = await response.json()
+    assert body["success"] is False
+    assert set(body) == {"success", "error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    return dict(body["error"])
+
+
+# --- 400 -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body", ['{"key": "x",', "{'key': 'x'}", "[1, 2", '{"a": NaN}', '{"a": 1e999}', "\xff\xfe\x00garbage"]
+)
+async def test_malformed_json_is_400(client: Client, body: str) -> None:
+    response = await client.post(f"{BASE}/processes", data=body.encode("latin-1"))
+
+    error = await error_of(response, 400, "BAD_REQUEST")
+    assert error["message"].startswith("malformed JSON")
+    assert "details" not in error
+
+
+async def test_json_nested_too_deeply_is_400_not_500(client: Client) -> None:
+    response = await client.post(f"{BASE}/processes", data="[" * 100_000)
+
+    await error_of(response, 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "key: [unclosed",
+        "key: x\n  bad: indentation: here",
+        "threads: !!python/object/apply:os.system ['true']",
+    ],
+)
+async def test_malformed_yaml_is_400(client: Client, body: str) -> None:
+    response = await client.post(f"{BASE}/processes", data=body, headers=YAML)
+
+    error = await error_of(response, 400, "BAD_REQUEST")
+    assert error["message"].startswith("malformed YAML")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("key: x\nwhen: 2024-01-01\n", "date"),
+        ("key: x\nflags: !!set {a, b}\n", "set"),
+        ("key: x\n1: one\n", "not a string"),
+        ("key: x\nratio: .nan\n", "not a JSON number"),
+        ("&a [*a]", "contains itself"),
+    ],
+)
+async def test_yaml_that_json_could_not_say_is_400(client: Client, body: str, words: str) -> None:
+    response = await client.post(f"{BASE}/processes", data=body, headers=YAML)
+
+    error = await error_of(response, 400, "BAD_REQUEST")
+    assert words in error["message"]
+
+
+async def test_yaml_billion_laughs_is_refused_quickly(client: Client, engine: FakeEngine) -> None:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    response = await client.post(f"{BASE}/processes", data="\n".join(lines), headers=YAML)
+
+    error = await error_of(response, 400, "BAD_REQUEST")
+    assert "aliases" in error["message"]
+    assert not engine.calls
+
+
+async def test_start_without_a_body_is_400(client: Client) -> None:
+    response = await client.post(EXECUTIONS)
+
+    await error_of(response, 400, "BAD_REQUEST")
+
+
+# --- 422 -------------------------------------------------------------------------------------------
+
+
+async def test_an_invalid_definition_is_422_with_every_problem_listed(client: Client, engine: FakeEngine) -> None:
+    body = {
+        "key": "broken",
+        "threads": [
+            {
+                "key": "main",
+                "elements": [
+                    {"key": "a", "type": "task", "handler": "echo", "retry": {"maxAttempts": 0}},
+                    {"key": "b", "type": "teleport"},
+                    {"key": "c", "type": "delay"},
+                ],
+            }
+        ],
+        "colour": "blue",
+    }
+    response = await client.post(f"{BASE}/processes", json=body)
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    problems = error["details"]
+    assert len(problems) == 4
+    assert "threads.0.elements.0.retry.maxAttempts: Input should be greater than 0" in problems
+    assert any(p.startswith("threads.0.elements.1: Input tag 'teleport'") for p in problems)
+    assert "threads.0.elements.2.durationMs: Field required" in problems
+    assert "colour: Extra inputs are not permitted" in problems
+    assert not engine.calls
+
+
+async def test_an_invalid_yaml_definition_is_422_too(client: Client) -> None:
+    body = "key: broken\nthreads:\n  - key: main\n    elements:\n      - {key: a, type: task}\n"
+    response = await client.post(f"{BASE}/processes", data=body, headers=YAML)
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert error["details"] == ["threads.0.elements.0.handler: Field required"]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ([1, 2], "Input should be a valid dictionary or instance of StartRequest"),
+        ({"processID": 0}, "processID: Input should be greater than or equal to 1"),
+        ({"processID": 1, "bogus": True}, "bogus: Extra inputs are not permitted"),
+        ({"processID": 1, "variables": [1]}, "variables: Input should be a valid dictionary"),
+    ],
+)
+async def test_an_invalid_start_is_422(client: Client, body: Any, problem: str) -> None:
+    response = await client.post(EXECUTIONS, json=body)
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert problem in error["details"]
+
+
+async def test_an_invalid_control_body_is_422(client: Client) -> None:
+    execution_id = await started(client)
+
+    response = await client.post(f"{EXECUTIONS}/{execution_id}/pause", json={"reason": 7, "force": True})
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert error["details"] == ["reason: Input should be a valid string", "force: Extra inputs are not permitted"]
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("status=sleeping", "status: Input should be 'running', 'paused', 'completed', 'failed' or 'cancelled'"),
+        ("limit=0", "limit: Input should be greater than or equal to 1"),
+        ("limit=501", "limit: Input should be less than or equal to 500"),
+        ("limit=ten", "limit: Input should be a valid integer, unable to parse string as an integer"),
+        ("processID=abc", "processID: Input should be a valid integer, unable to parse string as an integer"),
+        ("processID=-1", "processID: Input should be greater than or equal to 1"),
+        ("limit=5&limit=6", "limit: given 2 times; give it once"),
+    ],
+)
+async def test_a_bad_query_is_422(client: Client, engine: FakeEngine, query: str, problem: str) -> None:
+    response = await client.get(f"{EXECUTIONS}?{query}")
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert error["details"] == [problem]
+    assert not engine.calls
+
+
+async def test_a_signal_name_no_element_could_wait_for_is_422(client: Client) -> None:
+    execution_id = await started(client)
+
+    response = await client.post(f"{EXECUTIONS}/{execution_id}/signals/9lives", json=1)
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert error["details"][0].startswith("name: String should match pattern")
+
+
+# --- 404 and 405 -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/nope", f"{BASE}/nope", f"{BASE}/executions/processes/1/explode", "/api/v2"])
+async def test_an_unknown_route_is_404(client: Client, path: str) -> None:
+    response = await client.get(path)
+
+    error = await error_of(response, 404, "NOT_FOUND")
+    assert path in error["message"]
+
+
+async def test_a_wrong_method_is_405_with_allow(client: Client) -> None:
+    response = await client.delete(f"{BASE}/processes")
+
+    await error_of(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["Allow"] == "GET, POST"
+
+
+async def test_an_unknown_id_is_404(client: Client) -> None:
+    for path in (f"{BASE}/processes/99", f"{EXECUTIONS}/99/status", f"{EXECUTIONS}/99/log"):
+        await error_of(await client.get(path), 404, "NOT_FOUND")
+    await error_of(await client.post(f"{EXECUTIONS}/99/pause"), 404, "NOT_FOUND")
+    await error_of(await client.post(f"{EXECUTIONS}/99/signals/approval", json={}), 404, "NOT_FOUND")
+
+
+async def test_starting_an_unknown_process_is_404(client: Client) -> None:
+    response = await client.post(EXECUTIONS, json={"processKey": "nothing-here"})
+
+    await error_of(response, 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "007", "1.0", "+1", "%C2%B2", "99999999999999999999", "1e3"])
+async def test_an_id_that_is_not_a_positive_integer_is_404(client: Client, engine: FakeEngine, raw: str) -> None:
+    await started(client)  # execution 1 exists: "007", "1.0" or "+1" must not reach it
+    engine.calls.clear()
+
+    for path in (f"{EXECUTIONS}/{raw}/status", f"{BASE}/processes/{raw}"):
+        await error_of(await client.get(path), 404, "NOT_FOUND")
+    # the id is judged before the body is read
+    await error_of(await client.post(f"{EXECUTIONS}/{raw}/pause", data="{broken"), 404, "NOT_FOUND")
+    assert not engine.calls
+
+
+# --- 409 passes through ----------------------------------------------------------------------------
+
+
+async def test_an_invalid_transition_is_409_with_the_current_status(client: Client) -> None:
+    execution_id = await started(client)
+
+    response = await client.post(f"{EXECUTIONS}/{execution_id}/resume")
+
+    error = await error_of(response, 409, "INVALID_TRANSITION")
+    assert error["details"] == {"status": "running"}
+
+
+async def test_a_corrupted_state_is_409(client: Client, engine: FakeEngine) -> None:
+    execution_id = await started(client)
+    engine.raise_next = StateCorrupted("stack is not valid msgpack")
+
+    response = await client.post(f"{EXECUTIONS}/{execution_id}/resume")
+
+    error = await error_of(response, 409, "STATE_CORRUPTED")
+    assert error["message"] == "stack is not valid msgpack"
+    assert "details" not in error
+
+
+# --- 413 -------------------------------------------------------------------------------------------
+
+
+async def test_a_body_over_the_limit_is_413(make_client: ClientFactory, engine: FakeEngine) -> None:
+    client = await make_client(max_body_bytes=1_000)
+    body = {**ORDER_DEFINITION, "name": "x" * 2_000}
+
+    response = await client.post(f"{BASE}/processes", json=body)
+
+    error = await error_of(response, 413, "PAYLOAD_TOO_LARGE")
+    assert "1000 bytes" in error["message"]
+    assert not engine.calls
+
+
+async def test_a_body_at_the_limit_is_read(make_client: ClientFactory) -> None:
+    client = await make_client(max_body_bytes=1_000)
+    body = b'{"reason": "' + b"x" * 900 + b'"}'
+    await client.post(f"{BASE}/processes", json=ORDER_DEFINITION)
+    await client.post(EXECUTIONS, json={"processID": 1})
+
+    response = await client.post(f"{EXECUTIONS}/1/pause", data=body)
+
+    assert response.status == 200
+
+
+# --- 503 and 500 -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc", [RedisConnectionError("Error 111 connecting to localhost:6379"), RedisTimeoutError("Timeout reading")]
+)
+async def test_redis_unreachable_is_503(client: Client, engine: FakeEngine, exc: Exception) -> None:
+    engine.raise_next = exc
+
+    response = await client.get(f"{BASE}/processes")
+
+    error = await error_of(response, 503, "UNAVAILABLE")
+    assert "6379" not in error["message"]
+
+
+async def test_a_fenced_write_is_503(client: Client, engine: FakeEngine) -> None:
+    engine.raise_next = Fenced("node lost the lease")
+
+    response = await client.get(f"{BASE}/processes")
+
+    await error_of(response, 503, "UNAVAILABLE")
+
+
+async def test_an_unexpected_exception_is_500_without_a_traceback(
+    client: Client, engine: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine.raise_next = KeyError("secret-internal-detail")
+
+    with caplog.at_level(logging.ERROR, logger="procengine.http.middleware"):
+        response = await client.get(f"{BASE}/processes", headers={"X-Request-ID": "req-500"})
+
+    error = await error_of(response, 500, "INTERNAL")
+    assert error == {"code": "INTERNAL", "message": "internal error (request id req-500)"}
+    text = await response.text()
+    assert "Traceback" not in text
+    assert "secret-internal-detail" not in text
+    # the server log has the traceback and the request id
+    [record] = [r for r in caplog.records if r.name == "procengine.http.middleware"]
+    assert record.exc_info is not None
+    assert "req-500" in record.getMessage()
