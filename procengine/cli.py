@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from procengine import logs
 from procengine.errors import ProcEngineError
 from procengine.settings import Settings, parse_token_pairs
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="definitions",
         help="definition (YAML or JSON) to register at start, like POST /processes (repeatable)",
     )
+    serve.add_argument("--log-format", choices=("json", "text"), help="json: a JSON object a line (default); text")
     serve.add_argument("--log-level", metavar="LEVEL", type=str.upper, choices=LOG_LEVELS, help="default INFO")
     serve.add_argument("--pause-grace-ms", metavar="N", type=int, help="how long pause lets a running task finish")
     serve.add_argument("--node-ttl-ms", metavar="N", type=int, help="a silent node's executions are adopted after this")
@@ -128,9 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
         _check_handler_modules(settings.handlers)
     except UsageError as exc:
         return _fail(f"{exc}", EXIT_USAGE)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(settings.log_level, settings.log_format)
     from procengine import server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
 
     try:

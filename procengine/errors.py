@@ -1,16 +1,16 @@
 """The one exception tree of procengine; the HTTP middleware maps it to status codes.
 
-    ProcEngineError
-    ├── BadRequest            400 BAD_REQUEST        malformed JSON or YAML
-    ├── ValidationFailed      422 VALIDATION_ERROR   a body or definition that breaks the rules
-    ├── Unauthorized          401 UNAUTHORIZED       missing or unknown bearer token
-    ├── NotFound              404 NOT_FOUND          unknown (or another tenant's) resource
-    ├── PayloadTooLarge       413 PAYLOAD_TOO_LARGE  body over the configured limit
-    ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
-    ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
-    ├── Unavailable           503 UNAVAILABLE        Redis cannot be reached
-    ├── Fenced                (internal) a stale owner's write was refused
-    └── CodecError            (internal) a stored blob could not be decoded
+ProcEngineError
+├── BadRequest            400 BAD_REQUEST        malformed JSON or YAML
+├── ValidationFailed      422 VALIDATION_ERROR   a body or definition that breaks the rules
+├── Unauthorized          401 UNAUTHORIZED       missing or unknown bearer token
+├── NotFound              404 NOT_FOUND          unknown (or another tenant's) resource
+├── PayloadTooLarge       413 PAYLOAD_TOO_LARGE  body over the configured limit
+├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
+├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
+├── Unavailable           503 UNAVAILABLE        Redis cannot be reached
+├── Fenced                (internal) a stale owner's write was refused
+└── CodecError            (internal) a stored blob could not be decoded
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from procengine.actors.engine import Engine
 from procengine.engine.definitions import ProcessDefinition
 from procengine.errors import BadRequest, ValidationFailed
 from procengine.handlers import HandlerRegistry, builtin_handlers, default_registry
+from procengine.metrics import Metrics
 from procengine.http.app import check_bind_allowed, create_app
 from procengine.redis_server import RedisServer
 from procengine.service import Caller
@@ -42,9 +43,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             server = await stack.enter_async_context(RedisServer(data_dir=settings.data_dir))
             url = server.url
             log.info("embedded redis-server on %s, data in %s", url, settings.data_dir)
-        redis = connect(url, settings)
+        metrics = Metrics()
+        redis = connect(url, settings, metrics)
         stack.push_async_callback(redis.aclose)
-        engine = await stack.enter_async_context(Engine(redis, settings, handlers))
+        engine = await stack.enter_async_context(Engine(redis, settings, handlers, metrics=metrics))
         await register_files(engine, settings)
         runner = web.AppRunner(create_app(engine, settings), access_log=None)
         await runner.setup()

@@ -74,3 +74,7 @@ class EngineService(Protocol):
     async def ready(self) -> bool:
         """True when Redis answers."""
         ...
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        """The node's metrics in Prometheus text format, and the content type."""
+        ...

@@ -7,7 +7,7 @@ so that flags, env and defaults meet in one typed place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=5.0, gt=0)
     redis_retries: int = Field(default=3, ge=0)
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    """json: one JSON object a line (for log search); text: for people at a terminal."""
 
     @field_validator("api_tokens", mode="before")
     @classmethod

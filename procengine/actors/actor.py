@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +37,8 @@ from procengine.engine.interpreter import (
 from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, Fenced, InvalidTransition, ProcEngineError, StateCorrupted
 from procengine.handlers import HandlerRegistry, TaskContext
+from procengine.logs import element_key, execution_id
+from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
@@ -59,6 +62,7 @@ class ActorContext:
     clock: Clock
     handlers: HandlerRegistry
     node_id: str
+    metrics: Metrics
 
 
 @dataclass(slots=True)
@@ -104,6 +108,7 @@ class ExecutionActor:
 
     async def run(self, passivate: Callable[[ExecutionActor], bool]) -> None:
         """Serve the mailbox until final, fenced, crashed, or idle-while-paused (then `passivate`)."""
+        execution_id.set(self.execution_id)  # every log line of this actor and its runners carries it
         try:
             if self.status is Status.RUNNING:
                 self._start_runners()
@@ -252,6 +257,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=source)
         self.status = Status.CANCELLED
+        self.ctx.metrics.finished.labels(self.process.definition.key, Status.CANCELLED.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         return CancelResult(executionID=self.execution_id, cancelledAt=iso(now))
 
@@ -309,6 +315,7 @@ class ExecutionActor:
         commit.log.append(transition_log(now, status.value, SYSTEM, "running", status.value, None, **extra))
         await self._write(commit, expect=Status.RUNNING)
         self.status = status
+        self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         log.info("execution %s: %s", self.execution_id, status.value)
 
@@ -322,9 +329,11 @@ class ExecutionActor:
     async def _write(self, commit: Commit, *, expect: Status) -> None:
         """Write atomically under our epoch; the write finishes even if the caller is cancelled."""
         async with self._write_lock:
+            started = time.perf_counter()
             result = await asyncio.shield(
                 self.ctx.store.commit(self.execution_id, commit, epoch=self.epoch, expect=expect.value)
             )
+            self.ctx.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         if result.outcome is WriteOutcome.FENCED:
             raise Fenced(f"execution {self.execution_id}: epoch {self.epoch} is stale (now {result.epoch})")
         if result.outcome is WriteOutcome.CONFLICT:
@@ -332,6 +341,11 @@ class ExecutionActor:
 
     async def _checkpoint(self, events: list[ElementEvent]) -> None:
         await self._write(snapshot_commit(self.state, events, self.ctx.clock.now_ms()), expect=Status.RUNNING)
+        for event in events:
+            if event.started_at_ms is not None and event.event in ("element-completed", "element-failed"):
+                outcome = "completed" if event.event == "element-completed" else "failed"
+                seconds = max(event.at_ms - event.started_at_ms, 0) / 1000
+                self.ctx.metrics.element_seconds.labels(event.element_type, outcome).observe(seconds)
 
     # --- thread runners -----------------------------------------------------------------------
 
@@ -379,6 +393,8 @@ class ExecutionActor:
         wakeup = self._wakeups[thread_key]
         while not self._halt.is_set():
             wakeup.clear()
+            entry = self.state.entry(thread_key)
+            element_key.set(entry.element_key if entry is not None else None)
             outcome = self.interpreter.begin(self.state, thread_key, self.ctx.clock.now_ms())
             if outcome.events:
                 await self._checkpoint(outcome.events)

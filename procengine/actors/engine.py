@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from procengine.actors.actor import ActorContext, ExecutionActor, log_refusal
 from procengine.actors.catalog import Catalog, view
+from procengine.actors.control import ControlListener
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Cancel, Pause, Request, Resume, Signal
 from procengine.actors.ownership import Ownership, new_node_id
@@ -28,6 +29,7 @@ from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import Interpreter
 from procengine.errors import CodecError, InvalidTransition, ProcEngineError, Unavailable, ValidationFailed
 from procengine.handlers import HandlerRegistry
+from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
@@ -69,6 +71,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         node_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -80,8 +83,11 @@ class Engine:
         self.queries = Queries(self.store, self.clock)
         self.node_id = node_id or new_node_id()
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
-        self.ctx = ActorContext(self.store, settings, self.clock, handlers, self.node_id)
+        self.metrics = metrics or Metrics()
+        self.ctx = ActorContext(self.store, settings, self.clock, handlers, self.node_id, self.metrics)
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
+        self.metrics.active_actors.set_function(lambda: len(self.registry))
+        self.control = ControlListener(redis, self.keys.control, self, self.store, self.metrics)
         self._starting: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
 
@@ -93,6 +99,7 @@ class Engine:
         self._background = [
             asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
+            asyncio.create_task(self.control.run_forever(), name="control-channel"),
         ]
         log.info("node %s: engine started (prefix %s)", self.node_id, self.settings.prefix)
         return self
@@ -108,6 +115,10 @@ class Engine:
         with contextlib.suppress(Exception):
             await self.ownership.leave()
         log.info("node %s: engine stopped", self.node_id)
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        """The node's metrics in Prometheus text format, and the content type."""
+        return self.metrics.render()
 
     async def ready(self) -> bool:
         try:
@@ -185,6 +196,7 @@ class Engine:
             self.registry.spawn(actor)
         finally:
             self._starting.discard(execution_id)
+        self.metrics.started.labels(stored.key).inc()
         return StartResult(
             executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
         ), True
@@ -292,6 +304,8 @@ class Engine:
         rows = await self.store.many_fields(ids, ["status", "owner"]) if ids else []
         owners = {row.get("owner", "") for row in rows} - {"", self.node_id}
         alive = await self.ownership.alive(owners)
+        for status in (Status.RUNNING, Status.PAUSED):
+            self.metrics.executions.labels(status.value).set(sum(1 for row in rows if row.get("status") == status))
         adopted = 0
         for execution_id, row in zip(ids, rows, strict=True):
             if not row or execution_id in self._starting or self.registry.get(execution_id) is not None:
@@ -303,6 +317,7 @@ class Engine:
                 try:
                     await self.registry.activate(execution_id, None)
                     adopted += 1
+                    self.metrics.adopted.inc()
                 except ProcEngineError as exc:
                     log.warning("execution %s: not adopted: %s", execution_id, exc.message)
         return adopted

@@ -37,6 +37,7 @@ __all__ = [
     "ready",
     "register_process",
     "resume_execution",
+    "metrics",
     "send_signal",
     "start_execution",
 ]
@@ -60,6 +61,13 @@ STATUS_TABLE: Final = StatusTable(
 
 async def health(request: web.Request) -> web.Response:
     return ok(Probe(status="ok"))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = engine(request).metrics_text()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type  # carries the exposition format's version parameter
+    return response
 
 
 async def ready(request: web.Request) -> web.Response:

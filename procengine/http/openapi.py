@@ -144,8 +144,10 @@ def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
 
 
 def _responses(spec: RouteSpec, refs: _Refs) -> dict[str, Any]:
-    if spec.response_model is None:
-        success: dict[str, Any] = {"type": "object"}
+    if spec.media_type != "application/json":
+        success: dict[str, Any] = {"type": "string"}
+    elif spec.response_model is None:
+        success = {"type": "object"}
     else:
         success = {
             "type": "object",
@@ -156,7 +158,7 @@ def _responses(spec: RouteSpec, refs: _Refs) -> dict[str, Any]:
     for status in (spec.status, *spec.also):
         responses[str(status)] = {
             "description": HTTPStatus(status).phrase,
-            "content": {"application/json": {"schema": success}},
+            "content": {spec.media_type: {"schema": success}},
         }
     error = {"content": {"application/json": {"schema": refs[(ErrorEnvelope, "serialization")]}}}
     for status in sorted(_error_statuses(spec)):

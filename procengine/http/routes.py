@@ -47,6 +47,10 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec("GET", "/health", h.health, "Liveness: the process answers", Probe, tag="probes"),
     RouteSpec("GET", "/ready", h.ready, "Readiness: Redis answers", Probe, errors=(503,), tag="probes"),
     RouteSpec("GET", "/openapi.json", serve_openapi, "This OpenAPI document", None, tag="meta"),
+    RouteSpec(
+        "GET", "/metrics", h.metrics, "Prometheus metrics of this node (text exposition format)", None,
+        tag="meta", media_type="text/plain",
+    ),
     # process definitions
     RouteSpec(
         "POST", _P, h.register_process,

@@ -44,6 +44,8 @@ class RouteSpec:
     errors: tuple[int, ...] = ()
     """Error statuses specific to this route (409); the generic ones are derived from the row."""
     tag: str = "engine"
+    media_type: str = "application/json"
+    """What a success answer is; anything but JSON is documented as a plain string (the metrics text)."""
 
     @property
     def authenticated(self) -> bool:

@@ -21,6 +21,7 @@ async def test_requests_get_503_while_redis_is_down_and_work_again_after(
     server = redis_server_factory()
     configured = settings.model_copy(update={"redis_url": server.url, "redis_timeout_s": 0.5, "redis_retries": 2})
     redis = connect(server.url, configured)
+    await redis.config_set("appendfsync", "always")  # the kill below must not lose what was written before it
     try:
         async with (
             Engine(redis, configured, builtin_handlers()) as engine,

@@ -252,3 +252,6 @@ class FakeEngine:
     async def ready(self) -> bool:
         self._record("ready", None)
         return self.is_ready
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return b"# fake metrics\n", "text/plain; version=0.0.4; charset=utf-8"

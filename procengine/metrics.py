@@ -1,0 +1,101 @@
+"""Prometheus metrics of one node (prometheus-client), in a registry of its own so that several engines
+in one process (tests, embedding) never collide. Served as text at `/metrics`.
+
+What each metric means is in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from redis.asyncio.retry import Retry
+from redis.backoff import AbstractBackoff
+
+T = TypeVar("T")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+ELEMENT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.started = Counter(
+            "procengine_executions_started", "Executions started, by process key.", ["process_key"], registry=r
+        )
+        self.finished = Counter(
+            "procengine_executions_finished",
+            "Executions that reached a final status (completed, failed, cancelled), by process key.",
+            ["process_key", "status"],
+            registry=r,
+        )
+        self.active_actors = Gauge("procengine_active_actors", "Execution actors in this node's memory.", registry=r)
+        self.executions = Gauge(
+            "procengine_executions",
+            "Running and paused executions in Redis (all nodes), as of the last reconcile pass.",
+            ["status"],
+            registry=r,
+        )
+        self.element_seconds = Histogram(
+            "procengine_element_duration_seconds",
+            "Time from an element's start to its completion or failure, by element type.",
+            ["type", "outcome"],
+            buckets=ELEMENT_BUCKETS,
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "procengine_checkpoint_seconds",
+            "Latency of one atomic execution write (commit.lua), as the actor sees it.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.control = Counter(
+            "procengine_control_messages",
+            "Messages on the control channel: accepted (acted on) or rejected (malformed or unknown), by reason.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "procengine_redis_errors", "Redis commands that failed with a connection error or timeout.", registry=r
+        )
+        self.redis_retries = Counter(
+            "procengine_redis_retries", "Redis commands retried after a connection error or timeout.", registry=r
+        )
+        self.adopted = Counter(
+            "procengine_executions_adopted", "Running executions this node took over from a dead node.", registry=r
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition format and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class CountingRetry(Retry):
+    """redis-py's Retry, counting every failed attempt and every retry into the metrics."""
+
+    def __init__(self, backoff: AbstractBackoff, retries: int, metrics: Metrics) -> None:
+        super().__init__(backoff, retries)
+        self._metrics = metrics
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CountingRetry:
+        """redis-py copies the retry policy per connection; the copies share the one set of metrics."""
+        return CountingRetry(copy.deepcopy(self._backoff, memo), self._retries, self._metrics)
+
+    async def call_with_retry(
+        self, do: Callable[[], Awaitable[T]], fail: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> T:
+        failures = 0
+
+        async def counted(error: Exception, *rest: Any) -> None:
+            nonlocal failures
+            failures += 1
+            self._metrics.redis_errors.inc()
+            if failures <= self._retries:
+                self._metrics.redis_retries.inc()
+            await fail(error, *rest)
+
+        return await super().call_with_retry(do, counted, *args, **kwargs)

@@ -1,0 +1,136 @@
+"""The control channel: PUBLISH <prefix>:control acts like the REST call; bad messages never stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import msgpack
+import pytest
+from redis.asyncio import Redis
+
+from procengine.actors.control import MalformedControl, parse
+from procengine.actors.engine import Engine
+from procengine.handlers import builtin_handlers
+from procengine.settings import Settings
+from procengine.store.connection import connect
+from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
+from tests.conftest import RedisServerFactory
+
+WAIT = definition({"key": "w", "type": "wait-signal", "signal": "go"})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"executionID": 5, "command": "pause"}',
+        msgpack.packb({"executionID": 5, "command": "pause"}),
+        '{"executionID": 5, "command": "pause", "reason": null}',
+    ],
+)
+def test_json_text_and_msgpack_both_parse(payload: bytes | str) -> None:
+    message = parse(payload)
+    assert (message.execution_id, message.command, message.reason) == (5, "pause", None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"\xc1\xc1", "neither JSON nor msgpack"),
+        (b"[1, 2]", "not an object"),
+        (b'{"executionID": "5", "command": "pause"}', "positive integer"),
+        (b'{"executionID": true, "command": "pause"}', "positive integer"),
+        (b'{"executionID": 0, "command": "pause"}', "positive integer"),
+        (b'{"executionID": 5, "command": "explode"}', "command must be one of"),
+        (b'{"executionID": 5, "command": "pause", "reason": 7}', "reason must be a string"),
+        (b'{"executionID": 5, "command": "pause", "extra": 1}', "unknown fields"),
+    ],
+)
+def test_malformed_messages_say_why(payload: bytes, why: str) -> None:
+    with pytest.raises(MalformedControl, match=why):
+        parse(payload)
+
+
+async def published(redis: Redis, engine: Engine, body: object) -> None:
+    """Publish once the engine listens (PUBLISH answers how many subscribers got it)."""
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    await asyncio.wait_for(engine.control.subscribed.wait(), 5)
+    assert await redis.publish(engine.keys.control, data) == 1
+
+
+async def wait_event(engine: Engine, execution_id: int, event: str) -> dict[str, object]:
+    async with asyncio.timeout(5):
+        while True:
+            for entry in (await engine.log(CALLER, execution_id)).items:
+                if entry.event == event:
+                    return entry.detail
+            await asyncio.sleep(0.01)
+
+
+async def test_publish_pause_resume_cancel_act_like_rest(engine: Engine, redis: Redis) -> None:
+    execution_id = await start(engine, WAIT)
+    await wait_element(engine, execution_id, "w")
+
+    await published(redis, engine, {"executionID": execution_id, "command": "pause", "reason": "maintenance"})
+    detail = await wait_event(engine, execution_id, "paused")
+    assert (detail["by"], detail["reason"], detail["from"], detail["to"]) == (
+        "control",
+        "maintenance",
+        "running",
+        "paused",
+    )
+    assert (await engine.status(CALLER, execution_id)).status == "paused"
+
+    await published(redis, engine, msgpack.packb({"executionID": execution_id, "command": "resume"}))
+    await wait_event(engine, execution_id, "resumed")
+    await published(redis, engine, {"executionID": execution_id, "command": "cancel"})
+    assert await wait_status(engine, execution_id, "cancelled") == "cancelled"
+
+
+async def test_bad_messages_are_dropped_and_the_next_good_one_works(engine: Engine, redis: Redis) -> None:
+    execution_id = await start(engine, WAIT)
+    await wait_element(engine, execution_id, "w")
+
+    for bad in (b"garbage", b'{"executionID": 99999, "command": "pause"}', b'{"executionID": 1, "command": "x"}'):
+        await published(redis, engine, bad)
+    await published(redis, engine, {"executionID": execution_id, "command": "resume"})  # refused: it runs
+    await published(redis, engine, {"executionID": execution_id, "command": "pause"})
+
+    await wait_event(engine, execution_id, "paused")
+    refused = await wait_event(engine, execution_id, "refused")
+    assert (refused["by"], refused["command"], refused["from"]) == ("control", "resume", "running")
+    text = engine.metrics_text()[0].decode()
+    assert 'procengine_control_messages_total{outcome="rejected",reason="malformed"} 2.0' in text
+    assert 'procengine_control_messages_total{outcome="rejected",reason="unknown-execution"} 1.0' in text
+    assert 'procengine_control_messages_total{outcome="accepted",reason="done"} 1.0' in text
+
+
+@pytest.mark.slow
+async def test_control_still_works_after_redis_restarts_under_the_engine(
+    redis_server_factory: RedisServerFactory, settings: Settings
+) -> None:
+    server = redis_server_factory()
+    configured = settings.model_copy(update={"redis_url": server.url, "redis_timeout_s": 0.5})
+    redis = connect(server.url, configured)
+    await redis.config_set("appendfsync", "always")  # the kill below must not lose the execution's writes
+    try:
+        async with Engine(redis, configured, builtin_handlers()) as engine:
+            execution_id = await start(engine, WAIT)
+            await wait_element(engine, execution_id, "w")
+            await asyncio.wait_for(engine.control.subscribed.wait(), 5)
+
+            server.kill()  # longer than redis-py's own retries: the supervisor must subscribe again
+            await asyncio.wait_for(engine.control.dropped.wait(), 10)
+            await asyncio.to_thread(server.restart)
+
+            pause = json.dumps({"executionID": execution_id, "command": "pause"})
+            async with asyncio.timeout(20):
+                while True:  # pub/sub is at most once: publish until the resubscribed engine receives it
+                    if await redis.publish(engine.keys.control, pause) == 1:
+                        break
+                    await asyncio.sleep(0.05)
+            assert await wait_status(engine, execution_id, "paused", within=20) == "paused"
+            detail = await wait_event(engine, execution_id, "paused")
+            assert detail["by"] == "control"
+    finally:
+        await redis.aclose()
