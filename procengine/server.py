@@ -17,8 +17,8 @@ from procengine.actors.engine import Engine
 from procengine.engine.definitions import ProcessDefinition
 from procengine.errors import BadRequest, ValidationFailed
 from procengine.handlers import HandlerRegistry, builtin_handlers, default_registry
-from procengine.metrics import Metrics
 from procengine.http.app import check_bind_allowed, create_app
+from procengine.metrics import Metrics
 from procengine.redis_server import RedisServer
 from procengine.service import Caller
 from procengine.settings import Settings

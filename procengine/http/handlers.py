@@ -33,11 +33,11 @@ __all__ = [
     "list_executions",
     "list_processes",
     "list_statuses",
+    "metrics",
     "pause_execution",
     "ready",
     "register_process",
     "resume_execution",
-    "metrics",
     "send_signal",
     "start_execution",
 ]
