@@ -125,10 +125,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from procengine.http.app import check_bind_allowed  # lazily, like the server below
+
     try:
         settings = settings_from_args(args)
         _check_handler_modules(settings.handlers)
-    except UsageError as exc:
+        check_bind_allowed(settings)
+    except (UsageError, ValueError) as exc:
         return _fail(f"{exc}", EXIT_USAGE)
     logs.configure(settings.log_level, settings.log_format)
     from procengine import server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine

@@ -128,3 +128,9 @@ def test_no_command_prints_the_usage(capsys: pytest.CaptureFixture[str]) -> None
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--help"]) == 0
     assert "--redis-url" in capsys.readouterr().out
+
+
+def test_serve_refuses_a_public_address_without_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("procengine: error:") and "0.0.0.0" in err and "Traceback" not in err

@@ -249,10 +249,14 @@ class ExecutionActor:
         self._require(message.caller, "cancel", message.reason, Status.RUNNING, Status.PAUSED)
         await self._stop_runners(grace_s=0)
         now = self.ctx.clock.now_ms()
+        for progress in self.state.threads.values():
+            if progress.status == "running":
+                progress.status = "cancelled"
         commit = Commit(
             execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
+            threads={key: p.to_doc() for key, p in self.state.threads.items() if p.thread_execution_id},
             log=[transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason)],
         )
         await self._write(commit, expect=source)

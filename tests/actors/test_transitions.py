@@ -66,6 +66,7 @@ async def test_cancel_clears_stack_and_memory_but_keeps_the_log(engine: Engine, 
     assert (state.active, state.stack, state.memory) == (False, None, None)
     status = await engine.status(CALLER, execution_id)
     assert status.status == "cancelled" and not status.isActive and status.timing.stoppedAt is not None
+    assert [t.status for t in status.threads] == ["cancelled"]
     entry = [e for e in (await engine.log(CALLER, execution_id)).items if e.event == "cancelled"]
     assert len(entry) == 1 and entry[0].detail["from"] == source
 
