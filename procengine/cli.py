@@ -79,11 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--passivate-after-ms", metavar="N", type=int, help="idle paused actors leave memory after this")
     serve.set_defaults(run=_serve)
 
-    inspect = commands.add_parser("inspect", help="print every Redis key of an execution (not implemented yet)")
-    inspect.add_argument("execution_id", metavar="ID", type=int, help="the executionID")
-    inspect.add_argument("--redis-url", metavar="URL")
-    inspect.add_argument("--prefix", metavar="P")
-    inspect.add_argument("--json", action="store_true", help="print JSON")
+    inspect = commands.add_parser(
+        "inspect",
+        help="print every Redis key of an execution, decoded; or list executions",
+        description="Read an execution straight from Redis: its hash, stack, memory, threads, elements and the "
+        "last log entries, decoded. With --list: an overview of the executions of every tenant, newest first. "
+        "Redis: --redis-url, else PROCENGINE_REDIS_URL, else the embedded redis-server of --data-dir.",
+    )
+    from procengine.statuses import Status  # here, not at the top: the rest of this module is not inspect's
+
+    which = inspect.add_mutually_exclusive_group(required=True)
+    which.add_argument("execution_id", metavar="ID", type=_positive, nargs="?", help="the executionID")
+    which.add_argument("--list", action="store_true", dest="list_all", help="list executions instead")
+    inspect.add_argument("--status", choices=[status.value for status in Status], help="--list: only this status")
+    inspect.add_argument("--limit", metavar="N", type=_positive, help="--list: at most N rows (default 50)")
+    inspect.add_argument("--log", metavar="N", type=_not_negative, dest="log_count", help="log entries (default 20)")
+    inspect.add_argument("--redis-url", metavar="URL", help="the Redis to read")
+    inspect.add_argument("--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)")
+    inspect.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of the report")
     inspect.set_defaults(run=_inspect)
     return parser
 
@@ -150,8 +164,80 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    print("procengine inspect: not implemented yet", file=sys.stderr)
-    return EXIT_USAGE
+    # Lazily, like serve's imports (and here rather than at the top: the rest of this module is not inspect's).
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import InvalidResponse, RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from procengine import inspect as inspection
+    from procengine.store.keys import Keys
+
+    if args.list_all and args.log_count is not None:
+        return _fail("inspect: --log goes with an ID, not with --list", EXIT_USAGE)
+    if not args.list_all and (args.status is not None or args.limit is not None):
+        return _fail("inspect: --status and --limit go with --list", EXIT_USAGE)
+    # Only what inspect uses goes to Settings, so that the environment fills in the rest as for serve.
+    given = {name: getattr(args, name) for name in ("redis_url", "data_dir", "prefix")}
+    try:
+        settings = settings_from_args(argparse.Namespace(**given))
+        url = settings.redis_url or inspection.embedded_redis_url(settings.data_dir)
+        redis = inspection.open_redis(url, settings.redis_timeout_s)
+    except UsageError as exc:
+        return _fail(f"{exc}", EXIT_USAGE)
+    except ProcEngineError as exc:
+        return _fail(exc.message, EXIT_FAILED)
+    except ValueError as exc:  # redis-py refuses the URL
+        return _fail(f"--redis-url: {exc}", EXIT_USAGE)
+    keys = Keys(settings.prefix)
+
+    async def read() -> Any:
+        try:
+            if args.list_all:
+                return await inspection.list_executions(redis, keys, args.status, args.limit or 50)
+            log_count = 20 if args.log_count is None else args.log_count
+            return await inspection.inspect_execution(redis, keys, args.execution_id, log_count)
+        finally:
+            await redis.aclose()
+
+    try:
+        found = asyncio.run(read())
+    except ProcEngineError as exc:
+        return _fail(exc.message, EXIT_FAILED)
+    except (RedisConnectionError, RedisTimeoutError, InvalidResponse, OSError) as exc:
+        # InvalidResponse: something answered that does not speak RESP (not a Redis)
+        return _fail(f"cannot reach Redis at {inspection.redact(url)}: {exc or type(exc).__name__}", EXIT_FAILED)
+    except RedisError as exc:
+        return _fail(f"Redis at {inspection.redact(url)} answered with an error: {exc}", EXIT_FAILED)
+    if args.json:
+        text = inspection.to_json(found) + "\n"
+    elif args.list_all:
+        text = inspection.render_list(found)
+    else:
+        text = inspection.render_execution(found)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has gone, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    return _at_least(text, 1)
+
+
+def _not_negative(text: str) -> int:
+    return _at_least(text, 0)
+
+
+def _at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+    return value
 
 
 def _check_handler_modules(modules: list[str]) -> None:

@@ -115,9 +115,9 @@ def test_serve_runs_the_server_with_the_settings(monkeypatch: pytest.MonkeyPatch
     assert (seen[0].port, seen[0].prefix) == (0, "p1")
 
 
-def test_inspect_is_not_implemented_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inspect", "12"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+def test_inspect_needs_an_id_or_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect"]) == 2
+    assert "procengine inspect" in capsys.readouterr().err
 
 
 def test_no_command_prints_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
