@@ -21,6 +21,7 @@ from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Cancel, Message, Pause, Request, Resume, Signal, Wake
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
+from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, iso, parse_iso
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import (
@@ -102,6 +103,10 @@ class ExecutionActor:
         self._crash: BaseException | None = None
         self._write_lock = asyncio.Lock()
         self._tasks_in_flight = 0
+        self._current: Request | None = None
+        self._abandoned: set[asyncio.Task[Any]] = set()
+        self.corrupted = False
+        """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
         self.stopped = asyncio.Event()
 
     # --- life ---------------------------------------------------------------------------------
@@ -113,6 +118,7 @@ class ExecutionActor:
             if self.status is Status.RUNNING:
                 self._start_runners()
             while not self.status.is_final:
+                check_cancelled()
                 message = await self._next_message()
                 if message is None:
                     if passivate(self):
@@ -129,8 +135,11 @@ class ExecutionActor:
             log.exception("execution %s: actor stopped on an unexpected error", self.execution_id)
         finally:
             self.mailbox.close()
-            await self._stop_runners(grace_s=0)
+            current, self._current = self._current, None
+            if current is not None and not current.reply.done():  # the request the actor died handling
+                current.reply.set_exception(_Retry())
             self._refuse_queued()
+            await self._stop_runners(grace_s=0)
             self.stopped.set()
 
     async def _next_message(self) -> Message | None:
@@ -148,6 +157,7 @@ class ExecutionActor:
                 message.reply.set_exception(_Retry())
 
     async def _handle(self, message: Request) -> None:
+        self._current = message
         try:
             result = await self._dispatch(message)
         except ProcEngineError as exc:
@@ -162,6 +172,7 @@ class ExecutionActor:
         else:
             if not message.reply.done():
                 message.reply.set_result(result)
+        self._current = None
         await self._settle()
 
     def _dispatch(self, message: Request) -> Awaitable[Any]:
@@ -268,6 +279,8 @@ class ExecutionActor:
     async def _signal(self, message: Signal) -> SignalResult:
         if self.status not in (Status.RUNNING, Status.PAUSED):
             raise InvalidTransition(f"execution {self.execution_id} is {self.status.value}", self.status.value)
+        if self.corrupted:
+            raise StateCorrupted(f"execution {self.execution_id}: its snapshot cannot be read; signal not stored")
         self.interpreter.signal_arrived(self.state, message.name, message.payload)
         now = self.ctx.clock.now_ms()
         try:
@@ -360,10 +373,17 @@ class ExecutionActor:
         for thread in self.process.threads:
             # No runner is running: a task marked started here was cut short (crash, adoption) and starts again.
             self.interpreter.requeue(self.state, thread.key)
-            if self.state.threads[thread.key].status == "running":
+            progress = self.state.threads[thread.key]
+            entry = self.state.entry(thread.key)
+            if progress.status == "failed" and entry is not None and self._failure is None:
+                # failed for good before the node could write `failed`: finish the job now
+                output = self.state.memory.node_outputs.get(entry.element_key, {})
+                self._failure = _Failure(entry.element_key, str(output.get("error", "failed")), entry.attempt)
+            if progress.status == "running":
                 task = asyncio.create_task(self._run_thread(thread.key), name=f"exec-{self.execution_id}-{thread.key}")
                 self._runners[thread.key] = task
                 task.add_done_callback(lambda _: self.mailbox.put_internal(Wake()))
+        self.mailbox.put_internal(Wake())  # settle even if no thread had anything left to run
 
     async def _stop_runners(self, *, grace_s: float) -> None:
         """Stop scheduling; let running tasks finish for `grace_s`, then cut them short."""
@@ -380,9 +400,24 @@ class ExecutionActor:
         for task in self._runners.values():
             if not task.done():
                 task.cancel()
-        if self._runners:
-            await asyncio.gather(*self._runners.values(), return_exceptions=True)
+        await self._reap(list(self._runners.values()))
         self._runners.clear()
+
+    async def _reap(self, tasks: list[asyncio.Task[Any]], timeout_s: float = 5.0) -> None:
+        """Wait for cancelled tasks, but not forever: one that ignores cancellation (a handler swallowing
+        CancelledError) is logged and kept in a set until it ends, instead of hanging the actor."""
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            log.error(
+                "execution %s: task %s ignores cancellation; leaving it behind", self.execution_id, task.get_name()
+            )
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the outcome is handled by whoever owned the task
 
     async def _run_thread(self, thread_key: str) -> None:
         try:
@@ -469,8 +504,8 @@ class ExecutionActor:
             halted.cancel()
             if not job.done():
                 job.cancel()
-            await asyncio.gather(job, halted, return_exceptions=True)
-        if job.cancelled():
+            await self._reap([job, halted])
+        if not job.done() or job.cancelled():
             return _TaskResult(False, interrupted=True)
         return job.result()
 

@@ -24,6 +24,7 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, TimeoutError
 
+from procengine.cancellation import check_cancelled
 from procengine.errors import InvalidTransition, NotFound, ProcEngineError, StateCorrupted, Unavailable
 from procengine.metrics import Metrics
 from procengine.service import Caller, EngineService
@@ -92,13 +93,16 @@ class ControlListener:
     async def run_forever(self, max_backoff_s: float = 5.0) -> None:
         backoff = 0.05
         while True:
+            check_cancelled()
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except (ConnectionError, TimeoutError, OSError) as exc:
+                check_cancelled()
                 log.warning("control channel %s lost (%s); subscribing again in %.2fs", self.channel, exc, backoff)
             except Exception:
+                check_cancelled()
                 log.exception("control channel %s failed; subscribing again in %.2fs", self.channel, backoff)
             else:
                 backoff = 0.05
@@ -116,6 +120,7 @@ class ControlListener:
             self.subscribed.set()
             log.info("control channel %s: subscribed", self.channel)
             while True:
+                check_cancelled()
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None:
                     await pubsub.ping()  # a dead connection shows up here, not as silence

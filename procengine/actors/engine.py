@@ -24,6 +24,7 @@ from procengine.actors.ownership import Ownership, new_node_id
 from procengine.actors.queries import Queries
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.registry import Registry
+from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, SystemClock, iso
 from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import Interpreter
@@ -180,9 +181,13 @@ class Engine:
         self._starting.add(execution_id)
         try:
             await self.store.index(caller.tenant, execution_id)
-            result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
-            if result.outcome is not Outcome.OK:
-                raise Unavailable(f"execution {execution_id} already exists")
+            try:
+                result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
+                if result.outcome is not Outcome.OK:
+                    raise Unavailable(f"execution {execution_id} already exists")
+            except BaseException:
+                await asyncio.shield(self._undo_start(caller.tenant, execution_id, request.idempotencyKey))
+                raise
             actor = ExecutionActor(
                 execution_id=execution_id,
                 tenant=caller.tenant,
@@ -201,6 +206,13 @@ class Engine:
             executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
         ), True
 
+    async def _undo_start(self, tenant: str, execution_id: int, idempotency_key: str | None) -> None:
+        """A start that failed before its execution existed leaves no index entry and frees its key."""
+        with contextlib.suppress(Exception):
+            await self.store.unindex(tenant, execution_id)
+            if idempotency_key is not None:
+                await self.store.release_key(self.keys.idempotency(tenant, idempotency_key), str(execution_id))
+
     async def _claim_idempotency(self, tenant: str, key: str, execution_id: int) -> StartResult | None:
         """None if this start owns the key; else the execution the first start with it created."""
         idem_key = self.keys.idempotency(tenant, key)
@@ -209,6 +221,8 @@ class Engine:
         raw: Any = await self.redis.get(idem_key)
         existing = int(raw)
         fields = await self.store.fields(existing)
+        if not fields:  # the first start with this key is still creating it (or failed and is undoing)
+            raise Unavailable(f"a start with idempotency key {key!r} is in progress; try again")
         return StartResult(
             executionID=existing,
             status=fields.get("status", "running"),  # type: ignore[arg-type]
@@ -254,6 +268,8 @@ class Engine:
             try:
                 async with asyncio.timeout(deadline_s):
                     return await reply
+            except TimeoutError:
+                raise Unavailable(f"execution {execution_id} did not answer within {deadline_s:.0f}s") from None
             except ProcEngineError as exc:
                 if exc.code == "UNAVAILABLE" and not reply.cancelled() and actor.stopped.is_set():
                     continue
@@ -290,13 +306,22 @@ class Engine:
 
     async def _reconcile_forever(self) -> None:
         while True:
+            check_cancelled()
             try:
                 await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                check_cancelled()
                 log.exception("node %s: reconcile pass failed", self.node_id)
             await asyncio.sleep(self.settings.reconcile_interval_ms / 1000)
+
+    async def _adopt(self, execution_id: int) -> int:
+        """Take a running execution whose owner is gone; 1 if an actor now drives it here."""
+        if await self.registry.activate(execution_id, None) is None:
+            return 0
+        self.metrics.adopted.inc()
+        return 1
 
     async def reconcile(self) -> int:
         """Adopt running executions nobody live drives; drop final ones from the active set. Returns adopted."""
@@ -310,14 +335,15 @@ class Engine:
         for execution_id, row in zip(ids, rows, strict=True):
             if not row or execution_id in self._starting or self.registry.get(execution_id) is not None:
                 continue
-            status = Status(row["status"])
-            if status.is_final:
-                await self.store.deactivate(execution_id)
-            elif status is Status.RUNNING and row.get("owner", "") not in alive:
-                try:
-                    await self.registry.activate(execution_id, None)
-                    adopted += 1
-                    self.metrics.adopted.inc()
-                except ProcEngineError as exc:
-                    log.warning("execution %s: not adopted: %s", execution_id, exc.message)
+            try:
+                status = Status(row["status"])
+                if status.is_final:
+                    await self.store.deactivate(execution_id)
+                elif status is Status.RUNNING and row.get("owner", "") not in alive:
+                    adopted += await self._adopt(execution_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one bad execution must not starve the others' adoption
+                check_cancelled()
+                log.warning("execution %s: not adopted: %r", execution_id, exc, extra={"executionID": execution_id})
         return adopted

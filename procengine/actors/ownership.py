@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
+from procengine.cancellation import check_cancelled
 from procengine.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,27 @@ class Ownership:
 
     async def heartbeat_forever(self, on_lost: Callable[[], Awaitable[None]]) -> None:
         last_ok = time.monotonic()
+        lost = False
         while True:
+            check_cancelled()
             try:
-                await self.renew()
+                # bounded: a renew slower than this is as good as none (redis-py's own retries take longer)
+                async with asyncio.timeout(self.ttl_ms * 0.3 / 1000):
+                    await self.renew()
                 last_ok = time.monotonic()
-            except Exception as exc:  # Redis down: keep trying, and give up our actors before the TTL runs out
-                log.warning("node %s: heartbeat failed: %s", self.node_id, exc)
-                if (time.monotonic() - last_ok) * 1000 > self.ttl_ms * 0.8:
-                    await on_lost()
+                lost = False
+            except Exception as exc:  # Redis down or slow: keep trying
+                check_cancelled()
+                log.warning("node %s: heartbeat failed: %r", self.node_id, exc)
+            # the watchdog: give up our actors before the others may adopt them (TTL), once per outage
+            if not lost and (time.monotonic() - last_ok) * 1000 > self.ttl_ms * 0.6:
+                lost = True
+                log.error(
+                    "node %s: heartbeat not renewed for %.0f ms; stopping this node's actors",
+                    self.node_id,
+                    (time.monotonic() - last_ok) * 1000,
+                )
+                await on_lost()
             await asyncio.sleep(self.heartbeat_ms / 1000)
 
     async def alive(self, node_ids: set[str]) -> set[str]:

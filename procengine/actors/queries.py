@@ -151,7 +151,7 @@ class Queries:
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit()):
         raise ValidationFailed("bad cursor", [f"cursor: {cursor!r} is not a cursor this API gave"])
     return int(cursor)
 

@@ -8,16 +8,18 @@ node (or an earlier actor of ours) still runs can no longer write.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from procengine.actors.actor import ActorContext, ExecutionActor
 from procengine.actors.catalog import Catalog
 from procengine.actors.ownership import Ownership
 from procengine.actors.snapshot import load_state
+from procengine.clock import iso
 from procengine.engine.state import ExecutionState, Memory, ThreadProgress
 from procengine.errors import NotFound, StateCorrupted, Unavailable
 from procengine.statuses import Status
-from procengine.store.executions import LogRecord, Outcome, StoredExecution
+from procengine.store.executions import Commit, LogRecord, Outcome, StoredExecution
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ class Registry:
         self._actors: dict[int, ExecutionActor] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._actors)
@@ -71,7 +74,9 @@ class Registry:
         actor = self.get(execution_id)
         if actor is not None and (tenant is None or actor.tenant == tenant):
             return actor
+        # one activation at a time per execution; the lock lives while anyone holds or waits for it
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
+        self._waiting[execution_id] = self._waiting.get(execution_id, 0) + 1
         try:
             async with lock:
                 for _ in range(5):
@@ -89,8 +94,10 @@ class Registry:
                 else:
                     raise Unavailable(f"execution {execution_id} is changing hands; try again")
         finally:
-            if not lock.locked():
-                self._locks.pop(execution_id, None)
+            self._waiting[execution_id] -= 1
+            if not self._waiting[execution_id]:
+                del self._waiting[execution_id]
+                del self._locks[execution_id]
         if tenant is not None and actor.tenant != tenant:
             raise NotFound(f"execution {execution_id} not found")
         return actor
@@ -99,6 +106,8 @@ class Registry:
         owner = stored.fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
             raise Unavailable(f"execution {execution_id} is owned by node {owner}")
+        tenant = stored.fields["tenant"]
+        process = await self.catalog.compiled(tenant, int(stored.fields["processID"]))  # before: no await after
         now = self.ctx.clock.now_ms()
         adopted = LogRecord(now, "adopted", None, {"from": owner, "to": self.ctx.node_id, "by": "system"})
         result = await self.ctx.store.takeover(
@@ -112,16 +121,16 @@ class Registry:
             raise NotFound(f"execution {execution_id} not found")
         if result.outcome is Outcome.CONFLICT:
             return None
-        tenant = stored.fields["tenant"]
-        process = await self.catalog.compiled(tenant, int(stored.fields["processID"]))
         status = Status(result.status)
+        corrupted = False
         try:
             state = load_state(stored, process)
         except StateCorrupted as exc:
-            if status is Status.RUNNING:
-                log.error("execution %s: cannot adopt, %s", execution_id, exc.message)
-                raise
+            if status is Status.RUNNING:  # it cannot go on: fail it visibly rather than leave it "running"
+                await self._fail_corrupted(execution_id, result.epoch, exc.message)
+                return None
             state = _placeholder(process.threads[0].key if process.threads else "")
+            corrupted = True
         actor = ExecutionActor(
             execution_id=execution_id,
             tenant=tenant,
@@ -132,16 +141,33 @@ class Registry:
             state=state,
             fields=stored.fields,
         )
+        actor.corrupted = corrupted
         self.spawn(actor)
         log.info("execution %s: activated on node %s at epoch %s", execution_id, self.ctx.node_id, result.epoch)
         return actor
 
-    async def stop_all(self) -> None:
+    async def _fail_corrupted(self, execution_id: int, epoch: int, why: str) -> None:
+        log.error("execution %s: snapshot unreadable, marking it failed: %s", execution_id, why)
+        now = self.ctx.clock.now_ms()
+        error = {"element": None, "error": f"state corrupted: {why}", "attempts": 0}
+        detail = {"from": "running", "to": "failed", "by": "system", **error}
+        commit = Commit(
+            execution={"status": Status.FAILED.value, "stoppedAt": iso(now), "error": json.dumps(error)},
+            state={"active": 0},
+            log=[LogRecord(now, "failed", None, detail)],
+        )
+        await self.ctx.store.commit(execution_id, commit, epoch=epoch, expect=Status.RUNNING.value)
+        await self.ctx.store.deactivate(execution_id)
+
+    async def stop_all(self, timeout_s: float = 10.0) -> None:
         """Stop every actor without writing: their executions stay where the last checkpoint left them."""
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                log.error("actor task %s did not stop within %ss", task.get_name(), timeout_s)
         self._actors.clear()
 
 

@@ -224,6 +224,8 @@ class Interpreter:
         state.stack.remove(entry)
         if next_key is not None:
             self._push(state, entry.thread_key, next_key)
+        else:  # the thread ends here, in the same checkpoint as its last element
+            state.threads[entry.thread_key].status = "completed"
         return Outcome(Progressed(), [self._event("element-completed", entry, now_ms, output=output)])
 
     def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int) -> Outcome:

@@ -176,6 +176,17 @@ class ExecutionStore:
             pipe.sadd(self.keys.active, str(execution_id))
             await pipe.execute()
 
+    async def unindex(self, tenant: str, execution_id: int) -> None:
+        """Undo `index` for a start that failed before the execution existed."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.keys.executions(tenant), str(execution_id))
+            pipe.srem(self.keys.active, str(execution_id))
+            await pipe.execute()
+
+    async def release_key(self, key: str, value: str) -> None:
+        """Delete `key` if it still holds `value` (compare-and-delete)."""
+        await self.scripts.release_key(keys=[key], args=[value])
+
     async def deactivate(self, execution_id: int) -> None:
         await self.redis.srem(self.keys.active, str(execution_id))
 

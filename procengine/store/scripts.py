@@ -21,6 +21,7 @@ class Scripts:
     commit: AsyncScript
     takeover: AsyncScript
     register_process: AsyncScript
+    release_key: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -28,4 +29,5 @@ class Scripts:
             commit=redis.register_script(_source("commit")),
             takeover=redis.register_script(_source("takeover")),
             register_process=redis.register_script(_source("register_process")),
+            release_key=redis.register_script(_source("release_key")),
         )
