@@ -245,6 +245,7 @@ class ExecutionActor:
         commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
         await self._write(commit, expect=Status.PAUSED)
         self.state = state
+        self.corrupted = False  # the stored snapshot was read and validated just now
         self.status = Status.RUNNING
         self.fields.update(pausedAt="", pausedDurationMs=str(total_paused))
         self._start_runners()
