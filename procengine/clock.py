@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -18,6 +19,7 @@ class SystemClock:
         return time.time_ns() // 1_000_000
 
 
+@lru_cache(maxsize=4096)
 def iso(ms: int) -> str:
     """Epoch milliseconds as ISO-8601 UTC with a `Z`, millisecond precision."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

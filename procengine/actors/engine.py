@@ -113,6 +113,7 @@ class Engine:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background = []
         await self.registry.stop_all()
+        await self.store.aclose()
         with contextlib.suppress(Exception):
             await self.ownership.leave()
         log.info("node %s: engine stopped", self.node_id)

@@ -24,6 +24,16 @@ def encode(value: Any) -> bytes:
     return packed
 
 
+def encode_for_lua(value: Any) -> bytes:
+    """msgpack for a Lua script's `cmsgpack.unpack`: Redis's cmsgpack predates the bin type, so bytes go as
+    raw strings (they arrive in Lua as the same bytes)."""
+    try:
+        packed: bytes = msgpack.packb(value, use_bin_type=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"value cannot be stored: {exc}") from None
+    return packed
+
+
 def decode(blob: bytes | None) -> Any:
     if blob is None or blob == b"":
         raise CodecError("blob is missing")

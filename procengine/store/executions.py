@@ -12,7 +12,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from procengine.clock import iso
-from procengine.store.codec import decode, encode
+from procengine.store.batching import ScriptBatcher
+from procengine.store.codec import decode, encode, encode_for_lua
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -81,6 +82,11 @@ class ExecutionStore:
         self.log_maxlen = log_maxlen
         self._token_prefix = f"{uuid.uuid4().hex[:12]}:"
         self._tokens = itertools.count(1)
+        self._commits = ScriptBatcher(redis, scripts.commit)
+
+    async def aclose(self) -> None:
+        """Wait for the writes already submitted (group commit)."""
+        await self._commits.aclose()
 
     async def allocate(self, sequence: str, count: int = 1) -> int:
         """Reserve `count` ids of a sequence; returns the first."""
@@ -89,29 +95,22 @@ class ExecutionStore:
 
     async def commit(self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str) -> WriteResult:
         """`expect`: comma-separated statuses, "" for any, NEW for a creation."""
+        writes = [
+            _pairs(commit.execution),
+            _pairs(commit.state),
+            commit.state_delete,
+            [part for name, record in commit.elements.items() for part in (name, encode(record))],
+            [part for name, record in commit.threads.items() for part in (name, encode(record))],
+            [[iso(e.at_ms), e.event, e.element_key or "", encode(e.detail)] for e in commit.log],
+        ]
         args: list[Scalar] = [
             "" if epoch is None else str(epoch),
             expect,
             self.log_maxlen,
             f"{self._token_prefix}{next(self._tokens)}",
-            len(commit.execution),
-            len(commit.state),
-            len(commit.state_delete),
-            len(commit.elements),
-            len(commit.threads),
-            len(commit.log),
+            encode_for_lua(writes),
         ]
-        for mapping in (commit.execution, commit.state):
-            for name, value in mapping.items():
-                args += [name, value]
-        args += commit.state_delete
-        for records in (commit.elements, commit.threads):
-            for name, record in records.items():
-                args += [name, encode(record)]
-        for entry in commit.log:
-            args += [iso(entry.at_ms), entry.event, entry.element_key or "", encode(entry.detail)]
-        keys = self.keys.execution(execution_id).all()
-        reply = await self.scripts.commit(keys=keys, args=args)
+        reply = await self._commits.call(self.keys.execution(execution_id).all(), args)
         return _result(reply)
 
     async def takeover(
@@ -209,6 +208,13 @@ class ExecutionStore:
         return [
             {name: value.decode() for name, value in zip(names, row, strict=True) if value is not None} for row in rows
         ]
+
+
+def _pairs(mapping: dict[str, Scalar]) -> list[str | bytes]:
+    """Field/value pairs for HSET inside Lua, every value a string (Lua numbers lose digits)."""
+    return [
+        part for name, value in mapping.items() for part in (name, value if isinstance(value, bytes) else str(value))
+    ]
 
 
 def _result(reply: list[Any]) -> WriteResult:

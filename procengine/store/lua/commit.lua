@@ -11,9 +11,10 @@
 -- ARGV[4] commit token, unique per write ("" = none): a write whose token is the last one applied is
 --         not applied again, so a client retry after a lost reply cannot write twice (recorded only
 --         by writes that change execution fields; a log-only write may repeat on a retry)
--- ARGV[5..10] counts: execution field pairs, state field pairs, state fields to delete,
---             element field pairs, thread field pairs, log entries (4 values each: at, event, elementKey, detail)
--- ARGV[11..] the values, in that order
+-- ARGV[5] the writes, one msgpack array (one argument instead of dozens: the client's cost is per
+--         argument): {execution field/value list, state field/value list, state fields to delete,
+--                    element field/value list, thread field/value list,
+--                    log entries as {at, event, elementKey, detail}}; every value a string
 -- Returns {"OK"|"FENCED"|"CONFLICT", status, epoch} as found before the write.
 
 local status = redis.call('HGET', KEYS[1], 'status') or ''
@@ -41,31 +42,29 @@ else
   end
 end
 
-local n_exec, n_state, n_del = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local n_elem, n_thread, n_log = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local i = 11
+local writes = cmsgpack.unpack(ARGV[5])
+local execution, state, deleted, elements, threads, log = writes[1], writes[2], writes[3], writes[4], writes[5], writes[6]
 
-local function hset_pairs(key, n)
-  if n > 0 then
-    redis.call('HSET', key, unpack(ARGV, i, i + 2 * n - 1))
-    i = i + 2 * n
+if #execution > 0 then
+  redis.call('HSET', KEYS[1], unpack(execution))
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'lastCommit', ARGV[4])
   end
 end
-
-hset_pairs(KEYS[1], n_exec)
-if ARGV[4] ~= '' and n_exec > 0 then
-  redis.call('HSET', KEYS[1], 'lastCommit', ARGV[4])
+if #state > 0 then
+  redis.call('HSET', KEYS[2], unpack(state))
 end
-hset_pairs(KEYS[2], n_state)
-if n_del > 0 then
-  redis.call('HDEL', KEYS[2], unpack(ARGV, i, i + n_del - 1))
-  i = i + n_del
+if #deleted > 0 then
+  redis.call('HDEL', KEYS[2], unpack(deleted))
 end
-hset_pairs(KEYS[3], n_elem)
-hset_pairs(KEYS[4], n_thread)
-for _ = 1, n_log do
+if #elements > 0 then
+  redis.call('HSET', KEYS[3], unpack(elements))
+end
+if #threads > 0 then
+  redis.call('HSET', KEYS[4], unpack(threads))
+end
+for _, entry in ipairs(log) do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*',
-    'at', ARGV[i], 'event', ARGV[i + 1], 'elementKey', ARGV[i + 2], 'detail', ARGV[i + 3])
-  i = i + 4
+    'at', entry[1], 'event', entry[2], 'elementKey', entry[3], 'detail', entry[4])
 end
 return {'OK', status, epoch}
