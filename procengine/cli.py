@@ -1,4 +1,4 @@
-"""The `procengine` command: `serve`, and `inspect` (planned).
+"""The `procengine` command: `serve`, and `inspect` (an execution's keys, decoded, straight from Redis).
 
 Flags win over PROCENGINE_* environment variables, which win over defaults: the CLI passes only the flags
 that were given to `Settings(...)`, and pydantic-settings fills in the rest from the environment.

@@ -39,27 +39,30 @@ class Ownership:
     async def heartbeat_forever(self, on_lost: Callable[[], Awaitable[None]]) -> None:
         last_ok = time.monotonic()
         lost = False
+        lost_after = self.ttl_ms * 0.6 / 1000  # stop our actors well before others may adopt them (TTL)
         while True:
             check_cancelled()
+            left = last_ok + lost_after - time.monotonic()
             try:
-                # bounded: a renew slower than this is as good as none (redis-py's own retries take longer)
-                async with asyncio.timeout(self.ttl_ms * 0.3 / 1000):
+                # bounded: a renew slower than this is as good as none, and the watchdog below must run in time
+                async with asyncio.timeout(max(min(self.ttl_ms * 0.3 / 1000, left), 0.05)):
                     await self.renew()
                 last_ok = time.monotonic()
                 lost = False
             except Exception as exc:  # Redis down or slow: keep trying
                 check_cancelled()
-                log.warning("node %s: heartbeat failed: %r", self.node_id, exc)
-            # the watchdog: give up our actors before the others may adopt them (TTL), once per outage
-            if not lost and (time.monotonic() - last_ok) * 1000 > self.ttl_ms * 0.6:
+                log.warning("node %s: heartbeat failed: %s: %s", self.node_id, type(exc).__name__, exc)
+            silent = time.monotonic() - last_ok
+            if not lost and silent > lost_after:  # the watchdog, once per outage
                 lost = True
                 log.error(
                     "node %s: heartbeat not renewed for %.0f ms; stopping this node's actors",
                     self.node_id,
-                    (time.monotonic() - last_ok) * 1000,
+                    silent * 1000,
                 )
                 await on_lost()
-            await asyncio.sleep(self.heartbeat_ms / 1000)
+            left = last_ok + lost_after - time.monotonic()
+            await asyncio.sleep(self.heartbeat_ms / 1000 if lost else max(min(self.heartbeat_ms / 1000, left), 0.01))
 
     async def alive(self, node_ids: set[str]) -> set[str]:
         """Which of these nodes have a live heartbeat (one round trip)."""

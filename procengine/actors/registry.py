@@ -108,6 +108,9 @@ class Registry:
             raise Unavailable(f"execution {execution_id} is owned by node {owner}")
         tenant = stored.fields["tenant"]
         process = await self.catalog.compiled(tenant, int(stored.fields["processID"]))  # before: no await after
+        missing = process.handlers - self.ctx.handlers.names()
+        if missing:  # another node may have them: do not take it here just to fail it
+            raise Unavailable(f"execution {execution_id} needs handlers this node lacks: {sorted(missing)}")
         now = self.ctx.clock.now_ms()
         adopted = LogRecord(now, "adopted", None, {"from": owner, "to": self.ctx.node_id, "by": "system"})
         result = await self.ctx.store.takeover(
@@ -127,7 +130,7 @@ class Registry:
             state = load_state(stored, process)
         except StateCorrupted as exc:
             if status is Status.RUNNING:  # it cannot go on: fail it visibly rather than leave it "running"
-                await self._fail_corrupted(execution_id, result.epoch, exc.message)
+                await self._fail_corrupted(execution_id, result.epoch, exc.message, process.definition.key)
                 return None
             state = _placeholder(process.threads[0].key if process.threads else "")
             corrupted = True
@@ -143,10 +146,16 @@ class Registry:
         )
         actor.corrupted = corrupted
         self.spawn(actor)
-        log.info("execution %s: activated on node %s at epoch %s", execution_id, self.ctx.node_id, result.epoch)
+        log.info(
+            "execution %s: activated on node %s at epoch %s",
+            execution_id,
+            self.ctx.node_id,
+            result.epoch,
+            extra={"executionID": execution_id},
+        )
         return actor
 
-    async def _fail_corrupted(self, execution_id: int, epoch: int, why: str) -> None:
+    async def _fail_corrupted(self, execution_id: int, epoch: int, why: str, stored_key: str) -> None:
         log.error("execution %s: snapshot unreadable, marking it failed: %s", execution_id, why)
         now = self.ctx.clock.now_ms()
         error = {"element": None, "error": f"state corrupted: {why}", "attempts": 0}
@@ -157,6 +166,7 @@ class Registry:
             log=[LogRecord(now, "failed", None, detail)],
         )
         await self.ctx.store.commit(execution_id, commit, epoch=epoch, expect=Status.RUNNING.value)
+        self.ctx.metrics.finished.labels(stored_key, Status.FAILED.value).inc()
         await self.ctx.store.deactivate(execution_id)
 
     async def stop_all(self, timeout_s: float = 10.0) -> None:

@@ -25,7 +25,9 @@ def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionSt
             if raw is None:
                 raise StateCorrupted(f"the record of thread {thread.key!r} is missing")
             threads[thread.key] = ThreadProgress.from_doc(decode(raw))
-        state = state_from_docs(decode(stack_blob), decode(memory_blob), threads)
+        stack_doc = _decoded("stack", stack_blob)
+        memory_doc = _decoded("memory", memory_blob)
+        state = state_from_docs(stack_doc, memory_doc, threads)
     except CodecError as exc:
         raise StateCorrupted(exc.message) from None
     for entry in state.stack:
@@ -35,3 +37,10 @@ def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionSt
     if unfinished and not state.stack:
         raise StateCorrupted(f"the stack is empty but threads {unfinished} have not finished")
     return state
+
+
+def _decoded(name: str, blob: bytes) -> object:
+    try:
+        return decode(blob)
+    except CodecError as exc:
+        raise CodecError(f"{name}: {exc.message}") from None

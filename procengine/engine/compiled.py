@@ -47,6 +47,11 @@ class CompiledProcess:
     def total_nodes(self) -> int:
         return len(self.elements)
 
+    @property
+    def handlers(self) -> frozenset[str]:
+        """The task handlers the definition calls."""
+        return frozenset(e.handler for e in self.elements.values() if isinstance(e, TaskElement))
+
     def thread(self, key: str) -> CompiledThread:
         for thread in self.threads:
             if thread.key == key:

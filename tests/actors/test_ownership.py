@@ -104,3 +104,19 @@ async def test_a_dead_nodes_running_executions_are_adopted_and_finish(make_engin
     await second.resume(CALLER, paused, ControlRequest())
     await second.signal(CALLER, paused, "s", 1)
     assert await wait_status(second, paused, "completed") == "completed"
+
+
+async def test_a_node_without_the_handlers_does_not_adopt(make_engine: EngineFactory, redis: Redis) -> None:
+    from procengine.handlers import builtin_handlers
+
+    first = await make_engine()
+    execution_id = await start(first, definition({"key": "work", "type": "task", "handler": "gate"}))
+    await crash(first)
+    owner = (await first.store.fields(execution_id))["owner"]
+
+    async with Engine(redis, first.settings, builtin_handlers()) as lacking:  # no "gate" here
+        await asyncio.sleep(first.settings.node_ttl_ms / 1000)  # the first node's heartbeat expires
+        assert await lacking.reconcile() == 0
+
+    fields = await first.store.fields(execution_id)
+    assert (fields["status"], fields["owner"]) == ("running", owner)
