@@ -1,6 +1,6 @@
 # make run    create .venv, install, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
 # make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest
-# make bench  (not yet)
+# make bench  create .venv, install with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
 # make clean  remove the venv and the caches (not .procengine/, the embedded Redis's data)
 #
 # Extra flags for serve: make run ARGS="--port 9000 --log-level DEBUG". Another interpreter: make test PYTHON=python3.12
@@ -44,8 +44,8 @@ test: $(STAMP_TEST)
 	$(BIN)/mypy --strict procengine
 	$(BIN)/pytest
 
-bench:
-	@echo "make bench: not yet (the benchmark comes with a later issue)"
+bench: $(STAMP_TEST)
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
