@@ -20,6 +20,7 @@ class Catalog:
         self.handlers = handlers
         self.clock = clock
         self._compiled: dict[tuple[str, int], CompiledProcess] = {}
+        self._stored: dict[tuple[str, int], StoredProcess] = {}
 
     async def register(self, tenant: str, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
         compile_process(definition, self.handlers.names())
@@ -27,9 +28,13 @@ class Catalog:
         return ProcessSummary(processID=process_id, key=definition.key, version=version), created
 
     async def get(self, tenant: str, process_id: int) -> StoredProcess:
-        stored = await self.store.get(tenant, process_id)
+        """A registered version; versions never change, so each is read from Redis once per node."""
+        stored = self._stored.get((tenant, process_id))
         if stored is None:
-            raise NotFound(f"process {process_id} not found")
+            stored = await self.store.get(tenant, process_id)
+            if stored is None:
+                raise NotFound(f"process {process_id} not found")
+            self._stored[(tenant, process_id)] = stored
         return stored
 
     async def resolve(self, tenant: str, process_id: int | None, process_key: str | None) -> StoredProcess:

@@ -58,24 +58,33 @@ class ProcessStore:
 
     async def get(self, tenant: str, process_id: int) -> StoredProcess | None:
         raw: Any = await self.redis.hgetall(self.keys.process(tenant, process_id))
-        if not raw:
-            return None
-        fields = {k.decode(): v for k, v in raw.items()}
-        return StoredProcess(
-            process_id=process_id,
-            tenant=fields["tenant"].decode(),
-            key=fields["key"].decode(),
-            version=int(fields["version"]),
-            name=fields["name"].decode(),
-            created_at=fields["createdAt"].decode(),
-            body=decode(fields["body"]),
-        )
+        return _stored(tenant, process_id, raw)
 
     async def latest_id(self, tenant: str, key: str) -> int | None:
         raw: Any = await self.redis.hget(self.keys.process_key(tenant, key), "latestID")
         return None if raw is None else int(raw)
 
     async def list(self, tenant: str) -> list[StoredProcess]:
-        ids: Any = await self.redis.zrange(self.keys.processes(tenant), 0, -1)
-        found = [await self.get(tenant, int(process_id)) for process_id in ids]
+        members: Any = await self.redis.zrange(self.keys.processes(tenant), 0, -1)
+        ids = [int(process_id) for process_id in members]
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip for them all
+            for process_id in ids:
+                pipe.hgetall(self.keys.process(tenant, process_id))
+            rows = await pipe.execute()
+        found = [_stored(tenant, process_id, raw) for process_id, raw in zip(ids, rows, strict=True)]
         return [process for process in found if process is not None]
+
+
+def _stored(tenant: str, process_id: int, raw: Any) -> StoredProcess | None:
+    if not raw:
+        return None
+    fields = {k.decode(): v for k, v in raw.items()}
+    return StoredProcess(
+        process_id=process_id,
+        tenant=fields["tenant"].decode(),
+        key=fields["key"].decode(),
+        version=int(fields["version"]),
+        name=fields["name"].decode(),
+        created_at=fields["createdAt"].decode(),
+        body=decode(fields["body"]),
+    )
