@@ -15,7 +15,6 @@ import base64
 import contextlib
 import json
 import math
-import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from redis.backoff import NoBackoff
 
 from procengine.clock import iso
 from procengine.errors import CodecError, NotFound, ProcEngineError
-from procengine.redis_server import LOCK_FILE
+from procengine.redis_server import running_url
 from procengine.store.codec import check_format, decode
 from procengine.store.executions import ExecutionStore
 from procengine.store.keys import Keys
@@ -265,36 +264,14 @@ def _glob_escape(text: str) -> str:
 
 
 def embedded_redis_url(data_dir: Path) -> str:
-    """The URL of the embedded redis-server running under `data_dir`, from the holder line that
-    `RedisServer` writes into its lock file (`pid <pid> on <url>`), if that process still lives.
-
-    The lock itself is not tried: taking it, even for a moment, could make a server starting at that
-    moment refuse the directory.
-    """
-    path = data_dir / LOCK_FILE
-    try:
-        holder = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        holder = ""
-    found = re.fullmatch(r"pid (\d+) on (\S+)", holder)
-    if found is None or not _alive(int(found.group(1))):
+    """The URL of the embedded redis-server running under `data_dir` (see `redis_server.running_url`)."""
+    url = running_url(data_dir)
+    if url is None:
         raise NoRedis(
             f"no Redis to inspect: no embedded redis-server is running under {data_dir.resolve()}; give "
             "--redis-url (or set PROCENGINE_REDIS_URL), or the --data-dir of the running `procengine serve`"
         )
-    return found.group(2)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process, but alive
-    return True
+    return url
 
 
 def redact(url: str) -> str:

@@ -28,6 +28,7 @@ import fcntl
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 LOG_FILE = "redis-server.log"
 LOCK_FILE = "redis-server.lock"
+HOLDER_LINE = "pid {pid} on {url}"
+"""What the lock file says about the server holding it (read back by `running_url`)."""
 _POLL_S = 0.02
 
 
@@ -309,7 +312,7 @@ class RedisServer:
         assert self._lock is not None
         self._lock.seek(0)
         self._lock.truncate()
-        self._lock.write(f"pid {process_id} on {self.url}\n".encode())
+        self._lock.write(HOLDER_LINE.format(pid=process_id, url=self.url).encode() + b"\n")
         self._lock.flush()
 
     def _release_lock(self) -> None:
@@ -351,3 +354,29 @@ async def _in_thread(fn: Callable[[], None]) -> None:
         with contextlib.suppress(Exception):
             await running
         raise
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the embedded redis-server running under `data_dir`, from its lock file's holder line, if
+    that process still lives. The lock itself is not tried: taking it, even for a moment, could make a
+    server starting at that moment refuse the directory."""
+    try:
+        holder = (data_dir / LOCK_FILE).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    found = re.fullmatch(HOLDER_LINE.format(pid=r"(\d+)", url=r"(\S+)"), holder)
+    if found is None or not _pid_alive(int(found.group(1))):
+        return None
+    return found.group(2)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, but alive
+    return True

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Cancel, Message, Pause, Request, Resume, Signal, Wake
@@ -49,9 +49,10 @@ from procengine.store.executions import Outcome as WriteOutcome
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SYSTEM = Caller(tenant="", by="system", request_id="")
+TRANSITION_TARGETS = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
+"""The status each control command asks for (a `refused` entry names it as `to`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,10 @@ class _Failure:
     element_key: str
     error: str
     attempts: int
+
+    @classmethod
+    def of(cls, step: ElementFailed) -> _Failure:
+        return cls(step.entry.element_key, step.error, step.entry.attempt)
 
 
 @dataclass
@@ -268,7 +273,7 @@ class ExecutionActor:
             execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
-            threads={key: p.to_doc() for key, p in self.state.threads.items() if p.thread_execution_id},
+            threads={} if self.corrupted else {key: p.to_doc() for key, p in self.state.threads.items()},
             log=[transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason)],
         )
         await self._write(commit, expect=source)
@@ -282,13 +287,9 @@ class ExecutionActor:
             raise InvalidTransition(f"execution {self.execution_id} is {self.status.value}", self.status.value)
         if self.corrupted:
             raise StateCorrupted(f"execution {self.execution_id}: its snapshot cannot be read; signal not stored")
-        self.interpreter.signal_arrived(self.state, message.name, message.payload)
+        self.interpreter.signal_arrived(self.state, message.name, message.payload)  # encodable: the engine checked
         now = self.ctx.clock.now_ms()
-        try:
-            commit = snapshot_commit(self.state, [], now)
-        except CodecError:
-            self.state.memory.signals[message.name].pop()
-            raise
+        commit = snapshot_commit(self.state, [], now)
         detail = {"signal": message.name, "by": message.caller.by, "requestId": message.caller.request_id}
         commit.log.append(LogRecord(now, "signal-received", None, detail))
         await self._write(commit, expect=self.status)
@@ -442,7 +443,7 @@ class ExecutionActor:
             if isinstance(step, ThreadEnded):
                 return
             if isinstance(step, ElementFailed):
-                self._failure = _Failure(step.entry.element_key, step.error, step.entry.attempt)
+                self._failure = _Failure.of(step)
                 return
             if isinstance(step, Sleep):
                 await _wait(wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
@@ -471,8 +472,7 @@ class ExecutionActor:
             outcome = self.interpreter.task_failed(self.state, thread_key, str(result.value), now)
         await self._checkpoint(outcome.events)
         if isinstance(outcome.step, ElementFailed):
-            entry = outcome.step.entry
-            self._failure = _Failure(entry.element_key, outcome.step.error, entry.attempt)
+            self._failure = _Failure.of(outcome.step)
             return True
         return False
 
@@ -536,8 +536,9 @@ async def log_refusal(
 ) -> None:
     """Write a `refused` entry; it changes nothing but the log, so it needs no epoch."""
     now = ctx.clock.now_ms()
-    target = {"pause": "paused", "resume": "running", "cancel": "cancelled"}.get(verb, verb)
-    entry = transition_log(now, "refused", caller, status, target, reason, command=verb, why=why)
+    entry = transition_log(
+        now, "refused", caller, status, TRANSITION_TARGETS.get(verb, verb), reason, command=verb, why=why
+    )
     await ctx.store.commit(execution_id, Commit(log=[entry]), epoch=None, expect="")
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from procengine.actors.actor import ActorContext, ExecutionActor, log_refusal
+from procengine.actors.actor import TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.catalog import Catalog, view
 from procengine.actors.control import ControlListener
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 RECONCILE_CHUNK = 200
-VERB_TARGET = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
 
 
 class Engine:
@@ -149,12 +148,11 @@ class Engine:
             encode(request.variables)
         except CodecError as exc:
             raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
-        execution_id = await self.store.allocate("execution")
+        execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
         if request.idempotencyKey is not None:
             existing = await self._claim_idempotency(caller.tenant, request.idempotencyKey, execution_id)
             if existing is not None:
                 return existing, False
-        first_thread = await self.store.allocate("thread", len(process.threads))
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
         state = Interpreter(process).initial_state(request.variables, thread_ids)
         now = self.clock.now_ms()
@@ -281,7 +279,7 @@ class Engine:
     async def _refuse_final(self, caller: Caller, execution_id: int, verb: str) -> None:
         fields = await self.queries.require(caller.tenant, execution_id)
         status = fields["status"]
-        if verb in VERB_TARGET:
+        if verb in TRANSITION_TARGETS:
             await log_refusal(self.ctx, execution_id, caller, verb, None, status, f"execution is {status}")
         raise InvalidTransition(f"cannot {verb} an execution that is {status}", status)
 
@@ -337,15 +335,13 @@ class Engine:
         alive = await self.ownership.alive(owners)
         for status in (Status.RUNNING, Status.PAUSED):
             self.metrics.executions.labels(status.value).set(sum(1 for row in rows if row.get("status") == status))
+        await self.store.deactivate(*(i for i, row in zip(ids, rows, strict=True) if _final(row)))
         adopted = 0
         for execution_id, row in zip(ids, rows, strict=True):
             if not row or execution_id in self._starting or self.registry.get(execution_id) is not None:
                 continue
             try:
-                status = Status(row["status"])
-                if status.is_final:
-                    await self.store.deactivate(execution_id)
-                elif status is Status.RUNNING and row.get("owner", "") not in alive:
+                if row.get("status") == Status.RUNNING and row.get("owner", "") not in alive:
                     adopted += await self._adopt(execution_id)
             except asyncio.CancelledError:
                 raise
@@ -353,3 +349,10 @@ class Engine:
                 check_cancelled()
                 log.warning("execution %s: not adopted: %r", execution_id, exc, extra={"executionID": execution_id})
         return adopted
+
+
+FINAL_STATUSES = frozenset(status.value for status in Status if status.is_final)
+
+
+def _final(row: dict[str, str]) -> bool:
+    return row.get("status") in FINAL_STATUSES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -99,14 +100,13 @@ class Queries:
         )
 
     async def log(self, tenant: str, execution_id: int) -> LogView:
-        await self.require(tenant, execution_id)
-        entries = await self.store.log(execution_id)
+        # the tenant check and the read go out together; nothing is returned unless the check passes
+        _, entries = await asyncio.gather(self.require(tenant, execution_id), self.store.log(execution_id))
         return LogView(executionID=execution_id, items=[LogEntry(id=entry_id, **doc) for entry_id, doc in entries])
 
     async def elements(self, tenant: str, execution_id: int) -> ElementsView:
-        await self.require(tenant, execution_id)
-        records = await self.store.elements(execution_id)
-        items = [ElementView(**_element_fields(record)) for record in records.values()]
+        _, records = await asyncio.gather(self.require(tenant, execution_id), self.store.elements(execution_id))
+        items = [ElementView.model_validate(record) for record in records.values()]
         items.sort(key=lambda e: (e.startedAt or "", e.key))
         return ElementsView(executionID=execution_id, items=items)
 
@@ -166,20 +166,6 @@ def _summary(execution_id: int, row: dict[str, str]) -> ExecutionSummary:
         startedAt=row["startedAt"],
         stoppedAt=row.get("stoppedAt") or None,
     )
-
-
-def _element_fields(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "key": record["key"],
-        "type": record["type"],
-        "threadKey": record.get("threadKey", ""),
-        "status": record["status"],
-        "attempts": record.get("attempts", 1),
-        "startedAt": record.get("startedAt"),
-        "stoppedAt": record.get("stoppedAt"),
-        "output": record.get("output"),
-        "error": record.get("error"),
-    }
 
 
 def _decoded_or_error(blob: bytes | None) -> dict[str, Any] | None:

@@ -88,10 +88,13 @@ class ExecutionStore:
         """Wait for the writes already submitted (group commit)."""
         await self._commits.aclose()
 
-    async def allocate(self, sequence: str, count: int = 1) -> int:
-        """Reserve `count` ids of a sequence; returns the first."""
-        last = int(await self.redis.incrby(self.keys.sequence(sequence), count))
-        return last - count + 1
+    async def allocate_ids(self, threads: int) -> tuple[int, int]:
+        """An execution id and `threads` thread ids, in one round trip: (executionID, first threadID)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(self.keys.sequence("execution"))
+            pipe.incrby(self.keys.sequence("thread"), threads)
+            execution_id, last_thread = await pipe.execute()
+        return int(execution_id), int(last_thread) - threads + 1
 
     async def commit(self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str) -> WriteResult:
         """`expect`: comma-separated statuses, "" for any, NEW for a creation."""
@@ -186,8 +189,10 @@ class ExecutionStore:
         """Delete `key` if it still holds `value` (compare-and-delete)."""
         await self.scripts.release_key(keys=[key], args=[value])
 
-    async def deactivate(self, execution_id: int) -> None:
-        await self.redis.srem(self.keys.active, str(execution_id))
+    async def deactivate(self, *execution_ids: int) -> None:
+        """Drop final executions from the active set (one command for any number)."""
+        if execution_ids:
+            await self.redis.srem(self.keys.active, *(str(execution_id) for execution_id in execution_ids))
 
     async def active_ids(self) -> list[int]:
         members: list[bytes] = [m async for m in self.redis.sscan_iter(self.keys.active, count=1000)]
