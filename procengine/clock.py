@@ -25,6 +25,7 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+@lru_cache(maxsize=4096)
 def parse_iso(text: str) -> int:
     """The inverse of `iso`."""
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)

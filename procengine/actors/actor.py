@@ -44,7 +44,7 @@ from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store.codec import encode
-from procengine.store.executions import Commit, ExecutionStore, LogRecord
+from procengine.store.executions import Commit, ExecutionStore, LogRecord, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
 
@@ -95,6 +95,7 @@ class ExecutionActor:
     epoch: int
     state: ExecutionState
     fields: dict[str, str]
+    """The execution hash as of the last write (the actor is its only writer: this is what Redis holds)."""
     mailbox: Mailbox[Message] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +113,10 @@ class ExecutionActor:
         self._abandoned: set[asyncio.Task[Any]] = set()
         self.corrupted = False
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
+        self.thread_records: dict[str, dict[str, Any]] = {k: p.to_doc() for k, p in self.state.threads.items()}
+        """The thread hash as of the last write, like `fields`."""
+        self.status_doc: dict[str, Any] | None = None
+        """The status answer built from `fields` and `thread_records` (by the engine), until the next write."""
         self.stopped = asyncio.Event()
 
     # --- life ---------------------------------------------------------------------------------
@@ -210,7 +215,6 @@ class ExecutionActor:
         )
         await self._write(commit, expect=Status.RUNNING)
         self.status = Status.PAUSED
-        self.fields["pausedAt"] = iso(now)
         return PauseResult(
             executionID=self.execution_id,
             completedNodes=self.state.completed_nodes,
@@ -252,7 +256,6 @@ class ExecutionActor:
         self.state = state
         self.corrupted = False  # the stored snapshot was read and validated just now
         self.status = Status.RUNNING
-        self.fields.update(pausedAt="", pausedDurationMs=str(total_paused))
         self._start_runners()
         return ResumeResult(
             executionID=self.execution_id,
@@ -357,6 +360,9 @@ class ExecutionActor:
             raise Fenced(f"execution {self.execution_id}: epoch {self.epoch} is stale (now {result.epoch})")
         if result.outcome is WriteOutcome.CONFLICT:
             raise Fenced(f"execution {self.execution_id}: status is {result.status}, expected {expect.value}")
+        self.fields.update(stored_fields(commit.execution))
+        self.thread_records.update(commit.threads)
+        self.status_doc = None
 
     async def _checkpoint(self, events: list[ElementEvent]) -> None:
         await self._write(snapshot_commit(self.state, events, self.ctx.clock.now_ms()), expect=Status.RUNNING)

@@ -21,7 +21,7 @@ from procengine.actors.control import ControlListener
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Cancel, Pause, Request, Resume, Signal
 from procengine.actors.ownership import Ownership, new_node_id
-from procengine.actors.queries import Queries
+from procengine.actors.queries import Queries, status_doc
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.registry import Registry
 from procengine.cancellation import check_cancelled
@@ -35,7 +35,7 @@ from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store.codec import encode
-from procengine.store.executions import NEW, ExecutionStore, Outcome
+from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
 from procengine.store.keys import Keys
 from procengine.store.processes import ProcessStore
 from procengine.store.scripts import Scripts
@@ -156,23 +156,24 @@ class Engine:
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
         state = Interpreter(process).initial_state(request.variables, thread_ids)
         now = self.clock.now_ms()
-        fields: dict[str, str | int] = {
-            "status": Status.RUNNING.value,
-            "processID": stored.process_id,
-            "processKey": stored.key,
-            "processVersion": stored.version,
-            "tenant": caller.tenant,
-            "startedAt": iso(now),
-            "stoppedAt": "",
-            "owner": self.node_id,
-            "epoch": 1,
-            "totalNodes": process.total_nodes,
-            "pausedAt": "",
-            "pausedDurationMs": 0,
-            "idempotencyKey": request.idempotencyKey or "",
-        }
         commit = snapshot_commit(state, [], now)
-        commit.execution.update(fields)
+        commit.execution.update(
+            {
+                "status": Status.RUNNING.value,
+                "processID": stored.process_id,
+                "processKey": stored.key,
+                "processVersion": stored.version,
+                "tenant": caller.tenant,
+                "startedAt": iso(now),
+                "stoppedAt": "",
+                "owner": self.node_id,
+                "epoch": 1,
+                "totalNodes": process.total_nodes,
+                "pausedAt": "",
+                "pausedDurationMs": 0,
+                "idempotencyKey": request.idempotencyKey or "",
+            }
+        )
         commit.log.append(
             transition_log(
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
@@ -196,7 +197,7 @@ class Engine:
                 status=Status.RUNNING,
                 epoch=1,
                 state=state,
-                fields={k: str(v) for k, v in fields.items()},
+                fields=stored_fields(commit.execution),
             )
             self.registry.spawn(actor)
         finally:
@@ -291,6 +292,12 @@ class Engine:
         return await self.queries.list(caller.tenant, status=status, process_id=process_id, limit=limit, cursor=cursor)
 
     async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
+        actor = self.registry.get(execution_id)
+        if actor is not None and actor.tenant == caller.tenant and not actor.corrupted:
+            # the live actor is the execution's only writer: its copy is what Redis holds, without a round trip
+            if actor.status_doc is None:
+                actor.status_doc = status_doc(execution_id, actor.fields, actor.thread_records.values())
+            return self.queries.status_view(actor.status_doc)
         return await self.queries.status(caller.tenant, execution_id)
 
     async def log(self, caller: Caller, execution_id: int) -> LogView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from procengine.clock import Clock, parse_iso
@@ -20,10 +21,7 @@ from procengine.views import (
     ExecutionSummary,
     LogEntry,
     LogView,
-    Progress,
     StateView,
-    ThreadView,
-    Timing,
 )
 
 SUMMARY_FIELDS = ["status", "processID", "processKey", "processVersion", "startedAt", "stoppedAt", "tenant"]
@@ -34,8 +32,8 @@ class Queries:
         self.store = store
         self.clock = clock
 
-    async def _owned(self, tenant: str, execution_id: int) -> StoredExecution:
-        stored = await self.store.load(execution_id)
+    async def _owned(self, tenant: str, execution_id: int, *, with_state: bool = True) -> StoredExecution:
+        stored = await self.store.load(execution_id, with_state=with_state)
         if stored is None or stored.fields.get("tenant") != tenant:
             raise NotFound(f"execution {execution_id} not found")
         return stored
@@ -48,56 +46,18 @@ class Queries:
         return fields
 
     async def status(self, tenant: str, execution_id: int) -> ExecutionStatusView:
-        stored = await self._owned(tenant, execution_id)
-        fields = stored.fields
-        status = Status(fields["status"])
-        total = int(fields.get("totalNodes", 0))
-        completed = int(fields.get("completedNodes", 0))
-        if status is Status.COMPLETED or total == 0:
-            percentage = 100.0 if status is Status.COMPLETED else 0.0
-        else:
-            percentage = round(completed / total * 100, 2)
-        started = parse_iso(fields["startedAt"])
-        stopped = fields.get("stoppedAt") or None
+        stored = await self._owned(tenant, execution_id, with_state=False)
+        threads = (decode(raw) for raw in stored.threads.values())
+        return self.status_view(status_doc(execution_id, stored.fields, threads))
+
+    def status_view(self, doc: dict[str, Any]) -> ExecutionStatusView:
+        """The status answer from a `status_doc`, with the duration up to now if the execution has not stopped."""
+        timing = doc["timing"]
+        stopped = timing["stoppedAt"]
         end = parse_iso(stopped) if stopped else self.clock.now_ms()
-        threads = sorted(
-            (ThreadProgress.from_doc(decode(raw)) for raw in stored.threads.values()),
-            key=lambda t: t.process_thread_id,
-        )
-        error = json.loads(fields["error"]) if fields.get("error") else None
-        return ExecutionStatusView(
-            executionID=execution_id,
-            processID=int(fields["processID"]),
-            processKey=fields.get("processKey", ""),
-            processVersion=int(fields.get("processVersion", 0)),
-            status=status.value,
-            isActive=status.is_active,
-            progress=Progress(
-                totalNodes=total,
-                completedNodes=completed,
-                failedNodes=int(fields.get("failedNodes", 0)),
-                percentage=percentage,
-            ),
-            timing=Timing(
-                startedAt=fields["startedAt"],
-                stoppedAt=stopped,
-                durationMs=max(end - started, 0),
-                pausedAt=fields.get("pausedAt") or None,
-                pausedDurationMs=int(fields.get("pausedDurationMs") or 0),
-            ),
-            threads=[
-                ThreadView(
-                    threadExecutionID=t.thread_execution_id,
-                    processThreadID=t.process_thread_id,
-                    threadKey=t.thread_key,
-                    status=t.status,
-                    completedNodes=t.completed_nodes,
-                    totalNodes=t.total_nodes,
-                )
-                for t in threads
-            ],
-            error=error,
-        )
+        duration = max(end - parse_iso(timing["startedAt"]), 0)
+        # validated from plain dicts: pydantic-core does that faster than building the nested models one by one
+        return ExecutionStatusView.model_validate({**doc, "timing": {**timing, "durationMs": duration}})
 
     async def log(self, tenant: str, execution_id: int) -> LogView:
         # the tenant check and the read go out together; nothing is returned unless the check passes
@@ -176,3 +136,49 @@ def _decoded_or_error(blob: bytes | None) -> dict[str, Any] | None:
     except CodecError as exc:
         return {"error": exc.message}
     return value if isinstance(value, dict) else {"error": "not a map"}
+
+
+def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Iterable[Any]) -> dict[str, Any]:
+    """Everything of the status answer but the duration, from the execution hash and the thread records.
+
+    It changes only when the execution is written, so a live actor keeps it between writes."""
+    status = Status(fields["status"])
+    total = int(fields.get("totalNodes", 0))
+    completed = int(fields.get("completedNodes", 0))
+    if status is Status.COMPLETED or total == 0:
+        percentage = 100.0 if status is Status.COMPLETED else 0.0
+    else:
+        percentage = round(completed / total * 100, 2)
+    threads = sorted((ThreadProgress.from_doc(record) for record in thread_records), key=lambda t: t.process_thread_id)
+    return {
+        "executionID": execution_id,
+        "processID": int(fields["processID"]),
+        "processKey": fields.get("processKey", ""),
+        "processVersion": int(fields.get("processVersion", 0)),
+        "status": status.value,
+        "isActive": status.is_active,
+        "progress": {
+            "totalNodes": total,
+            "completedNodes": completed,
+            "failedNodes": int(fields.get("failedNodes", 0)),
+            "percentage": percentage,
+        },
+        "timing": {
+            "startedAt": fields["startedAt"],
+            "stoppedAt": fields.get("stoppedAt") or None,
+            "pausedAt": fields.get("pausedAt") or None,
+            "pausedDurationMs": int(fields.get("pausedDurationMs") or 0),
+        },
+        "threads": [
+            {
+                "threadExecutionID": t.thread_execution_id,
+                "processThreadID": t.process_thread_id,
+                "threadKey": t.thread_key,
+                "status": t.status,
+                "completedNodes": t.completed_nodes,
+                "totalNodes": t.total_nodes,
+            }
+            for t in threads
+        ],
+        "error": json.loads(fields["error"]) if fields.get("error") else None,
+    }

@@ -142,7 +142,7 @@ class Registry:
             status=status,
             epoch=result.epoch,
             state=state,
-            fields=stored.fields,
+            fields={**stored.fields, "owner": self.ctx.node_id, "epoch": str(result.epoch)},
         )
         actor.corrupted = corrupted
         self.spawn(actor)

@@ -7,7 +7,7 @@ import ipaddress
 from aiohttp import web
 
 from procengine.http.context import ENGINE_KEY, OPENAPI_KEY, ROUTES_KEY, SETTINGS_KEY
-from procengine.http.middleware import auth_middleware, error_middleware, request_id_middleware
+from procengine.http.middleware import front_door_middleware
 from procengine.http.openapi import render_openapi
 from procengine.http.routes import add_routes
 from procengine.service import EngineService
@@ -22,8 +22,8 @@ def create_app(engine: EngineService, settings: Settings) -> web.Application:
     The caller owns the engine (opens and closes it); the app only routes requests to it.
     """
     app = web.Application(
-        # Outermost first: the request id is on every answer, errors (auth's included) become envelopes.
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        # the request id on every answer, auth, errors (auth's included) as envelopes: middleware.py
+        middlewares=[front_door_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[ENGINE_KEY] = engine

@@ -1,6 +1,6 @@
 """One handler per route: parse the request, call the `EngineService`, wrap the answer in the envelope.
 
-Handlers hold no try/except for error mapping: every failure is an exception that `error_middleware`
+Handlers hold no try/except for error mapping: every failure is an exception that `front_door_middleware`
 renders. Which route calls which handler is the table in `routes.py`.
 """
 

@@ -1,19 +1,22 @@
-"""The three middlewares, outermost first:
+"""The front door's one middleware, in this order:
 
-1. `request_id_middleware` — takes `X-Request-ID` (or makes one) and echoes it on every answer;
-2. `error_middleware` — the one place where exceptions become error envelopes, so handlers hold no
-   try/except for that;
-3. `auth_middleware` — for paths under the base path, turns the bearer token into the request's `Caller`.
+1. the request id — takes `X-Request-ID` (or makes one) and echoes it on every answer;
+2. auth — for paths under the base path, turns the bearer token into the request's `Caller`;
+3. errors — the one place where exceptions become error envelopes, so handlers hold no try/except for
+   that (auth's `Unauthorized` included).
 
-Auth sits inside the error middleware so that its `Unauthorized` is rendered like every other error.
+One middleware rather than three: each aiohttp middleware layer costs a few microseconds per request, which
+is a tenth of a status read served from memory.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
+import itertools
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import Mapping
 from http import HTTPStatus
 
@@ -28,18 +31,16 @@ from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
 from procengine.service import Caller
 
-__all__ = [
-    "DEFAULT_TENANT",
-    "REQUEST_ID_HEADER",
-    "auth_middleware",
-    "error_middleware",
-    "request_id_middleware",
-]
+__all__ = ["DEFAULT_TENANT", "REQUEST_ID_HEADER", "front_door_middleware"]
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 DEFAULT_TENANT = "default"
+
+# Our own ids: a random prefix per process and a counter (a uuid4 per request cost 9% of a status read).
+_NODE_PREFIX = f"{secrets.token_hex(6)}-"
+_SEQUENCE = itertools.count(1)
 
 # A client's id is kept only if it is short and plain: it lands in logs and in the audit trail.
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -56,30 +57,28 @@ _HTTP_CODES = {
 
 
 @web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def front_door_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"{_NODE_PREFIX}{next(_SEQUENCE):x}"
     request[context.REQUEST_ID_KEY] = rid
     try:
+        _authenticate(request)  # inside the try: its Unauthorized is rendered like every other error
         response = await handler(request)
-    except web.HTTPException as exc:  # only redirects get past the error middleware
-        exc.headers[REQUEST_ID_HEADER] = rid
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects pass through, with the request id
+            exc.headers[REQUEST_ID_HEADER] = rid
+            raise
+        response = _from_http_exception(request, exc)
+    except Exception as exc:
+        response = _from_exception(request, exc)
     response.headers[REQUEST_ID_HEADER] = rid
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ProcEngineError as exc:
+def _from_exception(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, ProcEngineError):
         return _from_engine_error(request, exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _from_http_exception(request, exc)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         log.warning(
             "redis unreachable on %s %s (request %s): %r",
             request.method,
@@ -88,11 +87,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             exc,
         )
         return error_response(503, "UNAVAILABLE", "the store cannot be reached; try again")
-    except Exception:
-        rid = context.request_id(request)
-        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
-        # The traceback stays in the server log; the client gets the id to quote.
-        return error_response(500, "INTERNAL", f"internal error (request id {rid})")
+    rid = context.request_id(request)
+    log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid, exc_info=exc)
+    # The traceback stays in the server log; the client gets the id to quote.
+    return error_response(500, "INTERNAL", f"internal error (request id {rid})")
 
 
 def _from_engine_error(request: web.Request, exc: ProcEngineError) -> web.Response:
@@ -136,8 +134,8 @@ def _describe(status: int) -> tuple[str, str]:
     return known.name, known.phrase.lower()
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _authenticate(request: web.Request) -> None:
+    """For paths under the base path, the bearer token becomes the request's `Caller` (or Unauthorized)."""
     if _needs_caller(request):
         settings = context.settings(request)
         if settings.single_tenant:
@@ -145,16 +143,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         else:
             tenant = _tenant_for(request.headers.get("Authorization"), settings.api_tokens)
         request[context.CALLER_KEY] = Caller(tenant=tenant, by=tenant, request_id=context.request_id(request))
-    return await handler(request)
 
 
 def _needs_caller(request: web.Request) -> bool:
-    # Judge by the decoded path and by the route it matched, so no spelling of a path can reach an
+    # Judge by the route it matched and by the decoded path, so no spelling of a path can reach an
     # authenticated route without a token.
-    if under_base_path(request.path):
-        return True
     resource = request.match_info.route.resource
-    return resource is not None and under_base_path(resource.canonical)
+    return (resource is not None and _under_base_path(resource.canonical)) or under_base_path(request.path)
+
+
+_under_base_path = functools.lru_cache(maxsize=256)(under_base_path)
+"""For route templates (a few dozen): cached, most requests are decided without decoding their path."""
 
 
 def _tenant_for(authorization: str | None, tokens: Mapping[str, str]) -> str:

@@ -132,18 +132,20 @@ class ExecutionStore:
         raw: Any = await self.redis.hgetall(self.keys.execution(execution_id).execution)
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    async def load(self, execution_id: int) -> StoredExecution | None:
+    async def load(self, execution_id: int, *, with_state: bool = True) -> StoredExecution | None:
+        """The execution hash, its threads and (unless `with_state` is False: a status read) its state."""
         keys = self.keys.execution(execution_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.execution)
-            pipe.hgetall(keys.state)
             pipe.hgetall(keys.threads)
-            raw_fields, raw_state, raw_threads = await pipe.execute()
+            if with_state:
+                pipe.hgetall(keys.state)
+            raw_fields, raw_threads, *raw_state = await pipe.execute()
         if not raw_fields:
             return None
         return StoredExecution(
             fields={k.decode(): v.decode() for k, v in raw_fields.items()},
-            state={k.decode(): v for k, v in raw_state.items()},
+            state={k.decode(): v for k, v in raw_state[0].items()} if raw_state else {},
             threads={k.decode(): v for k, v in raw_threads.items()},
         )
 
@@ -213,6 +215,15 @@ class ExecutionStore:
         return [
             {name: value.decode() for name, value in zip(names, row, strict=True) if value is not None} for row in rows
         ]
+
+
+def stored_fields(mapping: dict[str, Scalar]) -> dict[str, str]:
+    """Hash fields as Redis gives them back (every value a string), for a copy kept in memory."""
+    return {name: value if isinstance(value, str) else _text(value) for name, value in mapping.items()}
+
+
+def _text(value: Scalar) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pairs(mapping: dict[str, Scalar]) -> list[str | bytes]:

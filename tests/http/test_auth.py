@@ -112,14 +112,17 @@ async def test_the_request_id_is_echoed(client: Client, engine: FakeEngine) -> N
 
 
 async def test_a_request_id_is_made_when_none_or_an_unusable_one_is_given(client: Client, engine: FakeEngine) -> None:
+    made = set()
     for headers in ({}, {"X-Request-ID": "x" * 500}, {"X-Request-ID": "has spaces"}):
         response = await client.get(f"{BASE}/processes", headers=headers)
 
         rid = response.headers["X-Request-ID"]
-        assert re.fullmatch(r"[0-9a-f]{32}", rid)
+        assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", rid)  # a random prefix per process, then a counter
         caller = engine.last_call().caller
         assert caller is not None
         assert caller.request_id == rid
+        made.add(rid)
+    assert len(made) == 3
 
 
 async def test_401_carries_the_request_id(tenants_client: Client) -> None:

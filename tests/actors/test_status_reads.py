@@ -1,0 +1,70 @@
+"""Status reads of a live actor are served from its copy of the execution hash; that copy must be what Redis
+holds after every write, and the answer the same as one built from Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from procengine.actors.engine import Engine
+from procengine.errors import NotFound
+from procengine.service import Caller
+from procengine.store.codec import decode
+from procengine.views import ControlRequest, ExecutionStatusView
+from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
+
+
+def _without_duration(view: ExecutionStatusView) -> dict[str, Any]:
+    doc = view.model_dump()
+    doc["timing"].pop("durationMs")
+    return doc
+
+
+async def _same_as_redis(engine: Engine, execution_id: int) -> ExecutionStatusView:
+    actor = engine.registry.get(execution_id)
+    assert actor is not None, "the execution's actor should be live here"
+    stored = await engine.store.load(execution_id, with_state=False)
+    assert stored is not None
+    written_by_the_script = {"lastCommit"}  # commit.lua's retry token, not part of the execution
+    assert actor.fields == {k: v for k, v in stored.fields.items() if k not in written_by_the_script}
+    assert actor.thread_records == {key: decode(raw) for key, raw in stored.threads.items()}
+    from_actor = await engine.status(CALLER, execution_id)
+    from_redis = await engine.queries.status(CALLER.tenant, execution_id)
+    assert _without_duration(from_actor) == _without_duration(from_redis)
+    return from_actor
+
+
+async def test_a_live_actors_status_is_what_redis_holds_after_every_transition(engine: Engine) -> None:
+    execution_id = await start(
+        engine,
+        definition(
+            {"key": "init", "type": "set-variable", "set": {"x": "1"}, "next": "approve"},
+            {"key": "approve", "type": "wait-signal", "signal": "go"},
+        ),
+    )
+    await wait_element(engine, execution_id, "approve")
+    running = await _same_as_redis(engine, execution_id)
+    assert (running.status, running.progress.completedNodes) == ("running", 1)
+
+    await engine.pause(CALLER, execution_id, ControlRequest(reason="look"))
+    paused = await _same_as_redis(engine, execution_id)
+    assert paused.status == "paused" and paused.timing.pausedAt is not None
+
+    await engine.resume(CALLER, execution_id, ControlRequest())
+    resumed = await _same_as_redis(engine, execution_id)
+    assert resumed.status == "running" and resumed.timing.pausedAt is None
+
+    await engine.signal(CALLER, execution_id, "go", None)
+    await wait_status(engine, execution_id, "completed")
+    done = await engine.status(CALLER, execution_id)  # the actor has stopped: from Redis
+    assert engine.registry.get(execution_id) is None
+    assert (done.status, done.progress.percentage, done.threads[0].status) == ("completed", 100.0, "completed")
+
+
+async def test_another_tenant_gets_404_from_a_live_actor_too(engine: Engine) -> None:
+    execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
+    await wait_element(engine, execution_id, "w")
+    assert engine.registry.get(execution_id) is not None
+    with pytest.raises(NotFound):
+        await engine.status(Caller(tenant="someone-else", by="x", request_id="r"), execution_id)
