@@ -241,6 +241,9 @@ class RedisServer:
             "--appendonly", "yes",
             "--appendfsync", "everysec",
             "--save", "",
+            # hashes of values up to 1 KiB stay compact (ziplist): an execution's state, element and thread
+            # records are msgpack values of a few hundred bytes, and the default (64 B) makes each a hashtable
+            "--hash-max-ziplist-value", "1024",
             "--logfile", "",  # to stdout, which goes to the log file below (with stderr: config errors)
             "--loglevel", "notice",
         ]  # fmt: skip

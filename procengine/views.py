@@ -140,8 +140,8 @@ class ElementView(_View):
     threadKey: str
     status: str
     attempts: int
-    startedAt: str | None
-    stoppedAt: str | None
+    startedAt: str | None = None
+    stoppedAt: str | None = None
     output: Any = None
     error: str | None = None
 

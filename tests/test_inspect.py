@@ -129,7 +129,7 @@ async def test_the_text_report_reads_like_a_report(running: Running, capsys: pyt
     thread_row = next(line for line in lines if line.startswith("  main "))
     assert thread_row.split() == ["main", thread_row.split()[1], "running", "1/3", "0"]
     log_rows = out.split("\nlog  ")[1].splitlines()
-    assert log_rows[0] == "(last 5 of 5)"
+    assert log_rows[0] == "(last 4 of 4)"
     assert log_rows[-1].split()[1:3] == ["paused", "-"]
     assert '"reason": "look"' in log_rows[-1]
 
@@ -145,7 +145,7 @@ async def test_json_carries_the_whole_view(running: Running, capsys: pytest.Capt
     assert view["state"]["memory"]["variables"]["order_id"] == "ORD-1"
     assert view["threads"]["main"]["threadKey"] == "main"
     assert [entry["event"] for entry in view["log"]] == ["paused"]
-    assert view["logLength"] == 5
+    assert view["logLength"] == 4
 
 
 async def test_a_blob_that_does_not_decode_is_shown_not_fatal(running: Running, redis: Redis) -> None:

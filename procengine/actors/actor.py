@@ -344,7 +344,7 @@ class ExecutionActor:
     async def _release(self) -> None:
         """Passivation: give up ownership so any node may activate the execution again."""
         with contextlib.suppress(Fenced):
-            await self._write(Commit(execution={"owner": ""}), expect=self.status)
+            await self._write(Commit(execution={"owner": ""}, compact_log=True), expect=self.status)
 
     # --- writing ------------------------------------------------------------------------------
 

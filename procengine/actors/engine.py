@@ -165,15 +165,15 @@ class Engine:
                 "processVersion": stored.version,
                 "tenant": caller.tenant,
                 "startedAt": iso(now),
-                "stoppedAt": "",
+                "stoppedAt": "",  # one of the contract's readable fields, so present from the start
                 "owner": self.node_id,
                 "epoch": 1,
                 "totalNodes": process.total_nodes,
-                "pausedAt": "",
                 "pausedDurationMs": 0,
-                "idempotencyKey": request.idempotencyKey or "",
             }
         )
+        if request.idempotencyKey is not None:
+            commit.execution["idempotencyKey"] = request.idempotencyKey
         commit.log.append(
             transition_log(
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version

@@ -7,9 +7,11 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from procengine.clock import Clock, parse_iso
 from procengine.engine.state import ThreadProgress
-from procengine.errors import CodecError, NotFound, ValidationFailed
+from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.statuses import Status
 from procengine.store.codec import decode
 from procengine.store.executions import ExecutionStore, StoredExecution
@@ -66,7 +68,10 @@ class Queries:
 
     async def elements(self, tenant: str, execution_id: int) -> ElementsView:
         _, records = await asyncio.gather(self.require(tenant, execution_id), self.store.elements(execution_id))
-        items = [ElementView.model_validate(record) for record in records.values()]
+        try:
+            items = [ElementView.model_validate(record) for record in records.values()]
+        except ValidationError as exc:
+            raise StateCorrupted(f"an element record of execution {execution_id} is malformed: {exc}") from None
         items.sort(key=lambda e: (e.startedAt or "", e.key))
         return ElementsView(executionID=execution_id, items=items)
 

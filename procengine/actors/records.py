@@ -14,13 +14,13 @@ from procengine.store.executions import Commit, LogRecord
 
 
 def element_record(event: ElementEvent) -> dict[str, Any]:
+    """The latest run of an element; fields with no value are left out (a record is stored per element)."""
     record: dict[str, Any] = {
         "key": event.element_key,
         "type": event.element_type,
         "threadKey": event.thread_key,
         "attempts": event.attempt,
-        "startedAt": iso(event.started_at_ms) if event.started_at_ms is not None else None,
-        "stoppedAt": None,
+        "startedAt": _iso_or_none(event.started_at_ms),
     }
     if event.event == "element-started":
         record.update(status="running", startedAt=iso(event.at_ms))
@@ -30,11 +30,15 @@ def element_record(event: ElementEvent) -> dict[str, Any]:
         record.update(status="completed", stoppedAt=iso(event.at_ms), output=event.output)
     else:
         record.update(status="failed", stoppedAt=iso(event.at_ms), error=event.error)
-    return record
+    return _without_none(record)
 
 
 def element_log(event: ElementEvent) -> LogRecord:
-    detail: dict[str, Any] = {"thread": event.thread_key, "attempt": event.attempt, "type": event.element_type}
+    """An element's log entry: its thread, and the attempt once it is not the first (the element record and
+    the definition have the rest)."""
+    detail: dict[str, Any] = {"thread": event.thread_key}
+    if event.attempt > 1:
+        detail["attempt"] = event.attempt
     if event.error is not None:
         detail["error"] = event.error
     if event.retry_at_ms is not None:
@@ -53,7 +57,7 @@ def transition_log(
         "requestId": caller.request_id,
         **extra,
     }
-    return LogRecord(at_ms, event, None, detail)
+    return LogRecord(at_ms, event, None, _without_none(detail))
 
 
 def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: int) -> Commit:
@@ -72,6 +76,10 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
         threads={key: progress.to_doc() for key, progress in state.threads.items()},
         log=[element_log(event) for event in events],
     )
+
+
+def _without_none(doc: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in doc.items() if value is not None}
 
 
 def _iso_or_none(ms: int | None) -> str | None:

@@ -137,20 +137,22 @@ class Interpreter:
             state.threads[thread_key].status = "completed"
             return Outcome(ThreadEnded())
         element = self.process.elements[entry.element_key]
-        events: list[ElementEvent] = []
         if entry.remaining_ms is not None:  # a timer frozen by pause that nobody thawed: it goes on from there
             entry.due_at_ms = now_ms + entry.remaining_ms
             entry.remaining_ms = None
         if isinstance(element, TaskElement) and entry.due_at_ms is not None and now_ms >= entry.due_at_ms:
             entry.due_at_ms = None  # the backoff before a retry is over: the next attempt starts now
-        if entry.started_at_ms is None and entry.due_at_ms is None:
+        starting = entry.started_at_ms is None and entry.due_at_ms is None
+        if starting:
             entry.started_at_ms = now_ms
-            events.append(self._event("element-started", entry, now_ms))
         try:
             outcome = self._begin_element(state, entry, element, now_ms)
         except ExpressionError as exc:
             outcome = self._fail(state, entry, str(exc), now_ms)
-        outcome.events[:0] = events
+        if starting and not outcome.events:
+            # still going after this call: its start is news; an element that ended at once reports only its
+            # end (which carries the start time), one log entry instead of two
+            outcome.events.append(self._event("element-started", entry, now_ms))
         return outcome
 
     def task_succeeded(self, state: ExecutionState, thread_key: str, output: Any, now_ms: int) -> Outcome:
@@ -205,7 +207,7 @@ class Interpreter:
         if isinstance(element, SetVariableElement):
             values = {name: self.process.expression(src).evaluate(variables) for name, src in element.set.items()}
             variables.update(values)
-            return self._complete(state, entry, values, element.next, now_ms)
+            return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
         assert isinstance(element, EndElement)
         return self._complete(state, entry, None, None, now_ms)
 
@@ -220,7 +222,9 @@ class Interpreter:
         previous = state.memory.node_outputs.get(entry.element_key)
         if not (isinstance(previous, dict) and previous.get("status") == "success"):
             state.threads[entry.thread_key].completed_nodes += 1
-        state.memory.node_outputs[entry.element_key] = {"status": "success", "data": output}
+        state.memory.node_outputs[entry.element_key] = (
+            {"status": "success"} if output is None else {"status": "success", "data": output}
+        )
         state.stack.remove(entry)
         if next_key is not None:
             self._push(state, entry.thread_key, next_key)

@@ -38,6 +38,9 @@ class Commit:
     elements: dict[str, Any] = field(default_factory=dict)
     threads: dict[str, Any] = field(default_factory=dict)
     log: list[LogRecord] = field(default_factory=list)
+    compact_log: bool = False
+    """Rewrite a short log stream at its exact size (on passivation: XADD gives a stream's newest node 4 KiB
+    up front, which a paused execution would otherwise keep)."""
 
 
 class Outcome(Enum):
@@ -104,7 +107,8 @@ class ExecutionStore:
             commit.state_delete,
             [part for name, record in commit.elements.items() for part in (name, encode(record))],
             [part for name, record in commit.threads.items() for part in (name, encode(record))],
-            [[iso(e.at_ms), e.event, e.element_key or "", encode(e.detail)] for e in commit.log],
+            [[str(e.at_ms), e.event, e.element_key or "", encode(e.detail)] for e in commit.log],
+            1 if commit.compact_log else 0,
         ]
         args: list[Scalar] = [
             "" if epoch is None else str(epoch),
@@ -124,7 +128,7 @@ class ExecutionStore:
         if log is None:
             args += ["", "", ""]
         else:
-            args += [iso(log.at_ms), log.event, encode(log.detail)]
+            args += [str(log.at_ms), log.event, encode(log.detail)]
         reply = await self.scripts.takeover(keys=[keys.execution, keys.log], args=args)
         return _result(reply)
 
@@ -163,7 +167,7 @@ class ExecutionStore:
                 (
                     entry_id.decode(),
                     {
-                        "at": fields.get("at", b"").decode(),
+                        "at": _at(fields.get("at", b"").decode()),
                         "event": fields.get("event", b"").decode(),
                         "elementKey": fields.get("elementKey", b"").decode() or None,
                         "detail": decode(fields["detail"]) if fields.get("detail") else {},
@@ -236,3 +240,8 @@ def _pairs(mapping: dict[str, Scalar]) -> list[str | bytes]:
 def _result(reply: list[Any]) -> WriteResult:
     outcome, status, epoch = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
     return WriteResult(Outcome(outcome), status, int(epoch or 0))
+
+
+def _at(text: str) -> str:
+    """A log entry's time: stored as epoch milliseconds (entries written before 0.2: ISO-8601), read as ISO."""
+    return iso(int(text)) if text.isdigit() else text

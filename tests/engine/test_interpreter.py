@@ -67,30 +67,28 @@ def test_a_linear_set_variable_chain_runs_to_the_end() -> None:
     # then it ended with every variable set
     assert step == ThreadEnded()
     assert run.variables == {"seed": True, "x": 1, "y": 2, "label": "n1", "z": 3}
-    # and each element's output is recorded in the seed's shape
+    # and each element's outcome is recorded in the seed's shape; a set-variable's values are the variables,
+    # not kept a second time as its output
     assert run.state.memory.node_outputs == {
-        "a": {"status": "success", "data": {"x": 1}},
-        "b": {"status": "success", "data": {"y": 2, "label": "n1"}},
-        "c": {"status": "success", "data": {"z": 3}},
-        "fin": {"status": "success", "data": None},
+        "a": {"status": "success"},
+        "b": {"status": "success"},
+        "c": {"status": "success"},
+        "fin": {"status": "success"},
     }
     # and the thread counted four completed elements, nothing failed, and finished
     progress = run.state.threads["main"]
     assert (progress.completed_nodes, progress.failed_nodes, progress.status) == (4, 0, "completed")
     assert run.state.stack == []
-    # and the events say started, completed for each element, in order, at the time given
+    # and the events say completed for each element (each ended as it started: no separate start), in order,
+    # at the time given, with the start time
     assert run.trail() == [
-        ("element-started", "a"),
         ("element-completed", "a"),
-        ("element-started", "b"),
         ("element-completed", "b"),
-        ("element-started", "c"),
         ("element-completed", "c"),
-        ("element-started", "fin"),
         ("element-completed", "fin"),
     ]
-    assert {(e.at_ms, e.attempt, e.thread_key) for e in run.events} == {(5, 1, "main")}
-    assert run.events[1].output == {"x": 1}
+    assert {(e.at_ms, e.started_at_ms, e.attempt, e.thread_key) for e in run.events} == {(5, 5, 1, "main")}
+    assert run.events[0].output is None
 
 
 def test_set_values_are_evaluated_against_the_variables_before_the_element() -> None:
@@ -148,7 +146,8 @@ def test_a_cel_runtime_error_in_a_condition_fails_the_element() -> None:
     assert isinstance(step, ElementFailed)
     assert "missing > 1" in step.error
     assert step.entry.element_key == "c"
-    assert run.trail() == [("element-started", "c"), ("element-failed", "c")]
+    assert run.trail() == [("element-failed", "c")]  # it failed as it started: one event, with the start time
+    assert run.events[-1].started_at_ms == 7
     assert run.events[-1].error == step.error
     progress = run.state.threads["main"]
     assert (progress.status, progress.failed_nodes, progress.completed_nodes) == ("failed", 1, 0)
@@ -211,7 +210,7 @@ def test_a_task_input_that_fails_to_evaluate_fails_the_element() -> None:
     run = start(definition(_task("t", input={"v": "nope.field"})))
     step = run.drive()
     assert isinstance(step, ElementFailed)
-    assert run.trail() == [("element-started", "t"), ("element-failed", "t")]
+    assert run.trail() == [("element-failed", "t")]
 
 
 def test_a_task_without_output_leaves_variables_alone() -> None:
@@ -494,7 +493,6 @@ def test_two_threads_progress_independently() -> None:
     assert run.trail("slow") == [
         ("element-started", "nap"),
         ("element-completed", "nap"),
-        ("element-started", "woke"),
         ("element-completed", "woke"),
     ]
 
@@ -559,7 +557,7 @@ def test_a_loop_counts_each_element_once_toward_progress() -> None:
     assert progress.completed_nodes == progress.total_nodes == 4
 
 
-def test_a_retry_whose_input_no_longer_evaluates_is_started_then_failed() -> None:
+def test_a_retry_whose_input_no_longer_evaluates_fails() -> None:
     # given a task whose input reads `order.id`, on its first attempt
     run = start(
         definition(_task("t", input={"id": "order.id"}, retry={"maxAttempts": 2, "backoffMs": 100})),
@@ -570,11 +568,10 @@ def test_a_retry_whose_input_no_longer_evaluates_is_started_then_failed() -> Non
     # when the variable changes before the retry (another thread could do this)
     run.variables["order"] = {}
     step = run.begin(now=110).step
-    # then attempt 2 is recorded as started, then failed, like any element that fails on its input
+    # then attempt 2 is recorded as failed as it started, like any element that fails on its input
     assert isinstance(step, ElementFailed)
     assert [(e.event, e.attempt) for e in run.events] == [
         ("element-started", 1),
         ("element-retry", 2),
-        ("element-started", 2),
         ("element-failed", 2),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
+from procengine.clock import iso
 from procengine.store.codec import decode
 from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_element
@@ -55,3 +56,37 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(engine: Eng
     assert memory["variables"] == {"order_id": "A-1"} and memory["variable_count"] == 1
     assert set(memory) >= {"variables", "node_outputs", "saved_at", "variable_count"}
     assert await redis.hget(f"{prefix}:statuses", "paused") == b"2"
+
+
+async def test_a_passivated_log_is_kept_at_its_exact_size(engine: Engine, redis: Redis, prefix: str) -> None:
+    execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
+    await wait_element(engine, execution_id, "w")
+    await engine.pause(CALLER, execution_id, ControlRequest())
+    log_key = f"{prefix}:exec:{{{execution_id}}}:log"
+    entries = await redis.xrange(log_key)
+    # XADD gave the stream's node 4 KiB up front (stream-node-max-bytes), most of it empty
+    assert await redis.memory_usage(log_key, samples=0) > 4096
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    await actor.stopped.wait()  # passivated (passivate_after_ms): owner released, log rewritten
+
+    assert await redis.hget(f"{prefix}:exec:{{{execution_id}}}", "owner") == b""
+    assert await redis.xrange(log_key) == entries
+    assert await redis.memory_usage(log_key, samples=0) < 1500
+    # and the embedded server keeps an execution's hashes compact (hash-max-ziplist-value)
+    for suffix in ("", ":state", ":elements", ":threads"):
+        assert await redis.object("encoding", f"{prefix}:exec:{{{execution_id}}}{suffix}") == b"ziplist"
+
+
+async def test_log_times_are_stored_as_epoch_ms_and_read_as_iso(engine: Engine, redis: Redis, prefix: str) -> None:
+    execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
+    await wait_element(engine, execution_id, "w")
+    log_key = f"{prefix}:exec:{{{execution_id}}}:log"
+    stored = [fields[b"at"] for _, fields in await redis.xrange(log_key)]
+    assert all(at.isdigit() for at in stored)
+    # an entry written by an older version, with an ISO time, reads the same way
+    await redis.xadd(log_key, {"at": "2026-11-29T04:50:52.353Z", "event": "note", "elementKey": "", "detail": b""})
+
+    items = (await engine.log(CALLER, execution_id)).items
+    assert items[-1].at == "2026-11-29T04:50:52.353Z"
+    assert [item.at for item in items[:-1]] == [iso(int(at)) for at in stored]

@@ -14,7 +14,11 @@
 -- ARGV[5] the writes, one msgpack array (one argument instead of dozens: the client's cost is per
 --         argument): {execution field/value list, state field/value list, state fields to delete,
 --                    element field/value list, thread field/value list,
---                    log entries as {at, event, elementKey, detail}}; every value a string
+--                    log entries as {at (epoch ms), event, elementKey, detail}, compact log (1 or 0)};
+--         every value a string. Compact log: rewrite the log stream with DUMP and RESTORE, which stores
+--         it at its exact size (XADD preallocates stream-node-max-bytes, 4 KiB by default, for the newest
+--         node); only for logs of up to 256 entries, where that slack is most of the key
+
 -- Returns {"OK"|"FENCED"|"CONFLICT", status, epoch} as found before the write.
 
 local status = redis.call('HGET', KEYS[1], 'status') or ''
@@ -66,5 +70,11 @@ end
 for _, entry in ipairs(log) do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*',
     'at', entry[1], 'event', entry[2], 'elementKey', entry[3], 'detail', entry[4])
+end
+if writes[7] == 1 and redis.call('XLEN', KEYS[5]) <= 256 then
+  local dumped = redis.call('DUMP', KEYS[5])
+  if dumped then
+    redis.call('RESTORE', KEYS[5], 0, dumped, 'REPLACE')
+  end
 end
 return {'OK', status, epoch}
