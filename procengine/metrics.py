@@ -47,6 +47,7 @@ class Metrics:
             buckets=ELEMENT_BUCKETS,
             registry=r,
         )
+        self._element_children: dict[tuple[str, str], Histogram] = {}
         self.checkpoint_seconds = Histogram(
             "procengine_checkpoint_seconds",
             "Latency of one atomic execution write (commit.lua), as the actor sees it.",
@@ -68,6 +69,13 @@ class Metrics:
         self.adopted = Counter(
             "procengine_executions_adopted", "Running executions this node took over from a dead node.", registry=r
         )
+
+    def element_duration(self, element_type: str, outcome: str) -> Histogram:
+        """The element duration histogram of one type and outcome (looked up once: labels() takes a lock)."""
+        child = self._element_children.get((element_type, outcome))
+        if child is None:
+            child = self._element_children[(element_type, outcome)] = self.element_seconds.labels(element_type, outcome)
+        return child
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""

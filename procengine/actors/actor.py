@@ -349,12 +349,11 @@ class ExecutionActor:
     # --- writing ------------------------------------------------------------------------------
 
     async def _write(self, commit: Commit, *, expect: Status) -> None:
-        """Write atomically under our epoch; the write finishes even if the caller is cancelled."""
+        """Write atomically under our epoch. The write is handed to the group commit before the first await,
+        and a handed-over write is sent even if the caller is cancelled while it waits (no shield needed)."""
         async with self._write_lock:
             started = time.perf_counter()
-            result = await asyncio.shield(
-                self.ctx.store.commit(self.execution_id, commit, epoch=self.epoch, expect=expect.value)
-            )
+            result = await self.ctx.store.commit(self.execution_id, commit, epoch=self.epoch, expect=expect.value)
             self.ctx.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         if result.outcome is WriteOutcome.FENCED:
             raise Fenced(f"execution {self.execution_id}: epoch {self.epoch} is stale (now {result.epoch})")
@@ -370,7 +369,7 @@ class ExecutionActor:
             if event.started_at_ms is not None and event.event in ("element-completed", "element-failed"):
                 outcome = "completed" if event.event == "element-completed" else "failed"
                 seconds = max(event.at_ms - event.started_at_ms, 0) / 1000
-                self.ctx.metrics.element_seconds.labels(event.element_type, outcome).observe(seconds)
+                self.ctx.metrics.element_duration(event.element_type, outcome).observe(seconds)
 
     # --- thread runners -----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Cluster slot and one Lua script may touch them together. Per-tenant keys carry `
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -26,10 +27,12 @@ class ExecutionKeys:
 class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        # every checkpoint names its five keys: built once per execution (of the recently written ones)
+        self.execution = functools.lru_cache(maxsize=16_384)(self._execution)
 
     # --- one execution ------------------------------------------------------------------------
 
-    def execution(self, execution_id: int) -> ExecutionKeys:
+    def _execution(self, execution_id: int) -> ExecutionKeys:
         base = f"{self.prefix}:exec:{{{execution_id}}}"
         return ExecutionKeys(
             execution=base,
