@@ -379,12 +379,12 @@ async def checkpoint_limit(ctx: Context, seconds: float, executions: int = 1000)
 class BareHttp:
     """The bare aiohttp app in its own process, answering fixed bodies of the given sizes."""
 
-    def __init__(self, ctx: Context, bodies: dict[str, int]) -> None:
-        self.args = [sys.executable, "-m", "bench.baselines", "bare-http"]
+    def __init__(self, ctx: Context, bodies: dict[str, int], event_loop: str = "asyncio") -> None:
+        self.args = [sys.executable, "-m", "bench.baselines", "bare-http", "--event-loop", event_loop]
         for name, size in bodies.items():
             self.args += [f"--{name}-bytes", str(size)]
-        self.out = ctx.workdir / "bare-http.stdout"
-        self.err = ctx.workdir / "bare-http.stderr"
+        self.out = ctx.workdir / f"bare-http-{event_loop}.stdout"
+        self.err = ctx.workdir / f"bare-http-{event_loop}.stderr"
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -478,12 +478,18 @@ def main(argv: list[str] | None = None) -> int:
     bare.add_argument("--status-bytes", type=int, default=600)
     bare.add_argument("--pause-bytes", type=int, default=200)
     bare.add_argument("--resume-bytes", type=int, default=200)
+    bare.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         import signal
 
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        asyncio.run(_serve_bare(args))
+        if args.event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(_serve_bare(args))
+        else:
+            asyncio.run(_serve_bare(args))
     return 0
 
 

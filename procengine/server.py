@@ -37,6 +37,7 @@ def load_handlers(modules: list[str]) -> HandlerRegistry:
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     check_bind_allowed(settings)
     handlers = load_handlers(settings.handlers)
+    log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     async with contextlib.AsyncExitStack() as stack:
         url = settings.redis_url
         if url is None:

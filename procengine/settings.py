@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     """json: one JSON object a line (for log search); text: for people at a terminal."""
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """auto: uvloop where it is installed (a dependency except on Windows), else asyncio's own loop."""
 
     @field_validator("api_tokens", mode="before")
     @classmethod

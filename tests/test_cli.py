@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import types
@@ -57,6 +58,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         "--pause-grace-ms", "10",
         "--node-ttl-ms", "20",
         "--passivate-after-ms", "30",
+        "--event-loop", "asyncio",
     )  # fmt: skip
 
     assert settings.redis_url == "redis://example:6379/0"
@@ -65,6 +67,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
     assert settings.handlers == ["mod.a", "mod.b", "mod.c"]
     assert settings.log_level == "DEBUG"
     assert (settings.pause_grace_ms, settings.node_ttl_ms, settings.passivate_after_ms) == (10, 20, 30)
+    assert settings.event_loop == "asyncio"
 
 
 @pytest.mark.parametrize(
@@ -79,6 +82,8 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         ([], {"PROCENGINE_PORT": "abc"}, "PROCENGINE_PORT: Input should be a valid integer"),
         ([], {"PROCENGINE_LOG_LEVEL": "loud"}, "PROCENGINE_LOG_LEVEL: must be one of"),
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        (["--event-loop", "trio"], {}, "argument --event-loop: invalid choice"),
+        ([], {"PROCENGINE_EVENT_LOOP": "trio"}, "PROCENGINE_EVENT_LOOP: Input should be 'auto', 'uvloop' or 'asyncio'"),
     ],
 )
 def test_a_bad_value_is_a_usage_error_without_a_traceback(
@@ -134,3 +139,20 @@ def test_serve_refuses_a_public_address_without_tokens(capsys: pytest.CaptureFix
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("procengine: error:") and "0.0.0.0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_serve_runs_on_the_event_loop_asked_for(choice: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    async def serve(settings: Settings) -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+
+    fake = types.ModuleType("procengine.server")
+    fake.serve = serve  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "procengine.server", fake)
+    monkeypatch.setattr(procengine, "server", fake, raising=False)
+
+    assert main(["serve", "--port", "0", "--event-loop", choice]) == 0
+
+    assert seen == [expected]
