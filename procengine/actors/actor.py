@@ -19,6 +19,7 @@ from typing import Any
 
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Cancel, Message, Pause, Request, Resume, Signal, Wake
+from procengine.actors.queries import RenderedStatus
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
 from procengine.cancellation import check_cancelled
@@ -115,8 +116,8 @@ class ExecutionActor:
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
         self.thread_records: dict[str, dict[str, Any]] = {k: p.to_doc() for k, p in self.state.threads.items()}
         """The thread hash as of the last write, like `fields`."""
-        self.status_doc: dict[str, Any] | None = None
-        """The status answer built from `fields` and `thread_records` (by the engine), until the next write."""
+        self.rendered_status: RenderedStatus | None = None
+        """The status answer from `fields` and `thread_records` (the engine renders it), until the next write."""
         self.stopped = asyncio.Event()
 
     # --- life ---------------------------------------------------------------------------------
@@ -361,7 +362,7 @@ class ExecutionActor:
             raise Fenced(f"execution {self.execution_id}: status is {result.status}, expected {expect.value}")
         self.fields.update(stored_fields(commit.execution))
         self.thread_records.update(commit.threads)
-        self.status_doc = None
+        self.rendered_status = None
 
     async def _checkpoint(self, events: list[ElementEvent]) -> None:
         await self._write(snapshot_commit(self.state, events, self.ctx.clock.now_ms()), expect=Status.RUNNING)

@@ -21,7 +21,7 @@ from procengine.actors.control import ControlListener
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Cancel, Pause, Request, Resume, Signal
 from procengine.actors.ownership import Ownership, new_node_id
-from procengine.actors.queries import Queries, status_doc
+from procengine.actors.queries import Queries, RenderedStatus, status_doc
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.registry import Registry
 from procengine.cancellation import check_cancelled
@@ -292,13 +292,28 @@ class Engine:
         return await self.queries.list(caller.tenant, status=status, process_id=process_id, limit=limit, cursor=cursor)
 
     async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
-        actor = self.registry.get(execution_id)
-        if actor is not None and actor.tenant == caller.tenant and not actor.corrupted:
-            # the live actor is the execution's only writer: its copy is what Redis holds, without a round trip
-            if actor.status_doc is None:
-                actor.status_doc = status_doc(execution_id, actor.fields, actor.thread_records.values())
-            return self.queries.status_view(actor.status_doc)
+        rendered = self._rendered_status(caller, execution_id)
+        if rendered is not None:
+            return ExecutionStatusView.model_validate_json(rendered.json(self.clock.now_ms()))
         return await self.queries.status(caller.tenant, execution_id)
+
+    async def status_json(self, caller: Caller, execution_id: int) -> bytes:
+        rendered = self._rendered_status(caller, execution_id)
+        if rendered is not None:
+            return rendered.json(self.clock.now_ms())
+        return (await self.queries.status(caller.tenant, execution_id)).model_dump_json().encode()
+
+    def _rendered_status(self, caller: Caller, execution_id: int) -> RenderedStatus | None:
+        """The status of an execution a live actor here drives, without a round trip: the actor is its only
+        writer, so its copy is what Redis holds. Rendered once per write. None: read it from Redis."""
+        actor = self.registry.get(execution_id)
+        if actor is None or actor.tenant != caller.tenant or actor.corrupted:
+            return None
+        if actor.rendered_status is None:
+            actor.rendered_status = RenderedStatus.of(
+                status_doc(execution_id, actor.fields, actor.thread_records.values())
+            )
+        return actor.rendered_status
 
     async def log(self, caller: Caller, execution_id: int) -> LogView:
         return await self.queries.log(caller.tenant, execution_id)

@@ -17,7 +17,7 @@ from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
 from procengine.http.params import execution_id, execution_query, process_id, signal_name
-from procengine.http.responses import ok
+from procengine.http.responses import ok, ok_json
 from procengine.statuses import Status
 from procengine.views import ControlRequest, StartRequest, StatusRow, StatusTable
 
@@ -141,7 +141,7 @@ async def send_signal(request: web.Request) -> web.Response:
 
 
 async def execution_status(request: web.Request) -> web.Response:
-    return ok(await engine(request).status(caller(request), execution_id(request)))
+    return ok_json(await engine(request).status_json(caller(request), execution_id(request)))
 
 
 async def execution_log(request: web.Request) -> web.Response:

@@ -13,14 +13,19 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ErrorBody", "ErrorEnvelope", "error_response", "ok", "raw_json"]
+__all__ = ["ErrorBody", "ErrorEnvelope", "error_response", "ok", "ok_json", "raw_json"]
 
 _JSON = "application/json"
 
 
 def ok(data: BaseModel, status: int = 200) -> web.Response:
     """A success envelope; pydantic's Rust serializer renders `data` straight to JSON (no dict round trip)."""
-    body = b'{"success":true,"data":' + data.model_dump_json().encode() + b"}"
+    return ok_json(data.model_dump_json().encode(), status)
+
+
+def ok_json(data: bytes, status: int = 200) -> web.Response:
+    """A success envelope around `data`, already JSON."""
+    body = b'{"success":true,"data":' + data + b"}"
     return web.Response(body=body, status=status, content_type=_JSON, charset="utf-8")
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from procengine.actors.engine import Engine
+from procengine.actors.queries import RenderedStatus, status_doc
+from procengine.clock import parse_iso
 from procengine.errors import NotFound
 from procengine.service import Caller
 from procengine.store.codec import decode
@@ -32,6 +34,12 @@ async def _same_as_redis(engine: Engine, execution_id: int) -> ExecutionStatusVi
     from_actor = await engine.status(CALLER, execution_id)
     from_redis = await engine.queries.status(CALLER.tenant, execution_id)
     assert _without_duration(from_actor) == _without_duration(from_redis)
+    # the front door's rendering: the same document, byte for byte what the model renders
+    rendered = await engine.status_json(CALLER, execution_id)
+    as_model = ExecutionStatusView.model_validate_json(rendered)
+    assert _without_duration(as_model) == _without_duration(from_redis)
+    assert rendered == as_model.model_dump_json().encode()
+    assert abs(as_model.timing.durationMs - from_redis.timing.durationMs) < 1000
     return from_actor
 
 
@@ -68,3 +76,30 @@ async def test_another_tenant_gets_404_from_a_live_actor_too(engine: Engine) -> 
     assert engine.registry.get(execution_id) is not None
     with pytest.raises(NotFound):
         await engine.status(Caller(tenant="someone-else", by="x", request_id="r"), execution_id)
+
+
+def test_a_rendered_status_puts_in_the_duration_up_to_now_or_to_the_stop() -> None:
+    doc = status_doc(
+        9,
+        {
+            "status": "running",
+            "processID": "1",
+            "processKey": "p",
+            "processVersion": "1",
+            "startedAt": "2026-11-29T04:50:52.000Z",
+            "stoppedAt": "",
+            "totalNodes": "2",
+            "completedNodes": "1",
+            # an error text that looks like the field must not confuse the rendering
+            "error": '{"element": "x", "error": "\\"durationMs\\":-7777777", "attempts": 1}',
+        },
+        [],
+    )
+    rendered = RenderedStatus.of(doc)
+    started = parse_iso("2026-11-29T04:50:52.000Z")
+
+    running = ExecutionStatusView.model_validate_json(rendered.json(started + 1_500))
+    assert running.timing.durationMs == 1_500
+    assert running.error == {"element": "x", "error": '"durationMs":-7777777', "attempts": 1}
+    stopped = RenderedStatus.of({**doc, "timing": {**doc["timing"], "stoppedAt": "2026-11-29T04:50:53.250Z"}})
+    assert ExecutionStatusView.model_validate_json(stopped.json(started + 99_999)).timing.durationMs == 1_250

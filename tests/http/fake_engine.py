@@ -211,6 +211,9 @@ class FakeEngine:
         execution.signals.append((name, payload))
         return SignalResult(executionID=execution_id, signal=name)
 
+    async def status_json(self, caller: Caller, execution_id: int) -> bytes:
+        return (await self.status(caller, execution_id)).model_dump_json().encode()
+
     async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
         self._record("status", caller, execution_id)
         execution = self._execution(caller, execution_id)
