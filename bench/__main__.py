@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bench.common import Context, Figure, die_with_parent, stop_all_children
 from bench.report import machine_info, render, write_json
+from procengine.loops import event_loop_factory
 from procengine.redis_server import RedisServer
 
 # name -> (module, full budget s, quick budget s). The budgets add up to 260 s (under 5 minutes with the
@@ -101,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     module = importlib.import_module(module_name)
                     kwargs = {"profile": True} if name == "steps" and args.profile else {}
-                    found = asyncio.run(module.run(ctx, **kwargs))
+                    # on the loop `procengine serve` runs on by default, so the in-process engine (steps) is
+                    # the one serve runs; the load generator then runs on it too, for both sides alike
+                    with asyncio.Runner(loop_factory=event_loop_factory("auto")) as runner:
+                        found = runner.run(module.run(ctx, **kwargs))
                     figures += found
                     print(f" {time.monotonic() - started:.1f}s", flush=True)
                 except KeyboardInterrupt:

@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from procengine import logs
 from procengine.errors import ProcEngineError
+from procengine.loops import event_loop_factory
 from procengine.settings import Settings, parse_token_pairs
 
 __all__ = ["build_parser", "main", "settings_from_args"]
@@ -154,7 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
     from procengine import server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
 
     try:
-        loop_factory = _loop_factory(settings.event_loop)
+        loop_factory = event_loop_factory(settings.event_loop)
     except ImportError as exc:
         return _fail(f"--event-loop {settings.event_loop}: {exc}", EXIT_USAGE)
     try:
@@ -169,21 +170,6 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot listen on {settings.host}:{settings.port}: address already in use", EXIT_FAILED)
         raise
     return EXIT_OK
-
-
-def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop `serve` runs on: uvloop (libuv; about 10% more status reads and element steps per core
-    in bench/) unless asyncio's own is asked for or uvloop is not installed; None means asyncio's default."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def _inspect(args: argparse.Namespace) -> int:
