@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 RECONCILE_CHUNK = 100
+ADOPT_CONCURRENCY = 50
 
 
 class Engine:
@@ -339,8 +340,16 @@ class Engine:
             await asyncio.sleep(self.settings.reconcile_interval_ms / 1000)
 
     async def _adopt(self, execution_id: int) -> int:
-        """Take a running execution whose owner is gone; 1 if an actor now drives it here."""
-        if await self.registry.activate(execution_id, None) is None:
+        """Take a running execution whose owner is gone; 1 if an actor now drives it here, 0 if not (a failure
+        is logged: one bad execution must not starve the others' adoption)."""
+        try:
+            if await self.registry.activate(execution_id, None) is None:
+                return 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            check_cancelled()
+            log.warning("execution %s: not adopted: %r", execution_id, exc, extra={"executionID": execution_id})
             return 0
         self.metrics.adopted.inc()
         return 1
@@ -369,18 +378,19 @@ class Engine:
         for status in (Status.RUNNING, Status.PAUSED):
             self.metrics.executions.labels(status.value).set(sum(1 for row in rows if row.get("status") == status))
         await self.store.deactivate(*(i for i, row in zip(ids, rows, strict=True) if _final(row)))
+        orphans = [
+            execution_id
+            for execution_id, row in zip(ids, rows, strict=True)
+            if row.get("status") == Status.RUNNING
+            and row.get("owner", "") not in alive
+            and execution_id not in self._starting
+            and self.registry.get(execution_id) is None
+        ]
         adopted = 0
-        for execution_id, row in zip(ids, rows, strict=True):
-            if not row or execution_id in self._starting or self.registry.get(execution_id) is not None:
-                continue
-            try:
-                if row.get("status") == Status.RUNNING and row.get("owner", "") not in alive:
-                    adopted += await self._adopt(execution_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one bad execution must not starve the others' adoption
-                check_cancelled()
-                log.warning("execution %s: not adopted: %r", execution_id, exc, extra={"executionID": execution_id})
+        for first in range(0, len(orphans), ADOPT_CONCURRENCY):
+            # several at once: each adoption is a few round trips, and one at a time made 1,000 take 1.2 s
+            group = orphans[first : first + ADOPT_CONCURRENCY]
+            adopted += sum(await asyncio.gather(*(self._adopt(execution_id) for execution_id in group)))
         return adopted
 
 

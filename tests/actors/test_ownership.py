@@ -120,3 +120,30 @@ async def test_a_node_without_the_handlers_does_not_adopt(make_engine: EngineFac
 
     fields = await first.store.fields(execution_id)
     assert (fields["status"], fields["owner"]) == ("running", owner)
+
+
+async def test_many_orphans_are_adopted_together_and_a_broken_one_does_not_hold_them_up(
+    make_engine: EngineFactory, redis: Redis
+) -> None:
+    first = await make_engine()
+    waiting = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="many")
+    ids = [await start(first, waiting) for _ in range(120)]  # more than one adoption group
+    for execution_id in ids:
+        await wait_element(first, execution_id, "w")
+    await crash(first)
+    broken = ids[7]
+    await redis.hset(f"{first.settings.prefix}:exec:{{{broken}}}:state", "memory", b"\xc1 not msgpack")
+
+    second = await make_engine()
+    async with asyncio.timeout(10):
+        while True:
+            rows = await second.store.many_fields(ids, ["status", "owner"])
+            if all(row["owner"] == second.node_id or row["status"] == "failed" for row in rows):
+                break
+            await asyncio.sleep(0.05)
+
+    assert (await second.status(CALLER, broken)).status == "failed"  # unreadable while running: failed, visibly
+    adopted = [i for i, row in zip(ids, rows, strict=True) if row["owner"] == second.node_id and i != broken]
+    assert len(adopted) == 119
+    await second.signal(CALLER, ids[0], "s", 1)
+    assert await wait_status(second, ids[0], "completed") == "completed"
