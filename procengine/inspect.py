@@ -30,7 +30,7 @@ from procengine.clock import iso
 from procengine.errors import CodecError, NotFound, ProcEngineError
 from procengine.redis_server import running_url
 from procengine.store.codec import check_format, decode
-from procengine.store.executions import ExecutionStore
+from procengine.store.executions import ExecutionStore, log_time
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -214,6 +214,8 @@ def _log(raw: Any, count: int) -> list[dict[str, Any]] | dict[str, str]:
             field = str(_text(name))
             if field == "detail":
                 entry["detail"] = _decoded(value) if value else {}
+            elif field == "at":
+                entry["at"] = log_time(str(_text(value))) or None
             else:
                 entry[field] = _text(value) or None
         entries.append(entry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -145,6 +146,7 @@ async def test_json_carries_the_whole_view(running: Running, capsys: pytest.Capt
     assert view["state"]["memory"]["variables"]["order_id"] == "ORD-1"
     assert view["threads"]["main"]["threadKey"] == "main"
     assert [entry["event"] for entry in view["log"]] == ["paused"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", view["log"][0]["at"])  # stored as epoch ms
     assert view["logLength"] == 4
 
 

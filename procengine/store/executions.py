@@ -167,7 +167,7 @@ class ExecutionStore:
                 (
                     entry_id.decode(),
                     {
-                        "at": _at(fields.get("at", b"").decode()),
+                        "at": log_time(fields.get("at", b"").decode()),
                         "event": fields.get("event", b"").decode(),
                         "elementKey": fields.get("elementKey", b"").decode() or None,
                         "detail": decode(fields["detail"]) if fields.get("detail") else {},
@@ -242,6 +242,7 @@ def _result(reply: list[Any]) -> WriteResult:
     return WriteResult(Outcome(outcome), status, int(epoch or 0))
 
 
-def _at(text: str) -> str:
-    """A log entry's time: stored as epoch milliseconds (entries written before 0.2: ISO-8601), read as ISO."""
+def log_time(text: str) -> str:
+    """A log entry's `at` as ISO-8601: stored as epoch milliseconds (entries written by earlier versions hold
+    ISO-8601 already)."""
     return iso(int(text)) if text.isdigit() else text
