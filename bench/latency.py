@@ -85,7 +85,7 @@ async def run(ctx: Context) -> list[Figure]:
     running = ctx.n(1000, 200)
     seconds = ctx.seconds(10.0, 3.0)
     parked, sizes, _ = await engine_run(ctx, parked_definition("parked"), running, seconds, "latency")
-    with BareHttp(ctx, sizes) as bare:
+    with BareHttp(ctx, sizes, event_loop="uvloop") as bare:
         base = await open_loop(bare.url, RATE_OPS, seconds, operations(list(range(1, running + 1))))
     busy: Run | None = None
     background = 0.0

@@ -116,6 +116,8 @@ class ExecutionActor:
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
         self.thread_records: dict[str, dict[str, Any]] = {k: p.to_doc() for k, p in self.state.threads.items()}
         """The thread hash as of the last write, like `fields`."""
+        self.copy_known = True
+        """False once a write was cancelled while in flight (it may land or not): `fields` may be behind."""
         self.rendered_status: RenderedStatus | None = None
         """The status answer from `fields` and `thread_records` (the engine renders it), until the next write."""
         self.stopped = asyncio.Event()
@@ -350,11 +352,18 @@ class ExecutionActor:
     # --- writing ------------------------------------------------------------------------------
 
     async def _write(self, commit: Commit, *, expect: Status) -> None:
-        """Write atomically under our epoch. The write is handed to the group commit before the first await,
-        and a handed-over write is sent even if the caller is cancelled while it waits (no shield needed)."""
+        """Write atomically under our epoch. Once the write lock is ours the write is handed to the group commit
+        before anything else is awaited, and a handed-over write is sent even if the caller is cancelled while it
+        waits for the answer (no shield needed)."""
         async with self._write_lock:
             started = time.perf_counter()
-            result = await self.ctx.store.commit(self.execution_id, commit, epoch=self.epoch, expect=expect.value)
+            try:
+                result = await self.ctx.store.commit(self.execution_id, commit, epoch=self.epoch, expect=expect.value)
+            except asyncio.CancelledError:
+                # the write may still land: from now on the copy may be behind Redis, so reads go to Redis
+                self.copy_known = False
+                self.rendered_status = None
+                raise
             self.ctx.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         if result.outcome is WriteOutcome.FENCED:
             raise Fenced(f"execution {self.execution_id}: epoch {self.epoch} is stale (now {result.epoch})")

@@ -15,6 +15,7 @@ from procengine.actors.actor import ActorContext, ExecutionActor
 from procengine.actors.catalog import Catalog
 from procengine.actors.ownership import Ownership
 from procengine.actors.snapshot import load_state
+from procengine.cancellation import check_cancelled
 from procengine.clock import iso
 from procengine.engine.state import ExecutionState, Memory, ThreadProgress
 from procengine.errors import NotFound, StateCorrupted, Unavailable
@@ -142,9 +143,10 @@ class Registry:
             status=status,
             epoch=result.epoch,
             state=state,
-            fields={**stored.fields, "owner": self.ctx.node_id, "epoch": str(result.epoch)},
+            fields={**stored.fields, "status": status.value, "owner": self.ctx.node_id, "epoch": str(result.epoch)},
         )
         actor.corrupted = corrupted
+        check_cancelled()  # redis-py may have absorbed a cancel during the takeover: spawn nothing after one
         self.spawn(actor)
         log.info(
             "execution %s: activated on node %s at epoch %s",

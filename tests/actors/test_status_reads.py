@@ -3,6 +3,7 @@ holds after every write, and the answer the same as one built from Redis."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -12,7 +13,9 @@ from procengine.actors.queries import RenderedStatus, status_doc
 from procengine.clock import parse_iso
 from procengine.errors import NotFound
 from procengine.service import Caller
+from procengine.statuses import Status
 from procengine.store.codec import decode
+from procengine.store.executions import Commit
 from procengine.views import ControlRequest, ExecutionStatusView
 from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
 
@@ -103,3 +106,21 @@ def test_a_rendered_status_puts_in_the_duration_up_to_now_or_to_the_stop() -> No
     assert running.error == {"element": "x", "error": '"durationMs":-7777777', "attempts": 1}
     stopped = RenderedStatus.of({**doc, "timing": {**doc["timing"], "stoppedAt": "2026-11-29T04:50:53.250Z"}})
     assert ExecutionStatusView.model_validate_json(stopped.json(started + 99_999)).timing.durationMs == 1_250
+
+
+async def test_after_a_write_cancelled_in_flight_status_is_read_from_redis(engine: Engine) -> None:
+    execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
+    await wait_element(engine, execution_id, "w")
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    write = asyncio.create_task(actor._write(Commit(execution={"completedNodes": 42}), expect=Status.RUNNING))
+    await asyncio.sleep(0)  # handed over, waiting for its answer
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    await engine.store.aclose()  # the handed-over write lands
+
+    assert not actor.copy_known
+    assert actor.fields["completedNodes"] != "42"  # the copy never saw it...
+    assert (await engine.status(CALLER, execution_id)).progress.completedNodes == 42  # ...reads go to Redis
+    assert b'"completedNodes":42' in await engine.status_json(CALLER, execution_id)

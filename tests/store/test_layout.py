@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
 from procengine.clock import iso
+from procengine.handlers import HandlerRegistry
+from procengine.settings import Settings
 from procengine.store.codec import decode
 from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_element
@@ -90,3 +95,33 @@ async def test_log_times_are_stored_as_epoch_ms_and_read_as_iso(engine: Engine, 
     items = (await engine.log(CALLER, execution_id)).items
     assert items[-1].at == "2026-11-29T04:50:52.353Z"
     assert [item.at for item in items[:-1]] == [iso(int(at)) for at in stored]
+
+
+async def test_passivation_where_the_acl_denies_dump_and_restore_still_releases(
+    redis: Redis, settings: Settings, handlers: HandlerRegistry, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = f"no-dangerous-{prefix}"
+    await redis.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-@dangerous")
+    assert settings.redis_url is not None
+    client = Redis.from_url(settings.redis_url.replace("redis://", f"redis://{user}:pw@"))
+    try:
+        async with Engine(client, settings, handlers) as engine:
+            execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
+            await wait_element(engine, execution_id, "w")
+            await engine.pause(CALLER, execution_id, ControlRequest())
+            log_key = f"{prefix}:exec:{{{execution_id}}}:log"
+            entries = await redis.xrange(log_key)
+            actor = engine.registry.get(execution_id)
+            assert actor is not None
+            with caplog.at_level(logging.ERROR, logger="procengine"):
+                await actor.stopped.wait()  # passivated
+
+            assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+            assert await redis.hget(f"{prefix}:exec:{{{execution_id}}}", "owner") == b""
+            assert await redis.xrange(log_key) == entries
+            assert await redis.memory_usage(log_key, samples=0) > 4096  # not rewritten: the ACL said no
+            await engine.resume(CALLER, execution_id, ControlRequest())  # and it comes back as ever
+            assert (await engine.status(CALLER, execution_id)).status == "running"
+    finally:
+        await client.aclose()
+        await redis.execute_command("ACL", "DELUSER", user)
