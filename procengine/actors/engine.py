@@ -82,7 +82,7 @@ class Engine:
         scripts = Scripts.register(redis)
         self.store = ExecutionStore(redis, self.keys, scripts, settings.log_maxlen)
         self.catalog = Catalog(ProcessStore(redis, self.keys, scripts), handlers, self.clock)
-        self.queries = Queries(self.store, self.clock)
+        self.queries = Queries(self.store)
         self.node_id = node_id or new_node_id()
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
         self.metrics = metrics or Metrics()
@@ -293,18 +293,13 @@ class Engine:
         return await self.queries.list(caller.tenant, status=status, process_id=process_id, limit=limit, cursor=cursor)
 
     async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
-        rendered = self._rendered_status(caller, execution_id)
-        if rendered is not None:
-            return ExecutionStatusView.model_validate_json(rendered.json(self.clock.now_ms()))
-        return await self.queries.status(caller.tenant, execution_id)
+        return ExecutionStatusView.model_validate_json(await self.status_json(caller, execution_id))
 
     async def status_json(self, caller: Caller, execution_id: int) -> bytes:
-        rendered = self._rendered_status(caller, execution_id)
-        if rendered is not None:
-            return rendered.json(self.clock.now_ms())
-        return (await self.queries.status(caller.tenant, execution_id)).model_dump_json().encode()
+        rendered = self._live_status(caller, execution_id) or await self.queries.status(caller.tenant, execution_id)
+        return rendered.json(self.clock.now_ms())
 
-    def _rendered_status(self, caller: Caller, execution_id: int) -> RenderedStatus | None:
+    def _live_status(self, caller: Caller, execution_id: int) -> RenderedStatus | None:
         """The status of an execution a live actor here drives, without a round trip: the actor is its only
         writer, so its copy is what Redis holds. Rendered once per write. None: read it from Redis."""
         actor = self.registry.get(execution_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from procengine.clock import Clock, parse_iso
+from procengine.clock import parse_iso
 from procengine.engine.state import ThreadProgress
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.statuses import Status
@@ -31,9 +31,8 @@ SUMMARY_FIELDS = ["status", "processID", "processKey", "processVersion", "starte
 
 
 class Queries:
-    def __init__(self, store: ExecutionStore, clock: Clock) -> None:
+    def __init__(self, store: ExecutionStore) -> None:
         self.store = store
-        self.clock = clock
 
     async def _owned(self, tenant: str, execution_id: int, *, with_state: bool = True) -> StoredExecution:
         stored = await self.store.load(execution_id, with_state=with_state)
@@ -48,19 +47,11 @@ class Queries:
             raise NotFound(f"execution {execution_id} not found")
         return fields
 
-    async def status(self, tenant: str, execution_id: int) -> ExecutionStatusView:
+    async def status(self, tenant: str, execution_id: int) -> RenderedStatus:
+        """The status answer read from Redis: the execution and thread hashes in one round trip."""
         stored = await self._owned(tenant, execution_id, with_state=False)
         threads = (decode(raw) for raw in stored.threads.values())
-        return self.status_view(status_doc(execution_id, stored.fields, threads))
-
-    def status_view(self, doc: dict[str, Any]) -> ExecutionStatusView:
-        """The status answer from a `status_doc`, with the duration up to now if the execution has not stopped."""
-        timing = doc["timing"]
-        stopped = timing["stoppedAt"]
-        end = parse_iso(stopped) if stopped else self.clock.now_ms()
-        duration = max(end - parse_iso(timing["startedAt"]), 0)
-        # validated from plain dicts: pydantic-core does that faster than building the nested models one by one
-        return ExecutionStatusView.model_validate({**doc, "timing": {**timing, "durationMs": duration}})
+        return RenderedStatus.of(status_doc(execution_id, stored.fields, threads))
 
     async def log(self, tenant: str, execution_id: int) -> LogView:
         # the tenant check and the read go out together; nothing is returned unless the check passes
