@@ -27,7 +27,6 @@ from typing import Any
 from bench.baselines import checkpoint_limit
 from bench.common import Context, CpuMeter, Figure, chain_definition, ratio
 from procengine.actors.engine import Engine
-from procengine.engine.definitions import ProcessDefinition
 from procengine.handlers import builtin_handlers
 from procengine.metrics import Metrics
 from procengine.service import Caller
@@ -53,8 +52,7 @@ async def engine_steps(ctx: Context, executions: int, timeout_s: float, profile:
     profiler = cProfile.Profile() if profile else None
     try:
         async with Engine(redis, settings, builtin_handlers(), metrics=metrics) as engine:
-            definition = ProcessDefinition.model_validate(chain_definition("chain", ELEMENTS))
-            summary, _ = await engine.register_process(CALLER, definition)
+            summary, _ = await engine.register_process(CALLER, chain_definition("chain", ELEMENTS))
             request = StartRequest(processID=summary.processID, variables={"counter": 0})
             await engine.catalog.compiled("default", summary.processID)  # compile once, outside the clock
 

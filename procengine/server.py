@@ -11,10 +11,8 @@ import signal
 
 import yaml
 from aiohttp import web
-from pydantic import ValidationError
 
 from procengine.actors.engine import Engine
-from procengine.engine.definitions import ProcessDefinition
 from procengine.errors import BadRequest, ValidationFailed
 from procengine.handlers import HandlerRegistry, builtin_handlers, default_registry
 from procengine.http.app import check_bind_allowed, create_app
@@ -64,13 +62,12 @@ async def register_files(engine: Engine, settings: Settings) -> None:
     """`--register FILE`: register each definition in every tenant, as POST /processes would."""
     for path in settings.definitions:
         try:
-            body = yaml.safe_load(path.read_text(encoding="utf-8"))
-            definition = ProcessDefinition.model_validate(body)
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
             raise BadRequest(f"--register {path}: {exc}") from None
         for tenant in settings.tenants:
             try:
-                summary, created = await engine.register_process(Caller(tenant, "system", "register"), definition)
+                summary, created = await engine.register_process(Caller(tenant, "system", "register"), document)
             except ValidationFailed as exc:
                 raise ValidationFailed(f"--register {path}: {'; '.join(exc.problems)}", exc.problems) from None
             state = "registered" if created else "already registered"

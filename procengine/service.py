@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from procengine.engine.definitions import ProcessDefinition
 from procengine.views import (
     CancelResult,
     ControlRequest,
@@ -39,8 +38,9 @@ class Caller:
 
 
 class EngineService(Protocol):
-    async def register_process(self, caller: Caller, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
-        """Register a definition; the bool is True when a new version was created (201), False if identical (200)."""
+    async def register_process(self, caller: Caller, document: Any) -> tuple[ProcessSummary, bool]:
+        """Register a definition document (parsed JSON or YAML): ValidationFailed lists every problem; the bool is
+        True when a new version was created (201), False if identical to the latest (200)."""
         ...
 
     async def list_processes(self, caller: Caller) -> ProcessList: ...

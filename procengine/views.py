@@ -174,7 +174,9 @@ class StatusTable(_View):
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: a number is a JSON number of the right kind (no `true`, `"1"` or `1.0` for an integer)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class StartRequest(_Request):

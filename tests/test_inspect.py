@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
 from procengine.cli import main
-from procengine.engine.definitions import ProcessDefinition
 from procengine.handlers import builtin_handlers
 from procengine.inspect import _newest_first, _store, inspect_execution, list_executions, render_execution, to_json
 from procengine.redis_server import RedisServer
@@ -29,21 +28,19 @@ from procengine.views import ControlRequest, StartRequest
 
 CALLER = Caller("default", "default", "r")
 OTHER = Caller("other", "other", "r")
-APPROVAL = ProcessDefinition.model_validate(
-    {
-        "key": "approval",
-        "threads": [
-            {
-                "key": "main",
-                "elements": [
-                    {"key": "mark", "type": "set-variable", "set": {"stage": "'waiting'"}, "next": "approve"},
-                    {"key": "approve", "type": "wait-signal", "signal": "approval", "into": "approval", "next": "done"},
-                    {"key": "done", "type": "end"},
-                ],
-            }
-        ],
-    }
-)
+APPROVAL: dict[str, Any] = {
+    "key": "approval",
+    "threads": [
+        {
+            "key": "main",
+            "elements": [
+                {"key": "mark", "type": "set-variable", "set": {"stage": "'waiting'"}, "next": "approve"},
+                {"key": "approve", "type": "wait-signal", "signal": "approval", "into": "approval", "next": "done"},
+                {"key": "done", "type": "end"},
+            ],
+        }
+    ],
+}
 
 
 @dataclass

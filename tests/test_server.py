@@ -33,7 +33,7 @@ async def test_register_files_registers_the_examples_in_every_tenant(redis: Redi
     ("text", "error"),
     [
         ("key: [", BadRequest),
-        ("key: x\nthreads: []", BadRequest),
+        ("key: x\nthreads: []", ValidationFailed),
         ("key: x\nthreads: [{key: m, elements: [{key: a, type: task, handler: nope}]}]", ValidationFailed),
     ],
 )

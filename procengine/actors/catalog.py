@@ -5,9 +5,11 @@ Versions are immutable, so a compiled definition is cached by (tenant, processID
 
 from __future__ import annotations
 
+from typing import Any
+
 from procengine.clock import Clock, iso
 from procengine.engine.compiled import CompiledProcess, compile_process
-from procengine.engine.definitions import ProcessDefinition
+from procengine.engine.validation import validate_definition
 from procengine.errors import NotFound, ValidationFailed
 from procengine.handlers import HandlerRegistry
 from procengine.store.processes import ProcessStore, StoredProcess
@@ -22,8 +24,9 @@ class Catalog:
         self._compiled: dict[tuple[str, int], CompiledProcess] = {}
         self._stored: dict[tuple[str, int], StoredProcess] = {}
 
-    async def register(self, tenant: str, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
-        compile_process(definition, self.handlers.names())
+    async def register(self, tenant: str, document: Any) -> tuple[ProcessSummary, bool]:
+        """Register a definition document (parsed JSON or YAML); ValidationFailed lists every problem."""
+        definition = validate_definition(document, self.handlers.names()).definition
         process_id, version, created = await self.store.register(tenant, definition, iso(self.clock.now_ms()))
         return ProcessSummary(processID=process_id, key=definition.key, version=version), created
 

@@ -26,7 +26,6 @@ from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.registry import Registry
 from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, SystemClock, iso
-from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import Interpreter
 from procengine.errors import CodecError, InvalidTransition, ProcEngineError, Unavailable, ValidationFailed
 from procengine.handlers import HandlerRegistry
@@ -131,8 +130,8 @@ class Engine:
 
     # --- processes ----------------------------------------------------------------------------
 
-    async def register_process(self, caller: Caller, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
-        return await self.catalog.register(caller.tenant, definition)
+    async def register_process(self, caller: Caller, document: Any) -> tuple[ProcessSummary, bool]:
+        return await self.catalog.register(caller.tenant, document)
 
     async def list_processes(self, caller: Caller) -> ProcessList:
         return await self.catalog.list(caller.tenant)

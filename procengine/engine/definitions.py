@@ -1,14 +1,15 @@
 """Process definitions as users write them (JSON or YAML), parsed with pydantic v2.
 
-This module only describes shapes; `validation.py` checks the graph (missing targets,
-unreachable elements, cycles without exit) and compiles the CEL expressions.
+This module only describes shapes; `validation.py` checks a document element by element, `graph.py`
+the graph (missing targets, unreachable elements, cycles without exit), `compiled.py` compiles the CEL.
+Numbers are strict: `durationMs: false`, `"1000"` or `1000.0` are refused, never read as 0 or 1000.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, TypeAdapter
 
 ElementType = Literal["task", "if-condition", "set-variable", "delay", "wait-signal", "end"]
 ELEMENT_TYPES: tuple[ElementType, ...] = ("task", "if-condition", "set-variable", "delay", "wait-signal", "end")
@@ -17,7 +18,7 @@ Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class RetryPolicy(_Model):
@@ -81,9 +82,12 @@ Element = Annotated[
 ]
 
 
-class ThreadDefinition(_Model):
+class _ThreadFields(_Model):
     key: Identifier
     start: Identifier | None = None
+
+
+class ThreadDefinition(_ThreadFields):
     elements: list[Element] = Field(min_length=1)
 
     @property
@@ -91,14 +95,33 @@ class ThreadDefinition(_Model):
         return self.start if self.start is not None else self.elements[0].key
 
 
-class ProcessDefinition(_Model):
+class ThreadOutline(_ThreadFields):
+    """A thread whose elements are checked one by one, apart from it (see `validation.py`)."""
+
+    elements: list[Any] = Field(min_length=1)
+
+
+class _ProcessFields(_Model):
     key: Identifier
     name: str = ""
+
+
+class ProcessOutline(_ProcessFields):
+    """A definition with its elements left unchecked: the frame `validation.py` checks first."""
+
+    threads: list[ThreadOutline] = Field(min_length=1)
+
+
+class ProcessDefinition(_ProcessFields):
     threads: list[ThreadDefinition] = Field(min_length=1)
 
     def canonical(self) -> dict[str, Any]:
         """The body with defaults filled in: two definitions are the same version iff this is equal."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+ELEMENT: TypeAdapter[Element] = TypeAdapter(Element)
+"""Validates one element on its own."""
 
 
 def successors(element: Element) -> list[str]:
@@ -108,3 +131,10 @@ def successors(element: Element) -> list[str]:
     if isinstance(element, EndElement):
         return []
     return [element.next] if element.next is not None else []
+
+
+def can_end(element: Element) -> bool:
+    """The thread may end at this element: it has no `next`, or it is an if-condition with a branch left out."""
+    if isinstance(element, IfConditionElement):
+        return element.then is None or element.else_ is None
+    return not successors(element)

@@ -14,19 +14,13 @@ from typing import Any, Final, TypeVar
 
 import yaml
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from procengine.errors import BadRequest, ValidationFailed
+from procengine.errors import BadRequest
 from procengine.http.context import settings
+from procengine.problems import validate
 
-__all__ = [
-    "YAML_CONTENT_TYPES",
-    "problems",
-    "read_any",
-    "read_model",
-    "read_optional_model",
-    "validate",
-]
+__all__ = ["YAML_CONTENT_TYPES", "read_any", "read_document", "read_model", "read_optional_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,10 +39,15 @@ EMPTY: Final = _Empty()
 
 async def read_model(request: web.Request, model: type[M]) -> M:
     """A required body, validated by `model`."""
+    return validate(model, await read_document(request))
+
+
+async def read_document(request: web.Request) -> Any:
+    """A required body as the plain value it holds (for the engine to validate: a process definition)."""
     value = await _read_value(request)
     if value is EMPTY:
         raise BadRequest("a request body is required")
-    return validate(model, value)
+    return value
 
 
 async def read_optional_model(request: web.Request, model: type[M]) -> M:
@@ -61,54 +60,6 @@ async def read_any(request: web.Request) -> Any:
     """The body as a payload in its own right, any JSON value; an empty body is null."""
     value = await _read_value(request)
     return None if value is EMPTY else value
-
-
-def validate(model: type[M], value: Any, what: str = "request body") -> M:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        listed = problems(exc, value)
-        noun = "problem" if len(listed) == 1 else "problems"
-        raise ValidationFailed(f"{what} is invalid: {len(listed)} {noun}", listed) from None
-
-
-def problems(exc: ValidationError, value: Any = None) -> list[str]:
-    """Every error as "threads.0.elements.1.handler: Field required" (the bare message at the root).
-
-    With the validated `value`, locations are paths into that document: pydantic puts the tag of a
-    discriminated union into `loc` ("elements.1.task.handler"), which names no key the user wrote.
-    """
-    listed = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(_document_path(error["loc"], value))
-        listed.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return listed
-
-
-def _document_path(loc: tuple[int | str, ...], value: Any) -> list[str]:
-    path: list[str] = []
-    current = value
-    for i, part in enumerate(loc):
-        if i < len(loc) - 1 and _is_tag(current, part):
-            continue  # the union's tag, not a key of the document
-        current = _child(current, part)
-        path.append(str(part))
-    return path
-
-
-def _is_tag(value: Any, part: int | str) -> bool:
-    """A loc part that is no key of `value` but one of its string values: the discriminator's tag."""
-    return (
-        isinstance(value, dict) and part not in value and any(v == part for v in value.values() if isinstance(v, str))
-    )
-
-
-def _child(value: Any, part: int | str) -> Any:
-    if isinstance(value, dict):
-        return value.get(part)
-    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
-        return value[part]
-    return None
 
 
 async def _read_value(request: web.Request) -> Any:

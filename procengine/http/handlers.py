@@ -12,9 +12,8 @@ from typing import Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from procengine.engine.definitions import ProcessDefinition
 from procengine.errors import Unavailable
-from procengine.http.body import read_any, read_model, read_optional_model
+from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
 from procengine.http.params import execution_id, execution_query, process_id, signal_name
 from procengine.http.responses import ok, ok_json
@@ -85,8 +84,8 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def register_process(request: web.Request) -> web.Response:
-    definition = await read_model(request, ProcessDefinition)
-    summary, created = await engine(request).register_process(caller(request), definition)
+    document = await read_document(request)  # validated by the engine, which lists every problem at once
+    summary, created = await engine(request).register_process(caller(request), document)
     return ok(summary, 201 if created else 200)
 
 

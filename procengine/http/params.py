@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Annotated, Final
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 from procengine.engine.definitions import Identifier
 from procengine.errors import NotFound, ValidationFailed
-from procengine.http.body import problems, validate
+from procengine.problems import problems, validate
 from procengine.views import StatusName
 
 __all__ = ["MAX_ID", "ExecutionQuery", "execution_id", "execution_query", "process_id", "signal_name"]
@@ -21,16 +22,31 @@ MAX_ID: Final = 2**63 - 1
 # Canonical positive integers only: "007", "+7", "7.0" and non-ASCII digits name nothing (404, as unknown ids).
 _ID: Final = re.compile(r"[1-9][0-9]{0,18}")
 _IDENTIFIER: Final = TypeAdapter(Identifier)
+_INTEGER: Final = re.compile(r"0|-?[1-9][0-9]{0,18}")
+
+
+def _integer_text(value: object) -> object:
+    """A query number is written as a plain integer ("50"): never "50.0", "5e1", "+50", " 50", "1_000" or "true"."""
+    if isinstance(value, str):
+        if not _INTEGER.fullmatch(value):
+            raise PydanticCustomError(
+                "int_text", "Input should be an integer in plain digits, got {given}", {"given": repr(value[:50])}
+            )
+        return int(value)
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_integer_text)]
 
 
 class ExecutionQuery(BaseModel):
-    """`GET /executions/processes?status=&processID=&limit=&cursor=`; an empty value counts as not given."""
+    """`GET /executions/processes?status=&processID=&limit=&cursor=`; numbers strictly, no empty values."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     status: StatusName | None = Field(default=None, description="Only executions in this status.")
-    processID: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only executions of this process.")
-    limit: int = Field(default=50, ge=1, le=500, description="Page size.")
+    processID: QueryInt | None = Field(default=None, ge=1, le=MAX_ID, description="Only executions of this process.")
+    limit: QueryInt = Field(default=50, ge=1, le=500, description="Page size.")
     cursor: str | None = Field(
         default=None, min_length=1, max_length=200, description="`nextCursor` of the previous page."
     )
@@ -61,15 +77,17 @@ def signal_name(request: web.Request) -> str:
 
 
 def execution_query(request: web.Request) -> ExecutionQuery:
-    """The list filters; an empty value (`?status=`) counts as not given, a repeated one is refused."""
+    """The list filters; a repeated or empty one (`?status=`) is refused: leave a filter out to mean any."""
     values: dict[str, str] = {}
-    repeated: list[str] = []
+    refused: list[str] = []
     for name in ExecutionQuery.model_fields:
         given = request.query.getall(name, [])
         if len(given) > 1:
-            repeated.append(f"{name}: given {len(given)} times; give it once")
-        elif given and given[0] != "":
+            refused.append(f"{name}: given {len(given)} times; give it once")
+        elif given and given[0] == "":
+            refused.append(f"{name}: empty value; leave the parameter out to mean any")
+        elif given:
             values[name] = given[0]
-    if repeated:
-        raise ValidationFailed("query is invalid", repeated)
+    if refused:
+        raise ValidationFailed("query is invalid", refused)
     return validate(ExecutionQuery, values, "query")

@@ -10,7 +10,6 @@ import pytest
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
-from procengine.engine.definitions import ProcessDefinition
 from procengine.handlers import HandlerRegistry, builtin_handlers
 from procengine.service import Caller
 from procengine.settings import Settings
@@ -75,12 +74,12 @@ async def engine(make_engine: EngineFactory) -> Engine:
 
 def definition(
     *elements: dict[str, Any], key: str = "p", threads: list[dict[str, Any]] | None = None
-) -> ProcessDefinition:
+) -> dict[str, Any]:
     body: dict[str, Any] = {"key": key, "threads": threads or [{"key": "main", "elements": list(elements)}]}
-    return ProcessDefinition.model_validate(body)
+    return body
 
 
-async def start(engine: Engine, process: ProcessDefinition, variables: dict[str, Any] | None = None) -> int:
+async def start(engine: Engine, process: dict[str, Any], variables: dict[str, Any] | None = None) -> int:
     summary, _ = await engine.register_process(CALLER, process)
     result, _ = await engine.start_execution(
         CALLER, StartRequest(processID=summary.processID, variables=variables or {})

@@ -217,6 +217,37 @@ async def test_validation_lists_every_problem(api_a: Api) -> None:
     assert "bad CEL" in problems and "ghost" in problems and "unreachable" in problems
 
 
+async def test_an_element_of_unknown_type_hides_no_other_problem(api_a: Api) -> None:
+    # the issue's definition, as YAML: an unknown type pointing nowhere, a task with an unknown handler pointing
+    # nowhere, an if-condition with bad CEL
+    bad = """
+key: odd-one
+threads:
+  - key: m
+    elements:
+      - {key: odd, type: frobnicate, next: x}
+      - {key: t, type: task, handler: charge-card, next: y}
+      - {key: c, type: if-condition, condition: "1 +* 2", then: odd}
+"""
+    status, body = await api_a.call(
+        "POST", "/processes", data=bad.encode(), headers={"Content-Type": "application/yaml"}
+    )
+    assert status == 422
+    assert body["error"]["message"] == "process definition 'odd-one' is not valid: 7 problems"
+    problems = body["error"]["details"]
+    assert problems[:6] == [
+        "threads.0.elements.0.type: 'frobnicate' is not one of 'task', 'if-condition', 'set-variable', 'delay', "
+        "'wait-signal', 'end'",
+        "threads.0 (m): element 'odd' points to missing element 'x'",
+        "threads.0 (m): element 't' points to missing element 'y'",
+        "threads.0 (m): element 't' is unreachable from 'odd'",
+        "threads.0 (m): element 'c' is unreachable from 'odd'",
+        "element 't': unknown handler 'charge-card' (known: echo, fail, sleep)",
+    ]
+    assert problems[6].startswith("element 'c': bad CEL '1 +* 2'")
+    assert not (await api_a.ok("GET", "/processes"))["items"]
+
+
 async def test_illegal_transition_is_409_with_the_current_status(api_a: Api) -> None:
     execution_id = await started(api_a)
     status, body = await api_a.call("POST", f"/executions/processes/{execution_id}/resume")

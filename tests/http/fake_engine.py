@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from procengine.engine.definitions import ProcessDefinition
+from procengine.engine.validation import validate_definition
 from procengine.errors import InvalidTransition, NotFound, ValidationFailed
 from procengine.service import Caller
 from procengine.views import (
@@ -93,8 +93,9 @@ class FakeEngine:
 
     # --- processes ----------------------------------------------------------------------------
 
-    async def register_process(self, caller: Caller, definition: ProcessDefinition) -> tuple[ProcessSummary, bool]:
-        self._record("register_process", caller, definition)
+    async def register_process(self, caller: Caller, document: Any) -> tuple[ProcessSummary, bool]:
+        self._record("register_process", caller, document)
+        definition = validate_definition(document).definition
         versions = [view for tenant, view in self.processes.values() if tenant == caller.tenant]
         same_key = [view for view in versions if view.key == definition.key]
         if same_key and same_key[-1].definition == definition.canonical():

@@ -1,0 +1,100 @@
+"""A definition document (JSON or YAML, parsed) checked as a whole, with every problem listed in one answer.
+
+pydantic stops a discriminated union at the first element of an unknown type, and the graph and CEL checks
+need a valid model: together they made users fix a definition one round trip at a time. Here the frame
+(process key, threads) and each element are validated on their own; when any of them is invalid, the graph
+checks still run on a sketch of the document (invalid elements keep their key and targets) and the CEL and
+handler checks on every valid element, so one bad element never hides the problems of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from pydantic import ValidationError
+
+from procengine.engine.compiled import CompiledProcess, compile_process, element_problems
+from procengine.engine.definitions import (
+    ELEMENT,
+    Element,
+    ProcessDefinition,
+    ProcessOutline,
+    can_end,
+    successors,
+)
+from procengine.engine.expressions import Expression
+from procengine.engine.graph import Node, ThreadSketch, graph_problems
+from procengine.errors import ValidationFailed
+from procengine.problems import problems as listed
+
+__all__ = ["validate_definition"]
+
+_TARGET_FIELDS = ("next", "then", "else")
+"""Where an element of any type names the element after it."""
+
+
+def validate_definition(document: Any, known_handlers: Collection[str] | None = None) -> CompiledProcess:
+    """The compiled definition, or ValidationFailed with every problem of the document."""
+    problems: list[str] = []
+    try:
+        ProcessOutline.model_validate(document)
+    except ValidationError as exc:
+        problems.extend(listed(exc, document))
+    threads = _raw_threads(document)
+    valid: dict[tuple[int, int], Element] = {}
+    for i, raw_thread in enumerate(threads):
+        for j, raw in enumerate(_raw_elements(raw_thread)):
+            try:
+                valid[(i, j)] = ELEMENT.validate_python(raw)
+            except ValidationError as exc:
+                problems.extend(listed(exc, raw, at=f"threads.{i}.elements.{j}"))
+    if not problems:
+        return compile_process(ProcessDefinition.model_validate(document), known_handlers)
+
+    sketches = [_sketch(i, raw_thread, valid) for i, raw_thread in enumerate(threads)]
+    problems.extend(graph_problems([s for s in sketches if s is not None]))
+    expressions: dict[str, Expression] = {}
+    for element in valid.values():
+        problems.extend(element_problems(element, known_handlers, expressions))
+    key = document.get("key") if isinstance(document, dict) else None
+    name = f"process definition {key!r}" if isinstance(key, str) else "process definition"
+    noun = "problem" if len(problems) == 1 else "problems"
+    raise ValidationFailed(f"{name} is not valid: {len(problems)} {noun}", problems)
+
+
+def _raw_threads(document: Any) -> list[Any]:
+    threads = document.get("threads") if isinstance(document, dict) else None
+    return threads if isinstance(threads, list) else []
+
+
+def _raw_elements(raw_thread: Any) -> list[Any]:
+    elements = raw_thread.get("elements") if isinstance(raw_thread, dict) else None
+    return elements if isinstance(elements, list) else []
+
+
+def _sketch(i: int, raw_thread: Any, valid: dict[tuple[int, int], Element]) -> ThreadSketch | None:
+    """A thread of a document with problems, as the graph checks see it (None: not even a thread)."""
+    if not isinstance(raw_thread, dict):
+        return None
+    nodes = tuple(_node(valid.get((i, j)), raw) for j, raw in enumerate(_raw_elements(raw_thread)))
+    key = raw_thread.get("key")
+    start = raw_thread.get("start")
+    if start is None and nodes:
+        start = nodes[0].key
+    return ThreadSketch(
+        f"threads.{i} ({key})" if isinstance(key, str) else f"threads.{i}",
+        key if isinstance(key, str) else None,
+        start if isinstance(start, str) else None,
+        nodes,
+    )
+
+
+def _node(element: Element | None, raw: Any) -> Node:
+    if element is not None:
+        return Node(element.key, tuple(successors(element)), can_end(element))
+    fields = raw if isinstance(raw, dict) else {}
+    key = fields.get("key")
+    targets = tuple(t for t in (fields.get(name) for name in _TARGET_FIELDS) if isinstance(t, str))
+    # what an invalid element can do is unknown: let it end the thread rather than report cycles it may not have
+    return Node(key if isinstance(key, str) else None, targets, can_end=True)
