@@ -8,7 +8,7 @@ ProcEngineError
 ├── PayloadTooLarge       413 PAYLOAD_TOO_LARGE  body over the configured limit
 ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
 ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
-├── Unavailable           503 UNAVAILABLE        Redis cannot be reached
+├── Unavailable           503 UNAVAILABLE        Redis cannot be reached or refused a command (Retry-After)
 ├── Fenced                (internal) a stale owner's write was refused
 └── CodecError            (internal) a stored blob could not be decoded
 """
@@ -88,10 +88,15 @@ class StateCorrupted(ProcEngineError):
 
 
 class Unavailable(ProcEngineError):
-    """Redis (or the execution's owner) cannot be reached."""
+    """Redis (or the execution's owner) cannot be reached, or Redis refused a command; `retry_after_s` is sent as
+    Retry-After (None: a retry will not help until an operator acts)."""
 
     status = 503
     code = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after_s: int | None = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Fenced(ProcEngineError):

@@ -3,7 +3,7 @@
 1. the request id — takes `X-Request-ID` (or makes one) and echoes it on every answer;
 2. auth — for paths under the base path, turns the bearer token into the request's `Caller`;
 3. errors — the one place where exceptions become error envelopes, so handlers hold no try/except for
-   that (auth's `Unauthorized` included).
+   that (auth's `Unauthorized` included); any Redis error is a 503 with what the store said.
 
 One middleware rather than three: each aiohttp middleware layer costs a few microseconds per request, which
 is a tenth of a status read served from memory.
@@ -22,14 +22,14 @@ from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
-from procengine.errors import ProcEngineError, Unauthorized
+from procengine.errors import ProcEngineError, Unauthorized, Unavailable
 from procengine.http import context
 from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
 from procengine.service import Caller
+from procengine.store.failures import store_failure
 
 __all__ = ["DEFAULT_TENANT", "REQUEST_ID_HEADER", "front_door_middleware"]
 
@@ -78,15 +78,8 @@ async def front_door_middleware(request: web.Request, handler: Handler) -> web.S
 def _from_exception(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, ProcEngineError):
         return _from_engine_error(request, exc)
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-        log.warning(
-            "redis unreachable on %s %s (request %s): %r",
-            request.method,
-            request.path,
-            context.request_id(request),
-            exc,
-        )
-        return error_response(503, "UNAVAILABLE", "the store cannot be reached; try again")
+    if isinstance(exc, RedisError):
+        return _from_engine_error(request, store_failure(exc))
     rid = context.request_id(request)
     log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid, exc_info=exc)
     # The traceback stays in the server log; the client gets the id to quote.
@@ -103,8 +96,14 @@ def _from_engine_error(request: web.Request, exc: ProcEngineError) -> web.Respon
             context.request_id(request),
             exc.message,
         )
-    headers = {"WWW-Authenticate": 'Bearer realm="procengine"'} if isinstance(exc, Unauthorized) else None
-    return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="procengine"'
+    if exc.status == 503:
+        retry_after = exc.retry_after_s if isinstance(exc, Unavailable) else 1
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers or None)
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:

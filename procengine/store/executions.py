@@ -10,10 +10,12 @@ from enum import Enum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from procengine.clock import iso
 from procengine.store.batching import ScriptBatcher
 from procengine.store.codec import decode, encode, encode_for_lua
+from procengine.store.failures import counter_failure
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -96,7 +98,10 @@ class ExecutionStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.incr(self.keys.sequence("execution"))
             pipe.incrby(self.keys.sequence("thread"), threads)
-            execution_id, last_thread = await pipe.execute()
+            try:
+                execution_id, last_thread = await pipe.execute()
+            except ResponseError as exc:
+                raise counter_failure(exc, self.keys.sequence("execution"), self.keys.sequence("thread")) from None
         return int(execution_id), int(last_thread) - threads + 1
 
     async def commit(self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str) -> WriteResult:

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from procengine.engine.definitions import ProcessDefinition
 from procengine.store.codec import decode, encode
+from procengine.store.failures import counter_failure
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -39,7 +41,10 @@ class ProcessStore:
         """Store a new version unless the body equals the latest; returns (processID, version, created)."""
         body = definition.canonical()
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        process_id = int(await self.redis.incr(self.keys.sequence("process")))
+        try:
+            process_id = int(await self.redis.incr(self.keys.sequence("process")))
+        except ResponseError as exc:
+            raise counter_failure(exc, self.keys.sequence("process")) from None
         reply: Any = await self.scripts.register_process(
             keys=[
                 self.keys.process_key(tenant, definition.key),

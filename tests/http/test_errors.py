@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError, NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from procengine.errors import Fenced, StateCorrupted
@@ -319,6 +320,48 @@ async def test_redis_unreachable_is_503(client: Client, engine: FakeEngine, exc:
 
     error = await error_of(response, 503, "UNAVAILABLE")
     assert "6379" not in error["message"]
+    assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (
+            OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+            "the store refused a command (OutOfMemoryError): command not allowed when used memory > 'maxmemory'.",
+        ),
+        (
+            ReadOnlyError("You can't write against a read only replica."),
+            "the store refused a command (ReadOnlyError): You can't write against a read only replica.",
+        ),
+        (
+            NoPermissionError("this user has no permissions to run the 'xadd' command"),
+            "the store refused a command (NoPermissionError): this user has no permissions to run the 'xadd' command",
+        ),
+        (
+            ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            "the store refused a command: WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            ResponseError("Command # 2 (INCRBY p:seq:thread 1) of pipeline caused error: ('ERR boom',)"),
+            "the store refused a command: ERR boom",
+        ),
+        (
+            DataError("Invalid input of type: 'NoneType'"),
+            "the store failed: DataError: Invalid input of type: 'NoneType'",
+        ),
+    ],
+)
+async def test_any_redis_error_is_503_with_the_stores_reason(
+    client: Client, engine: FakeEngine, exc: Exception, message: str
+) -> None:
+    engine.raise_next = exc
+
+    response = await client.get(f"{BASE}/processes")
+
+    error = await error_of(response, 503, "UNAVAILABLE")
+    assert error["message"] == message
+    assert response.headers["Retry-After"] == "5"
 
 
 async def test_a_fenced_write_is_503(client: Client, engine: FakeEngine) -> None:
