@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from procengine.actors.actor import TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.catalog import Catalog, view
 from procengine.actors.control import ControlListener
+from procengine.actors.idempotency import IdempotentStarts
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Cancel, Pause, Request, Resume, Signal
 from procengine.actors.ownership import Ownership, new_node_id
@@ -26,6 +27,7 @@ from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.registry import Registry
 from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, SystemClock, iso
+from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import Interpreter
 from procengine.errors import CodecError, InvalidTransition, ProcEngineError, Unavailable, ValidationFailed
 from procengine.handlers import HandlerRegistry
@@ -36,7 +38,7 @@ from procengine.statuses import Status
 from procengine.store.codec import encode
 from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
 from procengine.store.keys import Keys
-from procengine.store.processes import ProcessStore
+from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.store.scripts import Scripts
 from procengine.views import (
     CancelResult,
@@ -89,6 +91,7 @@ class Engine:
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
         self.control = ControlListener(redis, self.keys.control, self, self.store, self.metrics)
+        self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
         self._starting: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
 
@@ -149,10 +152,38 @@ class Engine:
         except CodecError as exc:
             raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
         execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
-        if request.idempotencyKey is not None:
-            existing = await self._claim_idempotency(caller.tenant, request.idempotencyKey, execution_id)
+        key = request.idempotencyKey
+        if key is not None:
+            existing = await self.idempotent.claim(caller.tenant, key, execution_id)
             if existing is not None:
                 return existing, False
+        self._starting.add(execution_id)
+        try:
+            try:
+                actor = await self._create(caller, execution_id, first_thread, stored, process, request)
+            except BaseException:
+                await asyncio.shield(self._undo_start(caller.tenant, execution_id, key))
+                raise
+            if key is not None:
+                await self.idempotent.created(caller.tenant, key)
+            self.registry.spawn(actor)
+        finally:
+            self._starting.discard(execution_id)
+        self.metrics.started.labels(stored.key).inc()
+        return StartResult(
+            executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
+        ), True
+
+    async def _create(
+        self,
+        caller: Caller,
+        execution_id: int,
+        first_thread: int,
+        stored: StoredProcess,
+        process: CompiledProcess,
+        request: StartRequest,
+    ) -> ExecutionActor:
+        """Write the new execution (indexed first, so that it is never unlisted) and make its actor."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
         state = Interpreter(process).initial_state(request.variables, thread_ids)
         now = self.clock.now_ms()
@@ -179,57 +210,28 @@ class Engine:
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
             )
         )
-        self._starting.add(execution_id)
-        try:
-            await self.store.index(caller.tenant, execution_id)
-            try:
-                result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
-                if result.outcome is not Outcome.OK:
-                    raise Unavailable(f"execution {execution_id} already exists")
-            except BaseException:
-                await asyncio.shield(self._undo_start(caller.tenant, execution_id, request.idempotencyKey))
-                raise
-            actor = ExecutionActor(
-                execution_id=execution_id,
-                tenant=caller.tenant,
-                process=process,
-                ctx=self.ctx,
-                status=Status.RUNNING,
-                epoch=1,
-                state=state,
-                fields=stored_fields(commit.execution),
-            )
-            self.registry.spawn(actor)
-        finally:
-            self._starting.discard(execution_id)
-        self.metrics.started.labels(stored.key).inc()
-        return StartResult(
-            executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
-        ), True
+        await self.store.index(caller.tenant, execution_id)
+        result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
+        if result.outcome is not Outcome.OK:
+            raise Unavailable(f"execution {execution_id} already exists")
+        return ExecutionActor(
+            execution_id=execution_id,
+            tenant=caller.tenant,
+            process=process,
+            ctx=self.ctx,
+            status=Status.RUNNING,
+            epoch=1,
+            state=state,
+            fields=stored_fields(commit.execution),
+        )
 
     async def _undo_start(self, tenant: str, execution_id: int, idempotency_key: str | None) -> None:
         """A start that failed before its execution existed leaves no index entry and frees its key."""
         with contextlib.suppress(Exception):
             await self.store.unindex(tenant, execution_id)
-            if idempotency_key is not None:
-                await self.store.release_key(self.keys.idempotency(tenant, idempotency_key), str(execution_id))
-
-    async def _claim_idempotency(self, tenant: str, key: str, execution_id: int) -> StartResult | None:
-        """None if this start owns the key; else the execution the first start with it created."""
-        idem_key = self.keys.idempotency(tenant, key)
-        if await self.redis.set(idem_key, execution_id, nx=True):
-            return None
-        raw: Any = await self.redis.get(idem_key)
-        existing = int(raw)
-        fields = await self.store.fields(existing)
-        if not fields:  # the first start with this key is still creating it (or failed and is undoing)
-            raise Unavailable(f"a start with idempotency key {key!r} is in progress; try again")
-        return StartResult(
-            executionID=existing,
-            status=fields.get("status", "running"),  # type: ignore[arg-type]
-            processID=int(fields["processID"]) if "processID" in fields else None,
-            processVersion=int(fields["processVersion"]) if "processVersion" in fields else None,
-        )
+        if idempotency_key is not None:
+            with contextlib.suppress(Exception):
+                await self.idempotent.release(tenant, idempotency_key, execution_id)
 
     # --- control ------------------------------------------------------------------------------
 

@@ -34,8 +34,9 @@ def counter_failure(exc: ResponseError, *counters: str) -> Unavailable:
     an operator knows what ran out; any other refusal as `store_failure` says it."""
     if "would overflow" not in str(exc):
         return store_failure(exc)
+    named = [counter for counter in counters if f" {counter} " in str(exc)] or list(counters)  # a pipeline names it
     return Unavailable(
-        f"no new id can be given: the counter {' or '.join(counters)} is at its maximum ({COUNTER_MAX}); "
+        f"no new id can be given: the counter {' or '.join(named)} is at its maximum ({COUNTER_MAX}); "
         "an operator must set it back to the highest id in use",
         retry_after_s=None,
     )

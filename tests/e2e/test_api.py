@@ -139,6 +139,16 @@ async def test_idempotent_start_and_the_list(api_a: Api) -> None:
     assert len(by_process["items"]) == 2
 
 
+async def test_25_concurrent_idempotent_starts_answer_one_201_and_24_200s(api_a: Api) -> None:
+    process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS, expect=201)
+    body = {"processID": process["processID"], "idempotencyKey": "burst", "variables": {"amount": 1}}
+
+    answers = await asyncio.gather(*(api_a.call("POST", "/executions/processes", json=body) for _ in range(25)))
+
+    assert sorted(status for status, _ in answers) == [200] * 24 + [201]
+    assert len({answer["data"]["executionID"] for _, answer in answers}) == 1
+
+
 async def test_statuses_table(api_a: Api) -> None:
     table = await api_a.ok("GET", "/statuses")
     rows = {row["name"]: (row["id"], row["isFinal"], row["isSuccess"]) for row in table["items"]}

@@ -1,0 +1,101 @@
+"""Idempotent starts: the first start with a key claims it; a repeat waits for that start and answers with it.
+
+The claim is `SET NX` of `<p>:tenant:{t}:idem:<key>` to the execution id the start is about to create, with a
+TTL: a node that dies between claiming and creating frees the key after `CLAIM_MS`. Once the execution exists
+the key is persisted. A repeat that finds the key but not yet its execution waits (bounded) for the first start:
+on its own future when that start runs on this node, else by asking Redis again with backoff. It answers with
+the execution once it exists, claims the key itself if the first start gave it up (it failed) or left a stale
+claim (persisted but pointing at nothing), and answers 503 with Retry-After if the bound passes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from redis.asyncio import Redis
+
+from procengine.errors import Unavailable
+from procengine.store.executions import ExecutionStore
+from procengine.store.keys import Keys
+from procengine.views import StartResult
+
+CLAIM_MS: Final = 30_000
+"""How long a claim outlives a start that never created its execution (the node died in between)."""
+
+_FIRST_BACKOFF_S: Final = 0.002
+_MAX_BACKOFF_S: Final = 0.1
+
+
+class IdempotentStarts:
+    def __init__(self, redis: Redis, keys: Keys, store: ExecutionStore, wait_s: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.store = store
+        self.wait_s = wait_s
+        self._creating: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Starts of this node that hold a claim and have not finished: repeats here wait on these."""
+
+    async def claim(self, tenant: str, key: str, execution_id: int) -> StartResult | None:
+        """None: this start owns `key` now and must create `execution_id`, then call `created` or `release`.
+        Otherwise the execution the first start with this key created."""
+        idem_key = self.keys.idempotency(tenant, key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        backoff = _FIRST_BACKOFF_S
+        while True:
+            if await self.redis.set(idem_key, execution_id, nx=True, px=CLAIM_MS):
+                self._creating[(tenant, key)] = loop.create_future()
+                return None
+            raw: Any = await self.redis.get(idem_key)
+            if raw is None:
+                continue  # freed between the two commands: claim it
+            # PTTL before the execution: a claim is persisted only after its execution exists, so a persisted
+            # claim without an execution is stale (its execution is gone), not a start still under way
+            ttl = int(await self.redis.pttl(idem_key))
+            existing = int(raw)
+            fields = await self.store.fields(existing)
+            if fields:
+                if ttl >= 0:  # its start could not persist the claim (it failed after creating): do it now
+                    await self.redis.persist(idem_key)
+                return _result(existing, fields)
+            if ttl == -1:
+                await self.store.release_key(idem_key, raw.decode())
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                raise Unavailable(f"a start with idempotency key {key!r} is still in progress; try again")
+            first = self._creating.get((tenant, key))
+            if first is not None:
+                await asyncio.wait([first], timeout=left)
+            else:
+                await asyncio.sleep(min(backoff, left))
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def created(self, tenant: str, key: str) -> None:
+        """The claiming start created its execution: the key is kept for good, and repeats here may look."""
+        try:
+            await self.redis.persist(self.keys.idempotency(tenant, key))
+        finally:
+            self._finished(tenant, key)
+
+    async def release(self, tenant: str, key: str, execution_id: int) -> None:
+        """The claiming start failed before its execution existed: free the key (if it still holds our claim)."""
+        try:
+            await self.store.release_key(self.keys.idempotency(tenant, key), str(execution_id))
+        finally:
+            self._finished(tenant, key)
+
+    def _finished(self, tenant: str, key: str) -> None:
+        first = self._creating.pop((tenant, key), None)
+        if first is not None and not first.done():
+            first.set_result(None)
+
+
+def _result(execution_id: int, fields: dict[str, str]) -> StartResult:
+    return StartResult(
+        executionID=execution_id,
+        status=fields.get("status", "running"),  # type: ignore[arg-type]
+        processID=int(fields["processID"]) if "processID" in fields else None,
+        processVersion=int(fields["processVersion"]) if "processVersion" in fields else None,
+    )
