@@ -14,13 +14,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Cancel, Message, Pause, Request, Resume, Signal, Wake
 from procengine.actors.queries import RenderedStatus
-from procengine.actors.records import snapshot_commit, transition_log
+from procengine.actors.records import interrupted_record, snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
 from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, iso, parse_iso
@@ -36,7 +36,7 @@ from procengine.engine.interpreter import (
     Sleep,
     ThreadEnded,
 )
-from procengine.engine.state import ExecutionState
+from procengine.engine.state import ExecutionState, StackEntry
 from procengine.errors import CodecError, Fenced, InvalidTransition, ProcEngineError, StateCorrupted
 from procengine.handlers import HandlerRegistry, TaskContext
 from procengine.logs import element_key, execution_id
@@ -110,6 +110,9 @@ class ExecutionActor:
         self._crash: BaseException | None = None
         self._write_lock = asyncio.Lock()
         self._tasks_in_flight = 0
+        """Tasks whose start is decided and not yet recorded as ended: a pause waits for them."""
+        self._interrupted: list[StackEntry] = []
+        """Tasks cut short since the runners last started (their stack entries as they ran)."""
         self._current: Request | None = None
         self._abandoned: set[asyncio.Task[Any]] = set()
         self.corrupted = False
@@ -213,8 +216,11 @@ class ExecutionActor:
         self.state.paused_at_node = first.element_id if first else None
         commit = snapshot_commit(self.state, [], now)
         commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now))
+        interrupted = self._record_interrupted(commit, now)
         commit.log.append(
-            transition_log(now, "paused", message.caller, "running", "paused", message.reason, inflight=inflight)
+            transition_log(
+                now, "paused", message.caller, "running", "paused", message.reason, inflight=inflight, **interrupted
+            )
         )
         await self._write(commit, expect=Status.RUNNING)
         self.status = Status.PAUSED
@@ -280,7 +286,10 @@ class ExecutionActor:
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
             threads={} if self.corrupted else {key: p.to_doc() for key, p in self.state.threads.items()},
-            log=[transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason)],
+        )
+        interrupted = self._record_interrupted(commit, now)
+        commit.log.append(
+            transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason, **interrupted)
         )
         await self._write(commit, expect=source)
         self.status = Status.CANCELLED
@@ -329,20 +338,30 @@ class ExecutionActor:
         commit = snapshot_commit(self.state, [], now)
         commit.execution.update(status=status.value, stoppedAt=iso(now))
         commit.state["active"] = 0
-        extra: dict[str, Any] = {}
+        error: dict[str, Any] = {}
         if self._failure is not None:
-            extra = {
+            error = {
                 "element": self._failure.element_key,
                 "error": self._failure.error,
                 "attempts": self._failure.attempts,
             }
-            commit.execution["error"] = json.dumps(extra)
-        commit.log.append(transition_log(now, status.value, SYSTEM, "running", status.value, None, **extra))
+            commit.execution["error"] = json.dumps(error)
+        interrupted = self._record_interrupted(commit, now)
+        commit.log.append(
+            transition_log(now, status.value, SYSTEM, "running", status.value, None, **error, **interrupted)
+        )
         await self._write(commit, expect=Status.RUNNING)
         self.status = status
         self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         log.info("execution %s: %s", self.execution_id, status.value)
+
+    def _record_interrupted(self, commit: Commit, now: int) -> dict[str, Any]:
+        """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none)."""
+        cut, self._interrupted = self._interrupted, []
+        for entry in cut:
+            commit.elements[entry.element_key] = interrupted_record(entry, now)
+        return {"interrupted": [entry.element_key for entry in cut]} if cut else {}
 
     async def _release(self) -> None:
         """Passivation: give up ownership so any node may activate the execution again."""
@@ -387,6 +406,7 @@ class ExecutionActor:
         self._halt.clear()
         self._halt_tasks.clear()
         self._failure = None
+        self._interrupted = []
         for thread in self.process.threads:
             # No runner is running: a task marked started here was cut short (crash, adoption) and starts again.
             self.interpreter.requeue(self.state, thread.key)
@@ -452,9 +472,21 @@ class ExecutionActor:
             entry = self.state.entry(thread_key)
             element_key.set(entry.element_key if entry is not None else None)
             outcome = self.interpreter.begin(self.state, thread_key, self.ctx.clock.now_ms())
+            step = outcome.step
+            if isinstance(step, RunTask):
+                # In flight from here, before its start is written: a pause that comes while the start is being
+                # checkpointed counts it and waits for it (within the grace), so the log never shows a start of a
+                # task whose handler did not run.
+                self._tasks_in_flight += 1
+                try:
+                    await self._checkpoint(outcome.events)
+                    if await self._run_task(thread_key, step):
+                        return
+                finally:
+                    self._tasks_in_flight -= 1
+                continue
             if outcome.events:
                 await self._checkpoint(outcome.events)
-            step = outcome.step
             if isinstance(step, ThreadEnded):
                 return
             if isinstance(step, ElementFailed):
@@ -464,12 +496,6 @@ class ExecutionActor:
                 await _wait(wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
             elif isinstance(step, AwaitSignal):
                 await _wait(wakeup, None)
-            elif isinstance(step, RunTask):
-                if self._halt.is_set():
-                    self.interpreter.requeue(self.state, thread_key)
-                    return
-                if await self._run_task(thread_key, step):
-                    return
             else:
                 assert isinstance(step, Progressed)
 
@@ -478,6 +504,9 @@ class ExecutionActor:
         result = await self._call_handler(step)
         now = self.ctx.clock.now_ms()
         if result.interrupted:
+            # cut short (grace over, cancel, another thread failed): it runs again, same attempt; the transition
+            # that stopped it says so and marks its record
+            self._interrupted.append(replace(step.entry))
             self.interpreter.requeue(self.state, thread_key)
             return True
         outcome: Outcome
@@ -510,13 +539,13 @@ class ExecutionActor:
                 return _TaskResult(False, f"{type(exc).__name__}: {exc}")
             return _TaskResult(True, value)
 
+        if self._halt_tasks.is_set():  # stopped (cancel, failure) before the handler could be called
+            return _TaskResult(False, interrupted=True)
         job = asyncio.create_task(attempt())
         halted = asyncio.create_task(self._halt_tasks.wait())
-        self._tasks_in_flight += 1
         try:
             await asyncio.wait({job, halted}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self._tasks_in_flight -= 1
             halted.cancel()
             if not job.done():
                 job.cancel()

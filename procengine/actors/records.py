@@ -7,7 +7,7 @@ from typing import Any
 
 from procengine.clock import iso
 from procengine.engine.interpreter import ElementEvent
-from procengine.engine.state import ExecutionState
+from procengine.engine.state import ExecutionState, StackEntry
 from procengine.service import Caller
 from procengine.store.codec import FORMAT_VERSION, encode
 from procengine.store.executions import Commit, LogRecord
@@ -30,6 +30,21 @@ def element_record(event: ElementEvent) -> dict[str, Any]:
         record.update(status="completed", stoppedAt=iso(event.at_ms), output=event.output)
     else:
         record.update(status="failed", stoppedAt=iso(event.at_ms), error=event.error)
+    return _without_none(record)
+
+
+def interrupted_record(entry: StackEntry, now_ms: int) -> dict[str, Any]:
+    """A task cut short (pause past its grace, cancel, another thread failing): it runs again, same attempt, if
+    the execution goes on."""
+    record = {
+        "key": entry.element_key,
+        "type": entry.element_type,
+        "threadKey": entry.thread_key,
+        "attempts": entry.attempt,
+        "status": "interrupted",
+        "startedAt": _iso_or_none(entry.started_at_ms),
+        "stoppedAt": iso(now_ms),
+    }
     return _without_none(record)
 
 

@@ -170,11 +170,13 @@ class Interpreter:
         assert isinstance(element, TaskElement)
         if entry.attempt >= element.retry.maxAttempts:
             return self._fail(state, entry, error, now_ms)
+        retry_at = now_ms + element.retry.delay_before(entry.attempt + 1)
+        # the event is of the attempt that failed: during the backoff, one attempt has run, not two
+        event = self._event("element-retry", entry, now_ms, error=error, retry_at_ms=retry_at)
         entry.attempt += 1
         entry.started_at_ms = None
-        entry.due_at_ms = now_ms + element.retry.delay_before(entry.attempt)
-        event = self._event("element-retry", entry, now_ms, error=error, retry_at_ms=entry.due_at_ms)
-        return Outcome(Sleep(entry, entry.due_at_ms), [event])
+        entry.due_at_ms = retry_at
+        return Outcome(Sleep(entry, retry_at), [event])
 
     # --- internals ---------------------------------------------------------------------------
 

@@ -235,9 +235,12 @@ def test_a_failing_task_is_retried_with_backoff_then_fails_for_good() -> None:
 
     # when attempt 1 fails at t=10
     retry = run.fail("boom 1", now=10)
-    # then it sleeps until t=110 and will run attempt 2
+    # then it sleeps until t=110 and will run attempt 2; the event is of attempt 1, the one that ran, since t=0
     assert retry.step == Sleep(run.state.stack[0], 110)
-    assert [(e.event, e.error, e.retry_at_ms, e.attempt) for e in retry.events] == [("element-retry", "boom 1", 110, 2)]
+    assert run.state.stack[0].attempt == 2
+    assert [(e.event, e.error, e.retry_at_ms, e.attempt, e.started_at_ms) for e in retry.events] == [
+        ("element-retry", "boom 1", 110, 1, 0)
+    ]
     # and asking early only says to keep sleeping, with no events
     early = run.begin(now=109)
     assert early.step == Sleep(run.state.stack[0], 110)
@@ -572,6 +575,6 @@ def test_a_retry_whose_input_no_longer_evaluates_fails() -> None:
     assert isinstance(step, ElementFailed)
     assert [(e.event, e.attempt) for e in run.events] == [
         ("element-started", 1),
-        ("element-retry", 2),
+        ("element-retry", 1),
         ("element-failed", 2),
     ]
