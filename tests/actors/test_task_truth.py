@@ -40,8 +40,7 @@ async def _halted(engine: Engine, execution_id: int) -> None:
     actor = engine.registry.get(execution_id)
     assert actor is not None
     async with asyncio.timeout(5):
-        while not actor._halt.is_set():
-            await asyncio.sleep(0.001)
+        await actor._halt.wait()
 
 
 async def test_a_pause_meeting_a_task_start_being_written_waits_for_that_task(engine: Engine, gate: Gate) -> None:
