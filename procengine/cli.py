@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pause-grace-ms", metavar="N", type=int, help="how long pause lets a running task finish")
     serve.add_argument("--node-ttl-ms", metavar="N", type=int, help="a silent node's executions are adopted after this")
     serve.add_argument("--passivate-after-ms", metavar="N", type=int, help="idle paused actors leave memory after this")
+    serve.add_argument(
+        "--max-snapshot-bytes", metavar="N", type=int, help="most bytes an execution's memory may take (2 MiB)"
+    )
     serve.set_defaults(run=_serve)
 
     inspect = commands.add_parser(

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     """Definition files registered at start (in every configured tenant, or `default`)."""
 
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_snapshot_bytes: int = Field(default=2_097_152, ge=4096)
+    """The most an execution's memory snapshot (variables, node outputs, waiting signals) may take, msgpack-encoded:
+    a task output, a value or a signal that would push it over fails its element (LimitExceeded) or is refused."""
     pause_grace_ms: int = Field(default=5_000, ge=0)
     """How long pause lets a running task finish before cancelling and re-queueing it."""
     passivate_after_ms: int = Field(default=30_000, ge=0)

@@ -144,6 +144,8 @@ class ElementView(_View):
     stoppedAt: str | None = None
     output: Any = None
     error: str | None = None
+    errorType: str | None = None
+    """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, Unstorable, ..."""
 
 
 class ElementsView(_View):

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from procengine.actors.attempt import Attempt, run_attempt
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Cancel, Message, Pause, Request, Resume, Signal, Wake
 from procengine.actors.queries import RenderedStatus
@@ -30,6 +31,7 @@ from procengine.engine.interpreter import (
     ElementEvent,
     ElementFailed,
     Interpreter,
+    LimitExceeded,
     Outcome,
     Progressed,
     RunTask,
@@ -37,14 +39,19 @@ from procengine.engine.interpreter import (
     ThreadEnded,
 )
 from procengine.engine.state import ExecutionState, StackEntry
-from procengine.errors import CodecError, Fenced, InvalidTransition, ProcEngineError, StateCorrupted
+from procengine.errors import (
+    Fenced,
+    InvalidTransition,
+    PayloadTooLarge,
+    ProcEngineError,
+    StateCorrupted,
+)
 from procengine.handlers import HandlerRegistry, TaskContext
 from procengine.logs import element_key, execution_id
 from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
-from procengine.store.codec import encode
 from procengine.store.executions import Commit, ExecutionStore, LogRecord, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
@@ -69,21 +76,19 @@ class ActorContext:
 
 
 @dataclass(slots=True)
-class _TaskResult:
-    ok: bool
-    value: Any = None
-    interrupted: bool = False
-
-
-@dataclass(slots=True)
 class _Failure:
     element_key: str
     error: str
+    error_type: str
     attempts: int
 
     @classmethod
     def of(cls, step: ElementFailed) -> _Failure:
-        return cls(step.entry.element_key, step.error, step.entry.attempt)
+        return cls(step.entry.element_key, step.error, step.error_type, step.entry.attempt)
+
+    def doc(self) -> dict[str, Any]:
+        """The execution's `error`, in its hash, its status and its `failed` log entry."""
+        return {"element": self.element_key, "error": self.error, "type": self.error_type, "attempts": self.attempts}
 
 
 @dataclass
@@ -101,7 +106,7 @@ class ExecutionActor:
 
     def __post_init__(self) -> None:
         self.mailbox = Mailbox(self.ctx.settings.mailbox_size)
-        self.interpreter = Interpreter(self.process)
+        self.interpreter = Interpreter(self.process, self.ctx.settings.max_snapshot_bytes)
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._wakeups: dict[str, asyncio.Event] = {t.key: asyncio.Event() for t in self.process.threads}
         self._halt = asyncio.Event()
@@ -302,7 +307,10 @@ class ExecutionActor:
             raise InvalidTransition(f"execution {self.execution_id} is {self.status.value}", self.status.value)
         if self.corrupted:
             raise StateCorrupted(f"execution {self.execution_id}: its snapshot cannot be read; signal not stored")
-        self.interpreter.signal_arrived(self.state, message.name, message.payload)  # encodable: the engine checked
+        try:  # encodable: the engine checked
+            self.interpreter.signal_arrived(self.state, message.name, message.payload)
+        except LimitExceeded as exc:
+            raise PayloadTooLarge(f"execution {self.execution_id}: {exc}; signal not stored") from None
         now = self.ctx.clock.now_ms()
         commit = snapshot_commit(self.state, [], now)
         detail = {"signal": message.name, "by": message.caller.by, "requestId": message.caller.request_id}
@@ -340,11 +348,7 @@ class ExecutionActor:
         commit.state["active"] = 0
         error: dict[str, Any] = {}
         if self._failure is not None:
-            error = {
-                "element": self._failure.element_key,
-                "error": self._failure.error,
-                "attempts": self._failure.attempts,
-            }
+            error = self._failure.doc()
             commit.execution["error"] = json.dumps(error)
         interrupted = self._record_interrupted(commit, now)
         commit.log.append(
@@ -415,7 +419,8 @@ class ExecutionActor:
             if progress.status == "failed" and entry is not None and self._failure is None:
                 # failed for good before the node could write `failed`: finish the job now
                 output = self.state.memory.node_outputs.get(entry.element_key, {})
-                self._failure = _Failure(entry.element_key, str(output.get("error", "failed")), entry.attempt)
+                error, kind = str(output.get("error", "failed")), str(output.get("type", "Error"))
+                self._failure = _Failure(entry.element_key, error, kind, entry.attempt)
             if progress.status == "running":
                 task = asyncio.create_task(self._run_thread(thread.key), name=f"exec-{self.execution_id}-{thread.key}")
                 self._runners[thread.key] = task
@@ -503,7 +508,7 @@ class ExecutionActor:
         """Run one task attempt and record its outcome; True when the thread must stop."""
         result = await self._call_handler(step)
         now = self.ctx.clock.now_ms()
-        if result.interrupted:
+        if result is None:
             # cut short (grace over, cancel, another thread failed): it runs again, same attempt; the transition
             # that stopped it says so and marks its record
             self._interrupted.append(replace(step.entry))
@@ -511,37 +516,24 @@ class ExecutionActor:
             return True
         outcome: Outcome
         if result.ok:
-            outcome = self.interpreter.task_succeeded(self.state, thread_key, result.value, now)
+            outcome = self.interpreter.task_succeeded(self.state, thread_key, result.value, now, result.size)
         else:
-            outcome = self.interpreter.task_failed(self.state, thread_key, str(result.value), now)
+            outcome = self.interpreter.task_failed(
+                self.state, thread_key, str(result.value), now, result.error_type, retry=result.retry
+            )
         await self._checkpoint(outcome.events)
         if isinstance(outcome.step, ElementFailed):
             self._failure = _Failure.of(outcome.step)
             return True
         return False
 
-    async def _call_handler(self, step: RunTask) -> _TaskResult:
-        handler = self.ctx.handlers.get(step.handler)
-        if handler is None:
-            return _TaskResult(False, f"unknown handler {step.handler!r}")
-        context = TaskContext(self.execution_id, step.entry.element_key, step.entry.attempt)
-
-        async def attempt() -> _TaskResult:
-            try:
-                async with asyncio.timeout(step.timeout_ms / 1000 if step.timeout_ms else None):
-                    value = await handler(step.input, context)
-                encode(value)
-            except TimeoutError:
-                return _TaskResult(False, f"timed out after {step.timeout_ms} ms")
-            except CodecError as exc:
-                return _TaskResult(False, exc.message)
-            except Exception as exc:
-                return _TaskResult(False, f"{type(exc).__name__}: {exc}")
-            return _TaskResult(True, value)
-
+    async def _call_handler(self, step: RunTask) -> Attempt | None:
+        """The attempt's outcome; None if it was cut short (halted before or while it ran)."""
         if self._halt_tasks.is_set():  # stopped (cancel, failure) before the handler could be called
-            return _TaskResult(False, interrupted=True)
-        job = asyncio.create_task(attempt())
+            return None
+        handler = self.ctx.handlers.get(step.handler)
+        context = TaskContext(self.execution_id, step.entry.element_key, step.entry.attempt)
+        job = asyncio.create_task(run_attempt(handler, step, context, self.ctx.settings.max_snapshot_bytes))
         halted = asyncio.create_task(self._halt_tasks.wait())
         try:
             await asyncio.wait({job, halted}, return_when=asyncio.FIRST_COMPLETED)
@@ -551,7 +543,7 @@ class ExecutionActor:
                 job.cancel()
             await self._reap([job, halted])
         if not job.done() or job.cancelled():
-            return _TaskResult(False, interrupted=True)
+            return None
         return job.result()
 
 

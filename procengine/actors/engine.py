@@ -28,8 +28,16 @@ from procengine.actors.registry import Registry
 from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, SystemClock, iso
 from procengine.engine.compiled import CompiledProcess
-from procengine.engine.interpreter import Interpreter
-from procengine.errors import CodecError, InvalidTransition, ProcEngineError, Unavailable, ValidationFailed
+from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
+from procengine.engine.sizes import packed_size
+from procengine.errors import (
+    CodecError,
+    InvalidTransition,
+    PayloadTooLarge,
+    ProcEngineError,
+    Unavailable,
+    ValidationFailed,
+)
 from procengine.handlers import HandlerRegistry
 from procengine.metrics import Metrics
 from procengine.service import Caller
@@ -147,10 +155,7 @@ class Engine:
     async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
-        try:
-            encode(request.variables)
-        except CodecError as exc:
-            raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
+        self._check_variables(request.variables)
         execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
         key = request.idempotencyKey
         if key is not None:
@@ -173,6 +178,20 @@ class Engine:
         return StartResult(
             executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
         ), True
+
+    def _check_variables(self, variables: dict[str, Any]) -> None:
+        """Start variables the memory snapshot can hold: storable (422), and within its limit (413)."""
+        room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
+        try:
+            size = packed_size(variables, room)
+        except CodecError as exc:
+            raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
+        if size is None:
+            limit = self.settings.max_snapshot_bytes
+            raise PayloadTooLarge(
+                f"variables do not fit in the execution's memory: its snapshot may take {limit} bytes "
+                "(--max-snapshot-bytes)"
+            )
 
     async def _create(
         self,
@@ -335,9 +354,9 @@ class Engine:
                 log.exception("node %s: reconcile pass failed", self.node_id)
             await asyncio.sleep(self.settings.reconcile_interval_ms / 1000)
 
-    async def _adopt(self, execution_id: int) -> int:
-        """Take a running execution whose owner is gone; 1 if an actor now drives it here, 0 if not (a failure
-        is logged: one bad execution must not starve the others' adoption)."""
+    async def _activate(self, execution_id: int) -> int:
+        """Drive a running execution no actor drives; 1 if an actor now drives it here, 0 if not (a failure is
+        logged: one bad execution must not starve the others)."""
         try:
             if await self.registry.activate(execution_id, None) is None:
                 return 0
@@ -345,10 +364,19 @@ class Engine:
             raise
         except Exception as exc:
             check_cancelled()
-            log.warning("execution %s: not adopted: %r", execution_id, exc, extra={"executionID": execution_id})
+            log.warning("execution %s: not activated: %r", execution_id, exc, extra={"executionID": execution_id})
             return 0
-        self.metrics.adopted.inc()
         return 1
+
+    async def _activate_all(self, execution_ids: list[int]) -> int:
+        """Activate these, several at a time (each is a few round trips: one at a time, 1,000 took 1.2 s); in a
+        TaskGroup, so that a cancelled reconciler waits until every activation has stopped."""
+        activated = 0
+        for first in range(0, len(execution_ids), ADOPT_CONCURRENCY):
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._activate(i)) for i in execution_ids[first : first + ADOPT_CONCURRENCY]]
+            activated += sum(task.result() for task in tasks)
+        return activated
 
     async def reconcile(self) -> int:
         """Adopt running executions nobody live drives; drop final ones from the active set. Returns adopted."""
@@ -374,21 +402,24 @@ class Engine:
         for status in (Status.RUNNING, Status.PAUSED):
             self.metrics.executions.labels(status.value).set(sum(1 for row in rows if row.get("status") == status))
         await self.store.deactivate(*(i for i, row in zip(ids, rows, strict=True) if _final(row)))
-        orphans = [
-            execution_id
+        undriven = [
+            (execution_id, row.get("owner", ""))
             for execution_id, row in zip(ids, rows, strict=True)
             if row.get("status") == Status.RUNNING
-            and row.get("owner", "") not in alive
             and execution_id not in self._starting
             and self.registry.get(execution_id) is None
         ]
-        adopted = 0
-        for first in range(0, len(orphans), ADOPT_CONCURRENCY):
-            # several at once: each adoption is a few round trips, and one at a time made 1,000 take 1.2 s
-            # a TaskGroup: if the reconciler is cancelled, it waits until every adoption has stopped
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._adopt(i)) for i in orphans[first : first + ADOPT_CONCURRENCY]]
-            adopted += sum(task.result() for task in tasks)
+        # ours without an actor: stopped by the heartbeat watchdog (or a crash) while no other node took them;
+        # taken back, not adopted (a node never adopts from itself)
+        ours = [execution_id for execution_id, owner in undriven if owner == self.node_id]
+        orphans = [execution_id for execution_id, owner in undriven if owner != self.node_id and owner not in alive]
+        if ours:
+            taken_back = await self._activate_all(ours)
+            log.warning(
+                "node %s: took back %s of its own running executions that no actor drove", self.node_id, taken_back
+            )
+        adopted = await self._activate_all(orphans)
+        self.metrics.adopted.inc(adopted)
         return adopted
 
 

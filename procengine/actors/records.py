@@ -25,11 +25,13 @@ def element_record(event: ElementEvent) -> dict[str, Any]:
     if event.event == "element-started":
         record.update(status="running", startedAt=iso(event.at_ms))
     elif event.event == "element-retry":
-        record.update(status="retrying", error=event.error, retryAt=_iso_or_none(event.retry_at_ms))
+        record.update(
+            status="retrying", error=event.error, errorType=event.error_type, retryAt=_iso_or_none(event.retry_at_ms)
+        )
     elif event.event == "element-completed":
         record.update(status="completed", stoppedAt=iso(event.at_ms), output=event.output)
     else:
-        record.update(status="failed", stoppedAt=iso(event.at_ms), error=event.error)
+        record.update(status="failed", stoppedAt=iso(event.at_ms), error=event.error, errorType=event.error_type)
     return _without_none(record)
 
 
@@ -56,8 +58,12 @@ def element_log(event: ElementEvent) -> LogRecord:
         detail["attempt"] = event.attempt
     if event.error is not None:
         detail["error"] = event.error
+    if event.error_type is not None:
+        detail["errorType"] = event.error_type
     if event.retry_at_ms is not None:
         detail["retryAt"] = iso(event.retry_at_ms)
+    if event.rerun:
+        detail["rerun"] = True
     return LogRecord(event.at_ms, event.event, event.element_key, detail)
 
 
@@ -76,13 +82,16 @@ def transition_log(
 
 
 def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: int) -> Commit:
-    """The checkpoint after an element: stack, memory, counters, threads, element records and log."""
+    """The checkpoint after an element: stack, memory, counters, threads, element records and log. Notes the
+    memory's encoded size in `state.memory_bytes`."""
     saved_at = iso(now_ms)
+    memory = encode(state.to_memory_doc(saved_at))
+    state.memory_bytes = len(memory)
     return Commit(
         execution={"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes},
         state={
             "stack": encode(state.to_stack_doc(saved_at)),
-            "memory": encode(state.to_memory_doc(saved_at)),
+            "memory": memory,
             "savedAt": saved_at,
             "active": 1,
             "format": FORMAT_VERSION,

@@ -113,13 +113,16 @@ class Registry:
         if missing:  # another node may have them: do not take it here just to fail it
             raise Unavailable(f"execution {execution_id} needs handlers this node lacks: {sorted(missing)}")
         now = self.ctx.clock.now_ms()
-        adopted = LogRecord(now, "adopted", None, {"from": owner, "to": self.ctx.node_id, "by": "system"})
+        # adopted only from another node: taking back our own (its actor stopped: the heartbeat watchdog, a crash)
+        # or an ownerless one (passivated) is no change of hands; the epoch still moves on, fencing the old actor
+        adopted = owner not in ("", self.ctx.node_id)
+        record = LogRecord(now, "adopted", None, {"from": owner, "to": self.ctx.node_id, "by": "system"})
         result = await self.ctx.store.takeover(
             execution_id,
             owner=self.ctx.node_id,
             expected_owner=owner,
             expected_epoch=stored.epoch,
-            log=adopted if owner else None,
+            log=record if adopted else None,
         )
         if result.outcome is Outcome.MISSING:
             raise NotFound(f"execution {execution_id} not found")

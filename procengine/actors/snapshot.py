@@ -28,6 +28,7 @@ def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionSt
         stack_doc = _decoded("stack", stack_blob)
         memory_doc = _decoded("memory", memory_blob)
         state = state_from_docs(stack_doc, memory_doc, threads)
+        state.memory_bytes = len(memory_blob)
     except CodecError as exc:
         raise StateCorrupted(exc.message) from None
     for entry in state.stack:

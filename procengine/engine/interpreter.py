@@ -3,6 +3,11 @@
 Pure and synchronous. It never awaits, sleeps or touches Redis: the actor asks `begin` what a thread
 must do now, carries out the waiting or the task, and reports back (`task_succeeded`, `task_failed`).
 Every call that changes the state returns the element events to write in the checkpoint.
+
+With a memory limit, the interpreter is also where the memory snapshot can grow, so it checks every value
+before it stores it: a task output, a value or a signal that would take the snapshot over the limit fails
+its element (type LimitExceeded) and is not stored. `MEMORY_RESERVE` of the limit is kept for the record of
+that failure, so a snapshot never exceeds the limit.
 """
 
 from __future__ import annotations
@@ -20,9 +25,21 @@ from procengine.engine.definitions import (
     WaitSignalElement,
 )
 from procengine.engine.expressions import ExpressionError
+from procengine.engine.sizes import packed_size
 from procengine.engine.state import ExecutionState, Memory, StackEntry, ThreadProgress
 
 EventName = Literal["element-started", "element-completed", "element-failed", "element-retry"]
+
+ERROR_MAX_CHARS = 1000
+"""An error message is cut to this (a handler's exception can say anything, and at any length)."""
+MEMORY_RESERVE = 8192
+"""Bytes of the memory limit kept for the record of a failure (an error of ERROR_MAX_CHARS and its keys)."""
+_ENTRY_SLACK = 64
+"""What storing a value adds besides the value: its name, map headers growing, a node output's own keys."""
+
+
+class LimitExceeded(Exception):
+    """A value would take the memory snapshot over its limit; also the error type of the element it fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +52,11 @@ class ElementEvent:
     at_ms: int
     output: Any = None
     error: str | None = None
+    error_type: str | None = None
     retry_at_ms: int | None = None
     started_at_ms: int | None = None
+    rerun: bool = False
+    """An element-started of an attempt whose earlier start was cut short."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +93,8 @@ class ThreadEnded:
 class ElementFailed:
     entry: StackEntry
     error: str
+    error_type: str
+    """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, ..."""
 
 
 Step = RunTask | Sleep | AwaitSignal | Progressed | ThreadEnded | ElementFailed
@@ -87,8 +109,10 @@ class Outcome:
 
 
 class Interpreter:
-    def __init__(self, process: CompiledProcess) -> None:
+    def __init__(self, process: CompiledProcess, memory_limit: int | None = None) -> None:
         self.process = process
+        self.memory_limit = memory_limit
+        """The most the memory snapshot may take, encoded (None: no limit)."""
 
     # --- creating and resuming ---------------------------------------------------------------
 
@@ -119,13 +143,15 @@ class Interpreter:
                 entry.remaining_ms = None
 
     def requeue(self, state: ExecutionState, thread_key: str) -> None:
-        """A task cut short by pause will run again with the same attempt number."""
+        """A task cut short (pause past its grace, a crash, a stopped actor) runs again, same attempt: a re-run."""
         entry = state.entry(thread_key)
-        if entry is not None and entry.element_type == "task":
+        if entry is not None and entry.element_type == "task" and entry.started_at_ms is not None:
             entry.started_at_ms = None
+            entry.rerun = True
 
     def signal_arrived(self, state: ExecutionState, name: str, payload: Any) -> None:
-        """Keep the signal until a wait for it consumes it."""
+        """Keep the signal until a wait for it consumes it; LimitExceeded (nothing kept) if it does not fit."""
+        self._fit(state, f"signal {name!r}", [payload])
         state.memory.signals.setdefault(name, []).append(payload)
 
     # --- driving one thread ------------------------------------------------------------------
@@ -148,31 +174,47 @@ class Interpreter:
         try:
             outcome = self._begin_element(state, entry, element, now_ms)
         except ExpressionError as exc:
-            outcome = self._fail(state, entry, str(exc), now_ms)
+            outcome = self._fail(state, entry, str(exc), now_ms, "ExpressionError")
+        except LimitExceeded as exc:
+            outcome = self._fail(state, entry, str(exc), now_ms, "LimitExceeded")
         if starting and not outcome.events:
             # still going after this call: its start is news; an element that ended at once reports only its
             # end (which carries the start time), one log entry instead of two
-            outcome.events.append(self._event("element-started", entry, now_ms))
+            outcome.events.append(self._event("element-started", entry, now_ms, rerun=entry.rerun))
+            entry.rerun = False
         return outcome
 
-    def task_succeeded(self, state: ExecutionState, thread_key: str, output: Any, now_ms: int) -> Outcome:
+    def task_succeeded(
+        self, state: ExecutionState, thread_key: str, output: Any, now_ms: int, output_bytes: int | None = None
+    ) -> Outcome:
+        """Store the output and move on; `output_bytes` is its encoded size if the caller measured it (at least
+        that much: anything over the limit says it cannot fit). An output that does not fit fails the element."""
         entry = self._current(state, thread_key)
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
+        copies = [output, output] if element.output is not None else [output]  # a variable and the node output
+        try:
+            self._fit(state, f"the output of task {entry.element_key!r}", copies, sizes=output_bytes)
+        except LimitExceeded as exc:
+            return self._fail(state, entry, str(exc), now_ms, "LimitExceeded")
         if element.output is not None:
             state.memory.variables[element.output] = output
         return self._complete(state, entry, output, element.next, now_ms)
 
-    def task_failed(self, state: ExecutionState, thread_key: str, error: str, now_ms: int) -> Outcome:
-        """Retry with backoff while attempts remain (Sleep), else the element fails for good."""
+    def task_failed(
+        self, state: ExecutionState, thread_key: str, error: str, now_ms: int, error_type: str, *, retry: bool = True
+    ) -> Outcome:
+        """Retry with backoff while attempts remain (Sleep), else (or with `retry` False) the element fails for
+        good. `error_type` names the kind of failure: the handler's exception class, Timeout, LimitExceeded, ..."""
         entry = self._current(state, thread_key)
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
-        if entry.attempt >= element.retry.maxAttempts:
-            return self._fail(state, entry, error, now_ms)
+        error = _cut(error)
+        if not retry or entry.attempt >= element.retry.maxAttempts:
+            return self._fail(state, entry, error, now_ms, error_type)
         retry_at = now_ms + element.retry.delay_before(entry.attempt + 1)
         # the event is of the attempt that failed: during the backoff, one attempt has run, not two
-        event = self._event("element-retry", entry, now_ms, error=error, retry_at_ms=retry_at)
+        event = self._event("element-retry", entry, now_ms, error=error, error_type=error_type, retry_at_ms=retry_at)
         entry.attempt += 1
         entry.started_at_ms = None
         entry.due_at_ms = retry_at
@@ -196,7 +238,11 @@ class Interpreter:
             waiting = state.memory.signals.get(element.signal)
             if not waiting:
                 return Outcome(AwaitSignal(entry, element.signal))
-            payload = waiting.pop(0)
+            payload = waiting[0]
+            # it leaves the waiting signals for the node output (and the variable `into`)
+            copies = [payload, payload] if element.into is not None else [payload]
+            self._fit(state, f"signal {element.signal!r}", copies, freed=payload)
+            waiting.pop(0)
             if not waiting:
                 del state.memory.signals[element.signal]
             if element.into is not None:
@@ -208,10 +254,32 @@ class Interpreter:
             return self._complete(state, entry, {"result": result, "next": target}, target, now_ms)
         if isinstance(element, SetVariableElement):
             values = {name: self.process.expression(src).evaluate(variables) for name, src in element.set.items()}
+            self._fit(state, f"the values of {entry.element_key!r}", list(values.values()))
             variables.update(values)
             return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
         assert isinstance(element, EndElement)
         return self._complete(state, entry, None, None, now_ms)
+
+    def _fit(
+        self, state: ExecutionState, what: str, values: list[Any], *, sizes: int | None = None, freed: Any = None
+    ) -> None:
+        """LimitExceeded unless storing `values` (each once; `sizes`: the encoded size of each, if known) keeps the
+        memory snapshot within the limit, less the reserve for a failure. `freed` leaves memory as they come in.
+        Nothing is stored here; the walk over a value stops once it cannot fit, so a huge one costs little."""
+        if self.memory_limit is None:
+            return
+        room = self.memory_limit - MEMORY_RESERVE - state.memory_bytes
+        if freed is not None:
+            room += packed_size(freed, self.memory_limit) or 0
+        needed = 0
+        for value in values:
+            size = sizes if sizes is not None else packed_size(value, max(room - needed, 0))
+            needed += (room + 1 if size is None else size) + _ENTRY_SLACK
+            if needed > room:
+                raise LimitExceeded(
+                    f"{what} does not fit in the execution's memory: the snapshot may take {self.memory_limit} bytes "
+                    f"and holds {state.memory_bytes}"
+                )
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
         task_input = {name: self.process.expression(src).evaluate(variables) for name, src in element.input.items()}
@@ -234,13 +302,15 @@ class Interpreter:
             state.threads[entry.thread_key].status = "completed"
         return Outcome(Progressed(), [self._event("element-completed", entry, now_ms, output=output)])
 
-    def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int) -> Outcome:
+    def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int, error_type: str) -> Outcome:
         """The element failed for good; its entry stays on the stack so a retry can start from it."""
-        state.memory.node_outputs[entry.element_key] = {"status": "failed", "error": error}
+        error = _cut(error)
+        state.memory.node_outputs[entry.element_key] = {"status": "failed", "error": error, "type": error_type}
         progress = state.threads[entry.thread_key]
         progress.failed_nodes += 1
         progress.status = "failed"
-        return Outcome(ElementFailed(entry, error), [self._event("element-failed", entry, now_ms, error=error)])
+        event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type)
+        return Outcome(ElementFailed(entry, error, error_type), [event])
 
     def _push(self, state: ExecutionState, thread_key: str, element_key: str) -> None:
         element = self.process.elements[element_key]
@@ -274,3 +344,7 @@ class Interpreter:
             started_at_ms=entry.started_at_ms,
             **extra,
         )
+
+
+def _cut(error: str) -> str:
+    return error if len(error) <= ERROR_MAX_CHARS else error[: ERROR_MAX_CHARS - 1] + "…"

@@ -29,6 +29,9 @@ class StackEntry:
     """A timer frozen by pause: what was left of it."""
     started_at_ms: int | None = None
     """When the element started (set while it is in flight or waiting)."""
+    rerun: bool = False
+    """A start of this attempt was cut short (pause past its grace, a crash, a stopped actor): the next start of
+    the task is a re-run, and its log entry says so."""
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -45,6 +48,8 @@ class StackEntry:
             doc["remaining_ms"] = self.remaining_ms
         if self.started_at_ms is not None:
             doc["started_at_ms"] = self.started_at_ms
+        if self.rerun:
+            doc["rerun"] = True
         return doc
 
     @classmethod
@@ -62,6 +67,7 @@ class StackEntry:
                 due_at_ms=_opt_int(doc.get("due_at_ms")),
                 remaining_ms=_opt_int(doc.get("remaining_ms")),
                 started_at_ms=_opt_int(doc.get("started_at_ms")),
+                rerun=doc.get("rerun") is True,
             )
         except KeyError as exc:
             raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None
@@ -121,6 +127,9 @@ class ExecutionState:
     threads: dict[str, ThreadProgress]
     next_order: int = 1
     paused_at_node: int | None = None
+    memory_bytes: int = 0
+    """The size of the memory snapshot as last encoded or read (not stored): what the memory limit is checked
+    against."""
 
     @property
     def completed_nodes(self) -> int:

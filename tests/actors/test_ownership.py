@@ -147,3 +147,31 @@ async def test_many_orphans_are_adopted_together_and_a_broken_one_does_not_hold_
     assert len(adopted) == 119
     await second.signal(CALLER, ids[0], "s", 1)
     assert await wait_status(second, ids[0], "completed") == "completed"
+
+
+async def test_a_node_takes_back_its_own_stopped_executions_and_never_adopts_from_itself(
+    engine: Engine, gate: Gate
+) -> None:
+    # given a running execution whose actor this node stopped (what its heartbeat watchdog does), still its own
+    execution_id = await start(
+        engine, definition({"key": "work", "type": "task", "handler": "gate", "next": "e"}, {"key": "e", "type": "end"})
+    )
+    await gate.entered.wait()
+    epoch = int((await engine.store.fields(execution_id))["epoch"])
+    await engine.registry.stop_all()
+    assert engine.registry.get(execution_id) is None
+
+    # when the reconciler runs, then the node drives it again: taken back, not adopted
+    adopted_before = engine.metrics.adopted._value.get()
+    assert await engine.reconcile() == 0
+    assert engine.registry.get(execution_id) is not None
+    fields = await engine.store.fields(execution_id)
+    assert (fields["owner"], int(fields["epoch"])) == (engine.node_id, epoch + 1)
+    assert engine.metrics.adopted._value.get() == adopted_before
+    gate.release.set()
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    log = await events(engine, execution_id)
+    assert "adopted" not in [event for event, _ in log]
+    assert log.count(("element-started", "work")) == 2  # cut short by the stop, run again: at least once
+    assert [entry.detail.get("rerun") for entry in (await engine.log(CALLER, execution_id)).items
+            if (entry.event, entry.elementKey) == ("element-started", "work")] == [None, True]  # fmt: skip

@@ -31,10 +31,20 @@ async def test_a_failing_task_is_retried_then_fails_the_execution(engine: Engine
     assert await wait_status(engine, execution_id, "failed") == "failed"
 
     status = await engine.status(CALLER, execution_id)
-    assert status.error == {"element": "boom", "error": "TaskFailed: card declined", "attempts": 3}
+    assert status.error == {
+        "element": "boom",
+        "error": "TaskFailed: card declined",
+        "type": "TaskFailed",
+        "attempts": 3,
+    }
     assert status.progress.failedNodes == 1 and not status.isActive
     element = (await engine.elements(CALLER, execution_id)).items[0]
-    assert (element.status, element.attempts, element.error) == ("failed", 3, "TaskFailed: card declined")
+    assert (element.status, element.attempts, element.error, element.errorType) == (
+        "failed",
+        3,
+        "TaskFailed: card declined",
+        "TaskFailed",
+    )
     names = [e for e, _ in await events(engine, execution_id)]
     assert names.count("element-retry") == 2 and names.count("element-failed") == 1 and names[-1] == "failed"
 
@@ -48,6 +58,7 @@ async def test_a_task_that_times_out_fails(engine: Engine) -> None:
     assert (await engine.status(CALLER, execution_id)).error == {
         "element": "slow",
         "error": "timed out after 50 ms",
+        "type": "Timeout",
         "attempts": 1,
     }
 

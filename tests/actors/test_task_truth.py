@@ -162,6 +162,8 @@ async def test_a_task_cut_short_by_the_grace_is_marked_interrupted_and_runs_agai
     await wait_status(engine, execution_id, "completed")
     [record] = (await engine.elements(CALLER, execution_id)).items
     assert (record.status, record.attempts) == ("completed", 1)
+    starts = [e.detail for e in await _log(engine, execution_id) if e.event == "element-started"]
+    assert [detail.get("rerun") for detail in starts] == [None, True]  # the second start says it is a re-run
 
 
 async def test_cancel_marks_a_running_task_interrupted(engine: Engine, gate: Gate) -> None:

@@ -48,8 +48,8 @@ class Run:
     def succeed(self, output: Any, thread: str = "main", now: int = 0) -> Outcome:
         return self._keep(self.interpreter.task_succeeded(self.state, thread, output, now))
 
-    def fail(self, error: str, thread: str = "main", now: int = 0) -> Outcome:
-        return self._keep(self.interpreter.task_failed(self.state, thread, error, now))
+    def fail(self, error: str, thread: str = "main", now: int = 0, error_type: str = "TaskFailed") -> Outcome:
+        return self._keep(self.interpreter.task_failed(self.state, thread, error, now, error_type))
 
     def trail(self, thread: str | None = None) -> list[tuple[str, str]]:
         """(event, element key) pairs, oldest first."""

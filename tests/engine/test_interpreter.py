@@ -152,7 +152,8 @@ def test_a_cel_runtime_error_in_a_condition_fails_the_element() -> None:
     progress = run.state.threads["main"]
     assert (progress.status, progress.failed_nodes, progress.completed_nodes) == ("failed", 1, 0)
     assert [e.element_key for e in run.state.stack] == ["c"]
-    assert run.state.memory.node_outputs["c"] == {"status": "failed", "error": step.error}
+    assert run.state.memory.node_outputs["c"] == {"status": "failed", "error": step.error, "type": "ExpressionError"}
+    assert step.error_type == "ExpressionError"
 
 
 def test_a_condition_that_is_not_a_bool_fails_the_element() -> None:
@@ -269,7 +270,7 @@ def test_a_failing_task_is_retried_with_backoff_then_fails_for_good() -> None:
     assert (progress.status, progress.failed_nodes, progress.completed_nodes) == ("failed", 1, 0)
     # and its entry stays on the stack so that a retry can start from it
     assert [(e.element_key, e.attempt) for e in run.state.stack] == [("t", 3)]
-    assert run.state.memory.node_outputs["t"] == {"status": "failed", "error": "boom 3"}
+    assert run.state.memory.node_outputs["t"] == {"status": "failed", "error": "boom 3", "type": "TaskFailed"}
     assert "after" not in run.state.memory.node_outputs
 
 
