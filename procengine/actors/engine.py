@@ -29,7 +29,7 @@ from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, SystemClock, iso
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
-from procengine.engine.sizes import packed_size
+from procengine.engine.sizes import bounded_size
 from procengine.errors import (
     CodecError,
     InvalidTransition,
@@ -169,9 +169,9 @@ class Engine:
             except BaseException:
                 await asyncio.shield(self._undo_start(caller.tenant, execution_id, key))
                 raise
+            self.registry.spawn(actor)
             if key is not None:
                 await self.idempotent.created(caller.tenant, key)
-            self.registry.spawn(actor)
         finally:
             self._starting.discard(execution_id)
         self.metrics.started.labels(stored.key).inc()
@@ -183,7 +183,7 @@ class Engine:
         """Start variables the memory snapshot can hold: storable (422), and within its limit (413)."""
         room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
         try:
-            size = packed_size(variables, room)
+            size = bounded_size(variables, room)  # a body's worth at most
         except CodecError as exc:
             raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
         if size is None:

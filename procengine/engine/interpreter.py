@@ -25,7 +25,7 @@ from procengine.engine.definitions import (
     WaitSignalElement,
 )
 from procengine.engine.expressions import ExpressionError
-from procengine.engine.sizes import packed_size
+from procengine.engine.sizes import bounded_size
 from procengine.engine.state import ExecutionState, Memory, StackEntry, ThreadProgress
 
 EventName = Literal["element-started", "element-completed", "element-failed", "element-retry"]
@@ -270,10 +270,10 @@ class Interpreter:
             return
         room = self.memory_limit - MEMORY_RESERVE - state.memory_bytes
         if freed is not None:
-            room += packed_size(freed, self.memory_limit) or 0
+            room += bounded_size(freed, self.memory_limit) or 0
         needed = 0
         for value in values:
-            size = sizes if sizes is not None else packed_size(value, max(room - needed, 0))
+            size = sizes if sizes is not None else bounded_size(value, max(room - needed, 0))
             needed += (room + 1 if size is None else size) + _ENTRY_SLACK
             if needed > room:
                 raise LimitExceeded(

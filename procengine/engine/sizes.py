@@ -13,8 +13,9 @@ from itertools import chain
 from typing import Any, Final
 
 from procengine.errors import CodecError
+from procengine.store.codec import encode
 
-__all__ = ["MAX_DEPTH", "TooManyNodes", "packed_size"]
+__all__ = ["MAX_DEPTH", "TooManyNodes", "bounded_size", "packed_size"]
 
 MAX_DEPTH: Final = 1024
 """msgpack's own nesting limit (DEFAULT_RECURSE_LIMIT): a container deeper than this cannot be encoded."""
@@ -68,6 +69,20 @@ def packed_size(value: Any, limit: int, max_nodes: int | None = None) -> int | N
 
 
 _END: Final = object()
+
+_WALKED_NODES: Final = 2_000
+"""Up to this many items the walk is as quick as encoding; past it the codec itself is much quicker."""
+
+
+def bounded_size(value: Any, limit: int) -> int | None:
+    """`packed_size` for a value whose size its source bounds (a request body, a CEL result over a memory within
+    its limit): a small one is walked, a big one encoded by the codec (C, fifty times quicker than the walk).
+    Not for a task's output, whose size nothing bounds: see `actors/attempt.py`."""
+    try:
+        return packed_size(value, limit, max_nodes=_WALKED_NODES)
+    except TooManyNodes:
+        size = len(encode(value))
+        return size if size <= limit else None
 
 
 def _utf8_length(text: str) -> int:

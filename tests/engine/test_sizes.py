@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from procengine.engine.sizes import MAX_DEPTH, TooManyNodes, packed_size
+from procengine.engine.sizes import MAX_DEPTH, TooManyNodes, bounded_size, packed_size
 from procengine.errors import CodecError
 from procengine.store.codec import encode
 
@@ -94,3 +94,10 @@ def test_nesting_is_limited_as_msgpack_limits_it() -> None:
         encode([deepest])
     with pytest.raises(CodecError):
         packed_size([deepest], 10**9)
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, [0] * 100_000, {str(i): "v" * 10 for i in range(5_000)}])
+def test_bounded_size_walks_small_values_and_encodes_big_ones_to_the_same_answer(value: Any) -> None:
+    size = len(encode(value))
+    assert bounded_size(value, size) == size
+    assert bounded_size(value, size - 1) is None
