@@ -497,7 +497,8 @@ def _elements(elements: dict[str, Any]) -> list[str]:
             continue
         notes = []
         if element.get("error") is not None:
-            notes.append(f"error {_one_line(element['error'], _DETAIL_WIDTH)}")
+            kind = f"{element['errorType']}: " if element.get("errorType") else ""
+            notes.append(f"error {kind}{_one_line(element['error'], _DETAIL_WIDTH)}")
         if element.get("retryAt") is not None:
             notes.append(f"retry at {_ms(element['retryAt'])}")
         if element.get("output") is not None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from procengine.errors import ValidationFailed
 
-__all__ = ["problems", "validate"]
+__all__ = ["problems", "refusal", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,9 +22,13 @@ def validate(model: type[M], value: Any, what: str = "request body") -> M:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        listed = problems(exc, value)
-        noun = "problem" if len(listed) == 1 else "problems"
-        raise ValidationFailed(f"{what} is invalid: {len(listed)} {noun}", listed) from None
+        raise refusal(f"{what} is invalid", problems(exc, value)) from None
+
+
+def refusal(what: str, listed: list[str]) -> ValidationFailed:
+    """The 422 for `listed` problems: "<what>: 3 problems"."""
+    noun = "problem" if len(listed) == 1 else "problems"
+    return ValidationFailed(f"{what}: {len(listed)} {noun}", listed)
 
 
 def problems(exc: ValidationError, value: Any = None, at: str = "") -> list[str]:

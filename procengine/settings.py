@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     """Definition files registered at start (in every configured tenant, or `default`)."""
 
     max_body_bytes: int = Field(default=1_048_576, gt=0)
-    max_snapshot_bytes: int = Field(default=2_097_152, ge=4096)
+    max_snapshot_bytes: int = Field(default=2_097_152, ge=65_536)
     """The most an execution's memory snapshot (variables, node outputs, waiting signals) may take, msgpack-encoded:
     a task output, a value or a signal that would push it over fails its element (LimitExceeded) or is refused."""
     pause_grace_ms: int = Field(default=5_000, ge=0)

@@ -22,7 +22,7 @@ from procengine.engine.definitions import (
 )
 from procengine.engine.expressions import Expression, ExpressionError, compile_expression
 from procengine.engine.graph import Node, ThreadSketch, graph_problems
-from procengine.errors import ValidationFailed
+from procengine.problems import refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ def compile_process(definition: ProcessDefinition, known_handlers: Collection[st
     for element in (element for thread in definition.threads for element in thread.elements):
         problems.extend(element_problems(element, known_handlers, expressions))
     if problems:
-        raise ValidationFailed(f"process definition {definition.key!r} is not valid", problems)
+        raise refusal(f"process definition {definition.key!r} is not valid", problems)
     return CompiledProcess(definition, tuple(threads), elements, element_ids, thread_of, expressions)
 
 

@@ -25,8 +25,8 @@ from procengine.engine.definitions import (
 )
 from procengine.engine.expressions import Expression
 from procengine.engine.graph import Node, ThreadSketch, graph_problems
-from procengine.errors import ValidationFailed
 from procengine.problems import problems as listed
+from procengine.problems import refusal
 
 __all__ = ["validate_definition"]
 
@@ -58,9 +58,10 @@ def validate_definition(document: Any, known_handlers: Collection[str] | None = 
     for element in valid.values():
         problems.extend(element_problems(element, known_handlers, expressions))
     key = document.get("key") if isinstance(document, dict) else None
-    name = f"process definition {key!r}" if isinstance(key, str) else "process definition"
-    noun = "problem" if len(problems) == 1 else "problems"
-    raise ValidationFailed(f"{name} is not valid: {len(problems)} {noun}", problems)
+    raise refusal(
+        f"process definition {key!r} is not valid" if isinstance(key, str) else "process definition is not valid",
+        problems,
+    )
 
 
 def _raw_threads(document: Any) -> list[Any]:
