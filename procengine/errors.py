@@ -9,6 +9,7 @@ ProcEngineError
 ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
 ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
 ├── Unavailable           503 UNAVAILABLE        Redis cannot be reached or refused a command (Retry-After)
+│   └── OwnedElsewhere    (internal) another live node drives the execution: the request is forwarded to it
 ├── Fenced                (internal) a stale owner's write was refused
 └── CodecError            (internal) a stored blob could not be decoded
 """
@@ -99,6 +100,14 @@ class Unavailable(ProcEngineError):
         self.retry_after_s = retry_after_s
 
 
+class OwnedElsewhere(Unavailable):
+    """Another live node owns the execution; `owner` is its node id (the engine forwards the request there)."""
+
+    def __init__(self, execution_id: int, owner: str) -> None:
+        super().__init__(f"execution {execution_id} is owned by node {owner}")
+        self.owner = owner
+
+
 class Fenced(ProcEngineError):
     """A write carried a fencing epoch older than the execution's: this node no longer owns it."""
 
@@ -111,3 +120,32 @@ class CodecError(ProcEngineError):
 
     status = 409
     code = "STATE_CORRUPTED"
+
+
+_BY_CODE: dict[str, type[ProcEngineError]] = {
+    cls.code: cls for cls in (BadRequest, Unauthorized, NotFound, PayloadTooLarge, StateCorrupted, Unavailable)
+}
+
+
+def to_wire(exc: ProcEngineError) -> dict[str, Any]:
+    """An error as another node can raise it again (a forwarded request's answer)."""
+    wire: dict[str, Any] = {"code": exc.code, "message": exc.message, "details": exc.details}
+    if isinstance(exc, Unavailable):
+        wire["retryAfter"] = exc.retry_after_s
+    return wire
+
+
+def from_wire(wire: dict[str, Any]) -> ProcEngineError:
+    """The error `to_wire` described: the same class, status, code, message and details."""
+    code, message, details = str(wire.get("code")), str(wire.get("message")), wire.get("details")
+    if code == InvalidTransition.code:
+        return InvalidTransition(message, str((details or {}).get("status", "")))
+    if code == ValidationFailed.code:
+        return ValidationFailed(message, [str(problem) for problem in details or []])
+    if code == Unavailable.code:
+        retry_after = wire.get("retryAfter", 1)
+        return Unavailable(message, retry_after_s=retry_after if isinstance(retry_after, int) else None)
+    kind = _BY_CODE.get(code)
+    if kind is None:
+        return Unavailable(f"the execution's owner failed: {message}")
+    return kind(message, details=details)

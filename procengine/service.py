@@ -61,7 +61,12 @@ class EngineService(Protocol):
 
     async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult: ...
 
-    async def signal(self, caller: Caller, execution_id: int, name: str, payload: Any) -> SignalResult: ...
+    async def signal(
+        self, caller: Caller, execution_id: int, name: str, payload: Any, idempotency_key: str | None = None
+    ) -> SignalResult:
+        """Deliver a signal; with an `idempotency_key` already delivered to this execution, deliver nothing and
+        answer as the first time."""
+        ...
 
     async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView: ...
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from procengine.actors.attempt import Attempt, run_attempt
 from procengine.actors.mailbox import Mailbox
-from procengine.actors.messages import Cancel, Message, Pause, Request, Resume, Signal, Wake
+from procengine.actors.messages import Command, Message, Request, Wake
 from procengine.actors.queries import RenderedStatus
 from procengine.actors.records import interrupted_record, snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
@@ -45,6 +45,7 @@ from procengine.errors import (
     PayloadTooLarge,
     ProcEngineError,
     StateCorrupted,
+    Unavailable,
 )
 from procengine.handlers import HandlerRegistry, TaskContext
 from procengine.logs import element_key, execution_id
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 
 SYSTEM = Caller(tenant="", by="system", request_id="")
 TRANSITION_TARGETS = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
+SIGNAL_KEY_FIELD = "signalKey:"
+"""Execution hash fields `signalKey:<Idempotency-Key>` = when a signal with that key was delivered."""
 """The status each control command asks for (a `refused` entry names it as `to`)."""
 
 
@@ -178,9 +181,17 @@ class ExecutionActor:
                 message.reply.set_exception(_Retry())
 
     async def _handle(self, message: Request) -> None:
+        if message.reply.done():  # its requester gave up (cancelled) while it waited in the mailbox: not applied
+            return
         self._current = message
         try:
-            result = await self._dispatch(message)
+            result = await self._dispatch(message.command)
+        except _Expired as exc:
+            # the transition was not written (its deadline passed first); what was changed here for it is undone
+            # by going on from what Redis holds
+            await self._reload()
+            if not message.reply.done():
+                message.reply.set_exception(exc)
         except ProcEngineError as exc:
             if isinstance(exc, Refused):
                 await log_refusal(
@@ -196,18 +207,18 @@ class ExecutionActor:
         self._current = None
         await self._settle()
 
-    def _dispatch(self, message: Request) -> Awaitable[Any]:
-        if isinstance(message, Pause):
-            return self._pause(message)
-        if isinstance(message, Resume):
-            return self._resume(message)
-        if isinstance(message, Cancel):
-            return self._cancel(message)
-        return self._signal(message)
+    def _dispatch(self, command: Command) -> Awaitable[Any]:
+        if command.verb == "pause":
+            return self._pause(command)
+        if command.verb == "resume":
+            return self._resume(command)
+        if command.verb == "cancel":
+            return self._cancel(command)
+        return self._signal(command)
 
     # --- transitions --------------------------------------------------------------------------
 
-    async def _pause(self, message: Pause) -> PauseResult:
+    async def _pause(self, message: Command) -> PauseResult:
         self._require(message.caller, "pause", message.reason, Status.RUNNING)
         inflight = self._tasks_in_flight
         await self._stop_runners(grace_s=self.ctx.settings.pause_grace_ms / 1000)
@@ -227,7 +238,7 @@ class ExecutionActor:
                 now, "paused", message.caller, "running", "paused", message.reason, inflight=inflight, **interrupted
             )
         )
-        await self._write(commit, expect=Status.RUNNING)
+        await self._write(commit, expect=Status.RUNNING, not_after_ms=message.not_after_ms)
         self.status = Status.PAUSED
         return PauseResult(
             executionID=self.execution_id,
@@ -237,7 +248,7 @@ class ExecutionActor:
             inflightNodes=inflight,
         )
 
-    async def _resume(self, message: Resume) -> ResumeResult:
+    async def _resume(self, message: Command) -> ResumeResult:
         self._require(message.caller, "resume", message.reason, Status.PAUSED)
         stored = await self.ctx.store.load(self.execution_id)
         try:
@@ -266,7 +277,7 @@ class ExecutionActor:
             status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused
         )
         commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
-        await self._write(commit, expect=Status.PAUSED)
+        await self._write(commit, expect=Status.PAUSED, not_after_ms=message.not_after_ms)
         self.state = state
         self.corrupted = False  # the stored snapshot was read and validated just now
         self.status = Status.RUNNING
@@ -278,7 +289,7 @@ class ExecutionActor:
             pausedDurationMs=paused_ms,
         )
 
-    async def _cancel(self, message: Cancel) -> CancelResult:
+    async def _cancel(self, message: Command) -> CancelResult:
         source = self.status
         self._require(message.caller, "cancel", message.reason, Status.RUNNING, Status.PAUSED)
         await self._stop_runners(grace_s=0)
@@ -296,29 +307,34 @@ class ExecutionActor:
         commit.log.append(
             transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason, **interrupted)
         )
-        await self._write(commit, expect=source)
+        await self._write(commit, expect=source, not_after_ms=message.not_after_ms)
         self.status = Status.CANCELLED
         self.ctx.metrics.finished.labels(self.process.definition.key, Status.CANCELLED.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         return CancelResult(executionID=self.execution_id, cancelledAt=iso(now))
 
-    async def _signal(self, message: Signal) -> SignalResult:
+    async def _signal(self, message: Command) -> SignalResult:
         if self.status not in (Status.RUNNING, Status.PAUSED):
             raise InvalidTransition(f"execution {self.execution_id} is {self.status.value}", self.status.value)
         if self.corrupted:
             raise StateCorrupted(f"execution {self.execution_id}: its snapshot cannot be read; signal not stored")
+        delivered = None if message.signal_key is None else f"{SIGNAL_KEY_FIELD}{message.signal_key}"
+        if delivered is not None and delivered in self.fields:  # a retry of a signal delivered already: once
+            return SignalResult(executionID=self.execution_id, signal=message.signal)
         try:  # encodable: the engine checked
-            self.interpreter.signal_arrived(self.state, message.name, message.payload)
+            self.interpreter.signal_arrived(self.state, message.signal, message.payload)
         except LimitExceeded as exc:
             raise PayloadTooLarge(f"execution {self.execution_id}: {exc}; signal not stored") from None
         now = self.ctx.clock.now_ms()
         commit = snapshot_commit(self.state, [], now)
-        detail = {"signal": message.name, "by": message.caller.by, "requestId": message.caller.request_id}
+        if delivered is not None:
+            commit.execution[delivered] = now
+        detail = {"signal": message.signal, "by": message.caller.by, "requestId": message.caller.request_id}
         commit.log.append(LogRecord(now, "signal-received", None, detail))
-        await self._write(commit, expect=self.status)
+        await self._write(commit, expect=self.status, not_after_ms=message.not_after_ms)
         for wakeup in self._wakeups.values():
             wakeup.set()
-        return SignalResult(executionID=self.execution_id, signal=message.name)
+        return SignalResult(executionID=self.execution_id, signal=message.signal)
 
     def _require(self, caller: Caller, verb: str, reason: str | None, *allowed: Status) -> None:
         if self.status not in allowed:
@@ -367,6 +383,20 @@ class ExecutionActor:
             commit.elements[entry.element_key] = interrupted_record(entry, now)
         return {"interrupted": [entry.element_key for entry in cut]} if cut else {}
 
+    async def _reload(self) -> None:
+        """Go on from what Redis holds (after a transition that was prepared here but not written)."""
+        await self._stop_runners(grace_s=0)
+        stored = await self.ctx.store.load(self.execution_id)
+        if stored is None or stored.epoch != self.epoch:
+            raise Fenced(f"execution {self.execution_id}: no longer ours")
+        self.state = load_state(stored, self.process)
+        self.status = Status(stored.status)
+        self.fields = dict(stored.fields)
+        self.thread_records = {key: progress.to_doc() for key, progress in self.state.threads.items()}
+        self.rendered_status = None
+        if self.status is Status.RUNNING:
+            self._start_runners()
+
     async def _release(self) -> None:
         """Passivation: give up ownership so any node may activate the execution again."""
         with contextlib.suppress(Fenced):
@@ -374,14 +404,16 @@ class ExecutionActor:
 
     # --- writing ------------------------------------------------------------------------------
 
-    async def _write(self, commit: Commit, *, expect: Status) -> None:
-        """Write atomically under our epoch. Once the write lock is ours the write is handed to the group commit
-        before anything else is awaited, and a handed-over write is sent even if the caller is cancelled while it
-        waits for the answer (no shield needed)."""
+    async def _write(self, commit: Commit, *, expect: Status, not_after_ms: int | None = None) -> None:
+        """Write atomically under our epoch (and before `not_after_ms` by the Redis clock, if given: else _Expired).
+        Once the write lock is ours the write is handed to the group commit before anything else is awaited, and
+        a handed-over write is sent even if the caller is cancelled while it waits for the answer (no shield)."""
         async with self._write_lock:
             started = time.perf_counter()
             try:
-                result = await self.ctx.store.commit(self.execution_id, commit, epoch=self.epoch, expect=expect.value)
+                result = await self.ctx.store.commit(
+                    self.execution_id, commit, epoch=self.epoch, expect=expect.value, not_after_ms=not_after_ms
+                )
             except asyncio.CancelledError:
                 # the write may still land: from now on the copy may be behind Redis, so reads go to Redis
                 self.copy_known = False
@@ -392,6 +424,8 @@ class ExecutionActor:
             raise Fenced(f"execution {self.execution_id}: epoch {self.epoch} is stale (now {result.epoch})")
         if result.outcome is WriteOutcome.CONFLICT:
             raise Fenced(f"execution {self.execution_id}: status is {result.status}, expected {expect.value}")
+        if result.outcome is WriteOutcome.EXPIRED:
+            raise _Expired(f"execution {self.execution_id}: the request came too late to be applied; try again")
         self.fields.update(stored_fields(commit.execution))
         self.thread_records.update(commit.threads)
         self.rendered_status = None
@@ -545,6 +579,10 @@ class ExecutionActor:
         if not job.done() or job.cancelled():
             return None
         return job.result()
+
+
+class _Expired(Unavailable):
+    """A request's deadline passed (by the Redis clock) before its transition could be written: not applied."""
 
 
 class Refused(InvalidTransition):

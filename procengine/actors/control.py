@@ -18,23 +18,23 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, TimeoutError
 
+from procengine.actors.messages import Command
 from procengine.cancellation import check_cancelled
 from procengine.errors import InvalidTransition, NotFound, ProcEngineError, StateCorrupted, Unavailable
 from procengine.metrics import Metrics
-from procengine.service import Caller, EngineService
+from procengine.service import Caller
 from procengine.store.executions import ExecutionStore
-from procengine.views import ControlRequest
 
 log = logging.getLogger(__name__)
 
-Command = Literal["pause", "resume", "cancel"]
-COMMANDS: tuple[Command, ...] = ("pause", "resume", "cancel")
+ControlVerb = Literal["pause", "resume", "cancel"]
+COMMANDS: tuple[ControlVerb, ...] = ("pause", "resume", "cancel")
 
 
 class MalformedControl(ValueError):
@@ -44,7 +44,7 @@ class MalformedControl(ValueError):
 @dataclass(frozen=True, slots=True)
 class ControlMessage:
     execution_id: int
-    command: Command
+    command: ControlVerb
     reason: str | None
 
 
@@ -76,9 +76,16 @@ def parse(data: bytes | str) -> ControlMessage:
     return ControlMessage(execution_id, command, reason)
 
 
+class ControlTarget(Protocol):
+    async def control_command(self, execution_id: int, command: Command) -> Any:
+        """Act on a command here, never forwarding it: OwnedElsewhere (Unavailable) if another live node owns the
+        execution, which hears the same message and acts on it."""
+        ...
+
+
 class ControlListener:
     def __init__(
-        self, redis: Redis, channel: str, engine: EngineService, store: ExecutionStore, metrics: Metrics
+        self, redis: Redis, channel: str, engine: ControlTarget, store: ExecutionStore, metrics: Metrics
     ) -> None:
         self.redis = redis
         self.channel = channel
@@ -142,10 +149,8 @@ class ControlListener:
             self._reject("unknown-execution", "control message dropped: execution %s not found", message.execution_id)
             return
         caller = Caller(tenant=fields.get("tenant", ""), by="control", request_id=f"control-{uuid.uuid4().hex[:12]}")
-        request = ControlRequest(reason=message.reason)
-        verb = getattr(self.engine, message.command)
         try:
-            await verb(caller, message.execution_id, request)
+            await self.engine.control_command(message.execution_id, Command(message.command, caller, message.reason))
         except Unavailable as exc:  # another live node owns it and acts on the same message
             log.debug("control %s of %s left to its owner: %s", message.command, message.execution_id, exc.message)
             return

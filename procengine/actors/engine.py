@@ -9,22 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from procengine.actors.actor import TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
+from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.catalog import Catalog, view
 from procengine.actors.control import ControlListener
 from procengine.actors.idempotency import IdempotentStarts
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
-from procengine.actors.messages import Cancel, Pause, Request, Resume, Signal
+from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.ownership import Ownership, new_node_id
 from procengine.actors.queries import Queries, RenderedStatus, status_doc
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.registry import Registry
+from procengine.actors.routing import Router
 from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, SystemClock, iso
 from procengine.engine.compiled import CompiledProcess
@@ -33,6 +34,7 @@ from procengine.engine.sizes import bounded_size
 from procengine.errors import (
     CodecError,
     InvalidTransition,
+    OwnedElsewhere,
     PayloadTooLarge,
     ProcEngineError,
     Unavailable,
@@ -67,10 +69,17 @@ from procengine.views import (
 )
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 RECONCILE_CHUNK = 100
 ADOPT_CONCURRENCY = 50
+RESULTS: dict[Verb, type[BaseModel]] = {
+    "pause": PauseResult,
+    "resume": ResumeResult,
+    "cancel": CancelResult,
+    "signal": SignalResult,
+}
+"""What each command answers (a forwarded answer is rebuilt from its JSON)."""
 
 
 class Engine:
@@ -99,6 +108,7 @@ class Engine:
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
         self.control = ControlListener(redis, self.keys.control, self, self.store, self.metrics)
+        self.router = Router(redis, self.keys, self.node_id, settings.redis_timeout_s)
         self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
         self._starting: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -112,6 +122,7 @@ class Engine:
             asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
+            asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
         ]
         log.info("node %s: engine started (prefix %s)", self.node_id, self.settings.prefix)
         return self
@@ -255,33 +266,54 @@ class Engine:
     # --- control ------------------------------------------------------------------------------
 
     async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult:
-        return await self._ask(caller, execution_id, "pause", lambda f: Pause(caller, request.reason, f))
+        return await self._ask(execution_id, Command("pause", caller, request.reason), PauseResult)
 
     async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult:
-        return await self._ask(caller, execution_id, "resume", lambda f: Resume(caller, request.reason, f))
+        return await self._ask(execution_id, Command("resume", caller, request.reason), ResumeResult)
 
     async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult:
-        return await self._ask(caller, execution_id, "cancel", lambda f: Cancel(caller, request.reason, f))
+        return await self._ask(execution_id, Command("cancel", caller, request.reason), CancelResult)
 
-    async def signal(self, caller: Caller, execution_id: int, name: str, payload: Any) -> SignalResult:
+    async def signal(
+        self, caller: Caller, execution_id: int, name: str, payload: Any, idempotency_key: str | None = None
+    ) -> SignalResult:
         try:
             encode(payload)
         except CodecError as exc:
             raise ValidationFailed("signal payload cannot be stored", [exc.message]) from None
-        return await self._ask(caller, execution_id, "signal", lambda f: Signal(caller, name, payload, f))
+        command = Command("signal", caller, signal=name, payload=payload, signal_key=idempotency_key)
+        return await self._ask(execution_id, command, SignalResult)
 
-    async def _ask(
-        self, caller: Caller, execution_id: int, verb: str, make: Callable[[asyncio.Future[R]], Request]
-    ) -> R:
+    async def control_command(self, execution_id: int, command: Command) -> BaseModel:
+        """The control channel's way in: like the REST calls, but never forwarded (every node hears the message,
+        and the owner acts on it): OwnedElsewhere if another live node drives the execution."""
+        return await self._ask(execution_id, command, RESULTS[command.verb], forward=False)
+
+    async def _serve_forwarded(self, execution_id: int, command: Command) -> dict[str, Any]:
+        """A request another node forwarded here: answered by our actor (not forwarded again: 503 if the execution
+        has moved on to yet another node)."""
+        result = await self._ask(execution_id, command, RESULTS[command.verb], forward=False)
+        return result.model_dump(mode="json")
+
+    async def _ask(self, execution_id: int, command: Command, result: type[M], *, forward: bool = True) -> M:
+        """Deliver `command` to the execution's actor (activated here if no live node drives it) and return its
+        answer; forwarded through Redis to the owner when another live node drives it."""
         deadline_s = self.settings.pause_grace_ms / 1000 + 30
+        caller = command.caller
         for _ in range(5):
-            actor = await self.registry.activate(execution_id, caller.tenant)
-            if actor is None:
-                await self._refuse_final(caller, execution_id, verb)
-            assert actor is not None
-            reply: asyncio.Future[R] = asyncio.get_running_loop().create_future()
             try:
-                actor.mailbox.put(make(reply))
+                actor = await self.registry.activate(execution_id, caller.tenant)
+            except OwnedElsewhere as elsewhere:
+                if not forward:
+                    raise
+                wait_s = self.settings.pause_grace_ms / 1000 + max(2.0, self.settings.redis_timeout_s)
+                answer = await self.router.forward(elsewhere.owner, execution_id, command, wait_s)
+                return result.model_validate(answer)
+            if actor is None:
+                return result.model_validate(await self._answer_final(execution_id, command))
+            reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            try:
+                actor.mailbox.put(Request(command, reply))
             except MailboxClosed:
                 await actor.stopped.wait()
                 continue
@@ -289,21 +321,31 @@ class Engine:
                 raise Unavailable(f"execution {execution_id} is busy; try again") from None
             try:
                 async with asyncio.timeout(deadline_s):
-                    return await reply
+                    answer = await reply
             except TimeoutError:
+                # `reply` is cancelled with the wait: the actor will not start it now (a request whose requester
+                # has given up is never applied afterwards)
                 raise Unavailable(f"execution {execution_id} did not answer within {deadline_s:.0f}s") from None
             except ProcEngineError as exc:
                 if exc.code == "UNAVAILABLE" and not reply.cancelled() and actor.stopped.is_set():
                     continue
                 raise
+            assert isinstance(answer, result)
+            return answer
         raise Unavailable(f"execution {execution_id} could not be reached; try again")
 
-    async def _refuse_final(self, caller: Caller, execution_id: int, verb: str) -> None:
+    async def _answer_final(self, execution_id: int, command: Command) -> dict[str, Any]:
+        """A command for a final execution: refused (409, logged), but for a retried signal whose key was
+        delivered before the execution ended, which answers as the first time."""
+        caller = command.caller
         fields = await self.queries.require(caller.tenant, execution_id)
         status = fields["status"]
-        if verb in TRANSITION_TARGETS:
-            await log_refusal(self.ctx, execution_id, caller, verb, None, status, f"execution is {status}")
-        raise InvalidTransition(f"cannot {verb} an execution that is {status}", status)
+        if command.signal_key is not None and f"{SIGNAL_KEY_FIELD}{command.signal_key}" in fields:
+            return SignalResult(executionID=execution_id, signal=command.signal).model_dump(mode="json")
+        if command.verb in TRANSITION_TARGETS:
+            why = f"execution is {status}"
+            await log_refusal(self.ctx, execution_id, caller, command.verb, command.reason, status, why)
+        raise InvalidTransition(f"cannot {command.verb} an execution that is {status}", status)
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -1,42 +1,65 @@
-"""What an execution actor's mailbox carries. Each request carries a future for its reply."""
+"""What an execution actor's mailbox carries: requests (a command and a future for its reply), and wake-ups."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
+from procengine.errors import CodecError
 from procengine.service import Caller
-from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
+
+Verb = Literal["pause", "resume", "cancel", "signal"]
+VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal")
 
 
 @dataclass(frozen=True, slots=True)
-class Pause:
+class Command:
+    """A request for an execution's actor, as it is delivered here or forwarded to the owner."""
+
+    verb: Verb
     caller: Caller
-    reason: str | None
-    reply: asyncio.Future[PauseResult]
+    reason: str | None = None
+    signal: str = ""
+    payload: Any = None
+    signal_key: str | None = None
+    """The Idempotency-Key of a signal: a signal with a key already delivered is not delivered again."""
+    not_after_ms: int | None = None
+    """Set on a forwarded command: its deadline by the Redis clock; its transition is written only before it."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "verb": self.verb,
+            "tenant": self.caller.tenant,
+            "by": self.caller.by,
+            "requestId": self.caller.request_id,
+            "reason": self.reason,
+            "signal": self.signal,
+            "payload": self.payload,
+            "signalKey": self.signal_key,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Any, not_after_ms: int) -> Command:
+        if not isinstance(wire, dict) or wire.get("verb") not in VERBS:
+            raise CodecError("not a forwarded command")
+        caller = Caller(tenant=str(wire["tenant"]), by=str(wire["by"]), request_id=str(wire["requestId"]))
+        reason, key = wire.get("reason"), wire.get("signalKey")
+        return cls(
+            verb=wire["verb"],
+            caller=caller,
+            reason=reason if isinstance(reason, str) else None,
+            signal=str(wire.get("signal", "")),
+            payload=wire.get("payload"),
+            signal_key=key if isinstance(key, str) else None,
+            not_after_ms=not_after_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
-class Resume:
-    caller: Caller
-    reason: str | None
-    reply: asyncio.Future[ResumeResult]
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    caller: Caller
-    reason: str | None
-    reply: asyncio.Future[CancelResult]
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    caller: Caller
-    name: str
-    payload: Any
-    reply: asyncio.Future[SignalResult]
+class Request:
+    command: Command
+    reply: asyncio.Future[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,5 +67,4 @@ class Wake:
     """From the actor's own thread runners: a thread ended, failed or crashed."""
 
 
-Request = Pause | Resume | Cancel | Signal
 Message = Request | Wake

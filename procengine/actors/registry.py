@@ -18,7 +18,7 @@ from procengine.actors.snapshot import load_state
 from procengine.cancellation import check_cancelled
 from procengine.clock import iso
 from procengine.engine.state import ExecutionState, Memory, ThreadProgress
-from procengine.errors import NotFound, StateCorrupted, Unavailable
+from procengine.errors import NotFound, OwnedElsewhere, StateCorrupted, Unavailable
 from procengine.statuses import Status
 from procengine.store.executions import Commit, LogRecord, Outcome, StoredExecution
 
@@ -106,7 +106,7 @@ class Registry:
     async def _take(self, execution_id: int, stored: StoredExecution) -> ExecutionActor | None:
         owner = stored.fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
-            raise Unavailable(f"execution {execution_id} is owned by node {owner}")
+            raise OwnedElsewhere(execution_id, owner)
         tenant = stored.fields["tenant"]
         process = await self.catalog.compiled(tenant, int(stored.fields["processID"]))  # before: no await after
         missing = process.handlers - self.ctx.handlers.names()

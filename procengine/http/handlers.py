@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
-from procengine.http.params import execution_id, execution_query, process_id, signal_name
+from procengine.http.params import execution_id, execution_query, idempotency_key, process_id, signal_name
 from procengine.http.responses import ok, ok_json
 from procengine.statuses import Status
 from procengine.views import ControlRequest, StartRequest, StatusRow, StatusTable
@@ -135,8 +135,9 @@ async def cancel_execution(request: web.Request) -> web.Response:
 async def send_signal(request: web.Request) -> web.Response:
     target = execution_id(request)
     name = signal_name(request)
+    key = idempotency_key(request)
     payload = await read_any(request)
-    return ok(await engine(request).signal(caller(request), target, name, payload), 202)
+    return ok(await engine(request).signal(caller(request), target, name, payload, key), 202)
 
 
 async def execution_status(request: web.Request) -> web.Response:

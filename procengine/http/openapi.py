@@ -36,6 +36,13 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "name": (TypeAdapter(Identifier).json_schema(), "The signal's name, as a wait-signal element names it."),
 }
 
+HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
+    "Idempotency-Key": (
+        {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x21-\\x7e]+$"},
+        "A signal retried with the same key is delivered once and answered as the first time.",
+    ),
+}
+
 
 async def serve_openapi(request: web.Request) -> web.Response:
     return raw_json(request.app[OPENAPI_KEY])
@@ -92,6 +99,7 @@ def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any]) -> dict[st
         "security": [{SECURITY_SCHEME: []}] if spec.authenticated else [],
     }
     parameters = [_path_param(name) for name in spec.path_params]
+    parameters += [_header_param(name) for name in spec.headers]
     if spec.query_model is not None:
         query = spec.query_model.model_json_schema(ref_template=REF_TEMPLATE)
         schemas.update(query.pop("$defs", {}))
@@ -111,6 +119,11 @@ def _path_param(name: str) -> dict[str, Any]:
     except KeyError:
         raise ValueError(f"path parameter {{{name}}} has no schema in openapi.PATH_PARAMS") from None
     return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+def _header_param(name: str) -> dict[str, Any]:
+    schema, description = HEADER_PARAMS[name]
+    return {"name": name, "in": "header", "required": False, "description": description, "schema": schema}
 
 
 def _query_params(model_schema: dict[str, Any]) -> list[dict[str, Any]]:

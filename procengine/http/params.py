@@ -14,7 +14,16 @@ from procengine.errors import NotFound, ValidationFailed
 from procengine.problems import problems, validate
 from procengine.views import StatusName
 
-__all__ = ["MAX_ID", "ExecutionQuery", "execution_id", "execution_query", "process_id", "signal_name"]
+__all__ = [
+    "IDEMPOTENCY_KEY_HEADER",
+    "MAX_ID",
+    "ExecutionQuery",
+    "execution_id",
+    "execution_query",
+    "idempotency_key",
+    "process_id",
+    "signal_name",
+]
 
 MAX_ID: Final = 2**63 - 1
 """Ids are Redis integers: anything larger cannot exist."""
@@ -74,6 +83,22 @@ def signal_name(request: web.Request) -> str:
         return _IDENTIFIER.validate_python(raw)
     except ValidationError as exc:
         raise ValidationFailed("signal name is invalid", [f"name: {p}" for p in problems(exc)]) from None
+
+
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+_IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The `Idempotency-Key` header of a signal: 1 to 200 visible ASCII characters, or none."""
+    given = request.headers.getall(IDEMPOTENCY_KEY_HEADER, [])
+    if not given:
+        return None
+    if len(given) > 1 or not _IDEMPOTENCY_KEY.fullmatch(given[0]):
+        raise ValidationFailed(
+            "Idempotency-Key is invalid", [f"{IDEMPOTENCY_KEY_HEADER}: give it once, 1 to 200 visible ASCII characters"]
+        )
+    return given[0]
 
 
 def execution_query(request: web.Request) -> ExecutionQuery:

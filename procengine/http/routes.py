@@ -89,7 +89,7 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec(
         "POST", _E + "/{id}/signals/{name}", h.send_signal,
         "Deliver a signal; the body is its payload (any JSON value, empty is null)",
-        SignalResult, status=202, body="any", errors=(409,), tag="executions",
+        SignalResult, status=202, body="any", headers=("Idempotency-Key",), errors=(409, 413), tag="executions",
     ),
     RouteSpec("GET", _E + "/{id}/log", h.execution_log, "The audit trail, oldest first", LogView, tag="executions"),
     RouteSpec(

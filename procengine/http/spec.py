@@ -41,6 +41,8 @@ class RouteSpec:
     body: BodyKind = "none"
     request_model: type[BaseModel] | None = None
     query_model: type[BaseModel] | None = None
+    headers: tuple[str, ...] = ()
+    """Request headers the route reads (documented from openapi.HEADER_PARAMS)."""
     errors: tuple[int, ...] = ()
     """Error statuses specific to this route (409); the generic ones are derived from the row."""
     tag: str = "engine"

@@ -50,6 +50,8 @@ class Outcome(Enum):
     FENCED = "FENCED"
     CONFLICT = "CONFLICT"
     MISSING = "MISSING"
+    EXPIRED = "EXPIRED"
+    """Not applied: the write's deadline (`not_after_ms`) had passed by the server's clock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +106,11 @@ class ExecutionStore:
                 raise counter_failure(exc, self.keys.sequence("execution"), self.keys.sequence("thread")) from None
         return int(execution_id), int(last_thread) - threads + 1
 
-    async def commit(self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str) -> WriteResult:
-        """`expect`: comma-separated statuses, "" for any, NEW for a creation."""
+    async def commit(
+        self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str, not_after_ms: int | None = None
+    ) -> WriteResult:
+        """`expect`: comma-separated statuses, "" for any, NEW for a creation. `not_after_ms`: a deadline by the
+        Redis server's clock (epoch ms) after which the write is not applied (EXPIRED)."""
         writes = [
             _pairs(commit.execution),
             _pairs(commit.state),
@@ -121,6 +126,7 @@ class ExecutionStore:
             self.log_maxlen,
             f"{self._token_prefix}{next(self._tokens)}",
             encode_for_lua(writes),
+            "" if not_after_ms is None else str(not_after_ms),
         ]
         reply = await self._commits.call(self.keys.execution(execution_id).all(), args)
         return _result(reply)

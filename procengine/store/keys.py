@@ -79,6 +79,14 @@ class Keys:
         """String with a TTL: the heartbeat of a live engine node."""
         return f"{self.prefix}:node:{node_id}"
 
+    def inbox(self, node_id: str) -> str:
+        """Stream: requests other nodes forward to this node's actors (with a TTL, renewed by every request)."""
+        return f"{self.prefix}:node:{{{node_id}}}:inbox"
+
+    def reply(self, token: str) -> str:
+        """List with a TTL: the answer to one forwarded request, popped by the node that forwarded it."""
+        return f"{self.prefix}:reply:{{{token}}}"
+
     @property
     def statuses(self) -> str:
         """Hash: the status table, name -> id."""

@@ -14,7 +14,7 @@ from procengine.actors.engine import Engine
 from procengine.handlers import builtin_handlers
 from procengine.settings import Settings
 from procengine.store.connection import connect
-from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
+from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
 from tests.conftest import RedisServerFactory
 
 WAIT = definition({"key": "w", "type": "wait-signal", "signal": "go"})
@@ -134,3 +134,18 @@ async def test_control_still_works_after_redis_restarts_under_the_engine(
             assert detail["by"] == "control"
     finally:
         await redis.aclose()
+
+
+async def test_with_two_nodes_the_owner_acts_and_the_other_stays_out(make_engine: EngineFactory, redis: Redis) -> None:
+    first, second = await make_engine(), await make_engine()
+    await asyncio.gather(first.control.subscribed.wait(), second.control.subscribed.wait())
+    execution_id = await start(first, WAIT)
+    await wait_element(first, execution_id, "w")
+
+    assert await redis.publish(first.keys.control, json.dumps({"executionID": execution_id, "command": "pause"})) == 2
+    await wait_event(first, execution_id, "paused")
+
+    # one transition, by the owner; the node that does not own it neither forwards nor refuses
+    assert [e for e, _ in await events(first, execution_id)].count("paused") == 1
+    assert "refused" not in [e for e, _ in await events(first, execution_id)]
+    assert (await first.store.fields(execution_id))["owner"] == first.node_id

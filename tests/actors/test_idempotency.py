@@ -49,13 +49,15 @@ class HeldCreation:
         self.fail = fail
         self._commit = engine.store.commit
 
-        async def commit(execution_id: int, commit: Commit, *, epoch: int | None, expect: str) -> WriteResult:
+        async def commit(
+            execution_id: int, commit: Commit, *, epoch: int | None, expect: str, not_after_ms: int | None = None
+        ) -> WriteResult:
             if expect == NEW and not self.reached.is_set():
                 self.reached.set()
                 await self.release.wait()
                 if self.fail:
                     raise ConnectionError("lost the store mid-start")
-            return await self._commit(execution_id, commit, epoch=epoch, expect=expect)
+            return await self._commit(execution_id, commit, epoch=epoch, expect=expect, not_after_ms=not_after_ms)
 
         engine.store.commit = commit  # type: ignore[method-assign]
 

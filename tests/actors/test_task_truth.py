@@ -22,11 +22,13 @@ class HeldCheckpoint:
         self.release = asyncio.Event()
         commit_write = engine.store.commit
 
-        async def commit(execution_id: int, commit: Commit, *, epoch: int | None, expect: str) -> WriteResult:
+        async def commit(
+            execution_id: int, commit: Commit, *, epoch: int | None, expect: str, not_after_ms: int | None = None
+        ) -> WriteResult:
             if not self.reached.is_set() and any((e.event, e.element_key) == (event, element) for e in commit.log):
                 self.reached.set()
                 await self.release.wait()
-            return await commit_write(execution_id, commit, epoch=epoch, expect=expect)
+            return await commit_write(execution_id, commit, epoch=epoch, expect=expect, not_after_ms=not_after_ms)
 
         engine.store.commit = commit  # type: ignore[method-assign]
 

@@ -204,8 +204,10 @@ class FakeEngine:
         self._transition(caller, execution, "cancelled", {"running", "paused"})
         return CancelResult(executionID=execution_id, cancelledAt=NOW)
 
-    async def signal(self, caller: Caller, execution_id: int, name: str, payload: Any) -> SignalResult:
-        self._record("signal", caller, execution_id, name, payload)
+    async def signal(
+        self, caller: Caller, execution_id: int, name: str, payload: Any, idempotency_key: str | None = None
+    ) -> SignalResult:
+        self._record("signal", caller, execution_id, name, payload, idempotency_key)
         execution = self._execution(caller, execution_id)
         if execution.status in ("completed", "failed", "cancelled"):
             raise InvalidTransition(f"cannot signal an execution that is {execution.status}", execution.status)

@@ -207,6 +207,19 @@ async def test_a_bad_query_is_422(client: Client, engine: FakeEngine, query: str
     assert not engine.calls
 
 
+@pytest.mark.parametrize("key", ["", "has space", "é", "x" * 201])
+async def test_a_bad_idempotency_key_on_a_signal_is_422(client: Client, engine: FakeEngine, key: str) -> None:
+    execution_id = await started(client)
+
+    response = await client.post(
+        f"{EXECUTIONS}/{execution_id}/signals/approval", json=1, headers={"Idempotency-Key": key}
+    )
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert error["details"] == ["Idempotency-Key: give it once, 1 to 200 visible ASCII characters"]
+    assert engine.last_call().method != "signal"
+
+
 async def test_a_signal_name_no_element_could_wait_for_is_422(client: Client) -> None:
     execution_id = await started(client)
 

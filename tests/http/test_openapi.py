@@ -128,7 +128,7 @@ def test_operations_describe_bodies_parameters_and_envelopes(document: dict[str,
     assert limit["schema"]["maximum"] == 500
     assert pause["requestBody"]["required"] is False
     assert "409" in pause["responses"]
-    assert [p["name"] for p in signal["parameters"]] == ["id", "name"]
+    assert [p["name"] for p in signal["parameters"]] == ["id", "name", "Idempotency-Key"]
     assert "202" in signal["responses"]
 
 

@@ -148,11 +148,11 @@ async def test_signal_is_202_and_the_body_is_the_payload(client: Client, engine:
         response = await client.post(f"{EXECUTIONS}/{execution_id}/signals/approval", json=payload)
         assert response.status == 202
         assert (await response.json())["data"] == {"executionID": execution_id, "signal": "approval", "accepted": True}
-        assert engine.last_call().args == (execution_id, "approval", payload)
+        assert engine.last_call().args == (execution_id, "approval", payload, None)
 
     empty = await client.post(f"{EXECUTIONS}/{execution_id}/signals/approval")
     assert empty.status == 202
-    assert engine.last_call().args == (execution_id, "approval", None)
+    assert engine.last_call().args == (execution_id, "approval", None, None)
 
 
 async def test_status_log_elements_and_state(client: Client) -> None:

@@ -19,13 +19,23 @@
 --         it at its exact size (XADD preallocates stream-node-max-bytes, 4 KiB by default, for the newest
 --         node); only for logs of up to 256 entries, where that slack is most of the key; skipped where
 --         the ACL denies DUMP or RESTORE
+-- ARGV[6] not after ("" = no deadline): epoch milliseconds by this server's clock; past it the write is not
+--         applied (EXPIRED). A command forwarded from another node carries its requester's deadline here, so a
+--         command whose requester has given up never takes effect.
 
--- Returns {"OK"|"FENCED"|"CONFLICT", status, epoch} as found before the write.
+-- Returns {"OK"|"FENCED"|"CONFLICT"|"EXPIRED", status, epoch} as found before the write.
 
 local status = redis.call('HGET', KEYS[1], 'status') or ''
 local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'lastCommit') == ARGV[4] then
   return {'OK', status, epoch}
+end
+
+if ARGV[6] ~= nil and ARGV[6] ~= '' then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[6]) then
+    return {'EXPIRED', status, epoch}
+  end
 end
 
 if ARGV[2] == '-' then
