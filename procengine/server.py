@@ -47,7 +47,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         stack.push_async_callback(redis.aclose)
         engine = await stack.enter_async_context(Engine(redis, settings, handlers, metrics=metrics))
         await register_files(engine, settings)
-        runner = web.AppRunner(create_app(engine, settings), access_log=None)
+        # in-flight requests get the drain's time to finish when the server stops, not aiohttp's default minute
+        runner = web.AppRunner(
+            create_app(engine, settings), access_log=None, shutdown_timeout=settings.pause_grace_ms / 1000 + 5
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -56,6 +59,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         if ready is not None:
             ready.set()
         await _until_signalled()
+        # graceful: no new connections, then the engine drains (tasks finish within the grace, checkpoints, the
+        # heartbeat goes and the other nodes adopt at once); the stack then closes the rest in reverse order
+        await site.stop()
+        await engine.drain()
 
 
 async def register_files(engine: Engine, settings: Settings) -> None:

@@ -44,8 +44,11 @@ class Server:
     def kill9(self) -> None:
         os.kill(self.process.pid, signal.SIGKILL)
 
+    def terminate(self) -> None:
+        os.kill(self.process.pid, signal.SIGTERM)
 
-ServerFactory = Callable[[], Awaitable[Server]]
+
+ServerFactory = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture
@@ -53,7 +56,7 @@ async def serve(redis_server: RedisServer, prefix: str) -> AsyncIterator[ServerF
     started: list[Server] = []
     env = {**os.environ, "PROCENGINE_RECONCILE_INTERVAL_MS": "100", "PROCENGINE_NODE_HEARTBEAT_MS": "100"}
 
-    async def start() -> Server:
+    async def start(*extra: str, stderr: int | None = None) -> Server:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -69,7 +72,9 @@ async def serve(redis_server: RedisServer, prefix: str) -> AsyncIterator[ServerF
             "1000",
             "--log-level",
             "WARNING",
+            *extra,
             stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
             env=env,
         )
         assert process.stdout is not None
@@ -138,3 +143,36 @@ async def test_kill_9_in_a_delay_and_in_a_task_then_restart_completes_once(serve
         assert started["work"] == 2, "the task cut short by the crash runs again (at least once)"
         state = await call(session, third, "GET", f"/executions/processes/{execution_id}/state")
         assert state["memory"]["variables"] == {"a": 1, "b": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_sigterm_drains_and_another_server_adopts_at_once(serve: ServerFactory) -> None:
+    # heartbeats that outlive the test: only the drain's word on the nodes channel can explain a quick adoption
+    slow = ("--node-ttl-ms", "60000")
+    async with aiohttp.ClientSession() as session:
+        first = await serve(*slow, stderr=asyncio.subprocess.PIPE)
+        second = await serve(*slow)
+        await call(session, first, "POST", "/processes", json=PROCESS)
+        execution_id = (await call(session, first, "POST", "/executions/processes", json={"processKey": "chaos"}))[
+            "executionID"
+        ]
+        await element_status(session, first, execution_id, "nap", "running")
+
+        first.terminate()
+        async with asyncio.timeout(15):
+            assert await first.process.wait() == 0
+        assert first.process.stderr is not None
+        errors = (await first.process.stderr.read()).decode()
+        assert "Traceback" not in errors and "was destroyed but it is pending" not in errors, errors
+
+        async with asyncio.timeout(10):  # adopted and finished long before the 60 s heartbeat would expire
+            while True:
+                status = await call(session, second, "GET", f"/executions/processes/{execution_id}/status")
+                if status["status"] != "running":
+                    break
+                await asyncio.sleep(0.05)
+        assert status["status"] == "completed"
+        log = (await call(session, second, "GET", f"/executions/processes/{execution_id}/log"))["items"]
+        assert [e["event"] for e in log].count("adopted") == 1
+        assert Counter(e["elementKey"] for e in log if e["event"] == "element-completed")["nap"] == 1

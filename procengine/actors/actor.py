@@ -19,7 +19,7 @@ from typing import Any
 
 from procengine.actors.attempt import Attempt, run_attempt
 from procengine.actors.mailbox import Mailbox
-from procengine.actors.messages import Command, Message, Request, Wake
+from procengine.actors.messages import Command, Drain, Message, Request, Wake
 from procengine.actors.queries import RenderedStatus
 from procengine.actors.records import interrupted_record, snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
@@ -151,6 +151,9 @@ class ExecutionActor:
                     continue
                 if isinstance(message, Wake):
                     await self._settle()
+                elif isinstance(message, Drain):
+                    await self._drain()
+                    return
                 else:
                     await self._handle(message)
         except Fenced:
@@ -177,7 +180,7 @@ class ExecutionActor:
 
     def _refuse_queued(self) -> None:
         while (message := self.mailbox.get_nowait()) is not None:
-            if not isinstance(message, Wake) and not message.reply.done():
+            if isinstance(message, Request) and not message.reply.done():
                 message.reply.set_exception(_Retry())
 
     async def _handle(self, message: Request) -> None:
@@ -375,6 +378,20 @@ class ExecutionActor:
         self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         log.info("execution %s: %s", self.execution_id, status.value)
+
+    async def _drain(self) -> None:
+        """The node is shutting down: no new element starts, running tasks get the pause grace to finish (then are
+        cut short, to run again where the execution is adopted), and the state is checkpointed. The status stays:
+        a running execution is adopted by another node once this node's heartbeat is gone."""
+        if self.status is not Status.RUNNING:
+            return
+        await self._stop_runners(grace_s=self.ctx.settings.pause_grace_ms / 1000)
+        if await self._settle():  # it finished (or failed) while draining
+            return
+        now = self.ctx.clock.now_ms()
+        commit = snapshot_commit(self.state, [], now)
+        self._record_interrupted(commit, now)
+        await self._write(commit, expect=Status.RUNNING)
 
     def _record_interrupted(self, commit: Commit, now: int) -> dict[str, Any]:
         """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none)."""

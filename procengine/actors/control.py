@@ -82,13 +82,27 @@ class ControlTarget(Protocol):
         execution, which hears the same message and acts on it."""
         ...
 
+    def node_left(self, node_id: str) -> None:
+        """Another node said on the nodes channel that it has left (its executions are up for adoption)."""
+        ...
+
 
 class ControlListener:
+    """The subscription of a node: operators' commands on the control channel, and nodes leaving on the nodes
+    channel (one connection for both)."""
+
     def __init__(
-        self, redis: Redis, channel: str, engine: ControlTarget, store: ExecutionStore, metrics: Metrics
+        self,
+        redis: Redis,
+        channel: str,
+        engine: ControlTarget,
+        store: ExecutionStore,
+        metrics: Metrics,
+        nodes_channel: str | None = None,
     ) -> None:
         self.redis = redis
         self.channel = channel
+        self.nodes_channel = nodes_channel
         self.engine = engine
         self.store = store
         self.metrics = metrics
@@ -123,7 +137,7 @@ class ControlListener:
     async def _listen(self) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(self.channel)
+            await pubsub.subscribe(*(c for c in (self.channel, self.nodes_channel) if c is not None))
             self.subscribed.set()
             log.info("control channel %s: subscribed", self.channel)
             while True:
@@ -132,7 +146,11 @@ class ControlListener:
                 if message is None:
                     await pubsub.ping()  # a dead connection shows up here, not as silence
                     continue
-                if message.get("type") == "message":
+                if message.get("type") != "message":
+                    continue
+                if self.nodes_channel is not None and _text(message.get("channel")) == self.nodes_channel:
+                    self.engine.node_left(_text(message["data"]))
+                else:
                     await self.handle(message["data"])
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -176,3 +194,7 @@ class ControlListener:
     def _reject(self, reason: str, text: str, *args: Any) -> None:
         self.metrics.control.labels("rejected", reason).inc()
         log.warning(text, *args)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -107,11 +107,16 @@ class Engine:
         self.ctx = ActorContext(self.store, settings, self.clock, handlers, self.node_id, self.metrics)
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
-        self.control = ControlListener(redis, self.keys.control, self, self.store, self.metrics)
+        self.control = ControlListener(
+            redis, self.keys.control, self, self.store, self.metrics, nodes_channel=self.keys.nodes
+        )
         self.router = Router(redis, self.keys, self.node_id, settings.redis_timeout_s)
         self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
         self._starting: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
+        self._draining = False
+        self._reconcile_now = asyncio.Event()
+        """Set when another node has left: reconcile (adopt its executions) now, not at the next interval."""
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -145,10 +150,42 @@ class Engine:
         return self.metrics.render()
 
     async def ready(self) -> bool:
+        """Redis answers and this node is not shutting down."""
+        if self._draining:
+            return False
         try:
             return bool(await self.redis.ping())
         except Exception:
             return False
+
+    async def drain(self) -> None:
+        """Leave gracefully (SIGTERM): take no new work (requests for actors answer 503 with Retry-After, /ready
+        says no), let every actor finish its running tasks within the pause grace and checkpoint, then give up the
+        heartbeat and say so on the nodes channel, so that the other nodes adopt the executions at once instead
+        of after the heartbeat's TTL."""
+        self._draining = True
+        log.info("node %s: draining", self.node_id)
+        await self._stop_background("reconciler")  # adopt nothing more here
+        await self.registry.drain_all(timeout_s=self.settings.pause_grace_ms / 1000 + 5)
+        await self._stop_background("heartbeat")
+        with contextlib.suppress(Exception):  # best effort: without it the others adopt after the TTL
+            await self.ownership.leave()
+            await self.redis.publish(self.keys.nodes, self.node_id)
+        log.info("node %s: drained; its executions are up for adoption", self.node_id)
+
+    def node_left(self, node_id: str) -> None:
+        if node_id != self.node_id:
+            self._reconcile_now.set()
+
+    async def _stop_background(self, name: str) -> None:
+        for task in [t for t in self._background if t.get_name() == name]:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._background.remove(task)
+
+    def _refuse_if_draining(self) -> None:
+        if self._draining:
+            raise Unavailable(f"node {self.node_id} is shutting down; try again", retry_after_s=1)
 
     # --- processes ----------------------------------------------------------------------------
 
@@ -164,6 +201,7 @@ class Engine:
     # --- starting -----------------------------------------------------------------------------
 
     async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
+        self._refuse_if_draining()
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables)
@@ -301,6 +339,7 @@ class Engine:
         deadline_s = self.settings.pause_grace_ms / 1000 + 30
         caller = command.caller
         for _ in range(5):
+            self._refuse_if_draining()  # each round: the actor may have stopped because the node is draining
             try:
                 actor = await self.registry.activate(execution_id, caller.tenant)
             except OwnedElsewhere as elsewhere:
@@ -394,7 +433,10 @@ class Engine:
             except Exception:
                 check_cancelled()
                 log.exception("node %s: reconcile pass failed", self.node_id)
-            await asyncio.sleep(self.settings.reconcile_interval_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.reconcile_interval_ms / 1000):
+                    await self._reconcile_now.wait()
+            self._reconcile_now.clear()
 
     async def _activate(self, execution_id: int) -> int:
         """Drive a running execution no actor drives; 1 if an actor now drives it here, 0 if not (a failure is

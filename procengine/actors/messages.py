@@ -67,4 +67,10 @@ class Wake:
     """From the actor's own thread runners: a thread ended, failed or crashed."""
 
 
-Message = Request | Wake
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """From the node, shutting down: let running tasks finish within the grace, checkpoint, and stop (the
+    execution keeps its status; another node adopts it)."""
+
+
+Message = Request | Wake | Drain

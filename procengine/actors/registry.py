@@ -13,6 +13,7 @@ import logging
 
 from procengine.actors.actor import ActorContext, ExecutionActor
 from procengine.actors.catalog import Catalog
+from procengine.actors.messages import Drain
 from procengine.actors.ownership import Ownership
 from procengine.actors.snapshot import load_state
 from procengine.cancellation import check_cancelled
@@ -173,6 +174,17 @@ class Registry:
         await self.ctx.store.commit(execution_id, commit, epoch=epoch, expect=Status.RUNNING.value)
         self.ctx.metrics.finished.labels(stored_key, Status.FAILED.value).inc()
         await self.ctx.store.deactivate(execution_id)
+
+    async def drain_all(self, timeout_s: float) -> None:
+        """Ask every actor to checkpoint and stop (Drain), then wait for them, `timeout_s` at most; the ones still
+        going then are stopped without writing."""
+        tasks = list(self._tasks)
+        for actor in list(self._actors.values()):
+            if not actor.mailbox.closed:
+                actor.mailbox.put_internal(Drain())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        await self.stop_all()
 
     async def stop_all(self, timeout_s: float = 10.0) -> None:
         """Stop every actor without writing: their executions stay where the last checkpoint left them."""

@@ -96,3 +96,8 @@ class Keys:
     def control(self) -> str:
         """Pub/sub channel for operators' pause/resume/cancel."""
         return f"{self.prefix}:control"
+
+    @property
+    def nodes(self) -> str:
+        """Pub/sub channel where a node that leaves says so, so the others adopt its executions at once."""
+        return f"{self.prefix}:nodes"
