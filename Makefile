@@ -1,6 +1,7 @@
 # make run    create .venv, install, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
 # make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest
 # make bench  create .venv, install with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
+# make chaos  3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling --seconds 60")
 # make clean  remove the venv and the caches (not .procengine/, the embedded Redis's data)
 #
 # Extra flags for serve: make run ARGS="--port 9000 --log-level DEBUG". Another interpreter: make test PYTHON=python3.12
@@ -18,10 +19,10 @@ ARGS ?=
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: help run test bench clean
+.PHONY: help run test bench chaos clean
 
 help:
-	@sed -n '1,6s/^# \{0,1\}//p' Makefile
+	@sed -n '1,7s/^# \{0,1\}//p' Makefile
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "procengine needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0] + ": make ... PYTHON=python3.11")'
@@ -40,12 +41,15 @@ run: $(STAMP_RUN)
 	$(BIN)/procengine serve --register examples/demo.yaml $(ARGS)
 
 test: $(STAMP_TEST)
-	$(BIN)/ruff check procengine tests
+	$(BIN)/ruff check procengine tests bench
 	$(BIN)/mypy --strict procengine
 	$(BIN)/pytest
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench $(ARGS)
+
+chaos: $(STAMP_TEST)
+	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -333,6 +333,8 @@ class ExecutionActor:
         if delivered is not None:
             commit.execution[delivered] = now
         detail = {"signal": message.signal, "by": message.caller.by, "requestId": message.caller.request_id}
+        if message.signal_key is not None:
+            detail["idempotencyKey"] = message.signal_key
         commit.log.append(LogRecord(now, "signal-received", None, detail))
         await self._write(commit, expect=self.status, not_after_ms=message.not_after_ms)
         for wakeup in self._wakeups.values():
