@@ -43,10 +43,14 @@ def _count(metrics: Metrics, name: str, labels: dict[str, str]) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-async def engine_steps(ctx: Context, executions: int, timeout_s: float, profile: bool = False) -> dict[str, Any]:
-    settings = Settings(redis_url=ctx.redis_url, prefix="steps", log_level="WARNING", pause_grace_ms=100)
+async def engine_steps(
+    ctx: Context, executions: int, timeout_s: float, profile: bool = False, durability: str = "local"
+) -> dict[str, Any]:
+    settings = Settings(
+        redis_url=ctx.redis_url, prefix="steps", log_level="WARNING", pause_grace_ms=100, durability=durability
+    )
     metrics = Metrics()
-    redis = connect(ctx.redis_url, settings, metrics)
+    redis = connect(ctx.redis_url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
     total = executions * ELEMENTS
     samples: list[tuple[float, float]] = []
     profiler = cProfile.Profile() if profile else None
@@ -218,6 +222,26 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
             ),
         ),
     ]
+    # CPU per 1,000 steps, over the whole run (starts included): how many engine cores one Redis core feeds
+    per_1000_s = engine["end_to_end_s"] * 1000 / (executions * ELEMENTS)
+    engine_ms = 1000 * engine["cpu_cores"]["engine"] * per_1000_s
+    redis_ms = 1000 * engine["cpu_cores"]["redis"] * per_1000_s
+    figures.append(
+        Figure(
+            name="engine CPU per 1,000 durable steps",
+            value=engine_ms,
+            unit="ms",
+            baseline=redis_ms,
+            baseline_label="Redis's CPU for the same 1,000 steps",
+            ratio=ratio(engine_ms, redis_ms),
+            target="(context: one Redis core feeds about this ratio of engine nodes)",
+            passed=None,
+            notes=(
+                f"engine {engine['cpu_cores']['engine']:.2f} cores, redis {engine['cpu_cores']['redis']:.2f} cores "
+                f"over {engine['end_to_end_s']:.2f}s; more nodes add engine cores until Redis's one core is full"
+            ),
+        )
+    )
     if base["redis_benchmark"] is not None:  # calibration against LESSONS.md's numbers, when the binary exists
         figures[2].details["redis_benchmark"] = base["redis_benchmark"]
         figures[2].notes += f"; redis-benchmark SET: {base['redis_benchmark']}"

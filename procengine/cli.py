@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-ttl-ms", metavar="N", type=int, help="a silent node's executions are adopted after this")
     serve.add_argument("--passivate-after-ms", metavar="N", type=int, help="idle paused actors leave memory after this")
     serve.add_argument(
+        "--durability",
+        choices=("local", "replicated"),
+        help="local: acknowledged once the master has a write (default); replicated: once a replica has it too",
+    )
+    serve.add_argument(
         "--max-snapshot-bytes", metavar="N", type=int, help="most bytes an execution's memory may take (2 MiB)"
     )
     serve.set_defaults(run=_serve)
@@ -178,10 +183,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     # Lazily, like serve's imports (and here rather than at the top: the rest of this module is not inspect's).
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import InvalidResponse, RedisError
+    from redis.exceptions import InvalidResponse, RedisClusterException
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from procengine import inspect as inspection
+    from procengine.store.failures import STORE_ERRORS
     from procengine.store.keys import Keys
 
     if args.list_all and args.log_count is not None:
@@ -215,10 +221,10 @@ def _inspect(args: argparse.Namespace) -> int:
         found = asyncio.run(read())
     except ProcEngineError as exc:
         return _fail(exc.message, EXIT_FAILED)
-    except (RedisConnectionError, RedisTimeoutError, InvalidResponse, OSError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, InvalidResponse, OSError) as exc:
         # InvalidResponse: something answered that does not speak RESP (not a Redis)
         return _fail(f"cannot reach Redis at {inspection.redact(url)}: {exc or type(exc).__name__}", EXIT_FAILED)
-    except RedisError as exc:
+    except STORE_ERRORS as exc:
         return _fail(f"Redis at {inspection.redact(url)} answered with an error: {exc}", EXIT_FAILED)
     if args.json:
         text = inspection.to_json(found) + "\n"
@@ -269,13 +275,16 @@ def _check_handler_modules(modules: list[str]) -> None:
 
 
 def _describe(error: Any, given: dict[str, Any]) -> str:
-    field = str(error["loc"][0]) if error.get("loc") else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error.get("loc"):  # a rule over several settings: its message names them
+        return message
+    field = str(error["loc"][0])
     if field in given:
         flags = {"api_tokens": "--token", "definitions": "--register"}
         where = flags.get(field, "--" + field.replace("_", "-"))
     else:
         where = "PROCENGINE_" + field.upper()
-    return f"{where}: {error['msg']}"
+    return f"{where}: {message}"
 
 
 def _fail(message: str, code: int) -> int:

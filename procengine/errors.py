@@ -9,7 +9,8 @@ ProcEngineError
 ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
 ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
 ├── Unavailable           503 UNAVAILABLE        Redis cannot be reached or refused a command (Retry-After)
-│   └── OwnedElsewhere    (internal) another live node drives the execution: the request is forwarded to it
+│   ├── OwnedElsewhere    (internal) another live node drives the execution: the request is forwarded to it
+│   └── NotReplicated     a write no replica acknowledged in time (--durability replicated)
 ├── Fenced                (internal) a stale owner's write was refused
 └── CodecError            (internal) a stored blob could not be decoded
 """
@@ -106,6 +107,10 @@ class OwnedElsewhere(Unavailable):
     def __init__(self, execution_id: int, owner: str) -> None:
         super().__init__(f"execution {execution_id} is owned by node {owner}")
         self.owner = owner
+
+
+class NotReplicated(Unavailable):
+    """With --durability replicated: the write reached the master but no replica acknowledged it in time."""
 
 
 class Fenced(ProcEngineError):

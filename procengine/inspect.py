@@ -23,13 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from procengine.clock import iso
 from procengine.errors import CodecError, NotFound, ProcEngineError
 from procengine.redis_server import running_url
 from procengine.store.codec import check_format, decode
+from procengine.store.connection import connect
 from procengine.store.executions import ExecutionStore, log_time
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
@@ -61,13 +60,7 @@ class NoRedis(ProcEngineError):
 def open_redis(url: str, timeout_s: float) -> Redis:
     """A client for a one-shot command: bounded socket timeouts and no retries, so that an unreachable
     Redis is reported within `timeout_s` instead of after redis-py's default backoff."""
-    return Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
+    return connect(url, timeout_s=timeout_s, retries=0)
 
 
 async def inspect_execution(redis: Redis, keys: Keys, execution_id: int, log_count: int = 20) -> dict[str, Any]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from procengine.store.redis_url import parse_redis_url
 
 
 class Settings(BaseSettings):
@@ -49,6 +51,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     """json: one JSON object a line (for log search); text: for people at a terminal."""
+    durability: Literal["local", "replicated"] = "local"
+    """local: a write is acknowledged once the Redis master has it (a failover may lose the last ones);
+    replicated: once a replica has it too (WAIT 1 after every transition and checkpoint)."""
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """auto: uvloop where it is installed (a dependency except on Windows), else asyncio's own loop."""
 
@@ -72,6 +77,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _names_a_redis(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_redis_url(value)  # its ValueError says what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _replicated_needs_replicas(self) -> Settings:
+        if self.durability == "replicated":
+            if self.redis_url is None:
+                raise ValueError(
+                    "durability replicated needs a Redis with a replica (--redis-url); the embedded one has none"
+                )
+            if parse_redis_url(self.redis_url).kind == "cluster":
+                raise ValueError("durability replicated is not supported on Redis Cluster yet: use Sentinel, or local")
+        return self
 
     @property
     def single_tenant(self) -> bool:

@@ -59,6 +59,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         "--node-ttl-ms", "20",
         "--passivate-after-ms", "30",
         "--event-loop", "asyncio",
+        "--durability", "replicated",
     )  # fmt: skip
 
     assert settings.redis_url == "redis://example:6379/0"
@@ -68,6 +69,7 @@ def test_every_serve_flag_reaches_the_settings() -> None:
     assert settings.log_level == "DEBUG"
     assert (settings.pause_grace_ms, settings.node_ttl_ms, settings.passivate_after_ms) == (10, 20, 30)
     assert settings.event_loop == "asyncio"
+    assert settings.durability == "replicated"
 
 
 @pytest.mark.parametrize(
@@ -84,6 +86,14 @@ def test_every_serve_flag_reaches_the_settings() -> None:
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
         (["--event-loop", "trio"], {}, "argument --event-loop: invalid choice"),
         ([], {"PROCENGINE_EVENT_LOOP": "trio"}, "PROCENGINE_EVENT_LOOP: Input should be 'auto', 'uvloop' or 'asyncio'"),
+        (["--redis-url", "redis+sentinel://h1:26379"], {}, "--redis-url: 'redis+sentinel://h1:26379': a Sentinel URL"),
+        ([], {"PROCENGINE_REDIS_URL": "http://h:1"}, "PROCENGINE_REDIS_URL: unknown Redis URL scheme 'http'"),
+        (["--durability", "replicated"], {}, "error: durability replicated needs a Redis with a replica"),
+        (
+            ["--durability", "replicated", "--redis-url", "redis+cluster://h:7000"],
+            {},
+            "error: durability replicated is not supported on Redis Cluster",
+        ),
     ],
 )
 def test_a_bad_value_is_a_usage_error_without_a_traceback(

@@ -306,7 +306,7 @@ def test_no_redis_at_all_says_how_to_give_one(tmp_path: Path, capsys: pytest.Cap
         (["0"], "argument ID: must be 1 or more"),
         (["abc"], "argument ID: not a whole number: 'abc'"),
         (["3", "--prefix", "a b"], "--prefix: String should match pattern"),
-        (["3", "--redis-url", "http://example"], "--redis-url: Redis URL must specify one of"),
+        (["3", "--redis-url", "http://example"], "--redis-url: unknown Redis URL scheme 'http'"),
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

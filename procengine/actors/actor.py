@@ -42,6 +42,7 @@ from procengine.engine.state import ExecutionState, StackEntry
 from procengine.errors import (
     Fenced,
     InvalidTransition,
+    NotReplicated,
     PayloadTooLarge,
     ProcEngineError,
     StateCorrupted,
@@ -189,9 +190,9 @@ class ExecutionActor:
         self._current = message
         try:
             result = await self._dispatch(message.command)
-        except _Expired as exc:
-            # the transition was not written (its deadline passed first); what was changed here for it is undone
-            # by going on from what Redis holds
+        except (_Expired, NotReplicated) as exc:
+            # the transition was not written (its deadline passed first), or may not last (no replica has it):
+            # what was changed here for it is undone by going on from what Redis holds
             await self._reload()
             if not message.reply.done():
                 message.reply.set_exception(exc)

@@ -98,7 +98,14 @@ class Engine:
         self.clock = clock or SystemClock()
         self.keys = Keys(settings.prefix)
         scripts = Scripts.register(redis)
-        self.store = ExecutionStore(redis, self.keys, scripts, settings.log_maxlen)
+        self.store = ExecutionStore(
+            redis,
+            self.keys,
+            scripts,
+            settings.log_maxlen,
+            replicas=1 if settings.durability == "replicated" else 0,
+            replica_timeout_ms=int(settings.redis_timeout_s * 500),  # answered before the socket's own timeout
+        )
         self.catalog = Catalog(ProcessStore(redis, self.keys, scripts), handlers, self.clock)
         self.queries = Queries(self.store)
         self.node_id = node_id or new_node_id()

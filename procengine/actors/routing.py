@@ -21,12 +21,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from procengine.actors.messages import Command
 from procengine.cancellation import check_cancelled
 from procengine.errors import CodecError, ProcEngineError, Unavailable, from_wire, to_wire
 from procengine.store.codec import decode, encode
+from procengine.store.failures import STORE_ERRORS
 from procengine.store.keys import Keys
 
 __all__ = ["Handler", "Router"]
@@ -108,7 +108,7 @@ class Router:
                         check_cancelled()  # redis-py may absorb a cancel that lands during the blocking read
                         last_id = await self._read(last_id, handle, requests)
                         backoff = 0.05
-                except (RedisError, OSError) as exc:
+                except (*STORE_ERRORS, OSError) as exc:
                     check_cancelled()
                     self.serving.clear()
                     log.warning("node %s: inbox read failed (%s); again in %.2f s", self.node_id, exc, backoff)
@@ -149,5 +149,5 @@ class Router:
                 pipe.lpush(reply, encode(answer))
                 pipe.pexpire(reply, REPLY_TTL_MS)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:  # the requester times out and answers 503: logged, not fatal
+        except (*STORE_ERRORS, OSError) as exc:  # the requester times out and answers 503: logged, not fatal
             log.warning("node %s: answer to %s of %s lost: %s", self.node_id, command.verb, execution_id, exc)

@@ -22,14 +22,13 @@ from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis.exceptions import RedisError
 
 from procengine.errors import ProcEngineError, Unauthorized, Unavailable
 from procengine.http import context
 from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
 from procengine.service import Caller
-from procengine.store.failures import store_failure
+from procengine.store.failures import STORE_ERRORS, store_failure
 
 __all__ = ["DEFAULT_TENANT", "REQUEST_ID_HEADER", "front_door_middleware"]
 
@@ -78,7 +77,7 @@ async def front_door_middleware(request: web.Request, handler: Handler) -> web.S
 def _from_exception(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, ProcEngineError):
         return _from_engine_error(request, exc)
-    if isinstance(exc, RedisError):
+    if isinstance(exc, STORE_ERRORS):
         return _from_engine_error(request, store_failure(exc))
     rid = context.request_id(request)
     log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid, exc_info=exc)

@@ -17,15 +17,30 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from procengine.errors import NotReplicated
+
 log = logging.getLogger(__name__)
 
 _Item = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    def __init__(self, redis: Redis, script: AsyncScript, *, max_batch: int = 256, max_in_flight: int = 4) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        script: AsyncScript,
+        *,
+        max_batch: int = 256,
+        max_in_flight: int = 4,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = redis
         self.script = script
+        self.replicas = replicas
+        """With replicas > 0 each pipeline ends with WAIT: it answers only once that many replicas have every write
+        of the pipeline (WAIT covers what its own connection sent before it), else NotReplicated."""
+        self.replica_timeout_ms = replica_timeout_ms
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._queue: deque[_Item] = deque()
@@ -83,8 +98,19 @@ class ScriptBatcher:
     async def _execute(self, batch: list[_Item]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args, _ in batch:
-                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+                # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the latter by name, yet routes
+                # EVALSHA by its keys (those of one execution share a slot); on one server the two are the same
+                pipe.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            if self.replicas:
+                pipe.wait(self.replicas, self.replica_timeout_ms)
             results: list[Any] = await pipe.execute(raise_on_error=False)
+        if self.replicas:
+            acknowledged = results.pop()
+            if isinstance(acknowledged, Exception) or acknowledged < self.replicas:
+                raise NotReplicated(
+                    f"written on the Redis master but not acknowledged by {self.replicas} replica(s) within "
+                    f"{self.replica_timeout_ms} ms ({acknowledged!r}): it may be lost if the master fails now"
+                )
         return results
 
     async def aclose(self) -> None:

@@ -1,37 +1,97 @@
 """The Redis client, with pool, retries, timeouts and health checks set explicitly (not left to defaults).
 
-- A blocking pool: when every connection is busy a command waits for one to come back, instead of failing
-  with "Too many connections" as redis-py's default pool does under a burst (LESSONS.md).
-- Transient errors (a dropped connection, a timeout) are retried with exponential backoff by redis-py's
-  Retry before a request fails; what still fails becomes 503 UNAVAILABLE at the front door.
+Three kinds of Redis, by the URL's scheme:
+
+- `redis://[user:password@]host:port[/db]` (or `rediss://`, `unix://`): one server;
+- `redis+sentinel://[user:password@]h1:26379,h2:26379/mymaster[/db]`: the master Sentinel names, found again
+  after a failover (redis-py's asyncio Sentinel; the password, if any, is the data servers', the sentinels are
+  asked without one);
+- `redis+cluster://[user:password@]h1:7000,h2:7001`: a Redis Cluster (redis-py's asyncio RedisCluster), every
+  key routed to its slot's master. Every Lua script touches keys of one slot (hash tags), see docs/redis-keys.md.
+
+`rediss+sentinel://` and `rediss+cluster://` use TLS. Transient errors (a dropped connection, a timeout) are
+retried with exponential backoff by redis-py's Retry before a request fails; what still fails becomes 503
+UNAVAILABLE at the front door. On one server the pool blocks when every connection is busy, instead of failing
+with "Too many connections" as redis-py's default pool does under a burst (LESSONS.md).
 """
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 from procengine.metrics import CountingRetry, Metrics
-from procengine.settings import Settings
+from procengine.store.redis_url import parse_redis_url
+
+__all__ = ["MAX_CONNECTIONS", "connect"]
 
 MAX_CONNECTIONS = 128
 
 
-def connect(url: str, settings: Settings, metrics: Metrics | None = None) -> Redis:
+def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None = None) -> Redis:
+    """A client of the Redis `url` names (ValueError for a URL that names none). `timeout_s` bounds every socket
+    operation; a command that meets a transient error is tried again `retries` times (0 for a one-shot command,
+    which should report an unreachable Redis at once)."""
+    target = parse_redis_url(url)
     backoff = ExponentialBackoff(cap=1.0, base=0.05)
-    retry = (
-        CountingRetry(backoff, settings.redis_retries, metrics) if metrics else Retry(backoff, settings.redis_retries)
-    )
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=settings.redis_timeout_s * 2,  # how long a command may wait for a free connection
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
+    retry = CountingRetry(backoff, retries, metrics) if metrics else Retry(backoff, retries)
+    common: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "health_check_interval": 30,
+        "retry": retry,
+        "retry_on_error": [ConnectionError, TimeoutError],
+    }
+    if target.kind == "standalone":
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout_s * 2,  # how long a command may wait for a free connection
+            **common,
+        )
+        return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+    if target.kind == "sentinel":
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves its __init__ untyped
+            list(target.hosts),
+            sentinel_kwargs={"socket_timeout": timeout_s, "ssl": target.tls},
+            **common,
+        )
+        master: Redis = sentinel.master_for(
+            target.service,
+            redis_class=_SentinelManaged,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            ssl=target.tls,
+        )
+        return master
+    cluster = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+        max_connections=MAX_CONNECTIONS,  # per node
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
         health_check_interval=30,
         retry=retry,
         retry_on_error=[ConnectionError, TimeoutError],
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
     )
-    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+    # RedisCluster has the command API of Redis (routed by key) without being one: the store is written against it
+    return cast(Redis, cluster)
+
+
+class _SentinelManaged(Redis):
+    """The master's client, which also closes the connections to the sentinels when it is closed."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        manager = getattr(self.connection_pool, "sentinel_manager", None)
+        for client in getattr(manager, "sentinels", []):
+            await client.aclose()

@@ -82,14 +82,23 @@ class StoredExecution:
 
 
 class ExecutionStore:
-    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, log_maxlen: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        log_maxlen: int,
+        *,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.scripts = scripts
         self.log_maxlen = log_maxlen
         self._token_prefix = f"{uuid.uuid4().hex[:12]}:"
         self._tokens = itertools.count(1)
-        self._commits = ScriptBatcher(redis, scripts.commit)
+        self._commits = ScriptBatcher(redis, scripts.commit, replicas=replicas, replica_timeout_ms=replica_timeout_ms)
 
     async def aclose(self) -> None:
         """Wait for the writes already submitted (group commit)."""

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from typing import Final
 
-from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, ResponseError, TimeoutError
 
 from procengine.errors import Unavailable
 
-__all__ = ["COUNTER_MAX", "counter_failure", "store_failure"]
+__all__ = ["COUNTER_MAX", "STORE_ERRORS", "StoreError", "counter_failure", "store_failure"]
+
+StoreError = RedisError | RedisClusterException
+STORE_ERRORS: Final = (RedisError, RedisClusterException)
+"""What redis-py raises when the store fails a command. The cluster client's own errors (no reachable node,
+a slot no node covers) derive from RedisClusterException, which is not a RedisError."""
 
 COUNTER_MAX: Final = 2**63 - 1
 """The largest value INCR can reach (a signed 64-bit integer)."""
 
 
-def store_failure(exc: RedisError) -> Unavailable:
+def store_failure(exc: StoreError) -> Unavailable:
+    if isinstance(exc, RedisClusterException):
+        return Unavailable(f"the Redis Cluster cannot serve the request: {_reason(exc)}")
     if isinstance(exc, ConnectionError | TimeoutError):  # BusyLoadingError (Redis loading its data) is one too
         return Unavailable("the store cannot be reached; try again")
     if isinstance(exc, ResponseError):
@@ -42,7 +49,7 @@ def counter_failure(exc: ResponseError, *counters: str) -> Unavailable:
     )
 
 
-def _reason(exc: RedisError) -> str:
+def _reason(exc: StoreError) -> str:
     # redis-py puts a pipeline's failing command in front ("Command # 1 (INCRBY k 1) of pipeline caused error:
     # ('...',)"): keep what Redis said
     text = str(exc.args[-1] if exc.args else exc)

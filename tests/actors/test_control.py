@@ -111,7 +111,7 @@ async def test_control_still_works_after_redis_restarts_under_the_engine(
 ) -> None:
     server = redis_server_factory()
     configured = settings.model_copy(update={"redis_url": server.url, "redis_timeout_s": 0.5})
-    redis = connect(server.url, configured)
+    redis = connect(server.url, timeout_s=configured.redis_timeout_s, retries=configured.redis_retries)
     await redis.config_set("appendfsync", "always")  # the kill below must not lose the execution's writes
     try:
         async with Engine(redis, configured, builtin_handlers()) as engine:

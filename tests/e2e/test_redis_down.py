@@ -20,7 +20,7 @@ async def test_requests_get_503_while_redis_is_down_and_work_again_after(
 ) -> None:
     server = redis_server_factory()
     configured = settings.model_copy(update={"redis_url": server.url, "redis_timeout_s": 0.5, "redis_retries": 2})
-    redis = connect(server.url, configured)
+    redis = connect(server.url, timeout_s=configured.redis_timeout_s, retries=configured.redis_retries)
     await redis.config_set("appendfsync", "always")  # the kill below must not lose what was written before it
     try:
         async with (

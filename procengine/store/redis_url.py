@@ -1,0 +1,80 @@
+"""What a `--redis-url` names: one server, a master found through Sentinel, or a Redis Cluster.
+
+- `redis://[user:password@]host:port[/db]` (or `rediss://`, `unix://`): one server;
+- `redis+sentinel://[user:password@]h1:26379,h2:26379/mymaster[/db]`: the master the Sentinels name;
+- `redis+cluster://[user:password@]h1:7000,h2:7001`: a Redis Cluster.
+
+`rediss+sentinel://` and `rediss+cluster://` use TLS. Parsed without connecting, so that settings refuse a
+URL that names no Redis before anything starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import unquote
+
+__all__ = ["Kind", "RedisTarget", "parse_redis_url"]
+
+Kind = Literal["standalone", "sentinel", "cluster"]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """What a `--redis-url` names."""
+
+    kind: Kind
+    url: str
+    hosts: tuple[tuple[str, int], ...] = ()
+    """Sentinels or cluster nodes to start from (not for standalone: its URL says it all)."""
+    service: str = ""
+    """The master's name, for Sentinel."""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """The Redis a URL names; ValueError saying what is wrong with it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"{url!r} is not a URL: expected redis://, redis+sentinel:// or redis+cluster://")
+    scheme = scheme.lower()
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisTarget("standalone", url)
+    base, plus, kind = scheme.partition("+")
+    if not plus or base not in ("redis", "rediss") or kind not in ("sentinel", "cluster"):
+        raise ValueError(f"unknown Redis URL scheme {scheme!r}: use redis://, redis+sentinel:// or redis+cluster://")
+    credentials, at, location = rest.rpartition("@")
+    username, password = _credentials(credentials) if at else (None, None)
+    hosts_text, _, path = location.partition("/")
+    path = path.split("?", 1)[0]
+    hosts = tuple(_host(part, url) for part in hosts_text.split(",") if part.strip())
+    if not hosts:
+        raise ValueError(f"{url!r} names no host")
+    parts = [p for p in path.split("/") if p]
+    if kind == "cluster":
+        if parts:
+            raise ValueError(f"{url!r}: a cluster URL has no path (Redis Cluster has only database 0)")
+        return RedisTarget("cluster", url, hosts, username=username, password=password, tls=base == "rediss")
+    if not parts or len(parts) > 2:
+        raise ValueError(f"{url!r}: a Sentinel URL ends with /<master name>[/<db>]")
+    db = parts[1] if len(parts) == 2 else "0"
+    if not db.isdigit():
+        raise ValueError(f"{url!r}: database {db!r} is not a number")
+    return RedisTarget("sentinel", url, hosts, unquote(parts[0]), int(db), username, password, tls=base == "rediss")
+
+
+def _credentials(text: str) -> tuple[str | None, str | None]:
+    user, colon, password = text.partition(":")
+    if not colon:
+        return None, unquote(user) or None  # redis://secret@host: a password alone, as redis-py reads it
+    return unquote(user) or None, unquote(password)
+
+
+def _host(text: str, url: str) -> tuple[str, int]:
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise ValueError(f"{url!r}: {text!r} is not host:port")
+    return host.strip("[]"), int(port)
