@@ -34,7 +34,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -78,6 +78,11 @@ class RedisServer:
     """A redis-server child process on 127.0.0.1, persistent under `data_dir`.
 
     `port=0` picks a free port at the first start; `restart()` keeps the port and the data directory.
+
+    `extra_args` go at the end of the command line, after procengine's own settings (so they win): what a
+    cluster node (`--cluster-enabled yes`) or a replica (`--replicaof 127.0.0.1 6379`) needs on top of the
+    embedded server. The attribute is read at every start, so a caller may change it before `restart()`
+    (a crashed master of a Sentinel set-up comes back as a replica of the master that replaced it).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class RedisServer:
         executable: str | None = None,
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {port}")
@@ -96,6 +102,7 @@ class RedisServer:
         self._executable = executable
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.extra_args: tuple[str, ...] = tuple(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: IO[bytes] | None = None
         self._log_offset = 0
@@ -246,6 +253,7 @@ class RedisServer:
             "--hash-max-ziplist-value", "1024",
             "--logfile", "",  # to stdout, which goes to the log file below (with stderr: config errors)
             "--loglevel", "notice",
+            *self.extra_args,
         ]  # fmt: skip
 
     def _spawn(self, executable: str) -> None:

@@ -4,110 +4,20 @@ execution and finishes it from its last checkpoint, with no element completed tw
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from procengine.redis_server import RedisServer
-
-BASE = "/api/v1/process-engine"
-PROCESS = {
-    "key": "chaos",
-    "threads": [
-        {
-            "key": "main",
-            "elements": [
-                {"key": "before", "type": "set-variable", "set": {"a": "1"}, "next": "nap"},
-                {"key": "nap", "type": "delay", "durationMs": 1500, "next": "work"},
-                {"key": "work", "type": "task", "handler": "sleep", "input": {"ms": "1500"}, "next": "after"},
-                {"key": "after", "type": "set-variable", "set": {"b": "a + 1"}, "next": "end"},
-                {"key": "end", "type": "end"},
-            ],
-        }
-    ],
-}
-
-
-class Server:
-    """`python -m procengine serve` as a child process on a free port."""
-
-    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
-        self.process = process
-        self.url = url
-
-    def kill9(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-
-    def terminate(self) -> None:
-        os.kill(self.process.pid, signal.SIGTERM)
-
-
-ServerFactory = Callable[..., Awaitable[Server]]
+from tests.servers import STEPS_PROCESS, ServerFactory, call, element_status, serving
 
 
 @pytest.fixture
 async def serve(redis_server: RedisServer, prefix: str) -> AsyncIterator[ServerFactory]:
-    started: list[Server] = []
-    env = {**os.environ, "PROCENGINE_RECONCILE_INTERVAL_MS": "100", "PROCENGINE_NODE_HEARTBEAT_MS": "100"}
-
-    async def start(*extra: str, stderr: int | None = None) -> Server:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "procengine",
-            "serve",
-            "--redis-url",
-            redis_server.url,
-            "--prefix",
-            prefix,
-            "--port",
-            "0",
-            "--node-ttl-ms",
-            "1000",
-            "--log-level",
-            "WARNING",
-            *extra,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-        )
-        assert process.stdout is not None
-        async with asyncio.timeout(30):
-            line = (await process.stdout.readline()).decode()
-        assert "serving on http://" in line, line
-        server = Server(process, line.strip().split("serving on ")[1])
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.process.returncode is None:
-            server.process.terminate()
-        await server.process.wait()
-
-
-async def call(session: aiohttp.ClientSession, server: Server, method: str, path: str, **kwargs: Any) -> Any:
-    async with session.request(method, server.url + BASE + path, **kwargs) as response:
-        body = await response.json()
-        assert body["success"], body
-        return body["data"]
-
-
-async def element_status(
-    session: aiohttp.ClientSession, server: Server, execution_id: int, key: str, status: str
-) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            items = (await call(session, server, "GET", f"/executions/processes/{execution_id}/elements"))["items"]
-            if any(e["key"] == key and e["status"] == status for e in items):
-                return
-            await asyncio.sleep(0.05)
+    async with serving(redis_server.url, prefix) as start:
+        yield start
 
 
 @pytest.mark.slow
@@ -115,8 +25,8 @@ async def element_status(
 async def test_kill_9_in_a_delay_and_in_a_task_then_restart_completes_once(serve: ServerFactory) -> None:
     async with aiohttp.ClientSession() as session:
         first = await serve()
-        await call(session, first, "POST", "/processes", json=PROCESS)
-        execution_id = (await call(session, first, "POST", "/executions/processes", json={"processKey": "chaos"}))[
+        await call(session, first, "POST", "/processes", json=STEPS_PROCESS)
+        execution_id = (await call(session, first, "POST", "/executions/processes", json={"processKey": "steps"}))[
             "executionID"
         ]
         await element_status(session, first, execution_id, "nap", "running")
@@ -153,8 +63,8 @@ async def test_sigterm_drains_and_another_server_adopts_at_once(serve: ServerFac
     async with aiohttp.ClientSession() as session:
         first = await serve(*slow, stderr=asyncio.subprocess.PIPE)
         second = await serve(*slow)
-        await call(session, first, "POST", "/processes", json=PROCESS)
-        execution_id = (await call(session, first, "POST", "/executions/processes", json={"processKey": "chaos"}))[
+        await call(session, first, "POST", "/processes", json=STEPS_PROCESS)
+        execution_id = (await call(session, first, "POST", "/executions/processes", json={"processKey": "steps"}))[
             "executionID"
         ]
         await element_status(session, first, execution_id, "nap", "running")
