@@ -12,6 +12,12 @@ is driven to its end and the run is audited:
 
     python -m bench.chaos                              # 3 nodes, 300 executions, kill -9 every few s, 120 s
     python -m bench.chaos --mode rolling --seconds 40  # a rolling restart of the 3 nodes, SIGTERM each in turn
+    python -m bench.chaos --mode failover --durability replicated --executions 100 --seconds 30
+
+failover: Redis is a master with a replica under three Sentinels (redis_topology.LocalSentinel) and the nodes
+stay up; every few seconds the master is killed (kill -9), the Sentinels promote the replica, and the old
+master comes back as the new one's replica. With `--durability local` the audit shows what asynchronous
+replication may lose; with `replicated` it must find nothing.
 
 Exit code 0 when every count that must be 0 is 0 (and, with --max-standstill-s, the standstill is under it).
 """
@@ -37,6 +43,7 @@ import aiohttp
 from bench.common import BASE, Context, Serve, stop_all_children
 from procengine.clock import parse_iso
 from procengine.redis_server import RedisServer
+from procengine.redis_topology import LocalSentinel
 
 ROUND_MS = 150
 """A loop round of the chaos process takes about this: a 50 ms task and a 100 ms delay."""
@@ -89,14 +96,19 @@ class Tally:
     """(execution, event the log must show, request id or signal key)."""
     kills: int = 0
     restarts: int = 0
+    failovers: list[float] = field(default_factory=list)
+    """Seconds from a master's kill to the Sentinels' naming the new one."""
 
 
 class Nodes:
     """The engine nodes: their current addresses (a restarted node listens on a new port)."""
 
-    def __init__(self, ctx: Context, count: int, grace_ms: int, ttl_ms: int) -> None:
+    def __init__(self, ctx: Context, count: int, grace_ms: int, ttl_ms: int, durability: str) -> None:
+        env = {**NODE_ENV, "PROCENGINE_DURABILITY": durability}
         self.servers = [
-            Serve(ctx, f"node{i}", prefix="chaos", pause_grace_ms=grace_ms, node_ttl_ms=ttl_ms, env=NODE_ENV)
+            Serve(
+                ctx, f"node{i}", prefix="chaos", pause_grace_ms=grace_ms, node_ttl_ms=ttl_ms, env=env, log_level="INFO"
+            )
             for i in range(count)
         ]
         self.up: list[bool] = [False] * count
@@ -238,6 +250,24 @@ async def break_nodes(nodes: Nodes, tally: Tally, mode: str, stop: asyncio.Event
         tally.restarts += 1
 
 
+async def fail_over(sentinel: LocalSentinel, tally: Tally, stop: asyncio.Event, rng: random.Random) -> None:
+    """Every 4-8 s: kill -9 the Redis master, wait for the Sentinels to promote its replica, and start the old
+    master again as the new one's replica (until then, `replicated` writes cannot be acknowledged)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(rng.uniform(4.0, 8.0)):
+                await stop.wait()
+        if stop.is_set():
+            return
+        killed_at = time.monotonic()
+        old = await asyncio.to_thread(sentinel.kill_master)
+        tally.kills += 1
+        await asyncio.to_thread(sentinel.wait_failover, old)
+        tally.failovers.append(time.monotonic() - killed_at)
+        await asyncio.to_thread(sentinel.restart, old)
+        tally.restarts += 1
+
+
 async def drive_to_the_end(client: Client, ids: list[int], within_s: float) -> dict[int, dict[str, Any]]:
     """Resume what is paused and signal what waits until every execution is final (or the time is up)."""
     deadline = time.monotonic() + within_s
@@ -330,10 +360,16 @@ async def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     rounds = max(int(args.seconds * 1000 / ROUND_MS) + 20, 20)
     workdir = Path(tempfile.mkdtemp(prefix="procengine-chaos-"))
-    redis = RedisServer(workdir / "redis")
-    redis.start()
-    ctx = Context(redis.url, redis.pid or 0, workdir, quick=False, budget_s=args.seconds * 4)
-    nodes = Nodes(ctx, args.nodes, grace_ms=args.grace_ms, ttl_ms=args.ttl_ms)
+    redis: RedisServer | LocalSentinel
+    if args.mode == "failover":
+        redis = LocalSentinel(workdir / "redis")
+        await asyncio.to_thread(redis.start)
+        ctx = Context(redis.url, 0, workdir, quick=False, budget_s=args.seconds * 4)
+    else:
+        redis = RedisServer(workdir / "redis")
+        redis.start()
+        ctx = Context(redis.url, redis.pid or 0, workdir, quick=False, budget_s=args.seconds * 4)
+    nodes = Nodes(ctx, args.nodes, grace_ms=args.grace_ms, ttl_ms=args.ttl_ms, durability=args.durability)
     tally = Tally()
     try:
         await nodes.start_all()
@@ -349,14 +385,18 @@ async def run(args: argparse.Namespace) -> int:
                 assert status == 201, data
                 ids.append(data["executionID"])
             print(
-                f"chaos: {args.nodes} nodes, {len(ids)} executions of {rounds} rounds, {args.mode}, {args.seconds:g} s"
+                f"chaos: {args.nodes} nodes, {len(ids)} executions of {rounds} rounds, {args.mode}, "
+                f"{args.seconds:g} s, durability {args.durability}"
             )
             stop = asyncio.Event()
             started = time.monotonic()
             async with asyncio.TaskGroup() as group:
                 for _ in range(args.clients):
                     group.create_task(pester(client, ids, stop, random.Random(rng.random())))
-                group.create_task(break_nodes(nodes, tally, args.mode, stop, random.Random(rng.random())))
+                if isinstance(redis, LocalSentinel):
+                    group.create_task(fail_over(redis, tally, stop, random.Random(rng.random())))
+                else:
+                    group.create_task(break_nodes(nodes, tally, args.mode, stop, random.Random(rng.random())))
                 await asyncio.sleep(args.seconds)
                 stop.set()
             chaos_s = time.monotonic() - started
@@ -385,8 +425,14 @@ def report(args: argparse.Namespace, tally: Tally, result: Audit, chaos_s: float
         ("longest standstill of an execution (s)", f"{standstill:.2f}", target),
         ("requests answered (incl. retried 503s)", str(answered), f"{retried} were 503"),
         ("acknowledged transitions and signals", str(len(tally.acknowledged)), ""),
-        ("nodes killed / restarted", f"{tally.kills} / {tally.restarts}", f"in {chaos_s:.0f} s of chaos"),
+        (
+            "Redis masters killed / back as replicas" if tally.failovers else "nodes killed / restarted",
+            f"{tally.kills} / {tally.restarts}",
+            f"in {chaos_s:.0f} s of chaos",
+        ),
     ]  # fmt: skip
+    if tally.failovers:
+        rows.append(("failover: kill to new master (s), longest", f"{max(tally.failovers):.2f}", ""))
     width = max(len(name) for name, _, _ in rows)
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>12}  {note}")
@@ -409,7 +455,8 @@ def report(args: argparse.Namespace, tally: Tally, result: Audit, chaos_s: float
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("kill", "rolling"), default="kill")
+    parser.add_argument("--mode", choices=("kill", "rolling", "failover"), default="kill")
+    parser.add_argument("--durability", choices=("local", "replicated"), default="local", help="the nodes' setting")
     parser.add_argument("--seconds", type=float, default=120.0, help="how long nodes are broken (default 120)")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--executions", type=int, default=300)

@@ -194,6 +194,7 @@ class Serve:
         passivate_after_ms: int | None = None,
         node_ttl_ms: int | None = None,
         env: dict[str, str] | None = None,
+        log_level: str = "WARNING",
     ) -> None:
         self.name = name
         self.args = [
@@ -201,7 +202,7 @@ class Serve:
             "--redis-url", ctx.redis_url,
             "--host", HOST, "--port", "0",
             "--prefix", prefix,
-            "--log-level", "WARNING",
+            "--log-level", log_level,
             "--pause-grace-ms", str(pause_grace_ms),
         ]  # fmt: skip
         if passivate_after_ms is not None:
@@ -223,7 +224,8 @@ class Serve:
         return self.process.pid
 
     def start(self, timeout_s: float = 60.0) -> Serve:
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+        seen = self.stdout_path.stat().st_size if self.stdout_path.exists() else 0  # a restart appends
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.process = subprocess.Popen(
                 self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=REPO, env=self.env,
                 start_new_session=True,  # a Ctrl-C reaches the bench, which stops this in order
@@ -232,7 +234,9 @@ class Serve:
         _live.add(self)
         deadline = time.monotonic() + timeout_s
         while True:
-            text = self.stdout_path.read_text(errors="replace")
+            with open(self.stdout_path, "rb") as out:
+                out.seek(seen)
+                text = out.read().decode(errors="replace")
             for line in text.splitlines():
                 if "serving on http://" in line:
                     self.url = line.split("serving on ", 1)[1].strip()

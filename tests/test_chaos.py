@@ -46,3 +46,12 @@ def test_kill_9_chaos_loses_nothing_and_completes_nothing_twice() -> None:
 @pytest.mark.timeout(240)
 def test_a_rolling_restart_answers_every_request_and_stalls_no_execution_for_2_s() -> None:
     assert main(["--mode", "rolling", "--seconds", "20", "--max-standstill-s", "2"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sentinel_failovers_with_replicated_durability_lose_no_acknowledged_transition() -> None:
+    """The Redis master is killed every few seconds under 100 running executions; with `--durability replicated`
+    nothing acknowledged is lost, every execution ends and no element completes twice."""
+    argv = ["--mode", "failover", "--durability", "replicated", "--seconds", "30", "--executions", "100"]
+    assert main(argv) == 0
