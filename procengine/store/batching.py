@@ -75,13 +75,15 @@ class ScriptBatcher:
     async def _flush(self, batch: list[_Item]) -> None:
         self.batches += 1
         try:
-            results = await self._execute(batch)
+            results, acknowledged = await self._execute(batch)
             missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
             if missing:  # Redis restarted or flushed its scripts: load once, send those again
                 await self.redis.script_load(self.script.script)
-                again = await self._execute([batch[i] for i in missing])
+                # the second WAIT covers the first pipeline's writes too: a replica has all or none of them
+                again, acknowledged = await self._execute([batch[i] for i in missing])
                 for i, result in zip(missing, again, strict=True):
                     results[i] = result
+            self._check_replicated(acknowledged)
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():
@@ -95,7 +97,8 @@ class ScriptBatcher:
             else:
                 future.set_result(result)
 
-    async def _execute(self, batch: list[_Item]) -> list[Any]:
+    async def _execute(self, batch: list[_Item]) -> tuple[list[Any], Any]:
+        """The scripts' results, and WAIT's answer (None without replicas)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args, _ in batch:
                 # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the latter by name, yet routes
@@ -104,14 +107,14 @@ class ScriptBatcher:
             if self.replicas:
                 pipe.wait(self.replicas, self.replica_timeout_ms)
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        if self.replicas:
-            acknowledged = results.pop()
-            if isinstance(acknowledged, Exception) or acknowledged < self.replicas:
-                raise NotReplicated(
-                    f"written on the Redis master but not acknowledged by {self.replicas} replica(s) within "
-                    f"{self.replica_timeout_ms} ms ({acknowledged!r}): it may be lost if the master fails now"
-                )
-        return results
+        return results, results.pop() if self.replicas else None
+
+    def _check_replicated(self, acknowledged: Any) -> None:
+        if self.replicas and (isinstance(acknowledged, Exception) or acknowledged < self.replicas):
+            raise NotReplicated(
+                f"written on the Redis master but not acknowledged by {self.replicas} replica(s) within "
+                f"{self.replica_timeout_ms} ms ({acknowledged!r}): it may be lost if the master fails now"
+            )
 
     async def aclose(self) -> None:
         """Wait for the writes already submitted."""

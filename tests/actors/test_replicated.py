@@ -1,0 +1,75 @@
+"""--durability replicated: an acknowledged transition is on the replica already; without a replica in time,
+the request answers 503 and the actor goes on from what the master holds."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from procengine.actors.engine import Engine
+from procengine.errors import NotReplicated
+from procengine.handlers import HandlerRegistry
+from procengine.redis_server import RedisServer
+from procengine.settings import Settings
+from procengine.store.batching import ScriptBatcher
+from procengine.store.scripts import Scripts
+from procengine.views import ControlRequest
+from tests.actors.conftest import CALLER, start, wait_element
+from tests.actors.test_control import WAIT
+from tests.conftest import RedisServerFactory
+
+
+async def _in_sync(replica: Redis) -> None:
+    async with asyncio.timeout(20):
+        while (await replica.info("replication")).get("master_link_status") != "up":  # noqa: ASYNC110 - Redis's state
+            await asyncio.sleep(0.05)
+
+
+async def test_without_a_replica_a_write_is_not_acknowledged(redis: Redis, prefix: str) -> None:
+    batcher = ScriptBatcher(redis, Scripts.register(redis).release_key, replicas=1, replica_timeout_ms=50)
+    await redis.set(f"{prefix}:k", "v")
+    try:
+        with pytest.raises(NotReplicated, match="not acknowledged by 1 replica"):
+            await batcher.call([f"{prefix}:k"], ["v"])
+    finally:
+        await batcher.aclose()
+    assert await redis.exists(f"{prefix}:k") == 0  # applied on the master all the same: it may or may not last
+
+
+@pytest.mark.slow
+async def test_an_acknowledged_transition_is_on_the_replica(
+    redis_server_factory: RedisServerFactory, settings: Settings, handlers: HandlerRegistry, tmp_path: Path
+) -> None:
+    master = redis_server_factory()
+    replica = RedisServer(tmp_path / "replica", extra_args=("--replicaof", "127.0.0.1", str(master.port)))
+    replica.start()
+    configured = settings.model_copy(
+        update={"redis_url": master.url, "durability": "replicated", "redis_timeout_s": 0.5}
+    )
+    primary = Redis.from_url(master.url)
+    copy = Redis.from_url(replica.url)
+    try:
+        await _in_sync(copy)
+        async with Engine(primary, configured, handlers) as engine:
+            execution_id = await start(engine, WAIT)
+            await wait_element(engine, execution_id, "w")
+            key = engine.keys.execution(execution_id).execution
+
+            paused = await engine.pause(CALLER, execution_id, ControlRequest(reason="r"))
+
+            assert paused.status == "paused"
+            assert await copy.hget(key, "status") == b"paused"  # no later than the answer
+
+            replica.stop()
+            with pytest.raises(NotReplicated):
+                await engine.resume(CALLER, execution_id, ControlRequest())
+            # the master has the write; the actor reloaded it and says what the master says
+            assert await primary.hget(key, "status") == b"running"
+            assert (await engine.status(CALLER, execution_id)).status == "running"
+    finally:
+        replica.stop()
+        await primary.aclose()
+        await copy.aclose()
