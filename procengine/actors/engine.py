@@ -504,8 +504,8 @@ class Engine:
         # taken back, not adopted (a node never adopts from itself)
         ours = [execution_id for execution_id, owner in undriven if owner == self.node_id]
         orphans = [execution_id for execution_id, owner in undriven if owner != self.node_id and owner not in alive]
-        if ours:
-            taken_back = await self._activate_all(ours)
+        taken_back = await self._activate_all(ours) if ours else 0
+        if taken_back:  # none: they ended between the read and the activation
             log.warning(
                 "node %s: took back %s of its own running executions that no actor drove", self.node_id, taken_back
             )
