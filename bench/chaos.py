@@ -207,6 +207,7 @@ async def pester(client: Client, ids: list[int], stop: asyncio.Event, rng: rando
             status, _, rid = await client.call("POST", base + "/pause", json_body={"reason": "chaos"})
             if status == 200:
                 tally.acknowledged.append((execution_id, "paused", rid))
+            if status in (200, 409):  # a 409 may be our own pause, applied before a lost answer: resume it too
                 await asyncio.sleep(rng.uniform(0.1, 0.6))
                 status, _, rid = await client.call("POST", base + "/resume")
                 if status == 200:
@@ -268,23 +269,31 @@ async def fail_over(sentinel: LocalSentinel, tally: Tally, stop: asyncio.Event, 
         tally.restarts += 1
 
 
-async def drive_to_the_end(client: Client, ids: list[int], within_s: float) -> dict[int, dict[str, Any]]:
-    """Resume what is paused and signal what waits until every execution is final (or the time is up)."""
-    deadline = time.monotonic() + within_s
+async def drive_to_the_end(client: Client, ids: list[int], stuck_s: float) -> dict[int, dict[str, Any]]:
+    """Resume what is paused and signal what waits (16 at a time) until every execution is final, or until
+    none has ended for `stuck_s` (longer than one execution's whole loop): what is not final then is lost."""
     final: dict[int, dict[str, Any]] = {}
-    while time.monotonic() < deadline and len(final) < len(ids):
-        for execution_id in [i for i in ids if i not in final]:
-            base = f"/executions/processes/{execution_id}"
+    moved = time.monotonic()
+    gate = asyncio.Semaphore(16)
+
+    async def drive(execution_id: int) -> None:
+        nonlocal moved
+        base = f"/executions/processes/{execution_id}"
+        async with gate:
             status, data, _ = await client.call("GET", base + "/status")
             if status != 200:
-                continue
+                return
             if data["status"] in FINAL:
                 final[execution_id] = data
+                moved = time.monotonic()
             elif data["status"] == "paused":
                 await client.call("POST", base + "/resume")
             else:
                 key = f"end-{execution_id}"
                 await client.call("POST", base + "/signals/go", json_body={}, headers={"Idempotency-Key": key})
+
+    while len(final) < len(ids) and time.monotonic() - moved < stuck_s:
+        await asyncio.gather(*(drive(i) for i in ids if i not in final))
         await asyncio.sleep(0.2)
     return final
 
@@ -400,7 +409,7 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(args.seconds)
                 stop.set()
             chaos_s = time.monotonic() - started
-            final = await drive_to_the_end(client, ids, within_s=max(60.0, rounds * ROUND_MS / 1000 * 2))
+            final = await drive_to_the_end(client, ids, stuck_s=rounds * ROUND_MS / 1000 + 30)
             result = await audit(client, ids, final, rounds, tally)
     finally:
         nodes.stop_all()
@@ -463,7 +472,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients sending requests")
     parser.add_argument("--grace-ms", type=int, default=300, help="the nodes' pause grace (and drain time)")
     parser.add_argument("--ttl-ms", type=int, default=1000, help="the nodes' heartbeat TTL")
-    parser.add_argument("--retry-for-s", type=float, default=20.0, help="how long a client retries 503s")
+    parser.add_argument("--retry-for-s", type=float, default=30.0, help="how long a client retries 503s")
     parser.add_argument("--max-standstill-s", type=float, default=0.0, help="fail if a standstill is this long")
     parser.add_argument("--seed", type=int, default=1)
     return parser.parse_args(argv)
