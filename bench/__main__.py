@@ -4,7 +4,7 @@ Starts a dedicated redis-server (procengine.redis_server.RedisServer: a tmp dir,
 runs each benchmark within its own time budget, prints one table (figure, procengine, baseline, ratio,
 target, pass) and writes bench/results.json. Every subprocess is stopped at the end, whatever happens.
 
-    python -m bench                 # everything, under 5 minutes on 2 cores
+    python -m bench                 # everything, about 6 minutes on 2 cores
     python -m bench --quick         # smaller counts and windows: a smoke run, under 1 minute
     python -m bench --only steps    # one benchmark (repeatable: --only steps --only status)
     python -m bench --profile       # also profile the steps benchmark (cProfile, top 25 by own time)
@@ -32,14 +32,15 @@ from bench.report import machine_info, render, write_json
 from procengine.loops import event_loop_factory
 from procengine.redis_server import RedisServer
 
-# name -> (module, full budget s, quick budget s). The budgets add up to 260 s (under 5 minutes with the
+# name -> (module, full budget s, quick budget s). The budgets add up to 330 s (about 6 minutes with the
 # Redis start and the report); each benchmark sizes its windows from what it has left.
 BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "steps": ("bench.steps", 50, 14),
     "latency": ("bench.latency", 50, 12),
     "status": ("bench.status", 40, 10),
     "memory": ("bench.memory", 75, 16),
-    "adoption": ("bench.adoption", 35, 10),
+    "adoption": ("bench.adoption", 45, 12),
+    "scaleout": ("bench.scaleout", 70, 20),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

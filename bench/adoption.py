@@ -11,6 +11,10 @@ Node A (`procengine serve`, `--node-ttl-ms 1000`, heartbeat every 250 ms) starts
 Then the restart as an operator sees it (context): B is killed with SIGKILL and a new process C is started at
 once; from the kill until C owns all 1,000 (the TTL wait and C's start-up overlap).
 
+Then a graceful leave: node D is started, C gets SIGTERM (it drains: checkpoints, deletes its heartbeat and
+publishes on `<p>:nodes`); from the SIGTERM until D owns all 1,000, beside the kill -9 figure (TTL wait +
+adoption).
+
 Baseline: the Redis work adoption cannot avoid, done from one redis-py client in pipelines of 100: read each
 execution back (the three HGETALLs the engine's load does) and run takeover.lua on it with the arguments
 ExecutionStore.takeover builds.
@@ -109,8 +113,18 @@ async def run(ctx: Context) -> list[Figure]:
         )
         await starting
         ready = _ready_at(node_c)
-        node_c.stop()  # graceful: its actors stop without writing, C's heartbeat key goes
-        baseline_s = await _baseline(redis, keys, ids, c_id)
+
+        # 3. A graceful leave: D is up, C gets SIGTERM, drains and says so; D adopts without waiting for a TTL.
+        node_d = node("d").start()
+        await asyncio.sleep(0.5)
+        terminated = time.perf_counter()
+        stopping = asyncio.create_task(asyncio.to_thread(node_c.stop))
+        t_done, d_id, t_progress = await _until_owned(
+            redis, keys, ids, {a_id, b_id, c_id}, terminated, terminated + max(ctx.left() - 5, 10)
+        )
+        await stopping
+        baseline_s = await _baseline(redis, keys, ids, d_id)
+        node_d.stop()
     finally:
         for serve in nodes:
             serve.kill()
@@ -120,6 +134,7 @@ async def run(ctx: Context) -> list[Figure]:
     per_1000 = adoption_s * 1000 / count
     floor_per_1000 = baseline_s * 1000 / count
     restart_s = r_done - restarted
+    drain_per_1000 = (t_done - terminated) * 1000 / count
     return [
         Figure(
             name="adoption of orphaned executions, per 1,000",
@@ -156,6 +171,21 @@ async def run(ctx: Context) -> list[Figure]:
                 f"process serving after {ready - restarted:.2f}s, all adopted after {restart_s:.2f}s"
             ),
             details={"progress": r_progress[:: max(1, len(r_progress) // 50)]},
+        ),
+        Figure(
+            name="adoption after SIGTERM (drain), per 1,000",
+            value=drain_per_1000,
+            unit="s",
+            baseline=per_1000 + (expired - killed) * 1000 / count,
+            baseline_label="after kill -9: heartbeat TTL wait + adoption, per 1,000",
+            ratio=ratio(drain_per_1000, per_1000 + (expired - killed) * 1000 / count),
+            target="(context: a rolling restart's standstill)",
+            passed=None,
+            notes=(
+                f"{count} executions; from SIGTERM until another node already up owns all: the drain "
+                f"checkpoints each, says so on <p>:nodes, the other adopts at once (no TTL wait)"
+            ),
+            details={"progress": t_progress[:: max(1, len(t_progress) // 50)]},
         ),
     ]
 
