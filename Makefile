@@ -1,7 +1,7 @@
 # make run    create .venv, install, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
 # make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest
 # make bench  create .venv, install with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
-# make chaos  3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling --seconds 60")
+# make chaos  3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
 # make clean  remove the venv and the caches (not .procengine/, the embedded Redis's data)
 #
 # Extra flags for serve: make run ARGS="--port 9000 --log-level DEBUG". Another interpreter: make test PYTHON=python3.12

@@ -80,8 +80,8 @@ class EngineService(Protocol):
 
     async def state(self, caller: Caller, execution_id: int) -> StateView: ...
 
-    async def ready(self) -> bool:
-        """True when Redis answers."""
+    async def ready(self) -> str | None:
+        """None when the node takes work (Redis answers, not shutting down); else why not."""
         ...
 
     def metrics_text(self) -> tuple[bytes, str]:

@@ -156,14 +156,14 @@ class Engine:
         """The node's metrics in Prometheus text format, and the content type."""
         return self.metrics.render()
 
-    async def ready(self) -> bool:
-        """Redis answers and this node is not shutting down."""
+    async def ready(self) -> str | None:
+        """None when Redis answers and this node is not shutting down; else why not."""
         if self._draining:
-            return False
+            return "this node is shutting down"
         try:
-            return bool(await self.redis.ping())
+            return None if await self.redis.ping() else "the store cannot be reached"
         except Exception:
-            return False
+            return "the store cannot be reached"
 
     async def drain(self) -> None:
         """Leave gracefully (SIGTERM): take no new work (requests for actors answer 503 with Retry-After, /ready

@@ -72,11 +72,11 @@ async def metrics(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(settings(request).redis_timeout_s):
-            is_ready = await engine(request).ready()
+            why_not = await engine(request).ready()
     except TimeoutError:
-        is_ready = False
-    if not is_ready:
-        raise Unavailable("not ready: the store cannot be reached")
+        why_not = "the store did not answer in time"
+    if why_not is not None:
+        raise Unavailable(f"not ready: {why_not}")
     return ok(Probe(status="ready"))
 
 

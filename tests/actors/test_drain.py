@@ -50,7 +50,7 @@ async def test_a_draining_node_finishes_its_tasks_and_another_adopts_at_once(
     assert refused.value.retry_after_s == 1 and "shutting down" in refused.value.message
     with pytest.raises(Unavailable):
         await a.start_execution(CALLER, StartRequest(processKey="p"))
-    assert not await a.ready()
+    assert await a.ready() == "this node is shutting down"
     # the running task finishes within the grace, on A
     gate.release.set()
     await drain

@@ -255,9 +255,9 @@ class FakeEngine:
             memory={"variables": execution.variables},
         )
 
-    async def ready(self) -> bool:
+    async def ready(self) -> str | None:
         self._record("ready", None)
-        return self.is_ready
+        return None if self.is_ready else "the store cannot be reached"
 
     def metrics_text(self) -> tuple[bytes, str]:
         return b"# fake metrics\n", "text/plain; version=0.0.4; charset=utf-8"
