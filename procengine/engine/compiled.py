@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 from procengine.engine.definitions import (
     Element,
+    FailElement,
     IfConditionElement,
     ProcessDefinition,
     SetVariableElement,
+    SwitchElement,
     TaskElement,
     ThreadDefinition,
     can_end,
@@ -123,4 +125,8 @@ def _sources(element: Element) -> list[str]:
         return list(element.set.values())
     if isinstance(element, IfConditionElement):
         return [element.condition]
+    if isinstance(element, SwitchElement):
+        return [case.when for case in element.cases]
+    if isinstance(element, FailElement):
+        return [element.message]
     return []

@@ -11,8 +11,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, TypeAdapter
 
-ElementType = Literal["task", "if-condition", "set-variable", "delay", "wait-signal", "end"]
-ELEMENT_TYPES: tuple[ElementType, ...] = ("task", "if-condition", "set-variable", "delay", "wait-signal", "end")
+ElementType = Literal["task", "if-condition", "switch", "set-variable", "delay", "wait-signal", "fail", "end"]
+ELEMENT_TYPES: tuple[ElementType, ...] = (
+    "task",
+    "if-condition",
+    "switch",
+    "set-variable",
+    "delay",
+    "wait-signal",
+    "fail",
+    "end",
+)
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
 
@@ -55,6 +64,20 @@ class IfConditionElement(_Model):
     else_: Identifier | None = Field(default=None, alias="else")
 
 
+class SwitchCase(_Model):
+    when: Annotated[str, Field(min_length=1)]
+    next: Identifier
+
+
+class SwitchElement(_Model):
+    """The first case whose `when` is true names the next element; else `default` (none: the thread ends)."""
+
+    key: Identifier
+    type: Literal["switch"]
+    cases: list[SwitchCase] = Field(min_length=1, max_length=100)
+    default: Identifier | None = None
+
+
 class SetVariableElement(_ElementBase):
     type: Literal["set-variable"]
     set: dict[Identifier, str] = Field(min_length=1)
@@ -71,13 +94,28 @@ class WaitSignalElement(_ElementBase):
     into: Identifier | None = None
 
 
+class FailElement(_Model):
+    """Ends the execution as failed, with the CEL `message` (evaluated over the variables) as its error."""
+
+    key: Identifier
+    type: Literal["fail"]
+    message: Annotated[str, Field(min_length=1)]
+
+
 class EndElement(_Model):
     key: Identifier
     type: Literal["end"]
 
 
 Element = Annotated[
-    TaskElement | IfConditionElement | SetVariableElement | DelayElement | WaitSignalElement | EndElement,
+    TaskElement
+    | IfConditionElement
+    | SwitchElement
+    | SetVariableElement
+    | DelayElement
+    | WaitSignalElement
+    | FailElement
+    | EndElement,
     Field(discriminator="type"),
 ]
 
@@ -128,13 +166,19 @@ def successors(element: Element) -> list[str]:
     """Keys an element can hand control to (a missing `next` ends the thread)."""
     if isinstance(element, IfConditionElement):
         return [k for k in (element.then, element.else_) if k is not None]
-    if isinstance(element, EndElement):
+    if isinstance(element, SwitchElement):
+        targets = [case.next for case in element.cases] + ([element.default] if element.default else [])
+        return list(dict.fromkeys(targets))
+    if isinstance(element, EndElement | FailElement):
         return []
     return [element.next] if element.next is not None else []
 
 
 def can_end(element: Element) -> bool:
-    """The thread may end at this element: it has no `next`, or it is an if-condition with a branch left out."""
+    """The thread may end at this element: it has no `next`, an if-condition with a branch left out, a switch
+    without a default, or it fails the execution."""
     if isinstance(element, IfConditionElement):
         return element.then is None or element.else_ is None
+    if isinstance(element, SwitchElement):
+        return element.default is None
     return not successors(element)

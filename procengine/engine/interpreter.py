@@ -19,8 +19,10 @@ from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import (
     DelayElement,
     EndElement,
+    FailElement,
     IfConditionElement,
     SetVariableElement,
+    SwitchElement,
     TaskElement,
     WaitSignalElement,
 )
@@ -252,6 +254,14 @@ class Interpreter:
             result = self.process.expression(element.condition).evaluate_bool(variables)
             target = element.then if result else element.else_
             return self._complete(state, entry, {"result": result, "next": target}, target, now_ms)
+        if isinstance(element, SwitchElement):
+            for index, case in enumerate(element.cases):
+                if self.process.expression(case.when).evaluate_bool(variables):
+                    return self._complete(state, entry, {"case": index, "next": case.next}, case.next, now_ms)
+            return self._complete(state, entry, {"case": None, "next": element.default}, element.default, now_ms)
+        if isinstance(element, FailElement):
+            message = self.process.expression(element.message).evaluate(variables)
+            return self._fail(state, entry, message if isinstance(message, str) else str(message), now_ms, "Fail")
         if isinstance(element, SetVariableElement):
             values = {name: self.process.expression(src).evaluate(variables) for name, src in element.set.items()}
             self._fit(state, f"the values of {entry.element_key!r}", list(values.values()))

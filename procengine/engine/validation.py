@@ -30,8 +30,8 @@ from procengine.problems import refusal
 
 __all__ = ["validate_definition"]
 
-_TARGET_FIELDS = ("next", "then", "else")
-"""Where an element of any type names the element after it."""
+_TARGET_FIELDS = ("next", "then", "else", "default")
+"""Where an element of any type names the element after it (and each of a switch's `cases`)."""
 
 
 def validate_definition(document: Any, known_handlers: Collection[str] | None = None) -> CompiledProcess:
@@ -96,6 +96,9 @@ def _node(element: Element | None, raw: Any) -> Node:
         return Node(element.key, tuple(successors(element)), can_end(element))
     fields = raw if isinstance(raw, dict) else {}
     key = fields.get("key")
-    targets = tuple(t for t in (fields.get(name) for name in _TARGET_FIELDS) if isinstance(t, str))
+    named = [fields.get(name) for name in _TARGET_FIELDS]
+    cases = fields.get("cases")
+    named += [case.get("next") for case in cases if isinstance(case, dict)] if isinstance(cases, list) else []
+    targets = tuple(t for t in named if isinstance(t, str))
     # what an invalid element can do is unknown: let it end the thread rather than report cycles it may not have
     return Node(key if isinstance(key, str) else None, targets, can_end=True)

@@ -185,3 +185,29 @@ async def test_idle_paused_executions_leave_memory_and_come_back(engine: Engine)
         resumed = await engine.resume(CALLER, execution_id, ControlRequest())
         assert resumed.pendingNodes == 1
     assert len(engine.registry) == 3
+
+
+async def test_a_switch_routes_to_a_fail_element_and_the_execution_fails_with_its_message(engine: Engine) -> None:
+    execution_id = await start(
+        engine,
+        definition(
+            {
+                "key": "route",
+                "type": "switch",
+                "cases": [{"when": "score < 500", "next": "declined"}],
+                "default": "approved",
+            },
+            {"key": "declined", "type": "fail", "message": "'score too low: ' + string(score)"},
+            {"key": "approved", "type": "end"},
+        ),
+        {"score": 420},
+    )
+
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+
+    status = await engine.status(CALLER, execution_id)
+    assert status.error == {"element": "declined", "error": "score too low: 420", "type": "Fail", "attempts": 1}
+    assert [(e, k) for e, k in await events(engine, execution_id) if k] == [
+        ("element-completed", "route"),
+        ("element-failed", "declined"),
+    ]

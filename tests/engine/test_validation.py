@@ -15,7 +15,7 @@ from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
 
 HANDLERS = {"echo", "sleep", "fail"}
-TYPES = "'task', 'if-condition', 'set-variable', 'delay', 'wait-signal', 'end'"
+TYPES = "'task', 'if-condition', 'switch', 'set-variable', 'delay', 'wait-signal', 'fail', 'end'"
 
 
 def _problems(document: Any, handlers: set[str] | None = HANDLERS) -> list[str]:
