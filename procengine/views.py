@@ -146,6 +146,8 @@ class ElementView(_View):
     error: str | None = None
     errorType: str | None = None
     """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, Unstorable, ..."""
+    caught: str | None = None
+    """A failure a catch clause took: the element the thread went on with."""
 
 
 class ElementsView(_View):

@@ -31,7 +31,13 @@ def element_record(event: ElementEvent) -> dict[str, Any]:
     elif event.event == "element-completed":
         record.update(status="completed", stoppedAt=iso(event.at_ms), output=event.output)
     else:
-        record.update(status="failed", stoppedAt=iso(event.at_ms), error=event.error, errorType=event.error_type)
+        record.update(
+            status="failed",
+            stoppedAt=iso(event.at_ms),
+            error=event.error,
+            errorType=event.error_type,
+            caught=event.caught,
+        )
     return _without_none(record)
 
 
@@ -64,6 +70,8 @@ def element_log(event: ElementEvent) -> LogRecord:
         detail["retryAt"] = iso(event.retry_at_ms)
     if event.rerun:
         detail["rerun"] = True
+    if event.caught is not None:
+        detail["caught"] = event.caught
     return LogRecord(event.at_ms, event.event, event.element_key, detail)
 
 

@@ -42,6 +42,24 @@ class RetryPolicy(_Model):
         return int(min(raw, self.maxBackoffMs))
 
 
+ErrorName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^(\*|[A-Za-z_][A-Za-z0-9_.]*)$")]
+
+
+class CatchClause(_Model):
+    """A failure of one of these types (after the retries) continues at `next`, with its description in `into`."""
+
+    errors: list[ErrorName] = Field(min_length=1, max_length=50)
+    """Error types: a handler's exception class name, Timeout, ExpressionError, LimitExceeded, ..., or * for any."""
+    next: Identifier
+    into: Identifier | None = None
+
+    def catches(self, error_type: str) -> bool:
+        return "*" in self.errors or error_type in self.errors
+
+
+Catch = Annotated[list[CatchClause], Field(default_factory=list, max_length=20)]
+
+
 class _ElementBase(_Model):
     key: Identifier
     next: Identifier | None = None
@@ -54,6 +72,7 @@ class TaskElement(_ElementBase):
     output: Identifier | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeoutMs: PositiveInt | None = None
+    catch: Catch
 
 
 class IfConditionElement(_Model):
@@ -62,6 +81,7 @@ class IfConditionElement(_Model):
     condition: Annotated[str, Field(min_length=1)]
     then: Identifier | None = None
     else_: Identifier | None = Field(default=None, alias="else")
+    catch: Catch
 
 
 class SwitchCase(_Model):
@@ -76,11 +96,13 @@ class SwitchElement(_Model):
     type: Literal["switch"]
     cases: list[SwitchCase] = Field(min_length=1, max_length=100)
     default: Identifier | None = None
+    catch: Catch
 
 
 class SetVariableElement(_ElementBase):
     type: Literal["set-variable"]
     set: dict[Identifier, str] = Field(min_length=1)
+    catch: Catch
 
 
 class DelayElement(_ElementBase):
@@ -92,6 +114,7 @@ class WaitSignalElement(_ElementBase):
     type: Literal["wait-signal"]
     signal: Identifier
     into: Identifier | None = None
+    catch: Catch
 
 
 class FailElement(_Model):
@@ -154,16 +177,32 @@ class ProcessDefinition(_ProcessFields):
     threads: list[ThreadDefinition] = Field(min_length=1)
 
     def canonical(self) -> dict[str, Any]:
-        """The body with defaults filled in: two definitions are the same version iff this is equal."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The body with defaults filled in: two definitions are the same version iff this is equal. An empty
+        `catch` is left out, as before catch existed, so a definition registered then is the same version now."""
+        body = self.model_dump(mode="json", by_alias=True)
+        for thread in body["threads"]:
+            for element in thread["elements"]:
+                if element.get("catch") == []:
+                    del element["catch"]
+        return body
 
 
 ELEMENT: TypeAdapter[Element] = TypeAdapter(Element)
 """Validates one element on its own."""
 
 
+def catch_clauses(element: Element) -> list[CatchClause]:
+    clauses: list[CatchClause] = getattr(element, "catch", [])
+    return clauses
+
+
 def successors(element: Element) -> list[str]:
-    """Keys an element can hand control to (a missing `next` ends the thread)."""
+    """Keys an element can hand control to (a missing `next` ends the thread), its catch targets included."""
+    caught = [clause.next for clause in catch_clauses(element)]
+    return list(dict.fromkeys(_flow(element) + caught))
+
+
+def _flow(element: Element) -> list[str]:
     if isinstance(element, IfConditionElement):
         return [k for k in (element.then, element.else_) if k is not None]
     if isinstance(element, SwitchElement):
@@ -181,4 +220,4 @@ def can_end(element: Element) -> bool:
         return element.then is None or element.else_ is None
     if isinstance(element, SwitchElement):
         return element.default is None
-    return not successors(element)
+    return not _flow(element)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import (
+    CatchClause,
     DelayElement,
     EndElement,
     FailElement,
@@ -25,6 +26,7 @@ from procengine.engine.definitions import (
     SwitchElement,
     TaskElement,
     WaitSignalElement,
+    catch_clauses,
 )
 from procengine.engine.expressions import ExpressionError
 from procengine.engine.sizes import bounded_size
@@ -59,6 +61,8 @@ class ElementEvent:
     started_at_ms: int | None = None
     rerun: bool = False
     """An element-started of an attempt whose earlier start was cut short."""
+    caught: str | None = None
+    """An element-failed whose failure a catch clause took: the element the thread goes on with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,14 +317,40 @@ class Interpreter:
         return Outcome(Progressed(), [self._event("element-completed", entry, now_ms, output=output)])
 
     def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int, error_type: str) -> Outcome:
-        """The element failed for good; its entry stays on the stack so a retry can start from it."""
+        """The element failed for good: a catch clause for its error type takes the thread on to its `next`;
+        else the thread fails, and the entry stays on the stack so a retry can start from it."""
         error = _cut(error)
+        element = self.process.elements[entry.element_key]
+        clause = next((c for c in catch_clauses(element) if c.catches(error_type)), None)
+        if clause is not None:
+            try:
+                return self._caught(state, entry, clause, error, error_type, now_ms)
+            except LimitExceeded as exc:  # its description does not fit: the failure stands, uncaught
+                error, error_type = _cut(f"{error} (not caught: {exc})"), "LimitExceeded"
         state.memory.node_outputs[entry.element_key] = {"status": "failed", "error": error, "type": error_type}
         progress = state.threads[entry.thread_key]
         progress.failed_nodes += 1
         progress.status = "failed"
         event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type)
         return Outcome(ElementFailed(entry, error, error_type), [event])
+
+    def _caught(
+        self, state: ExecutionState, entry: StackEntry, clause: CatchClause, error: str, error_type: str, now_ms: int
+    ) -> Outcome:
+        caught = {"error": error, "type": error_type, "attempts": entry.attempt, "elementKey": entry.element_key}
+        if clause.into is not None:
+            self._fit(state, f"the failure of {entry.element_key!r}", [caught])
+            state.memory.variables[clause.into] = caught
+        state.memory.node_outputs[entry.element_key] = {
+            "status": "failed",
+            "error": error,
+            "type": error_type,
+            "caught": clause.next,
+        }
+        event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type, caught=clause.next)
+        state.stack.remove(entry)
+        self._push(state, entry.thread_key, clause.next)
+        return Outcome(Progressed(), [event])
 
     def _push(self, state: ExecutionState, thread_key: str, element_key: str) -> None:
         element = self.process.elements[element_key]

@@ -31,7 +31,7 @@ from procengine.problems import refusal
 __all__ = ["validate_definition"]
 
 _TARGET_FIELDS = ("next", "then", "else", "default")
-"""Where an element of any type names the element after it (and each of a switch's `cases`)."""
+"""Where an element of any type names the element after it (and each of a switch's `cases` and `catch`)."""
 
 
 def validate_definition(document: Any, known_handlers: Collection[str] | None = None) -> CompiledProcess:
@@ -97,8 +97,9 @@ def _node(element: Element | None, raw: Any) -> Node:
     fields = raw if isinstance(raw, dict) else {}
     key = fields.get("key")
     named = [fields.get(name) for name in _TARGET_FIELDS]
-    cases = fields.get("cases")
-    named += [case.get("next") for case in cases if isinstance(case, dict)] if isinstance(cases, list) else []
+    for nested in ("cases", "catch"):  # a switch's cases, any element's catch clauses
+        items = fields.get(nested)
+        named += [item.get("next") for item in items if isinstance(item, dict)] if isinstance(items, list) else []
     targets = tuple(t for t in named if isinstance(t, str))
     # what an invalid element can do is unknown: let it end the thread rather than report cycles it may not have
     return Node(key if isinstance(key, str) else None, targets, can_end=True)

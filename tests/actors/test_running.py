@@ -211,3 +211,31 @@ async def test_a_switch_routes_to_a_fail_element_and_the_execution_fails_with_it
         ("element-completed", "route"),
         ("element-failed", "declined"),
     ]
+
+
+async def test_a_caught_task_failure_takes_the_catch_path_and_the_execution_completes(engine: Engine) -> None:
+    execution_id = await start(
+        engine,
+        definition(
+            {
+                "key": "charge",
+                "type": "task",
+                "handler": "fail",
+                "input": {"message": "'card declined'"},
+                "catch": [{"errors": ["TaskFailed"], "next": "notify", "into": "failure"}],
+                "next": "done",
+            },
+            {"key": "notify", "type": "set-variable", "set": {"notified": "failure.type"}},
+            {"key": "done", "type": "end"},
+        ),
+    )
+
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+
+    state = await engine.state(CALLER, execution_id)
+    assert state.memory["variables"]["notified"] == "TaskFailed"
+    charge = next(e for e in (await engine.elements(CALLER, execution_id)).items if e.key == "charge")
+    assert (charge.status, charge.errorType, charge.caught) == ("failed", "TaskFailed", "notify")
+    log = (await engine.log(CALLER, execution_id)).items
+    failed = next(entry for entry in log if entry.event == "element-failed")
+    assert failed.detail["caught"] == "notify"
