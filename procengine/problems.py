@@ -41,7 +41,7 @@ def problems(exc: ValidationError, value: Any = None, at: str = "") -> list[str]
     listed = []
     for error in exc.errors(include_url=False, include_input=False):
         path = [at] * bool(at) + _document_path(error["loc"], value)
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")  # a rule of ours: its message is the whole story
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             # name the field that is wrong: "elements.0.type: 'frobnicate' is not one of 'task', ..."
             context = error.get("ctx", {})
@@ -59,8 +59,12 @@ def _document_path(loc: tuple[int | str, ...], value: Any) -> list[str]:
     path: list[str] = []
     current = value
     for i, part in enumerate(loc):
-        if i < len(loc) - 1 and _is_tag(current, part):
-            continue  # the union's tag, not a key of the document
+        last = i == len(loc) - 1
+        if (not last and _is_tag(current, part)) or (
+            last and isinstance(current, dict) and current.get("type") == part
+        ):
+            # the union's tag (last: a rule over the whole element, such as onTimeout needing timeoutMs)
+            continue
         current = _child(current, part)
         path.append(str(part))
     return path

@@ -554,7 +554,8 @@ class ExecutionActor:
             if isinstance(step, Sleep):
                 await _wait(wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
             elif isinstance(step, AwaitSignal):
-                await _wait(wakeup, None)
+                timeout = None if step.until_ms is None else (step.until_ms - self.ctx.clock.now_ms()) / 1000
+                await _wait(wakeup, timeout)
             else:
                 assert isinstance(step, Progressed)
 

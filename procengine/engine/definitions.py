@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, TypeAdapter, model_validator
 
 ElementType = Literal["task", "if-condition", "switch", "set-variable", "delay", "wait-signal", "fail", "end"]
 ELEMENT_TYPES: tuple[ElementType, ...] = (
@@ -114,7 +114,16 @@ class WaitSignalElement(_ElementBase):
     type: Literal["wait-signal"]
     signal: Identifier
     into: Identifier | None = None
+    timeoutMs: PositiveInt | None = None
+    """No signal within this (paused time not counted): go on at `onTimeout`, or without one fail (Timeout)."""
+    onTimeout: Identifier | None = None
     catch: Catch
+
+    @model_validator(mode="after")
+    def _timeout_for_on_timeout(self) -> WaitSignalElement:
+        if self.onTimeout is not None and self.timeoutMs is None:
+            raise ValueError("onTimeout needs timeoutMs")
+        return self
 
 
 class FailElement(_Model):
@@ -210,6 +219,8 @@ def _flow(element: Element) -> list[str]:
         return list(dict.fromkeys(targets))
     if isinstance(element, EndElement | FailElement):
         return []
+    if isinstance(element, WaitSignalElement) and element.onTimeout is not None:
+        return list(dict.fromkeys([k for k in (element.next, element.onTimeout) if k is not None]))
     return [element.next] if element.next is not None else []
 
 
@@ -220,4 +231,6 @@ def can_end(element: Element) -> bool:
         return element.then is None or element.else_ is None
     if isinstance(element, SwitchElement):
         return element.default is None
+    if isinstance(element, WaitSignalElement):
+        return element.next is None
     return not _flow(element)

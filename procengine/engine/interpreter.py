@@ -83,6 +83,8 @@ class Sleep:
 class AwaitSignal:
     entry: StackEntry
     signal: str
+    until_ms: int | None = None
+    """With a timeout: ask again at this time (epoch ms) if no signal came."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +245,7 @@ class Interpreter:
         if isinstance(element, WaitSignalElement):
             waiting = state.memory.signals.get(element.signal)
             if not waiting:
-                return Outcome(AwaitSignal(entry, element.signal))
+                return self._await_signal(state, entry, element, now_ms)
             payload = waiting[0]
             # it leaves the waiting signals for the node output (and the variable `into`)
             copies = [payload, payload] if element.into is not None else [payload]
@@ -273,6 +275,21 @@ class Interpreter:
             return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
         assert isinstance(element, EndElement)
         return self._complete(state, entry, None, None, now_ms)
+
+    def _await_signal(
+        self, state: ExecutionState, entry: StackEntry, element: WaitSignalElement, now_ms: int
+    ) -> Outcome:
+        if element.timeoutMs is None:
+            return Outcome(AwaitSignal(entry, element.signal))
+        if entry.due_at_ms is None:  # a timer like a delay's: frozen by pause, kept across restarts
+            entry.due_at_ms = now_ms + element.timeoutMs
+        if now_ms < entry.due_at_ms:
+            return Outcome(AwaitSignal(entry, element.signal, entry.due_at_ms))
+        if element.onTimeout is None:
+            return self._fail(
+                state, entry, f"no signal {element.signal!r} within {element.timeoutMs} ms", now_ms, "Timeout"
+            )
+        return self._complete(state, entry, {"timedOut": True}, element.onTimeout, now_ms)
 
     def _fit(
         self, state: ExecutionState, what: str, values: list[Any], *, sizes: int | None = None, freed: Any = None

@@ -30,7 +30,7 @@ from procengine.problems import refusal
 
 __all__ = ["validate_definition"]
 
-_TARGET_FIELDS = ("next", "then", "else", "default")
+_TARGET_FIELDS = ("next", "then", "else", "default", "onTimeout")
 """Where an element of any type names the element after it (and each of a switch's `cases` and `catch`)."""
 
 

@@ -239,3 +239,19 @@ async def test_a_caught_task_failure_takes_the_catch_path_and_the_execution_comp
     log = (await engine.log(CALLER, execution_id)).items
     failed = next(entry for entry in log if entry.event == "element-failed")
     assert failed.detail["caught"] == "notify"
+
+
+async def test_a_wait_with_no_signal_in_time_goes_on_at_on_timeout(engine: Engine) -> None:
+    execution_id = await start(
+        engine,
+        definition(
+            {"key": "approval", "type": "wait-signal", "signal": "go", "timeoutMs": 200, "onTimeout": "escalate"},
+            {"key": "escalate", "type": "set-variable", "set": {"escalated": "true"}},
+        ),
+    )
+
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+
+    state = await engine.state(CALLER, execution_id)
+    assert state.memory["variables"] == {"escalated": True}
+    assert state.memory["node_outputs"]["approval"] == {"status": "success", "data": {"timedOut": True}}
