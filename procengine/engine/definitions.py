@@ -186,14 +186,23 @@ class ProcessDefinition(_ProcessFields):
     threads: list[ThreadDefinition] = Field(min_length=1)
 
     def canonical(self) -> dict[str, Any]:
-        """The body with defaults filled in: two definitions are the same version iff this is equal. An empty
-        `catch` is left out, as before catch existed, so a definition registered then is the same version now."""
+        """The body with defaults filled in: two definitions are the same version iff this is equal. Fields added
+        to an element type after its first release are left out while they hold their default, so a definition
+        registered before they existed is the same version now."""
         body = self.model_dump(mode="json", by_alias=True)
         for thread in body["threads"]:
             for element in thread["elements"]:
-                if element.get("catch") == []:
-                    del element["catch"]
+                for name in ("catch", *_ADDED_FIELDS.get(element["type"], ())):
+                    if name in element and element[name] in (None, []):
+                        del element[name]
         return body
+
+
+_ADDED_FIELDS: dict[str, tuple[str, ...]] = {
+    "wait-signal": ("timeoutMs", "onTimeout", "timeoutAt"),
+    "delay": ("until",),
+}
+"""Per element type, the optional fields it gained after its first release (catch: every type that has it)."""
 
 
 ELEMENT: TypeAdapter[Element] = TypeAdapter(Element)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import ElementFailed, Progressed, RunTask, Sleep, ThreadEnded
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
@@ -97,21 +96,6 @@ def test_an_expression_error_of_a_set_variable_can_be_caught() -> None:
     assert isinstance(run.drive(), ThreadEnded)
 
     assert run.variables["x"] == 0 and run.variables["err"]["type"] == "ExpressionError"
-
-
-def test_a_definition_without_catch_is_the_same_version_as_before_catch_existed() -> None:
-    body = {"key": "p", "threads": [{"key": "main", "elements": [{"key": "t", "type": "task", "handler": "h"}]}]}
-
-    canonical = ProcessDefinition.model_validate(body).canonical()
-
-    assert "catch" not in canonical["threads"][0]["elements"][0]
-    with_catch = {**body["threads"][0]["elements"][0], "catch": [{"errors": ["*"], "next": "t"}]}  # type: ignore[index]
-    assert (
-        "catch"
-        in ProcessDefinition.model_validate(
-            {**body, "threads": [{"key": "main", "elements": [with_catch]}]}
-        ).canonical()["threads"][0]["elements"][0]
-    )
 
 
 def test_catch_targets_are_checked_and_make_their_element_reachable() -> None:

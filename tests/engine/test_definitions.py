@@ -207,3 +207,53 @@ def test_canonical_differs_when_the_body_changes(order_body: dict[str, Any]) -> 
 def test_a_definition_is_immutable(order_definition: ProcessDefinition) -> None:
     with pytest.raises(ValidationError):
         order_definition.threads[0].elements[5].durationMs = 5  # type: ignore[union-attr]
+
+
+def test_a_definition_of_the_first_release_canonicalises_exactly_as_it_did_then() -> None:
+    """The version of a registered definition is decided by its canonical body: fields added since (catch, a
+    wait's timeout, a delay's until) must not appear while unused, or re-registering would make a new version."""
+    body = {
+        "key": "p",
+        "threads": [
+            {
+                "key": "m",
+                "elements": [
+                    {"key": "w", "type": "wait-signal", "signal": "s", "next": "d", "into": "x"},
+                    {"key": "d", "type": "delay", "durationMs": 5, "next": "t"},
+                    {"key": "i", "type": "if-condition", "condition": "true", "then": "t"},
+                    {"key": "s", "type": "set-variable", "set": {"a": "1"}, "next": "t"},
+                    {"key": "t", "type": "task", "handler": "h", "next": "e"},
+                    {"key": "e", "type": "end"},
+                ],
+            }
+        ],
+    }
+    # recorded from the canonical() of commit 5e8ff04, before any element type gained a field
+    first_release = {
+        "key": "p",
+        "name": "",
+        "threads": [
+            {
+                "key": "m",
+                "start": None,
+                "elements": [
+                    {"key": "w", "next": "d", "type": "wait-signal", "signal": "s", "into": "x"},
+                    {"key": "d", "next": "t", "type": "delay", "durationMs": 5},
+                    {"key": "i", "type": "if-condition", "condition": "true", "then": "t", "else": None},
+                    {"key": "s", "next": "t", "type": "set-variable", "set": {"a": "1"}},
+                    {
+                        "key": "t",
+                        "next": "e",
+                        "type": "task",
+                        "handler": "h",
+                        "input": {},
+                        "output": None,
+                        "retry": {"maxAttempts": 1, "backoffMs": 0, "backoffMultiplier": 2.0, "maxBackoffMs": 3600000},
+                        "timeoutMs": None,
+                    },
+                    {"key": "e", "type": "end"},
+                ],
+            }
+        ],
+    }
+    assert ProcessDefinition.model_validate(body).canonical() == first_release
