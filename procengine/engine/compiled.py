@@ -11,6 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from procengine.engine.definitions import (
+    DelayElement,
     Element,
     FailElement,
     IfConditionElement,
@@ -19,6 +20,7 @@ from procengine.engine.definitions import (
     SwitchElement,
     TaskElement,
     ThreadDefinition,
+    WaitSignalElement,
     can_end,
     successors,
 )
@@ -129,4 +131,8 @@ def _sources(element: Element) -> list[str]:
         return [case.when for case in element.cases]
     if isinstance(element, FailElement):
         return [element.message]
+    if isinstance(element, DelayElement) and element.until is not None:
+        return [element.until]
+    if isinstance(element, WaitSignalElement) and element.timeoutAt is not None:
+        return [element.timeoutAt]
     return []

@@ -107,7 +107,15 @@ class SetVariableElement(_ElementBase):
 
 class DelayElement(_ElementBase):
     type: Literal["delay"]
-    durationMs: NonNegativeInt
+    durationMs: NonNegativeInt | None = None
+    until: Annotated[str, Field(min_length=1)] | None = None
+    """CEL: a timestamp, an RFC 3339 string or a duration from when the delay starts."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DelayElement:
+        if (self.durationMs is None) == (self.until is None):
+            raise ValueError("a delay takes durationMs or until (one of them)")
+        return self
 
 
 class WaitSignalElement(_ElementBase):
@@ -116,13 +124,17 @@ class WaitSignalElement(_ElementBase):
     into: Identifier | None = None
     timeoutMs: PositiveInt | None = None
     """No signal within this (paused time not counted): go on at `onTimeout`, or without one fail (Timeout)."""
+    timeoutAt: Annotated[str, Field(min_length=1)] | None = None
+    """The same, by a CEL time (a timestamp, an RFC 3339 string, or a duration from when the wait starts)."""
     onTimeout: Identifier | None = None
     catch: Catch
 
     @model_validator(mode="after")
     def _timeout_for_on_timeout(self) -> WaitSignalElement:
-        if self.onTimeout is not None and self.timeoutMs is None:
-            raise ValueError("onTimeout needs timeoutMs")
+        if self.timeoutMs is not None and self.timeoutAt is not None:
+            raise ValueError("a wait takes timeoutMs or timeoutAt, not both")
+        if self.onTimeout is not None and self.timeoutMs is None and self.timeoutAt is None:
+            raise ValueError("onTimeout needs timeoutMs or timeoutAt")
         return self
 
 

@@ -6,6 +6,7 @@ CEL (through the `common-expression-language` bindings) cannot run arbitrary cod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cel
@@ -33,6 +34,25 @@ class Expression:
                 "convert timestamps and durations with string()"
             )
         return value
+
+    def evaluate_due(self, variables: dict[str, Any], now_ms: int) -> int:
+        """A time (epoch ms) from a CEL timestamp (`timestamp('2026-12-24T00:00:00Z')`), an RFC 3339 string (a
+        variable holding one), or a duration from now (`duration('72h')`)."""
+        try:
+            value = self._program.execute(variables)
+        except Exception as exc:
+            raise ExpressionError(f"{self.source!r}: {exc}") from None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ExpressionError(f"{self.source!r} gave {value!r}, which is no RFC 3339 time") from None
+        if isinstance(value, timedelta):
+            return now_ms + int(value.total_seconds() * 1000)
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            return int(moment.timestamp() * 1000)
+        raise ExpressionError(f"{self.source!r} must give a timestamp or a duration, gave {type(value).__name__}")
 
     def evaluate_bool(self, variables: dict[str, Any]) -> bool:
         value = self.evaluate(variables)

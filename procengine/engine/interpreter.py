@@ -238,10 +238,15 @@ class Interpreter:
             return Outcome(self._run_task(entry, element, variables))
         if isinstance(element, DelayElement):
             if entry.due_at_ms is None:
-                entry.due_at_ms = now_ms + element.durationMs
+                if element.durationMs is not None:
+                    entry.due_at_ms = now_ms + element.durationMs
+                else:
+                    assert element.until is not None
+                    entry.due_at_ms = self.process.expression(element.until).evaluate_due(variables, now_ms)
             if now_ms < entry.due_at_ms:
                 return Outcome(Sleep(entry, entry.due_at_ms))
-            return self._complete(state, entry, {"delayedMs": element.durationMs}, element.next, now_ms)
+            delayed = element.durationMs if element.durationMs is not None else _waited(entry, now_ms)
+            return self._complete(state, entry, {"delayedMs": delayed}, element.next, now_ms)
         if isinstance(element, WaitSignalElement):
             waiting = state.memory.signals.get(element.signal)
             if not waiting:
@@ -279,16 +284,20 @@ class Interpreter:
     def _await_signal(
         self, state: ExecutionState, entry: StackEntry, element: WaitSignalElement, now_ms: int
     ) -> Outcome:
-        if element.timeoutMs is None:
+        if element.timeoutMs is None and element.timeoutAt is None:
             return Outcome(AwaitSignal(entry, element.signal))
         if entry.due_at_ms is None:  # a timer like a delay's: frozen by pause, kept across restarts
-            entry.due_at_ms = now_ms + element.timeoutMs
+            if element.timeoutMs is not None:
+                entry.due_at_ms = now_ms + element.timeoutMs
+            else:
+                assert element.timeoutAt is not None
+                entry.due_at_ms = self.process.expression(element.timeoutAt).evaluate_due(
+                    state.memory.variables, now_ms
+                )
         if now_ms < entry.due_at_ms:
             return Outcome(AwaitSignal(entry, element.signal, entry.due_at_ms))
         if element.onTimeout is None:
-            return self._fail(
-                state, entry, f"no signal {element.signal!r} within {element.timeoutMs} ms", now_ms, "Timeout"
-            )
+            return self._fail(state, entry, f"no signal {element.signal!r} in time", now_ms, "Timeout")
         return self._complete(state, entry, {"timedOut": True}, element.onTimeout, now_ms)
 
     def _fit(
@@ -401,6 +410,11 @@ class Interpreter:
             started_at_ms=entry.started_at_ms,
             **extra,
         )
+
+
+def _waited(entry: StackEntry, now_ms: int) -> int:
+    """How long a delay by `until` waited: from its start to now (0 for a time already past when it started)."""
+    return max(0, now_ms - (entry.started_at_ms if entry.started_at_ms is not None else now_ms))
 
 
 def _cut(error: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from procengine.engine.interpreter import AwaitSignal, ElementFailed, ThreadEnded
+from procengine.engine.interpreter import AwaitSignal, ElementFailed, Sleep, ThreadEnded
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
 from tests.engine.support import definition, start
@@ -95,6 +95,71 @@ def test_registration_says_what_a_wait_is_missing_without_pydantic_s_words() -> 
         validate_definition(document)
 
     assert caught.value.details == [
-        "threads.0.elements.0: onTimeout needs timeoutMs",
+        "threads.0.elements.0: onTimeout needs timeoutMs or timeoutAt",
         "threads.0 (m): element 'w' points to missing element 'x'",
     ]
+
+
+# --- times from CEL: a delay's until, a wait's timeoutAt ----------------------------------------------------
+
+NOON = 1_796_126_400_000  # 2026-12-01T12:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("until", "variables", "due"),
+    [
+        ("timestamp('2026-12-01T12:00:05Z')", {}, NOON + 5_000),
+        ("deadline", {"deadline": "2026-12-01T12:00:07Z"}, NOON + 7_000),  # a variable holding RFC 3339
+        ("duration('90s')", {}, NOON + 90_000),  # from when the delay starts
+        ("duration(string(hours) + 'h')", {"hours": 2}, NOON + 7_200_000),
+    ],
+)
+def test_a_delay_until_a_cel_time_waits_until_then(until: str, variables: dict[str, Any], due: int) -> None:
+    run = start(
+        definition({"key": "d", "type": "delay", "until": until, "next": "e"}, {"key": "e", "type": "end"}), variables
+    )
+
+    step = run.drive(now=NOON)
+
+    assert step == Sleep(run.state.stack[0], due)
+    assert isinstance(run.drive(now=due), ThreadEnded)
+    assert run.state.memory.node_outputs["d"] == {"status": "success", "data": {"delayedMs": due - NOON}}
+
+
+def test_a_time_that_is_no_time_fails_the_delay() -> None:
+    run = start(definition({"key": "d", "type": "delay", "until": "'next tuesday'"}))
+
+    step = run.drive(now=NOON)
+
+    assert isinstance(step, ElementFailed) and step.error_type == "ExpressionError"
+    assert "no RFC 3339 time" in step.error
+
+
+def test_a_wait_until_a_cel_time_times_out_then() -> None:
+    element = {**APPROVAL, "timeoutMs": None, "timeoutAt": "timestamp(sla)"}
+    run = start(definition(element, *AFTER), {"sla": "2026-12-01T12:01:00Z"})
+
+    step = run.drive(now=NOON)
+
+    assert isinstance(step, AwaitSignal) and step.until_ms == NOON + 60_000
+    assert isinstance(run.drive(now=NOON + 60_000), ThreadEnded)
+    assert run.variables["path"] == "escalate"
+
+
+@pytest.mark.parametrize(
+    ("element", "message"),
+    [
+        ({"key": "d", "type": "delay"}, "a delay takes durationMs or until"),
+        (
+            {"key": "d", "type": "delay", "durationMs": 5, "until": "duration('1s')"},
+            "a delay takes durationMs or until",
+        ),
+        (
+            {"key": "w", "type": "wait-signal", "signal": "s", "timeoutMs": 5, "timeoutAt": "duration('1s')"},
+            "a wait takes timeoutMs or timeoutAt, not both",
+        ),
+    ],
+)
+def test_one_way_to_say_when(element: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        definition(element)
