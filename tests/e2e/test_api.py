@@ -246,8 +246,8 @@ threads:
     assert body["error"]["message"] == "process definition 'odd-one' is not valid: 7 problems"
     problems = body["error"]["details"]
     assert problems[:6] == [
-        "threads.0.elements.0.type: 'frobnicate' is not one of 'task', 'if-condition', 'set-variable', 'delay', "
-        "'wait-signal', 'end'",
+        "threads.0.elements.0.type: 'frobnicate' is not one of 'task', 'if-condition', 'switch', 'set-variable', "
+        "'delay', 'wait-signal', 'fail', 'end'",
         "threads.0 (m): element 'odd' points to missing element 'x'",
         "threads.0 (m): element 't' points to missing element 'y'",
         "threads.0 (m): element 't' is unreachable from 'odd'",
