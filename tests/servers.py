@@ -8,11 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 BASE = "/api/v1/process-engine"
+REPO = Path(__file__).resolve().parent.parent
 STEPS_PROCESS = {
     "key": "steps",
     "threads": [
@@ -74,6 +76,7 @@ async def serving(redis_url: str, prefix: str) -> AsyncIterator[ServerFactory]:
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
             env=env,
+            cwd=REPO,  # where `--handlers examples.handlers` and `--register examples/...` are found
         )
         assert process.stdout is not None
         async with asyncio.timeout(30):
