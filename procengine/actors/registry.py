@@ -124,6 +124,7 @@ class Registry:
             expected_owner=owner,
             expected_epoch=stored.epoch,
             log=record if adopted else None,
+            expected_commit=stored.fields.get("lastCommit", ""),  # what was loaded is still the latest
         )
         if result.outcome is Outcome.MISSING:
             raise NotFound(f"execution {execution_id} not found")

@@ -141,14 +141,25 @@ class ExecutionStore:
         return _result(reply)
 
     async def takeover(
-        self, execution_id: int, *, owner: str, expected_owner: str, expected_epoch: int, log: LogRecord | None
+        self,
+        execution_id: int,
+        *,
+        owner: str,
+        expected_owner: str,
+        expected_epoch: int,
+        log: LogRecord | None,
+        expected_commit: str | None = None,
     ) -> WriteResult:
+        """Become the owner if owner and epoch are as expected and, with `expected_commit` (the `lastCommit` of
+        the state the caller loaded), no write has landed since: else CONFLICT."""
         keys = self.keys.execution(execution_id)
         args: list[Scalar] = [owner, expected_owner, str(expected_epoch), self.log_maxlen]
         if log is None:
             args += ["", "", ""]
         else:
             args += [str(log.at_ms), log.event, encode(log.detail)]
+        if expected_commit is not None:
+            args.append(expected_commit)
         reply = await self.scripts.takeover(keys=[keys.execution, keys.log], args=args)
         return _result(reply)
 

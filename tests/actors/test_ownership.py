@@ -175,3 +175,40 @@ async def test_a_node_takes_back_its_own_stopped_executions_and_never_adopts_fro
     assert log.count(("element-started", "work")) == 2  # cut short by the stop, run again: at least once
     assert [entry.detail.get("rerun") for entry in (await engine.log(CALLER, execution_id)).items
             if (entry.event, entry.elementKey) == ("element-started", "work")] == [None, True]  # fmt: skip
+
+
+async def test_a_takeover_after_a_write_the_taker_did_not_load_is_refused(engine: Engine) -> None:
+    """A Redis failover can keep an owner's heartbeat away long enough for another node to load its execution
+    and take it over, while the owner, still alive, writes a step in between: the taker would go on from the
+    state before that step and complete the element again (seen under make chaos --mode failover)."""
+    execution_id = await start(
+        engine,
+        definition({"key": "w", "type": "wait-signal", "signal": "s", "next": "e"}, {"key": "e", "type": "end"}),
+    )
+    await wait_element(engine, execution_id, "w")
+    loaded = await engine.store.load(execution_id)  # what the other node read
+    assert loaded is not None
+
+    await engine.signal(CALLER, execution_id, "s", {"ok": True})  # the owner writes a step after that read
+    await wait_status(engine, execution_id, "completed")
+
+    stale = await engine.store.takeover(
+        execution_id,
+        owner="other",
+        expected_owner=loaded.fields["owner"],
+        expected_epoch=loaded.epoch,
+        log=None,
+        expected_commit=loaded.fields["lastCommit"],
+    )
+    assert stale.outcome is Outcome.CONFLICT
+    fresh = await engine.store.load(execution_id)
+    assert fresh is not None
+    taken = await engine.store.takeover(
+        execution_id,
+        owner="other",
+        expected_owner=fresh.fields["owner"],
+        expected_epoch=fresh.epoch,
+        log=None,
+        expected_commit=fresh.fields["lastCommit"],
+    )
+    assert taken.outcome is Outcome.OK
