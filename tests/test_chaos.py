@@ -53,5 +53,5 @@ def test_a_rolling_restart_answers_every_request_and_stalls_no_execution_for_2_s
 def test_sentinel_failovers_with_replicated_durability_lose_no_acknowledged_transition() -> None:
     """The Redis master is killed every few seconds under 100 running executions; with `--durability replicated`
     nothing acknowledged is lost, every execution ends and no element completes twice."""
-    argv = ["--mode", "failover", "--durability", "replicated", "--seconds", "30", "--executions", "100"]
+    argv = ["--mode", "failover", "--durability", "replicated", "--seconds", "20", "--executions", "100"]
     assert main(argv) == 0
