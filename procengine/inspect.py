@@ -19,7 +19,6 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 from redis.asyncio import Redis
@@ -269,18 +268,13 @@ def embedded_redis_url(data_dir: Path) -> str:
     return url
 
 
+_PASSWORD = re.compile(r"^([A-Za-z0-9+.-]+://[^:/@]*):[^@/]*@")
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    """The URL without its password, for messages (`redis+sentinel://:pw@h1:26379,h2:26379/m` too, which
+    urlsplit cannot take apart: its port is two ports)."""
+    return _PASSWORD.sub(r"\1:***@", url)
 
 
 # --- rendering ----------------------------------------------------------------------------------------

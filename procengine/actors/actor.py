@@ -414,6 +414,7 @@ class ExecutionActor:
         self.fields = dict(stored.fields)
         self.thread_records = {key: progress.to_doc() for key, progress in self.state.threads.items()}
         self.rendered_status = None
+        self._crash = None  # a runner's failed write (not replicated, say) is dealt with: it goes on from Redis
         if self.status is Status.RUNNING:
             self._start_runners()
 

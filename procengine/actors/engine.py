@@ -34,6 +34,7 @@ from procengine.engine.sizes import bounded_size
 from procengine.errors import (
     CodecError,
     InvalidTransition,
+    NotReplicated,
     OwnedElsewhere,
     PayloadTooLarge,
     ProcEngineError,
@@ -104,7 +105,8 @@ class Engine:
             scripts,
             settings.log_maxlen,
             replicas=1 if settings.durability == "replicated" else 0,
-            replica_timeout_ms=int(settings.redis_timeout_s * 500),  # answered before the socket's own timeout
+            # answered before the socket's own timeout; never 0, which WAIT takes as "for ever"
+            replica_timeout_ms=max(1, int(settings.redis_timeout_s * 500)),
         )
         self.catalog = Catalog(ProcessStore(redis, self.keys, scripts), handlers, self.clock)
         self.queries = Queries(self.store)
@@ -222,6 +224,16 @@ class Engine:
         try:
             try:
                 actor = await self._create(caller, execution_id, first_thread, stored, process, request)
+            except NotReplicated as exc:
+                # written on the master, not yet on a replica: the execution exists (this node's reconciler takes
+                # it back and runs it), so nothing is undone, and a retry with the key finds it
+                if key is not None:
+                    await self.idempotent.created(caller.tenant, key)
+                raise NotReplicated(
+                    f"execution {execution_id} was started, but {exc.message}; GET its status to see whether it "
+                    "lasted, or retry with the same idempotencyKey",
+                    retry_after_s=1,
+                ) from None
             except BaseException:
                 await asyncio.shield(self._undo_start(caller.tenant, execution_id, key))
                 raise

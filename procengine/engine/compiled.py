@@ -22,6 +22,7 @@ from procengine.engine.definitions import (
     ThreadDefinition,
     WaitSignalElement,
     can_end,
+    catch_clauses,
     successors,
 )
 from procengine.engine.expressions import Expression, ExpressionError, compile_expression
@@ -115,6 +116,9 @@ def element_problems(
             expressions[source] = compile_expression(source)
         except ExpressionError as exc:
             problems.append(f"{where}: {exc}")
+    for clause in catch_clauses(element):
+        if clause.next == element.key:
+            problems.append(f"{where}: a catch clause goes back to the element itself (at once, for ever); use retry")
     if isinstance(element, TaskElement) and known_handlers is not None and element.handler not in known_handlers:
         problems.append(f"{where}: unknown handler {element.handler!r} (known: {', '.join(sorted(known_handlers))})")
     return problems

@@ -110,6 +110,7 @@ class DelayElement(_ElementBase):
     durationMs: NonNegativeInt | None = None
     until: Annotated[str, Field(min_length=1)] | None = None
     """CEL: a timestamp, an RFC 3339 string or a duration from when the delay starts."""
+    catch: Catch
 
     @model_validator(mode="after")
     def _one_of(self) -> DelayElement:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,9 +35,12 @@ class ScriptBatcher:
         max_in_flight: int = 4,
         replicas: int = 0,
         replica_timeout_ms: int = 1000,
+        wrote: Callable[[Any], bool] = lambda result: True,
     ) -> None:
         self.redis = redis
         self.script = script
+        self.wrote = wrote
+        """Whether a script's result says it wrote: only those can be lost, so only those fail NotReplicated."""
         self.replicas = replicas
         """With replicas > 0 each pipeline ends with WAIT: it answers only once that many replicas have every write
         of the pipeline (WAIT covers what its own connection sent before it), else NotReplicated."""
@@ -83,17 +87,19 @@ class ScriptBatcher:
                 again, acknowledged = await self._execute([batch[i] for i in missing])
                 for i, result in zip(missing, again, strict=True):
                     results[i] = result
-            self._check_replicated(acknowledged)
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        unreplicated = self._unreplicated(acknowledged)
         for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, Exception):
                 future.set_exception(result)
+            elif unreplicated is not None and self.wrote(result):
+                future.set_exception(unreplicated)
             else:
                 future.set_result(result)
 
@@ -109,12 +115,14 @@ class ScriptBatcher:
             results: list[Any] = await pipe.execute(raise_on_error=False)
         return results, results.pop() if self.replicas else None
 
-    def _check_replicated(self, acknowledged: Any) -> None:
+    def _unreplicated(self, acknowledged: Any) -> NotReplicated | None:
+        """The error for the writes of a pipeline whose WAIT fell short (None: replicated, or no replicas asked)."""
         if self.replicas and (isinstance(acknowledged, Exception) or acknowledged < self.replicas):
-            raise NotReplicated(
+            return NotReplicated(
                 f"written on the Redis master but not acknowledged by {self.replicas} replica(s) within "
                 f"{self.replica_timeout_ms} ms ({acknowledged!r}): it may be lost if the master fails now"
             )
+        return None
 
     async def aclose(self) -> None:
         """Wait for the writes already submitted."""

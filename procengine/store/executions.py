@@ -98,7 +98,13 @@ class ExecutionStore:
         self.log_maxlen = log_maxlen
         self._token_prefix = f"{uuid.uuid4().hex[:12]}:"
         self._tokens = itertools.count(1)
-        self._commits = ScriptBatcher(redis, scripts.commit, replicas=replicas, replica_timeout_ms=replica_timeout_ms)
+        self._commits = ScriptBatcher(
+            redis,
+            scripts.commit,
+            replicas=replicas,
+            replica_timeout_ms=replica_timeout_ms,
+            wrote=_applied,  # FENCED, CONFLICT, EXPIRED wrote nothing: their answer stands
+        )
 
     async def aclose(self) -> None:
         """Wait for the writes already submitted (group commit)."""
@@ -266,6 +272,10 @@ def _pairs(mapping: dict[str, Scalar]) -> list[str | bytes]:
     return [
         part for name, value in mapping.items() for part in (name, value if isinstance(value, bytes) else str(value))
     ]
+
+
+def _applied(reply: Any) -> bool:
+    return isinstance(reply, list) and bool(reply) and reply[0] in (b"OK", "OK")
 
 
 def _result(reply: list[Any]) -> WriteResult:

@@ -69,7 +69,7 @@ def parse_redis_url(url: str) -> RedisTarget:
 def _credentials(text: str) -> tuple[str | None, str | None]:
     user, colon, password = text.partition(":")
     if not colon:
-        return None, unquote(user) or None  # redis://secret@host: a password alone, as redis-py reads it
+        return unquote(user) or None, None  # redis://name@host: a user name, as redis-py reads redis:// URLs
     return unquote(user) or None, unquote(password)
 
 

@@ -15,9 +15,11 @@ from procengine.handlers import HandlerRegistry
 from procengine.redis_server import RedisServer
 from procengine.settings import Settings
 from procengine.store.batching import ScriptBatcher
+from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome
+from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
-from procengine.views import ControlRequest
-from tests.actors.conftest import CALLER, start, wait_element
+from procengine.views import ControlRequest, StartRequest
+from tests.actors.conftest import CALLER, EngineFactory, start, wait_element
 from tests.actors.test_control import WAIT
 from tests.conftest import RedisServerFactory
 
@@ -73,3 +75,35 @@ async def test_an_acknowledged_transition_is_on_the_replica(
         replica.stop()
         await primary.aclose()
         await copy.aclose()
+
+
+async def test_a_write_that_wrote_nothing_answers_as_it_is_without_a_replica(redis: Redis, prefix: str) -> None:
+    """FENCED, CONFLICT or EXPIRED wrote nothing, so nothing can be lost: their answer (a 409, say) stands."""
+    store = ExecutionStore(
+        redis, Keys(prefix), Scripts.register(redis), log_maxlen=100, replicas=1, replica_timeout_ms=50
+    )
+    try:
+        with pytest.raises(NotReplicated):  # the creation wrote: it may not last
+            await store.commit(9, Commit(execution={"status": "running", "epoch": 1}), epoch=None, expect=NEW)
+
+        again = await store.commit(9, Commit(execution={"status": "running"}), epoch=None, expect=NEW)
+        fenced = await store.commit(9, Commit(execution={"x": 1}), epoch=7, expect="running")
+
+        assert (again.outcome, fenced.outcome) == (Outcome.CONFLICT, Outcome.FENCED)
+    finally:
+        await store.aclose()
+
+
+async def test_a_start_no_replica_acknowledged_exists_and_its_key_finds_it(make_engine: EngineFactory) -> None:
+    engine = await make_engine(durability="replicated", redis_timeout_s=0.2)
+    summary, _ = await engine.register_process(CALLER, WAIT)
+    request = StartRequest(processID=summary.processID, idempotencyKey="order-1")
+
+    with pytest.raises(NotReplicated, match=r"execution (\d+) was started, but written on the Redis master") as caught:
+        await engine.start_execution(CALLER, request)
+
+    execution_id = int(caught.value.message.split()[1])
+    assert await engine.store.load(execution_id) is not None  # not undone
+    assert execution_id in await engine.store.page("default", None, 10)
+    repeat, created = await engine.start_execution(CALLER, request)
+    assert (repeat.executionID, created) == (execution_id, False)

@@ -162,15 +162,12 @@ async def test_resume_refuses_a_corrupted_snapshot_and_changes_nothing(
         await redis.hset(state_key, field, value)
     before_state = await redis.hgetall(state_key)
     before_exec = await redis.hgetall(engine.keys.execution(execution_id).execution)
-    before_exec.pop(b"lastCommit")  # the token of the last write, which the refusal's log entry is
 
     with pytest.raises(StateCorrupted):
         await engine.resume(CALLER, execution_id, ControlRequest())
 
     assert await redis.hgetall(state_key) == before_state
-    after_exec = await redis.hgetall(engine.keys.execution(execution_id).execution)
-    after_exec.pop(b"lastCommit")
-    assert after_exec == before_exec
+    assert await redis.hgetall(engine.keys.execution(execution_id).execution) == before_exec
     assert (await engine.status(CALLER, execution_id)).status == "paused"
     last = (await engine.log(CALLER, execution_id)).items[-1]
     assert last.event == "refused" and "state corrupted" in last.detail["why"]

@@ -131,3 +131,23 @@ def test_catch_targets_are_checked_and_make_their_element_reachable() -> None:
     assert "threads.0 (main): element 't' points to missing element 'gone'" in details
     assert any(d.startswith("threads.0.elements.1.catch.0.errors.0:") for d in details), details
     assert not any("'alt' is unreachable" in d for d in details), details  # reached through handled's catch
+
+
+def test_a_catch_back_to_its_own_element_is_refused() -> None:
+    document = {
+        "key": "p",
+        "threads": [
+            {
+                "key": "m",
+                "elements": [
+                    {"key": "poll", "type": "task", "handler": "h", "catch": [{"errors": ["*"], "next": "poll"}]},
+                ],
+            }
+        ],
+    }
+    with pytest.raises(ValidationFailed) as caught:
+        validate_definition(document)
+
+    assert caught.value.details == [
+        "element 'poll': a catch clause goes back to the element itself (at once, for ever); use retry"
+    ]

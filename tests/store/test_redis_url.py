@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from procengine.inspect import redact
 from procengine.store.redis_url import RedisTarget, parse_redis_url
 
 
@@ -33,9 +34,9 @@ from procengine.store.redis_url import RedisTarget, parse_redis_url
             ),
         ),
         (
-            "redis+cluster://secret@h1:7000, h2:7001",
+            "redis+cluster://app@h1:7000, h2:7001",
             RedisTarget(
-                "cluster", "redis+cluster://secret@h1:7000, h2:7001", (("h1", 7000), ("h2", 7001)), password="secret"
+                "cluster", "redis+cluster://app@h1:7000, h2:7001", (("h1", 7000), ("h2", 7001)), username="app"
             ),
         ),
         (
@@ -66,3 +67,16 @@ def test_each_kind_of_url_names_its_redis(url: str, expected: RedisTarget) -> No
 def test_a_url_that_names_no_redis_says_what_is_wrong(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_redis_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis+sentinel://app:pw@h1:26379,h2:26379/mymaster", "redis+sentinel://app:***@h1:26379,h2:26379/mymaster"),
+        ("redis+cluster://:p%40w@h1:7000,h2:7001", "redis+cluster://:***@h1:7000,h2:7001"),
+        ("redis://h:6379", "redis://h:6379"),
+    ],
+)
+def test_messages_show_a_url_without_its_password(url: str, shown: str) -> None:
+    assert redact(url) == shown

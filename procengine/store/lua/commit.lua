@@ -9,8 +9,10 @@
 -- ARGV[2] expected statuses, comma separated ("" = any; "-" = the execution must not exist yet)
 -- ARGV[3] approximate MAXLEN of the log stream
 -- ARGV[4] commit token, unique per write ("" = none): a write whose token is the last one applied is
---         not applied again, so a client retry after a lost reply cannot write twice. Every write records
---         it, so takeover.lua can tell that the state a node loaded is still the latest.
+--         not applied again, so a client retry after a lost reply cannot write twice. Recorded by every
+--         write that changes execution fields, which every write of the state does (a checkpoint writes the
+--         counters), so takeover.lua can tell that the state a node loaded is still the latest; a log-only
+--         write (a refusal, which needs no epoch) leaves it, and may repeat on a retry.
 -- ARGV[5] the writes, one msgpack array (one argument instead of dozens: the client's cost is per
 --         argument): {execution field/value list, state field/value list, state fields to delete,
 --                    element field/value list, thread field/value list,
@@ -62,9 +64,9 @@ local execution, state, deleted, elements, threads, log = writes[1], writes[2], 
 
 if #execution > 0 then
   redis.call('HSET', KEYS[1], unpack(execution))
-end
-if ARGV[4] ~= '' and (#execution > 0 or redis.call('EXISTS', KEYS[1]) == 1) then
-  redis.call('HSET', KEYS[1], 'lastCommit', ARGV[4])
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'lastCommit', ARGV[4])
+  end
 end
 if #state > 0 then
   redis.call('HSET', KEYS[2], unpack(state))
