@@ -37,7 +37,7 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	@touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
-	@deploy/demo-commands.sh
+	@deploy/demo-commands.sh $(ARGS)
 	$(BIN)/procengine serve --register examples/demo.yaml $(ARGS)
 
 test: $(STAMP_TEST)

@@ -4,6 +4,7 @@ environment variable they name is one the server really has."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,14 @@ def test_the_configmap_and_secret_values_are_settings_serve_accepts(monkeypatch:
 
     assert settings.pause_grace_ms == int(config["PROCENGINE_PAUSE_GRACE_MS"])
     assert settings.api_tokens and settings.redis_url == secret["PROCENGINE_REDIS_URL"]
+
+
+@pytest.mark.parametrize(
+    ("args", "base"),
+    [([], "http://127.0.0.1:8080"), (["--port", "9000", "--log-level", "DEBUG"], "http://127.0.0.1:9000")],
+)
+def test_make_run_prints_commands_for_the_port_it_serves_on(args: list[str], base: str) -> None:
+    printed = subprocess.run(
+        ["sh", str(DEPLOY / "demo-commands.sh"), *args], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"BASE={base}/api/v1/process-engine" in printed
