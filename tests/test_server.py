@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -17,16 +18,26 @@ from procengine.settings import Settings
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+async def _charge(task_input: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
 async def test_register_files_registers_the_examples_in_every_tenant(redis: Redis, settings: Settings) -> None:
     configured = settings.model_copy(
         update={"api_tokens": {"a": "ta", "b": "tb"}, "definitions": sorted(EXAMPLES.glob("*.yaml"))}
     )
-    async with Engine(redis, configured, builtin_handlers()) as engine:
+    handlers = builtin_handlers()
+    handlers.register("charge-card", _charge)  # order-approval's (examples/handlers.py, not imported: @task is global)
+    async with Engine(redis, configured, handlers) as engine:
         await register_files(engine, configured)
         await register_files(engine, configured)  # a restart registers nothing new
         for tenant in ("ta", "tb"):
             listed = await engine.list_processes(Caller(tenant, tenant, "r"))
-            assert sorted((p.key, p.version) for p in listed.items) == [("demo", 1), ("order-fulfilment", 1)]
+            assert sorted((p.key, p.version) for p in listed.items) == [
+                ("demo", 1),
+                ("order-approval", 1),
+                ("order-fulfilment", 1),
+            ]
 
 
 @pytest.mark.parametrize(
