@@ -41,7 +41,7 @@ from typing import IO, Self
 
 from procengine.errors import ProcEngineError
 
-__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
+__all__ = ["RedisServer", "RedisServerError", "find_redis_server", "kill", "terminate"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,25 @@ LOCK_FILE = "redis-server.lock"
 HOLDER_LINE = "pid {pid} on {url}"
 """What the lock file says about the server holding it (read back by `running_url`)."""
 _POLL_S = 0.02
+
+
+def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM a child process and reap it; SIGKILL if it is still there after `timeout_s`."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("pid %d outlived SIGTERM by %gs: SIGKILL", process.pid, timeout_s)
+        kill(process)
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a child process (as a crash would) and reap it, so that not even a zombie is left."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
 
 
 class RedisServerError(ProcEngineError):
@@ -171,26 +190,16 @@ class RedisServer:
     def stop(self) -> None:
         """SIGTERM (redis-server flushes the append-only file), then SIGKILL after `stop_timeout`."""
         try:
-            process = self._process
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    log.warning("redis-server pid %d outlived SIGTERM by %gs: SIGKILL", process.pid, self.stop_timeout)
-                    process.kill()
-                    process.wait()
+            if self._process is not None:
+                terminate(self._process, self.stop_timeout)
             self._process = None
         finally:
             self._release_lock()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: for chaos tests. Keeps the lock, the port and the data for `restart()`."""
-        process = self._process
-        if process is not None:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+        if self._process is not None:
+            kill(self._process)
         self._process = None
 
     def restart(self) -> None:

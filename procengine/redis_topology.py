@@ -30,7 +30,6 @@ import contextlib
 import random
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -42,7 +41,7 @@ from typing import IO, Any, Self, TypeVar
 
 import redis
 
-from procengine.redis_server import HOST, RedisServer, RedisServerError, find_redis_server
+from procengine.redis_server import HOST, RedisServer, RedisServerError, find_redis_server, kill, terminate
 
 __all__ = ["LocalCluster", "LocalSentinel", "RedisTopologyError", "SentinelProcess", "pick_ports"]
 
@@ -514,23 +513,14 @@ class SentinelProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after `stop_timeout`."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if self._process is not None:
+            terminate(self._process, self.stop_timeout)
         self._process = None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
-        process = self._process
-        if process is not None:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+        if self._process is not None:
+            kill(self._process)
         self._process = None
 
     def restart(self) -> None:

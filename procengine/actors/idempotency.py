@@ -11,7 +11,7 @@ claim (persisted but pointing at nothing), and answers 503 with Retry-After if t
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio import Redis
 
@@ -47,12 +47,15 @@ class IdempotentStarts:
             if await self.redis.set(idem_key, execution_id, nx=True, px=CLAIM_MS):
                 self._creating[(tenant, key)] = loop.create_future()
                 return None
-            raw: Any = await self.redis.get(idem_key)
-            if raw is None:
-                continue  # freed between the two commands: claim it
             # PTTL before the execution: a claim is persisted only after its execution exists, so a persisted
             # claim without an execution is stale (its execution is gone), not a start still under way
-            ttl = int(await self.redis.pttl(idem_key))
+            async with self.redis.pipeline(transaction=True) as pipe:  # one round trip, one key's slot
+                pipe.get(idem_key)
+                pipe.pttl(idem_key)
+                raw, pttl = await pipe.execute()
+            if raw is None:
+                continue  # freed between the two commands: claim it
+            ttl = int(pttl)
             existing = int(raw)
             fields = await self.store.fields(existing)
             if fields:

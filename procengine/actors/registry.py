@@ -85,6 +85,8 @@ class Registry:
                     actor = self.get(execution_id)
                     if actor is not None:
                         break
+                    if tenant is not None and not await self._here(execution_id, tenant):
+                        return None
                     stored = await self.ctx.store.load(execution_id)
                     if stored is None or (tenant is not None and stored.fields.get("tenant") != tenant):
                         raise NotFound(f"execution {execution_id} not found")
@@ -103,6 +105,20 @@ class Registry:
         if tenant is not None and actor.tenant != tenant:
             raise NotFound(f"execution {execution_id} not found")
         return actor
+
+    async def _here(self, execution_id: int, tenant: str) -> bool:
+        """For a request, from the execution hash alone (not the state, which may take MiBs): NotFound, False if
+        it is final, OwnedElsewhere if another live node drives it, True if it may be taken here. The reconciler
+        skips this: it read status and owner already."""
+        fields = await self.ctx.store.fields(execution_id)
+        if not fields or fields.get("tenant") != tenant:
+            raise NotFound(f"execution {execution_id} not found")
+        if Status(fields.get("status", "")).is_final:
+            return False
+        owner = fields.get("owner", "")
+        if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
+            raise OwnedElsewhere(execution_id, owner)
+        return True
 
     async def _take(self, execution_id: int, stored: StoredExecution) -> ExecutionActor | None:
         owner = stored.fields.get("owner", "")

@@ -234,15 +234,15 @@ def successors(element: Element) -> list[str]:
 
 
 def _flow(element: Element) -> list[str]:
+    """Where the element hands control when it does not fail (a key may come twice)."""
     if isinstance(element, IfConditionElement):
         return [k for k in (element.then, element.else_) if k is not None]
     if isinstance(element, SwitchElement):
-        targets = [case.next for case in element.cases] + ([element.default] if element.default else [])
-        return list(dict.fromkeys(targets))
+        return [case.next for case in element.cases] + ([element.default] if element.default else [])
     if isinstance(element, EndElement | FailElement):
         return []
-    if isinstance(element, WaitSignalElement) and element.onTimeout is not None:
-        return list(dict.fromkeys([k for k in (element.next, element.onTimeout) if k is not None]))
+    if isinstance(element, WaitSignalElement):
+        return [k for k in (element.next, element.onTimeout) if k is not None]
     return [element.next] if element.next is not None else []
 
 

@@ -238,11 +238,7 @@ class Interpreter:
             return Outcome(self._run_task(entry, element, variables))
         if isinstance(element, DelayElement):
             if entry.due_at_ms is None:
-                if element.durationMs is not None:
-                    entry.due_at_ms = now_ms + element.durationMs
-                else:
-                    assert element.until is not None
-                    entry.due_at_ms = self.process.expression(element.until).evaluate_due(variables, now_ms)
+                entry.due_at_ms = self._due(element.durationMs, element.until, variables, now_ms)
             if now_ms < entry.due_at_ms:
                 return Outcome(Sleep(entry, entry.due_at_ms))
             delayed = element.durationMs if element.durationMs is not None else _waited(entry, now_ms)
@@ -287,18 +283,19 @@ class Interpreter:
         if element.timeoutMs is None and element.timeoutAt is None:
             return Outcome(AwaitSignal(entry, element.signal))
         if entry.due_at_ms is None:  # a timer like a delay's: frozen by pause, kept across restarts
-            if element.timeoutMs is not None:
-                entry.due_at_ms = now_ms + element.timeoutMs
-            else:
-                assert element.timeoutAt is not None
-                entry.due_at_ms = self.process.expression(element.timeoutAt).evaluate_due(
-                    state.memory.variables, now_ms
-                )
+            entry.due_at_ms = self._due(element.timeoutMs, element.timeoutAt, state.memory.variables, now_ms)
         if now_ms < entry.due_at_ms:
             return Outcome(AwaitSignal(entry, element.signal, entry.due_at_ms))
         if element.onTimeout is None:
             return self._fail(state, entry, f"no signal {element.signal!r} in time", now_ms, "Timeout")
         return self._complete(state, entry, {"timedOut": True}, element.onTimeout, now_ms)
+
+    def _due(self, after_ms: int | None, at: str | None, variables: dict[str, Any], now_ms: int) -> int:
+        """When a timer set by a number of milliseconds or by a CEL time (one of the two) is due."""
+        if after_ms is not None:
+            return now_ms + after_ms
+        assert at is not None
+        return self.process.expression(at).evaluate_due(variables, now_ms)
 
     def _fit(
         self, state: ExecutionState, what: str, values: list[Any], *, sizes: int | None = None, freed: Any = None

@@ -275,7 +275,8 @@ def _pairs(mapping: dict[str, Scalar]) -> list[str | bytes]:
 
 
 def _applied(reply: Any) -> bool:
-    return isinstance(reply, list) and bool(reply) and reply[0] in (b"OK", "OK")
+    """A commit.lua reply that says it wrote (the group commit fails only those when no replica has them)."""
+    return isinstance(reply, list) and _result(reply).outcome is Outcome.OK
 
 
 def _result(reply: list[Any]) -> WriteResult:
