@@ -138,6 +138,8 @@ class ElementView(_View):
     key: str
     type: str
     threadKey: str
+    path: str | None = None
+    """The branch or iteration of a parallel or for-each the element last ran in (None: the thread itself)."""
     status: str
     attempts: int
     startedAt: str | None = None

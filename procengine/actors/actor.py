@@ -25,12 +25,15 @@ from procengine.actors.records import interrupted_record, snapshot_commit, trans
 from procengine.actors.snapshot import load_state
 from procengine.cancellation import check_cancelled
 from procengine.clock import Clock, iso, parse_iso
+from procengine.engine import lanes
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import (
+    AwaitLanes,
     AwaitSignal,
     ElementEvent,
     ElementFailed,
     Interpreter,
+    LaneEnded,
     LimitExceeded,
     Outcome,
     Progressed,
@@ -110,11 +113,15 @@ class ExecutionActor:
 
     def __post_init__(self) -> None:
         self.mailbox = Mailbox(self.ctx.settings.mailbox_size)
-        self.interpreter = Interpreter(self.process, self.ctx.settings.max_snapshot_bytes)
+        settings = self.ctx.settings
+        self.interpreter = Interpreter(self.process, settings.max_snapshot_bytes, settings.max_foreach_items)
         self._runners: dict[str, asyncio.Task[None]] = {}
-        self._wakeups: dict[str, asyncio.Event] = {t.key: asyncio.Event() for t in self.process.threads}
+        """One runner per lane: per thread, and per branch or iteration of a parallel or for-each."""
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._stops: dict[str, asyncio.Event] = {}
+        """Per lane: set when its running task must be cut short (the actor stops its runners, or the lane's
+        fan-out failed)."""
         self._halt = asyncio.Event()
-        self._halt_tasks = asyncio.Event()
         self._failure: _Failure | None = None
         self._crash: BaseException | None = None
         self._write_lock = asyncio.Lock()
@@ -463,12 +470,9 @@ class ExecutionActor:
 
     def _start_runners(self) -> None:
         self._halt.clear()
-        self._halt_tasks.clear()
         self._failure = None
         self._interrupted = []
         for thread in self.process.threads:
-            # No runner is running: a task marked started here was cut short (crash, adoption) and starts again.
-            self.interpreter.requeue(self.state, thread.key)
             progress = self.state.threads[thread.key]
             entry = self.state.entry(thread.key)
             if progress.status == "failed" and entry is not None and self._failure is None:
@@ -477,10 +481,33 @@ class ExecutionActor:
                 error, kind = str(output.get("error", "failed")), str(output.get("type", "Error"))
                 self._failure = _Failure(entry.element_key, error, kind, entry.attempt)
             if progress.status == "running":
-                task = asyncio.create_task(self._run_thread(thread.key), name=f"exec-{self.execution_id}-{thread.key}")
-                self._runners[thread.key] = task
-                task.add_done_callback(lambda _: self.mailbox.put_internal(Wake()))
+                self._start_lane(thread.key)
+        for lane in dict.fromkeys(entry.path for entry in self.state.stack if lanes.is_branch(entry.path)):
+            self._start_lane(lane)
         self.mailbox.put_internal(Wake())  # settle even if no thread had anything left to run
+
+    def _start_lane(self, lane: str) -> None:
+        """A runner for the lane (none while the runners are being stopped: the lane's element is on the stack,
+        and runs when they start again)."""
+        if self._halt.is_set() or lane in self._runners:
+            return
+        # No runner is running it: a task marked started here was cut short (crash, adoption) and starts again.
+        self.interpreter.requeue(self.state, lane)
+        self._stops[lane] = asyncio.Event()
+        self._wakeups.setdefault(lane, asyncio.Event())
+        task = asyncio.create_task(self._run_lane(lane), name=f"exec-{self.execution_id}-{lane}")
+        self._runners[lane] = task
+        task.add_done_callback(lambda _: self.mailbox.put_internal(Wake()))
+
+    def _follow(self, outcome: Outcome) -> None:
+        """Act on what an interpreter call decided for other lanes."""
+        for lane in outcome.stopped:
+            self._stops.get(lane, asyncio.Event()).set()
+            self._wakeups.get(lane, asyncio.Event()).set()
+        for lane in outcome.woken:
+            self._wakeups.get(lane, asyncio.Event()).set()
+        for lane in outcome.started:
+            self._start_lane(lane)
 
     async def _stop_runners(self, *, grace_s: float) -> None:
         """Stop scheduling; let running tasks finish for `grace_s`, then cut them short."""
@@ -490,7 +517,8 @@ class ExecutionActor:
         pending = [t for t in self._runners.values() if not t.done()]
         if pending and grace_s > 0:
             await asyncio.wait(pending, timeout=grace_s)
-        self._halt_tasks.set()
+        for stop in self._stops.values():
+            stop.set()
         pending = [t for t in self._runners.values() if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=5)
@@ -499,6 +527,8 @@ class ExecutionActor:
                 task.cancel()
         await self._reap(list(self._runners.values()))
         self._runners.clear()
+        self._stops.clear()
+        self._wakeups = {}
 
     async def _reap(self, tasks: list[asyncio.Task[Any]], timeout_s: float = 5.0) -> None:
         """Wait for cancelled tasks, but not forever: one that ignores cancellation (a handler swallowing
@@ -516,22 +546,25 @@ class ExecutionActor:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: the outcome is handled by whoever owned the task
 
-    async def _run_thread(self, thread_key: str) -> None:
+    async def _run_lane(self, lane: str) -> None:
         try:
-            await self._drive(thread_key)
+            await self._drive(lane)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if self._crash is None:
                 self._crash = exc
+        finally:
+            if self._runners.get(lane) is asyncio.current_task():
+                del self._runners[lane]  # ended: a lane of the same path may start again later
 
-    async def _drive(self, thread_key: str) -> None:
-        wakeup = self._wakeups[thread_key]
+    async def _drive(self, lane: str) -> None:
+        wakeup = self._wakeups[lane]
         while not self._halt.is_set():
             wakeup.clear()
-            entry = self.state.entry(thread_key)
+            entry = self.state.entry(lane)
             element_key.set(entry.element_key if entry is not None else None)
-            outcome = self.interpreter.begin(self.state, thread_key, self.ctx.clock.now_ms())
+            outcome = self.interpreter.begin(self.state, lane, self.ctx.clock.now_ms())
             step = outcome.step
             if isinstance(step, RunTask):
                 # In flight from here, before its start is written: a pause that comes while the start is being
@@ -540,14 +573,15 @@ class ExecutionActor:
                 self._tasks_in_flight += 1
                 try:
                     await self._checkpoint(outcome.events)
-                    if await self._run_task(thread_key, step):
+                    if await self._run_task(lane, step):
                         return
                 finally:
                     self._tasks_in_flight -= 1
                 continue
             if outcome.events:
                 await self._checkpoint(outcome.events)
-            if isinstance(step, ThreadEnded):
+            self._follow(outcome)
+            if isinstance(step, ThreadEnded | LaneEnded):
                 return
             if isinstance(step, ElementFailed):
                 self._failure = _Failure.of(step)
@@ -557,40 +591,51 @@ class ExecutionActor:
             elif isinstance(step, AwaitSignal):
                 timeout = None if step.until_ms is None else (step.until_ms - self.ctx.clock.now_ms()) / 1000
                 await _wait(wakeup, timeout)
+            elif isinstance(step, AwaitLanes):
+                await _wait(wakeup, None)
             else:
                 assert isinstance(step, Progressed)
 
-    async def _run_task(self, thread_key: str, step: RunTask) -> bool:
-        """Run one task attempt and record its outcome; True when the thread must stop."""
-        result = await self._call_handler(step)
+    async def _run_task(self, lane: str, step: RunTask) -> bool:
+        """Run one task attempt and record its outcome; True when the lane must stop."""
+        result = await self._call_handler(lane, step)
         now = self.ctx.clock.now_ms()
         if result is None:
+            if self.state.entry(lane) is None:
+                # its lane was stopped (a branch or iteration beside it failed): it will not run again; its
+                # record says so at once
+                commit = snapshot_commit(self.state, [], now)
+                commit.elements[step.entry.element_key] = interrupted_record(step.entry, now)
+                await self._write(commit, expect=Status.RUNNING)
+                return True
             # cut short (grace over, cancel, another thread failed): it runs again, same attempt; the transition
             # that stopped it says so and marks its record
             self._interrupted.append(replace(step.entry))
-            self.interpreter.requeue(self.state, thread_key)
+            self.interpreter.requeue(self.state, lane)
             return True
         outcome: Outcome
         if result.ok:
-            outcome = self.interpreter.task_succeeded(self.state, thread_key, result.value, now, result.size)
+            outcome = self.interpreter.task_succeeded(self.state, lane, result.value, now, result.size)
         else:
             outcome = self.interpreter.task_failed(
-                self.state, thread_key, str(result.value), now, result.error_type, retry=result.retry
+                self.state, lane, str(result.value), now, result.error_type, retry=result.retry
             )
         await self._checkpoint(outcome.events)
+        self._follow(outcome)
         if isinstance(outcome.step, ElementFailed):
             self._failure = _Failure.of(outcome.step)
             return True
-        return False
+        return isinstance(outcome.step, LaneEnded)
 
-    async def _call_handler(self, step: RunTask) -> Attempt | None:
+    async def _call_handler(self, lane: str, step: RunTask) -> Attempt | None:
         """The attempt's outcome; None if it was cut short (halted before or while it ran)."""
-        if self._halt_tasks.is_set():  # stopped (cancel, failure) before the handler could be called
+        stop = self._stops[lane]
+        if stop.is_set():  # stopped (cancel, failure) before the handler could be called
             return None
         handler = self.ctx.handlers.get(step.handler)
         context = TaskContext(self.execution_id, step.entry.element_key, step.entry.attempt)
         job = asyncio.create_task(run_attempt(handler, step, context, self.ctx.settings.max_snapshot_bytes))
-        halted = asyncio.create_task(self._halt_tasks.wait())
+        halted = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({job, halted}, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -14,11 +14,13 @@ from procengine.store.executions import Commit, LogRecord
 
 
 def element_record(event: ElementEvent) -> dict[str, Any]:
-    """The latest run of an element; fields with no value are left out (a record is stored per element)."""
+    """The latest run of an element; fields with no value are left out (a record is stored per element: in a
+    for-each, the run of the iteration that wrote last, its `path` naming it)."""
     record: dict[str, Any] = {
         "key": event.element_key,
         "type": event.element_type,
         "threadKey": event.thread_key,
+        "path": event.path,
         "attempts": event.attempt,
         "startedAt": _iso_or_none(event.started_at_ms),
     }
@@ -48,6 +50,7 @@ def interrupted_record(entry: StackEntry, now_ms: int) -> dict[str, Any]:
         "key": entry.element_key,
         "type": entry.element_type,
         "threadKey": entry.thread_key,
+        "path": entry.path if entry.path != entry.thread_key else None,
         "attempts": entry.attempt,
         "status": "interrupted",
         "startedAt": _iso_or_none(entry.started_at_ms),
@@ -60,6 +63,8 @@ def element_log(event: ElementEvent) -> LogRecord:
     """An element's log entry: its thread, and the attempt once it is not the first (the element record and
     the definition have the rest)."""
     detail: dict[str, Any] = {"thread": event.thread_key}
+    if event.path is not None:
+        detail["path"] = event.path
     if event.attempt > 1:
         detail["attempt"] = event.attempt
     if event.error is not None:

@@ -14,20 +14,28 @@ from procengine.engine.definitions import (
     DelayElement,
     Element,
     FailElement,
+    ForEachElement,
     IfConditionElement,
+    ParallelElement,
     ProcessDefinition,
     SetVariableElement,
     SwitchElement,
     TaskElement,
     ThreadDefinition,
     WaitSignalElement,
+    bodies,
+    body_writes,
     can_end,
     catch_clauses,
     successors,
+    walk,
 )
 from procengine.engine.expressions import Expression, ExpressionError, compile_expression
 from procengine.engine.graph import Node, ThreadSketch, graph_problems
 from procengine.problems import refusal
+
+MAX_NESTING = 3
+"""How deep parallel and for-each elements may nest in one another."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +86,25 @@ def compile_process(definition: ProcessDefinition, known_handlers: Collection[st
     expressions: dict[str, Expression] = {}
     threads: list[CompiledThread] = []
     for thread_index, thread in enumerate(definition.threads):
-        for element in thread.elements:
+        everything = walk(thread.elements)  # the elements of parallel branches and for-each bodies too
+        for element in everything:
             if element.key not in elements:  # a duplicate is a problem graph_problems lists
                 elements[element.key] = element
                 element_ids[element.key] = len(element_ids) + 1
                 thread_of[element.key] = thread.key
-        threads.append(
-            CompiledThread(thread.key, thread_index + 1, thread.start_key, tuple(e.key for e in thread.elements))
-        )
+        threads.append(CompiledThread(thread.key, thread_index + 1, thread.start_key, tuple(e.key for e in everything)))
 
-    problems = graph_problems([sketch(index, thread) for index, thread in enumerate(definition.threads)])
-    # Every element, a duplicate's too: its own problems are listed with the duplicate key.
+    sketches: list[ThreadSketch] = []
+    for index, thread in enumerate(definition.threads):
+        outline = sketch(index, thread)
+        sketches.append(outline)
+        for element in thread.elements:
+            sketches.extend(nested_sketches(element, outline.where))
+    problems = graph_problems(sketches)
     for element in (element for thread in definition.threads for element in thread.elements):
+        problems.extend(fan_out_problems(element))
+    # Every element, a duplicate's too: its own problems are listed with the duplicate key.
+    for element in (element for thread in definition.threads for element in walk(thread.elements)):
         problems.extend(element_problems(element, known_handlers, expressions))
     if problems:
         raise refusal(f"process definition {definition.key!r} is not valid", problems)
@@ -100,6 +115,42 @@ def sketch(index: int, thread: ThreadDefinition) -> ThreadSketch:
     """A valid thread as the graph checks see it."""
     nodes = tuple(Node(e.key, tuple(successors(e)), can_end(e)) for e in thread.elements)
     return ThreadSketch(f"threads.{index} ({thread.key})", thread.key, thread.start_key, nodes)
+
+
+def nested_sketches(element: Element, where: str, depth: int = 1) -> list[ThreadSketch]:
+    """The bodies nested in `element` (at any depth) as the graph checks see them: each is a small thread."""
+    found: list[ThreadSketch] = []
+    for name, body in bodies(element):
+        inner = f"{where} > {element.key}" + ("" if name == "*" else f"[{name}]")
+        nodes = tuple(Node(e.key, tuple(successors(e)), can_end(e)) for e in body.elements)
+        found.append(ThreadSketch(inner, None, body.start_key, nodes))
+        for nested in body.elements:
+            found.extend(nested_sketches(nested, inner, depth + 1))
+    return found
+
+
+def fan_out_problems(element: Element, depth: int = 1) -> list[str]:
+    """Nesting over MAX_NESTING, and parallel branches that write the same variable (the join would have to pick
+    one of their values: that is refused, never decided by whichever branch ended last)."""
+    problems: list[str] = []
+    if not bodies(element):
+        return problems
+    if depth > MAX_NESTING:
+        return [f"element {element.key!r}: parallel and for-each nest {depth} deep; at most {MAX_NESTING}"]
+    if isinstance(element, ParallelElement):
+        written: dict[str, str] = {}
+        for branch in element.branches:
+            for name in sorted(body_writes(branch)):
+                if name in written:
+                    problems.append(
+                        f"element {element.key!r}: branches {written[name]!r} and {branch.key!r} both write {name!r};"
+                        " the join merges each branch's variables, so give them different names"
+                    )
+                written.setdefault(name, branch.key)
+    for _, body in bodies(element):
+        for nested in body.elements:
+            problems.extend(fan_out_problems(nested, depth + 1))
+    return problems
 
 
 def element_problems(
@@ -139,4 +190,6 @@ def _sources(element: Element) -> list[str]:
         return [element.until]
     if isinstance(element, WaitSignalElement) and element.timeoutAt is not None:
         return [element.timeoutAt]
+    if isinstance(element, ForEachElement):
+        return [element.items] + ([element.result] if element.result is not None else [])
     return []

@@ -7,21 +7,27 @@ Numbers are strict: `durationMs: false`, `"1000"` or `1000.0` are refused, never
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, TypeAdapter, model_validator
 
-ElementType = Literal["task", "if-condition", "switch", "set-variable", "delay", "wait-signal", "fail", "end"]
-ELEMENT_TYPES: tuple[ElementType, ...] = (
+ElementType = Literal[
     "task",
     "if-condition",
     "switch",
     "set-variable",
     "delay",
     "wait-signal",
+    "parallel",
+    "for-each",
     "fail",
     "end",
-)
+]
+ELEMENT_TYPES: tuple[ElementType, ...] = get_args(ElementType)
+MAX_BRANCHES = 50
+"""Branches of one parallel element."""
+MAX_CONCURRENCY = 1000
+"""The highest maxConcurrency of a for-each."""
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
 
@@ -139,6 +145,49 @@ class WaitSignalElement(_ElementBase):
         return self
 
 
+class Body(_Model):
+    """A small list of elements with its own start, run as a lane of its own: a for-each's body."""
+
+    start: Identifier | None = None
+    elements: list[Element] = Field(min_length=1, max_length=500)
+
+    @property
+    def start_key(self) -> str:
+        return self.start if self.start is not None else self.elements[0].key
+
+
+class Branch(Body):
+    """One branch of a parallel element."""
+
+    key: Identifier
+
+
+class ParallelElement(_ElementBase):
+    """Runs every branch at once and goes on at `next` when all of them have ended. What a branch writes is its
+    own until the join; then each branch's variables are merged into the thread's (two branches may not write
+    the same name: refused at registration) and `output`, if named, gets them per branch."""
+
+    type: Literal["parallel"]
+    branches: list[Branch] = Field(min_length=1, max_length=MAX_BRANCHES)
+    output: Identifier | None = None
+    catch: Catch
+
+
+class ForEachElement(_ElementBase):
+    """Runs `body` once per item of the CEL list `items` (at most `maxConcurrency` at a time), the item in the
+    variable `as`; each iteration's variables are its own, and its `result` (CEL over them; by default the
+    variables it wrote) goes into `output`, in the order of the items."""
+
+    type: Literal["for-each"]
+    items: Annotated[str, Field(min_length=1)]
+    as_: Identifier = Field(default="item", alias="as")
+    maxConcurrency: PositiveInt = Field(default=10, le=MAX_CONCURRENCY)
+    body: Body
+    result: Annotated[str, Field(min_length=1)] | None = None
+    output: Identifier | None = None
+    catch: Catch
+
+
 class FailElement(_Model):
     """Ends the execution as failed, with the CEL `message` (evaluated over the variables) as its error."""
 
@@ -159,10 +208,18 @@ Element = Annotated[
     | SetVariableElement
     | DelayElement
     | WaitSignalElement
+    | ParallelElement
+    | ForEachElement
     | FailElement
     | EndElement,
     Field(discriminator="type"),
 ]
+Body.model_rebuild()
+Branch.model_rebuild()
+ParallelElement.model_rebuild()
+ForEachElement.model_rebuild()
+
+FanOut = ParallelElement | ForEachElement
 
 
 class _ThreadFields(_Model):
@@ -204,11 +261,26 @@ class ProcessDefinition(_ProcessFields):
         registered before they existed is the same version now."""
         body = self.model_dump(mode="json", by_alias=True)
         for thread in body["threads"]:
-            for element in thread["elements"]:
-                for name in ("catch", *_ADDED_FIELDS.get(element["type"], ())):
-                    if name in element and element[name] in (None, []):
-                        del element[name]
+            _strip_added(thread["elements"])
         return body
+
+
+def _strip_added(elements: list[dict[str, Any]]) -> None:
+    for element in elements:
+        for name in ("catch", *_ADDED_FIELDS.get(element["type"], ())):
+            if name in element and element[name] in (None, []):
+                del element[name]
+        for body in bodies_of_doc(element):
+            _strip_added(body["elements"])
+
+
+def bodies_of_doc(element: dict[str, Any]) -> list[dict[str, Any]]:
+    """The nested bodies of an element as a document (a parallel's branches, a for-each's body)."""
+    if element.get("type") == "parallel":
+        return list(element["branches"])
+    if element.get("type") == "for-each":
+        return [element["body"]]
+    return []
 
 
 _ADDED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -225,6 +297,45 @@ ELEMENT: TypeAdapter[Element] = TypeAdapter(Element)
 def catch_clauses(element: Element) -> list[CatchClause]:
     clauses: list[CatchClause] = getattr(element, "catch", [])
     return clauses
+
+
+def bodies(element: Element) -> list[tuple[str, Body]]:
+    """The nested bodies of an element, each with the name of its lanes: a parallel's branches by key, a
+    for-each's body as "*" (its lanes are named by item index)."""
+    if isinstance(element, ParallelElement):
+        return [(branch.key, branch) for branch in element.branches]
+    if isinstance(element, ForEachElement):
+        return [("*", element.body)]
+    return []
+
+
+def walk(elements: list[Element]) -> list[Element]:
+    """Every element of a list and of the bodies nested in it, depth first, in document order."""
+    found: list[Element] = []
+    for element in elements:
+        found.append(element)
+        for _, body in bodies(element):
+            found.extend(walk(body.elements))
+    return found
+
+
+def writes(element: Element) -> set[str]:
+    """The variables an element can write in its lane (a parallel's: its branches' too, merged at the join)."""
+    names: set[str] = {clause.into for clause in catch_clauses(element) if clause.into is not None}
+    if isinstance(element, SetVariableElement):
+        names.update(element.set)
+    if isinstance(element, WaitSignalElement) and element.into is not None:
+        names.add(element.into)
+    if isinstance(element, TaskElement | ParallelElement | ForEachElement) and element.output is not None:
+        names.add(element.output)
+    if isinstance(element, ParallelElement):
+        for branch in element.branches:
+            names.update(body_writes(branch))
+    return names
+
+
+def body_writes(body: Body) -> set[str]:
+    return {name for element in body.elements for name in writes(element)}
 
 
 def successors(element: Element) -> list[str]:

@@ -15,13 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from procengine.engine import lanes
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import (
     CatchClause,
     DelayElement,
     EndElement,
     FailElement,
+    FanOut,
+    ForEachElement,
     IfConditionElement,
+    ParallelElement,
     SetVariableElement,
     SwitchElement,
     TaskElement,
@@ -30,7 +34,7 @@ from procengine.engine.definitions import (
 )
 from procengine.engine.expressions import ExpressionError
 from procengine.engine.sizes import bounded_size
-from procengine.engine.state import ExecutionState, Memory, StackEntry, ThreadProgress
+from procengine.engine.state import ExecutionState, FanOutProgress, Memory, StackEntry, ThreadProgress
 
 EventName = Literal["element-started", "element-completed", "element-failed", "element-retry"]
 
@@ -40,6 +44,8 @@ MEMORY_RESERVE = 8192
 """Bytes of the memory limit kept for the record of a failure (an error of ERROR_MAX_CHARS and its keys)."""
 _ENTRY_SLACK = 64
 """What storing a value adds besides the value: its name, map headers growing, a node output's own keys."""
+MAX_ITEMS = 10_000
+"""The most items a for-each takes by default (more: the element fails with LimitExceeded)."""
 
 
 class LimitExceeded(Exception):
@@ -63,6 +69,8 @@ class ElementEvent:
     """An element-started of an attempt whose earlier start was cut short."""
     caught: str | None = None
     """An element-failed whose failure a catch clause took: the element the thread goes on with."""
+    path: str | None = None
+    """The branch or iteration lane the element ran in (None: the thread itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,18 @@ class AwaitSignal:
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitLanes:
+    """A parallel or for-each waits for its branches or iterations to end (they wake its lane)."""
+
+    entry: StackEntry
+
+
+@dataclass(frozen=True, slots=True)
+class LaneEnded:
+    """A branch or iteration has nothing left to run: it ended, or failed and its fan-out was told."""
+
+
+@dataclass(frozen=True, slots=True)
 class Progressed:
     """The thread moved on; checkpoint and ask again."""
 
@@ -105,22 +125,29 @@ class ElementFailed:
     """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, ..."""
 
 
-Step = RunTask | Sleep | AwaitSignal | Progressed | ThreadEnded | ElementFailed
+Step = RunTask | Sleep | AwaitSignal | AwaitLanes | Progressed | ThreadEnded | LaneEnded | ElementFailed
 
 
 @dataclass(slots=True)
 class Outcome:
-    """What a call decided, and the events to record with the next checkpoint."""
+    """What a call decided, and the events to record with the next checkpoint. Other lanes it concerns: lanes
+    to run from now on (new branches or iterations), lanes to stop (their fan-out failed: their elements left the
+    stack), lanes to wake (a fan-out whose branch or iteration ended)."""
 
     step: Step
     events: list[ElementEvent] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    woken: list[str] = field(default_factory=list)
 
 
 class Interpreter:
-    def __init__(self, process: CompiledProcess, memory_limit: int | None = None) -> None:
+    def __init__(self, process: CompiledProcess, memory_limit: int | None = None, max_items: int = MAX_ITEMS) -> None:
         self.process = process
         self.memory_limit = memory_limit
         """The most the memory snapshot may take, encoded (None: no limit)."""
+        self.max_items = max_items
+        """The most items one for-each takes."""
 
     # --- creating and resuming ---------------------------------------------------------------
 
@@ -150,9 +177,9 @@ class Interpreter:
                 entry.due_at_ms = now_ms + entry.remaining_ms
                 entry.remaining_ms = None
 
-    def requeue(self, state: ExecutionState, thread_key: str) -> None:
+    def requeue(self, state: ExecutionState, lane: str) -> None:
         """A task cut short (pause past its grace, a crash, a stopped actor) runs again, same attempt: a re-run."""
-        entry = state.entry(thread_key)
+        entry = state.entry(lane)
         if entry is not None and entry.element_type == "task" and entry.started_at_ms is not None:
             entry.started_at_ms = None
             entry.rerun = True
@@ -164,11 +191,13 @@ class Interpreter:
 
     # --- driving one thread ------------------------------------------------------------------
 
-    def begin(self, state: ExecutionState, thread_key: str, now_ms: int) -> Outcome:
-        """What thread `thread_key` must do now."""
-        entry = state.entry(thread_key)
+    def begin(self, state: ExecutionState, lane: str, now_ms: int) -> Outcome:
+        """What the lane (a thread, or a branch or iteration of one) must do now."""
+        entry = state.entry(lane)
         if entry is None:
-            state.threads[thread_key].status = "completed"
+            if lanes.is_branch(lane):
+                return Outcome(LaneEnded())
+            state.threads[lane].status = "completed"
             return Outcome(ThreadEnded())
         element = self.process.elements[entry.element_key]
         if entry.remaining_ms is not None:  # a timer frozen by pause that nobody thawed: it goes on from there
@@ -193,11 +222,11 @@ class Interpreter:
         return outcome
 
     def task_succeeded(
-        self, state: ExecutionState, thread_key: str, output: Any, now_ms: int, output_bytes: int | None = None
+        self, state: ExecutionState, lane: str, output: Any, now_ms: int, output_bytes: int | None = None
     ) -> Outcome:
         """Store the output and move on; `output_bytes` is its encoded size if the caller measured it (at least
         that much: anything over the limit says it cannot fit). An output that does not fit fails the element."""
-        entry = self._current(state, thread_key)
+        entry = self._current(state, lane)
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
         copies = [output, output] if element.output is not None else [output]  # a variable and the node output
@@ -206,15 +235,15 @@ class Interpreter:
         except LimitExceeded as exc:
             return self._fail(state, entry, str(exc), now_ms, "LimitExceeded")
         if element.output is not None:
-            state.memory.variables[element.output] = output
+            self._assign(state, lane, element.output, output)
         return self._complete(state, entry, output, element.next, now_ms)
 
     def task_failed(
-        self, state: ExecutionState, thread_key: str, error: str, now_ms: int, error_type: str, *, retry: bool = True
+        self, state: ExecutionState, lane: str, error: str, now_ms: int, error_type: str, *, retry: bool = True
     ) -> Outcome:
         """Retry with backoff while attempts remain (Sleep), else (or with `retry` False) the element fails for
         good. `error_type` names the kind of failure: the handler's exception class, Timeout, LimitExceeded, ..."""
-        entry = self._current(state, thread_key)
+        entry = self._current(state, lane)
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
         error = _cut(error)
@@ -231,7 +260,7 @@ class Interpreter:
     # --- internals ---------------------------------------------------------------------------
 
     def _begin_element(self, state: ExecutionState, entry: StackEntry, element: Any, now_ms: int) -> Outcome:
-        variables = state.memory.variables
+        variables = self.variables(state, entry.path)
         if isinstance(element, TaskElement):
             if entry.due_at_ms is not None:  # still in the backoff before a retry
                 return Outcome(Sleep(entry, entry.due_at_ms))
@@ -255,7 +284,7 @@ class Interpreter:
             if not waiting:
                 del state.memory.signals[element.signal]
             if element.into is not None:
-                variables[element.into] = payload
+                self._assign(state, entry.path, element.into, payload)
             return self._complete(state, entry, payload, element.next, now_ms)
         if isinstance(element, IfConditionElement):
             result = self.process.expression(element.condition).evaluate_bool(variables)
@@ -272,8 +301,11 @@ class Interpreter:
         if isinstance(element, SetVariableElement):
             values = {name: self.process.expression(src).evaluate(variables) for name, src in element.set.items()}
             self._fit(state, f"the values of {entry.element_key!r}", list(values.values()))
-            variables.update(values)
+            for name, value in values.items():
+                self._assign(state, entry.path, name, value)
             return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
+        if isinstance(element, ParallelElement | ForEachElement):
+            return self._fan_out(state, entry, element, now_ms)
         assert isinstance(element, EndElement)
         return self._complete(state, entry, None, None, now_ms)
 
@@ -283,7 +315,8 @@ class Interpreter:
         if element.timeoutMs is None and element.timeoutAt is None:
             return Outcome(AwaitSignal(entry, element.signal))
         if entry.due_at_ms is None:  # a timer like a delay's: frozen by pause, kept across restarts
-            entry.due_at_ms = self._due(element.timeoutMs, element.timeoutAt, state.memory.variables, now_ms)
+            variables = self.variables(state, entry.path)
+            entry.due_at_ms = self._due(element.timeoutMs, element.timeoutAt, variables, now_ms)
         if now_ms < entry.due_at_ms:
             return Outcome(AwaitSignal(entry, element.signal, entry.due_at_ms))
         if element.onTimeout is None:
@@ -325,7 +358,7 @@ class Interpreter:
     def _complete(
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int
     ) -> Outcome:
-        # An element run again (a loop) completes once for progress: completed never passes total.
+        # An element run again (a loop, an iteration) completes once for progress: completed never passes total.
         previous = state.memory.node_outputs.get(entry.element_key)
         if not (isinstance(previous, dict) and previous.get("status") == "success"):
             state.threads[entry.thread_key].completed_nodes += 1
@@ -333,15 +366,19 @@ class Interpreter:
             {"status": "success"} if output is None else {"status": "success", "data": output}
         )
         state.stack.remove(entry)
+        outcome = Outcome(Progressed(), [self._event("element-completed", entry, now_ms, output=output)])
         if next_key is not None:
-            self._push(state, entry.thread_key, next_key)
+            self._push(state, entry.path, next_key)
+        elif lanes.is_branch(entry.path):  # the branch or iteration ends: its fan-out takes its result
+            self._lane_ended(state, entry.path, outcome, now_ms)
         else:  # the thread ends here, in the same checkpoint as its last element
             state.threads[entry.thread_key].status = "completed"
-        return Outcome(Progressed(), [self._event("element-completed", entry, now_ms, output=output)])
+        return outcome
 
     def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int, error_type: str) -> Outcome:
-        """The element failed for good: a catch clause for its error type takes the thread on to its `next`;
-        else the thread fails, and the entry stays on the stack so a retry can start from it."""
+        """The element failed for good: a catch clause for its error type takes the lane on to its `next`; else
+        a thread fails, and the entry stays on the stack so a retry can start from it; a branch or iteration
+        fails its fan-out (which stops the others, and fails in turn unless a catch clause of its own takes it)."""
         error = _cut(error)
         element = self.process.elements[entry.element_key]
         clause = next((c for c in catch_clauses(element) if c.catches(error_type)), None)
@@ -353,8 +390,10 @@ class Interpreter:
         state.memory.node_outputs[entry.element_key] = {"status": "failed", "error": error, "type": error_type}
         progress = state.threads[entry.thread_key]
         progress.failed_nodes += 1
-        progress.status = "failed"
         event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type)
+        if lanes.is_branch(entry.path):
+            return self._lane_failed(state, entry, error, error_type, event)
+        progress.status = "failed"
         return Outcome(ElementFailed(entry, error, error_type), [event])
 
     def _caught(
@@ -363,7 +402,7 @@ class Interpreter:
         caught = {"error": error, "type": error_type, "attempts": entry.attempt, "elementKey": entry.element_key}
         if clause.into is not None:
             self._fit(state, f"the failure of {entry.element_key!r}", [caught])
-            state.memory.variables[clause.into] = caught
+            self._assign(state, entry.path, clause.into, caught)
         state.memory.node_outputs[entry.element_key] = {
             "status": "failed",
             "error": error,
@@ -372,10 +411,151 @@ class Interpreter:
         }
         event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type, caught=clause.next)
         state.stack.remove(entry)
-        self._push(state, entry.thread_key, clause.next)
+        self._push(state, entry.path, clause.next)
         return Outcome(Progressed(), [event])
 
-    def _push(self, state: ExecutionState, thread_key: str, element_key: str) -> None:
+    # --- parallel and for-each ---------------------------------------------------------------
+
+    def _fan_out(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
+        """Open the lanes of a parallel or for-each, wait for them, and join them when all have ended."""
+        fan = entry.fanout
+        if fan is None:
+            return self._open(state, entry, element, now_ms)
+        if fan.failure is not None:  # a lane failed for good; the others were stopped then
+            failure, entry.fanout = fan.failure, None
+            state.memory.fanouts.pop(entry.path, None)
+            message = f"{failure.get('element')} in {failure.get('path')}: {failure.get('error')}"
+            return self._fail(state, entry, message, now_ms, str(failure.get("type", "Error")))
+        if fan.ended < fan.total:
+            return Outcome(AwaitLanes(entry))
+        return self._join(state, entry, element, now_ms)
+
+    def _open(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
+        record: dict[str, Any]
+        if isinstance(element, ParallelElement):
+            total, record = len(element.branches), {"results": {}}
+        else:
+            items = self.process.expression(element.items).evaluate(self.variables(state, entry.path))
+            if not isinstance(items, list):
+                raise ExpressionError(f"{element.items!r} must give a list, gave {type(items).__name__}")
+            if len(items) > self.max_items:
+                raise LimitExceeded(f"{element.items!r} gave {len(items)} items; a for-each takes {self.max_items}")
+            # the items, and room for as much again in results
+            self._fit(state, f"the items of {entry.element_key!r}", [items, items])
+            total, record = len(items), {"items": items, "results": [None] * len(items)}
+        entry.fanout = FanOutProgress(total)
+        state.memory.fanouts[entry.path] = record
+        if total == 0:
+            return self._join(state, entry, element, now_ms)
+        return Outcome(AwaitLanes(entry), started=self._start_lanes(state, entry, element))
+
+    def _start_lanes(self, state: ExecutionState, entry: StackEntry, element: FanOut) -> list[str]:
+        """Push the first element of every branch, or of the next items up to maxConcurrency."""
+        fan = entry.fanout
+        assert fan is not None
+        record = state.memory.fanouts[entry.path]
+        limit = fan.total if isinstance(element, ParallelElement) else element.maxConcurrency
+        started: list[str] = []
+        while fan.started < fan.total and fan.started - fan.ended < limit:
+            index = fan.started
+            if isinstance(element, ParallelElement):
+                branch = element.branches[index]
+                lane, first, scope = lanes.child(entry.path, entry.element_key, branch.key), branch.start_key, {}
+            else:
+                lane, first = lanes.child(entry.path, entry.element_key, str(index)), element.body.start_key
+                scope = {element.as_: record["items"][index]}
+            state.memory.scopes[lane] = scope
+            self._push(state, lane, first)
+            fan.started += 1
+            started.append(lane)
+        return started
+
+    def _lane_ended(self, state: ExecutionState, lane: str, outcome: Outcome, now_ms: int) -> None:
+        """A branch or iteration has run its last element: keep its result, start the next item, wake the
+        fan-out. A result that cannot be computed or stored fails the lane."""
+        parent = self._current(state, lanes.parent(lane))
+        element = self.process.elements[parent.element_key]
+        assert isinstance(element, ParallelElement | ForEachElement) and parent.fanout is not None
+        results = state.memory.fanouts[parent.path]["results"]
+        try:
+            if isinstance(element, ParallelElement):
+                results[lanes.name(lane)] = state.memory.scopes.get(lane, {})
+            else:
+                scope = state.memory.scopes.get(lane, {})
+                if element.result is not None:
+                    value = self.process.expression(element.result).evaluate(self.variables(state, lane))
+                    self._fit(state, f"the result of {lane!r}", [value])
+                else:
+                    value = {name: v for name, v in scope.items() if name != element.as_}
+                results[int(lanes.name(lane))] = value
+        except (ExpressionError, LimitExceeded) as exc:
+            kind = "ExpressionError" if isinstance(exc, ExpressionError) else "LimitExceeded"
+            parent.fanout.failure = {"error": _cut(str(exc)), "type": kind, "path": lane, "element": element.key}
+            outcome.stopped.extend(self._stop_lanes(state, parent.path))
+        else:
+            state.memory.scopes.pop(lane, None)
+            parent.fanout.ended += 1
+            if parent.fanout.failure is None:
+                outcome.started.extend(self._start_lanes(state, parent, element))
+        outcome.woken.append(parent.path)
+
+    def _lane_failed(
+        self, state: ExecutionState, entry: StackEntry, error: str, error_type: str, event: ElementEvent
+    ) -> Outcome:
+        """A branch or iteration failed for good: its fan-out fails with its error, and its other lanes stop."""
+        parent = self._current(state, lanes.parent(entry.path))
+        assert parent.fanout is not None
+        parent.fanout.failure = {"error": error, "type": error_type, "path": entry.path, "element": entry.element_key}
+        stopped = [lane for lane in self._stop_lanes(state, parent.path) if lane != entry.path]
+        return Outcome(LaneEnded(), [event], stopped=stopped, woken=[parent.path])
+
+    def _stop_lanes(self, state: ExecutionState, lane: str) -> list[str]:
+        """Take every branch and iteration below `lane` off the stack, with their variables; the lanes stopped."""
+        stopped = [entry.path for entry in state.stack if lanes.below(lane, entry.path)]
+        state.stack[:] = [entry for entry in state.stack if not lanes.below(lane, entry.path)]
+        for table in (state.memory.scopes, state.memory.fanouts):
+            for key in [key for key in table if lanes.below(lane, key)]:
+                del table[key]
+        return stopped
+
+    def _join(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
+        """Every lane ended: a parallel's branches merge their variables into the lane of the element (no two
+        write one name: checked at registration), and `output` gets the results."""
+        results = state.memory.fanouts[entry.path]["results"]
+        if element.output is not None:
+            self._fit(state, f"the output of {entry.element_key!r}", [results])
+        state.memory.fanouts.pop(entry.path)
+        entry.fanout = None
+        if isinstance(element, ParallelElement):
+            for branch in element.branches:
+                for name, value in results.get(branch.key, {}).items():
+                    self._assign(state, entry.path, name, value)
+        if element.output is not None:
+            self._assign(state, entry.path, element.output, results)
+        return self._complete(state, entry, {"lanes": len(results)}, element.next, now_ms)
+
+    # --- variables and the stack -------------------------------------------------------------
+
+    @staticmethod
+    def variables(state: ExecutionState, lane: str) -> dict[str, Any]:
+        """What the elements of a lane see: the thread's variables, under those of each enclosing branch or
+        iteration, under the lane's own."""
+        if not lanes.is_branch(lane):
+            return state.memory.variables
+        seen = dict(state.memory.variables)
+        for enclosing in lanes.ancestry(lane):
+            seen.update(state.memory.scopes.get(enclosing, {}))
+        return seen
+
+    @staticmethod
+    def _assign(state: ExecutionState, lane: str, name: str, value: Any) -> None:
+        """A write: to the thread's variables, or in a branch or iteration to its own until the join."""
+        if lanes.is_branch(lane):
+            state.memory.scopes.setdefault(lane, {})[name] = value
+        else:
+            state.memory.variables[name] = value
+
+    def _push(self, state: ExecutionState, lane: str, element_key: str) -> None:
         element = self.process.elements[element_key]
         state.stack.append(
             StackEntry(
@@ -383,16 +563,17 @@ class Interpreter:
                 element_key=element_key,
                 element_type=element.type,
                 execution_order=state.next_order,
-                thread_key=thread_key,
+                thread_key=lanes.thread(lane),
+                path=lane,
             )
         )
         state.next_order += 1
 
     @staticmethod
-    def _current(state: ExecutionState, thread_key: str) -> StackEntry:
-        entry = state.entry(thread_key)
+    def _current(state: ExecutionState, lane: str) -> StackEntry:
+        entry = state.entry(lane)
         if entry is None:
-            raise LookupError(f"thread {thread_key!r} has no pending element")
+            raise LookupError(f"lane {lane!r} has no pending element")
         return entry
 
     @staticmethod
@@ -405,6 +586,7 @@ class Interpreter:
             entry.attempt,
             now_ms,
             started_at_ms=entry.started_at_ms,
+            path=entry.path if lanes.is_branch(entry.path) else None,
             **extra,
         )
 

@@ -32,6 +32,15 @@ class StackEntry:
     rerun: bool = False
     """A start of this attempt was cut short (pause past its grace, a crash, a stopped actor): the next start of
     the task is a re-run, and its log entry says so."""
+    path: str = ""
+    """The lane the element runs in: the thread's key, or a branch or iteration of a parallel or for-each below
+    it, such as `main/ship[3]` or `main/checks[credit]/ship[0]` (see `lanes.py`). Empty: the thread's key."""
+    fanout: FanOutProgress | None = None
+    """A parallel or for-each whose lanes are running: how many there are, have started and have ended."""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            self.path = self.thread_key
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -40,8 +49,11 @@ class StackEntry:
             "element_type": self.element_type,
             "execution_order": self.execution_order,
             "thread_key": self.thread_key,
+            "path": self.path,
             "attempt": self.attempt,
         }
+        if self.fanout is not None:
+            doc["branches"] = self.fanout.to_doc()
         if self.due_at_ms is not None:
             doc["due_at_ms"] = self.due_at_ms
         if self.remaining_ms is not None:
@@ -68,9 +80,41 @@ class StackEntry:
                 remaining_ms=_opt_int(doc.get("remaining_ms")),
                 started_at_ms=_opt_int(doc.get("started_at_ms")),
                 rerun=doc.get("rerun") is True,
+                path=_str(doc.get("path", "")),
+                fanout=None if doc.get("branches") is None else FanOutProgress.from_doc(doc["branches"]),
             )
         except KeyError as exc:
             raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None
+
+
+@dataclass(slots=True)
+class FanOutProgress:
+    """The lanes of one parallel or for-each: `total` of them, `started` so far (a for-each starts its items in
+    order, at most maxConcurrency at a time), `ended` so far; `failure` once one of them failed for good."""
+
+    total: int
+    started: int = 0
+    ended: int = 0
+    failure: dict[str, Any] | None = None
+    """{error, type, path, element}: the failure the fan-out element fails with (its catch may take it)."""
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"total": self.total, "started": self.started, "ended": self.ended}
+        if self.failure is not None:
+            doc["failure"] = self.failure
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> FanOutProgress:
+        if not isinstance(doc, dict):
+            raise StateCorrupted("the branches of a stack entry are not a map")
+        failure = doc.get("failure")
+        if failure is not None and not isinstance(failure, dict):
+            raise StateCorrupted("the failure of a stack entry's branches is not a map")
+        try:
+            return cls(_int(doc["total"]), _int(doc.get("started", 0)), _int(doc.get("ended", 0)), failure)
+        except KeyError as exc:
+            raise StateCorrupted(f"the branches of a stack entry lack {exc.args[0]!r}") from None
 
 
 @dataclass(slots=True)
@@ -79,6 +123,11 @@ class Memory:
     node_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     signals: dict[str, list[Any]] = field(default_factory=dict)
     """Signals that arrived before a wait consumed them, oldest first."""
+    scopes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per branch or iteration lane, the variables it wrote (and a for-each's item): its own until the join."""
+    fanouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per lane waiting at a parallel or for-each: {"items": the for-each's list, "results": what the ended lanes
+    gave, by branch key or in item order}."""
 
 
 @dataclass(slots=True)
@@ -139,9 +188,10 @@ class ExecutionState:
     def failed_nodes(self) -> int:
         return sum(t.failed_nodes for t in self.threads.values())
 
-    def entry(self, thread_key: str) -> StackEntry | None:
+    def entry(self, lane: str) -> StackEntry | None:
+        """The pending element of a lane (a thread's key, or the path of a branch or iteration)."""
         for entry in self.stack:
-            if entry.thread_key == thread_key:
+            if entry.path == lane:
                 return entry
         return None
 
@@ -155,13 +205,18 @@ class ExecutionState:
         }
 
     def to_memory_doc(self, saved_at: str) -> dict[str, Any]:
-        return {
+        doc = {
             "variables": self.memory.variables,
             "node_outputs": self.memory.node_outputs,
             "saved_at": saved_at,
             "variable_count": len(self.memory.variables),
             "signals": self.memory.signals,
         }
+        if self.memory.scopes:
+            doc["scopes"] = self.memory.scopes
+        if self.memory.fanouts:
+            doc["fanouts"] = self.memory.fanouts
+        return doc
 
 
 def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadProgress]) -> ExecutionState:
@@ -173,8 +228,18 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
     variables = memory_doc.get("variables")
     outputs = memory_doc.get("node_outputs", {})
     signals = memory_doc.get("signals", {})
-    if not isinstance(variables, dict) or not isinstance(outputs, dict) or not isinstance(signals, dict):
+    scopes = memory_doc.get("scopes", {})
+    fanouts = memory_doc.get("fanouts", {})
+    if not (
+        isinstance(variables, dict)
+        and isinstance(outputs, dict)
+        and isinstance(signals, dict)
+        and isinstance(scopes, dict)
+        and isinstance(fanouts, dict)
+    ):
         raise StateCorrupted("memory snapshot is not in the expected shape")
+    if not all(isinstance(v, dict) for v in (*scopes.values(), *fanouts.values())):
+        raise StateCorrupted("memory snapshot has malformed branch variables")
     if not all(isinstance(name, str) for name in variables):
         # msgpack maps may have any keys; CEL refuses a context whose names are not strings
         raise StateCorrupted("memory snapshot has variable names that are not strings")
@@ -184,9 +249,14 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
     unknown = {entry.thread_key for entry in stack} - set(threads)
     if unknown:
         raise StateCorrupted(f"stack names unknown threads: {sorted(unknown)}")
+    for entry in stack:
+        if entry.path != entry.thread_key and not entry.path.startswith(entry.thread_key + "/"):
+            raise StateCorrupted(f"stack entry of lane {entry.path!r} is not in thread {entry.thread_key!r}")
+    if len({entry.path for entry in stack}) != len(stack):
+        raise StateCorrupted("the stack has two entries for one lane")
     return ExecutionState(
         stack=stack,
-        memory=Memory(variables=variables, node_outputs=outputs, signals=signals),
+        memory=Memory(variables=variables, node_outputs=outputs, signals=signals, scopes=scopes, fanouts=fanouts),
         threads=threads,
         next_order=_int(stack_doc.get("next_order", max((e.execution_order for e in stack), default=0) + 1)),
         paused_at_node=_opt_int(stack_doc.get("paused_at_node")),

@@ -14,7 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from procengine.engine.compiled import CompiledProcess, compile_process, element_problems
+from procengine.engine.compiled import (
+    CompiledProcess,
+    compile_process,
+    element_problems,
+    fan_out_problems,
+    nested_sketches,
+)
 from procengine.engine.definitions import (
     ELEMENT,
     Element,
@@ -22,6 +28,7 @@ from procengine.engine.definitions import (
     ProcessOutline,
     can_end,
     successors,
+    walk,
 )
 from procengine.engine.expressions import Expression
 from procengine.engine.graph import Node, ThreadSketch, graph_problems
@@ -52,11 +59,20 @@ def validate_definition(document: Any, known_handlers: Collection[str] | None = 
     if not problems:
         return compile_process(ProcessDefinition.model_validate(document), known_handlers)
 
-    sketches = [_sketch(i, raw_thread, valid) for i, raw_thread in enumerate(threads)]
-    problems.extend(graph_problems([s for s in sketches if s is not None]))
+    sketches: list[ThreadSketch] = []
+    for i, raw_thread in enumerate(threads):
+        thread_sketch = _sketch(i, raw_thread, valid)
+        if thread_sketch is not None:
+            sketches.append(thread_sketch)
+            for j in range(len(_raw_elements(raw_thread))):
+                element = valid.get((i, j))
+                sketches.extend(nested_sketches(element, thread_sketch.where) if element is not None else [])
+    problems.extend(graph_problems(sketches))
     expressions: dict[str, Expression] = {}
     for element in valid.values():
-        problems.extend(element_problems(element, known_handlers, expressions))
+        problems.extend(fan_out_problems(element))
+        for each in walk([element]):
+            problems.extend(element_problems(each, known_handlers, expressions))
     key = document.get("key") if isinstance(document, dict) else None
     raise refusal(
         f"process definition {key!r} is not valid" if isinstance(key, str) else "process definition is not valid",

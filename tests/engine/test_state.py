@@ -109,6 +109,7 @@ def test_optional_entry_fields_are_written_only_when_set() -> None:
         "element_type": "task",
         "execution_order": 1,
         "thread_key": "t",
+        "path": "t",
         "attempt": 1,
     }
     assert StackEntry.from_doc(entry.to_doc()) == entry

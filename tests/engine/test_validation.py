@@ -15,7 +15,9 @@ from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
 
 HANDLERS = {"echo", "sleep", "fail"}
-TYPES = "'task', 'if-condition', 'switch', 'set-variable', 'delay', 'wait-signal', 'fail', 'end'"
+TYPES = (
+    "'task', 'if-condition', 'switch', 'set-variable', 'delay', 'wait-signal', 'parallel', 'for-each', 'fail', 'end'"
+)
 
 
 def _problems(document: Any, handlers: set[str] | None = HANDLERS) -> list[str]:
