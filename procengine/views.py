@@ -104,6 +104,10 @@ class ExecutionStatusView(_View):
     timing: Timing
     threads: list[ThreadView]
     error: dict[str, Any] | None = None
+    parentExecutionID: int | None = None
+    """The execution whose call-process started this one."""
+    children: list[int] = Field(default_factory=list)
+    """The executions this one's call-process elements started, oldest first."""
 
 
 class ExecutionSummary(_View):
@@ -114,6 +118,7 @@ class ExecutionSummary(_View):
     status: StatusName
     startedAt: str
     stoppedAt: str | None
+    parentExecutionID: int | None = None
 
 
 class ExecutionList(_View):

@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from procengine.actors.attempt import Attempt, run_attempt
+from procengine.actors.children import POLL_S, RETRY_S, ChildEnd
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Command, Drain, Message, Request, Wake
 from procengine.actors.queries import RenderedStatus
@@ -28,6 +29,7 @@ from procengine.clock import Clock, iso, parse_iso
 from procengine.engine import lanes
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import (
+    AwaitChild,
     AwaitLanes,
     AwaitSignal,
     ElementEvent,
@@ -39,6 +41,7 @@ from procengine.engine.interpreter import (
     Progressed,
     RunTask,
     Sleep,
+    StartChild,
     ThreadEnded,
 )
 from procengine.engine.state import ExecutionState, StackEntry
@@ -70,6 +73,25 @@ SIGNAL_KEY_FIELD = "signalKey:"
 """The status each control command asks for (a `refused` entry names it as `to`)."""
 
 
+class ChildControl(Protocol):
+    """What an actor asks of the engine for the children of its call-process elements (see `children.py`)."""
+
+    async def start(self, tenant: str, parent_id: int, step: StartChild) -> int: ...
+
+    async def ended(self, child_id: int) -> ChildEnd | None: ...
+
+    async def control(
+        self,
+        tenant: str,
+        verb: Literal["pause", "resume", "cancel"],
+        child_ids: list[int],
+        parent_id: int,
+        reason: str | None,
+    ) -> list[int]: ...
+
+    def notify_parent(self, parent_id: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ActorContext:
     """What every actor of a node shares."""
@@ -80,6 +102,7 @@ class ActorContext:
     handlers: HandlerRegistry
     node_id: str
     metrics: Metrics
+    children: ChildControl
 
 
 @dataclass(slots=True)
@@ -251,6 +274,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=Status.RUNNING, not_after_ms=message.not_after_ms)
         self.status = Status.PAUSED
+        await self._pause_children(message.reason)
         return PauseResult(
             executionID=self.execution_id,
             completedNodes=self.state.completed_nodes,
@@ -288,10 +312,15 @@ class ExecutionActor:
             status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused
         )
         commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
+        paused_children = json.loads(self.fields.get("pausedChildren") or "[]")
+        if paused_children:
+            commit.execution["pausedChildren"] = ""
         await self._write(commit, expect=Status.PAUSED, not_after_ms=message.not_after_ms)
         self.state = state
         self.corrupted = False  # the stored snapshot was read and validated just now
         self.status = Status.RUNNING
+        if paused_children:  # the children its pause paused (not one paused on its own)
+            await self.ctx.children.control(self.tenant, "resume", paused_children, self.execution_id, message.reason)
         self._start_runners()
         return ResumeResult(
             executionID=self.execution_id,
@@ -322,6 +351,7 @@ class ExecutionActor:
         self.status = Status.CANCELLED
         self.ctx.metrics.finished.labels(self.process.definition.key, Status.CANCELLED.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
+        await self._ended_as_child_or_parent(message.reason)
         return CancelResult(executionID=self.execution_id, cancelledAt=iso(now))
 
     async def _signal(self, message: Command) -> SignalResult:
@@ -345,8 +375,7 @@ class ExecutionActor:
             detail["idempotencyKey"] = message.signal_key
         commit.log.append(LogRecord(now, "signal-received", None, detail))
         await self._write(commit, expect=self.status, not_after_ms=message.not_after_ms)
-        for wakeup in self._wakeups.values():
-            wakeup.set()
+        self.wake_lanes()
         return SignalResult(executionID=self.execution_id, signal=message.signal)
 
     def _require(self, caller: Caller, verb: str, reason: str | None, *allowed: Status) -> None:
@@ -387,6 +416,7 @@ class ExecutionActor:
         self.status = status
         self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
+        await self._ended_as_child_or_parent(f"it {status.value}")
         log.info("execution %s: %s", self.execution_id, status.value)
 
     async def _drain(self) -> None:
@@ -402,6 +432,24 @@ class ExecutionActor:
         commit = snapshot_commit(self.state, [], now)
         self._record_interrupted(commit, now)
         await self._write(commit, expect=Status.RUNNING)
+
+    async def _pause_children(self, reason: str | None) -> None:
+        """Pause the children call-process elements wait for; note which, so that resume resumes those alone."""
+        waited = self._waited_children()
+        if not waited:
+            return
+        paused = await self.ctx.children.control(self.tenant, "pause", waited, self.execution_id, reason)
+        if paused:
+            await self._write(Commit(execution={"pausedChildren": json.dumps(paused)}), expect=Status.PAUSED)
+
+    async def _ended_as_child_or_parent(self, reason: str | None) -> None:
+        """This execution is final: children still waited for are cancelled, a parent is told."""
+        waited = [] if self.corrupted else self._waited_children()
+        if waited:
+            await self.ctx.children.control(self.tenant, "cancel", waited, self.execution_id, reason)
+        parent = self.fields.get("parentExecutionID")
+        if parent:
+            self.ctx.children.notify_parent(int(parent))
 
     def _record_interrupted(self, commit: Commit, now: int) -> dict[str, Any]:
         """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none)."""
@@ -578,6 +626,23 @@ class ExecutionActor:
                 finally:
                     self._tasks_in_flight -= 1
                 continue
+            if isinstance(step, StartChild):
+                if outcome.events:
+                    await self._checkpoint(outcome.events)
+                started = await self._start_child(lane, step)
+                if started is None:
+                    continue
+                outcome, step = started, started.step
+            elif isinstance(step, AwaitChild):
+                ended = await self.ctx.children.ended(step.child_id)
+                if ended is None:  # the child runs (or is paused): its actor wakes us when it ends, if it is here
+                    await _wait(wakeup, POLL_S)
+                    continue
+                now = self.ctx.clock.now_ms()
+                outcome = self.interpreter.child_ended(
+                    self.state, lane, ended.status, ended.variables, ended.error, now
+                )
+                step = outcome.step
             if outcome.events:
                 await self._checkpoint(outcome.events)
             self._follow(outcome)
@@ -595,6 +660,46 @@ class ExecutionActor:
                 await _wait(wakeup, None)
             else:
                 assert isinstance(step, Progressed)
+
+    async def _start_child(self, lane: str, step: StartChild) -> Outcome | None:
+        """Start the child of a call-process and checkpoint its id (None: go on, the lane waits for it now);
+        the outcome of an element that fails because the child could not be started."""
+        wakeup = self._wakeups[lane]
+        try:
+            child_id = await self.ctx.children.start(self.tenant, self.execution_id, step)
+        except ProcEngineError as exc:
+            if exc.status >= 500:  # no child yet (the engine drains, Redis is away): the same start again later
+                log.warning("execution %s: could not start a child yet: %s", self.execution_id, exc.message)
+                await _wait(wakeup, RETRY_S)
+                return None
+            now = self.ctx.clock.now_ms()
+            return self.interpreter.child_ended(self.state, lane, "could not start", None, exc.message, now)
+        self.interpreter.child_started(self.state, lane, child_id)
+        now = self.ctx.clock.now_ms()
+        commit = snapshot_commit(self.state, [], now)
+        children = self.children()
+        if child_id not in children:
+            commit.execution["children"] = json.dumps([*children, child_id])
+        detail: dict[str, Any] = {"thread": step.entry.thread_key, "childExecutionID": child_id}
+        if lanes.is_branch(lane):
+            detail["path"] = lane
+        commit.log.append(LogRecord(now, "child-started", step.entry.element_key, detail))
+        await self._write(commit, expect=Status.RUNNING)
+        return None
+
+    def children(self) -> list[int]:
+        """Every child execution this one has started, oldest first."""
+        listed = json.loads(self.fields.get("children") or "[]")
+        return [int(child) for child in listed]
+
+    def _waited_children(self) -> list[int]:
+        """The children call-process elements are waiting for now."""
+        return [entry.child_id for entry in self.state.stack if entry.child_id is not None]
+
+    def wake_lanes(self) -> None:
+        """Something a lane may be waiting for has happened (a child ended): every lane looks again."""
+        for wakeup in self._wakeups.values():
+            wakeup.set()
 
     async def _run_task(self, lane: str, step: RunTask) -> bool:
         """Run one task attempt and record its outcome; True when the lane must stop."""

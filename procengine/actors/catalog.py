@@ -23,10 +23,15 @@ class Catalog:
         self.clock = clock
         self._compiled: dict[tuple[str, int], CompiledProcess] = {}
         self._stored: dict[tuple[str, int], StoredProcess] = {}
+        self._versions: dict[tuple[str, str, int], int] = {}
+        """(tenant, key, version) -> processID: versions never change."""
 
     async def register(self, tenant: str, document: Any) -> tuple[ProcessSummary, bool]:
         """Register a definition document (parsed JSON or YAML); ValidationFailed lists every problem."""
-        definition = validate_definition(document, self.handlers.names()).definition
+        known: dict[str, set[int]] = {}
+        for stored in await self.store.list(tenant):
+            known.setdefault(stored.key, set()).add(stored.version)
+        definition = validate_definition(document, self.handlers.names(), known).definition
         process_id, version, created = await self.store.register(tenant, definition, iso(self.clock.now_ms()))
         return ProcessSummary(processID=process_id, key=definition.key, version=version), created
 
@@ -53,6 +58,22 @@ class Catalog:
         if process_key is not None and stored.key != process_key:
             raise ValidationFailed("processID and processKey disagree", [f"process {process_id} is {stored.key!r}"])
         return stored
+
+    async def version_id(self, tenant: str, key: str, version: int | None) -> int:
+        """The processID of a key's version (None: the latest); NotFound if there is none."""
+        if version is None:
+            latest = await self.store.latest_id(tenant, key)
+            if latest is None:
+                raise NotFound(f"process {key!r} not found")
+            return latest
+        found = self._versions.get((tenant, key, version))
+        if found is None:
+            for stored in await self.store.list(tenant):
+                self._versions[(tenant, stored.key, stored.version)] = stored.process_id
+            found = self._versions.get((tenant, key, version))
+            if found is None:
+                raise NotFound(f"process {key!r} has no version {version}")
+        return found
 
     async def compiled(self, tenant: str, process_id: int) -> CompiledProcess:
         cached = self._compiled.get((tenant, process_id))

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.catalog import Catalog, view
+from procengine.actors.children import Children
 from procengine.actors.control import ControlListener
 from procengine.actors.idempotency import IdempotentStarts
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
@@ -113,7 +114,9 @@ class Engine:
         self.node_id = node_id or new_node_id()
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
         self.metrics = metrics or Metrics()
-        self.ctx = ActorContext(self.store, settings, self.clock, handlers, self.node_id, self.metrics)
+        self.ctx = ActorContext(
+            self.store, settings, self.clock, handlers, self.node_id, self.metrics, children=Children(self)
+        )
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
         self.control = ControlListener(
@@ -209,7 +212,11 @@ class Engine:
 
     # --- starting -----------------------------------------------------------------------------
 
-    async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
+    async def start_execution(
+        self, caller: Caller, request: StartRequest, *, parent: int | None = None
+    ) -> tuple[StartResult, bool]:
+        """Start an execution (`parent`: of a call-process of that execution); (result, created) - not created
+        when its idempotencyKey names an execution started before."""
         self._refuse_if_draining()
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
@@ -223,7 +230,7 @@ class Engine:
         self._starting.add(execution_id)
         try:
             try:
-                actor = await self._create(caller, execution_id, first_thread, stored, process, request)
+                actor = await self._create(caller, execution_id, first_thread, stored, process, request, parent)
             except NotReplicated as exc:
                 # written on the master, not yet on a replica: the execution exists (this node's reconciler takes
                 # it back and runs it), so nothing is undone, and a retry with the key finds it
@@ -269,6 +276,7 @@ class Engine:
         stored: StoredProcess,
         process: CompiledProcess,
         request: StartRequest,
+        parent: int | None,
     ) -> ExecutionActor:
         """Write the new execution (indexed first, so that it is never unlisted) and make its actor."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
@@ -292,6 +300,8 @@ class Engine:
         )
         if request.idempotencyKey is not None:
             commit.execution["idempotencyKey"] = request.idempotencyKey
+        if parent is not None:
+            commit.execution["parentExecutionID"] = parent
         commit.log.append(
             transition_log(
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version

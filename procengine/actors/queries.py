@@ -27,7 +27,16 @@ from procengine.views import (
     StateView,
 )
 
-SUMMARY_FIELDS = ["status", "processID", "processKey", "processVersion", "startedAt", "stoppedAt", "tenant"]
+SUMMARY_FIELDS = [
+    "status",
+    "processID",
+    "processKey",
+    "processVersion",
+    "startedAt",
+    "stoppedAt",
+    "tenant",
+    "parentExecutionID",
+]
 
 
 class Queries:
@@ -122,6 +131,7 @@ def _summary(execution_id: int, row: dict[str, str]) -> ExecutionSummary:
         status=Status(row["status"]).value,
         startedAt=row["startedAt"],
         stoppedAt=row.get("stoppedAt") or None,
+        parentExecutionID=int(row["parentExecutionID"]) if row.get("parentExecutionID") else None,
     )
 
 
@@ -178,6 +188,8 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
             for t in threads
         ],
         "error": json.loads(fields["error"]) if fields.get("error") else None,
+        "parentExecutionID": int(fields["parentExecutionID"]) if fields.get("parentExecutionID") else None,
+        "children": json.loads(fields["children"]) if fields.get("children") else [],
     }
 
 

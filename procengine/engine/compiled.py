@@ -7,10 +7,11 @@ document whose elements may break their schema.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from procengine.engine.definitions import (
+    CallProcessElement,
     DelayElement,
     Element,
     FailElement,
@@ -78,8 +79,14 @@ class CompiledProcess:
         return self.expressions[source]
 
 
-def compile_process(definition: ProcessDefinition, known_handlers: Collection[str] | None = None) -> CompiledProcess:
-    """Validate the graph and compile its expressions; raise ValidationFailed listing every problem."""
+def compile_process(
+    definition: ProcessDefinition,
+    known_handlers: Collection[str] | None = None,
+    known_processes: Mapping[str, Collection[int]] | None = None,
+) -> CompiledProcess:
+    """Validate the graph and compile its expressions; raise ValidationFailed listing every problem.
+    `known_handlers` and `known_processes` (keys of the tenant with their versions): what tasks and call-process
+    elements may name (None: not checked, as when a stored version is compiled again)."""
     elements: dict[str, Element] = {}
     element_ids: dict[str, int] = {}
     thread_of: dict[str, str] = {}
@@ -105,7 +112,9 @@ def compile_process(definition: ProcessDefinition, known_handlers: Collection[st
         problems.extend(fan_out_problems(element))
     # Every element, a duplicate's too: its own problems are listed with the duplicate key.
     for element in (element for thread in definition.threads for element in walk(thread.elements)):
-        problems.extend(element_problems(element, known_handlers, expressions))
+        problems.extend(
+            element_problems(element, known_handlers, expressions, callable_processes(definition.key, known_processes))
+        )
     if problems:
         raise refusal(f"process definition {definition.key!r} is not valid", problems)
     return CompiledProcess(definition, tuple(threads), elements, element_ids, thread_of, expressions)
@@ -153,8 +162,20 @@ def fan_out_problems(element: Element, depth: int = 1) -> list[str]:
     return problems
 
 
+def callable_processes(
+    own_key: str, known_processes: Mapping[str, Collection[int]] | None
+) -> Mapping[str, Collection[int]] | None:
+    """What a call-process may name: the tenant's processes, and the process being registered itself."""
+    if known_processes is None:
+        return None
+    return {own_key: (), **known_processes} if own_key not in known_processes else known_processes
+
+
 def element_problems(
-    element: Element, known_handlers: Collection[str] | None, expressions: dict[str, Expression]
+    element: Element,
+    known_handlers: Collection[str] | None,
+    expressions: dict[str, Expression],
+    known_processes: Mapping[str, Collection[int]] | None = None,
 ) -> list[str]:
     """What is wrong with one element beyond its shape: bad CEL, an unknown handler. Compiled CEL is kept in
     `expressions` (each source once)."""
@@ -172,6 +193,16 @@ def element_problems(
             problems.append(f"{where}: a catch clause goes back to the element itself (at once, for ever); use retry")
     if isinstance(element, TaskElement) and known_handlers is not None and element.handler not in known_handlers:
         problems.append(f"{where}: unknown handler {element.handler!r} (known: {', '.join(sorted(known_handlers))})")
+    if isinstance(element, CallProcessElement) and known_processes is not None:
+        versions = known_processes.get(element.process)
+        if versions is None:
+            known = ", ".join(sorted(known_processes)) or "none"
+            problems.append(f"{where}: calls unknown process {element.process!r} (this tenant has: {known})")
+        elif element.version is not None and versions and element.version not in versions:
+            problems.append(
+                f"{where}: process {element.process!r} has no version {element.version} (it has "
+                f"{', '.join(str(v) for v in sorted(versions))})"
+            )
     return problems
 
 
@@ -192,4 +223,6 @@ def _sources(element: Element) -> list[str]:
         return [element.timeoutAt]
     if isinstance(element, ForEachElement):
         return [element.items] + ([element.result] if element.result is not None else [])
+    if isinstance(element, CallProcessElement):
+        return list(element.input.values()) + ([element.result] if element.result is not None else [])
     return []

@@ -20,6 +20,7 @@ ElementType = Literal[
     "wait-signal",
     "parallel",
     "for-each",
+    "call-process",
     "fail",
     "end",
 ]
@@ -188,6 +189,23 @@ class ForEachElement(_ElementBase):
     catch: Catch
 
 
+class CallProcessElement(_ElementBase):
+    """Starts an execution of another process of the tenant (its child), waits for it to end, and puts its
+    variables (or `result`, CEL over them) into `output`. A child that fails or is cancelled fails the element
+    with type ChildFailed; pause, resume and cancel of the parent reach the child."""
+
+    type: Literal["call-process"]
+    process: Identifier
+    """The key of the process to run."""
+    version: PositiveInt | None = None
+    """A pinned version; without it the latest version when the child starts."""
+    input: dict[Identifier, str] = Field(default_factory=dict)
+    """The child's start variables, each a CEL expression over the variables here."""
+    result: Annotated[str, Field(min_length=1)] | None = None
+    output: Identifier | None = None
+    catch: Catch
+
+
 class FailElement(_Model):
     """Ends the execution as failed, with the CEL `message` (evaluated over the variables) as its error."""
 
@@ -210,6 +228,7 @@ Element = Annotated[
     | WaitSignalElement
     | ParallelElement
     | ForEachElement
+    | CallProcessElement
     | FailElement
     | EndElement,
     Field(discriminator="type"),
@@ -326,7 +345,7 @@ def writes(element: Element) -> set[str]:
         names.update(element.set)
     if isinstance(element, WaitSignalElement) and element.into is not None:
         names.add(element.into)
-    if isinstance(element, TaskElement | ParallelElement | ForEachElement) and element.output is not None:
+    if isinstance(element, TaskElement | ParallelElement | ForEachElement | CallProcessElement) and element.output:
         names.add(element.output)
     if isinstance(element, ParallelElement):
         for branch in element.branches:

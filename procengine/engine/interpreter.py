@@ -18,6 +18,7 @@ from typing import Any, Literal
 from procengine.engine import lanes
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import (
+    CallProcessElement,
     CatchClause,
     DelayElement,
     EndElement,
@@ -96,6 +97,30 @@ class AwaitSignal:
 
 
 @dataclass(frozen=True, slots=True)
+class StartChild:
+    """A call-process: start its child execution (then report its id with `child_started`)."""
+
+    entry: StackEntry
+    process: str
+    version: int | None
+    input: dict[str, Any]
+
+    @property
+    def start_key(self) -> str:
+        """The same for every try of this start (a crash before the child's id was checkpointed, a retry after a
+        503): an idempotency key, so the child is started once."""
+        return f"{self.entry.execution_order}.{self.entry.attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitChild:
+    """A call-process waits for its child execution to end (then report it with `child_ended`)."""
+
+    entry: StackEntry
+    child_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class AwaitLanes:
     """A parallel or for-each waits for its branches or iterations to end (they wake its lane)."""
 
@@ -125,7 +150,21 @@ class ElementFailed:
     """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, ..."""
 
 
-Step = RunTask | Sleep | AwaitSignal | AwaitLanes | Progressed | ThreadEnded | LaneEnded | ElementFailed
+Step = (
+    RunTask
+    | Sleep
+    | AwaitSignal
+    | AwaitLanes
+    | StartChild
+    | AwaitChild
+    | Progressed
+    | ThreadEnded
+    | LaneEnded
+    | ElementFailed
+)
+
+CHILD_FAILED = "ChildFailed"
+"""The error type of a call-process whose child failed, was cancelled or could not start."""
 
 
 @dataclass(slots=True)
@@ -257,6 +296,43 @@ class Interpreter:
         entry.due_at_ms = retry_at
         return Outcome(Sleep(entry, retry_at), [event])
 
+    def child_started(self, state: ExecutionState, lane: str, child_id: int) -> None:
+        """The call-process of `lane` has its child execution now: wait for it."""
+        self._current(state, lane).child_id = child_id
+
+    def child_ended(
+        self,
+        state: ExecutionState,
+        lane: str,
+        status: str,
+        variables: dict[str, Any] | None,
+        error: str | None,
+        now_ms: int,
+    ) -> Outcome:
+        """The child ended (or could not start: `status` "refused"): a completed child's variables, or what
+        `result` makes of them, go into `output`; anything else fails the element (ChildFailed)."""
+        entry = self._current(state, lane)
+        element = self.process.elements[entry.element_key]
+        assert isinstance(element, CallProcessElement)
+        if status != "completed":
+            child = f"child execution {entry.child_id}" if entry.child_id is not None else "the child execution"
+            return self._fail(
+                state, entry, f"{child} {status}: {error}" if error else f"{child} {status}", now_ms, CHILD_FAILED
+            )
+        value: Any = variables or {}
+        try:
+            if element.result is not None:
+                value = self.process.expression(element.result).evaluate(value)
+            if element.output is not None:
+                self._fit(state, f"the output of {entry.element_key!r}", [value, value])
+        except ExpressionError as exc:
+            return self._fail(state, entry, str(exc), now_ms, "ExpressionError")
+        except LimitExceeded as exc:
+            return self._fail(state, entry, str(exc), now_ms, "LimitExceeded")
+        if element.output is not None:
+            self._assign(state, lane, element.output, value)
+        return self._complete(state, entry, value, element.next, now_ms)
+
     # --- internals ---------------------------------------------------------------------------
 
     def _begin_element(self, state: ExecutionState, entry: StackEntry, element: Any, now_ms: int) -> Outcome:
@@ -306,6 +382,13 @@ class Interpreter:
             return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
         if isinstance(element, ParallelElement | ForEachElement):
             return self._fan_out(state, entry, element, now_ms)
+        if isinstance(element, CallProcessElement):
+            if entry.child_id is not None:
+                return Outcome(AwaitChild(entry, entry.child_id))
+            child_input = {
+                name: self.process.expression(src).evaluate(variables) for name, src in element.input.items()
+            }
+            return Outcome(StartChild(entry, element.process, element.version, child_input))
         assert isinstance(element, EndElement)
         return self._complete(state, entry, None, None, now_ms)
 

@@ -37,6 +37,8 @@ class StackEntry:
     it, such as `main/ship[3]` or `main/checks[credit]/ship[0]` (see `lanes.py`). Empty: the thread's key."""
     fanout: FanOutProgress | None = None
     """A parallel or for-each whose lanes are running: how many there are, have started and have ended."""
+    child_id: int | None = None
+    """A call-process whose child execution was started: its id."""
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -54,6 +56,8 @@ class StackEntry:
         }
         if self.fanout is not None:
             doc["branches"] = self.fanout.to_doc()
+        if self.child_id is not None:
+            doc["child_execution_id"] = self.child_id
         if self.due_at_ms is not None:
             doc["due_at_ms"] = self.due_at_ms
         if self.remaining_ms is not None:
@@ -82,6 +86,7 @@ class StackEntry:
                 rerun=doc.get("rerun") is True,
                 path=_str(doc.get("path", "")),
                 fanout=None if doc.get("branches") is None else FanOutProgress.from_doc(doc["branches"]),
+                child_id=_opt_int(doc.get("child_execution_id")),
             )
         except KeyError as exc:
             raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None

@@ -9,13 +9,14 @@ handler checks on every valid element, so one bad element never hides the proble
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from procengine.engine.compiled import (
     CompiledProcess,
+    callable_processes,
     compile_process,
     element_problems,
     fan_out_problems,
@@ -41,7 +42,11 @@ _TARGET_FIELDS = ("next", "then", "else", "default", "onTimeout")
 """Where an element of any type names the element after it (and each of a switch's `cases` and `catch`)."""
 
 
-def validate_definition(document: Any, known_handlers: Collection[str] | None = None) -> CompiledProcess:
+def validate_definition(
+    document: Any,
+    known_handlers: Collection[str] | None = None,
+    known_processes: Mapping[str, Collection[int]] | None = None,
+) -> CompiledProcess:
     """The compiled definition, or ValidationFailed with every problem of the document."""
     problems: list[str] = []
     try:
@@ -57,7 +62,7 @@ def validate_definition(document: Any, known_handlers: Collection[str] | None = 
             except ValidationError as exc:
                 problems.extend(listed(exc, raw, at=f"threads.{i}.elements.{j}"))
     if not problems:
-        return compile_process(ProcessDefinition.model_validate(document), known_handlers)
+        return compile_process(ProcessDefinition.model_validate(document), known_handlers, known_processes)
 
     sketches: list[ThreadSketch] = []
     for i, raw_thread in enumerate(threads):
@@ -69,11 +74,12 @@ def validate_definition(document: Any, known_handlers: Collection[str] | None = 
                 sketches.extend(nested_sketches(element, thread_sketch.where) if element is not None else [])
     problems.extend(graph_problems(sketches))
     expressions: dict[str, Expression] = {}
+    key = document.get("key") if isinstance(document, dict) else None
+    callable_ = callable_processes(key, known_processes) if isinstance(key, str) else known_processes
     for element in valid.values():
         problems.extend(fan_out_problems(element))
         for each in walk([element]):
-            problems.extend(element_problems(each, known_handlers, expressions))
-    key = document.get("key") if isinstance(document, dict) else None
+            problems.extend(element_problems(each, known_handlers, expressions, callable_))
     raise refusal(
         f"process definition {key!r} is not valid" if isinstance(key, str) else "process definition is not valid",
         problems,

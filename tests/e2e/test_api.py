@@ -247,7 +247,7 @@ threads:
     problems = body["error"]["details"]
     assert problems[:6] == [
         "threads.0.elements.0.type: 'frobnicate' is not one of 'task', 'if-condition', 'switch', 'set-variable', "
-        "'delay', 'wait-signal', 'parallel', 'for-each', 'fail', 'end'",
+        "'delay', 'wait-signal', 'parallel', 'for-each', 'call-process', 'fail', 'end'",
         "threads.0 (m): element 'odd' points to missing element 'x'",
         "threads.0 (m): element 't' points to missing element 'y'",
         "threads.0 (m): element 't' is unreachable from 'odd'",

@@ -16,7 +16,8 @@ from procengine.errors import ValidationFailed
 
 HANDLERS = {"echo", "sleep", "fail"}
 TYPES = (
-    "'task', 'if-condition', 'switch', 'set-variable', 'delay', 'wait-signal', 'parallel', 'for-each', 'fail', 'end'"
+    "'task', 'if-condition', 'switch', 'set-variable', 'delay', 'wait-signal', 'parallel', 'for-each', "
+    "'call-process', 'fail', 'end'"
 )
 
 

@@ -123,7 +123,7 @@ async def test_an_invalid_definition_is_422_with_every_problem_listed(client: Cl
         "colour: Extra inputs are not permitted",
         "threads.0.elements.0.retry.maxAttempts: Input should be greater than 0",
         "threads.0.elements.1.type: 'teleport' is not one of 'task', 'if-condition', 'switch', 'set-variable', "
-        "'delay', 'wait-signal', 'parallel', 'for-each', 'fail', 'end'",
+        "'delay', 'wait-signal', 'parallel', 'for-each', 'call-process', 'fail', 'end'",
         "threads.0.elements.2: a delay takes durationMs or until (one of them)",
         # and the graph is checked too, invalid elements and all: `a` has no `next`
         "threads.0 (main): element 'b' is unreachable from 'a'",

@@ -1,0 +1,108 @@
+"""Child executions of call-process elements: started once, read when they end, told when their parent is paused,
+resumed or cancelled.
+
+A child is an execution like any other (same tenant, same limits, its own actor and owner), started through the
+engine with an idempotency key made of its parent and the call's place in the parent's stack, so that a parent
+that crashes before it has checkpointed the child's id starts no second child. The child's hash names its parent
+(`parentExecutionID`), the parent's hash lists its children (`children`). A parent learns that its child ended
+from the child's actor when both live on one node, and else by reading the child's status every
+`POLL_S` seconds: what it acts on is always what Redis holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from procengine.engine.interpreter import StartChild
+from procengine.errors import ProcEngineError
+from procengine.service import Caller
+from procengine.statuses import Status
+from procengine.store.codec import decode
+from procengine.views import ControlRequest, StartRequest
+
+if TYPE_CHECKING:
+    from procengine.actors.engine import Engine
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+"""How often a parent whose child runs on another node reads the child's status."""
+RETRY_S = 1.0
+"""How long a call-process waits before it tries again to start a child the engine could not start (503)."""
+
+Verb = Literal["pause", "resume", "cancel"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildEnd:
+    status: str
+    """completed, failed, cancelled, or gone (its keys were removed)."""
+    variables: dict[str, Any] | None
+    error: str | None
+
+
+class Children:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def start(self, tenant: str, parent_id: int, step: StartChild) -> int:
+        """The child's execution id: started now, or earlier by the same call (same idempotency key)."""
+        engine = self.engine
+        process_id = await engine.catalog.version_id(tenant, step.process, step.version)
+        request = StartRequest(
+            processID=process_id, variables=step.input, idempotencyKey=f"child-of-{parent_id}.{step.start_key}"
+        )
+        caller = Caller(tenant=tenant, by=f"execution {parent_id}", request_id="")
+        result, _ = await engine.start_execution(caller, request, parent=parent_id)
+        return result.executionID
+
+    async def ended(self, child_id: int) -> ChildEnd | None:
+        """How the child ended; None while it runs or is paused."""
+        fields = await self.engine.store.fields(child_id)
+        if not fields:
+            return ChildEnd("gone", None, "its keys are gone")
+        status = Status(fields["status"])
+        if not status.is_final:
+            return None
+        if status is Status.COMPLETED:
+            stored = await self.engine.store.load(child_id)
+            memory = decode(stored.state["memory"]) if stored is not None and stored.state.get("memory") else {}
+            variables = memory.get("variables") if isinstance(memory, dict) else None
+            return ChildEnd(status.value, variables if isinstance(variables, dict) else {}, None)
+        error = json.loads(fields["error"]).get("error") if fields.get("error") else None
+        return ChildEnd(status.value, None, error)
+
+    async def control(
+        self, tenant: str, verb: Verb, child_ids: list[int], parent_id: int, reason: str | None
+    ) -> list[int]:
+        """Pass a parent's pause, resume or cancel on to its children; the ids it took effect on (a child that
+        is already in the state asked for, or has ended, is left as it is)."""
+        caller = Caller(tenant=tenant, by=f"execution {parent_id}", request_id="")
+        said = f"parent execution {parent_id}" + (f": {reason}" if reason else "")
+        request = ControlRequest(reason=said[:1000])
+        commands = {"pause": self.engine.pause, "resume": self.engine.resume, "cancel": self.engine.cancel}[verb]
+
+        async def one(child_id: int) -> int | None:
+            try:
+                await commands(caller, child_id, request)
+            except ProcEngineError as exc:
+                if exc.status >= 500:
+                    log.warning("execution %s: could not %s child %s: %s", parent_id, verb, child_id, exc.message)
+                return None
+            except Exception:  # the parent's own transition stands; the child is left as it is
+                log.exception("execution %s: could not %s child %s", parent_id, verb, child_id)
+                return None
+            return child_id
+
+        done = await asyncio.gather(*(one(child_id) for child_id in child_ids))
+        return [child_id for child_id in done if child_id is not None]
+
+    def notify_parent(self, parent_id: int) -> None:
+        """A child ended: wake its parent's lanes if its actor lives here (else the parent's poll finds it)."""
+        actor = self.engine.registry.get(parent_id)
+        if actor is not None:
+            actor.wake_lanes()

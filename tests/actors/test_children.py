@@ -1,0 +1,179 @@
+"""call-process on a real engine: a child execution started once and waited for, its variables as the element's
+output, its failure the element's (ChildFailed, catchable), pause/resume/cancel of the parent passed on to it,
+the link in both status answers, and a parent adopted by another node after a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from procengine.actors.engine import Engine
+from procengine.errors import ValidationFailed
+from procengine.views import ControlRequest
+from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, start, wait_status
+from tests.actors.test_ownership import crash
+
+KYC = definition(
+    {"key": "check", "type": "task", "handler": "gate", "input": {"who": "customer"}, "output": "checked"},
+    key="kyc",
+)
+
+
+def parent(**call: Any) -> dict[str, Any]:
+    return definition(
+        {
+            "key": "run-kyc",
+            "type": "call-process",
+            "process": "kyc",
+            "input": {"customer": "order.customer"},
+            "output": "kyc",
+            "next": "after",
+            **call,
+        },
+        {"key": "after", "type": "set-variable", "set": {"done": "true"}},
+        key="order",
+    )
+
+
+async def child_of(engine: Engine, parent_id: int) -> int:
+    """The child's id, once the parent has recorded it."""
+    while True:
+        status = await engine.status(CALLER, parent_id)
+        if status.children:
+            [child] = status.children
+            return child
+        await engine.store.redis.ping()  # a round trip between reads, no sleep
+
+
+async def test_a_parent_waits_for_its_child_and_takes_its_variables(engine: Engine, gate: Gate) -> None:
+    await engine.register_process(CALLER, KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "ada"}})
+    child_id = await child_of(engine, parent_id)
+
+    child = await engine.status(CALLER, child_id)
+    assert child.parentExecutionID == parent_id and child.processKey == "kyc"
+    assert (await engine.status(CALLER, parent_id)).status == "running"
+    listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=10, cursor=None)
+    assert {item.executionID: item.parentExecutionID for item in listed.items}[child_id] == parent_id
+    gate.release.set()
+
+    assert await wait_status(engine, parent_id, "completed") == "completed"
+    state = await engine.state(CALLER, parent_id)
+    assert state.memory["variables"]["kyc"] == {"customer": "ada", "checked": {"gated": True, "who": "ada"}}
+    assert state.memory["variables"]["done"] is True
+    log = (await engine.log(CALLER, parent_id)).items
+    assert [entry.detail["childExecutionID"] for entry in log if entry.event == "child-started"] == [child_id]
+    assert gate.calls == 1
+
+
+async def test_a_result_expression_selects_from_the_childs_variables(engine: Engine, gate: Gate) -> None:
+    gate.release.set()
+    await engine.register_process(CALLER, KYC)
+    parent_id = await start(engine, parent(result="checked.who"), {"order": {"customer": "bo"}})
+    assert await wait_status(engine, parent_id, "completed") == "completed"
+    assert (await engine.state(CALLER, parent_id)).memory["variables"]["kyc"] == "bo"
+
+
+WAITING_KYC = definition(
+    {"key": "approve", "type": "wait-signal", "signal": "approved", "into": "approval"},
+    key="kyc",
+)
+
+
+async def test_pause_and_resume_of_the_parent_reach_the_child(engine: Engine) -> None:
+    await engine.register_process(CALLER, WAITING_KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "cy"}})
+    child_id = await child_of(engine, parent_id)
+
+    await engine.pause(CALLER, parent_id, ControlRequest(reason="audit"))
+
+    assert (await engine.status(CALLER, child_id)).status == "paused"
+    child_log = (await engine.log(CALLER, child_id)).items
+    paused = next(entry for entry in child_log if entry.event == "paused")
+    assert paused.detail["by"] == f"execution {parent_id}"
+    assert paused.detail["reason"] == f"parent execution {parent_id}: audit"
+
+    await engine.resume(CALLER, parent_id, ControlRequest())
+    assert (await engine.status(CALLER, child_id)).status == "running"
+    await engine.signal(CALLER, child_id, "approved", "yes")
+    assert await wait_status(engine, parent_id, "completed") == "completed"
+    assert (await engine.state(CALLER, parent_id)).memory["variables"]["kyc"]["approval"] == "yes"
+
+
+async def test_a_child_paused_on_its_own_keeps_its_parent_waiting(engine: Engine) -> None:
+    await engine.register_process(CALLER, WAITING_KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "di"}})
+    child_id = await child_of(engine, parent_id)
+    await engine.pause(CALLER, child_id, ControlRequest())
+    await engine.signal(CALLER, child_id, "approved", "later")  # kept for when it runs again
+
+    assert (await engine.status(CALLER, parent_id)).status == "running"
+    # the parent's own pause and resume leave the child as its operator left it
+    await engine.pause(CALLER, parent_id, ControlRequest())
+    await engine.resume(CALLER, parent_id, ControlRequest())
+    assert (await engine.status(CALLER, child_id)).status == "paused"
+    assert (await engine.status(CALLER, parent_id)).status == "running"
+
+    await engine.resume(CALLER, child_id, ControlRequest())
+    assert await wait_status(engine, parent_id, "completed") == "completed"
+
+
+async def test_cancel_of_the_parent_cancels_the_child(engine: Engine) -> None:
+    await engine.register_process(CALLER, WAITING_KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "ed"}})
+    child_id = await child_of(engine, parent_id)
+
+    await engine.cancel(CALLER, parent_id, ControlRequest(reason="customer left"))
+
+    assert await wait_status(engine, child_id, "cancelled") == "cancelled"
+
+
+async def test_a_failed_child_fails_the_element_and_a_catch_takes_it(engine: Engine) -> None:
+    await engine.register_process(
+        CALLER, definition({"key": "no", "type": "fail", "message": "'blocked: ' + customer"}, key="kyc")
+    )
+    uncaught = await start(engine, parent(), {"order": {"customer": "fe"}})
+    assert await wait_status(engine, uncaught, "failed") == "failed"
+    error = (await engine.status(CALLER, uncaught)).error
+    assert error is not None and error["type"] == "ChildFailed" and error["element"] == "run-kyc"
+    assert error["error"].endswith("failed: blocked: fe")
+
+    caught = await start(
+        engine,
+        parent(catch=[{"errors": ["ChildFailed"], "next": "after", "into": "why"}]),
+        {"order": {"customer": "gu"}},
+    )
+    assert await wait_status(engine, caught, "completed") == "completed"
+    variables = (await engine.state(CALLER, caught)).memory["variables"]
+    assert variables["why"]["type"] == "ChildFailed" and variables["done"] is True
+
+
+async def test_an_unknown_process_or_version_is_refused_at_registration(engine: Engine) -> None:
+    await engine.register_process(CALLER, KYC)
+    with pytest.raises(ValidationFailed) as refused:
+        await engine.register_process(CALLER, parent(process="kyc-chek", version=None))
+    assert refused.value.details == [
+        "element 'run-kyc': calls unknown process 'kyc-chek' (this tenant has: kyc, order)"
+    ]
+    with pytest.raises(ValidationFailed) as refused:
+        await engine.register_process(CALLER, parent(version=7))
+    assert refused.value.details == ["element 'run-kyc': process 'kyc' has no version 7 (it has 1)"]
+    summary, _ = await engine.register_process(CALLER, parent(version=1))
+    assert summary.version == 1
+
+
+async def test_a_parent_adopted_after_a_crash_keeps_its_child(make_engine: EngineFactory, gate: Gate) -> None:
+    first = await make_engine()
+    await first.register_process(CALLER, KYC)
+    parent_id = await start(first, parent(), {"order": {"customer": "ha"}})
+    child_id = await child_of(first, parent_id)
+    await gate.entered.wait()
+    await crash(first)
+
+    second = await make_engine()
+    gate.release.set()
+    assert await wait_status(second, parent_id, "completed", within=20) == "completed"
+    status = await second.status(CALLER, parent_id)
+    assert status.children == [child_id]  # the same child, not a second one
+    assert (await second.status(CALLER, child_id)).status == "completed"
