@@ -3,6 +3,7 @@ the way, they take the path their definition says."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,3 +96,131 @@ async def test_a_declined_card_tells_the_customer_and_fails_the_order_with_the_g
         assert (charge["status"], charge["attempts"], charge["caught"]) == ("failed", 2, "tell-customer")
         tell = next(e for e in elements if e["key"] == "tell-customer")
         assert tell["status"] == "completed"
+
+
+PIPELINE = ("--handlers", "examples.handlers", "--register", "examples/data-pipeline.yaml")
+ACCOUNTS = (
+    *("--handlers", "examples.handlers"),
+    *("--register", "examples/kyc-check.yaml", "--register", "examples/account-opening.yaml"),
+)
+
+
+async def _fan_out(session: aiohttp.ClientSession, server: Any, execution_id: int) -> dict[str, Any]:
+    """The stack entry of the import's for-each (with its `branches`), and the stack."""
+    state = await call(session, server, "GET", f"/executions/processes/{execution_id}/state")
+    stack = state["stack"]["execution_stack"] if state["stack"] else []
+    parent = next((entry for entry in stack if entry["element_key"] == "import"), None)
+    return {"parent": parent, "stack": stack}
+
+
+async def _children(session: aiohttp.ClientSession, server: Any, execution_id: int) -> list[int]:
+    """The execution's children, once it has one."""
+    async with asyncio.timeout(30):
+        while True:
+            children: list[int] = (await call(session, server, "GET", f"/executions/processes/{execution_id}/status"))[
+                "children"
+            ]
+            if children:
+                return children
+            await asyncio.sleep(0.05)
+
+
+async def _adopted(session: aiohttp.ClientSession, server: Any, execution_id: int) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            if any(entry["event"] == "adopted" for entry in await _log(session, server, execution_id)):
+                return
+            await asyncio.sleep(0.05)
+
+
+async def _until_ended(session: aiohttp.ClientSession, server: Any, execution_id: int, ended: int) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            parent = (await _fan_out(session, server, execution_id))["parent"]
+            if parent is not None and "branches" in parent and parent["branches"]["ended"] >= ended:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_the_import_fans_out_four_at_a_time_across_a_pause_and_a_killed_node(serve: ServerFactory) -> None:
+    a, b = await serve(*PIPELINE), await serve(*PIPELINE)
+    async with aiohttp.ClientSession() as session:
+        started = await call(
+            session,
+            a,
+            "POST",
+            "/executions/processes",
+            json={"processKey": "data-pipeline", "variables": {"day": "2026-12-01", "batches": 12}},
+        )
+        execution_id = started["executionID"]
+        base = f"/executions/processes/{execution_id}"
+        await _until_ended(session, a, execution_id, 2)
+
+        await call(session, b, "POST", base + "/pause", json={"reason": "check the first batches"})
+        frozen = await _fan_out(session, b, execution_id)
+        branches = frozen["parent"]["branches"]
+        assert branches["total"] == 12 and 2 <= branches["ended"] < 12
+        lanes = [entry["path"] for entry in frozen["stack"] if entry["path"] != "main"]
+        assert 1 <= len(lanes) <= 4 and all(lane.startswith("main/import[") for lane in lanes)
+        assert len(lanes) == branches["started"] - branches["ended"]
+        progress = (await call(session, b, "GET", base + "/status"))["progress"]["percentage"]
+        assert 0 < progress < 100
+        await call(session, b, "POST", base + "/resume")
+
+        await _until_ended(session, b, execution_id, 6)
+        a.kill9()  # b adopts; the iterations in flight run again there, the ended ones do not
+        status = await final_status(session, b, execution_id)
+
+        assert status["status"] == "completed" and status["progress"]["percentage"] == 100
+        variables = (await call(session, b, "GET", base + "/state"))["memory"]["variables"]
+        ids = [f"2026-12-01-{n:03d}" for n in range(12)]
+        assert [item["batch"] for item in variables["imported"]] == ids  # in the order of the items
+        assert variables["report"] == {
+            "day": "2026-12-01",
+            "batches": 12,
+            "rows": sum(100 + n for n in range(12) if n != 7),
+            "set_aside": ["2026-12-01-007"],
+        }
+        assert variables["refreshed"] == {"refresh": "sales_daily", "day": "2026-12-01"}
+        log = await _log(session, b, execution_id)
+        loads = Counter(
+            e["detail"].get("path") for e in log if e["event"] == "element-completed" and e["elementKey"] == "load"
+        )
+        assert loads == {f"main/import[{n}]": 1 for n in range(12) if n != 7}  # each batch loaded once
+        events = [e["event"] for e in log]
+        assert (events.count("paused"), events.count("resumed"), events.count("adopted")) == (1, 1, 1)
+
+
+async def test_an_account_opening_runs_the_shared_kyc_check_as_a_child_across_a_pause_and_a_killed_node(
+    serve: ServerFactory,
+) -> None:
+    a, b = await serve(*ACCOUNTS), await serve(*ACCOUNTS)
+    async with aiohttp.ClientSession() as session:
+        variables = {"applicant": {"name": "Ada Lovelace"}, "product": "savings"}
+        started = await call(
+            session, a, "POST", "/executions/processes", json={"processKey": "account-opening", "variables": variables}
+        )
+        parent_id = started["executionID"]
+        base = f"/executions/processes/{parent_id}"
+        [child_id] = await _children(session, a, parent_id)
+        child = f"/executions/processes/{child_id}"
+        assert (await call(session, b, "GET", child + "/status"))["parentExecutionID"] == parent_id
+        await element_status(session, a, child_id, "documents", "running")
+
+        await call(session, b, "POST", base + "/pause", json={"reason": "call the customer"})
+        assert (await call(session, b, "GET", child + "/status"))["status"] == "paused"
+        stack = (await call(session, b, "GET", base + "/state"))["stack"]["execution_stack"]
+        assert [(e["element_key"], e["child_execution_id"]) for e in stack] == [("kyc", child_id)]
+        await call(session, b, "POST", base + "/resume")
+        assert (await call(session, b, "GET", child + "/status"))["status"] == "running"
+
+        a.kill9()  # b adopts both; the parent waits for the same child
+        await _adopted(session, b, child_id)
+        await call(session, b, "POST", child + "/signals/documents", json={"passport": "P1234567"})
+        status = await final_status(session, b, parent_id)
+
+        assert status["status"] == "completed" and status["children"] == [child_id]
+        memory = (await call(session, b, "GET", base + "/state"))["memory"]
+        assert memory["variables"]["kyc"] == "pass"
+        assert memory["variables"]["account"] == {"open_account_for": "Ada Lovelace", "product": "savings"}
+        assert (await call(session, b, "GET", child + "/status"))["status"] == "completed"
