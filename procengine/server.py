@@ -8,6 +8,8 @@ import contextlib
 import importlib
 import logging
 import signal
+from pathlib import Path
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -66,12 +68,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
 
 
 async def register_files(engine: Engine, settings: Settings) -> None:
-    """`--register FILE`: register each definition in every tenant, as POST /processes would."""
+    """`--register FILE`: register each definition in every tenant, as POST /processes would; a process that
+    another one calls (call-process) first, whatever the order of the files."""
+    documents: list[tuple[Path, Any]] = []
     for path in settings.definitions:
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            documents.append((path, yaml.safe_load(path.read_text(encoding="utf-8"))))
         except (OSError, yaml.YAMLError) as exc:
             raise BadRequest(f"--register {path}: {exc}") from None
+    for path, document in _callees_first(documents):
         for tenant in settings.tenants:
             try:
                 summary, created = await engine.register_process(Caller(tenant, "system", "register"), document)
@@ -87,6 +92,37 @@ async def register_files(engine: Engine, settings: Settings) -> None:
                 summary.processID,
                 tenant,
             )
+
+
+def _callees_first(documents: list[tuple[Path, Any]]) -> list[tuple[Path, Any]]:
+    """The documents in their order, except that one whose call-process names another's key comes after it."""
+    keys = {document.get("key"): index for index, (_, document) in enumerate(documents) if isinstance(document, dict)}
+    ordered: list[int] = []
+    visiting: set[int] = set()
+
+    def visit(index: int) -> None:
+        if index in ordered or index in visiting:  # done, or a cycle (registration says what is wrong)
+            return
+        visiting.add(index)
+        for called in _called(documents[index][1]):
+            if called in keys and keys[called] != index:
+                visit(keys[called])
+        visiting.discard(index)
+        ordered.append(index)
+
+    for index in range(len(documents)):
+        visit(index)
+    return [documents[index] for index in ordered]
+
+
+def _called(node: Any) -> list[str]:
+    """The process keys a definition document's call-process elements name, at any depth."""
+    if isinstance(node, list):
+        return [key for item in node for key in _called(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node["process"]] if node.get("type") == "call-process" and isinstance(node.get("process"), str) else []
+    return own + [key for value in node.values() for key in _called(value)]
 
 
 def _bound_port(runner: web.AppRunner, default: int) -> int:

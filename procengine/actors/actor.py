@@ -148,6 +148,11 @@ class ExecutionActor:
         self._failure: _Failure | None = None
         self._crash: BaseException | None = None
         self._write_lock = asyncio.Lock()
+        self._checkpoint_lock = asyncio.Lock()
+        self._unwritten: list[ElementEvent] = []
+        """Events of lanes waiting for a checkpoint: the next checkpoint writes them all (see `_checkpoint`)."""
+        self._checkpoints_asked = 0
+        self._checkpoints_written = 0
         self._tasks_in_flight = 0
         """Tasks whose start is decided and not yet recorded as ended: a pause waits for them."""
         self._interrupted: list[StackEntry] = []
@@ -507,7 +512,24 @@ class ExecutionActor:
         self.rendered_status = None
 
     async def _checkpoint(self, events: list[ElementEvent]) -> None:
-        await self._write(snapshot_commit(self.state, events, self.ctx.clock.now_ms()), expect=Status.RUNNING)
+        """Write the state and `events`; back when both are in Redis. Lanes that ask while a checkpoint is being
+        written share the next one (one write of the latest state carries all their events), so the lanes of a
+        fan-out are not each held up by the others' round trips. Their events are queued before anything is
+        awaited, so every change to the state made so far has its events queued with it."""
+        self._unwritten.extend(events)
+        self._checkpoints_asked += 1
+        asked = self._checkpoints_asked
+        async with self._checkpoint_lock:
+            # else a checkpoint written while we waited carried our events
+            if self._checkpoints_written < asked:
+                batch, self._unwritten = self._unwritten, []
+                covered = self._checkpoints_asked
+                commit = snapshot_commit(self.state, batch, self.ctx.clock.now_ms())
+                await self._write(commit, expect=Status.RUNNING)
+                self._checkpoints_written = covered
+        self._observe(events)
+
+    def _observe(self, events: list[ElementEvent]) -> None:
         for event in events:
             if event.started_at_ms is not None and event.event in ("element-completed", "element-failed"):
                 outcome = "completed" if event.event == "element-completed" else "failed"
@@ -576,6 +598,8 @@ class ExecutionActor:
         await self._reap(list(self._runners.values()))
         self._runners.clear()
         self._stops.clear()
+        self._unwritten = []  # of lanes stopped while they waited to checkpoint: the state they changed is what
+        # the next write (the transition's) holds; their log entries go, as a cut-short write's would
         self._wakeups = {}
 
     async def _reap(self, tasks: list[asyncio.Task[Any]], timeout_s: float = 5.0) -> None:

@@ -69,3 +69,31 @@ def test_evaluate_bool_refuses_anything_but_a_bool() -> None:
         compile_expression("1").evaluate_bool({})
     with pytest.raises(ExpressionError, match="must give a bool, gave str"):
         compile_expression("'true'").evaluate_bool({})
+
+
+def test_only_the_variables_an_expression_names_are_passed_to_cel() -> None:
+    expression = compile_expression("x + size(order.lines) + 'items'.size()")
+    big = {"x": 1, "order": {"lines": [1, 2]}, "items": list(range(1000)), "other": "y"}
+    assert expression.names is not None and {"x", "order", "size"} <= expression.names
+    assert expression.context(big) == {"x": 1, "order": {"lines": [1, 2]}}  # 'items' in a string is no variable
+    assert expression.evaluate(big) == 1 + 2 + 5
+
+
+@pytest.mark.parametrize(
+    ("source", "variables", "expected"),
+    [
+        ('"say \\"x\\" to " + who', {"who": "ada", "x": 1, "y": 2}, 'say "x" to ada'),
+        ("items.map(i, i * factor)", {"items": [1, 2], "factor": 3, "i": 99, "z": 0}, [3, 6]),
+        ("has(order.lines) ? 1 : 0", {"order": {}, "a": 1, "b": 2}, 0),
+    ],
+)
+def test_an_expression_reads_the_same_with_the_variables_it_names(
+    source: str, variables: dict[str, Any], expected: Any
+) -> None:
+    assert compile_expression(source).evaluate(variables) == expected
+
+
+def test_a_source_beyond_the_simple_reading_gets_every_variable() -> None:
+    expression = compile_expression("'''a''' + b")
+    assert expression.names is None
+    assert expression.context({"b": "x", "c": 1}) == {"b": "x", "c": 1}
