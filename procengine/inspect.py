@@ -399,7 +399,7 @@ def _stack(state: dict[str, Any]) -> list[str]:
     if stack.get("paused_at_node") is not None:
         about.append(f"paused at node {_cell(stack['paused_at_node'])}")
     lines = ["", f"stack  ({', '.join(about)}; {saved})"]
-    known = {"execution_order", "element_key", "element_type", "element_id", "thread_key", "attempt"}
+    known = {"execution_order", "element_key", "element_type", "element_id", "thread_key", "path", "attempt"}
     known |= {"started_at_ms", "due_at_ms", "remaining_ms"}
     rows = []
     for entry in entries:
@@ -417,7 +417,9 @@ def _stack(state: dict[str, Any]) -> list[str]:
                 f"#{_cell(entry.get('execution_order'))}",
                 f"{_cell(entry.get('element_key'))} (node {_cell(entry.get('element_id'))})",
                 _cell(entry.get("element_type")),
-                f"thread {_cell(entry.get('thread_key'))}",
+                f"thread {_cell(entry.get('thread_key'))}"
+                if entry.get("path", entry.get("thread_key")) == entry.get("thread_key")
+                else f"lane {_cell(entry.get('path'))}",
                 f"attempt {_cell(entry.get('attempt'))}",
                 f"started {_ms(entry.get('started_at_ms'))}",
                 (timer + (f"  {_one_line(rest)}" if rest else "")).strip(),
