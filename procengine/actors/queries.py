@@ -155,7 +155,7 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
     if status is Status.COMPLETED or total == 0:
         percentage = 100.0 if status is Status.COMPLETED else 0.0
     else:
-        percentage = round(completed / total * 100, 2)
+        percentage = min(round(completed / total * 100, 2), 100.0)
     threads = sorted((ThreadProgress.from_doc(record) for record in thread_records), key=lambda t: t.process_thread_id)
     return {
         "executionID": execution_id,

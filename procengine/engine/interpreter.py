@@ -442,8 +442,7 @@ class Interpreter:
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int
     ) -> Outcome:
         # An element run again (a loop, an iteration) completes once for progress: completed never passes total.
-        previous = state.memory.node_outputs.get(entry.element_key)
-        if not (isinstance(previous, dict) and previous.get("status") == "success"):
+        if not _counted(state.memory.node_outputs.get(entry.element_key)):
             state.threads[entry.thread_key].completed_nodes += 1
         state.memory.node_outputs[entry.element_key] = (
             {"status": "success"} if output is None else {"status": "success", "data": output}
@@ -470,7 +469,9 @@ class Interpreter:
                 return self._caught(state, entry, clause, error, error_type, now_ms)
             except LimitExceeded as exc:  # its description does not fit: the failure stands, uncaught
                 error, error_type = _cut(f"{error} (not caught: {exc})"), "LimitExceeded"
-        state.memory.node_outputs[entry.element_key] = {"status": "failed", "error": error, "type": error_type}
+        state.memory.node_outputs[entry.element_key] = _failed_output(
+            state.memory.node_outputs.get(entry.element_key), error, error_type
+        )
         progress = state.threads[entry.thread_key]
         progress.failed_nodes += 1
         event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type)
@@ -487,9 +488,7 @@ class Interpreter:
             self._fit(state, f"the failure of {entry.element_key!r}", [caught])
             self._assign(state, entry.path, clause.into, caught)
         state.memory.node_outputs[entry.element_key] = {
-            "status": "failed",
-            "error": error,
-            "type": error_type,
+            **_failed_output(state.memory.node_outputs.get(entry.element_key), error, error_type),
             "caught": clause.next,
         }
         event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type, caught=clause.next)
@@ -672,6 +671,19 @@ class Interpreter:
             path=entry.path if lanes.is_branch(entry.path) else None,
             **extra,
         )
+
+
+def _counted(output: Any) -> bool:
+    """The element has completed before (its progress is counted): its node output says so, or, when a later run
+    failed, the failure's output keeps `counted`."""
+    return isinstance(output, dict) and (output.get("status") == "success" or output.get("counted") is True)
+
+
+def _failed_output(previous: Any, error: str, error_type: str) -> dict[str, Any]:
+    output: dict[str, Any] = {"status": "failed", "error": error, "type": error_type}
+    if _counted(previous):  # a loop or an iteration ran it to completion before: that stays counted
+        output["counted"] = True
+    return output
 
 
 def _waited(entry: StackEntry, now_ms: int) -> int:

@@ -414,3 +414,24 @@ def test_duplicate_keys_across_bodies_are_refused() -> None:
 def test_bad_for_each_fields_are_named(field: str, value: Any, problem: str) -> None:
     problems = _problems({"key": "p", "threads": [{"key": "main", "elements": [{**SHIP_EACH, field: value}, INVOICE]}]})
     assert f"threads.0.elements.0.{problem}" in problems
+
+
+def test_an_element_caught_in_one_iteration_and_completed_in_others_counts_once() -> None:
+    body = {
+        "elements": [
+            _task("label", input={"sku": "line.sku"}, output="parcel", catch=[{"errors": ["*"], "next": "skip"}]),
+            {"key": "skip", "type": "set-variable", "set": {"parcel": "'skipped'"}},
+        ]
+    }
+    each = {**SHIP_EACH, "body": body, "result": "parcel", "maxConcurrency": 1}
+
+    def handler(task: dict[str, Any]) -> Any:
+        if task["sku"] == "b":
+            raise OutOfStock("b")
+        return task["sku"]
+
+    run = start(definition(each, INVOICE), {"order": {"lines": [{"sku": "a"}, {"sku": "b"}, {"sku": "c"}]}})
+    Scheduler(run, handler).run_all()
+    progress = run.state.threads["main"]
+    assert progress.completed_nodes == run.process.total_nodes == 4  # label, skip, ship, invoice: each once
+    assert run.state.memory.node_outputs["label"]["status"] == "success"
