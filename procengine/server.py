@@ -96,7 +96,10 @@ async def register_files(engine: Engine, settings: Settings) -> None:
 
 def _callees_first(documents: list[tuple[Path, Any]]) -> list[tuple[Path, Any]]:
     """The documents in their order, except that one whose call-process names another's key comes after it."""
-    keys = {document.get("key"): index for index, (_, document) in enumerate(documents) if isinstance(document, dict)}
+    keys: dict[Any, list[int]] = {}  # a key given twice (two versions) keeps the order of its files
+    for index, (_, document) in enumerate(documents):
+        if isinstance(document, dict):
+            keys.setdefault(document.get("key"), []).append(index)
     ordered: list[int] = []
     visiting: set[int] = set()
 
@@ -105,8 +108,9 @@ def _callees_first(documents: list[tuple[Path, Any]]) -> list[tuple[Path, Any]]:
             return
         visiting.add(index)
         for called in _called(documents[index][1]):
-            if called in keys and keys[called] != index:
-                visit(keys[called])
+            for version in keys.get(called, []):
+                if version != index:
+                    visit(version)
         visiting.discard(index)
         ordered.append(index)
 

@@ -70,3 +70,17 @@ async def test_a_bad_file_stops_the_start_with_its_name(
     async with Engine(redis, configured, builtin_handlers()) as engine:
         with pytest.raises(error):
             await register_files(engine, configured)
+
+
+def test_register_order_puts_every_version_of_a_called_process_first_in_file_order() -> None:
+    from procengine.server import _callees_first
+
+    account = {
+        "key": "account",
+        "threads": [{"key": "m", "elements": [{"key": "c", "type": "call-process", "process": "kyc"}]}],
+    }
+    kyc_v1 = {"key": "kyc", "name": "v1"}
+    kyc_v2 = {"key": "kyc", "name": "v2"}
+    given = [(Path("account.yaml"), account), (Path("kyc-1.yaml"), kyc_v1), (Path("kyc-2.yaml"), kyc_v2)]
+
+    assert [path.name for path, _ in _callees_first(given)] == ["kyc-1.yaml", "kyc-2.yaml", "account.yaml"]

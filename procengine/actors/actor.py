@@ -76,7 +76,9 @@ SIGNAL_KEY_FIELD = "signalKey:"
 class ChildControl(Protocol):
     """What an actor asks of the engine for the children of its call-process elements (see `children.py`)."""
 
-    async def start(self, tenant: str, parent_id: int, step: StartChild) -> int: ...
+    async def start(self, tenant: str, parent_id: int, step: StartChild, depth: int) -> int: ...
+
+    async def running(self, child_ids: list[int]) -> list[int]: ...
 
     async def ended(self, child_id: int) -> ChildEnd | None: ...
 
@@ -144,6 +146,8 @@ class ExecutionActor:
         self._stops: dict[str, asyncio.Event] = {}
         """Per lane: set when its running task must be cut short (the actor stops its runners, or the lane's
         fan-out failed)."""
+        self._retiring: set[asyncio.Task[None]] = set()
+        """Runners of lanes taken off the stack, still winding down (a task that is slow to cancel)."""
         self._halt = asyncio.Event()
         self._failure: _Failure | None = None
         self._crash: BaseException | None = None
@@ -151,6 +155,7 @@ class ExecutionActor:
         self._checkpoint_lock = asyncio.Lock()
         self._unwritten: list[ElementEvent] = []
         """Events of lanes waiting for a checkpoint: the next checkpoint writes them all (see `_checkpoint`)."""
+        self._unwritten_extras: list[Commit] = []
         self._checkpoints_asked = 0
         self._checkpoints_written = 0
         self._tasks_in_flight = 0
@@ -168,6 +173,9 @@ class ExecutionActor:
         self.rendered_status: RenderedStatus | None = None
         """The status answer from `fields` and `thread_records` (the engine renders it), until the next write."""
         self.stopped = asyncio.Event()
+        self._children: list[int] = [int(child) for child in json.loads(self.fields.get("children") or "[]")]
+        """Every child execution started, oldest first (kept here: lanes starting children at once each write
+        the whole list)."""
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -277,9 +285,15 @@ class ExecutionActor:
                 now, "paused", message.caller, "running", "paused", message.reason, inflight=inflight, **interrupted
             )
         )
+        # the children to pause with it, noted in the same write, so that its resume resumes them (and not one
+        # an operator had paused on its own), even if this node stops between the two
+        cascade = await self.ctx.children.running(self._waited_children())
+        if cascade:
+            commit.execution["pausedChildren"] = json.dumps(cascade)
         await self._write(commit, expect=Status.RUNNING, not_after_ms=message.not_after_ms)
         self.status = Status.PAUSED
-        await self._pause_children(message.reason)
+        if cascade:
+            await self.ctx.children.control(self.tenant, "pause", cascade, self.execution_id, message.reason)
         return PauseResult(
             executionID=self.execution_id,
             completedNodes=self.state.completed_nodes,
@@ -438,15 +452,6 @@ class ExecutionActor:
         self._record_interrupted(commit, now)
         await self._write(commit, expect=Status.RUNNING)
 
-    async def _pause_children(self, reason: str | None) -> None:
-        """Pause the children call-process elements wait for; note which, so that resume resumes those alone."""
-        waited = self._waited_children()
-        if not waited:
-            return
-        paused = await self.ctx.children.control(self.tenant, "pause", waited, self.execution_id, reason)
-        if paused:
-            await self._write(Commit(execution={"pausedChildren": json.dumps(paused)}), expect=Status.PAUSED)
-
     async def _ended_as_child_or_parent(self, reason: str | None) -> None:
         """This execution is final: children still waited for are cancelled, a parent is told."""
         waited = [] if self.corrupted else self._waited_children()
@@ -472,6 +477,7 @@ class ExecutionActor:
         self.state = load_state(stored, self.process)
         self.status = Status(stored.status)
         self.fields = dict(stored.fields)
+        self._children = [int(child) for child in json.loads(self.fields.get("children") or "[]")]
         self.thread_records = {key: progress.to_doc() for key, progress in self.state.threads.items()}
         self.rendered_status = None
         self._crash = None  # a runner's failed write (not replicated, say) is dealt with: it goes on from Redis
@@ -511,20 +517,27 @@ class ExecutionActor:
         self.thread_records.update(commit.threads)
         self.rendered_status = None
 
-    async def _checkpoint(self, events: list[ElementEvent]) -> None:
+    async def _checkpoint(self, events: list[ElementEvent], extra: Commit | None = None) -> None:
         """Write the state and `events`; back when both are in Redis. Lanes that ask while a checkpoint is being
         written share the next one (one write of the latest state carries all their events), so the lanes of a
         fan-out are not each held up by the others' round trips. Their events are queued before anything is
         awaited, so every change to the state made so far has its events queued with it."""
         self._unwritten.extend(events)
+        if extra is not None:
+            self._unwritten_extras.append(extra)
         self._checkpoints_asked += 1
         asked = self._checkpoints_asked
         async with self._checkpoint_lock:
             # else a checkpoint written while we waited carried our events
             if self._checkpoints_written < asked:
                 batch, self._unwritten = self._unwritten, []
+                extras, self._unwritten_extras = self._unwritten_extras, []
                 covered = self._checkpoints_asked
                 commit = snapshot_commit(self.state, batch, self.ctx.clock.now_ms())
+                for part in extras:  # fields, records and log entries of their own (a child started, ...)
+                    commit.execution.update(part.execution)
+                    commit.elements.update(part.elements)
+                    commit.log.extend(part.log)
                 await self._write(commit, expect=Status.RUNNING)
                 self._checkpoints_written = covered
         self._observe(events)
@@ -569,15 +582,24 @@ class ExecutionActor:
         self._runners[lane] = task
         task.add_done_callback(lambda _: self.mailbox.put_internal(Wake()))
 
-    def _follow(self, outcome: Outcome) -> None:
-        """Act on what an interpreter call decided for other lanes."""
+    async def _follow(self, outcome: Outcome) -> None:
+        """Act on what an interpreter call decided for other lanes: stop the runners of lanes taken off the stack
+        (kept aside until they have wound down, so that a new lane of the same path can start at once), cancel
+        the children nothing waits for any more, wake and start lanes."""
         for lane in outcome.stopped:
-            self._stops.get(lane, asyncio.Event()).set()
-            self._wakeups.get(lane, asyncio.Event()).set()
+            self._stops.pop(lane, asyncio.Event()).set()
+            self._wakeups.pop(lane, asyncio.Event()).set()
+            runner = self._runners.pop(lane, None)
+            if runner is not None and not runner.done():
+                self._retiring.add(runner)
+                runner.add_done_callback(self._retiring.discard)
         for lane in outcome.woken:
             self._wakeups.get(lane, asyncio.Event()).set()
         for lane in outcome.started:
             self._start_lane(lane)
+        if outcome.orphaned:
+            reason = "the lane that waited for it was stopped"
+            await self.ctx.children.control(self.tenant, "cancel", outcome.orphaned, self.execution_id, reason)
 
     async def _stop_runners(self, *, grace_s: float) -> None:
         """Stop scheduling; let running tasks finish for `grace_s`, then cut them short."""
@@ -589,15 +611,17 @@ class ExecutionActor:
             await asyncio.wait(pending, timeout=grace_s)
         for stop in self._stops.values():
             stop.set()
-        pending = [t for t in self._runners.values() if not t.done()]
+        runners = [*self._runners.values(), *self._retiring]
+        pending = [t for t in runners if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=5)
-        for task in self._runners.values():
+        for task in runners:
             if not task.done():
                 task.cancel()
-        await self._reap(list(self._runners.values()))
+        await self._reap(runners)
         self._runners.clear()
         self._stops.clear()
+        self._unwritten_extras = []
         self._unwritten = []  # of lanes stopped while they waited to checkpoint: the state they changed is what
         # the next write (the transition's) holds; their log entries go, as a cut-short write's would
         self._wakeups = {}
@@ -662,6 +686,8 @@ class ExecutionActor:
                 if ended is None:  # the child runs (or is paused): its actor wakes us when it ends, if it is here
                     await _wait(wakeup, POLL_S)
                     continue
+                if self.state.entry(lane) is not step.entry:  # the lane was stopped while the child was read
+                    continue
                 now = self.ctx.clock.now_ms()
                 outcome = self.interpreter.child_ended(
                     self.state, lane, ended.status, ended.variables, ended.error, now
@@ -669,7 +695,7 @@ class ExecutionActor:
                 step = outcome.step
             if outcome.events:
                 await self._checkpoint(outcome.events)
-            self._follow(outcome)
+            await self._follow(outcome)
             if isinstance(step, ThreadEnded | LaneEnded):
                 return
             if isinstance(step, ElementFailed):
@@ -689,32 +715,39 @@ class ExecutionActor:
         """Start the child of a call-process and checkpoint its id (None: go on, the lane waits for it now);
         the outcome of an element that fails because the child could not be started."""
         wakeup = self._wakeups[lane]
+        depth = int(self.fields.get("callDepth") or 0) + 1
         try:
-            child_id = await self.ctx.children.start(self.tenant, self.execution_id, step)
+            child_id = await self.ctx.children.start(self.tenant, self.execution_id, step, depth)
         except ProcEngineError as exc:
             if exc.status >= 500:  # no child yet (the engine drains, Redis is away): the same start again later
                 log.warning("execution %s: could not start a child yet: %s", self.execution_id, exc.message)
                 await _wait(wakeup, RETRY_S)
                 return None
+            if self.state.entry(lane) is not step.entry:
+                return None
             now = self.ctx.clock.now_ms()
             return self.interpreter.child_ended(self.state, lane, "could not start", None, exc.message, now)
+        if self.state.entry(lane) is not step.entry:  # the lane was stopped while the child started: not wanted
+            reason = "the lane that started it was stopped"
+            await self.ctx.children.control(self.tenant, "cancel", [child_id], self.execution_id, reason)
+            return None
         self.interpreter.child_started(self.state, lane, child_id)
+        if child_id not in self._children:
+            self._children.append(child_id)
         now = self.ctx.clock.now_ms()
-        commit = snapshot_commit(self.state, [], now)
-        children = self.children()
-        if child_id not in children:
-            commit.execution["children"] = json.dumps([*children, child_id])
         detail: dict[str, Any] = {"thread": step.entry.thread_key, "childExecutionID": child_id}
         if lanes.is_branch(lane):
             detail["path"] = lane
-        commit.log.append(LogRecord(now, "child-started", step.entry.element_key, detail))
-        await self._write(commit, expect=Status.RUNNING)
+        extra = Commit(
+            execution={"children": json.dumps(self._children)},
+            log=[LogRecord(now, "child-started", step.entry.element_key, detail)],
+        )
+        await self._checkpoint([], extra)
         return None
 
     def children(self) -> list[int]:
         """Every child execution this one has started, oldest first."""
-        listed = json.loads(self.fields.get("children") or "[]")
-        return [int(child) for child in listed]
+        return list(self._children)
 
     def _waited_children(self) -> list[int]:
         """The children call-process elements are waiting for now."""
@@ -729,14 +762,12 @@ class ExecutionActor:
         """Run one task attempt and record its outcome; True when the lane must stop."""
         result = await self._call_handler(lane, step)
         now = self.ctx.clock.now_ms()
+        if self.state.entry(lane) is not step.entry:
+            # its lane was stopped (a branch or iteration beside it failed) while it ran: what it did is not
+            # wanted, and it will not run again; its record says so at once
+            await self._checkpoint([], Commit(elements={step.entry.element_key: interrupted_record(step.entry, now)}))
+            return True
         if result is None:
-            if self.state.entry(lane) is None:
-                # its lane was stopped (a branch or iteration beside it failed): it will not run again; its
-                # record says so at once
-                commit = snapshot_commit(self.state, [], now)
-                commit.elements[step.entry.element_key] = interrupted_record(step.entry, now)
-                await self._write(commit, expect=Status.RUNNING)
-                return True
             # cut short (grace over, cancel, another thread failed): it runs again, same attempt; the transition
             # that stopped it says so and marks its record
             self._interrupted.append(replace(step.entry))
@@ -750,7 +781,7 @@ class ExecutionActor:
                 self.state, lane, str(result.value), now, result.error_type, retry=result.retry
             )
         await self._checkpoint(outcome.events)
-        self._follow(outcome)
+        await self._follow(outcome)
         if isinstance(outcome.step, ElementFailed):
             self._failure = _Failure.of(outcome.step)
             return True

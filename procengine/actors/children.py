@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from procengine.engine.interpreter import StartChild
-from procengine.errors import ProcEngineError
+from procengine.errors import ProcEngineError, ValidationFailed
 from procengine.service import Caller
 from procengine.statuses import Status
 from procengine.store.codec import decode
@@ -33,6 +33,8 @@ POLL_S = 1.0
 """How often a parent whose child runs on another node reads the child's status."""
 RETRY_S = 1.0
 """How long a call-process waits before it tries again to start a child the engine could not start (503)."""
+MAX_DEPTH = 10
+"""How deep call-process elements may nest at run time (a child of a child ...): deeper fails with ChildFailed."""
 
 Verb = Literal["pause", "resume", "cancel"]
 
@@ -49,16 +51,34 @@ class Children:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def start(self, tenant: str, parent_id: int, step: StartChild) -> int:
-        """The child's execution id: started now, or earlier by the same call (same idempotency key)."""
+    async def start(self, tenant: str, parent_id: int, step: StartChild, depth: int) -> int:
+        """The child's execution id: started now, or earlier by the same call (same idempotency key). `depth`:
+        the child's, 1 for a child of an execution nobody called; past MAX_DEPTH it is refused (422)."""
+        if depth > MAX_DEPTH:
+            raise ValidationFailed(
+                f"call-process nests {depth} deep; at most {MAX_DEPTH} (a process that calls itself without end?)",
+                [f"process {step.process!r} at depth {depth}"],
+            )
         engine = self.engine
         process_id = await engine.catalog.version_id(tenant, step.process, step.version)
-        request = StartRequest(
-            processID=process_id, variables=step.input, idempotencyKey=f"child-of-{parent_id}.{step.start_key}"
-        )
+        key = f"child-of-{parent_id}.{step.start_key}"
+        request = StartRequest(processID=process_id, variables=step.input, idempotencyKey=key)
         caller = Caller(tenant=tenant, by=f"execution {parent_id}", request_id="")
-        result, _ = await engine.start_execution(caller, request, parent=parent_id)
+        result, created = await engine.start_execution(caller, request, parent=parent_id, depth=depth)
+        if not created:  # started by an earlier try of this call; or the key was taken by someone else's start
+            fields = await engine.store.fields(result.executionID)
+            if fields.get("parentExecutionID") != str(parent_id):
+                raise ValidationFailed(
+                    f"idempotency key {key!r} names execution {result.executionID}, which is no child of "
+                    f"execution {parent_id}",
+                    [key],
+                )
         return result.executionID
+
+    async def running(self, child_ids: list[int]) -> list[int]:
+        """Those of the children that are running now."""
+        rows = await self.engine.store.many_fields(child_ids, ["status"])
+        return [child for child, row in zip(child_ids, rows, strict=True) if row.get("status") == "running"]
 
     async def ended(self, child_id: int) -> ChildEnd | None:
         """How the child ended; None while it runs or is paused."""

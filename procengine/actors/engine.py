@@ -213,7 +213,7 @@ class Engine:
     # --- starting -----------------------------------------------------------------------------
 
     async def start_execution(
-        self, caller: Caller, request: StartRequest, *, parent: int | None = None
+        self, caller: Caller, request: StartRequest, *, parent: int | None = None, depth: int = 0
     ) -> tuple[StartResult, bool]:
         """Start an execution (`parent`: of a call-process of that execution); (result, created) - not created
         when its idempotencyKey names an execution started before."""
@@ -230,7 +230,7 @@ class Engine:
         self._starting.add(execution_id)
         try:
             try:
-                actor = await self._create(caller, execution_id, first_thread, stored, process, request, parent)
+                actor = await self._create(caller, execution_id, first_thread, stored, process, request, parent, depth)
             except NotReplicated as exc:
                 # written on the master, not yet on a replica: the execution exists (this node's reconciler takes
                 # it back and runs it), so nothing is undone, and a retry with the key finds it
@@ -277,6 +277,7 @@ class Engine:
         process: CompiledProcess,
         request: StartRequest,
         parent: int | None,
+        depth: int,
     ) -> ExecutionActor:
         """Write the new execution (indexed first, so that it is never unlisted) and make its actor."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
@@ -301,7 +302,7 @@ class Engine:
         if request.idempotencyKey is not None:
             commit.execution["idempotencyKey"] = request.idempotencyKey
         if parent is not None:
-            commit.execution["parentExecutionID"] = parent
+            commit.execution.update(parentExecutionID=parent, callDepth=depth)
         commit.log.append(
             transition_log(
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version

@@ -88,13 +88,15 @@ def compile_expression(source: str) -> Expression:
 _STRING = re.compile(r"""[rRbB]*("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
 _IDENTIFIER = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
 _BEYOND = ("'" * 3, '"' * 3, "`")
+_RAW = re.compile(r"""(?<!\w)(?:[bB]?[rR]|[rR][bB])['"]""")
+"""A raw string: a backslash before its closing quote does not escape it, which _STRING does not know."""
 
 
 def referenced_names(source: str) -> frozenset[str] | None:
     """Every identifier of `source` outside string literals and not after a dot (a superset of the variables it
     reads: function names and macro variables too); None where the source is beyond this simple reading
-    (triple quotes, backquoted names)."""
-    if any(mark in source for mark in _BEYOND):
+    (triple quotes, raw strings, backquoted names)."""
+    if any(mark in source for mark in _BEYOND) or _RAW.search(source):
         return None
     return frozenset(_IDENTIFIER.findall(_STRING.sub(" ", source)))
 

@@ -178,6 +178,8 @@ class Outcome:
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     woken: list[str] = field(default_factory=list)
+    orphaned: list[int] = field(default_factory=list)
+    """Child executions that stopped lanes were waiting for: nothing waits for them any more (cancel them)."""
 
 
 class Interpreter:
@@ -573,7 +575,7 @@ class Interpreter:
         except (ExpressionError, LimitExceeded) as exc:
             kind = "ExpressionError" if isinstance(exc, ExpressionError) else "LimitExceeded"
             parent.fanout.failure = {"error": _cut(str(exc)), "type": kind, "path": lane, "element": element.key}
-            outcome.stopped.extend(self._stop_lanes(state, parent.path))
+            self._stop_lanes(state, parent.path, outcome)
         else:
             state.memory.scopes.pop(lane, None)
             parent.fanout.ended += 1
@@ -588,17 +590,21 @@ class Interpreter:
         parent = self._current(state, lanes.parent(entry.path))
         assert parent.fanout is not None
         parent.fanout.failure = {"error": error, "type": error_type, "path": entry.path, "element": entry.element_key}
-        stopped = [lane for lane in self._stop_lanes(state, parent.path) if lane != entry.path]
-        return Outcome(LaneEnded(), [event], stopped=stopped, woken=[parent.path])
+        outcome = Outcome(LaneEnded(), [event], woken=[parent.path])
+        self._stop_lanes(state, parent.path, outcome)
+        outcome.stopped.remove(entry.path)
+        return outcome
 
-    def _stop_lanes(self, state: ExecutionState, lane: str) -> list[str]:
-        """Take every branch and iteration below `lane` off the stack, with their variables; the lanes stopped."""
-        stopped = [entry.path for entry in state.stack if lanes.below(lane, entry.path)]
+    def _stop_lanes(self, state: ExecutionState, lane: str, outcome: Outcome) -> None:
+        """Take every branch and iteration below `lane` off the stack, with their variables; the lanes stopped and
+        the children they waited for go into `outcome`."""
+        removed = [entry for entry in state.stack if lanes.below(lane, entry.path)]
         state.stack[:] = [entry for entry in state.stack if not lanes.below(lane, entry.path)]
         for table in (state.memory.scopes, state.memory.fanouts):
             for key in [key for key in table if lanes.below(lane, key)]:
                 del table[key]
-        return stopped
+        outcome.stopped.extend(entry.path for entry in removed)
+        outcome.orphaned.extend(entry.child_id for entry in removed if entry.child_id is not None)
 
     def _join(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
         """Every lane ended: a parallel's branches merge their variables into the lane of the element (no two

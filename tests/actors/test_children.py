@@ -177,3 +177,88 @@ async def test_a_parent_adopted_after_a_crash_keeps_its_child(make_engine: Engin
     status = await second.status(CALLER, parent_id)
     assert status.children == [child_id]  # the same child, not a second one
     assert (await second.status(CALLER, child_id)).status == "completed"
+
+
+def _parallel(branch_b: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """Branch a calls the waiting KYC check; branch b is given."""
+    return definition(
+        {
+            "key": "both",
+            "type": "parallel",
+            "branches": [
+                {"key": "a", "elements": [{"key": "call", "type": "call-process", "process": "kyc", "output": "k"}]},
+                {"key": "b", "elements": branch_b},
+            ],
+            "next": "after",
+            **extra,
+        },
+        {"key": "after", "type": "set-variable", "set": {"done": "true"}},
+        key="order",
+    )
+
+
+async def _children_of(engine: Engine, parent_id: int) -> list[int]:
+    listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=100, cursor=None)
+    return [item.executionID for item in listed.items if item.parentExecutionID == parent_id]
+
+
+@pytest.mark.parametrize("caught", [False, True])
+async def test_a_branch_failing_while_its_sibling_starts_a_child_leaves_no_child_running(
+    engine: Engine, caught: bool
+) -> None:
+    await engine.register_process(CALLER, WAITING_KYC)
+    catch = {"catch": [{"errors": ["Fail"], "next": "after"}]} if caught else {}
+    parent_id = await start(engine, _parallel([{"key": "boom", "type": "fail", "message": "'no'"}], **catch))
+
+    assert await wait_status(engine, parent_id, "completed" if caught else "failed") in ("completed", "failed")
+
+    status = await engine.status(CALLER, parent_id)
+    assert status.status == ("completed" if caught else "failed")
+    for child_id in await _children_of(engine, parent_id):  # started, or not, as the race went
+        assert await wait_status(engine, child_id, "cancelled") == "cancelled"
+
+
+async def test_a_failing_branch_cancels_the_child_its_sibling_waits_for(engine: Engine, gate: Gate) -> None:
+    await engine.register_process(CALLER, WAITING_KYC)
+    branch_b = [
+        {"key": "hold", "type": "task", "handler": "gate", "next": "boom"},
+        {"key": "boom", "type": "fail", "message": "'no'"},
+    ]
+    parent_id = await start(engine, _parallel(branch_b))
+    child_id = await child_of(engine, parent_id)
+    gate.release.set()
+
+    assert await wait_status(engine, parent_id, "failed") == "failed"
+    assert await wait_status(engine, child_id, "cancelled") == "cancelled"
+
+
+async def test_children_started_by_lanes_at_once_are_all_listed(engine: Engine) -> None:
+    await engine.register_process(
+        CALLER, definition({"key": "x", "type": "set-variable", "set": {"y": "1"}}, key="kid")
+    )
+    each = {
+        "key": "each",
+        "type": "for-each",
+        "items": "[1, 2, 3, 4, 5, 6, 7, 8]",
+        "maxConcurrency": 8,
+        "body": {"elements": [{"key": "c", "type": "call-process", "process": "kid", "output": "o"}]},
+        "output": "all",
+    }
+    parent_id = await start(engine, definition(each, key="fan"))
+
+    assert await wait_status(engine, parent_id, "completed") == "completed"
+    status = await engine.status(CALLER, parent_id)
+    log = (await engine.log(CALLER, parent_id)).items
+    started = [entry.detail["childExecutionID"] for entry in log if entry.event == "child-started"]
+    assert len(started) == 8 and sorted(status.children) == sorted(started)
+
+
+async def test_a_process_that_calls_itself_without_end_stops_at_the_depth_limit(engine: Engine) -> None:
+    endless = definition({"key": "again", "type": "call-process", "process": "endless"}, key="endless")
+    root = await start(engine, endless)
+
+    assert await wait_status(engine, root, "failed", within=30) == "failed"
+    error = (await engine.status(CALLER, root)).error
+    assert error is not None and error["type"] == "ChildFailed"
+    listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=100, cursor=None)
+    assert len(listed.items) == 11  # the root and ten nested children, the deepest refused its own child

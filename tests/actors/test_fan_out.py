@@ -195,3 +195,52 @@ async def test_parallel_branches_run_together_and_merge(engine: Engine, lanes: L
     assert await wait_status(engine, execution_id, "completed") == "completed"
     state = await engine.state(CALLER, execution_id)
     assert state.memory["variables"]["both"] == "ab"
+
+
+class SlowToCancel:
+    """Branch a's task ignores its cancellation for a while; branch b's fails the first time."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def slow(self, task_input: dict[str, Any]) -> Any:
+        self.calls.append(f"slow{task_input['n']}")
+        if task_input["n"] == 0:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.5)  # a clean-up before it honours the cancel
+                raise
+        return {"ok": True}
+
+    async def flaky(self, task_input: dict[str, Any]) -> Any:
+        self.calls.append(f"flaky{task_input['n']}")
+        if task_input["n"] == 0:
+            raise RuntimeError("first time")
+        return {"ok": True}
+
+
+async def test_a_fan_out_opened_again_while_its_old_lanes_wind_down_runs_to_the_end(make_engine: Any) -> None:
+    slow = SlowToCancel()
+    engine = await make_engine()
+    engine.ctx.handlers.register("slow", slow.slow)
+    engine.ctx.handlers.register("flaky", slow.flaky)
+    process = definition(
+        {"key": "init", "type": "set-variable", "set": {"n": "0"}, "next": "p"},
+        {
+            "key": "p",
+            "type": "parallel",
+            "branches": [
+                {"key": "a", "elements": [{"key": "s", "type": "task", "handler": "slow", "input": {"n": "n"}}]},
+                {"key": "b", "elements": [{"key": "f", "type": "task", "handler": "flaky", "input": {"n": "n"}}]},
+            ],
+            "catch": [{"errors": ["RuntimeError"], "next": "inc"}],
+            "next": "end",
+        },
+        {"key": "inc", "type": "set-variable", "set": {"n": "n + 1"}, "next": "p"},
+        {"key": "end", "type": "end"},
+    )
+    execution_id = await start(engine, process)
+
+    assert await wait_status(engine, execution_id, "completed", within=10) == "completed"
+    assert sorted(slow.calls) == ["flaky0", "flaky1", "slow0", "slow1"]

@@ -97,3 +97,9 @@ def test_a_source_beyond_the_simple_reading_gets_every_variable() -> None:
     expression = compile_expression("'''a''' + b")
     assert expression.names is None
     assert expression.context({"b": "x", "c": 1}) == {"b": "x", "c": 1}
+
+
+def test_a_raw_string_ending_in_a_backslash_keeps_every_variable() -> None:
+    expression = compile_expression("r'C:\\' + folder + '/' + file")
+    assert expression.names is None
+    assert expression.evaluate({"folder": "tmp", "file": "a.txt", "other": 1, "more": 2}) == "C:\\tmp/a.txt"
