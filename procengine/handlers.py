@@ -28,10 +28,16 @@ class TaskContext:
     execution_id: int
     element_key: str
     attempt: int
+    execution_order: int = 0
+    """The run of the element: a new one for each pass of a loop and each for-each iteration."""
+    path: str = ""
+    """The lane the task runs in: its thread's key, or a parallel branch or for-each iteration (main/ship[3])."""
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.execution_id}:{self.element_key}:{self.attempt}"
+        """The same for every re-run of one attempt of one run of the element (a crash, a pause past its grace),
+        different for another attempt, another pass of a loop and another for-each iteration."""
+        return f"{self.execution_id}:{self.element_key}:{self.execution_order}:{self.attempt}"
 
 
 class TaskFailed(Exception):

@@ -793,7 +793,8 @@ class ExecutionActor:
         if stop.is_set():  # stopped (cancel, failure) before the handler could be called
             return None
         handler = self.ctx.handlers.get(step.handler)
-        context = TaskContext(self.execution_id, step.entry.element_key, step.entry.attempt)
+        entry = step.entry
+        context = TaskContext(self.execution_id, entry.element_key, entry.attempt, entry.execution_order, entry.path)
         job = asyncio.create_task(run_attempt(handler, step, context, self.ctx.settings.max_snapshot_bytes))
         halted = asyncio.create_task(stop.wait())
         try:

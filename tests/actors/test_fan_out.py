@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from procengine.actors.engine import Engine
-from procengine.handlers import HandlerRegistry, builtin_handlers
+from procengine.handlers import HandlerRegistry, TaskContext, builtin_handlers
 from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_status
 
@@ -244,3 +244,18 @@ async def test_a_fan_out_opened_again_while_its_old_lanes_wind_down_runs_to_the_
 
     assert await wait_status(engine, execution_id, "completed", within=10) == "completed"
     assert sorted(slow.calls) == ["flaky0", "flaky1", "slow0", "slow1"]
+
+
+async def test_each_iteration_gets_its_own_idempotency_key(engine: Engine) -> None:
+    async def key(task_input: dict[str, Any], ctx: TaskContext) -> str:
+        assert ctx.path.startswith("main/each[")
+        return ctx.idempotency_key
+
+    engine.ctx.handlers.register("key", key)
+    body = {"elements": [{"key": "k", "type": "task", "handler": "key", "output": "key"}]}
+    each = {"key": "each", "type": "for-each", "items": "[1, 2, 3]", "body": body, "result": "key", "output": "keys"}
+    execution_id = await start(engine, definition(each))
+
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    keys = (await engine.state(CALLER, execution_id)).memory["variables"]["keys"]
+    assert len(set(keys)) == 3  # a payment API would otherwise take the second and third as repeats of the first
