@@ -20,11 +20,11 @@ from typing import Any
 
 from bench.common import Context, Figure, chain_definition, ratio
 from procengine.actors.engine import Engine
-from procengine.handlers import builtin_handlers
 from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.tasks import builtin_handlers
 from procengine.views import StartRequest
 
 ITEMS = 1000

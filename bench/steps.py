@@ -27,11 +27,11 @@ from typing import Any
 from bench.baselines import checkpoint_limit
 from bench.common import Context, CpuMeter, Figure, chain_definition, ratio
 from procengine.actors.engine import Engine
-from procengine.handlers import builtin_handlers
 from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.tasks import builtin_handlers
 from procengine.views import StartRequest
 
 ELEMENTS = 20

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from procengine.handlers import TaskContext, task
+from procengine.tasks import TaskContext, task
 
 DECLINED_CARD = "4000-0000-0000-0002"
 

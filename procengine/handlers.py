@@ -1,119 +1,14 @@
-"""Task handlers: async Python functions a `task` element calls by name.
+"""The import the README showed first: `from procengine.handlers import TaskContext, task` (see procengine.tasks).
 
 Register with the decorator in a module that `procengine serve --handlers pkg.module` imports:
 
-    from procengine.handlers import task
+    from procengine.tasks import task
 
     @task("charge-card")
     async def charge(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         ...  # ctx.idempotency_key is stable across re-runs of the same attempt
-
-Tasks run at least once: a task cut short by a crash or a pause runs again, so handlers should be
-idempotent (use `ctx.idempotency_key`).
 """
 
-from __future__ import annotations
-
-import asyncio
-import inspect
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from procengine.tasks import HandlerRegistry, TaskContext, TaskFailed, builtin_handlers, default_registry, task
 
 __all__ = ["HandlerRegistry", "TaskContext", "TaskFailed", "builtin_handlers", "default_registry", "task"]
-
-
-@dataclass(frozen=True, slots=True)
-class TaskContext:
-    execution_id: int
-    element_key: str
-    attempt: int
-    execution_order: int = 0
-    """The run of the element: a new one for each pass of a loop and each for-each iteration."""
-    path: str = ""
-    """The lane the task runs in: its thread's key, or a parallel branch or for-each iteration (main/ship[3])."""
-
-    @property
-    def idempotency_key(self) -> str:
-        """The same for every re-run of one attempt of one run of the element (a crash, a pause past its grace),
-        different for another attempt, another pass of a loop and another for-each iteration."""
-        return f"{self.execution_id}:{self.element_key}:{self.execution_order}:{self.attempt}"
-
-
-class TaskFailed(Exception):
-    """Raised by a handler to fail its task with a message (retried per the element's policy)."""
-
-
-Handler = Callable[[dict[str, Any], TaskContext], Awaitable[Any]]
-UserHandler = Callable[..., Awaitable[Any]]
-
-
-class HandlerRegistry:
-    def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
-
-    def register(self, name: str, fn: UserHandler) -> None:
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"handler {name!r} must be an async function")
-        if name in self._handlers:
-            raise ValueError(f"handler {name!r} is already registered")
-        self._handlers[name] = _adapt(fn)
-
-    def task(self, name: str) -> Callable[[UserHandler], UserHandler]:
-        def decorate(fn: UserHandler) -> UserHandler:
-            self.register(name, fn)
-            return fn
-
-        return decorate
-
-    def get(self, name: str) -> Handler | None:
-        return self._handlers.get(name)
-
-    def names(self) -> frozenset[str]:
-        return frozenset(self._handlers)
-
-    def merged(self, other: HandlerRegistry) -> HandlerRegistry:
-        merged = HandlerRegistry()
-        merged._handlers = {**self._handlers, **other._handlers}
-        return merged
-
-
-def _adapt(fn: UserHandler) -> Handler:
-    """Accept `async def f(input)` as well as `async def f(input, ctx)`."""
-    if len(inspect.signature(fn).parameters) >= 2:
-        return fn
-
-    async def call(task_input: dict[str, Any], ctx: TaskContext) -> Any:
-        return await fn(task_input)
-
-    return call
-
-
-async def _echo(task_input: dict[str, Any]) -> Any:
-    return task_input
-
-
-async def _sleep(task_input: dict[str, Any]) -> Any:
-    ms = task_input.get("ms", 0)
-    if isinstance(ms, bool) or not isinstance(ms, int | float) or ms < 0:
-        raise TaskFailed(f"sleep needs a non-negative number `ms`, got {ms!r}")
-    await asyncio.sleep(ms / 1000)
-    return {"slept": ms}
-
-
-async def _fail(task_input: dict[str, Any]) -> Any:
-    raise TaskFailed(str(task_input.get("message", "failed on purpose")))
-
-
-def builtin_handlers() -> HandlerRegistry:
-    registry = HandlerRegistry()
-    registry.register("echo", _echo)
-    registry.register("sleep", _sleep)
-    registry.register("fail", _fail)
-    return registry
-
-
-default_registry = HandlerRegistry()
-"""Where `@task` registers; `serve` merges it with the built-ins after importing --handlers modules."""
-
-task = default_registry.task

@@ -16,13 +16,13 @@ from aiohttp import web
 
 from procengine.actors.engine import Engine
 from procengine.errors import BadRequest, ValidationFailed
-from procengine.handlers import HandlerRegistry, builtin_handlers, default_registry
 from procengine.http.app import check_bind_allowed, create_app
 from procengine.metrics import Metrics
 from procengine.redis_server import RedisServer
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.tasks import HandlerRegistry, builtin_handlers, default_registry
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import procengine
-from procengine.cli import build_parser, main, settings_from_args
+from procengine.cli.main import build_parser, main, settings_from_args
 from procengine.settings import Settings
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from procengine.cli import build_parser
+from procengine.cli.main import build_parser
 from procengine.http.routes import ROUTES
 from procengine.settings import Settings
 

@@ -17,13 +17,13 @@ from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
 from procengine.cli import main
-from procengine.handlers import builtin_handlers
-from procengine.inspect import _newest_first, _store, inspect_execution, list_executions, render_execution, to_json
+from procengine.cli.inspect import _newest_first, _store, inspect_execution, list_executions, render_execution, to_json
 from procengine.redis_server import RedisServer
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.store.codec import encode
 from procengine.store.keys import Keys
+from procengine.tasks import builtin_handlers
 from procengine.views import ControlRequest, StartRequest
 
 CALLER = Caller("default", "default", "r")

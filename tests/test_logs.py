@@ -12,9 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
-from procengine.handlers import builtin_handlers
 from procengine.logs import JsonFormatter, TextFormatter
 from procengine.settings import Settings
+from procengine.tasks import builtin_handlers
 from tests.actors.conftest import definition, start, wait_status
 
 

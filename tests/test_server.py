@@ -10,10 +10,10 @@ from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
 from procengine.errors import BadRequest, ValidationFailed
-from procengine.handlers import builtin_handlers
 from procengine.server import register_files
 from procengine.service import Caller
 from procengine.settings import Settings
+from procengine.tasks import builtin_handlers
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

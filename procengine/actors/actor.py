@@ -54,7 +54,6 @@ from procengine.errors import (
     StateCorrupted,
     Unavailable,
 )
-from procengine.handlers import HandlerRegistry, TaskContext
 from procengine.logs import element_key, execution_id
 from procengine.metrics import Metrics
 from procengine.service import Caller
@@ -62,6 +61,7 @@ from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store.executions import Commit, ExecutionStore, LogRecord, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
+from procengine.tasks import HandlerRegistry, TaskContext
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
 
 log = logging.getLogger(__name__)

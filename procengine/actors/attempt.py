@@ -17,7 +17,7 @@ from typing import Any, Final
 from procengine.engine.interpreter import RunTask
 from procengine.engine.sizes import TooManyNodes, packed_size
 from procengine.errors import CodecError
-from procengine.handlers import Handler, TaskContext
+from procengine.tasks.registry import Handler, TaskContext
 
 __all__ = ["ON_LOOP_NODES", "Attempt", "run_attempt"]
 

@@ -11,8 +11,8 @@ from procengine.clock import Clock, iso
 from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.validation import validate_definition
 from procengine.errors import NotFound, ValidationFailed
-from procengine.handlers import HandlerRegistry
 from procengine.store.processes import ProcessStore, StoredProcess
+from procengine.tasks import HandlerRegistry
 from procengine.views import ProcessList, ProcessSummary, ProcessView
 
 

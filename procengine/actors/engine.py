@@ -42,7 +42,6 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
-from procengine.handlers import HandlerRegistry
 from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
@@ -52,6 +51,7 @@ from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fie
 from procengine.store.keys import Keys
 from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.store.scripts import Scripts
+from procengine.tasks import HandlerRegistry
 from procengine.views import (
     CancelResult,
     ControlRequest,

@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
-from procengine.handlers import HandlerRegistry, builtin_handlers
 from procengine.service import Caller
 from procengine.settings import Settings
+from procengine.tasks import HandlerRegistry, builtin_handlers
 from procengine.views import StartRequest
 
 CALLER = Caller(tenant="default", by="default", request_id="req-test")

@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
 from procengine.errors import PayloadTooLarge
-from procengine.handlers import HandlerRegistry
 from procengine.store.codec import decode
+from procengine.tasks import HandlerRegistry
 from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
 

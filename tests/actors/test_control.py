@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 
 from procengine.actors.control import MalformedControl, parse
 from procengine.actors.engine import Engine
-from procengine.handlers import builtin_handlers
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.tasks import builtin_handlers
 from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
 from tests.conftest import RedisServerFactory
 

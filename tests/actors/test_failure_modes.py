@@ -15,9 +15,9 @@ from procengine.actors.actor import ExecutionActor
 from procengine.actors.engine import Engine
 from procengine.actors.ownership import Ownership
 from procengine.errors import StateCorrupted, Unavailable, ValidationFailed
-from procengine.handlers import HandlerRegistry
 from procengine.statuses import Status
 from procengine.store.executions import ExecutionStore
+from procengine.tasks import HandlerRegistry
 from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
 

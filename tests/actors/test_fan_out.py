@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from procengine.actors.engine import Engine
-from procengine.handlers import HandlerRegistry, TaskContext, builtin_handlers
+from procengine.tasks import HandlerRegistry, TaskContext, builtin_handlers
 from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_status
 

@@ -107,7 +107,7 @@ async def test_a_dead_nodes_running_executions_are_adopted_and_finish(make_engin
 
 
 async def test_a_node_without_the_handlers_does_not_adopt(make_engine: EngineFactory, redis: Redis) -> None:
-    from procengine.handlers import builtin_handlers
+    from procengine.tasks import builtin_handlers
 
     first = await make_engine()
     execution_id = await start(first, definition({"key": "work", "type": "task", "handler": "gate"}))

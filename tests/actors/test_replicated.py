@@ -11,13 +11,13 @@ from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
 from procengine.errors import NotReplicated
-from procengine.handlers import HandlerRegistry
 from procengine.redis_server import RedisServer
 from procengine.settings import Settings
 from procengine.store.batching import ScriptBatcher
 from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
+from procengine.tasks import HandlerRegistry
 from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, start, wait_element
 from tests.actors.test_control import WAIT

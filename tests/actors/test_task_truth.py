@@ -8,8 +8,8 @@ from collections import Counter
 from typing import Any
 
 from procengine.actors.engine import Engine
-from procengine.handlers import HandlerRegistry
 from procengine.store.executions import Commit, WriteResult
+from procengine.tasks import HandlerRegistry
 from procengine.views import ControlRequest, LogEntry
 from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, start, wait_element, wait_status
 

@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
-from procengine.handlers import builtin_handlers
 from procengine.http.app import create_app
 from procengine.settings import Settings
+from procengine.tasks import builtin_handlers
 
 BASE = "/api/v1/process-engine"
 TOKENS = {"tok-a": "tenant-a", "tok-b": "tenant-b"}

@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from procengine.actors.engine import Engine
-from procengine.handlers import builtin_handlers
 from procengine.http.app import create_app
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.tasks import builtin_handlers
 from tests.conftest import RedisServerFactory
 from tests.e2e.conftest import BASE, WAIT_PROCESS_BODY
 

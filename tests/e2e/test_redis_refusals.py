@@ -9,11 +9,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
-from procengine.handlers import builtin_handlers
 from procengine.http.app import create_app
 from procengine.settings import Settings
 from procengine.store.failures import COUNTER_MAX
 from procengine.store.keys import Keys
+from procengine.tasks import builtin_handlers
 from tests.conftest import RedisServerFactory
 from tests.e2e.conftest import WAIT_PROCESS_BODY, Api
 

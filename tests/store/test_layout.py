@@ -9,9 +9,9 @@ from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
 from procengine.clock import iso
-from procengine.handlers import HandlerRegistry
 from procengine.settings import Settings
 from procengine.store.codec import decode
+from procengine.tasks import HandlerRegistry
 from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_element
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from procengine.inspect import redact
+from procengine.cli.inspect import redact
 from procengine.store.redis_url import RedisTarget, parse_redis_url
 
 

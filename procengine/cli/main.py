@@ -187,7 +187,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from redis.exceptions import InvalidResponse, RedisClusterException
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from procengine import inspect as inspection
+    from procengine.cli import inspect as inspection
     from procengine.store.failures import STORE_ERRORS
     from procengine.store.keys import Keys
 

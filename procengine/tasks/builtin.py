@@ -1,0 +1,34 @@
+"""The built-in task handlers every server has: echo, sleep, fail."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from procengine.tasks.registry import HandlerRegistry, TaskFailed
+
+__all__ = ["builtin_handlers"]
+
+
+async def _echo(task_input: dict[str, Any]) -> Any:
+    return task_input
+
+
+async def _sleep(task_input: dict[str, Any]) -> Any:
+    ms = task_input.get("ms", 0)
+    if isinstance(ms, bool) or not isinstance(ms, int | float) or ms < 0:
+        raise TaskFailed(f"sleep needs a non-negative number `ms`, got {ms!r}")
+    await asyncio.sleep(ms / 1000)
+    return {"slept": ms}
+
+
+async def _fail(task_input: dict[str, Any]) -> Any:
+    raise TaskFailed(str(task_input.get("message", "failed on purpose")))
+
+
+def builtin_handlers() -> HandlerRegistry:
+    registry = HandlerRegistry()
+    registry.register("echo", _echo)
+    registry.register("sleep", _sleep)
+    registry.register("fail", _fail)
+    return registry
