@@ -6,6 +6,7 @@ its tests can use a stand-in.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ from procengine.views import (
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
+    LogEntry,
     LogView,
     PauseResult,
     ProcessList,
@@ -25,6 +27,7 @@ from procengine.views import (
     StartRequest,
     StartResult,
     StateView,
+    StatusEvent,
 )
 
 
@@ -79,6 +82,17 @@ class EngineService(Protocol):
     async def elements(self, caller: Caller, execution_id: int) -> ElementsView: ...
 
     async def state(self, caller: Caller, execution_id: int) -> StateView: ...
+
+    async def log_feed(
+        self, caller: Caller, execution_id: int, after: str | None
+    ) -> AsyncIterator[list[LogEntry] | None]:
+        """The execution's log entries after `after` as they are written (None: a heartbeat); ends after the final
+        transition. NotFound before anything is streamed."""
+        ...
+
+    async def status_feed(self, caller: Caller, after: str | None) -> AsyncIterator[list[StatusEvent] | None]:
+        """The tenant's status changes after `after` (None: from now) as they happen (None: a heartbeat)."""
+        ...
 
     async def ready(self) -> str | None:
         """None when the node takes work (Redis answers, not shutting down); else why not."""

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     max_snapshot_bytes: int = Field(default=2_097_152, ge=65_536)
     """The most an execution's memory snapshot (variables, node outputs, waiting signals) may take, msgpack-encoded:
     a task output, a value or a signal that would push it over fails its element (LimitExceeded) or is refused."""
+    max_event_streams: int = Field(default=100, gt=0)
+    """Event streams (server-sent events) a node serves at once; more are answered 503."""
     max_foreach_items: int = Field(default=10_000, gt=0)
     """The most items one for-each takes: a longer list fails the element (LimitExceeded)."""
     pause_grace_ms: int = Field(default=5_000, ge=0)

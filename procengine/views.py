@@ -134,6 +134,16 @@ class LogEntry(_View):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class StatusEvent(_View):
+    """One status change of one of the tenant's executions (GET /executions/events)."""
+
+    id: str
+    """The event's id: give it back as Last-Event-ID to go on after it."""
+    executionID: int
+    status: StatusName
+    processKey: str
+
+
 class LogView(_View):
     executionID: int
     items: list[LogEntry]

@@ -292,6 +292,7 @@ class ExecutionActor:
             commit.execution["pausedChildren"] = json.dumps(cascade)
         await self._write(commit, expect=Status.RUNNING, not_after_ms=message.not_after_ms)
         self.status = Status.PAUSED
+        await self.announce()
         if cascade:
             await self.ctx.children.control(self.tenant, "pause", cascade, self.execution_id, message.reason)
         return PauseResult(
@@ -338,6 +339,7 @@ class ExecutionActor:
         self.state = state
         self.corrupted = False  # the stored snapshot was read and validated just now
         self.status = Status.RUNNING
+        await self.announce()
         if paused_children:  # the children its pause paused (not one paused on its own)
             await self.ctx.children.control(self.tenant, "resume", paused_children, self.execution_id, message.reason)
         self._start_runners()
@@ -368,6 +370,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=source, not_after_ms=message.not_after_ms)
         self.status = Status.CANCELLED
+        await self.announce()
         self.ctx.metrics.finished.labels(self.process.definition.key, Status.CANCELLED.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(message.reason)
@@ -433,6 +436,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=Status.RUNNING)
         self.status = status
+        await self.announce()
         self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(f"it {status.value}")
@@ -460,6 +464,16 @@ class ExecutionActor:
         parent = self.fields.get("parentExecutionID")
         if parent:
             self.ctx.children.notify_parent(int(parent))
+
+    async def announce(self) -> None:
+        """Tell the tenant's status-events stream (the console's live list) the status just written. A notice
+        beside the write, not in it: if it is lost, watchers miss one change and nothing else."""
+        try:
+            await self.ctx.store.announce(
+                self.tenant, self.execution_id, self.status.value, self.process.definition.key
+            )
+        except Exception as exc:
+            log.warning("execution %s: status change not announced: %s", self.execution_id, exc)
 
     def _record_interrupted(self, commit: Commit, now: int) -> dict[str, Any]:
         """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none)."""

@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-snapshot-bytes", metavar="N", type=int, help="most bytes an execution's memory may take (2 MiB)"
     )
     serve.add_argument("--max-foreach-items", metavar="N", type=int, help="most items one for-each takes (10000)")
+    serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
     serve.set_defaults(run=_serve)
 
     inspect = commands.add_parser(

@@ -41,6 +41,10 @@ HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
         {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x21-\\x7e]+$"},
         "A signal retried with the same key is delivered once and answered as the first time.",
     ),
+    "Last-Event-ID": (
+        {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+        "Go on after this event (the `id` of the last event received; EventSource sends it when it reconnects).",
+    ),
 }
 
 

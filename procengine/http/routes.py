@@ -13,6 +13,7 @@ from aiohttp import web
 
 from procengine.engine.definitions import ProcessDefinition
 from procengine.http import handlers as h
+from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.handlers import Probe
 from procengine.http.openapi import serve_openapi
@@ -98,6 +99,17 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec(
         "GET", _E + "/{id}/state", h.execution_state, "The decoded stack and memory snapshots", StateView,
         tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/events", events.execution_events,
+        "The log entries as server-sent events, as they are written (after Last-Event-ID, else from the first); "
+        "ends after the final transition",
+        None, headers=("Last-Event-ID",), errors=(422,), tag="events", media_type="text/event-stream",
+    ),
+    RouteSpec(
+        "GET", BASE_PATH + "/executions/events", events.status_events,
+        "The tenant's executions' status changes as server-sent events (after Last-Event-ID, else from now)",
+        None, headers=("Last-Event-ID",), errors=(422,), tag="events", media_type="text/event-stream",
     ),
     RouteSpec("GET", BASE_PATH + "/statuses", h.list_statuses, "The status table", StatusTable, tag="statuses"),
 )  # fmt: skip

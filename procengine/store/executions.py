@@ -197,21 +197,50 @@ class ExecutionStore:
     async def log(self, execution_id: int, count: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Log entries oldest first: (stream id, {at, event, elementKey, detail})."""
         raw: Any = await self.redis.xrange(self.keys.execution(execution_id).log, count=count)
-        entries: list[tuple[str, dict[str, Any]]] = []
-        for entry_id, values in raw:
-            fields = {k.decode(): v for k, v in values.items()}
-            entries.append(
+        return [_log_entry(entry_id, values) for entry_id, values in raw]
+
+    async def log_after(
+        self, execution_id: int, after: str, *, count: int, block_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Log entries after the stream id `after`, waiting up to `block_ms` for one ([] if none came)."""
+        raw = await self.redis.xread({self.keys.execution(execution_id).log: after}, count=count, block=block_ms)
+        return [_log_entry(entry_id, values) for entry_id, values in _stream_entries(raw)]
+
+    async def announce(self, tenant: str, execution_id: int, status: str, process_key: str) -> None:
+        """Add a status change to the tenant's status-events stream: a notice for watchers (the console), written
+        beside the execution's own atomic write, not in it (another slot); losing one loses no state."""
+        await self.redis.xadd(
+            self.keys.status_events(tenant),
+            {"executionID": execution_id, "status": status, "processKey": process_key},
+            maxlen=STATUS_EVENTS_MAXLEN,
+            approximate=True,
+        )
+
+    async def last_status_event(self, tenant: str) -> str:
+        """The id of the tenant's newest status event ("0-0" if none): where a feed "from now" starts, so that an
+        event added between two of its reads is not missed, as XREAD's "$" would."""
+        newest: Any = await self.redis.xrevrange(self.keys.status_events(tenant), count=1)
+        return _text_id(newest[0][0]) if newest else "0-0"
+
+    async def status_events_after(
+        self, tenant: str, after: str, *, count: int, block_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The tenant's status changes after the stream id `after` ("$": from now), waiting up to `block_ms`."""
+        raw = await self.redis.xread({self.keys.status_events(tenant): after}, count=count, block=block_ms)
+        found = []
+        for entry_id, values in _stream_entries(raw):
+            fields = {k.decode(): v.decode() for k, v in values.items()}
+            found.append(
                 (
-                    entry_id.decode(),
+                    _text_id(entry_id),
                     {
-                        "at": log_time(fields.get("at", b"").decode()),
-                        "event": fields.get("event", b"").decode(),
-                        "elementKey": fields.get("elementKey", b"").decode() or None,
-                        "detail": decode(fields["detail"]) if fields.get("detail") else {},
+                        "executionID": int(fields["executionID"]),
+                        "status": fields["status"],
+                        "processKey": fields.get("processKey", ""),
                     },
                 )
             )
-        return entries
+        return found
 
     # --- indexes (outside the execution's slot, so written beside the scripts, not inside) -----
 
@@ -256,6 +285,35 @@ class ExecutionStore:
         return [
             {name: value.decode() for name, value in zip(names, row, strict=True) if value is not None} for row in rows
         ]
+
+
+STATUS_EVENTS_MAXLEN = 10_000
+
+
+def _log_entry(entry_id: Any, values: Any) -> tuple[str, dict[str, Any]]:
+    fields = {k.decode(): v for k, v in values.items()}
+    return (
+        _text_id(entry_id),
+        {
+            "at": log_time(fields.get("at", b"").decode()),
+            "event": fields.get("event", b"").decode(),
+            "elementKey": fields.get("elementKey", b"").decode() or None,
+            "detail": decode(fields["detail"]) if fields.get("detail") else {},
+        },
+    )
+
+
+def _text_id(entry_id: Any) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def _stream_entries(raw: Any) -> list[tuple[Any, Any]]:
+    """The entries of an XREAD: RESP2 gives [[key, [(id, fields), ...]], ...], RESP3 {key: [[(id, fields), ...]]}."""
+    if not raw:
+        return []
+    if isinstance(raw, dict):
+        return [entry for groups in raw.values() for group in groups for entry in group]
+    return [entry for _, entries in raw for entry in entries]
 
 
 def stored_fields(mapping: dict[str, Scalar]) -> dict[str, str]:

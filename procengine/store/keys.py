@@ -60,6 +60,10 @@ class Keys:
         """Sorted set: executionID -> executionID, the tenant's executions (newest = highest)."""
         return f"{self.prefix}:tenant:{{{tenant}}}:executions"
 
+    def status_events(self, tenant: str) -> str:
+        """Stream: the tenant's executions' status changes, newest last (about the last 10,000)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:status-events"
+
     def idempotency(self, tenant: str, key: str) -> str:
         """String: the executionID a start with this idempotency key created."""
         return f"{self.prefix}:tenant:{{{tenant}}}:idem:{key}"

@@ -44,6 +44,7 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(engine: Eng
             f"{prefix}:tenant:{{default}}:process-key:p",
             f"{prefix}:tenant:{{default}}:process:1",
             f"{prefix}:tenant:{{default}}:processes",
+            f"{prefix}:tenant:{{default}}:status-events",
         ]
     )
     execution = {k.decode(): v.decode() for k, v in (await redis.hgetall(f"{prefix}:exec:{{1}}")).items()}

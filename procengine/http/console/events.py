@@ -1,0 +1,82 @@
+"""Event streams as server-sent events (text/event-stream), readable with curl, EventSource or the client.
+
+    GET .../executions/processes/{id}/events   the execution's log entries as they are written, from its first
+                                               (or after Last-Event-ID); ends after its final transition
+    GET .../executions/events                  the tenant's executions' status changes, from now (or after
+                                               Last-Event-ID)
+
+Each event is `id: <stream entry id>`, `event: <log event, or "status">`, `data: <JSON>`. While nothing
+happens a comment line goes out every few seconds, so a client that has gone is noticed: its stream ends and
+frees what it held (one blocking Redis read at a time, no buffer: each write waits for the client).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from procengine.errors import ValidationFailed
+from procengine.http.context import caller, engine
+from procengine.http.params import execution_id
+
+__all__ = ["execution_events", "status_events"]
+
+_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+HEARTBEAT = b": keep-alive\n\n"
+
+
+async def execution_events(request: web.Request) -> web.StreamResponse:
+    feed = await engine(request).log_feed(caller(request), execution_id(request), _after(request))
+    return await _stream(request, feed, lambda entry: entry.event)
+
+
+async def status_events(request: web.Request) -> web.StreamResponse:
+    feed = await engine(request).status_feed(caller(request), _after(request))
+    return await _stream(request, feed, lambda _: "status")
+
+
+def _after(request: web.Request) -> str | None:
+    """Where to go on from: the Last-Event-ID header an EventSource sends when it reconnects, or `?after=`."""
+    after = request.headers.get("Last-Event-ID") or request.query.get("after")
+    if after is None or after == "":
+        return None
+    if not _ENTRY_ID.match(after):
+        raise ValidationFailed("bad event id", [f"Last-Event-ID: {after!r} is not an event id this API gave"])
+    return after
+
+
+async def _stream(request: web.Request, feed: AsyncIterator[Any], name: Callable[[Any], str]) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    try:
+        async for batch in feed:
+            if batch is None:
+                await response.write(HEARTBEAT)
+                continue
+            await response.write(b"".join(_event(item, name(item)) for item in batch))
+    except (ConnectionResetError, ConnectionError):
+        pass  # the client went away: the feed's generator is closed below, which frees its slot
+    finally:
+        await _close(feed)
+    return response
+
+
+class _Event(Protocol):
+    id: str
+
+    def model_dump_json(self) -> str: ...
+
+
+def _event(item: _Event, event: str) -> bytes:
+    return f"id: {item.id}\nevent: {event}\ndata: {item.model_dump_json()}\n\n".encode()
+
+
+async def _close(feed: AsyncIterator[Any]) -> None:
+    closer = getattr(feed, "aclose", None)
+    if closer is not None:
+        await closer()
