@@ -45,7 +45,9 @@ async def run_attempt(handler: Handler | None, step: RunTask, context: TaskConte
     except TimeoutError:
         return Attempt(False, f"timed out after {step.timeout_ms} ms", error_type="Timeout")
     except Exception as exc:
-        return Attempt(False, f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        # an exception whose class says `retryable = False` fails the element at once, whatever the retry policy
+        retry = getattr(exc, "retryable", True) is not False
+        return Attempt(False, f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__, retry=retry)
     try:
         size = await measure(value, memory_limit)
     except CodecError as exc:

@@ -255,3 +255,25 @@ async def test_a_wait_with_no_signal_in_time_goes_on_at_on_timeout(engine: Engin
     state = await engine.state(CALLER, execution_id)
     assert state.memory["variables"] == {"escalated": True}
     assert state.memory["node_outputs"]["approval"] == {"status": "success", "data": {"timedOut": True}}
+
+
+async def test_a_handler_exception_that_is_not_retryable_fails_at_once(engine: Engine) -> None:
+    class Declined(Exception):
+        retryable = False
+
+    calls = []
+
+    async def decline(task_input: dict[str, object]) -> None:
+        calls.append(task_input)
+        raise Declined("no")
+
+    engine.ctx.handlers.register("decline", decline)
+    execution_id = await start(
+        engine,
+        definition({"key": "pay", "type": "task", "handler": "decline", "retry": {"maxAttempts": 5, "backoffMs": 10}}),
+    )
+
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+    error = (await engine.status(CALLER, execution_id)).error
+    assert error is not None and (error["type"], error["attempts"]) == ("Declined", 1)
+    assert len(calls) == 1
