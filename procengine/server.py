@@ -27,16 +27,16 @@ from procengine.tasks import HandlerRegistry, builtin_handlers, default_registry
 log = logging.getLogger(__name__)
 
 
-def load_handlers(modules: list[str]) -> HandlerRegistry:
+def load_handlers(modules: list[str], http_allow: list[str] | None = None) -> HandlerRegistry:
     """Import the user's handler modules (their @task decorators register) and add the built-ins."""
     for module in modules:
         importlib.import_module(module)
-    return builtin_handlers().merged(default_registry)
+    return builtin_handlers(http_allow or []).merged(default_registry)
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     check_bind_allowed(settings)
-    handlers = load_handlers(settings.handlers)
+    handlers = load_handlers(settings.handlers, settings.http_allow)
     log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     async with contextlib.AsyncExitStack() as stack:
         url = settings.redis_url

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from procengine.store.redis_url import parse_redis_url
+from procengine.tasks.http import parse_allow_entry
 
 
 class Settings(BaseSettings):
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     handlers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Modules imported at start so that their @task handlers register."""
 
+    http_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Hosts (`host` or `host:port`) the built-in `http` task handler may call; none by default."""
     definitions: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """Definition files registered at start (in every configured tenant, or `default`)."""
 
@@ -73,6 +76,16 @@ class Settings(BaseSettings):
     def _parse_definitions(cls, value: object) -> object:
         if isinstance(value, str):
             return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("http_allow", mode="before")
+    @classmethod
+    def _parse_http_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                parse_allow_entry(str(entry))  # its ValueError names what is wrong
         return value
 
     @field_validator("handlers", mode="before")

@@ -1,10 +1,12 @@
-"""The built-in task handlers every server has: echo, sleep, fail."""
+"""The built-in task handlers every server has: echo, sleep, fail, and http (to the hosts --http-allow names)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any
 
+from procengine.tasks.http import http_handler
 from procengine.tasks.registry import HandlerRegistry, TaskFailed
 
 __all__ = ["builtin_handlers"]
@@ -26,8 +28,11 @@ async def _fail(task_input: dict[str, Any]) -> Any:
     raise TaskFailed(str(task_input.get("message", "failed on purpose")))
 
 
-def builtin_handlers() -> HandlerRegistry:
+def builtin_handlers(http_allow: Collection[str] = ()) -> HandlerRegistry:
+    """The built-ins; `http` reaches only the hosts of `http_allow` (none: every request is refused, and says
+    which flag allows it)."""
     registry = HandlerRegistry()
+    registry.register("http", http_handler(http_allow))
     registry.register("echo", _echo)
     registry.register("sleep", _sleep)
     registry.register("fail", _fail)

@@ -1,0 +1,70 @@
+"""The built-in `http` handler inside a process: a 200 is the element's output, a 404 a caught HttpError, a host
+--http-allow does not name a refusal that names the flag."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
+
+from procengine.actors.engine import Engine
+from procengine.settings import Settings
+from procengine.tasks import builtin_handlers
+from tests.actors.conftest import CALLER, definition, start, wait_status
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[TestServer]:
+    async def order(request: web.Request) -> web.Response:
+        if request.match_info["id"] == "404":
+            return web.json_response({"error": "no such order"}, status=404)
+        return web.json_response({"id": request.match_info["id"], "state": "shipped"})
+
+    app = web.Application()
+    app.router.add_get("/orders/{id}", order)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield server
+
+
+def _process(url: str) -> dict[str, object]:
+    return definition(
+        {
+            "key": "fetch",
+            "type": "task",
+            "handler": "http",
+            "input": {"url": url},
+            "output": "order",
+            "catch": [{"errors": ["HttpError"], "next": "missing", "into": "why"}],
+        },
+        {"key": "missing", "type": "set-variable", "set": {"missing": "why.error"}},
+    )
+
+
+async def test_an_http_task_calls_an_allowed_host_and_a_404_is_caught(
+    redis: Redis, settings: Settings, service: TestServer
+) -> None:
+    base = f"http://127.0.0.1:{service.port}"
+    async with Engine(redis, settings, builtin_handlers([f"127.0.0.1:{service.port}"])) as engine:
+        found = await start(engine, _process(f"'{base}/orders/' + id"), {"id": "7"})
+        missing = await start(engine, _process(f"'{base}/orders/' + id"), {"id": "404"})
+        assert await wait_status(engine, found, "completed") == "completed"
+        assert await wait_status(engine, missing, "completed") == "completed"
+        order = (await engine.state(CALLER, found)).memory["variables"]["order"]
+        assert (order["status"], order["body"]) == (200, {"id": "7", "state": "shipped"})
+        variables = (await engine.state(CALLER, missing)).memory["variables"]
+        assert "404" in variables["missing"] and "order" not in variables
+
+
+async def test_a_host_not_allowed_fails_the_task_naming_the_flag(redis: Redis, settings: Settings) -> None:
+    async with Engine(redis, settings, builtin_handlers()) as engine:
+        execution_id = await start(
+            engine,
+            definition({"key": "f", "type": "task", "handler": "http", "input": {"url": "'http://example.com/'"}}),
+        )
+        assert await wait_status(engine, execution_id, "failed") == "failed"
+        error = (await engine.status(CALLER, execution_id)).error
+        assert error is not None and error["type"] == "HttpNotAllowed" and "--http-allow" in error["error"]
+        assert error["attempts"] == 1
