@@ -1,4 +1,5 @@
-"""The `procengine` command: `serve`, and `inspect` (an execution's keys, decoded, straight from Redis).
+"""The `procengine` command: `serve`, `inspect` (an execution's keys, decoded, straight from Redis), and the
+commands that drive a server over its REST API (commands.py), listed in groups by `procengine --help`.
 
 Flags win over PROCENGINE_* environment variables, which win over defaults: the CLI passes only the flags
 that were given to `Settings(...)`, and pydantic-settings fills in the rest from the environment.
@@ -22,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from procengine import logs
+from procengine.cli.commands import add_commands, grouped_help
 from procengine.errors import ProcEngineError
 from procengine.loops import event_loop_factory
 from procengine.settings import Settings, parse_token_pairs
@@ -41,9 +43,15 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="procengine", description="A durable process engine.")
+    parser = argparse.ArgumentParser(
+        prog="procengine",
+        description="A durable process engine.",
+        usage="%(prog)s [-h] [--version] COMMAND ...",
+        # the commands are listed in groups by the epilog (grouped_help), laid out as written
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS, prog=parser.prog)
 
     # Every serve flag defaults to SUPPRESS: a flag that was not given is absent from the namespace, so the
     # environment (read by Settings) decides it.
@@ -91,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-foreach-items", metavar="N", type=int, help="most items one for-each takes (10000)")
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
+    serve.add_argument(
+        "--http-allow",
+        metavar="HOST[:PORT]",
+        action="append",
+        help="a host the built-in http task handler may call (repeatable; default none)",
+    )
     serve.set_defaults(run=_serve)
 
     inspect = commands.add_parser(
@@ -113,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of the report")
     inspect.set_defaults(run=_inspect)
+    add_commands(commands)  # start, status, list, log, watch, pause, resume, cancel, signal, register, validate
+    parser.epilog = grouped_help(commands)
     return parser
 
 

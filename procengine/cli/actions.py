@@ -1,0 +1,226 @@
+"""What the API commands and `validate` do, once `commands.py` has parsed their command line.
+
+Each API command is a coroutine over an `AsyncClient` that prints the answer and says the exit code. The
+client's exceptions become exit codes here, in one place: 3 for NotFound, 4 for a conflict (409), 1 for
+every other error; a command-line value that cannot be used is a usage error, 2, like argparse's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, cast
+
+from procengine.cli import render
+from procengine.cli.commands import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from procengine.cli.inputs import (
+    DocumentError,
+    InputError,
+    load_document,
+    parse_json,
+    parse_variables,
+    read_file,
+)
+from procengine.cli.output import Output
+from procengine.cli.watch import watch
+from procengine.client import AsyncClient, Conflict, NotFound, ProcEngineClientError
+from procengine.views import StatusName
+
+__all__ = ["exit_code", "run"]
+
+ApiCommand = Callable[[AsyncClient, argparse.Namespace, Output], Awaitable[int]]
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Run the command `name` with its parsed arguments; its exit code."""
+    output = Output(args.json)
+    try:
+        if name == "validate":
+            return validate(args, output)
+        return asyncio.run(_over_api(API_COMMANDS[name], args, output))
+    except InputError as exc:
+        output.fail(str(exc))
+        return EXIT_USAGE
+    except ProcEngineClientError as exc:
+        output.error(exc)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `| head`: the reader has gone, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def exit_code(exc: ProcEngineClientError) -> int:
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, Conflict):
+        return EXIT_CONFLICT
+    return EXIT_FAILED
+
+
+async def _over_api(command: ApiCommand, args: argparse.Namespace, output: Output) -> int:
+    async with AsyncClient(args.url, args.token, timeout=args.timeout) as client:
+        return await command(client, args, output)
+
+
+# --- the API commands -------------------------------------------------------------------------------
+
+
+async def start(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if (args.process_key is None) == (args.process_id is None):
+        raise InputError("start: give a PROCESS_KEY or --process-id N (one of them)")
+    if args.version is not None and args.process_key is None:
+        raise InputError("start: --version goes with a PROCESS_KEY")
+    variables = parse_variables(args.var, args.vars_file)
+    key, process_id = args.process_key, args.process_id
+    if args.version is not None:
+        key, process_id = None, await _process_id_of(client, args.process_key, args.version)
+    result = await client.start(key, process_id=process_id, variables=variables, idempotency_key=args.idempotency_key)
+    output.show(result, render.started(result))
+    return EXIT_OK
+
+
+async def status(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    view = await client.status(args.execution_id)
+    output.show(view, render.status(view))
+    return EXIT_OK
+
+
+async def list_executions(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    page = await client.executions(
+        status=cast(StatusName | None, args.status), process_id=args.process_id, limit=args.limit, cursor=args.cursor
+    )
+    output.show(page, render.executions(page))
+    return EXIT_OK
+
+
+async def log(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if not args.follow:
+        view = await client.log(args.execution_id)
+        if output.as_json:
+            output.json(view)
+        for entry in [] if output.as_json else view.items:
+            output.console.print(render.log_line(entry))
+        return EXIT_OK
+    async with contextlib.aclosing(client.events(args.execution_id)) as entries:
+        async for entry in entries:  # one JSON document a line with --json: a stream has no end to wait for
+            if output.as_json:
+                output.json(entry, indent=None)
+            else:
+                output.console.print(render.log_line(entry))
+    return EXIT_OK
+
+
+async def watch_execution(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    outcome = await watch(client, args.execution_id, output)
+    return EXIT_OK if outcome == "completed" else EXIT_FAILED
+
+
+async def pause(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.pause(args.execution_id, args.reason)
+    output.show(result, render.paused(result))
+    return EXIT_OK
+
+
+async def resume(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.resume(args.execution_id, args.reason)
+    output.show(result, render.resumed(result))
+    return EXIT_OK
+
+
+async def cancel(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.cancel(args.execution_id, args.reason)
+    output.show(result, render.cancelled(result))
+    return EXIT_OK
+
+
+async def signal(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if args.payload is not None and args.payload_file is not None:
+        raise InputError("signal: give the PAYLOAD or --payload-file, not both")
+    payload: Any = None
+    if args.payload is not None:
+        payload = parse_json(args.payload, "PAYLOAD")
+    elif args.payload_file is not None:
+        try:
+            payload = load_document(args.payload_file, read_file(args.payload_file, "--payload-file"))
+        except DocumentError as exc:
+            raise InputError(f"--payload-file {exc}") from None
+    result = await client.signal(args.execution_id, args.name, payload, idempotency_key=args.idempotency_key)
+    output.show(result, render.signalled(result))
+    return EXIT_OK
+
+
+async def register(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    raw = read_file(args.file, "register")
+    content_type = "application/json" if args.file.suffix.lower() == ".json" else "application/yaml"
+    summary = await client.register(raw, content_type=content_type)
+    output.show(summary, render.registered(summary))
+    return EXIT_OK
+
+
+API_COMMANDS: Final[dict[str, ApiCommand]] = {
+    "start": start,
+    "status": status,
+    "list": list_executions,
+    "log": log,
+    "watch": watch_execution,
+    "pause": pause,
+    "resume": resume,
+    "cancel": cancel,
+    "signal": signal,
+    "register": register,
+}
+
+
+async def _process_id_of(client: AsyncClient, key: str, version: int) -> int:
+    """The processID of one version of a process (the start request names a version by its processID)."""
+    for process in (await client.processes()).items:
+        if process.key == key and process.version == version:
+            return process.processID
+    raise NotFound(f"process {key!r} has no version {version}", status=404)
+
+
+# --- offline ----------------------------------------------------------------------------------------
+
+
+def validate(args: argparse.Namespace, output: Output) -> int:
+    """Check a definition file as the server would on registration, minus handlers and called processes
+    (which only a server knows); print every problem."""
+    from procengine.engine.validation import validate_definition  # lazily: CEL and the definition models
+    from procengine.errors import ProcEngineError
+
+    raw = read_file(args.file, "validate")
+    document: Any = None
+    problems: list[str] = []
+    try:
+        document = load_document(args.file, raw)
+    except DocumentError as exc:
+        problems = [str(exc)]
+    key = document.get("key") if isinstance(document, dict) and isinstance(document.get("key"), str) else None
+    summary = ""
+    if not problems:
+        try:
+            compiled = validate_definition(document)
+        except ProcEngineError as exc:
+            problems = [str(p) for p in exc.details] if isinstance(exc.details, list) else [exc.message]
+        else:
+            threads = len(compiled.threads)
+            summary = (
+                f"process {key!r}, {threads} thread{'s' * (threads != 1)}, {compiled.total_nodes} elements "
+                "(handlers and called processes are checked when it is registered)"
+            )
+    if output.as_json:
+        output.json({"file": str(args.file), "valid": not problems, "key": key, "problems": problems})
+    elif problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        output.console.print(f"{args.file}: not valid, {len(problems)} {noun}:")
+        for problem in problems:
+            output.console.print(f"  - {problem}")
+    else:
+        output.console.print(f"{args.file}: valid: {summary}")
+    return EXIT_FAILED if problems else EXIT_OK

@@ -1,0 +1,186 @@
+"""The command line of the API commands (start, status, list, log, watch, pause, resume, cancel, signal,
+register) and of `validate`, and the grouped list of every command that `procengine --help` ends with.
+
+Only argparse is imported here: what the commands do (the client, rich) is imported when one runs, so
+`procengine serve`, `inspect` and `--help` do not pay for it. Connection options on every API command:
+`--url` (else PROCENGINE_URL, else http://127.0.0.1:8080) and `--token` (else PROCENGINE_TOKEN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from procengine.cli.inputs import positive_int
+
+__all__ = [
+    "EXIT_CONFLICT",
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "GROUPS",
+    "add_commands",
+    "grouped_help",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+"""An error: the server refused (422, 401, ...), could not be reached, stayed unavailable; an invalid file."""
+EXIT_USAGE: Final = 2
+EXIT_NOT_FOUND: Final = 3
+EXIT_CONFLICT: Final = 4
+"""409: the execution's status does not allow it (the current status is printed), or its state is corrupted."""
+
+GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("run and inspect a server (Redis at hand)", ("serve", "inspect")),
+    (
+        "drive executions over the REST API (--url, --token)",
+        ("start", "status", "list", "log", "watch", "pause", "resume", "cancel", "signal"),
+    ),
+    ("definitions", ("register", "validate")),
+)
+"""How `procengine --help` groups the commands, in this order."""
+
+_STATUSES: Final = ("running", "paused", "completed", "failed", "cancelled")
+
+Subcommands = argparse._SubParsersAction
+"""What `add_subparsers()` gives (argparse names it with an underscore, typeshed as a generic)."""
+
+
+def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
+    """Add the API commands and `validate` to the `procengine` parser's subcommands."""
+    api = _api_options()
+    read = _json_option()
+
+    def add(name: str, summary: str, description: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=summary, description=description, parents=[*parents, read])
+        parser.set_defaults(run=functools.partial(_run, name))
+        return parser
+
+    start = add(
+        "start",
+        "start an execution of a process",
+        "Start an execution of the latest version of PROCESS_KEY (or of --version N), or of --process-id N.",
+        api,
+    )
+    start.add_argument("process_key", metavar="PROCESS_KEY", nargs="?", help="the process's key")
+    start.add_argument("--process-id", metavar="N", type=positive_int, help="start this processID instead")
+    start.add_argument("--version", metavar="N", type=positive_int, help="this version of PROCESS_KEY")
+    start.add_argument(
+        "--var", metavar="NAME=JSON", action="append", default=[], help="a variable, e.g. amount=42 (repeatable)"
+    )
+    start.add_argument("--vars-file", metavar="FILE", type=Path, help="variables from a JSON or YAML object")
+    start.add_argument("--idempotency-key", metavar="K", help="a repeat with K returns the first execution")
+
+    status = add("status", "show an execution's status, progress and threads", "Show an execution's status.", api)
+    _execution_id(status)
+
+    listing = add("list", "list executions, newest first", "List the tenant's executions, newest first.", api)
+    listing.add_argument("--status", choices=_STATUSES, help="only executions in this status")
+    listing.add_argument("--process-id", metavar="N", type=positive_int, help="only executions of this processID")
+    listing.add_argument("--limit", metavar="N", type=positive_int, help="at most N (the server's default: 50)")
+    listing.add_argument("--cursor", metavar="C", help="the page after C (printed as `more: --cursor C`)")
+
+    log = add("log", "print an execution's audit log", "Print an execution's audit log, oldest first.", api)
+    _execution_id(log)
+    log.add_argument(
+        "--follow", "-f", action="store_true", help="then print entries as they are written, until the execution ends"
+    )
+
+    watch = add(
+        "watch",
+        "show live progress bars until an execution ends",
+        "Show a progress bar per thread, live, until the execution ends; then its final status. "
+        "Exit 0 if it completed, 1 if it failed or was cancelled.",
+        api,
+    )
+    _execution_id(watch)
+
+    for name, summary, detail in (
+        ("pause", "pause a running execution", "Running tasks get the server's grace period to finish."),
+        ("resume", "resume a paused execution", "It goes on from its snapshot."),
+        ("cancel", "cancel a running or paused execution", "It stops at once."),
+    ):
+        transition = add(name, summary, f"{summary[0].upper()}{summary[1:]}. {detail}", api)
+        _execution_id(transition)
+        transition.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    signal = add(
+        "signal",
+        "deliver a signal to an execution",
+        "Deliver the signal NAME with a JSON payload (none: null).",
+        api,
+    )
+    _execution_id(signal)
+    signal.add_argument("name", metavar="NAME", help="the signal's name")
+    signal.add_argument("payload", metavar="PAYLOAD", nargs="?", help="the payload as JSON, e.g. '{\"ok\": true}'")
+    signal.add_argument("--payload-file", metavar="FILE", type=Path, help="the payload from a JSON or YAML file")
+    signal.add_argument("--idempotency-key", metavar="K", help="delivered once, however often it is sent with K")
+
+    register = add(
+        "register",
+        "register a definition (YAML or JSON)",
+        "Register a process definition from a YAML or JSON file; an identical one answers its existing version.",
+        api,
+    )
+    register.add_argument("file", metavar="FILE", type=Path, help="the definition (.json: JSON, else YAML)")
+
+    validate = add(
+        "validate",
+        "check a definition offline, listing every problem",
+        "Check a definition file without a server and list every problem. Handlers and called processes are "
+        "checked when it is registered. Exit 0 if valid, 1 if not.",
+    )
+    validate.add_argument("file", metavar="FILE", type=Path, help="the definition (.json: JSON, else YAML)")
+
+
+def grouped_help(commands: Subcommands[argparse.ArgumentParser], width: int = 100) -> str:
+    """Every command with its summary, under the headings of GROUPS (commands of no group last)."""
+    summaries = {action.dest: action.help or "" for action in commands._choices_actions}
+    grouped = [name for _, names in GROUPS for name in names]
+    groups: list[tuple[str, Sequence[str]]] = [(title, [n for n in names if n in summaries]) for title, names in GROUPS]
+    rest = [name for name in summaries if name not in grouped]
+    if rest:
+        groups.append(("other", rest))
+    column = max((len(name) for name in summaries), default=0) + 4
+    blocks = []
+    for title, names in groups:
+        lines = [f"{title}:"]
+        for name in names:
+            text = textwrap.wrap(summaries[name], width - column - 2) or [""]
+            lines.append(f"  {name.ljust(column)}{text[0]}")
+            lines.extend(f"  {' ' * column}{more}" for more in text[1:])
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n\nprocengine COMMAND --help shows a command's options."
+
+
+def _api_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    connection = options.add_argument_group("connection")
+    connection.add_argument("--url", metavar="URL", help="the server (else PROCENGINE_URL, else http://127.0.0.1:8080)")
+    connection.add_argument("--token", metavar="TOKEN", help="its bearer token (else PROCENGINE_TOKEN)")
+    connection.add_argument(
+        "--timeout", metavar="S", type=float, default=30.0, help="seconds a request may take (default 30)"
+    )
+    return options
+
+
+def _json_option() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--json", action="store_true", help="print the answer's data as JSON")
+    return options
+
+
+def _execution_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("execution_id", metavar="ID", type=positive_int, help="the executionID")
+
+
+def _run(name: str, args: argparse.Namespace) -> int:
+    from procengine.cli import actions  # lazily: the client, aiohttp and rich
+
+    return actions.run(name, args)

@@ -1,0 +1,93 @@
+"""What the API commands read from their command line and from files: variables, payloads, definitions.
+
+A value that cannot be used is an `InputError`, a usage error (exit 2) that names the flag or file, so
+nothing is sent to the server that the user did not mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["DocumentError", "InputError", "load_document", "parse_json", "parse_variables", "positive_int", "read_file"]
+
+_JSON_SUFFIXES: Final = frozenset({".json"})
+
+
+class InputError(Exception):
+    """A flag, argument or file that cannot be used; the message names it."""
+
+
+class DocumentError(Exception):
+    """A file that was read but does not parse as JSON or YAML; the message says where."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type of ids and limits: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def parse_json(text: str, where: str) -> Any:
+    """A JSON value given on the command line."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        hint = f"; a string is quoted: '\"{text}\"'" if text and not text.startswith(("{", "[", '"')) else ""
+        raise InputError(f"{where}: not JSON ({exc}){hint}") from None
+
+
+def parse_variables(assignments: list[str], vars_file: Path | None) -> dict[str, Any]:
+    """The start variables: the object of `--vars-file`, then each `--var NAME=JSON` over it."""
+    variables: dict[str, Any] = {}
+    if vars_file is not None:
+        loaded = _document_or_input_error(vars_file, "--vars-file")
+        if not isinstance(loaded, dict):
+            raise InputError(f"--vars-file {vars_file}: must hold an object of variables, not {_kind(loaded)}")
+        variables.update(loaded)
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name.strip():
+            raise InputError(f"--var {assignment!r}: must look like NAME=JSON, e.g. amount=42 or who='\"dana\"'")
+        variables[name.strip()] = parse_json(value, f"--var {name.strip()}")
+    return variables
+
+
+def read_file(path: Path, flag: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{flag} {path}: {exc.strerror or exc}") from None
+
+
+def load_document(path: Path, raw: bytes) -> Any:
+    """A file's content as the value it holds: JSON for a .json file, else YAML (which JSON is a part of).
+    DocumentError if it does not parse."""
+    import yaml  # here: only the commands that read a file need it
+
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where built
+    try:
+        if path.suffix.lower() in _JSON_SUFFIXES:
+            return json.loads(raw)
+        return yaml.load(raw, Loader=loader)
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if path.suffix.lower() in _JSON_SUFFIXES else "YAML"
+        raise DocumentError(f"{path}: malformed {kind}: {' '.join(str(exc).split())}") from None
+
+
+def _document_or_input_error(path: Path, flag: str) -> Any:
+    try:
+        return load_document(path, read_file(path, flag))
+    except DocumentError as exc:
+        raise InputError(f"{flag} {exc}") from None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"

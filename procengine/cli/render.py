@@ -1,0 +1,168 @@
+"""The API's answers as short text for people; `--json` prints the answer's data instead.
+
+Each function takes a model of `procengine.views` and gives what `rich` prints, so the commands hold no
+formatting and a changed answer shows up here only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from procengine.views import (
+    CancelResult,
+    ExecutionList,
+    ExecutionStatusView,
+    LogEntry,
+    PauseResult,
+    ProcessSummary,
+    ResumeResult,
+    SignalResult,
+    StartResult,
+)
+
+__all__ = [
+    "STATUS_STYLES",
+    "cancelled",
+    "executions",
+    "log_line",
+    "paused",
+    "registered",
+    "resumed",
+    "signalled",
+    "started",
+    "status",
+]
+
+STATUS_STYLES = {
+    "running": "cyan",
+    "paused": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def started(result: StartResult) -> Text:
+    version = f", version {result.processVersion}" if result.processVersion is not None else ""
+    process = f" of processID {result.processID}{version}" if result.processID is not None else ""
+    return Text.assemble(f"started execution {result.executionID}{process}: ", _status(result.status))
+
+
+def paused(result: PauseResult) -> Text:
+    return Text(
+        f"paused execution {result.executionID} at {result.pausedAt}: {result.completedNodes}/{result.totalNodes} "
+        f"elements done, {result.inflightNodes} in flight when asked"
+    )
+
+
+def resumed(result: ResumeResult) -> Text:
+    return Text(
+        f"resumed execution {result.executionID} at {result.resumedAt} after {result.pausedDurationMs} ms paused; "
+        f"{result.pendingNodes} pending"
+    )
+
+
+def cancelled(result: CancelResult) -> Text:
+    return Text(f"cancelled execution {result.executionID} at {result.cancelledAt}")
+
+
+def signalled(result: SignalResult) -> Text:
+    verb = "accepted" if result.accepted else "not accepted"
+    return Text(f"signal {result.signal!r} {verb} by execution {result.executionID}")
+
+
+def registered(summary: ProcessSummary) -> Text:
+    return Text(f"registered {summary.key!r} version {summary.version} (processID {summary.processID})")
+
+
+def status(view: ExecutionStatusView) -> RenderableType:
+    """The status, progress, timing, relations and error of an execution, then its threads."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row(
+        f"execution {view.executionID}",
+        Text.assemble(f"{view.processKey} v{view.processVersion} (processID {view.processID})  ", _status(view.status)),
+    )
+    progress = view.progress
+    facts.add_row(
+        "progress",
+        f"{progress.completedNodes}/{progress.totalNodes} elements, {progress.failedNodes} failed "
+        f"({progress.percentage:g}%)",
+    )
+    timing = view.timing
+    when = f"started {timing.startedAt}"
+    if timing.stoppedAt is not None:
+        when += f", stopped {timing.stoppedAt}"
+    when += f", {timing.durationMs} ms"
+    if timing.pausedAt is not None:
+        when += f", paused since {timing.pausedAt}"
+    if timing.pausedDurationMs:
+        when += f" ({timing.pausedDurationMs} ms paused in all)"
+    facts.add_row("timing", when)
+    if view.parentExecutionID is not None:
+        facts.add_row("parent", str(view.parentExecutionID))
+    if view.children:
+        facts.add_row("children", ", ".join(str(child) for child in view.children))
+    if view.error is not None:
+        facts.add_row("error", Text(_error(view.error), style="red"))
+    threads = Table(box=None, pad_edge=False, show_edge=False)
+    for heading in ("THREAD", "STATUS", "DONE"):
+        threads.add_column(heading)
+    for thread in view.threads:
+        threads.add_row(thread.threadKey, _status(thread.status), f"{thread.completedNodes}/{thread.totalNodes}")
+    return Group(facts, Text(""), threads)
+
+
+def executions(page: ExecutionList) -> RenderableType:
+    """One page of the execution list, and how to get the next one."""
+    if not page.items:
+        lines: list[RenderableType] = [Text("no executions")]
+    else:
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        for heading in ("ID", "PROCESS", "STATUS", "STARTED", "STOPPED", "PARENT"):
+            table.add_column(heading, no_wrap=True)
+        for item in page.items:
+            table.add_row(
+                str(item.executionID),
+                f"{item.processKey} v{item.processVersion}",
+                _status(item.status),
+                item.startedAt,
+                item.stoppedAt or "-",
+                str(item.parentExecutionID) if item.parentExecutionID is not None else "-",
+            )
+        lines = [table]
+    if page.nextCursor is not None:
+        lines.append(Text(f"more: --cursor {page.nextCursor}", style="dim"))
+    return Group(*lines)
+
+
+def log_line(entry: LogEntry) -> Text:
+    """One audit-log entry on one line: when, what, which element, and its detail as compact JSON."""
+    line = Text.assemble((entry.at, "dim"), "  ", (entry.event, _event_style(entry.event)))
+    if entry.elementKey is not None:
+        line.append(f"  {entry.elementKey}")
+    if entry.detail:
+        line.append("  " + json.dumps(entry.detail, separators=(",", ":"), ensure_ascii=False), style="dim")
+    return line
+
+
+def _status(name: str) -> Text:
+    return Text(name, style=STATUS_STYLES.get(name, ""))
+
+
+def _event_style(event: str) -> str:
+    if event in STATUS_STYLES:
+        return STATUS_STYLES[event]
+    return "red" if event.endswith("failed") or event == "refused" else ""
+
+
+def _error(error: dict[str, Any]) -> str:
+    attempts = error.get("attempts")
+    tried = f", {attempts} attempt{'s' if attempts != 1 else ''}" if attempts is not None else ""
+    return f"{error.get('element')}: {error.get('error')} ({error.get('type')}{tried})"

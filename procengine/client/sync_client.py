@@ -1,0 +1,269 @@
+"""`Client`: the same API for code without an event loop (scripts, notebooks, threads), blocking.
+
+It runs an `AsyncClient` on an event loop of its own, in a daemon thread, and waits for each call. One loop
+for the client's whole life keeps its connection pool (and so keep-alive) across calls, which `asyncio.run`
+per call would throw away, and it works whether or not the calling thread runs a loop of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from procengine.client.async_client import AsyncClient
+from procengine.client.streams import EventStream
+from procengine.views import (
+    CancelResult,
+    ElementsView,
+    ExecutionList,
+    ExecutionStatusView,
+    ExecutionSummary,
+    LogEntry,
+    LogView,
+    PauseResult,
+    ProcessList,
+    ProcessSummary,
+    ProcessView,
+    ResumeResult,
+    SignalResult,
+    StartResult,
+    StateView,
+    StatusEvent,
+    StatusName,
+    StatusTable,
+)
+
+__all__ = ["BlockingEventStream", "Client"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """A blocking client of one procengine server; the arguments are `AsyncClient`'s. Use it as a context
+    manager, or call `close()` (it holds a thread and a connection pool). Safe to share between threads:
+    every call runs on the client's own loop."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        max_retry_wait: float = 30.0,
+        reconnects: int = 3,
+        stream_idle_timeout: float = 60.0,
+    ) -> None:
+        self._async = AsyncClient(
+            url,
+            token,
+            timeout=timeout,
+            retries=retries,
+            max_retry_wait=max_retry_wait,
+            reconnects=reconnects,
+            stream_idle_timeout=stream_idle_timeout,
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="procengine-client", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self._async.url
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool and stop the client's thread."""
+        if self._closed:
+            return
+        try:
+            self._run(self._async.close())
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncClient", "Client", 1)
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def register(
+        self, definition: Mapping[str, Any] | str | bytes, *, content_type: str | None = None
+    ) -> ProcessSummary:
+        return self._run(self._async.register(definition, content_type=content_type))
+
+    def processes(self) -> ProcessList:
+        return self._run(self._async.processes())
+
+    def process(self, process_id: int) -> ProcessView:
+        return self._run(self._async.process(process_id))
+
+    # --- executions ------------------------------------------------------------------------------
+
+    def start(
+        self,
+        process_key: str | None = None,
+        *,
+        process_id: int | None = None,
+        variables: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> StartResult:
+        return self._run(
+            self._async.start(process_key, process_id=process_id, variables=variables, idempotency_key=idempotency_key)
+        )
+
+    def executions(
+        self,
+        *,
+        status: StatusName | None = None,
+        process_id: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ExecutionList:
+        return self._run(self._async.executions(status=status, process_id=process_id, limit=limit, cursor=cursor))
+
+    def iter_executions(
+        self, *, status: StatusName | None = None, process_id: int | None = None, page_size: int = 100
+    ) -> Iterator[ExecutionSummary]:
+        return self._iterate(self._async.iter_executions(status=status, process_id=process_id, page_size=page_size))
+
+    def status(self, execution_id: int) -> ExecutionStatusView:
+        return self._run(self._async.status(execution_id))
+
+    def pause(self, execution_id: int, reason: str | None = None) -> PauseResult:
+        return self._run(self._async.pause(execution_id, reason))
+
+    def resume(self, execution_id: int, reason: str | None = None) -> ResumeResult:
+        return self._run(self._async.resume(execution_id, reason))
+
+    def cancel(self, execution_id: int, reason: str | None = None) -> CancelResult:
+        return self._run(self._async.cancel(execution_id, reason))
+
+    def signal(
+        self, execution_id: int, name: str, payload: Any = None, *, idempotency_key: str | None = None
+    ) -> SignalResult:
+        return self._run(self._async.signal(execution_id, name, payload, idempotency_key=idempotency_key))
+
+    def log(self, execution_id: int) -> LogView:
+        return self._run(self._async.log(execution_id))
+
+    def elements(self, execution_id: int) -> ElementsView:
+        return self._run(self._async.elements(execution_id))
+
+    def state(self, execution_id: int) -> StateView:
+        return self._run(self._async.state(execution_id))
+
+    def statuses(self) -> StatusTable:
+        return self._run(self._async.statuses())
+
+    # --- event streams ---------------------------------------------------------------------------
+
+    def events(self, execution_id: int, after: str | None = None) -> BlockingEventStream[LogEntry]:
+        """The execution's log entries as they are written; ends after the final transition. `with` it to
+        be connected before going on."""
+        return BlockingEventStream(self, self._async.events(execution_id, after))
+
+    def status_events(self, after: str | None = None) -> BlockingEventStream[StatusEvent]:
+        """The tenant's status changes from when it connects; it does not end (break out of it)."""
+        return BlockingEventStream(self, self._async.status_events(after))
+
+    # --- outside the base path -------------------------------------------------------------------
+
+    def health(self) -> str:
+        return self._run(self._async.health())
+
+    def ready(self) -> str:
+        return self._run(self._async.ready())
+
+    def openapi(self) -> dict[str, Any]:
+        return self._run(self._async.openapi())
+
+    def metrics(self) -> str:
+        return self._run(self._async.metrics())
+
+    # --- the bridge ------------------------------------------------------------------------------
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the client's loop and wait for it; an interrupt (Ctrl-C) cancels it there."""
+        if self._closed:
+            coroutine.close()
+            raise RuntimeError("the client is closed")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        """An async iterator of the client's loop as a blocking one; leaving it early closes it (and its
+        connection) there."""
+        try:
+            while True:
+                found = self._run(_next(items))
+                if not found:
+                    return
+                yield found[0]
+        finally:
+            if not self._closed:
+                self._run(_close(items))
+
+
+async def _next(items: AsyncIterator[T]) -> list[T]:
+    """[the next item], or [] at the end: StopAsyncIteration must not cross into a future."""
+    try:
+        return [await anext(items)]
+    except StopAsyncIteration:
+        return []
+
+
+async def _close(items: AsyncIterator[Any]) -> None:
+    closer = getattr(items, "aclose", None)
+    if closer is None:
+        return
+    # RuntimeError: still running (a cancelled step has not unwound yet); it closes itself when it has
+    with contextlib.suppress(RuntimeError):
+        await closer()
+
+
+class BlockingEventStream(Generic[T]):
+    """An `EventStream` of the client's loop, for blocking code: iterate it; `with` it to be connected
+    before going on (and closed after). Leaving a `for` loop early closes it too."""
+
+    def __init__(self, client: Client, stream: EventStream[T]) -> None:
+        self._client = client
+        self._stream = stream
+
+    def open(self) -> None:
+        """Wait until the stream is connected (or raise what prevents it)."""
+        self._client._run(self._stream.open())
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[T]:
+        return self._client._iterate(self._stream)
+
+    def close(self) -> None:
+        if not self._client.closed:
+            self._client._run(_close(self._stream))
