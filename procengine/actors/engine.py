@@ -475,6 +475,8 @@ class Engine:
         try:
             while True:
                 entries = await self.store.log_after(execution_id, after, count=100, block_ms=self._block_ms)
+                if self._draining:  # the node is shutting down: the client reconnects elsewhere with its last id
+                    return
                 if not entries:
                     fields = await self.store.fields(execution_id)
                     if not fields or Status(fields["status"]).is_final:  # its final entry came in the same write
@@ -499,6 +501,8 @@ class Engine:
         try:
             while True:
                 found = await self.store.status_events_after(tenant, after, count=100, block_ms=self._block_ms)
+                if self._draining:
+                    return
                 if not found:
                     yield None
                     continue

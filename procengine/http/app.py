@@ -6,6 +6,7 @@ import ipaddress
 
 from aiohttp import web
 
+from procengine.http.console.static_routes import add_console_routes
 from procengine.http.context import ENGINE_KEY, OPENAPI_KEY, ROUTES_KEY, SETTINGS_KEY
 from procengine.http.middleware import front_door_middleware
 from procengine.http.openapi import render_openapi
@@ -29,6 +30,7 @@ def create_app(engine: EngineService, settings: Settings) -> web.Application:
     app[ENGINE_KEY] = engine
     app[SETTINGS_KEY] = settings
     add_routes(app)
+    add_console_routes(app)
     routes = app[ROUTES_KEY]
     app[OPENAPI_KEY] = render_openapi(routes)
     return app

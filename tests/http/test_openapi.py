@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from procengine.http import create_app
+from procengine.http.console.static_routes import CONSOLE_PATHS
 from procengine.http.openapi import build_openapi
 from procengine.http.routes import ROUTES
 from procengine.http.spec import RouteSpec
@@ -31,6 +32,8 @@ def registered_routes(app: web.Application) -> set[tuple[str, str]]:
         info = route.resource.get_info() if route.resource is not None else {}
         path = info.get("path") or info.get("formatter")
         assert path is not None, info
+        if path in CONSOLE_PATHS:  # the web console's page and files: served, not part of the API
+            continue
         routes.add((route.method.lower(), path))
     return routes
 
