@@ -57,7 +57,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        print(f"procengine serving on http://{settings.host}:{_bound_port(runner, settings.port)}", flush=True)
+        address = f"http://{settings.host}:{_bound_port(runner, settings.port)}"
+        print(f"procengine serving on {address}", flush=True)
+        print(f"console: {address}/  API: {address}/api/v1/process-engine  OpenAPI: {address}/openapi.json", flush=True)
         if ready is not None:
             ready.set()
         await _until_signalled()
