@@ -252,7 +252,7 @@ threads:
         "threads.0 (m): element 't' points to missing element 'y'",
         "threads.0 (m): element 't' is unreachable from 'odd'",
         "threads.0 (m): element 'c' is unreachable from 'odd'",
-        "element 't': unknown handler 'charge-card' (known: echo, fail, sleep)",
+        "element 't': unknown handler 'charge-card' (known: echo, fail, http, sleep)",
     ]
     assert problems[6].startswith("element 'c': bad CEL '1 +* 2'")
     assert not (await api_a.ok("GET", "/processes"))["items"]
