@@ -6,6 +6,7 @@ so that flags, env and defaults meet in one typed place.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     max_snapshot_bytes: int = Field(default=2_097_152, ge=65_536)
     """The most an execution's memory snapshot (variables, node outputs, waiting signals) may take, msgpack-encoded:
     a task output, a value or a signal that would push it over fails its element (LimitExceeded) or is refused."""
+    retention: str = "7d"
+    """How long a finished execution (completed, failed, cancelled) and everything it owns stay in Redis: a
+    duration such as 7d, 12h, 30m, 90s or 500ms."""
+    retention_for: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Per tenant, a retention of its own (TENANT=DURATION)."""
+    sweep_interval_ms: int = Field(default=60_000, gt=0)
+    """How often a node takes executions whose retention is over out of the tenants' indexes."""
     max_event_streams: int = Field(default=100, gt=0)
     """Event streams (server-sent events) a node serves at once; more are answered 503."""
     max_foreach_items: int = Field(default=10_000, gt=0)
@@ -76,6 +84,23 @@ class Settings(BaseSettings):
     def _parse_definitions(cls, value: object) -> object:
         if isinstance(value, str):
             return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        duration_ms(value)  # its ValueError says what is wrong
+        return value
+
+    @field_validator("retention_for", mode="before")
+    @classmethod
+    def _parse_retention_for(cls, value: object) -> object:
+        pairs = value.split(",") if isinstance(value, str) else value
+        if isinstance(pairs, list):
+            value = dict(_pair(str(pair), "TENANT=DURATION") for pair in pairs if str(pair).strip())
+        if isinstance(value, dict):
+            for duration in value.values():
+                duration_ms(str(duration))
         return value
 
     @field_validator("http_allow", mode="before")
@@ -120,6 +145,32 @@ class Settings(BaseSettings):
     @property
     def tenants(self) -> list[str]:
         return sorted(set(self.api_tokens.values())) if self.api_tokens else ["default"]
+
+    def retention_ms(self, tenant: str) -> int:
+        """How long a finished execution of `tenant` stays."""
+        return duration_ms(self.retention_for.get(tenant, self.retention))
+
+
+_DURATION = re.compile(r"^(\d{1,12})(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(text: str) -> int:
+    """`7d`, `12h`, `30m`, `90s`, `500ms` in milliseconds; ValueError for anything else or 0."""
+    found = _DURATION.match(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is no duration: write a number and one of ms, s, m, h, d (e.g. 7d)")
+    value = int(found.group(1)) * _UNIT_MS[found.group(2)]
+    if value <= 0:
+        raise ValueError(f"{text!r}: a retention must be longer than 0")
+    return value
+
+
+def _pair(text: str, shape: str) -> tuple[str, str]:
+    name, sep, value = text.strip().partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ValueError(f"{text!r} is not {shape}")
+    return name.strip(), value.strip()
 
 
 def parse_token_pairs(pairs: list[str]) -> dict[str, str]:

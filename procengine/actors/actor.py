@@ -359,6 +359,7 @@ class ExecutionActor:
             if progress.status == "running":
                 progress.status = "cancelled"
         commit = Commit(
+            expire_ms=self.ctx.settings.retention_ms(self.tenant),
             execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
@@ -371,6 +372,7 @@ class ExecutionActor:
         await self._write(commit, expect=source, not_after_ms=message.not_after_ms)
         self.status = Status.CANCELLED
         await self.announce()
+        await self._schedule_removal(now, commit)
         self.ctx.metrics.finished.labels(self.process.definition.key, Status.CANCELLED.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(message.reason)
@@ -426,6 +428,7 @@ class ExecutionActor:
         commit = snapshot_commit(self.state, [], now)
         commit.execution.update(status=status.value, stoppedAt=iso(now))
         commit.state["active"] = 0
+        commit.expire_ms = self.ctx.settings.retention_ms(self.tenant)
         error: dict[str, Any] = {}
         if self._failure is not None:
             error = self._failure.doc()
@@ -437,6 +440,7 @@ class ExecutionActor:
         await self._write(commit, expect=Status.RUNNING)
         self.status = status
         await self.announce()
+        await self._schedule_removal(now, commit)
         self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(f"it {status.value}")
@@ -464,6 +468,17 @@ class ExecutionActor:
         parent = self.fields.get("parentExecutionID")
         if parent:
             self.ctx.children.notify_parent(int(parent))
+
+    async def _schedule_removal(self, now_ms: int, commit: Commit) -> None:
+        """The final write set the keys' expiry; the tenant's index entry and idempotency key go at the same time
+        (noted for the sweeper). If this note is lost the entry stays in the index, pointing at nothing: lists
+        skip it."""
+        assert commit.expire_ms is not None
+        key = self.fields.get("idempotencyKey") or None
+        try:
+            await self.ctx.store.schedule_removal(self.tenant, self.execution_id, now_ms + commit.expire_ms, key)
+        except Exception as exc:
+            log.warning("execution %s: its removal from the index is not scheduled: %s", self.execution_id, exc)
 
     async def announce(self) -> None:
         """Tell the tenant's status-events stream (the console's live list) the status just written. A notice

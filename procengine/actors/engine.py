@@ -147,6 +147,7 @@ class Engine:
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
             asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
+            asyncio.create_task(self._sweep_forever(), name="sweeper"),
         ]
         log.info("node %s: engine started (prefix %s)", self.node_id, self.settings.prefix)
         return self
@@ -458,6 +459,26 @@ class Engine:
 
     async def state(self, caller: Caller, execution_id: int) -> StateView:
         return await self.queries.state(caller.tenant, execution_id)
+
+    # --- retention ----------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Take the executions whose retention is over out of every tenant's index (their keys expired by
+        themselves, set in their final write); how many. Any node may do it: it is idempotent."""
+        swept = 0
+        now = self.clock.now_ms()
+        for tenant in self.settings.tenants:
+            while (found := await self.store.sweep(tenant, now)) > 0:
+                swept += found
+        return swept
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_ms / 1000)
+            try:
+                await self.sweep()
+            except Exception as exc:  # Redis away: the next round catches up
+                log.warning("node %s: sweep failed: %s", self.node_id, exc)
 
     # --- event streams ------------------------------------------------------------------------
 

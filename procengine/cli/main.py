@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-foreach-items", metavar="N", type=int, help="most items one for-each takes (10000)")
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
     serve.add_argument(
+        "--retention", metavar="DURATION", help="how long finished executions stay in Redis (default 7d; 12h, 30m...)"
+    )
+    serve.add_argument(
+        "--sweep-interval-ms", metavar="N", type=int, help="how often expired executions leave the index (60000)"
+    )
+    serve.add_argument(
+        "--retention-for",
+        metavar="TENANT=DURATION",
+        action="append",
+        help="a tenant's own retention (repeatable)",
+    )
+    serve.add_argument(
         "--http-allow",
         metavar="HOST[:PORT]",
         action="append",
@@ -298,7 +310,7 @@ def _describe(error: Any, given: dict[str, Any]) -> str:
         return message
     field = str(error["loc"][0])
     if field in given:
-        flags = {"api_tokens": "--token", "definitions": "--register"}
+        flags = {"api_tokens": "--token", "definitions": "--register", "retention_for": "--retention-for"}
         where = flags.get(field, "--" + field.replace("_", "-"))
     else:
         where = "PROCENGINE_" + field.upper()

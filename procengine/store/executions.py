@@ -43,6 +43,8 @@ class Commit:
     compact_log: bool = False
     """Rewrite a short log stream at its exact size (on passivation: XADD gives a stream's newest node 4 KiB
     up front, which a paused execution would otherwise keep)."""
+    expire_ms: int | None = None
+    """Remove every key of the execution this long after the write (the final write's retention)."""
 
 
 class Outcome(Enum):
@@ -134,6 +136,7 @@ class ExecutionStore:
             [part for name, record in commit.threads.items() for part in (name, encode(record))],
             [[str(e.at_ms), e.event, e.element_key or "", encode(e.detail)] for e in commit.log],
             1 if commit.compact_log else 0,
+            commit.expire_ms or 0,
         ]
         args: list[Scalar] = [
             "" if epoch is None else str(epoch),
@@ -260,6 +263,26 @@ class ExecutionStore:
     async def release_key(self, key: str, value: str) -> None:
         """Delete `key` if it still holds `value` (compare-and-delete)."""
         await self.scripts.release_key(keys=[key], args=[value])
+
+    async def schedule_removal(self, tenant: str, execution_id: int, at_ms: int, idempotency_key: str | None) -> None:
+        """A final execution's keys expire at `at_ms` (set in its final write); note it for the sweeper, which
+        takes it out of the tenant's index then, and let its idempotency key expire with it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.removals(tenant), {str(execution_id): at_ms})
+            if idempotency_key is not None:
+                pipe.pexpireat(self.keys.idempotency(tenant, idempotency_key), at_ms)
+            await pipe.execute()
+
+    async def sweep(self, tenant: str, now_ms: int, count: int = 500) -> int:
+        """Take the executions whose retention is over out of the tenant's index (their keys expired by
+        themselves); how many."""
+        due: Any = await self.redis.zrangebyscore(self.keys.removals(tenant), "-inf", now_ms, 0, count)
+        if due:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self.keys.executions(tenant), *due)
+                pipe.zrem(self.keys.removals(tenant), *due)
+                await pipe.execute()
+        return len(due)
 
     async def deactivate(self, *execution_ids: int) -> None:
         """Drop final executions from the active set (one command for any number)."""

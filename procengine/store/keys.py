@@ -60,6 +60,10 @@ class Keys:
         """Sorted set: executionID -> executionID, the tenant's executions (newest = highest)."""
         return f"{self.prefix}:tenant:{{{tenant}}}:executions"
 
+    def removals(self, tenant: str) -> str:
+        """Sorted set: executionID -> when its retention ends (epoch ms): what the sweeper takes out of the index."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:removals"
+
     def status_events(self, tenant: str) -> str:
         """Stream: the tenant's executions' status changes, newest last (about the last 10,000)."""
         return f"{self.prefix}:tenant:{{{tenant}}}:status-events"

@@ -20,7 +20,8 @@
 --         every value a string. Compact log: rewrite the log stream with DUMP and RESTORE, which stores
 --         it at its exact size (XADD preallocates stream-node-max-bytes, 4 KiB by default, for the newest
 --         node); only for logs of up to 256 entries, where that slack is most of the key; skipped where
---         the ACL denies DUMP or RESTORE
+--         the ACL denies DUMP or RESTORE; then, 8th, an expiry in milliseconds (0: none) put on all five keys:
+--         the final write of an execution sets its retention (see docs/operations.md)
 -- ARGV[6] not after ("" = no deadline): epoch milliseconds by this server's clock; past it the write is not
 --         applied (EXPIRED). A command forwarded from another node carries its requester's deadline here, so a
 --         command whose requester has given up never takes effect.
@@ -90,6 +91,11 @@ if writes[7] == 1 and redis.call('XLEN', KEYS[5]) <= 256 then
   local dumped = redis.pcall('DUMP', KEYS[5])
   if type(dumped) == 'string' then
     redis.pcall('RESTORE', KEYS[5], 0, dumped, 'REPLACE')
+  end
+end
+if writes[8] ~= nil and writes[8] > 0 then
+  for i = 1, 5 do
+    redis.call('PEXPIRE', KEYS[i], writes[8])
   end
 end
 return {'OK', status, epoch}
