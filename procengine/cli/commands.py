@@ -37,7 +37,7 @@ EXIT_CONFLICT: Final = 4
 """409: the execution's status does not allow it (the current status is printed), or its state is corrupted."""
 
 GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
-    ("run and inspect a server (Redis at hand)", ("serve", "inspect")),
+    ("run and inspect a server (Redis at hand)", ("serve", "inspect", "export")),
     (
         "drive executions over the REST API (--url, --token)",
         ("start", "status", "list", "log", "watch", "pause", "resume", "cancel", "signal"),

@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -139,6 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of the report")
     inspect.set_defaults(run=_inspect)
+
+    export = commands.add_parser(
+        "export",
+        help="write finished executions as JSON lines, to archive them before their retention ends",
+        description="Read finished executions (completed, failed, cancelled) that stopped before --finished-before "
+        "straight from Redis and write one JSON line each (status, process, timing, error, parent and children, "
+        "variables, element records, the whole log), newest first. Nothing is changed.",
+    )
+    export.add_argument(
+        "--finished-before",
+        metavar="T",
+        required=True,
+        help="an RFC 3339 time (2026-12-01T00:00:00Z), or a duration ago (7d, 12h)",
+    )
+    export.add_argument("--out", metavar="FILE", type=Path, help="write here (default: standard output)")
+    export.add_argument("--redis-url", metavar="URL", help="the Redis to read")
+    export.add_argument("--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)")
+    export.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
+    export.set_defaults(run=_export)
     add_commands(commands)  # start, status, list, log, watch, pause, resume, cancel, signal, register, validate
     parser.epilog = grouped_help(commands)
     return parser
@@ -224,18 +244,10 @@ def _inspect(args: argparse.Namespace) -> int:
         return _fail("inspect: --log goes with an ID, not with --list", EXIT_USAGE)
     if not args.list_all and (args.status is not None or args.limit is not None):
         return _fail("inspect: --status and --limit go with --list", EXIT_USAGE)
-    # Only what inspect uses goes to Settings, so that the environment fills in the rest as for serve.
-    given = {name: getattr(args, name) for name in ("redis_url", "data_dir", "prefix")}
-    try:
-        settings = settings_from_args(argparse.Namespace(**given))
-        url = settings.redis_url or inspection.embedded_redis_url(settings.data_dir)
-        redis = inspection.open_redis(url, settings.redis_timeout_s)
-    except UsageError as exc:
-        return _fail(f"{exc}", EXIT_USAGE)
-    except ProcEngineError as exc:
-        return _fail(exc.message, EXIT_FAILED)
-    except ValueError as exc:  # redis-py refuses the URL
-        return _fail(f"--redis-url: {exc}", EXIT_USAGE)
+    opened = _open_redis(args)
+    if isinstance(opened, int):
+        return opened
+    redis, url, settings = opened
     keys = Keys(settings.prefix)
 
     async def read() -> Any:
@@ -268,6 +280,66 @@ def _inspect(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `| head`: the reader has gone, which is not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisClusterException
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from procengine.cli import inspect as inspection
+    from procengine.cli.export import export_finished
+    from procengine.clock import parse_iso
+    from procengine.settings import duration_ms
+    from procengine.store.keys import Keys
+
+    try:
+        before_ms = parse_iso(args.finished_before)
+    except ValueError:
+        try:
+            before_ms = int(time.time() * 1000) - duration_ms(args.finished_before)
+        except ValueError:
+            return _fail(f"--finished-before: {args.finished_before!r} is no RFC 3339 time and no duration", EXIT_USAGE)
+    opened = _open_redis(args)
+    if isinstance(opened, int):
+        return opened
+    redis, url, settings = opened
+    out = args.out.open("w", encoding="utf-8") if args.out is not None else sys.stdout
+
+    async def run() -> int:
+        try:
+            return await export_finished(redis, Keys(settings.prefix), before_ms, out.write)
+        finally:
+            await redis.aclose()
+
+    try:
+        written = asyncio.run(run())
+    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
+        return _fail(f"cannot reach Redis at {inspection.redact(url)}: {exc or type(exc).__name__}", EXIT_FAILED)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {written} finished executions", file=sys.stderr)
+    return EXIT_OK
+
+
+def _open_redis(args: argparse.Namespace) -> tuple[Any, str, Settings] | int:
+    """The Redis a read-only command (inspect, export) reads, from --redis-url/--data-dir/--prefix and the
+    environment; or the exit code of why not (the message printed)."""
+    from procengine.cli import inspect as inspection
+
+    # Only what these commands use goes to Settings, so that the environment fills in the rest as for serve.
+    given = {name: getattr(args, name) for name in ("redis_url", "data_dir", "prefix")}
+    try:
+        settings = settings_from_args(argparse.Namespace(**given))
+        url = settings.redis_url or inspection.embedded_redis_url(settings.data_dir)
+        return inspection.open_redis(url, settings.redis_timeout_s), url, settings
+    except UsageError as exc:
+        return _fail(f"{exc}", EXIT_USAGE)
+    except ProcEngineError as exc:
+        return _fail(exc.message, EXIT_FAILED)
+    except ValueError as exc:  # redis-py refuses the URL
+        return _fail(f"--redis-url: {exc}", EXIT_USAGE)
 
 
 def _positive(text: str) -> int:
