@@ -8,6 +8,7 @@ ProcEngineError
 ├── PayloadTooLarge       413 PAYLOAD_TOO_LARGE  body over the configured limit
 ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
 ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
+├── TooManyRequests       429 RATE_LIMITED       more starts per second than the tenant may make (Retry-After)
 ├── Unavailable           503 UNAVAILABLE        Redis cannot be reached or refused a command (Retry-After)
 │   ├── OwnedElsewhere    (internal) another live node drives the execution: the request is forwarded to it
 │   └── NotReplicated     a write no replica acknowledged in time (--durability replicated)
@@ -87,6 +88,17 @@ class StateCorrupted(ProcEngineError):
 
     status = 409
     code = "STATE_CORRUPTED"
+
+
+class TooManyRequests(ProcEngineError):
+    """The tenant is over a rate limit; `retry_after_s` is sent as Retry-After."""
+
+    status = 429
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(ProcEngineError):

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     """Per tenant, a retention of its own (TENANT=DURATION)."""
     sweep_interval_ms: int = Field(default=60_000, gt=0)
     """How often a node takes executions whose retention is over out of the tenants' indexes."""
+    max_definition_elements: int = Field(default=1000, gt=0)
+    """Elements one definition may have (nested ones counted): more is refused at registration (422)."""
+    max_variables: int = Field(default=1000, gt=0)
+    """Start variables one execution may be given (422 beyond)."""
+    max_signal_bytes: int = Field(default=262_144, gt=0)
+    """The most a signal's payload may take, msgpack-encoded (413 beyond)."""
+    max_pending_signals: int = Field(default=1000, gt=0)
+    """Signals that may wait in one execution for a wait-signal to take them (422 beyond)."""
+    max_starts_per_second: int = Field(default=5000, ge=0)
+    """Starts a tenant may make per second, over all nodes (429 with Retry-After beyond; 0: no limit)."""
     max_event_streams: int = Field(default=100, gt=0)
     """Event streams (server-sent events) a node serves at once; more are answered 503."""
     max_foreach_items: int = Field(default=10_000, gt=0)

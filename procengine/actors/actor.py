@@ -53,6 +53,7 @@ from procengine.errors import (
     ProcEngineError,
     StateCorrupted,
     Unavailable,
+    ValidationFailed,
 )
 from procengine.logs import element_key, execution_id
 from procengine.metrics import Metrics
@@ -386,6 +387,14 @@ class ExecutionActor:
         delivered = None if message.signal_key is None else f"{SIGNAL_KEY_FIELD}{message.signal_key}"
         if delivered is not None and delivered in self.fields:  # a retry of a signal delivered already: once
             return SignalResult(executionID=self.execution_id, signal=message.signal)
+        waiting = sum(len(kept) for kept in self.state.memory.signals.values())
+        limit = self.ctx.settings.max_pending_signals
+        if waiting >= limit:
+            raise ValidationFailed(
+                f"execution {self.execution_id} has {waiting} signals waiting for a wait-signal to take them; signal "
+                "not stored",
+                [f"at most {limit} signals may wait (--max-pending-signals)"],
+            )
         try:  # encodable: the engine checked
             self.interpreter.signal_arrived(self.state, message.signal, message.payload)
         except LimitExceeded as exc:
@@ -748,7 +757,8 @@ class ExecutionActor:
         try:
             child_id = await self.ctx.children.start(self.tenant, self.execution_id, step, depth)
         except ProcEngineError as exc:
-            if exc.status >= 500:  # no child yet (the engine drains, Redis is away): the same start again later
+            if exc.status >= 500 or exc.status == 429:  # no child yet (draining, Redis away, the tenant's start
+                # rate): the same start again later
                 log.warning("execution %s: could not start a child yet: %s", self.execution_id, exc.message)
                 await _wait(wakeup, RETRY_S)
                 return None

@@ -40,6 +40,7 @@ from procengine.errors import (
     OwnedElsewhere,
     PayloadTooLarge,
     ProcEngineError,
+    TooManyRequests,
     Unavailable,
     ValidationFailed,
 )
@@ -114,7 +115,9 @@ class Engine:
             # answered before the socket's own timeout; never 0, which WAIT takes as "for ever"
             replica_timeout_ms=max(1, int(settings.redis_timeout_s * 500)),
         )
-        self.catalog = Catalog(ProcessStore(redis, self.keys, scripts), handlers, self.clock)
+        self.catalog = Catalog(
+            ProcessStore(redis, self.keys, scripts), handlers, self.clock, settings.max_definition_elements
+        )
         self.queries = Queries(self.store)
         self.node_id = node_id or new_node_id()
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
@@ -226,6 +229,7 @@ class Engine:
         """Start an execution (`parent`: of a call-process of that execution); (result, created) - not created
         when its idempotencyKey names an execution started before."""
         self._refuse_if_draining()
+        await self._admit_start(caller.tenant)
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables)
@@ -263,8 +267,28 @@ class Engine:
             executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
         ), True
 
+    async def _admit_start(self, tenant: str) -> None:
+        """TooManyRequests past --max-starts-per-second for the tenant (counted in Redis, so over all nodes)."""
+        limit = self.settings.max_starts_per_second
+        if limit <= 0:
+            return
+        key = self.keys.starts(tenant, self.clock.now_ms() // 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 2)
+            count, _ = await pipe.execute()
+        if int(count) > limit:
+            raise TooManyRequests(
+                f"tenant {tenant!r} may start {limit} executions a second (--max-starts-per-second); try again"
+            )
+
     def _check_variables(self, variables: dict[str, Any]) -> None:
-        """Start variables the memory snapshot can hold: storable (422), and within its limit (413)."""
+        """Start variables the memory snapshot can hold: storable and not too many (422), within its limit (413)."""
+        if len(variables) > self.settings.max_variables:
+            raise ValidationFailed(
+                "too many variables",
+                [f"variables: {len(variables)}; at most {self.settings.max_variables} (--max-variables)"],
+            )
         room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
         try:
             size = bounded_size(variables, room)  # a body's worth at most
@@ -355,9 +379,14 @@ class Engine:
         self, caller: Caller, execution_id: int, name: str, payload: Any, idempotency_key: str | None = None
     ) -> SignalResult:
         try:
-            encode(payload)
+            size = len(encode(payload))
         except CodecError as exc:
             raise ValidationFailed("signal payload cannot be stored", [exc.message]) from None
+        if size > self.settings.max_signal_bytes:
+            raise PayloadTooLarge(
+                f"signal payload of {size} bytes is over the {self.settings.max_signal_bytes} a signal may take "
+                "(--max-signal-bytes)"
+            )
         command = Command("signal", caller, signal=name, payload=payload, signal_key=idempotency_key)
         return await self._ask(execution_id, command, SignalResult)
 

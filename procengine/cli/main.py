@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-foreach-items", metavar="N", type=int, help="most items one for-each takes (10000)")
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
+    for flag, what in (
+        ("--max-definition-elements", "elements one definition may have (1000)"),
+        ("--max-variables", "start variables one execution may be given (1000)"),
+        ("--max-signal-bytes", "most bytes a signal's payload may take (262144)"),
+        ("--max-pending-signals", "signals that may wait in one execution (1000)"),
+        ("--max-starts-per-second", "starts a tenant may make per second, all nodes (5000; 0: no limit)"),
+    ):
+        serve.add_argument(flag, metavar="N", type=int, help=what)
     serve.add_argument(
         "--retention", metavar="DURATION", help="how long finished executions stay in Redis (default 7d; 12h, 30m...)"
     )

@@ -159,6 +159,14 @@ class Unavailable(ProcEngineClientError):
         self.retry_after = retry_after
 
 
+class RateLimited(Unavailable):
+    """429: the tenant is over its starts per second (--max-starts-per-second); nothing was started.
+    `retry_after` is the server's Retry-After in seconds."""
+
+    code = "RATE_LIMITED"
+    status = 429
+
+
 class ConnectionFailed(ProcEngineClientError):
     """No answer: the server could not be reached, or the connection broke before the answer was whole."""
 
@@ -215,6 +223,8 @@ def error_from_answer(
     if code == ValidationError.code or (not code and status == 422):
         problems = [str(problem) for problem in details] if isinstance(details, list) else []
         return ValidationError(message, problems, **extra)
+    if code == RateLimited.code or (not code and status == 429):
+        return RateLimited(message, parse_retry_after(retry_after), details=details, **extra)
     if code == Unavailable.code or (not code and status == 503):
         return Unavailable(message, parse_retry_after(retry_after), details=details, **extra)
     kind = _BY_CODE.get(code) or _BY_STATUS.get(status)

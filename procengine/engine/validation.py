@@ -46,9 +46,14 @@ def validate_definition(
     document: Any,
     known_handlers: Collection[str] | None = None,
     known_processes: Mapping[str, Collection[int]] | None = None,
+    max_elements: int | None = None,
 ) -> CompiledProcess:
-    """The compiled definition, or ValidationFailed with every problem of the document."""
+    """The compiled definition, or ValidationFailed with every problem of the document (`max_elements`: the most
+    elements it may have, nested ones counted)."""
     problems: list[str] = []
+    count = _element_count(document)
+    if max_elements is not None and count > max_elements:
+        problems.append(f"the definition has {count} elements; at most {max_elements} (--max-definition-elements)")
     try:
         ProcessOutline.model_validate(document)
     except ValidationError as exc:
@@ -125,3 +130,17 @@ def _node(element: Element | None, raw: Any) -> Node:
     targets = tuple(t for t in named if isinstance(t, str))
     # what an invalid element can do is unknown: let it end the thread rather than report cycles it may not have
     return Node(key if isinstance(key, str) else None, targets, can_end=True)
+
+
+def _element_count(node: Any) -> int:
+    """Elements in a document, at any depth (a parallel's branches, a for-each's body), valid or not."""
+    if isinstance(node, list):
+        return sum(_element_count(item) for item in node)
+    if not isinstance(node, dict):
+        return 0
+    own = (
+        sum(1 for item in node.get("elements", []) if isinstance(item, dict))
+        if isinstance(node.get("elements"), list)
+        else 0
+    )
+    return own + sum(_element_count(value) for value in node.values())

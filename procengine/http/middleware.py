@@ -23,7 +23,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from procengine.errors import ProcEngineError, Unauthorized, Unavailable
+from procengine.errors import ProcEngineError, TooManyRequests, Unauthorized, Unavailable
 from procengine.http import context
 from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
@@ -98,8 +98,8 @@ def _from_engine_error(request: web.Request, exc: ProcEngineError) -> web.Respon
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="procengine"'
-    if exc.status == 503:
-        retry_after = exc.retry_after_s if isinstance(exc, Unavailable) else 1
+    if exc.status in (429, 503):
+        retry_after = exc.retry_after_s if isinstance(exc, Unavailable | TooManyRequests) else 1
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
     return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers or None)

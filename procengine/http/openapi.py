@@ -191,6 +191,7 @@ _ERROR_TEXT: Final = {
     409: "INVALID_TRANSITION or STATE_CORRUPTED",
     413: "PAYLOAD_TOO_LARGE: the body is over the configured limit",
     422: "VALIDATION_ERROR: details lists every problem",
+    429: "RATE_LIMITED: over the tenant's starts per second (Retry-After)",
     503: "UNAVAILABLE: Redis cannot be reached",
 }
 

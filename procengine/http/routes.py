@@ -64,7 +64,7 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec(
         "POST", _E, h.start_execution,
         "Start an execution by processID or processKey; 200 with the first execution if idempotencyKey matched",
-        StartResult, status=201, also=(200,), body="required", request_model=StartRequest, errors=(404,),
+        StartResult, status=201, also=(200,), body="required", request_model=StartRequest, errors=(404, 429),
         tag="executions",
     ),
     RouteSpec(

@@ -60,6 +60,10 @@ class Keys:
         """Sorted set: executionID -> executionID, the tenant's executions (newest = highest)."""
         return f"{self.prefix}:tenant:{{{tenant}}}:executions"
 
+    def starts(self, tenant: str, second: int) -> str:
+        """String counter, expiring: the tenant's starts in one second (epoch seconds), for its rate limit."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:starts:{second}"
+
     def removals(self, tenant: str) -> str:
         """Sorted set: executionID -> when its retention ends (epoch ms): what the sweeper takes out of the index."""
         return f"{self.prefix}:tenant:{{{tenant}}}:removals"

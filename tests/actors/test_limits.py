@@ -1,0 +1,90 @@
+"""Limits, each configurable, each answered with a clear error: definition elements (422), start variables
+(422), a signal's size (413) and the signals waiting in one execution (422), starts per tenant per second
+(429 with Retry-After, over REST)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from procengine.errors import PayloadTooLarge, TooManyRequests, ValidationFailed
+from procengine.http.app import create_app
+from procengine.views import StartRequest
+from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
+
+WAITING = definition({"key": "w", "type": "wait-signal", "signal": "go"}, key="waiting")
+
+
+def _chain(count: int) -> dict[str, Any]:
+    steps = [{"key": f"e{i}", "type": "set-variable", "set": {"x": "1"}, "next": f"e{i + 1}"} for i in range(count)]
+    steps[-1].pop("next")
+    return definition(*steps, key="big")
+
+
+async def test_a_definition_over_the_element_limit_is_refused_with_its_other_problems(
+    make_engine: EngineFactory,
+) -> None:
+    engine = await make_engine(max_definition_elements=3)
+    body = definition(
+        {"key": "a", "type": "set-variable", "set": {"x": "1"}, "next": "b"},
+        {
+            "key": "b",
+            "type": "for-each",
+            "items": "[1]",
+            "body": {"elements": [{"key": "c", "type": "end"}]},
+            "next": "d",
+        },
+        {"key": "d", "type": "end", "next": "nowhere"},
+    )
+    with pytest.raises(ValidationFailed) as refused:
+        await engine.register_process(CALLER, body)
+    assert "the definition has 4 elements; at most 3 (--max-definition-elements)" in refused.value.details
+    assert len(refused.value.details) >= 2  # the element's own problem is listed in the same answer
+    summary, _ = await engine.register_process(CALLER, _chain(3))
+    assert summary.version == 1
+
+
+async def test_too_many_start_variables_are_refused(make_engine: EngineFactory) -> None:
+    engine = await make_engine(max_variables=2)
+    summary, _ = await engine.register_process(CALLER, WAITING)
+    with pytest.raises(ValidationFailed) as refused:
+        await engine.start_execution(
+            CALLER, StartRequest(processID=summary.processID, variables={"a": 1, "b": 2, "c": 3})
+        )
+    assert refused.value.details == ["variables: 3; at most 2 (--max-variables)"]
+
+
+async def test_a_big_signal_is_413_and_signals_past_the_waiting_limit_are_422(make_engine: EngineFactory) -> None:
+    engine = await make_engine(max_signal_bytes=100, max_pending_signals=2)
+    execution_id = await start(engine, WAITING)
+    await wait_element(engine, execution_id, "w")
+    with pytest.raises(PayloadTooLarge, match="--max-signal-bytes"):
+        await engine.signal(CALLER, execution_id, "other", "x" * 200)
+    await engine.signal(CALLER, execution_id, "other", 1)
+    await engine.signal(CALLER, execution_id, "other", 2)
+    with pytest.raises(ValidationFailed, match="signal not stored") as refused:
+        await engine.signal(CALLER, execution_id, "other", 3)
+    assert refused.value.details == ["at most 2 signals may wait (--max-pending-signals)"]
+    state = await engine.state(CALLER, execution_id)
+    assert state.memory["signals"] == {"other": [1, 2]}
+
+
+async def test_starts_over_the_tenant_s_rate_are_429_with_retry_after(make_engine: EngineFactory) -> None:
+    engine = await make_engine(max_starts_per_second=3)
+    summary, _ = await engine.register_process(CALLER, WAITING)
+    app = create_app(engine, engine.settings)
+    async with TestClient(TestServer(app)) as client:
+        answers = []
+        for _ in range(8):
+            response = await client.post(
+                "/api/v1/process-engine/executions/processes", json={"processID": summary.processID}
+            )
+            answers.append((response.status, response.headers.get("Retry-After"), (await response.json())))
+    statuses = [status for status, _, _ in answers]
+    assert statuses.count(201) >= 3 and 429 in statuses  # a second boundary may fall in between
+    limited = next(body for status, _, body in answers if status == 429)
+    assert limited["error"]["code"] == "RATE_LIMITED" and "--max-starts-per-second" in limited["error"]["message"]
+    assert all(after == "1" for status, after, _ in answers if status == 429)
+    assert TooManyRequests.status == 429
