@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 StatusName = Literal["running", "paused", "completed", "failed", "cancelled"]
 
@@ -201,10 +201,20 @@ class _Request(BaseModel):
 
 
 class StartRequest(_Request):
+    """Start by `processID` (one version) or `processKey` (its latest version); both must agree."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["processID"]}, {"required": ["processKey"]}]})
+
     processID: int | None = Field(default=None, ge=1)
     processKey: str | None = Field(default=None, min_length=1)
     variables: dict[str, Any] = Field(default_factory=dict)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _names_a_process(self) -> StartRequest:
+        if self.processID is None and self.processKey is None:
+            raise ValueError("give processID or processKey")
+        return self
 
 
 class ControlRequest(_Request):

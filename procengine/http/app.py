@@ -32,7 +32,7 @@ def create_app(engine: EngineService, settings: Settings) -> web.Application:
     add_routes(app)
     add_console_routes(app)
     routes = app[ROUTES_KEY]
-    app[OPENAPI_KEY] = render_openapi(routes)
+    app[OPENAPI_KEY] = render_openapi(routes, secured=bool(settings.api_tokens))
     return app
 
 

@@ -52,11 +52,13 @@ async def serve_openapi(request: web.Request) -> web.Response:
     return raw_json(request.app[OPENAPI_KEY])
 
 
-def render_openapi(routes: Sequence[RouteSpec]) -> bytes:
-    return json.dumps(build_openapi(routes), separators=(",", ":")).encode()
+def render_openapi(routes: Sequence[RouteSpec], *, secured: bool = True) -> bytes:
+    return json.dumps(build_openapi(routes, secured=secured), separators=(",", ":")).encode()
 
 
-def build_openapi(routes: Sequence[RouteSpec]) -> dict[str, Any]:
+def build_openapi(routes: Sequence[RouteSpec], *, secured: bool = True) -> dict[str, Any]:
+    """The document of the server as configured: `secured` (API tokens configured) adds the bearer scheme and
+    the 401 answers; without tokens neither is there, because neither happens."""
     refs, schemas = _schemas(routes)
     paths: dict[str, dict[str, Any]] = {}
     for spec in routes:
@@ -64,7 +66,10 @@ def build_openapi(routes: Sequence[RouteSpec]) -> dict[str, Any]:
         method = spec.method.lower()
         if method in operations:
             raise ValueError(f"route {spec.method} {spec.path} is in the table twice")
-        operations[method] = _operation(spec, refs, schemas)
+        operations[method] = _operation(spec, refs, schemas, secured)
+    components: dict[str, Any] = {"schemas": schemas}
+    if secured:
+        components["securitySchemes"] = {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -74,10 +79,7 @@ def build_openapi(routes: Sequence[RouteSpec]) -> dict[str, Any]:
             '`{"success": true, "data": ...}` or `{"success": false, "error": {"code", "message", "details"?}}`.',
         },
         "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}},
-        },
+        "components": components,
     }
 
 
@@ -95,12 +97,12 @@ def _schemas(routes: Sequence[RouteSpec]) -> tuple[_Refs, dict[str, Any]]:
     return dict(refs), dict(top.get("$defs", {}))
 
 
-def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any], secured: bool) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": spec.operation_id,
         "summary": spec.summary,
         "tags": [spec.tag],
-        "security": [{SECURITY_SCHEME: []}] if spec.authenticated else [],
+        "security": [{SECURITY_SCHEME: []}] if spec.authenticated and secured else [],
     }
     parameters = [_path_param(name) for name in spec.path_params]
     parameters += [_header_param(name) for name in spec.headers]
@@ -113,7 +115,7 @@ def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any]) -> dict[st
     body = _request_body(spec, refs)
     if body is not None:
         operation["requestBody"] = body
-    operation["responses"] = _responses(spec, refs)
+    operation["responses"] = _responses(spec, refs, secured)
     return operation
 
 
@@ -160,7 +162,7 @@ def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
     }
 
 
-def _responses(spec: RouteSpec, refs: _Refs) -> dict[str, Any]:
+def _responses(spec: RouteSpec, refs: _Refs, secured: bool) -> dict[str, Any]:
     if spec.media_type != "application/json":
         success: dict[str, Any] = {"type": "string"}
     elif spec.response_model is None:
@@ -177,8 +179,10 @@ def _responses(spec: RouteSpec, refs: _Refs) -> dict[str, Any]:
             "description": HTTPStatus(status).phrase,
             "content": {spec.media_type: {"schema": success}},
         }
+        if spec.operation_id in _LINKS_FROM:
+            responses[str(status)]["links"] = _LINKS_FROM[spec.operation_id]
     error = {"content": {"application/json": {"schema": refs[(ErrorEnvelope, "serialization")]}}}
-    for status in sorted(_error_statuses(spec)):
+    for status in sorted(_error_statuses(spec) - (set() if secured else {401})):
         responses[str(status)] = {"description": _ERROR_TEXT.get(status, HTTPStatus(status).phrase), **error}
     responses["default"] = {"description": "Unexpected error (500 INTERNAL, with a request id to quote)", **error}
     return responses
@@ -194,6 +198,24 @@ _ERROR_TEXT: Final = {
     429: "RATE_LIMITED: over the tenant's starts per second (Retry-After)",
     503: "UNAVAILABLE: Redis cannot be reached",
 }
+
+
+_EXECUTION_ID = {"id": "$response.body#/data/executionID"}
+_LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
+    "start_execution": {
+        name: {"operationId": operation, "parameters": _EXECUTION_ID, "description": what}
+        for name, operation, what in (
+            ("status", "execution_status", "The started execution's status"),
+            ("pause", "pause_execution", "Pause it"),
+            ("resume", "resume_execution", "Resume it"),
+            ("cancel", "cancel_execution", "Cancel it"),
+            ("signal", "send_signal", "Send it a signal"),
+            ("log", "execution_log", "Its audit log"),
+            ("events", "execution_events", "Its log as server-sent events"),
+        )
+    }
+}
+"""OpenAPI links: what a client can do with the id an answer gives."""
 
 
 def _error_statuses(spec: RouteSpec) -> set[int]:

@@ -128,3 +128,9 @@ async def test_streams_over_the_limit_are_503(api_a: Api, client: TestClient[Any
         await first.content.readline()
         status, body = await api_a.call("GET", f"/executions/processes/{execution_id}/events")
         assert (status, body["error"]["code"]) == (503, "UNAVAILABLE")
+
+
+async def test_a_start_that_names_no_process_is_422(api_a: Api) -> None:
+    status, body = await api_a.call("POST", "/executions/processes", json={})
+    assert (status, body["error"]["code"]) == (422, "VALIDATION_ERROR")
+    assert any("give processID or processKey" in problem for problem in body["error"]["details"])

@@ -116,7 +116,8 @@ def test_operations_describe_bodies_parameters_and_envelopes(document: dict[str,
     created = register["responses"]["201"]["content"]["application/json"]["schema"]
     assert created["properties"]["data"] == {"$ref": "#/components/schemas/ProcessSummary"}
     assert created["properties"]["success"] == {"const": True}
-    assert {"200", "201", "400", "401", "413", "422", "503", "default"} <= set(register["responses"])
+    assert {"200", "201", "400", "413", "422", "503", "default"} <= set(register["responses"])
+    assert "401" not in register["responses"]  # this server has no tokens: nothing answers 401
     error = register["responses"]["422"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/ErrorEnvelope"}
 
@@ -135,14 +136,32 @@ def test_operations_describe_bodies_parameters_and_envelopes(document: dict[str,
     assert "202" in signal["responses"]
 
 
-def test_security_only_under_the_base_path(document: dict[str, Any]) -> None:
-    for path, operations in document["paths"].items():
+def test_security_only_under_the_base_path_and_only_with_tokens(document: dict[str, Any]) -> None:
+    secured = build_openapi(ROUTES, secured=True)
+    for path, operations in secured["paths"].items():
         for operation in operations.values():
             if path.startswith(BASE):
                 assert operation["security"] == [{"bearerAuth": []}]
+                assert "401" in operation["responses"]
             else:
                 assert operation["security"] == []
-    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert secured["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    # the served document of a server without tokens asks for none
+    assert "securitySchemes" not in document["components"]
+    assert all(op["security"] == [] for operations in document["paths"].values() for op in operations.values())
+
+
+def test_a_start_needs_a_process_and_links_to_what_can_be_done_with_it(document: dict[str, Any]) -> None:
+    start_request = document["components"]["schemas"]["StartRequest"]
+    assert start_request["anyOf"] == [{"required": ["processID"]}, {"required": ["processKey"]}]
+    links = document["paths"][f"{BASE}/executions/processes"]["post"]["responses"]["201"]["links"]
+    assert links["pause"] == {
+        "operationId": "pause_execution",
+        "parameters": {"id": "$response.body#/data/executionID"},
+        "description": "Pause it",
+    }
+    operation_ids = {op["operationId"] for operations in document["paths"].values() for op in operations.values()}
+    assert {link["operationId"] for link in links.values()} <= operation_ids
 
 
 def test_operation_ids_are_unique() -> None:
