@@ -6,10 +6,10 @@ its tests can use a stand-in.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from procengine.actors.feeds import Feed
 from procengine.views import (
     CancelResult,
     ControlRequest,
@@ -83,14 +83,12 @@ class EngineService(Protocol):
 
     async def state(self, caller: Caller, execution_id: int) -> StateView: ...
 
-    async def log_feed(
-        self, caller: Caller, execution_id: int, after: str | None
-    ) -> AsyncIterator[list[LogEntry] | None]:
+    async def log_feed(self, caller: Caller, execution_id: int, after: str | None) -> Feed[list[LogEntry] | None]:
         """The execution's log entries after `after` as they are written (None: a heartbeat); ends after the final
-        transition. NotFound before anything is streamed."""
+        transition. NotFound before anything is streamed. The caller closes it (`aclose`), read or not."""
         ...
 
-    async def status_feed(self, caller: Caller, after: str | None) -> AsyncIterator[list[StatusEvent] | None]:
+    async def status_feed(self, caller: Caller, after: str | None) -> Feed[list[StatusEvent] | None]:
         """The tenant's status changes after `after` (None: from now) as they happen (None: a heartbeat)."""
         ...
 

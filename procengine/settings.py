@@ -14,7 +14,6 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from procengine.store.redis_url import parse_redis_url
-from procengine.tasks.http import parse_allow_entry
 
 
 class Settings(BaseSettings):
@@ -107,7 +106,7 @@ class Settings(BaseSettings):
     def _parse_retention_for(cls, value: object) -> object:
         pairs = value.split(",") if isinstance(value, str) else value
         if isinstance(pairs, list):
-            value = dict(_pair(str(pair), "TENANT=DURATION") for pair in pairs if str(pair).strip())
+            value = parse_pairs([str(pair) for pair in pairs], "retention", "TENANT=DURATION")
         if isinstance(value, dict):
             for duration in value.values():
                 duration_ms(str(duration))
@@ -119,6 +118,9 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
+            # here, not at the top: every command reads settings, only serve needs the http handler's aiohttp
+            from procengine.tasks.http import parse_allow_entry
+
             for entry in value:
                 parse_allow_entry(str(entry))  # its ValueError names what is wrong
         return value
@@ -176,22 +178,20 @@ def duration_ms(text: str) -> int:
     return value
 
 
-def _pair(text: str, shape: str) -> tuple[str, str]:
-    name, sep, value = text.strip().partition("=")
-    if not sep or not name.strip() or not value.strip():
-        raise ValueError(f"{text!r} is not {shape}")
-    return name.strip(), value.strip()
-
-
 def parse_token_pairs(pairs: list[str]) -> dict[str, str]:
     """`["tokA=tenantA", ...]` -> {"tokA": "tenantA"}; raises ValueError on a malformed pair."""
-    tokens: dict[str, str] = {}
+    return parse_pairs(pairs, "token", "TOKEN=TENANT")
+
+
+def parse_pairs(pairs: list[str], what: str, shape: str) -> dict[str, str]:
+    """`["a=b", ...]` -> {"a": "b"} (blank entries skipped); ValueError naming `what` and `shape` otherwise."""
+    found: dict[str, str] = {}
     for pair in pairs:
         pair = pair.strip()
         if not pair:
             continue
-        token, sep, tenant = pair.partition("=")
-        if not sep or not token.strip() or not tenant.strip():
-            raise ValueError(f"token must look like TOKEN=TENANT, got {pair!r}")
-        tokens[token.strip()] = tenant.strip()
-    return tokens
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{what} must look like {shape}, got {pair!r}")
+        found[name.strip()] = value.strip()
+    return found

@@ -360,7 +360,7 @@ class ExecutionActor:
             if progress.status == "running":
                 progress.status = "cancelled"
         commit = Commit(
-            expire_ms=self.ctx.settings.retention_ms(self.tenant),
+            expire_ms=(retention := self.ctx.settings.retention_ms(self.tenant)),
             execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
@@ -372,8 +372,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=source, not_after_ms=message.not_after_ms)
         self.status = Status.CANCELLED
-        await self.announce()
-        await self._schedule_removal(now, commit)
+        await self.announce(removal_at_ms=now + retention)
         self.ctx.metrics.finished.labels(self.process.definition.key, Status.CANCELLED.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(message.reason)
@@ -437,7 +436,7 @@ class ExecutionActor:
         commit = snapshot_commit(self.state, [], now)
         commit.execution.update(status=status.value, stoppedAt=iso(now))
         commit.state["active"] = 0
-        commit.expire_ms = self.ctx.settings.retention_ms(self.tenant)
+        commit.expire_ms = retention = self.ctx.settings.retention_ms(self.tenant)
         error: dict[str, Any] = {}
         if self._failure is not None:
             error = self._failure.doc()
@@ -448,8 +447,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=Status.RUNNING)
         self.status = status
-        await self.announce()
-        await self._schedule_removal(now, commit)
+        await self.announce(removal_at_ms=now + retention)
         self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(f"it {status.value}")
@@ -478,23 +476,19 @@ class ExecutionActor:
         if parent:
             self.ctx.children.notify_parent(int(parent))
 
-    async def _schedule_removal(self, now_ms: int, commit: Commit) -> None:
-        """The final write set the keys' expiry; the tenant's index entry and idempotency key go at the same time
-        (noted for the sweeper). If this note is lost the entry stays in the index, pointing at nothing: lists
-        skip it."""
-        assert commit.expire_ms is not None
-        key = self.fields.get("idempotencyKey") or None
-        try:
-            await self.ctx.store.schedule_removal(self.tenant, self.execution_id, now_ms + commit.expire_ms, key)
-        except Exception as exc:
-            log.warning("execution %s: its removal from the index is not scheduled: %s", self.execution_id, exc)
-
-    async def announce(self) -> None:
-        """Tell the tenant's status-events stream (the console's live list) the status just written. A notice
-        beside the write, not in it: if it is lost, watchers miss one change and nothing else."""
+    async def announce(self, *, removal_at_ms: int | None = None) -> None:
+        """Tell the tenant's status-events stream (the console's live list) the status just written; for a final
+        one, note when its retention ends (the final write set its keys' expiry) so that its index entry and
+        idempotency key go then. Notices beside the write, not in it: if they are lost, watchers miss one change
+        and the index keeps an entry pointing at nothing, which lists skip; nothing else."""
         try:
             await self.ctx.store.announce(
-                self.tenant, self.execution_id, self.status.value, self.process.definition.key
+                self.tenant,
+                self.execution_id,
+                self.status.value,
+                self.process.definition.key,
+                removal_at_ms=removal_at_ms,
+                idempotency_key=self.fields.get("idempotencyKey") or None,
             )
         except Exception as exc:
             log.warning("execution %s: status change not announced: %s", self.execution_id, exc)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorC
 from procengine.actors.catalog import Catalog, view
 from procengine.actors.children import Children
 from procengine.actors.control import ControlListener
+from procengine.actors.feeds import Feed, Feeds
 from procengine.actors.idempotency import IdempotentStarts
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Command, Request, Verb
@@ -78,6 +78,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 RECONCILE_CHUNK = 100
+SWEEP_BATCH = 500
 ADOPT_CONCURRENCY = 50
 RESULTS: dict[Verb, type[BaseModel]] = {
     "pause": PauseResult,
@@ -86,8 +87,6 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "signal": SignalResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
-_FINAL_EVENTS = frozenset(status.value for status in Status if status.is_final)
-"""The log events of the transitions that end an execution (completed, failed, cancelled)."""
 
 
 class Engine:
@@ -135,8 +134,13 @@ class Engine:
         self._starting: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
         self._draining = False
-        self._streams = 0
-        """Event streams open now (see `log_feed`)."""
+        self.feeds = Feeds(
+            self.store,
+            settings.max_event_streams,
+            # one blocking read waits less than the Redis socket timeout, which would end it
+            block_ms=max(100, int(settings.redis_timeout_s * 1000) - 1000),
+            draining=lambda: self._draining,
+        )
         self._reconcile_now = asyncio.Event()
         """Set when another node has left: reconcile (adopt its executions) now, not at the next interval."""
 
@@ -497,8 +501,11 @@ class Engine:
         swept = 0
         now = self.clock.now_ms()
         for tenant in self.settings.tenants:
-            while (found := await self.store.sweep(tenant, now)) > 0:
+            while True:  # one round trip for a tenant with fewer than a batch due
+                found = await self.store.sweep(tenant, now, SWEEP_BATCH)
                 swept += found
+                if found < SWEEP_BATCH:
+                    break
         return swept
 
     async def _sweep_forever(self) -> None:
@@ -511,68 +518,18 @@ class Engine:
 
     # --- event streams ------------------------------------------------------------------------
 
-    async def log_feed(
-        self, caller: Caller, execution_id: int, after: str | None
-    ) -> AsyncIterator[list[LogEntry] | None]:
+    async def log_feed(self, caller: Caller, execution_id: int, after: str | None) -> Feed[list[LogEntry] | None]:
         """The execution's log entries after the entry `after` (None: from its first), as they are written, in
         batches; None when nothing came for a while (a heartbeat); the feed ends after the final transition.
         NotFound before anything is read; Unavailable past `max_event_streams`."""
         await self.queries.require(caller.tenant, execution_id)
-        self._take_stream()
-        return self._log_feed(execution_id, after or "0-0")
+        return self.feeds.log(execution_id, after or "0-0")
 
-    async def _log_feed(self, execution_id: int, after: str) -> AsyncIterator[list[LogEntry] | None]:
-        try:
-            while True:
-                entries = await self.store.log_after(execution_id, after, count=100, block_ms=self._block_ms)
-                if self._draining:  # the node is shutting down: the client reconnects elsewhere with its last id
-                    return
-                if not entries:
-                    fields = await self.store.fields(execution_id)
-                    if not fields or Status(fields["status"]).is_final:  # its final entry came in the same write
-                        return
-                    yield None
-                    continue
-                after = entries[-1][0]
-                yield [LogEntry(id=entry_id, **doc) for entry_id, doc in entries]
-                if any(doc["event"] in _FINAL_EVENTS for _, doc in entries):
-                    return
-        finally:
-            self._streams -= 1
-
-    async def status_feed(self, caller: Caller, after: str | None) -> AsyncIterator[list[StatusEvent] | None]:
+    async def status_feed(self, caller: Caller, after: str | None) -> Feed[list[StatusEvent] | None]:
         """The status changes of the tenant's executions after the event `after` (None: from now), as they
         happen, in batches; None when nothing came for a while (a heartbeat). It does not end."""
         start = after if after is not None else await self.store.last_status_event(caller.tenant)
-        self._take_stream()
-        return self._status_feed(caller.tenant, start)
-
-    async def _status_feed(self, tenant: str, after: str) -> AsyncIterator[list[StatusEvent] | None]:
-        try:
-            while True:
-                found = await self.store.status_events_after(tenant, after, count=100, block_ms=self._block_ms)
-                if self._draining:
-                    return
-                if not found:
-                    yield None
-                    continue
-                after = found[-1][0]
-                yield [StatusEvent(id=event_id, **doc) for event_id, doc in found]
-        finally:
-            self._streams -= 1
-
-    def _take_stream(self) -> None:
-        if self._streams >= self.settings.max_event_streams:
-            raise Unavailable(
-                f"this node serves {self._streams} event streams, its most (--max-event-streams); try another "
-                "node or later"
-            )
-        self._streams += 1
-
-    @property
-    def _block_ms(self) -> int:
-        """How long one blocking read of a stream waits: under the Redis socket timeout, which would end it."""
-        return max(100, int(self.settings.redis_timeout_s * 1000) - 1000)
+        return self.feeds.status(caller.tenant, start)
 
     # --- adoption -----------------------------------------------------------------------------
 

@@ -209,15 +209,32 @@ class ExecutionStore:
         raw = await self.redis.xread({self.keys.execution(execution_id).log: after}, count=count, block=block_ms)
         return [_log_entry(entry_id, values) for entry_id, values in _stream_entries(raw)]
 
-    async def announce(self, tenant: str, execution_id: int, status: str, process_key: str) -> None:
+    async def announce(
+        self,
+        tenant: str,
+        execution_id: int,
+        status: str,
+        process_key: str,
+        *,
+        removal_at_ms: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
         """Add a status change to the tenant's status-events stream: a notice for watchers (the console), written
-        beside the execution's own atomic write, not in it (another slot); losing one loses no state."""
-        await self.redis.xadd(
-            self.keys.status_events(tenant),
-            {"executionID": execution_id, "status": status, "processKey": process_key},
-            maxlen=STATUS_EVENTS_MAXLEN,
-            approximate=True,
-        )
+        beside the execution's own atomic write, not in it (another slot); losing one loses no state. For a final
+        status, in the same round trip: `removal_at_ms`, when the keys expire (set by the final write), noted for
+        the sweeper, which takes the execution out of the tenant's index then; its idempotency key expires too."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(
+                self.keys.status_events(tenant),
+                {"executionID": execution_id, "status": status, "processKey": process_key},
+                maxlen=STATUS_EVENTS_MAXLEN,
+                approximate=True,
+            )
+            if removal_at_ms is not None:
+                pipe.zadd(self.keys.removals(tenant), {str(execution_id): removal_at_ms})
+                if idempotency_key is not None:
+                    pipe.pexpireat(self.keys.idempotency(tenant, idempotency_key), removal_at_ms)
+            await pipe.execute()
 
     async def last_status_event(self, tenant: str) -> str:
         """The id of the tenant's newest status event ("0-0" if none): where a feed "from now" starts, so that an
@@ -264,16 +281,7 @@ class ExecutionStore:
         """Delete `key` if it still holds `value` (compare-and-delete)."""
         await self.scripts.release_key(keys=[key], args=[value])
 
-    async def schedule_removal(self, tenant: str, execution_id: int, at_ms: int, idempotency_key: str | None) -> None:
-        """A final execution's keys expire at `at_ms` (set in its final write); note it for the sweeper, which
-        takes it out of the tenant's index then, and let its idempotency key expire with it."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.keys.removals(tenant), {str(execution_id): at_ms})
-            if idempotency_key is not None:
-                pipe.pexpireat(self.keys.idempotency(tenant, idempotency_key), at_ms)
-            await pipe.execute()
-
-    async def sweep(self, tenant: str, now_ms: int, count: int = 500) -> int:
+    async def sweep(self, tenant: str, now_ms: int, count: int) -> int:
         """Take the executions whose retention is over out of the tenant's index (their keys expired by
         themselves); how many."""
         due: Any = await self.redis.zrangebyscore(self.keys.removals(tenant), "-inf", now_ms, 0, count)

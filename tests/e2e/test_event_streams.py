@@ -110,18 +110,18 @@ async def test_a_client_that_goes_away_frees_its_stream(
     url = f"{BASE}/executions/processes/{execution_id}/events"
     response = await client.get(url, headers=api_a.headers)
     await response.content.readline()  # the first event has come: the stream is open
-    assert engine._streams == 1
+    assert engine.feeds.open == 1
     response.close()  # gone, without a word
 
-    async with asyncio.timeout(engine._block_ms / 1000 + 5):  # noticed at the next heartbeat at the latest
+    async with asyncio.timeout(engine.feeds.block_ms / 1000 + 5):  # noticed at the next heartbeat at the latest
         while True:
-            if not engine._streams:
+            if not engine.feeds.open:
                 break
             await asyncio.sleep(0.05)
 
 
 async def test_streams_over_the_limit_are_503(api_a: Api, client: TestClient[Any, Any], engine: Engine) -> None:
-    engine.settings = engine.settings.model_copy(update={"max_event_streams": 1})
+    engine.feeds.limit = 1
     execution_id = await _started(api_a)
     url = f"{BASE}/executions/processes/{execution_id}/events"
     async with client.get(url, headers=api_a.headers) as first:

@@ -13,11 +13,12 @@ frees what it held (one blocking Redis read at a time, no buffer: each write wai
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from procengine.actors.feeds import Feed
 from procengine.errors import ValidationFailed
 from procengine.http.context import caller, engine
 from procengine.http.params import execution_id
@@ -48,21 +49,21 @@ def _after(request: web.Request) -> str | None:
     return after
 
 
-async def _stream(request: web.Request, feed: AsyncIterator[Any], name: Callable[[Any], str]) -> web.StreamResponse:
+async def _stream(request: web.Request, feed: Feed[Any], name: Callable[[Any], str]) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
-    await response.prepare(request)
     try:
+        await response.prepare(request)
         async for batch in feed:
             if batch is None:
                 await response.write(HEARTBEAT)
                 continue
             await response.write(b"".join(_event(item, name(item)) for item in batch))
     except (ConnectionResetError, ConnectionError):
-        pass  # the client went away: the feed's generator is closed below, which frees its slot
+        pass  # the client went away
     finally:
-        await _close(feed)
+        await feed.aclose()  # gives its slot back, also when it was never read
     return response
 
 
@@ -74,9 +75,3 @@ class _Event(Protocol):
 
 def _event(item: _Event, event: str) -> bytes:
     return f"id: {item.id}\nevent: {event}\ndata: {item.model_dump_json()}\n\n".encode()
-
-
-async def _close(feed: AsyncIterator[Any]) -> None:
-    closer = getattr(feed, "aclose", None)
-    if closer is not None:
-        await closer()
