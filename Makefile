@@ -1,6 +1,7 @@
 # make run    create .venv, install, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
-# make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest
+# make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest (a worker per core)
 # make bench  create .venv, install with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
+# make fuzz   the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
 # make chaos  3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
 # make clean  remove the venv and the caches (not .procengine/, the embedded Redis's data)
 #
@@ -19,10 +20,10 @@ ARGS ?=
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: help run test bench chaos clean
+.PHONY: help run test fuzz bench chaos clean
 
 help:
-	@sed -n '1,7s/^# \{0,1\}//p' Makefile
+	@sed -n '1,8s/^# \{0,1\}//p' Makefile
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "procengine needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0] + ": make ... PYTHON=python3.11")'
@@ -43,7 +44,10 @@ run: $(STAMP_RUN)
 test: $(STAMP_TEST)
 	$(BIN)/ruff check procengine tests bench
 	$(BIN)/mypy --strict procengine
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
+
+fuzz: $(STAMP_TEST)
+	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench $(ARGS)
