@@ -4,7 +4,7 @@ Starts a dedicated redis-server (procengine.redis_server.RedisServer: a tmp dir,
 runs each benchmark within its own time budget, prints one table (figure, procengine, baseline, ratio,
 target, pass) and writes bench/results.json. Every subprocess is stopped at the end, whatever happens.
 
-    python -m bench                 # everything, about 6 minutes on 2 cores
+    python -m bench                 # everything, about 7 minutes on 2 cores
     python -m bench --quick         # smaller counts and windows: a smoke run, under 1 minute
     python -m bench --only steps    # one benchmark (repeatable: --only steps --only status)
     python -m bench --profile       # also profile the steps benchmark (cProfile, top 25 by own time)
@@ -32,7 +32,7 @@ from bench.report import machine_info, render, write_json
 from procengine.loops import event_loop_factory
 from procengine.redis_server import RedisServer
 
-# name -> (module, full budget s, quick budget s). The budgets add up to 370 s (about 6.5 minutes with the
+# name -> (module, full budget s, quick budget s). The budgets add up to 400 s (about 7 minutes with the
 # Redis start and the report); each benchmark sizes its windows from what it has left.
 BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "steps": ("bench.steps", 50, 14),
@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "adoption": ("bench.adoption", 45, 12),
     "scaleout": ("bench.scaleout", 70, 20),
     "foreach": ("bench.foreach", 40, 12),
+    "listing": ("bench.listing", 30, 10),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -60,8 +60,10 @@ from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
+from procengine.store import indexes
 from procengine.store.executions import Commit, ExecutionStore, LogRecord, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
+from procengine.store.indexes import Indexed, IndexOp
 from procengine.tasks import HandlerRegistry, TaskContext
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
 
@@ -360,7 +362,7 @@ class ExecutionActor:
             if progress.status == "running":
                 progress.status = "cancelled"
         commit = Commit(
-            expire_ms=(retention := self.ctx.settings.retention_ms(self.tenant)),
+            expire_ms=self.ctx.settings.retention_ms(self.tenant),
             execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
@@ -372,7 +374,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=source, not_after_ms=message.not_after_ms)
         self.status = Status.CANCELLED
-        await self.announce(removal_at_ms=now + retention)
+        await self.announce()
         self.ctx.metrics.finished.labels(self.process.definition.key, Status.CANCELLED.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(message.reason)
@@ -436,7 +438,7 @@ class ExecutionActor:
         commit = snapshot_commit(self.state, [], now)
         commit.execution.update(status=status.value, stoppedAt=iso(now))
         commit.state["active"] = 0
-        commit.expire_ms = retention = self.ctx.settings.retention_ms(self.tenant)
+        commit.expire_ms = self.ctx.settings.retention_ms(self.tenant)
         error: dict[str, Any] = {}
         if self._failure is not None:
             error = self._failure.doc()
@@ -447,7 +449,7 @@ class ExecutionActor:
         )
         await self._write(commit, expect=Status.RUNNING)
         self.status = status
-        await self.announce(removal_at_ms=now + retention)
+        await self.announce()
         self.ctx.metrics.finished.labels(self.process.definition.key, status.value).inc()
         await self.ctx.store.deactivate(self.execution_id)
         await self._ended_as_child_or_parent(f"it {status.value}")
@@ -476,19 +478,12 @@ class ExecutionActor:
         if parent:
             self.ctx.children.notify_parent(int(parent))
 
-    async def announce(self, *, removal_at_ms: int | None = None) -> None:
-        """Tell the tenant's status-events stream (the console's live list) the status just written; for a final
-        one, note when its retention ends (the final write set its keys' expiry) so that its index entry and
-        idempotency key go then. Notices beside the write, not in it: if they are lost, watchers miss one change
-        and the index keeps an entry pointing at nothing, which lists skip; nothing else."""
+    async def announce(self) -> None:
+        """Tell the tenant's status-events stream (the console's live list) the status just written. A notice
+        beside the write, not in it: if it is lost, watchers miss one change; nothing else."""
         try:
             await self.ctx.store.announce(
-                self.tenant,
-                self.execution_id,
-                self.status.value,
-                self.process.definition.key,
-                removal_at_ms=removal_at_ms,
-                idempotency_key=self.fields.get("idempotencyKey") or None,
+                self.tenant, self.execution_id, self.status.value, self.process.definition.key
             )
         except Exception as exc:
             log.warning("execution %s: status change not announced: %s", self.execution_id, exc)
@@ -527,6 +522,9 @@ class ExecutionActor:
         """Write atomically under our epoch (and before `not_after_ms` by the Redis clock, if given: else _Expired).
         Once the write lock is ours the write is handed to the group commit before anything else is awaited, and
         a handed-over write is sent even if the caller is cancelled while it waits for the answer (no shield)."""
+        target = commit.execution.get("status")
+        if target is not None and target != expect.value:
+            commit.index = self._index_move(expect.value, str(target), commit.expire_ms)
         async with self._write_lock:
             started = time.perf_counter()
             try:
@@ -548,6 +546,19 @@ class ExecutionActor:
         self.fields.update(stored_fields(commit.execution))
         self.thread_records.update(commit.threads)
         self.rendered_status = None
+
+    def _index_move(self, source: str, target: str, retention_ms: int | None) -> list[IndexOp]:
+        """The index edits of a status change; for a final status (the write that sets the retention), also the
+        note of when its retention ends and its idempotency key's expiry."""
+        at = Indexed(self.tenant, self.execution_id, int(self.fields["processID"]))
+        return indexes.moved(
+            self.ctx.store.keys,
+            at,
+            source,
+            target,
+            removal_at_ms=None if retention_ms is None else self.ctx.clock.now_ms() + retention_ms,
+            idempotency_key=self.fields.get("idempotencyKey") or None,
+        )
 
     async def _checkpoint(self, events: list[ElementEvent], extra: Commit | None = None) -> None:
         """Write the state and `events`; back when both are in Redis. Lanes that ask while a checkpoint is being

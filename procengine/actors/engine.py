@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.catalog import Catalog, view
@@ -48,8 +49,10 @@ from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
+from procengine.store import indexes
 from procengine.store.codec import encode
 from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
+from procengine.store.indexes import Indexed
 from procengine.store.keys import Keys
 from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.store.scripts import Scripts
@@ -113,6 +116,7 @@ class Engine:
             replicas=1 if settings.durability == "replicated" else 0,
             # answered before the socket's own timeout; never 0, which WAIT takes as "for ever"
             replica_timeout_ms=max(1, int(settings.redis_timeout_s * 500)),
+            indexes_in_script=not isinstance(redis, RedisCluster),  # one script may not touch two slots there
         )
         self.catalog = Catalog(
             ProcessStore(redis, self.keys, scripts), handlers, self.clock, settings.max_definition_elements
@@ -258,7 +262,8 @@ class Engine:
                     retry_after_s=1,
                 ) from None
             except BaseException:
-                await asyncio.shield(self._undo_start(caller.tenant, execution_id, key))
+                undone = Indexed(caller.tenant, execution_id, stored.process_id)
+                await asyncio.shield(self._undo_start(undone, key))
                 raise
             await actor.announce()  # before it runs: a short execution's `completed` comes after its `running`
             self.registry.spawn(actor)
@@ -345,7 +350,8 @@ class Engine:
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
             )
         )
-        await self.store.index(caller.tenant, execution_id)
+        commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), "running")
+        await self.store.activate(execution_id)
         result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
         if result.outcome is not Outcome.OK:
             raise Unavailable(f"execution {execution_id} already exists")
@@ -360,13 +366,13 @@ class Engine:
             fields=stored_fields(commit.execution),
         )
 
-    async def _undo_start(self, tenant: str, execution_id: int, idempotency_key: str | None) -> None:
+    async def _undo_start(self, at: Indexed, idempotency_key: str | None) -> None:
         """A start that failed before its execution existed leaves no index entry and frees its key."""
         with contextlib.suppress(Exception):
-            await self.store.unindex(tenant, execution_id)
+            await self.store.unindex(at)
         if idempotency_key is not None:
             with contextlib.suppress(Exception):
-                await self.idempotent.release(tenant, idempotency_key, execution_id)
+                await self.idempotent.release(at.tenant, idempotency_key, at.execution_id)
 
     # --- control ------------------------------------------------------------------------------
 

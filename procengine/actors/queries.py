@@ -14,6 +14,7 @@ from procengine.clock import parse_iso
 from procengine.engine.state import ThreadProgress
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.statuses import Status
+from procengine.store import indexes
 from procengine.store.codec import decode
 from procengine.store.executions import ExecutionStore, StoredExecution
 from procengine.views import (
@@ -89,29 +90,39 @@ class Queries:
     async def list(
         self, tenant: str, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
     ) -> ExecutionList:
-        before = _cursor(cursor)
+        """A page of the tenant's executions, newest first, read from the one index that holds exactly what the
+        filters ask for: O(page) whatever the number of executions. The cursor is the last id shown, so a page
+        never repeats one; an execution whose status changes while a client pages is shown where it was when its
+        page was read, or not at all. Each row is checked against the filters once read (a status that changed
+        between the index and the read, an execution whose keys have expired and which the sweeper has not yet
+        taken out): such a row is skipped, and the page filled from further on."""
+        index = indexes.pick(self.store.keys, tenant, status, process_id)
         items: list[ExecutionSummary] = []
-        last_seen: int | None = before
-        exhausted = False
+        last_seen = _cursor(cursor)
+        more = False
         while len(items) < limit:
-            ids = await self.store.page(tenant, last_seen, max(limit, 100))
+            wanted = limit - len(items)
+            ids = await self.store.page(index, last_seen, wanted + 1)  # one more: is there a next page?
+            more = len(ids) > wanted
+            ids = ids[:wanted]
             if not ids:
-                exhausted = True
                 break
-            rows = await self.store.many_fields(ids, SUMMARY_FIELDS)
-            for execution_id, row in zip(ids, rows, strict=True):
+            for execution_id, row in zip(ids, await self.store.many_fields(ids, SUMMARY_FIELDS), strict=True):
                 last_seen = execution_id
-                if not row or row.get("tenant") != tenant:
-                    continue
-                if status is not None and row["status"] != status:
-                    continue
-                if process_id is not None and int(row["processID"]) != process_id:
-                    continue
-                items.append(_summary(execution_id, row))
-                if len(items) == limit:
-                    break
-        more = not exhausted and last_seen is not None and bool(await self.store.page(tenant, last_seen, 1))
+                if _shown(row, tenant, status, process_id):
+                    items.append(_summary(execution_id, row))
+            if not more:
+                break
         return ExecutionList(items=items, nextCursor=str(last_seen) if more else None)
+
+
+def _shown(row: dict[str, str], tenant: str, status: str | None, process_id: int | None) -> bool:
+    """The row is there and matches the filters (an index may lag behind it: see `Queries.list`)."""
+    if not row or row.get("tenant") != tenant:
+        return False
+    if status is not None and row.get("status") != status:
+        return False
+    return process_id is None or row.get("processID") == str(process_id)
 
 
 def _cursor(cursor: str | None) -> int | None:

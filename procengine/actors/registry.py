@@ -21,7 +21,9 @@ from procengine.clock import iso
 from procengine.engine.state import ExecutionState, Memory, ThreadProgress
 from procengine.errors import NotFound, OwnedElsewhere, StateCorrupted, Unavailable
 from procengine.statuses import Status
+from procengine.store import indexes
 from procengine.store.executions import Commit, LogRecord, Outcome, StoredExecution
+from procengine.store.indexes import Indexed
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +154,9 @@ class Registry:
             state = load_state(stored, process)
         except StateCorrupted as exc:
             if status is Status.RUNNING:  # it cannot go on: fail it visibly rather than leave it "running"
-                await self._fail_corrupted(execution_id, result.epoch, exc.message, process.definition.key)
+                at = Indexed(tenant, execution_id, int(stored.fields["processID"]))
+                key = stored.fields.get("idempotencyKey") or None
+                await self._fail_corrupted(at, key, result.epoch, exc.message, process.definition.key)
                 return None
             state = _placeholder(process.threads[0].key if process.threads else "")
             corrupted = True
@@ -178,15 +182,28 @@ class Registry:
         )
         return actor
 
-    async def _fail_corrupted(self, execution_id: int, epoch: int, why: str, stored_key: str) -> None:
+    async def _fail_corrupted(
+        self, at: Indexed, idempotency_key: str | None, epoch: int, why: str, stored_key: str
+    ) -> None:
+        execution_id = at.execution_id
         log.error("execution %s: snapshot unreadable, marking it failed: %s", execution_id, why)
         now = self.ctx.clock.now_ms()
         error = {"element": None, "error": f"state corrupted: {why}", "attempts": 0}
         detail = {"from": "running", "to": "failed", "by": "system", **error}
+        retention = self.ctx.settings.retention_ms(at.tenant)
         commit = Commit(
             execution={"status": Status.FAILED.value, "stoppedAt": iso(now), "error": json.dumps(error)},
             state={"active": 0},
             log=[LogRecord(now, "failed", None, detail)],
+            expire_ms=retention,
+            index=indexes.moved(
+                self.ctx.store.keys,
+                at,
+                Status.RUNNING.value,
+                Status.FAILED.value,
+                removal_at_ms=now + retention,
+                idempotency_key=idempotency_key,
+            ),
         )
         await self.ctx.store.commit(execution_id, commit, epoch=epoch, expect=Status.RUNNING.value)
         self.ctx.metrics.finished.labels(stored_key, Status.FAILED.value).inc()

@@ -157,7 +157,7 @@ async def _newest_first(
     """
     before: int | None = None
     while True:
-        pages = await asyncio.gather(*(store.page(tenant, before, batch) for tenant in tenants))
+        pages = await asyncio.gather(*(store.page(store.keys.executions(t), before, batch) for t in tenants))
         full = [page for page in pages if len(page) == batch]
         cutoff = max(page[-1] for page in full) if full else None
         found = {i for page in pages for i in page if cutoff is None or i >= cutoff}

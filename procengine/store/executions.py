@@ -16,6 +16,7 @@ from procengine.clock import iso
 from procengine.store.batching import ScriptBatcher
 from procengine.store.codec import decode, encode, encode_for_lua
 from procengine.store.failures import counter_failure
+from procengine.store.indexes import Indexed, IndexOp, parse_removal_note, removed
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -45,6 +46,8 @@ class Commit:
     up front, which a paused execution would otherwise keep)."""
     expire_ms: int | None = None
     """Remove every key of the execution this long after the write (the final write's retention)."""
+    index: list[IndexOp] = field(default_factory=list)
+    """Edits of the tenant's indexes that go with this write (a creation or a status change)."""
 
 
 class Outcome(Enum):
@@ -93,8 +96,12 @@ class ExecutionStore:
         *,
         replicas: int = 0,
         replica_timeout_ms: int = 1000,
+        indexes_in_script: bool = True,
     ) -> None:
+        """`indexes_in_script`: the index edits go inside commit.lua (one Redis, Sentinel); False on a Redis
+        Cluster, where the tenant's keys are in another slot than the execution's and are written beside it."""
         self.redis = redis
+        self.indexes_in_script = indexes_in_script
         self.keys = keys
         self.scripts = scripts
         self.log_maxlen = log_maxlen
@@ -138,6 +145,13 @@ class ExecutionStore:
             1 if commit.compact_log else 0,
             commit.expire_ms or 0,
         ]
+        keys = self.keys.execution(execution_id).all()
+        beside = commit.index if not self.indexes_in_script else []
+        if commit.index and self.indexes_in_script:
+            keys += [op.key for op in commit.index]
+            writes.append([[op.command, *op.args] for op in commit.index])
+        if beside and expect == NEW:
+            await self.edit_indexes(beside)  # before the execution exists: it can never be there yet unfindable
         args: list[Scalar] = [
             "" if epoch is None else str(epoch),
             expect,
@@ -146,8 +160,10 @@ class ExecutionStore:
             encode_for_lua(writes),
             "" if not_after_ms is None else str(not_after_ms),
         ]
-        reply = await self._commits.call(self.keys.execution(execution_id).all(), args)
-        return _result(reply)
+        result = _result(await self._commits.call(keys, args))
+        if beside and expect != NEW and result.outcome is Outcome.OK:
+            await self.edit_indexes(beside)
+        return result
 
     async def takeover(
         self,
@@ -209,32 +225,15 @@ class ExecutionStore:
         raw = await self.redis.xread({self.keys.execution(execution_id).log: after}, count=count, block=block_ms)
         return [_log_entry(entry_id, values) for entry_id, values in _stream_entries(raw)]
 
-    async def announce(
-        self,
-        tenant: str,
-        execution_id: int,
-        status: str,
-        process_key: str,
-        *,
-        removal_at_ms: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> None:
+    async def announce(self, tenant: str, execution_id: int, status: str, process_key: str) -> None:
         """Add a status change to the tenant's status-events stream: a notice for watchers (the console), written
-        beside the execution's own atomic write, not in it (another slot); losing one loses no state. For a final
-        status, in the same round trip: `removal_at_ms`, when the keys expire (set by the final write), noted for
-        the sweeper, which takes the execution out of the tenant's index then; its idempotency key expires too."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(
-                self.keys.status_events(tenant),
-                {"executionID": execution_id, "status": status, "processKey": process_key},
-                maxlen=STATUS_EVENTS_MAXLEN,
-                approximate=True,
-            )
-            if removal_at_ms is not None:
-                pipe.zadd(self.keys.removals(tenant), {str(execution_id): removal_at_ms})
-                if idempotency_key is not None:
-                    pipe.pexpireat(self.keys.idempotency(tenant, idempotency_key), removal_at_ms)
-            await pipe.execute()
+        beside the execution's own atomic write, not in it (another slot); losing one loses no state."""
+        await self.redis.xadd(
+            self.keys.status_events(tenant),
+            {"executionID": execution_id, "status": status, "processKey": process_key},
+            maxlen=STATUS_EVENTS_MAXLEN,
+            approximate=True,
+        )
 
     async def last_status_event(self, tenant: str) -> str:
         """The id of the tenant's newest status event ("0-0" if none): where a feed "from now" starts, so that an
@@ -262,34 +261,38 @@ class ExecutionStore:
             )
         return found
 
-    # --- indexes (outside the execution's slot, so written beside the scripts, not inside) -----
+    # --- indexes ------------------------------------------------------------------------------
 
-    async def index(self, tenant: str, execution_id: int) -> None:
+    async def edit_indexes(self, edits: list[IndexOp]) -> None:
+        """Apply index edits by themselves (single-key commands on the tenant's slot, one round trip)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.keys.executions(tenant), {str(execution_id): execution_id})
-            pipe.sadd(self.keys.active, str(execution_id))
+            for op in edits:
+                pipe.execute_command(op.command, op.key, *op.args)
             await pipe.execute()
 
-    async def unindex(self, tenant: str, execution_id: int) -> None:
-        """Undo `index` for a start that failed before the execution existed."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self.keys.executions(tenant), str(execution_id))
-            pipe.srem(self.keys.active, str(execution_id))
-            await pipe.execute()
+    async def activate(self, execution_id: int) -> None:
+        """Into the active set (which the reconciler scans), before the execution is created."""
+        await self.redis.sadd(self.keys.active, str(execution_id))
+
+    async def unindex(self, at: Indexed) -> None:
+        """Undo a start that failed: out of the active set and of every index it may have been put in."""
+        await self.edit_indexes(removed(self.keys, at, None))
+        await self.redis.srem(self.keys.active, str(at.execution_id))
 
     async def release_key(self, key: str, value: str) -> None:
         """Delete `key` if it still holds `value` (compare-and-delete)."""
         await self.scripts.release_key(keys=[key], args=[value])
 
     async def sweep(self, tenant: str, now_ms: int, count: int) -> int:
-        """Take the executions whose retention is over out of the tenant's index (their keys expired by
+        """Take the executions whose retention is over out of the tenant's indexes (their keys expired by
         themselves); how many."""
         due: Any = await self.redis.zrangebyscore(self.keys.removals(tenant), "-inf", now_ms, 0, count)
         if due:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.keys.executions(tenant), *due)
-                pipe.zrem(self.keys.removals(tenant), *due)
-                await pipe.execute()
+            edits = [IndexOp("ZREM", self.keys.removals(tenant), tuple(note.decode() for note in due))]
+            for note in due:
+                at, status = parse_removal_note(tenant, note.decode())
+                edits += removed(self.keys, at, status)
+            await self.edit_indexes(edits)
         return len(due)
 
     async def deactivate(self, *execution_ids: int) -> None:
@@ -301,10 +304,10 @@ class ExecutionStore:
         members: list[bytes] = [m async for m in self.redis.sscan_iter(self.keys.active, count=1000)]
         return [int(member) for member in members]
 
-    async def page(self, tenant: str, before: int | None, count: int) -> list[int]:
-        """Execution ids of a tenant, newest first, strictly older than `before`."""
+    async def page(self, index: str, before: int | None, count: int) -> list[int]:
+        """Execution ids in one index (`indexes.pick`), newest first, strictly older than `before`."""
         top: str = f"({before}" if before is not None else "+inf"
-        raw: Any = await self.redis.zrevrangebyscore(self.keys.executions(tenant), top, "-inf", start=0, num=count)
+        raw: Any = await self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=count)
         return [int(member) for member in raw]
 
     async def many_fields(self, execution_ids: list[int], names: list[str]) -> list[dict[str, str]]:

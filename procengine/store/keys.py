@@ -60,12 +60,25 @@ class Keys:
         """Sorted set: executionID -> executionID, the tenant's executions (newest = highest)."""
         return f"{self.prefix}:tenant:{{{tenant}}}:executions"
 
+    def status_index(self, tenant: str, status: str) -> str:
+        """Sorted set: executionID -> executionID, the tenant's executions whose status is `status`."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:executions:status:{status}"
+
+    def process_index(self, tenant: str, process_id: int) -> str:
+        """Sorted set: executionID -> executionID, the tenant's executions of one process version."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:executions:process:{process_id}"
+
+    def process_status_index(self, tenant: str, process_id: int, status: str) -> str:
+        """Sorted set: executionID -> executionID, the tenant's executions of one process version in one status."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:executions:process:{process_id}:status:{status}"
+
     def starts(self, tenant: str, second: int) -> str:
         """String counter, expiring: the tenant's starts in one second (epoch seconds), for its rate limit."""
         return f"{self.prefix}:tenant:{{{tenant}}}:starts:{second}"
 
     def removals(self, tenant: str) -> str:
-        """Sorted set: executionID -> when its retention ends (epoch ms): what the sweeper takes out of the index."""
+        """Sorted set: `<executionID>:<processID>:<status>` -> when its retention ends (epoch ms): what the
+        sweeper takes out of the indexes."""
         return f"{self.prefix}:tenant:{{{tenant}}}:removals"
 
     def status_events(self, tenant: str) -> str:

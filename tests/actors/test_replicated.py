@@ -104,6 +104,6 @@ async def test_a_start_no_replica_acknowledged_exists_and_its_key_finds_it(make_
 
     execution_id = int(caught.value.message.split()[1])
     assert await engine.store.load(execution_id) is not None  # not undone
-    assert execution_id in await engine.store.page("default", None, 10)
+    assert execution_id in await engine.store.page(engine.keys.executions("default"), None, 10)
     repeat, created = await engine.start_execution(CALLER, request)
     assert (repeat.executionID, created) == (execution_id, False)

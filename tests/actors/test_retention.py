@@ -20,6 +20,15 @@ async def _keys_of(redis: Redis, prefix: str, execution_id: int) -> list[bytes]:
     return [key async for key in redis.scan_iter(match=f"{prefix}:*{{{execution_id}}}*")]
 
 
+async def _indexes_of(redis: Redis, prefix: str, execution_id: int) -> list[bytes]:
+    """The tenant indexes (sorted sets) that hold the execution."""
+    found = []
+    async for key in redis.scan_iter(match=f"{prefix}:tenant:*:executions*"):
+        if await redis.zscore(key, str(execution_id)) is not None:
+            found.append(key)
+    return found
+
+
 async def test_a_finished_execution_leaves_redis_after_its_retention_and_a_live_one_stays(
     make_engine: EngineFactory, redis: Redis, prefix: str
 ) -> None:
@@ -42,8 +51,8 @@ async def test_a_finished_execution_leaves_redis_after_its_retention_and_a_live_
             listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=100, cursor=None)
             ids = {item.executionID for item in listed.items}
             keys = [await _keys_of(redis, prefix, execution_id) for execution_id in gone]
-            indexed = [await redis.zscore(engine.keys.executions("default"), str(i)) for i in gone]
-            if not ids & set(gone) and not any(keys) and indexed == [None, None]:
+            indexed = [await _indexes_of(redis, prefix, execution_id) for execution_id in gone]
+            if not ids & set(gone) and not any(keys) and not any(indexed):
                 break
             await asyncio.sleep(0.05)
 
@@ -52,6 +61,7 @@ async def test_a_finished_execution_leaves_redis_after_its_retention_and_a_live_
     assert await redis.zcard(engine.keys.removals("default")) == 0
     for live in (paused, running):  # untouched: all their keys, no expiry, still listed
         assert len(await _keys_of(redis, prefix, live)) >= 4
+        assert len(await _indexes_of(redis, prefix, live)) == 4
         assert await redis.pttl(engine.keys.execution(live).execution) == -1
         assert live in ids
     assert (await engine.status(CALLER, paused)).status == "paused"

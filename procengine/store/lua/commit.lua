@@ -4,7 +4,7 @@
 -- the execution's, and the execution's status must be one of the expected ones.
 --
 -- KEYS[1] execution hash   KEYS[2] state hash   KEYS[3] elements hash
--- KEYS[4] threads hash     KEYS[5] log stream
+-- KEYS[4] threads hash     KEYS[5] log stream       KEYS[6..] tenant index keys, one per index edit
 -- ARGV[1] epoch the writer holds ("" = do not check)
 -- ARGV[2] expected statuses, comma separated ("" = any; "-" = the execution must not exist yet)
 -- ARGV[3] approximate MAXLEN of the log stream
@@ -21,7 +21,10 @@
 --         it at its exact size (XADD preallocates stream-node-max-bytes, 4 KiB by default, for the newest
 --         node); only for logs of up to 256 entries, where that slack is most of the key; skipped where
 --         the ACL denies DUMP or RESTORE; then, 8th, an expiry in milliseconds (0: none) put on all five keys:
---         the final write of an execution sets its retention (see docs/operations.md)
+--         the final write of an execution sets its retention (see docs/operations.md); then, 9th, the
+--         tenant index edits {command, arg, ...} (ZADD score member, ZREM member, PEXPIREAT ms), the i-th on
+--         KEYS[5 + i]: a status change moves the execution between the tenant's indexes in this same write
+--         (only where one script may touch both slots; on a Redis Cluster the client sends them beside it)
 -- ARGV[6] not after ("" = no deadline): epoch milliseconds by this server's clock; past it the write is not
 --         applied (EXPIRED). A command forwarded from another node carries its requester's deadline here, so a
 --         command whose requester has given up never takes effect.
@@ -96,6 +99,12 @@ end
 if writes[8] ~= nil and writes[8] > 0 then
   for i = 1, 5 do
     redis.call('PEXPIRE', KEYS[i], writes[8])
+  end
+end
+local edits = writes[9]
+if edits ~= nil then
+  for i, edit in ipairs(edits) do
+    redis.call(edit[1], KEYS[5 + i], unpack(edit, 2))
   end
 end
 return {'OK', status, epoch}

@@ -1,0 +1,112 @@
+"""The tenant's execution indexes: which sorted sets an execution is in, and how each status change moves it.
+
+An execution is in four sorted sets of its tenant, each scored by its id (newest = highest): all of the
+tenant's executions, those in its status, those of its process version, and those of its process version in
+its status. A list with any combination of the `status` and `processID` filters reads exactly one of them,
+so a page costs O(page) whatever the number of executions.
+
+The edits are `IndexOp`s, which `ExecutionStore.commit` applies inside the execution's own atomic write where
+one script may touch both slots (one Redis, Sentinel), and right beside it on a Redis Cluster (another slot);
+see docs/architecture.md, "Indexes".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from procengine.store.keys import Keys
+
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOp:
+    """One single-key command on a tenant key: ZADD key score member, ZREM key member, PEXPIREAT key ms."""
+
+    command: Literal["ZADD", "ZREM", "PEXPIREAT"]
+    key: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """What places an execution in its tenant's indexes."""
+
+    tenant: str
+    execution_id: int
+    process_id: int
+
+
+def pick(keys: Keys, tenant: str, status: str | None, process_id: int | None) -> str:
+    """The one sorted set that holds exactly the executions a list with these filters shows."""
+    if process_id is None:
+        return keys.executions(tenant) if status is None else keys.status_index(tenant, status)
+    if status is None:
+        return keys.process_index(tenant, process_id)
+    return keys.process_status_index(tenant, process_id, status)
+
+
+def created(keys: Keys, at: Indexed, status: str) -> list[IndexOp]:
+    """A new execution: into all four of its indexes."""
+    member = str(at.execution_id)
+    return [
+        IndexOp("ZADD", key, (member, member))
+        for key in (
+            keys.executions(at.tenant),
+            keys.status_index(at.tenant, status),
+            keys.process_index(at.tenant, at.process_id),
+            keys.process_status_index(at.tenant, at.process_id, status),
+        )
+    ]
+
+
+def moved(
+    keys: Keys,
+    at: Indexed,
+    source: str,
+    target: str,
+    *,
+    removal_at_ms: int | None = None,
+    idempotency_key: str | None = None,
+) -> list[IndexOp]:
+    """A status change: out of the source status's two indexes, into the target's. For a final status, also
+    the note of when its retention ends (`removals`, which the sweeper reads) and its idempotency key's expiry
+    at that moment."""
+    member = str(at.execution_id)
+    ops = [
+        IndexOp("ZREM", keys.status_index(at.tenant, source), (member,)),
+        IndexOp("ZREM", keys.process_status_index(at.tenant, at.process_id, source), (member,)),
+        IndexOp("ZADD", keys.status_index(at.tenant, target), (member, member)),
+        IndexOp("ZADD", keys.process_status_index(at.tenant, at.process_id, target), (member, member)),
+    ]
+    if removal_at_ms is not None:
+        ops.append(IndexOp("ZADD", keys.removals(at.tenant), (str(removal_at_ms), removal_note(at, target))))
+        if idempotency_key is not None:
+            ops.append(IndexOp("PEXPIREAT", keys.idempotency(at.tenant, idempotency_key), (str(removal_at_ms),)))
+    return ops
+
+
+def removed(keys: Keys, at: Indexed, status: str | None) -> list[IndexOp]:
+    """Out of every index: a start undone (status None: any), or an execution whose retention is over."""
+    member = str(at.execution_id)
+    statuses = ("running", "paused", *FINAL_STATUSES) if status is None else (status,)
+    keys_out = [keys.executions(at.tenant), keys.process_index(at.tenant, at.process_id)]
+    for each in statuses:
+        keys_out += [keys.status_index(at.tenant, each), keys.process_status_index(at.tenant, at.process_id, each)]
+    return [IndexOp("ZREM", key, (member,)) for key in keys_out]
+
+
+def removal_note(at: Indexed, status: str) -> str:
+    """The member of `removals`: enough to find every index entry once the execution's keys have expired."""
+    return f"{at.execution_id}:{at.process_id}:{status}"
+
+
+def parse_removal_note(tenant: str, note: str) -> tuple[Indexed, str | None]:
+    """The execution a `removals` member names, and its final status (None for a bare id, which names no process
+    or status: written before the indexes by status existed)."""
+    execution_id, _, rest = note.partition(":")
+    process_id, _, status = rest.partition(":")
+    if not process_id:
+        return Indexed(tenant, int(execution_id), 0), None
+    return Indexed(tenant, int(execution_id), int(process_id)), status
