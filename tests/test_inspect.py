@@ -105,9 +105,13 @@ async def test_a_paused_execution_shows_every_key_decoded(running: Running, redi
         f"{base}:threads": "hash",
         f"{base}:log": "stream",
     }
+    tenant = f"{running.prefix}:tenant:{{default}}"
     assert view["indexes"] == {
         f"{running.prefix}:active": True,
-        f"{running.prefix}:tenant:{{default}}:executions": True,
+        f"{tenant}:executions": True,
+        f"{tenant}:executions:status:paused": True,
+        f"{tenant}:executions:process:1": True,
+        f"{tenant}:executions:process:1:status:paused": True,
     }
 
 

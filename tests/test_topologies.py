@@ -79,6 +79,9 @@ async def test_start_on_a_pause_resume_signal_and_cancel_on_b(
             (first, "completed"),
             (second, "cancelled"),
         }
+        for status, shown in (("completed", [first]), ("cancelled", [second]), ("running", [])):
+            listed = await call(session, a, "GET", f"/executions/processes?status={status}&processID=1")
+            assert [e["executionID"] for e in listed["items"]] == shown
         log = (await call(session, a, "GET", base + "/log"))["items"]
         events = [e["event"] for e in log]
         assert (events.count("paused"), events.count("resumed"), events.count("signal-received")) == (1, 1, 1)
@@ -93,7 +96,14 @@ async def test_start_on_a_pause_resume_signal_and_cancel_on_b(
     assert inspect.returncode == 0
     inspected = json.loads(out)
     assert inspected["execution"]["status"] == "completed"
-    assert inspected["indexes"] == {f"{prefix}:active": False, f"{prefix}:tenant:{{default}}:executions": True}
+    tenant = f"{prefix}:tenant:{{default}}"
+    assert inspected["indexes"] == {
+        f"{prefix}:active": False,
+        f"{tenant}:executions": True,
+        f"{tenant}:executions:status:completed": True,
+        f"{tenant}:executions:process:1": True,
+        f"{tenant}:executions:process:1:status:completed": True,
+    }
 
 
 async def test_sigterm_on_a_and_b_adopts_at_once(serve: ServerFactory) -> None:

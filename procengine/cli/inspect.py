@@ -86,7 +86,7 @@ async def inspect_execution(redis: Redis, keys: Keys, execution_id: int, log_cou
     if isinstance(fields.get("error"), str) and fields["error"]:
         with contextlib.suppress(ValueError):  # else shown as stored
             fields["error"] = json.loads(fields["error"])
-    indexes = await _indexes(redis, keys, execution_id, fields.get("tenant"))
+    indexes = await _indexes(redis, keys, execution_id, fields)
     return {
         "executionID": execution_id,
         "prefix": keys.prefix,
@@ -169,19 +169,27 @@ async def _newest_first(
         before = cutoff
 
 
-async def _indexes(redis: Redis, keys: Keys, execution_id: int, tenant: Any) -> dict[str, bool]:
-    """Whether the execution is in the indexes outside its slot (written beside the scripts, so a crash
-    can leave them behind the execution's own keys)."""
+async def _indexes(redis: Redis, keys: Keys, execution_id: int, fields: dict[str, Any]) -> dict[str, bool]:
+    """Whether the execution is in the keys outside its slot that should hold it: the active set and the tenant's
+    indexes of its status and process (on a Redis Cluster written beside its scripts, so a crash can leave them
+    one change behind its own keys)."""
     member = str(execution_id)
+    wanted = [keys.active]
+    tenant, status, process = fields.get("tenant"), fields.get("status"), fields.get("processID")
+    if isinstance(tenant, str) and tenant:
+        wanted.append(keys.executions(tenant))
+        if isinstance(status, str) and status:
+            wanted.append(keys.status_index(tenant, status))
+        if isinstance(process, str) and process.isdigit():
+            wanted.append(keys.process_index(tenant, int(process)))
+            if isinstance(status, str) and status:
+                wanted.append(keys.process_status_index(tenant, int(process), status))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.sismember(keys.active, member)
-        if isinstance(tenant, str) and tenant:
-            pipe.zscore(keys.executions(tenant), member)
+        for key in wanted[1:]:
+            pipe.zscore(key, member)
         replies = await pipe.execute()
-    found = {keys.active: bool(replies[0])}
-    if len(replies) > 1:
-        found[keys.executions(tenant)] = replies[1] is not None
-    return found
+    return {key: bool(replies[0]) if i == 0 else replies[i] is not None for i, key in enumerate(wanted)}
 
 
 def _state(raw: Any) -> dict[str, Any]:
