@@ -207,6 +207,22 @@ async def test_the_list_is_newest_first_over_every_tenant_and_filters(
     assert capsys.readouterr().out == "no executions\n"
 
 
+async def test_tenant_scopes_inspect_to_one_tenant(running: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--tenant`: another tenant's execution is not found (exit 1, as for an id never used), and the list
+    shows only that tenant's executions, the running ones from the active set included."""
+    mine = await running.start(CALLER)
+    theirs = await running.start(OTHER)
+
+    assert await running.cli("--list", "--json", "--tenant", "default") == 0
+    assert [row["id"] for row in json.loads(capsys.readouterr().out)] == [mine]
+    assert await running.cli(str(mine), "--tenant", "default") == 0
+    capsys.readouterr()
+    assert await running.cli(str(theirs), "--tenant", "default") == 1
+    assert await running.cli("999999", "--tenant", "default") == 1
+    refused, unknown = capsys.readouterr().err.splitlines()
+    assert refused.replace(f"execution {theirs} ", "execution N ") == unknown.replace(" 999999 ", " N ")
+
+
 async def test_ids_from_several_tenants_merge_in_order_across_pages(redis: Redis, prefix: str) -> None:
     keys = Keys(prefix)
     tenants = {"a": [9, 7, 6, 1], "b": [8, 5, 4, 3, 2], "c": []}

@@ -28,6 +28,7 @@ from procengine.redis_server import RedisServer
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
 from procengine.views import ControlRequest, StartRequest
 from tests.e2e.conftest import TOKENS, WAIT_PROCESS_BODY, Api
@@ -36,7 +37,7 @@ from tests.servers import BASE, REPO, serving
 SECRET = "tok-secret-XYZ"
 
 ACL_RULE = (
-    "on resetkeys ~{prefix}:* resetchannels &{prefix}:* -@all "
+    "on resetkeys ~{prefix}:* resetchannels &{prefix}:* &{prefix}:control:{{*}} -@all "
     "+ping +client|setinfo +evalsha +script|load +time "
     "+get +set +incrby +del +exists +expire +pexpire +pexpireat +persist +pttl "
     "+hget +hgetall +hmget +hset +hdel +hincrby "
@@ -44,7 +45,7 @@ ACL_RULE = (
     "+zadd +zrem +zrange +zrangebyscore +zrevrangebyscore "
     "+xadd +xlen +xrange +xrevrange +xread "
     "+lpush +blpop "
-    "+publish +subscribe"
+    "+publish +subscribe +psubscribe"
 )
 """The rule of docs/security.md (there with the prefix `procengine`); keep the two the same."""
 
@@ -292,6 +293,27 @@ async def test_the_engine_runs_under_the_least_privilege_acl_user(
         assert "command:dump" in denied  # the log rewrite on passivation was tried and refused, harmlessly
     finally:
         await limited.aclose()
+
+
+async def test_a_tenants_operator_may_publish_on_that_tenants_control_channel_only(
+    redis: Redis, redis_server: RedisServer, prefix: str
+) -> None:
+    """The per-tenant control channel is what makes the control channel isolable by tenant: Redis's ACL grants
+    a channel, so one tenant's operators get `&<prefix>:control:{<tenant>}` and nothing else (docs/security.md)."""
+    name, password = f"ops-acme-{prefix}", uuid4().hex
+    rule = f"on >{password} resetchannels &{prefix}:control:{{acme}} -@all +publish +ping"
+    await redis.execute_command("ACL", "SETUSER", name, "reset", *rule.split())
+    parts = urlsplit(redis_server.url)
+    operator = Redis.from_url(f"redis://{name}:{password}@{parts.hostname}:{parts.port}/0")
+    try:
+        keys = Keys(prefix)
+        assert await operator.publish(keys.tenant_control("acme"), b"{}") == 0
+        for channel in (keys.tenant_control("default"), keys.control):
+            with pytest.raises(NoPermissionError):
+                await operator.publish(channel, b"{}")
+    finally:
+        await operator.aclose()
+        await redis.execute_command("ACL", "DELUSER", name)
 
 
 async def _until(engine: Engine, caller: Caller, execution_id: int, done: Any) -> None:

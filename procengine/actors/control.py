@@ -1,6 +1,12 @@
-"""The control channel: operators PUBLISH pause/resume/cancel commands on `<prefix>:control`.
+"""The control channels: operators PUBLISH pause/resume/cancel commands on `<prefix>:control`, for any
+tenant's execution, or on `<prefix>:control:{<tenant>}`, for that tenant's executions only.
 
     PUBLISH procengine:control '{"executionID": 123, "command": "pause", "reason": "maintenance"}'
+    PUBLISH procengine:control:{acme} '{"executionID": 123, "command": "pause"}'
+
+A message on a tenant's channel about another tenant's execution is dropped (counted as
+`rejected/other-tenant`) and writes nothing, as a REST request with that tenant's token gets 404: which tenant
+a publisher may steer is then Redis's ACL on channels (`&procengine:control:{acme}`), docs/security.md.
 
 A message acts exactly as the REST call would (same transition rules, the outcome in the execution's log,
 `by: control`). JSON text and msgpack payloads are both accepted. A malformed or unknown message is logged
@@ -22,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 import msgpack
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, NoPermissionError, TimeoutError
 
 from procengine.actors.messages import Command
 from procengine.cancellation import check_cancelled
@@ -30,6 +36,7 @@ from procengine.errors import InvalidTransition, NotFound, ProcEngineError, Stat
 from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.store.executions import ExecutionStore
+from procengine.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +101,15 @@ class ControlListener:
     def __init__(
         self,
         redis: Redis,
-        channel: str,
+        keys: Keys,
         engine: ControlTarget,
         store: ExecutionStore,
         metrics: Metrics,
-        nodes_channel: str | None = None,
     ) -> None:
         self.redis = redis
-        self.channel = channel
-        self.nodes_channel = nodes_channel
+        self.keys = keys
+        self.channel = keys.control
+        self.nodes_channel = keys.nodes
         self.engine = engine
         self.store = store
         self.metrics = metrics
@@ -137,7 +144,14 @@ class ControlListener:
     async def _listen(self) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(*(c for c in (self.channel, self.nodes_channel) if c is not None))
+            await pubsub.subscribe(self.channel, self.nodes_channel)
+            try:
+                await pubsub.psubscribe(self.keys.tenant_controls)
+            except NoPermissionError:  # an ACL user from before the tenants' channels: the rest still works
+                log.warning(
+                    "tenants' control channels off: Redis's ACL denies PSUBSCRIBE %s (docs/security.md has the rule)",
+                    self.keys.tenant_controls,
+                )
             self.subscribed.set()
             log.info("control channel %s: subscribed", self.channel)
             while True:
@@ -146,17 +160,20 @@ class ControlListener:
                 if message is None:
                     await pubsub.ping()  # a dead connection shows up here, not as silence
                     continue
-                if message.get("type") != "message":
-                    continue
-                if self.nodes_channel is not None and _text(message.get("channel")) == self.nodes_channel:
+                kind, channel = message.get("type"), _text(message.get("channel"))
+                if kind == "pmessage":
+                    tenant = self.keys.tenant_of_control(channel)
+                    if tenant is not None:
+                        await self.handle(message["data"], tenant=tenant)
+                elif kind == "message" and channel == self.nodes_channel:
                     self.engine.node_left(_text(message["data"]))
-                else:
+                elif kind == "message":
                     await self.handle(message["data"])
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def handle(self, data: bytes | str) -> None:
-        """Act on one message; never raises for anything the message says."""
+    async def handle(self, data: bytes | str, *, tenant: str | None = None) -> None:
+        """Act on one message (`tenant`: it came on that tenant's channel); never raises for anything it says."""
         try:
             message = parse(data)
         except MalformedControl as exc:
@@ -165,6 +182,14 @@ class ControlListener:
         fields = await self.store.fields(message.execution_id)
         if not fields:
             self._reject("unknown-execution", "control message dropped: execution %s not found", message.execution_id)
+            return
+        if tenant is not None and fields.get("tenant") != tenant:
+            self._reject(
+                "other-tenant",
+                "control message dropped: execution %s is not of tenant %r, whose channel it came on",
+                message.execution_id,
+                tenant,
+            )
             return
         caller = Caller(tenant=fields.get("tenant", ""), by="control", request_id=f"control-{uuid.uuid4().hex[:12]}")
         try:

@@ -130,9 +130,7 @@ class Engine:
         )
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
-        self.control = ControlListener(
-            redis, self.keys.control, self, self.store, self.metrics, nodes_channel=self.keys.nodes
-        )
+        self.control = ControlListener(redis, self.keys, self, self.store, self.metrics)
         self.router = Router(redis, self.keys, self.node_id, settings.redis_timeout_s)
         self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
         self._starting: set[int] = set()

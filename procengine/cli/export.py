@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from procengine.cli.inspect import _decoded, _newest_first, _store, _tenants
+from procengine.cli.inspect import _decoded, _newest_first, _store, tenants_to_read
 from procengine.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store.keys import Keys
@@ -24,11 +24,14 @@ _FIELDS = ["status", "stoppedAt"]
 _FINAL = {status.value for status in Status if status.is_final}
 
 
-async def export_finished(redis: Redis, keys: Keys, before_ms: int, write: Callable[[str], object]) -> int:
-    """Write one JSON line per finished execution that stopped before `before_ms`; how many."""
+async def export_finished(
+    redis: Redis, keys: Keys, before_ms: int, write: Callable[[str], object], tenant: str | None = None
+) -> int:
+    """Write one JSON line per finished execution (of `tenant`, else of all) that stopped before `before_ms`;
+    how many."""
     store = _store(redis, keys)
     written = 0
-    async for ids in _newest_first(store, await _tenants(redis, keys), set(), 500):
+    async for ids in _newest_first(store, await tenants_to_read(redis, keys, tenant), set(), 500):
         rows = await store.many_fields(ids, _FIELDS)
         for execution_id, row in zip(ids, rows, strict=True):
             stopped = row.get("stoppedAt")

@@ -62,8 +62,11 @@ def open_redis(url: str, timeout_s: float) -> Redis:
     return connect(url, timeout_s=timeout_s, retries=0)
 
 
-async def inspect_execution(redis: Redis, keys: Keys, execution_id: int, log_count: int = 20) -> dict[str, Any]:
-    """Every key of one execution, decoded; the log as its last `log_count` entries, oldest first."""
+async def inspect_execution(
+    redis: Redis, keys: Keys, execution_id: int, log_count: int = 20, tenant: str | None = None
+) -> dict[str, Any]:
+    """Every key of one execution, decoded; the log as its last `log_count` entries, oldest first. With `tenant`,
+    an execution of another tenant is not found (a scope for operators, not a security boundary)."""
     names = keys.execution(execution_id)
     # One MULTI over the execution's keys (one hash slot): commit.lua writes them together, so this is a
     # consistent snapshot even of a running execution. Errors (a key of the wrong type) come back as values.
@@ -83,6 +86,8 @@ async def inspect_execution(redis: Redis, keys: Keys, execution_id: int, log_cou
         raise NotFound(f"execution {execution_id} not found under prefix {keys.prefix!r}")
 
     fields = {_text(k): _text(v) for k, v in _hash(raw_fields).items()}
+    if tenant is not None and fields.get("tenant") != tenant:
+        raise NotFound(f"execution {execution_id} not found under prefix {keys.prefix!r}")
     if isinstance(fields.get("error"), str) and fields["error"]:
         with contextlib.suppress(ValueError):  # else shown as stored
             fields["error"] = json.loads(fields["error"])
@@ -101,10 +106,12 @@ async def inspect_execution(redis: Redis, keys: Keys, execution_id: int, log_cou
     }
 
 
-async def list_executions(redis: Redis, keys: Keys, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Executions of every tenant (and of `<prefix>:active`), newest first, at most `limit`."""
+async def list_executions(
+    redis: Redis, keys: Keys, status: str | None = None, limit: int = 50, tenant: str | None = None
+) -> list[dict[str, Any]]:
+    """Executions of every tenant, or of `tenant` (and of `<prefix>:active`), newest first, at most `limit`."""
     store = _store(redis, keys)
-    tenants = await _tenants(redis, keys)
+    tenants = await tenants_to_read(redis, keys, tenant)
     active = set(await store.active_ids())
     rows: list[dict[str, Any]] = []
     batch = min(max(2 * limit, 100), 1000)
@@ -114,6 +121,8 @@ async def list_executions(redis: Redis, keys: Keys, status: str | None = None, l
                 continue  # an index entry whose execution was never written (see docs/redis-keys.md)
             if status is not None and found.get("status") != status:
                 continue
+            if tenant is not None and found.get("tenant") != tenant:
+                continue  # from the active set, which holds every tenant's
             rows.append(
                 {
                     "id": execution_id,
@@ -133,6 +142,11 @@ async def list_executions(redis: Redis, keys: Keys, status: str | None = None, l
 def _store(redis: Redis, keys: Keys) -> ExecutionStore:
     # Only its read methods are used; log_maxlen matters to writes alone.
     return ExecutionStore(redis, keys, Scripts.register(redis), log_maxlen=1)
+
+
+async def tenants_to_read(redis: Redis, keys: Keys, tenant: str | None) -> list[str]:
+    """[tenant] when one is named, else every tenant that has executions."""
+    return [tenant] if tenant is not None else await _tenants(redis, keys)
 
 
 async def _tenants(redis: Redis, keys: Keys) -> list[str]:

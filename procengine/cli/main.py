@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)")
     inspect.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of the report")
+    inspect.add_argument("--tenant", metavar="T", help="only this tenant's executions (another's is not found)")
     inspect.set_defaults(run=_inspect)
 
     export = commands.add_parser(
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an RFC 3339 time (2026-12-01T00:00:00Z), or a duration ago (7d, 12h)",
     )
     export.add_argument("--out", metavar="FILE", type=Path, help="write here (default: standard output)")
+    export.add_argument("--tenant", metavar="T", help="only this tenant's executions")
     export.add_argument("--redis-url", metavar="URL", help="the Redis to read")
     export.add_argument("--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)")
     export.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
@@ -261,9 +263,9 @@ def _inspect(args: argparse.Namespace) -> int:
     async def read() -> Any:
         try:
             if args.list_all:
-                return await inspection.list_executions(redis, keys, args.status, args.limit or 50)
+                return await inspection.list_executions(redis, keys, args.status, args.limit or 50, args.tenant)
             log_count = 20 if args.log_count is None else args.log_count
-            return await inspection.inspect_execution(redis, keys, args.execution_id, log_count)
+            return await inspection.inspect_execution(redis, keys, args.execution_id, log_count, args.tenant)
         finally:
             await redis.aclose()
 
@@ -316,7 +318,7 @@ def _export(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            return await export_finished(redis, Keys(settings.prefix), before_ms, out.write)
+            return await export_finished(redis, Keys(settings.prefix), before_ms, out.write, args.tenant)
         finally:
             await redis.aclose()
 

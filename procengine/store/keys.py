@@ -119,8 +119,24 @@ class Keys:
 
     @property
     def control(self) -> str:
-        """Pub/sub channel for operators' pause/resume/cancel."""
+        """Pub/sub channel for operators' pause/resume/cancel, of any tenant's execution."""
         return f"{self.prefix}:control"
+
+    def tenant_control(self, tenant: str) -> str:
+        """Pub/sub channel for pause/resume/cancel of one tenant's executions only (Redis ACL can grant it alone)."""
+        return f"{self.prefix}:control:{{{tenant}}}"
+
+    @property
+    def tenant_controls(self) -> str:
+        """The pattern every tenant's control channel matches (nodes PSUBSCRIBE to it)."""
+        return f"{self.prefix}:control:{{*}}"
+
+    def tenant_of_control(self, channel: str) -> str | None:
+        """The tenant a tenant control channel names (None for another channel)."""
+        head, tail = f"{self.prefix}:control:{{", "}"
+        if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head) + len(tail):
+            return channel[len(head) : -len(tail)]
+        return None
 
     @property
     def nodes(self) -> str:

@@ -13,6 +13,7 @@ from procengine.actors.control import MalformedControl, parse
 from procengine.actors.engine import Engine
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
 from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
 from tests.conftest import RedisServerFactory
@@ -103,6 +104,32 @@ async def test_bad_messages_are_dropped_and_the_next_good_one_works(engine: Engi
     assert 'procengine_control_messages_total{outcome="rejected",reason="malformed"} 2.0' in text
     assert 'procengine_control_messages_total{outcome="rejected",reason="unknown-execution"} 1.0' in text
     assert 'procengine_control_messages_total{outcome="accepted",reason="done"} 1.0' in text
+
+
+async def test_a_tenants_channel_steers_that_tenants_executions_and_no_other(engine: Engine, redis: Redis) -> None:
+    """`<prefix>:control:{<tenant>}`: what Redis's ACL can grant one tenant's operators. A message about another
+    tenant's execution is dropped without a trace in that execution (as REST answers 404)."""
+    execution_id = await start(engine, WAIT)
+    await wait_element(engine, execution_id, "w")
+    await asyncio.wait_for(engine.control.subscribed.wait(), 5)
+    cancel = json.dumps({"executionID": execution_id, "command": "cancel"})
+    assert await redis.publish(engine.keys.tenant_control("acme"), cancel) == 1
+    pause = json.dumps({"executionID": execution_id, "command": "pause"})
+    assert await redis.publish(engine.keys.tenant_control("default"), pause) == 1
+
+    await wait_event(engine, execution_id, "paused")  # handled in order: the cancel was dropped before
+    assert (await engine.status(CALLER, execution_id)).status == "paused"
+    assert [event for event, _ in await events(engine, execution_id)].count("refused") == 0
+    text = engine.metrics_text()[0].decode()
+    assert 'procengine_control_messages_total{outcome="rejected",reason="other-tenant"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("channel", "tenant"),
+    [("p:control:{acme}", "acme"), ("p:control:{a:b}", "a:b"), ("p:control", None), ("p:control:{}", None)],
+)
+def test_the_tenant_of_a_control_channel(channel: str, tenant: str | None) -> None:
+    assert Keys("p").tenant_of_control(channel) == tenant
 
 
 @pytest.mark.slow
