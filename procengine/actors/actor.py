@@ -142,7 +142,9 @@ class ExecutionActor:
     def __post_init__(self) -> None:
         self.mailbox = Mailbox(self.ctx.settings.mailbox_size)
         settings = self.ctx.settings
-        self.interpreter = Interpreter(self.process, settings.max_snapshot_bytes, settings.max_foreach_items)
+        self.interpreter = Interpreter(
+            self.process, settings.max_snapshot_bytes, settings.max_foreach_items, settings.max_expression_cost
+        )
         self._runners: dict[str, asyncio.Task[None]] = {}
         """One runner per lane: per thread, and per branch or iteration of a parallel or for-each."""
         self._wakeups: dict[str, asyncio.Event] = {}

@@ -18,12 +18,18 @@ from procengine.views import ProcessList, ProcessSummary, ProcessView
 
 class Catalog:
     def __init__(
-        self, store: ProcessStore, handlers: HandlerRegistry, clock: Clock, max_elements: int | None = None
+        self,
+        store: ProcessStore,
+        handlers: HandlerRegistry,
+        clock: Clock,
+        max_elements: int | None = None,
+        max_variables: int | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
         self.clock = clock
         self.max_elements = max_elements
+        self.max_variables = max_variables
         self._compiled: dict[tuple[str, int], CompiledProcess] = {}
         self._stored: dict[tuple[str, int], StoredProcess] = {}
         self._versions: dict[tuple[str, str, int], int] = {}
@@ -34,7 +40,8 @@ class Catalog:
         known: dict[str, set[int]] = {}
         for stored in await self.store.list(tenant):
             known.setdefault(stored.key, set()).add(stored.version)
-        definition = validate_definition(document, self.handlers.names(), known, self.max_elements).definition
+        checked = validate_definition(document, self.handlers.names(), known, self.max_elements, self.max_variables)
+        definition = checked.definition
         process_id, version, created = await self.store.register(tenant, definition, iso(self.clock.now_ms()))
         return ProcessSummary(processID=process_id, key=definition.key, version=version), created
 

@@ -119,7 +119,11 @@ class Engine:
             indexes_in_script=not isinstance(redis, RedisCluster),  # one script may not touch two slots there
         )
         self.catalog = Catalog(
-            ProcessStore(redis, self.keys, scripts), handlers, self.clock, settings.max_definition_elements
+            ProcessStore(redis, self.keys, scripts),
+            handlers,
+            self.clock,
+            settings.max_definition_elements,
+            settings.max_variables,
         )
         self.queries = Queries(self.store)
         self.node_id = node_id or new_node_id()
@@ -238,7 +242,7 @@ class Engine:
         await self._admit_start(caller.tenant)
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
-        self._check_variables(request.variables)
+        self._check_variables(request.variables, process)
         execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
         key = request.idempotencyKey
         if key is not None:
@@ -289,12 +293,17 @@ class Engine:
                 f"tenant {tenant!r} may start {limit} executions a second (--max-starts-per-second); try again"
             )
 
-    def _check_variables(self, variables: dict[str, Any]) -> None:
-        """Start variables the memory snapshot can hold: storable and not too many (422), within its limit (413)."""
-        if len(variables) > self.settings.max_variables:
+    def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None:
+        """Start variables the memory snapshot can hold: storable and not too many (422; counted with those the
+        definition writes, so that an execution never holds more), within its limit (413)."""
+        held = len(process.variables_written | variables.keys())
+        if held > self.settings.max_variables:
             raise ValidationFailed(
                 "too many variables",
-                [f"variables: {len(variables)}; at most {self.settings.max_variables} (--max-variables)"],
+                [
+                    f"variables: {len(variables)}, with those the definition writes {held}; "
+                    f"at most {self.settings.max_variables} (--max-variables)"
+                ],
             )
         room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
         try:

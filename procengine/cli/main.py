@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-snapshot-bytes", metavar="N", type=int, help="most bytes an execution's memory may take (2 MiB)"
     )
     serve.add_argument("--max-foreach-items", metavar="N", type=int, help="most items one for-each takes (10000)")
+    serve.add_argument(
+        "--max-expression-cost", metavar="N", type=int, help="most one CEL evaluation may cost (1000000)"
+    )
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
     for flag, what in (
         ("--max-definition-elements", "elements one definition may have (1000)"),

@@ -7,6 +7,7 @@ document whose elements may break their schema.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from procengine.engine.definitions import (
     catch_clauses,
     successors,
     walk,
+    writes,
 )
 from procengine.engine.expressions import Expression, ExpressionError, compile_expression
 from procengine.engine.graph import Node, ThreadSketch, graph_problems
@@ -68,6 +70,12 @@ class CompiledProcess:
     def handlers(self) -> frozenset[str]:
         """The task handlers the definition calls."""
         return frozenset(e.handler for e in self.elements.values() if isinstance(e, TaskElement))
+
+    @functools.cached_property
+    def variables_written(self) -> frozenset[str]:
+        """The variables the definition can write at its top level (a for-each's iterations write only their own
+        scope; a parallel's branches merge into it): with the start variables, every name it can ever hold."""
+        return frozenset(name for thread in self.definition.threads for e in thread.elements for name in writes(e))
 
     def thread(self, key: str) -> CompiledThread:
         for thread in self.threads:

@@ -33,7 +33,7 @@ from procengine.engine.definitions import (
     WaitSignalElement,
     catch_clauses,
 )
-from procengine.engine.expressions import ExpressionError
+from procengine.engine.expressions import DEFAULT_MAX_COST, ExpressionError, ExpressionTooCostly
 from procengine.engine.sizes import bounded_size
 from procengine.engine.state import ExecutionState, FanOutProgress, Memory, StackEntry, ThreadProgress
 
@@ -183,12 +183,33 @@ class Outcome:
 
 
 class Interpreter:
-    def __init__(self, process: CompiledProcess, memory_limit: int | None = None, max_items: int = MAX_ITEMS) -> None:
+    def __init__(
+        self,
+        process: CompiledProcess,
+        memory_limit: int | None = None,
+        max_items: int = MAX_ITEMS,
+        max_expression_cost: int = DEFAULT_MAX_COST,
+    ) -> None:
         self.process = process
         self.memory_limit = memory_limit
         """The most the memory snapshot may take, encoded (None: no limit)."""
         self.max_items = max_items
         """The most items one for-each takes."""
+        self.max_expression_cost = max_expression_cost
+        """The most one CEL evaluation may cost (`Expression.context`); more fails its element (LimitExceeded)."""
+
+    def _value(self, source: str, variables: dict[str, Any]) -> Any:
+        """The value of one of the definition's expressions over `variables`; LimitExceeded past the cost limit."""
+        try:
+            return self.process.expression(source).evaluate(variables, self.max_expression_cost)
+        except ExpressionTooCostly as exc:
+            raise LimitExceeded(str(exc)) from None
+
+    def _test(self, source: str, variables: dict[str, Any]) -> bool:
+        try:
+            return self.process.expression(source).evaluate_bool(variables, self.max_expression_cost)
+        except ExpressionTooCostly as exc:
+            raise LimitExceeded(str(exc)) from None
 
     # --- creating and resuming ---------------------------------------------------------------
 
@@ -324,7 +345,7 @@ class Interpreter:
         value: Any = variables or {}
         try:
             if element.result is not None:
-                value = self.process.expression(element.result).evaluate(value)
+                value = self._value(element.result, value)
             if element.output is not None:
                 self._fit(state, f"the output of {entry.element_key!r}", [value, value])
         except ExpressionError as exc:
@@ -365,19 +386,19 @@ class Interpreter:
                 self._assign(state, entry.path, element.into, payload)
             return self._complete(state, entry, payload, element.next, now_ms)
         if isinstance(element, IfConditionElement):
-            result = self.process.expression(element.condition).evaluate_bool(variables)
+            result = self._test(element.condition, variables)
             target = element.then if result else element.else_
             return self._complete(state, entry, {"result": result, "next": target}, target, now_ms)
         if isinstance(element, SwitchElement):
             for index, case in enumerate(element.cases):
-                if self.process.expression(case.when).evaluate_bool(variables):
+                if self._test(case.when, variables):
                     return self._complete(state, entry, {"case": index, "next": case.next}, case.next, now_ms)
             return self._complete(state, entry, {"case": None, "next": element.default}, element.default, now_ms)
         if isinstance(element, FailElement):
-            message = self.process.expression(element.message).evaluate(variables)
+            message = self._value(element.message, variables)
             return self._fail(state, entry, message if isinstance(message, str) else str(message), now_ms, "Fail")
         if isinstance(element, SetVariableElement):
-            values = {name: self.process.expression(src).evaluate(variables) for name, src in element.set.items()}
+            values = {name: self._value(src, variables) for name, src in element.set.items()}
             self._fit(state, f"the values of {entry.element_key!r}", list(values.values()))
             for name, value in values.items():
                 self._assign(state, entry.path, name, value)
@@ -387,9 +408,7 @@ class Interpreter:
         if isinstance(element, CallProcessElement):
             if entry.child_id is not None:
                 return Outcome(AwaitChild(entry, entry.child_id))
-            child_input = {
-                name: self.process.expression(src).evaluate(variables) for name, src in element.input.items()
-            }
+            child_input = {name: self._value(src, variables) for name, src in element.input.items()}
             return Outcome(StartChild(entry, element.process, element.version, child_input))
         assert isinstance(element, EndElement)
         return self._complete(state, entry, None, None, now_ms)
@@ -413,7 +432,10 @@ class Interpreter:
         if after_ms is not None:
             return now_ms + after_ms
         assert at is not None
-        return self.process.expression(at).evaluate_due(variables, now_ms)
+        try:
+            return self.process.expression(at).evaluate_due(variables, now_ms, self.max_expression_cost)
+        except ExpressionTooCostly as exc:
+            raise LimitExceeded(str(exc)) from None
 
     def _fit(
         self, state: ExecutionState, what: str, values: list[Any], *, sizes: int | None = None, freed: Any = None
@@ -437,7 +459,7 @@ class Interpreter:
                 )
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
-        task_input = {name: self.process.expression(src).evaluate(variables) for name, src in element.input.items()}
+        task_input = {name: self._value(src, variables) for name, src in element.input.items()}
         return RunTask(entry, element.handler, task_input, element.timeoutMs)
 
     def _complete(
@@ -519,7 +541,7 @@ class Interpreter:
         if isinstance(element, ParallelElement):
             total, record = len(element.branches), {"results": {}}
         else:
-            items = self.process.expression(element.items).evaluate(self.variables(state, entry.path))
+            items = self._value(element.items, self.variables(state, entry.path))
             if not isinstance(items, list):
                 raise ExpressionError(f"{element.items!r} must give a list, gave {type(items).__name__}")
             if len(items) > self.max_items:
@@ -567,7 +589,7 @@ class Interpreter:
             else:
                 scope = state.memory.scopes.get(lane, {})
                 if element.result is not None:
-                    value = self.process.expression(element.result).evaluate(self.variables(state, lane))
+                    value = self._value(element.result, self.variables(state, lane))
                     self._fit(state, f"the result of {lane!r}", [value])
                 else:
                     value = {name: v for name, v in scope.items() if name != element.as_}

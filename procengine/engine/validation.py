@@ -47,9 +47,10 @@ def validate_definition(
     known_handlers: Collection[str] | None = None,
     known_processes: Mapping[str, Collection[int]] | None = None,
     max_elements: int | None = None,
+    max_variables: int | None = None,
 ) -> CompiledProcess:
     """The compiled definition, or ValidationFailed with every problem of the document (`max_elements`: the most
-    elements it may have, nested ones counted)."""
+    elements it may have, nested ones counted; `max_variables`: the most variables it may write)."""
     problems: list[str] = []
     count = _element_count(document)
     if max_elements is not None and count > max_elements:
@@ -67,7 +68,14 @@ def validate_definition(
             except ValidationError as exc:
                 problems.extend(listed(exc, raw, at=f"threads.{i}.elements.{j}"))
     if not problems:
-        return compile_process(ProcessDefinition.model_validate(document), known_handlers, known_processes)
+        compiled = compile_process(ProcessDefinition.model_validate(document), known_handlers, known_processes)
+        written = len(compiled.variables_written)
+        if max_variables is not None and written > max_variables:
+            raise refusal(
+                f"process definition {compiled.definition.key!r} is not valid",
+                [f"the definition writes {written} variables; at most {max_variables} (--max-variables)"],
+            )
+        return compiled
 
     sketches: list[ThreadSketch] = []
     for i, raw_thread in enumerate(threads):

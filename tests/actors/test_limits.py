@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from procengine.errors import PayloadTooLarge, TooManyRequests, ValidationFailed
 from procengine.http.app import create_app
 from procengine.views import StartRequest
-from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
+from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
 
 WAITING = definition({"key": "w", "type": "wait-signal", "signal": "go"}, key="waiting")
 
@@ -53,7 +53,22 @@ async def test_too_many_start_variables_are_refused(make_engine: EngineFactory) 
         await engine.start_execution(
             CALLER, StartRequest(processID=summary.processID, variables={"a": 1, "b": 2, "c": 3})
         )
-    assert refused.value.details == ["variables: 3; at most 2 (--max-variables)"]
+    assert refused.value.details == ["variables: 3, with those the definition writes 3; at most 2 (--max-variables)"]
+
+
+async def test_the_variables_a_definition_writes_count_against_the_limit(make_engine: EngineFactory) -> None:
+    """An execution never holds more than --max-variables: a definition that writes more is refused at
+    registration (422), and a start whose variables and the definition's together would be more, at start."""
+    engine = await make_engine(max_variables=3)
+    four = definition({"key": "s", "type": "set-variable", "set": {"a": "1", "b": "2", "c": "3", "d": "4"}})
+    with pytest.raises(ValidationFailed) as refused:
+        await engine.register_process(CALLER, four)
+    assert refused.value.details == ["the definition writes 4 variables; at most 3 (--max-variables)"]
+    two = definition({"key": "s", "type": "set-variable", "set": {"a": "1", "b": "2"}}, key="two")
+    summary, _ = await engine.register_process(CALLER, two)
+    await engine.start_execution(CALLER, StartRequest(processID=summary.processID, variables={"a": 0, "z": 1}))
+    with pytest.raises(ValidationFailed):
+        await engine.start_execution(CALLER, StartRequest(processID=summary.processID, variables={"y": 0, "z": 1}))
 
 
 async def test_a_big_signal_is_413_and_signals_past_the_waiting_limit_are_422(make_engine: EngineFactory) -> None:
@@ -88,3 +103,29 @@ async def test_starts_over_the_tenant_s_rate_are_429_with_retry_after(make_engin
     assert limited["error"]["code"] == "RATE_LIMITED" and "--max-starts-per-second" in limited["error"]["message"]
     assert all(after == "1" for status, after, _ in answers if status == 429)
     assert TooManyRequests.status == 429
+
+
+async def test_an_expression_over_its_cost_fails_its_element_with_limit_exceeded_which_catch_takes(
+    make_engine: EngineFactory,
+) -> None:
+    """A definition's CEL runs on the event loop every execution shares: one that would run for seconds over a
+    big list is refused before it starts, as a catchable failure of its element, not a node stalled."""
+    engine = await make_engine(max_expression_cost=10_000)
+    body = definition(
+        {
+            "key": "double",
+            "type": "set-variable",
+            "set": {"doubled": "xs.map(a, a * 2)"},
+            "catch": [{"errors": ["LimitExceeded"], "next": "small", "into": "why"}],
+            "next": "done",
+        },
+        {"key": "small", "type": "set-variable", "set": {"doubled": "xs.exists(a, a < 0)"}, "next": "done"},
+        {"key": "done", "type": "end"},
+        key="costly",
+    )
+    execution_id = await start(engine, body, {"xs": list(range(101))})  # 101^2 > 10,000 >= 101
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    variables = (await engine.state(CALLER, execution_id)).memory["variables"]
+    assert variables["doubled"] is False
+    assert variables["why"]["type"] == "LimitExceeded"
+    assert "--max-expression-cost 10,000" in variables["why"]["error"]

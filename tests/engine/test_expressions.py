@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from procengine.engine.expressions import ExpressionError, compile_expression
+from procengine.engine.expressions import (
+    DEFAULT_MAX_COST,
+    ExpressionError,
+    ExpressionTooCostly,
+    compile_expression,
+    cost_degree,
+)
 
 
 @pytest.mark.parametrize(
@@ -103,3 +109,35 @@ def test_a_raw_string_ending_in_a_backslash_keeps_every_variable() -> None:
     expression = compile_expression("r'C:\\' + folder + '/' + file")
     assert expression.names is None
     assert expression.evaluate({"folder": "tmp", "file": "a.txt", "other": 1, "more": 2}) == "C:\\tmp/a.txt"
+
+
+@pytest.mark.parametrize(
+    ("source", "degree"),
+    [
+        ("x + 1", 0),
+        ("size(xs) > 3 && 5 in xs", 0),
+        ("xs.map(a, a * 2)", 2),
+        ("xs.filter(a, a > 1).size()", 2),
+        ("xs.exists(a, a > 1) && ys.all(b, b > 0)", 1),
+        ("xs.exists(a, ys.exists_one(b, a == b))", 2),
+        ("xs.map(a, xs.filter(b, b < a).size())", 4),
+        ("f(xs.map(a, a)) + xs.all(b, g(b))", 2),
+        ("'xs.map(a, a)' + y", 0),  # in a string: not a comprehension
+    ],
+)
+def test_the_cost_of_an_expression_grows_with_its_comprehensions(source: str, degree: int) -> None:
+    assert cost_degree(source) == degree
+
+
+def test_an_expression_over_its_cost_is_refused_before_it_runs() -> None:
+    """CEL cannot be stopped once it runs (on the event loop): the cost is estimated from the data first. A map
+    over 3,000 items would take most of a second in these bindings; over 1,000 it is within the default."""
+    doubled = compile_expression("xs.map(a, a * 2)")
+    assert doubled.evaluate({"xs": list(range(1000))}, max_cost=DEFAULT_MAX_COST)[-1] == 1998
+    with pytest.raises(ExpressionTooCostly, match=r"3,000\^2 = 9,000,000 .* more than --max-expression-cost 1,000,000"):
+        doubled.evaluate({"xs": list(range(3000))}, max_cost=DEFAULT_MAX_COST)
+    # linear ones go much further; nested lists count their items too; unread variables do not count
+    assert compile_expression("xs.exists(a, a < 0)").evaluate({"xs": list(range(200_000))}, DEFAULT_MAX_COST) is False
+    nested = {"xs": [[1] * 600, [2] * 600], "big": list(range(100_000))}
+    with pytest.raises(ExpressionTooCostly, match="1,202 list items"):
+        compile_expression("xs.map(a, size(a))").evaluate(nested, max_cost=DEFAULT_MAX_COST)
