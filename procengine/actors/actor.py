@@ -60,7 +60,7 @@ from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
-from procengine.store.executions import Commit, ExecutionStore, LogRecord, stored_fields
+from procengine.store.executions import Commit, ExecutionStore, LogRecord, Scalar, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 from procengine.tasks import HandlerRegistry, TaskContext
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
@@ -325,9 +325,8 @@ class ExecutionActor:
         now = self.ctx.clock.now_ms()
         self.interpreter.thaw_timers(state, now)
         state.paused_at_node = None
-        paused_at = self.fields.get("pausedAt")
-        paused_ms = max(now - parse_iso(paused_at), 0) if paused_at else 0
-        total_paused = int(self.fields.get("pausedDurationMs") or 0) + paused_ms
+        total_paused = self._paused_ms_until(now)
+        paused_ms = total_paused - int(self.fields.get("pausedDurationMs") or 0)
         commit = snapshot_commit(state, [], now)
         commit.execution.update(
             status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused
@@ -359,9 +358,13 @@ class ExecutionActor:
         for progress in self.state.threads.values():
             if progress.status == "running":
                 progress.status = "cancelled"
+        stopped = iso(now)
+        execution: dict[str, Scalar] = {"status": Status.CANCELLED.value, "stoppedAt": stopped, "cancelledAt": stopped}
+        if source is Status.PAUSED:  # the pause ends here: no longer paused, and the pause counts in the total
+            execution.update(pausedAt="", pausedDurationMs=self._paused_ms_until(now))
         commit = Commit(
             expire_ms=(retention := self.ctx.settings.retention_ms(self.tenant)),
-            execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
+            execution=execution,
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
             threads={} if self.corrupted else {key: p.to_doc() for key, p in self.state.threads.items()},
@@ -409,6 +412,12 @@ class ExecutionActor:
         await self._write(commit, expect=self.status, not_after_ms=message.not_after_ms)
         self.wake_lanes()
         return SignalResult(executionID=self.execution_id, signal=message.signal)
+
+    def _paused_ms_until(self, now: int) -> int:
+        """`pausedDurationMs` once the current pause ends at `now`: the earlier pauses and this one."""
+        paused_at = self.fields.get("pausedAt")
+        paused_ms = max(now - parse_iso(paused_at), 0) if paused_at else 0
+        return int(self.fields.get("pausedDurationMs") or 0) + paused_ms
 
     def _require(self, caller: Caller, verb: str, reason: str | None, *allowed: Status) -> None:
         if self.status not in allowed:
