@@ -369,7 +369,7 @@ class ExecutionActor:
             state_delete=["stack", "memory"],
             threads={} if self.corrupted else {key: p.to_doc() for key, p in self.state.threads.items()},
         )
-        interrupted = self._record_interrupted(commit, now)
+        interrupted = self._record_interrupted(commit, now, ended=not self.corrupted)
         commit.log.append(
             transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason, **interrupted)
         )
@@ -450,7 +450,7 @@ class ExecutionActor:
         if self._failure is not None:
             error = self._failure.doc()
             commit.execution["error"] = json.dumps(error)
-        interrupted = self._record_interrupted(commit, now)
+        interrupted = self._record_interrupted(commit, now, ended=True)
         commit.log.append(
             transition_log(now, status.value, SYSTEM, "running", status.value, None, **error, **interrupted)
         )
@@ -502,11 +502,19 @@ class ExecutionActor:
         except Exception as exc:
             log.warning("execution %s: status change not announced: %s", self.execution_id, exc)
 
-    def _record_interrupted(self, commit: Commit, now: int) -> dict[str, Any]:
-        """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none)."""
+    def _record_interrupted(self, commit: Commit, now: int, *, ended: bool = False) -> dict[str, Any]:
+        """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none).
+        `ended`: the execution ends in this write (cancelled or failed), so the elements under way on its stack
+        (a delay, a wait, a fan-out or a call waiting for its lanes or child) never finish either: their records
+        say `interrupted` too, instead of `running` for good. Not the element that failed: its record says so."""
         cut, self._interrupted = self._interrupted, []
         for entry in cut:
             commit.elements[entry.element_key] = interrupted_record(entry, now)
+        if ended:
+            failed = self._failure.element_key if self._failure is not None else None
+            for entry in self.state.stack:
+                if entry.started_at_ms is not None and entry.element_key not in (failed, *commit.elements):
+                    commit.elements[entry.element_key] = interrupted_record(entry, now)
         return {"interrupted": [entry.element_key for entry in cut]} if cut else {}
 
     async def _reload(self) -> None:

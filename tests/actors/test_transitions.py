@@ -88,6 +88,36 @@ async def test_cancel_of_a_paused_execution_ends_the_pause(make_engine, engine: 
         assert timing.stoppedAt == cancelled.cancelledAt
 
 
+@pytest.mark.parametrize("source", ["running", "paused"])
+async def test_a_wait_cut_short_by_a_cancel_reads_interrupted(engine: Engine, source: str) -> None:
+    """Found by the model (tests/test_model.py): the record of a wait (or delay) under way at a cancel said `running`
+    for good."""
+    execution_id = await waiting_execution(engine)
+    if source == "paused":
+        await engine.pause(CALLER, execution_id, ControlRequest())
+
+    cancelled = await engine.cancel(CALLER, execution_id, ControlRequest())
+
+    records = {e.key: e for e in (await engine.elements(CALLER, execution_id)).items}
+    assert (records["approve"].status, records["approve"].stoppedAt) == ("interrupted", cancelled.cancelledAt)
+    assert records["first"].status == "completed"
+
+
+async def test_a_wait_in_another_thread_reads_interrupted_when_the_execution_fails(engine: Engine) -> None:
+    threads = [
+        {"key": "waits", "elements": [{"key": "approve", "type": "wait-signal", "signal": "go", "next": "done"},
+                                      {"key": "done", "type": "end"}]},
+        {"key": "fails", "elements": [{"key": "nap", "type": "delay", "durationMs": 50, "next": "boom"},
+                                      {"key": "boom", "type": "task", "handler": "fail"}]},
+    ]  # fmt: skip
+    execution_id = await start(engine, definition(threads=threads))
+
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+
+    records = {e.key: e.status for e in (await engine.elements(CALLER, execution_id)).items}
+    assert records == {"approve": "interrupted", "nap": "completed", "boom": "failed"}
+
+
 @pytest.mark.parametrize(
     ("setup", "verb", "current"),
     [
