@@ -61,7 +61,7 @@ from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store import indexes
-from procengine.store.executions import Commit, ExecutionStore, LogRecord, stored_fields
+from procengine.store.executions import Commit, ExecutionStore, LogRecord, Scalar, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 from procengine.store.indexes import Indexed, IndexOp
 from procengine.tasks import HandlerRegistry, TaskContext
@@ -329,9 +329,8 @@ class ExecutionActor:
         now = self.ctx.clock.now_ms()
         self.interpreter.thaw_timers(state, now)
         state.paused_at_node = None
-        paused_at = self.fields.get("pausedAt")
-        paused_ms = max(now - parse_iso(paused_at), 0) if paused_at else 0
-        total_paused = int(self.fields.get("pausedDurationMs") or 0) + paused_ms
+        total_paused = self._paused_ms_until(now)
+        paused_ms = total_paused - int(self.fields.get("pausedDurationMs") or 0)
         commit = snapshot_commit(state, [], now)
         commit.execution.update(
             status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused
@@ -363,14 +362,18 @@ class ExecutionActor:
         for progress in self.state.threads.values():
             if progress.status == "running":
                 progress.status = "cancelled"
+        stopped = iso(now)
+        execution: dict[str, Scalar] = {"status": Status.CANCELLED.value, "stoppedAt": stopped, "cancelledAt": stopped}
+        if source is Status.PAUSED:  # the pause ends here: no longer paused, and the pause counts in the total
+            execution.update(pausedAt="", pausedDurationMs=self._paused_ms_until(now))
         commit = Commit(
             expire_ms=self.ctx.settings.retention_ms(self.tenant),
-            execution={"status": Status.CANCELLED.value, "stoppedAt": iso(now), "cancelledAt": iso(now)},
+            execution=execution,
             state={"active": 0, "savedAt": iso(now)},
             state_delete=["stack", "memory"],
             threads={} if self.corrupted else {key: p.to_doc() for key, p in self.state.threads.items()},
         )
-        interrupted = self._record_interrupted(commit, now)
+        interrupted = self._record_interrupted(commit, now, ended=not self.corrupted)
         commit.log.append(
             transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason, **interrupted)
         )
@@ -414,6 +417,12 @@ class ExecutionActor:
         self.wake_lanes()
         return SignalResult(executionID=self.execution_id, signal=message.signal)
 
+    def _paused_ms_until(self, now: int) -> int:
+        """`pausedDurationMs` once the current pause ends at `now`: the earlier pauses and this one."""
+        paused_at = self.fields.get("pausedAt")
+        paused_ms = max(now - parse_iso(paused_at), 0) if paused_at else 0
+        return int(self.fields.get("pausedDurationMs") or 0) + paused_ms
+
     def _require(self, caller: Caller, verb: str, reason: str | None, *allowed: Status) -> None:
         if self.status not in allowed:
             raise Refused(caller, verb, reason, self.status)
@@ -445,7 +454,7 @@ class ExecutionActor:
         if self._failure is not None:
             error = self._failure.doc()
             commit.execution["error"] = json.dumps(error)
-        interrupted = self._record_interrupted(commit, now)
+        interrupted = self._record_interrupted(commit, now, ended=True)
         commit.log.append(
             transition_log(now, status.value, SYSTEM, "running", status.value, None, **error, **interrupted)
         )
@@ -490,11 +499,19 @@ class ExecutionActor:
         except Exception as exc:
             log.warning("execution %s: status change not announced: %s", self.execution_id, exc)
 
-    def _record_interrupted(self, commit: Commit, now: int) -> dict[str, Any]:
-        """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none)."""
+    def _record_interrupted(self, commit: Commit, now: int, *, ended: bool = False) -> dict[str, Any]:
+        """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none).
+        `ended`: the execution ends in this write (cancelled or failed), so the elements under way on its stack
+        (a delay, a wait, a fan-out or a call waiting for its lanes or child) never finish either: their records
+        say `interrupted` too, instead of `running` for good. Not the element that failed: its record says so."""
         cut, self._interrupted = self._interrupted, []
         for entry in cut:
             commit.elements[entry.element_key] = interrupted_record(entry, now)
+        if ended:
+            failed = self._failure.element_key if self._failure is not None else None
+            for entry in self.state.stack:
+                if entry.started_at_ms is not None and entry.element_key not in (failed, *commit.elements):
+                    commit.elements[entry.element_key] = interrupted_record(entry, now)
         return {"interrupted": [entry.element_key for entry in cut]} if cut else {}
 
     async def _reload(self) -> None:

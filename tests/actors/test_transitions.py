@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from procengine.actors.engine import Engine
+from procengine.clock import parse_iso
 from procengine.errors import InvalidTransition
 from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_element, wait_status
@@ -69,6 +70,52 @@ async def test_cancel_clears_stack_and_memory_but_keeps_the_log(engine: Engine, 
     assert [t.status for t in status.threads] == ["cancelled"]
     entry = [e for e in (await engine.log(CALLER, execution_id)).items if e.event == "cancelled"]
     assert len(entry) == 1 and entry[0].detail["from"] == source
+
+
+async def test_cancel_of_a_paused_execution_ends_the_pause(make_engine, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    """Found by the model (tests/test_model.py): a paused execution that was cancelled still said `pausedAt`, and its
+    pause was missing from `pausedDurationMs`."""
+    execution_id = await waiting_execution(engine)
+    paused = await engine.pause(CALLER, execution_id, ControlRequest())
+
+    cancelled = await engine.cancel(CALLER, execution_id, ControlRequest())
+
+    pause_ms = parse_iso(cancelled.cancelledAt) - parse_iso(paused.pausedAt)
+    other = await make_engine()  # reads Redis, where this engine answers from its actor's copy
+    for node in (engine, other):
+        timing = (await node.status(CALLER, execution_id)).timing
+        assert (timing.pausedAt, timing.pausedDurationMs) == (None, pause_ms)
+        assert timing.stoppedAt == cancelled.cancelledAt
+
+
+@pytest.mark.parametrize("source", ["running", "paused"])
+async def test_a_wait_cut_short_by_a_cancel_reads_interrupted(engine: Engine, source: str) -> None:
+    """Found by the model (tests/test_model.py): the record of a wait (or delay) under way at a cancel said `running`
+    for good."""
+    execution_id = await waiting_execution(engine)
+    if source == "paused":
+        await engine.pause(CALLER, execution_id, ControlRequest())
+
+    cancelled = await engine.cancel(CALLER, execution_id, ControlRequest())
+
+    records = {e.key: e for e in (await engine.elements(CALLER, execution_id)).items}
+    assert (records["approve"].status, records["approve"].stoppedAt) == ("interrupted", cancelled.cancelledAt)
+    assert records["first"].status == "completed"
+
+
+async def test_a_wait_in_another_thread_reads_interrupted_when_the_execution_fails(engine: Engine) -> None:
+    threads = [
+        {"key": "waits", "elements": [{"key": "approve", "type": "wait-signal", "signal": "go", "next": "done"},
+                                      {"key": "done", "type": "end"}]},
+        {"key": "fails", "elements": [{"key": "nap", "type": "delay", "durationMs": 50, "next": "boom"},
+                                      {"key": "boom", "type": "task", "handler": "fail"}]},
+    ]  # fmt: skip
+    execution_id = await start(engine, definition(threads=threads))
+
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+
+    records = {e.key: e.status for e in (await engine.elements(CALLER, execution_id)).items}
+    assert records == {"approve": "interrupted", "nap": "completed", "boom": "failed"}
 
 
 @pytest.mark.parametrize(

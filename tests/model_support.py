@@ -1,0 +1,207 @@
+"""What tests/test_model.py drives and checks against: the definitions it starts, its model of one execution,
+and the engine nodes and Redis under it (`Cluster`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+
+from procengine.client import Client
+from procengine.client.errors import ConnectionFailed, Unavailable
+from procengine.redis_server import RedisServer
+from procengine.store.keys import Keys
+from tests.servers import Server, ServerFactory
+
+T = TypeVar("T")
+
+NODES = 2
+NODE_FLAGS = ("--pause-grace-ms", "300", "--passivate-after-ms", "500")
+FINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One of the definitions the model starts, and what its end must look like."""
+
+    key: str
+    elements: list[dict[str, Any]]
+    natural_end: str
+    """What a running execution becomes on its own (for the waiting one: once it has its signal)."""
+
+    @property
+    def total(self) -> int:
+        return len(self.elements)
+
+    def definition(self) -> dict[str, Any]:
+        return {"key": self.key, "threads": [{"key": "main", "elements": self.elements}]}
+
+
+WAITS = Kind(
+    "model-waits",
+    [
+        {"key": "wait", "type": "wait-signal", "signal": "go", "into": "payload", "next": "note"},
+        {"key": "note", "type": "set-variable", "set": {"noted": "payload + n"}, "next": "end"},
+        {"key": "end", "type": "end"},
+    ],
+    "completed",
+)
+STEPS = Kind(
+    "model-steps",
+    [
+        {"key": "first", "type": "set-variable", "set": {"a": "n + 1"}, "next": "echo"},
+        {"key": "echo", "type": "task", "handler": "echo", "input": {"x": "a"}, "output": "echoed", "next": "nap"},
+        {"key": "nap", "type": "delay", "durationMs": 300, "next": "work"},
+        # longer than the pause grace (300 ms): a pause in it cuts it short, and it runs again after resume
+        {"key": "work", "type": "task", "handler": "sleep", "input": {"ms": "600"}, "output": "slept", "next": "last"},
+        {"key": "last", "type": "set-variable", "set": {"b": "a + 1"}, "next": "end"},
+        {"key": "end", "type": "end"},
+    ],
+    "completed",
+)
+FAILS = Kind(
+    "model-fails",
+    [
+        {"key": "nap", "type": "delay", "durationMs": 200, "next": "boom"},
+        {
+            "key": "boom",
+            "type": "task",
+            "handler": "fail",
+            "input": {"message": "'boom'"},
+            "retry": {"maxAttempts": 2, "backoffMs": 100},
+            "next": "end",
+        },
+        {"key": "end", "type": "end"},
+    ],
+    "failed",
+)
+KINDS = (WAITS, STEPS, FAILS)
+
+
+@dataclass
+class Expected:
+    """The model of one execution."""
+
+    id: int
+    kind: Kind
+    n: int
+    status: str = "running"
+    signals: list[int] = field(default_factory=list)
+    """Payloads of the acknowledged signals, in the order they were acknowledged."""
+    transitions: list[str] = field(default_factory=list)
+    """Acknowledged pauses, resumes and cancels, in order: the log must hold exactly these."""
+    refused: int = 0
+    """409s to pause, resume and cancel: each is one `refused` entry."""
+    refusals_unsure: int = 0
+    """Refusals met in a crash: each may have left one `refused` entry more (an attempt that died after writing it)."""
+    completed_nodes: int = 0
+    forbidden: set[str] = field(default_factory=set)
+    """Request ids (or reasons) of requests with no answer or a 503 that had not taken effect by their deadline: they
+    must never take effect later."""
+
+    def may_end(self) -> bool:
+        """A running execution that may have ended on its own."""
+        return self.status == "running" and (self.kind is not WAITS or bool(self.signals))
+
+    def allowed(self) -> set[str]:
+        """The statuses the execution may show now."""
+        return {self.status, self.kind.natural_end} if self.may_end() else {self.status}
+
+    def variables(self) -> dict[str, Any]:
+        """The variables once it has completed."""
+        if self.kind is WAITS:
+            return {"n": self.n, "payload": self.signals[0], "noted": self.signals[0] + self.n}
+        if self.kind is STEPS:
+            a = self.n + 1
+            return {"n": self.n, "a": a, "echoed": {"x": a}, "slept": {"slept": 600}, "b": a + 1}
+        return {"n": self.n}
+
+
+class Cluster:
+    """The Redis and the engine nodes under the model, driven from the state machine's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, start: ServerFactory, store: RedisServer, prefix: str):
+        self.loop = loop
+        self._start = start
+        self.store = store
+        self.redis = redis.Redis.from_url(store.url, decode_responses=True)
+        self.keys = Keys(prefix)
+        self.servers: list[Server | None] = [None] * NODES
+        self.clients: list[Client | None] = [None] * NODES
+        self.last_disruption = time.monotonic()
+        self.stats: Counter[str] = Counter()
+        self.longest_orphan_s = 0.0
+
+    def on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def start_node(self, index: int) -> None:
+        server = self.on_loop(self._start(*NODE_FLAGS))
+        self.servers[index] = server
+        self.clients[index] = Client(server.url, retries=0, timeout=30)
+
+    def kill_node(self, index: int) -> Client:
+        """kill -9 the node; its client, for the caller to close (a request may still be in flight on it)."""
+        server, client = self.servers[index], self.clients[index]
+        assert server is not None and client is not None
+        server.kill9()
+        self.on_loop(server.process.wait())
+        self.servers[index] = self.clients[index] = None
+        self.last_disruption = time.monotonic()
+        return client
+
+    def crash_redis(self) -> None:
+        self.store.kill()
+        self.store.start()
+        self.last_disruption = time.monotonic()
+
+    def alive(self) -> list[int]:
+        return [i for i, server in enumerate(self.servers) if server is not None]
+
+    def client(self, via: int) -> Client:
+        alive = self.alive()
+        client = self.clients[alive[via % len(alive)]]
+        assert client is not None
+        return client
+
+    def read(self, call: Callable[[Client], T], via: int = 0) -> T:
+        """A read through a live node, asked again while the store is coming back (reads change nothing)."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return call(self.client(via))
+            except (Unavailable, ConnectionFailed):
+                if time.monotonic() > deadline:
+                    raise
+                self.stats["read retried after 503"] += 1
+                time.sleep(0.05)
+
+    def store_call(self, call: Callable[[redis.Redis], T]) -> T:
+        """A command straight to Redis (ownership is not in the API), again after a reconnect."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return call(self.redis)
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def live_heartbeats(self) -> int:
+        found = self.store_call(lambda r: list(r.scan_iter(match=self.keys.node("*"), count=1000)))
+        return sum(1 for key in found if "{" not in key)  # not the inboxes, <p>:node:{id}:inbox
+
+    def owner_is_live(self, execution_id: int) -> bool:
+        owner = self.store_call(lambda r: r.hget(self.keys.execution(execution_id).execution, "owner"))
+        return bool(owner) and bool(self.store_call(lambda r: r.exists(self.keys.node(owner))))
+
+    def close(self) -> None:
+        for client in self.clients:
+            if client is not None:
+                client.close()
+        self.redis.close()

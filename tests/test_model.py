@@ -1,0 +1,525 @@
+"""The model-based test (issue 12): hypothesis drives random sequences of start, pause, resume, cancel,
+signal, kill -9 and restart of engine nodes, and Redis crashes and restarts (AOF, `appendfsync always`),
+against a small model of what each execution's status, progress, variables and log must be.
+
+After every step: each execution's status is the model's (or a legal move of its own: running to completed
+or failed); a 409 comes exactly where the model says the transition is invalid; every acknowledged
+transition is in the log once, in order, and nothing the engine answered 503 to shows up later; no element
+completes twice; progress and variables agree with the log and the definition; and no execution stays
+running without a live owner for longer than the node TTL. At the end of each example every execution is
+driven to its end, which must come. Besides the steps one after the other, a request may be in flight while a
+node or Redis is killed: without an answer it must take effect once by its deadline, or never.
+
+Two engine nodes (tests/servers.py subprocesses) share one dedicated redis-server for the whole test
+function; examples differ by their executions. The state machine is synchronous: it runs in a worker thread
+and drives the nodes over HTTP with the blocking `procengine.client.Client`; starting and reaping node
+processes goes back to the test's event loop, which `serving` belongs to.
+
+Bounded in `make test`; `FUZZ_LONG=1` (`make fuzz`) runs many more and longer examples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from procengine.client import Client
+from procengine.client.errors import ConnectionFailed, InvalidTransition, Unavailable
+from procengine.views import LogEntry
+from tests.conftest import RedisServerFactory
+from tests.model_support import FINAL, KINDS, NODES, WAITS, Cluster, Expected, Kind
+from tests.servers import serving
+
+T = TypeVar("T")
+
+LONG = bool(os.environ.get("FUZZ_LONG"))
+NODE_TTL_S = 1.0  # tests/servers.py: --node-ttl-ms 1000, reconcile and heartbeat every 100 ms
+RECONCILE_S = 0.1
+SLACK_S = 1.5  # two shared cores: a scheduling hiccup is not a lost owner
+TRANSITIONS = ("paused", "resumed", "cancelled")
+CONTROLS = {
+    "pause": ("paused", "paused", {"running"}),
+    "resume": ("resumed", "running", {"paused"}),
+    "cancel": ("cancelled", "cancelled", {"running", "paused"}),
+}
+"""verb: its log event, the status it leads to, the statuses it is valid in."""
+REQUEST_DEADLINE_S = 0.3 + 5 + 1 + SLACK_S
+"""How long a request may take effect after it was sent: the owner's wait for a forwarded one (pause grace + the
+Redis timeout), the second of margin the node asked adds, and the slack."""
+WHICH = st.tuples(st.integers(0, 1000), st.booleans())
+"""Which execution a request is for: an index into the example's executions, and whether to prefer live ones."""
+
+
+def _count(log: list[LogEntry], event: str) -> int:
+    return sum(1 for entry in log if entry.event == event)
+
+
+class Model(RuleBasedStateMachine):
+    """The state machine; `_run` binds it to the test's `Cluster` (a subclass with the class attribute set)."""
+
+    cluster: Cluster
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: dict[int, Expected] = {}
+        self.clean = True  # false while a step runs: a step that raised leaves it false (teardown then only cancels)
+        self.cluster.stats["examples"] += 1
+
+    @contextlib.contextmanager
+    def step(self, name: str | None = None) -> Iterator[None]:
+        self.clean = False
+        if name is not None:
+            self.cluster.stats[name] += 1
+            self.cluster.stats["steps"] += 1
+        yield
+        self.clean = True
+
+    # --- rules -------------------------------------------------------------------------------------------------
+
+    @rule(kind=st.sampled_from(KINDS), n=st.integers(0, 1000), via=st.integers(0, NODES - 1))
+    def start(self, kind: Kind, n: int, via: int) -> None:
+        with self.step(f"start {kind.key}"):
+            key = uuid.uuid4().hex  # a start answered 503 is asked again with its key: it happens once
+            started = self._until_answered(
+                lambda: self.cluster.client(via).start(kind.key, variables={"n": n}, idempotency_key=key)
+            )
+            self.model[started.executionID] = Expected(started.executionID, kind, n)
+
+    @rule(which=WHICH, via=st.integers(0, NODES - 1))
+    def pause(self, which: tuple[int, bool], via: int) -> None:
+        with self.step("pause"):
+            self._control(self._pick(which), "pause", via)
+
+    @rule(which=WHICH, via=st.integers(0, NODES - 1))
+    def resume(self, which: tuple[int, bool], via: int) -> None:
+        with self.step("resume"):
+            self._control(self._pick(which), "resume", via)
+
+    @rule(which=WHICH, via=st.integers(0, NODES - 1))
+    def cancel(self, which: tuple[int, bool], via: int) -> None:
+        with self.step("cancel"):
+            self._control(self._pick(which), "cancel", via)
+
+    @rule(which=WHICH, payload=st.integers(0, 1000), via=st.integers(0, NODES - 1))
+    def signal(self, which: tuple[int, bool], payload: int, via: int) -> None:
+        with self.step("signal"):
+            self._signal(self._pick(which), payload, via)
+
+    @rule(which=WHICH)
+    def wait_for_its_end(self, which: tuple[int, bool]) -> None:
+        expected = self._pick(which)
+        if expected.may_end():
+            with self.step("wait for an end"):
+                self._wait_final(expected)
+
+    @initialize(kind=st.sampled_from(KINDS), n=st.integers(0, 1000))
+    def first_start(self, kind: Kind, n: int) -> None:
+        self.start(kind, n, 0)
+
+    @rule(
+        what=st.sampled_from(("node", "node", "redis crash", "redis restart")),
+        via=st.integers(0, NODES - 1),
+        until_expired=st.booleans(),
+    )
+    def disrupt(self, what: str, via: int, until_expired: bool) -> None:
+        """One rule for every disruption, so that they are as frequent as one request, not as four. A node:
+        kill -9 one, or start the one killed before again. Redis: kill -9 (nothing acknowledged may be lost:
+        appendfsync always) or SIGTERM, then start it again on its data."""
+        if what == "node" and NODES - len(self.cluster.alive()) > 0:
+            with self.step("restart a node"):
+                self.cluster.start_node(self.cluster.servers.index(None))
+        elif what == "node":
+            with self.step("kill -9 a node"):
+                self._kill_a_node(via, until_expired)
+        else:
+            with self.step(f"{what} and start it again"):
+                if what == "redis crash":
+                    self.cluster.crash_redis()
+                else:
+                    self.cluster.store.restart()
+                    self.cluster.last_disruption = time.monotonic()
+
+    def _kill_a_node(self, via: int, until_expired: bool) -> None:
+        """With `until_expired`, wait until its heartbeat has expired; otherwise a request for a paused execution it
+        owned is forwarded to its inbox, which nobody reads, and answered 503 after the wait."""
+        alive = self.cluster.alive()
+        self.cluster.kill_node(alive[via % len(alive)]).close()
+        if until_expired:
+            deadline = time.monotonic() + NODE_TTL_S + SLACK_S
+            while self.cluster.live_heartbeats() > len(alive) - 1:
+                assert time.monotonic() < deadline, "a killed node's heartbeat outlived its TTL"
+                time.sleep(0.02)
+
+    @rule(
+        verb=st.sampled_from(("pause", "resume", "cancel", "signal")),
+        which=WHICH,
+        via=st.integers(0, NODES - 1),
+        what=st.sampled_from(("the node asked", "the other node", "redis")),
+        after_ms=st.integers(0, 40),
+    )
+    def request_in_a_crash(self, verb: str, which: tuple[int, bool], via: int, what: str, after_ms: int) -> None:
+        """A request in flight when a node or Redis is killed -9: whatever the answer (or none), what it says
+        holds, and a request that was not answered took effect once or not at all."""
+        expected = self._pick(which)
+        alive = self.cluster.alive()
+        if len(alive) < 2:
+            what = "redis"
+        asked = alive[via % len(alive)]
+        client = self.cluster.client(via)
+        token = uuid.uuid4().hex  # the reason (a signal: its idempotency key) names the request in the log
+        with self.step(f"{verb} while killing {what}"), ThreadPoolExecutor(1) as pool:
+            if verb == "signal":
+                payload = after_ms
+                request = pool.submit(client.signal, expected.id, "go", payload, idempotency_key=token)
+            else:
+                request = pool.submit(getattr(client, verb), expected.id, token)
+            time.sleep(after_ms / 1000)  # where in the request the crash lands, not a wait for anything
+            if what == "redis":
+                self.cluster.crash_redis()
+                killed = None
+            else:
+                killed = self.cluster.kill_node(asked if what == "the node asked" else alive[(via + 1) % len(alive)])
+            try:
+                answer: BaseException | None = request.exception(timeout=60)
+            finally:
+                if killed is not None:
+                    killed.close()
+            if verb == "signal":
+                self._signal_again(expected, payload, token, answer)
+            else:
+                self._control_outcome(expected, verb, token, answer)
+
+    def _signal_again(self, expected: Expected, payload: int, key: str, answer: BaseException | None) -> None:
+        """Without an answer, the signal is sent again with its key (through a live node): delivered once."""
+        if isinstance(answer, Unavailable | ConnectionFailed):
+            self.cluster.stats["signal: no answer, sent again"] += 1
+            self._signal(expected, payload, 0, key)
+        elif isinstance(answer, InvalidTransition):
+            self._signal_refused(expected, answer)
+        else:
+            assert answer is None, answer
+            self._signal_accepted(expected, payload)
+
+    def _control_outcome(self, expected: Expected, verb: str, token: str, answer: BaseException | None) -> None:
+        event, to, valid = CONTROLS[verb]
+        if isinstance(answer, InvalidTransition):
+            self._refused(expected, verb, answer.current_status, valid)
+            expected.refusals_unsure += 1  # its `refused` entry may have been written by an attempt that died
+            self.cluster.stats[f"{verb} in a crash: 409"] += 1
+        elif isinstance(answer, Unavailable | ConnectionFailed):
+            self._settle_unanswered(expected, verb, token)
+        else:
+            assert answer is None, answer
+            self._acknowledged(expected, verb, event, to, valid)
+            self.cluster.stats[f"{verb} in a crash: 200"] += 1
+
+    def _settle_unanswered(self, expected: Expected, verb: str, token: str) -> None:
+        """A request with no answer may still be carried out until its deadline (the owner's wait): poll the log
+        for it until then; if it is not there by then, it must never be."""
+        event, to, valid = CONTROLS[verb]
+        deadline = time.monotonic() + REQUEST_DEADLINE_S
+        while True:
+            log = self.cluster.read(lambda client: client.log(expected.id)).items
+            mine = [entry.event for entry in log if entry.detail.get("reason") == token]
+            if event in mine:
+                self._acknowledged(expected, verb, event, to, valid)
+                self.cluster.stats[f"{verb} in a crash: no answer, done"] += 1
+                return
+            if "refused" in mine:
+                status = self.cluster.read(lambda client: client.status(expected.id)).status
+                self._refused(expected, verb, status, valid)
+                expected.refusals_unsure += 1
+                self.cluster.stats[f"{verb} in a crash: no answer, refused"] += 1
+                return
+            if time.monotonic() > deadline:
+                expected.forbidden.add(token)
+                self.cluster.stats[f"{verb} in a crash: no answer, not done"] += 1
+                return
+            time.sleep(0.05)
+
+    def _pick(self, which: tuple[int, bool]) -> Expected:
+        """An execution of this example; with `live`, one that has not ended if there is one: most requests to a
+        final execution are a 409 that says little."""
+        index, live = which
+        pool = [e for e in self.model.values() if e.status not in FINAL] if live else []
+        pool = pool or list(self.model.values())
+        return pool[index % len(pool)]
+
+    # --- the invariant -----------------------------------------------------------------------------------------
+
+    @invariant()
+    def agrees_with_the_model(self) -> None:
+        with self.step():
+            for expected in self.model.values():
+                self._check(expected)
+
+    def teardown(self) -> None:
+        """Drive every execution to its end (which must come) and check it there; after a failed step, only
+        cancel what is left, so that the next example does not run beside it."""
+        if not self.clean:
+            for expected in self.model.values():
+                with contextlib.suppress(Exception):
+                    self.cluster.client(0).cancel(expected.id)
+            return
+        with self.step():
+            for expected in self.model.values():
+                for _ in range(5):
+                    if expected.status != "paused":
+                        break
+                    self._control(expected, "resume", 0)
+                if expected.kind is WAITS and not expected.signals and expected.status == "running":
+                    self._signal(expected, 1, 0)
+            for expected in self.model.values():
+                if expected.status == "running":
+                    self._wait_final(expected)
+                self._check(expected)
+                assert expected.status in FINAL, f"execution {expected.id} is still {expected.status}"
+            self._check_lists()
+
+    # --- how the model follows the answers ---------------------------------------------------------------------
+
+    def _until_answered(self, call: Callable[[], T]) -> T:
+        """Ask again while the answer is 503: for requests that carry an idempotency key."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return call()
+            except (Unavailable, ConnectionFailed):
+                assert time.monotonic() < deadline, "503 for 30 s"
+                self.cluster.stats["503, asked again with the key"] += 1
+                time.sleep(0.05)
+
+    def _control(self, expected: Expected, verb: str, via: int) -> None:
+        event, to, valid = CONTROLS[verb]
+        client = self.cluster.client(via)
+        try:
+            getattr(client, verb)(expected.id)
+        except InvalidTransition as refused:
+            self._refused(expected, verb, refused.current_status, valid)
+            self.cluster.stats[f"{verb}: 409"] += 1
+            return
+        except Unavailable as lost:
+            self._resolve(expected, verb, event, to, valid, lost.request_id)
+            return
+        self._acknowledged(expected, verb, event, to, valid)
+        self.cluster.stats[f"{verb}: 200"] += 1
+
+    def _acknowledged(self, expected: Expected, verb: str, event: str, to: str, valid: set[str]) -> None:
+        assert expected.status in valid, f"{verb} of {expected.id} was acknowledged, the model says {expected.status}"
+        expected.transitions.append(event)
+        expected.status = to
+
+    def _refused(self, expected: Expected, verb: str, current: str, valid: set[str]) -> None:
+        assert current in expected.allowed() and current not in valid, (
+            f"{verb} of {expected.id} refused as {current}; the model says {expected.allowed()}"
+        )
+        expected.refused += 1
+        expected.status = current
+
+    def _resolve(
+        self, expected: Expected, verb: str, event: str, to: str, valid: set[str], request_id: str | None
+    ) -> None:
+        """A 503 to pause, resume or cancel: it took effect or it did not, the log says which; one that did not
+        must never take effect later."""
+        assert request_id, "a 503 without X-Request-ID"
+        log = self.cluster.read(lambda client: client.log(expected.id)).items
+        mine = {entry.event for entry in log if entry.detail.get("requestId") == request_id}
+        if event in mine:
+            self._acknowledged(expected, verb, event, to, valid)
+            self.cluster.stats[f"{verb}: 503, done"] += 1
+        elif "refused" in mine:
+            status = self.cluster.read(lambda client: client.status(expected.id)).status
+            self._refused(expected, verb, status, valid)
+            self.cluster.stats[f"{verb}: 503, refused"] += 1
+        else:
+            expected.forbidden.add(request_id)
+            self.cluster.stats[f"{verb}: 503, not done"] += 1
+
+    def _signal(self, expected: Expected, payload: int, via: int, key: str | None = None) -> None:
+        key = key or uuid.uuid4().hex  # a signal answered 503 is sent again with its key: it is delivered once
+        try:
+            self._until_answered(
+                lambda: self.cluster.client(via).signal(expected.id, "go", payload, idempotency_key=key)
+            )
+        except InvalidTransition as refused:
+            self._signal_refused(expected, refused)
+            return
+        self._signal_accepted(expected, payload)
+
+    def _signal_refused(self, expected: Expected, refused: InvalidTransition) -> None:
+        assert refused.current_status in expected.allowed() and refused.current_status in FINAL, (
+            f"signal to {expected.id} refused as {refused.current_status}; the model says {expected.allowed()}"
+        )
+        expected.status = refused.current_status
+        self.cluster.stats["signal: 409"] += 1
+
+    def _signal_accepted(self, expected: Expected, payload: int) -> None:
+        assert expected.status in ("running", "paused"), f"signal to {expected.id} accepted, it is {expected.status}"
+        expected.signals.append(payload)
+        self.cluster.stats["signal: 202"] += 1
+
+    def _wait_final(self, expected: Expected) -> None:
+        """Wait for the end a running execution must reach on its own (polling its status, with a deadline)."""
+        assert expected.may_end(), f"execution {expected.id} cannot end on its own: {expected}"
+        deadline = time.monotonic() + 20
+        while True:
+            status = self.cluster.read(lambda client: client.status(expected.id)).status
+            if status != "running":
+                assert status == expected.kind.natural_end, f"execution {expected.id}: {status}"
+                expected.status = status
+                return
+            assert time.monotonic() < deadline, f"execution {expected.id} is still running after 20 s"
+            time.sleep(0.02)
+
+    # --- the checks --------------------------------------------------------------------------------------------
+
+    def _check(self, expected: Expected) -> None:
+        status = self.cluster.read(lambda client: client.status(expected.id))
+        observed = status.status
+        assert observed in expected.allowed(), f"execution {expected.id} is {observed}; model: {expected}"
+        expected.status = observed
+        progress = status.progress
+        assert progress.totalNodes == expected.kind.total
+        assert expected.completed_nodes <= progress.completedNodes <= progress.totalNodes, (expected, progress)
+        expected.completed_nodes = progress.completedNodes
+        assert status.isActive == (observed not in FINAL)
+        assert (status.timing.stoppedAt is not None) == (observed in FINAL), status.timing
+        assert (status.timing.pausedAt is not None) == (observed == "paused"), status.timing
+        log = self.cluster.read(lambda client: client.log(expected.id)).items
+        self._check_log(expected, log)
+        if observed == "running":
+            self._check_owner(expected)
+            return
+        # paused or final: nothing moves any more until the model asks
+        completed = {entry.elementKey for entry in log if entry.event == "element-completed"}
+        assert progress.completedNodes == len(completed), (expected.id, progress, completed)
+        if observed == "completed":
+            assert progress.percentage == 100.0
+        if observed == "failed":
+            assert status.error is not None
+            assert (status.error["element"], status.error["attempts"]) == ("boom", 2), status.error
+        elements = self.cluster.read(lambda client: client.elements(expected.id)).items
+        if observed in FINAL:
+            # (a task waiting for its retry keeps `retrying`: its record holds the failed attempt's error)
+            unfinished = [e for e in elements if e.status == "running"]
+            assert not unfinished, f"execution {expected.id} is {observed}; its elements say {unfinished}"
+        if observed == "completed":
+            assert {e.key for e in elements if e.status == "completed"} == completed, (expected.id, elements)
+        state = self.cluster.read(lambda client: client.state(expected.id))
+        if observed == "cancelled":
+            assert (state.active, state.stack, state.memory) == (False, None, None), state
+            return
+        assert state.active == (observed == "paused") and state.memory is not None, state
+        variables = state.memory["variables"]
+        if observed == "completed":
+            assert variables == expected.variables(), (expected, variables)
+            return
+        known = expected.variables() if expected.kind is not WAITS or expected.signals else {"n": expected.n}
+        assert variables["n"] == expected.n and variables.items() <= known.items(), (expected, variables)
+
+    def _check_lists(self) -> None:
+        """The list of executions filtered by status (its own index) agrees with each one's status."""
+        for name in sorted(FINAL):
+
+            def listing(client: Client, name: Any = name) -> list[int]:
+                return [e.executionID for e in client.iter_executions(status=name)]
+
+            listed = set(self.cluster.read(listing))
+            expected = {e.id for e in self.model.values() if e.status == name}
+            assert listed & self.model.keys() == expected, (name, listed & self.model.keys(), expected)
+
+    def _check_log(self, expected: Expected, log: list[LogEntry]) -> None:
+        events = [entry.event for entry in log]
+        where = f"execution {expected.id}: {events}"
+        assert events[:1] == ["started"] and _count(log, "started") == 1, where
+        assert [event for event in events if event in TRANSITIONS] == expected.transitions, (where, expected)
+        assert expected.refused <= _count(log, "refused") <= expected.refused + expected.refusals_unsure, where
+        assert _count(log, "signal-received") == len(expected.signals), (where, expected)
+        twice = [
+            key
+            for key, times in Counter(e.elementKey for e in log if e.event == "element-completed").items()
+            if times > 1
+        ]
+        assert not twice, f"{where}: completed twice: {twice}"
+        ends = [event for event in events if event in FINAL]
+        assert len(ends) <= 1, where
+        if expected.status in FINAL:
+            assert ends == [expected.status], where
+        elif ends:
+            assert expected.may_end() and ends == [expected.kind.natural_end], where
+        late = [e for e in log if {e.detail.get("requestId"), e.detail.get("reason")} & expected.forbidden]
+        assert not late, f"{where}: a request answered 503 took effect afterwards: {late}"
+
+    def _check_owner(self, expected: Expected) -> None:
+        """A running execution has a live owner, or gets one within the node TTL of the last disruption."""
+        cluster = self.cluster
+        if cluster.owner_is_live(expected.id):
+            return
+        deadline = cluster.last_disruption + NODE_TTL_S + RECONCILE_S + SLACK_S
+        while not cluster.owner_is_live(expected.id):
+            status = cluster.read(lambda client: client.status(expected.id)).status
+            if status != "running":
+                assert status in expected.allowed(), f"execution {expected.id} is {status}; model: {expected}"
+                expected.status = status
+                return
+            assert time.monotonic() < deadline, (
+                f"execution {expected.id} running with no live owner {time.monotonic() - cluster.last_disruption:.1f}"
+                " s after the last disruption"
+            )
+            time.sleep(0.02)
+        cluster.longest_orphan_s = max(cluster.longest_orphan_s, time.monotonic() - cluster.last_disruption)
+        cluster.stats["waited for an adoption"] += 1
+
+
+def _settings() -> settings:
+    return settings(
+        max_examples=40 if LONG else 10,
+        stateful_step_count=40 if LONG else 15,
+        deadline=None,
+        database=None,  # no .hypothesis/ litter: a failure prints its steps, and a seed with --hypothesis-seed
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def _run(cluster: Cluster) -> None:
+    """In a worker thread: the nodes, the definitions, then the examples."""
+    for index in range(NODES):
+        cluster.start_node(index)
+    for kind in KINDS:
+        cluster.client(0).register(kind.definition())
+    machine = type("EngineModel", (Model,), {"cluster": cluster})
+    began = time.monotonic()
+    run_state_machine_as_test(machine, settings=_settings())
+    stats = cluster.stats
+    print(
+        f"\nmodel: {stats.pop('examples')} examples, {stats.pop('steps')} steps in {time.monotonic() - began:.0f} s; "
+        f"longest wait for an owner {cluster.longest_orphan_s:.2f} s after a disruption; "
+        + ", ".join(f"{name} {count}" for name, count in sorted(stats.items()))
+    )
+
+
+@pytest.mark.fuzz
+@pytest.mark.slow
+@pytest.mark.timeout(7200 if LONG else 300)
+async def test_the_engine_keeps_to_the_model(redis_server_factory: RedisServerFactory, prefix: str) -> None:
+    store = redis_server_factory()
+    store.extra_args = ("--appendfsync", "always")  # a crash of Redis may lose nothing it acknowledged
+    await store.arestart()
+    async with serving(store.url, prefix) as start:
+        cluster = Cluster(asyncio.get_running_loop(), start, store, prefix)
+        try:
+            await asyncio.to_thread(_run, cluster)
+        finally:
+            await asyncio.to_thread(cluster.close)
