@@ -47,7 +47,7 @@ from procengine.errors import (
 from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
-from procengine.statuses import Status
+from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store.codec import encode
 from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
 from procengine.store.keys import Keys
@@ -628,9 +628,6 @@ class Engine:
         adopted = await self._activate_all(orphans)
         self.metrics.adopted.inc(adopted)
         return adopted
-
-
-FINAL_STATUSES = frozenset(status.value for status in Status if status.is_final)
 
 
 def _final(row: dict[str, str]) -> bool:

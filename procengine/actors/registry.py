@@ -15,12 +15,12 @@ from procengine.actors.actor import ActorContext, ExecutionActor
 from procengine.actors.catalog import Catalog
 from procengine.actors.messages import Drain
 from procengine.actors.ownership import Ownership
-from procengine.actors.snapshot import load_state
+from procengine.actors.snapshot import check_fields, load_state
 from procengine.cancellation import check_cancelled
 from procengine.clock import iso
 from procengine.engine.state import ExecutionState, Memory, ThreadProgress
 from procengine.errors import NotFound, OwnedElsewhere, StateCorrupted, Unavailable
-from procengine.statuses import Status
+from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store.executions import Commit, LogRecord, Outcome, StoredExecution
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,12 @@ class Registry:
                     stored = await self.ctx.store.load(execution_id)
                     if stored is None or (tenant is not None and stored.fields.get("tenant") != tenant):
                         raise NotFound(f"execution {execution_id} not found")
-                    if Status(stored.status).is_final:
+                    try:
+                        status = check_fields(execution_id, stored.fields)
+                    except StateCorrupted as exc:
+                        await self._unreadable(execution_id, stored, exc)
+                        return None
+                    if status.is_final:
                         return None
                     actor = await self._take(execution_id, stored)
                     if actor is not None:
@@ -113,7 +118,7 @@ class Registry:
         fields = await self.ctx.store.fields(execution_id)
         if not fields or fields.get("tenant") != tenant:
             raise NotFound(f"execution {execution_id} not found")
-        if Status(fields.get("status", "")).is_final:
+        if fields.get("status") in FINAL_STATUSES:  # any other status, known or not, is for activate to judge
             return False
         owner = fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
@@ -178,10 +183,28 @@ class Registry:
         )
         return actor
 
-    async def _fail_corrupted(self, execution_id: int, epoch: int, why: str, stored_key: str) -> None:
-        log.error("execution %s: snapshot unreadable, marking it failed: %s", execution_id, why)
+    async def _unreadable(self, execution_id: int, stored: StoredExecution, exc: StateCorrupted) -> None:
+        """An execution whose hash cannot be worked with (edited by hand): a running one cannot go on and is marked
+        failed, visibly, rather than left "running" with nobody driving it; anything else is refused (409). Not
+        taken over first: a takeover bumps an epoch that may be what is unreadable; the failing write is fenced on
+        the epoch as found instead (none when it is not a number: then no owner can write it any more either)."""
+        if stored.fields.get("status") != Status.RUNNING.value:
+            raise exc
+        epoch = stored.fields.get("epoch", "")
+        await self._fail_corrupted(
+            execution_id,
+            int(epoch) if epoch.isascii() and epoch.isdigit() else None,
+            exc.message,
+            stored.fields.get("processKey", ""),
+            what="hash unreadable",
+        )
+
+    async def _fail_corrupted(
+        self, execution_id: int, epoch: int | None, why: str, stored_key: str, *, what: str = "snapshot unreadable"
+    ) -> None:
+        log.error("execution %s: %s, marking it failed: %s", execution_id, what, why)
         now = self.ctx.clock.now_ms()
-        error = {"element": None, "error": f"state corrupted: {why}", "attempts": 0}
+        error = {"element": None, "error": f"state corrupted: {why}", "type": "StateCorrupted", "attempts": 0}
         detail = {"from": "running", "to": "failed", "by": "system", **error}
         commit = Commit(
             execution={"status": Status.FAILED.value, "stoppedAt": iso(now), "error": json.dumps(error)},
