@@ -140,7 +140,10 @@ async def _audit(api: Api, raw: Redis, prefix: str, acknowledged: Acknowledged, 
             continue
         status, answer = await api.call("GET", f"/executions/processes/{execution_id}/log")
         assert status == 200, answer
-        loss.completed_twice += _completed_twice(execution_id, answer["data"]["items"], ROUNDS, final[execution_id])
+        twice = _completed_twice(execution_id, answer["data"]["items"], ROUNDS, final[execution_id])
+        if twice:  # with the log, to tell which writes made it
+            entries = [(e["at"][11:], e["event"], e["elementKey"], e["detail"]) for e in answer["data"]["items"]]
+            loss.completed_twice += [*twice, *map(str, entries)]
     return loss
 
 
@@ -152,6 +155,7 @@ async def _run(
     redis = connect(server.url, timeout_s=configured.redis_timeout_s, retries=configured.redis_retries)
     raw = connect(server.url, timeout_s=1.0, retries=2)
     acknowledged = Acknowledged()
+    delayed = 0
     try:
         async with (
             Engine(redis, configured, builtin_handlers()) as engine,
@@ -165,6 +169,7 @@ async def _run(
             starters = [asyncio.create_task(_start_all_along(api, acknowledged, keys, stop)) for _ in range(4)]
             try:
                 await asyncio.sleep(LOAD_BEFORE_S)
+                delayed = (await raw.info("persistence"))["aof_delayed_fsync"]  # writes Redis held back so far
                 crashed_at = time.monotonic()
                 await crash(server)
                 await asyncio.sleep(0.5)  # starts go on against the Redis that came back
@@ -180,7 +185,8 @@ async def _run(
         f"\nappendfsync {fsync}, {crash.__name__}: acknowledged {len(acknowledged.starts)} starts, "
         f"{len(acknowledged.checkpoints)} checkpoints, {sum(len(c[1]) for c in acknowledged.checkpoints)} log entries; "
         f"lost {len(loss.starts)} starts, {len(loss.keys)} idempotency keys, {len(loss.checkpoints)} checkpoints, "
-        f"{loss.entries} log entries; {len(loss.completed_twice)} completed twice, {len(loss.not_ended)} not ended"
+        f"{loss.entries} log entries; {len(loss.completed_twice)} completed twice, {len(loss.not_ended)} not ended; "
+        f"AOF writes held back by a slow fsync before the crash: {delayed}"
     )
     return acknowledged, loss, crashed_at
 
@@ -209,7 +215,7 @@ async def test_what_a_redis_restart_under_load_loses(
 ) -> None:
     acknowledged, loss, crashed_at = await _run(redis_server_factory("--appendfsync", fsync), settings, fsync, crash)
 
-    assert len(acknowledged.starts) > 20 and len(acknowledged.checkpoints) > 200, "too little load to show anything"
+    assert len(acknowledged.starts) >= 10 and len(acknowledged.checkpoints) >= 300, "too little load to show anything"
     assert loss.not_ended == [], "an execution was left running with nobody to drive it"
     assert loss.completed_twice == [], loss.completed_twice
     if fsync == "always" or crash is clean_restart:
