@@ -6,11 +6,13 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError
 
 from procengine.actors.engine import Engine
 from procengine.store.executions import Commit, WriteResult
-from tests.actors.conftest import Gate, definition, events, start, wait_status
+from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_status
+from tests.actors.test_children import KYC, child_of, parent
 
 
 async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_it(engine: Engine, gate: Gate) -> None:
@@ -45,6 +47,23 @@ async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_i
     assert failed.is_set()
     completed = Counter(key for event, key in await events(engine, execution_id) if event == "element-completed")
     assert completed == {"a_work": 1, "a_end": 1, "b_work": 1, "b_end": 1}
+
+
+async def test_a_child_whose_status_was_edited_by_hand_fails_the_call_and_not_the_parent(
+    engine: Engine, gate: Gate, redis: Redis
+) -> None:
+    """The parent reads how its child ended; a status it does not know used to raise in the parent's lane, and the
+    parent, taken back by its node, raised again at every reconcile pass: a crash loop."""
+    await engine.register_process(CALLER, KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "ada"}})
+    child_id = await child_of(engine, parent_id)
+
+    await redis.hset(engine.keys.execution(child_id).execution, "status", "runing")
+    gate.release.set()  # the child's actor finds the status changed under it at its next write, and stops
+
+    assert await wait_status(engine, parent_id, "completed", "failed") == "failed"
+    error = (await engine.status(CALLER, parent_id)).error
+    assert error is not None and error["type"] == "ChildFailed" and "'runing'" in error["error"], error
 
 
 def _gated_thread(name: str) -> dict[str, Any]:
