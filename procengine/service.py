@@ -96,6 +96,14 @@ class EngineService(Protocol):
         """None when the node takes work (Redis answers, not shutting down); else why not."""
         ...
 
+    async def store_answers(self) -> bool:
+        """Whether Redis answers right now (a quick probe, asked about requests that take long)."""
+        ...
+
+    def store_silent(self) -> bool:
+        """Whether the last probe found Redis silent (no I/O: requests are then checked at once)."""
+        ...
+
     def metrics_text(self) -> tuple[bytes, str]:
         """The node's metrics in Prometheus text format, and the content type."""
         ...

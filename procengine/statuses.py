@@ -36,3 +36,6 @@ _IDS = {
     Status.FAILED: 4,
     Status.CANCELLED: 5,
 }
+
+FINAL_STATUSES = frozenset(status.value for status in Status if status.is_final)
+"""The final statuses as stored (a status read from Redis is tested against this before it is trusted)."""

@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 from procengine.redis_server import RedisServer
 from procengine.settings import Settings
 
-RedisServerFactory = Callable[[], RedisServer]
+RedisServerFactory = Callable[..., RedisServer]
+"""`make(*extra_args)`: a started redis-server of the test's own; `extra_args` as `RedisServer` takes them."""
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +46,8 @@ def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
     """Start dedicated redis-servers (for tests that kill or restart them); all are stopped after the test."""
     servers: list[RedisServer] = []
 
-    def make() -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(servers)}")
+    def make(*extra_args: str) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", extra_args=extra_args)
         server.start()
         servers.append(server)
         return server

@@ -592,6 +592,8 @@ class ExecutionActor:
         async with self._checkpoint_lock:
             # else a checkpoint written while we waited carried our events
             if self._checkpoints_written < asked:
+                if self._crash is not None:
+                    raise self._crash
                 batch, self._unwritten = self._unwritten, []
                 extras, self._unwritten_extras = self._unwritten_extras, []
                 covered = self._checkpoints_asked
@@ -600,7 +602,16 @@ class ExecutionActor:
                     commit.execution.update(part.execution)
                     commit.elements.update(part.elements)
                     commit.log.extend(part.log)
-                await self._write(commit, expect=Status.RUNNING)
+                try:
+                    await self._write(commit, expect=Status.RUNNING)
+                except Exception as exc:
+                    # The state here is now ahead of Redis by this batch, whose events went with the write (and
+                    # whose outcome is unknown: a lost reply can hide a write that landed). A lane that waited
+                    # must not write that state without them: the actor stops, and its node takes the execution
+                    # back from what Redis holds (_reload clears this).
+                    if self._crash is None:
+                        self._crash = exc
+                    raise
                 self._checkpoints_written = covered
         self._observe(events)
 

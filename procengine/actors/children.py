@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from procengine.engine.interpreter import StartChild
-from procengine.errors import ProcEngineError, ValidationFailed
+from procengine.errors import CodecError, ProcEngineError, ValidationFailed
 from procengine.service import Caller
 from procengine.statuses import Status
 from procengine.store.codec import decode
@@ -42,7 +42,7 @@ Verb = Literal["pause", "resume", "cancel"]
 @dataclass(frozen=True, slots=True)
 class ChildEnd:
     status: str
-    """completed, failed, cancelled, or gone (its keys were removed)."""
+    """completed, failed, cancelled, gone (its keys were removed) or unreadable (edited by hand)."""
     variables: dict[str, Any] | None
     error: str | None
 
@@ -85,12 +85,20 @@ class Children:
         fields = await self.engine.store.fields(child_id)
         if not fields:
             return ChildEnd("gone", None, "its keys are gone")
-        status = Status(fields["status"])
+        # Edited by hand into something unreadable: the call fails (ChildFailed) rather than the parent's lane
+        # raising, which its node's take-backs would repeat every reconcile pass. Such a child is driven by no one.
+        try:
+            status = Status(fields.get("status", ""))
+        except ValueError:
+            return ChildEnd("unreadable", None, f"its status {fields.get('status')!r} is not one procengine knows")
         if not status.is_final:
             return None
         if status is Status.COMPLETED:
             stored = await self.engine.store.load(child_id)
-            memory = decode(stored.state["memory"]) if stored is not None and stored.state.get("memory") else {}
+            try:
+                memory = decode(stored.state["memory"]) if stored is not None and stored.state.get("memory") else {}
+            except CodecError as exc:
+                return ChildEnd("unreadable", None, f"its memory cannot be read: {exc.message}")
             variables = memory.get("variables") if isinstance(memory, dict) else None
             return ChildEnd(status.value, variables if isinstance(variables, dict) else {}, None)
         error = json.loads(fields["error"]).get("error") if fields.get("error") else None

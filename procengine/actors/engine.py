@@ -48,12 +48,13 @@ from procengine.errors import (
 from procengine.metrics import Metrics
 from procengine.service import Caller
 from procengine.settings import Settings
-from procengine.statuses import Status
+from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.codec import encode
 from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
 from procengine.store.indexes import Indexed
 from procengine.store.keys import Keys
+from procengine.store.probe import StoreProbe
 from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.store.scripts import Scripts
 from procengine.tasks import HandlerRegistry
@@ -83,6 +84,8 @@ M = TypeVar("M", bound=BaseModel)
 RECONCILE_CHUNK = 100
 SWEEP_BATCH = 500
 ADOPT_CONCURRENCY = 50
+STORE_PROBE_S = 0.4
+"""How long a PING may take before the front door takes Redis for unreachable (store/probe.py)."""
 RESULTS: dict[Verb, type[BaseModel]] = {
     "pause": PauseResult,
     "resume": ResumeResult,
@@ -147,6 +150,7 @@ class Engine:
             block_ms=max(100, int(settings.redis_timeout_s * 1000) - 1000),
             draining=lambda: self._draining,
         )
+        self.probe = StoreProbe(redis, timeout_s=STORE_PROBE_S, keep_s=STORE_PROBE_S / 2)
         self._reconcile_now = asyncio.Event()
         """Set when another node has left: reconcile (adopt its executions) now, not at the next interval."""
 
@@ -174,6 +178,7 @@ class Engine:
         self._background = []
         await self.registry.stop_all()
         await self.store.aclose()
+        await self.probe.aclose()
         with contextlib.suppress(Exception):
             await self.ownership.leave()
         log.info("node %s: engine stopped", self.node_id)
@@ -190,6 +195,14 @@ class Engine:
             return None if await self.redis.ping() else "the store cannot be reached"
         except Exception:
             return "the store cannot be reached"
+
+    async def store_answers(self) -> bool:
+        """Whether Redis answers a PING within STORE_PROBE_S now (asked by the front door of a slow request)."""
+        return await self.probe.answers()
+
+    def store_silent(self) -> bool:
+        """Whether the last probe found Redis silent (no I/O)."""
+        return self.probe.silent
 
     async def drain(self) -> None:
         """Leave gracefully (SIGTERM): take no new work (requests for actors answer 503 with Retry-After, /ready
@@ -628,9 +641,6 @@ class Engine:
         adopted = await self._activate_all(orphans)
         self.metrics.adopted.inc(adopted)
         return adopted
-
-
-FINAL_STATUSES = frozenset(status.value for status in Status if status.is_final)
 
 
 def _final(row: dict[str, str]) -> bool:

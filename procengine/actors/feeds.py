@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
 from procengine.errors import Unavailable
-from procengine.statuses import Status
+from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store.executions import ExecutionStore
 from procengine.views import LogEntry, StatusEvent
 
@@ -82,7 +82,7 @@ class Feeds:
                 return
             if not entries:
                 fields = await self.store.fields(execution_id)
-                if not fields or Status(fields["status"]).is_final:  # its final entry came in the same write
+                if not fields or fields.get("status") in FINAL_STATUSES:  # its final entry came in the same write
                     return
                 yield None
                 continue

@@ -15,12 +15,12 @@ from procengine.actors.actor import ActorContext, ExecutionActor
 from procengine.actors.catalog import Catalog
 from procengine.actors.messages import Drain
 from procengine.actors.ownership import Ownership
-from procengine.actors.snapshot import load_state
+from procengine.actors.snapshot import check_fields, load_state
 from procengine.cancellation import check_cancelled
 from procengine.clock import iso
 from procengine.engine.state import ExecutionState, Memory, ThreadProgress
 from procengine.errors import NotFound, OwnedElsewhere, StateCorrupted, Unavailable
-from procengine.statuses import Status
+from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.executions import Commit, LogRecord, Outcome, StoredExecution
 from procengine.store.indexes import Indexed
@@ -92,7 +92,12 @@ class Registry:
                     stored = await self.ctx.store.load(execution_id)
                     if stored is None or (tenant is not None and stored.fields.get("tenant") != tenant):
                         raise NotFound(f"execution {execution_id} not found")
-                    if Status(stored.status).is_final:
+                    try:
+                        status = check_fields(execution_id, stored.fields)
+                    except StateCorrupted as exc:
+                        await self._unreadable(execution_id, stored, exc)
+                        return None
+                    if status.is_final:
                         return None
                     actor = await self._take(execution_id, stored)
                     if actor is not None:
@@ -115,7 +120,7 @@ class Registry:
         fields = await self.ctx.store.fields(execution_id)
         if not fields or fields.get("tenant") != tenant:
             raise NotFound(f"execution {execution_id} not found")
-        if Status(fields.get("status", "")).is_final:
+        if fields.get("status") in FINAL_STATUSES:  # any other status, known or not, is for activate to judge
             return False
         owner = fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
@@ -154,9 +159,7 @@ class Registry:
             state = load_state(stored, process)
         except StateCorrupted as exc:
             if status is Status.RUNNING:  # it cannot go on: fail it visibly rather than leave it "running"
-                at = Indexed(tenant, execution_id, int(stored.fields["processID"]))
-                key = stored.fields.get("idempotencyKey") or None
-                await self._fail_corrupted(at, key, result.epoch, exc.message, process.definition.key)
+                await self._fail_corrupted(execution_id, stored.fields, result.epoch, exc.message)
                 return None
             state = _placeholder(process.threads[0].key if process.threads else "")
             corrupted = True
@@ -182,31 +185,54 @@ class Registry:
         )
         return actor
 
+    async def _unreadable(self, execution_id: int, stored: StoredExecution, exc: StateCorrupted) -> None:
+        """An execution whose hash cannot be worked with (edited by hand): a running one cannot go on and is marked
+        failed, visibly, rather than left "running" with nobody driving it; anything else is refused (409). Not
+        taken over first: a takeover bumps an epoch that may be what is unreadable; the failing write is fenced on
+        the epoch as found instead (none when it is not a number: then no owner can write it any more either)."""
+        if stored.fields.get("status") != Status.RUNNING.value:
+            raise exc
+        epoch = stored.fields.get("epoch", "")
+        await self._fail_corrupted(
+            execution_id,
+            stored.fields,
+            int(epoch) if epoch.isascii() and epoch.isdigit() else None,
+            exc.message,
+            what="hash unreadable",
+        )
+
     async def _fail_corrupted(
-        self, at: Indexed, idempotency_key: str | None, epoch: int, why: str, stored_key: str
+        self,
+        execution_id: int,
+        fields: dict[str, str],
+        epoch: int | None,
+        why: str,
+        *,
+        what: str = "snapshot unreadable",
     ) -> None:
-        execution_id = at.execution_id
-        log.error("execution %s: snapshot unreadable, marking it failed: %s", execution_id, why)
+        log.error("execution %s: %s, marking it failed: %s", execution_id, what, why)
         now = self.ctx.clock.now_ms()
-        error = {"element": None, "error": f"state corrupted: {why}", "attempts": 0}
+        error = {"element": None, "error": f"state corrupted: {why}", "type": "StateCorrupted", "attempts": 0}
         detail = {"from": "running", "to": "failed", "by": "system", **error}
-        retention = self.ctx.settings.retention_ms(at.tenant)
+        tenant, process_id = fields.get("tenant", ""), fields.get("processID", "")
+        retention = self.ctx.settings.retention_ms(tenant)
         commit = Commit(
             execution={"status": Status.FAILED.value, "stoppedAt": iso(now), "error": json.dumps(error)},
             state={"active": 0},
             log=[LogRecord(now, "failed", None, detail)],
             expire_ms=retention,
-            index=indexes.moved(
+        )
+        if tenant and process_id.isascii() and process_id.isdigit():  # else its index entries cannot be named
+            commit.index = indexes.moved(
                 self.ctx.store.keys,
-                at,
+                Indexed(tenant, execution_id, int(process_id)),
                 Status.RUNNING.value,
                 Status.FAILED.value,
                 removal_at_ms=now + retention,
-                idempotency_key=idempotency_key,
-            ),
-        )
+                idempotency_key=fields.get("idempotencyKey") or None,
+            )
         await self.ctx.store.commit(execution_id, commit, epoch=epoch, expect=Status.RUNNING.value)
-        self.ctx.metrics.finished.labels(stored_key, Status.FAILED.value).inc()
+        self.ctx.metrics.finished.labels(fields.get("processKey", ""), Status.FAILED.value).inc()
         await self.ctx.store.deactivate(execution_id)
 
     async def drain_all(self, timeout_s: float) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.state import ExecutionState, ThreadProgress, state_from_docs
 from procengine.errors import CodecError, StateCorrupted
+from procengine.statuses import Status
 from procengine.store.codec import check_format, decode
 from procengine.store.executions import StoredExecution
 
@@ -38,6 +41,31 @@ def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionSt
     if unfinished and not state.stack:
         raise StateCorrupted(f"the stack is empty but threads {unfinished} have not finished")
     return state
+
+
+NUMBER_FIELDS = ("epoch", "processID", "processVersion")
+
+
+def check_fields(execution_id: int, fields: Mapping[str, str]) -> Status:
+    """The status in an execution's hash, once the fields the engine works with are readable; StateCorrupted naming
+    the field if not (a hash edited by hand: a status procengine does not know, an epoch that is not a number, a
+    field deleted)."""
+    raw = fields.get("status", "")
+    try:
+        status = Status(raw)
+    except ValueError:
+        known = ", ".join(s.value for s in Status)
+        raise StateCorrupted(
+            f"execution {execution_id}: its status {raw!r} is not one procengine knows ({known})"
+        ) from None
+    for name in NUMBER_FIELDS:
+        value = fields.get(name)
+        if value is None or not (value.isascii() and value.isdigit()):
+            what = "is missing" if value is None else f"is {value!r}, not a number"
+            raise StateCorrupted(f"execution {execution_id}: its field {name} {what}")
+    if not fields.get("tenant"):
+        raise StateCorrupted(f"execution {execution_id}: its field tenant is missing")
+    return status
 
 
 def _decoded(name: str, blob: bytes) -> object:

@@ -20,6 +20,7 @@ __all__ = [
     "REQUEST_ID_KEY",
     "ROUTES_KEY",
     "SETTINGS_KEY",
+    "STREAMING_KEY",
     "caller",
     "engine",
     "request_id",
@@ -35,6 +36,8 @@ OPENAPI_KEY = web.AppKey("openapi", bytes)
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 CALLER_KEY = web.RequestKey("caller", Caller)
+STREAMING_KEY = web.RequestKey("streaming", bool)
+"""Set by a handler that has started its answer (an event stream): it can no longer be turned into an error."""
 
 
 def engine(request: web.Request) -> EngineService:

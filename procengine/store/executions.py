@@ -373,7 +373,8 @@ def _applied(reply: Any) -> bool:
 
 def _result(reply: list[Any]) -> WriteResult:
     outcome, status, epoch = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
-    return WriteResult(Outcome(outcome), status, int(epoch or 0))
+    # an epoch edited by hand into something else than a number reads as 0: no writer holds that epoch
+    return WriteResult(Outcome(outcome), status, int(epoch) if epoch.isascii() and epoch.isdigit() else 0)
 
 
 def log_time(text: str) -> str:

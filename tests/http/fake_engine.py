@@ -7,6 +7,7 @@ any exception on its next call.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,8 @@ class FakeEngine:
         self.calls: list[Call] = []
         self.is_ready = True
         self.raise_next: BaseException | None = None
+        self.list_takes_s = 0.0
+        """How long `list_processes` takes (a store that is slow, or hangs)."""
 
     # --- bookkeeping --------------------------------------------------------------------------
 
@@ -116,6 +119,7 @@ class FakeEngine:
 
     async def list_processes(self, caller: Caller) -> ProcessList:
         self._record("list_processes", caller)
+        await asyncio.sleep(self.list_takes_s)
         return ProcessList(items=[view for tenant, view in self.processes.values() if tenant == caller.tenant])
 
     async def get_process(self, caller: Caller, process_id: int) -> ProcessView:
@@ -258,6 +262,12 @@ class FakeEngine:
     async def ready(self) -> str | None:
         self._record("ready", None)
         return None if self.is_ready else "the store cannot be reached"
+
+    async def store_answers(self) -> bool:
+        return self.is_ready
+
+    def store_silent(self) -> bool:
+        return not self.is_ready
 
     def metrics_text(self) -> tuple[bytes, str]:
         return b"# fake metrics\n", "text/plain; version=0.0.4; charset=utf-8"

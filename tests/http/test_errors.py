@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from redis.exceptions import DataError, NoPermissionError, OutOfMemoryError, Rea
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from procengine.errors import Fenced, StateCorrupted
+from procengine.http.middleware import STORE_CHECK_S
 from tests.http.conftest import BASE, ORDER_DEFINITION, Client, ClientFactory
 from tests.http.fake_engine import FakeEngine
 from tests.http.test_routes import EXECUTIONS, started
@@ -375,6 +377,31 @@ async def test_any_redis_error_is_503_with_the_stores_reason(
     error = await error_of(response, 503, "UNAVAILABLE")
     assert error["message"] == message
     assert response.headers["Retry-After"] == "5"
+
+
+async def test_a_request_that_waits_on_a_silent_store_is_503_within_a_second(
+    client: Client, engine: FakeEngine
+) -> None:
+    """A hung Redis answers nothing: redis-py would wait for its socket timeout on every retry (20 s by default).
+    The front door asks whether the store answers once a request has taken STORE_CHECK_S, and gives up."""
+    engine.list_takes_s, engine.is_ready = 30.0, False
+    began = time.monotonic()
+
+    response = await client.get(f"{BASE}/processes")
+
+    await error_of(response, 503, "UNAVAILABLE")
+    assert time.monotonic() - began < 1.0
+    began = time.monotonic()  # the store is known silent now: the next request is checked at once
+    await error_of(await client.get(f"{BASE}/processes"), 503, "UNAVAILABLE")
+    assert time.monotonic() - began < STORE_CHECK_S
+
+
+async def test_a_slow_request_to_a_store_that_answers_is_not_cut_short(client: Client, engine: FakeEngine) -> None:
+    engine.list_takes_s = STORE_CHECK_S * 2.5
+
+    response = await client.get(f"{BASE}/processes")
+
+    assert response.status == 200
 
 
 async def test_a_fenced_write_is_503(client: Client, engine: FakeEngine) -> None:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from procengine.actors.feeds import Feed
 from procengine.errors import ValidationFailed
-from procengine.http.context import caller, engine
+from procengine.http.context import STREAMING_KEY, caller, engine
 from procengine.http.params import execution_id
 
 __all__ = ["execution_events", "status_events"]
@@ -54,6 +54,7 @@ async def _stream(request: web.Request, feed: Feed[Any], name: Callable[[Any], s
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     try:
+        request[STREAMING_KEY] = True
         await response.prepare(request)
         async for batch in feed:
             if batch is None:

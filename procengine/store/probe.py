@@ -1,0 +1,61 @@
+"""Does Redis answer now? A quick, shared PING for the front door, which must tell a client "unavailable" within a
+second when Redis hangs, long before the client's own socket timeout and retries give up.
+
+A hung Redis (a stopped process, a network that drops packets) accepts connections and answers nothing; each
+command then waits for `redis_timeout_s` on every try. The front door does not shorten those timeouts, which the
+engine's own writes and the blocking reads of event streams need; it asks this probe instead whenever a request
+is slow, and answers 503 when the probe says Redis is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.asyncio import Redis
+
+__all__ = ["StoreProbe"]
+
+
+class StoreProbe:
+    """`answers()`: whether Redis answered a PING within `timeout_s`. One PING at a time, shared by every caller
+    while it is out, and its answer reused for `keep_s`, so that a hundred slow requests cost one PING."""
+
+    def __init__(self, redis: Redis, *, timeout_s: float, keep_s: float) -> None:
+        self._redis = redis
+        self.timeout_s = timeout_s
+        self._keep_s = keep_s
+        self._pending: asyncio.Task[bool] | None = None
+        self._answer = True
+        self._answered_at = float("-inf")
+
+    @property
+    def silent(self) -> bool:
+        """The last PING went unanswered (no I/O: what was found, however long ago)."""
+        return not self._answer
+
+    async def answers(self) -> bool:
+        if time.monotonic() - self._answered_at < self._keep_s:
+            return self._answer
+        if self._pending is None:
+            self._pending = asyncio.create_task(self._ping(), name="store-probe")
+            self._pending.add_done_callback(self._settle)
+        # shielded: one caller giving up (its request ended) must not cancel the PING the others wait for
+        return await asyncio.shield(self._pending)
+
+    async def aclose(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            await asyncio.gather(self._pending, return_exceptions=True)
+
+    async def _ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self.timeout_s):  # redis-py drops a connection whose command is cancelled
+                return bool(await self._redis.ping())
+        except Exception:  # unreachable, timed out, refused: silent all the same
+            return False
+
+    def _settle(self, task: asyncio.Task[bool]) -> None:
+        self._pending = None
+        if not task.cancelled():
+            self._answer, self._answered_at = task.result(), time.monotonic()

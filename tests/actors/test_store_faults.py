@@ -1,0 +1,77 @@
+"""Redis failing under a running actor: a checkpoint whose write fails, keys edited by hand, blobs corrupted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError
+
+from procengine.actors.engine import Engine
+from procengine.store.executions import Commit, WriteResult
+from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_status
+from tests.actors.test_children import KYC, child_of, parent
+
+
+async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_it(engine: Engine, gate: Gate) -> None:
+    """Two lanes end their tasks together: the first one's checkpoint fails (Redis went away: its outcome is
+    unknown) while the second waits to write. The second must not write the state the first changed without the
+    first's log entries: the actor stops, its node takes the execution back from Redis, and the log shows every
+    element completed exactly once."""
+    process = definition(threads=[_gated_thread("a"), _gated_thread("b")])
+    commit = engine.store.commit
+    failed = asyncio.Event()
+
+    async def fails_once_the_other_lane_waits(execution_id: int, change: Commit, **kwargs: Any) -> WriteResult:
+        completes = any(e.event == "element-completed" for e in change.log)
+        actor = engine.registry.get(execution_id)
+        if not completes or failed.is_set() or actor is None:
+            return await commit(execution_id, change, **kwargs)
+        asked = actor._checkpoints_asked
+        async with asyncio.timeout(5):
+            while True:  # until the other lane has queued its events and waits for us (no event tells)
+                if actor._checkpoints_asked > asked:
+                    break
+                await asyncio.sleep(0.001)
+        failed.set()
+        raise ConnectionError("Redis went away during the write")
+
+    engine.store.commit = fails_once_the_other_lane_waits  # type: ignore[method-assign]
+    execution_id = await start(engine, process)
+    await gate.entered.wait()
+    gate.release.set()
+
+    assert await wait_status(engine, execution_id, "completed", "failed") == "completed"
+    assert failed.is_set()
+    completed = Counter(key for event, key in await events(engine, execution_id) if event == "element-completed")
+    assert completed == {"a_work": 1, "a_end": 1, "b_work": 1, "b_end": 1}
+
+
+async def test_a_child_whose_status_was_edited_by_hand_fails_the_call_and_not_the_parent(
+    engine: Engine, gate: Gate, redis: Redis
+) -> None:
+    """The parent reads how its child ended; a status it does not know used to raise in the parent's lane, and the
+    parent, taken back by its node, raised again at every reconcile pass: a crash loop."""
+    await engine.register_process(CALLER, KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "ada"}})
+    child_id = await child_of(engine, parent_id)
+
+    await redis.hset(engine.keys.execution(child_id).execution, "status", "runing")
+    gate.release.set()  # the child's actor finds the status changed under it at its next write, and stops
+
+    assert await wait_status(engine, parent_id, "completed", "failed") == "failed"
+    error = (await engine.status(CALLER, parent_id)).error
+    assert error is not None and error["type"] == "ChildFailed" and "'runing'" in error["error"], error
+
+
+def _gated_thread(name: str) -> dict[str, Any]:
+    """A thread of a `gate` task (`<name>_work`) and its end (`<name>_end`)."""
+    return {
+        "key": name,
+        "elements": [
+            {"key": f"{name}_work", "type": "task", "handler": "gate", "next": f"{name}_end"},
+            {"key": f"{name}_end", "type": "end"},
+        ],
+    }
