@@ -249,13 +249,18 @@ class Registry:
     async def stop_all(self, timeout_s: float = 10.0) -> None:
         """Stop every actor without writing: their executions stay where the last checkpoint left them."""
         tasks = list(self._tasks)
+        actors = list(self._actors.values())
         for task in tasks:
             task.cancel()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout_s)
             for task in pending:
                 log.error("actor task %s did not stop within %ss", task.get_name(), timeout_s)
-        self._actors.clear()
+        # only those it stopped: an actor spawned while it waited (a start, a take-back) runs on, and must stay
+        # known, or the reconciler would take its execution back and two actors would drive it
+        for actor in actors:
+            if self._actors.get(actor.execution_id) is actor:
+                del self._actors[actor.execution_id]
 
 
 def _placeholder(thread_key: str) -> ExecutionState:

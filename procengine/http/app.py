@@ -7,10 +7,11 @@ import ipaddress
 from aiohttp import web
 
 from procengine.http.console.static_routes import add_console_routes
-from procengine.http.context import ENGINE_KEY, OPENAPI_KEY, ROUTES_KEY, SETTINGS_KEY
+from procengine.http.context import ENGINE_KEY, OPENAPI_KEY, ROUTES_KEY, SETTINGS_KEY, WATCH_KEY
 from procengine.http.middleware import front_door_middleware
 from procengine.http.openapi import render_openapi
 from procengine.http.routes import add_routes
+from procengine.http.watch import StoreWatch
 from procengine.service import EngineService
 from procengine.settings import Settings
 
@@ -29,6 +30,8 @@ def create_app(engine: EngineService, settings: Settings) -> web.Application:
     )
     app[ENGINE_KEY] = engine
     app[SETTINGS_KEY] = settings
+    app[WATCH_KEY] = watch = StoreWatch(engine)  # a hung Redis is said within a second: watch.py
+    app.cleanup_ctx.append(watch.ticking)
     add_routes(app)
     add_console_routes(app)
     routes = app[ROUTES_KEY]

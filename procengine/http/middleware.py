@@ -4,12 +4,8 @@
 2. auth — for paths under the base path, turns the bearer token into the request's `Caller`;
 3. errors — the one place where exceptions become error envelopes, so handlers hold no try/except for
    that (auth's `Unauthorized` included); any Redis error is a 503 with what the store said;
-4. the store watch — a request still running after STORE_CHECK_S asks whether Redis answers (store/probe.py),
-   and again every as long (at once while the last probe found Redis silent); when it does not, the request
-   is cut short and answers 503. A hung Redis (a stopped server, a network dropping packets) answers
-   nothing, and each command would wait for the socket timeout on every retry: 20 s with the defaults. The
-   watch says so within a second, without shortening the timeouts that slow but healthy work (a pause's
-   grace, a forwarded request, a blocking read) needs.
+4. the store watch (watch.py) — a request that runs while Redis does not answer is cut short and answers 503
+   within a second, instead of waiting for the socket timeouts of a hung Redis.
 
 One middleware rather than three: each aiohttp middleware layer costs a few microseconds per request, which
 is a tenth of a status read served from memory.
@@ -17,7 +13,6 @@ is a tenth of a status read served from memory.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
 import itertools
@@ -69,7 +64,7 @@ async def front_door_middleware(request: web.Request, handler: Handler) -> web.S
     request[context.REQUEST_ID_KEY] = rid
     try:
         _authenticate(request)  # inside the try: its Unauthorized is rendered like every other error
-        response = await _within_reach_of_the_store(request, handler)
+        response = await request.app[context.WATCH_KEY].serve(request, handler)
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects pass through, with the request id
             exc.headers[REQUEST_ID_HEADER] = rid
@@ -79,60 +74,6 @@ async def front_door_middleware(request: web.Request, handler: Handler) -> web.S
         response = _from_exception(request, exc)
     response.headers[REQUEST_ID_HEADER] = rid
     return response
-
-
-STORE_CHECK_S = 0.4
-"""How long a request runs before it asks whether Redis answers (a probe of at most as long: engine.py)."""
-
-
-async def _within_reach_of_the_store(request: web.Request, handler: Handler) -> web.StreamResponse:
-    watch = _StoreWatch(request)
-    try:
-        async with asyncio.timeout(None) as deadline:
-            watch.start(deadline)
-            return await handler(request)
-    except TimeoutError:
-        if watch.gave_up:
-            raise Unavailable("the store cannot be reached; try again") from None
-        raise
-    finally:
-        watch.stop()
-
-
-class _StoreWatch:
-    """Asks the engine whether Redis answers while the request runs (a timer, nothing at all for a quick request);
-    when it does not, expires the request's deadline, which cancels it (the caller's TimeoutError)."""
-
-    def __init__(self, request: web.Request) -> None:
-        self._request = request
-        self._loop = asyncio.get_running_loop()
-        self._deadline: asyncio.Timeout | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._asking: asyncio.Task[None] | None = None
-        self.gave_up = False
-
-    def start(self, deadline: asyncio.Timeout) -> None:
-        self._deadline = deadline
-        delay = 0.0 if context.engine(self._request).store_silent() else STORE_CHECK_S
-        self._timer = self._loop.call_later(delay, self._check)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._asking is not None:
-            self._asking.cancel()
-
-    def _check(self) -> None:
-        self._asking = asyncio.create_task(self._ask(), name="store-watch")
-
-    async def _ask(self) -> None:
-        answers = await context.engine(self._request).store_answers()
-        if answers or self._request.get(context.STREAMING_KEY, False):
-            self._timer = self._loop.call_later(STORE_CHECK_S, self._check)
-            return
-        self.gave_up = True
-        assert self._deadline is not None
-        self._deadline.reschedule(self._loop.time())  # now: the request's task is cancelled
 
 
 def _from_exception(request: web.Request, exc: Exception) -> web.Response:

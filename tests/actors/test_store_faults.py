@@ -11,6 +11,7 @@ from redis.exceptions import ConnectionError
 
 from procengine.actors.engine import Engine
 from procengine.store.executions import Commit, WriteResult
+from procengine.tasks import HandlerRegistry
 from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_status
 from tests.actors.test_children import KYC, child_of, parent
 
@@ -64,6 +65,35 @@ async def test_a_child_whose_status_was_edited_by_hand_fails_the_call_and_not_th
     assert await wait_status(engine, parent_id, "completed", "failed") == "failed"
     error = (await engine.status(CALLER, parent_id)).error
     assert error is not None and error["type"] == "ChildFailed" and "'runing'" in error["error"], error
+
+
+async def test_an_actor_spawned_while_the_watchdog_stops_the_others_stays_registered(
+    engine: Engine, handlers: HandlerRegistry
+) -> None:
+    """The watchdog's stop_all waits for the actors it cancelled; a start (or a take-back) meanwhile spawns a new
+    one. stop_all used to clear the whole registry afterwards: the new actor ran on unregistered, its node took its
+    execution back as undriven, and two actors drove one execution until the older one was fenced."""
+    slow_to_stop = asyncio.Event()
+
+    async def lingers(task_input: dict[str, Any]) -> str:
+        slow_to_stop.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.3)  # a handler that takes a while to let go once cancelled
+        return "never"
+
+    handlers.register("lingers", lingers)
+    await start(engine, definition({"key": "t", "type": "task", "handler": "lingers"}, key="slow"))
+    await slow_to_stop.wait()
+    stopping = asyncio.create_task(engine.registry.stop_all())
+    await asyncio.sleep(0.05)  # stop_all is waiting for the lingering actor
+
+    spawned = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waits"))
+    await stopping
+
+    actor = engine.registry.get(spawned)
+    assert actor is not None and not actor.stopped.is_set()
 
 
 def _gated_thread(name: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from redis.exceptions import DataError, NoPermissionError, OutOfMemoryError, Rea
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from procengine.errors import Fenced, StateCorrupted
-from procengine.http.middleware import STORE_CHECK_S
+from procengine.http.watch import STORE_CHECK_S
 from tests.http.conftest import BASE, ORDER_DEFINITION, Client, ClientFactory
 from tests.http.fake_engine import FakeEngine
 from tests.http.test_routes import EXECUTIONS, started
