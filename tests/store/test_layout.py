@@ -13,10 +13,13 @@ from procengine.settings import Settings
 from procengine.store.codec import decode
 from procengine.tasks import HandlerRegistry
 from procengine.views import ControlRequest
-from tests.actors.conftest import CALLER, definition, start, wait_element
+from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
 
 
-async def test_a_paused_execution_writes_exactly_the_documented_keys(engine: Engine, redis: Redis, prefix: str) -> None:
+async def test_a_paused_execution_writes_exactly_the_documented_keys(
+    make_engine: EngineFactory, redis: Redis, prefix: str
+) -> None:
+    engine = await make_engine(passivate_after_ms=600_000)  # its actor keeps `owner` while the keys are read
     execution_id = await start(
         engine,
         definition({"key": "w", "type": "wait-signal", "signal": "s"}),
