@@ -260,9 +260,18 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("cancel", "cancel_execution", "Cancel it"),
             ("signal", "send_signal", "Send it a signal"),
             ("log", "execution_log", "Its audit log"),
+            ("elements", "execution_elements", "Its element executions"),
+            ("state", "execution_state", "Its stack and memory snapshots"),
             ("events", "execution_events", "Its log as server-sent events"),
         )
-    }
+    },
+    "register_process": {
+        "read": {
+            "operationId": "get_process",
+            "parameters": {"processID": "$response.body#/data/processID"},
+            "description": "The registered version",
+        },
+    },
 }
 """OpenAPI links: what a client can do with the id an answer gives."""
 
