@@ -149,3 +149,38 @@ def test_schemathesis_finds_nothing(settings: Settings, tmp_path: Path, tokens: 
     print(summary)
     assert not result["failures"] and not result["errors"], summary + "\n" + result["output"][-20000:]
     assert result["exit_code"] == 0, summary + "\n" + result["output"][-20000:]
+
+
+class _Failure:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+
+class _Case:
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+
+class _Response:
+    def __init__(self, status_code: int, details: list[str]) -> None:
+        self.status_code = status_code
+        self.content = json.dumps({"success": False, "error": {"code": "VALIDATION_ERROR", "details": details}})
+
+
+@pytest.mark.parametrize(
+    ("body", "details", "kept"),
+    [
+        ({"processID": 141.0}, ["processID: Input should be a valid integer"], False),
+        ({"a": [{"b": 2.0}]}, ["a.0.b: Input should be a valid integer"], False),
+        ({"processID": 141.5}, ["processID: Input should be a valid integer"], True),
+        ({"processID": "141"}, ["processID: Input should be a valid integer"], True),
+        ({"processID": 141.0, "x": 1}, ["processID: Input should be a valid integer", "x: Extra inputs"], True),
+        ({"processKey": None}, ["give processID or processKey"], True),
+    ],
+    ids=["integral-float", "nested-integral-float", "fraction", "string", "and-another-problem", "another-problem"],
+)
+def test_the_hook_drops_only_a_refused_integral_float(body: Any, details: list[str], kept: bool) -> None:
+    from tests.http.schemathesis_hooks import filter_failure
+
+    assert filter_failure(None, _Failure("ST202"), _Case(body), _Response(422, details)) is kept
+    assert filter_failure(None, _Failure("ST201"), _Case(body), _Response(422, details)) is True
