@@ -5,11 +5,16 @@ Field names follow the seed document (camelCase) so that they are the JSON the c
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 StatusName = Literal["running", "paused", "completed", "failed", "cancelled"]
+
+STORABLE_REF: Final = "#/components/schemas/StorableValue"
+"""Where the OpenAPI document describes a JSON value an execution's memory can hold (`http/openapi.py`)."""
+Storable = Annotated[Any, WithJsonSchema({"$ref": STORABLE_REF})]
+"""Any JSON value, as far as validation goes (the engine measures and encodes it); documented as storable."""
 
 
 class _View(BaseModel):
@@ -203,11 +208,19 @@ class _Request(BaseModel):
 class StartRequest(_Request):
     """Start by `processID` (one version) or `processKey` (its latest version); both must agree."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["processID"]}, {"required": ["processKey"]}]})
+    # The one rule the fields cannot say: a process is named, by a processID or a processKey that is not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["processID"], "properties": {"processID": {"type": "integer"}}},
+                {"required": ["processKey"], "properties": {"processKey": {"type": "string"}}},
+            ]
+        }
+    )
 
     processID: int | None = Field(default=None, ge=1)
     processKey: str | None = Field(default=None, min_length=1)
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: dict[str, Storable] = Field(default_factory=dict)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")

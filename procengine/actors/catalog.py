@@ -66,7 +66,10 @@ class Catalog:
             process_id = latest
         stored = await self.get(tenant, process_id)
         if process_key is not None and stored.key != process_key:
-            raise ValidationFailed("processID and processKey disagree", [f"process {process_id} is {stored.key!r}"])
+            # The two name no process together: as for any process that is not there, 404.
+            raise NotFound(
+                f"process {process_key!r} has no processID {process_id} (processID {process_id} is {stored.key!r})"
+            )
         return stored
 
     async def version_id(self, tenant: str, key: str, version: int | None) -> int:

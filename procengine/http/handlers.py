@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict
 from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
-from procengine.http.params import execution_id, execution_query, idempotency_key, process_id, signal_name
+from procengine.http.params import (
+    ExecutionQuery,
+    execution_id,
+    idempotency_key,
+    process_id,
+    read_query,
+    signal_name,
+)
 from procengine.http.responses import ok, ok_json
 from procengine.statuses import Status
 from procengine.views import ControlRequest, StartRequest, StatusRow, StatusTable
@@ -107,7 +114,7 @@ async def start_execution(request: web.Request) -> web.Response:
 
 
 async def list_executions(request: web.Request) -> web.Response:
-    query = execution_query(request)
+    query = read_query(request, ExecutionQuery)
     page = await engine(request).list_executions(
         caller(request), status=query.status, process_id=query.processID, limit=query.limit, cursor=query.cursor
     )

@@ -20,13 +20,16 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from procengine.engine.definitions import Identifier
 from procengine.http.context import OPENAPI_KEY
+from procengine.http.params import EVENT_ID_EXAMPLE, EVENT_ID_PATTERN
 from procengine.http.responses import ErrorEnvelope, raw_json
 from procengine.http.spec import RouteSpec
+from procengine.views import STORABLE_REF
 
 __all__ = ["build_openapi", "render_openapi", "serve_openapi"]
 
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
 BODY_TYPES: Final = ("application/json", "application/yaml")
+SSE: Final = "text/event-stream"
 SECURITY_SCHEME: Final = "bearerAuth"
 
 _ID_SCHEMA: Final[dict[str, Any]] = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
@@ -42,7 +45,7 @@ HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
         "A signal retried with the same key is delivered once and answered as the first time.",
     ),
     "Last-Event-ID": (
-        {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"},
+        {"type": "string", "pattern": EVENT_ID_PATTERN, "examples": [EVENT_ID_EXAMPLE]},
         "Go on after this event (the `id` of the last event received; EventSource sends it when it reconnects).",
     ),
 }
@@ -94,7 +97,21 @@ def _schemas(routes: Sequence[RouteSpec]) -> tuple[_Refs, dict[str, Any]]:
         if spec.response_model is not None:
             wanted.append((spec.response_model, "serialization"))
     refs, top = models_json_schema(list(dict.fromkeys(wanted)), ref_template=REF_TEMPLATE)
-    return dict(refs), dict(top.get("$defs", {}))
+    return dict(refs), {**top.get("$defs", {}), STORABLE_REF.rsplit("/", 1)[1]: _STORABLE_VALUE}
+
+
+_STORABLE_VALUE: Final[dict[str, Any]] = {
+    "description": "A JSON value an execution's memory can hold (msgpack): its integers lie between -2^63 and "
+    "2^64-1, else the answer is 422 `value cannot be stored`.",
+    "anyOf": [
+        {"type": ["null", "boolean", "string"]},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1},
+        {"type": "array", "items": {"$ref": STORABLE_REF}},
+        {"type": "object", "additionalProperties": {"$ref": STORABLE_REF}},
+    ],
+}
+"""Start variables and signal payloads: what the snapshot codec can encode."""
 
 
 def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any], secured: bool) -> dict[str, Any]:
@@ -136,12 +153,22 @@ def _query_params(model_schema: dict[str, Any]) -> list[dict[str, Any]]:
     required = set(model_schema.get("required", []))
     params = []
     for name, prop in model_schema.get("properties", {}).items():
-        schema = {k: v for k, v in prop.items() if k not in ("title", "description")}
+        schema = _not_null({k: v for k, v in prop.items() if k not in ("title", "description")})
         param = {"name": name, "in": "query", "required": name in required, "schema": schema}
         if "description" in prop:
             param["description"] = prop["description"]
         params.append(param)
     return params
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter's schema without pydantic's `null` branch and `default: null`: a query has
+    no way to say null, leaving the parameter out is how to mean "any" (an empty value is refused)."""
+    branches = [b for b in schema.get("anyOf", ()) if b != {"type": "null"}]
+    if "anyOf" not in schema or len(branches) == len(schema["anyOf"]):
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**rest, **branches[0]} if len(branches) == 1 else {**rest, "anyOf": branches}
 
 
 def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
@@ -150,8 +177,8 @@ def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
     if spec.body == "any":
         return {
             "required": False,
-            "description": "The payload itself: any JSON value; an empty body is null.",
-            "content": {"application/json": {"schema": {}}},
+            "description": "The payload itself: any JSON value the execution's memory can hold; an empty body is null.",
+            "content": {"application/json": {"schema": {"$ref": STORABLE_REF}}},
         }
     if spec.request_model is None:
         raise ValueError(f"route {spec.method} {spec.path} reads a body but names no request_model")
@@ -163,8 +190,10 @@ def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
 
 
 def _responses(spec: RouteSpec, refs: _Refs, secured: bool) -> dict[str, Any]:
-    if spec.media_type != "application/json":
-        success: dict[str, Any] = {"type": "string"}
+    if spec.media_type == SSE:
+        success: dict[str, Any] = _event_schema(spec, refs)
+    elif spec.media_type != "application/json":
+        success = {"type": "string"}
     elif spec.response_model is None:
         success = {"type": "object"}
     else:
@@ -186,6 +215,26 @@ def _responses(spec: RouteSpec, refs: _Refs, secured: bool) -> dict[str, Any]:
         responses[str(status)] = {"description": _ERROR_TEXT.get(status, HTTPStatus(status).phrase), **error}
     responses["default"] = {"description": "Unexpected error (500 INTERNAL, with a request id to quote)", **error}
     return responses
+
+
+def _event_schema(spec: RouteSpec, refs: _Refs) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.1 has the schema of an event stream describe each event): its `id` to
+    give back as Last-Event-ID, its name, and `data`, the JSON of the route's response model."""
+    if spec.response_model is None:
+        raise ValueError(f"route {spec.method} {spec.path} streams events but names no response_model")
+    return {
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+            "event": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": refs[(spec.response_model, "serialization")],
+            },
+        },
+    }
 
 
 _ERROR_TEXT: Final = {
@@ -211,9 +260,18 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("cancel", "cancel_execution", "Cancel it"),
             ("signal", "send_signal", "Send it a signal"),
             ("log", "execution_log", "Its audit log"),
+            ("elements", "execution_elements", "Its element executions"),
+            ("state", "execution_state", "Its stack and memory snapshots"),
             ("events", "execution_events", "Its log as server-sent events"),
         )
-    }
+    },
+    "register_process": {
+        "read": {
+            "operationId": "get_process",
+            "parameters": {"processID": "$response.body#/data/processID"},
+            "description": "The registered version",
+        },
+    },
 }
 """OpenAPI links: what a client can do with the id an answer gives."""
 

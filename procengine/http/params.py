@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
@@ -15,13 +15,16 @@ from procengine.problems import problems, validate
 from procengine.views import StatusName
 
 __all__ = [
+    "EVENT_ID_EXAMPLE",
+    "EVENT_ID_PATTERN",
     "IDEMPOTENCY_KEY_HEADER",
     "MAX_ID",
+    "EventsQuery",
     "ExecutionQuery",
     "execution_id",
-    "execution_query",
     "idempotency_key",
     "process_id",
+    "read_query",
     "signal_name",
 ]
 
@@ -45,7 +48,16 @@ def _integer_text(value: object) -> object:
     return value
 
 
-QueryInt = Annotated[int, BeforeValidator(_integer_text)]
+# The bounds come before the validator, so that they land in the integer's JSON schema (`minimum`, `maximum`)
+# instead of beside it as pydantic's own `ge`/`le`, which no OpenAPI tool reads.
+QueryId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_integer_text)]
+PageSize = Annotated[int, Field(ge=1, le=500), BeforeValidator(_integer_text)]
+
+
+EVENT_ID_PATTERN: Final = r"^[0-9]{1,19}(-[0-9]{1,19})?$"
+"""A Redis stream id as the event streams give it (`<ms>-<seq>`), or its time alone as Redis also takes it (`0`:
+from the first); 19 digits a part always fit the 64 bits Redis reads, so Redis never refuses one."""
+EVENT_ID_EXAMPLE: Final = "1796108161882-0"
 
 
 class ExecutionQuery(BaseModel):
@@ -54,10 +66,12 @@ class ExecutionQuery(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     status: StatusName | None = Field(default=None, description="Only executions in this status.")
-    processID: QueryInt | None = Field(default=None, ge=1, le=MAX_ID, description="Only executions of this process.")
-    limit: QueryInt = Field(default=50, ge=1, le=500, description="Page size.")
+    processID: QueryId | None = Field(default=None, description="Only executions of this process.")
+    limit: PageSize = Field(default=50, description="Page size.")
     cursor: str | None = Field(
-        default=None, min_length=1, max_length=200, description="`nextCursor` of the previous page."
+        default=None,
+        pattern=r"^[0-9]{1,19}$",
+        description="`nextCursor` of the previous page (opaque: give it back as it came).",
     )
 
 
@@ -101,11 +115,27 @@ def idempotency_key(request: web.Request) -> str | None:
     return given[0]
 
 
-def execution_query(request: web.Request) -> ExecutionQuery:
-    """The list filters; a repeated or empty one (`?status=`) is refused: leave a filter out to mean any."""
+class EventsQuery(BaseModel):
+    """`GET .../events?after=`: where an event stream goes on from (the Last-Event-ID header wins)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    after: str | None = Field(
+        default=None,
+        pattern=EVENT_ID_PATTERN,
+        examples=[EVENT_ID_EXAMPLE],
+        description="Go on after this event, like the Last-Event-ID header (which wins when both are given).",
+    )
+
+
+Q = TypeVar("Q", bound=BaseModel)
+
+
+def read_query(request: web.Request, model: type[Q]) -> Q:
+    """The query as `model`; a repeated or empty parameter (`?status=`) is refused: leave it out to mean any."""
     values: dict[str, str] = {}
     refused: list[str] = []
-    for name in ExecutionQuery.model_fields:
+    for name in model.model_fields:
         given = request.query.getall(name, [])
         if len(given) > 1:
             refused.append(f"{name}: given {len(given)} times; give it once")
@@ -115,4 +145,4 @@ def execution_query(request: web.Request) -> ExecutionQuery:
             values[name] = given[0]
     if refused:
         raise ValidationFailed("query is invalid", refused)
-    return validate(ExecutionQuery, values, "query")
+    return validate(model, values, "query")

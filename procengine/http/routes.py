@@ -17,7 +17,7 @@ from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.handlers import Probe
 from procengine.http.openapi import serve_openapi
-from procengine.http.params import ExecutionQuery
+from procengine.http.params import EventsQuery, ExecutionQuery
 from procengine.http.spec import BASE_PATH, RouteSpec
 from procengine.views import (
     CancelResult,
@@ -25,6 +25,7 @@ from procengine.views import (
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
+    LogEntry,
     LogView,
     PauseResult,
     ProcessList,
@@ -35,6 +36,7 @@ from procengine.views import (
     StartRequest,
     StartResult,
     StateView,
+    StatusEvent,
     StatusTable,
 )
 
@@ -104,12 +106,13 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "GET", _E + "/{id}/events", events.execution_events,
         "The log entries as server-sent events, as they are written (after Last-Event-ID, else from the first); "
         "ends after the final transition",
-        None, headers=("Last-Event-ID",), errors=(422,), tag="events", media_type="text/event-stream",
+        LogEntry, query_model=EventsQuery, headers=("Last-Event-ID",), tag="events", media_type="text/event-stream",
     ),
     RouteSpec(
         "GET", BASE_PATH + "/executions/events", events.status_events,
         "The tenant's executions' status changes as server-sent events (after Last-Event-ID, else from now)",
-        None, headers=("Last-Event-ID",), errors=(422,), tag="events", media_type="text/event-stream",
+        StatusEvent, query_model=EventsQuery, headers=("Last-Event-ID",), tag="events",
+        media_type="text/event-stream",
     ),
     RouteSpec("GET", BASE_PATH + "/statuses", h.list_statuses, "The status table", StatusTable, tag="statuses"),
 )  # fmt: skip

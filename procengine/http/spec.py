@@ -34,7 +34,8 @@ class RouteSpec:
     handler: Handler
     summary: str
     response_model: type[BaseModel] | None
-    """Model of `data` in the success envelope; None for a document served as is (openapi.json)."""
+    """Model of `data` in the success envelope, or of each event's `data` in an event stream; None for a
+    document served as is (openapi.json)."""
     status: int = 200
     also: tuple[int, ...] = ()
     """Other success statuses answered with the same body (200 for an idempotent repeat)."""

@@ -153,7 +153,7 @@ def test_security_only_under_the_base_path_and_only_with_tokens(document: dict[s
 
 def test_a_start_needs_a_process_and_links_to_what_can_be_done_with_it(document: dict[str, Any]) -> None:
     start_request = document["components"]["schemas"]["StartRequest"]
-    assert start_request["anyOf"] == [{"required": ["processID"]}, {"required": ["processKey"]}]
+    assert [branch["required"] for branch in start_request["anyOf"]] == [["processID"], ["processKey"]]
     links = document["paths"][f"{BASE}/executions/processes"]["post"]["responses"]["201"]["links"]
     assert links["pause"] == {
         "operationId": "pause_execution",
@@ -162,6 +162,14 @@ def test_a_start_needs_a_process_and_links_to_what_can_be_done_with_it(document:
     }
     operation_ids = {op["operationId"] for operations in document["paths"].values() for op in operations.values()}
     assert {link["operationId"] for link in links.values()} <= operation_ids
+    # every route of an execution is reachable from a start (schemathesis's stateful phase follows the links)
+    execution_routes = {
+        op["operationId"] for path, operations in document["paths"].items() if "{id}" in path
+        for op in operations.values()
+    }  # fmt: skip
+    assert {link["operationId"] for link in links.values()} == execution_routes
+    registered = document["paths"][f"{BASE}/processes"]["post"]["responses"]["201"]["links"]
+    assert registered["read"]["parameters"] == {"processID": "$response.body#/data/processID"}
 
 
 def test_operation_ids_are_unique() -> None:

@@ -14,39 +14,50 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from procengine.actors.feeds import Feed
 from procengine.errors import ValidationFailed
 from procengine.http.context import STREAMING_KEY, caller, engine
-from procengine.http.params import execution_id
+from procengine.http.params import EVENT_ID_PATTERN, EventsQuery, execution_id, read_query
 
-__all__ = ["execution_events", "status_events"]
+__all__ = ["LAST_EVENT_ID_HEADER", "execution_events", "status_events"]
 
-_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+LAST_EVENT_ID_HEADER: Final = "Last-Event-ID"
+_EVENT_ID: Final = re.compile(EVENT_ID_PATTERN)
 HEARTBEAT = b": keep-alive\n\n"
 
 
 async def execution_events(request: web.Request) -> web.StreamResponse:
-    feed = await engine(request).log_feed(caller(request), execution_id(request), _after(request))
+    target, after = execution_id(request), _after(request)
+    feed = await engine(request).log_feed(caller(request), target, after)
     return await _stream(request, feed, lambda entry: entry.event)
 
 
 async def status_events(request: web.Request) -> web.StreamResponse:
-    feed = await engine(request).status_feed(caller(request), _after(request))
+    after = _after(request)
+    feed = await engine(request).status_feed(caller(request), after)
     return await _stream(request, feed, lambda _: "status")
 
 
 def _after(request: web.Request) -> str | None:
-    """Where to go on from: the Last-Event-ID header an EventSource sends when it reconnects, or `?after=`."""
-    after = request.headers.get("Last-Event-ID") or request.query.get("after")
-    if after is None or after == "":
-        return None
-    if not _ENTRY_ID.match(after):
-        raise ValidationFailed("bad event id", [f"Last-Event-ID: {after!r} is not an event id this API gave"])
-    return after
+    """Where to go on from: the Last-Event-ID header an EventSource sends when it reconnects, else `?after=`.
+
+    Both are checked, empty values included (an EventSource sends no header rather than an empty one), so that
+    only an id the API gave reaches Redis, which would refuse another once the stream has begun."""
+    query = read_query(request, EventsQuery)
+    given = request.headers.getall(LAST_EVENT_ID_HEADER, [])
+    if not given:
+        return query.after
+    if len(given) > 1:
+        problem = f"given {len(given)} times; give it once"
+    elif not _EVENT_ID.fullmatch(given[0]):
+        problem = f"{given[0][:50]!r} is not an event id this API gave"
+    else:
+        return given[0]
+    raise ValidationFailed("bad event id", [f"{LAST_EVENT_ID_HEADER}: {problem}"])
 
 
 async def _stream(request: web.Request, feed: Feed[Any], name: Callable[[Any], str]) -> web.StreamResponse:

@@ -1,0 +1,48 @@
+"""Schemathesis hooks for tests/http/test_schemathesis.py (loaded by the schemathesis process, not by pytest).
+
+One failure is dropped, narrowly, because the check is wrong about this API on purpose: JSON Schema holds an
+integral float (`141.0`) to be an integer, so a document cannot say `{"type": "integer"}` and refuse it, and
+schemathesis sends it as valid data. This API refuses it (422 `Input should be a valid integer`): numbers are
+strict (docs/api.md, "Numbers are strict"; issue 12, item 3). So a "schema-valid request rejected" failure is
+dropped when every problem the server listed is such a float at the place it names, and kept otherwise. The
+test prints how many were dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import schemathesis
+
+_STRICT_INTEGER = ": Input should be a valid integer"
+
+
+@schemathesis.hook
+def filter_failure(
+    context: schemathesis.HookContext, failure: Any, case: schemathesis.Case, response: schemathesis.Response
+) -> bool:
+    """False (drop) only for a refused integral float where an integer goes; True (keep) for anything else."""
+    if failure.code != "ST202" or response.status_code != 422:
+        return True
+    try:
+        details = json.loads(response.content)["error"]["details"]
+    except (ValueError, KeyError, TypeError):
+        return True
+    if not isinstance(details, list) or not details:
+        return True
+    return not all(_integral_float_refused(case.body, problem) for problem in details)
+
+
+def _integral_float_refused(body: Any, problem: object) -> bool:
+    if not isinstance(problem, str) or not problem.endswith(_STRICT_INTEGER):
+        return False
+    value = body
+    for part in problem.removesuffix(_STRICT_INTEGER).split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False
+    return isinstance(value, float) and value.is_integer()
