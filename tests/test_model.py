@@ -39,7 +39,7 @@ from procengine.client import Client
 from procengine.client.errors import ConnectionFailed, InvalidTransition, Unavailable
 from procengine.views import LogEntry
 from tests.conftest import RedisServerFactory
-from tests.model_support import FINAL, KINDS, NODES, WAITS, Cluster, Expected, Kind
+from tests.model_support import FINAL, KINDS, NODES, Cluster, Expected, Kind
 from tests.servers import serving
 
 T = TypeVar("T")
@@ -301,7 +301,7 @@ class Model(RuleBasedStateMachine):
                     if expected.status != "paused":
                         break
                     self._control(expected, "resume", 0)
-                if expected.kind is WAITS and not expected.signals and expected.status == "running":
+                if expected.kind.waits and not expected.signals and expected.status == "running":
                     self._signal(expected, 1, 0)
             for expected in self.model.values():
                 if expected.status == "running":
@@ -446,12 +446,12 @@ class Model(RuleBasedStateMachine):
         assert state.active == (observed == "paused") and state.memory is not None, state
         variables = state.memory["variables"]
         # every accepted signal is kept once, in order, until the wait takes the first one
-        consumed = 1 if expected.kind is WAITS and "payload" in variables else 0
+        consumed = 1 if expected.kind.waits and "payload" in variables else 0
         assert state.memory.get("signals", {}).get("go", []) == expected.signals[consumed:], (expected, state.memory)
         if observed == "completed":
             assert variables == expected.variables(), (expected, variables)
             return
-        known = expected.variables() if expected.kind is not WAITS or expected.signals else {"n": expected.n}
+        known = expected.variables() if not expected.kind.waits or expected.signals else {"n": expected.n}
         assert variables["n"] == expected.n and variables.items() <= known.items(), (expected, variables)
 
     def _check_lists(self) -> None:
