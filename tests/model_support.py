@@ -145,15 +145,18 @@ class Expected:
         return {self.status, self.kind.natural_end} if self.may_end() else {self.status}
 
     def variables(self) -> dict[str, Any]:
-        """The variables once it has completed."""
-        if self.kind is WAITS:
-            return {"n": self.n, "payload": self.signals[0], "noted": self.signals[0] + self.n}
+        """The variables once it has completed; before a signal came, those that do not come from one."""
+        found: dict[str, Any] = {"n": self.n}
         if self.kind is STEPS:
             a = self.n + 1
-            return {"n": self.n, "a": a, "echoed": {"x": a}, "slept": {"slept": 600}, "b": a + 1}
-        if self.kind is TWO_THREADS:
-            return {"n": self.n, "payload": self.signals[0], "slept": {"slept": 400}}
-        return {"n": self.n}
+            found.update(a=a, echoed={"x": a}, slept={"slept": 600}, b=a + 1)
+        elif self.kind is TWO_THREADS:
+            found.update(slept={"slept": 400})
+        if self.kind.waits and self.signals:
+            found["payload"] = self.signals[0]
+            if self.kind is WAITS:
+                found["noted"] = self.signals[0] + self.n
+        return found
 
 
 class Cluster:
