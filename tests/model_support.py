@@ -30,57 +30,89 @@ class Kind:
     """One of the definitions the model starts, and what its end must look like."""
 
     key: str
-    elements: list[dict[str, Any]]
+    threads: dict[str, list[dict[str, Any]]]
     natural_end: str
-    """What a running execution becomes on its own (for the waiting one: once it has its signal)."""
+    """What a running execution becomes on its own (for one that waits: once it has its signal)."""
+    waits: bool = False
+    """It waits for the signal `go`, its payload into `payload`."""
 
     @property
     def total(self) -> int:
-        return len(self.elements)
+        return sum(len(elements) for elements in self.threads.values())
 
     def definition(self) -> dict[str, Any]:
-        return {"key": self.key, "threads": [{"key": "main", "elements": self.elements}]}
+        return {"key": self.key, "threads": [{"key": k, "elements": e} for k, e in self.threads.items()]}
 
 
 WAITS = Kind(
     "model-waits",
-    [
-        {"key": "wait", "type": "wait-signal", "signal": "go", "into": "payload", "next": "note"},
-        {"key": "note", "type": "set-variable", "set": {"noted": "payload + n"}, "next": "end"},
-        {"key": "end", "type": "end"},
-    ],
+    {
+        "main": [
+            {"key": "wait", "type": "wait-signal", "signal": "go", "into": "payload", "next": "note"},
+            {"key": "note", "type": "set-variable", "set": {"noted": "payload + n"}, "next": "end"},
+            {"key": "end", "type": "end"},
+        ]
+    },
     "completed",
+    waits=True,
 )
 STEPS = Kind(
     "model-steps",
-    [
-        {"key": "first", "type": "set-variable", "set": {"a": "n + 1"}, "next": "echo"},
-        {"key": "echo", "type": "task", "handler": "echo", "input": {"x": "a"}, "output": "echoed", "next": "nap"},
-        {"key": "nap", "type": "delay", "durationMs": 300, "next": "work"},
-        # longer than the pause grace (300 ms): a pause in it cuts it short, and it runs again after resume
-        {"key": "work", "type": "task", "handler": "sleep", "input": {"ms": "600"}, "output": "slept", "next": "last"},
-        {"key": "last", "type": "set-variable", "set": {"b": "a + 1"}, "next": "end"},
-        {"key": "end", "type": "end"},
-    ],
+    {
+        "main": [
+            {"key": "first", "type": "set-variable", "set": {"a": "n + 1"}, "next": "echo"},
+            {"key": "echo", "type": "task", "handler": "echo", "input": {"x": "a"}, "output": "echoed", "next": "nap"},
+            {"key": "nap", "type": "delay", "durationMs": 300, "next": "work"},
+            # longer than the pause grace (300 ms): a pause in it cuts it short, and it runs again after resume
+            {"key": "work", "type": "task", "handler": "sleep", "input": {"ms": "600"}, "output": "slept", "next": "b"},
+            {"key": "b", "type": "set-variable", "set": {"b": "a + 1"}, "next": "end"},
+            {"key": "end", "type": "end"},
+        ]
+    },
     "completed",
 )
 FAILS = Kind(
     "model-fails",
-    [
-        {"key": "nap", "type": "delay", "durationMs": 200, "next": "boom"},
-        {
-            "key": "boom",
-            "type": "task",
-            "handler": "fail",
-            "input": {"message": "'boom'"},
-            "retry": {"maxAttempts": 2, "backoffMs": 100},
-            "next": "end",
-        },
-        {"key": "end", "type": "end"},
-    ],
+    {
+        "main": [
+            {"key": "nap", "type": "delay", "durationMs": 200, "next": "boom"},
+            {
+                "key": "boom",
+                "type": "task",
+                "handler": "fail",
+                "input": {"message": "'boom'"},
+                "retry": {"maxAttempts": 2, "backoffMs": 100},
+                "next": "end",
+            },
+            {"key": "end", "type": "end"},
+        ]
+    },
     "failed",
 )
-KINDS = (WAITS, STEPS, FAILS)
+TWO_THREADS = Kind(
+    "model-two-threads",
+    {
+        "asks": [
+            {"key": "ask", "type": "wait-signal", "signal": "go", "into": "payload", "next": "told"},
+            {"key": "told", "type": "end"},
+        ],
+        "works": [
+            {"key": "rest", "type": "delay", "durationMs": 200, "next": "toil"},
+            {
+                "key": "toil",
+                "type": "task",
+                "handler": "sleep",
+                "input": {"ms": "400"},
+                "output": "slept",
+                "next": "fin",
+            },
+            {"key": "fin", "type": "end"},
+        ],
+    },
+    "completed",
+    waits=True,
+)
+KINDS = (WAITS, STEPS, FAILS, TWO_THREADS)
 
 
 @dataclass
@@ -106,20 +138,25 @@ class Expected:
 
     def may_end(self) -> bool:
         """A running execution that may have ended on its own."""
-        return self.status == "running" and (self.kind is not WAITS or bool(self.signals))
+        return self.status == "running" and (not self.kind.waits or bool(self.signals))
 
     def allowed(self) -> set[str]:
         """The statuses the execution may show now."""
         return {self.status, self.kind.natural_end} if self.may_end() else {self.status}
 
     def variables(self) -> dict[str, Any]:
-        """The variables once it has completed."""
-        if self.kind is WAITS:
-            return {"n": self.n, "payload": self.signals[0], "noted": self.signals[0] + self.n}
+        """The variables once it has completed; before a signal came, those that do not come from one."""
+        found: dict[str, Any] = {"n": self.n}
         if self.kind is STEPS:
             a = self.n + 1
-            return {"n": self.n, "a": a, "echoed": {"x": a}, "slept": {"slept": 600}, "b": a + 1}
-        return {"n": self.n}
+            found.update(a=a, echoed={"x": a}, slept={"slept": 600}, b=a + 1)
+        elif self.kind is TWO_THREADS:
+            found.update(slept={"slept": 400})
+        if self.kind.waits and self.signals:
+            found["payload"] = self.signals[0]
+            if self.kind is WAITS:
+                found["noted"] = self.signals[0] + self.n
+        return found
 
 
 class Cluster:
