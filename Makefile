@@ -44,10 +44,10 @@ run: $(STAMP_RUN)
 test: $(STAMP_TEST)
 	$(BIN)/ruff check procengine tests bench
 	$(BIN)/mypy --strict procengine
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --dist loadgroup
 
 fuzz: $(STAMP_TEST)
-	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto
+	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto --dist loadgroup
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench $(ARGS)
