@@ -1,5 +1,5 @@
 # make run    create .venv, install, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
-# make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest (a worker per core)
+# make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest (a worker per core, then the chaos tests alone)
 # make bench  create .venv, install with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
 # make fuzz   the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
 # make chaos  3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
@@ -44,10 +44,11 @@ run: $(STAMP_RUN)
 test: $(STAMP_TEST)
 	$(BIN)/ruff check procengine tests bench
 	$(BIN)/mypy --strict procengine
-	$(BIN)/pytest -n auto --dist loadgroup
+	$(BIN)/pytest -n auto -m 'not alone'
+	$(BIN)/pytest -m alone
 
 fuzz: $(STAMP_TEST)
-	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto --dist loadgroup
+	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench $(ARGS)

@@ -37,7 +37,7 @@ def test_the_standstill_leaves_out_pauses_and_the_wait_for_the_signal() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("chaos")  # one after the other on one worker: each keeps 3 nodes and Redis busy
+@pytest.mark.alone
 @pytest.mark.timeout(240)
 def test_kill_9_chaos_loses_nothing_and_completes_nothing_twice() -> None:
     """`make chaos` runs this for 120 s over 300 executions; here 20 s over 150 keep the suite in its budget."""
@@ -45,14 +45,14 @@ def test_kill_9_chaos_loses_nothing_and_completes_nothing_twice() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("chaos")
+@pytest.mark.alone
 @pytest.mark.timeout(240)
 def test_a_rolling_restart_answers_every_request_and_stalls_no_execution_for_2_s() -> None:
     assert main(["--mode", "rolling", "--seconds", "20", "--max-standstill-s", "2"]) == 0
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("chaos")
+@pytest.mark.alone
 @pytest.mark.timeout(300)
 def test_sentinel_failovers_with_replicated_durability_lose_no_acknowledged_transition() -> None:
     """The Redis master is killed every few seconds under 100 running executions; with `--durability replicated`
