@@ -172,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)")
     export.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
     export.set_defaults(run=_export)
+
+    reindexing = commands.add_parser(
+        "reindex",
+        help="put every execution in the indexes of its status and process (once, after an upgrade)",
+        description="Executions started before the indexes by status and process existed are listed by a "
+        "filtered list only after their next status change. This puts each in the indexes of its status and "
+        "process; running it again changes nothing.",
+    )
+    reindexing.add_argument("--tenant", metavar="T", help="only this tenant's executions")
+    reindexing.add_argument("--redis-url", metavar="URL", help="the Redis to write")
+    reindexing.add_argument(
+        "--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)"
+    )
+    reindexing.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
+    reindexing.set_defaults(run=_reindex)
     add_commands(commands)  # start, status, list, log, watch, pause, resume, cancel, signal, register, validate
     parser.epilog = grouped_help(commands)
     return parser
@@ -336,9 +351,34 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reindex(args: argparse.Namespace) -> int:
+    from procengine.cli import inspect as inspection
+    from procengine.cli.reindex import reindex
+    from procengine.store.failures import STORE_ERRORS
+    from procengine.store.keys import Keys
+
+    opened = _open_redis(args)
+    if isinstance(opened, int):
+        return opened
+    redis, url, settings = opened
+
+    async def run() -> int:
+        try:
+            return await reindex(redis, Keys(settings.prefix), args.tenant)
+        finally:
+            await redis.aclose()
+
+    try:
+        done = asyncio.run(run())
+    except (*STORE_ERRORS, OSError) as exc:
+        return _fail(f"reindex: Redis at {inspection.redact(url)} failed: {exc or type(exc).__name__}", EXIT_FAILED)
+    print(f"indexed {done} executions", file=sys.stderr)
+    return EXIT_OK
+
+
 def _open_redis(args: argparse.Namespace) -> tuple[Any, str, Settings] | int:
-    """The Redis a read-only command (inspect, export) reads, from --redis-url/--data-dir/--prefix and the
-    environment; or the exit code of why not (the message printed)."""
+    """The Redis a command that goes to it straight (inspect, export, reindex) uses, from --redis-url, --data-dir,
+    --prefix and the environment; or the exit code of why not (the message printed)."""
     from procengine.cli import inspect as inspection
 
     # Only what these commands use goes to Settings, so that the environment fills in the rest as for serve.

@@ -18,6 +18,7 @@ from typing import Literal
 from procengine.store.keys import Keys
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
+STATUSES = ("running", "paused", *FINAL_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,23 @@ def moved(
 def removed(keys: Keys, at: Indexed, status: str | None) -> list[IndexOp]:
     """Out of every index: a start undone (status None: any), or an execution whose retention is over."""
     member = str(at.execution_id)
-    statuses = ("running", "paused", *FINAL_STATUSES) if status is None else (status,)
+    statuses = STATUSES if status is None else (status,)
     keys_out = [keys.executions(at.tenant), keys.process_index(at.tenant, at.process_id)]
     for each in statuses:
         keys_out += [keys.status_index(at.tenant, each), keys.process_status_index(at.tenant, at.process_id, each)]
     return [IndexOp("ZREM", key, (member,)) for key in keys_out]
+
+
+def placed(keys: Keys, at: Indexed, status: str) -> list[IndexOp]:
+    """A repair: the execution into the indexes of `status`, and out of every other status's (idempotent)."""
+    member = str(at.execution_id)
+    away = [
+        IndexOp("ZREM", key, (member,))
+        for other in STATUSES
+        if other != status
+        for key in (keys.status_index(at.tenant, other), keys.process_status_index(at.tenant, at.process_id, other))
+    ]
+    return created(keys, at, status) + away
 
 
 def removal_note(at: Indexed, status: str) -> str:
