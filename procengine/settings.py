@@ -59,8 +59,9 @@ class Settings(BaseSettings):
     max_event_streams: int = Field(default=100, gt=0)
     """Event streams (server-sent events) a node serves at once; more are answered 503."""
     max_foreach_items: int = Field(default=10_000, gt=0)
-    max_expression_cost: int = Field(default=1_000_000, gt=0)
     """The most items one for-each takes: a longer list fails the element (LimitExceeded)."""
+    max_expression_cost: int = Field(default=1_000_000, gt=0)
+    """The most one CEL evaluation may cost, estimated before it runs: more fails the element (LimitExceeded)."""
     pause_grace_ms: int = Field(default=5_000, ge=0)
     """How long pause lets a running task finish before cancelling and re-queueing it."""
     passivate_after_ms: int = Field(default=30_000, ge=0)

@@ -36,7 +36,6 @@ from procengine.engine.interpreter import (
     ElementFailed,
     Interpreter,
     LaneEnded,
-    LimitExceeded,
     Outcome,
     Progressed,
     RunTask,
@@ -44,6 +43,7 @@ from procengine.engine.interpreter import (
     StartChild,
     ThreadEnded,
 )
+from procengine.engine.limits import LimitExceeded
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.errors import (
     Fenced,
@@ -63,7 +63,6 @@ from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.executions import Commit, ExecutionStore, LogRecord, Scalar, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
-from procengine.store.indexes import Indexed, IndexOp
 from procengine.tasks import HandlerRegistry, TaskContext
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
 
@@ -542,8 +541,12 @@ class ExecutionActor:
         Once the write lock is ours the write is handed to the group commit before anything else is awaited, and
         a handed-over write is sent even if the caller is cancelled while it waits for the answer (no shield)."""
         target = commit.execution.get("status")
-        if target is not None and target != expect.value:
-            commit.index = self._index_move(expect.value, str(target), commit.expire_ms)
+        if target is not None and target != expect.value:  # a status change moves it in the tenant's indexes
+            # the final write sets the retention: the note of when it ends goes with it
+            removal_at = None if commit.expire_ms is None else self.ctx.clock.now_ms() + commit.expire_ms
+            commit.index = indexes.status_change(
+                self.ctx.store.keys, self.execution_id, self.fields, expect.value, str(target), removal_at
+            )
         async with self._write_lock:
             started = time.perf_counter()
             try:
@@ -565,19 +568,6 @@ class ExecutionActor:
         self.fields.update(stored_fields(commit.execution))
         self.thread_records.update(commit.threads)
         self.rendered_status = None
-
-    def _index_move(self, source: str, target: str, retention_ms: int | None) -> list[IndexOp]:
-        """The index edits of a status change; for a final status (the write that sets the retention), also the
-        note of when its retention ends and its idempotency key's expiry."""
-        at = Indexed(self.tenant, self.execution_id, int(self.fields["processID"]))
-        return indexes.moved(
-            self.ctx.store.keys,
-            at,
-            source,
-            target,
-            removal_at_ms=None if retention_ms is None else self.ctx.clock.now_ms() + retention_ms,
-            idempotency_key=self.fields.get("idempotencyKey") or None,
-        )
 
     async def _checkpoint(self, events: list[ElementEvent], extra: Commit | None = None) -> None:
         """Write the state and `events`; back when both are in Redis. Lanes that ask while a checkpoint is being

@@ -23,7 +23,6 @@ from procengine.errors import NotFound, OwnedElsewhere, StateCorrupted, Unavaila
 from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.executions import Commit, LogRecord, Outcome, StoredExecution
-from procengine.store.indexes import Indexed
 
 log = logging.getLogger(__name__)
 
@@ -214,23 +213,16 @@ class Registry:
         now = self.ctx.clock.now_ms()
         error = {"element": None, "error": f"state corrupted: {why}", "type": "StateCorrupted", "attempts": 0}
         detail = {"from": "running", "to": "failed", "by": "system", **error}
-        tenant, process_id = fields.get("tenant", ""), fields.get("processID", "")
-        retention = self.ctx.settings.retention_ms(tenant)
+        retention = self.ctx.settings.retention_ms(fields.get("tenant", ""))
         commit = Commit(
             execution={"status": Status.FAILED.value, "stoppedAt": iso(now), "error": json.dumps(error)},
             state={"active": 0},
             log=[LogRecord(now, "failed", None, detail)],
             expire_ms=retention,
+            index=indexes.status_change(
+                self.ctx.store.keys, execution_id, fields, Status.RUNNING.value, Status.FAILED.value, now + retention
+            ),
         )
-        if tenant and process_id.isascii() and process_id.isdigit():  # else its index entries cannot be named
-            commit.index = indexes.moved(
-                self.ctx.store.keys,
-                Indexed(tenant, execution_id, int(process_id)),
-                Status.RUNNING.value,
-                Status.FAILED.value,
-                removal_at_ms=now + retention,
-                idempotency_key=fields.get("idempotencyKey") or None,
-            )
         await self.ctx.store.commit(execution_id, commit, epoch=epoch, expect=Status.RUNNING.value)
         self.ctx.metrics.finished.labels(fields.get("processKey", ""), Status.FAILED.value).inc()
         await self.ctx.store.deactivate(execution_id)

@@ -12,13 +12,15 @@ from typing import Any
 
 import cel
 
+from procengine.engine.limits import LimitExceeded
+
 
 class ExpressionError(Exception):
     """An expression failed to compile or to evaluate."""
 
 
-class ExpressionTooCostly(Exception):
-    """An expression would cost more than its budget over these variables (the element fails with LimitExceeded)."""
+class ExpressionTooCostly(LimitExceeded):
+    """An expression would cost more than its budget over these variables: its element fails with LimitExceeded."""
 
 
 DEFAULT_MAX_COST = 1_000_000

@@ -33,7 +33,8 @@ from procengine.engine.definitions import (
     WaitSignalElement,
     catch_clauses,
 )
-from procengine.engine.expressions import DEFAULT_MAX_COST, ExpressionError, ExpressionTooCostly
+from procengine.engine.expressions import DEFAULT_MAX_COST, ExpressionError
+from procengine.engine.limits import LimitExceeded
 from procengine.engine.sizes import bounded_size
 from procengine.engine.state import ExecutionState, FanOutProgress, Memory, StackEntry, ThreadProgress
 
@@ -47,10 +48,6 @@ _ENTRY_SLACK = 64
 """What storing a value adds besides the value: its name, map headers growing, a node output's own keys."""
 MAX_ITEMS = 10_000
 """The most items a for-each takes by default (more: the element fails with LimitExceeded)."""
-
-
-class LimitExceeded(Exception):
-    """A value would take the memory snapshot over its limit; also the error type of the element it fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,17 +196,11 @@ class Interpreter:
         """The most one CEL evaluation may cost (`Expression.context`); more fails its element (LimitExceeded)."""
 
     def _value(self, source: str, variables: dict[str, Any]) -> Any:
-        """The value of one of the definition's expressions over `variables`; LimitExceeded past the cost limit."""
-        try:
-            return self.process.expression(source).evaluate(variables, self.max_expression_cost)
-        except ExpressionTooCostly as exc:
-            raise LimitExceeded(str(exc)) from None
+        """The value of one of the definition's expressions over `variables` (LimitExceeded past its cost)."""
+        return self.process.expression(source).evaluate(variables, self.max_expression_cost)
 
     def _test(self, source: str, variables: dict[str, Any]) -> bool:
-        try:
-            return self.process.expression(source).evaluate_bool(variables, self.max_expression_cost)
-        except ExpressionTooCostly as exc:
-            raise LimitExceeded(str(exc)) from None
+        return self.process.expression(source).evaluate_bool(variables, self.max_expression_cost)
 
     # --- creating and resuming ---------------------------------------------------------------
 
@@ -432,10 +423,7 @@ class Interpreter:
         if after_ms is not None:
             return now_ms + after_ms
         assert at is not None
-        try:
-            return self.process.expression(at).evaluate_due(variables, now_ms, self.max_expression_cost)
-        except ExpressionTooCostly as exc:
-            raise LimitExceeded(str(exc)) from None
+        return self.process.expression(at).evaluate_due(variables, now_ms, self.max_expression_cost)
 
     def _fit(
         self, state: ExecutionState, what: str, values: list[Any], *, sizes: int | None = None, freed: Any = None

@@ -146,10 +146,12 @@ class ExecutionStore:
             commit.expire_ms or 0,
         ]
         keys = self.keys.execution(execution_id).all()
-        beside = commit.index if not self.indexes_in_script else []
-        if commit.index and self.indexes_in_script:
+        beside: list[IndexOp] = []
+        if self.indexes_in_script:
             keys += [op.key for op in commit.index]
             writes.append([[op.command, *op.args] for op in commit.index])
+        else:
+            beside = commit.index
         if beside and expect == NEW:
             await self.edit_indexes(beside)  # before the execution exists: it can never be there yet unfindable
         args: list[Scalar] = [
@@ -263,11 +265,14 @@ class ExecutionStore:
 
     # --- indexes ------------------------------------------------------------------------------
 
-    async def edit_indexes(self, edits: list[IndexOp]) -> None:
-        """Apply index edits by themselves (single-key commands on the tenant's slot, one round trip)."""
+    async def edit_indexes(self, edits: list[IndexOp], *, inactive: int | None = None) -> None:
+        """Apply index edits by themselves (single-key commands on the tenant's slot), and take `inactive` out of
+        the active set, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in edits:
                 pipe.execute_command(op.command, op.key, *op.args)
+            if inactive is not None:
+                pipe.srem(self.keys.active, str(inactive))
             await pipe.execute()
 
     async def activate(self, execution_id: int) -> None:
@@ -276,8 +281,7 @@ class ExecutionStore:
 
     async def unindex(self, at: Indexed) -> None:
         """Undo a start that failed: out of the active set and of every index it may have been put in."""
-        await self.edit_indexes(removed(self.keys, at, None))
-        await self.redis.srem(self.keys.active, str(at.execution_id))
+        await self.edit_indexes(removed(self.keys, at, None), inactive=at.execution_id)
 
     async def release_key(self, key: str, value: str) -> None:
         """Delete `key` if it still holds `value` (compare-and-delete)."""

@@ -12,13 +12,14 @@ see docs/architecture.md, "Indexes".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from procengine.statuses import Status
 from procengine.store.keys import Keys
 
-FINAL_STATUSES = ("completed", "failed", "cancelled")
-STATUSES = ("running", "paused", *FINAL_STATUSES)
+STATUSES = tuple(status.value for status in Status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,19 @@ def moved(
         if idempotency_key is not None:
             ops.append(IndexOp("PEXPIREAT", keys.idempotency(at.tenant, idempotency_key), (str(removal_at_ms),)))
     return ops
+
+
+def status_change(
+    keys: Keys, execution_id: int, fields: Mapping[str, str], source: str, target: str, removal_at_ms: int | None
+) -> list[IndexOp]:
+    """`moved` for an execution as its hash has it (tenant, processID, idempotencyKey); [] when the hash cannot
+    name its index entries (edited by hand)."""
+    tenant, process_id = fields.get("tenant", ""), fields.get("processID", "")
+    if not tenant or not (process_id.isascii() and process_id.isdigit()):
+        return []
+    at = Indexed(tenant, execution_id, int(process_id))
+    key = fields.get("idempotencyKey") or None
+    return moved(keys, at, source, target, removal_at_ms=removal_at_ms, idempotency_key=key)
 
 
 def removed(keys: Keys, at: Indexed, status: str | None) -> list[IndexOp]:

@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
+from procengine.store import indexes
 from procengine.store.executions import Commit
 from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
@@ -73,7 +74,9 @@ async def test_a_fenced_write_moves_nothing(engine: Engine, redis: Redis) -> Non
     await wait_element(engine, execution_id, "w")
     actor = engine.registry.get(execution_id)
     assert actor is not None
-    stale = Commit(execution={"status": "paused"}, index=actor._index_move("running", "paused", None))
+    moves = indexes.status_change(engine.keys, execution_id, actor.fields, "running", "paused", None)
+    assert moves  # the write would move it, were it applied
+    stale = Commit(execution={"status": "paused"}, index=moves)
     result = await engine.store.commit(execution_id, stale, epoch=actor.epoch - 1, expect="running")
     assert result.outcome.value == "FENCED"
     assert await indexed_as(engine, redis, execution_id, pid) == {"running"}

@@ -12,10 +12,10 @@ from procengine.engine.interpreter import (
     MEMORY_RESERVE,
     ElementFailed,
     Interpreter,
-    LimitExceeded,
     Progressed,
     RunTask,
 )
+from procengine.engine.limits import LimitExceeded
 from procengine.store.codec import encode
 from tests.engine.support import Run, definition
 

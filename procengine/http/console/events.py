@@ -31,14 +31,12 @@ HEARTBEAT = b": keep-alive\n\n"
 
 
 async def execution_events(request: web.Request) -> web.StreamResponse:
-    target, after = execution_id(request), _after(request)
-    feed = await engine(request).log_feed(caller(request), target, after)
+    feed = await engine(request).log_feed(caller(request), execution_id(request), _after(request))
     return await _stream(request, feed, lambda entry: entry.event)
 
 
 async def status_events(request: web.Request) -> web.StreamResponse:
-    after = _after(request)
-    feed = await engine(request).status_feed(caller(request), after)
+    feed = await engine(request).status_feed(caller(request), _after(request))
     return await _stream(request, feed, lambda _: "status")
 
 
