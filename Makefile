@@ -1,61 +1,83 @@
-# make run    create .venv, install, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
-# make test   create .venv, install with the test extras, run ruff, mypy --strict and pytest (a worker per core, then the chaos tests alone)
-# make bench  create .venv, install with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
-# make fuzz   the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
-# make chaos  3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
-# make clean  remove the venv and the caches (not .procengine/, the embedded Redis's data)
+# make run          create .venv from uv.lock, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
+# make test         create .venv from uv.lock with the test extras, run ruff, mypy --strict, the layer contracts and pytest
+# make bench        create .venv with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
+# make fuzz         the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
+# make chaos        3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
+# make lock         re-resolve uv.lock to the newest versions pyproject.toml's ranges allow (then run make test)
+# make test-latest  the suite on the newest versions the ranges allow, in .venv-latest: drift, seen on purpose
+# make clean        remove the venvs and the caches (not .procengine/, the embedded Redis's data)
 #
 # Extra flags for serve: make run ARGS="--port 9000 --log-level DEBUG". Another interpreter: make test PYTHON=python3.12
+# Everything is installed from uv.lock (exact versions, hashes checked); uv itself comes pinned with its hashes from
+# deploy/uv-requirements.txt. Nothing is needed beforehand but Python 3.11+ and make.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
 BIN := $(VENV)/bin
-# python3.11 if there is one, else python3 if it is 3.11 or newer (checked when the venv is created).
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# python3.11 if there is one, else python3 if it is 3.11 or newer (checked when a venv is created).
 PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
 ARGS ?=
+# uv uses the interpreter named here and never downloads one; .venv is the project's environment.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+SYNC := $(UV) sync --frozen --python $(PYTHON) --quiet
 
-# The stamps are newer than pyproject.toml once it has been installed: editing it installs again.
-STAMP_RUN := $(VENV)/.installed-run
-STAMP_TEST := $(VENV)/.installed-test
-
-.PHONY: help run test fuzz bench chaos clean
+.PHONY: help run test fuzz bench chaos lock test-latest clean check-python
 
 help:
-	@sed -n '1,8s/^# \{0,1\}//p' Makefile
+	@sed -n '1,12s/^# \{0,1\}//p' Makefile
 
-$(BIN)/python:
+check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "procengine needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0] + ": make ... PYTHON=python3.11")'
-	$(PYTHON) -m venv $(VENV)
 
-$(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(UV): deploy/uv-requirements.txt | check-python
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes -r deploy/uv-requirements.txt
 	@touch $@
 
-$(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@touch $@ $(STAMP_RUN)
-
-run: $(STAMP_RUN)
+# uv sync is a no-op when .venv already matches uv.lock, so every target syncs: no stamps to go stale.
+run: $(UV)
+	$(SYNC) --inexact
 	@deploy/demo-commands.sh $(ARGS)
 	$(BIN)/procengine serve --register examples/demo.yaml $(ARGS)
 
-test: $(STAMP_TEST)
+test: $(UV)
+	$(SYNC) --extra test
+	$(MAKE) --no-print-directory checks BIN=$(BIN)
+
+# What `make test` runs, on the venv in BIN.
+.PHONY: checks
+checks:
 	$(BIN)/ruff check procengine tests bench
 	$(BIN)/mypy --strict procengine
 	$(BIN)/pytest -n auto -m 'not alone'
 	$(BIN)/pytest -m alone
 
-fuzz: $(STAMP_TEST)
+fuzz: $(UV)
+	$(SYNC) --extra test
 	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto
 
-bench: $(STAMP_TEST)
+bench: $(UV)
+	$(SYNC) --extra test
 	$(BIN)/python -m bench $(ARGS)
 
-chaos: $(STAMP_TEST)
+chaos: $(UV)
+	$(SYNC) --extra test
 	$(BIN)/python -m bench.chaos $(ARGS)
 
+lock: $(UV)
+	$(UV) lock --upgrade
+
+test-latest: $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-latest
+	VIRTUAL_ENV=.venv-latest $(UV) pip install --quiet --upgrade --resolution highest -e '.[test]'
+	@VIRTUAL_ENV=.venv-latest $(UV) pip list --quiet 2>/dev/null | grep -iE '^(redis|aiohttp|pydantic|mypy|pytest) ' || true
+	$(MAKE) --no-print-directory checks BIN=.venv-latest/bin
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 	find procengine tests examples -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -170,7 +170,7 @@ class ControlListener:
                 elif kind == "message":
                     await self.handle(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def handle(self, data: bytes | str, *, tenant: str | None = None) -> None:
         """Act on one message (`tenant`: it came on that tenant's channel); never raises for anything it says."""

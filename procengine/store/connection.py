@@ -57,7 +57,7 @@ def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None
         )
         return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
     if target.kind == "sentinel":
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves its __init__ untyped
+        sentinel = Sentinel(
             list(target.hosts),
             sentinel_kwargs={"socket_timeout": timeout_s, "ssl": target.tls},
             **common,
