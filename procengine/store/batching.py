@@ -129,4 +129,8 @@ class ScriptBatcher:
         while self._flushes or self._queue:
             if self._queue and not self._flushes:
                 self._flush_ready()
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+            flushes = set(self._flushes)
+            await asyncio.gather(*flushes, return_exceptions=True)
+            # Done, but their done-callbacks (_flushed) may not have run: since Python 3.13 awaiting gather over tasks
+            # that are all done does not yield to the loop, and waiting for the callbacks here would spin for ever.
+            self._flushes -= flushes
