@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -185,8 +186,12 @@ class ControlListener:
         engine: ControlTarget,
         store: ExecutionStore,
         metrics: Metrics,
+        *,
+        on_subscribed: Callable[[], None] | None = None,
     ) -> None:
         self.redis = redis
+        self.on_subscribed = on_subscribed
+        """Called at every (re)subscription: the connection to Redis was made (again)."""
         self.keys = keys
         self.channel = keys.control
         self.nodes_channel = keys.nodes
@@ -233,6 +238,8 @@ class ControlListener:
                     self.keys.tenant_controls,
                 )
             self.subscribed.set()
+            if self.on_subscribed is not None:
+                self.on_subscribed()
             log.info("control channel %s: subscribed", self.channel)
             while True:
                 check_cancelled()
