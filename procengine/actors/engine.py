@@ -266,6 +266,7 @@ class Engine:
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
         execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
+        self.health.issued(execution_id)
         key = request.idempotencyKey
         if key is not None:
             existing = await self.idempotent.claim(caller.tenant, key, execution_id)

@@ -17,7 +17,8 @@ Two dangers the engine cannot see from its own writes:
   writes it back after moving the counters past every id issued (the log says how).
 
 Every check is O(1): a few GETs, never a scan; the policy is read at start, on reconnection and every
-`POLICY_EVERY` checks. Redis's answers are treated as hostile: a missing field or an odd value is never a crash.
+`POLICY_EVERY` checks (at every check while it evicts, so that its fix is seen at once). Redis's answers are
+treated as hostile: a missing field or an odd value is never a crash.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ class StoreHealth:
         if why is not None:
             raise Unavailable(why)
 
+    def issued(self, execution_id: int) -> None:
+        """This node was given `execution_id` (the counter may never go below it)."""
+        self.seen["execution"] = max(self.seen.get("execution", 0), execution_id)
+
     def check_soon(self) -> None:
         """Check at once (the connection to Redis was made again: it may be another, or an empty, Redis)."""
         self._check_now.set()
@@ -116,6 +121,10 @@ class StoreHealth:
     async def check_identity(self, held: Iterable[int]) -> None:
         """Whether Redis still has what this node knows it had; `held`: the executions this node runs."""
         held = list(held)
+        # what was seen *before* the counters are read: an id issued while they are read may be above them
+        before = {
+            name: max(self.seen.get(name, 0), max(held, default=0) if name == "execution" else 0) for name in COUNTERS
+        }
         key = self.keys.store_identity
         found = _text(await self.redis.get(key))
         counters = {name: _int(await self.redis.get(self.keys.sequence(name))) for name in COUNTERS}
@@ -124,7 +133,7 @@ class StoreHealth:
             why = f"the store identity {key} is {'gone' if found is None else 'another'} (was {self.identity})"
         else:
             for name, value in counters.items():
-                highest = max(self.seen.get(name, 0), max(held, default=0) if name == "execution" else 0)
+                highest = before[name]
                 if value is not None and value < highest:
                     why = f"the {name} id counter is {value}, behind {highest} (seen before or run here)"
                     break
@@ -166,7 +175,7 @@ class StoreHealth:
             self._checks += 1
             was_lost = self.lost is not None
             try:
-                if reconnected or self._checks % POLICY_EVERY == 0:
+                if reconnected or self.evicting is not None or self._checks % POLICY_EVERY == 0:  # fixed: seen soon
                     await self.check_policy()
                 await self.check_identity(list(held()))
             except asyncio.CancelledError:
