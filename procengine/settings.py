@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     node_ttl_ms: int = Field(default=5_000, gt=0)
     """A node whose heartbeat key is older than this is dead; its executions are adopted."""
     reconcile_interval_ms: int = Field(default=2_000, gt=0)
+    store_check_interval_ms: int = Field(default=1_000, gt=0)
+    """How often a node checks that Redis kept its data (store identity, id counters: a few GETs)."""
     log_maxlen: int = Field(default=10_000, gt=0)
     mailbox_size: int = Field(default=256, gt=0)
     redis_timeout_s: float = Field(default=5.0, gt=0)

@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -55,17 +56,25 @@ class ControlMessage:
     reason: str | None
 
 
+MAX_MESSAGE_BYTES = 64 * 1024
+"""A control message is about 60 bytes; the reason is free text. Anything longer is refused before decoding."""
+MAX_DEPTH = 8
+"""A control message is one flat object (depth 1). Deeper nesting is refused before decoding: Python's json
+decoder recurses (a 100,000-deep array raised RecursionError and once killed the listener, issue 17)."""
+
+
 def parse(data: bytes | str) -> ControlMessage:
-    """A control message from JSON text or msgpack; MalformedControl if it is neither or not in shape."""
-    raw = data.encode() if isinstance(data, str) else data
-    body: Any
+    """A control message from JSON text or msgpack; MalformedControl if it is neither or not in shape, whatever the
+    bytes (too long, too deep, not UTF-8, random): nothing else escapes."""
+    raw = data.encode(errors="surrogateescape") if isinstance(data, str) else data
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MalformedControl(f"{len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} a control message may have")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        try:
-            body = msgpack.unpackb(raw, raw=False)
-        except Exception:
-            raise MalformedControl("neither JSON nor msgpack") from None
+        body = _decode(raw)
+    except MalformedControl:
+        raise
+    except Exception:  # a decoder's failure on hostile bytes, whatever its class: this message only
+        raise MalformedControl("neither JSON nor msgpack") from None
     if not isinstance(body, dict):
         raise MalformedControl("not an object")
     execution_id = body.get("executionID")
@@ -73,14 +82,86 @@ def parse(data: bytes | str) -> ControlMessage:
         raise MalformedControl("executionID must be a positive integer")
     command = body.get("command")
     if command not in COMMANDS:
-        raise MalformedControl(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
+        shown = repr(command[:40]) if isinstance(command, str) else type(command).__name__  # no repr of a deep value
+        raise MalformedControl(f"command must be one of {', '.join(COMMANDS)}, got {shown}")
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise MalformedControl("reason must be a string")
     unknown = set(body) - {"executionID", "command", "reason"}
     if unknown:
-        raise MalformedControl(f"unknown fields {sorted(unknown)}")
+        raise MalformedControl(f"unknown fields {sorted(str(key)[:40] for key in unknown)}")
     return ControlMessage(execution_id, command, reason)
+
+
+def _decode(raw: bytes) -> Any:
+    """JSON if the bytes are UTF-8 JSON text, else msgpack. Depth is bounded before either decoder recurses:
+    JSON by `json_depth` (a scan that does not recurse), msgpack by its unpacker's own fixed stack (C, iterative,
+    StackError past 1024) and the lengths below, then `MAX_DEPTH` on what it built (a walk that does not recurse)."""
+    try:
+        text = raw.decode("utf-8")  # a msgpack map starts with 0x80-0x8f or 0xde/0xdf: never UTF-8 text
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        if json_depth(text) > MAX_DEPTH:
+            raise MalformedControl(f"nested deeper than {MAX_DEPTH}")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass  # not JSON: msgpack, below
+    limit = len(raw)
+    body = msgpack.unpackb(
+        raw,
+        raw=False,
+        max_str_len=limit,
+        max_bin_len=limit,
+        max_array_len=limit,
+        max_map_len=limit,
+        max_ext_len=limit,
+    )
+    if _object_depth(body) > MAX_DEPTH:
+        raise MalformedControl(f"nested deeper than {MAX_DEPTH}")
+    return body
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON `text` (strings skipped), without recursing and without decoding;
+    stops counting once past MAX_DEPTH."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _object_depth(body: Any) -> int:
+    """How deeply lists and dicts nest in a decoded value, without recursing; stops past MAX_DEPTH."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(body, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (list, tuple, dict)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return deepest
+            children = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class ControlTarget(Protocol):
@@ -105,8 +186,12 @@ class ControlListener:
         engine: ControlTarget,
         store: ExecutionStore,
         metrics: Metrics,
+        *,
+        on_subscribed: Callable[[], None] | None = None,
     ) -> None:
         self.redis = redis
+        self.on_subscribed = on_subscribed
+        """Called at every (re)subscription: the connection to Redis was made (again)."""
         self.keys = keys
         self.channel = keys.control
         self.nodes_channel = keys.nodes
@@ -153,6 +238,8 @@ class ControlListener:
                     self.keys.tenant_controls,
                 )
             self.subscribed.set()
+            if self.on_subscribed is not None:
+                self.on_subscribed()
             log.info("control channel %s: subscribed", self.channel)
             while True:
                 check_cancelled()
@@ -160,17 +247,27 @@ class ControlListener:
                 if message is None:
                     await pubsub.ping()  # a dead connection shows up here, not as silence
                     continue
-                kind, channel = message.get("type"), _text(message.get("channel"))
-                if kind == "pmessage":
-                    tenant = self.keys.tenant_of_control(channel)
-                    if tenant is not None:
-                        await self.handle(message["data"], tenant=tenant)
-                elif kind == "message" and channel == self.nodes_channel:
-                    self.engine.node_left(_text(message["data"]))
-                elif kind == "message":
-                    await self.handle(message["data"])
+                try:
+                    await self._dispatch(message)
+                except (ConnectionError, TimeoutError):
+                    raise  # the connection, not the message: subscribe again
+                except Exception:  # one message, whatever it did, never costs the subscription (contract §5)
+                    check_cancelled()
+                    self.metrics.control.labels("rejected", "error").inc()
+                    log.exception("control message dropped: handling it failed: %r", message.get("data", b"")[:200])
         finally:
             await pubsub.aclose()
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        kind, channel = message.get("type"), _text(message.get("channel"))
+        if kind == "pmessage":
+            tenant = self.keys.tenant_of_control(channel)
+            if tenant is not None:
+                await self.handle(message["data"], tenant=tenant)
+        elif kind == "message" and channel == self.nodes_channel:
+            self.engine.node_left(_text(message["data"])[:200])
+        elif kind == "message":
+            await self.handle(message["data"])
 
     async def handle(self, data: bytes | str, *, tenant: str | None = None) -> None:
         """Act on one message (`tenant`: it came on that tenant's channel); never raises for anything it says."""

@@ -52,6 +52,7 @@ from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.codec import encode
 from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
+from procengine.store.health import StoreHealth
 from procengine.store.indexes import Indexed
 from procengine.store.keys import Keys
 from procengine.store.probe import StoreProbe
@@ -137,7 +138,10 @@ class Engine:
         )
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
-        self.control = ControlListener(redis, self.keys, self, self.store, self.metrics)
+        self.health = StoreHealth(redis, self.keys, interval_s=settings.store_check_interval_ms / 1000)
+        self.control = ControlListener(
+            redis, self.keys, self, self.store, self.metrics, on_subscribed=self.health.check_soon
+        )
         self.router = Router(redis, self.keys, self.node_id, settings.redis_timeout_s)
         self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
         self._starting: set[int] = set()
@@ -159,7 +163,9 @@ class Engine:
     async def __aenter__(self) -> Engine:
         await self.ownership.renew()
         await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
+        await self.health.start()
         self._background = [
+            asyncio.create_task(self.health.watch_forever(self.registry.ids, self.registry.stop_all), name="health"),
             asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
@@ -191,6 +197,8 @@ class Engine:
         """None when Redis answers and this node is not shutting down; else why not."""
         if self._draining:
             return "this node is shutting down"
+        if unsafe := self.health.unsafe():  # eviction, or Redis lost data (store/health.py)
+            return unsafe
         try:
             return None if await self.redis.ping() else "the store cannot be reached"
         except Exception:
@@ -252,11 +260,13 @@ class Engine:
         """Start an execution (`parent`: of a call-process of that execution); (result, created) - not created
         when its idempotencyKey names an execution started before."""
         self._refuse_if_draining()
+        self.health.refuse_if_unsafe()  # no id given twice after Redis lost data
         await self._admit_start(caller.tenant)
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
         execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
+        self.health.issued(execution_id)
         key = request.idempotencyKey
         if key is not None:
             existing = await self.idempotent.claim(caller.tenant, key, execution_id)

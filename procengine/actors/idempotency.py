@@ -48,8 +48,12 @@ class IdempotentStarts:
                 self._creating[(tenant, key)] = loop.create_future()
                 return None
             # PTTL before the execution: a claim is persisted only after its execution exists, so a persisted
-            # claim without an execution is stale (its execution is gone), not a start still under way
-            async with self.redis.pipeline(transaction=True) as pipe:  # one round trip, one key's slot
+            # claim without an execution is stale (its execution is gone), not a start still under way.
+            # One round trip, not a transaction (no MULTI/EXEC: docs/security.md's ACL user does not need them):
+            # whatever happens to the key between GET and PTTL is safe. Freed (-2) or claimed again (> 0): wait
+            # and look again. Persisted (-1): by a start whose execution exists, so `raw`'s execution (if it is
+            # that one) answers; if not, release_key deletes only a key that still holds `raw`.
+            async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.get(idem_key)
                 pipe.pttl(idem_key)
                 raw, pttl = await pipe.execute()

@@ -40,6 +40,10 @@ class Registry:
     def __len__(self) -> int:
         return len(self._actors)
 
+    def ids(self) -> list[int]:
+        """The executions this node runs now."""
+        return list(self._actors)
+
     def get(self, execution_id: int) -> ExecutionActor | None:
         """The live actor of an execution on this node (one that has closed its mailbox is not live)."""
         actor = self._actors.get(execution_id)

@@ -17,10 +17,12 @@ with "Too many connections" as redis-py's default pool does under a burst (LESSO
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
@@ -32,6 +34,26 @@ from procengine.store.redis_url import parse_redis_url
 __all__ = ["MAX_CONNECTIONS", "connect"]
 
 MAX_CONNECTIONS = 128
+
+
+def _no_client_commands() -> dict[str, Any]:
+    """The keyword arguments that turn them off, for the redis-py installed (the range allows 5.0.4 and later)."""
+    if "driver_info" not in inspect.signature(AbstractConnection.__init__).parameters:
+        return {"lib_name": None, "lib_version": None}  # before driver_info (deprecated since)
+    off: dict[str, Any] = {"driver_info": None}
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig  # redis-py 7+ only
+    except ImportError:
+        return off
+    return off | {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
+NO_CLIENT_COMMANDS: dict[str, Any] = _no_client_commands()
+"""redis-py sends CLIENT commands of its own on connect unless told not to: CLIENT SETINFO (its name and version)
+and, since 8, CLIENT MAINT_NOTIFICATIONS (for Redis Enterprise's maintenance events); it ignores their errors.
+Redis 7.0 has no CLIENT SETINFO, so an ACL SETUSER naming `+client|setinfo` fails there, and `+client` would also
+grant CLIENT KILL and CLIENT LIST: the engine sends neither, and the least-privilege rule (docs/security.md) needs
+no CLIENT, the same on Redis 6.2, 7.0 and 7.2+, with no refusal in Redis's ACL LOG."""
 
 
 def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None = None) -> Redis:
@@ -47,6 +69,7 @@ def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None
         "health_check_interval": 30,
         "retry": retry,
         "retry_on_error": [ConnectionError, TimeoutError],
+        **NO_CLIENT_COMMANDS,
     }
     if target.kind == "standalone":
         pool = BlockingConnectionPool.from_url(
@@ -82,6 +105,7 @@ def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None
         username=target.username,
         password=target.password,
         ssl=target.tls,
+        **NO_CLIENT_COMMANDS,
     )
     # RedisCluster has the command API of Redis (routed by key) without being one: the store is written against it
     return cast(Redis, cluster)

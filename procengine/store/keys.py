@@ -96,6 +96,11 @@ class Keys:
         return f"{self.prefix}:seq:{name}"
 
     @property
+    def store_identity(self) -> str:
+        """String: a random token the first node writes once; its loss means Redis lost data (store/health.py)."""
+        return f"{self.prefix}:store-id"
+
+    @property
     def active(self) -> str:
         """Set: ids of executions that are running or paused (what the reconciler looks at)."""
         return f"{self.prefix}:active"

@@ -176,3 +176,66 @@ async def test_with_two_nodes_the_owner_acts_and_the_other_stays_out(make_engine
     assert [e for e, _ in await events(first, execution_id)].count("paused") == 1
     assert "refused" not in [e for e, _ in await events(first, execution_id)]
     assert (await first.store.fields(execution_id))["owner"] == first.node_id
+
+
+POISON = [
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deep-json"),
+    pytest.param(
+        b'{"executionID": 1, "command": "pause", "reason": ' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep-field"
+    ),
+    pytest.param(b"\x91" * 100_000 + b"\xc0", id="deep-msgpack"),
+    pytest.param(b"\xdd\xff\xff\xff\xff", id="msgpack-huge-array-header"),
+    pytest.param(b'{"executionID": 1, "command": "pause", "reason": "' + b"x" * 1_000_000 + b'"}', id="huge"),
+    pytest.param(b'{"executionID": 1, "command": "pa\xffuse"}', id="invalid-utf8"),
+    pytest.param(bytes(range(256)) * 8, id="random-bytes"),
+]
+
+
+@pytest.mark.parametrize("poison", POISON)
+def test_poison_is_refused_as_malformed_not_raised(poison: bytes) -> None:
+    with pytest.raises(MalformedControl):
+        parse(poison)
+
+
+async def test_poison_on_any_channel_leaves_the_node_listening(engine: Engine, redis: Redis) -> None:
+    """Issue 17 item 3: one message must not deafen a node. Every poison is published on a tenant's channel and on
+    the global one, then a legitimate pause, which must take effect without the subscription being made again."""
+    execution_id = await start(engine, WAIT)
+    await wait_element(engine, execution_id, "w")
+    await asyncio.wait_for(engine.control.subscribed.wait(), 5)
+    for param in POISON:
+        (poison,) = param.values
+        assert await redis.publish(engine.keys.tenant_control("default"), poison) == 1
+        assert await redis.publish(engine.keys.control, poison) == 1
+    assert await redis.publish(engine.keys.control, json.dumps({"executionID": execution_id, "command": "pause"})) == 1
+
+    assert await wait_status(engine, execution_id, "paused") == "paused"
+    assert not engine.control.dropped.is_set()  # the subscription was never lost
+    text = engine.metrics_text()[0].decode()
+    assert f'procengine_control_messages_total{{outcome="rejected",reason="malformed"}} {2.0 * len(POISON)}' in text
+
+
+async def test_a_message_whose_handling_fails_is_dropped_and_the_subscription_kept(
+    engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execution_id = await start(engine, WAIT)
+    await wait_element(engine, execution_id, "w")
+    real_fields = engine.control.store.fields
+    calls = 0
+
+    async def fails_once(execution_id: int) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RecursionError("as a bug in handling would")
+        return await real_fields(execution_id)
+
+    monkeypatch.setattr(engine.control.store, "fields", fails_once)
+    pause = json.dumps({"executionID": execution_id, "command": "pause"})
+    await published(redis, engine, pause.encode())  # this one fails inside the handling
+    await published(redis, engine, pause.encode())
+
+    assert await wait_status(engine, execution_id, "paused") == "paused"
+    assert not engine.control.dropped.is_set()
+    text = engine.metrics_text()[0].decode()
+    assert 'procengine_control_messages_total{outcome="rejected",reason="error"} 1.0' in text

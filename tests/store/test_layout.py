@@ -46,6 +46,7 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
             f"{prefix}:seq:process",
             f"{prefix}:seq:thread",
             f"{prefix}:statuses",
+            f"{prefix}:store-id",
             f"{prefix}:tenant:{{default}}:executions",
             f"{prefix}:tenant:{{default}}:executions:process:1",
             f"{prefix}:tenant:{{default}}:executions:process:1:status:paused",
