@@ -139,6 +139,8 @@ def compile_expression(source: str) -> Expression:
     if problem is not None:
         raise ExpressionError(f"expression {_quoted(source)} {problem}")
     program = _native(cel.compile, source, source, bad="bad CEL ")
+    if shape.degree > 0:
+        SANDBOX.prepare()  # its child imports the extension now, not when the first execution needs it
     return Expression(source, program, shape.names, shape.degree, shape.literal_items)
 
 

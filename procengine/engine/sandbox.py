@@ -14,6 +14,8 @@ stdout: the request `[source, variables]`, the answer `[True, value]` or `[False
 from __future__ import annotations
 
 import atexit
+import importlib.machinery
+import importlib.util
 import os
 import select
 import struct
@@ -83,6 +85,8 @@ class Sandbox:
         self._child: subprocess.Popen[bytes] | None = None
         self._owner = 0
         """The pid that started the child (a forked copy of this process must start its own)."""
+        self._ready = False
+        """The child has imported the extension and said so."""
 
     def execute(self, source: str, variables: dict[str, Any], deadline_s: float) -> Any:
         """The value of `source` over `variables`, computed in the child; SandboxTimeout after `deadline_s`,
@@ -97,6 +101,7 @@ class Sandbox:
                 body = _read_frame(child.stdout, time.monotonic() + deadline_s)
             except TimeoutError:
                 self._kill()
+                self._spawned()  # the next one imports the extension while the node goes on
                 raise SandboxTimeout(f"ran past its deadline of {deadline_s:g} s and was stopped") from None
             except (OSError, EOFError):
                 code = self._kill()
@@ -110,30 +115,43 @@ class Sandbox:
         with self._lock:
             self._kill()
 
-    def _started(self) -> subprocess.Popen[bytes]:
+    def prepare(self) -> None:
+        """Start a child now, without waiting for it (it imports the extension while the node does other work):
+        called when an expression that will need it is compiled, and after a child is killed."""
+        with self._lock:
+            self._spawned()
+
+    def _spawned(self) -> subprocess.Popen[bytes]:
         if self._child is not None and self._owner == os.getpid() and self._child.poll() is None:
             return self._child
-        self._child = None
-        child = subprocess.Popen(  # our own module, by the interpreter running us
+        self._child, self._ready = None, False
+        self._child = subprocess.Popen(  # our own module, by the interpreter running us
             [sys.executable, "-m", "procengine.engine.sandbox"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
         )
+        self._owner = os.getpid()
+        return self._child
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        """A child that has said it is ready (waiting for it, not counted in any deadline, if it is new)."""
+        child = self._spawned()
+        if self._ready:
+            return child
         assert child.stdout is not None
         try:
             ready = _read_exactly(child.stdout, 1, time.monotonic() + SPAWN_TIMEOUT_S)
         except (TimeoutError, OSError, EOFError):
             ready = b""
         if ready != _READY:
-            child.kill()
-            child.wait()
+            self._kill()
             raise SandboxError("the CEL evaluator did not start")
-        self._child, self._owner = child, os.getpid()
+        self._ready = True
         return child
 
     def _kill(self) -> int | None:
-        child, self._child = self._child, None
+        child, self._child, self._ready = self._child, None, False
         if child is None or self._owner != os.getpid():
             return None
         if child.poll() is None:
@@ -178,8 +196,7 @@ atexit.register(SANDBOX.close)
 
 def _serve(incoming: IO[bytes], outgoing: IO[bytes]) -> None:
     """The child's loop: a request in, an answer out, until the parent closes the pipe."""
-    import cel
-
+    cel = _extension()
     programs: dict[str, Any] = {}
     outgoing.write(_READY)
     outgoing.flush()
@@ -208,6 +225,26 @@ def _serve(incoming: IO[bytes], outgoing: IO[bytes]) -> None:
             frame = _pack([False, f"gave a value that {exc}"])
         outgoing.write(frame)
         outgoing.flush()
+
+
+def _extension() -> Any:
+    """The compiled `cel` module alone: the package's `__init__` also imports its command line (typer, rich,
+    prompt_toolkit: 1.7 s here), which a child that is started again after every kill cannot afford."""
+    try:
+        spec = importlib.util.find_spec("cel")
+        assert spec is not None and spec.submodule_search_locations
+        folder = spec.submodule_search_locations[0]
+        suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        name = next(f for f in os.listdir(folder) if f.startswith("cel.") and f.endswith(suffixes))
+        native = importlib.util.spec_from_file_location("cel.cel", os.path.join(folder, name))
+        assert native is not None and native.loader is not None
+        module = importlib.util.module_from_spec(native)
+        native.loader.exec_module(module)
+        return module
+    except (AssertionError, ImportError, OSError, StopIteration):  # another layout: the package, slowly
+        import cel
+
+        return cel
 
 
 if __name__ == "__main__":

@@ -45,12 +45,14 @@ class _Level:
     """Items of a literal before the current one."""
     empty: bool = True
     """Nothing in the current item yet."""
+    conditions: int = 0
+    """`?` of the current item still waiting for their `:` (which is then no map literal's separator)."""
 
     def end_item(self) -> None:
         self.deepest = max(self.deepest, self.operators + self.inner)
         if self.literal and not self.empty:
             self.items += 1
-        self.operators = self.inner = 0
+        self.operators = self.inner = self.conditions = 0
         self.empty = True
 
 
@@ -107,6 +109,10 @@ def scan(source: str) -> Shape:
                 deepest_degree = max(deepest_degree, degree)
                 operand = after_dot = False
                 continue
+            elif word == "in" and not after_dot:  # the one operator that is a word
+                level.operators += 1
+                operand = False
+                continue
             elif not after_dot and names is not None:
                 names.add(word)
             operand, after_dot = True, False
@@ -148,12 +154,16 @@ def scan(source: str) -> Shape:
                     degree -= closed.comprehension
                 literal_items += _close(closed, stack[-1])
             operand, after_dot = True, False
-        elif char == "," or (char == ":" and level.opener == "{"):
+        elif char == "," or (char == ":" and level.opener == "{" and not level.conditions):
             level.end_item()
             operand = after_dot = False
         else:  # an operator; anything else is CEL's to refuse, and counts as one to keep the bound an upper one
             if source[at - 1 : at + 1] in _TWO_CHARACTERS:
                 at += 1
+            elif char == "?":
+                level.conditions += 1
+            elif char == ":" and level.conditions:
+                level.conditions -= 1
             level.operators += 1
             level.empty = False
             operand, after_dot = False, char == "."
