@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import cel
-
+from procengine.engine import native
 from procengine.engine.limits import (
     EXPRESSION_DEADLINE_S,
     MAX_COMPREHENSION_NESTING,
@@ -30,6 +29,8 @@ from procengine.engine.sandbox import SANDBOX, SandboxError, SandboxTimeout
 from procengine.engine.scanner import Shape, scan
 
 _T = TypeVar("_T")
+
+cel = native.load()
 
 
 class ExpressionError(Exception):

@@ -14,8 +14,6 @@ stdout: the request `[source, variables]`, the answer `[True, value]` or `[False
 from __future__ import annotations
 
 import atexit
-import importlib.machinery
-import importlib.util
 import os
 import select
 import struct
@@ -196,7 +194,9 @@ atexit.register(SANDBOX.close)
 
 def _serve(incoming: IO[bytes], outgoing: IO[bytes]) -> None:
     """The child's loop: a request in, an answer out, until the parent closes the pipe."""
-    cel = _extension()
+    from procengine.engine.native import load
+
+    cel = load()
     programs: dict[str, Any] = {}
     outgoing.write(_READY)
     outgoing.flush()
@@ -225,26 +225,6 @@ def _serve(incoming: IO[bytes], outgoing: IO[bytes]) -> None:
             frame = _pack([False, f"gave a value that {exc}"])
         outgoing.write(frame)
         outgoing.flush()
-
-
-def _extension() -> Any:
-    """The compiled `cel` module alone: the package's `__init__` also imports its command line (typer, rich,
-    prompt_toolkit: 1.7 s here), which a child that is started again after every kill cannot afford."""
-    try:
-        spec = importlib.util.find_spec("cel")
-        assert spec is not None and spec.submodule_search_locations
-        folder = spec.submodule_search_locations[0]
-        suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-        name = next(f for f in os.listdir(folder) if f.startswith("cel.") and f.endswith(suffixes))
-        native = importlib.util.spec_from_file_location("cel.cel", os.path.join(folder, name))
-        assert native is not None and native.loader is not None
-        module = importlib.util.module_from_spec(native)
-        native.loader.exec_module(module)
-        return module
-    except (AssertionError, ImportError, OSError, StopIteration):  # another layout: the package, slowly
-        import cel
-
-        return cel
 
 
 if __name__ == "__main__":
