@@ -97,6 +97,7 @@ async def _case(session: aiohttp.ClientSession, redis_url: str, name: str, sourc
             start = {"processKey": name, "variables": VARIABLES.get(name, {})}
             began = time.monotonic()
             slowest = 0.0
+            sent = time.monotonic()
             try:
                 async with session.post(url + BASE + "/executions/processes", json=start) as answer:
                     result.append(f"start {answer.status}")
@@ -115,6 +116,8 @@ async def _case(session: aiohttp.ClientSession, redis_url: str, name: str, sourc
                 result.append(f"slowest /health {slowest * 1000:.0f} ms")
             except (aiohttp.ClientError, KeyError) as exc:
                 result.append(f"start: {type(exc).__name__}")
+            except TimeoutError:
+                result.append(f"/health unanswered for {time.monotonic() - sent:.0f} s (the client gave up)")
         await asyncio.sleep(0.5)
         alive = process.returncode is None
         if alive:
