@@ -12,6 +12,7 @@ from procengine.engine.expressions import (
     ExpressionTooCostly,
     compile_expression,
     cost_degree,
+    referenced_names,
 )
 
 
@@ -99,16 +100,21 @@ def test_an_expression_reads_the_same_with_the_variables_it_names(
     assert compile_expression(source).evaluate(variables) == expected
 
 
-def test_a_source_beyond_the_simple_reading_gets_every_variable() -> None:
-    expression = compile_expression("'''a''' + b")
-    assert expression.names is None
-    assert expression.context({"b": "x", "c": 1}) == {"b": "x", "c": 1}
+def test_triple_quoted_and_raw_strings_are_read_as_strings() -> None:
+    expression = compile_expression("'''a \" b''' + b")
+    assert expression.names == frozenset({"b"})
+    assert expression.evaluate({"b": "x", "c": 1}) == 'a " bx'
 
 
-def test_a_raw_string_ending_in_a_backslash_keeps_every_variable() -> None:
+def test_a_raw_string_ending_in_a_backslash_ends_at_its_quote() -> None:
     expression = compile_expression("r'C:\\' + folder + '/' + file")
-    assert expression.names is None
+    assert expression.names == frozenset({"folder", "file"})
     assert expression.evaluate({"folder": "tmp", "file": "a.txt", "other": 1, "more": 2}) == "C:\\tmp/a.txt"
+
+
+def test_a_source_beyond_the_simple_reading_gets_every_variable() -> None:
+    expression = referenced_names("`b` + c")  # a backquoted name: CEL resolves it, the scanner does not
+    assert expression is None
 
 
 @pytest.mark.parametrize(
