@@ -274,6 +274,10 @@ class ExecutionActor:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1):
                 fields = await self.ctx.store.fields(self.execution_id)
+        if fields.get("owner") == self.ctx.node_id and fields.get("epoch") == str(self.epoch):
+            # still ours: a write refused for the status it expected (changed by hand?), not a change of hands
+            log.warning("execution %s: write refused: %s; its actor stops", self.execution_id, why)
+            return
         self.log_lost(fields.get("owner", "?"), fields.get("epoch", "?"), why)
 
     def log_lost(self, owner: str, epoch: object, why: str) -> None:

@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from procengine.actors.engine import Engine
+from procengine.errors import Fenced
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import EngineFactory, definition, start, wait_element
+from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
 
 HELD = definition({"key": "work", "type": "task", "handler": "hold", "next": "e"}, {"key": "e", "type": "end"})
 
@@ -144,3 +145,27 @@ async def _heartbeat_back(redis: Redis, node: Engine) -> None:
         if await redis.exists(node.keys.node(node.node_id)):
             return
         await asyncio.sleep(0.01)
+
+
+async def test_a_write_refused_by_the_epoch_names_the_new_owner(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="w"))
+    await wait_element(engine, execution_id, "w")
+    fields = await engine.store.fields(execution_id)
+    await engine.store.takeover(
+        execution_id, owner="other", expected_owner=engine.node_id, expected_epoch=int(fields["epoch"]), log=None
+    )
+
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    with caplog.at_level(logging.WARNING, logger="procengine.actors.actor"):
+        with pytest.raises(Fenced):  # 503: the client tries again, and reaches the new owner
+            await engine.signal(CALLER, execution_id, "s", 1)
+        await actor.stopped.wait()
+
+    lost = [r.getMessage() for r in caplog.records if "lost to node" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].startswith(
+        f"execution {execution_id}: lost to node other at epoch 2 (this node {engine.node_id} held epoch 1): "
+        f"execution {execution_id}: epoch 1 is stale (now 2)"
+    )
