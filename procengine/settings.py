@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     reconcile_interval_ms: int = Field(default=2_000, gt=0)
     store_check_interval_ms: int = Field(default=1_000, gt=0)
     """How often a node checks that Redis kept its data (store identity, id counters: a few GETs)."""
+    node_crash_limit: int = Field(default=3, ge=1)
+    """An execution in whose middle this many nodes in a row stopped (killed, crashed, or cut off from Redis past
+    their heartbeat's TTL) with no progress in between is failed (NodeCrashed) instead of adopted again: one
+    execution that crashes whatever node runs it takes down this many nodes, not the cluster."""
     log_maxlen: int = Field(default=10_000, gt=0)
     mailbox_size: int = Field(default=256, gt=0)
     redis_timeout_s: float = Field(default=5.0, gt=0)

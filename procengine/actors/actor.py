@@ -61,7 +61,7 @@ from procengine.service import Caller
 from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store import indexes
-from procengine.store.executions import Commit, ExecutionStore, LogRecord, Scalar, stored_fields
+from procengine.store.executions import CRASHES, Commit, ExecutionStore, LogRecord, Scalar, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 from procengine.tasks import HandlerRegistry, TaskContext
 from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 
 SYSTEM = Caller(tenant="", by="system", request_id="")
 TRANSITION_TARGETS = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
+NODE_CRASHED = "NodeCrashed"
+"""The error type of an execution failed by the crash quarantine (see `quarantine`)."""
 SIGNAL_KEY_FIELD = "signalKey:"
 """Execution hash fields `signalKey:<Idempotency-Key>` = when a signal with that key was delivered."""
 """The status each control command asks for (a `refused` entry names it as `to`)."""
@@ -115,6 +117,8 @@ class _Failure:
     error: str
     error_type: str
     attempts: int
+    record: dict[str, Any] | None = None
+    """The failed element's record, when no element event writes it (a quarantine)."""
 
     @classmethod
     def of(cls, step: ElementFailed) -> _Failure:
@@ -177,6 +181,13 @@ class ExecutionActor:
         self.rendered_status: RenderedStatus | None = None
         """The status answer from `fields` and `thread_records` (the engine renders it), until the next write."""
         self.stopped = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        """The task that runs `run` (set by the registry, which owns it)."""
+        self._quarantined = False
+        """Failed at activation (NodeCrashed): no runner starts, the first settle writes the failure."""
+        self._idle_lanes: set[str] = set()
+        """Lanes waiting for something outside (a signal, a timer, a child, their branches)."""
+        self._forgetting_crashes = False
         self._children: list[int] = [int(child) for child in json.loads(self.fields.get("children") or "[]")]
         """Every child execution started, oldest first (kept here: lanes starting children at once each write
         the whole list)."""
@@ -188,7 +199,10 @@ class ExecutionActor:
         execution_id.set(self.execution_id)  # every log line of this actor and its runners carries it
         try:
             if self.status is Status.RUNNING:
-                self._start_runners()
+                if self._quarantined:
+                    self.mailbox.put_internal(Wake())  # settle: writes the failure
+                else:
+                    self._start_runners()
             while not self.status.is_final:
                 check_cancelled()
                 message = await self._next_message()
@@ -204,8 +218,8 @@ class ExecutionActor:
                     return
                 else:
                     await self._handle(message)
-        except Fenced:
-            log.warning("execution %s: fenced, another node owns it now", self.execution_id)
+        except Fenced as exc:
+            await self._log_lost(exc.message)
         except Exception:
             log.exception("execution %s: actor stopped on an unexpected error", self.execution_id)
         finally:
@@ -216,6 +230,78 @@ class ExecutionActor:
             self._refuse_queued()
             await self._stop_runners(grace_s=0)
             self.stopped.set()
+
+    @property
+    def tasks_in_flight(self) -> int:
+        """Task attempts started and not yet recorded as ended."""
+        return self._tasks_in_flight
+
+    def quarantine(self, crashes: int, last_owner: str) -> None:
+        """`crashes` nodes in a row stopped while this execution ran (the last one `last_owner`), with no progress
+        in between: it is taken for what stops them, and failed (NodeCrashed) instead of run once more."""
+        stack = self.state.stack
+        under_way = [entry for entry in stack if entry.fanout is None] or stack
+        culprit = max(under_way, key=lambda entry: entry.execution_order, default=None)
+        elements = ", ".join(repr(entry.element_key) for entry in under_way) or "none"
+        error = (
+            f"{crashes} nodes in a row stopped while it ran (the last: {last_owner}), with no progress in between; "
+            f"under way: {elements}. Failed rather than adopted again (PROCENGINE_NODE_CRASH_LIMIT="
+            f"{self.ctx.settings.node_crash_limit})"
+        )
+        record = None
+        if culprit is not None:
+            now = self.ctx.clock.now_ms()
+            record = {**interrupted_record(culprit, now), "status": "failed", "error": error, "errorType": NODE_CRASHED}
+            progress = self.state.threads.get(culprit.thread_key)
+            if progress is not None:
+                progress.status = "failed"
+                progress.failed_nodes += 1
+        key = culprit.element_key if culprit is not None else ""
+        self._failure = _Failure(key, error, NODE_CRASHED, culprit.attempt if culprit else 0, record)
+        self._quarantined = True
+        log.error(
+            "execution %s: %s; element %s; marking it failed (%s)",
+            self.execution_id,
+            f"{crashes} nodes in a row stopped while it ran",
+            key or None,
+            NODE_CRASHED,
+            extra={"executionID": self.execution_id},
+        )
+
+    async def _log_lost(self, why: str) -> None:
+        """Say that another node owns the execution now (its new owner and epoch, read best effort)."""
+        fields: dict[str, str] = {}
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                fields = await self.ctx.store.fields(self.execution_id)
+        if fields.get("owner") == self.ctx.node_id and fields.get("epoch") == str(self.epoch):
+            # still ours: a write refused for the status it expected (changed by hand?), not a change of hands
+            log.warning("execution %s: write refused: %s; its actor stops", self.execution_id, why)
+            return
+        self.log_lost(fields.get("owner", "?"), fields.get("epoch", "?"), why)
+
+    def log_lost(self, owner: str, epoch: object, why: str) -> None:
+        log.warning(
+            "execution %s: lost to node %s at epoch %s (this node %s held epoch %s): %s; its running tasks are "
+            "cancelled",
+            self.execution_id,
+            owner or "(none)",
+            epoch,
+            self.ctx.node_id,
+            self.epoch,
+            why,
+            extra={"executionID": self.execution_id},
+        )
+
+    def _crashes(self) -> int:
+        """Adoptions counted since the last progress (CRASHES, as this actor last wrote or read it)."""
+        count = self.fields.get(CRASHES, "")
+        return int(count) if count.isascii() and count.isdigit() else 0
+
+    def _progressed(self, commit: Commit) -> None:
+        """`commit` shows progress: it puts the crash count back to 0 (when it is not 0 already)."""
+        if self._crashes():
+            commit.execution[CRASHES] = 0
 
     async def _next_message(self) -> Message | None:
         if self.status is Status.RUNNING:
@@ -283,6 +369,7 @@ class ExecutionActor:
         self.state.paused_at_node = first.element_id if first else None
         commit = snapshot_commit(self.state, [], now)
         commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now))
+        self._progressed(commit)
         interrupted = self._record_interrupted(commit, now)
         commit.log.append(
             transition_log(
@@ -454,6 +541,8 @@ class ExecutionActor:
             error = self._failure.doc()
             commit.execution["error"] = json.dumps(error)
         interrupted = self._record_interrupted(commit, now, ended=True)
+        if self._failure is not None and self._failure.record is not None:
+            commit.elements[self._failure.element_key] = self._failure.record
         commit.log.append(
             transition_log(now, status.value, SYSTEM, "running", status.value, None, **error, **interrupted)
         )
@@ -477,6 +566,7 @@ class ExecutionActor:
         now = self.ctx.clock.now_ms()
         commit = snapshot_commit(self.state, [], now)
         self._record_interrupted(commit, now)
+        self._progressed(commit)  # this node stops by choice: not a crash
         await self._write(commit, expect=Status.RUNNING)
 
     async def _ended_as_child_or_parent(self, reason: str | None) -> None:
@@ -592,6 +682,8 @@ class ExecutionActor:
                     commit.execution.update(part.execution)
                     commit.elements.update(part.elements)
                     commit.log.extend(part.log)
+                if extras or any(event.event != "element-started" for event in batch):
+                    self._progressed(commit)  # an element ended (or retries, or a child started)
                 try:
                     await self._write(commit, expect=Status.RUNNING)
                 except Exception as exc:
@@ -747,7 +839,7 @@ class ExecutionActor:
             elif isinstance(step, AwaitChild):
                 ended = await self.ctx.children.ended(step.child_id)
                 if ended is None:  # the child runs (or is paused): its actor wakes us when it ends, if it is here
-                    await _wait(wakeup, POLL_S)
+                    await self._idle(lane, wakeup, POLL_S)
                     continue
                 if self.state.entry(lane) is not step.entry:  # the lane was stopped while the child was read
                     continue
@@ -765,14 +857,37 @@ class ExecutionActor:
                 self._failure = _Failure.of(step)
                 return
             if isinstance(step, Sleep):
-                await _wait(wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
+                await self._idle(lane, wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
             elif isinstance(step, AwaitSignal):
                 timeout = None if step.until_ms is None else (step.until_ms - self.ctx.clock.now_ms()) / 1000
-                await _wait(wakeup, timeout)
+                await self._idle(lane, wakeup, timeout)
             elif isinstance(step, AwaitLanes):
-                await _wait(wakeup, None)
+                await self._idle(lane, wakeup, None)
             else:
                 assert isinstance(step, Progressed)
+
+    async def _idle(self, lane: str, wakeup: asyncio.Event, timeout_s: float | None) -> None:
+        """Wait, as a lane with nothing to run but a signal, a timer, a child or its branches. Once every lane
+        waits so (no task, no expression under way) the execution has shown that it does not stop the node that
+        runs it: a crash count its adoption bumped goes back to 0, so that nodes stopping for other reasons while
+        it waits (for days, say) never add up to a quarantine."""
+        if timeout_s is not None and timeout_s <= 0:
+            return
+        self._idle_lanes.add(lane)
+        try:
+            if self._crashes() and not self._forgetting_crashes and self._all_idle():
+                self._forgetting_crashes = True
+                try:
+                    await self._checkpoint([], Commit(execution={CRASHES: 0}))
+                finally:
+                    self._forgetting_crashes = False
+            await _wait(wakeup, timeout_s)
+        finally:
+            self._idle_lanes.discard(lane)
+
+    def _all_idle(self) -> bool:
+        running = [lane for lane, runner in self._runners.items() if not runner.done()]
+        return self._tasks_in_flight == 0 and all(lane in self._idle_lanes for lane in running)
 
     async def _start_child(self, lane: str, step: StartChild) -> Outcome | None:
         """Start the child of a call-process and checkpoint its id (None: go on, the lane waits for it now);

@@ -168,6 +168,7 @@ class Engine:
             asyncio.create_task(self.health.watch_forever(self.registry.ids, self.registry.stop_all), name="health"),
             asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
+            asyncio.create_task(self._watch_leases_forever(), name="leases"),
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
             asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
@@ -583,6 +584,34 @@ class Engine:
                 async with asyncio.timeout(self.settings.reconcile_interval_ms / 1000):
                     await self._reconcile_now.wait()
             self._reconcile_now.clear()
+
+    async def check_leases(self) -> int:
+        """Stop at once the actors whose execution another node has taken while a task of theirs runs (after a
+        Redis failover, say, that made this node look dead for a moment): their handlers are cancelled now, not
+        when their next write is refused, so that one attempt does not run on two nodes for long. How many."""
+        actors = self.registry.with_tasks_in_flight()
+        if not actors:
+            return 0
+        rows = await self.store.many_fields([actor.execution_id for actor in actors], ["owner", "epoch"])
+        lost = 0
+        for actor, row in zip(actors, rows, strict=True):
+            if not row:  # gone: the next write says so (Redis lost data is another matter)
+                continue
+            epoch = row.get("epoch", "")
+            held = int(epoch) if epoch.isascii() and epoch.isdigit() else 0
+            if row.get("owner") != self.node_id or held != actor.epoch:
+                self.registry.lose(actor, row.get("owner", ""), held)
+                lost += 1
+        return lost
+
+    async def _watch_leases_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.node_heartbeat_ms / 1000)
+            try:
+                await self.check_leases()
+            except Exception as exc:  # Redis away: the heartbeat's watchdog deals with that
+                check_cancelled()
+                log.debug("node %s: lease check failed: %r", self.node_id, exc)
 
     async def _activate(self, execution_id: int) -> int:
         """Drive a running execution no actor drives; 1 if an actor now drives it here, 0 if not (a failure is

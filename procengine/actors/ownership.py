@@ -3,6 +3,13 @@
 Liveness is only a guess used to decide when to adopt; safety comes from the fencing epoch that
 takeover.lua bumps and commit.lua checks. A node that cannot renew in time stops its own actors
 (`on_lost`) before the others can take its executions.
+
+Absent heartbeats are believed only while this node's own heartbeat is believable. After an outage this node
+noticed (a renew failed), or when its own key is found gone (a Redis failover promotes a replica on which every
+heartbeat has expired, since nobody could renew during the outage; a Redis restarted from an old file has none),
+every other node looks dead at once: judging by that, the nodes would take each other's executions in turn. So
+the node re-asserts its own heartbeat and then, for one TTL, takes every node for alive: a live one renews
+within a heartbeat interval; one still silent after that is dead by the usual rule.
 """
 
 from __future__ import annotations
@@ -32,9 +39,36 @@ class Ownership:
         self.node_id = node_id
         self.heartbeat_ms = heartbeat_ms
         self.ttl_ms = ttl_ms
+        self._renewed = False
+        self._doubt: str | None = None
+        """Why absent heartbeats cannot be believed now (until this node's own is re-asserted); None: they can."""
+        self._judge_after = float("-inf")
+        """monotonic time before which no node is judged dead (one TTL after the heartbeat was re-asserted)."""
+
+    def judging(self) -> bool:
+        """Whether an absent heartbeat means a dead node now (not in doubt, nor in the TTL after one)."""
+        return self._doubt is None and time.monotonic() >= self._judge_after
+
+    def doubt(self, why: str) -> None:
+        """Something this node saw makes the absence of heartbeats meaningless until its own is re-asserted."""
+        if self._doubt is None:
+            self._doubt = why
 
     async def renew(self) -> None:
-        await self.redis.set(self.keys.node(self.node_id), "1", px=self.ttl_ms)
+        previous = await self.redis.set(self.keys.node(self.node_id), "1", px=self.ttl_ms, get=True)
+        if previous is None and self._renewed:
+            self.doubt("this node's own heartbeat key was gone (a Redis failover, restart or lost data?)")
+        self._renewed = True
+        if self._doubt is not None:
+            self._judge_after = time.monotonic() + self.ttl_ms / 1000
+            log.warning(
+                "node %s: heartbeat re-asserted after %s; no other node is taken for dead for the next %s ms, "
+                "while the others renew theirs",
+                self.node_id,
+                self._doubt,
+                self.ttl_ms,
+            )
+            self._doubt = None
 
     async def heartbeat_forever(self, on_lost: Callable[[], Awaitable[None]]) -> None:
         last_ok = time.monotonic()
@@ -51,6 +85,7 @@ class Ownership:
                 lost = False
             except Exception as exc:  # Redis down or slow: keep trying
                 check_cancelled()
+                self.doubt("Redis did not take its heartbeat")
                 log.warning("node %s: heartbeat failed: %s: %s", self.node_id, type(exc).__name__, exc)
             silent = time.monotonic() - last_ok
             if not lost and silent > lost_after:  # the watchdog, once per outage
@@ -65,15 +100,22 @@ class Ownership:
             await asyncio.sleep(self.heartbeat_ms / 1000 if lost else max(min(self.heartbeat_ms / 1000, left), 0.01))
 
     async def alive(self, node_ids: set[str]) -> set[str]:
-        """Which of these nodes have a live heartbeat (one round trip)."""
+        """Which of these nodes have a live heartbeat (one round trip); all of them while absent heartbeats cannot
+        be believed (see the module's docstring), which this node's own heartbeat, read with them, also tells."""
         if not node_ids:
             return set()
-        ordered = sorted(node_ids)
+        if not self.judging():
+            return set(node_ids)
+        ordered = sorted(node_ids | {self.node_id})
         async with self.redis.pipeline(transaction=False) as pipe:
             for node_id in ordered:
                 pipe.exists(self.keys.node(node_id))
-            found = await pipe.execute()
-        return {node_id for node_id, exists in zip(ordered, found, strict=True) if exists}
+            found = dict(zip(ordered, await pipe.execute(), strict=True))
+        if not found[self.node_id]:
+            self.doubt("this node's own heartbeat key was gone (a Redis failover, restart or lost data?)")
+            await self.renew()
+            return set(node_ids)
+        return {node_id for node_id in node_ids if found[node_id]}
 
     async def leave(self) -> None:
         await self.redis.delete(self.keys.node(self.node_id))

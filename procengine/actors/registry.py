@@ -22,7 +22,7 @@ from procengine.engine.state import ExecutionState, Memory, ThreadProgress
 from procengine.errors import NotFound, OwnedElsewhere, StateCorrupted, Unavailable
 from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
-from procengine.store.executions import Commit, LogRecord, Outcome, StoredExecution
+from procengine.store.executions import CRASHES, Commit, LogRecord, Outcome, StoredExecution
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Registry:
     def spawn(self, actor: ExecutionActor) -> None:
         self._actors[actor.execution_id] = actor
         task = asyncio.create_task(actor.run(self._passivate), name=f"actor-{actor.execution_id}")
+        actor.task = task
         self._tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
@@ -63,6 +64,18 @@ class Registry:
                 del self._actors[actor.execution_id]
 
         task.add_done_callback(done)
+
+    def with_tasks_in_flight(self) -> list[ExecutionActor]:
+        """The live actors running a task now (those whose loss must stop a handler at once)."""
+        return [a for a in self._actors.values() if a.tasks_in_flight and not a.mailbox.closed]
+
+    def lose(self, actor: ExecutionActor, owner: str, epoch: int) -> None:
+        """Another node owns the execution now (`owner` at `epoch`): stop our actor at once, so that its running
+        tasks are cancelled now rather than at its next write (which would be refused)."""
+        if actor.task is None or actor.task.done():
+            return
+        actor.log_lost(owner, epoch, "seen by this node's check of the executions whose tasks it runs")
+        actor.task.cancel()  # its runners stop without writing; the registry forgets it once it has stopped
 
     def _passivate(self, actor: ExecutionActor) -> bool:
         """Called by an idle paused actor; synchronous, so no message can slip in between."""
@@ -174,9 +187,17 @@ class Registry:
             status=status,
             epoch=result.epoch,
             state=state,
-            fields={**stored.fields, "status": status.value, "owner": self.ctx.node_id, "epoch": str(result.epoch)},
+            fields={
+                **stored.fields,
+                "status": status.value,
+                "owner": self.ctx.node_id,
+                "epoch": str(result.epoch),
+                CRASHES: str(result.crashes),
+            },
         )
         actor.corrupted = corrupted
+        if status is Status.RUNNING and not corrupted and result.crashes >= self.ctx.settings.node_crash_limit:
+            actor.quarantine(result.crashes, owner)  # fails it (NodeCrashed) instead of running it once more
         check_cancelled()  # redis-py may have absorbed a cancel during the takeover: spawn nothing after one
         self.spawn(actor)
         log.info(

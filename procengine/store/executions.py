@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -65,9 +65,14 @@ class WriteResult:
     status: str
     """The status (for takeover CONFLICT: the owner) found before the write."""
     epoch: int
+    crashes: int = 0
+    """Takeover OK: how many nodes in a row stopped while the execution ran, without progress since (CRASHES)."""
 
 
 NEW = "-"
+CRASHES = "crashes"
+"""Execution hash field: adoptions of the running execution from another node since it last made progress (bumped
+by takeover.lua, put back to 0 by the actor's first write that shows progress)."""
 """`expect` value for a commit that creates the execution."""
 
 
@@ -188,7 +193,8 @@ class ExecutionStore:
         if expected_commit is not None:
             args.append(expected_commit)
         reply = await self.scripts.takeover(keys=[keys.execution, keys.log], args=args)
-        return _result(reply)
+        result = _result(reply[:3])
+        return replace(result, crashes=_number(reply[3])) if len(reply) > 3 else result
 
     async def fields(self, execution_id: int) -> dict[str, str]:
         raw: Any = await self.redis.hgetall(self.keys.execution(execution_id).execution)
@@ -378,7 +384,12 @@ def _applied(reply: Any) -> bool:
 def _result(reply: list[Any]) -> WriteResult:
     outcome, status, epoch = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
     # an epoch edited by hand into something else than a number reads as 0: no writer holds that epoch
-    return WriteResult(Outcome(outcome), status, int(epoch) if epoch.isascii() and epoch.isdigit() else 0)
+    return WriteResult(Outcome(outcome), status, _number(epoch))
+
+
+def _number(part: Any) -> int:
+    text = part.decode() if isinstance(part, bytes) else str(part)
+    return int(text) if text.isascii() and text.isdigit() else 0
 
 
 def log_time(text: str) -> str:

@@ -6,11 +6,16 @@
 -- still write between another node's load and its takeover, and that node would go on from a stale state
 -- (an element completed twice).
 --
+-- Counts crashes: a running execution taken from another owner (an adoption: its node stopped, or stopped
+-- renewing its heartbeat, while it ran) bumps the hash's `crashes` field; the actor puts it back to 0 in the
+-- first write that shows progress (an element done, or every lane waiting). The caller fails an execution whose
+-- count reaches its limit rather than run it again: a poison execution takes down only so many nodes.
+--
 -- KEYS[1] execution hash   KEYS[2] log stream
 -- ARGV[1] new owner   ARGV[2] expected owner ("" = none)   ARGV[3] expected epoch
 -- ARGV[4] approximate MAXLEN of the log   ARGV[5] log time   ARGV[6] log event ("" = write none)
 -- ARGV[7] log detail   ARGV[8] the lastCommit the caller loaded (absent: not checked; "" = none yet)
--- Returns {"OK", status, new epoch} | {"CONFLICT", owner, epoch} | {"MISSING", "", ""}.
+-- Returns {"OK", status, new epoch, crashes} | {"CONFLICT", owner, epoch} | {"MISSING", "", ""}.
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'MISSING', '', ''}
@@ -23,10 +28,16 @@ end
 if ARGV[8] ~= nil and (redis.call('HGET', KEYS[1], 'lastCommit') or '') ~= ARGV[8] then
   return {'CONFLICT', owner, epoch}
 end
+local status = redis.call('HGET', KEYS[1], 'status') or ''
+local crashes = tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0') or 0  -- edited by hand: counts from 0
 local new_epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+if status == 'running' and owner ~= '' and owner ~= ARGV[1] then
+  crashes = crashes + 1
+  redis.call('HSET', KEYS[1], 'crashes', tostring(crashes))
+end
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
     'at', ARGV[5], 'event', ARGV[6], 'elementKey', '', 'detail', ARGV[7])
 end
-return {'OK', redis.call('HGET', KEYS[1], 'status') or '', tostring(new_epoch)}
+return {'OK', status, tostring(new_epoch), tostring(crashes)}
