@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     """Definition files registered at start (in every configured tenant, or `default`)."""
 
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_nesting_depth: int = Field(default=64, ge=8, le=1000)
+    """How deep JSON or YAML input may nest (objects and lists in one another): variables, signal payloads,
+    definitions and every other body; deeper is refused with 422 naming the limit."""
+    max_connections: int = Field(default=4096, gt=0)
+    """Connections the front door holds open at once; one more is answered 503 and closed."""
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a request's line and headers may take to arrive, from the connection's opening or the first byte
+    of the request; a slower one gets 408 and its connection is closed."""
+    http_keepalive_timeout_s: float = Field(default=75.0, gt=0)
+    """How long an idle keep-alive connection stays open (keep it above a proxy's own upstream idle timeout)."""
     max_snapshot_bytes: int = Field(default=2_097_152, ge=65_536)
     """The most an execution's memory snapshot (variables, node outputs, waiting signals) may take, msgpack-encoded:
     a task output, a value or a signal that would push it over fails its element (LimitExceeded) or is refused."""

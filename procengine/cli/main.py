@@ -103,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-expression-cost", metavar="N", type=int, help="most one CEL evaluation may cost (1000000)"
     )
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
+    serve.add_argument(
+        "--max-nesting-depth", metavar="N", type=int, help="how deep JSON/YAML input may nest (64; 422 beyond)"
+    )
+    serve.add_argument("--max-connections", metavar="N", type=int, help="connections held open at once (4096)")
+    serve.add_argument(
+        "--http-header-timeout-s", metavar="S", type=float, help="a request's head must arrive within this (10)"
+    )
+    serve.add_argument(
+        "--http-keepalive-timeout-s", metavar="S", type=float, help="idle keep-alive connections close after (75)"
+    )
     for flag, what in (
         ("--max-definition-elements", "elements one definition may have (1000)"),
         ("--max-variables", "start variables one execution may be given (1000)"),
