@@ -36,9 +36,10 @@ class Settings(BaseSettings):
     """Definition files registered at start (in every configured tenant, or `default`)."""
 
     max_body_bytes: int = Field(default=1_048_576, gt=0)
-    max_nesting_depth: int = Field(default=64, ge=8, le=1000)
+    max_nesting_depth: int = Field(default=64, ge=8, le=128)
     """How deep JSON or YAML input may nest (objects and lists in one another): variables, signal payloads,
-    definitions and every other body; deeper is refused with 422 naming the limit."""
+    definitions and every other body; deeper is refused with 422 naming the limit. At most 128, so that whatever
+    was accepted can be shown whole (procengine/depth.py)."""
     max_connections: int = Field(default=4096, gt=0)
     """Connections the front door holds open at once; one more is answered 503 and closed."""
     http_header_timeout_s: float = Field(default=10.0, gt=0)
