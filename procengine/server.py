@@ -46,7 +46,13 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             url = server.url
             log.info("embedded redis-server on %s, data in %s", url, settings.data_dir)
         metrics = Metrics()
-        redis = connect(url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
+        redis = connect(
+            url,
+            timeout_s=settings.redis_timeout_s,
+            retries=settings.redis_retries,
+            metrics=metrics,
+            tls=settings.redis_tls,
+        )
         stack.push_async_callback(redis.aclose)
         engine = await stack.enter_async_context(Engine(redis, settings, handlers, metrics=metrics))
         await register_files(engine, settings)
