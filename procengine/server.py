@@ -17,6 +17,7 @@ from aiohttp import web
 from procengine.actors.engine import Engine
 from procengine.errors import BadRequest, ValidationFailed
 from procengine.http.app import check_bind_allowed, create_app
+from procengine.http.listener import GuardedSite
 from procengine.metrics import Metrics
 from procengine.redis_server import RedisServer
 from procengine.service import Caller
@@ -45,17 +46,26 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             url = server.url
             log.info("embedded redis-server on %s, data in %s", url, settings.data_dir)
         metrics = Metrics()
-        redis = connect(url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
+        redis = connect(
+            url,
+            timeout_s=settings.redis_timeout_s,
+            retries=settings.redis_retries,
+            metrics=metrics,
+            tls=settings.redis_tls,
+        )
         stack.push_async_callback(redis.aclose)
         engine = await stack.enter_async_context(Engine(redis, settings, handlers, metrics=metrics))
         await register_files(engine, settings)
         # in-flight requests get the drain's time to finish when the server stops, not aiohttp's default minute
         runner = web.AppRunner(
-            create_app(engine, settings), access_log=None, shutdown_timeout=settings.pause_grace_ms / 1000 + 5
+            create_app(engine, settings),
+            access_log=None,
+            shutdown_timeout=settings.pause_grace_ms / 1000 + 5,
+            keepalive_timeout=settings.http_keepalive_timeout_s,  # aiohttp's default is an hour
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = GuardedSite(runner, settings)  # a head deadline and a connection cap: http/listener.py
         await site.start()
         address = f"http://{settings.host}:{_bound_port(runner, settings.port)}"
         print(f"procengine serving on {address}", flush=True)

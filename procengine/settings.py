@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from procengine.store.redis_url import parse_redis_url
+from procengine.store.redis_url import RedisTls, parse_redis_url
 
 
 class Settings(BaseSettings):
@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     """Definition files registered at start (in every configured tenant, or `default`)."""
 
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_nesting_depth: int = Field(default=64, ge=8, le=128)
+    """How deep JSON or YAML input may nest (objects and lists in one another): variables, signal payloads,
+    definitions and every other body; deeper is refused with 422 naming the limit. At most 128, so that whatever
+    was accepted can be shown whole (procengine/depth.py)."""
+    max_connections: int = Field(default=4096, gt=0)
+    """Connections the front door holds open at once; one more is answered 503 and closed."""
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a request's line and headers may take to arrive, from the connection's opening or the first byte
+    of the request; a slower one gets 408 and its connection is closed."""
+    http_keepalive_timeout_s: float = Field(default=75.0, gt=0)
+    """How long an idle keep-alive connection stays open (keep it above a proxy's own upstream idle timeout)."""
     max_snapshot_bytes: int = Field(default=2_097_152, ge=65_536)
     """The most an execution's memory snapshot (variables, node outputs, waiting signals) may take, msgpack-encoded:
     a task output, a value or a signal that would push it over fails its element (LimitExceeded) or is refused."""
@@ -78,6 +89,13 @@ class Settings(BaseSettings):
     execution that crashes whatever node runs it takes down this many nodes, not the cluster."""
     log_maxlen: int = Field(default=10_000, gt=0)
     mailbox_size: int = Field(default=256, gt=0)
+    redis_tls_ca: Path | None = None
+    """PEM file of the CA that signed the Redis servers' certificates (a private CA), for a rediss URL: the one
+    server, the sentinels and their master, every cluster node. None: the system's CAs."""
+    redis_tls_cert: Path | None = None
+    """PEM file of this node's client certificate, for a Redis that asks for one (tls-auth-clients yes)."""
+    redis_tls_key: Path | None = None
+    """PEM file of the client certificate's private key (leave out if it is in the certificate's file)."""
     redis_timeout_s: float = Field(default=5.0, gt=0)
     redis_retries: int = Field(default=3, ge=0)
     log_level: str = "INFO"
@@ -148,6 +166,18 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _tls_files_are_usable(self) -> Settings:
+        if self.redis_tls_ca is None and self.redis_tls_cert is None and self.redis_tls_key is None:
+            return self
+        if self.redis_url is None:
+            raise ValueError("--redis-tls-* need a rediss:// --redis-url; the embedded Redis does not use TLS")
+        self.redis_tls.check_url(parse_redis_url(self.redis_url))
+        if self.redis_tls_key is not None and self.redis_tls_cert is None:
+            raise ValueError("--redis-tls-key is given without --redis-tls-cert")
+        check_tls_files(self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        return self
+
+    @model_validator(mode="after")
     def _replicated_needs_replicas(self) -> Settings:
         if self.durability == "replicated":
             if self.redis_url is None:
@@ -157,6 +187,16 @@ class Settings(BaseSettings):
             if parse_redis_url(self.redis_url).kind == "cluster":
                 raise ValueError("durability replicated is not supported on Redis Cluster yet: use Sentinel, or local")
         return self
+
+    @property
+    def redis_tls(self) -> RedisTls:
+        """The TLS files for every connection to Redis."""
+        return RedisTls(
+            *(
+                str(path) if path is not None else None
+                for path in (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+            )
+        )
 
     @property
     def single_tenant(self) -> bool:
@@ -203,3 +243,27 @@ def parse_pairs(pairs: list[str], what: str, shape: str) -> dict[str, str]:
             raise ValueError(f"{what} must look like {shape}, got {pair!r}")
         found[name.strip()] = value.strip()
     return found
+
+
+def check_tls_files(ca: Path | None, cert: Path | None, key: Path | None) -> None:
+    """ValueError in one line when a TLS file cannot be read or is not PEM of its kind (read now, so that serve
+    says so at once instead of failing every connection later)."""
+    import ssl
+
+    context = ssl.create_default_context()
+    try:
+        if ca is not None:
+            context.load_verify_locations(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--redis-tls-ca {ca}: {_ssl_reason(exc)}") from None
+    try:
+        if cert is not None:
+            context.load_cert_chain(str(cert), str(key) if key is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--redis-tls-cert {cert} / --redis-tls-key {key}: {_ssl_reason(exc)}") from None
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+        return exc.strerror or type(exc).__name__
+    return str(getattr(exc, "reason", None) or exc).strip() or type(exc).__name__

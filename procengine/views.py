@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+from procengine.depth import clipped
 
 StatusName = Literal["running", "paused", "completed", "failed", "cancelled"]
 
@@ -15,6 +17,12 @@ STORABLE_REF: Final = "#/components/schemas/StorableValue"
 """Where the OpenAPI document describes a JSON value an execution's memory can hold (`http/openapi.py`)."""
 Storable = Annotated[Any, WithJsonSchema({"$ref": STORABLE_REF})]
 """Any JSON value, as far as validation goes (the engine measures and encodes it); documented as storable."""
+
+
+Shown = BeforeValidator(clipped)
+"""On a stored value a view shows (memory, an output, a log's detail): the parts nested deeper than
+depth.RENDER_DEPTH become a note, so that a value stored before the nesting limit, or written into Redis by hand,
+still renders (the JSON serializer stops at 255 levels, and the answer was a 500 for ever)."""
 
 
 class _View(BaseModel):
@@ -31,7 +39,7 @@ class ProcessView(ProcessSummary):
     name: str
     tenant: str
     createdAt: str
-    definition: dict[str, Any]
+    definition: Annotated[dict[str, Any], Shown]
 
 
 class ProcessList(_View):
@@ -108,7 +116,7 @@ class ExecutionStatusView(_View):
     progress: Progress
     timing: Timing
     threads: list[ThreadView]
-    error: dict[str, Any] | None = None
+    error: Annotated[dict[str, Any] | None, Shown] = None
     parentExecutionID: int | None = None
     """The execution whose call-process started this one."""
     children: list[int] = Field(default_factory=list)
@@ -136,7 +144,7 @@ class LogEntry(_View):
     at: str
     event: str
     elementKey: str | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: Annotated[dict[str, Any], Shown] = Field(default_factory=dict)
 
 
 class StatusEvent(_View):
@@ -164,7 +172,7 @@ class ElementView(_View):
     attempts: int
     startedAt: str | None = None
     stoppedAt: str | None = None
-    output: Any = None
+    output: Annotated[Any, Shown] = None
     error: str | None = None
     errorType: str | None = None
     """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, Unstorable, ..."""
@@ -181,8 +189,8 @@ class StateView(_View):
     executionID: int
     active: bool
     savedAt: str | None
-    stack: dict[str, Any] | None
-    memory: dict[str, Any] | None
+    stack: Annotated[dict[str, Any] | None, Shown]
+    memory: Annotated[dict[str, Any] | None, Shown]
 
 
 class StatusRow(_View):

@@ -68,8 +68,8 @@ class Queries:
         try:
             threads = [decode(raw) for raw in stored.threads.values()]
             return RenderedStatus.of(status_doc(execution_id, stored.fields, threads))
-        except (CodecError, KeyError, TypeError, ValueError) as exc:
-            why = exc.message if isinstance(exc, CodecError) else repr(exc)
+        except (CodecError, KeyError, TypeError, ValueError, RecursionError) as exc:
+            why = exc.message if isinstance(exc, CodecError) else repr(exc)[:300]
             raise StateCorrupted(f"execution {execution_id}: a thread record cannot be read: {why}") from None
 
     async def log(self, tenant: str, execution_id: int) -> LogView:

@@ -103,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-expression-cost", metavar="N", type=int, help="most one CEL evaluation may cost (1000000)"
     )
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
+    serve.add_argument(
+        "--max-nesting-depth", metavar="N", type=int, help="how deep JSON/YAML input may nest (64; 422 beyond)"
+    )
+    serve.add_argument("--max-connections", metavar="N", type=int, help="connections held open at once (4096)")
+    serve.add_argument("--redis-tls-ca", metavar="PEM", type=Path, help="CA of the Redis servers' certificates")
+    serve.add_argument("--redis-tls-cert", metavar="PEM", type=Path, help="client certificate, if Redis asks for one")
+    serve.add_argument("--redis-tls-key", metavar="PEM", type=Path, help="the client certificate's private key")
+    serve.add_argument(
+        "--http-header-timeout-s", metavar="S", type=float, help="a request's head must arrive within this (10)"
+    )
+    serve.add_argument(
+        "--http-keepalive-timeout-s", metavar="S", type=float, help="idle keep-alive connections close after (75)"
+    )
     for flag, what in (
         ("--max-definition-elements", "elements one definition may have (1000)"),
         ("--max-variables", "start variables one execution may be given (1000)"),
@@ -238,6 +251,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (UsageError, ValueError) as exc:
         return _fail(f"{exc}", EXIT_USAGE)
     logs.configure(settings.log_level, settings.log_format)
+    from redis.exceptions import RedisClusterException, RedisError
+
     from procengine import server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
 
     try:
@@ -251,6 +266,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 130
     except ProcEngineError as exc:
         return _fail(exc.message, EXIT_FAILED)
+    except (RedisError, RedisClusterException) as exc:  # Redis refused us before anything served: say why, in a line
+        return _fail(redis_startup_failure(exc, settings), EXIT_FAILED)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return _fail(f"cannot listen on {settings.host}:{settings.port}: address already in use", EXIT_FAILED)
@@ -393,6 +410,26 @@ def _open_redis(args: argparse.Namespace) -> tuple[Any, str, Settings] | int:
         return _fail(exc.message, EXIT_FAILED)
     except ValueError as exc:  # redis-py refuses the URL
         return _fail(f"--redis-url: {exc}", EXIT_USAGE)
+
+
+def redis_startup_failure(exc: BaseException, settings: Settings) -> str:
+    """One line for a Redis that failed `serve` at start: where, redis-py's last words, and for a certificate
+    that does not verify, the setting to look at."""
+    where = _redacted(settings.redis_url or "the embedded Redis")
+    reason = " ".join(str(exc).split())[:400] or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
+        hint = " (is --redis-tls-ca the CA that signed the server's certificate?)"
+    elif "SSL" in reason or "TLS" in reason:
+        hint = " (check the rediss:// URL and --redis-tls-* files)"
+    else:
+        hint = ""
+    return f"cannot use Redis at {where}: {reason}{hint}"
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    return f"{scheme}{sep}***@{location}" if at and credentials else url
 
 
 def _positive(text: str) -> int:

@@ -165,7 +165,9 @@ def _tenant_for(authorization: str | None, tokens: Mapping[str, str]) -> str:
         raise Unauthorized("Authorization must be: Bearer <token>")
     # Compare against every known token in constant time; do not stop at the first match.
     found: str | None = None
-    given = token.encode()
+    # aiohttp hands a header's non-UTF-8 bytes over as surrogates: give them back as the bytes that came, which
+    # then match no token (a plain .encode() raised, and the client got a 500)
+    given = token.encode("utf-8", "surrogateescape")
     for known, tenant in tokens.items():
         if hmac.compare_digest(given, known.encode()):
             found = tenant

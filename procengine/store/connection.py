@@ -9,10 +9,12 @@ Three kinds of Redis, by the URL's scheme:
 - `redis+cluster://[user:password@]h1:7000,h2:7001`: a Redis Cluster (redis-py's asyncio RedisCluster), every
   key routed to its slot's master. Every Lua script touches keys of one slot (hash tags), see docs/redis-keys.md.
 
-`rediss+sentinel://` and `rediss+cluster://` use TLS. Transient errors (a dropped connection, a timeout) are
-retried with exponential backoff by redis-py's Retry before a request fails; what still fails becomes 503
-UNAVAILABLE at the front door. On one server the pool blocks when every connection is busy, instead of failing
-with "Too many connections" as redis-py's default pool does under a burst (LESSONS.md).
+`rediss+sentinel://` and `rediss+cluster://` use TLS; `RedisTls` (`--redis-tls-ca`, `--redis-tls-cert`,
+`--redis-tls-key`) gives the CA and client certificate to every connection of each kind, sentinels included.
+Transient errors (a dropped connection, a timeout) are retried with exponential backoff by redis-py's Retry
+before a request fails; what still fails becomes 503 UNAVAILABLE at the front door. On one server the pool
+blocks when every connection is busy, instead of failing with "Too many connections" as redis-py's default
+pool does under a burst (LESSONS.md).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 from procengine.metrics import CountingRetry, Metrics
-from procengine.store.redis_url import parse_redis_url
+from procengine.store.redis_url import RedisTls, parse_redis_url
 
 __all__ = ["MAX_CONNECTIONS", "connect"]
 
@@ -56,11 +58,17 @@ grant CLIENT KILL and CLIENT LIST: the engine sends neither, and the least-privi
 no CLIENT, the same on Redis 6.2, 7.0 and 7.2+, with no refusal in Redis's ACL LOG."""
 
 
-def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None = None) -> Redis:
+def connect(
+    url: str, *, timeout_s: float, retries: int, metrics: Metrics | None = None, tls: RedisTls | None = None
+) -> Redis:
     """A client of the Redis `url` names (ValueError for a URL that names none). `timeout_s` bounds every socket
     operation; a command that meets a transient error is tried again `retries` times (0 for a one-shot command,
-    which should report an unreachable Redis at once)."""
+    which should report an unreachable Redis at once). `tls`: the CA and client certificate files, for a
+    rediss URL (ValueError with them on a URL without TLS)."""
     target = parse_redis_url(url)
+    tls = tls or RedisTls()
+    tls.check_url(target)
+    tls_files = tls.connection_kwargs()
     backoff = ExponentialBackoff(cap=1.0, base=0.05)
     retry = CountingRetry(backoff, retries, metrics) if metrics else Retry(backoff, retries)
     common: dict[str, Any] = {
@@ -77,12 +85,13 @@ def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None
             max_connections=MAX_CONNECTIONS,
             timeout=timeout_s * 2,  # how long a command may wait for a free connection
             **common,
+            **tls_files,
         )
         return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
     if target.kind == "sentinel":
         sentinel = Sentinel(
             list(target.hosts),
-            sentinel_kwargs={"socket_timeout": timeout_s, "ssl": target.tls},
+            sentinel_kwargs={"socket_timeout": timeout_s, "ssl": target.tls, **tls_files},
             **common,
         )
         master: Redis = sentinel.master_for(
@@ -92,6 +101,7 @@ def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None
             username=target.username,
             password=target.password,
             ssl=target.tls,
+            **tls_files,
         )
         return master
     cluster = RedisCluster(
@@ -106,6 +116,7 @@ def connect(url: str, *, timeout_s: float, retries: int, metrics: Metrics | None
         password=target.password,
         ssl=target.tls,
         **NO_CLIENT_COMMANDS,
+        **tls_files,
     )
     # RedisCluster has the command API of Redis (routed by key) without being one: the store is written against it
     return cast(Redis, cluster)

@@ -11,10 +11,10 @@ URL that names no Redis before anything starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
-__all__ = ["Kind", "RedisTarget", "parse_redis_url"]
+__all__ = ["Kind", "RedisTarget", "RedisTls", "parse_redis_url"]
 
 Kind = Literal["standalone", "sentinel", "cluster"]
 
@@ -35,6 +35,33 @@ class RedisTarget:
     tls: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RedisTls:
+    """Files for TLS to Redis (`--redis-tls-ca`, `--redis-tls-cert`, `--redis-tls-key`), given to every connection:
+    the one server's, the sentinels' and their master's, every cluster node's."""
+
+    ca_file: str | None = None
+    """PEM of the CA(s) that signed the servers' certificates (a private CA); None: the system's."""
+    cert_file: str | None = None
+    """PEM of this client's certificate, for servers that ask for one (tls-auth-clients)."""
+    key_file: str | None = None
+    """PEM of its private key (may be in `cert_file`)."""
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """redis-py's names for them (the same for Redis, Sentinel and RedisCluster), only those given."""
+        given = {"ssl_ca_certs": self.ca_file, "ssl_certfile": self.cert_file, "ssl_keyfile": self.key_file}
+        return {name: value for name, value in given.items() if value is not None}
+
+    def check_url(self, target: RedisTarget) -> None:
+        """ValueError when TLS files are given for a URL that does not use TLS (they would be ignored)."""
+        if self.connection_kwargs() and not target.tls:
+            scheme = target.url.partition("://")[0]
+            raise ValueError(
+                f"TLS files are given (--redis-tls-*) but the Redis URL's scheme {scheme}:// does not use TLS: "
+                f"use {scheme.replace('redis', 'rediss', 1)}://"
+            )
+
+
 def parse_redis_url(url: str) -> RedisTarget:
     """The Redis a URL names; ValueError saying what is wrong with it."""
     scheme, sep, rest = url.partition("://")
@@ -42,7 +69,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         raise ValueError(f"{url!r} is not a URL: expected redis://, redis+sentinel:// or redis+cluster://")
     scheme = scheme.lower()
     if scheme in ("redis", "rediss", "unix"):
-        return RedisTarget("standalone", url)
+        return RedisTarget("standalone", url, tls=scheme == "rediss")
     base, plus, kind = scheme.partition("+")
     if not plus or base not in ("redis", "rediss") or kind not in ("sentinel", "cluster"):
         raise ValueError(f"unknown Redis URL scheme {scheme!r}: use redis://, redis+sentinel:// or redis+cluster://")

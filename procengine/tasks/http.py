@@ -19,6 +19,7 @@ HttpTaskError               root, never raised itself
 ├── HttpBadInput            the input does not describe a request        not retried
 ├── HttpNotAllowed          a URL or address the rules refuse            not retried
 ├── HttpTooManyRedirects    more than MAX_REDIRECTS redirects            not retried
+├── HttpBadRedirect         a redirect without a Location one can follow not retried
 ├── HttpResponseTooLarge    a body over the cap                          not retried
 ├── HttpConnectionError     no connection, or it broke; DNS failure      retried
 └── HttpStatusError         (status: int)
@@ -49,6 +50,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "AllowEntry",
     "HttpBadInput",
+    "HttpBadRedirect",
     "HttpConnectionError",
     "HttpError",
     "HttpNotAllowed",
@@ -101,6 +103,13 @@ class HttpNotAllowed(HttpTaskError):
 
 class HttpTooManyRedirects(HttpTaskError):
     """The redirects went on past MAX_REDIRECTS (most likely a loop)."""
+
+    retryable: ClassVar[bool] = False
+
+
+class HttpBadRedirect(HttpTaskError):
+    """A redirect (301, 302, 303, 307, 308) whose Location is missing or not a URL: nothing to follow, and the
+    redirect is not the answer the task asked for."""
 
     retryable: ClassVar[bool] = False
 
@@ -278,7 +287,7 @@ async def _exchange(request: _Request, entries: frozenset[AllowEntry], max_body_
             resolver.pin(url.raw_host or "", await _checked_addresses(url, entries, redirected=hops > 0))
             try:
                 async with session.request(method, url, headers=headers, json=body, allow_redirects=False) as response:
-                    target = _redirect_target(response, url)
+                    target = _redirect_target(response, method, url)
                     if target is None:
                         return await _result(response, method, url, max_body_bytes)
                     status = response.status
@@ -286,7 +295,9 @@ async def _exchange(request: _Request, entries: frozenset[AllowEntry], max_body_
                 raise HttpConnectionError(f"{method} {_display(url)}: {exc}") from exc
             if _becomes_get(status, method):
                 method, body = "GET", None
-            if target.origin() != url.origin():
+            # not URL.origin(): it raises ValueError for a target such as file:///..., which the check at the top
+            # of the next hop refuses as HttpNotAllowed like any other URL
+            if _origin(target) != _origin(url):
                 headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
             url = target
     raise HttpTooManyRedirects(f"{request.method} {_display(request.url)}: more than {MAX_REDIRECTS} redirects")
@@ -391,15 +402,24 @@ class _PinnedResolver(AbstractResolver):
         pass
 
 
-def _redirect_target(response: aiohttp.ClientResponse, url: URL) -> URL | None:
-    """Where a redirect points (relative locations resolved against `url`); None for any other response."""
-    location = response.headers.get(hdrs.LOCATION)
-    if response.status not in _REDIRECT_STATUSES or not location:
+def _redirect_target(response: aiohttp.ClientResponse, method: str, url: URL) -> URL | None:
+    """Where a redirect points (relative locations resolved against `url`); None for any other response;
+    HttpBadRedirect for a redirect whose Location is missing or is not a URL."""
+    if response.status not in _REDIRECT_STATUSES:
         return None
+    location = response.headers.get(hdrs.LOCATION, "").strip()
+    where = f"{method} {_display(url)}: {response.status} redirect"
+    if not location:
+        raise HttpBadRedirect(f"{where} without a Location")
     try:
-        return url.join(URL(location)).with_fragment(None)
-    except ValueError:
-        return None  # a Location nobody can follow: the redirect itself is the answer
+        target = url.join(URL(location)).with_fragment(None)
+    except (ValueError, TypeError) as exc:
+        raise HttpBadRedirect(f"{where} to {location[:200]!r}, which is not a URL: {exc}") from None
+    return target  # a target that is not http(s) is refused by the allow-list check, as HttpNotAllowed
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return url.scheme, url.raw_host, url.port
 
 
 async def _result(response: aiohttp.ClientResponse, method: str, url: URL, max_body_bytes: int) -> dict[str, Any]:
@@ -454,4 +474,6 @@ def _decode_body(response: aiohttp.ClientResponse, raw: bytes) -> Any:
 
 def _display(url: URL) -> str:
     """The URL for messages, without credentials or a query that may hold a token."""
-    return str(url.with_user(None).with_query(None).with_fragment(None))
+    if url.raw_host:  # yarl refuses with_user on a URL without a host (file:///..., data:...): nothing to drop
+        url = url.with_user(None)
+    return str(url.with_query(None).with_fragment(None))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -23,8 +24,12 @@ async def service() -> AsyncIterator[TestServer]:
             return web.json_response({"error": "no such order"}, status=404)
         return web.json_response({"id": request.match_info["id"], "state": "shipped"})
 
+    async def moved(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": request.query["to"]})
+
     app = web.Application()
     app.router.add_get("/orders/{id}", order)
+    app.router.add_get("/moved", moved)
     async with TestServer(app, host="127.0.0.1") as server:
         yield server
 
@@ -67,4 +72,23 @@ async def test_a_host_not_allowed_fails_the_task_naming_the_flag(redis: Redis, s
         assert await wait_status(engine, execution_id, "failed") == "failed"
         error = (await engine.status(CALLER, execution_id)).error
         assert error is not None and error["type"] == "HttpNotAllowed" and "--http-allow" in error["error"]
+        assert error["attempts"] == 1
+
+
+@pytest.mark.parametrize(
+    ("location", "error_type"),
+    [("file:///etc/passwd", "HttpNotAllowed"), ("http://[::1", "HttpBadRedirect"), ("", "HttpBadRedirect")],
+)
+async def test_a_redirect_out_of_http_or_to_no_url_fails_the_task_with_its_own_type(
+    redis: Redis, settings: Settings, service: TestServer, location: str, error_type: str
+) -> None:
+    # before: file:/// failed as ValueError (retried), and a Location that is not a URL completed the task with 302
+    url = f"http://127.0.0.1:{service.port}/moved?to={quote(location, safe='')}"
+    async with Engine(redis, settings, builtin_handlers([f"127.0.0.1:{service.port}"])) as engine:
+        execution_id = await start(
+            engine, definition({"key": "f", "type": "task", "handler": "http", "input": {"url": f"'{url}'"}})
+        )
+        assert await wait_status(engine, execution_id, "failed", "completed") == "failed"
+        error = (await engine.status(CALLER, execution_id)).error
+        assert error is not None and error["type"] == error_type, error
         assert error["attempts"] == 1

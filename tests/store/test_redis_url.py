@@ -12,7 +12,7 @@ from procengine.store.redis_url import RedisTarget, parse_redis_url
     ("url", "expected"),
     [
         ("redis://h:6379/2", RedisTarget("standalone", "redis://h:6379/2")),
-        ("rediss://:pw@h:6380", RedisTarget("standalone", "rediss://:pw@h:6380")),
+        ("rediss://:pw@h:6380", RedisTarget("standalone", "rediss://:pw@h:6380", tls=True)),
         ("unix:///run/redis.sock", RedisTarget("standalone", "unix:///run/redis.sock")),
         (
             "redis+sentinel://h1:26379,h2:26380/mymaster",

@@ -286,6 +286,29 @@ async def test_a_redirect_loop_fails_as_HttpTooManyRedirects(upstream: Upstream)
     assert upstream.hits["/loop"] == http_task.MAX_REDIRECTS + 1
 
 
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/", "data:,x"])
+async def test_a_redirect_to_a_scheme_other_than_http_is_HttpNotAllowed(upstream: Upstream, target: str) -> None:
+    # before: file:///... failed as ValueError (URL.origin() of a URL without a host), not as the rules' refusal
+    result = await attempt(http_handler(upstream.allow), {"url": upstream.redirect(target)})
+
+    assert (result.error_type, result.retry) == ("HttpNotAllowed", False), result.value
+    assert f"a redirect to {target}" in result.value
+
+
+@pytest.mark.parametrize("status", ["301", "302", "303", "307", "308"])
+@pytest.mark.parametrize("location", ["http://[::1", "", "   "])
+async def test_a_redirect_whose_Location_is_missing_or_not_a_URL_fails_as_HttpBadRedirect(
+    upstream: Upstream, status: str, location: str
+) -> None:
+    # before: the task succeeded with {"status": 302, ...}, as if the redirect were the answer
+    url = str(URL(upstream.url("/redirect")).with_query(to=location, status=status))
+
+    result = await attempt(http_handler(upstream.allow), {"url": url})
+
+    assert (result.error_type, result.retry) == ("HttpBadRedirect", False), result.value
+    assert f"{status} redirect" in result.value
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -392,6 +415,7 @@ def test_the_public_api() -> None:
         "MAX_REDIRECTS",
         "AllowEntry",
         "HttpBadInput",
+        "HttpBadRedirect",
         "HttpConnectionError",
         "HttpError",
         "HttpNotAllowed",
