@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any, Final
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from procengine.tasks import TaskContext, task
 
@@ -40,7 +40,10 @@ def _effects() -> Redis | None:
         return None
     loop = asyncio.get_running_loop()
     if _client is None or _client[0] is not loop:
-        _client = (loop, Redis.from_url(url, socket_timeout=5.0))
+        # a blocking pool: hundreds of tasks at once wait for one of its connections (the default pool raises
+        # "Too many connections" past 100, which failed the tasks of a chaos run)
+        pool = BlockingConnectionPool.from_url(url, max_connections=32, timeout=10.0, socket_timeout=5.0)
+        _client = (loop, Redis(connection_pool=pool))
     return _client[1]
 
 
