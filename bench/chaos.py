@@ -381,12 +381,15 @@ async def fail_over(sentinel: LocalSentinel, tally: Tally, stop: asyncio.Event, 
 
 
 async def drive_to_the_end(
-    client: Client, runs: Executions, within_s: float, rng: random.Random
-) -> dict[int, dict[str, Any]]:
-    """Until every execution is final (or `within_s` is up), once a second: start again what never answered
-    (same key), resume what is paused, send each running execution the notes it has not acknowledged (same keys)
-    and the signal `go` once (it waits in the execution's memory until the loop reaches `go`)."""
+    client: Client, runs: Executions, within_s: float, rng: random.Random, effects: Redis
+) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    """Until every execution is final, once a second: start again what never answered (same key), resume what is
+    paused, send each running execution the notes it has not acknowledged (same keys) and the signal `go` once
+    (it waits in the execution's memory until the loop reaches `go`). Gives up after `within_s`, or later while
+    tasks still run (the side effects grow: a loaded machine is slow, not broken), but never after 30 s without
+    a task run. Returns the final statuses, and the status each other execution was last seen in."""
     final: dict[int, dict[str, Any]] = {}
+    last_seen: dict[int, str] = {}
     signalled: set[int] = set()
     gate = asyncio.Semaphore(16)
 
@@ -396,6 +399,7 @@ async def drive_to_the_end(
             status, data, _ = await client.call("GET", base + "/status")
             if status != 200:
                 return
+            last_seen[execution_id] = data["status"]
             if data["status"] in FINAL:
                 final[execution_id] = data
                 return
@@ -416,13 +420,19 @@ async def drive_to_the_end(
                     client.tally.acknowledged.append((execution_id, "signal-received", key))
 
     deadline = time.monotonic() + within_s
-    while (len(final) < len(runs.ids) or runs.unstarted) and time.monotonic() < deadline:
+    ran, ran_at = -1, time.monotonic()
+    while len(final) < len(runs.ids) or runs.unstarted:
+        now = time.monotonic()
+        if (count := await effects.llen(EFFECTS_KEY)) != ran:
+            ran, ran_at = count, now
+        if now > deadline and now - ran_at > 30:
+            break
         unstarted, runs.unstarted = runs.unstarted, []
         for key, limit in unstarted:
             await start_one(client, runs, key, limit, rng)
         await asyncio.gather(*(drive(i) for i in runs.ids if i not in final))
         await asyncio.sleep(1.0)
-    return final
+    return final, {i: status for i, status in last_seen.items() if i not in final}
 
 
 async def observe(
@@ -506,8 +516,10 @@ async def run(args: argparse.Namespace) -> int:
                 stop.set()
             chaos_s = time.monotonic() - started
             # time for a whole loop twice over (the loop started before the chaos, slowed by it), and a minute
-            final = await drive_to_the_end(client, runs, rounds * ROUND_MS / 1000 * 2 + 60, rng)
-            result = audit(await observe(client, runs, final, tally, effects))
+            final, last_seen = await drive_to_the_end(client, runs, rounds * ROUND_MS / 1000 * 2 + 60, rng, effects)
+            seen = await observe(client, runs, final, tally, effects)
+            seen.last_seen = last_seen
+            result = audit(seen)
     finally:
         await effects.aclose()
         nodes.stop_all()

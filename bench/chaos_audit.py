@@ -105,6 +105,8 @@ class Observed:
     """Start idempotency key -> the executions its answers named (one each)."""
     gone_at: dict[int, float] = field(default_factory=dict)
     """pid -> when that node was killed (its runs without an end ended then at the latest)."""
+    last_seen: dict[int, str] = field(default_factory=dict)
+    """The status a lost execution was last seen in."""
 
 
 @dataclass
@@ -127,7 +129,8 @@ def audit(seen: Observed) -> Audit:
         result.outcomes[status] += 1
         allowed = ("completed", "cancelled") if execution_id in seen.cancellable else ("completed",)
         if status not in allowed:
-            result.problems["not completed"].append(f"{execution_id}: {status}{_why(log, status)}")
+            seen_as = f" (still {seen.last_seen[execution_id]})" if execution_id in seen.last_seen else ""
+            result.problems["not completed"].append(f"{execution_id}: {status}{seen_as}{_why(log, status)}")
         result.problems["completed twice"] += completed_twice(execution_id, log, seen.limits[execution_id], status)
         result.problems["moved while paused"] += still_while_paused(execution_id, log, status, result.figures)
         result.standstills.append(longest_standstill(log))
@@ -235,7 +238,9 @@ def effects(seen: Observed, result: Audit) -> None:
         by_element[(effect.execution, effect.element)].append(effect)
         by_attempt[effect.key].append(effect)
     for execution_id, log in seen.logs.items():
-        status = seen.statuses.get(execution_id, "lost")
+        status = seen.statuses.get(execution_id)
+        if status is None:  # not final: it may have run on after its log was read (and fails the audit anyway)
+            continue
         completed = Counter(e["elementKey"] for e in log if e["event"] == "element-completed")
         named = named_reruns(log)
         for element in TASKS:
