@@ -78,6 +78,8 @@ def test_a_lost_execution_or_one_cancelled_without_leave_fails_the_audit() -> No
     seen = _clean_run()
     del seen.statuses[1]
     assert _problems(seen)["not completed"] == ["1: lost"]
+    seen.last_seen[1] = "paused"
+    assert _problems(seen)["not completed"] == ["1: lost (still paused)"]
     seen.statuses[1] = "cancelled"
     assert _problems(seen)["not completed"] == ["1: cancelled"]
     seen.cancellable.add(1)
