@@ -129,7 +129,11 @@ def audit(seen: Observed) -> Audit:
         result.outcomes[status] += 1
         allowed = ("completed", "cancelled") if execution_id in seen.cancellable else ("completed",)
         if status not in allowed:
-            seen_as = f" (still {seen.last_seen[execution_id]})" if execution_id in seen.last_seen else ""
+            seen_as = (
+                f" (still {seen.last_seen[execution_id]})"
+                if status == "lost" and execution_id in seen.last_seen
+                else ""
+            )
             result.problems["not completed"].append(f"{execution_id}: {status}{seen_as}{_why(log, status)}")
         result.problems["completed twice"] += completed_twice(execution_id, log, seen.limits[execution_id], status)
         result.problems["moved while paused"] += still_while_paused(execution_id, log, status, result.figures)
