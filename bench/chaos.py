@@ -1,12 +1,19 @@
 """Chaos: several engine nodes on one Redis, executions running, clients asking any node anything, and nodes
-killed (kill -9) and restarted, or restarted one by one (SIGTERM, a rolling restart). At the end every execution
-is driven to its end and the run is audited:
+killed (kill -9) and restarted, or restarted one by one (SIGTERM, a rolling restart), or the Redis master killed
+under Sentinels (failover). During the faults the clients start new executions (with idempotency keys), send
+keyed signals (`note`, each retried with its key until answered, some sent twice on purpose), pause and resume,
+and cancel a few executions set aside for it. At the end every execution is driven to its end and the run is
+audited (bench/chaos_audit.py says what each check means):
 
-- executions completed, cancelled, failed, lost (not final when driven to the end; must be 0);
-- elements completed more often than they ran (must be 0): the loop's counter must end at its round count and
-  each element must complete exactly as often as the loop says;
-- requests answered 5xx other than 503 (must be 0), and 503s that retries did not get past (must be 0);
-- acknowledged transitions (a 200 to pause, resume or cancel; a 202 to a signal) missing from the log (must be 0);
+- every execution `completed` (the definition cannot fail): a `failed` one fails the audit with its error, and
+  only the executions set aside for cancelling may end `cancelled`;
+- no element completed more often than it ran; no acknowledged transition or signal missing from the log;
+- every keyed signal taken exactly once (the log's `signal-received`, and the `notes` variable it lands in);
+- no element started, ended or retried while its execution was paused, and every pause resumed;
+- the tasks' side effects, counted by the task handler in a Redis of its own (bench/chaos_handlers.py), agree
+  with the log: each completed element has one, and each re-run is one the log names (a retry, a re-run after a
+  pause, an adoption after a kill); and no two runs of one attempt overlapped in time (a concurrent run);
+- no request answered 5xx other than 503, no request that 30 s of retries did not get answered;
 - each execution's longest standstill while running and not paused (a figure; under 2 s is the target of a
   rolling restart).
 
@@ -20,7 +27,7 @@ master comes back as the new one's replica. With `--durability replicated` the a
 `local` it may find what asynchronous replication lost (on loopback the replica is rarely behind, so usually
 nothing).
 
-Exit code 0 when every count that must be 0 is 0 (and, with --max-standstill-s, the standstill is under it).
+Exit code 0 when the audit found nothing (and, with --max-standstill-s, the standstill is under it).
 """
 
 from __future__ import annotations
@@ -40,37 +47,41 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
+from bench.chaos_audit import FINAL, NOTES, Audit, Observed, audit, parse_effects
+from bench.chaos_handlers import EFFECTS_KEY, EFFECTS_URL_ENV, NODE_ENV
 from bench.common import BASE, Context, Serve, stop_all_children
-from procengine.clock import parse_iso
 from procengine.redis_server import RedisServer
 from procengine.redis_topology import LocalSentinel
 
 ROUND_MS = 150
 """A loop round of the chaos process takes about this: a 50 ms task and a 100 ms delay."""
-FINAL = ("completed", "failed", "cancelled")
-NODE_ENV = {
+NODE_ENV_VARS = {
     "PROCENGINE_NODE_HEARTBEAT_MS": "200",
     "PROCENGINE_RECONCILE_INTERVAL_MS": "250",
     "PROCENGINE_PASSIVATE_AFTER_MS": "2000",
 }
 
 
-def chaos_definition(rounds: int) -> dict[str, Any]:
-    """A loop of a task, a delay and a counter (`rounds` times), then a wait for the signal `go` and a last task;
-    beside it a thread with a delay and a task. Every element but the loop's completes once."""
+def chaos_definition() -> dict[str, Any]:
+    """A definition that cannot fail. main: a loop of a task, a delay and a counter (`limit` rounds, a start
+    variable), then a wait for the signal `go` and a last task. side: a delay and a task. inbox: takes `NOTES`
+    keyed `note` signals, each into `notes` (so a signal taken twice shows there). Every element but the loop's
+    and the inbox's completes once."""
+    work = {"ms": "50"}
     return {
         "key": "chaos",
         "threads": [
             {
                 "key": "main",
                 "elements": [
-                    {"key": "work", "type": "task", "handler": "sleep", "input": {"ms": "50"}, "next": "nap"},
+                    {"key": "work", "type": "task", "handler": "chaos-work", "input": work, "next": "nap"},
                     {"key": "nap", "type": "delay", "durationMs": 100, "next": "count"},
                     {"key": "count", "type": "set-variable", "set": {"n": "n + 1"}, "next": "more"},
-                    {"key": "more", "type": "if-condition", "condition": f"n < {rounds}", "then": "work", "else": "go"},
+                    {"key": "more", "type": "if-condition", "condition": "n < limit", "then": "work", "else": "go"},
                     {"key": "go", "type": "wait-signal", "signal": "go", "into": "got", "next": "last"},
-                    {"key": "last", "type": "task", "handler": "echo", "input": {"n": "n"}, "next": "done"},
+                    {"key": "last", "type": "task", "handler": "chaos-work", "input": {"ms": "10"}, "next": "done"},
                     {"key": "done", "type": "end"},
                 ],
             },
@@ -78,8 +89,19 @@ def chaos_definition(rounds: int) -> dict[str, Any]:
                 "key": "side",
                 "elements": [
                     {"key": "side_nap", "type": "delay", "durationMs": 300, "next": "side_work"},
-                    {"key": "side_work", "type": "task", "handler": "sleep", "input": {"ms": "80"}, "next": "side_end"},
+                    {"key": "side_work", "type": "task", "handler": "chaos-work", "input": {"ms": "80"},
+                     "next": "side_end"},
                     {"key": "side_end", "type": "end"},
+                ],
+            },
+            {
+                "key": "inbox",
+                "elements": [
+                    {"key": "inbox", "type": "wait-signal", "signal": "note", "into": "note", "next": "file"},
+                    {"key": "file", "type": "set-variable", "set": {"notes": "notes + [note.key]"}, "next": "full"},
+                    {"key": "full", "type": "if-condition", "condition": f"size(notes) < {NOTES}", "then": "inbox",
+                     "else": "inbox_end"},
+                    {"key": "inbox_end", "type": "end"},
                 ],
             },
         ],
@@ -99,19 +121,58 @@ class Tally:
     restarts: int = 0
     failovers: list[float] = field(default_factory=list)
     """Seconds from a master's kill to the Sentinels' naming the new one."""
+    gone_at: dict[int, float] = field(default_factory=dict)
+    """pid of a node -> when it was killed or stopped (wall clock, as the side effects' times)."""
+
+
+@dataclass
+class Executions:
+    """The executions the clients started, and what they sent them."""
+
+    ids: list[int] = field(default_factory=list)
+    limits: dict[int, int] = field(default_factory=dict)
+    cancellable: set[int] = field(default_factory=set)
+    """Set aside for cancels: only these may end cancelled."""
+    starts: dict[str, set[int]] = field(default_factory=dict)
+    """Start idempotency key -> the executions its answers named."""
+    unstarted: list[tuple[str, int]] = field(default_factory=list)
+    """Starts whose answer never came: (key, limit), asked again at the end with the same key."""
+    next_note: Counter[int] = field(default_factory=Counter)
+    notes: dict[int, list[str]] = field(default_factory=dict)
+    """The `note` keys acknowledged (202) to each execution."""
+    notes_sent: int = 0
+    """Every delivery of a note, repeats of an acknowledged key included."""
+
+    def add(self, execution_id: int, limit: int, rng: random.Random) -> None:
+        if execution_id in self.limits:
+            return
+        self.ids.append(execution_id)
+        self.limits[execution_id] = limit
+        if rng.random() < 0.05:
+            self.cancellable.add(execution_id)
+
+    def note_key(self, execution_id: int) -> str | None:
+        """The next note to send to an execution (claimed: no other client sends it), None when all were."""
+        index = self.next_note[execution_id]
+        if index >= NOTES:
+            return None
+        self.next_note[execution_id] += 1
+        return f"note-{execution_id}-{index}"
 
 
 class Nodes:
     """The engine nodes: their current addresses (a restarted node listens on a new port)."""
 
-    def __init__(self, ctx: Context, count: int, grace_ms: int, ttl_ms: int, durability: str) -> None:
-        env = {**NODE_ENV, "PROCENGINE_DURABILITY": durability}
-        self.servers = [
-            Serve(
+    def __init__(self, ctx: Context, count: int, grace_ms: int, ttl_ms: int, durability: str, effects_url: str) -> None:
+        self.servers = []
+        for i in range(count):
+            env = {**NODE_ENV_VARS, "PROCENGINE_DURABILITY": durability, EFFECTS_URL_ENV: effects_url}
+            env[NODE_ENV] = f"node{i}"
+            server = Serve(
                 ctx, f"node{i}", prefix="chaos", pause_grace_ms=grace_ms, node_ttl_ms=ttl_ms, env=env, log_level="INFO"
             )
-            for i in range(count)
-        ]
+            server.args += ["--handlers", "bench.chaos_handlers"]
+            self.servers.append(server)
         self.up: list[bool] = [False] * count
 
     async def start_all(self) -> None:
@@ -124,15 +185,19 @@ class Nodes:
     def urls(self) -> list[str]:
         return [server.url for server, up in zip(self.servers, self.up, strict=True) if up]
 
-    async def kill(self, i: int) -> None:
+    async def kill(self, i: int, tally: Tally) -> None:
         self.up[i] = False
+        pid = self.servers[i].pid
         await asyncio.to_thread(self.servers[i].kill)
+        tally.gone_at[pid] = time.time()
 
-    async def terminate(self, i: int) -> int:
+    async def terminate(self, i: int, tally: Tally) -> int:
         """SIGTERM and wait: the node drains; returns its exit code."""
         self.up[i] = False
         server = self.servers[i]
+        pid = server.pid
         await asyncio.to_thread(server.stop)
+        tally.gone_at[pid] = time.time()
         assert server.process is not None
         return server.process.returncode
 
@@ -155,56 +220,102 @@ class Client:
     async def call(
         self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any, str]:
-        """(status, data or error, request id); a 5xx other than 503 is recorded, a never-answered one too."""
+        """(status, data or error, request id); a 5xx other than 503 is recorded, a never-answered one too, with
+        what each try met (to tell why)."""
         request_id = f"chaos-{next(self._ids)}"
-        give_up = time.monotonic() + self.retry_for_s
+        began = time.monotonic()
+        give_up = began + self.retry_for_s
         label = f"{method} {path.split('/')[-1] if path.count('/') > 3 else path}"
-        last = "no node up"
+        tries: list[str] = []
         while time.monotonic() < give_up:
             urls = self.nodes.urls()
             if not urls:
                 await asyncio.sleep(0.05)
                 continue
             url = random.choice(urls)
+            at = f"+{time.monotonic() - began:.1f}s {url.rsplit(':', 1)[-1]}"
             try:
                 async with self.session.request(
                     method,
                     url + BASE + path,
                     json=json_body,
                     headers={"X-Request-ID": request_id, **(headers or {})},
-                    timeout=aiohttp.ClientTimeout(total=30),
+                    timeout=aiohttp.ClientTimeout(total=min(30.0, max(give_up - time.monotonic(), 1.0))),
                 ) as response:
                     body = await response.json(content_type=None)
                     status = response.status
                     retry_after = float(response.headers.get("Retry-After", "0.2"))
             except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:  # a node killed under us
-                last = f"{type(exc).__name__}"
+                tries.append(f"{at} {type(exc).__name__}")
                 await asyncio.sleep(0.05)
                 continue
             self.tally.requests[f"{label} {status}"] += 1
             if status == 503:
-                last = f"503 {body['error']['message']}"
+                tries.append(f"{at} 503 {body['error']['message']}")
                 await asyncio.sleep(min(retry_after, 0.5))
                 continue
             if status >= 500:
                 self.tally.server_errors.append(f"{method} {path}: {status} {body}")
             return status, body.get("data") if body.get("success") else body.get("error"), request_id
-        self.tally.unanswered.append(f"{method} {path}: {last}")
+        self.tally.unanswered.append(f"{method} {path} ({request_id}): {len(tries)} tries: " + "; ".join(tries[-6:]))
         return 0, None, request_id
 
 
-async def pester(client: Client, ids: list[int], stop: asyncio.Event, rng: random.Random) -> None:
+async def start_one(client: Client, runs: Executions, key: str, limit: int, rng: random.Random) -> None:
+    """Start an execution with an idempotency key (its answer lost: asked again at the end, same key)."""
+    body = {"processKey": "chaos", "variables": {"n": 0, "limit": limit, "notes": []}, "idempotencyKey": key}
+    status, data, _ = await client.call("POST", "/executions/processes", json_body=body)
+    if status in (200, 201):
+        runs.starts.setdefault(key, set()).add(data["executionID"])
+        runs.add(data["executionID"], limit, rng)
+    elif status == 0:
+        runs.unstarted.append((key, limit))
+    else:
+        client.tally.server_errors.append(f"start {key}: {status} {data}")
+
+
+async def starter(client: Client, runs: Executions, stop: asyncio.Event, rng: random.Random, seconds: float) -> None:
+    """During the faults: a start every 0.2-0.8 s, with as many rounds as are left of the chaos; now and then the
+    same start again (it must name the same execution)."""
+    began = time.monotonic()
+    for n in itertools.count():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(rng.uniform(0.2, 0.8)):
+                await stop.wait()
+        if stop.is_set():
+            return
+        left_s = max(seconds - (time.monotonic() - began), 0.0)
+        limit = int(left_s * 1000 / ROUND_MS) + 20
+        key = f"chaos-start-{n}"
+        await start_one(client, runs, key, limit, rng)
+        if rng.random() < 0.2:
+            await start_one(client, runs, key, limit, rng)
+
+
+async def send_note(client: Client, runs: Executions, execution_id: int, key: str) -> int:
+    base = f"/executions/processes/{execution_id}"
+    runs.notes_sent += 1
+    status, _, _ = await client.call(
+        "POST", base + "/signals/note", json_body={"key": key}, headers={"Idempotency-Key": key}
+    )
+    if status == 202 and key not in runs.notes.setdefault(execution_id, []):
+        runs.notes[execution_id].append(key)
+        client.tally.acknowledged.append((execution_id, "signal-received", key))
+    return status
+
+
+async def pester(client: Client, runs: Executions, stop: asyncio.Event, rng: random.Random) -> None:
     """One client: random requests for random executions until `stop`."""
     tally = client.tally
     while not stop.is_set():
-        execution_id = rng.choice(ids)
+        execution_id = rng.choice(runs.ids)
         base = f"/executions/processes/{execution_id}"
         roll = rng.random()
-        if roll < 0.35:
+        if roll < 0.30:
             await client.call("GET", base + "/status")
-        elif roll < 0.45:
+        elif roll < 0.38:
             await client.call("GET", base + "/log")
-        elif roll < 0.65:
+        elif roll < 0.55:
             status, _, rid = await client.call("POST", base + "/pause", json_body={"reason": "chaos"})
             if status == 200:
                 tally.acknowledged.append((execution_id, "paused", rid))
@@ -214,13 +325,12 @@ async def pester(client: Client, ids: list[int], stop: asyncio.Event, rng: rando
                 if status == 200:
                     tally.acknowledged.append((execution_id, "resumed", rid))
         elif roll < 0.85:
-            key = f"sig-{execution_id}-{rng.getrandbits(40):x}"
-            status, _, _ = await client.call(
-                "POST", base + "/signals/go", json_body={"from": "chaos"}, headers={"Idempotency-Key": key}
-            )
-            if status == 202:
-                tally.acknowledged.append((execution_id, "signal-received", key))
-        elif roll < 0.87:
+            key = runs.note_key(execution_id)
+            if key is not None:
+                status = await send_note(client, runs, execution_id, key)
+                if status == 202 and rng.random() < 0.3:  # the same signal again: it must not be taken twice
+                    await send_note(client, runs, execution_id, key)
+        elif roll < 0.87 and execution_id in runs.cancellable:
             status, _, rid = await client.call("POST", base + "/cancel", json_body={"reason": "chaos"})
             if status == 200:
                 tally.acknowledged.append((execution_id, "cancelled", rid))
@@ -241,11 +351,11 @@ async def break_nodes(nodes: Nodes, tally: Tally, mode: str, stop: asyncio.Event
             return
         i = rng.randrange(len(nodes.servers)) if mode == "kill" else next(order)
         if mode == "kill":
-            await nodes.kill(i)
+            await nodes.kill(i, tally)
             tally.kills += 1
             await asyncio.sleep(rng.uniform(0.2, 1.0))
         else:
-            code = await nodes.terminate(i)
+            code = await nodes.terminate(i, tally)
             if code != 0:
                 tally.server_errors.append(f"node{i} exited with {code} on SIGTERM")
         await nodes.start(i)
@@ -270,10 +380,16 @@ async def fail_over(sentinel: LocalSentinel, tally: Tally, stop: asyncio.Event, 
         tally.restarts += 1
 
 
-async def drive_to_the_end(client: Client, ids: list[int], within_s: float) -> dict[int, dict[str, Any]]:
-    """Until every execution is final (or `within_s` is up), once a second: resume what is paused, and signal
-    `go` once to each running execution (it waits in the execution's memory until the loop reaches `go`)."""
+async def drive_to_the_end(
+    client: Client, runs: Executions, within_s: float, rng: random.Random, effects: Redis
+) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    """Until every execution is final, once a second: start again what never answered (same key), resume what is
+    paused, send each running execution the notes it has not acknowledged (same keys) and the signal `go` once
+    (it waits in the execution's memory until the loop reaches `go`). Gives up after `within_s`, or later while
+    tasks still run (the side effects grow: a loaded machine is slow, not broken), but never after 30 s without
+    a task run. Returns the final statuses, and the status each other execution was last seen in."""
     final: dict[int, dict[str, Any]] = {}
+    last_seen: dict[int, str] = {}
     signalled: set[int] = set()
     gate = asyncio.Semaphore(16)
 
@@ -283,90 +399,75 @@ async def drive_to_the_end(client: Client, ids: list[int], within_s: float) -> d
             status, data, _ = await client.call("GET", base + "/status")
             if status != 200:
                 return
+            last_seen[execution_id] = data["status"]
             if data["status"] in FINAL:
                 final[execution_id] = data
-            elif data["status"] == "paused":
+                return
+            if data["status"] == "paused":
                 await client.call("POST", base + "/resume")
-            elif execution_id not in signalled:
+            for index in range(NOTES):
+                key = f"note-{execution_id}-{index}"
+                if key not in runs.notes.get(execution_id, []):
+                    runs.next_note[execution_id] = NOTES  # no client sends any more of them
+                    await send_note(client, runs, execution_id, key)
+            if execution_id not in signalled:
                 key = f"end-{execution_id}"
                 status, _, _ = await client.call(
                     "POST", base + "/signals/go", json_body={}, headers={"Idempotency-Key": key}
                 )
                 if status == 202:
                     signalled.add(execution_id)
+                    client.tally.acknowledged.append((execution_id, "signal-received", key))
 
     deadline = time.monotonic() + within_s
-    while len(final) < len(ids) and time.monotonic() < deadline:
-        await asyncio.gather(*(drive(i) for i in ids if i not in final))
-        await asyncio.sleep(1.0)
-    return final
-
-
-@dataclass
-class Audit:
-    outcomes: Counter[str] = field(default_factory=Counter)
-    lost: list[int] = field(default_factory=list)
-    completed_twice: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    standstills: list[float] = field(default_factory=list)
-
-
-async def audit(client: Client, ids: list[int], final: dict[int, dict[str, Any]], rounds: int, tally: Tally) -> Audit:
-    result = Audit()
-    logs: dict[int, list[dict[str, Any]]] = {}
-    for execution_id in ids:
-        status, data, _ = await client.call("GET", f"/executions/processes/{execution_id}/log")
-        logs[execution_id] = data["items"] if status == 200 else []
-        outcome = final[execution_id]["status"] if execution_id in final else "lost"
-        result.outcomes[outcome] += 1
-        if outcome == "lost":
-            result.lost.append(execution_id)
-        result.completed_twice += _completed_twice(execution_id, logs[execution_id], rounds, outcome)
-        result.standstills.append(_longest_standstill(logs[execution_id]))
-    for execution_id, event, ref in tally.acknowledged:
-        log = logs[execution_id]
-        key = "idempotencyKey" if event == "signal-received" else "requestId"
-        if not any(e["event"] == event and e["detail"].get(key) == ref for e in log):
-            result.missing.append(f"{execution_id} {event} {ref}")
-    return result
-
-
-def _completed_twice(execution_id: int, log: list[dict[str, Any]], rounds: int, outcome: str) -> list[str]:
-    """Elements that completed more often than they can have run: the loop's at most `rounds` times (exactly, once
-    the execution completed), every other element at most once."""
-    done = Counter(e["elementKey"] for e in log if e["event"] == "element-completed")
-    problems = []
-    for key, times in done.items():
-        most = rounds if key in ("work", "nap", "count", "more") else 1
-        if times > most:
-            problems.append(f"{execution_id}: {key} completed {times} times (at most {most})")
-    if outcome == "completed" and done["count"] != rounds:
-        problems.append(f"{execution_id}: the loop's counter completed {done['count']} times, not {rounds}")
-    return problems
-
-
-def _longest_standstill(log: list[dict[str, Any]]) -> float:
-    """The longest time, in seconds, between two entries of the main thread's loop while the execution was
-    running (not paused), before it reached its wait."""
-    longest = 0.0
-    last: float | None = None
-    paused = False
-    for entry in log:
-        at = parse_iso(entry["at"]) / 1000
-        event, key = entry["event"], entry.get("elementKey")
-        if event == "paused":
-            paused, last = True, None
-        elif event == "resumed":
-            paused, last = False, at
-        elif event in ("element-started", "element-completed") and key in ("work", "nap", "count", "more"):
-            if last is not None and not paused:
-                longest = max(longest, at - last)
-            last = at
-        elif event == "element-completed" and key == "go":
-            break  # from here the execution waits for the client's signal
-        elif event in FINAL:
+    ran, ran_at = -1, time.monotonic()
+    while len(final) < len(runs.ids) or runs.unstarted:
+        now = time.monotonic()
+        if (count := await effects.llen(EFFECTS_KEY)) != ran:
+            ran, ran_at = count, now
+        if now > deadline and now - ran_at > 30:
             break
-    return longest
+        unstarted, runs.unstarted = runs.unstarted, []
+        for key, limit in unstarted:
+            await start_one(client, runs, key, limit, rng)
+        await asyncio.gather(*(drive(i) for i in runs.ids if i not in final))
+        await asyncio.sleep(1.0)
+    return final, {i: status for i, status in last_seen.items() if i not in final}
+
+
+async def observe(
+    client: Client, runs: Executions, final: dict[int, dict[str, Any]], tally: Tally, effects: Redis
+) -> Observed:
+    """What the audit needs: every execution's log and variables, and the side effects."""
+    logs: dict[int, list[dict[str, Any]]] = {}
+    variables: dict[int, dict[str, Any]] = {}
+    gate = asyncio.Semaphore(16)
+
+    async def read(execution_id: int) -> None:
+        base = f"/executions/processes/{execution_id}"
+        async with gate:
+            status, data, _ = await client.call("GET", base + "/log")
+            logs[execution_id] = data["items"] if status == 200 else []
+            status, data, _ = await client.call("GET", base + "/state")
+            variables[execution_id] = data["memory"]["variables"] if status == 200 and data.get("memory") else {}
+
+    await asyncio.gather(*(read(i) for i in runs.ids))
+    lines: list[bytes | str] = []
+    total = await effects.llen(EFFECTS_KEY)
+    for first in range(0, total, 20_000):
+        lines += await effects.lrange(EFFECTS_KEY, first, first + 19_999)
+    return Observed(
+        statuses={i: data["status"] for i, data in final.items()},
+        logs=logs,
+        variables=variables,
+        limits=dict(runs.limits),
+        effects=parse_effects(lines),
+        acknowledged=list(tally.acknowledged),
+        notes={i: list(keys) for i, keys in runs.notes.items()},
+        cancellable=set(runs.cancellable),
+        starts=dict(runs.starts),
+        gone_at=dict(tally.gone_at),
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -374,6 +475,8 @@ async def run(args: argparse.Namespace) -> int:
     rounds = max(int(args.seconds * 1000 / ROUND_MS) + 20, 20)
     workdir = Path(tempfile.mkdtemp(prefix="procengine-chaos-"))
     redis: RedisServer | LocalSentinel
+    effects_server = RedisServer(workdir / "effects")  # the tasks' side effects: not the engine's Redis
+    effects_server.start()
     if args.mode == "failover":
         redis = LocalSentinel(workdir / "redis")
         await asyncio.to_thread(redis.start)
@@ -382,30 +485,29 @@ async def run(args: argparse.Namespace) -> int:
         redis = RedisServer(workdir / "redis")
         redis.start()
         ctx = Context(redis.url, redis.pid or 0, workdir, quick=False, budget_s=args.seconds * 4)
-    nodes = Nodes(ctx, args.nodes, grace_ms=args.grace_ms, ttl_ms=args.ttl_ms, durability=args.durability)
+    nodes = Nodes(ctx, args.nodes, args.grace_ms, args.ttl_ms, args.durability, effects_server.url)
     tally = Tally()
+    runs = Executions()
+    effects = Redis.from_url(effects_server.url)
     try:
         await nodes.start_all()
         async with aiohttp.ClientSession() as session:
             client = Client(session, nodes, tally, retry_for_s=args.retry_for_s)
-            status, data, _ = await client.call("POST", "/processes", json_body=chaos_definition(rounds))
+            status, data, _ = await client.call("POST", "/processes", json_body=chaos_definition())
             assert status in (200, 201), data
-            ids = []
-            for _ in range(args.executions):
-                status, data, _ = await client.call(
-                    "POST", "/executions/processes", json_body={"processKey": "chaos", "variables": {"n": 0}}
-                )
-                assert status == 201, data
-                ids.append(data["executionID"])
+            for i in range(args.executions):
+                await start_one(client, runs, f"chaos-first-{i}", rounds, rng)
+            assert len(runs.ids) == args.executions, runs.unstarted
             print(
-                f"chaos: {args.nodes} nodes, {len(ids)} executions of {rounds} rounds, {args.mode}, "
+                f"chaos: {args.nodes} nodes, {len(runs.ids)} executions of {rounds} rounds, {args.mode}, "
                 f"{args.seconds:g} s, durability {args.durability}"
             )
             stop = asyncio.Event()
             started = time.monotonic()
             async with asyncio.TaskGroup() as group:
                 for _ in range(args.clients):
-                    group.create_task(pester(client, ids, stop, random.Random(rng.random())))
+                    group.create_task(pester(client, runs, stop, random.Random(rng.random())))
+                group.create_task(starter(client, runs, stop, random.Random(rng.random()), args.seconds))
                 if isinstance(redis, LocalSentinel):
                     group.create_task(fail_over(redis, tally, stop, random.Random(rng.random())))
                 else:
@@ -414,29 +516,46 @@ async def run(args: argparse.Namespace) -> int:
                 stop.set()
             chaos_s = time.monotonic() - started
             # time for a whole loop twice over (the loop started before the chaos, slowed by it), and a minute
-            final = await drive_to_the_end(client, ids, within_s=rounds * ROUND_MS / 1000 * 2 + 60)
-            result = await audit(client, ids, final, rounds, tally)
+            final, last_seen = await drive_to_the_end(client, runs, rounds * ROUND_MS / 1000 * 2 + 60, rng, effects)
+            seen = await observe(client, runs, final, tally, effects)
+            seen.last_seen = last_seen
+            result = audit(seen)
     finally:
+        await effects.aclose()
         nodes.stop_all()
         stop_all_children()
         redis.stop()
-    return report(args, tally, result, chaos_s)
+        effects_server.stop()
+    return report(args, tally, runs, result, chaos_s)
 
 
-def report(args: argparse.Namespace, tally: Tally, result: Audit, chaos_s: float) -> int:
+def report(args: argparse.Namespace, tally: Tally, runs: Executions, result: Audit, chaos_s: float) -> int:
     standstill = max(result.standstills, default=0.0)
     answered = sum(tally.requests.values())
     outcomes = "{completed} / {cancelled} / {failed}".format_map(result.outcomes)
     retried = sum(count for name, count in tally.requests.items() if name.endswith(" 503"))
     target = f"< {args.max_standstill_s:g}" if args.max_standstill_s else ""
+    problems = result.problems
+    figures = result.figures
     rows = [
-        ("executions completed / cancelled / failed", outcomes, ""),
-        ("executions lost (not final at the end)", str(len(result.lost)), "must be 0"),
-        ("elements completed more often than they ran", str(len(result.completed_twice)), "must be 0"),
+        ("executions (started during the faults)", f"{len(runs.ids)}", f"{len(runs.ids) - args.executions}"),
+        ("executions completed / cancelled / failed", outcomes, f"{len(runs.cancellable)} could be cancelled"),
+        ("executions not completed (failed, lost, ...)", str(len(problems["not completed"])), "must be 0"),
+        ("elements completed more often than they ran", str(len(problems["completed twice"])), "must be 0"),
+        ("acknowledged transitions missing from the log", str(len(problems["missing"])), "must be 0"),
+        ("signals not taken exactly once", str(len(problems["signal not once"])), "must be 0"),
+        ("elements moving while paused", str(len(problems["moved while paused"])), "must be 0"),
+        ("side effects the log does not account for", str(len(problems["side effects"])), "must be 0"),
+        ("concurrent runs of one attempt", str(len(problems["concurrent run"])), "must be 0"),
+        ("start keys answered with two executions", str(len(problems["duplicate start"])), "must be 0"),
         ("requests answered 5xx other than 503", str(len(tally.server_errors)), "must be 0"),
         ("requests whose 503s retries did not get past", str(len(tally.unanswered)), "must be 0"),
-        ("acknowledged transitions missing from the log", str(len(result.missing)), "must be 0"),
         ("longest standstill of an execution (s)", f"{standstill:.2f}", target),
+        ("side effects (task runs) / re-runs", f"{figures['side effects']} / {figures['re-runs']}", ""),
+        ("note signals sent / acknowledged keys / taken",
+         f"{runs.notes_sent} / {figures['signals sent (acknowledged keys)']} / {figures['signals taken (log)']}",
+         "taken: every keyed signal-received"),
+        ("pauses checked (no element moved)", str(figures["pauses checked"]), ""),
         ("requests answered (incl. retried 503s)", str(answered), f"{retried} were 503"),
         ("acknowledged transitions and signals", str(len(tally.acknowledged)), ""),
         (
@@ -450,17 +569,11 @@ def report(args: argparse.Namespace, tally: Tally, result: Audit, chaos_s: float
     width = max(len(name) for name, _, _ in rows)
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>12}  {note}")
-    for kind, items in (
-        ("lost", [str(i) for i in result.lost]),
-        ("completed twice", result.completed_twice),
-        ("5xx", tally.server_errors),
-        ("unanswered", tally.unanswered),
-        ("missing", result.missing),
-    ):
+    for kind, items in [*problems.items(), ("5xx", tally.server_errors), ("unanswered", tally.unanswered)]:
         for item in items[:10]:
             print(f"  {kind}: {item}")
     failed = (
-        result.lost or result.completed_twice or tally.server_errors or tally.unanswered or result.missing
+        result.failed or tally.server_errors or tally.unanswered
         or (args.max_standstill_s and standstill >= args.max_standstill_s)
     )  # fmt: skip
     print("chaos: FAIL" if failed else "chaos: PASS")

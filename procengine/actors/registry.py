@@ -13,7 +13,7 @@ import logging
 
 from procengine.actors.actor import ActorContext, ExecutionActor
 from procengine.actors.catalog import Catalog
-from procengine.actors.messages import Drain
+from procengine.actors.messages import Drain, Request
 from procengine.actors.ownership import Ownership
 from procengine.actors.snapshot import check_fields, load_state
 from procengine.cancellation import check_cancelled
@@ -62,6 +62,8 @@ class Registry:
             self._tasks.discard(finished)
             if self._actors.get(actor.execution_id) is actor:
                 del self._actors[actor.execution_id]
+            if not actor.stopped.is_set():
+                _never_ran(actor)
 
         task.add_done_callback(done)
 
@@ -278,6 +280,18 @@ class Registry:
         for actor in actors:
             if self._actors.get(actor.execution_id) is actor:
                 del self._actors[actor.execution_id]
+
+
+def _never_ran(actor: ExecutionActor) -> None:
+    """An actor whose task was cancelled before its first step: stop_all (the heartbeat watchdog) ran between
+    the activation that spawned it and its first turn, so `run` and its cleanup never ran. Do that cleanup here,
+    or a request already in its mailbox waits for an answer that never comes (30 s, then 503: in a chaos kill
+    run, a signal unanswered after 30 s of client retries). The requester sees the actor stopped and asks again."""
+    actor.mailbox.close()
+    actor.stopped.set()
+    while (message := actor.mailbox.get_nowait()) is not None:
+        if isinstance(message, Request) and not message.reply.done():
+            message.reply.set_exception(Unavailable(f"execution {actor.execution_id}: its actor stopped; try again"))
 
 
 def _placeholder(thread_key: str) -> ExecutionState:
