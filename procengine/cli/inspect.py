@@ -30,6 +30,7 @@ from procengine.store.codec import check_format, decode
 from procengine.store.connection import connect
 from procengine.store.executions import ExecutionStore, log_time
 from procengine.store.keys import Keys
+from procengine.store.redis_url import RedisTls
 from procengine.store.scripts import Scripts
 
 __all__ = [
@@ -56,10 +57,11 @@ class NoRedis(ProcEngineError):
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def open_redis(url: str, timeout_s: float) -> Redis:
+def open_redis(url: str, timeout_s: float, tls: RedisTls | None = None) -> Redis:
     """A client for a one-shot command: bounded socket timeouts and no retries, so that an unreachable
-    Redis is reported within `timeout_s` instead of after redis-py's default backoff."""
-    return connect(url, timeout_s=timeout_s, retries=0)
+    Redis is reported within `timeout_s` instead of after redis-py's default backoff; `tls`: the private CA and
+    client certificate files of a rediss:// URL, as serve takes them."""
+    return connect(url, timeout_s=timeout_s, retries=0, tls=tls)
 
 
 async def inspect_execution(

@@ -107,9 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-nesting-depth", metavar="N", type=int, help="how deep JSON/YAML input may nest (64; 422 beyond)"
     )
     serve.add_argument("--max-connections", metavar="N", type=int, help="connections held open at once (4096)")
-    serve.add_argument("--redis-tls-ca", metavar="PEM", type=Path, help="CA of the Redis servers' certificates")
-    serve.add_argument("--redis-tls-cert", metavar="PEM", type=Path, help="client certificate, if Redis asks for one")
-    serve.add_argument("--redis-tls-key", metavar="PEM", type=Path, help="the client certificate's private key")
+    _add_tls_flags(serve)
     serve.add_argument(
         "--http-header-timeout-s", metavar="S", type=float, help="a request's head must arrive within this (10)"
     )
@@ -160,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--limit", metavar="N", type=_positive, help="--list: at most N rows (default 50)")
     inspect.add_argument("--log", metavar="N", type=_not_negative, dest="log_count", help="log entries (default 20)")
     inspect.add_argument("--redis-url", metavar="URL", help="the Redis to read")
+    _add_tls_flags(inspect)
     inspect.add_argument("--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)")
     inspect.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of the report")
@@ -182,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", type=Path, help="write here (default: standard output)")
     export.add_argument("--tenant", metavar="T", help="only this tenant's executions")
     export.add_argument("--redis-url", metavar="URL", help="the Redis to read")
+    _add_tls_flags(export)
     export.add_argument("--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)")
     export.add_argument("--prefix", metavar="P", help="prefix of every Redis key (default procengine)")
     export.set_defaults(run=_export)
@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindexing.add_argument("--tenant", metavar="T", help="only this tenant's executions")
     reindexing.add_argument("--redis-url", metavar="URL", help="the Redis to write")
+    _add_tls_flags(reindexing)
     reindexing.add_argument(
         "--data-dir", metavar="DIR", type=Path, help="of the embedded Redis (default ./.procengine)"
     )
@@ -399,11 +400,12 @@ def _open_redis(args: argparse.Namespace) -> tuple[Any, str, Settings] | int:
     from procengine.cli import inspect as inspection
 
     # Only what these commands use goes to Settings, so that the environment fills in the rest as for serve.
-    given = {name: getattr(args, name) for name in ("redis_url", "data_dir", "prefix")}
+    names = ("redis_url", "data_dir", "prefix", "redis_tls_ca", "redis_tls_cert", "redis_tls_key")
+    given = {name: getattr(args, name) for name in names}
     try:
         settings = settings_from_args(argparse.Namespace(**given))
         url = settings.redis_url or inspection.embedded_redis_url(settings.data_dir)
-        return inspection.open_redis(url, settings.redis_timeout_s), url, settings
+        return inspection.open_redis(url, settings.redis_timeout_s, settings.redis_tls), url, settings
     except UsageError as exc:
         return _fail(f"{exc}", EXIT_USAGE)
     except ProcEngineError as exc:
@@ -424,6 +426,13 @@ def redis_startup_failure(exc: BaseException, settings: Settings) -> str:
     else:
         hint = ""
     return f"cannot use Redis at {where}: {reason}{hint}"
+
+
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    """TLS to Redis with a private CA: serve and every command that goes to Redis straight take the same three."""
+    parser.add_argument("--redis-tls-ca", metavar="PEM", type=Path, help="CA of the Redis servers' certificates")
+    parser.add_argument("--redis-tls-cert", metavar="PEM", type=Path, help="client certificate, if Redis asks for one")
+    parser.add_argument("--redis-tls-key", metavar="PEM", type=Path, help="the client certificate's private key")
 
 
 def _redacted(url: str) -> str:

@@ -222,3 +222,18 @@ async def test_serve_with_the_private_ca_answers_ready(pki: Pki, tls_redis: str,
     finally:
         server.terminate()
         await server.wait()
+
+
+@pytest.mark.parametrize("command", [["inspect", "--list"], ["export", "--finished-before", "1d"], ["reindex"]])
+def test_the_commands_that_go_to_redis_straight_take_the_private_ca_too(
+    pki: Pki, tls_redis: str, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: inspect, export and reindex had no --redis-tls-* and could not verify a private CA's certificate
+    with_ca = main([*command, "--redis-url", tls_redis, "--redis-tls-ca", str(pki.ca), "--prefix", "tls-cli"])
+    assert with_ca == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+    without = main([*command, "--redis-url", tls_redis, "--prefix", "tls-cli"])
+
+    assert without != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
