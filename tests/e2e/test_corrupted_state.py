@@ -13,12 +13,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from bench.chaos import chaos_definition
 from procengine.actors.engine import Engine
 from procengine.http.app import create_app
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.e2e.conftest import Api
+from tests.e2e.loss_process import loss_definition
 
 ROUNDS = 10
 FINAL = ("completed", "failed", "cancelled")
@@ -84,7 +84,7 @@ async def test_corrupted_executions_end_with_a_clear_error_and_the_others_run_on
     redis: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with _node(redis, settings) as first:
-        await first.ok("POST", "/processes", expect=201, json=chaos_definition(ROUNDS))
+        await first.ok("POST", "/processes", expect=201, json=loss_definition(ROUNDS))
         corrupted = {name: await _start(first) for name in CORRUPTIONS}
         healthy = [await _start(first) for _ in range(3)]
         await asyncio.sleep(0.3)

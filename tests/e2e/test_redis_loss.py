@@ -27,7 +27,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from bench.chaos import _completed_twice, chaos_definition
 from procengine.actors.engine import Engine
 from procengine.http.app import create_app
 from procengine.redis_server import RedisServer
@@ -37,6 +36,7 @@ from procengine.store.executions import Commit, ExecutionStore, Outcome, WriteRe
 from procengine.tasks import builtin_handlers
 from tests.conftest import RedisServerFactory
 from tests.e2e.conftest import Api
+from tests.e2e.loss_process import completed_twice, loss_definition
 
 ROUNDS = 6
 LOAD_BEFORE_S = 1.5
@@ -140,7 +140,7 @@ async def _audit(api: Api, raw: Redis, prefix: str, acknowledged: Acknowledged, 
             continue
         status, answer = await api.call("GET", f"/executions/processes/{execution_id}/log")
         assert status == 200, answer
-        twice = _completed_twice(execution_id, answer["data"]["items"], ROUNDS, final[execution_id])
+        twice = completed_twice(execution_id, answer["data"]["items"], ROUNDS, final[execution_id])
         if twice:  # with the log, to tell which writes made it
             entries = [(e["at"][11:], e["event"], e["elementKey"], e["detail"]) for e in answer["data"]["items"]]
             loss.completed_twice += [*twice, *map(str, entries)]
@@ -163,7 +163,7 @@ async def _run(
         ):
             _record_checkpoints(engine.store, acknowledged)
             api = Api(client, None)
-            await api.ok("POST", "/processes", expect=201, json=chaos_definition(ROUNDS))
+            await api.ok("POST", "/processes", expect=201, json=loss_definition(ROUNDS))
             stop = asyncio.Event()
             keys = itertools.count()
             starters = [asyncio.create_task(_start_all_along(api, acknowledged, keys, stop)) for _ in range(4)]

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench.chaos import _completed_twice, chaos_definition
 from procengine.actors.engine import Engine
 from procengine.http.app import create_app
 from procengine.settings import Settings
@@ -27,6 +26,7 @@ from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
 from tests.conftest import RedisServerFactory
 from tests.e2e.conftest import BASE, Api
+from tests.e2e.loss_process import completed_twice, loss_definition
 
 ROUNDS = 8
 EXECUTIONS = 20
@@ -79,7 +79,7 @@ async def test_requests_answer_503_within_a_second_while_redis_hangs_and_executi
             TestClient(TestServer(create_app(engine, configured))) as client,
         ):
             api = Api(client, None)
-            await api.ok("POST", "/processes", expect=201, json=chaos_definition(ROUNDS))
+            await api.ok("POST", "/processes", expect=201, json=loss_definition(ROUNDS))
             ids = []
             for _ in range(EXECUTIONS):
                 started = await api.ok("POST", "/executions/processes", expect=201, json=REQUESTS[1][2])
@@ -109,7 +109,7 @@ async def test_requests_answer_503_within_a_second_while_redis_hangs_and_executi
     assert len(answers) >= 20  # each within a second, from two clients
     assert slow == [] and wrong == [], (slow, wrong)
     assert final == dict.fromkeys(ids, "completed")
-    twice = [p for i in ids for p in _completed_twice(i, logs[i], ROUNDS, final[i])]
+    twice = [p for i in ids for p in completed_twice(i, logs[i], ROUNDS, final[i])]
     assert twice == []
 
 
