@@ -1,6 +1,6 @@
 """`python -m bench`: procengine's benchmark suite (`make bench`).
 
-Starts a dedicated redis-server (procengine.redis_server.RedisServer: a tmp dir, a free loopback port),
+Starts a dedicated redis-server (procengine.store.embedded.RedisServer: a tmp dir, a free loopback port),
 runs each benchmark within its own time budget, prints one table (figure, procengine, baseline, ratio,
 target, pass) and writes bench/results.json. Every subprocess is stopped at the end, whatever happens.
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from bench.common import Context, Figure, die_with_parent, stop_all_children
 from bench.report import machine_info, render, write_json
-from procengine.loops import event_loop_factory
-from procengine.redis_server import RedisServer
+from procengine.runtime.event_loop import event_loop_factory
+from procengine.store.embedded import RedisServer
 
 # name -> (module, full budget s, quick budget s). The budgets add up to 400 s (about 7 minutes with the
 # Redis start and the report); each benchmark sizes its windows from what it has left.

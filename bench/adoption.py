@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.common import Context, Figure, Serve, parked_definition, ratio
 from bench.loadgen import close_all, pool, register, start_executions
-from procengine.clock import iso
+from procengine.runtime.clock import iso
 from procengine.settings import Settings
 from procengine.store.codec import encode
 from procengine.store.keys import Keys

@@ -21,7 +21,7 @@ audited (bench/chaos_audit.py says what each check means):
     python -m bench.chaos --mode rolling --seconds 40  # a rolling restart of the 3 nodes, SIGTERM each in turn
     python -m bench.chaos --mode failover --durability replicated --executions 100 --seconds 30
 
-failover: Redis is a master with a replica under three Sentinels (redis_topology.LocalSentinel) and the nodes
+failover: Redis is a master with a replica under three Sentinels (testing.topologies.LocalSentinel) and the nodes
 stay up; every few seconds the master is killed (kill -9), the Sentinels promote the replica, and the old
 master comes back as the new one's replica. With `--durability replicated` the audit must find nothing; with
 `local` it may find what asynchronous replication lost (on loopback the replica is rarely behind, so usually
@@ -52,8 +52,8 @@ from redis.asyncio import Redis
 from bench.chaos_audit import FINAL, NOTES, Audit, Observed, audit, parse_effects
 from bench.chaos_handlers import EFFECTS_KEY, EFFECTS_URL_ENV, NODE_ENV
 from bench.common import BASE, Context, Serve, stop_all_children
-from procengine.redis_server import RedisServer
-from procengine.redis_topology import LocalSentinel
+from procengine.store.embedded import RedisServer
+from procengine.testing.topologies import LocalSentinel
 
 ROUND_MS = 150
 """A loop round of the chaos process takes about this: a 50 ms task and a 100 ms delay."""

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from procengine.clock import parse_iso
+from procengine.runtime.clock import parse_iso
 
 FINAL = ("completed", "failed", "cancelled")
 NOTES = 3

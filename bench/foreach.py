@@ -19,13 +19,13 @@ import time
 from typing import Any
 
 from bench.common import Context, Figure, chain_definition, ratio
-from procengine.actors.engine import Engine
-from procengine.metrics import Metrics
-from procengine.service import Caller
+from procengine.api.service import Caller
+from procengine.api.views import StartRequest
+from procengine.node.node import Node
+from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
-from procengine.views import StartRequest
 
 ITEMS = 1000
 CONCURRENCY = 50
@@ -64,7 +64,7 @@ async def one_execution(ctx: Context, definition: dict[str, Any], variables: dic
     handlers = builtin_handlers()
     handlers.register("wait", _wait)
     try:
-        async with Engine(redis, settings, handlers, metrics=metrics) as engine:
+        async with Node(redis, settings, handlers, metrics=metrics) as engine:
             summary, _ = await engine.register_process(CALLER, definition)
             await engine.catalog.compiled("default", summary.processID)  # compile once, outside the clock
             started = time.perf_counter()

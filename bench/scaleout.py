@@ -18,7 +18,7 @@ from bench.common import Context, Figure, Serve, parked_definition, percentile, 
 from bench.latency import operations
 from bench.loadgen import Operation, Run, close_all, open_loop, path, pool, register, start_executions
 from bench.steps import engine_steps
-from procengine.redis_server import RedisServer
+from procengine.store.embedded import RedisServer
 
 RATE_OPS = 100
 RUNNING = 500

@@ -1,6 +1,6 @@
 """Durable element steps per second, vs Redis's limit for the same checkpoint script and payload.
 
-procengine: one engine (in this process, built as `procengine serve` builds it: `connect` + `Engine`),
+procengine: one engine (in this process, built as `procengine serve` builds it: `connect` + `Node`),
 1,000 concurrent executions of a 20-element chain of set-variable elements. An element step is one
 completed element whose checkpoint (commit.lua) Redis has acknowledged, counted by the engine's own
 `procengine_element_duration_seconds_count{type="set-variable",outcome="completed"}`.
@@ -26,13 +26,13 @@ from typing import Any
 
 from bench.baselines import checkpoint_limit
 from bench.common import Context, CpuMeter, Figure, chain_definition, ratio
-from procengine.actors.engine import Engine
-from procengine.metrics import Metrics
-from procengine.service import Caller
+from procengine.api.service import Caller
+from procengine.api.views import StartRequest
+from procengine.node.node import Node
+from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
-from procengine.views import StartRequest
 
 ELEMENTS = 20
 TARGET = 0.25
@@ -55,7 +55,7 @@ async def engine_steps(
     samples: list[tuple[float, float]] = []
     profiler = cProfile.Profile() if profile else None
     try:
-        async with Engine(redis, settings, builtin_handlers(), metrics=metrics) as engine:
+        async with Node(redis, settings, builtin_handlers(), metrics=metrics) as engine:
             summary, _ = await engine.register_process(CALLER, chain_definition("chain", ELEMENTS))
             request = StartRequest(processID=summary.processID, variables={"counter": 0})
             await engine.catalog.compiled("default", summary.processID)  # compile once, outside the clock

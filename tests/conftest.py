@@ -15,8 +15,8 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
-from procengine.redis_server import RedisServer
 from procengine.settings import Settings
+from procengine.store.embedded import RedisServer
 
 RedisServerFactory = Callable[..., RedisServer]
 """`make(*extra_args)`: a started redis-server of the test's own; `extra_args` as `RedisServer` takes them."""

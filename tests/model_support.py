@@ -14,7 +14,7 @@ import redis
 
 from procengine.client import Client
 from procengine.client.errors import ConnectionFailed, Unavailable
-from procengine.redis_server import RedisServer
+from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
 from tests.servers import Server, ServerFactory
 

@@ -119,9 +119,9 @@ def test_serve_runs_the_server_with_the_settings(monkeypatch: pytest.MonkeyPatch
     async def serve(settings: Settings) -> None:
         seen.append(settings)
 
-    fake = types.ModuleType("procengine.server")
+    fake = types.ModuleType("procengine.cli.serve")
     fake.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "procengine.server", fake)
+    monkeypatch.setitem(sys.modules, "procengine.cli.serve", fake)
     monkeypatch.setattr(procengine, "server", fake, raising=False)
 
     assert main(["serve", "--port", "0", "--prefix", "p1", "--log-level", "WARNING"]) == 0
@@ -158,9 +158,9 @@ def test_serve_runs_on_the_event_loop_asked_for(choice: str, expected: str, monk
     async def serve(settings: Settings) -> None:
         seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
 
-    fake = types.ModuleType("procengine.server")
+    fake = types.ModuleType("procengine.cli.serve")
     fake.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "procengine.server", fake)
+    monkeypatch.setitem(sys.modules, "procengine.cli.serve", fake)
     monkeypatch.setattr(procengine, "server", fake, raising=False)
 
     assert main(["serve", "--port", "0", "--event-loop", choice]) == 0

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from procengine.redis_server import RedisServer
+from procengine.store.embedded import RedisServer
 from tests.servers import ServerFactory, call, element_status, final_status, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

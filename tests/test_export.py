@@ -9,12 +9,12 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest
 from procengine.cli.main import main
-from procengine.clock import iso
+from procengine.node.node import Node
+from procengine.runtime.clock import iso
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
 
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "n * 2"}}, key="quick")
@@ -25,7 +25,7 @@ async def test_export_writes_the_finished_executions_before_a_time(
     redis: Redis, settings: Settings, tmp_path: Path
 ) -> None:
     assert settings.redis_url is not None
-    async with Engine(redis, settings, builtin_handlers()) as engine:
+    async with Node(redis, settings, builtin_handlers()) as engine:
         done = await start(engine, QUICK, {"n": 21})
         cancelled = await start(engine, WAITING)
         paused = await start(engine, WAITING)

@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.service import Caller
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.cli import main
 from procengine.cli.inspect import _newest_first, _store, inspect_execution, list_executions, render_execution, to_json
-from procengine.redis_server import RedisServer
-from procengine.service import Caller
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.codec import encode
+from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
-from procengine.views import ControlRequest, StartRequest
 
 CALLER = Caller("default", "default", "r")
 OTHER = Caller("other", "other", "r")
@@ -45,7 +45,7 @@ APPROVAL: dict[str, Any] = {
 
 @dataclass
 class Running:
-    engine: Engine
+    engine: Node
     url: str
     prefix: str
 
@@ -78,7 +78,7 @@ class Running:
 @pytest.fixture
 async def running(redis: Redis, settings: Settings) -> AsyncIterator[Running]:
     assert settings.redis_url is not None
-    async with Engine(redis, settings, builtin_handlers()) as engine:
+    async with Node(redis, settings, builtin_handlers()) as engine:
         yield Running(engine, settings.redis_url, settings.prefix)
 
 

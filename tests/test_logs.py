@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
-from procengine.logs import JsonFormatter, TextFormatter
+from procengine.node.node import Node
+from procengine.runtime.logs import JsonFormatter, TextFormatter
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.actors.conftest import definition, start, wait_status
@@ -42,7 +42,7 @@ async def test_lines_inside_an_execution_carry_its_id_and_element(
         return "ok"
 
     handlers.register("charge", charge)
-    async with Engine(redis, settings, handlers) as engine:
+    async with Node(redis, settings, handlers) as engine:
         execution_id = await start(
             engine, definition({"key": "pay", "type": "task", "handler": "charge", "input": {"amount": "12"}})
         )

@@ -35,9 +35,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from procengine.api.views import LogEntry
 from procengine.client import Client
 from procengine.client.errors import ConnectionFailed, InvalidTransition, Unavailable
-from procengine.views import LogEntry
 from tests.conftest import RedisServerFactory
 from tests.model_support import FINAL, KINDS, NODES, Cluster, Expected, Kind
 from tests.servers import serving

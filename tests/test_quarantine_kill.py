@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from procengine.redis_server import RedisServer
+from procengine.store.embedded import RedisServer
 from tests.servers import ServerFactory, call, final_status, serving
 
 DEADLY = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from procengine.redis_server import RedisServer, RedisServerError, find_redis_server
+from procengine.store.embedded import RedisServer, RedisServerError, find_redis_server
 from tests.conftest import RedisServerFactory
 
 

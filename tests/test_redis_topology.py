@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from procengine.redis_server import RedisServer
-from procengine.redis_topology import (
+from procengine.store.embedded import RedisServer
+from procengine.testing.topologies import (
     BUS_PORT_OFFSET,
     LocalCluster,
     LocalSentinel,

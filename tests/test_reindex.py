@@ -7,11 +7,11 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest
 from procengine.cli.main import main
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
 
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "1"}}, key="quick")
@@ -29,7 +29,7 @@ async def test_reindex_puts_old_executions_in_the_indexes_of_their_status_and_pr
     redis: Redis, settings: Settings
 ) -> None:
     assert settings.redis_url is not None
-    async with Engine(redis, settings, builtin_handlers()) as engine:
+    async with Node(redis, settings, builtin_handlers()) as engine:
         done = await start(engine, QUICK)
         paused = await start(engine, WAITING)
         await wait_element(engine, paused, "w")

@@ -25,15 +25,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
-from procengine.actors.engine import Engine
+from procengine.api.service import Caller
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.http.app import create_app
-from procengine.redis_server import RedisServer
-from procengine.service import Caller
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
-from procengine.views import ControlRequest, StartRequest
 from tests.e2e.conftest import TOKENS, WAIT_PROCESS_BODY, Api
 from tests.servers import BASE, REPO, serving
 
@@ -145,7 +145,7 @@ async def tenants(redis: Redis, settings: Settings) -> AsyncIterator[tuple[Api, 
     """The front door over a real engine, as tenant A and as tenant B."""
     configured = settings.model_copy(update={"api_tokens": TOKENS})
     async with (
-        Engine(redis, configured, builtin_handlers()) as engine,
+        Node(redis, configured, builtin_handlers()) as engine,
         TestClient(TestServer(create_app(engine, configured))) as client,
     ):
         yield Api(client, "tok-a"), Api(client, "tok-b")
@@ -269,8 +269,8 @@ async def test_the_engine_runs_under_the_least_privilege_acl_user(
     caller = Caller(tenant="default", by="default", request_id="req-acl")
     try:
         async with (
-            Engine(limited, configured, builtin_handlers()) as one,
-            Engine(limited, configured, builtin_handlers()) as two,
+            Node(limited, configured, builtin_handlers()) as one,
+            Node(limited, configured, builtin_handlers()) as two,
         ):
             await asyncio.wait_for(one.control.subscribed.wait(), 5)
             await asyncio.wait_for(two.control.subscribed.wait(), 5)
@@ -359,7 +359,7 @@ async def test_a_tenants_operator_may_publish_on_that_tenants_control_channel_on
         await redis.execute_command("ACL", "DELUSER", name)
 
 
-async def _until(engine: Engine, caller: Caller, execution_id: int, done: Any) -> None:
+async def _until(engine: Node, caller: Caller, execution_id: int, done: Any) -> None:
     async with asyncio.timeout(10):
         while True:
             elements = {e.key: e.status for e in (await engine.elements(caller, execution_id)).items}
@@ -376,7 +376,7 @@ async def test_the_control_channel_takes_the_tenant_from_the_execution_not_the_m
 ) -> None:
     tenant_a = Caller(tenant="tenant-a", by="tenant-a", request_id="req-a")
     configured = settings.model_copy(update={"api_tokens": {"tok-a": "tenant-a", "tok-b": "tenant-b"}})
-    async with Engine(redis, configured, builtin_handlers()) as engine:
+    async with Node(redis, configured, builtin_handlers()) as engine:
         summary, _ = await engine.register_process(tenant_a, WAIT_PROCESS_BODY)
         started, _ = await engine.start_execution(
             tenant_a, StartRequest(processID=summary.processID, variables={"amount": 2})

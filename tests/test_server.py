@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.service import Caller
+from procengine.cli.serve import register_files
 from procengine.errors import BadRequest, ValidationFailed
-from procengine.server import register_files
-from procengine.service import Caller
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 
@@ -37,7 +37,7 @@ async def test_register_files_registers_the_examples_in_every_tenant(redis: Redi
         "screen-sanctions",
     ):
         handlers.register(name, _charge)  # the other examples' handlers: registration only checks their names
-    async with Engine(redis, configured, handlers) as engine:
+    async with Node(redis, configured, handlers) as engine:
         await register_files(engine, configured)
         await register_files(engine, configured)  # a restart registers nothing new
         for tenant in ("ta", "tb"):
@@ -67,13 +67,13 @@ async def test_a_bad_file_stops_the_start_with_its_name(
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     configured = settings.model_copy(update={"definitions": [bad]})
-    async with Engine(redis, configured, builtin_handlers()) as engine:
+    async with Node(redis, configured, builtin_handlers()) as engine:
         with pytest.raises(error):
             await register_files(engine, configured)
 
 
 def test_register_order_puts_every_version_of_a_called_process_first_in_file_order() -> None:
-    from procengine.server import _callees_first
+    from procengine.cli.serve import _callees_first
 
     account = {
         "key": "account",

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from procengine.redis_topology import LocalCluster, LocalSentinel
 from procengine.store.connection import connect
+from procengine.testing.topologies import LocalCluster, LocalSentinel
 from tests.e2e.conftest import WAIT_PROCESS_BODY
 from tests.servers import STEPS_PROCESS, Server, ServerFactory, call, element_status, final_status, serving
 

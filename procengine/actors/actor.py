@@ -18,14 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from procengine.actors.attempt import Attempt, run_attempt
-from procengine.actors.children import POLL_S, RETRY_S, ChildEnd
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Command, Drain, Message, Request, Wake
-from procengine.actors.queries import RenderedStatus
 from procengine.actors.records import interrupted_record, snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
-from procengine.cancellation import check_cancelled
-from procengine.clock import Clock, iso, parse_iso
+from procengine.api.service import Caller
+from procengine.api.views import CancelResult, PauseResult, ResumeResult, SignalResult
 from procengine.engine import lanes
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import (
@@ -55,16 +53,18 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
-from procengine.logs import element_key, execution_id
-from procengine.metrics import Metrics
-from procengine.service import Caller
+from procengine.node.children import POLL_S, RETRY_S, ChildEnd
+from procengine.node.queries import RenderedStatus
+from procengine.runtime.cancellation import check_cancelled
+from procengine.runtime.clock import Clock, iso, parse_iso
+from procengine.runtime.logs import element_key, execution_id
+from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.executions import CRASHES, Commit, ExecutionStore, LogRecord, Scalar, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 from procengine.tasks import HandlerRegistry, TaskContext
-from procengine.views import CancelResult, PauseResult, ResumeResult, SignalResult
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from procengine.api.service import Caller
 from procengine.errors import CodecError
-from procengine.service import Caller
 
 Verb = Literal["pause", "resume", "cancel", "signal"]
 VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from procengine.clock import iso
+from procengine.api.service import Caller
 from procengine.engine.interpreter import ElementEvent
 from procengine.engine.state import ExecutionState, StackEntry
-from procengine.service import Caller
+from procengine.runtime.clock import iso
 from procengine.store.codec import FORMAT_VERSION, encode
 from procengine.store.executions import Commit, LogRecord
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
+from procengine.api.views import StatusName
 from procengine.cli import render
 from procengine.cli.commands import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from procengine.cli.inputs import (
@@ -28,7 +29,6 @@ from procengine.cli.inputs import (
 from procengine.cli.output import Output
 from procengine.cli.watch import watch
 from procengine.client import AsyncClient, Conflict, NotFound, ProcEngineClientError
-from procengine.views import StatusName
 
 __all__ = ["exit_code", "run"]
 

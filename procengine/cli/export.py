@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from procengine.cli.inspect import _decoded, _newest_first, _store, tenants_to_read
-from procengine.clock import parse_iso
+from procengine.runtime.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store.keys import Keys
 

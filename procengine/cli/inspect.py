@@ -23,11 +23,11 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
-from procengine.clock import iso
 from procengine.errors import CodecError, NotFound, ProcEngineError
-from procengine.redis_server import running_url
+from procengine.runtime.clock import iso
 from procengine.store.codec import check_format, decode
 from procengine.store.connection import connect
+from procengine.store.embedded import running_url
 from procengine.store.executions import ExecutionStore, log_time
 from procengine.store.keys import Keys
 from procengine.store.redis_url import RedisTls

@@ -23,10 +23,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from procengine import logs
 from procengine.cli.commands import add_commands, grouped_help
 from procengine.errors import ProcEngineError
-from procengine.loops import event_loop_factory
+from procengine.runtime import logs
+from procengine.runtime.event_loop import event_loop_factory
 from procengine.settings import Settings, parse_token_pairs
 
 __all__ = ["build_parser", "main", "settings_from_args"]
@@ -254,7 +254,7 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, settings.log_format)
     from redis.exceptions import RedisClusterException, RedisError
 
-    from procengine import server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
+    from procengine.cli import serve as server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
 
     try:
         loop_factory = event_loop_factory(settings.event_loop)
@@ -335,7 +335,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from procengine.cli import inspect as inspection
     from procengine.cli.export import export_finished
-    from procengine.clock import parse_iso
+    from procengine.runtime.clock import parse_iso
     from procengine.settings import duration_ms
     from procengine.store.keys import Keys
 

@@ -1,6 +1,6 @@
 """The API's answers as short text for people; `--json` prints the answer's data instead.
 
-Each function takes a model of `procengine.views` and gives what `rich` prints, so the commands hold no
+Each function takes a model of `procengine.api.views` and gives what `rich` prints, so the commands hold no
 formatting and a changed answer shows up here only.
 """
 
@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from procengine.views import (
+from procengine.api.views import (
     CancelResult,
     ExecutionList,
     ExecutionStatusView,

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from procengine.api.views import ExecutionStatusView
 from procengine.cli import render
 from procengine.cli.output import Output
 from procengine.client.async_client import FINAL_EVENTS, AsyncClient
-from procengine.views import ExecutionStatusView
 
 __all__ = ["watch"]
 

@@ -1,6 +1,6 @@
 """`AsyncClient`: every route of the REST API as a typed coroutine, the event streams as async iterators.
 
-Answers are parsed into the pydantic models the server renders them from (`procengine.views`), so a field
+Answers are parsed into the pydantic models the server renders them from (`procengine.api.views`), so a field
 the server adds or renames shows up in both, or in neither. Error answers become the exceptions of
 `procengine.client.errors`, one per code of the contract.
 
@@ -24,19 +24,8 @@ import aiohttp
 import pydantic
 from pydantic import BaseModel
 
-from procengine.client.connection import BASE_PATH, resolve_token, resolve_url
-from procengine.client.errors import (
-    ConnectionFailed,
-    ProcEngineClientError,
-    Unavailable,
-    UnexpectedAnswer,
-    ValidationError,
-    error_from_answer,
-)
-from procengine.client.sse import parse_events
-from procengine.client.streams import OPENED, EventStream, Opened
-from procengine.problems import problems as listed_problems
-from procengine.views import (
+from procengine.api.problems import problems as listed_problems
+from procengine.api.views import (
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -58,6 +47,17 @@ from procengine.views import (
     StatusName,
     StatusTable,
 )
+from procengine.client.connection import BASE_PATH, resolve_token, resolve_url
+from procengine.client.errors import (
+    ConnectionFailed,
+    ProcEngineClientError,
+    Unavailable,
+    UnexpectedAnswer,
+    ValidationError,
+    error_from_answer,
+)
+from procengine.client.sse import parse_events
+from procengine.client.streams import OPENED, EventStream, Opened
 
 __all__ = ["FINAL_EVENTS", "AsyncClient"]
 

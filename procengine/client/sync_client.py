@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from procengine.client.async_client import AsyncClient
-from procengine.client.streams import EventStream
-from procengine.views import (
+from procengine.api.views import (
     CancelResult,
     ElementsView,
     ExecutionList,
@@ -36,6 +34,8 @@ from procengine.views import (
     StatusName,
     StatusTable,
 )
+from procengine.client.async_client import AsyncClient
+from procengine.client.streams import EventStream
 
 __all__ = ["BlockingEventStream", "Client"]
 

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from procengine.api.problems import refusal
 from procengine.engine.definitions import (
     CallProcessElement,
     DelayElement,
@@ -34,8 +35,7 @@ from procengine.engine.definitions import (
     writes,
 )
 from procengine.engine.expressions import Expression, ExpressionError, compile_expression
-from procengine.engine.graph import Node, ThreadSketch, graph_problems
-from procengine.problems import refusal
+from procengine.engine.graph import GraphNode, ThreadSketch, graph_problems
 
 MAX_NESTING = 3
 """How deep parallel and for-each elements may nest in one another."""
@@ -130,7 +130,7 @@ def compile_process(
 
 def sketch(index: int, thread: ThreadDefinition) -> ThreadSketch:
     """A valid thread as the graph checks see it."""
-    nodes = tuple(Node(e.key, tuple(successors(e)), can_end(e)) for e in thread.elements)
+    nodes = tuple(GraphNode(e.key, tuple(successors(e)), can_end(e)) for e in thread.elements)
     return ThreadSketch(f"threads.{index} ({thread.key})", thread.key, thread.start_key, nodes)
 
 
@@ -139,7 +139,7 @@ def nested_sketches(element: Element, where: str, depth: int = 1) -> list[Thread
     found: list[ThreadSketch] = []
     for name, body in bodies(element):
         inner = f"{where} > {element.key}" + ("" if name == "*" else f"[{name}]")
-        nodes = tuple(Node(e.key, tuple(successors(e)), can_end(e)) for e in body.elements)
+        nodes = tuple(GraphNode(e.key, tuple(successors(e)), can_end(e)) for e in body.elements)
         found.append(ThreadSketch(inner, None, body.start_key, nodes))
         for nested in body.elements:
             found.extend(nested_sketches(nested, inner, depth + 1))

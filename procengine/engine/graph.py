@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class GraphNode:
     key: str | None
     """None: the element has no usable key (its own problem is listed elsewhere); nothing can point to it."""
     targets: tuple[str, ...]
@@ -25,7 +25,7 @@ class ThreadSketch:
     """How problems name the thread: "threads.0 (main)"."""
     key: str | None
     start: str | None
-    nodes: tuple[Node, ...]
+    nodes: tuple[GraphNode, ...]
 
 
 def graph_problems(threads: list[ThreadSketch]) -> list[str]:

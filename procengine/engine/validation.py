@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from procengine.api.problems import problems as listed
+from procengine.api.problems import refusal
 from procengine.engine.compiled import (
     CompiledProcess,
     callable_processes,
@@ -32,9 +34,7 @@ from procengine.engine.definitions import (
     walk,
 )
 from procengine.engine.expressions import Expression
-from procengine.engine.graph import Node, ThreadSketch, graph_problems
-from procengine.problems import problems as listed
-from procengine.problems import refusal
+from procengine.engine.graph import GraphNode, ThreadSketch, graph_problems
 
 __all__ = ["validate_definition"]
 
@@ -126,9 +126,9 @@ def _sketch(i: int, raw_thread: Any, valid: dict[tuple[int, int], Element]) -> T
     )
 
 
-def _node(element: Element | None, raw: Any) -> Node:
+def _node(element: Element | None, raw: Any) -> GraphNode:
     if element is not None:
-        return Node(element.key, tuple(successors(element)), can_end(element))
+        return GraphNode(element.key, tuple(successors(element)), can_end(element))
     fields = raw if isinstance(raw, dict) else {}
     key = fields.get("key")
     named = [fields.get(name) for name in _TARGET_FIELDS]
@@ -137,7 +137,7 @@ def _node(element: Element | None, raw: Any) -> Node:
         named += [item.get("next") for item in items if isinstance(item, dict)] if isinstance(items, list) else []
     targets = tuple(t for t in named if isinstance(t, str))
     # what an invalid element can do is unknown: let it end the thread rather than report cycles it may not have
-    return Node(key if isinstance(key, str) else None, targets, can_end=True)
+    return GraphNode(key if isinstance(key, str) else None, targets, can_end=True)
 
 
 def _element_count(node: Any) -> int:

@@ -6,19 +6,19 @@ import ipaddress
 
 from aiohttp import web
 
+from procengine.api.service import NodeService
 from procengine.http.console.static_routes import add_console_routes
 from procengine.http.context import ENGINE_KEY, OPENAPI_KEY, ROUTES_KEY, SETTINGS_KEY, WATCH_KEY
 from procengine.http.middleware import front_door_middleware
 from procengine.http.openapi import render_openapi
 from procengine.http.routes import add_routes
 from procengine.http.watch import StoreWatch
-from procengine.service import EngineService
 from procengine.settings import Settings
 
 __all__ = ["check_bind_allowed", "create_app", "is_loopback"]
 
 
-def create_app(engine: EngineService, settings: Settings) -> web.Application:
+def create_app(engine: NodeService, settings: Settings) -> web.Application:
     """The front door over `engine`: every route of the table in `routes.py`, behind the middlewares.
 
     The caller owns the engine (opens and closes it); the app only routes requests to it.

@@ -18,10 +18,10 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel
 
+from procengine.api.problems import validate
 from procengine.depth import deeper_than
 from procengine.errors import BadRequest, ValidationFailed
 from procengine.http.context import settings
-from procengine.problems import validate
 
 __all__ = ["YAML_CONTENT_TYPES", "read_any", "read_document", "read_model", "read_optional_model"]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from procengine.service import Caller, EngineService
+from procengine.api.service import Caller, NodeService
 from procengine.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ __all__ = [
     "settings",
 ]
 
-ENGINE_KEY: web.AppKey[EngineService] = web.AppKey("engine")
+ENGINE_KEY: web.AppKey[NodeService] = web.AppKey("engine")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 ROUTES_KEY: web.AppKey[tuple[RouteSpec, ...]] = web.AppKey("routes")
 """The route table the app was built from; the OpenAPI document is generated from exactly this."""
@@ -44,7 +44,7 @@ STREAMING_KEY = web.RequestKey("streaming", bool)
 """Set by a handler that has started its answer (an event stream): it can no longer be turned into an error."""
 
 
-def engine(request: web.Request) -> EngineService:
+def engine(request: web.Request) -> NodeService:
     return request.app[ENGINE_KEY]
 
 

@@ -25,11 +25,11 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from procengine.api.service import Caller
 from procengine.errors import ProcEngineError, TooManyRequests, Unauthorized, Unavailable
 from procengine.http import context
 from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
-from procengine.service import Caller
 from procengine.store.failures import STORE_ERRORS, store_failure
 
 __all__ = ["DEFAULT_TENANT", "REQUEST_ID_HEADER", "front_door_middleware"]

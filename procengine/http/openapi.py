@@ -18,12 +18,12 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from procengine.api.views import STORABLE_REF
 from procengine.engine.definitions import Identifier
 from procengine.http.context import OPENAPI_KEY
 from procengine.http.params import EVENT_ID_EXAMPLE, EVENT_ID_PATTERN
 from procengine.http.responses import ErrorEnvelope, raw_json
 from procengine.http.spec import RouteSpec
-from procengine.views import STORABLE_REF
 
 __all__ = ["build_openapi", "render_openapi", "serve_openapi"]
 

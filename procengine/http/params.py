@@ -9,10 +9,10 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
+from procengine.api.problems import problems, validate
+from procengine.api.views import StatusName
 from procengine.engine.definitions import Identifier
 from procengine.errors import NotFound, ValidationFailed
-from procengine.problems import problems, validate
-from procengine.views import StatusName
 
 __all__ = [
     "EVENT_ID_EXAMPLE",

@@ -11,15 +11,7 @@ from typing import Final
 
 from aiohttp import web
 
-from procengine.engine.definitions import ProcessDefinition
-from procengine.http import handlers as h
-from procengine.http.console import events
-from procengine.http.context import ROUTES_KEY
-from procengine.http.handlers import Probe
-from procengine.http.openapi import serve_openapi
-from procengine.http.params import EventsQuery, ExecutionQuery
-from procengine.http.spec import BASE_PATH, RouteSpec
-from procengine.views import (
+from procengine.api.views import (
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -39,6 +31,14 @@ from procengine.views import (
     StatusEvent,
     StatusTable,
 )
+from procengine.engine.definitions import ProcessDefinition
+from procengine.http import endpoints as h
+from procengine.http.console import events
+from procengine.http.context import ROUTES_KEY
+from procengine.http.endpoints import Probe
+from procengine.http.openapi import serve_openapi
+from procengine.http.params import EventsQuery, ExecutionQuery
+from procengine.http.spec import BASE_PATH, RouteSpec
 
 __all__ = ["ROUTES", "add_routes"]
 

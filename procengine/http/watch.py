@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from procengine.api.service import NodeService
 from procengine.errors import Unavailable
 from procengine.http import context
-from procengine.service import EngineService
 
 __all__ = ["STORE_CHECK_S", "TICK_S", "StoreWatch"]
 
@@ -43,7 +43,7 @@ class _Running:
 
 
 class StoreWatch:
-    def __init__(self, engine: EngineService) -> None:
+    def __init__(self, engine: NodeService) -> None:
         self._engine = engine
         self._running: dict[_Running, None] = {}
         """In flight, oldest first (a dict keeps insertion order)."""

@@ -30,7 +30,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from procengine.metrics import CountingRetry, Metrics
+from procengine.runtime.metrics import CountingRetry, Metrics
 from procengine.store.redis_url import RedisTls, parse_redis_url
 
 __all__ = ["MAX_CONNECTIONS", "connect"]

@@ -12,7 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from procengine.clock import iso
+from procengine.runtime.clock import iso
 from procengine.store.batching import ScriptBatcher
 from procengine.store.codec import decode, encode, encode_for_lua
 from procengine.store.failures import counter_failure

@@ -32,8 +32,8 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from procengine.cancellation import check_cancelled
 from procengine.errors import Unavailable
+from procengine.runtime.cancellation import check_cancelled
 from procengine.store.keys import Keys
 
 __all__ = ["COUNTERS", "StoreHealth"]

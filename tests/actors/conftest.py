@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
-from procengine.service import Caller
+from procengine.api.service import Caller
+from procengine.api.views import StartRequest
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import HandlerRegistry, builtin_handlers
-from procengine.views import StartRequest
 
 CALLER = Caller(tenant="default", by="default", request_id="req-test")
 
@@ -47,17 +47,17 @@ def handlers(gate: Gate) -> HandlerRegistry:
     return registry
 
 
-EngineFactory = Callable[..., Awaitable[Engine]]
+EngineFactory = Callable[..., Awaitable[Node]]
 
 
 @pytest.fixture
 async def make_engine(redis: Redis, settings: Settings, handlers: HandlerRegistry) -> AsyncIterator[EngineFactory]:
     """Start engines (several may share one Redis, as nodes do); all are stopped after the test."""
-    engines: list[Engine] = []
+    engines: list[Node] = []
 
-    async def make(**overrides: Any) -> Engine:
+    async def make(**overrides: Any) -> Node:
         node_settings = settings.model_copy(update=overrides) if overrides else settings
-        engine = Engine(redis, node_settings, handlers)
+        engine = Node(redis, node_settings, handlers)
         await engine.__aenter__()
         engines.append(engine)
         return engine
@@ -68,7 +68,7 @@ async def make_engine(redis: Redis, settings: Settings, handlers: HandlerRegistr
 
 
 @pytest.fixture
-async def engine(make_engine: EngineFactory) -> Engine:
+async def engine(make_engine: EngineFactory) -> Node:
     return await make_engine()
 
 
@@ -79,7 +79,7 @@ def definition(
     return body
 
 
-async def start(engine: Engine, process: dict[str, Any], variables: dict[str, Any] | None = None) -> int:
+async def start(engine: Node, process: dict[str, Any], variables: dict[str, Any] | None = None) -> int:
     summary, _ = await engine.register_process(CALLER, process)
     result, _ = await engine.start_execution(
         CALLER, StartRequest(processID=summary.processID, variables=variables or {})
@@ -87,7 +87,7 @@ async def start(engine: Engine, process: dict[str, Any], variables: dict[str, An
     return result.executionID
 
 
-async def wait_status(engine: Engine, execution_id: int, *statuses: str, within: float = 10.0) -> str:
+async def wait_status(engine: Node, execution_id: int, *statuses: str, within: float = 10.0) -> str:
     """Wait until the stored status is one of `statuses` (final ones: until the actor has stopped)."""
     async with asyncio.timeout(within):
         while True:
@@ -100,11 +100,11 @@ async def wait_status(engine: Engine, execution_id: int, *statuses: str, within:
             await asyncio.sleep(0.01)
 
 
-async def events(engine: Engine, execution_id: int) -> list[tuple[str, str | None]]:
+async def events(engine: Node, execution_id: int) -> list[tuple[str, str | None]]:
     return [(entry.event, entry.elementKey) for entry in (await engine.log(CALLER, execution_id)).items]
 
 
-async def wait_element(engine: Engine, execution_id: int, key: str, status: str = "running") -> None:
+async def wait_element(engine: Node, execution_id: int, key: str, status: str = "running") -> None:
     """Wait until element `key` has the given status in the element records."""
     async with asyncio.timeout(10):
         while True:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import PayloadTooLarge
+from procengine.node.node import Node
 from procengine.store.codec import decode
 from procengine.tasks import HandlerRegistry
-from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
 
 LIMIT = 2_097_152  # the default
@@ -66,7 +66,7 @@ def big_handlers(handlers: HandlerRegistry) -> HandlerRegistry:
     return handlers
 
 
-async def _memory_blob(redis: Redis, engine: Engine, execution_id: int) -> bytes:
+async def _memory_blob(redis: Redis, engine: Node, execution_id: int) -> bytes:
     blob: bytes = await redis.hget(engine.keys.execution(execution_id).state, "memory")
     return blob
 
@@ -119,7 +119,7 @@ async def test_an_output_over_the_limit_fails_its_element_without_stalling_the_n
 
 
 async def test_an_output_under_the_limit_is_stored_and_the_snapshot_stays_under_it(
-    engine: Engine, big_handlers: HandlerRegistry, redis: Redis
+    engine: Node, big_handlers: HandlerRegistry, redis: Redis
 ) -> None:
     execution_id = await start(
         engine,
@@ -139,7 +139,7 @@ async def test_an_output_under_the_limit_is_stored_and_the_snapshot_stays_under_
 
 
 async def test_an_output_the_codec_cannot_hold_fails_as_unstorable(
-    engine: Engine, big_handlers: HandlerRegistry
+    engine: Node, big_handlers: HandlerRegistry
 ) -> None:
     execution_id = await start(engine, definition({"key": "t", "type": "task", "handler": "timestamp"}))
     await wait_status(engine, execution_id, "failed")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest
 from procengine.errors import ValidationFailed
-from procengine.views import ControlRequest
+from procengine.node.node import Node
 from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, start, wait_status
 from tests.actors.test_ownership import crash
 
@@ -36,7 +36,7 @@ def parent(**call: Any) -> dict[str, Any]:
     )
 
 
-async def child_of(engine: Engine, parent_id: int) -> int:
+async def child_of(engine: Node, parent_id: int) -> int:
     """The child's id, once the parent has recorded it."""
     while True:
         status = await engine.status(CALLER, parent_id)
@@ -46,7 +46,7 @@ async def child_of(engine: Engine, parent_id: int) -> int:
         await engine.store.redis.ping()  # a round trip between reads, no sleep
 
 
-async def test_a_parent_waits_for_its_child_and_takes_its_variables(engine: Engine, gate: Gate) -> None:
+async def test_a_parent_waits_for_its_child_and_takes_its_variables(engine: Node, gate: Gate) -> None:
     await engine.register_process(CALLER, KYC)
     parent_id = await start(engine, parent(), {"order": {"customer": "ada"}})
     child_id = await child_of(engine, parent_id)
@@ -67,7 +67,7 @@ async def test_a_parent_waits_for_its_child_and_takes_its_variables(engine: Engi
     assert gate.calls == 1
 
 
-async def test_a_result_expression_selects_from_the_childs_variables(engine: Engine, gate: Gate) -> None:
+async def test_a_result_expression_selects_from_the_childs_variables(engine: Node, gate: Gate) -> None:
     gate.release.set()
     await engine.register_process(CALLER, KYC)
     parent_id = await start(engine, parent(result="checked.who"), {"order": {"customer": "bo"}})
@@ -81,7 +81,7 @@ WAITING_KYC = definition(
 )
 
 
-async def test_pause_and_resume_of_the_parent_reach_the_child(engine: Engine) -> None:
+async def test_pause_and_resume_of_the_parent_reach_the_child(engine: Node) -> None:
     await engine.register_process(CALLER, WAITING_KYC)
     parent_id = await start(engine, parent(), {"order": {"customer": "cy"}})
     child_id = await child_of(engine, parent_id)
@@ -101,7 +101,7 @@ async def test_pause_and_resume_of_the_parent_reach_the_child(engine: Engine) ->
     assert (await engine.state(CALLER, parent_id)).memory["variables"]["kyc"]["approval"] == "yes"
 
 
-async def test_a_child_paused_on_its_own_keeps_its_parent_waiting(engine: Engine) -> None:
+async def test_a_child_paused_on_its_own_keeps_its_parent_waiting(engine: Node) -> None:
     await engine.register_process(CALLER, WAITING_KYC)
     parent_id = await start(engine, parent(), {"order": {"customer": "di"}})
     child_id = await child_of(engine, parent_id)
@@ -119,7 +119,7 @@ async def test_a_child_paused_on_its_own_keeps_its_parent_waiting(engine: Engine
     assert await wait_status(engine, parent_id, "completed") == "completed"
 
 
-async def test_cancel_of_the_parent_cancels_the_child(engine: Engine) -> None:
+async def test_cancel_of_the_parent_cancels_the_child(engine: Node) -> None:
     await engine.register_process(CALLER, WAITING_KYC)
     parent_id = await start(engine, parent(), {"order": {"customer": "ed"}})
     child_id = await child_of(engine, parent_id)
@@ -129,7 +129,7 @@ async def test_cancel_of_the_parent_cancels_the_child(engine: Engine) -> None:
     assert await wait_status(engine, child_id, "cancelled") == "cancelled"
 
 
-async def test_a_failed_child_fails_the_element_and_a_catch_takes_it(engine: Engine) -> None:
+async def test_a_failed_child_fails_the_element_and_a_catch_takes_it(engine: Node) -> None:
     await engine.register_process(
         CALLER, definition({"key": "no", "type": "fail", "message": "'blocked: ' + customer"}, key="kyc")
     )
@@ -149,7 +149,7 @@ async def test_a_failed_child_fails_the_element_and_a_catch_takes_it(engine: Eng
     assert variables["why"]["type"] == "ChildFailed" and variables["done"] is True
 
 
-async def test_an_unknown_process_or_version_is_refused_at_registration(engine: Engine) -> None:
+async def test_an_unknown_process_or_version_is_refused_at_registration(engine: Node) -> None:
     await engine.register_process(CALLER, KYC)
     with pytest.raises(ValidationFailed) as refused:
         await engine.register_process(CALLER, parent(process="kyc-chek", version=None))
@@ -197,14 +197,14 @@ def _parallel(branch_b: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     )
 
 
-async def _children_of(engine: Engine, parent_id: int) -> list[int]:
+async def _children_of(engine: Node, parent_id: int) -> list[int]:
     listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=100, cursor=None)
     return [item.executionID for item in listed.items if item.parentExecutionID == parent_id]
 
 
 @pytest.mark.parametrize("caught", [False, True])
 async def test_a_branch_failing_while_its_sibling_starts_a_child_leaves_no_child_running(
-    engine: Engine, caught: bool
+    engine: Node, caught: bool
 ) -> None:
     await engine.register_process(CALLER, WAITING_KYC)
     catch = {"catch": [{"errors": ["Fail"], "next": "after"}]} if caught else {}
@@ -218,7 +218,7 @@ async def test_a_branch_failing_while_its_sibling_starts_a_child_leaves_no_child
         assert await wait_status(engine, child_id, "cancelled") == "cancelled"
 
 
-async def test_a_failing_branch_cancels_the_child_its_sibling_waits_for(engine: Engine, gate: Gate) -> None:
+async def test_a_failing_branch_cancels_the_child_its_sibling_waits_for(engine: Node, gate: Gate) -> None:
     await engine.register_process(CALLER, WAITING_KYC)
     branch_b = [
         {"key": "hold", "type": "task", "handler": "gate", "next": "boom"},
@@ -232,7 +232,7 @@ async def test_a_failing_branch_cancels_the_child_its_sibling_waits_for(engine: 
     assert await wait_status(engine, child_id, "cancelled") == "cancelled"
 
 
-async def test_children_started_by_lanes_at_once_are_all_listed(engine: Engine) -> None:
+async def test_children_started_by_lanes_at_once_are_all_listed(engine: Node) -> None:
     await engine.register_process(
         CALLER, definition({"key": "x", "type": "set-variable", "set": {"y": "1"}}, key="kid")
     )
@@ -253,7 +253,7 @@ async def test_children_started_by_lanes_at_once_are_all_listed(engine: Engine) 
     assert len(started) == 8 and sorted(status.children) == sorted(started)
 
 
-async def test_a_process_that_calls_itself_without_end_stops_at_the_depth_limit(engine: Engine) -> None:
+async def test_a_process_that_calls_itself_without_end_stops_at_the_depth_limit(engine: Node) -> None:
     endless = definition({"key": "again", "type": "call-process", "process": "endless"}, key="endless")
     root = await start(engine, endless)
 

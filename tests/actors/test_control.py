@@ -9,8 +9,8 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.control import MalformedControl, parse
-from procengine.actors.engine import Engine
+from procengine.node.control import MalformedControl, parse
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.store.keys import Keys
@@ -52,14 +52,14 @@ def test_malformed_messages_say_why(payload: bytes, why: str) -> None:
         parse(payload)
 
 
-async def published(redis: Redis, engine: Engine, body: object) -> None:
+async def published(redis: Redis, engine: Node, body: object) -> None:
     """Publish once the engine listens (PUBLISH answers how many subscribers got it)."""
     data = body if isinstance(body, bytes) else json.dumps(body)
     await asyncio.wait_for(engine.control.subscribed.wait(), 5)
     assert await redis.publish(engine.keys.control, data) == 1
 
 
-async def wait_event(engine: Engine, execution_id: int, event: str) -> dict[str, object]:
+async def wait_event(engine: Node, execution_id: int, event: str) -> dict[str, object]:
     async with asyncio.timeout(5):
         while True:
             for entry in (await engine.log(CALLER, execution_id)).items:
@@ -68,7 +68,7 @@ async def wait_event(engine: Engine, execution_id: int, event: str) -> dict[str,
             await asyncio.sleep(0.01)
 
 
-async def test_publish_pause_resume_cancel_act_like_rest(engine: Engine, redis: Redis) -> None:
+async def test_publish_pause_resume_cancel_act_like_rest(engine: Node, redis: Redis) -> None:
     execution_id = await start(engine, WAIT)
     await wait_element(engine, execution_id, "w")
 
@@ -88,7 +88,7 @@ async def test_publish_pause_resume_cancel_act_like_rest(engine: Engine, redis: 
     assert await wait_status(engine, execution_id, "cancelled") == "cancelled"
 
 
-async def test_bad_messages_are_dropped_and_the_next_good_one_works(engine: Engine, redis: Redis) -> None:
+async def test_bad_messages_are_dropped_and_the_next_good_one_works(engine: Node, redis: Redis) -> None:
     execution_id = await start(engine, WAIT)
     await wait_element(engine, execution_id, "w")
 
@@ -106,7 +106,7 @@ async def test_bad_messages_are_dropped_and_the_next_good_one_works(engine: Engi
     assert 'procengine_control_messages_total{outcome="accepted",reason="done"} 1.0' in text
 
 
-async def test_a_tenants_channel_steers_that_tenants_executions_and_no_other(engine: Engine, redis: Redis) -> None:
+async def test_a_tenants_channel_steers_that_tenants_executions_and_no_other(engine: Node, redis: Redis) -> None:
     """`<prefix>:control:{<tenant>}`: what Redis's ACL can grant one tenant's operators. A message about another
     tenant's execution is dropped without a trace in that execution (as REST answers 404)."""
     execution_id = await start(engine, WAIT)
@@ -141,7 +141,7 @@ async def test_control_still_works_after_redis_restarts_under_the_engine(
     redis = connect(server.url, timeout_s=configured.redis_timeout_s, retries=configured.redis_retries)
     await redis.config_set("appendfsync", "always")  # the kill below must not lose the execution's writes
     try:
-        async with Engine(redis, configured, builtin_handlers()) as engine:
+        async with Node(redis, configured, builtin_handlers()) as engine:
             execution_id = await start(engine, WAIT)
             await wait_element(engine, execution_id, "w")
             await asyncio.wait_for(engine.control.subscribed.wait(), 5)
@@ -197,7 +197,7 @@ def test_poison_is_refused_as_malformed_not_raised(poison: bytes) -> None:
         parse(poison)
 
 
-async def test_poison_on_any_channel_leaves_the_node_listening(engine: Engine, redis: Redis) -> None:
+async def test_poison_on_any_channel_leaves_the_node_listening(engine: Node, redis: Redis) -> None:
     """Issue 17 item 3: one message must not deafen a node. Every poison is published on a tenant's channel and on
     the global one, then a legitimate pause, which must take effect without the subscription being made again."""
     execution_id = await start(engine, WAIT)
@@ -216,7 +216,7 @@ async def test_poison_on_any_channel_leaves_the_node_listening(engine: Engine, r
 
 
 async def test_a_message_whose_handling_fails_is_dropped_and_the_subscription_kept(
-    engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    engine: Node, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     execution_id = await start(engine, WAIT)
     await wait_element(engine, execution_id, "w")

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from procengine.actors.control import MalformedControl, parse
-from procengine.actors.engine import Engine
+from procengine.node.control import MalformedControl, parse
+from procengine.node.node import Node
 from tests.actors.conftest import start, wait_element, wait_status
 from tests.actors.test_control import WAIT
 
@@ -81,7 +81,7 @@ def test_parse_answers_a_message_or_malformed_whatever_the_bytes(message: bytes)
 @FUZZ
 @given(batch=st.lists(MESSAGES, min_size=1, max_size=4))
 async def test_a_node_hears_the_next_message_whatever_was_published_before(
-    engine: Engine, redis: Redis, batch: list[bytes]
+    engine: Node, redis: Redis, batch: list[bytes]
 ) -> None:
     """Each example: the batch on a tenant's channel and on the global one, then a pause, which must take effect on
     the same subscription."""

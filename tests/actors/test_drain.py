@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import Unavailable
-from procengine.views import ControlRequest, StartRequest
+from procengine.node.node import Node
 from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
 
 END = {"key": "e", "type": "end"}
@@ -18,11 +18,11 @@ END = {"key": "e", "type": "end"}
 SLOW_TO_NOTICE = {"node_ttl_ms": 30_000, "reconcile_interval_ms": 60_000}
 
 
-async def _owner(engine: Engine, execution_id: int) -> str:
+async def _owner(engine: Node, execution_id: int) -> str:
     return (await engine.store.fields(execution_id))["owner"]
 
 
-async def _until_owned_by(engine: Engine, execution_id: int) -> None:
+async def _until_owned_by(engine: Node, execution_id: int) -> None:
     async with asyncio.timeout(10):
         while True:  # polled: what the owner field says is the point
             if await _owner(engine, execution_id) == engine.node_id:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.errors import Fenced
+from procengine.node.node import Node
 from procengine.tasks import HandlerRegistry
 from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
 
@@ -52,7 +52,7 @@ def hold(handlers: HandlerRegistry) -> Hold:
 
 
 async def test_a_node_whose_execution_is_taken_cancels_its_running_task_at_once(
-    engine: Engine, hold: Hold, caplog: pytest.LogCaptureFixture
+    engine: Node, hold: Hold, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a task running on this node
     hold.on(engine.node_id)
@@ -140,7 +140,7 @@ async def test_after_a_failover_no_node_takes_a_live_nodes_executions(make_engin
             await asyncio.sleep(0.05)
 
 
-async def _heartbeat_back(redis: Redis, node: Engine) -> None:
+async def _heartbeat_back(redis: Redis, node: Node) -> None:
     while True:  # renewed by the node's own heartbeat task
         if await redis.exists(node.keys.node(node.node_id)):
             return
@@ -148,7 +148,7 @@ async def _heartbeat_back(redis: Redis, node: Engine) -> None:
 
 
 async def test_a_write_refused_by_the_epoch_names_the_new_owner(
-    engine: Engine, caplog: pytest.LogCaptureFixture
+    engine: Node, caplog: pytest.LogCaptureFixture
 ) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="w"))
     await wait_element(engine, execution_id, "w")

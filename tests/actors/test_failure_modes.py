@@ -12,13 +12,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError
 
 from procengine.actors.actor import ExecutionActor
-from procengine.actors.engine import Engine
-from procengine.actors.ownership import Ownership
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import StateCorrupted, Unavailable, ValidationFailed
+from procengine.node.node import Node
+from procengine.node.ownership import Ownership
 from procengine.statuses import Status
 from procengine.store.executions import ExecutionStore
 from procengine.tasks import HandlerRegistry
-from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
 
 
@@ -52,7 +52,7 @@ async def test_a_crash_before_the_final_write_is_finished_by_the_adopter(
     assert [e for e, _ in await events(second, execution_id)].count(final) == 1
 
 
-async def test_a_request_whose_actor_dies_gets_503_not_a_hang(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_request_whose_actor_dies_gets_503_not_a_hang(engine: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     await engine.pause(CALLER, execution_id, ControlRequest())
@@ -66,7 +66,7 @@ async def test_a_request_whose_actor_dies_gets_503_not_a_hang(engine: Engine, mo
             await engine.resume(CALLER, execution_id, ControlRequest())
 
 
-async def test_concurrent_requests_activate_a_passivated_execution_once(engine: Engine) -> None:
+async def test_concurrent_requests_activate_a_passivated_execution_once(engine: Node) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     await engine.pause(CALLER, execution_id, ControlRequest())
@@ -82,7 +82,7 @@ async def test_concurrent_requests_activate_a_passivated_execution_once(engine: 
     assert memory is not None and sorted(memory["signals"]["s"]) == list(range(20))
 
 
-async def test_a_corrupted_paused_snapshot_refuses_signals_and_keeps_its_memory(engine: Engine, redis: Redis) -> None:
+async def test_a_corrupted_paused_snapshot_refuses_signals_and_keeps_its_memory(engine: Node, redis: Redis) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}), {"keep": "me"})
     await wait_element(engine, execution_id, "w")
     await engine.pause(CALLER, execution_id, ControlRequest())
@@ -100,7 +100,7 @@ async def test_a_corrupted_paused_snapshot_refuses_signals_and_keeps_its_memory(
     assert (await engine.cancel(CALLER, execution_id, ControlRequest())).status == "cancelled"
 
 
-async def test_a_failed_start_gives_its_idempotency_key_back(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_start_gives_its_idempotency_key_back(engine: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     summary, _ = await engine.register_process(CALLER, definition({"key": "e", "type": "end"}))
     request = StartRequest(processID=summary.processID, idempotencyKey="once")
     real_commit = ExecutionStore.commit
@@ -121,7 +121,7 @@ async def test_a_failed_start_gives_its_idempotency_key_back(engine: Engine, mon
 
 @pytest.mark.slow
 async def test_a_handler_that_ignores_cancellation_does_not_hang_pause(
-    engine: Engine, handlers: HandlerRegistry
+    engine: Node, handlers: HandlerRegistry
 ) -> None:
     stubborn_started = asyncio.Event()
 
@@ -167,6 +167,6 @@ async def test_a_slow_heartbeat_stops_the_nodes_actors_before_the_ttl(redis: Red
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_a_cursor_that_is_not_ours_is_422(engine: Engine) -> None:
+async def test_a_cursor_that_is_not_ours_is_422(engine: Node) -> None:
     with pytest.raises(ValidationFailed):
         await engine.list_executions(CALLER, status=None, process_id=None, limit=5, cursor="²")

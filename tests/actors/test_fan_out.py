@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest
+from procengine.node.node import Node
 from procengine.tasks import HandlerRegistry, TaskContext, builtin_handlers
-from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, start, wait_status
 
 
@@ -83,7 +83,7 @@ def for_each(concurrency: int, **extra: Any) -> dict[str, Any]:
 
 
 async def test_a_for_each_runs_at_most_max_concurrency_lanes_and_collects_in_order(
-    engine: Engine, lanes: Lanes
+    engine: Node, lanes: Lanes
 ) -> None:
     execution_id = await start(engine, for_each(4), {"lines": list(range(20))})
     await lanes.until_running(4)
@@ -106,7 +106,7 @@ async def test_a_for_each_runs_at_most_max_concurrency_lanes_and_collects_in_ord
 
 
 async def test_pause_in_the_middle_of_a_fan_out_freezes_every_lane_and_resume_finishes_it(
-    engine: Engine, lanes: Lanes
+    engine: Node, lanes: Lanes
 ) -> None:
     execution_id = await start(engine, for_each(3), {"lines": list(range(7))})
     await lanes.until_running(3)
@@ -137,7 +137,7 @@ async def test_pause_in_the_middle_of_a_fan_out_freezes_every_lane_and_resume_fi
     assert sorted(lanes.calls) == list(range(7))  # each item shipped once
 
 
-async def test_a_failed_iteration_cuts_the_others_short_and_fails_the_execution(engine: Engine, lanes: Lanes) -> None:
+async def test_a_failed_iteration_cuts_the_others_short_and_fails_the_execution(engine: Node, lanes: Lanes) -> None:
     lanes.fail_on = 2
     execution_id = await start(engine, for_each(3), {"lines": list(range(6))})
 
@@ -152,7 +152,7 @@ async def test_a_failed_iteration_cuts_the_others_short_and_fails_the_execution(
     assert records[("each", None)] == "failed"
 
 
-async def test_a_catch_on_the_for_each_takes_an_iteration_failure(engine: Engine, lanes: Lanes) -> None:
+async def test_a_catch_on_the_for_each_takes_an_iteration_failure(engine: Node, lanes: Lanes) -> None:
     lanes.fail_on = 0
     lanes.hold.set()
     process = for_each(1, catch=[{"errors": ["OutOfStock"], "next": "sorry", "into": "why"}])
@@ -165,7 +165,7 @@ async def test_a_catch_on_the_for_each_takes_an_iteration_failure(engine: Engine
     assert lanes.calls == [0]
 
 
-async def test_parallel_branches_run_together_and_merge(engine: Engine, lanes: Lanes) -> None:
+async def test_parallel_branches_run_together_and_merge(engine: Node, lanes: Lanes) -> None:
     process = definition(
         {
             "key": "both",
@@ -246,7 +246,7 @@ async def test_a_fan_out_opened_again_while_its_old_lanes_wind_down_runs_to_the_
     assert sorted(slow.calls) == ["flaky0", "flaky1", "slow0", "slow1"]
 
 
-async def test_each_iteration_gets_its_own_idempotency_key(engine: Engine) -> None:
+async def test_each_iteration_gets_its_own_idempotency_key(engine: Node) -> None:
     async def key(task_input: dict[str, Any], ctx: TaskContext) -> str:
         assert ctx.path.startswith("main/each[")
         return ctx.idempotency_key

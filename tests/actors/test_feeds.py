@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from procengine.actors.feeds import Feeds
 from procengine.errors import Unavailable
+from procengine.node.feeds import Feeds
 
 
 async def test_a_feed_never_read_gives_its_slot_back_when_closed_and_only_once() -> None:

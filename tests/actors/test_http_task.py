@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.actors.conftest import CALLER, definition, start, wait_status
@@ -52,7 +52,7 @@ async def test_an_http_task_calls_an_allowed_host_and_a_404_is_caught(
     redis: Redis, settings: Settings, service: TestServer
 ) -> None:
     base = f"http://127.0.0.1:{service.port}"
-    async with Engine(redis, settings, builtin_handlers([f"127.0.0.1:{service.port}"])) as engine:
+    async with Node(redis, settings, builtin_handlers([f"127.0.0.1:{service.port}"])) as engine:
         found = await start(engine, _process(f"'{base}/orders/' + id"), {"id": "7"})
         missing = await start(engine, _process(f"'{base}/orders/' + id"), {"id": "404"})
         assert await wait_status(engine, found, "completed") == "completed"
@@ -64,7 +64,7 @@ async def test_an_http_task_calls_an_allowed_host_and_a_404_is_caught(
 
 
 async def test_a_host_not_allowed_fails_the_task_naming_the_flag(redis: Redis, settings: Settings) -> None:
-    async with Engine(redis, settings, builtin_handlers()) as engine:
+    async with Node(redis, settings, builtin_handlers()) as engine:
         execution_id = await start(
             engine,
             definition({"key": "f", "type": "task", "handler": "http", "input": {"url": "'http://example.com/'"}}),
@@ -84,7 +84,7 @@ async def test_a_redirect_out_of_http_or_to_no_url_fails_the_task_with_its_own_t
 ) -> None:
     # before: file:/// failed as ValueError (retried), and a Location that is not a URL completed the task with 302
     url = f"http://127.0.0.1:{service.port}/moved?to={quote(location, safe='')}"
-    async with Engine(redis, settings, builtin_handlers([f"127.0.0.1:{service.port}"])) as engine:
+    async with Node(redis, settings, builtin_handlers([f"127.0.0.1:{service.port}"])) as engine:
         execution_id = await start(
             engine, definition({"key": "f", "type": "task", "handler": "http", "input": {"url": f"'{url}'"}})
         )

@@ -8,25 +8,25 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import StartRequest, StartResult
 from procengine.errors import Unavailable
+from procengine.node.node import Node
 from procengine.store.executions import NEW, Commit, WriteResult
-from procengine.views import StartRequest, StartResult
 from tests.actors.conftest import CALLER, EngineFactory, definition
 
 WAIT = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="idem")
 
 
-async def _registered(engine: Engine) -> int:
+async def _registered(engine: Node) -> int:
     summary, _ = await engine.register_process(CALLER, WAIT)
     return summary.processID
 
 
-def _start(engine: Engine, process_id: int, key: str = "k") -> Any:
+def _start(engine: Node, process_id: int, key: str = "k") -> Any:
     return engine.start_execution(CALLER, StartRequest(processID=process_id, idempotencyKey=key))
 
 
-def looked_up(engine: Engine) -> asyncio.Event:
+def looked_up(engine: Node) -> asyncio.Event:
     """Set once a repeat has found a claim and asked for its execution (which it then waits for)."""
     seen = asyncio.Event()
     fields = engine.store.fields
@@ -43,7 +43,7 @@ def looked_up(engine: Engine) -> asyncio.Event:
 class HeldCreation:
     """Holds the commit that creates an execution until released (the first start is slow), or fails it."""
 
-    def __init__(self, engine: Engine, fail: bool = False) -> None:
+    def __init__(self, engine: Node, fail: bool = False) -> None:
         self.reached = asyncio.Event()
         self.release = asyncio.Event()
         self.fail = fail
@@ -62,7 +62,7 @@ class HeldCreation:
         engine.store.commit = commit  # type: ignore[method-assign]
 
 
-async def test_25_concurrent_starts_with_one_key_create_one_execution_and_all_answer_it(engine: Engine) -> None:
+async def test_25_concurrent_starts_with_one_key_create_one_execution_and_all_answer_it(engine: Node) -> None:
     process_id = await _registered(engine)
 
     results = await asyncio.gather(*(_start(engine, process_id) for _ in range(25)))
@@ -74,7 +74,7 @@ async def test_25_concurrent_starts_with_one_key_create_one_execution_and_all_an
 
 
 async def test_a_repeat_waits_for_a_slow_first_start_and_answers_with_its_execution(
-    engine: Engine, redis: Redis
+    engine: Node, redis: Redis
 ) -> None:
     process_id = await _registered(engine)
     held = HeldCreation(engine)
@@ -94,7 +94,7 @@ async def test_a_repeat_waits_for_a_slow_first_start_and_answers_with_its_execut
     assert await redis.pttl(engine.keys.idempotency("default", "k")) == -1
 
 
-async def test_a_repeat_waiting_on_a_failed_first_start_creates_the_execution_itself(engine: Engine) -> None:
+async def test_a_repeat_waiting_on_a_failed_first_start_creates_the_execution_itself(engine: Node) -> None:
     process_id = await _registered(engine)
     held = HeldCreation(engine, fail=True)
     first = asyncio.create_task(_start(engine, process_id))
@@ -111,7 +111,7 @@ async def test_a_repeat_waiting_on_a_failed_first_start_creates_the_execution_it
 
 
 async def test_the_claim_of_a_start_whose_node_died_expires_and_a_repeat_then_creates(
-    engine: Engine, redis: Redis
+    engine: Node, redis: Redis
 ) -> None:
     # given a claim for an execution that was never created (its node died), with what is left of its TTL
     process_id = await _registered(engine)
@@ -121,7 +121,7 @@ async def test_the_claim_of_a_start_whose_node_died_expires_and_a_repeat_then_cr
     assert created and result.executionID != 999_999
 
 
-async def test_a_persisted_claim_whose_execution_is_gone_is_taken_over(engine: Engine, redis: Redis) -> None:
+async def test_a_persisted_claim_whose_execution_is_gone_is_taken_over(engine: Node, redis: Redis) -> None:
     process_id = await _registered(engine)
     await redis.set(engine.keys.idempotency("default", "k"), 999_999)
     result, created = await _start(engine, process_id)
@@ -140,7 +140,7 @@ async def test_a_start_still_in_progress_past_the_wait_is_503_with_retry_after(
     assert refused.value.retry_after_s == 1 and "still in progress" in refused.value.message
 
 
-async def test_a_repeat_persists_a_claim_its_start_could_not(engine: Engine, redis: Redis) -> None:
+async def test_a_repeat_persists_a_claim_its_start_could_not(engine: Node, redis: Redis) -> None:
     # given a start that created its execution but failed before persisting its claim
     process_id = await _registered(engine)
     result, _ = await _start(engine, process_id)
@@ -154,7 +154,7 @@ async def test_a_repeat_persists_a_claim_its_start_could_not(engine: Engine, red
     assert await redis.pttl(idem_key) == -1
 
 
-async def test_a_start_with_another_key_does_not_wait(engine: Engine) -> None:
+async def test_a_start_with_another_key_does_not_wait(engine: Node) -> None:
     process_id = await _registered(engine)
     held = HeldCreation(engine)
     first = asyncio.create_task(_start(engine, process_id, "a"))

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest, StartRequest
+from procengine.node.node import Node
 from procengine.store import indexes
 from procengine.store.executions import Commit
-from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
 
 WAITING = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waiting")
@@ -21,7 +21,7 @@ FAILING = definition({"key": "f", "type": "task", "handler": "fail", "input": {"
 STATUSES = ("running", "paused", "completed", "failed", "cancelled")
 
 
-async def indexed_as(engine: Engine, redis: Redis, execution_id: int, process_id: int) -> set[str]:
+async def indexed_as(engine: Node, redis: Redis, execution_id: int, process_id: int) -> set[str]:
     """Which status indexes of the tenant and of the process hold the execution (they must agree)."""
     member = str(execution_id)
     by_tenant = {s for s in STATUSES if await redis.zscore(engine.keys.status_index("default", s), member)}
@@ -34,7 +34,7 @@ async def indexed_as(engine: Engine, redis: Redis, execution_id: int, process_id
     return by_tenant
 
 
-async def process_of(engine: Engine, execution_id: int) -> int:
+async def process_of(engine: Node, execution_id: int) -> int:
     return (await engine.status(CALLER, execution_id)).processID
 
 
@@ -66,7 +66,7 @@ async def test_every_status_change_moves_the_execution_between_the_indexes(
     assert f"{completed}:{await process_of(engine, completed)}:completed" in notes
 
 
-async def test_a_fenced_write_moves_nothing(engine: Engine, redis: Redis) -> None:
+async def test_a_fenced_write_moves_nothing(engine: Node, redis: Redis) -> None:
     """The index edits are checked like the rest of the write: a stale owner's status change is not applied,
     and neither is its move in the indexes."""
     execution_id = await start(engine, WAITING)
@@ -83,7 +83,7 @@ async def test_a_fenced_write_moves_nothing(engine: Engine, redis: Redis) -> Non
 
 
 async def test_a_filtered_page_reads_only_the_page(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, redis: Redis
+    engine: Node, monkeypatch: pytest.MonkeyPatch, redis: Redis
 ) -> None:
     """300 executions, 2 paused: the page of paused ones reads 2 execution hashes, not the 300 it would scan."""
     summary, _ = await engine.register_process(CALLER, WAITING)
@@ -113,7 +113,7 @@ async def test_a_filtered_page_reads_only_the_page(
     assert read == [ids[200], ids[10]]
 
 
-async def test_paging_is_stable_while_executions_change_status(engine: Engine) -> None:
+async def test_paging_is_stable_while_executions_change_status(engine: Node) -> None:
     """Each execution shows once at most, newest first, and every one that kept its status throughout shows."""
     summary, _ = await engine.register_process(CALLER, WAITING)
     ids = [

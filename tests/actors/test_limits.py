@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from procengine.api.views import StartRequest
 from procengine.errors import PayloadTooLarge, TooManyRequests, ValidationFailed
 from procengine.http.app import create_app
-from procengine.views import StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
 
 WAITING = definition({"key": "w", "type": "wait-signal", "signal": "go"}, key="waiting")

@@ -6,13 +6,13 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest
+from procengine.node.node import Node
 from procengine.store.executions import Commit, LogRecord, Outcome
-from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
 
 
-async def test_a_stale_owner_cannot_write_after_a_takeover(engine: Engine, gate: Gate) -> None:
+async def test_a_stale_owner_cannot_write_after_a_takeover(engine: Node, gate: Gate) -> None:
     execution_id = await start(
         engine, definition({"key": "work", "type": "task", "handler": "gate", "next": "e"}, {"key": "e", "type": "end"})
     )
@@ -33,7 +33,7 @@ async def test_a_stale_owner_cannot_write_after_a_takeover(engine: Engine, gate:
     assert (after["owner"], after["epoch"], after["completedNodes"]) == ("intruder", "2", "0")
 
 
-async def test_commit_with_an_old_epoch_writes_nothing(engine: Engine, redis: Redis) -> None:
+async def test_commit_with_an_old_epoch_writes_nothing(engine: Node, redis: Redis) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     keys = engine.keys.execution(execution_id)
@@ -50,7 +50,7 @@ async def test_commit_with_an_old_epoch_writes_nothing(engine: Engine, redis: Re
     assert {key: await redis.dump(key) for key in keys.all()} == before
 
 
-async def test_takeover_is_compare_and_set(engine: Engine) -> None:
+async def test_takeover_is_compare_and_set(engine: Node) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     fields = await engine.store.fields(execution_id)
     attempts = await asyncio.gather(
@@ -68,7 +68,7 @@ async def test_takeover_is_compare_and_set(engine: Engine) -> None:
     assert [a.outcome for a in attempts].count(Outcome.OK) == 1
 
 
-async def crash(engine: Engine) -> None:
+async def crash(engine: Node) -> None:
     """Stop a node the way kill -9 would look to the others: no writes, heartbeat left to expire."""
     for task in engine._background:
         task.cancel()
@@ -114,7 +114,7 @@ async def test_a_node_without_the_handlers_does_not_adopt(make_engine: EngineFac
     await crash(first)
     owner = (await first.store.fields(execution_id))["owner"]
 
-    async with Engine(redis, first.settings, builtin_handlers()) as lacking:  # no "gate" here
+    async with Node(redis, first.settings, builtin_handlers()) as lacking:  # no "gate" here
         await asyncio.sleep(first.settings.node_ttl_ms / 1000)  # the first node's heartbeat expires
         assert await lacking.reconcile() == 0
 
@@ -150,7 +150,7 @@ async def test_many_orphans_are_adopted_together_and_a_broken_one_does_not_hold_
 
 
 async def test_a_node_takes_back_its_own_stopped_executions_and_never_adopts_from_itself(
-    engine: Engine, gate: Gate
+    engine: Node, gate: Gate
 ) -> None:
     # given a running execution whose actor this node stopped (what its heartbeat watchdog does), still its own
     execution_id = await start(
@@ -177,7 +177,7 @@ async def test_a_node_takes_back_its_own_stopped_executions_and_never_adopts_fro
             if (entry.event, entry.elementKey) == ("element-started", "work")] == [None, True]  # fmt: skip
 
 
-async def test_a_takeover_after_a_write_the_taker_did_not_load_is_refused(engine: Engine) -> None:
+async def test_a_takeover_after_a_write_the_taker_did_not_load_is_refused(engine: Node) -> None:
     """A Redis failover can keep an owner's heartbeat away long enough for another node to load its execution
     and take it over, while the owner, still alive, writes a step in between: the taker would go on from the
     state before that step and complete the element again (seen under make chaos --mode failover)."""

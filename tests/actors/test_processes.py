@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from procengine.actors.engine import Engine
+from procengine.api.service import Caller
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import NotFound, ValidationFailed
-from procengine.service import Caller
-from procengine.views import ControlRequest, StartRequest
+from procengine.node.node import Node
 from tests.actors.conftest import CALLER, definition
 
 V1 = definition({"key": "w", "type": "wait-signal", "signal": "go"}, key="orders")
@@ -16,7 +16,7 @@ V2 = definition(
 )
 
 
-async def test_a_changed_body_is_a_new_version_and_running_executions_keep_theirs(engine: Engine) -> None:
+async def test_a_changed_body_is_a_new_version_and_running_executions_keep_theirs(engine: Node) -> None:
     first, created = await engine.register_process(CALLER, V1)
     assert (first.version, created) == (1, True)
     old_run, _ = await engine.start_execution(CALLER, StartRequest(processKey="orders"))
@@ -32,7 +32,7 @@ async def test_a_changed_body_is_a_new_version_and_running_executions_keep_their
     assert [p.version for p in (await engine.list_processes(CALLER)).items] == [1, 2]
 
 
-async def test_an_invalid_definition_is_refused_with_every_problem(engine: Engine) -> None:
+async def test_an_invalid_definition_is_refused_with_every_problem(engine: Node) -> None:
     bad = definition(
         {"key": "a", "type": "task", "handler": "nope", "next": "ghost"},
         {"key": "b", "type": "if-condition", "condition": "1 +", "then": "a"},
@@ -44,7 +44,7 @@ async def test_an_invalid_definition_is_refused_with_every_problem(engine: Engin
     assert "unreachable" in text and "bad CEL" in text
 
 
-async def test_processes_and_executions_are_invisible_to_other_tenants(engine: Engine) -> None:
+async def test_processes_and_executions_are_invisible_to_other_tenants(engine: Node) -> None:
     summary, _ = await engine.register_process(CALLER, V1)
     run, _ = await engine.start_execution(CALLER, StartRequest(processID=summary.processID))
     other = Caller(tenant="other", by="other", request_id="r")
@@ -59,7 +59,7 @@ async def test_processes_and_executions_are_invisible_to_other_tenants(engine: E
     assert (await engine.list_executions(other, status=None, process_id=None, limit=10, cursor=None)).items == []
 
 
-async def test_an_idempotency_key_returns_the_first_execution(engine: Engine) -> None:
+async def test_an_idempotency_key_returns_the_first_execution(engine: Node) -> None:
     summary, _ = await engine.register_process(CALLER, V1)
     request = StartRequest(processID=summary.processID, idempotencyKey="order-7")
 
@@ -71,7 +71,7 @@ async def test_an_idempotency_key_returns_the_first_execution(engine: Engine) ->
     assert [e.executionID for e in listed.items] == [first.executionID]
 
 
-async def test_the_list_pages_newest_first_and_filters(engine: Engine) -> None:
+async def test_the_list_pages_newest_first_and_filters(engine: Node) -> None:
     summary, _ = await engine.register_process(CALLER, V1)
     ids = [
         (await engine.start_execution(CALLER, StartRequest(processID=summary.processID)))[0].executionID

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
-from procengine.views import ControlRequest
+from procengine.api.views import ControlRequest
+from procengine.node.node import Node
 from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
 
 WORK = definition(
@@ -23,7 +23,7 @@ WORK = definition(
 )
 
 
-async def kill(engine: Engine, redis: Redis) -> None:
+async def kill(engine: Node, redis: Redis) -> None:
     """Stop a node as kill -9 would, and let its heartbeat lapse at once (no waiting for the TTL)."""
     for task in engine._background:
         task.cancel()
@@ -42,7 +42,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 5.0
             await asyncio.sleep(0.01)
 
 
-async def crashes(engine: Engine, execution_id: int) -> str:
+async def crashes(engine: Node, execution_id: int) -> str:
     return (await engine.store.fields(execution_id)).get("crashes", "")
 
 
@@ -127,7 +127,7 @@ async def test_a_waiting_execution_outlives_any_number_of_node_crashes(
     assert [event for event, _ in await events(node, execution_id)].count("adopted") == 4
 
 
-async def owned_and_forgiven(engine: Engine, execution_id: int) -> bool:
+async def owned_and_forgiven(engine: Node, execution_id: int) -> bool:
     fields = await engine.store.fields(execution_id)
     return fields.get("owner") == engine.node_id and fields.get("crashes") == "0"
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import NotReplicated
-from procengine.redis_server import RedisServer
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.batching import ScriptBatcher
+from procengine.store.embedded import RedisServer
 from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 from procengine.tasks import HandlerRegistry
-from procengine.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, start, wait_element
 from tests.actors.test_control import WAIT
 from tests.conftest import RedisServerFactory
@@ -55,7 +55,7 @@ async def test_an_acknowledged_transition_is_on_the_replica(
     copy = Redis.from_url(replica.url)
     try:
         await _in_sync(copy)
-        async with Engine(primary, configured, handlers) as engine:
+        async with Node(primary, configured, handlers) as engine:
             execution_id = await start(engine, WAIT)
             await wait_element(engine, execution_id, "w")
             key = engine.keys.execution(execution_id).execution

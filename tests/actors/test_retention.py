@@ -8,7 +8,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from procengine.views import ControlRequest, StartRequest
+from procengine.api.views import ControlRequest, StartRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
 
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "1"}}, key="quick")

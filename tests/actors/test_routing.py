@@ -8,10 +8,10 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.service import Caller
+from procengine.api.views import ControlRequest
 from procengine.errors import InvalidTransition, NotFound, Unavailable
-from procengine.service import Caller
-from procengine.views import ControlRequest
+from procengine.node.node import Node
 from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
 
 WAIT = definition(
@@ -22,7 +22,7 @@ WAIT = definition(
 VIA_B = Caller(tenant="default", by="default", request_id="via-b")
 
 
-async def _two_nodes(make_engine: EngineFactory, **settings: object) -> tuple[Engine, Engine]:
+async def _two_nodes(make_engine: EngineFactory, **settings: object) -> tuple[Node, Node]:
     a, b = await make_engine(**settings), await make_engine(**settings)
     await asyncio.gather(a.router.serving.wait(), b.router.serving.wait())
     return a, b

@@ -7,14 +7,14 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest
 from procengine.errors import StateCorrupted
+from procengine.node.node import Node
 from procengine.store.codec import encode
-from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, definition, events, start, wait_element, wait_status
 
 
-async def test_a_failing_task_is_retried_then_fails_the_execution(engine: Engine) -> None:
+async def test_a_failing_task_is_retried_then_fails_the_execution(engine: Node) -> None:
     execution_id = await start(
         engine,
         definition(
@@ -49,7 +49,7 @@ async def test_a_failing_task_is_retried_then_fails_the_execution(engine: Engine
     assert names.count("element-retry") == 2 and names.count("element-failed") == 1 and names[-1] == "failed"
 
 
-async def test_a_task_that_times_out_fails(engine: Engine) -> None:
+async def test_a_task_that_times_out_fails(engine: Node) -> None:
     execution_id = await start(
         engine,
         definition({"key": "slow", "type": "task", "handler": "sleep", "input": {"ms": "5000"}, "timeoutMs": 50}),
@@ -63,7 +63,7 @@ async def test_a_task_that_times_out_fails(engine: Engine) -> None:
     }
 
 
-async def test_all_threads_must_end_and_a_failing_thread_stops_the_others(engine: Engine) -> None:
+async def test_all_threads_must_end_and_a_failing_thread_stops_the_others(engine: Node) -> None:
     threads = [
         {"key": "left", "elements": [{"key": "a", "type": "set-variable", "set": {"x": "1"}}]},
         {"key": "right", "elements": [{"key": "b", "type": "wait-signal", "signal": "never"}]},
@@ -85,7 +85,7 @@ async def test_all_threads_must_end_and_a_failing_thread_stops_the_others(engine
     assert status.error is not None and status.error["element"] == "d"
 
 
-async def test_two_threads_complete_together(engine: Engine) -> None:
+async def test_two_threads_complete_together(engine: Node) -> None:
     threads = [
         {
             "key": "one",
@@ -105,7 +105,7 @@ async def test_two_threads_complete_together(engine: Engine) -> None:
     assert memory["node_outputs"]["c"] == {"status": "success", "data": {"v": 7}}
 
 
-async def test_a_signal_sent_before_the_wait_is_kept_for_it(engine: Engine) -> None:
+async def test_a_signal_sent_before_the_wait_is_kept_for_it(engine: Node) -> None:
     execution_id = await start(
         engine,
         definition(
@@ -119,7 +119,7 @@ async def test_a_signal_sent_before_the_wait_is_kept_for_it(engine: Engine) -> N
     assert memory is not None and memory["variables"]["approval"] == {"by": "alice"} and memory["signals"] == {}
 
 
-async def test_the_contract_example_takes_the_premium_branch(engine: Engine) -> None:
+async def test_the_contract_example_takes_the_premium_branch(engine: Node) -> None:
     from tests.engine_example import ORDER_FULFILMENT
 
     execution_id = await start(engine, ORDER_FULFILMENT, {"order_id": "ORD-12345", "order_total": 599.99})
@@ -132,7 +132,7 @@ async def test_the_contract_example_takes_the_premium_branch(engine: Engine) -> 
     assert "standard" not in memory["node_outputs"]
 
 
-async def paused_waiting(engine: Engine) -> int:
+async def paused_waiting(engine: Node) -> int:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     await engine.pause(CALLER, execution_id, ControlRequest())
@@ -152,7 +152,7 @@ async def paused_waiting(engine: Engine) -> int:
     ],
 )
 async def test_resume_refuses_a_corrupted_snapshot_and_changes_nothing(
-    engine: Engine, redis: Redis, field: str, value: bytes | None
+    engine: Node, redis: Redis, field: str, value: bytes | None
 ) -> None:
     execution_id = await paused_waiting(engine)
     state_key = engine.keys.execution(execution_id).state
@@ -175,7 +175,7 @@ async def test_resume_refuses_a_corrupted_snapshot_and_changes_nothing(
     assert cancelled.status == "cancelled"
 
 
-async def test_idle_paused_executions_leave_memory_and_come_back(engine: Engine) -> None:
+async def test_idle_paused_executions_leave_memory_and_come_back(engine: Node) -> None:
     ids = [await paused_waiting(engine) for _ in range(3)]
     actors = [engine.registry.get(execution_id) for execution_id in ids]
     async with asyncio.timeout(5):
@@ -187,7 +187,7 @@ async def test_idle_paused_executions_leave_memory_and_come_back(engine: Engine)
     assert len(engine.registry) == 3
 
 
-async def test_a_switch_routes_to_a_fail_element_and_the_execution_fails_with_its_message(engine: Engine) -> None:
+async def test_a_switch_routes_to_a_fail_element_and_the_execution_fails_with_its_message(engine: Node) -> None:
     execution_id = await start(
         engine,
         definition(
@@ -213,7 +213,7 @@ async def test_a_switch_routes_to_a_fail_element_and_the_execution_fails_with_it
     ]
 
 
-async def test_a_caught_task_failure_takes_the_catch_path_and_the_execution_completes(engine: Engine) -> None:
+async def test_a_caught_task_failure_takes_the_catch_path_and_the_execution_completes(engine: Node) -> None:
     execution_id = await start(
         engine,
         definition(
@@ -241,7 +241,7 @@ async def test_a_caught_task_failure_takes_the_catch_path_and_the_execution_comp
     assert failed.detail["caught"] == "notify"
 
 
-async def test_a_wait_with_no_signal_in_time_goes_on_at_on_timeout(engine: Engine) -> None:
+async def test_a_wait_with_no_signal_in_time_goes_on_at_on_timeout(engine: Node) -> None:
     execution_id = await start(
         engine,
         definition(
@@ -257,7 +257,7 @@ async def test_a_wait_with_no_signal_in_time_goes_on_at_on_timeout(engine: Engin
     assert state.memory["node_outputs"]["approval"] == {"status": "success", "data": {"timedOut": True}}
 
 
-async def test_a_handler_exception_that_is_not_retryable_fails_at_once(engine: Engine) -> None:
+async def test_a_handler_exception_that_is_not_retryable_fails_at_once(engine: Node) -> None:
     class Declined(Exception):
         retryable = False
 

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from procengine.actors.engine import Engine
-from procengine.actors.queries import RenderedStatus, status_doc
-from procengine.clock import parse_iso
+from procengine.api.service import Caller
+from procengine.api.views import ControlRequest, ExecutionStatusView
 from procengine.errors import NotFound
-from procengine.service import Caller
+from procengine.node.node import Node
+from procengine.node.queries import RenderedStatus, status_doc
+from procengine.runtime.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store.codec import decode
 from procengine.store.executions import Commit
-from procengine.views import ControlRequest, ExecutionStatusView
 from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
 
 
@@ -26,7 +26,7 @@ def _without_duration(view: ExecutionStatusView) -> dict[str, Any]:
     return doc
 
 
-async def _same_as_redis(engine: Engine, execution_id: int) -> ExecutionStatusView:
+async def _same_as_redis(engine: Node, execution_id: int) -> ExecutionStatusView:
     actor = engine.registry.get(execution_id)
     assert actor is not None, "the execution's actor should be live here"
     stored = await engine.store.load(execution_id, with_state=False)
@@ -52,7 +52,7 @@ async def _same_as_redis(engine: Engine, execution_id: int) -> ExecutionStatusVi
     return from_actor
 
 
-async def test_a_live_actors_status_is_what_redis_holds_after_every_transition(engine: Engine) -> None:
+async def test_a_live_actors_status_is_what_redis_holds_after_every_transition(engine: Node) -> None:
     execution_id = await start(
         engine,
         definition(
@@ -79,7 +79,7 @@ async def test_a_live_actors_status_is_what_redis_holds_after_every_transition(e
     assert (done.status, done.progress.percentage, done.threads[0].status) == ("completed", 100.0, "completed")
 
 
-async def test_another_tenant_gets_404_from_a_live_actor_too(engine: Engine) -> None:
+async def test_another_tenant_gets_404_from_a_live_actor_too(engine: Node) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     assert engine.registry.get(execution_id) is not None
@@ -114,7 +114,7 @@ def test_a_rendered_status_puts_in_the_duration_up_to_now_or_to_the_stop() -> No
     assert ExecutionStatusView.model_validate_json(stopped.json(started + 99_999)).timing.durationMs == 1_250
 
 
-async def test_after_a_write_cancelled_in_flight_status_is_read_from_redis(engine: Engine) -> None:
+async def test_after_a_write_cancelled_in_flight_status_is_read_from_redis(engine: Node) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     actor = engine.registry.get(execution_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from procengine.actors.actor import ExecutionActor
-from procengine.views import ControlRequest
+from procengine.api.views import ControlRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
 
 WAIT = definition(

@@ -9,14 +9,14 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError
 
-from procengine.actors.engine import Engine
+from procengine.node.node import Node
 from procengine.store.executions import Commit, WriteResult
 from procengine.tasks import HandlerRegistry
 from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_status
 from tests.actors.test_children import KYC, child_of, parent
 
 
-async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_it(engine: Engine, gate: Gate) -> None:
+async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_it(engine: Node, gate: Gate) -> None:
     """Two lanes end their tasks together: the first one's checkpoint fails (Redis went away: its outcome is
     unknown) while the second waits to write. The second must not write the state the first changed without the
     first's log entries: the actor stops, its node takes the execution back from Redis, and the log shows every
@@ -51,7 +51,7 @@ async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_i
 
 
 async def test_a_child_whose_status_was_edited_by_hand_fails_the_call_and_not_the_parent(
-    engine: Engine, gate: Gate, redis: Redis
+    engine: Node, gate: Gate, redis: Redis
 ) -> None:
     """The parent reads how its child ended; a status it does not know used to raise in the parent's lane, and the
     parent, taken back by its node, raised again at every reconcile pass: a crash loop."""
@@ -68,7 +68,7 @@ async def test_a_child_whose_status_was_edited_by_hand_fails_the_call_and_not_th
 
 
 async def test_an_actor_spawned_while_the_watchdog_stops_the_others_stays_registered(
-    engine: Engine, handlers: HandlerRegistry
+    engine: Node, handlers: HandlerRegistry
 ) -> None:
     """The watchdog's stop_all waits for the actors it cancelled; a start (or a take-back) meanwhile spawns a new
     one. stop_all used to clear the whole registry afterwards: the new actor ran on unregistered, its node took its

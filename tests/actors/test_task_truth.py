@@ -7,17 +7,17 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from procengine.actors.engine import Engine
+from procengine.api.views import ControlRequest, LogEntry
+from procengine.node.node import Node
 from procengine.store.executions import Commit, WriteResult
 from procengine.tasks import HandlerRegistry
-from procengine.views import ControlRequest, LogEntry
 from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, start, wait_element, wait_status
 
 
 class HeldCheckpoint:
     """Holds the first write whose log has `event` for `element` until released: a checkpoint in flight."""
 
-    def __init__(self, engine: Engine, event: str, element: str) -> None:
+    def __init__(self, engine: Node, event: str, element: str) -> None:
         self.reached = asyncio.Event()
         self.release = asyncio.Event()
         commit_write = engine.store.commit
@@ -33,11 +33,11 @@ class HeldCheckpoint:
         engine.store.commit = commit  # type: ignore[method-assign]
 
 
-async def _log(engine: Engine, execution_id: int) -> list[LogEntry]:
+async def _log(engine: Node, execution_id: int) -> list[LogEntry]:
     return (await engine.log(CALLER, execution_id)).items
 
 
-async def _halted(engine: Engine, execution_id: int) -> None:
+async def _halted(engine: Node, execution_id: int) -> None:
     """Wait until the pause has reached the actor (it stops scheduling first)."""
     actor = engine.registry.get(execution_id)
     assert actor is not None
@@ -45,7 +45,7 @@ async def _halted(engine: Engine, execution_id: int) -> None:
         await actor._halt.wait()
 
 
-async def test_a_pause_meeting_a_task_start_being_written_waits_for_that_task(engine: Engine, gate: Gate) -> None:
+async def test_a_pause_meeting_a_task_start_being_written_waits_for_that_task(engine: Node, gate: Gate) -> None:
     # given a task whose start is being checkpointed when the pause comes
     held = HeldCheckpoint(engine, "element-started", "work")
     execution_id = await start(
@@ -77,7 +77,7 @@ async def test_a_pause_meeting_a_task_start_being_written_waits_for_that_task(en
     assert [(e.event, e.elementKey) for e in await _log(engine, execution_id)].count(("element-started", "work")) == 1
 
 
-async def test_a_pause_before_a_task_starts_writes_no_start_for_it(engine: Engine, gate: Gate) -> None:
+async def test_a_pause_before_a_task_starts_writes_no_start_for_it(engine: Node, gate: Gate) -> None:
     # given the element before the task being checkpointed when the pause comes
     held = HeldCheckpoint(engine, "element-completed", "first")
     execution_id = await start(
@@ -168,7 +168,7 @@ async def test_a_task_cut_short_by_the_grace_is_marked_interrupted_and_runs_agai
     assert [detail.get("rerun") for detail in starts] == [None, True]  # the second start says it is a re-run
 
 
-async def test_cancel_marks_a_running_task_interrupted(engine: Engine, gate: Gate) -> None:
+async def test_cancel_marks_a_running_task_interrupted(engine: Node, gate: Gate) -> None:
     execution_id = await start(engine, definition({"key": "work", "type": "task", "handler": "gate"}))
     await gate.entered.wait()
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from procengine.actors.engine import Engine
-from procengine.clock import parse_iso
+from procengine.api.views import ControlRequest
 from procengine.errors import InvalidTransition
-from procengine.views import ControlRequest
+from procengine.node.node import Node
+from procengine.runtime.clock import parse_iso
 from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_element, wait_status
 
 WAIT = definition(
@@ -19,13 +19,13 @@ WAIT = definition(
 )
 
 
-async def waiting_execution(engine: Engine) -> int:
+async def waiting_execution(engine: Node) -> int:
     execution_id = await start(engine, WAIT)
     await wait_element(engine, execution_id, "approve")
     return execution_id
 
 
-async def test_pause_then_resume_then_complete(engine: Engine) -> None:
+async def test_pause_then_resume_then_complete(engine: Node) -> None:
     execution_id = await waiting_execution(engine)
 
     paused = await engine.pause(CALLER, execution_id, ControlRequest(reason="lunch"))
@@ -55,7 +55,7 @@ async def test_pause_then_resume_then_complete(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("source", ["running", "paused"])
-async def test_cancel_clears_stack_and_memory_but_keeps_the_log(engine: Engine, source: str) -> None:
+async def test_cancel_clears_stack_and_memory_but_keeps_the_log(engine: Node, source: str) -> None:
     execution_id = await waiting_execution(engine)
     if source == "paused":
         await engine.pause(CALLER, execution_id, ControlRequest())
@@ -72,7 +72,7 @@ async def test_cancel_clears_stack_and_memory_but_keeps_the_log(engine: Engine, 
     assert len(entry) == 1 and entry[0].detail["from"] == source
 
 
-async def test_cancel_of_a_paused_execution_ends_the_pause(make_engine, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_cancel_of_a_paused_execution_ends_the_pause(make_engine, engine: Node) -> None:  # type: ignore[no-untyped-def]
     """Found by the model (tests/test_model.py): a paused execution that was cancelled still said `pausedAt`, and its
     pause was missing from `pausedDurationMs`."""
     execution_id = await waiting_execution(engine)
@@ -89,7 +89,7 @@ async def test_cancel_of_a_paused_execution_ends_the_pause(make_engine, engine: 
 
 
 @pytest.mark.parametrize("source", ["running", "paused"])
-async def test_a_wait_cut_short_by_a_cancel_reads_interrupted(engine: Engine, source: str) -> None:
+async def test_a_wait_cut_short_by_a_cancel_reads_interrupted(engine: Node, source: str) -> None:
     """Found by the model (tests/test_model.py): the record of a wait (or delay) under way at a cancel said `running`
     for good."""
     execution_id = await waiting_execution(engine)
@@ -103,7 +103,7 @@ async def test_a_wait_cut_short_by_a_cancel_reads_interrupted(engine: Engine, so
     assert records["first"].status == "completed"
 
 
-async def test_a_wait_in_another_thread_reads_interrupted_when_the_execution_fails(engine: Engine) -> None:
+async def test_a_wait_in_another_thread_reads_interrupted_when_the_execution_fails(engine: Node) -> None:
     threads = [
         {"key": "waits", "elements": [{"key": "approve", "type": "wait-signal", "signal": "go", "next": "done"},
                                       {"key": "done", "type": "end"}]},
@@ -134,7 +134,7 @@ async def test_a_wait_in_another_thread_reads_interrupted_when_the_execution_fai
         ("failed", "cancel", "failed"),
     ],
 )
-async def test_illegal_transitions_are_refused_and_logged(engine: Engine, setup: str, verb: str, current: str) -> None:
+async def test_illegal_transitions_are_refused_and_logged(engine: Node, setup: str, verb: str, current: str) -> None:
     if setup == "failed":
         execution_id = await start(engine, definition({"key": "boom", "type": "task", "handler": "fail"}))
         await wait_status(engine, execution_id, "failed")
@@ -157,7 +157,7 @@ async def test_illegal_transitions_are_refused_and_logged(engine: Engine, setup:
     assert log[-1].event == "refused" and log[-1].detail["command"] == verb and log[-1].detail["from"] == current
 
 
-async def test_concurrent_resumes_exactly_one_wins(engine: Engine) -> None:
+async def test_concurrent_resumes_exactly_one_wins(engine: Node) -> None:
     execution_id = await waiting_execution(engine)
     await engine.pause(CALLER, execution_id, ControlRequest())
 
@@ -170,7 +170,7 @@ async def test_concurrent_resumes_exactly_one_wins(engine: Engine) -> None:
     assert [e for e, _ in await events(engine, execution_id)].count("resumed") == 1
 
 
-async def test_concurrent_pauses_on_two_nodes_exactly_one_wins(make_engine, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_pauses_on_two_nodes_exactly_one_wins(make_engine, engine: Node) -> None:  # type: ignore[no-untyped-def]
     other = await make_engine()
     execution_id = await waiting_execution(engine)
 
@@ -184,7 +184,7 @@ async def test_concurrent_pauses_on_two_nodes_exactly_one_wins(make_engine, engi
     assert [e for e, _ in await events(engine, execution_id)].count("paused") == 1
 
 
-async def test_pause_lets_a_running_task_finish_before_answering(engine: Engine, gate: Gate) -> None:
+async def test_pause_lets_a_running_task_finish_before_answering(engine: Node, gate: Gate) -> None:
     execution_id = await start(
         engine,
         definition(
@@ -208,7 +208,7 @@ async def test_pause_lets_a_running_task_finish_before_answering(engine: Engine,
     assert gate.calls == 1
 
 
-async def test_pause_cuts_a_task_short_after_the_grace_period_and_reruns_it(engine: Engine, gate: Gate) -> None:
+async def test_pause_cuts_a_task_short_after_the_grace_period_and_reruns_it(engine: Node, gate: Gate) -> None:
     execution_id = await start(engine, definition({"key": "work", "type": "task", "handler": "gate"}))
     await gate.entered.wait()
 
@@ -225,7 +225,7 @@ async def test_pause_cuts_a_task_short_after_the_grace_period_and_reruns_it(engi
     assert [e for e in await events(engine, execution_id)].count(("element-completed", "work")) == 1
 
 
-async def test_pause_freezes_a_delay_and_resume_continues_it(engine: Engine) -> None:
+async def test_pause_freezes_a_delay_and_resume_continues_it(engine: Node) -> None:
     execution_id = await start(engine, definition({"key": "nap", "type": "delay", "durationMs": 2000}))
     await wait_element(engine, execution_id, "nap")
 

@@ -1,4 +1,4 @@
-"""A real procengine server (the front door over an Engine on the suite's redis-server) in a thread of its own.
+"""A real procengine server (the front door over an Node on the suite's redis-server) in a thread of its own.
 
 Its own thread and event loop, so that blocking code under test (the sync `Client`, the CLI's `main`, which
 runs `asyncio.run`) can talk to it from the test's thread, and async tests from theirs, over real TCP.
@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 
@@ -85,7 +85,7 @@ def live_server(settings: Settings) -> Iterator[str]:
         found["stop"] = (asyncio.get_running_loop(), stop)
         redis = Redis.from_url(str(settings.redis_url), decode_responses=False)
         try:
-            async with Engine(redis, settings, builtin_handlers()) as engine:
+            async with Node(redis, settings, builtin_handlers()) as engine:
                 runner = web.AppRunner(create_app(engine, settings), access_log=None, shutdown_timeout=0.1)
                 await runner.setup()
                 try:

@@ -6,6 +6,13 @@ import asyncio
 
 import pytest
 
+from procengine.api.views import (
+    ExecutionStatusView,
+    LogEntry,
+    ProcessSummary,
+    ProcessView,
+    StartResult,
+)
 from procengine.client import (
     AsyncClient,
     BadRequest,
@@ -15,13 +22,6 @@ from procengine.client import (
     PayloadTooLarge,
     Unauthorized,
     ValidationError,
-)
-from procengine.views import (
-    ExecutionStatusView,
-    LogEntry,
-    ProcessSummary,
-    ProcessView,
-    StartResult,
 )
 from tests.client.live_server import SHORT_PROCESS_YAML, WAIT_PROCESS
 

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from procengine.redis_server import RedisServer
+from procengine.store.embedded import RedisServer
 from tests.servers import BASE, REPO, Server, call, serving
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 
@@ -53,14 +53,14 @@ class Api:
 
 
 @pytest.fixture
-async def engine(redis: Redis, settings: Settings) -> AsyncIterator[Engine]:
+async def engine(redis: Redis, settings: Settings) -> AsyncIterator[Node]:
     tenant_settings = settings.model_copy(update={"api_tokens": TOKENS, "max_body_bytes": 64 * 1024})
-    async with Engine(redis, tenant_settings, builtin_handlers()) as engine:
+    async with Node(redis, tenant_settings, builtin_handlers()) as engine:
         yield engine
 
 
 @pytest.fixture
-async def client(engine: Engine) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(engine: Node) -> AsyncIterator[TestClient[Any, Any]]:
     app = create_app(engine, engine.settings)
     async with TestClient(TestServer(app)) as client:
         yield client

@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.e2e.conftest import Api
@@ -64,7 +64,7 @@ CORRUPTIONS = {
 @asynccontextmanager
 async def _node(redis: Redis, settings: Settings) -> AsyncIterator[Api]:
     async with (
-        Engine(redis, settings, builtin_handlers()) as engine,
+        Node(redis, settings, builtin_handlers()) as engine,
         TestClient(TestServer(create_app(engine, settings))) as client,
     ):
         yield Api(client, None)

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from procengine.actors.engine import Engine
+from procengine.node.node import Node
 from tests.e2e.conftest import BASE, WAIT_PROCESS_BODY, Api
 
 
@@ -104,7 +104,7 @@ async def test_another_tenant_s_execution_is_404_and_a_bad_event_id_422(api_a: A
 
 
 async def test_a_client_that_goes_away_frees_its_stream(
-    api_a: Api, client: TestClient[Any, Any], engine: Engine
+    api_a: Api, client: TestClient[Any, Any], engine: Node
 ) -> None:
     execution_id = await _started(api_a)
     url = f"{BASE}/executions/processes/{execution_id}/events"
@@ -120,7 +120,7 @@ async def test_a_client_that_goes_away_frees_its_stream(
             await asyncio.sleep(0.05)
 
 
-async def test_streams_over_the_limit_are_503(api_a: Api, client: TestClient[Any, Any], engine: Engine) -> None:
+async def test_streams_over_the_limit_are_503(api_a: Api, client: TestClient[Any, Any], engine: Node) -> None:
     engine.feeds.limit = 1
     execution_id = await _started(api_a)
     url = f"{BASE}/executions/processes/{execution_id}/events"

@@ -15,7 +15,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.engine.limits import (
     EXPRESSION_DEADLINE_S,
     MAX_COMPREHENSION_NESTING,
@@ -24,6 +23,7 @@ from procengine.engine.limits import (
     MAX_EXPRESSION_NESTING,
 )
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.http.conftest import BASE
@@ -35,7 +35,7 @@ TEN = "[" + ", ".join(str(i) for i in range(10)) + "]"
 @pytest.fixture
 async def client(redis: Redis, settings: Settings) -> AsyncIterator[Client]:
     async with (
-        Engine(redis, settings, builtin_handlers()) as engine,
+        Node(redis, settings, builtin_handlers()) as engine,
         TestClient(TestServer(create_app(engine, settings))) as client,
     ):
         yield client

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procengine.actors.engine import Engine
+from procengine.node.node import Node
 from tests.e2e.conftest import WAIT_PROCESS_BODY, Api, wait_for_status
 
 
@@ -16,7 +16,7 @@ def sample(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in the metrics:\n{text}")
 
 
-async def test_a_scrape_shows_executions_elements_and_checkpoints(api_a: Api, client: Any, engine: Engine) -> None:
+async def test_a_scrape_shows_executions_elements_and_checkpoints(api_a: Api, client: Any, engine: Node) -> None:
     process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS_BODY, expect=201)
     first = await api_a.ok(
         "POST",

@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
@@ -24,7 +24,7 @@ async def test_requests_get_503_while_redis_is_down_and_work_again_after(
     await redis.config_set("appendfsync", "always")  # the kill below must not lose what was written before it
     try:
         async with (
-            Engine(redis, configured, builtin_handlers()) as engine,
+            Node(redis, configured, builtin_handlers()) as engine,
             TestClient(TestServer(create_app(engine, configured))) as client,
         ):
             created = await client.post(f"{BASE}/processes", json=WAIT_PROCESS_BODY)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.errors import Unavailable
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.store.health import StoreHealth, _field
@@ -24,7 +24,7 @@ from tests.conftest import RedisServerFactory
 WAIT = definition({"key": "w", "type": "wait-signal", "signal": "go"})
 
 
-async def until_not_ready(engine: Engine, within: float = 10.0) -> str:
+async def until_not_ready(engine: Node, within: float = 10.0) -> str:
     """Why the engine is not ready, once it is not (the checks run every 50 ms here)."""
     async with asyncio.timeout(within):
         while True:
@@ -34,7 +34,7 @@ async def until_not_ready(engine: Engine, within: float = 10.0) -> str:
             await asyncio.sleep(0.02)
 
 
-async def until_ready(engine: Engine, within: float = 10.0) -> None:
+async def until_ready(engine: Node, within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while True:
             if await engine.ready() is None:
@@ -50,7 +50,7 @@ async def test_an_evicting_redis_makes_the_node_unready_and_refuse_starts(
     configured = settings.model_copy(update={"redis_url": server.url, "store_check_interval_ms": 50})
     try:
         with caplog.at_level(logging.ERROR, logger="procengine.store.health"):
-            async with Engine(redis, configured, builtin_handlers()) as engine:
+            async with Node(redis, configured, builtin_handlers()) as engine:
                 why = await engine.ready()
                 assert why is not None and "maxmemory-policy is 'allkeys-lru'" in why
                 assert "maxmemory-policy is 'allkeys-lru'" in caplog.text
@@ -75,7 +75,7 @@ async def test_a_redis_flushed_under_a_running_node_is_lost_data_and_no_id_is_re
     configured = settings.model_copy(update={"redis_url": server.url, "store_check_interval_ms": 50})
     keys = Keys(configured.prefix)
     try:
-        async with Engine(redis, configured, builtin_handlers()) as engine:
+        async with Node(redis, configured, builtin_handlers()) as engine:
             ids = [await start(engine, WAIT) for _ in range(3)]
             await wait_element(engine, ids[-1], "w")
             identity = engine.health.identity
@@ -112,7 +112,7 @@ async def test_a_redis_restarted_without_persistence_is_lost_data(
     configured = settings.model_copy(update={"redis_url": server.url, "store_check_interval_ms": 50})
     try:
         with caplog.at_level(logging.WARNING, logger="procengine.store.health"):
-            async with Engine(redis, configured, builtin_handlers()) as engine:
+            async with Node(redis, configured, builtin_handlers()) as engine:
                 assert "neither AOF nor RDB" in caplog.text
                 first = await start(engine, WAIT)
                 await wait_element(engine, first, "w")

@@ -27,11 +27,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
-from procengine.redis_server import RedisServer
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.store.embedded import RedisServer
 from procengine.store.executions import Commit, ExecutionStore, Outcome, WriteResult
 from procengine.tasks import builtin_handlers
 from tests.conftest import RedisServerFactory
@@ -158,7 +158,7 @@ async def _run(
     delayed = 0
     try:
         async with (
-            Engine(redis, configured, builtin_handlers()) as engine,
+            Node(redis, configured, builtin_handlers()) as engine,
             TestClient(TestServer(create_app(engine, configured))) as client,
         ):
             _record_checkpoints(engine.store, acknowledged)

@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.failures import COUNTER_MAX
 from procengine.store.keys import Keys
@@ -82,7 +82,7 @@ async def test_a_store_out_of_memory_is_503_for_writes_and_reads_still_work(
     redis = Redis.from_url(server.url)
     try:
         async with (
-            Engine(redis, configured, builtin_handlers()) as engine,
+            Node(redis, configured, builtin_handlers()) as engine,
             TestClient(TestServer(create_app(engine, configured))) as client,
         ):
             api = Api(client, None)

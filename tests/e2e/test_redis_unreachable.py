@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
@@ -75,7 +75,7 @@ async def test_requests_answer_503_within_a_second_while_redis_hangs_and_executi
     assert server.pid is not None
     try:
         async with (
-            Engine(redis, configured, builtin_handlers()) as engine,
+            Node(redis, configured, builtin_handlers()) as engine,
             TestClient(TestServer(create_app(engine, configured))) as client,
         ):
             api = Api(client, None)

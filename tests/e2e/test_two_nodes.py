@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.e2e.conftest import TOKENS, WAIT_PROCESS_BODY, Api, wait_for_status
@@ -21,8 +21,8 @@ from tests.e2e.conftest import TOKENS, WAIT_PROCESS_BODY, Api, wait_for_status
 async def nodes(redis: Redis, settings: Settings) -> AsyncIterator[tuple[Api, Api]]:
     configured = settings.model_copy(update={"api_tokens": TOKENS})
     async with (
-        Engine(redis, configured, builtin_handlers()) as a,
-        Engine(redis, configured, builtin_handlers()) as b,
+        Node(redis, configured, builtin_handlers()) as a,
+        Node(redis, configured, builtin_handlers()) as b,
         TestClient(TestServer(create_app(a, configured))) as client_a,
         TestClient(TestServer(create_app(b, configured))) as client_b,
     ):

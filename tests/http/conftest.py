@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from procengine.api.service import NodeService
 from procengine.http import create_app
-from procengine.service import EngineService
 from procengine.settings import Settings
 from tests.http.fake_engine import FakeEngine
 
@@ -50,7 +50,7 @@ async def make_client(engine: FakeEngine) -> AsyncIterator[ClientFactory]:
     clients: list[Client] = []
 
     async def make(**settings: Any) -> Client:
-        service: EngineService = engine
+        service: NodeService = engine
         client = TestClient(TestServer(create_app(service, Settings(**settings))))
         await client.start_server()
         clients.append(client)

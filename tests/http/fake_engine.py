@@ -1,4 +1,4 @@
-"""An in-memory stand-in for `EngineService`, just enough to drive the front door.
+"""An in-memory stand-in for `NodeService`, just enough to drive the front door.
 
 It keeps tenants apart (another tenant's process or execution is `NotFound`), refuses transitions the
 contract forbids (`InvalidTransition`), records every call with its `Caller`, and can be told to raise
@@ -11,10 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from procengine.engine.validation import validate_definition
-from procengine.errors import InvalidTransition, NotFound, ValidationFailed
-from procengine.service import Caller
-from procengine.views import (
+from procengine.api.service import Caller
+from procengine.api.views import (
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -37,6 +35,8 @@ from procengine.views import (
     StatusName,
     Timing,
 )
+from procengine.engine.validation import validate_definition
+from procengine.errors import InvalidTransition, NotFound, ValidationFailed
 
 NOW = "2024-05-01T12:00:00.000Z"
 

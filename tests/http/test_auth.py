@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from procengine.service import Caller
+from procengine.api.service import Caller
 from tests.http.conftest import BASE, ORDER_DEFINITION, Client, auth
 from tests.http.fake_engine import FakeEngine
 from tests.http.test_errors import error_of

@@ -16,9 +16,9 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.depth import RENDER_DEPTH, clipped, deeper_than
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
@@ -41,7 +41,7 @@ def nested(levels: int, leaf: Any = 1) -> Any:
 @pytest.fixture
 async def client(redis: Redis, settings: Settings) -> AsyncIterator[Client]:
     async with (
-        Engine(redis, settings, builtin_handlers()) as engine,
+        Node(redis, settings, builtin_handlers()) as engine,
         TestClient(TestServer(create_app(engine, settings))) as client,
     ):
         yield client
@@ -115,7 +115,7 @@ async def test_a_yaml_alias_that_puts_a_shallow_part_deep_is_measured_where_it_l
 async def test_the_limit_is_a_setting(redis: Redis, settings: Settings) -> None:
     settings = settings.model_copy(update={"max_nesting_depth": 10})
     async with (
-        Engine(redis, settings, builtin_handlers()) as engine,
+        Node(redis, settings, builtin_handlers()) as engine,
         TestClient(TestServer(create_app(engine, settings))) as client,
     ):
         status, body = await answer(client, "POST", f"{BASE}/processes", json={"key": "k", "x": nested(10)})

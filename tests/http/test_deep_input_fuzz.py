@@ -22,11 +22,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.depth import deeper_than
 from procengine.http.app import create_app
-from procengine.redis_server import RedisServer
+from procengine.node.node import Node
 from procengine.settings import Settings
+from procengine.store.embedded import RedisServer
 from procengine.tasks import builtin_handlers
 from tests.client.live_server import WAIT_PROCESS
 from tests.http.conftest import BASE
@@ -90,7 +90,7 @@ class Harness:
 
     async def open(self) -> None:
         self.redis = Redis.from_url(self.redis_url)
-        self.engine = Engine(self.redis, self.settings, builtin_handlers())
+        self.engine = Node(self.redis, self.settings, builtin_handlers())
         await self.engine.__aenter__()
         self.client: TestClient[Any, Any] = TestClient(TestServer(create_app(self.engine, self.settings)))
         await self.client.start_server()

@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.client.live_server import WAIT_PROCESS
@@ -24,7 +24,7 @@ EXECUTIONS = f"{BASE}/executions/processes"
 @pytest.fixture
 async def client(redis: Redis, settings: Settings) -> AsyncIterator[Client]:
     async with (
-        Engine(redis, settings, builtin_handlers()) as engine,
+        Node(redis, settings, builtin_handlers()) as engine,
         TestClient(TestServer(create_app(engine, settings))) as client,
     ):
         yield client

@@ -15,8 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
 from procengine.http.app import create_app
+from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.http.conftest import BASE
@@ -29,7 +29,7 @@ TOKEN = "tok-a"
 async def client(redis: Redis, settings: Settings) -> AsyncIterator[Client]:
     settings = settings.model_copy(update={"api_tokens": {TOKEN: "tenant-a"}})
     async with (
-        Engine(redis, settings, builtin_handlers()) as engine,
+        Node(redis, settings, builtin_handlers()) as engine,
         TestClient(TestServer(create_app(engine, settings))) as client,
     ):
         yield client

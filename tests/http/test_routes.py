@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procengine.views import ControlRequest, StartRequest
+from procengine.api.views import ControlRequest, StartRequest
 from tests.http.conftest import BASE, ORDER_DEFINITION, Client
 from tests.http.fake_engine import FakeEngine
 

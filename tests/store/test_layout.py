@@ -7,12 +7,12 @@ import logging
 import pytest
 from redis.asyncio import Redis
 
-from procengine.actors.engine import Engine
-from procengine.clock import iso
+from procengine.api.views import ControlRequest
+from procengine.node.node import Node
+from procengine.runtime.clock import iso
 from procengine.settings import Settings
 from procengine.store.codec import decode
 from procengine.tasks import HandlerRegistry
-from procengine.views import ControlRequest
 from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
 
 
@@ -74,7 +74,7 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
     assert await redis.hget(f"{prefix}:statuses", "paused") == b"2"
 
 
-async def test_a_passivated_log_is_kept_at_its_exact_size(engine: Engine, redis: Redis, prefix: str) -> None:
+async def test_a_passivated_log_is_kept_at_its_exact_size(engine: Node, redis: Redis, prefix: str) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     await engine.pause(CALLER, execution_id, ControlRequest())
@@ -94,7 +94,7 @@ async def test_a_passivated_log_is_kept_at_its_exact_size(engine: Engine, redis:
         assert await redis.object("encoding", f"{prefix}:exec:{{{execution_id}}}{suffix}") == b"ziplist"
 
 
-async def test_log_times_are_stored_as_epoch_ms_and_read_as_iso(engine: Engine, redis: Redis, prefix: str) -> None:
+async def test_log_times_are_stored_as_epoch_ms_and_read_as_iso(engine: Node, redis: Redis, prefix: str) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
     await wait_element(engine, execution_id, "w")
     log_key = f"{prefix}:exec:{{{execution_id}}}:log"
@@ -116,7 +116,7 @@ async def test_passivation_where_the_acl_denies_dump_and_restore_still_releases(
     assert settings.redis_url is not None
     client = Redis.from_url(settings.redis_url.replace("redis://", f"redis://{user}:pw@"))
     try:
-        async with Engine(client, settings, handlers) as engine:
+        async with Node(client, settings, handlers) as engine:
             execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}))
             await wait_element(engine, execution_id, "w")
             await engine.pause(CALLER, execution_id, ControlRequest())

@@ -17,15 +17,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from procengine.api.service import Caller
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.engine.interpreter import StartChild
 from procengine.errors import CodecError, ProcEngineError, ValidationFailed
-from procengine.service import Caller
 from procengine.statuses import Status
 from procengine.store.codec import decode
-from procengine.views import ControlRequest, StartRequest
 
 if TYPE_CHECKING:
-    from procengine.actors.engine import Engine
+    from procengine.node.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ChildEnd:
 
 
 class Children:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Node) -> None:
         self.engine = engine
 
     async def start(self, tenant: str, parent_id: int, step: StartChild, depth: int) -> int:

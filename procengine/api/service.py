@@ -1,6 +1,6 @@
 """The engine as the front door (and the control channel) sees it.
 
-`procengine.actors.engine.Engine` implements this; the HTTP layer depends only on the protocol, so
+`procengine.node.node.Node` implements this; the HTTP layer depends only on the protocol, so
 its tests can use a stand-in.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from procengine.actors.feeds import Feed
-from procengine.views import (
+from procengine.api.views import (
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -29,6 +28,7 @@ from procengine.views import (
     StateView,
     StatusEvent,
 )
+from procengine.node.feeds import Feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class Caller:
     request_id: str
 
 
-class EngineService(Protocol):
+class NodeService(Protocol):
     async def register_process(self, caller: Caller, document: Any) -> tuple[ProcessSummary, bool]:
         """Register a definition document (parsed JSON or YAML): ValidationFailed lists every problem; the bool is
         True when a new version was created (201), False if identical to the latest (200)."""

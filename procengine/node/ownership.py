@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from procengine.cancellation import check_cancelled
+from procengine.runtime.cancellation import check_cancelled
 from procengine.store.keys import Keys
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,14 @@ import json
 import logging
 
 from procengine.actors.actor import ActorContext, ExecutionActor
-from procengine.actors.catalog import Catalog
 from procengine.actors.messages import Drain, Request
-from procengine.actors.ownership import Ownership
 from procengine.actors.snapshot import check_fields, load_state
-from procengine.cancellation import check_cancelled
-from procengine.clock import iso
 from procengine.engine.state import ExecutionState, Memory, ThreadProgress
 from procengine.errors import NotFound, OwnedElsewhere, StateCorrupted, Unavailable
+from procengine.node.catalog import Catalog
+from procengine.node.ownership import Ownership
+from procengine.runtime.cancellation import check_cancelled
+from procengine.runtime.clock import iso
 from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.executions import CRASHES, Commit, LogRecord, Outcome, StoredExecution

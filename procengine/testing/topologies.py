@@ -41,7 +41,7 @@ from typing import IO, Any, Self, TypeVar
 
 import redis
 
-from procengine.redis_server import HOST, RedisServer, RedisServerError, find_redis_server, kill, terminate
+from procengine.store.embedded import HOST, RedisServer, RedisServerError, find_redis_server, kill, terminate
 
 __all__ = ["LocalCluster", "LocalSentinel", "RedisTopologyError", "SentinelProcess", "pick_ports"]
 

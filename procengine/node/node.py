@@ -1,4 +1,4 @@
-"""The engine of one node: the EngineService the front door and the control channel call.
+"""The engine of one node: the NodeService the front door and the control channel call.
 
 Writes go to the execution's actor (activated here if needed); reads come straight from Redis.
 The node's background work (heartbeat, reconciler) is owned here and stopped on exit.
@@ -17,49 +17,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
-from procengine.actors.catalog import Catalog, view
-from procengine.actors.children import Children
-from procengine.actors.control import ControlListener
-from procengine.actors.feeds import Feed, Feeds
-from procengine.actors.idempotency import IdempotentStarts
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Command, Request, Verb
-from procengine.actors.ownership import Ownership, new_node_id
-from procengine.actors.queries import Queries, RenderedStatus, status_doc
 from procengine.actors.records import snapshot_commit, transition_log
-from procengine.actors.registry import Registry
-from procengine.actors.routing import Router
-from procengine.cancellation import check_cancelled
-from procengine.clock import Clock, SystemClock, iso
-from procengine.engine.compiled import CompiledProcess
-from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
-from procengine.engine.sizes import bounded_size
-from procengine.errors import (
-    CodecError,
-    InvalidTransition,
-    NotReplicated,
-    OwnedElsewhere,
-    PayloadTooLarge,
-    ProcEngineError,
-    TooManyRequests,
-    Unavailable,
-    ValidationFailed,
-)
-from procengine.metrics import Metrics
-from procengine.service import Caller
-from procengine.settings import Settings
-from procengine.statuses import FINAL_STATUSES, Status
-from procengine.store import indexes
-from procengine.store.codec import encode
-from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
-from procengine.store.health import StoreHealth
-from procengine.store.indexes import Indexed
-from procengine.store.keys import Keys
-from procengine.store.probe import StoreProbe
-from procengine.store.processes import ProcessStore, StoredProcess
-from procengine.store.scripts import Scripts
-from procengine.tasks import HandlerRegistry
-from procengine.views import (
+from procengine.api.service import Caller
+from procengine.api.views import (
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -78,6 +40,44 @@ from procengine.views import (
     StateView,
     StatusEvent,
 )
+from procengine.engine.compiled import CompiledProcess
+from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
+from procengine.engine.sizes import bounded_size
+from procengine.errors import (
+    CodecError,
+    InvalidTransition,
+    NotReplicated,
+    OwnedElsewhere,
+    PayloadTooLarge,
+    ProcEngineError,
+    TooManyRequests,
+    Unavailable,
+    ValidationFailed,
+)
+from procengine.node.catalog import Catalog, view
+from procengine.node.children import Children
+from procengine.node.control import ControlListener
+from procengine.node.feeds import Feed, Feeds
+from procengine.node.idempotency import IdempotentStarts
+from procengine.node.ownership import Ownership, new_node_id
+from procengine.node.queries import Queries, RenderedStatus, status_doc
+from procengine.node.registry import Registry
+from procengine.node.routing import Router
+from procengine.runtime.cancellation import check_cancelled
+from procengine.runtime.clock import Clock, SystemClock, iso
+from procengine.runtime.metrics import Metrics
+from procengine.settings import Settings
+from procengine.statuses import FINAL_STATUSES, Status
+from procengine.store import indexes
+from procengine.store.codec import encode
+from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
+from procengine.store.health import StoreHealth
+from procengine.store.indexes import Indexed
+from procengine.store.keys import Keys
+from procengine.store.probe import StoreProbe
+from procengine.store.processes import ProcessStore, StoredProcess
+from procengine.store.scripts import Scripts
+from procengine.tasks import HandlerRegistry
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -96,7 +96,7 @@ RESULTS: dict[Verb, type[BaseModel]] = {
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
 
 
-class Engine:
+class Node:
     def __init__(
         self,
         redis: Redis,
@@ -160,7 +160,7 @@ class Engine:
 
     # --- life ---------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Engine:
+    async def __aenter__(self) -> Node:
         await self.ownership.renew()
         await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
         await self.health.start()

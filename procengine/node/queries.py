@@ -12,14 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from procengine.actors.snapshot import check_fields
-from procengine.clock import parse_iso
-from procengine.engine.state import ThreadProgress
-from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
-from procengine.statuses import Status
-from procengine.store import indexes
-from procengine.store.codec import decode
-from procengine.store.executions import ExecutionStore, StoredExecution
-from procengine.views import (
+from procengine.api.views import (
     ElementsView,
     ElementView,
     ExecutionList,
@@ -29,6 +22,13 @@ from procengine.views import (
     LogView,
     StateView,
 )
+from procengine.engine.state import ThreadProgress
+from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
+from procengine.runtime.clock import parse_iso
+from procengine.statuses import Status
+from procengine.store import indexes
+from procengine.store.codec import decode
+from procengine.store.executions import ExecutionStore, StoredExecution
 
 log = logging.getLogger(__name__)
 

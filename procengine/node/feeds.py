@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
+from procengine.api.views import LogEntry, StatusEvent
 from procengine.errors import Unavailable
 from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store.executions import ExecutionStore
-from procengine.views import LogEntry, StatusEvent
 
 __all__ = ["Feed", "Feeds"]
 

@@ -1,4 +1,4 @@
-"""One handler per route: parse the request, call the `EngineService`, wrap the answer in the envelope.
+"""One handler per route: parse the request, call the `NodeService`, wrap the answer in the envelope.
 
 Handlers hold no try/except for error mapping: every failure is an exception that `front_door_middleware`
 renders. Which route calls which handler is the table in `routes.py`.
@@ -12,6 +12,7 @@ from typing import Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from procengine.api.views import ControlRequest, StartRequest, StatusRow, StatusTable
 from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
@@ -25,7 +26,6 @@ from procengine.http.params import (
 )
 from procengine.http.responses import ok, ok_json
 from procengine.statuses import Status
-from procengine.views import ControlRequest, StartRequest, StatusRow, StatusTable
 
 __all__ = [
     "Probe",

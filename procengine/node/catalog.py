@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from procengine.clock import Clock, iso
+from procengine.api.views import ProcessList, ProcessSummary, ProcessView
 from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.validation import validate_definition
 from procengine.errors import NotFound, ValidationFailed
+from procengine.runtime.clock import Clock, iso
 from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.tasks import HandlerRegistry
-from procengine.views import ProcessList, ProcessSummary, ProcessView
 
 
 class Catalog:

@@ -15,10 +15,10 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from procengine.api.views import StartResult
 from procengine.errors import Unavailable
 from procengine.store.executions import ExecutionStore
 from procengine.store.keys import Keys
-from procengine.views import StartResult
 
 CLAIM_MS: Final = 30_000
 """How long a claim outlives a start that never created its execution (the node died in between)."""

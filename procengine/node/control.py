@@ -32,10 +32,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoPermissionError, TimeoutError
 
 from procengine.actors.messages import Command
-from procengine.cancellation import check_cancelled
+from procengine.api.service import Caller
 from procengine.errors import InvalidTransition, NotFound, ProcEngineError, StateCorrupted, Unavailable
-from procengine.metrics import Metrics
-from procengine.service import Caller
+from procengine.runtime.cancellation import check_cancelled
+from procengine.runtime.metrics import Metrics
 from procengine.store.executions import ExecutionStore
 from procengine.store.keys import Keys
 

@@ -14,15 +14,15 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from procengine.actors.engine import Engine
+from procengine.api.service import Caller
 from procengine.errors import BadRequest, ValidationFailed
 from procengine.http.app import check_bind_allowed, create_app
 from procengine.http.listener import GuardedSite
-from procengine.metrics import Metrics
-from procengine.redis_server import RedisServer
-from procengine.service import Caller
+from procengine.node.node import Node
+from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.store.embedded import RedisServer
 from procengine.tasks import HandlerRegistry, builtin_handlers, default_registry
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             tls=settings.redis_tls,
         )
         stack.push_async_callback(redis.aclose)
-        engine = await stack.enter_async_context(Engine(redis, settings, handlers, metrics=metrics))
+        engine = await stack.enter_async_context(Node(redis, settings, handlers, metrics=metrics))
         await register_files(engine, settings)
         # in-flight requests get the drain's time to finish when the server stops, not aiohttp's default minute
         runner = web.AppRunner(
@@ -79,7 +79,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await engine.drain()
 
 
-async def register_files(engine: Engine, settings: Settings) -> None:
+async def register_files(engine: Node, settings: Settings) -> None:
     """`--register FILE`: register each definition in every tenant, as POST /processes would; a process that
     another one calls (call-process) first, whatever the order of the files."""
     documents: list[tuple[Path, Any]] = []

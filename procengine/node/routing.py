@@ -23,8 +23,8 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from procengine.actors.messages import Command
-from procengine.cancellation import check_cancelled
 from procengine.errors import CodecError, ProcEngineError, Unavailable, from_wire, to_wire
+from procengine.runtime.cancellation import check_cancelled
 from procengine.store.codec import decode, encode
 from procengine.store.failures import STORE_ERRORS
 from procengine.store.keys import Keys

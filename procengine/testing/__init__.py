@@ -1,0 +1,1 @@
+"""Real Redis topologies (Cluster, Sentinel) on loopback, for tests and benchmarks."""
