@@ -15,13 +15,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from procengine.actors.attempt import Attempt, run_attempt
+from procengine.actors.child_control import POLL_S, RETRY_S, ChildControl
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Command, Drain, Message, Request, Wake
 from procengine.actors.records import interrupted_record, snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
+from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import CancelResult, PauseResult, ResumeResult, SignalResult
 from procengine.engine import lanes
@@ -53,8 +55,6 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
-from procengine.node.children import POLL_S, RETRY_S, ChildEnd
-from procengine.node.queries import RenderedStatus
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso, parse_iso
 from procengine.runtime.logs import element_key, execution_id
@@ -75,27 +75,6 @@ NODE_CRASHED = "NodeCrashed"
 SIGNAL_KEY_FIELD = "signalKey:"
 """Execution hash fields `signalKey:<Idempotency-Key>` = when a signal with that key was delivered."""
 """The status each control command asks for (a `refused` entry names it as `to`)."""
-
-
-class ChildControl(Protocol):
-    """What an actor asks of the engine for the children of its call-process elements (see `children.py`)."""
-
-    async def start(self, tenant: str, parent_id: int, step: StartChild, depth: int) -> int: ...
-
-    async def running(self, child_ids: list[int]) -> list[int]: ...
-
-    async def ended(self, child_id: int) -> ChildEnd | None: ...
-
-    async def control(
-        self,
-        tenant: str,
-        verb: Literal["pause", "resume", "cancel"],
-        child_ids: list[int],
-        parent_id: int,
-        reason: str | None,
-    ) -> list[int]: ...
-
-    def notify_parent(self, parent_id: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from procengine.api.feeds import Feed
 from procengine.api.views import (
     CancelResult,
     ControlRequest,
@@ -28,7 +29,6 @@ from procengine.api.views import (
     StateView,
     StatusEvent,
 )
-from procengine.node.feeds import Feed
 
 
 @dataclass(frozen=True, slots=True)

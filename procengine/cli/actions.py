@@ -17,7 +17,7 @@ from typing import Any, Final, cast
 
 from procengine.api.views import StatusName
 from procengine.cli import render
-from procengine.cli.commands import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from procengine.cli.exit_codes import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from procengine.cli.inputs import (
     DocumentError,
     InputError,

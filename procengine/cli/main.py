@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from procengine.cli.commands import add_commands, grouped_help
+from procengine.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from procengine.errors import ProcEngineError
 from procengine.runtime import logs
 from procengine.runtime.event_loop import event_loop_factory
@@ -31,9 +32,6 @@ from procengine.settings import Settings, parse_token_pairs
 
 __all__ = ["build_parser", "main", "settings_from_args"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 log = logging.getLogger(__name__)

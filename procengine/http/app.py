@@ -8,11 +8,11 @@ from aiohttp import web
 
 from procengine.api.service import NodeService
 from procengine.http.console.static_routes import add_console_routes
-from procengine.http.context import ENGINE_KEY, OPENAPI_KEY, ROUTES_KEY, SETTINGS_KEY, WATCH_KEY
+from procengine.http.context import ENGINE_KEY, OPENAPI_KEY, ROUTES_KEY, SETTINGS_KEY
 from procengine.http.middleware import front_door_middleware
 from procengine.http.openapi import render_openapi
 from procengine.http.routes import add_routes
-from procengine.http.watch import StoreWatch
+from procengine.http.watch import WATCH_KEY, StoreWatch
 from procengine.settings import Settings
 
 __all__ = ["check_bind_allowed", "create_app", "is_loopback"]

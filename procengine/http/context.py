@@ -12,7 +12,6 @@ from procengine.settings import Settings
 
 if TYPE_CHECKING:
     from procengine.http.spec import RouteSpec
-    from procengine.http.watch import StoreWatch
 
 __all__ = [
     "CALLER_KEY",
@@ -22,7 +21,6 @@ __all__ = [
     "ROUTES_KEY",
     "SETTINGS_KEY",
     "STREAMING_KEY",
-    "WATCH_KEY",
     "caller",
     "engine",
     "request_id",
@@ -33,8 +31,6 @@ ENGINE_KEY: web.AppKey[NodeService] = web.AppKey("engine")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 ROUTES_KEY: web.AppKey[tuple[RouteSpec, ...]] = web.AppKey("routes")
 """The route table the app was built from; the OpenAPI document is generated from exactly this."""
-WATCH_KEY: web.AppKey[StoreWatch] = web.AppKey("watch")
-"""The store watch every request runs under (watch.py)."""
 OPENAPI_KEY = web.AppKey("openapi", bytes)
 """The OpenAPI document, rendered once when the app is created."""
 

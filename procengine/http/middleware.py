@@ -30,6 +30,7 @@ from procengine.errors import ProcEngineError, TooManyRequests, Unauthorized, Un
 from procengine.http import context
 from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
+from procengine.http.watch import WATCH_KEY
 from procengine.store.failures import STORE_ERRORS, store_failure
 
 __all__ = ["DEFAULT_TENANT", "REQUEST_ID_HEADER", "front_door_middleware"]
@@ -64,7 +65,7 @@ async def front_door_middleware(request: web.Request, handler: Handler) -> web.S
     request[context.REQUEST_ID_KEY] = rid
     try:
         _authenticate(request)  # inside the try: its Unauthorized is rendered like every other error
-        response = await request.app[context.WATCH_KEY].serve(request, handler)
+        response = await request.app[WATCH_KEY].serve(request, handler)
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects pass through, with the request id
             exc.headers[REQUEST_ID_HEADER] = rid

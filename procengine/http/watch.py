@@ -26,7 +26,7 @@ from procengine.api.service import NodeService
 from procengine.errors import Unavailable
 from procengine.http import context
 
-__all__ = ["STORE_CHECK_S", "TICK_S", "StoreWatch"]
+__all__ = ["STORE_CHECK_S", "TICK_S", "WATCH_KEY", "StoreWatch"]
 
 STORE_CHECK_S = 0.4
 """How long a request runs before the watch asks whether Redis answers (a probe of at most as long)."""
@@ -90,3 +90,7 @@ class StoreWatch:
                     if running in self._running:  # not ended while the probe was out
                         running.gave_up = True
                         running.task.cancel()
+
+
+WATCH_KEY: web.AppKey[StoreWatch] = web.AppKey("watch")
+"""The store watch every request runs under."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from procengine.api.views import ProcessList, ProcessSummary, ProcessView
 from procengine.engine.compiled import CompiledProcess, compile_process
+from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.validation import validate_definition
 from procengine.errors import NotFound, ValidationFailed
 from procengine.runtime.clock import Clock, iso
@@ -42,7 +43,9 @@ class Catalog:
             known.setdefault(stored.key, set()).add(stored.version)
         checked = validate_definition(document, self.handlers.names(), known, self.max_elements, self.max_variables)
         definition = checked.definition
-        process_id, version, created = await self.store.register(tenant, definition, iso(self.clock.now_ms()))
+        process_id, version, created = await self.store.register(
+            tenant, definition.key, definition.name, definition.canonical(), iso(self.clock.now_ms())
+        )
         return ProcessSummary(processID=process_id, key=definition.key, version=version), created
 
     async def get(self, tenant: str, process_id: int) -> StoredProcess:
@@ -92,7 +95,7 @@ class Catalog:
         cached = self._compiled.get((tenant, process_id))
         if cached is None:
             stored = await self.get(tenant, process_id)
-            cached = compile_process(stored.definition())
+            cached = compile_process(ProcessDefinition.model_validate(stored.body))
             self._compiled[(tenant, process_id)] = cached
         return cached
 

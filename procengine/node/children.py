@@ -14,41 +14,54 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal, Protocol
 
+from procengine.actors.child_control import ChildEnd
 from procengine.api.service import Caller
-from procengine.api.views import ControlRequest, StartRequest
+from procengine.api.views import (
+    CancelResult,
+    ControlRequest,
+    PauseResult,
+    ResumeResult,
+    StartRequest,
+    StartResult,
+)
 from procengine.engine.interpreter import StartChild
 from procengine.errors import CodecError, ProcEngineError, ValidationFailed
+from procengine.node.catalog import Catalog
+from procengine.node.registry import Registry
 from procengine.statuses import Status
 from procengine.store.codec import decode
-
-if TYPE_CHECKING:
-    from procengine.node.node import Node
+from procengine.store.executions import ExecutionStore
 
 log = logging.getLogger(__name__)
 
-POLL_S = 1.0
-"""How often a parent whose child runs on another node reads the child's status."""
-RETRY_S = 1.0
-"""How long a call-process waits before it tries again to start a child the engine could not start (503)."""
 MAX_DEPTH = 10
 """How deep call-process elements may nest at run time (a child of a child ...): deeper fails with ChildFailed."""
 
 Verb = Literal["pause", "resume", "cancel"]
 
 
-@dataclass(frozen=True, slots=True)
-class ChildEnd:
-    status: str
-    """completed, failed, cancelled, gone (its keys were removed) or unreadable (edited by hand)."""
-    variables: dict[str, Any] | None
-    error: str | None
+class ChildHost(Protocol):
+    """What children need of their node (the Node): starting executions, the three transitions, and its parts."""
+
+    catalog: Catalog
+    store: ExecutionStore
+    registry: Registry
+
+    async def start_execution(
+        self, caller: Caller, request: StartRequest, *, parent: int | None = None, depth: int = 0
+    ) -> tuple[StartResult, bool]: ...
+
+    async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...
+
+    async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult: ...
+
+    async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult: ...
 
 
 class Children:
-    def __init__(self, engine: Node) -> None:
+    def __init__(self, engine: ChildHost) -> None:
         self.engine = engine
 
     async def start(self, tenant: str, parent_id: int, step: StartChild, depth: int) -> int:

@@ -9,8 +9,9 @@ A node serves at most `max_event_streams` feeds at once. Each feed holds its slo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
+from procengine.api.feeds import Feed
 from procengine.api.views import LogEntry, StatusEvent
 from procengine.errors import Unavailable
 from procengine.statuses import FINAL_STATUSES, Status
@@ -21,30 +22,6 @@ __all__ = ["Feed", "Feeds"]
 T = TypeVar("T")
 _FINAL_EVENTS = frozenset(status.value for status in Status if status.is_final)
 """The log events of the transitions that end an execution (completed, failed, cancelled)."""
-
-
-class Feed(Generic[T]):
-    """Batches of items, None for a while without any (a heartbeat); close it to give its slot back."""
-
-    def __init__(self, items: AsyncIterator[T], release: Callable[[], None]) -> None:
-        self._items = items
-        self._release: Callable[[], None] | None = release
-
-    def __aiter__(self) -> Feed[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        return await self._items.__anext__()
-
-    async def aclose(self) -> None:
-        try:
-            closer = getattr(self._items, "aclose", None)
-            if closer is not None:
-                await closer()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
 
 
 class Feeds:

@@ -20,6 +20,8 @@ from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorC
 from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log
+from procengine.api.feeds import Feed
+from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import (
     CancelResult,
@@ -57,10 +59,10 @@ from procengine.errors import (
 from procengine.node.catalog import Catalog, view
 from procengine.node.children import Children
 from procengine.node.control import ControlListener
-from procengine.node.feeds import Feed, Feeds
+from procengine.node.feeds import Feeds
 from procengine.node.idempotency import IdempotentStarts
 from procengine.node.ownership import Ownership, new_node_id
-from procengine.node.queries import Queries, RenderedStatus, status_doc
+from procengine.node.queries import Queries, status_doc
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
 from procengine.runtime.cancellation import check_cancelled

@@ -6,17 +6,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from procengine.actors.snapshot import check_fields
+from procengine.api.rendered import RenderedStatus
 from procengine.api.views import (
     ElementsView,
     ElementView,
     ExecutionList,
-    ExecutionStatusView,
     ExecutionSummary,
     LogEntry,
     LogView,
@@ -24,7 +23,6 @@ from procengine.api.views import (
 )
 from procengine.engine.state import ThreadProgress
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
-from procengine.runtime.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.codec import decode
@@ -217,29 +215,3 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
     }
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedStatus:
-    """A status answer rendered to JSON once per write: only `durationMs` changes with the clock, so it is
-    kept apart and put in at each read (a read then costs a byte join instead of a model and its JSON)."""
-
-    started_ms: int
-    stopped_ms: int | None
-    head: bytes
-    tail: bytes
-
-    @classmethod
-    def of(cls, doc: dict[str, Any]) -> RenderedStatus:
-        timing = doc["timing"]
-        view = ExecutionStatusView.model_validate({**doc, "timing": {**timing, "durationMs": _PLACEHOLDER}})
-        # the first occurrence is timing's: fields render in order, and a quote inside a string is escaped
-        head, found, tail = view.model_dump_json().encode().partition(b'"durationMs":%d' % _PLACEHOLDER)
-        assert found, "durationMs must render as a plain number"
-        stopped = timing["stoppedAt"]
-        return cls(parse_iso(timing["startedAt"]), parse_iso(stopped) if stopped else None, head, tail)
-
-    def json(self, now_ms: int) -> bytes:
-        end = self.stopped_ms if self.stopped_ms is not None else now_ms
-        return b'%s"durationMs":%d%s' % (self.head, max(end - self.started_ms, 0), self.tail)
-
-
-_PLACEHOLDER = -7_777_777

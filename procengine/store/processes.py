@@ -10,7 +10,6 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from procengine.engine.definitions import ProcessDefinition
 from procengine.store.codec import decode, encode
 from procengine.store.failures import counter_failure
 from procengine.store.keys import Keys
@@ -26,9 +25,7 @@ class StoredProcess:
     name: str
     created_at: str
     body: dict[str, Any]
-
-    def definition(self) -> ProcessDefinition:
-        return ProcessDefinition.model_validate(self.body)
+    """The definition's canonical document, as registered (the catalog validates it into a definition)."""
 
 
 class ProcessStore:
@@ -37,9 +34,11 @@ class ProcessStore:
         self.keys = keys
         self.scripts = scripts
 
-    async def register(self, tenant: str, definition: ProcessDefinition, created_at: str) -> tuple[int, int, bool]:
-        """Store a new version unless the body equals the latest; returns (processID, version, created)."""
-        body = definition.canonical()
+    async def register(
+        self, tenant: str, key: str, name: str, body: dict[str, Any], created_at: str
+    ) -> tuple[int, int, bool]:
+        """Store a new version of the process `key` unless its canonical `body` equals the latest's; returns
+        (processID, version, created)."""
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         try:
             process_id = int(await self.redis.incr(self.keys.sequence("process")))
@@ -47,14 +46,14 @@ class ProcessStore:
             raise counter_failure(exc, self.keys.sequence("process")) from None
         reply: Any = await self.scripts.register_process(
             keys=[
-                self.keys.process_key(tenant, definition.key),
+                self.keys.process_key(tenant, key),
                 self.keys.process(tenant, process_id),
                 self.keys.processes(tenant),
             ],
             args=[
                 process_id,
                 digest,
-                *("key", definition.key, "name", definition.name, "tenant", tenant),
+                *("key", key, "name", name, "tenant", tenant),
                 *("createdAt", created_at, "hash", digest, "body", encode(body)),
             ],
         )

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import ControlRequest, ExecutionStatusView
 from procengine.errors import NotFound
 from procengine.node.node import Node
-from procengine.node.queries import RenderedStatus, status_doc
+from procengine.node.queries import status_doc
 from procengine.runtime.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store.codec import decode

@@ -18,10 +18,10 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from procengine.api.feeds import Feed
 from procengine.errors import ValidationFailed
 from procengine.http.context import STREAMING_KEY, caller, engine
 from procengine.http.params import EVENT_ID_PATTERN, EventsQuery, execution_id, read_query
-from procengine.node.feeds import Feed
 
 __all__ = ["LAST_EVENT_ID_HEADER", "execution_events", "status_events"]
 
