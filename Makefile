@@ -1,5 +1,5 @@
 # make run          create .venv from uv.lock, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
-# make test         create .venv from uv.lock with the test extras, run ruff, mypy --strict, the layer contracts and pytest
+# make test         create .venv from uv.lock with the test extras, run ruff, mypy --strict, the layer contracts (import-linter) and pytest
 # make bench        create .venv with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
 # make fuzz         the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
 # make chaos        3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
@@ -54,6 +54,7 @@ test: $(UV)
 checks:
 	$(BIN)/ruff check procengine tests bench
 	$(BIN)/mypy --strict procengine
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -n auto -m 'not alone'
 	$(BIN)/pytest -m alone
 
