@@ -43,18 +43,20 @@ from procengine.engine.interpreter import (
     StartChild,
     ThreadEnded,
 )
-from procengine.engine.limits import LimitExceeded
 from procengine.engine.state import ExecutionState, StackEntry
+from procengine.errors import ActorStopped as _Retry
 from procengine.errors import (
     Fenced,
     InvalidTransition,
+    LimitExceeded,
     NotReplicated,
     PayloadTooLarge,
     ProcEngineError,
+    Refused,
     StateCorrupted,
-    Unavailable,
     ValidationFailed,
 )
+from procengine.errors import RequestExpired as _Expired
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso, parse_iso
 from procengine.runtime.logs import element_key, execution_id
@@ -965,30 +967,6 @@ class ExecutionActor:
         if not job.done() or job.cancelled():
             return None
         return job.result()
-
-
-class _Expired(Unavailable):
-    """A request's deadline passed (by the Redis clock) before its transition could be written: not applied."""
-
-
-class Refused(InvalidTransition):
-    """A transition refused for the current status; logged as `refused`."""
-
-    def __init__(self, caller: Caller, verb: str, reason: str | None, status: Status) -> None:
-        super().__init__(f"cannot {verb} an execution that is {status.value}", status.value)
-        self.caller = caller
-        self.verb = verb
-        self.reason = reason
-
-
-class _Retry(ProcEngineError):
-    """The actor stopped before handling the request; the engine sends it again."""
-
-    status = 503
-    code = "UNAVAILABLE"
-
-    def __init__(self) -> None:
-        super().__init__("the execution's actor stopped; try again")
 
 
 async def log_refusal(

@@ -33,7 +33,15 @@ from redis.exceptions import ConnectionError, NoPermissionError, TimeoutError
 
 from procengine.actors.messages import Command
 from procengine.api.service import Caller
-from procengine.errors import InvalidTransition, NotFound, ProcEngineError, StateCorrupted, Unavailable
+from procengine.errors import (
+    Fenced,
+    InvalidTransition,
+    MalformedControl,
+    NotFound,
+    ProcEngineError,
+    StateCorrupted,
+    Unavailable,
+)
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.metrics import Metrics
 from procengine.store.executions import ExecutionStore
@@ -43,10 +51,6 @@ log = logging.getLogger(__name__)
 
 ControlVerb = Literal["pause", "resume", "cancel"]
 COMMANDS: tuple[ControlVerb, ...] = ("pause", "resume", "cancel")
-
-
-class MalformedControl(ValueError):
-    """A control message that cannot be acted on; the text says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +295,9 @@ class ControlListener:
         caller = Caller(tenant=fields.get("tenant", ""), by="control", request_id=f"control-{uuid.uuid4().hex[:12]}")
         try:
             await self.engine.control_command(message.execution_id, Command(message.command, caller, message.reason))
+        except Fenced as exc:  # an Unavailable, but not another node's to act on: failed here, as before
+            self._reject("failed", "control %s of %s failed: %s", message.command, message.execution_id, exc.message)
+            return
         except Unavailable as exc:  # another live node owns it and acts on the same message
             log.debug("control %s of %s left to its owner: %s", message.command, message.execution_id, exc.message)
             return

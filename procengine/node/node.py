@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
-from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.api.feeds import Feed
@@ -48,6 +47,8 @@ from procengine.engine.sizes import bounded_size
 from procengine.errors import (
     CodecError,
     InvalidTransition,
+    MailboxClosed,
+    MailboxFull,
     NotReplicated,
     OwnedElsewhere,
     PayloadTooLarge,
