@@ -54,6 +54,7 @@ from procengine.errors import (
     ProcEngineError,
     Refused,
     StateCorrupted,
+    StoreFailed,
     ValidationFailed,
 )
 from procengine.errors import RequestExpired as _Expired
@@ -310,6 +311,8 @@ class ExecutionActor:
             await self._reload()
             if not message.reply.done():
                 message.reply.set_exception(exc)
+        except StoreFailed:
+            raise  # Redis failed mid-transition: this copy may not be what Redis holds, so the actor stops (_Retry)
         except ProcEngineError as exc:
             if isinstance(exc, Refused):
                 await log_refusal(

@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 
 from procengine.errors import Unavailable
 from procengine.runtime.cancellation import check_cancelled
+from procengine.store.failures import translated
 from procengine.store.keys import Keys
 
 __all__ = ["COUNTERS", "StoreHealth"]
@@ -83,6 +84,7 @@ class StoreHealth:
 
     # --- the checks ---------------------------------------------------------------------------
 
+    @translated
     async def start(self) -> None:
         """At the node's start: the store identity (written if there is none), the policy, the counters."""
         key = self.keys.store_identity
