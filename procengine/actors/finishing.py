@@ -10,8 +10,7 @@ import logging
 from typing import Any
 
 from procengine.actors.host import Host
-from procengine.actors.lanes import Failure
-from procengine.actors.records import interrupted_record, snapshot_commit, transition_log
+from procengine.actors.records import Failure, interrupted_record, snapshot_commit, transition_log
 from procengine.api.service import Caller
 from procengine.runtime.clock import iso
 from procengine.statuses import Status

@@ -14,14 +14,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from procengine.actors.attempt import Attempt, run_attempt
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
-from procengine.actors.records import interrupted_record
+from procengine.actors.records import Failure, interrupted_record
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import (
     AwaitChild,
@@ -44,29 +44,9 @@ from procengine.runtime.logs import element_key
 from procengine.store.executions import CRASHES, Commit, LogRecord
 from procengine.tasks import TaskContext
 
-__all__ = ["Failure", "LaneRunners"]
+__all__ = ["LaneRunners"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Failure:
-    """An element failed for good: the execution fails with it."""
-
-    element_key: str
-    error: str
-    error_type: str
-    attempts: int
-    record: dict[str, Any] | None = None
-    """The failed element's record, when no element event writes it (a quarantine)."""
-
-    @classmethod
-    def of(cls, step: ElementFailed) -> Failure:
-        return cls(step.entry.element_key, step.error, step.error_type, step.entry.attempt)
-
-    def doc(self) -> dict[str, Any]:
-        """The execution's `error`, in its hash, its status and its `failed` log entry."""
-        return {"element": self.element_key, "error": self.error, "type": self.error_type, "attempts": self.attempts}
 
 
 class LaneRunners:
