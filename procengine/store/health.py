@@ -93,6 +93,7 @@ class StoreHealth:
         await self.check_policy()
         await self.check_identity(())
 
+    @translated
     async def check_policy(self) -> None:
         policy = await self._eviction_policy()
         if policy is None:
@@ -120,6 +121,7 @@ class StoreHealth:
                 "(docs/operations.md)"
             )
 
+    @translated
     async def check_identity(self, held: Iterable[int]) -> None:
         """Whether Redis still has what this node knows it had; `held`: the executions this node runs."""
         held = list(held)
