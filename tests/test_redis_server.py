@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from procengine.store.embedded import RedisServer, RedisServerError, find_redis_server
-from tests.conftest import RedisServerFactory
+from tests.support.redis_servers import RedisServerFactory
 
 
 @contextlib.asynccontextmanager

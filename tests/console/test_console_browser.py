@@ -21,7 +21,9 @@ import aiohttp
 import pytest
 
 from procengine.store.embedded import RedisServer
-from tests.servers import BASE, REPO, Server, call, serving
+from tests.support.api import BASE
+from tests.support.paths import REPO
+from tests.support.servers import Server, call, serving
 
 CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
