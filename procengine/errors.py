@@ -7,17 +7,40 @@ ProcEngineError
 ├── NotFound              404 NOT_FOUND          unknown (or another tenant's) resource
 ├── PayloadTooLarge       413 PAYLOAD_TOO_LARGE  body over the configured limit
 ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
+│   └── Refused           (logged as `refused` in the execution's log)
 ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
+├── CodecError            409 STATE_CORRUPTED    a stored blob could not be decoded
 ├── TooManyRequests       429 RATE_LIMITED       more starts per second than the tenant may make (Retry-After)
-├── Unavailable           503 UNAVAILABLE        Redis cannot be reached or refused a command (Retry-After)
+├── Unavailable           503 UNAVAILABLE        cannot be served now; try again (Retry-After)
 │   ├── OwnedElsewhere    (internal) another live node drives the execution: the request is forwarded to it
-│   └── NotReplicated     a write no replica acknowledged in time (--durability replicated)
-├── Fenced                (internal) a stale owner's write was refused
-└── CodecError            (internal) a stored blob could not be decoded
+│   ├── NotReplicated     a write no replica acknowledged in time (--durability replicated)
+│   ├── Fenced            a stale owner's write was refused: this node no longer owns the execution
+│   ├── RequestExpired    a request's deadline passed before its transition was written: not applied
+│   ├── ActorStopped      the actor stopped before it handled the request; the node sends it again
+│   └── StoreFailed       Redis failed a command (store/failures.py turns redis-py's errors into these)
+│       ├── StoreUnreachable  no answer: connection refused or lost, timed out, no cluster node, not RESP
+│       └── StoreRefused      Redis answered with an error (out of memory, read-only replica, WRONGTYPE, ...)
+│           └── StoreDenied   Redis's ACL does not allow the command
+├── RedisServerError      500  the embedded redis-server could not be found, started or stopped
+├── NoRedis               (CLI) no Redis to inspect
+├── MailboxFull           (internal) the actor is not keeping up: the node answers 503
+├── MailboxClosed         (internal) the actor stopped taking messages: the node activates it again
+├── MalformedControl      (internal) a control-channel message that cannot be acted on: dropped
+├── ExpressionError       (element) a CEL expression failed to compile or to evaluate
+├── LimitExceeded         (element) a value, a list or an expression's cost over its limit
+│   └── ExpressionTooCostly   an expression would cost more than its budget
+├── SandboxError          (internal) the CEL child process failed or died: an ExpressionError
+├── SandboxTimeout        (internal) the CEL child process ran past its deadline: a LimitExceeded
+└── TooManyNodes          (internal) a size walk used up its node budget before it could say
+
+(internal): never answered as such, handled where it is raised or caught one layer up. (element): fails the
+element, whose error type is the class name (`catch` can take it); never an answer of the API.
+This module imports nothing of procengine: every layer imports it.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, ClassVar
 
 
@@ -83,6 +106,16 @@ class InvalidTransition(ProcEngineError):
         self.current_status = current_status
 
 
+class Refused(InvalidTransition):
+    """A transition refused for the current status; logged as `refused` (`caller` is the api's Caller)."""
+
+    def __init__(self, caller: Any, verb: str, reason: str | None, status: Enum) -> None:
+        super().__init__(f"cannot {verb} an execution that is {status.value}", str(status.value))
+        self.caller = caller
+        self.verb = verb
+        self.reason = reason
+
+
 class StateCorrupted(ProcEngineError):
     """The stored stack or memory cannot be resumed from."""
 
@@ -125,11 +158,43 @@ class NotReplicated(Unavailable):
     """With --durability replicated: the write reached the master but no replica acknowledged it in time."""
 
 
-class Fenced(ProcEngineError):
+class Fenced(Unavailable):
     """A write carried a fencing epoch older than the execution's: this node no longer owns it."""
 
-    status = 503
-    code = "UNAVAILABLE"
+
+class RequestExpired(Unavailable):
+    """A request's deadline passed (by the Redis clock) before its transition could be written: not applied."""
+
+
+class ActorStopped(Unavailable):
+    """The actor stopped before handling the request; the node sends it again."""
+
+    def __init__(self, message: str = "the execution's actor stopped; try again") -> None:
+        super().__init__(message)
+
+
+class StoreFailed(Unavailable):
+    """Redis failed a command. `message` is what the client is told; `reason`, also `str()` of the error, is
+    what redis-py said (for logs and the CLI, which may name hosts the client must not see)."""
+
+    def __init__(self, message: str, *, reason: str, retry_after_s: int | None = 1) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class StoreUnreachable(StoreFailed):
+    """No answer from Redis: the connection was refused or lost, timed out, or what answered is not a Redis."""
+
+
+class StoreRefused(StoreFailed):
+    """Redis answered the command with an error."""
+
+
+class StoreDenied(StoreRefused):
+    """Redis's ACL does not allow the command (NOPERM)."""
 
 
 class CodecError(ProcEngineError):
@@ -137,6 +202,60 @@ class CodecError(ProcEngineError):
 
     status = 409
     code = "STATE_CORRUPTED"
+
+
+class RedisServerError(ProcEngineError):
+    """The embedded redis-server could not be found, started or stopped."""
+
+
+class NoRedis(ProcEngineError):
+    """No Redis to inspect: none given and no embedded redis-server running under the data directory."""
+
+
+class MailboxFull(ProcEngineError):
+    """The actor is not keeping up; the sender should back off."""
+
+    def __init__(self, message: str = "the actor's mailbox is full") -> None:
+        super().__init__(message)
+
+
+class MailboxClosed(ProcEngineError):
+    """The actor has stopped taking messages."""
+
+    def __init__(self, message: str = "the actor's mailbox is closed") -> None:
+        super().__init__(message)
+
+
+class MalformedControl(ProcEngineError):
+    """A control message that cannot be acted on; the text says why."""
+
+
+class ExpressionError(ProcEngineError):
+    """An expression failed to compile or to evaluate."""
+
+
+class LimitExceeded(ProcEngineError):
+    """A value would take the memory snapshot over its limit, a for-each's list is too long, or an expression
+    would cost too much; also the error type of the element it fails."""
+
+
+class ExpressionTooCostly(LimitExceeded):
+    """An expression would cost more than its budget over these variables: its element fails with LimitExceeded."""
+
+
+class SandboxError(ProcEngineError):
+    """The evaluation failed in the child (its message says why), or the child died."""
+
+
+class SandboxTimeout(ProcEngineError):
+    """The evaluation ran past its deadline; the child was killed."""
+
+
+class TooManyNodes(ProcEngineError):
+    """The walk used up its `max_nodes` before it could say."""
+
+    def __init__(self, message: str = "the walk used up its node budget") -> None:
+        super().__init__(message)
 
 
 _BY_CODE: dict[str, type[ProcEngineError]] = {

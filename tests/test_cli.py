@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import procengine
+import procengine.cli
 from procengine.cli.main import build_parser, main, settings_from_args
 from procengine.settings import Settings
 
@@ -122,7 +122,7 @@ def test_serve_runs_the_server_with_the_settings(monkeypatch: pytest.MonkeyPatch
     fake = types.ModuleType("procengine.cli.serve")
     fake.serve = serve  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "procengine.cli.serve", fake)
-    monkeypatch.setattr(procengine, "server", fake, raising=False)
+    monkeypatch.setattr(procengine.cli, "serve", fake, raising=False)
 
     assert main(["serve", "--port", "0", "--prefix", "p1", "--log-level", "WARNING"]) == 0
 
@@ -161,7 +161,7 @@ def test_serve_runs_on_the_event_loop_asked_for(choice: str, expected: str, monk
     fake = types.ModuleType("procengine.cli.serve")
     fake.serve = serve  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "procengine.cli.serve", fake)
-    monkeypatch.setattr(procengine, "server", fake, raising=False)
+    monkeypatch.setattr(procengine.cli, "serve", fake, raising=False)
 
     assert main(["serve", "--port", "0", "--event-loop", choice]) == 0
 

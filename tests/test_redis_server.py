@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from procengine.store.embedded import RedisServer, RedisServerError, find_redis_server
+from procengine.errors import RedisServerError
+from procengine.store.embedded import RedisServer, find_redis_server
 from tests.support.redis_servers import RedisServerFactory
 
 

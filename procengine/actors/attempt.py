@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from procengine.engine.interpreter import RunTask
-from procengine.engine.sizes import TooManyNodes, packed_size
-from procengine.errors import CodecError
+from procengine.engine.sizes import packed_size
+from procengine.errors import CodecError, TooManyNodes
 from procengine.tasks.registry import Handler, TaskContext
 
 __all__ = ["ON_LOOP_NODES", "Attempt", "run_attempt"]

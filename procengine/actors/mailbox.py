@@ -7,15 +7,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from procengine.errors import MailboxClosed, MailboxFull
+
 T = TypeVar("T")
-
-
-class MailboxFull(Exception):
-    """The actor is not keeping up; the sender should back off."""
-
-
-class MailboxClosed(Exception):
-    """The actor has stopped taking messages."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,35 @@ transition details. Pure functions, so the shapes are in one place."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from procengine.api.service import Caller
-from procengine.engine.interpreter import ElementEvent
+from procengine.engine.interpreter import ElementEvent, ElementFailed
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.runtime.clock import iso
 from procengine.store.codec import FORMAT_VERSION, encode
 from procengine.store.executions import Commit, LogRecord
+
+
+@dataclass(slots=True)
+class Failure:
+    """An element failed for good: the execution fails with it."""
+
+    element_key: str
+    error: str
+    error_type: str
+    attempts: int
+    record: dict[str, Any] | None = None
+    """The failed element's record, when no element event writes it (a quarantine)."""
+
+    @classmethod
+    def of(cls, step: ElementFailed) -> Failure:
+        return cls(step.entry.element_key, step.error, step.error_type, step.entry.attempt)
+
+    def doc(self) -> dict[str, Any]:
+        """The execution's `error`, in its hash, its status and its `failed` log entry."""
+        return {"element": self.element_key, "error": self.error, "type": self.error_type, "attempts": self.attempts}
 
 
 def element_record(event: ElementEvent) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
-from procengine.errors import CodecError, NotFound, ProcEngineError
+from procengine.errors import CodecError, NoRedis, NotFound
 from procengine.runtime.clock import iso
 from procengine.store.codec import check_format, decode
 from procengine.store.connection import connect
@@ -34,7 +34,6 @@ from procengine.store.redis_url import RedisTls
 from procengine.store.scripts import Scripts
 
 __all__ = [
-    "NoRedis",
     "embedded_redis_url",
     "inspect_execution",
     "list_executions",
@@ -48,10 +47,6 @@ __all__ = [
 LIST_FIELDS = ["status", "processKey", "processVersion", "tenant", "startedAt", "owner"]
 _BLOBS = ("stack", "memory")
 _DETAIL_WIDTH = 160
-
-
-class NoRedis(ProcEngineError):
-    """No Redis to inspect: none given and no embedded redis-server running under the data directory."""
 
 
 # --- reading ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from procengine.cli.commands import add_commands, grouped_help
 from procengine.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from procengine.errors import ProcEngineError
+from procengine.errors import ProcEngineError, StoreFailed, StoreUnreachable
 from procengine.runtime import logs
 from procengine.runtime.event_loop import event_loop_factory
 from procengine.settings import Settings, parse_token_pairs
@@ -250,8 +250,6 @@ def _serve(args: argparse.Namespace) -> int:
     except (UsageError, ValueError) as exc:
         return _fail(f"{exc}", EXIT_USAGE)
     logs.configure(settings.log_level, settings.log_format)
-    from redis.exceptions import RedisClusterException, RedisError
-
     from procengine.cli import serve as server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
 
     try:
@@ -263,10 +261,10 @@ def _serve(args: argparse.Namespace) -> int:
             runner.run(server.serve(settings))
     except KeyboardInterrupt:  # before serve installed its signal handlers; it stops cleanly after
         return 130
+    except StoreFailed as exc:  # Redis refused us before anything served: say why, in a line
+        return _fail(redis_startup_failure(exc, settings), EXIT_FAILED)
     except ProcEngineError as exc:
         return _fail(exc.message, EXIT_FAILED)
-    except (RedisError, RedisClusterException) as exc:  # Redis refused us before anything served: say why, in a line
-        return _fail(redis_startup_failure(exc, settings), EXIT_FAILED)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return _fail(f"cannot listen on {settings.host}:{settings.port}: address already in use", EXIT_FAILED)
@@ -276,12 +274,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     # Lazily, like serve's imports (and here rather than at the top: the rest of this module is not inspect's).
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import InvalidResponse, RedisClusterException
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     from procengine.cli import inspect as inspection
-    from procengine.store.failures import STORE_ERRORS
+    from procengine.store.failures import store_errors
     from procengine.store.keys import Keys
 
     if args.list_all and args.log_count is not None:
@@ -296,22 +290,22 @@ def _inspect(args: argparse.Namespace) -> int:
 
     async def read() -> Any:
         try:
-            if args.list_all:
-                return await inspection.list_executions(redis, keys, args.status, args.limit or 50, args.tenant)
-            log_count = 20 if args.log_count is None else args.log_count
-            return await inspection.inspect_execution(redis, keys, args.execution_id, log_count, args.tenant)
+            with store_errors():
+                if args.list_all:
+                    return await inspection.list_executions(redis, keys, args.status, args.limit or 50, args.tenant)
+                log_count = 20 if args.log_count is None else args.log_count
+                return await inspection.inspect_execution(redis, keys, args.execution_id, log_count, args.tenant)
         finally:
             await redis.aclose()
 
     try:
         found = asyncio.run(read())
+    except (StoreUnreachable, OSError) as exc:  # StoreUnreachable: no answer, or not RESP (not a Redis)
+        return _fail(f"cannot reach Redis at {inspection.redact(url)}: {exc or type(exc).__name__}", EXIT_FAILED)
+    except StoreFailed as exc:
+        return _fail(f"Redis at {inspection.redact(url)} answered with an error: {exc}", EXIT_FAILED)
     except ProcEngineError as exc:
         return _fail(exc.message, EXIT_FAILED)
-    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, InvalidResponse, OSError) as exc:
-        # InvalidResponse: something answered that does not speak RESP (not a Redis)
-        return _fail(f"cannot reach Redis at {inspection.redact(url)}: {exc or type(exc).__name__}", EXIT_FAILED)
-    except STORE_ERRORS as exc:
-        return _fail(f"Redis at {inspection.redact(url)} answered with an error: {exc}", EXIT_FAILED)
     if args.json:
         text = inspection.to_json(found) + "\n"
     elif args.list_all:
@@ -327,14 +321,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisClusterException
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     from procengine.cli import inspect as inspection
     from procengine.cli.export import export_finished
     from procengine.runtime.clock import parse_iso
     from procengine.settings import duration_ms
+    from procengine.store.failures import store_errors
     from procengine.store.keys import Keys
 
     try:
@@ -352,13 +343,14 @@ def _export(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            return await export_finished(redis, Keys(settings.prefix), before_ms, out.write, args.tenant)
+            with store_errors():
+                return await export_finished(redis, Keys(settings.prefix), before_ms, out.write, args.tenant)
         finally:
             await redis.aclose()
 
     try:
         written = asyncio.run(run())
-    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
+    except (StoreUnreachable, OSError) as exc:
         return _fail(f"cannot reach Redis at {inspection.redact(url)}: {exc or type(exc).__name__}", EXIT_FAILED)
     finally:
         if out is not sys.stdout:
@@ -370,7 +362,7 @@ def _export(args: argparse.Namespace) -> int:
 def _reindex(args: argparse.Namespace) -> int:
     from procengine.cli import inspect as inspection
     from procengine.cli.reindex import reindex
-    from procengine.store.failures import STORE_ERRORS
+    from procengine.store.failures import store_errors
     from procengine.store.keys import Keys
 
     opened = _open_redis(args)
@@ -380,13 +372,14 @@ def _reindex(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            return await reindex(redis, Keys(settings.prefix), args.tenant)
+            with store_errors():
+                return await reindex(redis, Keys(settings.prefix), args.tenant)
         finally:
             await redis.aclose()
 
     try:
         done = asyncio.run(run())
-    except (*STORE_ERRORS, OSError) as exc:
+    except (StoreFailed, OSError) as exc:
         return _fail(f"reindex: Redis at {inspection.redact(url)} failed: {exc or type(exc).__name__}", EXIT_FAILED)
     print(f"indexed {done} executions", file=sys.stderr)
     return EXIT_OK

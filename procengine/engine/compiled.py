@@ -34,8 +34,9 @@ from procengine.engine.definitions import (
     walk,
     writes,
 )
-from procengine.engine.expressions import Expression, ExpressionError, compile_expression
+from procengine.engine.expressions import Expression, compile_expression
 from procengine.engine.graph import GraphNode, ThreadSketch, graph_problems
+from procengine.errors import ExpressionError
 
 MAX_NESTING = 3
 """How deep parallel and for-each elements may nest in one another."""

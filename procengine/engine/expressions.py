@@ -23,22 +23,14 @@ from procengine.engine.limits import (
     MAX_EXPRESSION_DEPTH,
     MAX_EXPRESSION_LENGTH,
     MAX_EXPRESSION_NESTING,
-    LimitExceeded,
 )
-from procengine.engine.sandbox import SANDBOX, SandboxError, SandboxTimeout
+from procengine.engine.sandbox import SANDBOX
 from procengine.engine.scanner import Shape, scan
+from procengine.errors import ExpressionError, ExpressionTooCostly, SandboxError, SandboxTimeout
 
 _T = TypeVar("_T")
 
 cel = native.load()
-
-
-class ExpressionError(Exception):
-    """An expression failed to compile or to evaluate."""
-
-
-class ExpressionTooCostly(LimitExceeded):
-    """An expression would cost more than its budget over these variables: its element fails with LimitExceeded."""
 
 
 DEFAULT_MAX_COST = 1_000_000

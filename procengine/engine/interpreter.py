@@ -33,10 +33,10 @@ from procengine.engine.definitions import (
     WaitSignalElement,
     catch_clauses,
 )
-from procengine.engine.expressions import DEFAULT_MAX_COST, ExpressionError
-from procengine.engine.limits import LimitExceeded
+from procengine.engine.expressions import DEFAULT_MAX_COST
 from procengine.engine.sizes import bounded_size
 from procengine.engine.state import ExecutionState, FanOutProgress, Memory, StackEntry, ThreadProgress
+from procengine.errors import ExpressionError, LimitExceeded
 
 EventName = Literal["element-started", "element-completed", "element-failed", "element-retry"]
 

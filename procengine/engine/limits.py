@@ -3,12 +3,6 @@
 
 from __future__ import annotations
 
-
-class LimitExceeded(Exception):
-    """A value would take the memory snapshot over its limit, a for-each's list is too long, or an expression
-    would cost too much; also the error type of the element it fails."""
-
-
 # The shape of a CEL expression, bounded before the `cel` extension sees it (see engine/scanner.py). The extension
 # recurses on the native stack and crashes the process past these with no error it can raise (measured on
 # common-expression-language 0.10.0, an 8 MiB main thread: a flat chain of `+`, `.` or `[]` SIGSEGV at 12,500

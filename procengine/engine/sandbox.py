@@ -26,6 +26,8 @@ from typing import IO, Any
 
 import msgpack
 
+from procengine.errors import SandboxError, SandboxTimeout
+
 _HEADER = struct.Struct(">I")
 _READY = b"R"
 _TIMEDELTA, _DATETIME = 1, 2
@@ -34,14 +36,6 @@ SPAWN_TIMEOUT_S = 30.0
 """How long a new child may take to import the extension (not counted in any evaluation's deadline)."""
 CHILD_MEMORY_BYTES = 2 << 30
 """The child's address space: an evaluation that builds more fails in the child, not in the node."""
-
-
-class SandboxError(Exception):
-    """The evaluation failed in the child (its message says why), or the child died."""
-
-
-class SandboxTimeout(Exception):
-    """The evaluation ran past its deadline; the child was killed."""
 
 
 def _default(value: Any) -> Any:

@@ -12,17 +12,13 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Any, Final
 
-from procengine.errors import CodecError
+from procengine.errors import CodecError, TooManyNodes
 from procengine.store.codec import encode
 
-__all__ = ["MAX_DEPTH", "TooManyNodes", "bounded_size", "packed_size"]
+__all__ = ["MAX_DEPTH", "bounded_size", "packed_size"]
 
 MAX_DEPTH: Final = 1024
 """msgpack's own nesting limit (DEFAULT_RECURSE_LIMIT): a container deeper than this cannot be encoded."""
-
-
-class TooManyNodes(Exception):
-    """The walk used up its `max_nodes` before it could say."""
 
 
 def packed_size(value: Any, limit: int, max_nodes: int | None = None) -> int | None:

@@ -3,7 +3,8 @@
 1. the request id — takes `X-Request-ID` (or makes one) and echoes it on every answer;
 2. auth — for paths under the base path, turns the bearer token into the request's `Caller`;
 3. errors — the one place where exceptions become error envelopes, so handlers hold no try/except for
-   that (auth's `Unauthorized` included); any Redis error is a 503 with what the store said;
+   that (auth's `Unauthorized` included); the store raises Redis's errors as `Unavailable` (store/failures.py),
+   a 503 with what the store said;
 4. the store watch (watch.py) — a request that runs while Redis does not answer is cut short and answers 503
    within a second, instead of waiting for the socket timeouts of a hung Redis.
 
@@ -31,7 +32,6 @@ from procengine.http import context
 from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
 from procengine.http.watch import WATCH_KEY
-from procengine.store.failures import STORE_ERRORS, store_failure
 
 __all__ = ["DEFAULT_TENANT", "REQUEST_ID_HEADER", "front_door_middleware"]
 
@@ -80,8 +80,6 @@ async def front_door_middleware(request: web.Request, handler: Handler) -> web.S
 def _from_exception(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, ProcEngineError):
         return _from_engine_error(request, exc)
-    if isinstance(exc, STORE_ERRORS):
-        return _from_engine_error(request, store_failure(exc))
     rid = context.request_id(request)
     log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid, exc_info=exc)
     # The traceback stays in the server log; the client gets the id to quote.
@@ -101,10 +99,8 @@ def _from_engine_error(request: web.Request, exc: ProcEngineError) -> web.Respon
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="procengine"'
-    if exc.status in (429, 503):
-        retry_after = exc.retry_after_s if isinstance(exc, Unavailable | TooManyRequests) else 1
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
+    if isinstance(exc, Unavailable | TooManyRequests) and exc.retry_after_s is not None:  # every 503, every 429
+        headers["Retry-After"] = str(exc.retry_after_s)
     return error_response(exc.status, exc.code, exc.message, exc.details, headers=headers or None)
 
 

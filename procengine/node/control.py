@@ -29,24 +29,31 @@ from typing import Any, Literal, Protocol
 
 import msgpack
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, NoPermissionError, TimeoutError
 
 from procengine.actors.messages import Command
 from procengine.api.service import Caller
-from procengine.errors import InvalidTransition, NotFound, ProcEngineError, StateCorrupted, Unavailable
+from procengine.errors import (
+    Fenced,
+    InvalidTransition,
+    MalformedControl,
+    NotFound,
+    ProcEngineError,
+    StateCorrupted,
+    StoreDenied,
+    StoreFailed,
+    StoreUnreachable,
+    Unavailable,
+)
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.metrics import Metrics
 from procengine.store.executions import ExecutionStore
+from procengine.store.failures import store_errors, translated
 from procengine.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
 ControlVerb = Literal["pause", "resume", "cancel"]
 COMMANDS: tuple[ControlVerb, ...] = ("pause", "resume", "cancel")
-
-
-class MalformedControl(ValueError):
-    """A control message that cannot be acted on; the text says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +218,7 @@ class ControlListener:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
-            except (ConnectionError, TimeoutError, OSError) as exc:
+            except (StoreUnreachable, OSError) as exc:
                 check_cancelled()
                 log.warning("control channel %s lost (%s); subscribing again in %.2fs", self.channel, exc, backoff)
             except Exception:
@@ -226,13 +233,15 @@ class ControlListener:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)
 
+    @translated
     async def _listen(self) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel, self.nodes_channel)
             try:
-                await pubsub.psubscribe(self.keys.tenant_controls)
-            except NoPermissionError:  # an ACL user from before the tenants' channels: the rest still works
+                with store_errors():
+                    await pubsub.psubscribe(self.keys.tenant_controls)
+            except StoreDenied:  # an ACL user from before the tenants' channels: the rest still works
                 log.warning(
                     "tenants' control channels off: Redis's ACL denies PSUBSCRIBE %s (docs/security.md has the rule)",
                     self.keys.tenant_controls,
@@ -249,7 +258,7 @@ class ControlListener:
                     continue
                 try:
                     await self._dispatch(message)
-                except (ConnectionError, TimeoutError):
+                except StoreUnreachable:
                     raise  # the connection, not the message: subscribe again
                 except Exception:  # one message, whatever it did, never costs the subscription (contract §5)
                     check_cancelled()
@@ -291,6 +300,11 @@ class ControlListener:
         caller = Caller(tenant=fields.get("tenant", ""), by="control", request_id=f"control-{uuid.uuid4().hex[:12]}")
         try:
             await self.engine.control_command(message.execution_id, Command(message.command, caller, message.reason))
+        except StoreFailed:
+            raise  # Redis, not the message: the listener decides (subscribe again, or drop the message)
+        except Fenced as exc:  # an Unavailable, but not another node's to act on: failed here, as before
+            self._reject("failed", "control %s of %s failed: %s", message.command, message.execution_id, exc.message)
+            return
         except Unavailable as exc:  # another live node owns it and acts on the same message
             log.debug("control %s of %s left to its owner: %s", message.command, message.execution_id, exc.message)
             return

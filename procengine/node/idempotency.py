@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from procengine.api.views import StartResult
 from procengine.errors import Unavailable
 from procengine.store.executions import ExecutionStore
+from procengine.store.failures import translated
 from procengine.store.keys import Keys
 
 CLAIM_MS: Final = 30_000
@@ -36,6 +37,7 @@ class IdempotentStarts:
         self._creating: dict[tuple[str, str], asyncio.Future[None]] = {}
         """Starts of this node that hold a claim and have not finished: repeats here wait on these."""
 
+    @translated
     async def claim(self, tenant: str, key: str, execution_id: int) -> StartResult | None:
         """None: this start owns `key` now and must create `execution_id`, then call `created` or `release`.
         Otherwise the execution the first start with this key created."""
@@ -79,6 +81,7 @@ class IdempotentStarts:
                 await asyncio.sleep(min(backoff, left))
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
+    @translated
     async def created(self, tenant: str, key: str) -> None:
         """The claiming start created its execution: the key is kept for good, and repeats here may look."""
         try:

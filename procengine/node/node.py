@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
-from procengine.actors.mailbox import MailboxClosed, MailboxFull
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log
 from procengine.api.feeds import Feed
@@ -48,6 +47,8 @@ from procengine.engine.sizes import bounded_size
 from procengine.errors import (
     CodecError,
     InvalidTransition,
+    MailboxClosed,
+    MailboxFull,
     NotReplicated,
     OwnedElsewhere,
     PayloadTooLarge,
@@ -73,6 +74,7 @@ from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.codec import encode
 from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
+from procengine.store.failures import store_errors, translated
 from procengine.store.health import StoreHealth
 from procengine.store.indexes import Indexed
 from procengine.store.keys import Keys
@@ -164,7 +166,8 @@ class Node:
 
     async def __aenter__(self) -> Node:
         await self.ownership.renew()
-        await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
+        with store_errors():
+            await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
         await self.health.start()
         self._background = [
             asyncio.create_task(self.health.watch_forever(self.registry.ids, self.registry.stop_all), name="health"),
@@ -304,6 +307,7 @@ class Node:
             executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
         ), True
 
+    @translated
     async def _admit_start(self, tenant: str) -> None:
         """TooManyRequests past --max-starts-per-second for the tenant (counted in Redis, so over all nodes)."""
         limit = self.settings.max_starts_per_second

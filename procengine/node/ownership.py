@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 
 from procengine.runtime.cancellation import check_cancelled
+from procengine.store.failures import translated
 from procengine.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Ownership:
         if self._doubt is None:
             self._doubt = why
 
+    @translated
     async def renew(self) -> None:
         previous = await self.redis.set(self.keys.node(self.node_id), "1", px=self.ttl_ms, get=True)
         if previous is None and self._renewed:
@@ -99,6 +101,7 @@ class Ownership:
             left = last_ok + lost_after - time.monotonic()
             await asyncio.sleep(self.heartbeat_ms / 1000 if lost else max(min(self.heartbeat_ms / 1000, left), 0.01))
 
+    @translated
     async def alive(self, node_ids: set[str]) -> set[str]:
         """Which of these nodes have a live heartbeat (one round trip); all of them while absent heartbeats cannot
         be believed (see the module's docstring), which this node's own heartbeat, read with them, also tells."""
@@ -117,5 +120,6 @@ class Ownership:
             return set(node_ids)
         return {node_id for node_id in node_ids if found[node_id]}
 
+    @translated
     async def leave(self) -> None:
         await self.redis.delete(self.keys.node(self.node_id))

@@ -23,10 +23,10 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from procengine.actors.messages import Command
-from procengine.errors import CodecError, ProcEngineError, Unavailable, from_wire, to_wire
+from procengine.errors import CodecError, ProcEngineError, StoreFailed, Unavailable, from_wire, to_wire
 from procengine.runtime.cancellation import check_cancelled
 from procengine.store.codec import decode, encode
-from procengine.store.failures import STORE_ERRORS
+from procengine.store.failures import store_errors, translated
 from procengine.store.keys import Keys
 
 __all__ = ["Handler", "Router"]
@@ -56,6 +56,7 @@ class Router:
 
     # --- the requester's side ---------------------------------------------------------------------
 
+    @translated
     async def forward(self, owner: str, execution_id: int, command: Command, wait_s: float) -> dict[str, Any]:
         """The owner's answer (JSON data) to `command`; its error raised as ours; Unavailable (Retry-After) if
         no answer came within `wait_s`, in which case the command will never take effect."""
@@ -108,13 +109,14 @@ class Router:
                         check_cancelled()  # redis-py may absorb a cancel that lands during the blocking read
                         last_id = await self._read(last_id, handle, requests)
                         backoff = 0.05
-                except (*STORE_ERRORS, OSError) as exc:
+                except (StoreFailed, OSError) as exc:
                     check_cancelled()
                     self.serving.clear()
                     log.warning("node %s: inbox read failed (%s); again in %.2f s", self.node_id, exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, max_backoff_s)
 
+    @translated
     async def _read(self, last_id: str, handle: Handler, requests: asyncio.TaskGroup) -> str:
         block_ms = int(self._slice_s * 1000)
         found: Any = await self.redis.xread({self.keys.inbox(self.node_id): last_id}, count=100, block=block_ms)
@@ -145,9 +147,10 @@ class Router:
             log.exception("node %s: forwarded %s of %s failed", self.node_id, command.verb, execution_id)
             answer = {"error": to_wire(Unavailable(f"execution {execution_id}: its owner failed: {exc!r}"))}
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.lpush(reply, encode(answer))
-                pipe.pexpire(reply, REPLY_TTL_MS)
-                await pipe.execute()
-        except (*STORE_ERRORS, OSError) as exc:  # the requester times out and answers 503: logged, not fatal
+            with store_errors():
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.lpush(reply, encode(answer))
+                    pipe.pexpire(reply, REPLY_TTL_MS)
+                    await pipe.execute()
+        except (StoreFailed, OSError) as exc:  # the requester times out and answers 503: logged, not fatal
             log.warning("node %s: answer to %s of %s lost: %s", self.node_id, command.verb, execution_id, exc)

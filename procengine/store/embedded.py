@@ -39,9 +39,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from procengine.errors import ProcEngineError
+from procengine.errors import RedisServerError
 
-__all__ = ["RedisServer", "RedisServerError", "find_redis_server", "kill", "terminate"]
+__all__ = ["RedisServer", "find_redis_server", "kill", "terminate"]
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,6 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
     process.wait()
-
-
-class RedisServerError(ProcEngineError):
-    """The embedded redis-server could not be found, started or stopped."""
 
 
 def find_redis_server() -> str:

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 from procengine.runtime.clock import iso
 from procengine.store.batching import ScriptBatcher
 from procengine.store.codec import decode, encode, encode_for_lua
-from procengine.store.failures import counter_failure
+from procengine.store.failures import counter_failure, translated
 from procengine.store.indexes import Indexed, IndexOp, parse_removal_note, removed
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
@@ -124,6 +124,7 @@ class ExecutionStore:
         """Wait for the writes already submitted (group commit)."""
         await self._commits.aclose()
 
+    @translated
     async def allocate_ids(self, threads: int) -> tuple[int, int]:
         """An execution id and `threads` thread ids, in one round trip: (executionID, first threadID)."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -135,6 +136,7 @@ class ExecutionStore:
                 raise counter_failure(exc, self.keys.sequence("execution"), self.keys.sequence("thread")) from None
         return int(execution_id), int(last_thread) - threads + 1
 
+    @translated
     async def commit(
         self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str, not_after_ms: int | None = None
     ) -> WriteResult:
@@ -172,6 +174,7 @@ class ExecutionStore:
             await self.edit_indexes(beside)
         return result
 
+    @translated
     async def takeover(
         self,
         execution_id: int,
@@ -196,10 +199,12 @@ class ExecutionStore:
         result = _result(reply[:3])
         return replace(result, crashes=_number(reply[3])) if len(reply) > 3 else result
 
+    @translated
     async def fields(self, execution_id: int) -> dict[str, str]:
         raw: Any = await self.redis.hgetall(self.keys.execution(execution_id).execution)
         return {k.decode(): v.decode() for k, v in raw.items()}
 
+    @translated
     async def load(self, execution_id: int, *, with_state: bool = True) -> StoredExecution | None:
         """The execution hash, its threads and (unless `with_state` is False: a status read) its state."""
         keys = self.keys.execution(execution_id)
@@ -217,15 +222,18 @@ class ExecutionStore:
             threads={k.decode(): v for k, v in raw_threads.items()},
         )
 
+    @translated
     async def elements(self, execution_id: int) -> dict[str, Any]:
         raw: Any = await self.redis.hgetall(self.keys.execution(execution_id).elements)
         return {k.decode(): decode(v) for k, v in raw.items()}
 
+    @translated
     async def log(self, execution_id: int, count: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Log entries oldest first: (stream id, {at, event, elementKey, detail})."""
         raw: Any = await self.redis.xrange(self.keys.execution(execution_id).log, count=count)
         return [_log_entry(entry_id, values) for entry_id, values in raw]
 
+    @translated
     async def log_after(
         self, execution_id: int, after: str, *, count: int, block_ms: int
     ) -> list[tuple[str, dict[str, Any]]]:
@@ -233,6 +241,7 @@ class ExecutionStore:
         raw = await self.redis.xread({self.keys.execution(execution_id).log: after}, count=count, block=block_ms)
         return [_log_entry(entry_id, values) for entry_id, values in _stream_entries(raw)]
 
+    @translated
     async def announce(self, tenant: str, execution_id: int, status: str, process_key: str) -> None:
         """Add a status change to the tenant's status-events stream: a notice for watchers (the console), written
         beside the execution's own atomic write, not in it (another slot); losing one loses no state."""
@@ -243,12 +252,14 @@ class ExecutionStore:
             approximate=True,
         )
 
+    @translated
     async def last_status_event(self, tenant: str) -> str:
         """The id of the tenant's newest status event ("0-0" if none): where a feed "from now" starts, so that an
         event added between two of its reads is not missed, as XREAD's "$" would."""
         newest: Any = await self.redis.xrevrange(self.keys.status_events(tenant), count=1)
         return _text_id(newest[0][0]) if newest else "0-0"
 
+    @translated
     async def status_events_after(
         self, tenant: str, after: str, *, count: int, block_ms: int
     ) -> list[tuple[str, dict[str, Any]]]:
@@ -271,6 +282,7 @@ class ExecutionStore:
 
     # --- indexes ------------------------------------------------------------------------------
 
+    @translated
     async def edit_indexes(self, edits: list[IndexOp], *, inactive: int | None = None) -> None:
         """Apply index edits by themselves (single-key commands on the tenant's slot), and take `inactive` out of
         the active set, in one round trip."""
@@ -281,18 +293,22 @@ class ExecutionStore:
                 pipe.srem(self.keys.active, str(inactive))
             await pipe.execute()
 
+    @translated
     async def activate(self, execution_id: int) -> None:
         """Into the active set (which the reconciler scans), before the execution is created."""
         await self.redis.sadd(self.keys.active, str(execution_id))
 
+    @translated
     async def unindex(self, at: Indexed) -> None:
         """Undo a start that failed: out of the active set and of every index it may have been put in."""
         await self.edit_indexes(removed(self.keys, at, None), inactive=at.execution_id)
 
+    @translated
     async def release_key(self, key: str, value: str) -> None:
         """Delete `key` if it still holds `value` (compare-and-delete)."""
         await self.scripts.release_key(keys=[key], args=[value])
 
+    @translated
     async def sweep(self, tenant: str, now_ms: int, count: int) -> int:
         """Take the executions whose retention is over out of the tenant's indexes (their keys expired by
         themselves); how many."""
@@ -305,21 +321,25 @@ class ExecutionStore:
             await self.edit_indexes(edits)
         return len(due)
 
+    @translated
     async def deactivate(self, *execution_ids: int) -> None:
         """Drop final executions from the active set (one command for any number)."""
         if execution_ids:
             await self.redis.srem(self.keys.active, *(str(execution_id) for execution_id in execution_ids))
 
+    @translated
     async def active_ids(self) -> list[int]:
         members: list[bytes] = [m async for m in self.redis.sscan_iter(self.keys.active, count=1000)]
         return [int(member) for member in members]
 
+    @translated
     async def page(self, index: str, before: int | None, count: int) -> list[int]:
         """Execution ids in one index (`indexes.pick`), newest first, strictly older than `before`."""
         top: str = f"({before}" if before is not None else "+inf"
         raw: Any = await self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=count)
         return [int(member) for member in raw]
 
+    @translated
     async def many_fields(self, execution_ids: list[int], names: list[str]) -> list[dict[str, str]]:
         """Selected fields of several executions in one round trip ({} for a missing one)."""
         async with self.redis.pipeline(transaction=False) as pipe:

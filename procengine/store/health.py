@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 
 from procengine.errors import Unavailable
 from procengine.runtime.cancellation import check_cancelled
+from procengine.store.failures import translated
 from procengine.store.keys import Keys
 
 __all__ = ["COUNTERS", "StoreHealth"]
@@ -83,6 +84,7 @@ class StoreHealth:
 
     # --- the checks ---------------------------------------------------------------------------
 
+    @translated
     async def start(self) -> None:
         """At the node's start: the store identity (written if there is none), the policy, the counters."""
         key = self.keys.store_identity
@@ -91,6 +93,7 @@ class StoreHealth:
         await self.check_policy()
         await self.check_identity(())
 
+    @translated
     async def check_policy(self) -> None:
         policy = await self._eviction_policy()
         if policy is None:
@@ -118,6 +121,7 @@ class StoreHealth:
                 "(docs/operations.md)"
             )
 
+    @translated
     async def check_identity(self, held: Iterable[int]) -> None:
         """Whether Redis still has what this node knows it had; `held`: the executions this node runs."""
         held = list(held)

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from procengine.store.codec import decode, encode
-from procengine.store.failures import counter_failure
+from procengine.store.failures import counter_failure, translated
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -34,6 +34,7 @@ class ProcessStore:
         self.keys = keys
         self.scripts = scripts
 
+    @translated
     async def register(
         self, tenant: str, key: str, name: str, body: dict[str, Any], created_at: str
     ) -> tuple[int, int, bool]:
@@ -60,14 +61,17 @@ class ProcessStore:
         found_id, version, created = (int(part) for part in reply)
         return found_id, version, bool(created)
 
+    @translated
     async def get(self, tenant: str, process_id: int) -> StoredProcess | None:
         raw: Any = await self.redis.hgetall(self.keys.process(tenant, process_id))
         return _stored(tenant, process_id, raw)
 
+    @translated
     async def latest_id(self, tenant: str, key: str) -> int | None:
         raw: Any = await self.redis.hget(self.keys.process_key(tenant, key), "latestID")
         return None if raw is None else int(raw)
 
+    @translated
     async def list(self, tenant: str) -> list[StoredProcess]:
         members: Any = await self.redis.zrange(self.keys.processes(tenant), 0, -1)
         ids = [int(process_id) for process_id in members]

@@ -41,7 +41,8 @@ from typing import IO, Any, Self, TypeVar
 
 import redis
 
-from procengine.store.embedded import HOST, RedisServer, RedisServerError, find_redis_server, kill, terminate
+from procengine.errors import RedisServerError
+from procengine.store.embedded import HOST, RedisServer, find_redis_server, kill, terminate
 
 __all__ = ["LocalCluster", "LocalSentinel", "RedisTopologyError", "SentinelProcess", "pick_ports"]
 

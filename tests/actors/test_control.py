@@ -9,7 +9,8 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from procengine.node.control import MalformedControl, parse
+from procengine.errors import MalformedControl
+from procengine.node.control import parse
 from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from procengine.node.control import MalformedControl, parse
+from procengine.errors import MalformedControl
+from procengine.node.control import parse
 from procengine.node.node import Node
 from tests.support.nodes import start, wait_element, wait_status
 from tests.support.processes import WAIT

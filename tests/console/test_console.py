@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from procengine.http import create_app
 from procengine.http.console.static_routes import SECURITY_HEADERS, STATIC_DIR, load_static
 from procengine.settings import Settings
+from tests.support.api import BASE
 from tests.support.fake_engine import FakeEngine
 
-BASE = "/api/v1/process-engine"
 Client = TestClient[web.Request, web.Application]
 
 CSP = (
@@ -227,14 +227,70 @@ def test_the_page_needs_nothing_inline_and_everything_it_names_is_served() -> No
 
 
 def test_the_script_builds_the_page_without_html_strings_or_inline_styles() -> None:
-    script = (STATIC_DIR / "console.js").read_text()
+    # every module of the console, read as one script without its comments: the rules hold for all of it, and
+    # what must be there is there in code (the entry module's overview comment names Last-Event-ID too)
+    modules = sorted(STATIC_DIR.glob("*.js"))
+    assert len(modules) > 1
+    script = "\n".join(re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.M) for path in modules)
 
     for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert forbidden not in script, forbidden
     assert not re.search(r"setAttribute\(\s*['\"]style", script)
-    assert "EventSource" not in script.replace("EventSource cannot", "")  # streams go through fetch()
+    assert "EventSource" not in script  # streams go through fetch()
     assert "Last-Event-ID" in script
     assert "sessionStorage" in script
+
+
+IMPORT = re.compile(r"^import \{[^}]*\} from '\./([a-z]+\.js)';$", re.MULTILINE)
+MAX_MODULE_LINES = 400
+
+
+def imports_of(script: str) -> list[str]:
+    """The modules a module imports: static imports of a sibling only (same origin, the flat `/console/` folder)."""
+    statements = [line for line in script.splitlines() if re.match(r"\s*import\b", line)]
+    assert len(statements) == len(IMPORT.findall(script)), statements  # no other kind of import
+    assert "import(" not in script  # nor a dynamic one
+    return IMPORT.findall(script)
+
+
+async def test_every_module_the_page_loads_is_served_as_javascript(client: Client) -> None:
+    page = await (await client.get("/")).text()
+    (entry,) = re.findall(r'<script type="module" src="/console/([a-z]+\.js)"></script>', page)
+    served: dict[str, str] = {}
+    waiting = [entry]
+    while waiting:
+        name = waiting.pop()
+        if name in served:
+            continue
+        response = await client.get(f"/console/{name}")
+        assert response.status == 200, name
+        assert response.headers["Content-Type"] == "text/javascript; charset=utf-8", name  # nosniff: it must be
+        assert_secure(response.headers)
+        served[name] = await response.text()
+        waiting.extend(imports_of(served[name]))
+
+    assert entry == "console.js"
+    assert set(served) == {path.name for path in STATIC_DIR.glob("*.js")}  # every module is loaded, none is left over
+    assert len(served) > 1
+
+
+def test_no_module_is_over_400_lines() -> None:
+    sizes = {path.name: len(path.read_text().splitlines()) for path in STATIC_DIR.glob("*.js")}
+
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}
+
+
+def test_no_module_builds_the_page_from_html_strings_or_inline_styles() -> None:
+    scripts = {path.name: path.read_text() for path in STATIC_DIR.glob("*.js")}
+
+    for name, script in scripts.items():
+        for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert forbidden not in script, (name, forbidden)
+        assert not re.search(r"setAttribute\(\s*['\"]style", script), name
+        assert "EventSource" not in script.replace("EventSource cannot", ""), name  # streams go through fetch()
+    assert "headers['Last-Event-ID'] = this.lastId" in scripts["streams.js"]
+    assert "sessionStorage.getItem(TOKEN_KEY)" in scripts["api.js"]
+    assert {name for name, script in scripts.items() if "await fetch(" in script} == {"api.js", "streams.js"}
 
 
 def test_only_plain_files_of_known_types_are_served(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from procengine.http.console.static_routes import STATIC_DIR
 from procengine.store.embedded import RedisServer
 from tests.support.api import BASE
 from tests.support.paths import REPO
@@ -31,7 +32,15 @@ if not os.path.exists(CHROMIUM):
         "no Chromium: apt-get install chromium (Debian) to run the console's browser tests", allow_module_level=True
     )
 
-from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright, expect  # noqa: E402
+from playwright.async_api import (  # noqa: E402
+    Browser,
+    ConsoleMessage,
+    Page,
+    Response,
+    Route,
+    async_playwright,
+    expect,
+)
 
 LAUNCH_ARGS = [
     "--headless",
@@ -303,4 +312,25 @@ async def test_without_tokens_configured_the_console_needs_none(
             await expect(page.locator("#live")).to_have_attribute("data-state", "live")
             await call(session, server, "POST", f"/executions/processes/{execution}/cancel")
             await expect(page.locator(f'#executions tr[data-id="{execution}"] .badge')).to_have_text("cancelled")
+            assert real_problems(problems) == []
+
+
+async def test_the_browser_loads_every_module_as_javascript(
+    redis_server: RedisServer, prefix: str, browser: Browser
+) -> None:
+    async with serving(redis_server.url, prefix) as start:
+        server = await start()
+        async with open_page(browser) as (page, problems):
+            scripts: dict[str, str | None] = {}
+
+            def on_response(response: Response) -> None:
+                if response.request.resource_type == "script":
+                    scripts[response.url.removeprefix(server.url)] = response.headers.get("content-type")
+
+            page.on("response", on_response)
+            await page.goto(server.url + "/")
+            await expect(page.locator("#view-list")).to_be_visible()  # the modules ran: the list is drawn
+
+            every_module = {f"/console/{path.name}" for path in STATIC_DIR.glob("*.js")}
+            assert scripts == dict.fromkeys(every_module, "text/javascript; charset=utf-8")
             assert real_problems(problems) == []

@@ -11,7 +11,8 @@ from tests.support.paths import REPO
 
 CHILD = textwrap.dedent(
     """
-    from procengine.engine.expressions import ExpressionError, compile_expression
+    from procengine.engine.expressions import compile_expression
+    from procengine.errors import ExpressionError
     from procengine.engine.limits import MAX_EXPRESSION_DEPTH as D, MAX_EXPRESSION_NESTING as N
 
     crashers = {

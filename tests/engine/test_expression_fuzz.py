@@ -20,8 +20,8 @@ CHILD = textwrap.dedent(
     """
     import sys
     from hypothesis import HealthCheck, given, settings, strategies as st
-    from procengine.engine.expressions import ExpressionError, compile_expression
-    from procengine.engine.limits import LimitExceeded
+    from procengine.engine.expressions import compile_expression
+    from procengine.errors import ExpressionError, LimitExceeded
     from procengine.engine.scanner import scan
 
     ATOMS = ["1", "a", "l", "'s'", "true", "2.5", "m", "b'x'", "r'\\\\'", "null"]

@@ -8,12 +8,11 @@ import pytest
 
 from procengine.engine.expressions import (
     DEFAULT_MAX_COST,
-    ExpressionError,
-    ExpressionTooCostly,
     compile_expression,
     cost_degree,
     referenced_names,
 )
+from procengine.errors import ExpressionError, ExpressionTooCostly
 
 
 @pytest.mark.parametrize(

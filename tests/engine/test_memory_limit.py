@@ -15,7 +15,7 @@ from procengine.engine.interpreter import (
     Progressed,
     RunTask,
 )
-from procengine.engine.limits import LimitExceeded
+from procengine.errors import LimitExceeded
 from procengine.store.codec import encode
 from tests.support.interpreter import Run, definition
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from procengine.engine import expressions
-from procengine.engine.expressions import ExpressionError, ExpressionTooCostly, compile_expression, shape_problem
+from procengine.engine.expressions import compile_expression, shape_problem
 from procengine.engine.limits import (
     MAX_COMPREHENSION_NESTING,
     MAX_EXPRESSION_DEPTH,
@@ -17,6 +17,7 @@ from procengine.engine.limits import (
     MAX_EXPRESSION_NESTING,
 )
 from procengine.engine.scanner import scan
+from procengine.errors import ExpressionError, ExpressionTooCostly
 
 
 @pytest.mark.parametrize(

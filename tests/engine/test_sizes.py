@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from procengine.engine.sizes import MAX_DEPTH, TooManyNodes, bounded_size, packed_size
-from procengine.errors import CodecError
+from procengine.engine.sizes import MAX_DEPTH, bounded_size, packed_size
+from procengine.errors import CodecError, TooManyNodes
 from procengine.store.codec import encode
 
 EDGES: list[Any] = [

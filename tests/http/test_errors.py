@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.exceptions import DataError, NoPermissionError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from procengine.errors import Fenced, StateCorrupted
 from procengine.http.watch import STORE_CHECK_S
+from procengine.store.failures import store_failure
 from tests.support.api import BASE
 from tests.support.fake_engine import FakeEngine
 from tests.support.front_door import EXECUTIONS, Client, ClientFactory, error_of, started
@@ -318,8 +319,8 @@ async def test_a_body_at_the_limit_is_read(make_client: ClientFactory) -> None:
 @pytest.mark.parametrize(
     "exc", [RedisConnectionError("Error 111 connecting to localhost:6379"), RedisTimeoutError("Timeout reading")]
 )
-async def test_redis_unreachable_is_503(client: Client, engine: FakeEngine, exc: Exception) -> None:
-    engine.raise_next = exc
+async def test_redis_unreachable_is_503(client: Client, engine: FakeEngine, exc: RedisError) -> None:
+    engine.raise_next = store_failure(exc)  # what the store raises for it (store/failures.py)
 
     response = await client.get(f"{BASE}/processes")
 
@@ -358,9 +359,9 @@ async def test_redis_unreachable_is_503(client: Client, engine: FakeEngine, exc:
     ],
 )
 async def test_any_redis_error_is_503_with_the_stores_reason(
-    client: Client, engine: FakeEngine, exc: Exception, message: str
+    client: Client, engine: FakeEngine, exc: RedisError, message: str
 ) -> None:
-    engine.raise_next = exc
+    engine.raise_next = store_failure(exc)
 
     response = await client.get(f"{BASE}/processes")
 

@@ -1,4 +1,4 @@
-"""The web console's static files: `GET /` (the page) and `GET /console/{file}` (its script, styles, licence).
+"""The web console's static files: `GET /` (the page) and `GET /console/{file}` (its ES modules, styles, icon).
 
 The files are the regular files directly in `static/`, read once when the routes are added and served from
 memory: a name in the URL is only ever looked up in that table, so there is no directory listing and no path

@@ -1,0 +1,169 @@
+"""The checkpoint writer of one execution: every write of its actor, fenced by the epoch, and the copy of what
+Redis holds that those writes keep.
+
+The actor is the only writer of its execution while it holds the epoch, so after each write the execution hash
+is what the writer last wrote: `fields` and `thread_records` are that copy (the node answers status reads from
+it). Lanes that checkpoint at once share one write (a group commit), and the first error of a runner or of a
+checkpoint (`crash`) stops every later checkpoint: the state here may be ahead of Redis from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from procengine.actors.context import ActorContext
+from procengine.actors.records import snapshot_commit
+from procengine.api.rendered import RenderedStatus
+from procengine.engine.interpreter import ElementEvent
+from procengine.engine.state import ExecutionState
+from procengine.errors import Fenced
+from procengine.statuses import Status
+from procengine.store import indexes
+from procengine.store.executions import CRASHES, Commit, stored_fields
+from procengine.store.executions import Outcome as WriteOutcome
+
+__all__ = ["CheckpointWriter"]
+
+
+class CheckpointWriter:
+    def __init__(
+        self,
+        execution_id: int,
+        epoch: int,
+        ctx: ActorContext,
+        fields: dict[str, str],
+        state: Callable[[], ExecutionState],
+    ) -> None:
+        self.execution_id = execution_id
+        self.epoch = epoch
+        self.ctx = ctx
+        self._state = state
+        """The actor's state as it is now (a resume or a reload replaces it)."""
+        self.fields = fields
+        """The execution hash as of the last write (the actor is its only writer: this is what Redis holds)."""
+        self.thread_records: dict[str, dict[str, Any]] = {k: p.to_doc() for k, p in state().threads.items()}
+        """The thread hash as of the last write, like `fields`."""
+        self.copy_known = True
+        """False once a write was cancelled while in flight (it may land or not): `fields` may be behind."""
+        self.rendered_status: RenderedStatus | None = None
+        """The status answer from `fields` and `thread_records` (the engine renders it), until the next write."""
+        self.crash: BaseException | None = None
+        """The first error of a runner or of a checkpoint: no checkpoint is written after it (see `checkpoint`)."""
+        self._write_lock = asyncio.Lock()
+        self._checkpoint_lock = asyncio.Lock()
+        self._unwritten: list[ElementEvent] = []
+        """Events of lanes waiting for a checkpoint: the next checkpoint writes them all (see `checkpoint`)."""
+        self._unwritten_extras: list[Commit] = []
+        self.asked = 0
+        """Checkpoints asked for so far; those up to `_written` are in Redis."""
+        self._written = 0
+
+    def crashed(self, exc: BaseException) -> None:
+        """A runner or a checkpoint failed: the first such error is kept (and raised by later checkpoints)."""
+        if self.crash is None:
+            self.crash = exc
+
+    def reset(self, fields: dict[str, str], state: ExecutionState) -> None:
+        """Go on from what Redis holds (read just now): the copy is that, and a crash is dealt with."""
+        self.fields = fields
+        self.thread_records = {key: progress.to_doc() for key, progress in state.threads.items()}
+        self.rendered_status = None
+        self.crash = None  # a runner's failed write (not replicated, say) is dealt with: it goes on from Redis
+
+    def discard_unwritten(self) -> None:
+        """The runners were stopped while some lanes waited to checkpoint: the state they changed is what the next
+        write (the transition's) holds; their log entries go, as a cut-short write's would."""
+        self._unwritten_extras = []
+        self._unwritten = []
+
+    def crashes(self) -> int:
+        """Adoptions counted since the last progress (CRASHES, as this actor last wrote or read it)."""
+        count = self.fields.get(CRASHES, "")
+        return int(count) if count.isascii() and count.isdigit() else 0
+
+    def progressed(self, commit: Commit) -> None:
+        """`commit` shows progress: it puts the crash count back to 0 (when it is not 0 already)."""
+        if self.crashes():
+            commit.execution[CRASHES] = 0
+
+    async def write(self, commit: Commit, *, expect: Status, not_after_ms: int | None = None) -> bool:
+        """Write atomically under our epoch (and before `not_after_ms` by the Redis clock, if given: False if that
+        passed first, and nothing is written). Once the write lock is ours the write is handed to the group commit
+        before anything else is awaited, and a handed-over write is sent even if the caller is cancelled while it
+        waits for the answer (no shield)."""
+        target = commit.execution.get("status")
+        if target is not None and target != expect.value:  # a status change moves it in the tenant's indexes
+            # the final write sets the retention: the note of when it ends goes with it
+            removal_at = None if commit.expire_ms is None else self.ctx.clock.now_ms() + commit.expire_ms
+            commit.index = indexes.status_change(
+                self.ctx.store.keys, self.execution_id, self.fields, expect.value, str(target), removal_at
+            )
+        async with self._write_lock:
+            started = time.perf_counter()
+            try:
+                result = await self.ctx.store.commit(
+                    self.execution_id, commit, epoch=self.epoch, expect=expect.value, not_after_ms=not_after_ms
+                )
+            except asyncio.CancelledError:
+                # the write may still land: from now on the copy may be behind Redis, so reads go to Redis
+                self.copy_known = False
+                self.rendered_status = None
+                raise
+            self.ctx.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if result.outcome is WriteOutcome.FENCED:
+            raise Fenced(f"execution {self.execution_id}: epoch {self.epoch} is stale (now {result.epoch})")
+        if result.outcome is WriteOutcome.CONFLICT:
+            raise Fenced(f"execution {self.execution_id}: status is {result.status}, expected {expect.value}")
+        if result.outcome is WriteOutcome.EXPIRED:
+            return False
+        self.fields.update(stored_fields(commit.execution))
+        self.thread_records.update(commit.threads)
+        self.rendered_status = None
+        return True
+
+    async def checkpoint(self, events: list[ElementEvent], extra: Commit | None = None) -> None:
+        """Write the state and `events`; back when both are in Redis. Lanes that ask while a checkpoint is being
+        written share the next one (one write of the latest state carries all their events), so the lanes of a
+        fan-out are not each held up by the others' round trips. Their events are queued before anything is
+        awaited, so every change to the state made so far has its events queued with it."""
+        self._unwritten.extend(events)
+        if extra is not None:
+            self._unwritten_extras.append(extra)
+        self.asked += 1
+        asked = self.asked
+        async with self._checkpoint_lock:
+            # else a checkpoint written while we waited carried our events
+            if self._written < asked:
+                if self.crash is not None:
+                    raise self.crash
+                batch, self._unwritten = self._unwritten, []
+                extras, self._unwritten_extras = self._unwritten_extras, []
+                covered = self.asked
+                commit = snapshot_commit(self._state(), batch, self.ctx.clock.now_ms())
+                for part in extras:  # fields, records and log entries of their own (a child started, ...)
+                    commit.execution.update(part.execution)
+                    commit.elements.update(part.elements)
+                    commit.log.extend(part.log)
+                if extras or any(event.event != "element-started" for event in batch):
+                    self.progressed(commit)  # an element ended (or retries, or a child started)
+                try:
+                    await self.write(commit, expect=Status.RUNNING)
+                except Exception as exc:
+                    # The state here is now ahead of Redis by this batch, whose events went with the write (and
+                    # whose outcome is unknown: a lost reply can hide a write that landed). A lane that waited
+                    # must not write that state without them: the actor stops, and its node takes the execution
+                    # back from what Redis holds (the actor's reload clears this).
+                    self.crashed(exc)
+                    raise
+                self._written = covered
+        self._observe(events)
+
+    def _observe(self, events: list[ElementEvent]) -> None:
+        for event in events:
+            if event.started_at_ms is not None and event.event in ("element-completed", "element-failed"):
+                outcome = "completed" if event.event == "element-completed" else "failed"
+                seconds = max(event.at_ms - event.started_at_ms, 0) / 1000
+                self.ctx.metrics.element_duration(event.element_type, outcome).observe(seconds)

@@ -1,0 +1,289 @@
+// One execution's page (#/executions/{id}): status, progress and facts, the graph, the variables and outputs,
+// the stack, the elements and the audit log, kept up to date from the execution's log event stream (each new
+// entry reads the status, the elements and the state again).
+
+import { api, processCache } from './api.js';
+import { note, signalNames } from './forms.js';
+import { Graph, legend } from './graph.js';
+import { listHash } from './list.js';
+import { crumbs, executionLink, fatal, setLive, setProgress, show, showError } from './page.js';
+import { detailCell, renderElements, renderMemory, renderStack } from './panels.js';
+import { EventStream } from './streams.js';
+import { $, fmtDuration, fmtTime, h, since } from './util.js';
+
+const MAX_LOG_ROWS = 2000;
+
+export class ExecutionView {
+  constructor(id) {
+    this.id = id;
+    this.seen = new Set(); // log entry ids already shown
+    this.children = new Map(); // call-process key -> child execution ids (from child-started entries)
+    this.stream = null;
+    this.graph = null;
+    this.definition = null;
+    this.status = null;
+    this.fetchedAt = 0;
+    this.refreshing = null;
+    this.again = false;
+    this.ended = false; // the log showed the final transition
+    this.stopped = false;
+  }
+
+  path(tail = '') {
+    return `/executions/processes/${this.id}${tail}`;
+  }
+
+  async start() {
+    show('view-execution');
+    crumbs(['Executions', '#/'], [`#${this.id}`, null]);
+    $('exec-title').textContent = `Execution #${this.id}`;
+    for (const id of ['exec-status', 'exec-process', 'variables', 'outputs', 'graph', 'exec-facts']) $(id).replaceChildren();
+    for (const id of ['log', 'elements', 'stack']) $(id).tBodies[0].replaceChildren();
+    $('legend').replaceChildren(...legend());
+    $('exec-error').hidden = true;
+    note('');
+    setLive('idle');
+    let status;
+    let log;
+    try {
+      [status, log] = await Promise.all([api('GET', this.path('/status')), api('GET', this.path('/log'))]);
+      if (!processCache.has(status.processID)) {
+        processCache.set(status.processID, await api('GET', `/processes/${status.processID}`));
+      }
+    } catch (error) {
+      if (!this.stopped) fatal(error);
+      return;
+    }
+    if (this.stopped) return;
+    this.definition = processCache.get(status.processID);
+    this.graph = new Graph(this.definition.definition);
+    $('graph').replaceChildren(this.graph.svg);
+    $('graph-caption').textContent = `${this.definition.key} v${this.definition.version}`;
+    $('signal-names').replaceChildren(...signalNames(this.definition.definition).map((n) => h('option', { value: n })));
+    for (const entry of log.items) this.addLog(entry, false);
+    $('log-caption').textContent = logCaption(log.items.length);
+    this.render({ status });
+    await this.refresh();
+    if (this.stopped) return;
+    if (!this.status.isActive) {
+      if (!this.ended) {
+        // It ended between the two reads: the log read first lacks the end.
+        const rest = await api('GET', this.path('/log')).catch(() => ({ items: [] }));
+        for (const entry of rest.items) this.addLog(entry, false);
+        $('log-caption').textContent = logCaption(this.seen.size);
+      }
+      setLive('ended');
+      return;
+    }
+    const last = log.items.length ? log.items[log.items.length - 1].id : null;
+    this.stream = new EventStream(this.path('/events'), {
+      lastId: last,
+      onEvent: (event) => this.onLogEvent(event),
+      onEnd: () => {
+        // The server ends the stream after the final transition; any other end (a proxy, a restart) is a
+        // break like any other: open it again after what was seen.
+        this.refreshSoon();
+        return !this.ended;
+      },
+      onError: (error) => (error.status === 401 || error.status === 404 ? fatal(error) : showError(error)),
+      onState: (state, wait) => {
+        setLive(state, wait);
+        if (state === 'live') this.refreshSoon(); // catch up on what happened while the line was down
+      },
+    }).start();
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.stream) this.stream.stop();
+  }
+
+  onLogEvent(event) {
+    let entry;
+    try {
+      entry = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (this.addLog(entry, true)) {
+      $('log-caption').textContent = logCaption(this.seen.size);
+      this.refreshSoon();
+    }
+  }
+
+  addLog(entry, live) {
+    if (!entry || typeof entry.id !== 'string' || this.seen.has(entry.id)) return false;
+    this.seen.add(entry.id);
+    if (['completed', 'failed', 'cancelled'].includes(entry.event) && entry.elementKey === null) this.ended = true;
+    if (entry.event === 'child-started' && entry.elementKey && entry.detail && entry.detail.childExecutionID) {
+      const ids = this.children.get(entry.elementKey) || [];
+      ids.push(entry.detail.childExecutionID);
+      this.children.set(entry.elementKey, ids);
+    }
+    const detail = { ...(entry.detail || {}) };
+    const tr = h(
+      'tr',
+      { class: ['ev', `ev-${entry.event}`, live ? 'flash' : ''], 'data-id': entry.id },
+      h('td', { title: entry.at, text: fmtTime(entry.at) }),
+      h('td', {}, h('span', { class: `event ev-${entry.event}`, text: entry.event })),
+      h('td', { text: entry.elementKey ?? '—' }),
+      h('td', { class: 'detail' }, detailCell(detail)),
+    );
+    const box = $('log-scroll');
+    const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 30;
+    const rows = $('log').tBodies[0];
+    rows.append(tr);
+    while (rows.rows.length > MAX_LOG_ROWS) rows.rows[0].remove(); // the newest only: the log may hold 10,000
+    if (atEnd || !live) box.scrollTop = box.scrollHeight; // follow the tail unless scrolled back to read
+    return true;
+  }
+
+  refreshSoon() {
+    if (this.refreshing) {
+      this.again = true;
+      return;
+    }
+    this.refreshing = new Promise((resolve) => setTimeout(resolve, 60))
+      .then(() => this.refresh())
+      .finally(() => {
+        this.refreshing = null;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.refreshSoon();
+        }
+      });
+  }
+
+  async refresh() {
+    if (this.stopped) return;
+    try {
+      const [status, elements, state] = await Promise.all([
+        api('GET', this.path('/status')),
+        api('GET', this.path('/elements')),
+        api('GET', this.path('/state')),
+      ]);
+      if (this.stopped) return;
+      this.render({ status, elements, state });
+    } catch (error) {
+      if (this.stopped) return;
+      if (error.status === 401 || error.status === 404) fatal(error);
+      else showError(error);
+    }
+  }
+
+  render({ status, elements, state }) {
+    this.status = status;
+    this.fetchedAt = Date.now();
+    const st = $('exec-status');
+    st.className = `badge st-${status.status}`;
+    st.textContent = status.status;
+    const name = this.definition ? this.definition.name : '';
+    $('exec-process').replaceChildren(
+      h('a', { href: listHash({ status: '', process: String(status.processID), limit: 50 }), text: `${status.processKey} v${status.processVersion}` }),
+      name && name !== status.processKey ? ` — ${name}` : '',
+    );
+    crumbs(['Executions', '#/'], [`#${this.id} ${status.processKey}`, null]);
+    const { progress } = status;
+    setProgress(
+      $('exec-progress'),
+      progress.percentage,
+      status.status,
+      `${progress.completedNodes} of ${progress.totalNodes} elements · ${progress.percentage}%` +
+        (progress.failedNodes ? ` · ${progress.failedNodes} failed` : ''),
+    );
+    this.renderFacts();
+    const failure = $('exec-error');
+    failure.hidden = !status.error;
+    if (status.error) {
+      const e = status.error;
+      failure.replaceChildren(
+        h('strong', { text: `Failed at ${e.element ?? '?'}: ` }),
+        `${e.type ? `${e.type}: ` : ''}${e.error ?? ''}`,
+        e.attempts ? h('span', { class: 'muted', text: ` (after ${e.attempts} attempt${e.attempts > 1 ? 's' : ''})` }) : '',
+      );
+    }
+    $('do-pause').disabled = status.status !== 'running';
+    $('do-resume').disabled = status.status !== 'paused';
+    $('do-cancel').disabled = !status.isActive;
+    $('signal-form').querySelector('button').disabled = !status.isActive;
+    if (!elements || !state) return;
+    const records = new Map(elements.items.map((r) => [r.key, r]));
+    const stackEntries = (state.stack && Array.isArray(state.stack.execution_stack) && state.stack.execution_stack) || [];
+    const stack = new Map();
+    for (const entry of stackEntries) {
+      if (!stack.has(entry.element_key)) stack.set(entry.element_key, []);
+      stack.get(entry.element_key).push(entry);
+      if (entry.child_execution_id) {
+        const ids = this.children.get(entry.element_key) || [];
+        if (!ids.includes(entry.child_execution_id)) ids.push(entry.child_execution_id);
+        this.children.set(entry.element_key, ids);
+      }
+    }
+    if (this.graph) {
+      this.graph.update({
+        status,
+        records,
+        stack,
+        children: this.children,
+        threads: new Map(status.threads.map((t) => [t.threadKey, t])),
+      });
+    }
+    renderMemory(state);
+    renderStack(stackEntries, state);
+    renderElements(elements.items);
+  }
+
+  renderFacts() {
+    const status = this.status;
+    if (!status) return;
+    const t = status.timing;
+    this.durationEl = h('span');
+    this.pausedEl = h('span');
+    this.pausedTotalEl = h('span');
+    const facts = [
+      ['Started', h('span', { title: t.startedAt, text: fmtTime(t.startedAt) })],
+      ['Stopped', h('span', { title: t.stoppedAt || '', text: fmtTime(t.stoppedAt) })],
+      ['Duration', this.durationEl],
+      ['Paused since', this.pausedEl],
+      ['Paused in all', this.pausedTotalEl],
+      ['Parent', status.parentExecutionID ? executionLink(status.parentExecutionID) : '—'],
+      [
+        'Children',
+        status.children.length
+          ? h('span', { class: 'children' }, status.children.map((id, i) => [i ? ', ' : '', executionLink(id)]))
+          : '—',
+      ],
+      [
+        'Threads',
+        h(
+          'span',
+          {},
+          status.threads.map((th, i) => [
+            i ? ', ' : '',
+            `${th.threadKey} `,
+            h('span', { class: `mini st-${th.status}`, text: th.status }),
+            ` ${th.completedNodes}/${th.totalNodes}`,
+          ]),
+        ),
+      ],
+    ];
+    $('exec-facts').replaceChildren(...facts.map(([dt, dd]) => h('div', {}, h('dt', { text: dt }), h('dd', {}, dd))));
+    this.tick();
+  }
+
+  /** The clock moves durations on between reads (no request). */
+  tick() {
+    const status = this.status;
+    if (!status || !this.durationEl) return;
+    const t = status.timing;
+    const running = status.isActive ? Date.now() - this.fetchedAt : 0;
+    this.durationEl.textContent = fmtDuration(t.durationMs + running);
+    this.pausedEl.textContent = t.pausedAt ? `${fmtTime(t.pausedAt)} (${fmtDuration(since(t.pausedAt))} ago)` : '—';
+    this.pausedEl.title = t.pausedAt || '';
+    this.pausedTotalEl.textContent = fmtDuration(t.pausedDurationMs + (t.pausedAt ? since(t.pausedAt) : 0));
+  }
+}
+
+function logCaption(count) {
+  return count > MAX_LOG_ROWS ? `${count} entries, the newest ${MAX_LOG_ROWS} shown` : `${count} entries`;
+}
