@@ -21,8 +21,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from procengine.http.spec import BASE_PATH
+
 REPO = Path(__file__).resolve().parent.parent
-BASE = "/api/v1/process-engine"
+BASE = BASE_PATH  # the front door's own constant
 HOST = "127.0.0.1"
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import aiohttp
 
-BASE = "/api/v1/process-engine"
+from procengine.http.spec import BASE_PATH as BASE
+
 TEN = "[" + ", ".join(str(i) for i in range(10)) + "]"
 CASES = {
     "chain-40000": "+".join(["1"] * 40_000),

@@ -8,7 +8,7 @@ takes its own from `redis_server_factory`.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import uuid4
 
@@ -17,9 +17,7 @@ from redis.asyncio import Redis
 
 from procengine.settings import Settings
 from procengine.store.embedded import RedisServer
-
-RedisServerFactory = Callable[..., RedisServer]
-"""`make(*extra_args)`: a started redis-server of the test's own; `extra_args` as `RedisServer` takes them."""
+from tests.support.redis_servers import RedisServerFactory
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ import yaml
 from procengine.cli.main import build_parser
 from procengine.http.routes import ROUTES
 from procengine.settings import Settings
+from tests.support.api import BASE
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PATHS = {route.path for route in ROUTES if route.method == "GET"}
@@ -135,4 +136,4 @@ def test_make_run_prints_commands_for_the_port_it_serves_on(args: list[str], bas
     printed = subprocess.run(
         ["sh", str(DEPLOY / "demo-commands.sh"), *args], capture_output=True, text=True, check=True
     ).stdout
-    assert f"BASE={base}/api/v1/process-engine" in printed
+    assert f"BASE={base}{BASE}" in printed

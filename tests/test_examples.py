@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from procengine.store.embedded import RedisServer
-from tests.servers import ServerFactory, call, element_status, final_status, serving
+from tests.support.servers import ServerFactory, call, element_status, final_status, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -15,7 +15,8 @@ from procengine.node.node import Node
 from procengine.runtime.clock import iso
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
+from tests.support.nodes import CALLER, start, wait_element, wait_status
+from tests.support.processes import definition
 
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "n * 2"}}, key="quick")
 WAITING = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waiting")

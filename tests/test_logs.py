@@ -15,7 +15,8 @@ from procengine.node.node import Node
 from procengine.runtime.logs import JsonFormatter, TextFormatter
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from tests.actors.conftest import definition, start, wait_status
+from tests.support.nodes import start, wait_status
+from tests.support.processes import definition
 
 
 @pytest.fixture

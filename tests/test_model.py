@@ -10,7 +10,7 @@ running without a live owner for longer than the node TTL. At the end of each ex
 driven to its end, which must come. Besides the steps one after the other, a request may be in flight while a
 node or Redis is killed: without an answer it must take effect once by its deadline, or never.
 
-Two engine nodes (tests/servers.py subprocesses) share one dedicated redis-server for the whole test
+Two engine nodes (tests/support/servers.py subprocesses) share one dedicated redis-server for the whole test
 function; examples differ by their executions. The state machine is synchronous: it runs in a worker thread
 and drives the nodes over HTTP with the blocking `procengine.client.Client`; starting and reaping node
 processes goes back to the test's event loop, which `serving` belongs to.
@@ -38,14 +38,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from procengine.api.views import LogEntry
 from procengine.client import Client
 from procengine.client.errors import ConnectionFailed, InvalidTransition, Unavailable
-from tests.conftest import RedisServerFactory
-from tests.model_support import FINAL, KINDS, NODES, Cluster, Expected, Kind
-from tests.servers import serving
+from tests.support.model import FINAL, KINDS, NODES, Cluster, Expected, Kind
+from tests.support.redis_servers import RedisServerFactory
+from tests.support.servers import serving
 
 T = TypeVar("T")
 
 LONG = bool(os.environ.get("FUZZ_LONG"))
-NODE_TTL_S = 1.0  # tests/servers.py: --node-ttl-ms 1000, reconcile and heartbeat every 100 ms
+NODE_TTL_S = 1.0  # tests/support/servers.py: --node-ttl-ms 1000, reconcile and heartbeat every 100 ms
 RECONCILE_S = 0.1
 SLACK_S = 1.5  # two shared cores: a scheduling hiccup is not a lost owner
 TRANSITIONS = ("paused", "resumed", "cancelled")

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 
 from procengine.store.embedded import RedisServer
-from tests.servers import ServerFactory, call, final_status, serving
+from tests.support.api import BASE
+from tests.support.servers import ServerFactory, call, final_status, serving
 
 DEADLY = {
     "key": "deadly",
@@ -44,14 +45,14 @@ async def test_an_element_that_kills_every_node_is_quarantined_and_the_last_node
     serve: ServerFactory,
 ) -> None:
     # given three nodes on one Redis, each with the handler that kills its node
-    nodes = await asyncio.gather(*(serve("--handlers", "tests.crash_handlers") for _ in range(3)))
+    nodes = await asyncio.gather(*(serve("--handlers", "tests.support.crash_handlers") for _ in range(3)))
     async with aiohttp.ClientSession() as session:
         await call(session, nodes[0], "POST", "/processes", json=DEADLY)
         await call(session, nodes[0], "POST", "/processes", json=FINE)
 
         # when an execution of the deadly element starts (its node dies at once, and so does the next that adopts it)
         async with session.post(
-            nodes[0].url + "/api/v1/process-engine/executions/processes", json={"processKey": "deadly"}
+            nodes[0].url + BASE + "/executions/processes", json={"processKey": "deadly"}
         ) as response:
             execution_id = (await response.json())["data"]["executionID"]
         async with asyncio.timeout(60):

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from procengine.errors import RedisServerError
 from procengine.store.embedded import RedisServer, find_redis_server
-from tests.conftest import RedisServerFactory
+from tests.support.redis_servers import RedisServerFactory
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 
 from procengine.store.embedded import RedisServer
-from tests.servers import STEPS_PROCESS, ServerFactory, call, element_status, serving
+from tests.support.processes import STEPS_PROCESS
+from tests.support.servers import ServerFactory, call, element_status, serving
 
 
 @pytest.fixture

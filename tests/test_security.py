@@ -34,8 +34,10 @@ from procengine.store.connection import connect
 from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
-from tests.e2e.conftest import TOKENS, WAIT_PROCESS_BODY, Api
-from tests.servers import BASE, REPO, serving
+from tests.support.api import BASE, TOKENS, Api
+from tests.support.paths import REPO
+from tests.support.processes import WAIT_PROCESS
+from tests.support.servers import serving
 
 SECRET = "tok-secret-XYZ"
 
@@ -102,7 +104,7 @@ async def test_a_token_never_reaches_the_log_or_an_error_answer(redis_server: Re
                     answers.append(text + json.dumps(dict(answer.headers)))
                     return answer.status, json.loads(text)
 
-            status, body = await send("POST", "/processes", good, json=WAIT_PROCESS_BODY)
+            status, body = await send("POST", "/processes", good, json=WAIT_PROCESS)
             assert status == 201, body
             status, body = await send(
                 "POST", "/executions/processes", good, json={"processKey": "approval", "variables": {"amount": 2}}
@@ -157,7 +159,7 @@ def _masked(body: dict[str, Any], execution_id: int) -> str:
 
 async def test_another_tenants_execution_answers_like_a_missing_one(tenants: tuple[Api, Api]) -> None:
     api_a, api_b = tenants
-    await api_a.ok("POST", "/processes", expect=201, json=WAIT_PROCESS_BODY)
+    await api_a.ok("POST", "/processes", expect=201, json=WAIT_PROCESS)
     running = await api_a.ok(
         "POST", "/executions/processes", expect=201, json={"processKey": "approval", "variables": {"amount": 2}}
     )
@@ -377,7 +379,7 @@ async def test_the_control_channel_takes_the_tenant_from_the_execution_not_the_m
     tenant_a = Caller(tenant="tenant-a", by="tenant-a", request_id="req-a")
     configured = settings.model_copy(update={"api_tokens": {"tok-a": "tenant-a", "tok-b": "tenant-b"}})
     async with Node(redis, configured, builtin_handlers()) as engine:
-        summary, _ = await engine.register_process(tenant_a, WAIT_PROCESS_BODY)
+        summary, _ = await engine.register_process(tenant_a, WAIT_PROCESS)
         started, _ = await engine.start_execution(
             tenant_a, StartRequest(processID=summary.processID, variables={"amount": 2})
         )

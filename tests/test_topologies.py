@@ -14,8 +14,9 @@ import pytest
 
 from procengine.store.connection import connect
 from procengine.testing.topologies import LocalCluster, LocalSentinel
-from tests.e2e.conftest import WAIT_PROCESS_BODY
-from tests.servers import STEPS_PROCESS, Server, ServerFactory, call, element_status, final_status, serving
+from tests.support.api import BASE
+from tests.support.processes import STEPS_PROCESS, WAIT_PROCESS
+from tests.support.servers import Server, ServerFactory, call, element_status, final_status, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -46,7 +47,7 @@ async def test_start_on_a_pause_resume_signal_and_cancel_on_b(
 ) -> None:
     a, b = await serve(), await serve()
     async with aiohttp.ClientSession() as session:
-        await call(session, a, "POST", "/processes", json=WAIT_PROCESS_BODY)
+        await call(session, a, "POST", "/processes", json=WAIT_PROCESS)
         start = {"processKey": "approval", "variables": {"amount": 21}}
         first = (await call(session, a, "POST", "/executions/processes", json=start))["executionID"]
         second = (await call(session, a, "POST", "/executions/processes", json=start))["executionID"]
@@ -55,7 +56,7 @@ async def test_start_on_a_pause_resume_signal_and_cancel_on_b(
 
         paused = await call(session, b, "POST", base + "/pause", json={"reason": "via b"})
         assert paused["status"] == "paused"
-        async with session.post(b.url + "/api/v1/process-engine" + base + "/pause") as refused:
+        async with session.post(b.url + BASE + base + "/pause") as refused:
             assert refused.status == 409
             assert (await refused.json())["error"]["details"] == {"status": "paused"}
         assert (await call(session, b, "POST", base + "/resume"))["status"] == "running"

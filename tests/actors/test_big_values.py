@@ -19,7 +19,8 @@ from procengine.errors import PayloadTooLarge
 from procengine.node.node import Node
 from procengine.store.codec import decode
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 LIMIT = 2_097_152  # the default
 

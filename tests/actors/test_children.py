@@ -11,39 +11,8 @@ import pytest
 from procengine.api.views import ControlRequest
 from procengine.errors import ValidationFailed
 from procengine.node.node import Node
-from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, start, wait_status
-from tests.actors.test_ownership import crash
-
-KYC = definition(
-    {"key": "check", "type": "task", "handler": "gate", "input": {"who": "customer"}, "output": "checked"},
-    key="kyc",
-)
-
-
-def parent(**call: Any) -> dict[str, Any]:
-    return definition(
-        {
-            "key": "run-kyc",
-            "type": "call-process",
-            "process": "kyc",
-            "input": {"customer": "order.customer"},
-            "output": "kyc",
-            "next": "after",
-            **call,
-        },
-        {"key": "after", "type": "set-variable", "set": {"done": "true"}},
-        key="order",
-    )
-
-
-async def child_of(engine: Node, parent_id: int) -> int:
-    """The child's id, once the parent has recorded it."""
-    while True:
-        status = await engine.status(CALLER, parent_id)
-        if status.children:
-            [child] = status.children
-            return child
-        await engine.store.redis.ping()  # a round trip between reads, no sleep
+from tests.support.nodes import CALLER, EngineFactory, Gate, child_of, crash, start, wait_status
+from tests.support.processes import KYC, definition, parent
 
 
 async def test_a_parent_waits_for_its_child_and_takes_its_variables(engine: Node, gate: Gate) -> None:

@@ -16,10 +16,9 @@ from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
-from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
-from tests.conftest import RedisServerFactory
-
-WAIT = definition({"key": "w", "type": "wait-signal", "signal": "go"})
+from tests.support.nodes import CALLER, EngineFactory, events, start, wait_element, wait_status
+from tests.support.processes import WAIT
+from tests.support.redis_servers import RedisServerFactory
 
 
 @pytest.mark.parametrize(

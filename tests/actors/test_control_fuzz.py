@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from procengine.errors import MalformedControl
 from procengine.node.control import parse
 from procengine.node.node import Node
-from tests.actors.conftest import start, wait_element, wait_status
-from tests.actors.test_control import WAIT
+from tests.support.nodes import start, wait_element, wait_status
+from tests.support.processes import WAIT
 
 pytestmark = pytest.mark.fuzz
 

@@ -10,7 +10,8 @@ import pytest
 from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import Unavailable
 from procengine.node.node import Node
-from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 END = {"key": "e", "type": "end"}
 # only the nodes channel can make these nodes adopt quickly: their heartbeats outlive the test, and they

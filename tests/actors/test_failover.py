@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from procengine.errors import Fenced
 from procengine.node.node import Node
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element
+from tests.support.processes import definition
 
 HELD = definition({"key": "work", "type": "task", "handler": "hold", "next": "e"}, {"key": "e", "type": "end"})
 

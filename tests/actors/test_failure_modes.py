@@ -19,7 +19,8 @@ from procengine.node.ownership import Ownership
 from procengine.statuses import Status
 from procengine.store.executions import ExecutionStore
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import CALLER, EngineFactory, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import pytest
 from procengine.api.views import ControlRequest
 from procengine.node.node import Node
 from procengine.tasks import HandlerRegistry, TaskContext, builtin_handlers
-from tests.actors.conftest import CALLER, definition, start, wait_status
+from tests.support.nodes import CALLER, start, wait_status
+from tests.support.processes import definition
 
 
 class Lanes:

@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from tests.actors.conftest import CALLER, definition, start, wait_status
+from tests.support.nodes import CALLER, start, wait_status
+from tests.support.processes import definition
 
 
 @pytest.fixture

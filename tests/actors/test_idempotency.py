@@ -12,7 +12,8 @@ from procengine.api.views import StartRequest, StartResult
 from procengine.errors import Unavailable
 from procengine.node.node import Node
 from procengine.store.executions import NEW, Commit, WriteResult
-from tests.actors.conftest import CALLER, EngineFactory, definition
+from tests.support.nodes import CALLER, EngineFactory
+from tests.support.processes import definition
 
 WAIT = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="idem")
 

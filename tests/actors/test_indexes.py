@@ -13,7 +13,8 @@ from procengine.api.views import ControlRequest, StartRequest
 from procengine.node.node import Node
 from procengine.store import indexes
 from procengine.store.executions import Commit
-from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element, wait_status
+from tests.support.processes import definition
 
 WAITING = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waiting")
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "1"}}, key="quick")

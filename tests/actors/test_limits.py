@@ -12,7 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from procengine.api.views import StartRequest
 from procengine.errors import PayloadTooLarge, TooManyRequests, ValidationFailed
 from procengine.http.app import create_app
-from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
+from tests.support.api import BASE
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element, wait_status
+from tests.support.processes import definition
 
 WAITING = definition({"key": "w", "type": "wait-signal", "signal": "go"}, key="waiting")
 
@@ -94,7 +96,7 @@ async def test_starts_over_the_tenant_s_rate_are_429_with_retry_after(make_engin
         answers = []
         for _ in range(8):
             response = await client.post(
-                "/api/v1/process-engine/executions/processes", json={"processID": summary.processID}
+                BASE + "/executions/processes", json={"processID": summary.processID}
             )
             answers.append((response.status, response.headers.get("Retry-After"), (await response.json())))
     statuses = [status for status, _, _ in answers]

@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 from procengine.api.views import ControlRequest
 from procengine.node.node import Node
 from procengine.store.executions import Commit, LogRecord, Outcome
-from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, Gate, crash, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 
 async def test_a_stale_owner_cannot_write_after_a_takeover(engine: Node, gate: Gate) -> None:
@@ -66,15 +67,6 @@ async def test_takeover_is_compare_and_set(engine: Node) -> None:
         )
     )
     assert [a.outcome for a in attempts].count(Outcome.OK) == 1
-
-
-async def crash(engine: Node) -> None:
-    """Stop a node the way kill -9 would look to the others: no writes, heartbeat left to expire."""
-    for task in engine._background:
-        task.cancel()
-    await asyncio.gather(*engine._background, return_exceptions=True)
-    engine._background = []
-    await engine.registry.stop_all()
 
 
 async def test_a_dead_nodes_running_executions_are_adopted_and_finish(make_engine: EngineFactory) -> None:

@@ -8,7 +8,8 @@ from procengine.api.service import Caller
 from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import NotFound, ValidationFailed
 from procengine.node.node import Node
-from tests.actors.conftest import CALLER, definition
+from tests.support.nodes import CALLER
+from tests.support.processes import definition
 
 V1 = definition({"key": "w", "type": "wait-signal", "signal": "go"}, key="orders")
 V2 = definition(

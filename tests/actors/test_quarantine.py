@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 
 from procengine.api.views import ControlRequest
 from procengine.node.node import Node
-from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 WORK = definition(
     {"key": "before", "type": "set-variable", "set": {"a": "1"}, "next": "work"},

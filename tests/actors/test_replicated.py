@@ -19,9 +19,9 @@ from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import CALLER, EngineFactory, start, wait_element
-from tests.actors.test_control import WAIT
-from tests.conftest import RedisServerFactory
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element
+from tests.support.processes import WAIT
+from tests.support.redis_servers import RedisServerFactory
 
 
 async def _in_sync(replica: Redis) -> None:

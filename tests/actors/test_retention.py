@@ -9,7 +9,8 @@ import asyncio
 from redis.asyncio import Redis
 
 from procengine.api.views import ControlRequest, StartRequest
-from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element, wait_status
+from tests.support.processes import definition
 
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "1"}}, key="quick")
 WAITING = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waiting")

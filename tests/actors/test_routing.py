@@ -12,7 +12,8 @@ from procengine.api.service import Caller
 from procengine.api.views import ControlRequest
 from procengine.errors import InvalidTransition, NotFound, Unavailable
 from procengine.node.node import Node
-from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 WAIT = definition(
     {"key": "first", "type": "set-variable", "set": {"a": "1"}, "next": "approve"},
@@ -141,7 +142,7 @@ END = {"key": "e", "type": "end"}
 async def test_an_owner_that_dies_mid_request_gives_a_503_then_the_execution_is_taken_over(
     make_engine: EngineFactory, gate: Gate
 ) -> None:
-    from tests.actors.test_ownership import crash
+    from tests.support.nodes import crash
 
     a, b = await _two_nodes(make_engine, redis_timeout_s=0.5)
     execution_id = await start(a, definition({"key": "work", "type": "task", "handler": "gate", "next": "e"}, END))

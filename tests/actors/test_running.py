@@ -11,7 +11,8 @@ from procengine.api.views import ControlRequest
 from procengine.errors import StateCorrupted
 from procengine.node.node import Node
 from procengine.store.codec import encode
-from tests.actors.conftest import CALLER, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 
 async def test_a_failing_task_is_retried_then_fails_the_execution(engine: Node) -> None:
@@ -120,7 +121,7 @@ async def test_a_signal_sent_before_the_wait_is_kept_for_it(engine: Node) -> Non
 
 
 async def test_the_contract_example_takes_the_premium_branch(engine: Node) -> None:
-    from tests.engine_example import ORDER_FULFILMENT
+    from tests.support.processes import ORDER_FULFILMENT
 
     execution_id = await start(engine, ORDER_FULFILMENT, {"order_id": "ORD-12345", "order_total": 599.99})
     await engine.signal(CALLER, execution_id, "approval", True)

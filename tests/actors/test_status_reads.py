@@ -18,7 +18,8 @@ from procengine.runtime.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store.codec import decode
 from procengine.store.executions import Commit
-from tests.actors.conftest import CALLER, definition, start, wait_element, wait_status
+from tests.support.nodes import CALLER, start, wait_element, wait_status
+from tests.support.processes import definition
 
 
 def _without_duration(view: ExecutionStatusView) -> dict[str, Any]:

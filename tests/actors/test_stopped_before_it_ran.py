@@ -8,7 +8,8 @@ import asyncio
 
 from procengine.actors.actor import ExecutionActor
 from procengine.api.views import ControlRequest
-from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element
+from tests.support.processes import definition
 
 WAIT = definition(
     {"key": "approve", "type": "wait-signal", "signal": "approval", "into": "approval", "next": "done"},

@@ -12,8 +12,8 @@ from redis.exceptions import ConnectionError
 from procengine.node.node import Node
 from procengine.store.executions import Commit, WriteResult
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_status
-from tests.actors.test_children import KYC, child_of, parent
+from tests.support.nodes import CALLER, Gate, child_of, events, start, wait_status
+from tests.support.processes import KYC, definition, parent
 
 
 async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_it(engine: Node, gate: Gate) -> None:

@@ -11,7 +11,8 @@ from procengine.api.views import ControlRequest, LogEntry
 from procengine.node.node import Node
 from procengine.store.executions import Commit, WriteResult
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import CALLER, EngineFactory, Gate, definition, start, wait_element, wait_status
+from tests.support.nodes import CALLER, EngineFactory, Gate, start, wait_element, wait_status
+from tests.support.processes import definition
 
 
 class HeldCheckpoint:

@@ -10,7 +10,8 @@ from procengine.api.views import ControlRequest
 from procengine.errors import InvalidTransition
 from procengine.node.node import Node
 from procengine.runtime.clock import parse_iso
-from tests.actors.conftest import CALLER, Gate, definition, events, start, wait_element, wait_status
+from tests.support.nodes import CALLER, Gate, events, start, wait_element, wait_status
+from tests.support.processes import definition
 
 WAIT = definition(
     {"key": "first", "type": "set-variable", "set": {"a": "1"}, "next": "approve"},

@@ -3,30 +3,16 @@ and `run`, which runs `procengine ...` in this process and gives its exit code a
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from procengine.cli import main
 from procengine.settings import Settings
-from tests.client.live_server import SHORT_PROCESS_YAML, live_server, tenant_settings
-
-
-@dataclass
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Run = Callable[..., Ran]
+from tests.support.cli import Ran, Run
+from tests.support.live_server import live_server, tenant_settings
+from tests.support.processes import SHORT_PROCESS_YAML
 
 
 @pytest.fixture

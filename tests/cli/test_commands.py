@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from procengine.client import Client
-from tests.cli.conftest import Run
-from tests.client.live_server import FAILING_PROCESS, WAIT_PROCESS
+from tests.support.cli import Run
+from tests.support.processes import FAILING_PROCESS, WAIT_PROCESS
 
 
 @pytest.fixture

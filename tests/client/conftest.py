@@ -8,7 +8,7 @@ import pytest
 
 from procengine.client import AsyncClient
 from procengine.settings import Settings
-from tests.client.live_server import live_server, tenant_settings
+from tests.support.live_server import live_server, tenant_settings
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from procengine.client import (
     Unauthorized,
     ValidationError,
 )
-from tests.client.live_server import SHORT_PROCESS_YAML, WAIT_PROCESS
+from tests.support.api import BASE
+from tests.support.processes import SHORT_PROCESS_YAML, WAIT_PROCESS
 
 
 async def _started(client: AsyncClient, **variables: int) -> StartResult:
@@ -107,7 +108,7 @@ async def test_the_status_table_probes_document_and_metrics(client_a: AsyncClien
     assert await client_a.health() == "ok"
     assert await client_a.ready() == "ready"
     document = await client_a.openapi()
-    assert document["openapi"].startswith("3.1") and "/api/v1/process-engine/executions/events" in document["paths"]
+    assert document["openapi"].startswith("3.1") and f"{BASE}/executions/events" in document["paths"]
     assert "procengine_" in await client_a.metrics()
 
 
@@ -210,7 +211,7 @@ async def test_tokens_come_from_arguments_or_the_environment(server_url: str, mo
     assert missing.value.status == 401 and "missing bearer token" in missing.value.message
     assert unknown.value.message == "unknown bearer token"
 
-    monkeypatch.setenv("PROCENGINE_URL", server_url + "/api/v1/process-engine/")  # the base path may be given
+    monkeypatch.setenv("PROCENGINE_URL", server_url + BASE + "/")  # the base path may be given
     monkeypatch.setenv("PROCENGINE_TOKEN", "tok-b")
     async with AsyncClient() as from_environment:
         assert from_environment.url == server_url

@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from procengine.client import AsyncClient, ConnectionFailed, Unavailable
+from tests.support.api import BASE
 
-BASE = "/api/v1/process-engine"
 STATUS: dict[str, Any] = {
     "executionID": 1,
     "processID": 1,

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from procengine.client import Client, InvalidTransition, NotFound
-from tests.client.live_server import SHORT_PROCESS_YAML, WAIT_PROCESS
+from tests.support.processes import SHORT_PROCESS_YAML, WAIT_PROCESS
 
 
 def test_every_call_blocks_and_answers_with_the_server_s_models(server_url: str) -> None:

@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from procengine.http import create_app
 from procengine.http.console.static_routes import SECURITY_HEADERS, STATIC_DIR, load_static
 from procengine.settings import Settings
-from tests.http.fake_engine import FakeEngine
+from tests.support.api import BASE
+from tests.support.fake_engine import FakeEngine
 
-BASE = "/api/v1/process-engine"
 Client = TestClient[web.Request, web.Application]
 
 CSP = (

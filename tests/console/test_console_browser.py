@@ -22,7 +22,9 @@ import pytest
 
 from procengine.http.console.static_routes import STATIC_DIR
 from procengine.store.embedded import RedisServer
-from tests.servers import BASE, REPO, Server, call, serving
+from tests.support.api import BASE
+from tests.support.paths import REPO
+from tests.support.servers import Server, call, serving
 
 CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import WAIT_PROCESS_BODY, Api, wait_for_status
-from tests.engine_example import ORDER_FULFILMENT_FAST_YAML as ORDER_FULFILMENT_YAML
-
-WAIT_PROCESS = WAIT_PROCESS_BODY
+from tests.support.api import BASE, Api, wait_for_status
+from tests.support.processes import ORDER_FULFILMENT_FAST_YAML as ORDER_FULFILMENT_YAML
+from tests.support.processes import WAIT_PROCESS
 
 
 async def started(api: Api, variables: dict[str, Any] | None = None) -> int:
@@ -278,7 +277,7 @@ async def test_concurrent_resumes_over_http_exactly_one_wins(api_a: Api) -> None
 
 async def test_missing_or_unknown_token_is_401(client: Any) -> None:
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
-        response = await client.get("/api/v1/process-engine/processes", headers=headers)
+        response = await client.get(BASE + "/processes", headers=headers)
         body = await response.json()
         assert (response.status, body["error"]["code"]) == (401, "UNAUTHORIZED")
     assert (await client.get("/health")).status == 200

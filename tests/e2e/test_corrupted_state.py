@@ -17,8 +17,8 @@ from procengine.http.app import create_app
 from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from tests.e2e.conftest import Api
-from tests.e2e.loss_process import loss_definition
+from tests.support.api import Api
+from tests.support.loss_process import loss_definition
 
 ROUNDS = 10
 FINAL = ("completed", "failed", "cancelled")

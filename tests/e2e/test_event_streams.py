@@ -13,7 +13,8 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 
 from procengine.node.node import Node
-from tests.e2e.conftest import BASE, WAIT_PROCESS_BODY, Api
+from tests.support.api import BASE, Api
+from tests.support.processes import WAIT_PROCESS
 
 
 async def events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
@@ -33,7 +34,7 @@ async def events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, An
 
 
 async def _started(api: Api) -> int:
-    _, registered = await api.call("POST", "/processes", json=WAIT_PROCESS_BODY)  # 201, or 200 the second time
+    _, registered = await api.call("POST", "/processes", json=WAIT_PROCESS)  # 201, or 200 the second time
     process = registered["data"]
     started = await api.ok(
         "POST",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from procengine.node.node import Node
-from tests.e2e.conftest import WAIT_PROCESS_BODY, Api, wait_for_status
+from tests.support.api import Api, wait_for_status
+from tests.support.processes import WAIT_PROCESS
 
 
 def sample(text: str, name: str) -> float:
@@ -17,7 +18,7 @@ def sample(text: str, name: str) -> float:
 
 
 async def test_a_scrape_shows_executions_elements_and_checkpoints(api_a: Api, client: Any, engine: Node) -> None:
-    process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS_BODY, expect=201)
+    process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS, expect=201)
     first = await api_a.ok(
         "POST",
         "/executions/processes",

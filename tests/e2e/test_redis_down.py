@@ -11,8 +11,9 @@ from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
-from tests.conftest import RedisServerFactory
-from tests.e2e.conftest import BASE, WAIT_PROCESS_BODY
+from tests.support.api import BASE
+from tests.support.processes import WAIT_PROCESS
+from tests.support.redis_servers import RedisServerFactory
 
 
 async def test_requests_get_503_while_redis_is_down_and_work_again_after(
@@ -27,7 +28,7 @@ async def test_requests_get_503_while_redis_is_down_and_work_again_after(
             Node(redis, configured, builtin_handlers()) as engine,
             TestClient(TestServer(create_app(engine, configured))) as client,
         ):
-            created = await client.post(f"{BASE}/processes", json=WAIT_PROCESS_BODY)
+            created = await client.post(f"{BASE}/processes", json=WAIT_PROCESS)
             assert created.status == 201
             server.kill()
 

@@ -18,8 +18,9 @@ from procengine.store.connection import connect
 from procengine.store.health import StoreHealth, _field
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
-from tests.actors.conftest import CALLER, definition, start, wait_element
-from tests.conftest import RedisServerFactory
+from tests.support.nodes import CALLER, start, wait_element
+from tests.support.processes import definition
+from tests.support.redis_servers import RedisServerFactory
 
 WAIT = definition({"key": "w", "type": "wait-signal", "signal": "go"})
 

@@ -34,9 +34,9 @@ from procengine.store.connection import connect
 from procengine.store.embedded import RedisServer
 from procengine.store.executions import Commit, ExecutionStore, Outcome, WriteResult
 from procengine.tasks import builtin_handlers
-from tests.conftest import RedisServerFactory
-from tests.e2e.conftest import Api
-from tests.e2e.loss_process import completed_twice, loss_definition
+from tests.support.api import Api
+from tests.support.loss_process import completed_twice, loss_definition
+from tests.support.redis_servers import RedisServerFactory
 
 ROUNDS = 6
 LOAD_BEFORE_S = 1.5

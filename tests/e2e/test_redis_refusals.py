@@ -14,12 +14,13 @@ from procengine.settings import Settings
 from procengine.store.failures import COUNTER_MAX
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
-from tests.conftest import RedisServerFactory
-from tests.e2e.conftest import WAIT_PROCESS_BODY, Api
+from tests.support.api import BASE, Api
+from tests.support.processes import WAIT_PROCESS
+from tests.support.redis_servers import RedisServerFactory
 
 
 async def _refused(api: Api, method: str, path: str, **kwargs: Any) -> tuple[str, dict[str, str]]:
-    response = await api.client.request(method, "/api/v1/process-engine" + path, headers=api.headers, **kwargs)
+    response = await api.client.request(method, BASE + path, headers=api.headers, **kwargs)
     body = await response.json()
     assert (response.status, body["success"], body["error"]["code"]) == (503, False, "UNAVAILABLE"), body
     assert "Traceback" not in str(body)
@@ -31,7 +32,7 @@ async def test_a_start_with_an_id_counter_at_its_maximum_is_503_naming_the_count
     api_a: Api, redis: Redis, settings: Settings, counter: str
 ) -> None:
     # given a registered process and an id counter at 2^63-1
-    process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS_BODY, expect=201)
+    process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS, expect=201)
     key = Keys(settings.prefix).sequence(counter)
     await redis.set(key, COUNTER_MAX)
     # when a start needs a new id, then 503 says which counter ran out and that a retry will not help
@@ -52,7 +53,7 @@ async def test_registering_with_the_process_counter_at_its_maximum_is_503(
     api_a: Api, redis: Redis, settings: Settings
 ) -> None:
     await redis.set(Keys(settings.prefix).sequence("process"), COUNTER_MAX)
-    message, _ = await _refused(api_a, "POST", "/processes", json=WAIT_PROCESS_BODY)
+    message, _ = await _refused(api_a, "POST", "/processes", json=WAIT_PROCESS)
     assert "seq:process" in message and "maximum" in message
 
 
@@ -60,7 +61,7 @@ async def test_a_key_of_the_wrong_type_is_503_with_what_redis_said(
     api_a: Api, redis: Redis, settings: Settings
 ) -> None:
     # given an execution whose hash an operator overwrote with a string
-    process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS_BODY, expect=201)
+    process = await api_a.ok("POST", "/processes", json=WAIT_PROCESS, expect=201)
     start = {"processID": process["processID"], "variables": {"amount": 1}}
     started = await api_a.ok("POST", "/executions/processes", json=start, expect=201)
     execution_id = started["executionID"]
@@ -86,12 +87,12 @@ async def test_a_store_out_of_memory_is_503_for_writes_and_reads_still_work(
             TestClient(TestServer(create_app(engine, configured))) as client,
         ):
             api = Api(client, None)
-            process = await api.ok("POST", "/processes", json=WAIT_PROCESS_BODY, expect=201)
+            process = await api.ok("POST", "/processes", json=WAIT_PROCESS, expect=201)
             # given Redis at its memory limit with nothing to evict
             await redis.config_set("maxmemory-policy", "noeviction")
             await redis.config_set("maxmemory", 1)
             # then writes are refused with Redis's reason
-            message, _ = await _refused(api, "POST", "/processes", json={**WAIT_PROCESS_BODY, "name": "v2"})
+            message, _ = await _refused(api, "POST", "/processes", json={**WAIT_PROCESS, "name": "v2"})
             assert "(OutOfMemoryError)" in message and "maxmemory" in message
             message, _ = await _refused(api, "POST", "/executions/processes", json={"processID": 1})
             assert "(OutOfMemoryError)" in message

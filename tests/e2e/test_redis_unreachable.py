@@ -24,9 +24,9 @@ from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
-from tests.conftest import RedisServerFactory
-from tests.e2e.conftest import BASE, Api
-from tests.e2e.loss_process import completed_twice, loss_definition
+from tests.support.api import BASE, Api
+from tests.support.loss_process import completed_twice, loss_definition
+from tests.support.redis_servers import RedisServerFactory
 
 ROUNDS = 8
 EXECUTIONS = 20

@@ -14,7 +14,8 @@ from procengine.http.app import create_app
 from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from tests.e2e.conftest import TOKENS, WAIT_PROCESS_BODY, Api, wait_for_status
+from tests.support.api import TOKENS, Api, wait_for_status
+from tests.support.processes import WAIT_PROCESS
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ async def nodes(redis: Redis, settings: Settings) -> AsyncIterator[tuple[Api, Ap
 
 
 async def _waiting_on_a(a: Api) -> int:
-    process = await a.ok("POST", "/processes", json=WAIT_PROCESS_BODY, expect=201)
+    process = await a.ok("POST", "/processes", json=WAIT_PROCESS, expect=201)
     start = {"processID": process["processID"], "variables": {"amount": 21}}
     execution_id: int = (await a.ok("POST", "/executions/processes", json=start, expect=201))["executionID"]
     async with asyncio.timeout(5):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from procengine.engine.definitions import ProcessDefinition
-from tests.engine.support import ORDER_FULFILMENT_YAML
+from tests.support.processes import ORDER_FULFILMENT_YAML
 
 
 @pytest.fixture

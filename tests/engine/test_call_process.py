@@ -7,7 +7,7 @@ from typing import Any
 
 from procengine.engine.interpreter import AwaitChild, ElementFailed, Progressed, StartChild, ThreadEnded
 from procengine.engine.state import StackEntry
-from tests.engine.support import definition, start
+from tests.support.interpreter import definition, start
 
 CALL: dict[str, Any] = {
     "key": "kyc",

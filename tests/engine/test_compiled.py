@@ -9,7 +9,7 @@ import pytest
 from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.definitions import ProcessDefinition
 from procengine.errors import ValidationFailed
-from tests.engine.support import definition
+from tests.support.interpreter import definition
 
 
 def _set(key: str, next_: str | None = None, **values: str) -> dict[str, Any]:

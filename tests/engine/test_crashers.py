@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.servers import REPO
+from tests.support.paths import REPO
 
 CHILD = textwrap.dedent(
     """

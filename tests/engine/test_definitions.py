@@ -19,7 +19,7 @@ from procengine.engine.definitions import (
     WaitSignalElement,
     successors,
 )
-from tests.engine.support import ORDER_FULFILMENT_YAML
+from tests.support.processes import ORDER_FULFILMENT_YAML
 
 
 def test_the_contract_example_parses_with_every_field(order_definition: ProcessDefinition) -> None:

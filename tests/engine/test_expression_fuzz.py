@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from tests.servers import REPO
+from tests.support.paths import REPO
 
 LONG = bool(os.environ.get("FUZZ_LONG"))
 

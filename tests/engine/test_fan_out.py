@@ -22,7 +22,7 @@ from procengine.engine.interpreter import (
 from procengine.engine.state import state_from_docs
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
-from tests.engine.support import Run, definition, start
+from tests.support.interpreter import Run, definition, start
 
 Handler = Callable[[dict[str, Any]], Any]
 

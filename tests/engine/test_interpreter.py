@@ -15,7 +15,7 @@ from procengine.engine.interpreter import (
     Sleep,
     ThreadEnded,
 )
-from tests.engine.support import definition, start
+from tests.support.interpreter import definition, start
 
 
 def _task(key: str, next_: str | None = None, **fields: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from procengine.engine.interpreter import (
 )
 from procengine.errors import LimitExceeded
 from procengine.store.codec import encode
-from tests.engine.support import Run, definition
+from tests.support.interpreter import Run, definition
 
 LIMIT = MEMORY_RESERVE + 16 * 1024
 

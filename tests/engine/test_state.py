@@ -11,7 +11,7 @@ from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import RunTask, Sleep
 from procengine.engine.state import ExecutionState, StackEntry, ThreadProgress, state_from_docs
 from procengine.errors import StateCorrupted
-from tests.engine.support import Run, definition, start
+from tests.support.interpreter import Run, definition, start
 
 SAVED_AT = "2026-02-02T10:30:00Z"
 

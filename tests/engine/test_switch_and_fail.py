@@ -10,7 +10,7 @@ import pytest
 from procengine.engine.interpreter import ElementFailed, ThreadEnded
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
-from tests.engine.support import definition, start
+from tests.support.interpreter import definition, start
 
 
 def _switch(default: str | None = "other") -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from procengine.engine.interpreter import AwaitSignal, ElementFailed, Sleep, ThreadEnded
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
-from tests.engine.support import definition, start
+from tests.support.interpreter import definition, start
 
 APPROVAL: dict[str, Any] = {
     "key": "approval",

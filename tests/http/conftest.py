@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from procengine.api.service import NodeService
 from procengine.http import create_app
 from procengine.settings import Settings
-from tests.http.fake_engine import FakeEngine
-
-BASE = "/api/v1/process-engine"
-TOKENS = {"tok-a": "tenant-a", "tok-b": "tenant-b"}
-
-Client = TestClient[web.Request, web.Application]
-ClientFactory = Callable[..., Awaitable[Client]]
-
-ORDER_DEFINITION: dict[str, Any] = {
-    "key": "order-fulfilment",
-    "name": "Order fulfilment",
-    "threads": [
-        {
-            "key": "main",
-            "elements": [
-                {"key": "fetch_order", "type": "task", "handler": "echo", "next": "done"},
-                {"key": "done", "type": "end"},
-            ],
-        }
-    ],
-}
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.support.api import TOKENS
+from tests.support.fake_engine import FakeEngine
+from tests.support.front_door import Client, ClientFactory
 
 
 @pytest.fixture

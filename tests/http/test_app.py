@@ -8,7 +8,7 @@ import procengine.http
 from procengine.http.app import check_bind_allowed, create_app, is_loopback
 from procengine.http.context import ENGINE_KEY, SETTINGS_KEY
 from procengine.settings import Settings
-from tests.http.fake_engine import FakeEngine
+from tests.support.fake_engine import FakeEngine
 
 
 def test_the_public_api_is_pinned() -> None:

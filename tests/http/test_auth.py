@@ -8,10 +8,10 @@ import re
 import pytest
 
 from procengine.api.service import Caller
-from tests.http.conftest import BASE, ORDER_DEFINITION, Client, auth
-from tests.http.fake_engine import FakeEngine
-from tests.http.test_errors import error_of
-from tests.http.test_routes import EXECUTIONS
+from tests.support.api import BASE, auth
+from tests.support.fake_engine import FakeEngine
+from tests.support.front_door import EXECUTIONS, Client, error_of
+from tests.support.processes import ORDER_DEFINITION
 
 
 @pytest.mark.parametrize(

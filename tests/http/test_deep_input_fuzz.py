@@ -28,8 +28,8 @@ from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.embedded import RedisServer
 from procengine.tasks import builtin_handlers
-from tests.client.live_server import WAIT_PROCESS
-from tests.http.conftest import BASE
+from tests.support.api import BASE
+from tests.support.processes import WAIT_PROCESS
 
 pytestmark = pytest.mark.fuzz
 

@@ -14,23 +14,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from procengine.errors import Fenced, StateCorrupted
 from procengine.http.watch import STORE_CHECK_S
 from procengine.store.failures import store_failure
-from tests.http.conftest import BASE, ORDER_DEFINITION, Client, ClientFactory
-from tests.http.fake_engine import FakeEngine
-from tests.http.test_routes import EXECUTIONS, started
+from tests.support.api import BASE
+from tests.support.fake_engine import FakeEngine
+from tests.support.front_door import EXECUTIONS, Client, ClientFactory, error_of, started
+from tests.support.processes import ORDER_DEFINITION
 
 YAML = {"Content-Type": "application/yaml"}
-
-
-async def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
-    """Given an answer, then it is the error envelope with `status` and `code`; returns its `error`."""
-    assert response.status == status, await response.text()
-    body = await response.json()
-    assert body["success"] is False
-    assert set(body) == {"success", "error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    return dict(body["error"])
 
 
 # --- 400 -------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from procengine.http.app import create_app
 from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-from tests.http.conftest import BASE
+from tests.support.api import BASE
 
 Client = TestClient[Any, Any]
 TOKEN = "tok-a"

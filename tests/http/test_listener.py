@@ -17,7 +17,8 @@ from aiohttp import web
 from procengine.http import create_app
 from procengine.http.listener import GuardedSite
 from procengine.settings import Settings
-from tests.http.fake_engine import FakeEngine
+from tests.support.api import BASE
+from tests.support.fake_engine import FakeEngine
 
 SLOW_SOCKETS = 300
 HEAD_DEADLINE_S = 0.5
@@ -121,7 +122,7 @@ async def test_a_slow_body_is_not_cut_by_the_head_deadline(listen: Listen) -> No
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(site))
     body = b'{"reason": "slow but steady"}'
     writer.write(
-        b"POST /api/v1/process-engine/executions/processes/1/pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"POST {BASE}/executions/processes/1/pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
         + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
     for chunk in (body[:10], body[10:20], body[20:]):

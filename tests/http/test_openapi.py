@@ -13,8 +13,9 @@ from procengine.http.openapi import build_openapi
 from procengine.http.routes import ROUTES
 from procengine.http.spec import RouteSpec
 from procengine.settings import Settings
-from tests.http.conftest import BASE, Client
-from tests.http.fake_engine import FakeEngine
+from tests.support.api import BASE
+from tests.support.fake_engine import FakeEngine
+from tests.support.front_door import Client
 
 
 @pytest.fixture

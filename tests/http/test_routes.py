@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from procengine.api.views import ControlRequest, StartRequest
-from tests.http.conftest import BASE, ORDER_DEFINITION, Client
-from tests.http.fake_engine import FakeEngine
-
-EXECUTIONS = f"{BASE}/executions/processes"
-
-
-async def started(client: Client, **start: Any) -> int:
-    """Register the order definition and start it; the new execution's id."""
-    await client.post(f"{BASE}/processes", json=ORDER_DEFINITION)
-    response = await client.post(EXECUTIONS, json={"processKey": "order-fulfilment", **start})
-    assert response.status == 201
-    body = await response.json()
-    return int(body["data"]["executionID"])
+from tests.support.api import BASE
+from tests.support.fake_engine import FakeEngine
+from tests.support.front_door import EXECUTIONS, Client, started
+from tests.support.processes import ORDER_DEFINITION
 
 
 async def test_register_is_201_then_200_for_an_identical_body(client: Client) -> None:

@@ -25,7 +25,9 @@ from typing import Any, Final
 import pytest
 
 from procengine.settings import Settings
-from tests.client.live_server import SHORT_PROCESS_YAML, TOKENS, WAIT_PROCESS, live_server
+from tests.support.api import BASE, TOKENS
+from tests.support.live_server import live_server
+from tests.support.processes import SHORT_PROCESS_YAML, WAIT_PROCESS
 
 pytestmark = pytest.mark.fuzz
 
@@ -34,7 +36,6 @@ MAX_EXAMPLES: Final = 100 if LONG else 10
 TIMEOUT_S: Final = 3600 if LONG else 120
 SEED: Final = None if LONG else 20261201
 """A fixed seed in `make test`, so that a red run can be replayed; a fresh one in `make fuzz`."""
-BASE: Final = "/api/v1/process-engine"
 TOKEN: Final = "tok-a"
 HOOKS: Final = Path(__file__).with_name("schemathesis_hooks.py")
 """The one failure this API refuses on purpose, dropped narrowly (see the module)."""

@@ -13,7 +13,8 @@ from procengine.runtime.clock import iso
 from procengine.settings import Settings
 from procengine.store.codec import decode
 from procengine.tasks import HandlerRegistry
-from tests.actors.conftest import CALLER, EngineFactory, definition, start, wait_element
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element
+from tests.support.processes import definition
 
 
 async def test_a_paused_execution_writes_exactly_the_documented_keys(

@@ -19,54 +19,7 @@ from procengine.http.app import create_app
 from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
-
-TOKENS = {"tok-a": "tenant-a", "tok-b": "tenant-b"}
-
-WAIT_PROCESS: dict[str, Any] = {
-    "key": "approval",
-    "name": "Wait for approval",
-    "threads": [
-        {
-            "key": "main",
-            "elements": [
-                {"key": "set", "type": "set-variable", "set": {"total": "amount * 2"}, "next": "wait"},
-                {"key": "wait", "type": "wait-signal", "signal": "approve", "into": "approval", "next": "end"},
-                {"key": "end", "type": "end"},
-            ],
-        }
-    ],
-}
-"""Runs until it gets the signal `approve`: long enough to pause, resume and cancel."""
-
-SHORT_PROCESS_YAML = """\
-key: short
-name: Two threads and a short nap
-threads:
-  - key: main
-    elements:
-      - {key: hello, type: task, handler: echo, input: {greeting: "'hello'"}, next: nap}
-      - {key: nap, type: delay, durationMs: 300, next: done}
-      - {key: done, type: end}
-  - key: side
-    elements:
-      - {key: mark, type: set-variable, set: {marked: "true"}, next: over}
-      - {key: over, type: end}
-"""
-"""Ends by itself, completed, about 300 ms after its start."""
-
-FAILING_PROCESS: dict[str, Any] = {
-    "key": "failing",
-    "threads": [
-        {
-            "key": "main",
-            "elements": [
-                {"key": "boom", "type": "task", "handler": "fail", "input": {"message": "'no luck'"}, "next": "end"},
-                {"key": "end", "type": "end"},
-            ],
-        }
-    ],
-}
-"""Fails at once (the built-in `fail` handler, no retries)."""
+from tests.support.api import TOKENS
 
 
 def tenant_settings(settings: Settings, **changes: Any) -> Settings:

@@ -1,5 +1,5 @@
 """Task handlers for tests that need a node to die in the middle of an element:
-`procengine serve --handlers tests.crash_handlers` from the repository root."""
+`procengine serve --handlers tests.support.crash_handlers` from the repository root."""
 
 from __future__ import annotations
 

@@ -8,29 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-BASE = "/api/v1/process-engine"
-REPO = Path(__file__).resolve().parent.parent
-STEPS_PROCESS = {
-    "key": "steps",
-    "threads": [
-        {
-            "key": "main",
-            "elements": [
-                {"key": "before", "type": "set-variable", "set": {"a": "1"}, "next": "nap"},
-                {"key": "nap", "type": "delay", "durationMs": 1500, "next": "work"},
-                {"key": "work", "type": "task", "handler": "sleep", "input": {"ms": "1500"}, "next": "after"},
-                {"key": "after", "type": "set-variable", "set": {"b": "a + 1"}, "next": "end"},
-                {"key": "end", "type": "end"},
-            ],
-        }
-    ],
-}
-"""A delay and a task, each long enough to kill a server in the middle of it."""
+from tests.support.api import BASE
+from tests.support.paths import REPO
+from tests.support.polling import poll
 
 
 class Server:
@@ -107,19 +91,23 @@ async def element_status(
     session: aiohttp.ClientSession, server: Server, execution_id: int, key: str, status: str
 ) -> None:
     """Wait until the element `key` of the execution shows `status`."""
-    async with asyncio.timeout(30):
-        while True:
-            items = (await call(session, server, "GET", f"/executions/processes/{execution_id}/elements"))["items"]
-            if any(e["key"] == key and e["status"] == status for e in items):
-                return
-            await asyncio.sleep(0.05)
+
+    async def items() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (
+            await call(session, server, "GET", f"/executions/processes/{execution_id}/elements")
+        )["items"]
+        return found
+
+    await poll(
+        items, lambda found: any(e["key"] == key and e["status"] == status for e in found), within=30, every=0.05
+    )
 
 
 async def final_status(session: aiohttp.ClientSession, server: Server, execution_id: int) -> dict[str, Any]:
     """Wait until the execution is neither running nor paused; its status answer."""
-    async with asyncio.timeout(30):
-        while True:
-            status: dict[str, Any] = await call(session, server, "GET", f"/executions/processes/{execution_id}/status")
-            if status["status"] not in ("running", "paused"):
-                return status
-            await asyncio.sleep(0.05)
+
+    async def status() -> dict[str, Any]:
+        found: dict[str, Any] = await call(session, server, "GET", f"/executions/processes/{execution_id}/status")
+        return found
+
+    return await poll(status, lambda found: found["status"] not in ("running", "paused"), within=30, every=0.05)

@@ -16,7 +16,7 @@ from procengine.client import Client
 from procengine.client.errors import ConnectionFailed, Unavailable
 from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
-from tests.servers import Server, ServerFactory
+from tests.support.servers import Server, ServerFactory
 
 T = TypeVar("T")
 

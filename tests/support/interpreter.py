@@ -1,4 +1,5 @@
-"""Helpers for the engine tests: build a definition from plain dicts, drive a thread until it must wait."""
+"""Driving the pure interpreter (`engine/`) in tests: build a definition from plain dicts, drive a thread until
+it must wait."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import ElementEvent, Interpreter, Outcome, Progressed, Step
 from procengine.engine.state import ExecutionState
-from tests.engine_example import ORDER_FULFILMENT_YAML
 
-__all__ = ["ORDER_FULFILMENT_YAML", "Run", "definition"]
+__all__ = ["Run", "definition", "start"]
 
 
 def definition(*elements: dict[str, Any], key: str = "p", **threads: list[dict[str, Any]]) -> ProcessDefinition:
