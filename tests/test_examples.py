@@ -3,7 +3,6 @@ the way, they take the path their definition says."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +11,7 @@ import aiohttp
 import pytest
 
 from procengine.store.embedded import RedisServer
+from tests.support.polling import poll
 from tests.support.servers import ServerFactory, call, element_status, final_status, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -115,31 +115,32 @@ async def _fan_out(session: aiohttp.ClientSession, server: Any, execution_id: in
 
 async def _children(session: aiohttp.ClientSession, server: Any, execution_id: int) -> list[int]:
     """The execution's children, once it has one."""
-    async with asyncio.timeout(30):
-        while True:
-            children: list[int] = (await call(session, server, "GET", f"/executions/processes/{execution_id}/status"))[
-                "children"
-            ]
-            if children:
-                return children
-            await asyncio.sleep(0.05)
+    status = await poll(
+        lambda: call(session, server, "GET", f"/executions/processes/{execution_id}/status"),
+        lambda status: bool(status["children"]),
+        within=30,
+        every=0.05,
+    )
+    children: list[int] = status["children"]
+    return children
 
 
 async def _adopted(session: aiohttp.ClientSession, server: Any, execution_id: int) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            if any(entry["event"] == "adopted" for entry in await _log(session, server, execution_id)):
-                return
-            await asyncio.sleep(0.05)
+    await poll(
+        lambda: _log(session, server, execution_id),
+        lambda log: any(entry["event"] == "adopted" for entry in log),
+        within=30,
+        every=0.05,
+    )
 
 
 async def _until_ended(session: aiohttp.ClientSession, server: Any, execution_id: int, ended: int) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            parent = (await _fan_out(session, server, execution_id))["parent"]
-            if parent is not None and "branches" in parent and parent["branches"]["ended"] >= ended:
-                return
-            await asyncio.sleep(0.05)
+    def has_ended(parent: dict[str, Any] | None) -> bool:
+        return parent is not None and "branches" in parent and parent["branches"]["ended"] >= ended
+
+    await poll(
+        lambda: _fan_out(session, server, execution_id), lambda found: has_ended(found["parent"]), within=30, every=0.05
+    )
 
 
 async def test_the_import_fans_out_four_at_a_time_across_a_pause_and_a_killed_node(serve: ServerFactory) -> None:

@@ -25,6 +25,7 @@ from procengine.store.codec import encode
 from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
+from tests.support.polling import poll
 
 CALLER = Caller("default", "default", "r")
 OTHER = Caller("other", "other", "r")
@@ -59,11 +60,10 @@ class Running:
 
     async def until(self, caller: Caller, execution_id: int, element: str) -> None:
         """Wait until `element` runs: the execution has settled on its wait."""
-        async with asyncio.timeout(10):
-            while True:  # polling what the engine has stored: there is no event to wait on
-                if element in {e.key for e in (await self.engine.elements(caller, execution_id)).items}:
-                    return
-                await asyncio.sleep(0.01)
+        # polling what the engine has stored: there is no event to wait on
+        await poll(
+            lambda: self.engine.elements(caller, execution_id), lambda found: element in {e.key for e in found.items}
+        )
 
     async def paused(self, **variables: Any) -> int:
         execution_id = await self.start(**variables)

@@ -12,6 +12,7 @@ import pytest
 
 from procengine.store.embedded import RedisServer
 from tests.support.api import BASE
+from tests.support.polling import until
 from tests.support.servers import ServerFactory, call, final_status, serving
 
 DEADLY = {
@@ -55,12 +56,8 @@ async def test_an_element_that_kills_every_node_is_quarantined_and_the_last_node
             nodes[0].url + BASE + "/executions/processes", json={"processKey": "deadly"}
         ) as response:
             execution_id = (await response.json())["data"]["executionID"]
-        async with asyncio.timeout(60):
-            while True:
-                dead = [node for node in nodes if node.process.returncode is not None]
-                if len(dead) == 2:
-                    break
-                await asyncio.sleep(0.05)
+        await until(lambda: sum(node.process.returncode is not None for node in nodes) == 2, within=60, every=0.05)
+        dead = [node for node in nodes if node.process.returncode is not None]
         (survivor,) = [node for node in nodes if node.process.returncode is None]
 
         # then the third node fails it instead of running it, and keeps serving

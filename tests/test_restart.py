@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from procengine.store.embedded import RedisServer
+from tests.support.polling import poll
 from tests.support.processes import STEPS_PROCESS
 from tests.support.servers import ServerFactory, call, element_status, serving
 
@@ -38,12 +39,12 @@ async def test_kill_9_in_a_delay_and_in_a_task_then_restart_completes_once(serve
         second.kill9()
 
         third = await serve()
-        async with asyncio.timeout(30):
-            while True:
-                status = await call(session, third, "GET", f"/executions/processes/{execution_id}/status")
-                if status["status"] != "running":
-                    break
-                await asyncio.sleep(0.05)
+        status = await poll(
+            lambda: call(session, third, "GET", f"/executions/processes/{execution_id}/status"),
+            lambda status: status["status"] != "running",
+            within=30,
+            every=0.05,
+        )
 
         assert status["status"] == "completed" and status["progress"]["completedNodes"] == 5
         log = (await call(session, third, "GET", f"/executions/processes/{execution_id}/log"))["items"]
@@ -77,12 +78,12 @@ async def test_sigterm_drains_and_another_server_adopts_at_once(serve: ServerFac
         errors = (await first.process.stderr.read()).decode()
         assert "Traceback" not in errors and "was destroyed but it is pending" not in errors, errors
 
-        async with asyncio.timeout(10):  # adopted and finished long before the 60 s heartbeat would expire
-            while True:
-                status = await call(session, second, "GET", f"/executions/processes/{execution_id}/status")
-                if status["status"] != "running":
-                    break
-                await asyncio.sleep(0.05)
+        status = await poll(  # adopted and finished long before the 60 s heartbeat would expire
+            lambda: call(session, second, "GET", f"/executions/processes/{execution_id}/status"),
+            lambda status: status["status"] != "running",
+            within=10,
+            every=0.05,
+        )
         assert status["status"] == "completed"
         log = (await call(session, second, "GET", f"/executions/processes/{execution_id}/log"))["items"]
         assert [e["event"] for e in log].count("adopted") == 1

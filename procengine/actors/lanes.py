@@ -48,6 +48,9 @@ __all__ = ["LaneRunners"]
 
 log = logging.getLogger(__name__)
 
+REAP_S = 5.0
+"""How long a cancelled task may take to end before it is left behind (a module constant: tests shorten it)."""
+
 
 class LaneRunners:
     def __init__(
@@ -193,12 +196,12 @@ class LaneRunners:
         self.writer.discard_unwritten()
         self._wakeups = {}
 
-    async def _reap(self, tasks: list[asyncio.Task[Any]], timeout_s: float = 5.0) -> None:
-        """Wait for cancelled tasks, but not forever: one that ignores cancellation (a handler swallowing
+    async def _reap(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Wait for cancelled tasks, but not forever (`REAP_S`): one that ignores cancellation (a handler swallowing
         CancelledError) is logged and kept in a set until it ends, instead of hanging the actor."""
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        _, pending = await asyncio.wait(tasks, timeout=REAP_S)
         for task in pending:
             log.error(
                 "execution %s: task %s ignores cancellation; leaving it behind", self.execution_id, task.get_name()

@@ -17,6 +17,7 @@ from procengine.store.connection import connect
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
 from tests.support.nodes import CALLER, EngineFactory, events, start, wait_element, wait_status
+from tests.support.polling import poll
 from tests.support.processes import WAIT
 from tests.support.redis_servers import RedisServerFactory
 
@@ -60,12 +61,12 @@ async def published(redis: Redis, engine: Node, body: object) -> None:
 
 
 async def wait_event(engine: Node, execution_id: int, event: str) -> dict[str, object]:
-    async with asyncio.timeout(5):
-        while True:
-            for entry in (await engine.log(CALLER, execution_id)).items:
-                if entry.event == event:
-                    return entry.detail
-            await asyncio.sleep(0.01)
+    async def first() -> dict[str, object] | None:
+        return next((e.detail for e in (await engine.log(CALLER, execution_id)).items if e.event == event), None)
+
+    detail = await poll(first, lambda found: found is not None, within=5)
+    assert detail is not None
+    return detail
 
 
 async def test_publish_pause_resume_cancel_act_like_rest(engine: Node, redis: Redis) -> None:

@@ -11,6 +11,7 @@ from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import Unavailable
 from procengine.node.node import Node
 from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
+from tests.support.polling import poll
 from tests.support.processes import definition
 
 END = {"key": "e", "type": "end"}
@@ -24,11 +25,8 @@ async def _owner(engine: Node, execution_id: int) -> str:
 
 
 async def _until_owned_by(engine: Node, execution_id: int) -> None:
-    async with asyncio.timeout(10):
-        while True:  # polled: what the owner field says is the point
-            if await _owner(engine, execution_id) == engine.node_id:
-                return
-            await asyncio.sleep(0.01)
+    # polled: what the owner field says is the point
+    await poll(lambda: _owner(engine, execution_id), lambda owner: owner == engine.node_id)
 
 
 async def test_a_draining_node_finishes_its_tasks_and_another_adopts_at_once(

@@ -4,6 +4,7 @@ task at once, and after a failover (every heartbeat gone together) no node takes
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from procengine.errors import Fenced
 from procengine.node.node import Node
 from procengine.tasks import HandlerRegistry
 from tests.support.nodes import CALLER, EngineFactory, start, wait_element
+from tests.support.polling import poll
 from tests.support.processes import definition
 
 HELD = definition({"key": "work", "type": "task", "handler": "hold", "next": "e"}, {"key": "e", "type": "end"})
@@ -121,9 +123,8 @@ async def test_after_a_failover_no_node_takes_a_live_nodes_executions(make_engin
 
     # then neither node takes the other's executions: not before its own heartbeat is back, nor in the TTL after
     assert (await a.reconcile(), await b.reconcile()) == (0, 0)
-    for node in (a, b):
-        async with asyncio.timeout(2):
-            await _heartbeat_back(redis, node)
+    for node in (a, b):  # renewed by the node's own heartbeat task
+        await poll(functools.partial(redis.exists, node.keys.node(node.node_id)), within=2)
     assert (await a.reconcile(), await b.reconcile()) == (0, 0)
     assert await a.store.many_fields(on_a + on_b, ["owner", "epoch"]) == before
 
@@ -134,18 +135,12 @@ async def test_after_a_failover_no_node_takes_a_live_nodes_executions(make_engin
     b._background = []
     await b.registry.stop_all()
     await redis.delete(b.keys.node(b.node_id))
-    async with asyncio.timeout(5):
-        while True:
-            if {row["owner"] for row in await a.store.many_fields(on_b, ["owner"])} == {a.node_id}:
-                break
-            await asyncio.sleep(0.05)
-
-
-async def _heartbeat_back(redis: Redis, node: Node) -> None:
-    while True:  # renewed by the node's own heartbeat task
-        if await redis.exists(node.keys.node(node.node_id)):
-            return
-        await asyncio.sleep(0.01)
+    await poll(
+        lambda: a.store.many_fields(on_b, ["owner"]),
+        lambda rows: {row["owner"] for row in rows} == {a.node_id},
+        within=5,
+        every=0.05,
+    )
 
 
 async def test_a_write_refused_by_the_epoch_names_the_new_owner(

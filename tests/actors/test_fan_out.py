@@ -128,7 +128,7 @@ async def test_pause_in_the_middle_of_a_fan_out_freezes_every_lane_and_resume_fi
     status = await engine.status(CALLER, execution_id)
     assert 0 < status.progress.percentage < 100
 
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # time for a lane to start, if anything would start one: no event tells of nothing
     assert len(lanes.calls) == calls_at_pause  # nothing runs while paused
 
     await engine.resume(CALLER, execution_id, ControlRequest())

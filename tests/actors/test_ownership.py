@@ -10,6 +10,7 @@ from procengine.api.views import ControlRequest
 from procengine.node.node import Node
 from procengine.store.executions import Commit, LogRecord, Outcome
 from tests.support.nodes import CALLER, EngineFactory, Gate, crash, events, start, wait_element, wait_status
+from tests.support.polling import poll
 from tests.support.processes import definition
 
 
@@ -85,11 +86,7 @@ async def test_a_dead_nodes_running_executions_are_adopted_and_finish(make_engin
 
     assert [e for e in await events(second, delayed)].count(("element-completed", "nap")) == 1
     assert "adopted" in [e for e, _ in await events(second, delayed)]
-    owner = (await second.store.fields(waiting))["owner"]
-    async with asyncio.timeout(5):
-        while owner != second.node_id:
-            await asyncio.sleep(0.02)
-            owner = (await second.store.fields(waiting))["owner"]
+    await poll(lambda: second.store.fields(waiting), lambda fields: fields["owner"] == second.node_id, within=5)
     await second.signal(CALLER, waiting, "s", 1)
     assert await wait_status(second, waiting, "completed") == "completed"
     assert (await second.status(CALLER, paused)).status == "paused"
@@ -107,7 +104,8 @@ async def test_a_node_without_the_handlers_does_not_adopt(make_engine: EngineFac
     owner = (await first.store.fields(execution_id))["owner"]
 
     async with Node(redis, first.settings, builtin_handlers()) as lacking:  # no "gate" here
-        await asyncio.sleep(first.settings.node_ttl_ms / 1000)  # the first node's heartbeat expires
+        # the first node's heartbeat expires (a Redis TTL: real time)
+        await poll(lambda: redis.exists(first.keys.node(first.node_id)), lambda found: found == 0, within=5)
         assert await lacking.reconcile() == 0
 
     fields = await first.store.fields(execution_id)
@@ -127,12 +125,11 @@ async def test_many_orphans_are_adopted_together_and_a_broken_one_does_not_hold_
     await redis.hset(f"{first.settings.prefix}:exec:{{{broken}}}:state", "memory", b"\xc1 not msgpack")
 
     second = await make_engine()
-    async with asyncio.timeout(10):
-        while True:
-            rows = await second.store.many_fields(ids, ["status", "owner"])
-            if all(row["owner"] == second.node_id or row["status"] == "failed" for row in rows):
-                break
-            await asyncio.sleep(0.05)
+    rows = await poll(
+        lambda: second.store.many_fields(ids, ["status", "owner"]),
+        lambda rows: all(row["owner"] == second.node_id or row["status"] == "failed" for row in rows),
+        every=0.05,
+    )
 
     assert (await second.status(CALLER, broken)).status == "failed"  # unreadable while running: failed, visibly
     adopted = [i for i, row in zip(ids, rows, strict=True) if row["owner"] == second.node_id and i != broken]

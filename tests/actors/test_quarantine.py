@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
 from procengine.api.views import ControlRequest
 from procengine.node.node import Node
 from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
+from tests.support.polling import poll
 from tests.support.processes import definition
 
 WORK = definition(
@@ -32,15 +32,6 @@ async def kill(engine: Node, redis: Redis) -> None:
     engine._background = []
     await engine.registry.stop_all()
     await redis.delete(engine.keys.node(engine.node_id))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 5.0) -> None:
-    """Redis state written by another task: polled (there is no event to await across the store)."""
-    async with asyncio.timeout(within_s):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.01)
 
 
 async def crashes(engine: Node, execution_id: int) -> str:
@@ -121,7 +112,8 @@ async def test_a_waiting_execution_outlives_any_number_of_node_crashes(
     for _ in range(4):  # more than the limit of 3
         await kill(node, redis)
         node = await make_engine()
-        await eventually(functools.partial(owned_and_forgiven, node, execution_id))
+        # Redis state written by another task: polled (there is no event to await across the store)
+        await poll(functools.partial(owned_and_forgiven, node, execution_id), within=5)
 
     await node.signal(CALLER, execution_id, "s", 1)
     assert await wait_status(node, execution_id, "completed") == "completed"

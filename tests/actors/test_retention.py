@@ -4,12 +4,11 @@ paused execution is touched."""
 
 from __future__ import annotations
 
-import asyncio
-
 from redis.asyncio import Redis
 
 from procengine.api.views import ControlRequest, StartRequest
 from tests.support.nodes import CALLER, EngineFactory, start, wait_element, wait_status
+from tests.support.polling import poll
 from tests.support.processes import definition
 
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "1"}}, key="quick")
@@ -47,15 +46,19 @@ async def test_a_finished_execution_leaves_redis_after_its_retention_and_a_live_
     assert 0 < ttl <= 300  # set by the final write itself
 
     gone = [finished.executionID, cancelled]
-    async with asyncio.timeout(10):
-        while True:
-            listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=100, cursor=None)
-            ids = {item.executionID for item in listed.items}
-            keys = [await _keys_of(redis, prefix, execution_id) for execution_id in gone]
-            indexed = [await _indexes_of(redis, prefix, execution_id) for execution_id in gone]
-            if not ids & set(gone) and not any(keys) and not any(indexed):
-                break
-            await asyncio.sleep(0.05)
+
+    async def listed_keys_indexed() -> tuple[set[int], list[list[bytes]], list[list[bytes]]]:
+        listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=100, cursor=None)
+        keys = [await _keys_of(redis, prefix, execution_id) for execution_id in gone]
+        indexed = [await _indexes_of(redis, prefix, execution_id) for execution_id in gone]
+        return {item.executionID for item in listed.items}, keys, indexed
+
+    # the keys expire by Redis's clock (their TTL, real time); the sweeper runs every 100 ms
+    ids, _, _ = await poll(
+        listed_keys_indexed,
+        lambda found: not found[0] & set(gone) and not any(found[1]) and not any(found[2]),
+        every=0.05,
+    )
 
     assert await redis.exists(engine.keys.idempotency("default", "k-1")) == 0
     assert await redis.zscore(engine.keys.executions("default"), str(finished.executionID)) is None

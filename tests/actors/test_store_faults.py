@@ -13,6 +13,7 @@ from procengine.node.node import Node
 from procengine.store.executions import Commit, WriteResult
 from procengine.tasks import HandlerRegistry
 from tests.support.nodes import CALLER, Gate, child_of, events, start, wait_status
+from tests.support.polling import until
 from tests.support.processes import KYC, definition, parent
 
 
@@ -31,11 +32,8 @@ async def test_a_failed_checkpoint_is_not_carried_on_by_a_lane_that_waited_for_i
         if not completes or failed.is_set() or actor is None:
             return await commit(execution_id, change, **kwargs)
         asked = actor._checkpoints_asked
-        async with asyncio.timeout(5):
-            while True:  # until the other lane has queued its events and waits for us (no event tells)
-                if actor._checkpoints_asked > asked:
-                    break
-                await asyncio.sleep(0.001)
+        # until the other lane has queued its events and waits for us (no event tells)
+        await until(lambda: actor._checkpoints_asked > asked, within=5, every=0.001)
         failed.set()
         raise ConnectionError("Redis went away during the write")
 
@@ -74,12 +72,14 @@ async def test_an_actor_spawned_while_the_watchdog_stops_the_others_stays_regist
     one. stop_all used to clear the whole registry afterwards: the new actor ran on unregistered, its node took its
     execution back as undriven, and two actors drove one execution until the older one was fenced."""
     slow_to_stop = asyncio.Event()
+    letting_go = asyncio.Event()
 
     async def lingers(task_input: dict[str, Any]) -> str:
         slow_to_stop.set()
         try:
             await asyncio.sleep(30)
         finally:
+            letting_go.set()
             await asyncio.sleep(0.3)  # a handler that takes a while to let go once cancelled
         return "never"
 
@@ -87,7 +87,7 @@ async def test_an_actor_spawned_while_the_watchdog_stops_the_others_stays_regist
     await start(engine, definition({"key": "t", "type": "task", "handler": "lingers"}, key="slow"))
     await slow_to_stop.wait()
     stopping = asyncio.create_task(engine.registry.stop_all())
-    await asyncio.sleep(0.05)  # stop_all is waiting for the lingering actor
+    await letting_go.wait()  # stop_all cancelled the actor and waits for it to let go
 
     spawned = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waits"))
     await stopping

@@ -10,7 +10,9 @@ from procengine.api.views import ControlRequest
 from procengine.errors import InvalidTransition
 from procengine.node.node import Node
 from procengine.runtime.clock import parse_iso
-from tests.support.nodes import CALLER, Gate, events, start, wait_element, wait_status
+from tests.support.clock import ShiftedClock
+from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
+from tests.support.polling import until
 from tests.support.processes import definition
 
 WAIT = definition(
@@ -196,7 +198,9 @@ async def test_pause_lets_a_running_task_finish_before_answering(engine: Node, g
     await gate.entered.wait()
 
     pause = asyncio.create_task(engine.pause(CALLER, execution_id, ControlRequest()))
-    await asyncio.sleep(0.05)
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    await until(actor.lanes.halt.is_set)  # the pause has reached the actor and stopped its lanes
     assert not pause.done(), "pause must wait for the running task"
     gate.release.set()
     paused = await pause
@@ -226,7 +230,9 @@ async def test_pause_cuts_a_task_short_after_the_grace_period_and_reruns_it(engi
     assert [e for e in await events(engine, execution_id)].count(("element-completed", "work")) == 1
 
 
-async def test_pause_freezes_a_delay_and_resume_continues_it(engine: Node) -> None:
+async def test_pause_freezes_a_delay_and_resume_continues_it(make_engine: EngineFactory) -> None:
+    clock = ShiftedClock()
+    engine = await make_engine(clock=clock)
     execution_id = await start(engine, definition({"key": "nap", "type": "delay", "durationMs": 2000}))
     await wait_element(engine, execution_id, "nap")
 
@@ -236,7 +242,7 @@ async def test_pause_freezes_a_delay_and_resume_continues_it(engine: Node) -> No
     entry = state.stack["execution_stack"][0]
     assert "due_at_ms" not in entry and 1000 < entry["remaining_ms"] <= 2000
 
-    await asyncio.sleep(0.3)
+    clock.advance(300)  # time passes while paused, by the engine's clock
     state_later = await engine.state(CALLER, execution_id)
     assert state_later.stack is not None
     assert state_later.stack["execution_stack"][0]["remaining_ms"] == entry["remaining_ms"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import BASE, Api, wait_for_status
+from tests.support.polling import poll
 from tests.support.processes import ORDER_FULFILMENT_FAST_YAML as ORDER_FULFILMENT_YAML
 from tests.support.processes import WAIT_PROCESS
 
@@ -22,12 +23,12 @@ async def started(api: Api, variables: dict[str, Any] | None = None) -> int:
     )
     assert run["status"] == "running"
     execution_id: int = run["executionID"]
-    async with asyncio.timeout(5):
-        while True:
-            elements = await api.ok("GET", f"/executions/processes/{execution_id}/elements")
-            if any(e["key"] == "wait" for e in elements["items"]):
-                return execution_id
-            await asyncio.sleep(0.01)
+    await poll(
+        lambda: api.ok("GET", f"/executions/processes/{execution_id}/elements"),
+        lambda elements: any(e["key"] == "wait" for e in elements["items"]),
+        within=5,
+    )
+    return execution_id
 
 
 async def test_the_seed_shapes_of_pause_resume_cancel_and_status(api_a: Api) -> None:

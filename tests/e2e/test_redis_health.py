@@ -19,6 +19,7 @@ from procengine.store.health import StoreHealth, _field
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
 from tests.support.nodes import CALLER, start, wait_element
+from tests.support.polling import poll, until
 from tests.support.processes import definition
 from tests.support.redis_servers import RedisServerFactory
 
@@ -27,20 +28,13 @@ WAIT = definition({"key": "w", "type": "wait-signal", "signal": "go"})
 
 async def until_not_ready(engine: Node, within: float = 10.0) -> str:
     """Why the engine is not ready, once it is not (the checks run every 50 ms here)."""
-    async with asyncio.timeout(within):
-        while True:
-            why = await engine.ready()
-            if why is not None:
-                return why
-            await asyncio.sleep(0.02)
+    why = await poll(engine.ready, lambda found: found is not None, within=within, every=0.02)
+    assert why is not None
+    return why
 
 
 async def until_ready(engine: Node, within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while True:
-            if await engine.ready() is None:
-                return
-            await asyncio.sleep(0.02)
+    await poll(engine.ready, lambda why: why is None, within=within, every=0.02)
 
 
 async def test_an_evicting_redis_makes_the_node_unready_and_refuse_starts(
@@ -86,11 +80,7 @@ async def test_a_redis_flushed_under_a_running_node_is_lost_data_and_no_id_is_re
                 why = await until_not_ready(engine)
             assert why.startswith("Redis lost data: ")  # the identity gone, or a counter (whichever read first)
             assert "Redis lost data" in caplog.text
-            async with asyncio.timeout(5):  # its actors are stopped
-                while True:
-                    if not engine.registry.ids():
-                        break
-                    await asyncio.sleep(0.02)
+            await until(lambda: not engine.registry.ids(), within=5, every=0.02)  # its actors are stopped
             with pytest.raises(Unavailable, match="Redis lost data"):
                 await start(engine, WAIT)
             assert await redis.get(keys.sequence("execution")) is None  # no id was given

@@ -15,6 +15,7 @@ from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.tasks import builtin_handlers
 from tests.support.api import TOKENS, Api, wait_for_status
+from tests.support.polling import poll
 from tests.support.processes import WAIT_PROCESS
 
 
@@ -35,12 +36,12 @@ async def _waiting_on_a(a: Api) -> int:
     process = await a.ok("POST", "/processes", json=WAIT_PROCESS, expect=201)
     start = {"processID": process["processID"], "variables": {"amount": 21}}
     execution_id: int = (await a.ok("POST", "/executions/processes", json=start, expect=201))["executionID"]
-    async with asyncio.timeout(5):
-        while True:  # polled over HTTP, as a client would
-            status = await a.ok("GET", f"/executions/processes/{execution_id}/status")
-            if status["progress"]["completedNodes"] >= 1:
-                return execution_id
-            await asyncio.sleep(0.01)
+    await poll(  # polled over HTTP, as a client would
+        lambda: a.ok("GET", f"/executions/processes/{execution_id}/status"),
+        lambda status: status["progress"]["completedNodes"] >= 1,
+        within=5,
+    )
+    return execution_id
 
 
 async def test_start_on_a_control_it_on_b(nodes: tuple[Api, Api]) -> None:

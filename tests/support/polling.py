@@ -32,6 +32,16 @@ async def poll(
             await asyncio.sleep(every)
 
 
+async def until(condition: Callable[[], bool], *, within: float = 10.0, every: float = 0.01) -> None:
+    """`poll` for a condition read without awaiting (an event loop's object, a counter): until it holds, TimeoutError
+    after `within` seconds."""
+
+    async def read() -> bool:
+        return condition()
+
+    await poll(read, within=within, every=every)
+
+
 def poll_sync(
     probe: Callable[[], T], until: Callable[[T], bool] = _truthy, *, within: float = 30.0, every: float = 0.02
 ) -> T:
