@@ -173,6 +173,15 @@ class LaneRunners:
             reason = "the lane that waited for it was stopped"
             await self.ctx.children.control(self.tenant, "cancel", outcome.orphaned, self.execution_id, reason)
 
+    def _stopped_records(self, outcome: Outcome) -> Commit | None:
+        """The records of the elements the lanes `outcome` stops were on (a delay, a wait, a call, a nested fan-out,
+        a task): `interrupted` from now, in the write that stops them, whatever the execution does next (fails, or
+        goes on when a catch takes the failure). A task's runner writes the same when its handler comes back."""
+        if not outcome.interrupted:
+            return None
+        now = self.ctx.clock.now_ms()
+        return Commit(elements={entry.element_key: interrupted_record(entry, now) for entry in outcome.interrupted})
+
     async def stop(self, *, grace_s: float) -> None:
         """Stop scheduling; let running tasks finish for `grace_s`, then cut them short."""
         self.halt.set()
@@ -265,7 +274,7 @@ class LaneRunners:
                 )
                 step = outcome.step
             if outcome.events:
-                await self.writer.checkpoint(outcome.events)
+                await self.writer.checkpoint(outcome.events, self._stopped_records(outcome))
             await self._follow(outcome)
             if isinstance(step, ThreadEnded | LaneEnded):
                 return
@@ -363,7 +372,7 @@ class LaneRunners:
             outcome = self.interpreter.task_failed(
                 self.state, lane, str(result.value), now, result.error_type, retry=result.retry
             )
-        await self.writer.checkpoint(outcome.events)
+        await self.writer.checkpoint(outcome.events, self._stopped_records(outcome))
         await self._follow(outcome)
         if isinstance(outcome.step, ElementFailed):
             self.failure = Failure.of(outcome.step)

@@ -177,6 +177,9 @@ class Outcome:
     woken: list[str] = field(default_factory=list)
     orphaned: list[int] = field(default_factory=list)
     """Child executions that stopped lanes were waiting for: nothing waits for them any more (cancel them)."""
+    interrupted: list[StackEntry] = field(default_factory=list)
+    """Elements under way in the stopped lanes (a task, a delay, a wait, a call, a nested fan-out), taken off the
+    stack: they never end, so their records must say `interrupted` (an element not yet started has no record)."""
 
 
 class Interpreter:
@@ -603,6 +606,7 @@ class Interpreter:
         outcome = Outcome(LaneEnded(), [event], woken=[parent.path])
         self._stop_lanes(state, parent.path, outcome)
         outcome.stopped.remove(entry.path)
+        outcome.interrupted = [stopped for stopped in outcome.interrupted if stopped is not entry]  # it failed
         return outcome
 
     def _stop_lanes(self, state: ExecutionState, lane: str, outcome: Outcome) -> None:
@@ -615,6 +619,7 @@ class Interpreter:
                 del table[key]
         outcome.stopped.extend(entry.path for entry in removed)
         outcome.orphaned.extend(entry.child_id for entry in removed if entry.child_id is not None)
+        outcome.interrupted.extend(entry for entry in removed if entry.started_at_ms is not None)
 
     def _join(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
         """Every lane ended: a parallel's branches merge their variables into the lane of the element (no two
