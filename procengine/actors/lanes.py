@@ -21,7 +21,7 @@ from procengine.actors.attempt import Attempt, run_attempt
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
-from procengine.actors.records import Failure, interrupted_record
+from procengine.actors.records import Failure, interrupted_record, record_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import (
     AwaitChild,
@@ -180,7 +180,9 @@ class LaneRunners:
         if not outcome.interrupted:
             return None
         now = self.ctx.clock.now_ms()
-        return Commit(elements={entry.element_key: interrupted_record(entry, now) for entry in outcome.interrupted})
+        return Commit(
+            elements={record_field(e.element_key, e.path): interrupted_record(e, now) for e in outcome.interrupted}
+        )
 
     async def stop(self, *, grace_s: float) -> None:
         """Stop scheduling; let running tasks finish for `grace_s`, then cut them short."""
@@ -356,7 +358,8 @@ class LaneRunners:
         if self.state.entry(lane) is not step.entry:
             # its lane was stopped (a branch or iteration beside it failed) while it ran: what it did is not
             # wanted, and it will not run again; its record says so at once
-            commit = Commit(elements={step.entry.element_key: interrupted_record(step.entry, now)})
+            field = record_field(step.entry.element_key, step.entry.path)
+            commit = Commit(elements={field: interrupted_record(step.entry, now)})
             await self.writer.checkpoint([], commit)
             return True
         if result is None:

@@ -23,6 +23,7 @@ from procengine.api.feeds import Feed
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import (
+    ELEMENTS_PAGE,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -543,8 +544,10 @@ class Node:
     async def log(self, caller: Caller, execution_id: int) -> LogView:
         return await self.queries.log(caller.tenant, execution_id)
 
-    async def elements(self, caller: Caller, execution_id: int) -> ElementsView:
-        return await self.queries.elements(caller.tenant, execution_id)
+    async def elements(
+        self, caller: Caller, execution_id: int, *, limit: int = ELEMENTS_PAGE, cursor: str | None = None
+    ) -> ElementsView:
+        return await self.queries.elements(caller.tenant, execution_id, limit=limit, cursor=cursor)
 
     async def state(self, caller: Caller, execution_id: int) -> StateView:
         return await self.queries.state(caller.tenant, execution_id)
