@@ -126,7 +126,7 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     """The checkpoint after an element: stack, memory, counters, threads, element records and log. Notes the
     memory's encoded size in `state.memory_bytes`."""
     saved_at = iso(now_ms)
-    memory = encode(state.to_memory_doc(saved_at))
+    memory = encode(state.to_stored_memory_doc(saved_at))  # each output once (see `expand_memory_doc`)
     state.memory_bytes = len(memory)
     return Commit(
         execution={"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes},

@@ -285,8 +285,8 @@ class Interpreter:
         entry = self._current(state, lane)
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
-        copies = [output, output] if element.output is not None else [output]  # a variable and the node output
         try:
+            copies = _copies(output, element.output, lane)
             self._fit(state, f"the output of task {entry.element_key!r}", copies, sizes=output_bytes)
         except LimitExceeded as exc:
             return self._fail(state, entry, str(exc), now_ms, "LimitExceeded")
@@ -341,7 +341,7 @@ class Interpreter:
             if element.result is not None:
                 value = self._value(element.result, value)
             if element.output is not None:
-                self._fit(state, f"the output of {entry.element_key!r}", [value, value])
+                self._fit(state, f"the output of {entry.element_key!r}", _copies(value, element.output, lane))
         except ExpressionError as exc:
             return self._fail(state, entry, str(exc), now_ms, "ExpressionError")
         except LimitExceeded as exc:
@@ -371,7 +371,7 @@ class Interpreter:
                 return self._await_signal(state, entry, element, now_ms)
             payload = waiting[0]
             # it leaves the waiting signals for the node output (and the variable `into`)
-            copies = [payload, payload] if element.into is not None else [payload]
+            copies = _copies(payload, element.into, entry.path)
             self._fit(state, f"signal {element.signal!r}", copies, freed=payload)
             waiting.pop(0)
             if not waiting:
@@ -692,6 +692,13 @@ class Interpreter:
             path=entry.path if lanes.is_branch(entry.path) else None,
             **extra,
         )
+
+
+def _copies(value: Any, variable: str | None, lane: str) -> list[Any]:
+    """The copies of an element's output the memory snapshot stores: the node output's, and the variable's when it
+    goes into one of a branch or iteration; a thread variable holds the same value, which is stored once
+    (`ExecutionState.to_stored_memory_doc`)."""
+    return [value, value] if variable is not None and lanes.is_branch(lane) else [value]
 
 
 def _counted(output: Any) -> bool:

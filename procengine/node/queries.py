@@ -24,7 +24,7 @@ from procengine.api.views import (
     LogView,
     StateView,
 )
-from procengine.engine.state import ThreadProgress
+from procengine.engine.state import ThreadProgress, expand_memory_doc
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.statuses import Status
 from procengine.store import indexes
@@ -106,7 +106,7 @@ class Queries:
             active=stored.state.get("active", b"0") == b"1",
             savedAt=stored.state["savedAt"].decode() if "savedAt" in stored.state else None,
             stack=_decoded_or_error(stored.state.get("stack")),
-            memory=_decoded_or_error(stored.state.get("memory")),
+            memory=expand_memory_doc(_decoded_or_error(stored.state.get("memory"))),
         )
 
     async def list(
