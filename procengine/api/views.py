@@ -180,9 +180,15 @@ class ElementView(_View):
     """A failure a catch clause took: the element the thread went on with."""
 
 
+ELEMENTS_PAGE: Final = 1000
+"""The most element records one page of `GET .../elements` holds (and how many it holds unless asked for fewer)."""
+
+
 class ElementsView(_View):
     executionID: int
     items: list[ElementView]
+    nextCursor: str | None = None
+    """Give it back as `cursor` for the next page; null on the last."""
 
 
 class StateView(_View):
