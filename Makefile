@@ -1,4 +1,4 @@
-# make run          create .venv from uv.lock, print the demo's curl commands, serve on 127.0.0.1:8080 (embedded Redis)
+# make run          create .venv from uv.lock, print the demo's commands, serve on 127.0.0.1:8080 (embedded Redis); CLI: .venv/bin/procengine
 # make test         create .venv from uv.lock with the test extras, run ruff, mypy --strict, the layer contracts (import-linter) and pytest
 # make bench        create .venv with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
 # make fuzz         the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz

@@ -18,7 +18,7 @@ done
 case "$host" in 0.0.0.0|::) host=127.0.0.1 ;; esac
 echo "Once the server below is up, open the console: http://$host:$port/"
 echo
-echo "or drive the demo from another terminal at $(pwd) (or with procengine start demo / procengine watch ID):"
+echo "or drive the demo from another terminal at $(pwd) (or with .venv/bin/procengine start demo, .venv/bin/procengine watch ID):"
 echo
 sed -n '/<!-- demo-commands:begin -->/,/<!-- demo-commands:end -->/p' examples/README.md \
   | grep -v -e '^<!--' -e '^```' | sed "s|127.0.0.1:8080|$host:$port|g"

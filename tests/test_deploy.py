@@ -137,3 +137,6 @@ def test_make_run_prints_commands_for_the_port_it_serves_on(args: list[str], bas
         ["sh", str(DEPLOY / "demo-commands.sh"), *args], capture_output=True, text=True, check=True
     ).stdout
     assert f"BASE={base}{BASE}" in printed
+    # the CLI is not on a fresh shell's PATH: the banner names it by its path in .venv (issue 19, item 1)
+    assert not re.search(r"(?<![/\w])procengine (start|watch|serve|status)", printed), printed
+    assert ".venv/bin/procengine watch" in printed

@@ -35,9 +35,7 @@ from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
 from tests.support.api import BASE, TOKENS, Api
-from tests.support.clock import ShiftedClock
 from tests.support.paths import REPO
-from tests.support.polling import poll, until
 from tests.support.processes import WAIT_PROCESS
 from tests.support.servers import serving
 
@@ -271,11 +269,10 @@ async def test_the_engine_runs_under_the_least_privilege_acl_user(
     configured = settings.model_copy(update={"redis_url": url, "sweep_interval_ms": 100, "retention": "1s"})
     limited = connect(url, timeout_s=configured.redis_timeout_s, retries=configured.redis_retries)
     caller = Caller(tenant="default", by="default", request_id="req-acl")
-    clock = ShiftedClock()
     try:
         async with (
-            Node(limited, configured, builtin_handlers(), clock=clock) as one,
-            Node(limited, configured, builtin_handlers(), clock=clock) as two,
+            Node(limited, configured, builtin_handlers()) as one,
+            Node(limited, configured, builtin_handlers()) as two,
         ):
             await asyncio.wait_for(one.control.subscribed.wait(), 5)
             await asyncio.wait_for(two.control.subscribed.wait(), 5)
@@ -298,8 +295,11 @@ async def test_the_engine_runs_under_the_least_privilege_acl_user(
             await _until(one, caller, execution_id, lambda e: e.get("wait") == "running")
             paused = await two.pause(caller, execution_id, ControlRequest(reason="acl"))  # through one's inbox
             assert paused.status == "paused"
-            # passivated: the release write (commit.lua) ran, DUMP denied
-            await until(lambda: one.registry.get(execution_id) is None, within=5)
+            async with asyncio.timeout(5):  # passivated: the release write (commit.lua) ran, DUMP denied
+                while True:
+                    if one.registry.get(execution_id) is None:
+                        break
+                    await asyncio.sleep(0.05)
             await one.resume(caller, execution_id, ControlRequest())
             await two.signal(caller, execution_id, "go", {"ok": True})
             await _until(one, caller, execution_id, lambda e: e.get("end") == "completed")
@@ -315,8 +315,7 @@ async def test_the_engine_runs_under_the_least_privilege_acl_user(
             other, _ = await two.start_execution(caller, StartRequest(processID=summary.processID))
             await _until(two, caller, other.executionID, lambda e: e.get("wait") == "running")
             assert (await one.cancel(caller, other.executionID, ControlRequest())).status == "cancelled"
-            clock.advance(1_200)  # past the retention by the nodes' clock: their sweepers take both out of the index
-            await poll(lambda: redis.zcard(one.keys.removals("default")), lambda due: due == 0, within=5)
+            await asyncio.sleep(1.2)  # past the retention: the sweeper takes it out of the index
             assert await one.sweep() >= 0
             for command in (
                 ("FLUSHALL",),
@@ -363,10 +362,12 @@ async def test_a_tenants_operator_may_publish_on_that_tenants_control_channel_on
 
 
 async def _until(engine: Node, caller: Caller, execution_id: int, done: Any) -> None:
-    async def elements() -> dict[str, str]:
-        return {e.key: e.status for e in (await engine.elements(caller, execution_id)).items}
-
-    await poll(elements, done, every=0.02)
+    async with asyncio.timeout(10):
+        while True:
+            elements = {e.key: e.status for e in (await engine.elements(caller, execution_id)).items}
+            if done(elements):
+                return
+            await asyncio.sleep(0.02)
 
 
 # --- d. the control channel --------------------------------------------------------------------------------
@@ -391,7 +392,11 @@ async def test_the_control_channel_takes_the_tenant_from_the_execution_not_the_m
         # Without one, whoever can PUBLISH steers any tenant's execution, in that tenant's name.
         plain = {"executionID": execution_id, "command": "pause", "reason": "anyone"}
         assert await redis.publish(engine.keys.control, json.dumps(plain)) == 1
-        await poll(lambda: engine.status(tenant_a, execution_id), lambda found: found.status == "paused", within=5)
+        async with asyncio.timeout(5):
+            while True:
+                if (await engine.status(tenant_a, execution_id)).status == "paused":
+                    break
+                await asyncio.sleep(0.02)
         entries = (await engine.log(tenant_a, execution_id)).items
         detail = next(entry.detail for entry in entries if entry.event == "paused")
         assert (detail["by"], detail["reason"]) == ("control", "anyone")

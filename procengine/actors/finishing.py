@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from procengine.actors.host import Host
-from procengine.actors.records import Failure, interrupted_record, snapshot_commit, transition_log
+from procengine.actors.records import Failure, interrupted_record, record_field, snapshot_commit, transition_log
 from procengine.api.service import Caller
 from procengine.runtime.clock import iso
 from procengine.statuses import Status
@@ -40,7 +40,7 @@ async def finish(actor: Host, status: Status) -> None:
         commit.execution["error"] = json.dumps(error)
     interrupted = record_interrupted(actor, commit, now, ended=True)
     if failure is not None and failure.record is not None:
-        commit.elements[failure.element_key] = failure.record
+        commit.elements[record_field(failure.element_key, failure.record.get("path"))] = failure.record
     commit.log.append(transition_log(now, status.value, SYSTEM, "running", status.value, None, **error, **interrupted))
     await actor.write(commit, expect=Status.RUNNING)
     actor.status = status
@@ -69,12 +69,13 @@ def record_interrupted(actor: Host, commit: Commit, now: int, *, ended: bool = F
     lanes = actor.lanes
     cut, lanes.interrupted = lanes.interrupted, []
     for entry in cut:
-        commit.elements[entry.element_key] = interrupted_record(entry, now)
+        commit.elements[record_field(entry.element_key, entry.path)] = interrupted_record(entry, now)
     if ended:
-        failed = lanes.failure.element_key if lanes.failure is not None else None
+        failed = lanes.failure.element_key if lanes.failure is not None else None  # of a thread, not a branch
         for entry in actor.state.stack:
-            if entry.started_at_ms is not None and entry.element_key not in (failed, *commit.elements):
-                commit.elements[entry.element_key] = interrupted_record(entry, now)
+            field = record_field(entry.element_key, entry.path)
+            if entry.started_at_ms is not None and field not in (failed, *commit.elements):
+                commit.elements[field] = interrupted_record(entry, now)
     return {"interrupted": [entry.element_key for entry in cut]} if cut else {}
 
 

@@ -21,7 +21,7 @@ from procengine.actors.attempt import Attempt, run_attempt
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
-from procengine.actors.records import Failure, interrupted_record
+from procengine.actors.records import Failure, interrupted_record, record_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import (
     AwaitChild,
@@ -173,6 +173,17 @@ class LaneRunners:
             reason = "the lane that waited for it was stopped"
             await self.ctx.children.control(self.tenant, "cancel", outcome.orphaned, self.execution_id, reason)
 
+    def _stopped_records(self, outcome: Outcome) -> Commit | None:
+        """The records of the elements the lanes `outcome` stops were on (a delay, a wait, a call, a nested fan-out,
+        a task): `interrupted` from now, in the write that stops them, whatever the execution does next (fails, or
+        goes on when a catch takes the failure). A task's runner writes the same when its handler comes back."""
+        if not outcome.interrupted:
+            return None
+        now = self.ctx.clock.now_ms()
+        return Commit(
+            elements={record_field(e.element_key, e.path): interrupted_record(e, now) for e in outcome.interrupted}
+        )
+
     async def stop(self, *, grace_s: float) -> None:
         """Stop scheduling; let running tasks finish for `grace_s`, then cut them short."""
         self.halt.set()
@@ -265,7 +276,7 @@ class LaneRunners:
                 )
                 step = outcome.step
             if outcome.events:
-                await self.writer.checkpoint(outcome.events)
+                await self.writer.checkpoint(outcome.events, self._stopped_records(outcome))
             await self._follow(outcome)
             if isinstance(step, ThreadEnded | LaneEnded):
                 return
@@ -347,7 +358,8 @@ class LaneRunners:
         if self.state.entry(lane) is not step.entry:
             # its lane was stopped (a branch or iteration beside it failed) while it ran: what it did is not
             # wanted, and it will not run again; its record says so at once
-            commit = Commit(elements={step.entry.element_key: interrupted_record(step.entry, now)})
+            field = record_field(step.entry.element_key, step.entry.path)
+            commit = Commit(elements={field: interrupted_record(step.entry, now)})
             await self.writer.checkpoint([], commit)
             return True
         if result is None:
@@ -363,7 +375,7 @@ class LaneRunners:
             outcome = self.interpreter.task_failed(
                 self.state, lane, str(result.value), now, result.error_type, retry=result.retry
             )
-        await self.writer.checkpoint(outcome.events)
+        await self.writer.checkpoint(outcome.events, self._stopped_records(outcome))
         await self._follow(outcome)
         if isinstance(outcome.step, ElementFailed):
             self.failure = Failure.of(outcome.step)

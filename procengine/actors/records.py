@@ -8,6 +8,7 @@ from typing import Any
 
 from procengine.api.service import Caller
 from procengine.engine.interpreter import ElementEvent, ElementFailed
+from procengine.engine.lanes import is_branch
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.runtime.clock import iso
 from procengine.store.codec import FORMAT_VERSION, encode
@@ -37,9 +38,15 @@ class Failure:
         return {"element": self.element_key, "error": self.error, "type": self.error_type, "attempts": self.attempts}
 
 
+def record_field(element_key: str, path: str | None) -> str:
+    """The field of an element's record in the elements hash: its key for an element of a thread itself, and
+    `<lane>/<key>` in a branch or iteration (`main/ship[3]/pack`), so that each iteration keeps a record of its own."""
+    return f"{path}/{element_key}" if path is not None and is_branch(path) else element_key
+
+
 def element_record(event: ElementEvent) -> dict[str, Any]:
-    """The latest run of an element; fields with no value are left out (a record is stored per element: in a
-    for-each, the run of the iteration that wrote last, its `path` naming it)."""
+    """The latest run of an element in its lane (the thread, or one branch or iteration: its `path`); fields with no
+    value are left out."""
     record: dict[str, Any] = {
         "key": event.element_key,
         "type": event.element_type,
@@ -188,7 +195,7 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     """The checkpoint after an element: stack, memory, counters, threads, element records and log. Notes the
     memory's encoded size in `state.memory_bytes`."""
     saved_at = iso(now_ms)
-    memory = encode(state.to_memory_doc(saved_at))
+    memory = encode(state.to_stored_memory_doc(saved_at))  # each output once (see `expand_memory_doc`)
     state.memory_bytes = len(memory)
     return Commit(
         execution={"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes},
@@ -199,7 +206,7 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
             "active": 1,
             "format": FORMAT_VERSION,
         },
-        elements={event.element_key: element_record(event) for event in events},
+        elements={record_field(event.element_key, event.path): element_record(event) for event in events},
         threads={key: progress.to_doc() for key, progress in state.threads.items()},
         log=[element_log(event) for event in events],
     )

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from procengine.api.feeds import Feed
 from procengine.api.views import (
+    ELEMENTS_PAGE,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -79,7 +80,11 @@ class NodeService(Protocol):
 
     async def log(self, caller: Caller, execution_id: int) -> LogView: ...
 
-    async def elements(self, caller: Caller, execution_id: int) -> ElementsView: ...
+    async def elements(
+        self, caller: Caller, execution_id: int, *, limit: int = ELEMENTS_PAGE, cursor: str | None = None
+    ) -> ElementsView:
+        """A page of the element records, by `startedAt`, key and path (`cursor`: a `nextCursor` given before)."""
+        ...
 
     async def state(self, caller: Caller, execution_id: int) -> StateView: ...
 

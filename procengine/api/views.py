@@ -196,9 +196,15 @@ class ElementView(_View):
     """A task's attempts, oldest first, the latest 20 (null for other elements)."""
 
 
+ELEMENTS_PAGE: Final = 1000
+"""The most element records one page of `GET .../elements` holds (and how many it holds unless asked for fewer)."""
+
+
 class ElementsView(_View):
     executionID: int
     items: list[ElementView]
+    nextCursor: str | None = None
+    """Give it back as `cursor` for the next page; null on the last."""
 
 
 class StateView(_View):

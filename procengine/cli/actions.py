@@ -95,7 +95,7 @@ async def list_executions(client: AsyncClient, args: argparse.Namespace, output:
     page = await client.executions(
         status=cast(StatusName | None, args.status), process_id=args.process_id, limit=args.limit, cursor=args.cursor
     )
-    output.show(page, render.executions(page))
+    output.show(page, render.executions(page, plain=not output.console.is_terminal))
     return EXIT_OK
 
 

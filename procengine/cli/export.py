@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from procengine.cli.inspect import _decoded, _newest_first, _store, tenants_to_read
+from procengine.engine.state import expand_memory_doc
 from procengine.runtime.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store.keys import Keys
@@ -50,7 +51,7 @@ async def _document(redis: Redis, keys: Keys, execution_id: int) -> dict[str, An
     if stored is None:
         return None
     fields = dict(stored.fields)
-    memory = _decoded(stored.state["memory"]) if stored.state.get("memory") else None
+    memory = expand_memory_doc(_decoded(stored.state["memory"])) if stored.state.get("memory") else None
     return {
         "executionID": execution_id,
         "tenant": fields.get("tenant"),

@@ -38,6 +38,9 @@ __all__ = [
     "status",
 ]
 
+# Never cut short in the list: the id is what the other commands take, the status and the parent are short.
+_WHOLE_COLUMNS = frozenset({"ID", "STATUS", "PARENT"})
+
 STATUS_STYLES = {
     "running": "cyan",
     "paused": "yellow",
@@ -119,26 +122,42 @@ def status(view: ExecutionStatusView) -> RenderableType:
     return Group(facts, Text(""), threads)
 
 
-def executions(page: ExecutionList) -> RenderableType:
-    """One page of the execution list, and how to get the next one."""
-    if not page.items:
-        lines: list[RenderableType] = [Text("no executions")]
+def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
+    """One page of the execution list, and how to get the next one.
+
+    On a terminal, the id, status and parent columns keep their full width (the id is what every other command
+    takes); when the terminal is narrow the process and the times wrap (a time between its date and its time of
+    day) instead of being cut. `plain` (stdout is not a terminal) gives columns of text as wide as their widest
+    value, without colours, whatever the width, for scripts and pipes.
+    """
+    headings = ("ID", "PROCESS", "STATUS", "STARTED", "STOPPED", "PARENT")
+    rows = [
+        (
+            str(item.executionID),
+            f"{item.processKey} v{item.processVersion}",
+            item.status,
+            item.startedAt,
+            item.stoppedAt or "-",
+            str(item.parentExecutionID) if item.parentExecutionID is not None else "-",
+        )
+        for item in page.items
+    ]
+    lines: list[RenderableType] = []
+    if not rows:
+        lines.append(Text("no executions"))
+    elif plain:
+        widths = [max(len(cell) for cell in column) for column in zip(headings, *rows, strict=True)]
+        for row in (headings, *rows):
+            lines.append(Text("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()))
     else:
         table = Table(box=None, pad_edge=False, show_edge=False)
-        for heading in ("ID", "PROCESS", "STATUS", "STARTED", "STOPPED", "PARENT"):
-            table.add_column(heading, no_wrap=True)
-        for item in page.items:
-            table.add_row(
-                str(item.executionID),
-                f"{item.processKey} v{item.processVersion}",
-                _status(item.status),
-                item.startedAt,
-                item.stoppedAt or "-",
-                str(item.parentExecutionID) if item.parentExecutionID is not None else "-",
-            )
-        lines = [table]
+        for heading in headings:
+            table.add_column(heading, no_wrap=heading in _WHOLE_COLUMNS, overflow="fold")
+        for row in rows:  # a time breaks between its date and its time of day when the terminal is narrow
+            table.add_row(*row[:2], _status(row[2]), *(cell.replace("T", " ", 1) for cell in row[3:5]), row[5])
+        lines.append(table)
     if page.nextCursor is not None:
-        lines.append(Text(f"more: --cursor {page.nextCursor}", style="dim"))
+        lines.append(Text(f"more: --cursor {page.nextCursor}", style="" if plain else "dim"))
     return Group(*lines)
 
 

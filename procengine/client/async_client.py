@@ -231,9 +231,12 @@ class AsyncClient:
         """The audit trail, oldest first."""
         return await self._data("GET", _execution(execution_id, "log"), LogView)
 
-    async def elements(self, execution_id: int) -> ElementsView:
-        """The element executions."""
-        return await self._data("GET", _execution(execution_id, "elements"), ElementsView)
+    async def elements(self, execution_id: int, *, limit: int | None = None, cursor: str | None = None) -> ElementsView:
+        """A page of the element executions (a record per element, and per branch or iteration of a fan-out); give
+        back `nextCursor` for the next page."""
+        query = {"limit": limit, "cursor": cursor}
+        params = {name: str(value) for name, value in query.items() if value is not None}
+        return await self._data("GET", _execution(execution_id, "elements"), ElementsView, params=params)
 
     async def state(self, execution_id: int) -> StateView:
         """The decoded stack and memory snapshots."""

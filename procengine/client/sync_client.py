@@ -163,8 +163,8 @@ class Client:
     def log(self, execution_id: int) -> LogView:
         return self._run(self._async.log(execution_id))
 
-    def elements(self, execution_id: int) -> ElementsView:
-        return self._run(self._async.elements(execution_id))
+    def elements(self, execution_id: int, *, limit: int | None = None, cursor: str | None = None) -> ElementsView:
+        return self._run(self._async.elements(execution_id, limit=limit, cursor=cursor))
 
     def state(self, execution_id: int) -> StateView:
         return self._run(self._async.state(execution_id))

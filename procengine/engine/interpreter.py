@@ -180,6 +180,9 @@ class Outcome:
     woken: list[str] = field(default_factory=list)
     orphaned: list[int] = field(default_factory=list)
     """Child executions that stopped lanes were waiting for: nothing waits for them any more (cancel them)."""
+    interrupted: list[StackEntry] = field(default_factory=list)
+    """Elements under way in the stopped lanes (a task, a delay, a wait, a call, a nested fan-out), taken off the
+    stack: they never end, so their records must say `interrupted` (an element not yet started has no record)."""
 
 
 class Interpreter:
@@ -286,8 +289,8 @@ class Interpreter:
         entry = self._current(state, lane)
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
-        copies = [output, output] if element.output is not None else [output]  # a variable and the node output
         try:
+            copies = _copies(output, element.output, lane)
             self._fit(state, f"the output of task {entry.element_key!r}", copies, sizes=output_bytes)
         except LimitExceeded as exc:
             return self._fail(state, entry, str(exc), now_ms, "LimitExceeded")
@@ -342,7 +345,7 @@ class Interpreter:
             if element.result is not None:
                 value = self._value(element.result, value)
             if element.output is not None:
-                self._fit(state, f"the output of {entry.element_key!r}", [value, value])
+                self._fit(state, f"the output of {entry.element_key!r}", _copies(value, element.output, lane))
         except ExpressionError as exc:
             return self._fail(state, entry, str(exc), now_ms, "ExpressionError")
         except LimitExceeded as exc:
@@ -372,7 +375,7 @@ class Interpreter:
                 return self._await_signal(state, entry, element, now_ms)
             payload = waiting[0]
             # it leaves the waiting signals for the node output (and the variable `into`)
-            copies = [payload, payload] if element.into is not None else [payload]
+            copies = _copies(payload, element.into, entry.path)
             self._fit(state, f"signal {element.signal!r}", copies, freed=payload)
             waiting.pop(0)
             if not waiting:
@@ -613,6 +616,7 @@ class Interpreter:
         outcome = Outcome(LaneEnded(), [event], woken=[parent.path])
         self._stop_lanes(state, parent.path, outcome)
         outcome.stopped.remove(entry.path)
+        outcome.interrupted = [stopped for stopped in outcome.interrupted if stopped is not entry]  # it failed
         return outcome
 
     def _stop_lanes(self, state: ExecutionState, lane: str, outcome: Outcome) -> None:
@@ -625,6 +629,7 @@ class Interpreter:
                 del table[key]
         outcome.stopped.extend(entry.path for entry in removed)
         outcome.orphaned.extend(entry.child_id for entry in removed if entry.child_id is not None)
+        outcome.interrupted.extend(entry for entry in removed if entry.started_at_ms is not None)
 
     def _join(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
         """Every lane ended: a parallel's branches merge their variables into the lane of the element (no two
@@ -697,6 +702,13 @@ class Interpreter:
             path=entry.path if lanes.is_branch(entry.path) else None,
             **extra,
         )
+
+
+def _copies(value: Any, variable: str | None, lane: str) -> list[Any]:
+    """The copies of an element's output the memory snapshot stores: the node output's, and the variable's when it
+    goes into one of a branch or iteration; a thread variable holds the same value, which is stored once
+    (`ExecutionState.to_stored_memory_doc`)."""
+    return [value, value] if variable is not None and lanes.is_branch(lane) else [value]
 
 
 def _counted(output: Any) -> bool:

@@ -223,6 +223,58 @@ class ExecutionState:
             doc["fanouts"] = self.memory.fanouts
         return doc
 
+    def to_stored_memory_doc(self, saved_at: str) -> dict[str, Any]:
+        """`to_memory_doc` as it is stored: a node output whose `data` is a thread variable's value (the same
+        object: a task's, a call's or a wait's `output`/`into` stores one value in both) names that variable in
+        `dataFrom` instead of holding a second copy. `expand_memory_doc` gives the seed's shape back."""
+        doc = self.to_memory_doc(saved_at)
+        variables = self.memory.variables
+        shared = {id(value): name for name, value in variables.items() if _worth_sharing(value)}
+        if not shared:
+            return doc
+        outputs: dict[str, Any] = {}
+        for key, output in self.memory.node_outputs.items():
+            data = output.get("data") if isinstance(output, dict) else None
+            name = shared.get(id(data)) if data is not None else None
+            if name is not None and variables[name] is data:
+                outputs[key] = {**{k: v for k, v in output.items() if k != "data"}, DATA_FROM: name}
+            else:
+                outputs[key] = output
+        doc["node_outputs"] = outputs
+        return doc
+
+
+DATA_FROM = "dataFrom"
+"""A stored node output's field: its `data` is the value of this thread variable (stored once, in `variables`)."""
+_SHARED_MIN = 32
+"""Values smaller than this (encoded about as small as a reference to them) are stored twice rather than shared."""
+
+
+def _worth_sharing(value: Any) -> bool:
+    if isinstance(value, str | bytes):
+        return len(value) >= _SHARED_MIN
+    return isinstance(value, dict | list) and len(value) > 0
+
+
+def expand_memory_doc(doc: Any) -> Any:
+    """The stored memory document in the seed's shape: every node output with `dataFrom` gets its `data` back (the
+    variable's value itself, not a copy: stored once, it is held once in memory too). Anything else is left as it
+    is: a document written before `dataFrom` existed, or one `state_from_docs` refuses."""
+    if not isinstance(doc, dict):
+        return doc
+    variables, outputs = doc.get("variables"), doc.get("node_outputs")
+    if not isinstance(variables, dict) or not isinstance(outputs, dict):
+        return doc
+    if not any(isinstance(output, dict) and DATA_FROM in output for output in outputs.values()):
+        return doc
+    expanded: dict[Any, Any] = {}
+    for key, output in outputs.items():
+        name = output.get(DATA_FROM) if isinstance(output, dict) else None
+        if isinstance(name, str) and name in variables:
+            output = {**{k: v for k, v in output.items() if k != DATA_FROM}, "data": variables[name]}
+        expanded[key] = output
+    return {**doc, "node_outputs": expanded}
+
 
 def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadProgress]) -> ExecutionState:
     """Rebuild the state from the stored documents; StateCorrupted if either is malformed."""
@@ -230,6 +282,7 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
         raise StateCorrupted("stack snapshot is not in the expected shape")
     if not isinstance(memory_doc, dict):
         raise StateCorrupted("memory snapshot is not a map")
+    memory_doc = expand_memory_doc(memory_doc)
     variables = memory_doc.get("variables")
     outputs = memory_doc.get("node_outputs", {})
     signals = memory_doc.get("signals", {})
@@ -250,6 +303,8 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
         raise StateCorrupted("memory snapshot has variable names that are not strings")
     if not all(isinstance(v, list) for v in signals.values()):
         raise StateCorrupted("memory snapshot has malformed buffered signals")
+    if any(isinstance(output, dict) and DATA_FROM in output for output in outputs.values()):
+        raise StateCorrupted(f"memory snapshot has a node output whose {DATA_FROM!r} names no variable")
     stack = [StackEntry.from_doc(doc) for doc in stack_doc["execution_stack"]]
     unknown = {entry.thread_key for entry in stack} - set(threads)
     if unknown:

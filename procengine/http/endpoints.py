@@ -17,6 +17,7 @@ from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
 from procengine.http.params import (
+    ElementsQuery,
     ExecutionQuery,
     execution_id,
     idempotency_key,
@@ -156,7 +157,9 @@ async def execution_log(request: web.Request) -> web.Response:
 
 
 async def execution_elements(request: web.Request) -> web.Response:
-    return ok(await engine(request).elements(caller(request), execution_id(request)))
+    target = execution_id(request)
+    query = read_query(request, ElementsQuery)
+    return ok(await engine(request).elements(caller(request), target, limit=query.limit, cursor=query.cursor))
 
 
 async def execution_state(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 
 from procengine.api.problems import problems, validate
-from procengine.api.views import StatusName
+from procengine.api.views import ELEMENTS_PAGE, StatusName
 from procengine.engine.definitions import Identifier
 from procengine.errors import NotFound, ValidationFailed
 
@@ -19,6 +19,7 @@ __all__ = [
     "EVENT_ID_PATTERN",
     "IDEMPOTENCY_KEY_HEADER",
     "MAX_ID",
+    "ElementsQuery",
     "EventsQuery",
     "ExecutionQuery",
     "execution_id",
@@ -52,6 +53,7 @@ def _integer_text(value: object) -> object:
 # instead of beside it as pydantic's own `ge`/`le`, which no OpenAPI tool reads.
 QueryId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_integer_text)]
 PageSize = Annotated[int, Field(ge=1, le=500), BeforeValidator(_integer_text)]
+ElementPageSize = Annotated[int, Field(ge=1, le=ELEMENTS_PAGE), BeforeValidator(_integer_text)]
 
 
 EVENT_ID_PATTERN: Final = r"^[0-9]{1,19}(-[0-9]{1,19})?$"
@@ -71,6 +73,19 @@ class ExecutionQuery(BaseModel):
     cursor: str | None = Field(
         default=None,
         pattern=r"^[0-9]{1,19}$",
+        description="`nextCursor` of the previous page (opaque: give it back as it came).",
+    )
+
+
+class ElementsQuery(BaseModel):
+    """`GET .../elements?limit=&cursor=`: a page of the element records (one per element and branch or iteration)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    limit: ElementPageSize = Field(default=ELEMENTS_PAGE, description="Page size.")
+    cursor: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,4000}$",
         description="`nextCursor` of the previous page (opaque: give it back as it came).",
     )
 

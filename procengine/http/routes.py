@@ -37,7 +37,7 @@ from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.endpoints import Probe
 from procengine.http.openapi import serve_openapi
-from procengine.http.params import EventsQuery, ExecutionQuery
+from procengine.http.params import ElementsQuery, EventsQuery, ExecutionQuery
 from procengine.http.spec import BASE_PATH, RouteSpec
 
 __all__ = ["ROUTES", "add_routes"]
@@ -96,7 +96,9 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     ),
     RouteSpec("GET", _E + "/{id}/log", h.execution_log, "The audit trail, oldest first", LogView, tag="executions"),
     RouteSpec(
-        "GET", _E + "/{id}/elements", h.execution_elements, "Element executions", ElementsView, tag="executions"
+        "GET", _E + "/{id}/elements", h.execution_elements,
+        "Element executions: a record per element, and per branch or iteration of a fan-out, in pages",
+        ElementsView, query_model=ElementsQuery, tag="executions",
     ),
     RouteSpec(
         "GET", _E + "/{id}/state", h.execution_state, "The decoded stack and memory snapshots", StateView,

@@ -2,8 +2,9 @@
 resumed or cancelled.
 
 A child is an execution like any other (same tenant, same limits, its own actor and owner), started through the
-engine with an idempotency key made of its parent and the call's place in the parent's stack, so that a parent
-that crashes before it has checkpointed the child's id starts no second child. The child's hash names its parent
+engine with an idempotency key made of its parent and the call's place in the parent's stack (in a key space of the
+engine's own, apart from clients' idempotency keys), so that a parent that crashes before it has checkpointed the
+child's id starts no second child. The child's hash names its parent
 (`parentExecutionID`), the parent's hash lists its children (`children`). A parent learns that its child ended
 from the child's actor when both live on one node, and else by reading the child's status every
 `POLL_S` seconds: what it acts on is always what Redis holds.
@@ -50,7 +51,13 @@ class ChildHost(Protocol):
     registry: Registry
 
     async def start_execution(
-        self, caller: Caller, request: StartRequest, *, parent: int | None = None, depth: int = 0
+        self,
+        caller: Caller,
+        request: StartRequest,
+        *,
+        parent: int | None = None,
+        depth: int = 0,
+        child_key: str | None = None,
     ) -> tuple[StartResult, bool]: ...
 
     async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...
@@ -74,10 +81,10 @@ class Children:
             )
         engine = self.engine
         process_id = await engine.catalog.version_id(tenant, step.process, step.version)
-        key = f"child-of-{parent_id}.{step.start_key}"
-        request = StartRequest(processID=process_id, variables=step.input, idempotencyKey=key)
+        key = f"{parent_id}.{step.start_key}"  # the engine's own key space: no client's idempotency key reaches it
+        request = StartRequest(processID=process_id, variables=step.input)
         caller = Caller(tenant=tenant, by=f"execution {parent_id}", request_id="")
-        result, created = await engine.start_execution(caller, request, parent=parent_id, depth=depth)
+        result, created = await engine.start_execution(caller, request, parent=parent_id, depth=depth, child_key=key)
         if not created:  # started by an earlier try of this call; or the key was taken by someone else's start
             fields = await engine.store.fields(result.executionID)
             if fields.get("parentExecutionID") != str(parent_id):

@@ -6,6 +6,9 @@ the key is persisted. A repeat that finds the key but not yet its execution wait
 on its own future when that start runs on this node, else by asking Redis again with backoff. It answers with
 the execution once it exists, claims the key itself if the first start gave it up (it failed) or left a stale
 claim (persisted but pointing at nothing), and answers 503 with Retry-After if the bound passes first.
+
+The start of a call-process's child works the same way with the engine's own key, in a key space of its own
+(`<p>:tenant:{t}:child-start:<key>`): a client's idempotency key can never name a child's start.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from procengine.store.keys import Keys
 CLAIM_MS: Final = 30_000
 """How long a claim outlives a start that never created its execution (the node died in between)."""
 
+LEGACY_CHILD_PREFIX: Final = "child-of-"
+"""What versions before the child key space put before a child key, in the clients' idempotency key space."""
+
 _FIRST_BACKOFF_S: Final = 0.002
 _MAX_BACKOFF_S: Final = 0.1
 
@@ -34,20 +40,29 @@ class IdempotentStarts:
         self.keys = keys
         self.store = store
         self.wait_s = wait_s
-        self._creating: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._creating: dict[str, asyncio.Future[None]] = {}
         """Starts of this node that hold a claim and have not finished: repeats here wait on these."""
 
+    def _key(self, tenant: str, key: str, child: bool) -> str:
+        return self.keys.child_start(tenant, key) if child else self.keys.idempotency(tenant, key)
+
     @translated
-    async def claim(self, tenant: str, key: str, execution_id: int) -> StartResult | None:
+    async def claim(self, tenant: str, key: str, execution_id: int, *, child: bool = False) -> StartResult | None:
         """None: this start owns `key` now and must create `execution_id`, then call `created` or `release`.
-        Otherwise the execution the first start with this key created."""
-        idem_key = self.keys.idempotency(tenant, key)
+        Otherwise the execution the first start with this key created. `child`: `key` is the engine's own, of a
+        call-process's child (`<parent>.<order>.<attempt>`), in a key space of its own that clients' keys never
+        reach."""
+        if child:
+            earlier = await self._before_upgrade(tenant, key)
+            if earlier is not None:
+                return earlier
+        idem_key = self._key(tenant, key, child)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
         backoff = _FIRST_BACKOFF_S
         while True:
             if await self.redis.set(idem_key, execution_id, nx=True, px=CLAIM_MS):
-                self._creating[(tenant, key)] = loop.create_future()
+                self._creating[idem_key] = loop.create_future()
                 return None
             # PTTL before the execution: a claim is persisted only after its execution exists, so a persisted
             # claim without an execution is stale (its execution is gone), not a start still under way.
@@ -74,30 +89,45 @@ class IdempotentStarts:
             left = deadline - loop.time()
             if left <= 0:
                 raise Unavailable(f"a start with idempotency key {key!r} is still in progress; try again")
-            first = self._creating.get((tenant, key))
+            first = self._creating.get(idem_key)
             if first is not None:
                 await asyncio.wait([first], timeout=left)
             else:
                 await asyncio.sleep(min(backoff, left))
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
+    async def _before_upgrade(self, tenant: str, key: str) -> StartResult | None:
+        """The child a parent started under the key of versions before the child key space (a client idempotency key
+        `child-of-<parent>.<order>.<attempt>`), if it is that parent's child: a parent that crashed across the
+        upgrade before it checkpointed its child's id starts no second child. One GET; a client's execution under
+        such a key is never taken for a child (it has no parentExecutionID)."""
+        raw = await self.redis.get(self.keys.idempotency(tenant, LEGACY_CHILD_PREFIX + key))
+        if raw is None:
+            return None
+        fields = await self.store.fields(int(raw))
+        if not fields or fields.get("parentExecutionID") != key.split(".", 1)[0]:
+            return None
+        return _result(int(raw), fields)
+
     @translated
-    async def created(self, tenant: str, key: str) -> None:
+    async def created(self, tenant: str, key: str, *, child: bool = False) -> None:
         """The claiming start created its execution: the key is kept for good, and repeats here may look."""
+        idem_key = self._key(tenant, key, child)
         try:
-            await self.redis.persist(self.keys.idempotency(tenant, key))
+            await self.redis.persist(idem_key)
         finally:
-            self._finished(tenant, key)
+            self._finished(idem_key)
 
-    async def release(self, tenant: str, key: str, execution_id: int) -> None:
+    async def release(self, tenant: str, key: str, execution_id: int, *, child: bool = False) -> None:
         """The claiming start failed before its execution existed: free the key (if it still holds our claim)."""
+        idem_key = self._key(tenant, key, child)
         try:
-            await self.store.release_key(self.keys.idempotency(tenant, key), str(execution_id))
+            await self.store.release_key(idem_key, str(execution_id))
         finally:
-            self._finished(tenant, key)
+            self._finished(idem_key)
 
-    def _finished(self, tenant: str, key: str) -> None:
-        first = self._creating.pop((tenant, key), None)
+    def _finished(self, idem_key: str) -> None:
+        first = self._creating.pop(idem_key, None)
         if first is not None and not first.done():
             first.set_result(None)
 

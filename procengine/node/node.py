@@ -23,6 +23,7 @@ from procengine.api.feeds import Feed
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import (
+    ELEMENTS_PAGE,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -76,7 +77,7 @@ from procengine.store.codec import encode
 from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
 from procengine.store.failures import store_errors, translated
 from procengine.store.health import StoreHealth
-from procengine.store.indexes import Indexed
+from procengine.store.indexes import CHILD_KEY, Indexed
 from procengine.store.keys import Keys
 from procengine.store.probe import StoreProbe
 from procengine.store.processes import ProcessStore, StoredProcess
@@ -261,10 +262,17 @@ class Node:
     # --- starting -----------------------------------------------------------------------------
 
     async def start_execution(
-        self, caller: Caller, request: StartRequest, *, parent: int | None = None, depth: int = 0
+        self,
+        caller: Caller,
+        request: StartRequest,
+        *,
+        parent: int | None = None,
+        depth: int = 0,
+        child_key: str | None = None,
     ) -> tuple[StartResult, bool]:
-        """Start an execution (`parent`: of a call-process of that execution); (result, created) - not created
-        when its idempotencyKey names an execution started before."""
+        """Start an execution (`parent`: of a call-process of that execution, which gives it `child_key`, the
+        engine's own idempotency key, apart from clients'); (result, created) - not created when its key names an
+        execution started before."""
         self._refuse_if_draining()
         self.health.refuse_if_unsafe()  # no id given twice after Redis lost data
         await self._admit_start(caller.tenant)
@@ -273,20 +281,23 @@ class Node:
         self._check_variables(request.variables, process)
         execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
         self.health.issued(execution_id)
-        key = request.idempotencyKey
+        child = child_key is not None
+        key = child_key if child else request.idempotencyKey
         if key is not None:
-            existing = await self.idempotent.claim(caller.tenant, key, execution_id)
+            existing = await self.idempotent.claim(caller.tenant, key, execution_id, child=child)
             if existing is not None:
                 return existing, False
         self._starting.add(execution_id)
         try:
             try:
-                actor = await self._create(caller, execution_id, first_thread, stored, process, request, parent, depth)
+                actor = await self._create(
+                    caller, execution_id, first_thread, stored, process, request, parent, depth, child_key
+                )
             except NotReplicated as exc:
                 # written on the master, not yet on a replica: the execution exists (this node's reconciler takes
                 # it back and runs it), so nothing is undone, and a retry with the key finds it
                 if key is not None:
-                    await self.idempotent.created(caller.tenant, key)
+                    await self.idempotent.created(caller.tenant, key, child=child)
                 raise NotReplicated(
                     f"execution {execution_id} was started, but {exc.message}; GET its status to see whether it "
                     "lasted, or retry with the same idempotencyKey",
@@ -294,12 +305,12 @@ class Node:
                 ) from None
             except BaseException:
                 undone = Indexed(caller.tenant, execution_id, stored.process_id)
-                await asyncio.shield(self._undo_start(undone, key))
+                await asyncio.shield(self._undo_start(undone, key, child=child))
                 raise
             await actor.announce()  # before it runs: a short execution's `completed` comes after its `running`
             self.registry.spawn(actor)
             if key is not None:
-                await self.idempotent.created(caller.tenant, key)
+                await self.idempotent.created(caller.tenant, key, child=child)
         finally:
             self._starting.discard(execution_id)
         self.metrics.started.labels(stored.key).inc()
@@ -357,6 +368,7 @@ class Node:
         request: StartRequest,
         parent: int | None,
         depth: int,
+        child_key: str | None = None,
     ) -> ExecutionActor:
         """Write the new execution (indexed first, so that it is never unlisted) and make its actor."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
@@ -382,6 +394,8 @@ class Node:
             commit.execution["idempotencyKey"] = request.idempotencyKey
         if parent is not None:
             commit.execution.update(parentExecutionID=parent, callDepth=depth)
+        if child_key is not None:
+            commit.execution[CHILD_KEY] = child_key  # its expiry goes with the final write's (indexes.moved)
         commit.log.append(
             transition_log(
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
@@ -403,13 +417,13 @@ class Node:
             fields=stored_fields(commit.execution),
         )
 
-    async def _undo_start(self, at: Indexed, idempotency_key: str | None) -> None:
+    async def _undo_start(self, at: Indexed, idempotency_key: str | None, *, child: bool = False) -> None:
         """A start that failed before its execution existed leaves no index entry and frees its key."""
         with contextlib.suppress(Exception):
             await self.store.unindex(at)
         if idempotency_key is not None:
             with contextlib.suppress(Exception):
-                await self.idempotent.release(at.tenant, idempotency_key, at.execution_id)
+                await self.idempotent.release(at.tenant, idempotency_key, at.execution_id, child=child)
 
     # --- control ------------------------------------------------------------------------------
 
@@ -530,8 +544,10 @@ class Node:
     async def log(self, caller: Caller, execution_id: int) -> LogView:
         return await self.queries.log(caller.tenant, execution_id)
 
-    async def elements(self, caller: Caller, execution_id: int) -> ElementsView:
-        return await self.queries.elements(caller.tenant, execution_id)
+    async def elements(
+        self, caller: Caller, execution_id: int, *, limit: int = ELEMENTS_PAGE, cursor: str | None = None
+    ) -> ElementsView:
+        return await self.queries.elements(caller.tenant, execution_id, limit=limit, cursor=cursor)
 
     async def state(self, caller: Caller, execution_id: int) -> StateView:
         return await self.queries.state(caller.tenant, execution_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -13,6 +15,7 @@ from pydantic import ValidationError
 from procengine.actors.snapshot import check_fields
 from procengine.api.rendered import RenderedStatus
 from procengine.api.views import (
+    ELEMENTS_PAGE,
     ElementsView,
     ElementView,
     ExecutionList,
@@ -21,7 +24,7 @@ from procengine.api.views import (
     LogView,
     StateView,
 )
-from procengine.engine.state import ThreadProgress
+from procengine.engine.state import ThreadProgress, expand_memory_doc
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.statuses import Status
 from procengine.store import indexes
@@ -75,14 +78,26 @@ class Queries:
         _, entries = await asyncio.gather(self.require(tenant, execution_id), self.store.log(execution_id))
         return LogView(executionID=execution_id, items=[LogEntry(id=entry_id, **doc) for entry_id, doc in entries])
 
-    async def elements(self, tenant: str, execution_id: int) -> ElementsView:
+    async def elements(
+        self, tenant: str, execution_id: int, *, limit: int = ELEMENTS_PAGE, cursor: str | None = None
+    ) -> ElementsView:
+        """A page of the element records (one per element of a thread, and per element of each branch or
+        iteration), sorted by `startedAt`, key and path; the cursor is the sort key of the last record shown, so a
+        page goes on after it even when records were added in between (a record whose element started again
+        moves on, and may be shown once more)."""
+        after = _element_cursor(cursor)
         _, records = await asyncio.gather(self.require(tenant, execution_id), self.store.elements(execution_id))
         try:
             items = [ElementView.model_validate(record) for record in records.values()]
         except ValidationError as exc:
             raise StateCorrupted(f"an element record of execution {execution_id} is malformed: {exc}") from None
-        items.sort(key=lambda e: (e.startedAt or "", e.key))
-        return ElementsView(executionID=execution_id, items=items)
+        items.sort(key=_element_order)
+        if after is not None:
+            items = [item for item in items if _element_order(item) > after]
+        more = len(items) > limit
+        items = items[:limit]
+        next_cursor = _element_cursor_of(items[-1]) if more else None
+        return ElementsView(executionID=execution_id, items=items, nextCursor=next_cursor)
 
     async def state(self, tenant: str, execution_id: int) -> StateView:
         stored = await self._owned(tenant, execution_id)
@@ -91,7 +106,7 @@ class Queries:
             active=stored.state.get("active", b"0") == b"1",
             savedAt=stored.state["savedAt"].decode() if "savedAt" in stored.state else None,
             stack=_decoded_or_error(stored.state.get("stack")),
-            memory=_decoded_or_error(stored.state.get("memory")),
+            memory=expand_memory_doc(_decoded_or_error(stored.state.get("memory"))),
         )
 
     async def list(
@@ -142,6 +157,27 @@ def _cursor(cursor: str | None) -> int | None:
     if not (cursor.isascii() and cursor.isdigit()):
         raise ValidationFailed("bad cursor", [f"cursor: {cursor!r} is not a cursor this API gave"])
     return int(cursor)
+
+
+def _element_order(record: ElementView) -> tuple[str, str, str]:
+    return (record.startedAt or "", record.key, record.path or "")
+
+
+def _element_cursor_of(record: ElementView) -> str:
+    """The opaque cursor after `record`: its sort key, as URL-safe base64 of JSON."""
+    return base64.urlsafe_b64encode(json.dumps(_element_order(record)).encode()).decode().rstrip("=")
+
+
+def _element_cursor(cursor: str | None) -> tuple[str, str, str] | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        decoded = None
+    if not (isinstance(decoded, list) and len(decoded) == 3 and all(isinstance(part, str) for part in decoded)):
+        raise ValidationFailed("bad cursor", [f"cursor: {cursor[:50]!r} is not a cursor this API gave"])
+    return (decoded[0], decoded[1], decoded[2])
 
 
 def _summary(execution_id: int, row: dict[str, str]) -> ExecutionSummary:
@@ -213,5 +249,3 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
         "parentExecutionID": int(fields["parentExecutionID"]) if fields.get("parentExecutionID") else None,
         "children": json.loads(fields["children"]) if fields.get("children") else [],
     }
-
-

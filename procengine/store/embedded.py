@@ -17,7 +17,13 @@ a worker thread so that the event loop is never blocked while the server starts 
 
 A lock file in the data directory is held by the server process itself (its descriptor is inherited), so a
 second server on the same directory is refused, even while an orphaned redis-server (its parent killed)
-still writes the append-only file.
+still writes the append-only file. The lock file names the server and the process that started it
+(`HOLDER_LINE`). A start that finds the lock held takes the holder over when it is its own kind of orphan: the
+process that started it is gone, and the holder answers on its port as the same binary with this data
+directory (`INFO server`, `CONFIG GET dir`). Then it is stopped with SIGTERM (it writes its append-only file
+and exits, which releases the lock) and a fresh server starts on the same data, with a warning in the log.
+That is what `make run` after a `kill -9` of the previous one needs. A holder whose starter still runs is
+another live procengine: refused, as is anything that is not certainly our orphan.
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 LOG_FILE = "redis-server.log"
 LOCK_FILE = "redis-server.lock"
-HOLDER_LINE = "pid {pid} on {url}"
-"""What the lock file says about the server holding it (read back by `running_url`)."""
+HOLDER_LINE = "pid {pid} on {url} started by pid {owner}"
+"""What the lock file says about the server holding it and the process that started it (read back by
+`running_url`, and by a start that finds the lock held, to know whether the holder is an orphan)."""
+_HOLDER = re.compile(r"pid (\d+) on (\S+)(?: started by pid (\d+))?")
 _POLL_S = 0.02
 
 
@@ -158,7 +166,7 @@ class RedisServer:
             raise RedisServerError(f"redis-server is already started (pid {self._process.pid})")
         executable = self._executable or find_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._acquire_lock()
+        self._acquire_lock(executable)
         # A free port picked here may be taken before redis binds it: then pick another, but only at the
         # first start; once clients know the port, a restart that cannot have it again fails.
         pick = self._port == 0
@@ -307,28 +315,54 @@ class RedisServer:
             return f"(no log: {exc})"
         return "\n".join(text.strip().splitlines()[-lines:]) or "(redis-server wrote nothing)"
 
-    def _acquire_lock(self) -> None:
+    def _acquire_lock(self, executable: str) -> None:
         if self._lock is not None:
             return  # still held from before kill()
         lock = open(self.data_dir / LOCK_FILE, "a+b")  # noqa: SIM115 - held open until stop()
         try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().decode(errors="replace").strip() or "pid unknown"
+            if not _try_lock(lock):
+                lock.seek(0)
+                holder = lock.read().decode(errors="replace").strip() or "pid unknown"
+                orphan = _our_orphan(holder, executable, self.data_dir)
+                if orphan is None:
+                    raise RedisServerError(
+                        f"{self.data_dir} is in use by another redis-server ({holder}): the embedded Redis of a "
+                        "procengine that still runs, or one this procengine cannot tell for its own orphan; stop "
+                        "it, or use another --data-dir, or point this procengine at it with --redis-url"
+                    )
+                self._take_over(lock, orphan, holder)
+        except BaseException:
             lock.close()
-            raise RedisServerError(
-                f"{self.data_dir} is in use by another redis-server ({holder}: the embedded Redis of another "
-                "procengine, or one left running by a procengine that was killed); stop it, or use another "
-                "--data-dir, or point this procengine at it with --redis-url"
-            ) from None
+            raise
         self._lock = lock
+
+    def _take_over(self, lock: IO[bytes], pid: int, holder: str) -> None:
+        """Stop the orphaned redis-server `pid` (SIGTERM: it writes its append-only file) and take the lock it
+        held once it has exited; SIGKILL if it is still there after `stop_timeout`."""
+        log.warning(
+            "%s is held by an orphaned redis-server (%s, a procengine that is gone): taking it over; it is "
+            "stopped with SIGTERM and a new one starts on the same data",
+            self.data_dir,
+            holder,
+        )
+        for sig, timeout_s in ((signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, self.stop_timeout)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if _try_lock(lock):
+                    log.warning("took over %s from the orphaned redis-server pid %d", self.data_dir, pid)
+                    return
+                time.sleep(_POLL_S)
+            log.warning("the orphaned redis-server pid %d outlived %s by %gs", pid, sig.name, timeout_s)
+        raise RedisServerError(f"{self.data_dir}: the orphaned redis-server pid {pid} would not stop ({holder})")
 
     def _record_holder(self, *, process_id: int) -> None:
         assert self._lock is not None
         self._lock.seek(0)
         self._lock.truncate()
-        self._lock.write(HOLDER_LINE.format(pid=process_id, url=self.url).encode() + b"\n")
+        line = HOLDER_LINE.format(pid=process_id, url=self.url, owner=os.getpid())
+        self._lock.write(line.encode() + b"\n")
         self._lock.flush()
 
     def _release_lock(self) -> None:
@@ -361,6 +395,63 @@ def _answers(port: int, pid: int) -> bool:
     return f"process_id:{pid}\r\n".encode() in info
 
 
+def _try_lock(lock: IO[bytes]) -> bool:
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _our_orphan(holder: str, executable: str, data_dir: Path) -> int | None:
+    """The pid of the redis-server that holds `data_dir`'s lock when it is an orphan this start may take over:
+    the process that started it (named in the lock file) is gone, and the server answering on the holder's
+    port is that pid, runs `executable` and keeps its data in `data_dir`. None when anything is not so (a lock
+    file from before the starter was recorded, a starter alive, another server on that port)."""
+    found = _HOLDER.fullmatch(holder)
+    if found is None or found.group(3) is None:
+        return None
+    pid, url, owner = int(found.group(1)), found.group(2), int(found.group(3))
+    port = re.fullmatch(rf"redis://{re.escape(HOST)}:(\d+)/0", url)
+    if port is None or _pid_alive(owner) or not _pid_alive(pid):
+        return None
+    facts = _server_facts(int(port.group(1)))
+    if (
+        facts.get("process_id") != str(pid)
+        or not facts.get("executable")
+        or os.path.realpath(facts["executable"]) != os.path.realpath(executable)
+        or facts.get("dir") is None
+        or Path(facts["dir"]).resolve() != data_dir
+    ):
+        log.info("the holder of %s is not an orphan of ours to take over: %s", data_dir, facts or "no answer")
+        return None
+    return pid
+
+
+def _server_facts(port: int) -> dict[str, str]:
+    """`INFO server`'s fields and `dir` (CONFIG GET) of the redis-server on `port`; empty if it does not answer."""
+    try:
+        with socket.create_connection((HOST, port), timeout=2) as sock, sock.makefile("rb") as replies:
+            sock.sendall(b"INFO server\r\nCONFIG GET dir\r\n")
+            info = _bulk(replies)
+            if replies.readline() != b"*2\r\n":
+                return {}
+            _bulk(replies)
+            data_dir = _bulk(replies)
+    except (OSError, ValueError):
+        return {}
+    facts = dict(line.split(":", 1) for line in info.splitlines() if ":" in line and not line.startswith("#"))
+    facts["dir"] = data_dir
+    return facts
+
+
+def _bulk(replies: IO[bytes]) -> str:
+    header = replies.readline()
+    if not header.startswith(b"$"):
+        raise ValueError(f"not a bulk string: {header[:80]!r}")
+    return replies.read(int(header[1:]) + 2)[:-2].decode(errors="replace")
+
+
 async def _in_thread(fn: Callable[[], None]) -> None:
     """Run blocking `fn` in a thread; when cancelled, let it finish (it starts or stops a process) and re-raise."""
     running = asyncio.ensure_future(asyncio.to_thread(fn))
@@ -380,13 +471,15 @@ def running_url(data_dir: Path) -> str | None:
         holder = (data_dir / LOCK_FILE).read_text(encoding="utf-8", errors="replace").strip()
     except OSError:
         return None
-    found = re.fullmatch(HOLDER_LINE.format(pid=r"(\d+)", url=r"(\S+)"), holder)
+    found = _HOLDER.fullmatch(holder)
     if found is None or not _pid_alive(int(found.group(1))):
         return None
     return found.group(2)
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs: not when it has exited, even if its parent has not reaped it yet (a zombie,
+    as a killed procengine is until its shell or test runner waits for it; seen where /proc is)."""
     if pid <= 0:
         return False
     try:
@@ -395,4 +488,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # someone else's process, but alive
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

@@ -20,6 +20,8 @@ from procengine.statuses import Status
 from procengine.store.keys import Keys
 
 STATUSES = tuple(status.value for status in Status)
+CHILD_KEY = "childKey"
+"""Execution hash field of a call-process's child: the engine's key it was started with (`Keys.child_start`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +73,11 @@ def moved(
     *,
     removal_at_ms: int | None = None,
     idempotency_key: str | None = None,
+    child_key: str | None = None,
 ) -> list[IndexOp]:
     """A status change: out of the source status's two indexes, into the target's. For a final status, also
-    the note of when its retention ends (`removals`, which the sweeper reads) and its idempotency key's expiry
-    at that moment."""
+    the note of when its retention ends (`removals`, which the sweeper reads) and the expiry at that moment of
+    its idempotency key (a client's) or child key (the engine's, for a call-process's child)."""
     member = str(at.execution_id)
     ops = [
         IndexOp("ZREM", keys.status_index(at.tenant, source), (member,)),
@@ -86,20 +89,22 @@ def moved(
         ops.append(IndexOp("ZADD", keys.removals(at.tenant), (str(removal_at_ms), removal_note(at, target))))
         if idempotency_key is not None:
             ops.append(IndexOp("PEXPIREAT", keys.idempotency(at.tenant, idempotency_key), (str(removal_at_ms),)))
+        if child_key is not None:
+            ops.append(IndexOp("PEXPIREAT", keys.child_start(at.tenant, child_key), (str(removal_at_ms),)))
     return ops
 
 
 def status_change(
     keys: Keys, execution_id: int, fields: Mapping[str, str], source: str, target: str, removal_at_ms: int | None
 ) -> list[IndexOp]:
-    """`moved` for an execution as its hash has it (tenant, processID, idempotencyKey); [] when the hash cannot
-    name its index entries (edited by hand)."""
+    """`moved` for an execution as its hash has it (tenant, processID, idempotencyKey, childKey); [] when the hash
+    cannot name its index entries (edited by hand)."""
     tenant, process_id = fields.get("tenant", ""), fields.get("processID", "")
     if not tenant or not (process_id.isascii() and process_id.isdigit()):
         return []
     at = Indexed(tenant, execution_id, int(process_id))
-    key = fields.get("idempotencyKey") or None
-    return moved(keys, at, source, target, removal_at_ms=removal_at_ms, idempotency_key=key)
+    key, child_key = fields.get("idempotencyKey") or None, fields.get(CHILD_KEY) or None
+    return moved(keys, at, source, target, removal_at_ms=removal_at_ms, idempotency_key=key, child_key=child_key)
 
 
 def removed(keys: Keys, at: Indexed, status: str | None) -> list[IndexOp]:

@@ -89,6 +89,11 @@ class Keys:
         """String: the executionID a start with this idempotency key created."""
         return f"{self.prefix}:tenant:{{{tenant}}}:idem:{key}"
 
+    def child_start(self, tenant: str, key: str) -> str:
+        """String: the executionID a call-process started as its child, by the engine's own key
+        `<parent>.<order>.<attempt>`; apart from clients' idempotency keys (`idem:`), which cannot reach it."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:child-start:{key}"
+
     # --- the whole engine ---------------------------------------------------------------------
 
     def sequence(self, name: str) -> str:

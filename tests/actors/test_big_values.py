@@ -126,22 +126,22 @@ async def test_an_output_under_the_limit_is_stored_and_the_snapshot_stays_under_
         engine,
         definition(
             {"key": "a", "type": "task", "handler": "just-fits", "output": "first", "next": "b"},
-            {"key": "b", "type": "task", "handler": "just-fits", "output": "second"},
+            {"key": "b", "type": "task", "handler": "just-fits", "output": "second", "next": "c"},
+            {"key": "c", "type": "task", "handler": "just-fits", "output": "third", "next": "d"},
+            {"key": "d", "type": "task", "handler": "just-fits", "output": "fourth"},
         ),
     )
-    # 600 KB stored twice (variable and node output) fits; a second one does not
+    # three of 600 KB fit (each stored once: its variable, which its node output names); a fourth does not
     await wait_status(engine, execution_id, "failed")
     elements = {e.key: e for e in (await engine.elements(CALLER, execution_id)).items}
-    assert elements["a"].status == "completed"
-    assert (elements["b"].status, elements["b"].errorType) == ("failed", "LimitExceeded")
+    assert [elements[key].status for key in "abc"] == ["completed"] * 3
+    assert (elements["d"].status, elements["d"].errorType) == ("failed", "LimitExceeded")
     memory = await _memory_blob(redis, engine, execution_id)
-    assert 1_200_000 < len(memory) <= LIMIT
-    assert set(decode(memory)["variables"]) == {"first"}
+    assert 1_800_000 < len(memory) <= LIMIT
+    assert set(decode(memory)["variables"]) == {"first", "second", "third"}
 
 
-async def test_an_output_the_codec_cannot_hold_fails_as_unstorable(
-    engine: Node, big_handlers: HandlerRegistry
-) -> None:
+async def test_an_output_the_codec_cannot_hold_fails_as_unstorable(engine: Node, big_handlers: HandlerRegistry) -> None:
     execution_id = await start(engine, definition({"key": "t", "type": "task", "handler": "timestamp"}))
     await wait_status(engine, execution_id, "failed")
     [record] = (await engine.elements(CALLER, execution_id)).items

@@ -58,8 +58,8 @@ def test_an_output_that_fits_is_stored() -> None:
 
 @pytest.mark.parametrize("output_var", ["out", None])
 def test_an_output_that_does_not_fit_fails_the_element_and_is_not_stored(output_var: str | None) -> None:
-    # 10 KB fits once; with a variable `out` it is stored twice (variable and node output), which does not
-    size = 10_000 if output_var else 17_000
+    # stored once, with a variable `out` or not (the node output names the variable): 17 KB does not fit
+    size = 17_000
     run = _run(_task(output_var, retry={"maxAttempts": 3}), END, variables={"keep": 1})
     run.drive()
 

@@ -9,8 +9,9 @@ import pytest
 
 from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import RunTask, Sleep
-from procengine.engine.state import ExecutionState, StackEntry, ThreadProgress, state_from_docs
+from procengine.engine.state import ExecutionState, StackEntry, ThreadProgress, expand_memory_doc, state_from_docs
 from procengine.errors import StateCorrupted
+from procengine.store.codec import decode, encode
 from tests.support.interpreter import Run, definition, start
 
 SAVED_AT = "2026-02-02T10:30:00Z"
@@ -232,3 +233,34 @@ def _without(stack: dict[str, Any], key: str) -> dict[str, Any]:
 def _with(stack: dict[str, Any], **fields: Any) -> dict[str, Any]:
     _entry(stack).update(fields)
     return stack
+
+
+def test_the_stored_memory_holds_a_task_output_once_and_reads_back_in_the_seed_shape(paused: Run) -> None:
+    big = {"lines": ["x" * 100] * 10}
+    paused.state.memory.variables["order"] = big
+    paused.state.memory.node_outputs["fetch_order"] = {"status": "success", "data": big}
+    seed = paused.state.to_memory_doc(SAVED_AT)
+
+    stored = decode(encode(paused.state.to_stored_memory_doc(SAVED_AT)))
+
+    assert stored["node_outputs"]["fetch_order"] == {"status": "success", "dataFrom": "order"}
+    assert len(encode(stored)) < len(encode(seed)) - 1000
+    assert expand_memory_doc(stored) == decode(encode(seed))
+    rebuilt = state_from_docs(paused.state.to_stack_doc(SAVED_AT), stored, _threads(paused))
+    assert rebuilt.to_memory_doc(SAVED_AT) == decode(encode(seed))
+
+
+def test_an_output_no_longer_in_its_variable_is_stored_whole(paused: Run) -> None:
+    paused.state.memory.variables["order"] = {"id": "replaced by a later element"}
+    paused.state.memory.node_outputs["fetch_order"] = {"status": "success", "data": {"id": "x" * 100}}
+
+    stored = paused.state.to_stored_memory_doc(SAVED_AT)
+
+    assert stored["node_outputs"]["fetch_order"] == {"status": "success", "data": {"id": "x" * 100}}
+
+
+def test_a_data_from_naming_no_variable_is_state_corrupted(paused: Run) -> None:
+    memory = paused.state.to_memory_doc(SAVED_AT)
+    memory["node_outputs"]["fetch_order"] = {"status": "success", "dataFrom": "nowhere"}
+    with pytest.raises(StateCorrupted, match="dataFrom"):
+        state_from_docs(paused.state.to_stack_doc(SAVED_AT), memory, _threads(paused))

@@ -163,6 +163,22 @@ async def test_status_log_elements_and_state(client: Client) -> None:
     assert state["memory"] == {"variables": {"order_id": 7}}
 
 
+async def test_elements_are_paged_by_limit_and_cursor(client: Client, engine: FakeEngine) -> None:
+    execution_id = await started(client)
+    path = f"{EXECUTIONS}/{execution_id}/elements"
+
+    whole = await client.get(path)
+    page = await client.get(path, params={"limit": "30", "cursor": "WyIiLCAiYSIsICIiXQ"})
+    assert (whole.status, page.status) == (200, 200)
+    assert (await whole.json())["data"]["nextCursor"] is None
+    assert engine.last_call().args == (execution_id, 30, "WyIiLCAiYSIsICIiXQ")
+
+    for params in ({"limit": "0"}, {"limit": "1001"}, {"limit": "ten"}, {"cursor": "not a cursor!"}):
+        refused = await client.get(path, params=params)
+        assert refused.status == 422, params
+        assert (await refused.json())["error"]["code"] == "VALIDATION_ERROR"
+
+
 async def test_statuses_is_the_contract_table(client: Client) -> None:
     response = await client.get(f"{BASE}/statuses")
 

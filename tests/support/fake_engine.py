@@ -13,6 +13,7 @@ from typing import Any
 
 from procengine.api.service import Caller
 from procengine.api.views import (
+    ELEMENTS_PAGE,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -240,8 +241,10 @@ class FakeEngine:
         self._record("log", caller, execution_id)
         return LogView(executionID=execution_id, items=self._execution(caller, execution_id).log)
 
-    async def elements(self, caller: Caller, execution_id: int) -> ElementsView:
-        self._record("elements", caller, execution_id)
+    async def elements(
+        self, caller: Caller, execution_id: int, *, limit: int = ELEMENTS_PAGE, cursor: str | None = None
+    ) -> ElementsView:
+        self._record("elements", caller, execution_id, limit, cursor)
         self._execution(caller, execution_id)
         element = ElementView(
             key="fetch", type="task", threadKey="main", status="completed", attempts=1, startedAt=NOW, stoppedAt=NOW

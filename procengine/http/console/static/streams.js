@@ -91,6 +91,7 @@ export class EventStream {
     }
     if (!response.ok) {
       const error = await errorOf(response);
+      if (this.stopped) return; // stopped while the body was read (which aborts it): nothing to report
       if (response.status >= 500) {
         const after = Number(response.headers.get('Retry-After'));
         this.retry(error, after > 0 ? after * 1000 : null);
