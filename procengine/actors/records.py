@@ -108,10 +108,14 @@ def carried(earlier: dict[str, Any] | None, record: dict[str, Any]) -> dict[str,
         return record
     history = list(earlier.get("attemptHistory") or [])
     for attempt in attempts:
-        if history and history[-1]["attempt"] == attempt["attempt"] and history[-1]["stoppedAt"] is None:
-            history[-1] = attempt  # the attempt that was running has ended
-        else:
+        last = history[-1] if history else None
+        if last is None or last["attempt"] != attempt["attempt"]:
             history.append(attempt)
+        elif last["stoppedAt"] is None:
+            history[-1] = attempt  # the attempt that was running has ended
+        elif last["startedAt"] != attempt["startedAt"]:
+            history.append(attempt)  # the same attempt again after it was cut short: a re-run
+        # else: the same run of the attempt told of again (a stopped lane's record written twice): it stands
     merged = {**record, "attemptHistory": history[-MAX_ATTEMPTS_KEPT:]}
     if "input" not in record and "input" in earlier:
         merged["input"] = earlier["input"]

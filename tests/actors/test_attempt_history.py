@@ -220,3 +220,43 @@ async def test_an_input_over_the_memory_limit_is_not_kept(
 
     record = await _record(engine, execution_id, "charge")
     assert isinstance(record.input, str) and record.input.startswith("(not kept: the input is over")
+
+
+async def test_each_iteration_of_a_for_each_keeps_its_own_attempts(engine: Node) -> None:
+    # given a for-each whose body task fails twice in each of its three iterations, run side by side
+    execution_id = await start(
+        engine,
+        definition(
+            {
+                "key": "loop",
+                "type": "for-each",
+                "items": "[1, 2, 3]",
+                "as": "n",
+                "maxConcurrency": 3,
+                "body": {
+                    "elements": [
+                        {
+                            "key": "charge",
+                            "type": "task",
+                            "handler": "fail",
+                            "input": {"message": "'declined ' + string(n)"},
+                            "retry": {"maxAttempts": 2},
+                        }
+                    ]
+                },
+            }
+        ),
+    )
+    await wait_status(engine, execution_id, "failed")
+
+    # then each iteration's record has its own input and attempts, not the others' mixed in
+    records = [e for e in (await engine.elements(CALLER, execution_id)).items if e.key == "charge"]
+    records = sorted(records, key=lambda r: r.path or "")
+    assert [r.path for r in records] == ["main/loop[0]", "main/loop[1]", "main/loop[2]"]
+    assert sorted(r.status for r in records) == ["failed", "interrupted", "interrupted"]  # the first to fail twice
+    for index, record in enumerate(records):
+        assert record.input == {"message": f"declined {index + 1}"}
+        history = record.attemptHistory or []
+        # its own attempts, once each: the failed ones, then (a sibling stopped by the failure) the one cut short
+        assert [a.attempt for a in history] == list(range(1, len(history) + 1))
+        assert all(a.error is None or a.error == f"TaskFailed: declined {index + 1}" for a in history)
