@@ -10,22 +10,25 @@ checkpoint (`crash`) stops every later checkpoint: the state here may be ahead o
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from procengine.actors.context import ActorContext
-from procengine.actors.records import snapshot_commit
+from procengine.actors.records import FINAL_RECORD, carried, needs_earlier, snapshot_commit
 from procengine.api.rendered import RenderedStatus
 from procengine.engine.interpreter import ElementEvent
 from procengine.engine.state import ExecutionState
-from procengine.errors import Fenced
+from procengine.errors import CodecError, Fenced
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.executions import CRASHES, Commit, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 
 __all__ = ["CheckpointWriter"]
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointWriter:
@@ -46,6 +49,8 @@ class CheckpointWriter:
         """The execution hash as of the last write (the actor is its only writer: this is what Redis holds)."""
         self.thread_records: dict[str, dict[str, Any]] = {k: p.to_doc() for k, p in state().threads.items()}
         """The thread hash as of the last write, like `fields`."""
+        self.task_records: dict[str, dict[str, Any]] = {}
+        """The records of tasks under way as last written (their input and attempts so far go into the next)."""
         self.copy_known = True
         """False once a write was cancelled while in flight (it may land or not): `fields` may be behind."""
         self.rendered_status: RenderedStatus | None = None
@@ -70,6 +75,7 @@ class CheckpointWriter:
         """Go on from what Redis holds (read just now): the copy is that, and a crash is dealt with."""
         self.fields = fields
         self.thread_records = {key: progress.to_doc() for key, progress in state.threads.items()}
+        self.task_records = {}  # read again from Redis when needed
         self.rendered_status = None
         self.crash = None  # a runner's failed write (not replicated, say) is dealt with: it goes on from Redis
 
@@ -102,6 +108,7 @@ class CheckpointWriter:
                 self.ctx.store.keys, self.execution_id, self.fields, expect.value, str(target), removal_at
             )
         async with self._write_lock:
+            await self._carry(commit)
             started = time.perf_counter()
             try:
                 result = await self.ctx.store.commit(
@@ -122,7 +129,25 @@ class CheckpointWriter:
         self.fields.update(stored_fields(commit.execution))
         self.thread_records.update(commit.threads)
         self.rendered_status = None
+        for name, record in commit.elements.items():
+            if "attemptHistory" in record and record["status"] not in FINAL_RECORD:
+                self.task_records[name] = record
+            else:
+                self.task_records.pop(name, None)
         return True
+
+    async def _carry(self, commit: Commit) -> None:
+        """Task records take the input and the attempts of the records before them (see `records.carried`): from
+        the copy, else (an actor that took over, a reload) from Redis."""
+        missing = [n for n, r in commit.elements.items() if n not in self.task_records and needs_earlier(r)]
+        earlier = self.task_records
+        if missing:
+            try:
+                earlier = {**earlier, **await self.ctx.store.element_records(self.execution_id, missing)}
+            except CodecError as exc:  # a record edited by hand: the history starts again, the write goes on
+                log.warning("execution %s: earlier element records unreadable: %s", self.execution_id, exc.message)
+        for name, record in commit.elements.items():
+            commit.elements[name] = carried(earlier.get(name), record)
 
     async def checkpoint(self, events: list[ElementEvent], extra: Commit | None = None) -> None:
         """Write the state and `events`; back when both are in Redis. Lanes that ask while a checkpoint is being

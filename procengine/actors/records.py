@@ -14,6 +14,9 @@ from procengine.runtime.clock import iso
 from procengine.store.codec import FORMAT_VERSION, encode
 from procengine.store.executions import Commit, LogRecord
 
+MAX_ATTEMPTS_KEPT = 20
+"""A task's element record keeps its latest attempts, this many, in `attemptHistory`."""
+
 
 @dataclass(slots=True)
 class Failure:
@@ -68,13 +71,15 @@ def element_record(event: ElementEvent) -> dict[str, Any]:
             errorType=event.error_type,
             caught=event.caught,
         )
+    if event.element_type == "task":  # the input and this attempt; `carried` adds the earlier attempts
+        record.update(input=event.input, attemptHistory=[_attempt_of(event)])
     return _without_none(record)
 
 
 def interrupted_record(entry: StackEntry, now_ms: int) -> dict[str, Any]:
     """A task cut short (pause past its grace, cancel, another thread failing): it runs again, same attempt, if
     the execution goes on."""
-    record = {
+    record: dict[str, Any] = {
         "key": entry.element_key,
         "type": entry.element_type,
         "threadKey": entry.thread_key,
@@ -84,7 +89,75 @@ def interrupted_record(entry: StackEntry, now_ms: int) -> dict[str, Any]:
         "startedAt": _iso_or_none(entry.started_at_ms),
         "stoppedAt": iso(now_ms),
     }
+    if entry.element_type == "task":
+        record["attemptHistory"] = [_attempt(entry.attempt, "interrupted", entry.started_at_ms, now_ms)]
     return _without_none(record)
+
+
+def needs_earlier(record: dict[str, Any]) -> bool:
+    """Whether `carried` needs the element's earlier record to complete `record` (all but a task's first start)."""
+    return "attemptHistory" in record and not (record["status"] == "running" and record["attempts"] == 1)
+
+
+def carried(earlier: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """A task's `record` with what its earlier record of the same run holds: the input (an event after the start
+    has none of its own) and the attempts before this one, the latest MAX_ATTEMPTS_KEPT. A first attempt that
+    starts after an ended run (a loop, the next iteration) begins a new history."""
+    attempts = record.get("attemptHistory")
+    if attempts is None or earlier is None or not _same_run(earlier, record):
+        return record
+    history = list(earlier.get("attemptHistory") or [])
+    for attempt in attempts:
+        last = history[-1] if history else None
+        if last is None or last["attempt"] != attempt["attempt"]:
+            history.append(attempt)
+        elif last["stoppedAt"] is None:
+            history[-1] = attempt  # the attempt that was running has ended
+        elif last["startedAt"] != attempt["startedAt"]:
+            history.append(attempt)  # the same attempt again after it was cut short: a re-run
+        # else: the same run of the attempt told of again (a stopped lane's record written twice): it stands
+    merged = {**record, "attemptHistory": history[-MAX_ATTEMPTS_KEPT:]}
+    if "input" not in record and "input" in earlier:
+        merged["input"] = earlier["input"]
+    return merged
+
+
+def _same_run(earlier: dict[str, Any], record: dict[str, Any]) -> bool:
+    if earlier.get("type") != "task" or earlier.get("path") != record.get("path"):
+        return False
+    return not (record["status"] == "running" and record["attempts"] == 1 and earlier.get("status") in FINAL_RECORD)
+
+
+FINAL_RECORD = ("completed", "failed")
+"""Statuses of a record whose run is over: the next start is a new run."""
+
+
+def _attempt_of(event: ElementEvent) -> dict[str, Any]:
+    if event.event == "element-started":
+        return _attempt(event.attempt, "running", event.at_ms, None)
+    status = "completed" if event.event == "element-completed" else "failed"
+    return _attempt(event.attempt, status, event.started_at_ms, event.at_ms, event.error, event.error_type)
+
+
+def _attempt(
+    number: int,
+    status: str,
+    started_ms: int | None,
+    stopped_ms: int | None,
+    error: str | None = None,
+    error_type: str | None = None,
+) -> dict[str, Any]:
+    """One item of `attemptHistory`: every field is there, null when it has no value."""
+    duration = None if started_ms is None or stopped_ms is None else max(stopped_ms - started_ms, 0)
+    return {
+        "attempt": number,
+        "status": status,
+        "startedAt": _iso_or_none(started_ms),
+        "stoppedAt": _iso_or_none(stopped_ms),
+        "durationMs": duration,
+        "error": error,
+        "errorType": error_type,
+    }
 
 
 def element_log(event: ElementEvent) -> LogRecord:

@@ -162,6 +162,18 @@ class LogView(_View):
     items: list[LogEntry]
 
 
+class AttemptView(_View):
+    """One attempt of a task (`attemptHistory`): every field is there, null when it has no value."""
+
+    attempt: int
+    status: Literal["running", "completed", "failed", "interrupted"]
+    startedAt: str | None
+    stoppedAt: str | None
+    durationMs: int | None
+    error: str | None
+    errorType: str | None
+
+
 class ElementView(_View):
     key: str
     type: str
@@ -178,6 +190,10 @@ class ElementView(_View):
     """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, Unstorable, ..."""
     caught: str | None = None
     """A failure a catch clause took: the element the thread went on with."""
+    input: Annotated[Any, Shown] = None
+    """A task's evaluated input, as its latest attempt was called with it (null for other elements)."""
+    attemptHistory: list[AttemptView] | None = None
+    """A task's attempts, oldest first, the latest 20 (null for other elements)."""
 
 
 ELEMENTS_PAGE: Final = 1000

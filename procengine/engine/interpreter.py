@@ -69,6 +69,9 @@ class ElementEvent:
     """An element-failed whose failure a catch clause took: the element the thread goes on with."""
     path: str | None = None
     """The branch or iteration lane the element ran in (None: the thread itself)."""
+    input: Any = None
+    """An element-started of a task: the input its handler is called with (a note instead, past the memory
+    limit: an input is kept, like an output, only up to the size a snapshot may take)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +276,8 @@ class Interpreter:
         if starting and not outcome.events:
             # still going after this call: its start is news; an element that ended at once reports only its
             # end (which carries the start time), one log entry instead of two
-            outcome.events.append(self._event("element-started", entry, now_ms, rerun=entry.rerun))
+            task_input = self._kept(outcome.step.input) if isinstance(outcome.step, RunTask) else None
+            outcome.events.append(self._event("element-started", entry, now_ms, rerun=entry.rerun, input=task_input))
             entry.rerun = False
         return outcome
 
@@ -448,6 +452,12 @@ class Interpreter:
                     f"{what} does not fit in the execution's memory: the snapshot may take {self.memory_limit} bytes "
                     f"and holds {state.memory_bytes}"
                 )
+
+    def _kept(self, task_input: dict[str, Any]) -> Any:
+        """A task's input as its element record keeps it: whole, unless it is over the memory limit."""
+        if self.memory_limit is None or bounded_size(task_input, self.memory_limit) is not None:
+            return task_input
+        return f"(not kept: the input is over the {self.memory_limit} bytes an execution's memory may take)"
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
         task_input = {name: self._value(src, variables) for name, src in element.input.items()}

@@ -228,6 +228,12 @@ class ExecutionStore:
         return {k.decode(): decode(v) for k, v in raw.items()}
 
     @translated
+    async def element_records(self, execution_id: int, names: list[str]) -> dict[str, Any]:
+        """The element records of these names that exist, decoded (CodecError if one does not decode)."""
+        raw: Any = await self.redis.hmget(self.keys.execution(execution_id).elements, names)
+        return {name: decode(value) for name, value in zip(names, raw, strict=True) if value is not None}
+
+    @translated
     async def log(self, execution_id: int, count: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Log entries oldest first: (stream id, {at, event, elementKey, detail})."""
         raw: Any = await self.redis.xrange(self.keys.execution(execution_id).log, count=count)

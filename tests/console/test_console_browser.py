@@ -9,11 +9,9 @@ screenshots of the docs: docs/console-list.png and docs/console-execution.png.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +21,17 @@ import pytest
 from procengine.http.console.static_routes import STATIC_DIR
 from procengine.store.embedded import RedisServer
 from tests.support.api import BASE
+from tests.support.browser import CHROMIUM, WAIT_MS, open_page, real_problems
 from tests.support.paths import REPO
 from tests.support.servers import Server, call, serving
 
-CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
     pytest.skip(
         "no Chromium: apt-get install chromium (Debian) to run the console's browser tests", allow_module_level=True
     )
 
-from playwright.async_api import (  # noqa: E402
-    Browser,
-    ConsoleMessage,
-    Page,
-    Response,
-    Route,
-    async_playwright,
-    expect,
-)
+from playwright.async_api import Browser, Page, Response, Route, expect
 
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TOKEN = "tok-console"
 DOCS = REPO / "docs" if os.environ.get("PROCENGINE_UPDATE_SCREENSHOTS") else Path(tempfile.gettempdir())
 """Where the screenshots go: docs/ for the README with PROCENGINE_UPDATE_SCREENSHOTS=1, else a temporary
@@ -81,46 +62,7 @@ threads:
       - {key: done, type: end}
 """
 """Every element type: a condition, a switch, a for-each, a parallel with a wait, a call of the demo, a fail."""
-WAIT_MS = 15_000
-
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@contextlib.asynccontextmanager
-async def open_page(browser: Browser) -> AsyncIterator[tuple[Page, list[str]]]:
-    """A page whose console errors (CSP violations among them) and uncaught exceptions are collected.
-
-    It is closed before the server stops: an event stream still open would hold up the server's shutdown.
-    """
-    page = await browser.new_page(viewport={"width": 1400, "height": 900})
-    page.set_default_timeout(WAIT_MS)
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    try:
-        yield page, problems
-    finally:
-        await page.close()
-
-
-def real_problems(problems: list[str]) -> list[str]:
-    """Console errors but the failed requests the test causes on purpose (401 before the token, 409s)."""
-    return [p for p in problems if "Failed to load resource" not in p]
 
 
 async def start_demo(session: aiohttp.ClientSession, server: Server) -> int:

@@ -19,6 +19,8 @@
 //   list.js       the list of executions: counts, filters, pages, live rows
 //   execution.js  one execution's page, kept live from its log stream
 //   graph.js      the process graph as SVG, and its legend
+//   zoom.js       the graph's zoom: fit to the width (the default when it is wider), steps, 100 %
+//   details.js    one element's details: its record, input, output, attempts, stack entries, definition
 //   panels.js     the execution page's tables: memory, outputs, stack, elements, log details
 //   forms.js      the execution page's controls: pause, resume, cancel, the signal form
 //   util.js       DOM and SVG building, text, time and duration formatting
@@ -29,6 +31,7 @@ import { sendCommand, sendSignal } from './forms.js';
 import { ListView, listHash } from './list.js';
 import { app, clearError, setLive, showError } from './page.js';
 import { $ } from './util.js';
+import { wireZoomControls } from './zoom.js';
 
 function route() {
   if (app.view) app.view.stop();
@@ -73,6 +76,7 @@ function boot() {
     button.addEventListener('click', () => app.view instanceof ExecutionView && sendCommand(app.view, button.dataset.command));
   }
   $('actions').addEventListener('submit', (event) => event.preventDefault());
+  wireZoomControls(() => (app.view instanceof ExecutionView ? app.view.zoom : null));
   $('signal-form').addEventListener('submit', (event) => {
     event.preventDefault();
     if (app.view instanceof ExecutionView) sendSignal(app.view);

@@ -3,13 +3,15 @@
 // entry reads the status, the elements and the state again).
 
 import { api, processCache } from './api.js';
+import { hideDetails, renderDetails } from './details.js';
 import { note, signalNames } from './forms.js';
 import { Graph, legend } from './graph.js';
 import { listHash } from './list.js';
 import { crumbs, executionLink, fatal, setLive, setProgress, show, showError } from './page.js';
 import { detailCell, renderElements, renderMemory, renderStack } from './panels.js';
 import { EventStream } from './streams.js';
-import { $, fmtDuration, fmtTime, h, since } from './util.js';
+import { $, errorText, fmtDuration, fmtTime, h, since } from './util.js';
+import { Zoom } from './zoom.js';
 
 const MAX_LOG_ROWS = 2000;
 
@@ -27,6 +29,10 @@ export class ExecutionView {
     this.again = false;
     this.ended = false; // the log showed the final transition
     this.stopped = false;
+    this.zoom = null;
+    this.selected = null; // the element whose details are open
+    this.latest = null; // the last {status, elements, state} read together
+    this.resumeProblem = undefined; // why resume would be refused (null: it would not; undefined: state not read yet)
   }
 
   path(tail = '') {
@@ -41,6 +47,8 @@ export class ExecutionView {
     for (const id of ['log', 'elements', 'stack']) $(id).tBodies[0].replaceChildren();
     $('legend').replaceChildren(...legend());
     $('exec-error').hidden = true;
+    $('state-problem').hidden = true;
+    hideDetails();
     note('');
     setLive('idle');
     let status;
@@ -56,8 +64,9 @@ export class ExecutionView {
     }
     if (this.stopped) return;
     this.definition = processCache.get(status.processID);
-    this.graph = new Graph(this.definition.definition);
+    this.graph = new Graph(this.definition.definition, { onSelect: (key) => this.select(key) });
     $('graph').replaceChildren(this.graph.svg);
+    this.zoom = new Zoom($('graph'), this.graph.svg, this.graph.width, this.graph.height);
     $('graph-caption').textContent = `${this.definition.key} v${this.definition.version}`;
     $('signal-names').replaceChildren(...signalNames(this.definition.definition).map((n) => h('option', { value: n })));
     for (const entry of log.items) this.addLog(entry, false);
@@ -96,6 +105,40 @@ export class ExecutionView {
   stop() {
     this.stopped = true;
     if (this.stream) this.stream.stop();
+    if (this.zoom) this.zoom.stop();
+  }
+
+  /** Open the details of element `key` (from the graph or the elements table); they follow every read. */
+  select(key) {
+    this.selected = key;
+    if (this.graph) this.graph.select(key);
+    for (const tr of $('elements').tBodies[0].rows) tr.classList.toggle('selected', tr.dataset.key === key);
+    this.renderDetails();
+    $('details').scrollIntoView({ block: 'nearest' });
+  }
+
+  closeDetails() {
+    this.selected = null;
+    if (this.graph) this.graph.select(null);
+    for (const tr of $('elements').tBodies[0].rows) tr.classList.remove('selected');
+    hideDetails();
+  }
+
+  renderDetails() {
+    const key = this.selected;
+    if (key === null || !this.graph) return;
+    const { status, elements, state } = this.latest || { status: this.status };
+    const records = elements ? elements.items.filter((r) => r.key === key) : [];
+    const stack = state && state.stack && Array.isArray(state.stack.execution_stack) ? state.stack.execution_stack : [];
+    renderDetails({
+      key,
+      el: this.graph.elements.get(key) || null,
+      records,
+      entries: stack.filter((e) => e.element_key === key),
+      status,
+      childIds: this.children.get(key) || [],
+      onClose: () => this.closeDetails(),
+    });
   }
 
   onLogEvent(event) {
@@ -198,15 +241,18 @@ export class ExecutionView {
       const e = status.error;
       failure.replaceChildren(
         h('strong', { text: `Failed at ${e.element ?? '?'}: ` }),
-        `${e.type ? `${e.type}: ` : ''}${e.error ?? ''}`,
+        errorText(e.type, e.error),
         e.attempts ? h('span', { class: 'muted', text: ` (after ${e.attempts} attempt${e.attempts > 1 ? 's' : ''})` }) : '',
       );
     }
+    const unreadable = state ? unreadableStack(state) : null;
+    if (state) this.resumeProblem = status.status === 'paused' ? resumeProblem(status, state, unreadable) : null;
+    this.renderResume(status);
     $('do-pause').disabled = status.status !== 'running';
-    $('do-resume').disabled = status.status !== 'paused';
     $('do-cancel').disabled = !status.isActive;
     $('signal-form').querySelector('button').disabled = !status.isActive;
     if (!elements || !state) return;
+    this.latest = { status, elements, state };
     const records = new Map(elements.items.map((r) => [r.key, r]));
     const stackEntries = (state.stack && Array.isArray(state.stack.execution_stack) && state.stack.execution_stack) || [];
     const stack = new Map();
@@ -229,8 +275,29 @@ export class ExecutionView {
       });
     }
     renderMemory(state);
-    renderStack(stackEntries, state);
-    renderElements(elements.items);
+    renderStack(stackEntries, state, unreadable);
+    renderElements(elements.items, status, (key) => this.select(key), this.selected);
+    this.renderDetails();
+  }
+
+  /**
+   * Resume is offered only when the API would take it: paused, and a stack and memory that resume can go on from
+   * (what it refuses with 409 STATE_CORRUPTED is shown instead, and only cancel is left).
+   */
+  renderResume(status) {
+    const resume = $('do-resume');
+    const problem = status.status === 'paused' ? this.resumeProblem : null;
+    resume.disabled = status.status !== 'paused' || problem !== null;
+    resume.title = problem ? `resume would be refused (409 STATE_CORRUPTED): ${problem}` : '';
+    const box = $('state-problem');
+    box.hidden = !problem;
+    if (problem) {
+      box.replaceChildren(
+        h('strong', { text: 'This execution cannot be resumed: ' }),
+        `${problem}. `,
+        h('span', { class: 'muted', text: 'Resume would be refused with 409 STATE_CORRUPTED (see GET …/state); it can still be cancelled.' }),
+      );
+    }
   }
 
   renderFacts() {
@@ -280,8 +347,33 @@ export class ExecutionView {
     this.durationEl.textContent = fmtDuration(t.durationMs + running);
     this.pausedEl.textContent = t.pausedAt ? `${fmtTime(t.pausedAt)} (${fmtDuration(since(t.pausedAt))} ago)` : '—';
     this.pausedEl.title = t.pausedAt || '';
-    this.pausedTotalEl.textContent = fmtDuration(t.pausedDurationMs + (t.pausedAt ? since(t.pausedAt) : 0));
+    // as the API says: its pausedDurationMs counts the pause in progress; the clock moves it on since the read
+    const pausedNow = status.status === 'paused' ? Date.now() - this.fetchedAt : 0;
+    this.pausedTotalEl.textContent = fmtDuration((t.pausedDurationMs || 0) + pausedNow);
+    this.pausedTotalEl.title = `pausedDurationMs ${t.pausedDurationMs} when read at ${new Date(this.fetchedAt).toISOString()}`;
   }
+}
+
+/** Why the stack snapshot cannot be shown (null: it can). A cancelled execution has none, and says so. */
+function unreadableStack(state) {
+  const stack = state.stack;
+  if (!stack) return state.active ? 'the stack snapshot is missing' : null;
+  if (stack.error) return `the stack snapshot cannot be read: ${stack.error}`;
+  if (!Array.isArray(stack.execution_stack)) return 'the stack snapshot has no execution_stack list';
+  return null;
+}
+
+/** What resume would refuse with 409 STATE_CORRUPTED (actors/snapshot.py), from GET …/state and the status. */
+function resumeProblem(status, state, unreadable) {
+  if (unreadable) return unreadable;
+  if (!state.stack) return 'the stack snapshot is missing';
+  if (!state.memory) return 'the memory snapshot is missing';
+  if (state.memory.error) return `the memory snapshot cannot be read: ${state.memory.error}`;
+  const unfinished = status.threads.filter((t) => t.status === 'running' || t.status === 'paused').map((t) => t.threadKey);
+  if (!state.stack.execution_stack.length && unfinished.length) {
+    return `the stack is empty but threads ${unfinished.join(', ')} have not finished`;
+  }
+  return null;
 }
 
 function logCaption(count) {

@@ -1,7 +1,7 @@
 // The process graph of the execution page: a layout (columns by longest path from the start, a lane per thread,
 // branch and body) drawn as SVG, and the legend of its colours.
 
-import { SVG_NS, between, clip, fmtDuration, h, s, since } from './util.js';
+import { SVG_NS, clip, errorText, fmtDuration, h, runTime, s } from './util.js';
 
 const ELEMENT_STATES = ['running', 'pending', 'retrying', 'interrupted', 'completed', 'failed', 'paused', 'idle'];
 
@@ -156,10 +156,13 @@ function edgePath(a, b, edge) {
 
 /**
  * The process as SVG: one lane per thread, one box per element (parallel and for-each as boxes holding their
- * branches and body), arrows for every way on. Built once per definition; `update` recolours it.
+ * branches and body), arrows for every way on. Built once per definition; `update` recolours it. A click on an
+ * element (or Enter on it) calls `onSelect(key)`.
  */
 export class Graph {
-  constructor(definition) {
+  constructor(definition, { onSelect } = {}) {
+    this.onSelect = onSelect || (() => {});
+    this.elements = new Map(); // element key -> its definition
     this.nodes = new Map(); // element key -> {g, el, title, statusText, child link}
     this.lanes = new Map(); // thread key -> its label
     const threads = definition.threads.map((thread) => ({ thread, lane: layoutLane(thread.elements, thread.start) }));
@@ -179,6 +182,8 @@ export class Graph {
       groups.push(g);
       y += lane.h + 30 + 14;
     }
+    this.width = width;
+    this.height = y;
     this.svg = s(
       'svg',
       {
@@ -254,6 +259,18 @@ export class Graph {
       statusText,
     );
     const entry = { g, el, title, statusText, child: null };
+    g.addEventListener('click', (event) => {
+      if (event.target.closest && event.target.closest('a.child')) return; // the child's link, not the element
+      event.stopPropagation(); // the innermost element of a container, not the container too
+      this.onSelect(el.key);
+    });
+    g.addEventListener('keydown', (event) => {
+      if (event.key !== 'Enter' && event.key !== ' ') return;
+      event.preventDefault();
+      event.stopPropagation();
+      this.onSelect(el.key);
+    });
+    this.elements.set(el.key, el);
     if (el.type === 'call-process') {
       const child = s('text', { class: 'child-link', x: place.w - 10, y: 48, 'text-anchor': 'end' });
       entry.child = s('a', { href: '#', class: 'child' }, child);
@@ -282,11 +299,14 @@ export class Graph {
   /** Colour every element by its record (GET .../elements) and the stack (GET .../state). */
   update({ status, records, stack, children, threads }) {
     const execution = status.status;
+    const final = ['cancelled', 'failed', 'completed'].includes(execution);
     for (const [key, entry] of this.nodes) {
       const record = records.get(key);
       const entries = stack.get(key) || [];
       let state = 'idle';
       if (record && ['running', 'retrying', 'interrupted'].includes(record.status)) state = record.status;
+      // the element that failed an execution stays on its stack (a retry goes on from it): failed, not stopped
+      else if (final && record && record.status === 'failed') state = 'failed';
       else if (entries.length) state = entries.some((e) => e.started_at_ms && !e.rerun) ? 'running' : 'pending';
       else if (record) state = record.status;
       const frozen = execution === 'paused' && ['running', 'pending', 'retrying'].includes(state);
@@ -306,7 +326,7 @@ export class Graph {
       else if (entries.length > 1) label += ` · ×${entries.length}`;
       if (record && record.attempts > 1) label += ` · attempt ${record.attempts}`;
       entry.statusText.textContent = label;
-      entry.title.textContent = this.tooltip(entry.el, state, record, entries, execution, children.get(key));
+      entry.title.textContent = this.tooltip(entry.el, state, record, entries, status, children.get(key));
       if (entry.child) {
         const ids = children.get(key) || [];
         entry.childId = ids[ids.length - 1] || null;
@@ -323,17 +343,17 @@ export class Graph {
     this.svg.dataset.executionStatus = execution;
   }
 
-  tooltip(el, state, record, entries, execution, childIds) {
+  tooltip(el, state, record, entries, status, childIds) {
     const lines = [`${el.key} (${el.type})`, subtitle(el), `status: ${state === 'idle' ? 'not reached' : state}`];
-    if (execution === 'paused' && state !== 'idle') lines.push('the execution is paused');
+    if (status.status === 'paused' && state !== 'idle') lines.push('the execution is paused');
     if (record) {
       lines.push(`attempts: ${record.attempts}`);
       if (record.startedAt) lines.push(`started: ${record.startedAt}`);
       if (record.stoppedAt) lines.push(`stopped: ${record.stoppedAt}`);
-      const took = record.stoppedAt ? between(record.startedAt, record.stoppedAt) : since(record.startedAt);
-      if (record.startedAt) lines.push(`${record.stoppedAt ? 'took' : 'running for'}: ${fmtDuration(took)}`);
+      const run = runTime(record, status);
+      if (record.startedAt) lines.push(`${run.how}: ${fmtDuration(run.ms)}`);
       if (record.path) lines.push(`lane: ${record.path}`);
-      if (record.error) lines.push(`error: ${record.errorType ? `${record.errorType}: ` : ''}${record.error}`);
+      if (record.error) lines.push(`error: ${errorText(record.errorType, record.error)}`);
       if (record.caught) lines.push(`caught: went on at ${record.caught}`);
     }
     for (const entry of entries.slice(0, 8)) {
@@ -347,7 +367,13 @@ export class Graph {
     }
     if (entries.length > 8) lines.push(`… and ${entries.length - 8} more on the stack`);
     if (childIds && childIds.length) lines.push(`children: ${childIds.map((id) => `#${id}`).join(', ')}`);
+    lines.push('click for the details');
     return lines.join('\n');
+  }
+
+  /** Mark the element whose details are open (null: none). */
+  select(key) {
+    for (const [k, entry] of this.nodes) entry.g.classList.toggle('selected', k === key);
   }
 }
 

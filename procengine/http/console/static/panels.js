@@ -2,7 +2,7 @@
 // (GET .../state), the stack (GET .../state), the elements (GET .../elements), and the detail of a log entry.
 
 import { executionLink } from './page.js';
-import { $, between, clip, compact, fmtDuration, fmtTime, h, json, since } from './util.js';
+import { $, between, clip, compact, errorText, fmtDuration, fmtTime, h, json, runTime } from './util.js';
 
 /** Variables, waiting signals, branch scopes, for-each items and node outputs, from the saved memory. */
 export function renderMemory(state) {
@@ -36,15 +36,24 @@ export function renderMemory(state) {
       {},
       h('th', { text: key }),
       h('td', { class: 'narrow' }, h('span', { class: `mini st-${out && out.status === 'failed' ? 'failed' : 'completed'}`, text: (out && out.status) || '?' })),
-      h('td', {}, h('pre', { text: out && 'data' in out ? json(out.data) : out && out.error ? `${out.type}: ${out.error}` : '—' })),
+      h('td', {}, h('pre', { text: out && 'data' in out ? json(out.data) : out && out.error ? errorText(out.type, out.error) : '—' })),
     ),
   );
   outs.replaceChildren(rows.length ? h('table', { class: 'kv' }, h('tbody', {}, rows)) : h('p', { class: 'empty', text: 'no outputs yet' }));
 }
 
-export function renderStack(entries, state) {
+/** The stack's entries; `unreadable`: why the stack snapshot cannot be read (then there are no entries to show). */
+export function renderStack(entries, state, unreadable) {
   const body = $('stack').tBodies[0];
-  $('stack-caption').textContent = state.active ? `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}` : 'not active';
+  const caption = $('stack-caption');
+  caption.dataset.problem = unreadable ? 'true' : 'false';
+  if (unreadable) {
+    caption.textContent = 'cannot be read';
+    const cell = h('td', { colspan: 6, class: 'err', text: unreadable });
+    body.replaceChildren(h('tr', { class: 'stack-problem' }, cell));
+    return;
+  }
+  caption.textContent = state.active ? `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}` : 'not active';
   body.replaceChildren(
     ...entries.map((e) => {
       const notes = [];
@@ -66,23 +75,39 @@ export function renderStack(entries, state) {
   );
 }
 
-export function renderElements(items) {
+/** The element records; a click on a row opens its element's details (`onSelect(key)`). */
+export function renderElements(items, status, onSelect, selected) {
   $('elements').tBodies[0].replaceChildren(
     ...items.map((r) =>
       h(
         'tr',
-        { 'data-key': r.key },
+        { 'data-key': r.key, class: ['pick', r.key === selected ? 'selected' : ''], title: 'click for the details', onclick: () => onSelect(r.key) },
         h('td', { text: r.key }),
         h('td', { text: r.type }),
         h('td', { text: r.path || r.threadKey }),
         h('td', {}, h('span', { class: `mini st-${r.status}`, text: r.status })),
         h('td', { text: r.attempts }),
         h('td', { title: r.startedAt || '', text: fmtTime(r.startedAt) }),
-        h('td', { text: r.stoppedAt ? fmtDuration(between(r.startedAt, r.stoppedAt)) : r.startedAt ? `${fmtDuration(since(r.startedAt))}…` : '—' }),
-        h('td', { class: 'err', title: r.error || '', text: r.error ? clip(`${r.errorType ? `${r.errorType}: ` : ''}${r.error}${r.caught ? ` (caught → ${r.caught})` : ''}`, 160) : '' }),
+        h('td', { class: 'took', text: took(r, status) }),
+        h('td', { class: 'err', title: r.error || '', text: r.error ? clip(`${errorText(r.errorType, r.error)}${r.caught ? ` (caught → ${r.caught})` : ''}`, 160) : '' }),
       ),
     ),
   );
+}
+
+/** The latest attempt's time; a task retried says how many attempts it took and over how long, first start to last stop. */
+function took(record, status) {
+  const run = runTime(record, status);
+  if (run.ms === null) return '—';
+  let text = fmtDuration(run.ms);
+  if (run.how === 'running for') text += '…';
+  if (run.how === 'ran until the pause') text += ' (paused)';
+  const history = Array.isArray(record.attemptHistory) ? record.attemptHistory : [];
+  if (history.length > 1) {
+    const span = between(history[0].startedAt, history[history.length - 1].stoppedAt);
+    text += ` · ${history.length} attempts${span === null ? '' : ` over ${fmtDuration(span)}`}`;
+  }
+  return text;
 }
 
 function kvTable(object, empty) {

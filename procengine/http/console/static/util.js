@@ -53,6 +53,17 @@ export function compact(value, max = 300) {
   return clip(text ?? '', max);
 }
 
+/**
+ * A failure's text with its type once. The engine's `error` of a handler's exception already starts with the
+ * exception's class ("TaskFailed: card declined", as Python prints it, and as a catch's `into` and a fail
+ * message built from it carry it); other errors do not ("timed out after 30 ms", type Timeout).
+ */
+export function errorText(type, error) {
+  const text = String(error ?? '');
+  if (!type || text === type || text.startsWith(`${type}: `)) return text || String(type ?? '');
+  return text ? `${type}: ${text}` : String(type);
+}
+
 // ------------------------------------------------------------------------------------------- time and numbers
 
 export function fmtTime(iso) {
@@ -79,6 +90,18 @@ export function fmtDuration(ms) {
 
 export const since = (iso) => (iso ? Date.now() - new Date(iso).getTime() : null);
 export const between = (from, to) => (from && to ? new Date(to).getTime() - new Date(from).getTime() : null);
+
+/**
+ * How long an element's latest run took: to its stop, or to the pause of a paused execution (its clock is
+ * frozen: it does not run on in the console while the execution is paused), or so far. `{ms, how}`.
+ */
+export function runTime(record, status) {
+  if (!record || !record.startedAt) return { ms: null, how: '' };
+  if (record.stoppedAt) return { ms: between(record.startedAt, record.stoppedAt), how: 'took' };
+  const pausedAt = status && status.status === 'paused' && status.timing && status.timing.pausedAt;
+  if (pausedAt) return { ms: Math.max(0, between(record.startedAt, pausedAt)), how: 'ran until the pause' };
+  return { ms: since(record.startedAt), how: 'running for' };
+}
 
 // ------------------------------------------------------------------------------------------------ work
 
