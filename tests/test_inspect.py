@@ -18,7 +18,15 @@ from redis.asyncio import Redis
 from procengine.api.service import Caller
 from procengine.api.views import ControlRequest, StartRequest
 from procengine.cli import main
-from procengine.cli.inspect import _newest_first, _store, inspect_execution, list_executions, render_execution, to_json
+from procengine.cli.inspect import (
+    _elements,
+    _newest_first,
+    _store,
+    inspect_execution,
+    list_executions,
+    render_execution,
+    to_json,
+)
 from procengine.node.node import Node
 from procengine.settings import Settings
 from procengine.store.codec import encode
@@ -149,6 +157,19 @@ async def test_json_carries_the_whole_view(running: Running, capsys: pytest.Capt
     assert [entry["event"] for entry in view["log"]] == ["paused"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", view["log"][0]["at"])  # stored as epoch ms
     assert view["logLength"] == 4
+
+
+def test_an_error_shows_its_type_once() -> None:
+    """A handler's error already starts with its class (as Python prints it): the type is not put in front again."""
+    elements = {
+        "charge": {"type": "task", "status": "failed", "error": "TaskFailed: card declined", "errorType": "TaskFailed"},
+        "slow": {"type": "task", "status": "failed", "error": "timed out after 50 ms", "errorType": "Timeout"},
+    }
+
+    text = "\n".join(_elements(elements))
+
+    assert "error TaskFailed: card declined" in text and "TaskFailed: TaskFailed" not in text
+    assert "error Timeout: timed out after 50 ms" in text
 
 
 async def test_a_blob_that_does_not_decode_is_shown_not_fatal(running: Running, redis: Redis) -> None:

@@ -505,8 +505,7 @@ def _elements(elements: dict[str, Any]) -> list[str]:
             continue
         notes = []
         if element.get("error") is not None:
-            kind = f"{element['errorType']}: " if element.get("errorType") else ""
-            notes.append(f"error {kind}{_one_line(element['error'], _DETAIL_WIDTH)}")
+            notes.append(f"error {_one_line(_error_text(element), _DETAIL_WIDTH)}")
         if element.get("retryAt") is not None:
             notes.append(f"retry at {_ms(element['retryAt'])}")
         if element.get("output") is not None:
@@ -560,3 +559,11 @@ def render_list(rows: list[dict[str, Any]]) -> str:
         for row in rows
     ]
     return "\n".join(_table(headers, cells, indent="")) + "\n"
+
+
+def _error_text(element: dict[str, Any]) -> Any:
+    """The error with its type once: a handler's error already starts with its class, as Python prints it."""
+    error, kind = element["error"], element.get("errorType")
+    if not kind or (isinstance(error, str) and error.startswith(f"{kind}:")):
+        return error
+    return f"{kind}: {error}"
