@@ -168,8 +168,8 @@ def test_an_error_shows_its_type_once() -> None:
 
     text = "\n".join(_elements(elements))
 
-    assert "error TaskFailed: card declined" in text and "TaskFailed: TaskFailed" not in text
-    assert "error Timeout: timed out after 50 ms" in text
+    assert 'error "TaskFailed: card declined"' in text and "TaskFailed: TaskFailed" not in text
+    assert 'error "Timeout: timed out after 50 ms"' in text
 
 
 async def test_a_blob_that_does_not_decode_is_shown_not_fatal(running: Running, redis: Redis) -> None:
