@@ -127,7 +127,7 @@ class Node:
             indexes_in_script=not isinstance(redis, RedisCluster),  # one script may not touch two slots there
         )
         self.catalog = Catalog(
-            ProcessStore(redis, self.keys, scripts),
+            ProcessStore(redis, self.keys, scripts, ids_in_script=not isinstance(redis, RedisCluster)),
             handlers,
             self.clock,
             settings.max_definition_elements,
@@ -271,13 +271,23 @@ class Node:
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
-        execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
-        self.health.issued(execution_id)
         key = request.idempotencyKey
-        if key is not None:
-            existing = await self.idempotent.claim(caller.tenant, key, execution_id)
-            if existing is not None:
-                return existing, False
+        claim: str | None = None
+        if key is not None:  # before the ids: a repeat creates nothing, so it takes no id (ids have no gaps)
+            found = await self.idempotent.claim(caller.tenant, key)
+            if isinstance(found, StartResult):
+                return found, False
+            claim = found
+        try:
+            execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
+            self.health.issued(execution_id)
+            if key is not None and claim is not None:
+                await self.idempotent.bind(caller.tenant, key, claim, execution_id)
+        except BaseException:
+            if key is not None and claim is not None:
+                with contextlib.suppress(Exception):  # the claim lapses by itself; the first failure is the news
+                    await asyncio.shield(self.idempotent.release(caller.tenant, key, claim))
+            raise
         self._starting.add(execution_id)
         try:
             try:
@@ -409,7 +419,7 @@ class Node:
             await self.store.unindex(at)
         if idempotency_key is not None:
             with contextlib.suppress(Exception):
-                await self.idempotent.release(at.tenant, idempotency_key, at.execution_id)
+                await self.idempotent.release(at.tenant, idempotency_key, str(at.execution_id))
 
     # --- control ------------------------------------------------------------------------------
 

@@ -50,7 +50,12 @@ class Keys:
 
     def process(self, tenant: str, process_id: int) -> str:
         """Hash: one registered version of a definition."""
-        return f"{self.prefix}:tenant:{{{tenant}}}:process:{process_id}"
+        return f"{self.process_stem(tenant)}{process_id}"
+
+    def process_stem(self, tenant: str) -> str:
+        """`process(tenant, id)` but for the id: register_process.lua appends the id it takes (in the tenant's
+        slot, so a Redis Cluster finds it where the script's other keys are)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:process:"
 
     def process_key(self, tenant: str, key: str) -> str:
         """Hash: latestID, latestVersion, latestHash of the definitions registered under `key`."""
