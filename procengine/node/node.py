@@ -144,7 +144,13 @@ class Node:
         self.metrics.active_actors.set_function(lambda: len(self.registry))
         self.health = StoreHealth(redis, self.keys, interval_s=settings.store_check_interval_ms / 1000)
         self.control = ControlListener(
-            redis, self.keys, self, self.store, self.metrics, on_subscribed=self.health.check_soon
+            redis,
+            self.keys,
+            self,
+            self.store,
+            self.metrics,
+            on_subscribed=self.health.check_soon,
+            listening_channel=self.keys.listening(self.node_id),
         )
         self.router = Router(redis, self.keys, self.node_id, settings.redis_timeout_s)
         self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
@@ -178,6 +184,11 @@ class Node:
             asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
         ]
+        # started means ready when Redis is: the control channel is subscribed before the front door opens (a
+        # message published at once would otherwise reach no one); bounded, /ready says so if it is not yet
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.redis_timeout_s):
+                await self.control.subscribed.wait()
         log.info("node %s: engine started (prefix %s)", self.node_id, self.settings.prefix)
         return self
 
@@ -206,9 +217,15 @@ class Node:
         if unsafe := self.health.unsafe():  # eviction, or Redis lost data (store/health.py)
             return unsafe
         try:
-            return None if await self.redis.ping() else "the store cannot be reached"
+            if not await self.redis.ping():
+                return "the store cannot be reached"
+            # ready means listening too: a control message published now must reach this node (pub/sub keeps
+            # nothing for a node that is not subscribed at that moment)
+            if not await self.control.listening():
+                return "the control channel is not subscribed (yet)"
         except Exception:
             return "the store cannot be reached"
+        return None
 
     async def store_answers(self) -> bool:
         """Whether Redis answers a PING within STORE_PROBE_S now (asked by the front door of a slow request)."""

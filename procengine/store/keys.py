@@ -148,6 +148,11 @@ class Keys:
             return channel[len(head) : -len(tail)]
         return None
 
+    def listening(self, node_id: str) -> str:
+        """Pub/sub channel a node subscribes to after its control channels, on the same connection: a PUBLISH on it
+        that reaches a subscriber says that its control channels are subscribed (its readiness asks so)."""
+        return f"{self.prefix}:node:{{{node_id}}}:listening"
+
     @property
     def nodes(self) -> str:
         """Pub/sub channel where a node that leaves says so, so the others adopt its executions at once."""
