@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from types import TracebackType
 from typing import Any, TypeVar
@@ -446,6 +447,29 @@ class Node:
     async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult:
         return await self._ask(execution_id, Command("resume", caller, request.reason), ResumeResult)
 
+    async def _refuse_under_paused_parent(self, caller: Caller, execution_id: int, reason: str | None) -> None:
+        """A paused child of a paused parent is not resumed alone (409 naming the parent, logged as `refused`): a
+        parent's pause holds its whole call tree, as a Camunda call activity's suspension or a Temporal parent's
+        pause would, and its resume resumes the children it paused. Read before the child's actor is asked, not
+        in its write (the parent's hash is in another slot): a parent resumed meanwhile has resumed the child
+        itself, so a refusal in that race names a state that was true a moment before and changes nothing.
+        docs/api.md, "Pause, resume, cancel", says what the other race (a parent paused meanwhile) leaves."""
+        fields = await self.store.fields(execution_id)
+        parent = fields.get("parentExecutionID")
+        if not parent or fields.get("tenant") != caller.tenant or fields.get("status") != Status.PAUSED.value:
+            return  # not a child, not the caller's (404), or not paused (the actor refuses it as it is)
+        parent_fields = await self.store.fields(int(parent))
+        if parent_fields.get("status") != Status.PAUSED.value:
+            return
+        try:
+            cascaded = execution_id in json.loads(parent_fields.get("pausedChildren") or "[]")
+        except ValueError:
+            cascaded = False
+        then = "which resumes it" if cascaded else "then this one"
+        why = f"its parent execution {parent} is paused: resume the parent, {then}"
+        await log_refusal(self.ctx, execution_id, caller, "resume", reason, Status.PAUSED.value, why)
+        raise InvalidTransition(f"cannot resume execution {execution_id}: {why}", Status.PAUSED.value)
+
     async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult:
         return await self._ask(execution_id, Command("cancel", caller, request.reason), CancelResult)
 
@@ -492,6 +516,8 @@ class Node:
                 return result.model_validate(answer)
             if actor is None:
                 return result.model_validate(await self._answer_final(execution_id, command))
+            if command.verb == "resume":  # here, on the node that drives it: checked (and refused) once
+                await self._refuse_under_paused_parent(caller, execution_id, command.reason)
             reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
                 actor.mailbox.put(Request(command, reply))
