@@ -76,11 +76,17 @@ class Queries:
         return LogView(executionID=execution_id, items=[LogEntry(id=entry_id, **doc) for entry_id, doc in entries])
 
     async def elements(self, tenant: str, execution_id: int) -> ElementsView:
-        _, records = await asyncio.gather(self.require(tenant, execution_id), self.store.elements(execution_id))
+        fields, records = await asyncio.gather(self.require(tenant, execution_id), self.store.elements(execution_id))
         try:
             items = [ElementView.model_validate(record) for record in records.values()]
         except ValidationError as exc:
             raise StateCorrupted(f"an element record of execution {execution_id} is malformed: {exc}") from None
+        paused_at = fields.get("pausedAt") if fields.get("status") == Status.PAUSED.value else None
+        if paused_at:
+            # under way when the pause froze it (a delay, a wait, a call): paused, and it stopped running then; its
+            # record (written when it started) would claim the pause as running time
+            frozen = {"status": "paused", "stoppedAt": paused_at}
+            items = [item.model_copy(update=frozen) if item.status == "running" else item for item in items]
         items.sort(key=lambda e: (e.startedAt or "", e.key))
         return ElementsView(executionID=execution_id, items=items)
 
@@ -196,14 +202,15 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
             "startedAt": fields["startedAt"],
             "stoppedAt": fields.get("stoppedAt") or None,
             "pausedAt": fields.get("pausedAt") or None,
-            "pausedDurationMs": int(fields.get("pausedDurationMs") or 0),
-        },
+            "pausedDurationMs": int(fields.get("pausedDurationMs") or 0),  # the ended pauses; RenderedStatus
+        },  # adds the pause under way at each read
         "threads": [
             {
                 "threadExecutionID": t.thread_execution_id,
                 "processThreadID": t.process_thread_id,
                 "threadKey": t.thread_key,
-                "status": t.status,
+                # a thread of a paused execution is paused, whatever its record said when it was last written
+                "status": "paused" if status is Status.PAUSED and t.status == "running" else t.status,
                 "completedNodes": t.completed_nodes,
                 "totalNodes": t.total_nodes,
             }
