@@ -61,11 +61,15 @@ async def ended_as_child_or_parent(actor: Host, reason: str | None) -> None:
         actor.ctx.children.notify_parent(int(parent))
 
 
-def record_interrupted(actor: Host, commit: Commit, now: int, *, ended: bool = False) -> dict[str, Any]:
+def record_interrupted(
+    actor: Host, commit: Commit, now: int, *, ended: bool = False, frozen_at: int | None = None
+) -> dict[str, Any]:
     """Mark the records of the tasks cut short in `commit`; the log detail that names them ({} if none).
     `ended`: the execution ends in this write (cancelled or failed), so the elements under way on its stack
     (a delay, a wait, a fan-out or a call waiting for its lanes or child) never finish either: their records
-    say `interrupted` too, instead of `running` for good. Not the element that failed: its record says so."""
+    say `interrupted` too, instead of `running` for good. Not the element that failed: its record says so.
+    `frozen_at`: the execution was paused since then (a cancel of a paused execution): those elements stopped
+    running at the pause, which their `stoppedAt` says, not the cancel."""
     lanes = actor.lanes
     cut, lanes.interrupted = lanes.interrupted, []
     for entry in cut:
@@ -75,7 +79,7 @@ def record_interrupted(actor: Host, commit: Commit, now: int, *, ended: bool = F
         for entry in actor.state.stack:
             field = record_field(entry.element_key, entry.path)
             if entry.started_at_ms is not None and field not in (failed, *commit.elements):
-                commit.elements[field] = interrupted_record(entry, now)
+                commit.elements[field] = interrupted_record(entry, now if frozen_at is None else frozen_at)
     return {"interrupted": [entry.element_key for entry in cut]} if cut else {}
 
 

@@ -166,7 +166,9 @@ async def cancel(actor: Host, message: Command) -> CancelResult:
         state_delete=["stack", "memory"],
         threads={} if actor.corrupted else {key: p.to_doc() for key, p in actor.state.threads.items()},
     )
-    interrupted = record_interrupted(actor, commit, now, ended=not actor.corrupted)
+    paused_at = actor.fields.get("pausedAt") if source is Status.PAUSED else None
+    frozen_at = parse_iso(paused_at) if paused_at else None
+    interrupted = record_interrupted(actor, commit, now, ended=not actor.corrupted, frozen_at=frozen_at)
     commit.log.append(
         transition_log(now, "cancelled", message.caller, source.value, "cancelled", message.reason, **interrupted)
     )

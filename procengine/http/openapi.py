@@ -127,6 +127,10 @@ def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any], secured: b
         query = spec.query_model.model_json_schema(ref_template=REF_TEMPLATE)
         schemas.update(query.pop("$defs", {}))
         parameters += _query_params(query)
+        operation["description"] = (
+            "Only the query parameters listed here are taken: any other (a misspelt filter, say) is refused with "
+            "422 VALIDATION_ERROR naming the known ones, rather than ignored."
+        )
     if parameters:
         operation["parameters"] = parameters
     body = _request_body(spec, refs)

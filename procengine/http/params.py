@@ -65,7 +65,7 @@ EVENT_ID_EXAMPLE: Final = "1796108161882-0"
 class ExecutionQuery(BaseModel):
     """`GET /executions/processes?status=&processID=&limit=&cursor=`; numbers strictly, no empty values."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     status: StatusName | None = Field(default=None, description="Only executions in this status.")
     processID: QueryId | None = Field(default=None, description="Only executions of this process.")
@@ -133,7 +133,7 @@ def idempotency_key(request: web.Request) -> str | None:
 class EventsQuery(BaseModel):
     """`GET .../events?after=`: where an event stream goes on from (the Last-Event-ID header wins)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     after: str | None = Field(
         default=None,
@@ -147,9 +147,15 @@ Q = TypeVar("Q", bound=BaseModel)
 
 
 def read_query(request: web.Request, model: type[Q]) -> Q:
-    """The query as `model`; a repeated or empty parameter (`?status=`) is refused: leave it out to mean any."""
+    """The query as `model`; a repeated or empty parameter (`?status=`) is refused: leave it out to mean any. So is
+    a parameter the model does not know (`?order_id=42`, `?startedAfter=`): ignored, it would answer everything as
+    if it had filtered, so the problem names the known ones."""
     values: dict[str, str] = {}
     refused: list[str] = []
+    known = ", ".join(model.model_fields)
+    for name in dict.fromkeys(request.query):
+        if name not in model.model_fields:
+            refused.append(f"{name[:50]}: unknown query parameter; known: {known}")
     for name in model.model_fields:
         given = request.query.getall(name, [])
         if len(given) > 1:

@@ -195,8 +195,11 @@ class ControlListener:
         metrics: Metrics,
         *,
         on_subscribed: Callable[[], None] | None = None,
+        listening_channel: str | None = None,
     ) -> None:
+        """`listening_channel`: this node's own channel, subscribed last, that `listening` publishes on."""
         self.redis = redis
+        self.listening_channel = listening_channel
         self.on_subscribed = on_subscribed
         """Called at every (re)subscription: the connection to Redis was made (again)."""
         self.keys = keys
@@ -209,6 +212,19 @@ class ControlListener:
         """Set while a subscription is live (tests and readiness wait on it)."""
         self.dropped = asyncio.Event()
         """Set once a subscription was lost and had to be made again."""
+
+    async def listening(self) -> bool:
+        """Whether the subscription hears now, on the Redis that answers now: a PUBLISH on this node's listening
+        channel reaches it. `subscribed` alone is not enough: after a Redis restart it stays set until the dead
+        connection shows (up to a second of silence, then the backoff), and a control message published in that
+        window reached no one and was lost."""
+        if not self.subscribed.is_set():
+            return False
+        if self.listening_channel is None:
+            return True
+        with store_errors():
+            receivers = await self.redis.publish(self.listening_channel, b"listening?")
+        return int(receivers) >= 1
 
     async def run_forever(self, max_backoff_s: float = 5.0) -> None:
         backoff = 0.05
@@ -246,6 +262,8 @@ class ControlListener:
                     "tenants' control channels off: Redis's ACL denies PSUBSCRIBE %s (docs/security.md has the rule)",
                     self.keys.tenant_controls,
                 )
+            if self.listening_channel is not None:  # last: once it hears, so do the channels before it
+                await pubsub.subscribe(self.listening_channel)
             self.subscribed.set()
             if self.on_subscribed is not None:
                 self.on_subscribed()
@@ -273,6 +291,8 @@ class ControlListener:
             tenant = self.keys.tenant_of_control(channel)
             if tenant is not None:
                 await self.handle(message["data"], tenant=tenant)
+        elif kind == "message" and channel == self.listening_channel:
+            return  # a readiness probe: it has done its job by reaching this connection
         elif kind == "message" and channel == self.nodes_channel:
             self.engine.node_left(_text(message["data"])[:200])
         elif kind == "message":

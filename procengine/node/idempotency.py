@@ -1,8 +1,10 @@
 """Idempotent starts: the first start with a key claims it; a repeat waits for that start and answers with it.
 
-The claim is `SET NX` of `<p>:tenant:{t}:idem:<key>` to the execution id the start is about to create, with a
-TTL: a node that dies between claiming and creating frees the key after `CLAIM_MS`. Once the execution exists
-the key is persisted. A repeat that finds the key but not yet its execution waits (bounded) for the first start:
+The claim is `SET NX` of `<p>:tenant:{t}:idem:<key>` to a token of the claiming start, with a TTL: a node that
+dies between claiming and creating frees the key after `CLAIM_MS`. The claim comes before the execution id is
+taken, so that a repeat spends no id (ids have no gaps for answers that create nothing); the start then puts its
+execution id in place of its token (compare-and-set, `bind`), and once the execution exists the key is persisted.
+A repeat that finds the key but not yet its execution waits (bounded) for the first start:
 on its own future when that start runs on this node, else by asking Redis again with backoff. It answers with
 the execution once it exists, claims the key itself if the first start gave it up (it failed) or left a stale
 claim (persisted but pointing at nothing), and answers 503 with Retry-After if the bound passes first.
@@ -14,6 +16,7 @@ The start of a call-process's child works the same way with the engine's own key
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Final
 
 from redis.asyncio import Redis
@@ -26,6 +29,9 @@ from procengine.store.keys import Keys
 
 CLAIM_MS: Final = 30_000
 """How long a claim outlives a start that never created its execution (the node died in between)."""
+
+CLAIM_PREFIX: Final = "claim:"
+"""A claim's value until its start has taken its execution id: never digits, so never taken for an id."""
 
 LEGACY_CHILD_PREFIX: Final = "child-of-"
 """What versions before the child key space put before a child key, in the clients' idempotency key space."""
@@ -47,23 +53,24 @@ class IdempotentStarts:
         return self.keys.child_start(tenant, key) if child else self.keys.idempotency(tenant, key)
 
     @translated
-    async def claim(self, tenant: str, key: str, execution_id: int, *, child: bool = False) -> StartResult | None:
-        """None: this start owns `key` now and must create `execution_id`, then call `created` or `release`.
-        Otherwise the execution the first start with this key created. `child`: `key` is the engine's own, of a
-        call-process's child (`<parent>.<order>.<attempt>`), in a key space of its own that clients' keys never
-        reach."""
+    async def claim(self, tenant: str, key: str, *, child: bool = False) -> StartResult | str:
+        """A token (`claim:...`): this start owns `key` now and must `bind` it to the execution id it takes, then
+        call `created` or `release`. Otherwise the execution the first start with this key created. `child`: `key`
+        is the engine's own, of a call-process's child (`<parent>.<order>.<attempt>`), in a key space of its own
+        that clients' keys never reach."""
         if child:
             earlier = await self._before_upgrade(tenant, key)
             if earlier is not None:
                 return earlier
         idem_key = self._key(tenant, key, child)
+        token = f"{CLAIM_PREFIX}{secrets.token_hex(8)}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
         backoff = _FIRST_BACKOFF_S
         while True:
-            if await self.redis.set(idem_key, execution_id, nx=True, px=CLAIM_MS):
+            if await self.redis.set(idem_key, token, nx=True, px=CLAIM_MS):
                 self._creating[idem_key] = loop.create_future()
-                return None
+                return token
             # PTTL before the execution: a claim is persisted only after its execution exists, so a persisted
             # claim without an execution is stale (its execution is gone), not a start still under way.
             # One round trip, not a transaction (no MULTI/EXEC: docs/security.md's ACL user does not need them):
@@ -77,14 +84,15 @@ class IdempotentStarts:
             if raw is None:
                 continue  # freed between the two commands: claim it
             ttl = int(pttl)
-            existing = int(raw)
-            fields = await self.store.fields(existing)
+            text = raw.decode(errors="replace")
+            # a token: the first start has not taken its id yet (an id a start of an earlier version wrote, too)
+            fields = await self.store.fields(int(text)) if text.isascii() and text.isdigit() else {}
             if fields:
                 if ttl >= 0:  # its start could not persist the claim (it failed after creating): do it now
                     await self.redis.persist(idem_key)
-                return _result(existing, fields)
+                return _result(int(text), fields)
             if ttl == -1:
-                await self.store.release_key(idem_key, raw.decode())
+                await self.store.release_key(idem_key, text)
                 continue
             left = deadline - loop.time()
             if left <= 0:
@@ -102,12 +110,19 @@ class IdempotentStarts:
         upgrade before it checkpointed its child's id starts no second child. One GET; a client's execution under
         such a key is never taken for a child (it has no parentExecutionID)."""
         raw = await self.redis.get(self.keys.idempotency(tenant, LEGACY_CHILD_PREFIX + key))
-        if raw is None:
+        if raw is None or not raw.isdigit():
             return None
         fields = await self.store.fields(int(raw))
         if not fields or fields.get("parentExecutionID") != key.split(".", 1)[0]:
             return None
         return _result(int(raw), fields)
+
+    @translated
+    async def bind(self, tenant: str, key: str, token: str, execution_id: int, *, child: bool = False) -> None:
+        """The claiming start took `execution_id`: the key names it from now on (repeats find the execution by it).
+        Unavailable if the claim lapsed (CLAIM_MS passed before the id came) and another start holds the key."""
+        if not await self.store.swap_key(self._key(tenant, key, child), token, str(execution_id)):
+            raise Unavailable(f"the claim of idempotency key {key!r} lapsed before its start went on; try again")
 
     @translated
     async def created(self, tenant: str, key: str, *, child: bool = False) -> None:
@@ -118,11 +133,12 @@ class IdempotentStarts:
         finally:
             self._finished(idem_key)
 
-    async def release(self, tenant: str, key: str, execution_id: int, *, child: bool = False) -> None:
-        """The claiming start failed before its execution existed: free the key (if it still holds our claim)."""
+    async def release(self, tenant: str, key: str, claimed: str, *, child: bool = False) -> None:
+        """The claiming start failed before its execution existed: free the key if it still holds our claim
+        (`claimed`: the token, or the execution id once bound)."""
         idem_key = self._key(tenant, key, child)
         try:
-            await self.store.release_key(idem_key, str(execution_id))
+            await self.store.release_key(idem_key, claimed)
         finally:
             self._finished(idem_key)
 

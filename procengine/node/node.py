@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from types import TracebackType
 from typing import Any, TypeVar
@@ -128,7 +129,7 @@ class Node:
             indexes_in_script=not isinstance(redis, RedisCluster),  # one script may not touch two slots there
         )
         self.catalog = Catalog(
-            ProcessStore(redis, self.keys, scripts),
+            ProcessStore(redis, self.keys, scripts, ids_in_script=not isinstance(redis, RedisCluster)),
             handlers,
             self.clock,
             settings.max_definition_elements,
@@ -145,7 +146,13 @@ class Node:
         self.metrics.active_actors.set_function(lambda: len(self.registry))
         self.health = StoreHealth(redis, self.keys, interval_s=settings.store_check_interval_ms / 1000)
         self.control = ControlListener(
-            redis, self.keys, self, self.store, self.metrics, on_subscribed=self.health.check_soon
+            redis,
+            self.keys,
+            self,
+            self.store,
+            self.metrics,
+            on_subscribed=self.health.check_soon,
+            listening_channel=self.keys.listening(self.node_id),
         )
         self.router = Router(redis, self.keys, self.node_id, settings.redis_timeout_s)
         self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
@@ -179,6 +186,11 @@ class Node:
             asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
         ]
+        # started means ready when Redis is: the control channel is subscribed before the front door opens (a
+        # message published at once would otherwise reach no one); bounded, /ready says so if it is not yet
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.redis_timeout_s):
+                await self.control.subscribed.wait()
         log.info("node %s: engine started (prefix %s)", self.node_id, self.settings.prefix)
         return self
 
@@ -207,9 +219,15 @@ class Node:
         if unsafe := self.health.unsafe():  # eviction, or Redis lost data (store/health.py)
             return unsafe
         try:
-            return None if await self.redis.ping() else "the store cannot be reached"
+            if not await self.redis.ping():
+                return "the store cannot be reached"
+            # ready means listening too: a control message published now must reach this node (pub/sub keeps
+            # nothing for a node that is not subscribed at that moment)
+            if not await self.control.listening():
+                return "the control channel is not subscribed (yet)"
         except Exception:
             return "the store cannot be reached"
+        return None
 
     async def store_answers(self) -> bool:
         """Whether Redis answers a PING within STORE_PROBE_S now (asked by the front door of a slow request)."""
@@ -279,14 +297,24 @@ class Node:
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
-        execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
-        self.health.issued(execution_id)
         child = child_key is not None
         key = child_key if child else request.idempotencyKey
-        if key is not None:
-            existing = await self.idempotent.claim(caller.tenant, key, execution_id, child=child)
-            if existing is not None:
-                return existing, False
+        claim: str | None = None
+        if key is not None:  # before the ids: a repeat creates nothing, so it takes no id (ids have no gaps)
+            found = await self.idempotent.claim(caller.tenant, key, child=child)
+            if isinstance(found, StartResult):
+                return found, False
+            claim = found
+        try:
+            execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
+            self.health.issued(execution_id)
+            if key is not None and claim is not None:
+                await self.idempotent.bind(caller.tenant, key, claim, execution_id, child=child)
+        except BaseException:
+            if key is not None and claim is not None:
+                with contextlib.suppress(Exception):  # the claim lapses by itself; the first failure is the news
+                    await asyncio.shield(self.idempotent.release(caller.tenant, key, claim, child=child))
+            raise
         self._starting.add(execution_id)
         try:
             try:
@@ -423,7 +451,7 @@ class Node:
             await self.store.unindex(at)
         if idempotency_key is not None:
             with contextlib.suppress(Exception):
-                await self.idempotent.release(at.tenant, idempotency_key, at.execution_id, child=child)
+                await self.idempotent.release(at.tenant, idempotency_key, str(at.execution_id), child=child)
 
     # --- control ------------------------------------------------------------------------------
 
@@ -432,6 +460,29 @@ class Node:
 
     async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult:
         return await self._ask(execution_id, Command("resume", caller, request.reason), ResumeResult)
+
+    async def _refuse_under_paused_parent(self, caller: Caller, execution_id: int, reason: str | None) -> None:
+        """A paused child of a paused parent is not resumed alone (409 naming the parent, logged as `refused`): a
+        parent's pause holds its whole call tree, as a Camunda call activity's suspension or a Temporal parent's
+        pause would, and its resume resumes the children it paused. Read before the child's actor is asked, not
+        in its write (the parent's hash is in another slot): a parent resumed meanwhile has resumed the child
+        itself, so a refusal in that race names a state that was true a moment before and changes nothing.
+        docs/api.md, "Pause, resume, cancel", says what the other race (a parent paused meanwhile) leaves."""
+        fields = await self.store.fields(execution_id)
+        parent = fields.get("parentExecutionID")
+        if not parent or fields.get("tenant") != caller.tenant or fields.get("status") != Status.PAUSED.value:
+            return  # not a child, not the caller's (404), or not paused (the actor refuses it as it is)
+        parent_fields = await self.store.fields(int(parent))
+        if parent_fields.get("status") != Status.PAUSED.value:
+            return
+        try:
+            cascaded = execution_id in json.loads(parent_fields.get("pausedChildren") or "[]")
+        except ValueError:
+            cascaded = False
+        then = "which resumes it" if cascaded else "then this one"
+        why = f"its parent execution {parent} is paused: resume the parent, {then}"
+        await log_refusal(self.ctx, execution_id, caller, "resume", reason, Status.PAUSED.value, why)
+        raise InvalidTransition(f"cannot resume execution {execution_id}: {why}", Status.PAUSED.value)
 
     async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult:
         return await self._ask(execution_id, Command("cancel", caller, request.reason), CancelResult)
@@ -479,6 +530,8 @@ class Node:
                 return result.model_validate(answer)
             if actor is None:
                 return result.model_validate(await self._answer_final(execution_id, command))
+            if command.verb == "resume":  # here, on the node that drives it: checked (and refused) once
+                await self._refuse_under_paused_parent(caller, execution_id, command.reason)
             reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
                 actor.mailbox.put(Request(command, reply))

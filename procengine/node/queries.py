@@ -86,11 +86,17 @@ class Queries:
         page goes on after it even when records were added in between (a record whose element started again
         moves on, and may be shown once more)."""
         after = _element_cursor(cursor)
-        _, records = await asyncio.gather(self.require(tenant, execution_id), self.store.elements(execution_id))
+        fields, records = await asyncio.gather(self.require(tenant, execution_id), self.store.elements(execution_id))
         try:
             items = [ElementView.model_validate(record) for record in records.values()]
         except ValidationError as exc:
             raise StateCorrupted(f"an element record of execution {execution_id} is malformed: {exc}") from None
+        paused_at = fields.get("pausedAt") if fields.get("status") == Status.PAUSED.value else None
+        if paused_at:
+            # under way when the pause froze it (a delay, a wait, a call): paused, and it stopped running then; its
+            # record (written when it started) would claim the pause as running time
+            frozen = {"status": "paused", "stoppedAt": paused_at}
+            items = [item.model_copy(update=frozen) if item.status == "running" else item for item in items]
         items.sort(key=_element_order)
         if after is not None:
             items = [item for item in items if _element_order(item) > after]
@@ -232,14 +238,15 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
             "startedAt": fields["startedAt"],
             "stoppedAt": fields.get("stoppedAt") or None,
             "pausedAt": fields.get("pausedAt") or None,
-            "pausedDurationMs": int(fields.get("pausedDurationMs") or 0),
-        },
+            "pausedDurationMs": int(fields.get("pausedDurationMs") or 0),  # the ended pauses; RenderedStatus
+        },  # adds the pause under way at each read
         "threads": [
             {
                 "threadExecutionID": t.thread_execution_id,
                 "processThreadID": t.process_thread_id,
                 "threadKey": t.thread_key,
-                "status": t.status,
+                # a thread of a paused execution is paused, whatever its record said when it was last written
+                "status": "paused" if status is Status.PAUSED and t.status == "running" else t.status,
                 "completedNodes": t.completed_nodes,
                 "totalNodes": t.total_nodes,
             }

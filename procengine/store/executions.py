@@ -315,6 +315,11 @@ class ExecutionStore:
         await self.scripts.release_key(keys=[key], args=[value])
 
     @translated
+    async def swap_key(self, key: str, value: str, new: str) -> bool:
+        """Set `key` to `new`, keeping its TTL, if it still holds `value` (compare-and-set); whether it did."""
+        return bool(await self.scripts.swap_key(keys=[key], args=[value, new]))
+
+    @translated
     async def sweep(self, tenant: str, now_ms: int, count: int) -> int:
         """Take the executions whose retention is over out of the tenant's indexes (their keys expired by
         themselves); how many."""

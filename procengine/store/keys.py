@@ -50,7 +50,12 @@ class Keys:
 
     def process(self, tenant: str, process_id: int) -> str:
         """Hash: one registered version of a definition."""
-        return f"{self.prefix}:tenant:{{{tenant}}}:process:{process_id}"
+        return f"{self.process_stem(tenant)}{process_id}"
+
+    def process_stem(self, tenant: str) -> str:
+        """`process(tenant, id)` but for the id: register_process.lua appends the id it takes (in the tenant's
+        slot, so a Redis Cluster finds it where the script's other keys are)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:process:"
 
     def process_key(self, tenant: str, key: str) -> str:
         """Hash: latestID, latestVersion, latestHash of the definitions registered under `key`."""
@@ -147,6 +152,11 @@ class Keys:
         if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head) + len(tail):
             return channel[len(head) : -len(tail)]
         return None
+
+    def listening(self, node_id: str) -> str:
+        """Pub/sub channel a node subscribes to after its control channels, on the same connection: a PUBLISH on it
+        that reaches a subscriber says that its control channels are subscribed (its readiness asks so)."""
+        return f"{self.prefix}:node:{{{node_id}}}:listening"
 
     @property
     def nodes(self) -> str:

@@ -29,35 +29,50 @@ class StoredProcess:
 
 
 class ProcessStore:
-    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts, *, ids_in_script: bool = True) -> None:
+        """`ids_in_script`: register_process.lua takes the new id from the counter itself, after it has found the
+        body changed (one Redis, Sentinel); False on a Redis Cluster, where the counter is in another slot."""
         self.redis = redis
         self.keys = keys
         self.scripts = scripts
+        self.ids_in_script = ids_in_script
 
     @translated
     async def register(
         self, tenant: str, key: str, name: str, body: dict[str, Any], created_at: str
     ) -> tuple[int, int, bool]:
         """Store a new version of the process `key` unless its canonical `body` equals the latest's; returns
-        (processID, version, created)."""
+        (processID, version, created). An unchanged body takes no id: ids have no gaps for answers that create
+        nothing."""
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        counter = self.keys.sequence("process")
+        keys = [self.keys.process_key(tenant, key), self.keys.processes(tenant)]
+        if self.ids_in_script:  # the check and the id in one script: atomic
+            keys.append(counter)
+            given = ""
+        else:
+            # the counter lives in another slot: look before taking an id, so that a repeat takes none (two
+            # identical registrations at the same moment may still spend one; the script answers both alike)
+            latest: Any = await self.redis.hmget(keys[0], ["latestID", "latestVersion", "latestHash"])
+            if latest[2] is not None and latest[2].decode() == digest:
+                return int(latest[0]), int(latest[1]), False
+            try:
+                given = str(int(await self.redis.incr(counter)))
+            except ResponseError as exc:
+                raise counter_failure(exc, counter) from None
         try:
-            process_id = int(await self.redis.incr(self.keys.sequence("process")))
+            reply: Any = await self.scripts.register_process(
+                keys=keys,
+                args=[
+                    given,
+                    digest,
+                    self.keys.process_stem(tenant),
+                    *("key", key, "name", name, "tenant", tenant),
+                    *("createdAt", created_at, "hash", digest, "body", encode(body)),
+                ],
+            )
         except ResponseError as exc:
-            raise counter_failure(exc, self.keys.sequence("process")) from None
-        reply: Any = await self.scripts.register_process(
-            keys=[
-                self.keys.process_key(tenant, key),
-                self.keys.process(tenant, process_id),
-                self.keys.processes(tenant),
-            ],
-            args=[
-                process_id,
-                digest,
-                *("key", key, "name", name, "tenant", tenant),
-                *("createdAt", created_at, "hash", digest, "body", encode(body)),
-            ],
-        )
+            raise counter_failure(exc, counter) from None
         found_id, version, created = (int(part) for part in reply)
         return found_id, version, bool(created)
 

@@ -22,6 +22,7 @@ class Scripts:
     takeover: AsyncScript
     register_process: AsyncScript
     release_key: AsyncScript
+    swap_key: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -30,4 +31,5 @@ class Scripts:
             takeover=redis.register_script(_source("takeover")),
             register_process=redis.register_script(_source("register_process")),
             release_key=redis.register_script(_source("release_key")),
+            swap_key=redis.register_script(_source("swap_key")),
         )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from procengine.api.views import ControlRequest
-from procengine.errors import ValidationFailed
+from procengine.errors import InvalidTransition, ValidationFailed
 from procengine.node.node import Node
 from tests.support.nodes import CALLER, EngineFactory, Gate, child_of, crash, start, wait_status
 from tests.support.processes import KYC, definition, parent
@@ -86,6 +86,46 @@ async def test_a_child_paused_on_its_own_keeps_its_parent_waiting(engine: Node) 
 
     await engine.resume(CALLER, child_id, ControlRequest())
     assert await wait_status(engine, parent_id, "completed") == "completed"
+
+
+async def test_a_child_of_a_paused_parent_is_not_resumed_alone(engine: Node) -> None:
+    """Issue 19 point 8: the child of a paused parent could be resumed (200) while its parent stayed paused."""
+    await engine.register_process(CALLER, WAITING_KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "fi"}})
+    child_id = await child_of(engine, parent_id)
+    await engine.pause(CALLER, parent_id, ControlRequest())
+
+    with pytest.raises(InvalidTransition) as refused:
+        await engine.resume(CALLER, child_id, ControlRequest(reason="just this one"))
+
+    assert refused.value.message == (
+        f"cannot resume execution {child_id}: its parent execution {parent_id} is paused: resume the parent, "
+        "which resumes it"
+    )
+    assert refused.value.current_status == "paused"
+    assert (await engine.status(CALLER, child_id)).status == "paused"
+    entry = [e for e in (await engine.log(CALLER, child_id)).items if e.event == "refused"]
+    assert len(entry) == 1 and entry[0].detail["command"] == "resume" and entry[0].detail["reason"] == "just this one"
+    # the way on: resume the parent, which resumes the child it paused
+    await engine.resume(CALLER, parent_id, ControlRequest())
+    assert (await engine.status(CALLER, child_id)).status == "running"
+
+
+async def test_a_child_paused_on_its_own_under_a_paused_parent_waits_for_the_parent(engine: Node) -> None:
+    await engine.register_process(CALLER, WAITING_KYC)
+    parent_id = await start(engine, parent(), {"order": {"customer": "gu"}})
+    child_id = await child_of(engine, parent_id)
+    await engine.pause(CALLER, child_id, ControlRequest())
+    await engine.pause(CALLER, parent_id, ControlRequest())
+
+    with pytest.raises(InvalidTransition) as refused:
+        await engine.resume(CALLER, child_id, ControlRequest())
+    assert refused.value.message.endswith(f"parent execution {parent_id} is paused: resume the parent, then this one")
+
+    await engine.resume(CALLER, parent_id, ControlRequest())
+    assert (await engine.status(CALLER, child_id)).status == "paused"  # its operator paused it: it stays so
+    await engine.resume(CALLER, child_id, ControlRequest())
+    assert (await engine.status(CALLER, child_id)).status == "running"
 
 
 async def test_cancel_of_the_parent_cancels_the_child(engine: Node) -> None:

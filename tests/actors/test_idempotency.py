@@ -166,3 +166,40 @@ async def test_a_start_with_another_key_does_not_wait(engine: Node) -> None:
     held.release.set()
     made, _ = await first
     assert made.executionID != other.executionID
+
+
+async def test_a_repeated_start_spends_no_execution_id(engine: Node, redis: Redis) -> None:
+    """Issue 19 point 14: every repeat took an id from the counter, and the list of executions had gaps."""
+    process_id = await _registered(engine)
+    first, _ = await _start(engine, process_id)
+
+    for _ in range(3):
+        again, created = await _start(engine, process_id)
+        assert not created and again.executionID == first.executionID
+    after, _ = await _start(engine, process_id, "another")
+
+    assert after.executionID == first.executionID + 1
+    assert int(await redis.get(engine.keys.sequence("execution"))) == after.executionID
+
+
+async def test_an_identical_registration_spends_no_process_id(engine: Node, redis: Redis) -> None:
+    """Issue 19 point 14: an identical re-registration took a process id it did not use."""
+    first, created = await engine.register_process(CALLER, WAIT)
+    for _ in range(3):
+        again, created_again = await engine.register_process(CALLER, WAIT)
+        assert not created_again and again == first
+    changed, created_changed = await engine.register_process(CALLER, {**WAIT, "name": "changed"})
+
+    assert created and created_changed and (changed.processID, changed.version) == (first.processID + 1, 2)
+    assert int(await redis.get(engine.keys.sequence("process"))) == changed.processID
+
+
+async def test_on_a_cluster_an_identical_registration_spends_no_process_id(engine: Node, redis: Redis) -> None:
+    """Where the counter is in another slot than the process keys (Redis Cluster), the store looks first."""
+    engine.catalog.store.ids_in_script = False
+    first, _ = await engine.register_process(CALLER, WAIT)
+    again, created_again = await engine.register_process(CALLER, WAIT)
+    changed, _ = await engine.register_process(CALLER, {**WAIT, "name": "changed"})
+
+    assert not created_again and again == first and changed.processID == first.processID + 1
+    assert int(await redis.get(engine.keys.sequence("process"))) == changed.processID

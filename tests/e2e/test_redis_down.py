@@ -12,6 +12,7 @@ from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
 from tests.support.api import BASE
+from tests.support.polling import poll
 from tests.support.processes import WAIT_PROCESS
 from tests.support.redis_servers import RedisServerFactory
 
@@ -44,7 +45,8 @@ async def test_requests_get_503_while_redis_is_down_and_work_again_after(
             assert (await client.get("/ready")).status == 503
 
             server.restart()
-            assert (await client.get("/ready")).status == 200
+            # ready again once the control channel is subscribed again (tests/e2e/test_redis_restart_ready.py)
+            await poll(lambda: client.get("/ready"), lambda response: response.status == 200)
             listed = await client.get(f"{BASE}/processes")
             assert listed.status == 200 and len((await listed.json())["data"]["items"]) == 1
     finally:

@@ -420,3 +420,28 @@ async def test_an_unexpected_exception_is_500_without_a_traceback(
     [record] = [r for r in caplog.records if r.name == "procengine.http.middleware"]
     assert record.exc_info is not None
     assert "req-500" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("query", "problems"),
+    [
+        ("order_id=42", ["order_id: unknown query parameter; known: status, processID, limit, cursor"]),
+        (
+            "startedAfter=2026-01-01T00:00:00Z&status=running",
+            ["startedAfter: unknown query parameter; known: status, processID, limit, cursor"],
+        ),
+        # a misspelt filter: read as "no filter", it answered every execution
+        ("Status=failed", ["Status: unknown query parameter; known: status, processID, limit, cursor"]),
+        ("processId=1&processId=2", ["processId: unknown query parameter; known: status, processID, limit, cursor"]),
+    ],
+)
+async def test_an_unknown_query_parameter_is_422_naming_the_known_ones(
+    client: Client, engine: FakeEngine, query: str, problems: list[str]
+) -> None:
+    """Issue 19 point 7: unknown list parameters were ignored, and the answer was every execution."""
+    response = await client.get(f"{EXECUTIONS}?{query}")
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert error["details"] == problems
+    assert not engine.calls
+
