@@ -129,7 +129,7 @@ def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any], secured: b
         parameters += _query_params(query)
         operation["description"] = (
             "Only the query parameters listed here are taken: any other (a misspelt filter, say) is refused with "
-            "422 VALIDATION_ERROR naming the known ones, rather than ignored."
+            "400 BAD_REQUEST naming the known ones, rather than ignored."
         )
     if parameters:
         operation["parameters"] = parameters
@@ -288,6 +288,8 @@ def _error_statuses(spec: RouteSpec) -> set[int]:
         statuses.add(404)
     if "name" in spec.path_params or spec.query_model is not None:
         statuses.add(422)
+    if spec.query_model is not None:
+        statuses.add(400)  # an unknown query parameter
     if spec.body != "none":
         statuses |= {400, 413, 422}
     return statuses

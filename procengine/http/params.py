@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from procengine.api.problems import problems, validate
 from procengine.api.views import ELEMENTS_PAGE, StatusName
 from procengine.engine.definitions import Identifier
-from procengine.errors import NotFound, ValidationFailed
+from procengine.errors import BadRequest, NotFound, ValidationFailed
 
 __all__ = [
     "EVENT_ID_EXAMPLE",
@@ -147,15 +147,16 @@ Q = TypeVar("Q", bound=BaseModel)
 
 
 def read_query(request: web.Request, model: type[Q]) -> Q:
-    """The query as `model`; a repeated or empty parameter (`?status=`) is refused: leave it out to mean any. So is
-    a parameter the model does not know (`?order_id=42`, `?startedAfter=`): ignored, it would answer everything as
-    if it had filtered, so the problem names the known ones."""
+    """The query as `model`; a repeated or empty parameter (`?status=`) is refused (422): leave it out to mean any.
+    A parameter the model does not know (`?order_id=42`, `?startedAfter=`) is a 400 (the contract's §7) naming the
+    known ones: ignored, it would answer everything as if it had filtered."""
+    known = ", ".join(model.model_fields)
+    unknown = [f"{name[:50]}: unknown query parameter; known: {known}" for name in dict.fromkeys(request.query)
+               if name not in model.model_fields]
+    if unknown:
+        raise BadRequest("the query has a parameter this operation does not know", details=unknown)
     values: dict[str, str] = {}
     refused: list[str] = []
-    known = ", ".join(model.model_fields)
-    for name in dict.fromkeys(request.query):
-        if name not in model.model_fields:
-            refused.append(f"{name[:50]}: unknown query parameter; known: {known}")
     for name in model.model_fields:
         given = request.query.getall(name, [])
         if len(given) > 1:

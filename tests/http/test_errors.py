@@ -435,13 +435,13 @@ async def test_an_unexpected_exception_is_500_without_a_traceback(
         ("processId=1&processId=2", ["processId: unknown query parameter; known: status, processID, limit, cursor"]),
     ],
 )
-async def test_an_unknown_query_parameter_is_422_naming_the_known_ones(
+async def test_an_unknown_query_parameter_is_400_naming_the_known_ones(
     client: Client, engine: FakeEngine, query: str, problems: list[str]
 ) -> None:
     """Issue 19 point 7: unknown list parameters were ignored, and the answer was every execution."""
     response = await client.get(f"{EXECUTIONS}?{query}")
 
-    error = await error_of(response, 422, "VALIDATION_ERROR")
+    error = await error_of(response, 400, "BAD_REQUEST")
     assert error["details"] == problems
     assert not engine.calls
 

@@ -129,7 +129,8 @@ def test_operations_describe_bodies_parameters_and_envelopes(document: dict[str,
         "limit": "query",
         "cursor": "query",
     }
-    assert "any other" in listing["description"] and "422" in listing["description"]  # unknown ones are refused
+    assert "any other" in listing["description"] and "400" in listing["description"]  # unknown ones are refused
+    assert "400" in listing["responses"]
     assert "422" in listing["responses"]
     limit = next(p for p in listing["parameters"] if p["name"] == "limit")
     assert limit["schema"]["maximum"] == 500
