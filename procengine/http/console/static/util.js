@@ -97,6 +97,10 @@ export const between = (from, to) => (from && to ? new Date(to).getTime() - new 
  */
 export function runTime(record, status) {
   if (!record || !record.startedAt) return { ms: null, how: '' };
+  if (record.status === 'paused' && record.stoppedAt) {
+    // the API freezes a record under way at the pause: stoppedAt is the pause
+    return { ms: between(record.startedAt, record.stoppedAt), how: 'ran until the pause' };
+  }
   if (record.stoppedAt) return { ms: between(record.startedAt, record.stoppedAt), how: 'took' };
   const pausedAt = status && status.status === 'paused' && status.timing && status.timing.pausedAt;
   if (pausedAt) return { ms: Math.max(0, between(record.startedAt, pausedAt)), how: 'ran until the pause' };
