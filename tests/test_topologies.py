@@ -4,6 +4,7 @@ sentinels): start, pause, resume, signal and cancel through two nodes, and recov
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from collections import Counter
@@ -15,6 +16,7 @@ import pytest
 from procengine.store.connection import connect
 from procengine.testing.topologies import LocalCluster, LocalSentinel
 from tests.support.api import BASE
+from tests.support.polling import poll
 from tests.support.processes import STEPS_PROCESS, WAIT_PROCESS
 from tests.support.servers import Server, ServerFactory, call, element_status, final_status, serving
 
@@ -105,6 +107,21 @@ async def test_start_on_a_pause_resume_signal_and_cancel_on_b(
         f"{tenant}:executions:process:1": True,
         f"{tenant}:executions:process:1:status:completed": True,
     }
+
+
+async def test_every_node_is_ready(serve: ServerFactory) -> None:
+    """Ready means this node hears the control channel (issue 19 point 11), also on a Cluster, whose PUBLISH counts
+    only the receivers on the node that took it: the readiness probe must come back to each node, whichever master
+    its subscription and its probe channel's slot are on (three nodes: their ids hash to different slots)."""
+    servers = [await serve() for _ in range(3)]
+    async with aiohttp.ClientSession() as session:
+
+        async def ready(server: Server) -> int:
+            async with session.get(server.url + "/ready") as answer:
+                return answer.status
+
+        for server in servers:
+            assert await poll(functools.partial(ready, server), lambda status: status == 200, within=10) == 200
 
 
 async def test_sigterm_on_a_and_b_adopts_at_once(serve: ServerFactory) -> None:

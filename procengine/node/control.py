@@ -52,6 +52,10 @@ from procengine.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
+LISTENING_PROBE_S = 0.5
+"""How long `listening` waits for its probe to come back when PUBLISH counts no receiver (on a Redis Cluster the
+count is of one node's clients only)."""
+
 ControlVerb = Literal["pause", "resume", "cancel"]
 COMMANDS: tuple[ControlVerb, ...] = ("pause", "resume", "cancel")
 
@@ -212,6 +216,8 @@ class ControlListener:
         """Set while a subscription is live (tests and readiness wait on it)."""
         self.dropped = asyncio.Event()
         """Set once a subscription was lost and had to be made again."""
+        self._probes: dict[str, asyncio.Future[None]] = {}
+        """Readiness probes published and not yet heard (`listening`), by their text."""
 
     async def listening(self) -> bool:
         """Whether the subscription hears now, on the Redis that answers now: a PUBLISH on this node's listening
@@ -222,9 +228,24 @@ class ControlListener:
             return False
         if self.listening_channel is None:
             return True
-        with store_errors():
-            receivers = await self.redis.publish(self.listening_channel, b"listening?")
-        return int(receivers) >= 1
+        probe = f"listening?{uuid.uuid4().hex}"
+        heard = asyncio.get_running_loop().create_future()
+        self._probes[probe] = heard
+        try:
+            with store_errors():
+                receivers = await self.redis.publish(self.listening_channel, probe)
+            if int(receivers) >= 1:
+                return True
+            # A Redis Cluster forwards a PUBLISH to every node but counts only the receivers on the node that took
+            # it, which need not be the one this subscription is on: 0 there says nothing. The probe's arrival does.
+            try:
+                async with asyncio.timeout(LISTENING_PROBE_S):
+                    await heard
+            except TimeoutError:
+                return False
+            return True
+        finally:
+            self._probes.pop(probe, None)
 
     async def run_forever(self, max_backoff_s: float = 5.0) -> None:
         backoff = 0.05
@@ -292,7 +313,9 @@ class ControlListener:
             if tenant is not None:
                 await self.handle(message["data"], tenant=tenant)
         elif kind == "message" and channel == self.listening_channel:
-            return  # a readiness probe: it has done its job by reaching this connection
+            heard = self._probes.get(_text(message["data"]))  # a readiness probe: it reached this connection
+            if heard is not None and not heard.done():
+                heard.set_result(None)
         elif kind == "message" and channel == self.nodes_channel:
             self.engine.node_left(_text(message["data"])[:200])
         elif kind == "message":
