@@ -179,7 +179,7 @@ def _element_cursor(cursor: str | None) -> tuple[str, str, str] | None:
         return None
     try:
         decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: made up of nested brackets
         decoded = None
     if not (isinstance(decoded, list) and len(decoded) == 3 and all(isinstance(part, str) for part in decoded)):
         raise ValidationFailed("bad cursor", [f"cursor: {cursor[:50]!r} is not a cursor this API gave"])

@@ -3,6 +3,8 @@ of 100 items shows 100 records of its body element, not only the last iteration'
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from procengine.errors import ValidationFailed
@@ -60,5 +62,7 @@ async def test_the_records_are_read_in_pages_with_a_cursor(engine: Node) -> None
 
 async def test_a_cursor_the_api_did_not_give_is_refused(engine: Node) -> None:
     execution_id = await start(engine, LOOP, {"lines": [1]})
-    with pytest.raises(ValidationFailed):
-        await engine.elements(CALLER, execution_id, limit=10, cursor="not-a-cursor")
+    deep = base64.urlsafe_b64encode(b"[" * 2990).decode()  # fits the 4,000 characters; too deep for json.loads
+    for made_up in ("not-a-cursor", deep):
+        with pytest.raises(ValidationFailed):
+            await engine.elements(CALLER, execution_id, limit=10, cursor=made_up)
