@@ -10,6 +10,7 @@ The actor holds the execution's status and state and serves its mailbox; the res
     checkpoints.py   CheckpointWriter: every write, fenced by the epoch, and the copy of what Redis holds
     lanes.py         LaneRunners: the runner of each lane (task attempts, timers, waits, call-process)
     transitions.py   what each request does: pause, resume, cancel, signal, drain
+    repairs.py       retry a failed execution, edit a paused one's variables
     finishing.py     the end: completed or failed, the final write, children and parent told
 """
 
@@ -21,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from procengine.actors import finishing, transitions
+from procengine.actors import finishing, repairs, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -96,6 +97,9 @@ class ExecutionActor:
         )
         self.corrupted = False
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
+        self.repairable = False
+        """Activated for a repair of a failed execution (a retry): it serves its mailbox while failed, until a retry
+        makes it run or it passivates (then its node may activate it again for the next one)."""
         self.stopped = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         """The task that runs `run` (set by the registry, which owns it)."""
@@ -152,7 +156,7 @@ class ExecutionActor:
                     self.mailbox.put_internal(Wake())
                 else:
                     self.lanes.start()
-            while not self.status.is_final:
+            while not self.status.is_final or (self.repairable and self.status is Status.FAILED):
                 check_cancelled()
                 message = await self._next_message()
                 if message is None:
@@ -254,6 +258,10 @@ class ExecutionActor:
         await self.settle()
 
     async def _dispatch(self, command: Command) -> Any:
+        if command.verb == "retry" and command.retry_key is not None:
+            done = repairs.retried_answer(self.fields, command.retry_key)
+            if done is not None:  # a retry applied already (its reply lost, say): answered as the first time
+                return done
         allowed = ALLOWED_FROM.get(command.verb)
         if allowed is not None and self.status not in allowed:
             raise Refused(command.caller, command.verb, command.reason, self.status)
@@ -266,6 +274,12 @@ class ExecutionActor:
             return await transitions.resume(self, command)
         if command.verb == "cancel":
             return await transitions.cancel(self, command)
+        if command.verb == "retry":
+            retried = await repairs.retry(self, command)
+            self.repairable = False  # running from here on; failed again, it stops as any actor does
+            return retried
+        if command.verb == "edit":
+            return await repairs.edit_variables(self, command)
         return await transitions.signal(self, command)
 
     async def settle(self) -> bool:
@@ -311,8 +325,10 @@ class ExecutionActor:
 
     async def _release(self) -> None:
         """Passivation: give up ownership so any node may activate the execution again."""
+        # the log of a final execution is not rewritten: RESTORE would drop the expiry its retention set
+        compact = not self.status.is_final
         with contextlib.suppress(Fenced):
-            await self.write(Commit(execution={"owner": ""}, compact_log=True), expect=self.status)
+            await self.write(Commit(execution={"owner": ""}, compact_log=compact), expect=self.status)
 
     async def write(self, commit: Commit, *, expect: Status, not_after_ms: int | None = None) -> None:
         """`CheckpointWriter.write`; RequestExpired if the request's deadline (`not_after_ms`, by the Redis clock)

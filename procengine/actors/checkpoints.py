@@ -104,9 +104,14 @@ class CheckpointWriter:
         if target is not None and target != expect.value:  # a status change moves it in the tenant's indexes
             # the final write sets the retention: the note of when it ends goes with it
             removal_at = None if commit.expire_ms is None else self.ctx.clock.now_ms() + commit.expire_ms
-            commit.index = indexes.status_change(
-                self.ctx.store.keys, self.execution_id, self.fields, expect.value, str(target), removal_at
-            )
+            keys = self.ctx.store.keys
+            if expect.is_final:  # a retry: live again, and the retention its final write started is undone
+                commit.persist = True
+                commit.index = indexes.revived(keys, self.execution_id, self.fields, expect.value, str(target))
+            else:
+                commit.index = indexes.status_change(
+                    keys, self.execution_id, self.fields, expect.value, str(target), removal_at
+                )
         async with self._write_lock:
             await self._carry(commit)
             started = time.perf_counter()

@@ -15,6 +15,7 @@ POLL_S = 1.0
 RETRY_S = 1.0
 """How long a call-process waits before it tries again to start a child the engine could not start (503)."""
 
+
 @dataclass(frozen=True, slots=True)
 class ChildEnd:
     status: str
@@ -42,3 +43,8 @@ class ChildControl(Protocol):
     ) -> list[int]: ...
 
     def notify_parent(self, parent_id: int) -> None: ...
+
+    async def retry(self, tenant: str, child_id: int, parent_id: int, reason: str | None) -> None:
+        """Retry a failed child in place (a retry of its parent's call-process); the child's refusal if it is
+        refused."""
+        ...

@@ -9,8 +9,8 @@ from typing import Any, Final, Literal
 from procengine.api.service import Caller
 from procengine.errors import CodecError
 
-Verb = Literal["pause", "resume", "cancel", "signal"]
-VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal")
+Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit"]
+VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal", "retry", "edit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,10 @@ class Command:
     """The Idempotency-Key of a signal: a signal with a key already delivered is not delivered again."""
     not_after_ms: int | None = None
     """Set on a forwarded command: its deadline by the Redis clock; its transition is written only before it."""
+    patch: dict[str, Any] | None = None
+    """A retry's or an edit's JSON merge patch (RFC 7396) of the execution's variables."""
+    retry_key: str | None = None
+    """The idempotencyKey of a retry: a retry with a key applied already answers as the first time."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -37,6 +41,8 @@ class Command:
             "signal": self.signal,
             "payload": self.payload,
             "signalKey": self.signal_key,
+            "patch": self.patch,
+            "retryKey": self.retry_key,
         }
 
     @classmethod
@@ -45,6 +51,7 @@ class Command:
             raise CodecError("not a forwarded command")
         caller = Caller(tenant=str(wire["tenant"]), by=str(wire["by"]), request_id=str(wire["requestId"]))
         reason, key = wire.get("reason"), wire.get("signalKey")
+        patch, retry_key = wire.get("patch"), wire.get("retryKey")
         return cls(
             verb=wire["verb"],
             caller=caller,
@@ -53,6 +60,8 @@ class Command:
             payload=wire.get("payload"),
             signal_key=key if isinstance(key, str) else None,
             not_after_ms=not_after_ms,
+            patch=patch if isinstance(patch, dict) else None,
+            retry_key=retry_key if isinstance(retry_key, str) else None,
         )
 
 

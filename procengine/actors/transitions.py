@@ -1,5 +1,6 @@
-"""What each request does to an execution: pause, resume, cancel and signal (the commands of its mailbox), and
-drain (its node shutting down). The actor calls one at a time, so they never race each other; each checks what it
+"""What each request does to an execution: pause, resume, cancel and signal (the commands of its mailbox), the
+repairs (retry a failed execution, edit a paused one's variables: `repairs.py`), and drain (its node shutting
+down). The actor calls one at a time, so they never race each other; each checks what it
 can, changes the state, and writes the change in one fenced write before it answers.
 
 Which statuses a command may start from is `ALLOWED_FROM`; the actor refuses the others before calling in.
@@ -35,12 +36,14 @@ __all__ = [
     "signal",
 ]
 
-TRANSITION_TARGETS: Final = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
+TRANSITION_TARGETS: Final = {"pause": "paused", "resume": "running", "cancel": "cancelled", "retry": "running"}
 """The status each control command asks for (a `refused` entry names it as `to`)."""
 ALLOWED_FROM: Final = {
     "pause": (Status.RUNNING,),
     "resume": (Status.PAUSED,),
     "cancel": (Status.RUNNING, Status.PAUSED),
+    "retry": (Status.FAILED,),
+    "edit": (Status.PAUSED,),
 }
 """The statuses each control command applies to; from any other it is refused (and the refusal logged)."""
 SIGNAL_KEY_FIELD = "signalKey:"

@@ -24,11 +24,14 @@ from procengine.api.views import (
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
     SignalResult,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
+    VariablesResult,
 )
 
 
@@ -64,6 +67,16 @@ class NodeService(Protocol):
     async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult: ...
 
     async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult: ...
+
+    async def retry(self, caller: Caller, execution_id: int, request: RetryRequest) -> RetryResult:
+        """A failed execution goes on from what failed (same id), its variables merge-patched in the same write."""
+        ...
+
+    async def edit_variables(
+        self, caller: Caller, execution_id: int, patch: Any, reason: str | None = None
+    ) -> VariablesResult:
+        """Merge-patch a paused execution's variables (`patch` as the body gave it: 422 unless an object)."""
+        ...
 
     async def signal(
         self, caller: Caller, execution_id: int, name: str, payload: Any, idempotency_key: str | None = None

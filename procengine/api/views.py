@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
 
 from procengine.depth import clipped
 
@@ -74,6 +74,31 @@ class CancelResult(_View):
     executionID: int
     status: Literal["cancelled"] = "cancelled"
     cancelledAt: str
+
+
+class RetryResult(_View):
+    """A failed execution goes on (`POST …/{id}/retry`): running again, same id."""
+
+    executionID: int
+    status: Literal["running"] = "running"
+    retriedAt: str
+    pendingNodes: int
+    """The stack depth after the retry, as a resume's."""
+    retried: list[str] = Field(default_factory=list)
+    """The elements that failed and start again, attempts reset (a call-process's: its child retried or started
+    again)."""
+    retriedChildren: list[int] = Field(default_factory=list)
+    """Failed children of retried call-process elements, retried in place (same child id)."""
+
+
+class VariablesResult(_View):
+    """A paused execution's variables after an edit (`PATCH …/{id}/variables`)."""
+
+    executionID: int
+    status: Literal["paused"] = "paused"
+    variables: Annotated[dict[str, Any], Shown]
+    changed: list[str]
+    """The names the patch added, changed or removed (sorted)."""
 
 
 class SignalResult(_View):
@@ -262,3 +287,17 @@ class StartRequest(_Request):
 
 class ControlRequest(_Request):
     reason: str | None = Field(default=None, max_length=1000)
+
+
+class RetryRequest(_Request):
+    """`POST …/{id}/retry`: all optional. `variables` is a JSON merge patch (RFC 7396: `null` removes a name)
+    applied in the same write that makes the execution run again."""
+
+    variables: dict[str, Storable] | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class VariablesPatch(RootModel[dict[str, Storable]]):
+    """`PATCH …/{id}/variables`: a JSON merge patch (RFC 7396) of the variables: a name set to `null` is removed, an
+    object merges into the object it names, anything else replaces the value."""

@@ -12,13 +12,14 @@ from typing import Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from procengine.api.views import ControlRequest, StartRequest, StatusRow, StatusTable
+from procengine.api.views import ControlRequest, RetryRequest, StartRequest, StatusRow, StatusTable
 from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
 from procengine.http.params import (
     ElementsQuery,
     ExecutionQuery,
+    ReasonQuery,
     execution_id,
     idempotency_key,
     process_id,
@@ -31,6 +32,7 @@ from procengine.statuses import Status
 __all__ = [
     "Probe",
     "cancel_execution",
+    "edit_variables",
     "execution_elements",
     "execution_log",
     "execution_state",
@@ -45,6 +47,7 @@ __all__ = [
     "ready",
     "register_process",
     "resume_execution",
+    "retry_execution",
     "send_signal",
     "start_execution",
 ]
@@ -138,6 +141,19 @@ async def cancel_execution(request: web.Request) -> web.Response:
     target = execution_id(request)
     control = await read_optional_model(request, ControlRequest)
     return ok(await engine(request).cancel(caller(request), target, control))
+
+
+async def retry_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    retry = await read_optional_model(request, RetryRequest)
+    return ok(await engine(request).retry(caller(request), target, retry))
+
+
+async def edit_variables(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    query = read_query(request, ReasonQuery)
+    patch = await read_document(request)  # an object: the engine says so otherwise (422)
+    return ok(await engine(request).edit_variables(caller(request), target, patch, query.reason))
 
 
 async def send_signal(request: web.Request) -> web.Response:

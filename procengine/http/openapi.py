@@ -187,6 +187,8 @@ def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
     if spec.request_model is None:
         raise ValueError(f"route {spec.method} {spec.path} reads a body but names no request_model")
     schema = refs[(spec.request_model, "validation")]
+    if spec.body == "optional":  # an empty body or `null` gives the model's defaults (http/body.py)
+        schema = {"anyOf": [schema, {"type": "null"}]}
     return {
         "required": spec.body == "required",
         "content": {content_type: {"schema": schema} for content_type in BODY_TYPES},
@@ -263,6 +265,8 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("resume", "resume_execution", "Resume it"),
             ("cancel", "cancel_execution", "Cancel it"),
             ("signal", "send_signal", "Send it a signal"),
+            ("retry", "retry_execution", "Retry it once it has failed"),
+            ("variables", "edit_variables", "Change its variables while it is paused"),
             ("log", "execution_log", "Its audit log"),
             ("elements", "execution_elements", "Its element executions"),
             ("state", "execution_state", "Its stack and memory snapshots"),

@@ -22,6 +22,7 @@ __all__ = [
     "ElementsQuery",
     "EventsQuery",
     "ExecutionQuery",
+    "ReasonQuery",
     "execution_id",
     "idempotency_key",
     "process_id",
@@ -90,6 +91,16 @@ class ElementsQuery(BaseModel):
     )
 
 
+class ReasonQuery(BaseModel):
+    """`PATCH …/variables?reason=`: why (the body is the patch itself, so the reason comes in the query)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    # 500, not the 1,000 of a body's reason: percent-encoded, 500 characters take up to 6,000 bytes, within the
+    # 8,190 of a request line the server reads (past it the answer is a bare 400 before any handler)
+    reason: str | None = Field(default=None, max_length=500, description="Why, for the execution's log.")
+
+
 def process_id(request: web.Request) -> int:
     return _path_id(request, "processID", "process")
 
@@ -151,8 +162,11 @@ def read_query(request: web.Request, model: type[Q]) -> Q:
     A parameter the model does not know (`?order_id=42`, `?startedAfter=`) is a 400 (the contract's §7) naming the
     known ones: ignored, it would answer everything as if it had filtered."""
     known = ", ".join(model.model_fields)
-    unknown = [f"{name[:50]}: unknown query parameter; known: {known}" for name in dict.fromkeys(request.query)
-               if name not in model.model_fields]
+    unknown = [
+        f"{name[:50]}: unknown query parameter; known: {known}"
+        for name in dict.fromkeys(request.query)
+        if name not in model.model_fields
+    ]
     if unknown:
         raise BadRequest("the query has a parameter this operation does not know", details=unknown)
     values: dict[str, str] = {}

@@ -24,12 +24,16 @@ from procengine.api.views import (
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
     SignalResult,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
     StatusTable,
+    VariablesPatch,
+    VariablesResult,
 )
 from procengine.engine.definitions import ProcessDefinition
 from procengine.http import endpoints as h
@@ -37,7 +41,7 @@ from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.endpoints import Probe
 from procengine.http.openapi import serve_openapi
-from procengine.http.params import ElementsQuery, EventsQuery, ExecutionQuery
+from procengine.http.params import ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
 from procengine.http.spec import BASE_PATH, RouteSpec
 
 __all__ = ["ROUTES", "add_routes"]
@@ -84,6 +88,19 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec(
         "POST", _E + "/{id}/cancel", h.cancel_execution, "Cancel a running or paused execution",
         CancelResult, body="optional", request_model=ControlRequest, errors=(409,), tag="executions",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/retry", h.retry_execution,
+        "Retry a failed execution, same id: it goes on from the elements that failed (attempts reset), its "
+        "variables merge-patched in the same write if asked; the answer of the first retry for a repeated "
+        "idempotencyKey",
+        RetryResult, body="optional", request_model=RetryRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "PATCH", _E + "/{id}/variables", h.edit_variables,
+        "Change a paused execution's variables: the body is a JSON merge patch (RFC 7396; null removes a name)",
+        VariablesResult, body="required", request_model=VariablesPatch, query_model=ReasonQuery, errors=(409,),
+        tag="repair",
     ),
     RouteSpec(
         "GET", _E + "/{id}/status", h.execution_status, "Status, progress, timing and threads",

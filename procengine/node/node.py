@@ -20,6 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log
+from procengine.actors.repairs import retried_answer
 from procengine.api.feeds import Feed
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
@@ -37,11 +38,14 @@ from procengine.api.views import (
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
     SignalResult,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
+    VariablesResult,
 )
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
@@ -98,6 +102,8 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "resume": ResumeResult,
     "cancel": CancelResult,
     "signal": SignalResult,
+    "retry": RetryResult,
+    "edit": VariablesResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
 
@@ -502,6 +508,45 @@ class Node:
         command = Command("signal", caller, signal=name, payload=payload, signal_key=idempotency_key)
         return await self._ask(execution_id, command, SignalResult)
 
+    # --- repair -------------------------------------------------------------------------------
+
+    async def retry(self, caller: Caller, execution_id: int, request: RetryRequest) -> RetryResult:
+        """A failed execution goes on from what failed (actors/repairs.py), its variables patched in the same
+        write if asked; 409 unless failed (or a retry with the same idempotencyKey was applied: its answer)."""
+        if request.variables is not None:
+            self._check_patch(request.variables)
+        command = Command("retry", caller, request.reason, patch=request.variables, retry_key=request.idempotencyKey)
+        return await self._ask(execution_id, command, RetryResult)
+
+    async def edit_variables(
+        self, caller: Caller, execution_id: int, patch: Any, reason: str | None = None
+    ) -> VariablesResult:
+        """Merge-patch (RFC 7396) a paused execution's variables; 409 unless paused."""
+        if not isinstance(patch, dict):
+            shown = "null" if patch is None else type(patch).__name__
+            raise ValidationFailed(
+                "the body must be a JSON object: a merge patch of the variables",
+                [f"body: a JSON object of variable names (null removes one), not {shown}"],
+            )
+        if reason is not None and len(reason) > 1000:
+            raise ValidationFailed("reason is too long", ["reason: at most 1000 characters"])
+        self._check_patch(patch)
+        return await self._ask(execution_id, Command("edit", caller, reason, patch=patch), VariablesResult)
+
+    def _check_patch(self, patch: dict[str, Any]) -> None:
+        """What can be checked before the execution is read: the patch alone storable, and within the memory limit
+        (the actor checks the variables it gives: how many, and the whole memory's size)."""
+        room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
+        try:
+            size = bounded_size(patch, room)
+        except CodecError as exc:
+            raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
+        if size is None:
+            raise PayloadTooLarge(
+                f"variables do not fit in the execution's memory: its snapshot may take "
+                f"{self.settings.max_snapshot_bytes} bytes (--max-snapshot-bytes)"
+            )
+
     async def control_command(self, execution_id: int, command: Command) -> BaseModel:
         """The control channel's way in: like the REST calls, but never forwarded (every node hears the message,
         and the owner acts on it): OwnedElsewhere if another live node drives the execution."""
@@ -521,7 +566,7 @@ class Node:
         for _ in range(5):
             self._refuse_if_draining()  # each round: the actor may have stopped because the node is draining
             try:
-                actor = await self.registry.activate(execution_id, caller.tenant)
+                actor = await self.registry.activate(execution_id, caller.tenant, repair=command.verb == "retry")
             except OwnedElsewhere as elsewhere:
                 if not forward:
                     raise
@@ -563,7 +608,10 @@ class Node:
         status = fields["status"]
         if command.signal_key is not None and f"{SIGNAL_KEY_FIELD}{command.signal_key}" in fields:
             return SignalResult(executionID=execution_id, signal=command.signal).model_dump(mode="json")
-        if command.verb in TRANSITION_TARGETS:
+        retried = None if command.retry_key is None else retried_answer(fields, command.retry_key)
+        if retried is not None:  # retried with this key, and final again since
+            return retried.model_dump(mode="json")
+        if command.verb in TRANSITION_TARGETS or command.verb == "edit":
             why = f"execution is {status}"
             await log_refusal(self.ctx, execution_id, caller, command.verb, command.reason, status, why)
         raise InvalidTransition(f"cannot {command.verb} an execution that is {status}", status)

@@ -46,6 +46,8 @@ class Commit:
     up front, which a paused execution would otherwise keep)."""
     expire_ms: int | None = None
     """Remove every key of the execution this long after the write (the final write's retention)."""
+    persist: bool = False
+    """Keep every key of the execution for good again: the retention a final write set is undone (a retry)."""
     index: list[IndexOp] = field(default_factory=list)
     """Edits of the tenant's indexes that go with this write (a creation or a status change)."""
 
@@ -150,7 +152,7 @@ class ExecutionStore:
             [part for name, record in commit.threads.items() for part in (name, encode(record))],
             [[str(e.at_ms), e.event, e.element_key or "", encode(e.detail)] for e in commit.log],
             1 if commit.compact_log else 0,
-            commit.expire_ms or 0,
+            -1 if commit.persist else commit.expire_ms or 0,
         ]
         keys = self.keys.execution(execution_id).all()
         beside: list[IndexOp] = []
