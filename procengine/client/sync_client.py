@@ -27,12 +27,14 @@ from procengine.api.views import (
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryResult,
     SignalResult,
     StartResult,
     StateView,
     StatusEvent,
     StatusName,
     StatusTable,
+    VariablesResult,
 )
 from procengine.client.async_client import AsyncClient
 from procengine.client.streams import EventStream
@@ -154,6 +156,23 @@ class Client:
 
     def cancel(self, execution_id: int, reason: str | None = None) -> CancelResult:
         return self._run(self._async.cancel(execution_id, reason))
+
+    def retry(
+        self,
+        execution_id: int,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RetryResult:
+        return self._run(
+            self._async.retry(execution_id, variables=variables, reason=reason, idempotency_key=idempotency_key)
+        )
+
+    def edit_variables(
+        self, execution_id: int, patch: Mapping[str, Any], *, reason: str | None = None
+    ) -> VariablesResult:
+        return self._run(self._async.edit_variables(execution_id, patch, reason=reason))
 
     def signal(
         self, execution_id: int, name: str, payload: Any = None, *, idempotency_key: str | None = None
