@@ -155,6 +155,25 @@ async def signal(client: AsyncClient, args: argparse.Namespace, output: Output) 
     return EXIT_OK
 
 
+async def retry(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
+    result = await client.retry(
+        args.execution_id, variables=patch, reason=args.reason, idempotency_key=args.idempotency_key
+    )
+    output.show(result, render.retried(result))
+    return EXIT_OK
+
+
+async def edit(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if not args.var and args.vars_file is None:
+        raise InputError("edit: give at least one --var NAME=JSON or --vars-file FILE")
+    result = await client.edit_variables(
+        args.execution_id, parse_variables(args.var, args.vars_file), reason=args.reason
+    )
+    output.show(result, render.edited(result))
+    return EXIT_OK
+
+
 async def register(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     raw = read_file(args.file, "register")
     content_type = "application/json" if args.file.suffix.lower() == ".json" else "application/yaml"
@@ -173,6 +192,8 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "resume": resume,
     "cancel": cancel,
     "signal": signal,
+    "retry": retry,
+    "edit": edit,
     "register": register,
 }
 

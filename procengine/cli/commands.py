@@ -1,5 +1,5 @@
-"""The command line of the API commands (start, status, list, log, watch, pause, resume, cancel, signal,
-register) and of `validate`, and the grouped list of every command that `procengine --help` ends with.
+"""The command line of the API commands (start, status, list, log, watch, pause, resume, cancel, signal, retry,
+edit, register) and of `validate`, and the grouped list of every command that `procengine --help` ends with.
 
 Only argparse is imported here: what the commands do (the client, rich) is imported when one runs, so
 `procengine serve`, `inspect` and `--help` do not pay for it. Connection options on every API command:
@@ -30,6 +30,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "drive executions over the REST API (--url, --token)",
         ("start", "status", "list", "log", "watch", "pause", "resume", "cancel", "signal"),
     ),
+    ("repair an execution, same id (--reason)", ("retry", "edit")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -110,6 +111,30 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     signal.add_argument("--payload-file", metavar="FILE", type=Path, help="the payload from a JSON or YAML file")
     signal.add_argument("--idempotency-key", metavar="K", help="delivered once, however often it is sent with K")
 
+    retry = add(
+        "retry",
+        "retry a failed execution from what failed",
+        "Retry a failed execution, same id: it goes on from the elements that failed, their attempts reset; "
+        "elements that completed do not run again. --var and --vars-file change its variables in the same write "
+        "(a JSON merge patch: null removes a name).",
+        api,
+    )
+    _execution_id(retry)
+    _patch_options(retry)
+    retry.add_argument("--reason", metavar="R", help="written to the execution's log")
+    retry.add_argument("--idempotency-key", metavar="K", help="applied once, however often it is sent with K")
+
+    edit = add(
+        "edit",
+        "change a paused execution's variables",
+        "Change a paused execution's variables (a JSON merge patch: null removes a name, an object merges into "
+        "the object it names); resume goes on with them.",
+        api,
+    )
+    _execution_id(edit)
+    _patch_options(edit)
+    edit.add_argument("--reason", metavar="R", help="written to the execution's log")
+
     register = add(
         "register",
         "register a definition (YAML or JSON)",
@@ -162,6 +187,17 @@ def _json_option() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--json", action="store_true", help="print the answer's data as JSON")
     return options
+
+
+def _patch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--var",
+        metavar="NAME=JSON",
+        action="append",
+        default=[],
+        help="set a variable, e.g. amount=42; amount=null removes it (repeatable)",
+    )
+    parser.add_argument("--vars-file", metavar="FILE", type=Path, help="a merge patch from a JSON or YAML object")
 
 
 def _execution_id(parser: argparse.ArgumentParser) -> None:

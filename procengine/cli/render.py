@@ -21,18 +21,22 @@ from procengine.api.views import (
     PauseResult,
     ProcessSummary,
     ResumeResult,
+    RetryResult,
     SignalResult,
     StartResult,
+    VariablesResult,
 )
 
 __all__ = [
     "STATUS_STYLES",
     "cancelled",
+    "edited",
     "executions",
     "log_line",
     "paused",
     "registered",
     "resumed",
+    "retried",
     "signalled",
     "started",
     "status",
@@ -72,6 +76,23 @@ def resumed(result: ResumeResult) -> Text:
 
 def cancelled(result: CancelResult) -> Text:
     return Text(f"cancelled execution {result.executionID} at {result.cancelledAt}")
+
+
+def retried(result: RetryResult) -> Text:
+    what = ", ".join(result.retried) or "nothing failed on its stack"
+    children = (
+        f"; child executions retried: {', '.join(map(str, result.retriedChildren))}" if result.retriedChildren else ""
+    )
+    return Text.assemble(
+        f"retried execution {result.executionID} at {result.retriedAt} from {what}{children}; "
+        f"{result.pendingNodes} pending: ",
+        _status(result.status),
+    )
+
+
+def edited(result: VariablesResult) -> Text:
+    changed = ", ".join(result.changed) or "nothing"
+    return Text(f"execution {result.executionID} ({result.status}): variables changed: {changed}")
 
 
 def signalled(result: SignalResult) -> Text:
