@@ -236,6 +236,9 @@ async def edit_variables(actor: Host, message: Command) -> VariablesResult:
     except CodecError as exc:
         raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
     _check_memory(actor, state)
+    changed = sorted({*changes["before"], *changes["after"]})
+    if not changed:  # nothing to write (nor to log): the variables are as the patch asks already
+        return VariablesResult(executionID=actor.execution_id, variables=state.memory.variables, changed=[])
     detail = {"by": message.caller.by, "requestId": message.caller.request_id, "variables": changes}
     if message.reason is not None:
         detail["reason"] = message.reason
@@ -243,5 +246,4 @@ async def edit_variables(actor: Host, message: Command) -> VariablesResult:
     await actor.write(commit, expect=Status.PAUSED, not_after_ms=message.not_after_ms)
     actor.state = state
     actor.corrupted = False
-    changed = sorted({*changes["before"], *changes["after"]})
     return VariablesResult(executionID=actor.execution_id, variables=state.memory.variables, changed=changed)

@@ -36,8 +36,14 @@ __all__ = [
     "signal",
 ]
 
-TRANSITION_TARGETS: Final = {"pause": "paused", "resume": "running", "cancel": "cancelled", "retry": "running"}
-"""The status each control command asks for (a `refused` entry names it as `to`)."""
+TRANSITION_TARGETS: Final = {
+    "pause": "paused",
+    "resume": "running",
+    "cancel": "cancelled",
+    "retry": "running",
+    "edit": "paused",
+}
+"""The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
     "pause": (Status.RUNNING,),
     "resume": (Status.PAUSED,),

@@ -611,7 +611,7 @@ class Node:
         retried = None if command.retry_key is None else retried_answer(fields, command.retry_key)
         if retried is not None:  # retried with this key, and final again since
             return retried.model_dump(mode="json")
-        if command.verb in TRANSITION_TARGETS or command.verb == "edit":
+        if command.verb in TRANSITION_TARGETS:
             why = f"execution is {status}"
             await log_refusal(self.ctx, execution_id, caller, command.verb, command.reason, status, why)
         raise InvalidTransition(f"cannot {command.verb} an execution that is {status}", status)

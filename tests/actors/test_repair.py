@@ -359,6 +359,8 @@ async def test_edit_is_refused_unless_paused(engine: Node, source: str) -> None:
 
     assert refused.value.current_status == source
     assert await log_of(engine, execution_id, "variables-changed") == []
+    [entry] = await log_of(engine, execution_id, "refused")
+    assert (entry["command"], entry["from"], entry["to"]) == ("edit", source, "paused")
 
 
 async def test_edit_is_validated_like_a_start(make_engine: EngineFactory) -> None:
@@ -376,6 +378,8 @@ async def test_edit_is_validated_like_a_start(make_engine: EngineFactory) -> Non
         await engine.edit_variables(CALLER, execution_id, {"big": "x" * 60_000})
 
     await engine.edit_variables(CALLER, execution_id, {"b": 1})  # within the limits
+    unchanged = await engine.edit_variables(CALLER, execution_id, {"b": 1})  # as it is: nothing written
+    assert unchanged.changed == []
     assert len(await log_of(engine, execution_id, "variables-changed")) == 1
 
 
