@@ -15,6 +15,7 @@ POLL_S = 1.0
 RETRY_S = 1.0
 """How long a call-process waits before it tries again to start a child the engine could not start (503)."""
 
+
 @dataclass(frozen=True, slots=True)
 class ChildEnd:
     status: str

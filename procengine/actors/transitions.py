@@ -21,7 +21,7 @@ from procengine.api.views import CancelResult, PauseResult, ResumeResult, Signal
 from procengine.errors import InvalidTransition, LimitExceeded, PayloadTooLarge, StateCorrupted, ValidationFailed
 from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
-from procengine.store.executions import Commit, LogRecord, Scalar
+from procengine.store.executions import PAUSE_REASON, PAUSED_BY, Commit, LogRecord, Scalar
 
 __all__ = [
     "ALLOWED_FROM",
@@ -73,7 +73,9 @@ async def pause(actor: Host, message: Command) -> PauseResult | None:
     first = state.stack[0] if state.stack else None
     state.paused_at_node = first.element_id if first else None
     commit = snapshot_commit(state, [], now)
-    commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now))
+    # who paused it and why, for the status's blockedOn (the log has them too, but a status read is O(lanes))
+    pause = {PAUSED_BY: message.caller.by, PAUSE_REASON: message.reason or ""}
+    commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), **pause)
     actor.writer.progressed(commit)
     interrupted = record_interrupted(actor, commit, now)
     commit.log.append(
@@ -126,6 +128,7 @@ async def resume(actor: Host, message: Command) -> ResumeResult:
     paused_ms = total_paused - int(actor.fields.get("pausedDurationMs") or 0)
     commit = snapshot_commit(state, [], now)
     commit.execution.update(status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused)
+    commit.execution.update({PAUSED_BY: "", PAUSE_REASON: ""})
     commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
     paused_children = json.loads(actor.fields.get("pausedChildren") or "[]")
     if paused_children:

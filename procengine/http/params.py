@@ -151,8 +151,11 @@ def read_query(request: web.Request, model: type[Q]) -> Q:
     A parameter the model does not know (`?order_id=42`, `?startedAfter=`) is a 400 (the contract's §7) naming the
     known ones: ignored, it would answer everything as if it had filtered."""
     known = ", ".join(model.model_fields)
-    unknown = [f"{name[:50]}: unknown query parameter; known: {known}" for name in dict.fromkeys(request.query)
-               if name not in model.model_fields]
+    unknown = [
+        f"{name[:50]}: unknown query parameter; known: {known}"
+        for name in dict.fromkeys(request.query)
+        if name not in model.model_fields
+    ]
     if unknown:
         raise BadRequest("the query has a parameter this operation does not know", details=unknown)
     values: dict[str, str] = {}
