@@ -18,6 +18,7 @@ from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
 from procengine.api.service import Caller
 from procengine.api.views import CancelResult, PauseResult, ResumeResult, SignalResult
+from procengine.engine.waits import signal_names
 from procengine.errors import InvalidTransition, LimitExceeded, PayloadTooLarge, StateCorrupted, ValidationFailed
 from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
@@ -189,6 +190,17 @@ async def signal(actor: Host, message: Command) -> SignalResult:
     execution_id = actor.execution_id
     if actor.status not in (Status.RUNNING, Status.PAUSED):
         raise InvalidTransition(f"execution {execution_id} is {actor.status.value}", actor.status.value)
+    takeable = signal_names(actor.process)
+    if message.signal not in takeable:
+        # no wait-signal of its definition could ever take it: kept, it would wait (and count) for ever
+        waits_for = ", ".join(repr(name) for name in takeable) or "no signal"
+        definition = actor.process.definition.key
+        problem = f"signal: {message.signal!r} is not a signal this execution waits for (it waits for {waits_for})"
+        raise ValidationFailed(
+            f"execution {execution_id} cannot take signal {message.signal!r}: its definition {definition!r} waits "
+            f"for {waits_for}; signal not stored",
+            [problem],
+        )
     if actor.corrupted:
         raise StateCorrupted(f"execution {execution_id}: its snapshot cannot be read; signal not stored")
     delivered = None if message.signal_key is None else f"{SIGNAL_KEY_FIELD}{message.signal_key}"

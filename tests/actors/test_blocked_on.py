@@ -104,7 +104,13 @@ async def test_a_task_in_its_backoff_says_when_it_retries_and_the_last_error(mak
     execution_id = await start(
         engine,
         definition(
-            {"key": "charge", "type": "task", "handler": "fail", "input": {"message": "'card declined'"}, "retry": retry}
+            {
+                "key": "charge",
+                "type": "task",
+                "handler": "fail",
+                "input": {"message": "'card declined'"},
+                "retry": retry,
+            }
         ),
     )
     await wait_element(engine, execution_id, "charge", "retrying")
@@ -117,7 +123,12 @@ async def test_a_task_in_its_backoff_says_when_it_retries_and_the_last_error(mak
         "kind": "backoff",
         "since": iso(parse_iso(retry_at) - 120_000),  # when attempt 1 failed
         "until": retry_at,
-        "detail": {"attempt": 2, "retryAt": retry_at, "lastError": "TaskFailed: card declined", "lastErrorType": "TaskFailed"},
+        "detail": {
+            "attempt": 2,
+            "retryAt": retry_at,
+            "lastError": "TaskFailed: card declined",
+            "lastErrorType": "TaskFailed",
+        },
     }
 
 
