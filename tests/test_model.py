@@ -37,7 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from procengine.api.views import LogEntry
 from procengine.client import Client
-from procengine.client.errors import ConnectionFailed, InvalidTransition, Unavailable
+from procengine.client.errors import ConnectionFailed, InvalidTransition, Unavailable, ValidationError
 from tests.support.model import FINAL, KINDS, NODES, Cluster, Expected, Kind
 from tests.support.redis_servers import RedisServerFactory
 from tests.support.servers import serving
@@ -230,6 +230,8 @@ class Model(RuleBasedStateMachine):
             self._signal(expected, payload, 0, key)
         elif isinstance(answer, InvalidTransition):
             self._signal_refused(expected, answer)
+        elif isinstance(answer, ValidationError):
+            self._signal_untakeable(expected, answer)
         else:
             assert answer is None, answer
             self._signal_accepted(expected, payload)
@@ -378,7 +380,16 @@ class Model(RuleBasedStateMachine):
         except InvalidTransition as refused:
             self._signal_refused(expected, refused)
             return
+        except ValidationError as untakeable:
+            self._signal_untakeable(expected, untakeable)
+            return
         self._signal_accepted(expected, payload)
+
+    def _signal_untakeable(self, expected: Expected, refused: ValidationError) -> None:
+        """422: no wait-signal of its definition takes `go` (issue 20): refused, not kept, for a live execution."""
+        assert not expected.kind.waits, f"signal to {expected.id} refused as untakeable: {refused}"
+        assert expected.allowed() & {"running", "paused"}, f"signal to {expected.id}: 422, the model says {expected}"
+        self.cluster.stats["signal: 422 (untakeable)"] += 1
 
     def _signal_refused(self, expected: Expected, refused: InvalidTransition) -> None:
         assert refused.current_status in expected.allowed() and refused.current_status in FINAL, (

@@ -23,7 +23,7 @@ from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, Fenced
 from procengine.statuses import Status
 from procengine.store import indexes
-from procengine.store.executions import CRASHES, Commit, stored_fields
+from procengine.store.executions import BUFFERED_SIGNALS, CRASHES, Commit, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 
 __all__ = ["CheckpointWriter"]
@@ -100,6 +100,13 @@ class CheckpointWriter:
         passed first, and nothing is written). Once the write lock is ours the write is handed to the group commit
         before anything else is awaited, and a handed-over write is sent even if the caller is cancelled while it
         waits for the answer (no shield)."""
+        if "memory" in commit.state:  # a snapshot: the buffered signals' counts go with it, when they changed
+            if BUFFERED_SIGNALS not in commit.execution and self.fields.get(BUFFERED_SIGNALS):
+                commit.execution[BUFFERED_SIGNALS] = ""
+            elif BUFFERED_SIGNALS in commit.execution and commit.execution[BUFFERED_SIGNALS] == self.fields.get(
+                BUFFERED_SIGNALS
+            ):
+                del commit.execution[BUFFERED_SIGNALS]
         target = commit.execution.get("status")
         if target is not None and target != expect.value:  # a status change moves it in the tenant's indexes
             # the final write sets the retention: the note of when it ends goes with it

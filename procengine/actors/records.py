@@ -3,6 +3,7 @@ transition details. Pure functions, so the shapes are in one place."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from procengine.engine.lanes import is_branch
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.runtime.clock import iso
 from procengine.store.codec import FORMAT_VERSION, encode
-from procengine.store.executions import Commit, LogRecord
+from procengine.store.executions import BUFFERED_SIGNALS, Commit, LogRecord, Scalar
 
 MAX_ATTEMPTS_KEPT = 20
 """A task's element record keeps its latest attempts, this many, in `attemptHistory`."""
@@ -201,8 +202,12 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     saved_at = iso(now_ms)
     memory = encode(state.to_stored_memory_doc(saved_at))  # each output once (see `expand_memory_doc`)
     state.memory_bytes = len(memory)
+    execution: dict[str, Scalar] = {"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes}
+    if state.memory.signals:  # their counts, for status reads (`CheckpointWriter.write` clears them once taken)
+        counts = {name: len(kept) for name, kept in sorted(state.memory.signals.items()) if kept}
+        execution[BUFFERED_SIGNALS] = json.dumps(counts, separators=(",", ":"))
     return Commit(
-        execution={"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes},
+        execution=execution,
         state={
             "stack": encode(state.to_stack_doc(saved_at)),
             "memory": memory,

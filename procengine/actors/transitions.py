@@ -19,10 +19,11 @@ from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
 from procengine.api.service import Caller
 from procengine.api.views import CancelResult, PauseResult, ResumeResult, SignalResult
+from procengine.engine.waits import signal_names
 from procengine.errors import InvalidTransition, LimitExceeded, PayloadTooLarge, StateCorrupted, ValidationFailed
 from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
-from procengine.store.executions import Commit, LogRecord, Scalar
+from procengine.store.executions import PAUSE_REASON, PAUSED_BY, Commit, LogRecord, Scalar
 
 __all__ = [
     "ALLOWED_FROM",
@@ -82,7 +83,9 @@ async def pause(actor: Host, message: Command) -> PauseResult | None:
     first = state.stack[0] if state.stack else None
     state.paused_at_node = first.element_id if first else None
     commit = snapshot_commit(state, [], now)
-    commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now))
+    # who paused it and why, for the status's blockedOn (the log has them too, but a status read is O(lanes))
+    pause = {PAUSED_BY: message.caller.by, PAUSE_REASON: message.reason or ""}
+    commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), **pause)
     actor.writer.progressed(commit)
     interrupted = record_interrupted(actor, commit, now)
     commit.log.append(
@@ -135,6 +138,7 @@ async def resume(actor: Host, message: Command) -> ResumeResult:
     paused_ms = total_paused - int(actor.fields.get("pausedDurationMs") or 0)
     commit = snapshot_commit(state, [], now)
     commit.execution.update(status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused)
+    commit.execution.update({PAUSED_BY: "", PAUSE_REASON: ""})
     commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
     paused_children = json.loads(actor.fields.get("pausedChildren") or "[]")
     if paused_children:
@@ -195,6 +199,17 @@ async def signal(actor: Host, message: Command) -> SignalResult:
     execution_id = actor.execution_id
     if actor.status not in (Status.RUNNING, Status.PAUSED):
         raise InvalidTransition(f"execution {execution_id} is {actor.status.value}", actor.status.value)
+    takeable = signal_names(actor.process)
+    if message.signal not in takeable:
+        # no wait-signal of its definition could ever take it: kept, it would wait (and count) for ever
+        waits_for = ", ".join(repr(name) for name in takeable) or "no signal"
+        definition = actor.process.definition.key
+        problem = f"signal: {message.signal!r} is not a signal this execution waits for (it waits for {waits_for})"
+        raise ValidationFailed(
+            f"execution {execution_id} cannot take signal {message.signal!r}: its definition {definition!r} waits "
+            f"for {waits_for}; signal not stored",
+            [problem],
+        )
     if actor.corrupted:
         raise StateCorrupted(f"execution {execution_id}: its snapshot cannot be read; signal not stored")
     delivered = None if message.signal_key is None else f"{SIGNAL_KEY_FIELD}{message.signal_key}"

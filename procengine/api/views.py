@@ -131,6 +131,27 @@ class ThreadView(_View):
     totalNodes: int
 
 
+BlockedKind = Literal[
+    "signal", "delay", "backoff", "task", "paused", "owner-dead", "child", "held-failed", "breakpoint"
+]
+"""Why a lane does not move (docs/api.md). `held-failed` and `breakpoint` are kept for the work that brings them
+(an element held as failed on a paused execution; a breakpoint): no answer gives them yet."""
+
+
+class BlockedOn(_View):
+    """One lane of an execution that is not moving, and why: see docs/api.md, "Why is it not moving?"."""
+
+    lane: str
+    """The thread's key, or the path of a branch or iteration (`main/ship[3]`)."""
+    elementKey: str
+    kind: BlockedKind
+    since: str | None
+    """When the lane began to wait so (null when it cannot be known)."""
+    until: str | None = None
+    """When the wait ends by itself: a delay's due time, a wait's timeout, a retry's time, a task's timeout."""
+    detail: Annotated[dict[str, Any], Shown] = Field(default_factory=dict)
+
+
 class ExecutionStatusView(_View):
     executionID: int
     processID: int
@@ -146,6 +167,9 @@ class ExecutionStatusView(_View):
     """The execution whose call-process started this one."""
     children: list[int] = Field(default_factory=list)
     """The executions this one's call-process elements started, oldest first."""
+    blockedOn: list[BlockedOn] = Field(default_factory=list)
+    """A lane per entry that is not moving, and why (empty once the execution is final). Last: the status
+    answer is rendered with it apart (`api/rendered.py`)."""
 
 
 class ExecutionSummary(_View):

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from procengine.api.views import (
+    BlockedOn,
     CancelResult,
     ExecutionList,
     ExecutionStatusView,
@@ -29,6 +30,7 @@ from procengine.api.views import (
 
 __all__ = [
     "STATUS_STYLES",
+    "blocked_line",
     "cancelled",
     "edited",
     "executions",
@@ -135,12 +137,52 @@ def status(view: ExecutionStatusView) -> RenderableType:
         facts.add_row("children", ", ".join(str(child) for child in view.children))
     if view.error is not None:
         facts.add_row("error", Text(_error(view.error), style="red"))
+    for entry in view.blockedOn:
+        facts.add_row("blocked", Text(blocked_line(entry), style="yellow"))
     threads = Table(box=None, pad_edge=False, show_edge=False)
     for heading in ("THREAD", "STATUS", "DONE"):
         threads.add_column(heading)
     for thread in view.threads:
         threads.add_row(thread.threadKey, _status(thread.status), f"{thread.completedNodes}/{thread.totalNodes}")
     return Group(facts, Text(""), threads)
+
+
+def blocked_line(entry: BlockedOn) -> str:
+    """One `blockedOn` entry as a line: the lane, its element, and why it does not move."""
+    return f"{entry.lane}: {entry.elementKey} {_why(entry.kind, entry.detail, entry.since, entry.until)}"
+
+
+def _why(kind: str, detail: dict[str, Any], since: str | None, until: str | None) -> str:
+    since_text = f" since {since}" if since else ""
+    if kind == "signal":
+        timeout = f", times out at {detail['timeoutAt']}" if detail.get("timeoutAt") else ""
+        return f"waits for signal {detail.get('signal')!r} ({detail.get('buffered', 0)} buffered{timeout}){since_text}"
+    if kind == "delay":
+        return f"is delayed until {detail.get('dueAt')}"
+    if kind == "backoff":
+        last = f"; last error: {detail['lastError']}" if detail.get("lastError") else ""
+        return f"retries (attempt {detail.get('attempt')}) at {detail.get('retryAt')}{last}"
+    if kind == "task":
+        timeout = f", times out at {detail['timeoutAt']}" if detail.get("timeoutAt") else ""
+        return f"runs attempt {detail.get('attempt')} on node {detail.get('node')}{since_text}{timeout}"
+    if kind == "child":
+        return f"waits for child execution {detail.get('childExecutionID')} ({detail.get('childStatus')}){since_text}"
+    waiting = detail.get("waiting")
+    then = ""
+    if isinstance(waiting, dict):
+        inner = {k: v for k, v in waiting.items() if k != "kind"}
+        then = f"; then it {_why(str(waiting.get('kind')), inner, None, None)}"
+        if waiting.get("remainingMs") is not None:
+            then += f" ({waiting['remainingMs']} ms left)"
+    if kind == "paused":
+        reason = f": {detail['reason']}" if detail.get("reason") else ""
+        return f"is paused by {detail.get('by') or '?'}{since_text}{reason}{then}"
+    if kind == "owner-dead":
+        return (
+            f"does not move: its node {detail.get('owner') or '(none)'} is gone and no node has adopted it yet "
+            f"(last checkpoint {detail.get('lastCheckpointAt')}){then}"
+        )
+    return f"{kind}{since_text}"
 
 
 def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:

@@ -103,12 +103,14 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         tag="repair",
     ),
     RouteSpec(
-        "GET", _E + "/{id}/status", h.execution_status, "Status, progress, timing and threads",
+        "GET", _E + "/{id}/status", h.execution_status,
+        "Status, progress, timing, threads, and blockedOn: why each waiting lane is not moving",
         ExecutionStatusView, tag="executions",
     ),
     RouteSpec(
         "POST", _E + "/{id}/signals/{name}", h.send_signal,
-        "Deliver a signal; the body is its payload (any JSON value, empty is null)",
+        "Deliver a signal; the body is its payload (any JSON value, empty is null). A name no wait-signal of the "
+        "execution's definition can take is 422, not kept",
         SignalResult, status=202, body="any", headers=("Idempotency-Key",), errors=(409, 413), tag="executions",
     ),
     RouteSpec("GET", _E + "/{id}/log", h.execution_log, "The audit trail, oldest first", LogView, tag="executions"),

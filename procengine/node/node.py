@@ -63,6 +63,7 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
+from procengine.node.blocked import live_blocked_on
 from procengine.node.catalog import Catalog, view
 from procengine.node.children import Children
 from procengine.node.control import ControlListener
@@ -141,9 +142,9 @@ class Node:
             settings.max_definition_elements,
             settings.max_variables,
         )
-        self.queries = Queries(self.store)
         self.node_id = node_id or new_node_id()
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
+        self.queries = Queries(self.store, self.catalog.compiled, self.ownership.alive)
         self.metrics = metrics or Metrics()
         self.ctx = ActorContext(
             self.store, settings, self.clock, handlers, self.node_id, self.metrics, children=Children(self)
@@ -637,9 +638,11 @@ class Node:
         if actor is None or actor.tenant != caller.tenant or actor.corrupted or not actor.copy_known:
             return None
         if actor.rendered_status is None:
-            actor.rendered_status = RenderedStatus.of(
-                status_doc(execution_id, actor.fields, actor.thread_records.values())
-            )
+            blocked = live_blocked_on(actor)
+            if blocked is None:  # it needs what only Redis holds (a child's status, say)
+                return None
+            doc = status_doc(execution_id, actor.fields, actor.thread_records.values())
+            actor.rendered_status = RenderedStatus.of({**doc, "blockedOn": blocked})
         return actor.rendered_status
 
     async def log(self, caller: Caller, execution_id: int) -> LogView:

@@ -3,6 +3,7 @@
 // entry reads the status, the elements and the state again).
 
 import { api, processCache } from './api.js';
+import { renderBlocked } from './blocked.js';
 import { hideDetails, renderDetails } from './details.js';
 import { note, signalNames } from './forms.js';
 import { Graph, legend } from './graph.js';
@@ -245,6 +246,7 @@ export class ExecutionView {
         e.attempts ? h('span', { class: 'muted', text: ` (after ${e.attempts} attempt${e.attempts > 1 ? 's' : ''})` }) : '',
       );
     }
+    renderBlocked(status.blockedOn);
     const unreadable = state ? unreadableStack(state) : null;
     if (state) this.resumeProblem = status.status === 'paused' ? resumeProblem(status, state, unreadable) : null;
     this.renderResume(status);
