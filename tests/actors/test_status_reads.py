@@ -26,12 +26,7 @@ def _without_duration(view: ExecutionStatusView) -> dict[str, Any]:
     """The view without what is counted up to the moment of reading (the run so far, and a pause under way)."""
     doc = view.model_dump()
     doc["timing"].pop("durationMs")
-<<<<<<< HEAD
-    if doc["timing"]["pausedAt"] is not None:  # counts up while paused, like the duration: compared apart
-        doc["timing"].pop("pausedDurationMs")
-=======
     doc["timing"].pop("pausedDurationMs")
->>>>>>> main
     return doc
 
 
