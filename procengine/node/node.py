@@ -475,11 +475,11 @@ class Node:
         in its write (the parent's hash is in another slot): a parent resumed meanwhile has resumed the child
         itself, so a refusal in that race names a state that was true a moment before and changes nothing.
         docs/api.md, "Pause, resume, cancel", says what the other race (a parent paused meanwhile) leaves."""
-        fields = await self.store.fields(execution_id)
+        [fields] = await self.store.many_fields([execution_id], ["parentExecutionID", "tenant", "status"])
         parent = fields.get("parentExecutionID")
         if not parent or fields.get("tenant") != caller.tenant or fields.get("status") != Status.PAUSED.value:
             return  # not a child, not the caller's (404), or not paused (the actor refuses it as it is)
-        parent_fields = await self.store.fields(int(parent))
+        [parent_fields] = await self.store.many_fields([int(parent)], ["status", "pausedChildren"])
         if parent_fields.get("status") != Status.PAUSED.value:
             return
         try:
