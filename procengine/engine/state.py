@@ -39,6 +39,9 @@ class StackEntry:
     """A parallel or for-each whose lanes are running: how many there are, have started and have ended."""
     child_id: int | None = None
     """A call-process whose child execution was started: its id."""
+    held: dict[str, Any] | None = None
+    """A failure held on the stack instead of failing the execution (`onExhausted: pause`): {error, type, atMs}.
+    The execution is paused; resume retries the element, a step control (skip, complete, fail) settles it."""
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -66,6 +69,8 @@ class StackEntry:
             doc["started_at_ms"] = self.started_at_ms
         if self.rerun:
             doc["rerun"] = True
+        if self.held is not None:
+            doc["held"] = self.held
         return doc
 
     @classmethod
@@ -87,6 +92,7 @@ class StackEntry:
                 path=_str(doc.get("path", "")),
                 fanout=None if doc.get("branches") is None else FanOutProgress.from_doc(doc["branches"]),
                 child_id=_opt_int(doc.get("child_execution_id")),
+                held=_opt_map(doc.get("held"), "the held failure of a stack entry"),
             )
         except KeyError as exc:
             raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None
@@ -331,6 +337,12 @@ def _int(value: Any) -> int:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else _int(value)
+
+
+def _opt_map(value: Any, what: str) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise StateCorrupted(f"{what} is not a map")
+    return value
 
 
 def _str(value: Any) -> str:
