@@ -1,0 +1,71 @@
+"""Retry's edge cases (issue 20): an execution the crash quarantine failed, and one whose snapshot is broken."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from redis.asyncio import Redis
+
+from procengine.api.views import RetryRequest
+from procengine.errors import StateCorrupted
+from procengine.node.node import Node
+from tests.actors.test_quarantine import WORK, crashes, kill
+from tests.support.nodes import CALLER, EngineFactory, Gate, start, wait_status
+from tests.support.processes import definition
+
+
+async def test_a_quarantined_execution_retried_runs_its_task_again_with_its_crash_allowance_back(
+    make_engine: EngineFactory, redis: Redis, gate: Gate
+) -> None:
+    # given an execution the quarantine failed (NodeCrashed) after two nodes stopped in its task
+    node = await make_engine(node_crash_limit=2)
+    execution_id = await start(node, WORK)
+    for _ in range(2):
+        await gate.entered.wait()
+        gate.entered.clear()
+        await kill(node, redis)
+        node = await make_engine(node_crash_limit=2)
+    assert await wait_status(node, execution_id, "failed") == "failed"
+    assert gate.calls == 2
+    assert (await node.status(CALLER, execution_id)).error["type"] == "NodeCrashed"  # type: ignore[index]
+
+    # when it is retried
+    retried = await node.retry(CALLER, execution_id, RetryRequest(reason="the poison handler is fixed"))
+
+    # then the element the failure named runs again, once, with the crash count back at 0
+    assert retried.retried == ["work"]
+    await gate.entered.wait()
+    assert gate.calls == 3
+    assert await crashes(node, execution_id) == "0"
+    gate.release.set()
+    assert await wait_status(node, execution_id, "completed") == "completed"
+    assert (await node.status(CALLER, execution_id)).error is None
+
+
+BROKEN = definition({"key": "x", "type": "fail", "message": "'always'"}, key="broken")
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [b"\xc1 not msgpack", msgpack.packb({"execution_stack": [{"element_key": "x"}]}), msgpack.packb([1, 2])],
+)
+async def test_a_retry_of_a_broken_snapshot_is_refused_and_changes_nothing(
+    engine: Node, redis: Redis, stack: bytes
+) -> None:
+    execution_id = await start(engine, BROKEN)
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+    keys = engine.keys.execution(execution_id)
+    await redis.hset(keys.state, "stack", stack)
+    before = (await redis.hgetall(keys.execution), await redis.hgetall(keys.state), await redis.pttl(keys.execution))
+
+    with pytest.raises(StateCorrupted, match=f"execution {execution_id} cannot be repaired"):
+        await engine.retry(CALLER, execution_id, RetryRequest(variables={"a": 1}))
+
+    after = (await redis.hgetall(keys.execution), await redis.hgetall(keys.state), await redis.pttl(keys.execution))
+    changed = {k for k in before[0].keys() | after[0].keys() if before[0].get(k) != after[0].get(k)}
+    assert changed <= {b"owner", b"epoch"}, changed  # only taken over for the retry (fenced), nothing written
+    assert after[1] == before[1] and 0 < after[2] <= before[2]  # its retention still runs
+    log = (await engine.log(CALLER, execution_id)).items
+    refused = [entry.detail for entry in log if entry.event == "refused"]
+    assert refused and refused[-1]["command"] == "retry" and "state corrupted" in refused[-1]["why"]
+    assert (await engine.status(CALLER, execution_id)).status == "failed"
