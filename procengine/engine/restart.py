@@ -2,8 +2,8 @@
 
 - `reset`: an element that failed starts again: attempts from 1, no timer, a new execution order (a task's
   handler sees a new run, a call-process's child key is new).
-- `retry_held`: every failure held on the stack (`onExhausted: pause`) is reset; the resume of a paused
-  execution, and a retry, do it.
+- `retry_held`: every failure held on the stack (`onExhausted: pause`) is reset (a call-process starts a new
+  child); the resume of a paused execution, and a retry, do it.
 - `restore`: a parallel or for-each that failed because one of its lanes failed for good kept the entries its
   lanes had on the stack then (`FanOutProgress.parked`); a retry puts them back, the failed lane's element reset
   and the stopped siblings' elements to run again (a task is re-run, its log says so; a call-process starts a new
@@ -44,6 +44,9 @@ def retry_held(state: ExecutionState) -> list[dict[str, Any]]:
         if entry.path != entry.thread_key:
             item["path"] = entry.path
         item.update(error=held.get("error"), type=held.get("type"))
+        if entry.child_id is not None:  # a call whose child failed: a new child (a new order, a new start key)
+            item["childExecutionID"] = entry.child_id
+            entry.child_id = None
         reset(state, entry)
         retried.append(item)
     return retried

@@ -288,3 +288,20 @@ async def test_a_held_failure_checkpointed_before_the_pause_is_held_again_when_a
     BROKEN["value"] = False
     await second.resume(CALLER, execution_id, ControlRequest())
     assert await wait_status(second, execution_id, "completed") == "completed"
+
+
+async def test_a_call_whose_child_failed_is_held_and_its_resume_starts_a_new_child(engine: Node) -> None:
+    await start(engine, definition({"key": "pay", "type": "task", "handler": "flaky"}, key="child"))
+    execution_id = await start(
+        engine,
+        definition({"key": "call", "type": "call-process", "process": "child", "onExhausted": "pause"}, key="parent"),
+    )
+    assert await wait_status(engine, execution_id, "paused") == "paused"
+    [line] = await blocked(engine, execution_id)
+    assert (line["kind"], line["detail"]["type"]) == ("held-failed", "ChildFailed")
+    first_child = (await engine.status(CALLER, execution_id)).children
+    BROKEN["value"] = False
+    await engine.resume(CALLER, execution_id, ControlRequest())
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    children = (await engine.status(CALLER, execution_id)).children
+    assert len(children) == len(first_child) + 1  # a new child, not the failed one again
