@@ -10,6 +10,7 @@ The actor holds the execution's status and state and serves its mailbox; the res
     checkpoints.py   CheckpointWriter: every write, fenced by the epoch, and the copy of what Redis holds
     lanes.py         LaneRunners: the runner of each lane (task attempts, timers, waits, call-process)
     transitions.py   what each request does: pause, resume, cancel, signal, drain
+    holding.py       pause on failure: an element's failure held on the stack pauses the execution
     repairs.py       retry a failed execution, edit a paused one's variables
     finishing.py     the end: completed or failed, the final write, children and parent told
 """
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from procengine.actors import finishing, repairs, transitions
+from procengine.actors import finishing, holding, repairs, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -81,7 +82,11 @@ class ExecutionActor:
         self.state = state
         settings = ctx.settings
         self.interpreter = Interpreter(
-            process, settings.max_snapshot_bytes, settings.max_foreach_items, settings.max_expression_cost
+            process,
+            settings.max_snapshot_bytes,
+            settings.max_foreach_items,
+            settings.max_expression_cost,
+            settings.on_exhausted_of(tenant),
         )
         self.mailbox: Mailbox[Message] = Mailbox(settings.mailbox_size)
         self.writer = CheckpointWriter(execution_id, epoch, ctx, fields, lambda: self.state)
@@ -294,6 +299,9 @@ class ExecutionActor:
         if not self.state.stack and self.lanes.done:
             await self._finish(Status.COMPLETED)
             return True
+        if self.lanes.held and not self.lanes.halt.is_set():  # a failure held (onExhausted: pause): pause for it
+            await holding.pause_held(self)
+            return self.status.is_final
         return False
 
     async def _finish(self, status: Status) -> None:

@@ -28,6 +28,7 @@ from procengine.engine.interpreter import (
     AwaitLanes,
     AwaitSignal,
     ElementFailed,
+    ElementHeld,
     Interpreter,
     LaneEnded,
     Outcome,
@@ -86,6 +87,9 @@ class LaneRunners:
         self.halt = asyncio.Event()
         """Set while the runners are stopped, or being stopped: no lane starts, no element begins."""
         self.failure: Failure | None = None
+        self.held = False
+        """A lane's element failed for good and is held on the stack (`onExhausted: pause`): the actor pauses the
+        execution (`holding.py`)."""
         self.interrupted: list[StackEntry] = []
         """Tasks cut short since the runners last started (their stack entries as they ran)."""
         self.tasks_in_flight = 0
@@ -125,6 +129,7 @@ class LaneRunners:
     def start(self) -> None:
         self.halt.clear()
         self.failure = None
+        self.held = False
         self.interrupted = []
         state = self.state
         for thread in self.process.threads:
@@ -283,6 +288,9 @@ class LaneRunners:
             if isinstance(step, ElementFailed):
                 self.failure = Failure.of(step)
                 return
+            if isinstance(step, ElementHeld):
+                self.held = True
+                return
             if isinstance(step, Sleep):
                 await self._idle(lane, wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
             elif isinstance(step, AwaitSignal):
@@ -379,6 +387,9 @@ class LaneRunners:
         await self._follow(outcome)
         if isinstance(outcome.step, ElementFailed):
             self.failure = Failure.of(outcome.step)
+            return True
+        if isinstance(outcome.step, ElementHeld):
+            self.held = True
             return True
         return isinstance(outcome.step, LaneEnded)
 

@@ -72,6 +72,8 @@ def element_record(event: ElementEvent) -> dict[str, Any]:
             errorType=event.error_type,
             caught=event.caught,
         )
+        if event.held:  # held on the stack (onExhausted: pause): the execution is paused for it
+            record["held"] = True
     if event.element_type == "task":  # the input and this attempt; `carried` adds the earlier attempts
         record.update(input=event.input, attemptHistory=[_attempt_of(event)])
     return _without_none(record)
@@ -179,6 +181,8 @@ def element_log(event: ElementEvent) -> LogRecord:
         detail["rerun"] = True
     if event.caught is not None:
         detail["caught"] = event.caught
+    if event.held:
+        detail["held"] = True
     return LogRecord(event.at_ms, event.event, event.element_key, detail)
 
 

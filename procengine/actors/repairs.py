@@ -8,7 +8,10 @@ what changed.
 A failed execution's actor is activated for its retry only (`Registry.activate(repair=True)`): the element that
 failed it stayed on its stack (`Interpreter._fail`), so a retry is a resume from `failed` with that element
 reset: its attempts start again at 1, under a new execution order (a task's handler sees a new run, and a
-call-process's child key is new), and the other threads go on from where the failure stopped them.
+call-process's child key is new), and the other threads go on from where the failure stopped them, their timers
+thawed (frozen when it failed). A parallel or for-each failed by one of its lanes kept its lanes' entries
+(`engine/restart.py: restore`): the failed lane's element is reset, the stopped siblings run again, the lanes that
+had ended keep their results.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from procengine.actors.snapshot import load_state
 from procengine.actors.transitions import log_refusal
 from procengine.api.views import RetryResult, VariablesResult
 from procengine.engine.interpreter import CHILD_FAILED, MEMORY_RESERVE
+from procengine.engine.lanes import parent as parent_lane
 from procengine.engine.merge_patch import applied
+from procengine.engine.restart import Restored, restorable, restore, retry_held
+from procengine.engine.restart import reset as reset_entry
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.errors import (
     CodecError,
@@ -89,20 +95,12 @@ def _check_memory(actor: Host, state: ExecutionState) -> None:
         )
 
 
-def _reset(state: ExecutionState, entry: StackEntry) -> None:
-    """An element that failed starts again: attempts from 1, no timer, a new execution order."""
-    entry.attempt = 1
-    entry.started_at_ms = entry.due_at_ms = entry.remaining_ms = None
-    entry.rerun = False
-    entry.fanout = None
-    entry.execution_order = state.next_order
-    state.next_order += 1
-
-
-def _failed_entries(actor: Host, state: ExecutionState) -> list[StackEntry]:
-    """The elements to start again: per failed thread, its own pending element (the one that failed it, a fan-out
-    whose branch failed included); for a thread failed while a fan-out of it was under way (the crash
-    quarantine), the element the failure names. StateCorrupted if a failed thread has none."""
+def _failed_entries(actor: Host, state: ExecutionState, restored: Restored) -> list[StackEntry]:
+    """The elements to start again: per failed thread, its own pending element (the one that failed it); for a
+    fan-out that failed with its lanes kept, the element that failed its lane, its lanes put back (`restore`, into
+    `restored`); a fan-out failed before lanes were kept runs again whole; for a thread failed while a fan-out of
+    it was under way (the crash quarantine), the element the failure names. StateCorrupted if a failed thread has
+    none."""
     error = json.loads(actor.fields.get("error") or "{}")
     named = error.get("element") if isinstance(error, dict) else None
     found: list[StackEntry] = []
@@ -110,7 +108,11 @@ def _failed_entries(actor: Host, state: ExecutionState) -> list[StackEntry]:
         if progress.status != "failed":
             continue
         own = state.entry(key)
-        if own is not None and own.fanout is None:
+        if own is not None and restorable(own):
+            before = len(restored.failed)
+            restore(state, own, restored)
+            mine = restored.failed[before:]
+        elif own is not None and own.fanout is None:
             mine = [own]
         else:
             mine = [e for e in state.stack if e.thread_key == key and e.element_key == named and e.fanout is None]
@@ -125,8 +127,9 @@ async def retry(actor: Host, message: Command) -> RetryResult:
     first if asked; running again, its retention undone (in the same write: `CheckpointWriter.write`)."""
     ctx = actor.ctx
     state = await _stored_state(actor, message)
+    restored = Restored()
     try:
-        entries = _failed_entries(actor, state)
+        entries = _failed_entries(actor, state, restored)
         if not entries and not state.stack:
             raise StateCorrupted("its stack is empty")
     except StateCorrupted as exc:
@@ -147,8 +150,8 @@ async def retry(actor: Host, message: Command) -> RetryResult:
         item: dict[str, Any] = {"element": entry.element_key, "thread": entry.thread_key, "attempts": entry.attempt}
         if entry.path != entry.thread_key:
             item["path"] = entry.path
-        child = entry.child_id
-        _reset(state, entry)
+        child, was_held = entry.child_id, entry.held is not None
+        reset_entry(state, entry)
         if child is not None:
             item["childExecutionID"] = child
             ended = await ctx.children.ended(child)
@@ -166,8 +169,19 @@ async def retry(actor: Host, message: Command) -> RetryResult:
         reset.append(item)
         progress = state.threads[entry.thread_key]
         progress.status = "running"
+        if not was_held:  # a held failure was not counted as failed
+            progress.failed_nodes = max(0, progress.failed_nodes - 1)
+    for fanout in restored.fanouts:  # each failed with its lane: it goes on from where its lanes stood
+        item = {"element": fanout.element_key, "thread": fanout.thread_key, "attempts": fanout.attempt}
+        if fanout.path != fanout.thread_key:
+            item["path"] = fanout.path
+        item["lanesResumed"] = [lane for lane in restored.resumed if parent_lane(lane) == fanout.path]
+        reset.append(item)
+        progress = state.threads[fanout.thread_key]
         progress.failed_nodes = max(0, progress.failed_nodes - 1)
+    reset += retry_held(state)  # held when another thread failed the execution: retried too
     now = ctx.clock.now_ms()
+    actor.interpreter.thaw_timers(state, now)  # frozen when it failed (finishing.finish)
     commit = snapshot_commit(state, [], now)
     answer = RetryResult(
         executionID=actor.execution_id,

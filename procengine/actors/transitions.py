@@ -9,7 +9,7 @@ Which statuses a command may start from is `ALLOWED_FROM`; the actor refuses the
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 from procengine.actors.context import ActorContext
 from procengine.actors.finishing import ended_as_child_or_parent, record_interrupted
@@ -19,6 +19,7 @@ from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
 from procengine.api.service import Caller
 from procengine.api.views import CancelResult, PauseResult, ResumeResult, SignalResult
+from procengine.engine.restart import retry_held
 from procengine.engine.waits import signal_names
 from procengine.errors import InvalidTransition, LimitExceeded, PayloadTooLarge, StateCorrupted, ValidationFailed
 from procengine.runtime.clock import iso, parse_iso
@@ -35,6 +36,7 @@ __all__ = [
     "pause",
     "resume",
     "signal",
+    "write_pause",
 ]
 
 TRANSITION_TARGETS: Final = {
@@ -77,6 +79,15 @@ async def pause(actor: Host, message: Command) -> PauseResult | None:
         raise actor.writer.crash
     if await actor.settle():  # the last element finished (or failed) while pausing
         return None
+    return await write_pause(actor, message.caller, message.reason, message.not_after_ms, inflight)
+
+
+async def write_pause(
+    actor: Host, caller: Caller, reason: str | None, not_after_ms: int | None, inflight: int, **extra: Any
+) -> PauseResult:
+    """The pause itself, once the runners are stopped: timers frozen, the paused write (who and why, for the
+    status's blockedOn), the children it waits for paused with it. `extra`: more for the `paused` log entry."""
+    lanes = actor.lanes
     now = actor.ctx.clock.now_ms()
     state = actor.state
     actor.interpreter.freeze_timers(state, now)
@@ -84,25 +95,23 @@ async def pause(actor: Host, message: Command) -> PauseResult | None:
     state.paused_at_node = first.element_id if first else None
     commit = snapshot_commit(state, [], now)
     # who paused it and why, for the status's blockedOn (the log has them too, but a status read is O(lanes))
-    pause = {PAUSED_BY: message.caller.by, PAUSE_REASON: message.reason or ""}
+    pause = {PAUSED_BY: caller.by, PAUSE_REASON: reason or ""}
     commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), **pause)
     actor.writer.progressed(commit)
     interrupted = record_interrupted(actor, commit, now)
     commit.log.append(
-        transition_log(
-            now, "paused", message.caller, "running", "paused", message.reason, inflight=inflight, **interrupted
-        )
+        transition_log(now, "paused", caller, "running", "paused", reason, inflight=inflight, **interrupted, **extra)
     )
     # the children to pause with it, noted in the same write, so that its resume resumes them (and not one
     # an operator had paused on its own), even if this node stops between the two
     cascade = await actor.ctx.children.running(lanes.waited_children())
     if cascade:
         commit.execution["pausedChildren"] = json.dumps(cascade)
-    await actor.write(commit, expect=Status.RUNNING, not_after_ms=message.not_after_ms)
+    await actor.write(commit, expect=Status.RUNNING, not_after_ms=not_after_ms)
     actor.status = Status.PAUSED
     await actor.announce()
     if cascade:
-        await actor.ctx.children.control(actor.tenant, "pause", cascade, actor.execution_id, message.reason)
+        await actor.ctx.children.control(actor.tenant, "pause", cascade, actor.execution_id, reason)
     return PauseResult(
         executionID=actor.execution_id,
         completedNodes=state.completed_nodes,
@@ -132,6 +141,7 @@ async def resume(actor: Host, message: Command) -> ResumeResult:
         )
         raise StateCorrupted(f"execution {actor.execution_id} cannot be resumed: {exc.message}") from None
     now = ctx.clock.now_ms()
+    retried = retry_held(state)  # a failure held on the stack (onExhausted: pause): resume means retry it
     actor.interpreter.thaw_timers(state, now)
     state.paused_at_node = None
     total_paused = _paused_ms_until(actor.fields, now)
@@ -139,7 +149,8 @@ async def resume(actor: Host, message: Command) -> ResumeResult:
     commit = snapshot_commit(state, [], now)
     commit.execution.update(status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused)
     commit.execution.update({PAUSED_BY: "", PAUSE_REASON: ""})
-    commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
+    extra = {"retried": retried} if retried else {}
+    commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason, **extra))
     paused_children = json.loads(actor.fields.get("pausedChildren") or "[]")
     if paused_children:
         commit.execution["pausedChildren"] = ""

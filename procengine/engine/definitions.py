@@ -66,6 +66,11 @@ class CatchClause(_Model):
 
 Catch = Annotated[list[CatchClause], Field(default_factory=list, max_length=20)]
 
+OnExhausted = Literal["pause", "fail"]
+"""What an element's failure for good does once no catch clause takes it: `fail` its lane (and the execution), or
+`pause` the execution with the element held as failed on its stack (resume retries it). None on an element: the
+server's default (`--on-exhausted`, per tenant `--on-exhausted-for`)."""
+
 
 class _ElementBase(_Model):
     key: Identifier
@@ -80,6 +85,7 @@ class TaskElement(_ElementBase):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeoutMs: PositiveInt | None = None
     catch: Catch
+    onExhausted: OnExhausted | None = None
 
 
 class IfConditionElement(_Model):
@@ -204,6 +210,7 @@ class CallProcessElement(_ElementBase):
     result: Annotated[str, Field(min_length=1)] | None = None
     output: Identifier | None = None
     catch: Catch
+    onExhausted: OnExhausted | None = None
 
 
 class FailElement(_Model):
@@ -305,6 +312,8 @@ def bodies_of_doc(element: dict[str, Any]) -> list[dict[str, Any]]:
 _ADDED_FIELDS: dict[str, tuple[str, ...]] = {
     "wait-signal": ("timeoutMs", "onTimeout", "timeoutAt"),
     "delay": ("until",),
+    "task": ("onExhausted",),
+    "call-process": ("onExhausted",),
 }
 """Per element type, the optional fields it gained after its first release (catch: every type that has it)."""
 

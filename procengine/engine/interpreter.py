@@ -26,6 +26,7 @@ from procengine.engine.definitions import (
     FanOut,
     ForEachElement,
     IfConditionElement,
+    OnExhausted,
     ParallelElement,
     SetVariableElement,
     SwitchElement,
@@ -72,6 +73,8 @@ class ElementEvent:
     input: Any = None
     """An element-started of a task: the input its handler is called with (a note instead, past the memory
     limit: an input is kept, like an output, only up to the size a snapshot may take)."""
+    held: bool = False
+    """An element-failed whose failure is held on the stack (`onExhausted: pause`): the execution pauses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,16 @@ class ElementFailed:
     """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, ..."""
 
 
+@dataclass(frozen=True, slots=True)
+class ElementHeld:
+    """The element failed for good and its `onExhausted` is `pause`: its entry stays on the stack with `held` set,
+    its lane stops, and the execution pauses (resume retries it)."""
+
+    entry: StackEntry
+    error: str
+    error_type: str
+
+
 Step = (
     RunTask
     | Sleep
@@ -161,6 +174,7 @@ Step = (
     | ThreadEnded
     | LaneEnded
     | ElementFailed
+    | ElementHeld
 )
 
 CHILD_FAILED = "ChildFailed"
@@ -192,6 +206,7 @@ class Interpreter:
         memory_limit: int | None = None,
         max_items: int = MAX_ITEMS,
         max_expression_cost: int = DEFAULT_MAX_COST,
+        on_exhausted: OnExhausted = "fail",
     ) -> None:
         self.process = process
         self.memory_limit = memory_limit
@@ -200,6 +215,9 @@ class Interpreter:
         """The most items one for-each takes."""
         self.max_expression_cost = max_expression_cost
         """The most one CEL evaluation may cost (`Expression.context`); more fails its element (LimitExceeded)."""
+        self.on_exhausted = on_exhausted
+        """What a task's or call's failure for good does when its element has no `onExhausted` (the server's or
+        the tenant's default): `fail`, or `pause` with the element held."""
 
     def _value(self, source: str, variables: dict[str, Any]) -> Any:
         """The value of one of the definition's expressions over `variables` (LimitExceeded past its cost)."""
@@ -258,13 +276,17 @@ class Interpreter:
                 return Outcome(LaneEnded())
             state.threads[lane].status = "completed"
             return Outcome(ThreadEnded())
+        if entry.held is not None:  # a failure held on the stack: nothing runs until resume (or a step) settles it
+            held = entry.held
+            return Outcome(ElementHeld(entry, str(held.get("error", "")), str(held.get("type", "Error"))))
         element = self.process.elements[entry.element_key]
         if entry.remaining_ms is not None:  # a timer frozen by pause that nobody thawed: it goes on from there
             entry.due_at_ms = now_ms + entry.remaining_ms
             entry.remaining_ms = None
         if isinstance(element, TaskElement) and entry.due_at_ms is not None and now_ms >= entry.due_at_ms:
             entry.due_at_ms = None  # the backoff before a retry is over: the next attempt starts now
-        starting = entry.started_at_ms is None and entry.due_at_ms is None
+        # a re-run of a timer cut short (a lane a retry put back) starts again with the time it had left
+        starting = entry.started_at_ms is None and (entry.due_at_ms is None or entry.rerun)
         if starting:
             entry.started_at_ms = now_ms
         try:
@@ -482,10 +504,28 @@ class Interpreter:
             state.threads[entry.thread_key].status = "completed"
         return outcome
 
-    def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int, error_type: str) -> Outcome:
-        """The element failed for good: a catch clause for its error type takes the lane on to its `next`; else
-        a thread fails, and the entry stays on the stack so a retry can start from it; a branch or iteration
-        fails its fan-out (which stops the others, and fails in turn unless a catch clause of its own takes it)."""
+    def fail(
+        self, state: ExecutionState, lane: str, error: str, now_ms: int, error_type: str, *, hold: bool = False
+    ) -> Outcome:
+        """Fail the lane's pending element for good, as if it had failed so (a step control's `fail`): a catch
+        clause takes it first; `hold` False (the default) fails it even if its `onExhausted` is `pause`."""
+        entry = self._current(state, lane)
+        entry.held = None
+        return self._fail(state, entry, error, now_ms, error_type, hold=hold)
+
+    def holds(self, element: Any) -> bool:
+        """Whether a failure for good of `element` (no catch taking it) is held rather than failed."""
+        if not isinstance(element, TaskElement | CallProcessElement):
+            return False
+        return (element.onExhausted or self.on_exhausted) == "pause"
+
+    def _fail(
+        self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int, error_type: str, *, hold: bool = True
+    ) -> Outcome:
+        """The element failed for good: a catch clause for its error type takes the lane on to its `next`; else, for
+        an element whose `onExhausted` is `pause`, the failure is held on the stack (`_hold`); else a thread fails,
+        and the entry stays on the stack so a retry can start from it; a branch or iteration fails its fan-out
+        (which stops the others, and fails in turn unless a catch clause of its own takes it)."""
         error = _cut(error)
         element = self.process.elements[entry.element_key]
         clause = next((c for c in catch_clauses(element) if c.catches(error_type)), None)
@@ -494,6 +534,8 @@ class Interpreter:
                 return self._caught(state, entry, clause, error, error_type, now_ms)
             except LimitExceeded as exc:  # its description does not fit: the failure stands, uncaught
                 error, error_type = _cut(f"{error} (not caught: {exc})"), "LimitExceeded"
+        if hold and self.holds(element):
+            return self._hold(state, entry, error, error_type, now_ms)
         state.memory.node_outputs[entry.element_key] = _failed_output(
             state.memory.node_outputs.get(entry.element_key), error, error_type
         )
@@ -504,6 +546,19 @@ class Interpreter:
             return self._lane_failed(state, entry, error, error_type, event)
         progress.status = "failed"
         return Outcome(ElementFailed(entry, error, error_type), [event])
+
+    def _hold(self, state: ExecutionState, entry: StackEntry, error: str, error_type: str, now_ms: int) -> Outcome:
+        """Keep the failure on the stack: the entry stays, `held`, its node output records the failure (`held`
+        true), and its lane stops; the actor pauses the execution. Not counted as failed: resume retries it."""
+        state.memory.node_outputs[entry.element_key] = {
+            **_failed_output(state.memory.node_outputs.get(entry.element_key), error, error_type),
+            "held": True,
+        }
+        event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type, held=True)
+        entry.held = {"error": error, "type": error_type, "atMs": now_ms}
+        entry.started_at_ms = entry.due_at_ms = entry.remaining_ms = None
+        entry.rerun = False
+        return Outcome(ElementHeld(entry, error, error_type), [event])
 
     def _caught(
         self, state: ExecutionState, entry: StackEntry, clause: CatchClause, error: str, error_type: str, now_ms: int
@@ -529,10 +584,18 @@ class Interpreter:
         if fan is None:
             return self._open(state, entry, element, now_ms)
         if fan.failure is not None:  # a lane failed for good; the others were stopped then
-            failure, entry.fanout = fan.failure, None
-            state.memory.fanouts.pop(entry.path, None)
+            failure = fan.failure
             message = f"{failure.get('element')} in {failure.get('path')}: {failure.get('error')}"
-            return self._fail(state, entry, message, now_ms, str(failure.get("type", "Error")))
+            if fan.parked is None:  # nothing kept to go on from: a retry runs the whole fan-out again
+                entry.fanout = None
+                state.memory.fanouts.pop(entry.path, None)
+                return self._fail(state, entry, message, now_ms, str(failure.get("type", "Error")))
+            outcome = self._fail(state, entry, message, now_ms, str(failure.get("type", "Error")))
+            if isinstance(outcome.step, Progressed):  # a catch took it: what was kept for a retry goes
+                entry.fanout = None
+                state.memory.fanouts.pop(entry.path, None)
+                _drop_below(state, entry.path)
+            return outcome
         if fan.ended < fan.total:
             return Outcome(AwaitLanes(entry))
         return self._join(state, entry, element, now_ms)
@@ -614,22 +677,30 @@ class Interpreter:
         assert parent.fanout is not None
         parent.fanout.failure = {"error": error, "type": error_type, "path": entry.path, "element": entry.element_key}
         outcome = Outcome(LaneEnded(), [event], woken=[parent.path])
-        self._stop_lanes(state, parent.path, outcome)
+        parked = self._stop_lanes(state, parent.path, outcome, keep=True)
+        for stopped in parked:  # kept for a retry: their timers frozen meanwhile
+            if stopped.due_at_ms is not None:
+                stopped.remaining_ms = max(0, stopped.due_at_ms - event.at_ms)
+                stopped.due_at_ms = None
+        parent.fanout.parked = parked
         outcome.stopped.remove(entry.path)
         outcome.interrupted = [stopped for stopped in outcome.interrupted if stopped is not entry]  # it failed
         return outcome
 
-    def _stop_lanes(self, state: ExecutionState, lane: str, outcome: Outcome) -> None:
-        """Take every branch and iteration below `lane` off the stack, with their variables; the lanes stopped and
-        the children they waited for go into `outcome`."""
+    def _stop_lanes(
+        self, state: ExecutionState, lane: str, outcome: Outcome, *, keep: bool = False
+    ) -> list[StackEntry]:
+        """Take every branch and iteration below `lane` off the stack, with their variables unless `keep` (a failed
+        lane's fan-out keeps them for a retry); the lanes stopped and the children they waited for go into
+        `outcome`. The entries taken off."""
         removed = [entry for entry in state.stack if lanes.below(lane, entry.path)]
         state.stack[:] = [entry for entry in state.stack if not lanes.below(lane, entry.path)]
-        for table in (state.memory.scopes, state.memory.fanouts):
-            for key in [key for key in table if lanes.below(lane, key)]:
-                del table[key]
+        if not keep:
+            _drop_below(state, lane)
         outcome.stopped.extend(entry.path for entry in removed)
         outcome.orphaned.extend(entry.child_id for entry in removed if entry.child_id is not None)
         outcome.interrupted.extend(entry for entry in removed if entry.started_at_ms is not None)
+        return removed
 
     def _join(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
         """Every lane ended: a parallel's branches merge their variables into the lane of the element (no two
@@ -702,6 +773,13 @@ class Interpreter:
             path=entry.path if lanes.is_branch(entry.path) else None,
             **extra,
         )
+
+
+def _drop_below(state: ExecutionState, lane: str) -> None:
+    """Forget the variables and fan-out records of every branch and iteration below `lane`."""
+    for table in (state.memory.scopes, state.memory.fanouts):
+        for key in [key for key in table if lanes.below(lane, key)]:
+            del table[key]
 
 
 def _copies(value: Any, variable: str | None, lane: str) -> list[Any]:

@@ -108,11 +108,19 @@ class FanOutProgress:
     ended: int = 0
     failure: dict[str, Any] | None = None
     """{error, type, path, element}: the failure the fan-out element fails with (its catch may take it)."""
+    parked: list[StackEntry] | None = None
+    """With `failure`: the entries its lanes had on the stack when one of them failed for good (the failed one, at
+    `failure.path`, and the siblings it stopped, their timers frozen), kept so that a retry of the execution puts
+    them back and goes on from there (the lanes that had ended keep their results and do not run again). Their
+    variables and nested fan-outs stay in the memory (`scopes`, `fanouts`) meanwhile; a catch that takes the
+    fan-out's failure drops them all."""
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"total": self.total, "started": self.started, "ended": self.ended}
         if self.failure is not None:
             doc["failure"] = self.failure
+        if self.parked is not None:
+            doc["parked"] = [entry.to_doc() for entry in self.parked]
         return doc
 
     @classmethod
@@ -122,8 +130,17 @@ class FanOutProgress:
         failure = doc.get("failure")
         if failure is not None and not isinstance(failure, dict):
             raise StateCorrupted("the failure of a stack entry's branches is not a map")
+        parked = doc.get("parked")
+        if parked is not None and not isinstance(parked, list):
+            raise StateCorrupted("the parked lanes of a stack entry's branches are not a list")
         try:
-            return cls(_int(doc["total"]), _int(doc.get("started", 0)), _int(doc.get("ended", 0)), failure)
+            return cls(
+                _int(doc["total"]),
+                _int(doc.get("started", 0)),
+                _int(doc.get("ended", 0)),
+                failure,
+                None if parked is None else [StackEntry.from_doc(entry) for entry in parked],
+            )
         except KeyError as exc:
             raise StateCorrupted(f"the branches of a stack entry lack {exc.args[0]!r}") from None
 

@@ -17,7 +17,7 @@ from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import CallProcessElement, DelayElement, TaskElement, WaitSignalElement
 from procengine.engine.state import StackEntry
 
-WaitKind = Literal["signal", "delay", "backoff", "task", "child", "ready"]
+WaitKind = Literal["signal", "delay", "backoff", "task", "child", "held-failed", "ready"]
 """`ready`: the lane's element has not started (it starts as soon as its runner gets to it, or on resume)."""
 
 
@@ -36,6 +36,9 @@ class LaneWait:
     signal: str | None = None
     handler: str | None = None
     child_id: int | None = None
+    error: str | None = None
+    """`held-failed`: the failure held on the stack, its error and type."""
+    error_type: str | None = None
 
 
 def lane_waits(process: CompiledProcess, stack: Iterable[StackEntry]) -> list[LaneWait]:
@@ -62,6 +65,10 @@ def _wait_of(process: CompiledProcess, entry: StackEntry) -> LaneWait | None:
         return None
     lane, key, attempt, started = entry.path, entry.element_key, entry.attempt, entry.started_at_ms
     due, remaining = entry.due_at_ms, entry.remaining_ms
+    if entry.held is not None:  # failed for good and held (onExhausted: pause): it waits for resume or a step
+        at, error, kind = entry.held.get("atMs"), entry.held.get("error"), entry.held.get("type")
+        since = at if isinstance(at, int) else None
+        return LaneWait(lane, key, "held-failed", attempt, since, error=str(error), error_type=str(kind))
     if isinstance(element, TaskElement):
         if started is None and (due is not None or remaining is not None):
             since = None if due is None else due - element.retry.delay_before(attempt)

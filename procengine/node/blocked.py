@@ -12,6 +12,8 @@ Entries (docs/api.md has them for users):
     backoff     a task waits to retry: {attempt (the next), retryAt, lastError, lastErrorType}; until = retryAt
     task        attempt n runs on node N: {attempt, node, handler, timeoutAt}
     child       a call-process waits for its child: {childExecutionID, childStatus}
+    held-failed its element failed for good and is held (onExhausted: pause; the execution is paused for it):
+                {error, type, attempts}; since = when it failed. Shown as such whatever the status.
     paused      every lane of a paused execution: {by, reason, waiting: what it waits for once resumed}
     owner-dead  every lane of a running execution whose owner's heartbeat is gone and which no node has adopted
                 yet: {owner, lastCheckpointAt, waiting}; since = its last checkpoint (the owner lived then)
@@ -79,7 +81,9 @@ def blocked_on(
     entries: list[dict[str, Any]] = []
     for wait in blocked.waits:
         kind, since, until, detail = _own(wait, fields, buffered, records, children)
-        if blocked.status is Status.PAUSED:
+        if kind == "held-failed":  # its own kind whatever the status: paused for it, it is what to act on
+            entries.append(_entry(wait, kind, _iso(since), None, detail))
+        elif blocked.status is Status.PAUSED:
             waiting = {"kind": kind, **detail} if kind != "ready" else None
             if waiting is not None and wait.remaining_ms is not None:
                 waiting["remainingMs"] = wait.remaining_ms
@@ -123,6 +127,8 @@ def _own(
         detail["timeoutAt"] = _iso(until)
     elif kind == "child":
         detail = {"childExecutionID": wait.child_id, "childStatus": children.get(wait.child_id or 0)}
+    elif kind == "held-failed":
+        detail = {"error": wait.error, "type": wait.error_type, "attempts": wait.attempt}
     else:
         detail = {}
     return kind, since, until, detail
