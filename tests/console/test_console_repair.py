@@ -141,7 +141,7 @@ async def test_retry_a_failed_execution_with_the_editor_s_changes(
         await page.fill("#reason", "discount was missing")
         await page.locator("#graph").scroll_into_view_if_needed()
         await page.evaluate("window.scrollTo(0, 0)")
-        await page.screenshot(path=str(DOCS / "console-repair-failed.png"), animations="disabled", full_page=True)
+        await page.screenshot(path=str(DOCS / "console-repair-failed.png"), animations="disabled")
         await page.click("#do-retry")
 
         # it goes on from price, same id, and completes; the page follows it, the log says who and why
@@ -172,6 +172,7 @@ async def test_edit_a_paused_execution_s_variables_then_resume(
         await expect(page.locator("#vars-save")).to_be_disabled()
         await expect(page.locator("#do-retry")).to_have_count(0)
 
+        await page.fill("#reason", "check the amount")
         await page.click("#do-pause")
         await expect(page.locator("#exec-status")).to_have_text("paused")
         await expect(editor).to_be_editable()
@@ -199,10 +200,14 @@ async def test_edit_a_paused_execution_s_variables_then_resume(
         await expect(problem).to_be_hidden()
         await expect(page.locator("#log tbody tr.ev-variables-changed")).to_contain_text("amount corrected by finance")
         await expect(editor).to_have_value(re.compile(r'^\{\s*"amount": 12.5\s*\}$'))  # read again, follows the reads
+        lane = page.locator("#exec-blocked li[data-lane='main']")
+        await expect(lane).to_have_attribute("data-kind", "paused")  # blockedOn read again with the rest
+        await expect(lane).to_contain_text(": check the amount; then it waits for signal 'approval'")
 
         # resume, the signal, and the total is computed from the edited amount
         await page.click("#do-resume")
         await expect(page.locator("#exec-status")).to_have_text("running")
+        await expect(lane).to_have_attribute("data-kind", "signal")
         await call(session, server, "POST", f"/executions/processes/{execution}/signals/approval", json={"ok": True})
         await expect(page.locator("#exec-status")).to_have_text("completed")
         await expect(page.locator("#variables")).to_contain_text("25")
