@@ -43,7 +43,7 @@ from procengine.runtime.clock import iso
 from procengine.statuses import Status
 from procengine.store.executions import CRASHES, LogRecord
 
-__all__ = ["RETRY_KEY_FIELD", "edit_variables", "retried_answer", "retry"]
+__all__ = ["RETRY_KEY_FIELD", "edit_variables", "retried_answer", "retry", "stack_change"]
 
 RETRY_KEY_FIELD = "retryKey:"
 """Execution hash fields `retryKey:<idempotencyKey>` = the retry's answer (JSON): a retry with a key applied already
@@ -127,6 +127,7 @@ async def retry(actor: Host, message: Command) -> RetryResult:
     first if asked; running again, its retention undone (in the same write: `CheckpointWriter.write`)."""
     ctx = actor.ctx
     state = await _stored_state(actor, message)
+    stack_before = {entry.path: entry.to_doc() for entry in state.stack}
     restored = Restored()
     try:
         entries = _failed_entries(actor, state, restored)
@@ -195,7 +196,7 @@ async def retry(actor: Host, message: Command) -> RetryResult:
     commit.execution["retries"] = int(actor.fields.get("retries") or 0) + 1
     if message.retry_key is not None:
         commit.execution[f"{RETRY_KEY_FIELD}{message.retry_key}"] = answer.model_dump_json()
-    extra: dict[str, Any] = {"reset": reset}
+    extra: dict[str, Any] = {"reset": reset, "stack": stack_change(stack_before, state)}
     if changes is not None:
         extra["variables"] = changes
     if message.retry_key is not None:
@@ -209,6 +210,17 @@ async def retry(actor: Host, message: Command) -> RetryResult:
     await actor.announce()
     actor.lanes.start()
     return answer
+
+
+def stack_change(before: dict[str, dict[str, Any]], state: ExecutionState) -> dict[str, list[dict[str, Any]]]:
+    """The audit's `stack`: the entries (by lane) that a repair changed, took off or put on, as they were before
+    and as they are after (`before`: the stack's entries by lane, read before the repair)."""
+    after = {entry.path: entry.to_doc() for entry in state.stack}
+    changed = [lane for lane in {**before, **after} if before.get(lane) != after.get(lane)]
+    return {
+        "before": [before[lane] for lane in changed if lane in before],
+        "after": [after[lane] for lane in changed if lane in after],
+    }
 
 
 def _failed_type(state: ExecutionState, entry: StackEntry) -> str | None:

@@ -82,6 +82,9 @@ async def test_retry_goes_on_from_the_failed_element_with_the_patch_applied(engi
     assert entry["requestId"] == "req-test"
     assert entry["reset"] == [{"element": "check", "thread": "main", "attempts": 2}]
     assert entry["variables"] == {"before": {"ok": False}, "after": {"ok": True, "note": "fixed"}}
+    [before], [after] = entry["stack"]["before"], entry["stack"]["after"]  # the one entry the retry changed
+    assert (before["element_key"], before["attempt"]) == (after["element_key"], 2) == ("check", 2)
+    assert after["attempt"] == 1 and after["execution_order"] > before["execution_order"]
     status = await engine.status(CALLER, execution_id)
     assert (status.progress.failedNodes, status.error) == (0, None)
 
