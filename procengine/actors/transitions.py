@@ -43,6 +43,7 @@ TRANSITION_TARGETS: Final = {
     "cancel": "cancelled",
     "retry": "running",
     "edit": "paused",
+    "step": "paused",
 }
 """The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
@@ -51,6 +52,7 @@ ALLOWED_FROM: Final = {
     "cancel": (Status.RUNNING, Status.PAUSED),
     "retry": (Status.FAILED,),
     "edit": (Status.PAUSED,),
+    "step": (Status.PAUSED, Status.FAILED),
 }
 """The statuses each control command applies to; from any other it is refused (and the refusal logged)."""
 SIGNAL_KEY_FIELD = "signalKey:"

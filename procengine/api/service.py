@@ -13,10 +13,13 @@ from procengine.api.feeds import Feed
 from procengine.api.views import (
     ELEMENTS_PAGE,
     CancelResult,
+    CompleteRequest,
     ControlRequest,
+    ElementRetryRequest,
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
+    FailRequest,
     LogEntry,
     LogView,
     PauseResult,
@@ -27,10 +30,12 @@ from procengine.api.views import (
     RetryRequest,
     RetryResult,
     SignalResult,
+    SkipRequest,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
+    StepResult,
     VariablesResult,
 )
 
@@ -76,6 +81,30 @@ class NodeService(Protocol):
         self, caller: Caller, execution_id: int, patch: Any, reason: str | None = None
     ) -> VariablesResult:
         """Merge-patch a paused execution's variables (`patch` as the body gave it: 422 unless an object)."""
+        ...
+
+    async def retry_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: ElementRetryRequest
+    ) -> StepResult:
+        """An element of a paused or failed execution's stack starts again (attempt 1); the execution is paused."""
+        ...
+
+    async def skip_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: SkipRequest
+    ) -> StepResult:
+        """The element is recorded skipped and its `next` followed; the execution is paused."""
+        ...
+
+    async def complete_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: CompleteRequest
+    ) -> StepResult:
+        """A pending task completes as if its handler had returned `output`; the execution is paused."""
+        ...
+
+    async def fail_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: FailRequest
+    ) -> StepResult:
+        """The element fails with the error and type given: a catch takes it (paused), or the execution fails."""
         ...
 
     async def signal(

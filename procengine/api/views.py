@@ -101,6 +101,35 @@ class VariablesResult(_View):
     """The names the patch added, changed or removed (sorted)."""
 
 
+class PendingElement(_View):
+    """One entry of an execution's stack, as a step control's answer shows it."""
+
+    elementKey: str
+    lane: str
+    """The thread's key, or the branch or iteration path (`main/ship[3]`)."""
+    attempt: int
+
+
+StepAction = Literal["retry", "skip", "complete", "fail"]
+
+
+class StepResult(_View):
+    """A step control applied to one element of a paused or failed execution (`POST …/{id}/elements/{key}/…`)."""
+
+    executionID: int
+    action: StepAction
+    elementKey: str
+    lane: str
+    """Where the element stood (the thread's key, or a branch or iteration path)."""
+    status: Literal["paused", "failed"]
+    """The execution's status after it: paused (a failed one too: resume goes on from the new position), or failed
+    when a `fail` no catch clause took ended it."""
+    caught: str | None = None
+    """A `fail` that a catch clause took: the element the lane goes on with."""
+    stack: list[PendingElement]
+    """The stack after the step (what resume goes on from)."""
+
+
 class SignalResult(_View):
     executionID: int
     signal: str
@@ -325,3 +354,34 @@ class RetryRequest(_Request):
 class VariablesPatch(RootModel[dict[str, Storable]]):
     """`PATCH …/{id}/variables`: a JSON merge patch (RFC 7396) of the variables: a name set to `null` is removed, an
     object merges into the object it names, anything else replaces the value."""
+
+
+class _StepRequest(_Request):
+    lane: str | None = Field(default=None, min_length=1, max_length=1000)
+    """Where the element stands when it stands in several lanes (parallel branches, for-each iterations)."""
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ElementRetryRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/retry`: all optional."""
+
+
+class SkipRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/skip`: all optional; an `output` given (even null) is stored as if the
+    element had run (its node output, and its output variable where it has one)."""
+
+    output: Storable = None
+
+
+class CompleteRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/complete`: a task completed as if its handler had returned `output`."""
+
+    output: Storable = None
+
+
+class FailRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/fail`: the element fails with `error` of type `type` (a catch clause for
+    that type takes it)."""
+
+    error: str = Field(min_length=1, max_length=1000)
+    type: str = Field(default="Error", min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")

@@ -354,6 +354,42 @@ class Interpreter:
             self._assign(state, lane, element.output, value)
         return self._complete(state, entry, value, element.next, now_ms)
 
+    # --- step controls (an operator's, on a paused or failed execution: actors/steps.py) ------------
+
+    def skip(
+        self, state: ExecutionState, lane: str, now_ms: int, output: Any = None, *, stored: bool = False
+    ) -> Outcome:
+        """The lane's element is recorded skipped (node output status `skipped`) and its `next` followed, as if it
+        had completed; with `stored`, `output` is kept as if it had run (its node output's `data`, and its output
+        variable where it has one). ValueError for an element with no single `next` (if-condition, switch)."""
+        entry = self._current(state, lane)
+        element = self.process.elements[entry.element_key]
+        if isinstance(element, IfConditionElement | SwitchElement):
+            raise ValueError(f"a {element.type} has no single next element to go on with")
+        variable = getattr(element, "output", None) or getattr(element, "into", None)
+        if stored:
+            self._fit(state, f"the output given for {entry.element_key!r}", _copies(output, variable, lane))
+            if isinstance(variable, str):
+                self._assign(state, lane, variable, output)
+        outcome = self._complete(state, entry, output if stored else None, getattr(element, "next", None), now_ms)
+        skipped: dict[str, Any] = {"status": "skipped", "counted": True}  # progress counted it, once
+        if stored:
+            skipped["data"] = output
+        state.memory.node_outputs[entry.element_key] = skipped
+        return outcome
+
+    def fail_element(self, state: ExecutionState, lane: str, error: str, error_type: str, now_ms: int) -> Outcome:
+        """The lane's element fails for good with `error` of type `error_type`, as if its last attempt had: a catch
+        clause for that type takes the lane on; else its thread fails, or its fan-out (`fail_fan_out` goes on)."""
+        return self._fail(state, self._current(state, lane), error, now_ms, error_type)
+
+    def fail_fan_out(self, state: ExecutionState, lane: str, now_ms: int) -> Outcome:
+        """A fan-out one of whose lanes failed for good takes the failure now (its catch, or it fails in turn)."""
+        entry = self._current(state, lane)
+        element = self.process.elements[entry.element_key]
+        assert isinstance(element, ParallelElement | ForEachElement)
+        return self._fan_out(state, entry, element, now_ms)
+
     # --- internals ---------------------------------------------------------------------------
 
     def _begin_element(self, state: ExecutionState, entry: StackEntry, element: Any, now_ms: int) -> Outcome:

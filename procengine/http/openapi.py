@@ -37,6 +37,7 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "processID": (_ID_SCHEMA, "A process definition's id."),
     "id": (_ID_SCHEMA, "An execution's id."),
     "name": (TypeAdapter(Identifier).json_schema(), "The signal's name, as a wait-signal element names it."),
+    "elementKey": (TypeAdapter(Identifier).json_schema(), "An element's key, as the definition names it."),
 }
 
 HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
