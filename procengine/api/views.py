@@ -370,13 +370,13 @@ class SkipRequest(_StepRequest):
     """`POST …/{id}/elements/{elementKey}/skip`: all optional; an `output` given (even null) is stored as if the
     element had run (its node output, and its output variable where it has one)."""
 
-    output: Storable = None
+    output: Annotated[Any, WithJsonSchema({"anyOf": [{"$ref": STORABLE_REF}, {"type": "null"}]})] = None
 
 
 class CompleteRequest(_StepRequest):
     """`POST …/{id}/elements/{elementKey}/complete`: a task completed as if its handler had returned `output`."""
 
-    output: Storable = None
+    output: Annotated[Any, WithJsonSchema({"anyOf": [{"$ref": STORABLE_REF}, {"type": "null"}]})] = None
 
 
 class FailRequest(_StepRequest):
