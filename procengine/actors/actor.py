@@ -283,6 +283,8 @@ class ExecutionActor:
             return retried
         if command.verb == "edit":
             return await repairs.edit_variables(self, command)
+        if command.verb == "run-now":
+            return await steps.run_now(self, command)
         if command.verb == "step":
             stepped = await steps.apply(self, command)
             self.repairable = self.repairable and self.status is Status.FAILED  # paused now: it lives as one
@@ -295,7 +297,9 @@ class ExecutionActor:
         status = self.status.value
         why = f"cannot {command.step.action} element {command.step.element!r} of an execution that is {status}"
         hint = "; pause it first" if self.status is Status.RUNNING else ""
-        await log_refusal(self.ctx, self.execution_id, command.caller, "step", command.reason, status, why)
+        if command.verb == "run-now":
+            hint = "; its timers are frozen while it is paused" if self.status is Status.PAUSED else ""
+        await log_refusal(self.ctx, self.execution_id, command.caller, command.verb, command.reason, status, why)
         raise InvalidTransition(why + hint, status)
 
     async def settle(self) -> bool:

@@ -9,9 +9,9 @@ from typing import Any, Final, Literal
 from procengine.api.service import Caller
 from procengine.errors import CodecError
 
-Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit", "step"]
-VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal", "retry", "edit", "step")
-STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail")
+Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now"]
+VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now")
+STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "run-now")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,7 @@ class StepOrder:
     """A step control (`actors/steps.py`): what to do to which element, in which lane if it stands in several."""
 
     action: str
-    """retry, skip, complete or fail."""
+    """retry, skip, complete or fail (verb `step`), or run-now (verb `run-now`)."""
     element: str
     lane: str | None = None
     output: Any = None
@@ -95,7 +95,7 @@ class Command:
         if not isinstance(wire, dict) or wire.get("verb") not in VERBS:
             raise CodecError("not a forwarded command")
         step = StepOrder.from_wire(wire.get("step"))
-        if wire["verb"] == "step" and step is None:
+        if wire["verb"] in ("step", "run-now") and step is None:
             raise CodecError("a forwarded step control without its order")
         caller = Caller(tenant=str(wire["tenant"]), by=str(wire["by"]), request_id=str(wire["requestId"]))
         reason, key = wire.get("reason"), wire.get("signalKey")

@@ -28,18 +28,26 @@ from procengine.api.views import PendingElement, StepResult
 from procengine.engine import lanes
 from procengine.engine.interpreter import ElementEvent, ElementFailed, LaneEnded, Outcome
 from procengine.engine.state import ExecutionState, StackEntry
-from procengine.errors import InvalidTransition, LimitExceeded, NotFound, PayloadTooLarge, ValidationFailed
+from procengine.errors import (
+    InvalidTransition,
+    LimitExceeded,
+    NotFound,
+    PayloadTooLarge,
+    StateCorrupted,
+    ValidationFailed,
+)
 from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
-from procengine.store.executions import PAUSE_REASON, PAUSED_BY, LogRecord
+from procengine.store.executions import PAUSE_REASON, PAUSED_BY, Commit, LogRecord
 
-__all__ = ["apply", "find_entry"]
+__all__ = ["apply", "find_entry", "run_now"]
 
 AUDIT_EVENTS = {
     "retry": "element-retried",
     "skip": "element-skipped",
     "complete": "element-completed",
     "fail": "element-failed",
+    "run-now": "element-run-now",
 }
 """The log entry each step control writes (for complete and fail: the element's own entry, with the operator's)."""
 
@@ -133,6 +141,53 @@ async def apply(actor: Host, message: Command) -> StepResult:
         lane=entry.path,
         status=target.value,  # type: ignore[arg-type]
         caught=_caught(outcome, entry),
+        stack=[PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack],
+    )
+
+
+async def run_now(actor: Host, message: Command) -> StepResult:
+    """A running execution's element waiting on a timer (a task's backoff before its next attempt, a delay) goes
+    on at once: its timer is set to now, written with the lane's next checkpoint, and its lane woken. 409 if the
+    element waits on no such timer (a task under way, a wait-signal: signal it)."""
+    order = message.step
+    assert order is not None
+    if actor.corrupted:
+        raise StateCorrupted(f"execution {actor.execution_id}: its snapshot cannot be read")
+    state = actor.state
+    entry = find_entry(state, set(actor.process.elements), order, actor.execution_id)
+    if entry.element_type not in ("task", "delay") or entry.due_at_ms is None:
+        waits = "a task under way" if entry.element_type == "task" else f"a {entry.element_type}"
+        raise InvalidTransition(
+            f"cannot run element {entry.element_key!r} of execution {actor.execution_id} now: it is not waiting on "
+            f"a timer (a retry backoff or a delay); it is {waits}",
+            actor.status.value,
+        )
+    now = actor.ctx.clock.now_ms()
+    before = [entry.to_doc()]
+    due = entry.due_at_ms
+    entry.due_at_ms = now
+    detail: dict[str, Any] = {
+        "thread": entry.thread_key,
+        "by": message.caller.by,
+        "requestId": message.caller.request_id,
+        "from": "running",
+        "to": "running",
+        "dueAt": iso(due),
+        "stack": {"before": before, "after": [entry.to_doc()]},
+    }
+    if lanes.is_branch(entry.path):
+        detail["path"] = entry.path
+    if message.reason is not None:
+        detail["reason"] = message.reason
+    # the lanes' own checkpoint (they write the same state): one write, ordered with theirs
+    await actor.writer.checkpoint([], Commit(log=[LogRecord(now, AUDIT_EVENTS["run-now"], entry.element_key, detail)]))
+    actor.lanes.wake_all()
+    return StepResult(
+        executionID=actor.execution_id,
+        action="run-now",
+        elementKey=entry.element_key,
+        lane=entry.path,
+        status="running",
         stack=[PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack],
     )
 

@@ -44,6 +44,7 @@ TRANSITION_TARGETS: Final = {
     "retry": "running",
     "edit": "paused",
     "step": "paused",
+    "run-now": "running",
 }
 """The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
@@ -53,6 +54,7 @@ ALLOWED_FROM: Final = {
     "retry": (Status.FAILED,),
     "edit": (Status.PAUSED,),
     "step": (Status.PAUSED, Status.FAILED),
+    "run-now": (Status.RUNNING,),
 }
 """The statuses each control command applies to; from any other it is refused (and the refusal logged)."""
 SIGNAL_KEY_FIELD = "signalKey:"

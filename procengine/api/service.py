@@ -29,6 +29,7 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RunNowRequest,
     SignalResult,
     SkipRequest,
     StartRequest,
@@ -105,6 +106,10 @@ class NodeService(Protocol):
         self, caller: Caller, execution_id: int, element_key: str, request: FailRequest
     ) -> StepResult:
         """The element fails with the error and type given: a catch takes it (paused), or the execution fails."""
+        ...
+
+    async def run_now(self, caller: Caller, execution_id: int, element_key: str, request: RunNowRequest) -> StepResult:
+        """A running execution's element waiting on a retry backoff or a delay goes on at once."""
         ...
 
     async def signal(

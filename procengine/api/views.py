@@ -110,7 +110,7 @@ class PendingElement(_View):
     attempt: int
 
 
-StepAction = Literal["retry", "skip", "complete", "fail"]
+StepAction = Literal["retry", "skip", "complete", "fail", "run-now"]
 
 
 class StepResult(_View):
@@ -121,9 +121,9 @@ class StepResult(_View):
     elementKey: str
     lane: str
     """Where the element stood (the thread's key, or a branch or iteration path)."""
-    status: Literal["paused", "failed"]
+    status: Literal["running", "paused", "failed"]
     """The execution's status after it: paused (a failed one too: resume goes on from the new position), or failed
-    when a `fail` no catch clause took ended it."""
+    when a `fail` no catch clause took ended it; running after a run-now."""
     caught: str | None = None
     """A `fail` that a catch clause took: the element the lane goes on with."""
     stack: list[PendingElement]
@@ -364,6 +364,10 @@ class _StepRequest(_Request):
 
 class ElementRetryRequest(_StepRequest):
     """`POST …/{id}/elements/{elementKey}/retry`: all optional."""
+
+
+class RunNowRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/run-now`: all optional."""
 
 
 class SkipRequest(_StepRequest):

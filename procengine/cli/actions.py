@@ -204,6 +204,12 @@ async def fail(client: AsyncClient, args: argparse.Namespace, output: Output) ->
     return EXIT_OK
 
 
+async def run_now(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.run_now(args.execution_id, args.element, lane=args.lane, reason=args.reason)
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
 async def register(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     raw = read_file(args.file, "register")
     content_type = "application/json" if args.file.suffix.lower() == ".json" else "application/yaml"
@@ -227,6 +233,7 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "skip": skip,
     "complete": complete,
     "fail": fail,
+    "run-now": run_now,
     "register": register,
 }
 

@@ -30,7 +30,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "drive executions over the REST API (--url, --token)",
         ("start", "status", "list", "log", "watch", "pause", "resume", "cancel", "signal"),
     ),
-    ("repair an execution, same id (--reason)", ("retry", "edit", "skip", "complete", "fail")),
+    ("repair an execution, same id (--reason)", ("retry", "edit", "skip", "complete", "fail", "run-now")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -169,6 +169,14 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     _step_arguments(fail)
     fail.add_argument("--error", metavar="MESSAGE", required=True, help="the error message")
     fail.add_argument("--type", metavar="TYPE", default="Error", help="the error's type, as catch clauses name it")
+
+    run_now = add(
+        "run-now",
+        "end the backoff or delay an element waits on",
+        "End the retry backoff or the delay the element KEY of a running execution waits on: it goes on at once.",
+        api,
+    )
+    _step_arguments(run_now)
 
     register = add(
         "register",

@@ -98,7 +98,7 @@ def edited(result: VariablesResult) -> Text:
     return Text(f"execution {result.executionID} ({result.status}): variables changed: {changed}")
 
 
-_DONE = {"retry": "retried", "skip": "skipped", "complete": "completed", "fail": "failed"}
+_DONE = {"retry": "retried", "skip": "skipped", "complete": "completed", "fail": "failed", "run-now": "ran now"}
 
 
 def stepped(result: StepResult) -> Text:

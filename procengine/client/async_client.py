@@ -44,6 +44,7 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RunNowRequest,
     SignalResult,
     SkipRequest,
     StartRequest,
@@ -314,6 +315,13 @@ class AsyncClient:
         execution ends failed."""
         body = {"error": error, "type": type, "lane": lane, "reason": reason}
         return await self._step(execution_id, element, "fail", FailRequest, body)
+
+    async def run_now(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        """End the retry backoff or the delay `element` of a running execution waits on: it goes on at once.
+        InvalidTransition unless running and waiting on such a timer."""
+        return await self._step(execution_id, element, "run-now", RunNowRequest, {"lane": lane, "reason": reason})
 
     async def _step(
         self,

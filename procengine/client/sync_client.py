@@ -208,6 +208,11 @@ class Client:
     ) -> StepResult:
         return self._run(self._async.fail(execution_id, element, error, type=type, lane=lane, reason=reason))
 
+    def run_now(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        return self._run(self._async.run_now(execution_id, element, lane=lane, reason=reason))
+
     def signal(
         self, execution_id: int, name: str, payload: Any = None, *, idempotency_key: str | None = None
     ) -> SignalResult:

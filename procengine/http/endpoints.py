@@ -18,6 +18,7 @@ from procengine.api.views import (
     ElementRetryRequest,
     FailRequest,
     RetryRequest,
+    RunNowRequest,
     SkipRequest,
     StartRequest,
     StatusRow,
@@ -62,6 +63,7 @@ __all__ = [
     "resume_execution",
     "retry_element",
     "retry_execution",
+    "run_element_now",
     "send_signal",
     "skip_element",
     "start_execution",
@@ -193,6 +195,12 @@ async def fail_element(request: web.Request) -> web.Response:
     target, key = execution_id(request), element_key(request)
     order = await read_model(request, FailRequest)
     return ok(await engine(request).fail_element(caller(request), target, key, order))
+
+
+async def run_element_now(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    order = await read_optional_model(request, RunNowRequest)
+    return ok(await engine(request).run_now(caller(request), target, key, order))
 
 
 async def send_signal(request: web.Request) -> web.Response:

@@ -272,6 +272,7 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("skipElement", "skip_element", "Skip one element of it, paused or failed"),
             ("completeElement", "complete_element", "Complete one task of it, paused or failed"),
             ("failElement", "fail_element", "Fail one element of it, paused or failed"),
+            ("runNow", "run_element_now", "End the backoff or delay one element of it waits on"),
             ("log", "execution_log", "Its audit log"),
             ("elements", "execution_elements", "Its element executions"),
             ("state", "execution_state", "Its stack and memory snapshots"),

@@ -29,6 +29,7 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RunNowRequest,
     SignalResult,
     SkipRequest,
     StartRequest,
@@ -131,6 +132,12 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "Fail an element of a paused or failed execution's stack with an error of a type: a catch clause for it "
         "takes the lane on (the execution is paused after it); no catch: the execution ends failed",
         StepResult, body="required", request_model=FailRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/elements/{elementKey}/run-now", h.run_element_now,
+        "End the retry backoff or the delay an element of a running execution waits on: it goes on at once; 409 "
+        "if it waits on no such timer",
+        StepResult, body="optional", request_model=RunNowRequest, errors=(409,), tag="repair",
     ),
     RouteSpec(
         "GET", _E + "/{id}/status", h.execution_status,

@@ -108,6 +108,7 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "retry": RetryResult,
     "edit": VariablesResult,
     "step": StepResult,
+    "run-now": StepResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
 REPAIR_VERBS: tuple[Verb, ...] = ("retry", "step")

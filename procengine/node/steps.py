@@ -11,7 +11,14 @@ from pydantic import BaseModel
 
 from procengine.actors.messages import Command, StepOrder
 from procengine.api.service import Caller
-from procengine.api.views import CompleteRequest, ElementRetryRequest, FailRequest, SkipRequest, StepResult
+from procengine.api.views import (
+    CompleteRequest,
+    ElementRetryRequest,
+    FailRequest,
+    RunNowRequest,
+    SkipRequest,
+    StepResult,
+)
 from procengine.engine.interpreter import MEMORY_RESERVE
 from procengine.engine.sizes import bounded_size
 from procengine.errors import CodecError, PayloadTooLarge, ValidationFailed
@@ -61,6 +68,11 @@ class StepControls:
         """The element fails with the error and type given: a catch takes it, or the execution ends failed."""
         order = StepOrder("fail", element_key, request.lane, error=request.error, error_type=request.type)
         return await self._step(caller, execution_id, order, request.reason)
+
+    async def run_now(self, caller: Caller, execution_id: int, element_key: str, request: RunNowRequest) -> StepResult:
+        """A running execution's element waiting on a retry backoff or a delay goes on at once."""
+        command = Command("run-now", caller, request.reason, step=StepOrder("run-now", element_key, request.lane))
+        return await self._ask(execution_id, command, StepResult)
 
     async def _step(self, caller: Caller, execution_id: int, order: StepOrder, reason: str | None) -> StepResult:
         return await self._ask(execution_id, Command("step", caller, reason, step=order), StepResult)

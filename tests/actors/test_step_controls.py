@@ -16,6 +16,7 @@ from procengine.api.views import (
     ControlRequest,
     ElementRetryRequest,
     FailRequest,
+    RunNowRequest,
     SkipRequest,
 )
 from procengine.errors import InvalidTransition, NotFound, PayloadTooLarge, ValidationFailed
@@ -292,3 +293,56 @@ async def test_a_skip_races_the_executions_own_progress(engine: Node, gate: Gate
         log = [(e.event, e.elementKey) for e in (await engine.log(CALLER, execution_id)).items]
         ends = [e for e in log if e[1] == "hold" and e[0] in ("element-completed", "element-skipped")]
         assert len(ends) == 1, log
+
+
+async def _fails_once(task_input: dict[str, Any]) -> dict[str, Any]:
+    CALLS["fails_once"] = CALLS.get("fails_once", 0) + 1
+    if CALLS["fails_once"] == 1:
+        raise RuntimeError("first time")
+    return {"ok": True}
+
+
+SLOW = definition(
+    {"key": "call", "type": "task", "handler": "fails_once", "next": "nap",
+     "retry": {"maxAttempts": 2, "backoffMs": 3_600_000}},
+    {"key": "nap", "type": "delay", "durationMs": 3_600_000, "next": "end"},
+    {"key": "end", "type": "end"},
+    key="slow",
+)  # fmt: skip
+"""An hour's backoff after the first attempt, then an hour's delay."""
+
+
+async def test_run_now_ends_a_backoff_and_a_delay(engine: Node, handlers: HandlerRegistry, gate: Gate) -> None:
+    handlers.register("fails_once", _fails_once)
+    execution_id = await start(engine, SLOW)
+    await wait_element(engine, execution_id, "call", "retrying")
+    with pytest.raises(NotFound):
+        await engine.run_now(CALLER, execution_id, "nap", RunNowRequest())  # not on the stack yet
+
+    ran = await engine.run_now(CALLER, execution_id, "call", RunNowRequest(reason="the API is back"))
+
+    assert (ran.action, ran.status) == ("run-now", "running")
+    await wait_element(engine, execution_id, "call", "completed")
+    assert CALLS["fails_once"] == 2
+    await wait_element(engine, execution_id, "nap", "running")
+    await engine.run_now(CALLER, execution_id, "nap", RunNowRequest())
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    [first, second] = await log_of(engine, execution_id, "element-run-now")
+    assert first["reason"] == "the API is back" and first["by"] == "default" and "dueAt" in first
+    assert first["stack"]["before"][0]["due_at_ms"] > first["stack"]["after"][0]["due_at_ms"]
+    assert "reason" not in second
+
+
+async def test_run_now_refusals(engine: Node, gate: Gate) -> None:
+    execution_id = await start(engine, GATED)
+    await wait_element(engine, execution_id, "hold")
+    with pytest.raises(InvalidTransition, match="not waiting on a timer") as under_way:
+        await engine.run_now(CALLER, execution_id, "hold", RunNowRequest())
+    assert under_way.value.current_status == "running"
+    await engine.pause(CALLER, execution_id, ControlRequest())
+    await wait_status(engine, execution_id, "paused")
+    with pytest.raises(InvalidTransition) as paused:
+        await engine.run_now(CALLER, execution_id, "hold", RunNowRequest())
+    assert paused.value.current_status == "paused"
+    with pytest.raises(NotFound):
+        await engine.run_now(Caller("other", "other", "r"), execution_id, "hold", RunNowRequest())

@@ -52,6 +52,7 @@ def test_step_commands(server_url: str, run: Run, tmp_path: Path) -> None:
     assert misuse.code == 2 and "--element" in misuse.err
     assert run("resume", ident).code == 0
     poll_sync(lambda: _status(server_url, execution_id), lambda status: status == "completed", within=10)
+    assert run("run-now", ident, "done").code == 4
     final = run("skip", ident, "done")
     assert final.code == 4 and "completed" in final.err
     log = run("log", ident, "--json").json()["items"]

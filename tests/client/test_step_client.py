@@ -86,6 +86,8 @@ async def test_refusals_over_http(client_a: AsyncClient, client_b: AsyncClient, 
     with pytest.raises(InvalidTransition) as running:
         await client_a.skip(started.executionID, "approve")
     assert running.value.current_status == "running"
+    with pytest.raises(InvalidTransition, match="not waiting on a timer"):
+        await client_a.run_now(started.executionID, "approve")
     await client_a.pause(started.executionID)
     with pytest.raises(NotFound):
         await client_a.skip(started.executionID, "price")  # not on the stack
@@ -127,3 +129,5 @@ def test_the_blocking_client_steps(server_url: str) -> None:
         client.resume(started.executionID)
         with pytest.raises(InvalidTransition):
             client.complete(started.executionID, "approve", 1)
+        with pytest.raises(InvalidTransition):
+            client.run_now(started.executionID, "approve")
