@@ -285,6 +285,8 @@ class ExecutionActor:
             return await repairs.edit_variables(self, command)
         if command.verb == "run-now":
             return await steps.run_now(self, command)
+        if command.verb == "policy":
+            return await steps.change_policy(self, command)
         if command.verb == "step":
             stepped = await steps.apply(self, command)
             self.repairable = self.repairable and self.status is Status.FAILED  # paused now: it lives as one
@@ -295,8 +297,8 @@ class ExecutionActor:
         """A step control where it does not apply (running, or final but failed): 409 naming the status, logged."""
         assert command.step is not None
         status = self.status.value
-        why = f"cannot {command.step.action} element {command.step.element!r} of an execution that is {status}"
-        hint = "; pause it first" if self.status is Status.RUNNING else ""
+        why = f"cannot {command.step.phrase} element {command.step.element!r} of an execution that is {status}"
+        hint = "; pause it first" if self.status is Status.RUNNING and command.verb == "step" else ""
         if command.verb == "run-now":
             hint = "; its timers are frozen while it is paused" if self.status is Status.PAUSED else ""
         await log_refusal(self.ctx, self.execution_id, command.caller, command.verb, command.reason, status, why)

@@ -9,9 +9,19 @@ from typing import Any, Final, Literal
 from procengine.api.service import Caller
 from procengine.errors import CodecError
 
-Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now"]
-VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now")
-STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "run-now")
+Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now", "policy"]
+VERBS: Final[tuple[Verb, ...]] = (
+    "pause",
+    "resume",
+    "cancel",
+    "signal",
+    "retry",
+    "edit",
+    "step",
+    "run-now",
+    "policy",
+)
+STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "run-now", "policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +29,7 @@ class StepOrder:
     """A step control (`actors/steps.py`): what to do to which element, in which lane if it stands in several."""
 
     action: str
-    """retry, skip, complete or fail (verb `step`), or run-now (verb `run-now`)."""
+    """retry, skip, complete or fail (verb `step`), run-now (verb `run-now`) or policy (verb `policy`)."""
     element: str
     lane: str | None = None
     output: Any = None
@@ -27,6 +37,13 @@ class StepOrder:
     """An output was given (a skip without one stores none; `null` given is stored)."""
     error: str = ""
     error_type: str = ""
+    policy: dict[str, Any] | None = None
+    """A policy change: {retry?, timeoutMs?}, validated (`ElementPolicyRequest`)."""
+
+    @property
+    def phrase(self) -> str:
+        """What it does to its element, for a refusal: `cannot <phrase> element 'x' ...`."""
+        return {"run-now": "run now", "policy": "change the policy of"}.get(self.action, self.action)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -37,13 +54,14 @@ class StepOrder:
             "hasOutput": self.has_output,
             "error": self.error,
             "type": self.error_type,
+            "policy": self.policy,
         }
 
     @classmethod
     def from_wire(cls, wire: Any) -> StepOrder | None:
         if not isinstance(wire, dict) or wire.get("action") not in STEP_ACTIONS:
             return None
-        lane = wire.get("lane")
+        lane, policy = wire.get("lane"), wire.get("policy")
         return cls(
             action=str(wire["action"]),
             element=str(wire.get("element", "")),
@@ -52,6 +70,7 @@ class StepOrder:
             has_output=wire.get("hasOutput") is True,
             error=str(wire.get("error", "")),
             error_type=str(wire.get("type", "")),
+            policy=policy if isinstance(policy, dict) else None,
         )
 
 
@@ -95,7 +114,7 @@ class Command:
         if not isinstance(wire, dict) or wire.get("verb") not in VERBS:
             raise CodecError("not a forwarded command")
         step = StepOrder.from_wire(wire.get("step"))
-        if wire["verb"] in ("step", "run-now") and step is None:
+        if wire["verb"] in ("step", "run-now", "policy") and step is None:
             raise CodecError("a forwarded step control without its order")
         caller = Caller(tenant=str(wire["tenant"]), by=str(wire["by"]), request_id=str(wire["requestId"]))
         reason, key = wire.get("reason"), wire.get("signalKey")

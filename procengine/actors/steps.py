@@ -40,7 +40,7 @@ from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
 from procengine.store.executions import PAUSE_REASON, PAUSED_BY, Commit, LogRecord
 
-__all__ = ["apply", "find_entry", "run_now"]
+__all__ = ["apply", "change_policy", "find_entry", "run_now"]
 
 AUDIT_EVENTS = {
     "retry": "element-retried",
@@ -48,6 +48,7 @@ AUDIT_EVENTS = {
     "complete": "element-completed",
     "fail": "element-failed",
     "run-now": "element-run-now",
+    "policy": "element-policy-changed",
 }
 """The log entry each step control writes (for complete and fail: the element's own entry, with the operator's)."""
 
@@ -189,6 +190,60 @@ async def run_now(actor: Host, message: Command) -> StepResult:
         lane=entry.path,
         status="running",
         stack=[PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack],
+    )
+
+
+async def change_policy(actor: Host, message: Command) -> StepResult:
+    """A pending task's retry policy and/or timeout, for this run of it (its stack entry's `policy`, read by the
+    interpreter instead of the definition's): from its next failure (a backoff under way keeps its time) and its
+    next attempt (an attempt under way keeps its timeout). Running: written with the lanes' next checkpoint;
+    paused: the stored state re-read and written expecting paused."""
+    order = message.step
+    assert order is not None and order.policy is not None
+    running = actor.status is Status.RUNNING
+    if running and actor.corrupted:
+        raise StateCorrupted(f"execution {actor.execution_id}: its snapshot cannot be read")
+    state = actor.state if running else await stored_state(actor, message)
+    entry = find_entry(state, set(actor.process.elements), order, actor.execution_id)
+    if entry.element_type != "task":
+        raise ValidationFailed(
+            f"cannot change the policy of element {entry.element_key!r}: only a task has a retry policy and timeout",
+            [f"elementKey: {entry.element_key!r} is a {entry.element_type}, not a task"],
+        )
+    now = actor.ctx.clock.now_ms()
+    before = entry.to_doc()
+    previous = entry.policy
+    entry.policy = {**(entry.policy or {}), **order.policy}
+    detail: dict[str, Any] = {
+        "thread": entry.thread_key,
+        "by": message.caller.by,
+        "requestId": message.caller.request_id,
+        "from": actor.status.value,
+        "to": actor.status.value,
+        "policy": {"before": previous, "after": entry.policy},
+        "stack": {"before": [before], "after": [entry.to_doc()]},
+    }
+    if lanes.is_branch(entry.path):
+        detail["path"] = entry.path
+    if message.reason is not None:
+        detail["reason"] = message.reason
+    audit = LogRecord(now, AUDIT_EVENTS["policy"], entry.element_key, detail)
+    if running:
+        await actor.writer.checkpoint([], Commit(log=[audit]))
+    else:
+        commit = snapshot_commit(state, [], now)
+        commit.log.append(audit)
+        await actor.write(commit, expect=Status.PAUSED, not_after_ms=message.not_after_ms)
+        actor.state = state
+        actor.corrupted = False
+    return StepResult(
+        executionID=actor.execution_id,
+        action="policy",
+        elementKey=entry.element_key,
+        lane=entry.path,
+        status=actor.status.value,  # type: ignore[arg-type]
+        stack=[PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack],
+        policy=entry.policy,
     )
 
 

@@ -15,6 +15,7 @@ from procengine.api.views import (
     CancelResult,
     CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
     ElementRetryRequest,
     ElementsView,
     ExecutionList,
@@ -106,6 +107,12 @@ class NodeService(Protocol):
         self, caller: Caller, execution_id: int, element_key: str, request: FailRequest
     ) -> StepResult:
         """The element fails with the error and type given: a catch takes it (paused), or the execution fails."""
+        ...
+
+    async def change_policy(
+        self, caller: Caller, execution_id: int, element_key: str, request: ElementPolicyRequest
+    ) -> StepResult:
+        """A pending task's retry policy and/or timeout, for this run of it (running or paused)."""
         ...
 
     async def run_now(self, caller: Caller, execution_id: int, element_key: str, request: RunNowRequest) -> StepResult:

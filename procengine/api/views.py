@@ -110,7 +110,7 @@ class PendingElement(_View):
     attempt: int
 
 
-StepAction = Literal["retry", "skip", "complete", "fail", "run-now"]
+StepAction = Literal["retry", "skip", "complete", "fail", "run-now", "policy"]
 
 
 class StepResult(_View):
@@ -128,6 +128,8 @@ class StepResult(_View):
     """A `fail` that a catch clause took: the element the lane goes on with."""
     stack: list[PendingElement]
     """The stack after the step (what resume goes on from)."""
+    policy: dict[str, Any] | None = None
+    """After a policy change: the element's policy for this run of it ({retry?, timeoutMs?})."""
 
 
 class SignalResult(_View):
@@ -364,6 +366,28 @@ class _StepRequest(_Request):
 
 class ElementRetryRequest(_StepRequest):
     """`POST …/{id}/elements/{elementKey}/retry`: all optional."""
+
+
+class RetryPolicyChange(_Request):
+    """A task's retry policy, checked as a definition's is (the same fields, defaults and bounds)."""
+
+    maxAttempts: int = Field(default=1, ge=1)
+    backoffMs: int = Field(default=0, ge=0)
+    backoffMultiplier: float = Field(default=2.0, ge=1.0, le=100.0)
+    maxBackoffMs: int = Field(default=3_600_000, ge=1)
+
+
+class ElementPolicyRequest(_StepRequest):
+    """`PATCH …/{id}/elements/{elementKey}`: a pending task's retry policy and/or timeout, for this run of it."""
+
+    retry: RetryPolicyChange | None = None
+    timeoutMs: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ElementPolicyRequest:
+        if self.retry is None and self.timeoutMs is None:
+            raise ValueError("give retry or timeoutMs")
+        return self
 
 
 class RunNowRequest(_StepRequest):

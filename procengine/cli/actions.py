@@ -204,6 +204,19 @@ async def fail(client: AsyncClient, args: argparse.Namespace, output: Output) ->
     return EXIT_OK
 
 
+async def change_policy(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if args.retry is None and args.timeout_ms is None:
+        raise InputError("policy: give --retry JSON and/or --timeout-ms MS")
+    retry = None if args.retry is None else parse_json(args.retry, "--retry")
+    if retry is not None and not isinstance(retry, dict):
+        raise InputError("policy: --retry must be a JSON object")
+    result = await client.change_policy(
+        args.execution_id, args.element, retry=retry, timeout_ms=args.timeout_ms, lane=args.lane, reason=args.reason
+    )
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
 async def run_now(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     result = await client.run_now(args.execution_id, args.element, lane=args.lane, reason=args.reason)
     output.show(result, render.stepped(result))
@@ -234,6 +247,7 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "complete": complete,
     "fail": fail,
     "run-now": run_now,
+    "policy": change_policy,
     "register": register,
 }
 

@@ -30,7 +30,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "drive executions over the REST API (--url, --token)",
         ("start", "status", "list", "log", "watch", "pause", "resume", "cancel", "signal"),
     ),
-    ("repair an execution, same id (--reason)", ("retry", "edit", "skip", "complete", "fail", "run-now")),
+    ("repair an execution, same id (--reason)", ("retry", "edit", "skip", "complete", "fail", "run-now", "policy")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -177,6 +177,17 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         api,
     )
     _step_arguments(run_now)
+
+    policy = add(
+        "policy",
+        "change a pending task's retry policy or timeout",
+        "Change the pending task KEY's retry policy (--retry, JSON: maxAttempts, backoffMs, backoffMultiplier, "
+        "maxBackoffMs) and/or --timeout-ms, for this run of it, on a running or paused execution.",
+        api,
+    )
+    _step_arguments(policy)
+    policy.add_argument("--retry", metavar="JSON", help='e.g. \'{"maxAttempts": 5, "backoffMs": 1000}\'')
+    policy.add_argument("--timeout-ms", metavar="MS", type=positive_int, help="each attempt's timeout")
 
     register = add(
         "register",

@@ -98,7 +98,14 @@ def edited(result: VariablesResult) -> Text:
     return Text(f"execution {result.executionID} ({result.status}): variables changed: {changed}")
 
 
-_DONE = {"retry": "retried", "skip": "skipped", "complete": "completed", "fail": "failed", "run-now": "ran now"}
+_DONE = {
+    "retry": "retried",
+    "skip": "skipped",
+    "complete": "completed",
+    "fail": "failed",
+    "run-now": "ran now",
+    "policy": "changed the policy of",
+}
 
 
 def stepped(result: StepResult) -> Text:

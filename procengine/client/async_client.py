@@ -29,6 +29,7 @@ from procengine.api.views import (
     CancelResult,
     CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
     ElementRetryRequest,
     ElementsView,
     ExecutionList,
@@ -322,6 +323,25 @@ class AsyncClient:
         """End the retry backoff or the delay `element` of a running execution waits on: it goes on at once.
         InvalidTransition unless running and waiting on such a timer."""
         return await self._step(execution_id, element, "run-now", RunNowRequest, {"lane": lane, "reason": reason})
+
+    async def change_policy(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        retry: Mapping[str, Any] | None = None,
+        timeout_ms: int | None = None,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Change the pending task `element`'s retry policy (`retry`: maxAttempts, backoffMs, backoffMultiplier,
+        maxBackoffMs, as a definition's) and/or timeout for this run of it, on a running or paused execution."""
+        given = {"retry": None if retry is None else dict(retry), "timeoutMs": timeout_ms, "lane": lane,
+                 "reason": reason}  # fmt: skip
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(ElementPolicyRequest, body)
+        path = _execution(execution_id, f"elements/{quote(element, safe='')}")
+        return await self._data("PATCH", path, StepResult, body=_dump(body))
 
     async def _step(
         self,

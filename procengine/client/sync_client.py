@@ -208,6 +208,22 @@ class Client:
     ) -> StepResult:
         return self._run(self._async.fail(execution_id, element, error, type=type, lane=lane, reason=reason))
 
+    def change_policy(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        retry: Mapping[str, Any] | None = None,
+        timeout_ms: int | None = None,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return self._run(
+            self._async.change_policy(
+                execution_id, element, retry=retry, timeout_ms=timeout_ms, lane=lane, reason=reason
+            )
+        )
+
     def run_now(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
     ) -> StepResult:

@@ -27,6 +27,7 @@ from procengine.engine.definitions import (
     ForEachElement,
     IfConditionElement,
     ParallelElement,
+    RetryPolicy,
     SetVariableElement,
     SwitchElement,
     TaskElement,
@@ -307,9 +308,10 @@ class Interpreter:
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
         error = _cut(error)
-        if not retry or entry.attempt >= element.retry.maxAttempts:
+        policy = self.retry_policy(entry, element)
+        if not retry or entry.attempt >= policy.maxAttempts:
             return self._fail(state, entry, error, now_ms, error_type)
-        retry_at = now_ms + element.retry.delay_before(entry.attempt + 1)
+        retry_at = now_ms + policy.delay_before(entry.attempt + 1)
         # the event is of the attempt that failed: during the backoff, one attempt has run, not two
         event = self._event("element-retry", entry, now_ms, error=error, error_type=error_type, retry_at_ms=retry_at)
         entry.attempt += 1
@@ -377,6 +379,24 @@ class Interpreter:
             skipped["data"] = output
         state.memory.node_outputs[entry.element_key] = skipped
         return outcome
+
+    @staticmethod
+    def retry_policy(entry: StackEntry, element: TaskElement) -> RetryPolicy:
+        """The task's retry policy: the one changed for this run of it (`entry.policy`), else the definition's."""
+        override = entry.policy.get("retry") if entry.policy is not None else None
+        if override is None:
+            return element.retry
+        try:
+            return RetryPolicy.model_validate(override)
+        except ValueError:  # stored by hand, not as the API validated it: the definition's
+            return element.retry
+
+    @staticmethod
+    def timeout_ms(entry: StackEntry, element: TaskElement) -> int | None:
+        """The task's timeout: the one changed for this run of it (`entry.policy`), else the definition's."""
+        if entry.policy is not None and isinstance(entry.policy.get("timeoutMs"), int):
+            return int(entry.policy["timeoutMs"])
+        return element.timeoutMs
 
     def fail_element(self, state: ExecutionState, lane: str, error: str, error_type: str, now_ms: int) -> Outcome:
         """The lane's element fails for good with `error` of type `error_type`, as if its last attempt had: a catch
@@ -497,7 +517,7 @@ class Interpreter:
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
         task_input = {name: self._value(src, variables) for name, src in element.input.items()}
-        return RunTask(entry, element.handler, task_input, element.timeoutMs)
+        return RunTask(entry, element.handler, task_input, self.timeout_ms(entry, element))
 
     def _complete(
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from procengine.api.views import (
     CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
     RetryRequest,
@@ -44,6 +45,7 @@ from procengine.statuses import Status
 __all__ = [
     "Probe",
     "cancel_execution",
+    "change_element_policy",
     "complete_element",
     "edit_variables",
     "execution_elements",
@@ -195,6 +197,12 @@ async def fail_element(request: web.Request) -> web.Response:
     target, key = execution_id(request), element_key(request)
     order = await read_model(request, FailRequest)
     return ok(await engine(request).fail_element(caller(request), target, key, order))
+
+
+async def change_element_policy(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    change = await read_model(request, ElementPolicyRequest)
+    return ok(await engine(request).change_policy(caller(request), target, key, change))
 
 
 async def run_element_now(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from procengine.api.views import (
     CancelResult,
     CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
     ElementRetryRequest,
     ElementsView,
     ExecutionList,
@@ -138,6 +139,12 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "End the retry backoff or the delay an element of a running execution waits on: it goes on at once; 409 "
         "if it waits on no such timer",
         StepResult, body="optional", request_model=RunNowRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "PATCH", _E + "/{id}/elements/{elementKey}", h.change_element_policy,
+        "Change a pending task's retry policy and/or timeout for this run of it (running or paused execution): "
+        "from its next failure and its next attempt",
+        StepResult, body="required", request_model=ElementPolicyRequest, errors=(409,), tag="repair",
     ),
     RouteSpec(
         "GET", _E + "/{id}/status", h.execution_status,

@@ -109,6 +109,7 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "edit": VariablesResult,
     "step": StepResult,
     "run-now": StepResult,
+    "policy": StepResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
 REPAIR_VERBS: tuple[Verb, ...] = ("retry", "step")
@@ -622,7 +623,7 @@ class Node(StepControls):
             why = f"execution is {status}"
             await log_refusal(self.ctx, execution_id, caller, command.verb, command.reason, status, why)
         if command.step is not None:
-            action, element = command.step.action, command.step.element
+            action, element = command.step.phrase, command.step.element
             message = f"cannot {action} element {element!r} of an execution that is {status}"
             raise InvalidTransition(message, status)
         raise InvalidTransition(f"cannot {command.verb} an execution that is {status}", status)

@@ -13,6 +13,7 @@ from procengine.actors.messages import Command, StepOrder
 from procengine.api.service import Caller
 from procengine.api.views import (
     CompleteRequest,
+    ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
     RunNowRequest,
@@ -73,6 +74,18 @@ class StepControls:
         """A running execution's element waiting on a retry backoff or a delay goes on at once."""
         command = Command("run-now", caller, request.reason, step=StepOrder("run-now", element_key, request.lane))
         return await self._ask(execution_id, command, StepResult)
+
+    async def change_policy(
+        self, caller: Caller, execution_id: int, element_key: str, request: ElementPolicyRequest
+    ) -> StepResult:
+        """A pending task's retry policy and/or timeout, for this run of it; on a running or paused execution."""
+        policy: dict[str, Any] = {}
+        if request.retry is not None:
+            policy["retry"] = request.retry.model_dump()
+        if request.timeoutMs is not None:
+            policy["timeoutMs"] = request.timeoutMs
+        order = StepOrder("policy", element_key, request.lane, policy=policy)
+        return await self._ask(execution_id, Command("policy", caller, request.reason, step=order), StepResult)
 
     async def _step(self, caller: Caller, execution_id: int, order: StepOrder, reason: str | None) -> StepResult:
         return await self._ask(execution_id, Command("step", caller, reason, step=order), StepResult)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pydantic
 import pytest
 from redis.asyncio import Redis
 
@@ -14,8 +15,10 @@ from procengine.api.service import Caller
 from procengine.api.views import (
     CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
+    RetryPolicyChange,
     RunNowRequest,
     SkipRequest,
 )
@@ -346,3 +349,45 @@ async def test_run_now_refusals(engine: Node, gate: Gate) -> None:
     assert paused.value.current_status == "paused"
     with pytest.raises(NotFound):
         await engine.run_now(Caller("other", "other", "r"), execution_id, "hold", RunNowRequest())
+
+
+async def test_a_policy_change_applies_to_this_run_of_the_task(engine: Node) -> None:
+    """`check` fails unless ok, with 2 attempts: raised to 3 while running (between its failures, in its backoff)
+    and then read by the interpreter; a paused execution's change is written expecting paused."""
+    process = definition(
+        {"key": "check", "type": "task", "handler": "needs_ok", "input": {"ok": "ok"},
+         "retry": {"maxAttempts": 2, "backoffMs": 3_600_000}},
+        key="policy",
+    )  # fmt: skip
+    execution_id = await start(engine, process, {"ok": False})
+    await wait_element(engine, execution_id, "check", "retrying")
+    changed = await engine.change_policy(
+        CALLER,
+        execution_id,
+        "check",
+        ElementPolicyRequest(retry=RetryPolicyChange(maxAttempts=3, backoffMs=1), timeoutMs=5000, reason="flaky API"),
+    )
+    assert changed.status == "running" and changed.policy is not None
+    assert changed.policy["retry"]["maxAttempts"] == 3 and changed.policy["timeoutMs"] == 5000
+    await engine.run_now(CALLER, execution_id, "check", RunNowRequest())  # the hour's backoff set before
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+    assert CALLS["needs_ok"] == 3  # three attempts, not the definition's two
+    [entry] = await log_of(engine, execution_id, "element-policy-changed")
+    assert entry["reason"] == "flaky API" and entry["policy"]["before"] is None
+    assert entry["stack"]["after"][0]["policy"]["timeoutMs"] == 5000
+
+    await engine.retry_element(CALLER, execution_id, "check", ElementRetryRequest())  # now paused
+    paused = await engine.change_policy(CALLER, execution_id, "check", ElementPolicyRequest(timeoutMs=10))
+    assert paused.status == "paused" and paused.policy is not None
+    assert paused.policy["retry"]["maxAttempts"] == 3 and paused.policy["timeoutMs"] == 10  # merged
+    with pytest.raises(pydantic.ValidationError, match="give retry or timeoutMs"):
+        ElementPolicyRequest()  # nothing to change
+    with pytest.raises(ValidationFailed) as not_a_task:
+        await engine.change_policy(
+            CALLER, await paused_at(engine, PARALLEL, "w"), "w", ElementPolicyRequest(timeoutMs=1)
+        )
+    assert "not a task" in str(not_a_task.value.problems)
+    await engine.cancel(CALLER, execution_id, ControlRequest())
+    with pytest.raises(InvalidTransition) as cancelled:
+        await engine.change_policy(CALLER, execution_id, "check", ElementPolicyRequest(timeoutMs=10))
+    assert cancelled.value.current_status == "cancelled" and "change the policy of" in cancelled.value.message

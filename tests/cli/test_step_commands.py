@@ -53,6 +53,9 @@ def test_step_commands(server_url: str, run: Run, tmp_path: Path) -> None:
     assert run("resume", ident).code == 0
     poll_sync(lambda: _status(server_url, execution_id), lambda status: status == "completed", within=10)
     assert run("run-now", ident, "done").code == 4
+    policy = run("policy", ident, "done", "--timeout-ms", "5")
+    assert policy.code == 4 and "cannot change the policy of element 'done'" in policy.err
+    assert run("policy", ident, "done").code == 2  # nothing to change
     final = run("skip", ident, "done")
     assert final.code == 4 and "completed" in final.err
     log = run("log", ident, "--json").json()["items"]

@@ -79,6 +79,23 @@ async def test_complete_and_fail_over_http(client_a: AsyncClient) -> None:
     assert ended.status == "failed"
 
 
+async def test_a_policy_change_over_http(client_a: AsyncClient, server_url: str) -> None:
+    await client_a.register(TWO_STEPS)
+    execution_id = await _waiting(client_a)
+    with pytest.raises(ValidationError) as not_a_task:
+        await client_a.change_policy(execution_id, "approve", timeout_ms=5)
+    assert "not a task" in str(not_a_task.value.problems)
+    url = f"{server_url}{BASE}/executions/processes/{execution_id}/elements/approve"
+    headers = {"Authorization": "Bearer tok-a"}
+    async with aiohttp.ClientSession() as session:
+        async with session.patch(url, json={"retry": {"maxAttempts": 0}}, headers=headers) as answer:
+            assert answer.status == 422  # validated as a definition's policy
+        async with session.patch(url, json={}, headers=headers) as answer:
+            assert answer.status == 422  # nothing to change
+    with pytest.raises(ValidationError):  # checked by the client as the server would
+        await client_a.change_policy(execution_id, "approve", retry={"maxAttempts": 0})
+
+
 async def test_refusals_over_http(client_a: AsyncClient, client_b: AsyncClient, server_url: str) -> None:
     await client_a.register(TWO_STEPS)
     started = await client_a.start("two-steps", variables={"amount": 1})
