@@ -21,7 +21,7 @@ VERBS: Final[tuple[Verb, ...]] = (
     "run-now",
     "policy",
 )
-STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "run-now", "policy")
+STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "move", "run-now", "policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,8 @@ class StepOrder:
     @property
     def phrase(self) -> str:
         """What it does to its element, for a refusal: `cannot <phrase> element 'x' ...`."""
-        return {"run-now": "run now", "policy": "change the policy of"}.get(self.action, self.action)
+        phrases = {"run-now": "run now", "policy": "change the policy of", "move": "move a lane before"}
+        return phrases.get(self.action, self.action)
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -1,6 +1,7 @@
 """Step controls (issue 20, point 3): an operator acts on one element of a paused or failed execution's stack.
 
     retry     the element starts again: attempt 1, a new execution order, no timer, no held failure
+    move      a lane's pending element is replaced by a fresh entry for another element of its thread or branch
     skip      recorded `skipped`; its `next` is followed (an output given is stored as if it had run)
     complete  a task, as if its handler had returned the output given (the interpreter's success path)
     fail      the element fails with the error and type given (the interpreter's failure path: a catch takes it)
@@ -28,6 +29,7 @@ from procengine.api.views import PendingElement, StepResult
 from procengine.engine import lanes
 from procengine.engine.interpreter import ElementEvent, ElementFailed, LaneEnded, Outcome
 from procengine.engine.state import ExecutionState, StackEntry
+from procengine.engine.steps import same_list
 from procengine.errors import (
     InvalidTransition,
     LimitExceeded,
@@ -47,6 +49,7 @@ AUDIT_EVENTS = {
     "skip": "element-skipped",
     "complete": "element-completed",
     "fail": "element-failed",
+    "move": "lane-moved",
     "run-now": "element-run-now",
     "policy": "element-policy-changed",
 }
@@ -85,7 +88,10 @@ async def apply(actor: Host, message: Command) -> StepResult:
     assert order is not None
     source = actor.status
     state = await stored_state(actor, message)
-    entry = find_entry(state, set(actor.process.elements), order, actor.execution_id)
+    if order.action == "move":
+        entry = _lane_entry(actor, state, order)
+    else:
+        entry = find_entry(state, set(actor.process.elements), order, actor.execution_id)
     await _check_applies(actor, state, entry, order)
     now = actor.ctx.clock.now_ms()
     thread = entry.thread_key
@@ -95,7 +101,10 @@ async def apply(actor: Host, message: Command) -> StepResult:
         progress.status = "running"  # its failure is what the operator settles now
         progress.failed_nodes = max(0, progress.failed_nodes - 1)
     entry.held = None
+    moved_from = entry.element_key
     outcome = _act(actor, state, entry, order, now)
+    if order.action == "move":
+        entry = actor.interpreter.move_lane(state, entry.path, order.element)
     failure = _propagate(actor, state, outcome, now)
     final = failure is not None
     target = Status.FAILED if final else Status.PAUSED
@@ -109,6 +118,8 @@ async def apply(actor: Host, message: Command) -> StepResult:
     if order.action == "skip":
         commit.elements[record_field(entry.element_key, entry.path)] = _skipped_record(entry, order, now)
     audit = _audit(message, order, entry, source, target, before, _thread_stack(state, thread), outcome, now)
+    if order.action == "move":
+        audit.detail["movedFrom"] = moved_from
     commit.log = [*_without_own_entry(commit.log, order, entry), audit]
     if final:
         assert failure is not None
@@ -247,6 +258,27 @@ async def change_policy(actor: Host, message: Command) -> StepResult:
     )
 
 
+def _lane_entry(actor: Host, state: ExecutionState, order: StepOrder) -> StackEntry:
+    """The pending entry of the lane a move names: 404 if it has none or `before` is not an element; 422 if
+    `before` does not stand in the lane's own list (its thread's elements, or its branch's or iteration's)."""
+    lane = order.lane or ""
+    entry = state.entry(lane)
+    if entry is None:
+        pending = ", ".join(sorted({e.path for e in state.stack})) or "none"
+        raise NotFound(
+            f"lane {lane!r} of execution {actor.execution_id} has no pending element (lanes pending: {pending})"
+        )
+    if order.element not in actor.process.elements:
+        raise NotFound(f"execution {actor.execution_id} has no element {order.element!r} in its definition")
+    if not same_list(actor.process, entry.element_key, order.element):
+        where = "thread" if not lanes.is_branch(lane) else "branch or iteration"
+        raise ValidationFailed(
+            f"cannot move lane {lane!r} before {order.element!r}: not an element of its {where}",
+            [f"before: {order.element!r} is not an element of lane {lane!r}'s {where} (a lane moves within its own)"],
+        )
+    return entry
+
+
 async def _check_applies(actor: Host, state: ExecutionState, entry: StackEntry, order: StepOrder) -> None:
     """409 where the step cannot make sense for this element now (its status named); 422 for the wrong kind."""
     status = actor.status.value
@@ -271,6 +303,8 @@ async def _check_applies(actor: Host, state: ExecutionState, entry: StackEntry, 
 def _act(actor: Host, state: ExecutionState, entry: StackEntry, order: StepOrder, now: int) -> Outcome:
     interpreter = actor.interpreter
     lane = entry.path
+    if order.action == "move":
+        return Outcome(LaneEnded())  # the lane's entry is replaced after (`Interpreter.move_lane`)
     try:
         if order.action == "retry":
             reset_element(state, entry)

@@ -23,6 +23,7 @@ from procengine.api.views import (
     FailRequest,
     LogEntry,
     LogView,
+    MoveRequest,
     PauseResult,
     ProcessList,
     ProcessSummary,
@@ -113,6 +114,10 @@ class NodeService(Protocol):
         self, caller: Caller, execution_id: int, element_key: str, request: ElementPolicyRequest
     ) -> StepResult:
         """A pending task's retry policy and/or timeout, for this run of it (running or paused)."""
+        ...
+
+    async def move(self, caller: Caller, execution_id: int, request: MoveRequest) -> StepResult:
+        """A lane of a paused or failed execution is put before another element of its thread or branch."""
         ...
 
     async def run_now(self, caller: Caller, execution_id: int, element_key: str, request: RunNowRequest) -> StepResult:

@@ -110,7 +110,7 @@ class PendingElement(_View):
     attempt: int
 
 
-StepAction = Literal["retry", "skip", "complete", "fail", "run-now", "policy"]
+StepAction = Literal["retry", "skip", "complete", "fail", "move", "run-now", "policy"]
 
 
 class StepResult(_View):
@@ -366,6 +366,15 @@ class _StepRequest(_Request):
 
 class ElementRetryRequest(_StepRequest):
     """`POST …/{id}/elements/{elementKey}/retry`: all optional."""
+
+
+class MoveRequest(_Request):
+    """`POST …/{id}/move`: put the lane before `before`, an element of its thread (or of its branch or iteration's
+    body); paused or failed execution."""
+
+    lane: str = Field(min_length=1, max_length=1000)
+    before: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class RetryPolicyChange(_Request):

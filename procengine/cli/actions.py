@@ -217,6 +217,12 @@ async def change_policy(client: AsyncClient, args: argparse.Namespace, output: O
     return EXIT_OK
 
 
+async def move(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.move(args.execution_id, args.lane, args.before, reason=args.reason)
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
 async def run_now(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     result = await client.run_now(args.execution_id, args.element, lane=args.lane, reason=args.reason)
     output.show(result, render.stepped(result))
@@ -246,6 +252,7 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "skip": skip,
     "complete": complete,
     "fail": fail,
+    "move": move,
     "run-now": run_now,
     "policy": change_policy,
     "register": register,

@@ -30,7 +30,10 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "drive executions over the REST API (--url, --token)",
         ("start", "status", "list", "log", "watch", "pause", "resume", "cancel", "signal"),
     ),
-    ("repair an execution, same id (--reason)", ("retry", "edit", "skip", "complete", "fail", "run-now", "policy")),
+    (
+        "repair an execution, same id (--reason)",
+        ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
+    ),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -169,6 +172,18 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     _step_arguments(fail)
     fail.add_argument("--error", metavar="MESSAGE", required=True, help="the error message")
     fail.add_argument("--type", metavar="TYPE", default="Error", help="the error's type, as catch clauses name it")
+
+    move = add(
+        "move",
+        "put a lane of a paused or failed execution before an element",
+        "Put the lane LANE (a thread's key, or a branch or iteration path) of a paused or failed execution before "
+        "the element KEY of its thread or branch: it starts there, attempt 1. The execution is paused after it.",
+        api,
+    )
+    _execution_id(move)
+    move.add_argument("lane", metavar="LANE", help="the lane, e.g. main or main/each[2]")
+    move.add_argument("before", metavar="KEY", help="the element it goes on from")
+    move.add_argument("--reason", metavar="R", help="written to the execution's log")
 
     run_now = add(
         "run-now",

@@ -103,6 +103,7 @@ _DONE = {
     "skip": "skipped",
     "complete": "completed",
     "fail": "failed",
+    "move": "moved a lane to",
     "run-now": "ran now",
     "policy": "changed the policy of",
 }

@@ -38,6 +38,7 @@ from procengine.api.views import (
     FailRequest,
     LogEntry,
     LogView,
+    MoveRequest,
     PauseResult,
     ProcessList,
     ProcessSummary,
@@ -316,6 +317,14 @@ class AsyncClient:
         execution ends failed."""
         body = {"error": error, "type": type, "lane": lane, "reason": reason}
         return await self._step(execution_id, element, "fail", FailRequest, body)
+
+    async def move(self, execution_id: int, lane: str, before: str, *, reason: str | None = None) -> StepResult:
+        """Put `lane` (a thread's key, or a branch or iteration path) of a paused or failed execution before the
+        element `before` of its thread or branch: a fresh entry, attempt 1. The execution is paused after it."""
+        given = {"lane": lane, "before": before, "reason": reason}
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(MoveRequest, body)
+        return await self._data("POST", _execution(execution_id, "move"), StepResult, body=_dump(body))
 
     async def run_now(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None

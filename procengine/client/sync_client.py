@@ -224,6 +224,9 @@ class Client:
             )
         )
 
+    def move(self, execution_id: int, lane: str, before: str, *, reason: str | None = None) -> StepResult:
+        return self._run(self._async.move(execution_id, lane, before, reason=reason))
+
     def run_now(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
     ) -> StepResult:

@@ -398,6 +398,13 @@ class Interpreter:
             return int(entry.policy["timeoutMs"])
         return element.timeoutMs
 
+    def move_lane(self, state: ExecutionState, lane: str, element_key: str) -> StackEntry:
+        """The lane's pending element is replaced by a fresh entry for `element_key` (attempt 1, a new execution
+        order); the caller checked that it stands in the lane's list (`engine/steps.py`)."""
+        state.stack.remove(self._current(state, lane))
+        self._push(state, lane, element_key)
+        return self._current(state, lane)
+
     def fail_element(self, state: ExecutionState, lane: str, error: str, error_type: str, now_ms: int) -> Outcome:
         """The lane's element fails for good with `error` of type `error_type`, as if its last attempt had: a catch
         clause for that type takes the lane on; else its thread fails, or its fan-out (`fail_fan_out` goes on)."""

@@ -18,6 +18,7 @@ from procengine.api.views import (
     ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
+    MoveRequest,
     RetryRequest,
     RunNowRequest,
     SkipRequest,
@@ -59,6 +60,7 @@ __all__ = [
     "list_processes",
     "list_statuses",
     "metrics",
+    "move_lane",
     "pause_execution",
     "ready",
     "register_process",
@@ -203,6 +205,12 @@ async def change_element_policy(request: web.Request) -> web.Response:
     target, key = execution_id(request), element_key(request)
     change = await read_model(request, ElementPolicyRequest)
     return ok(await engine(request).change_policy(caller(request), target, key, change))
+
+
+async def move_lane(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    order = await read_model(request, MoveRequest)
+    return ok(await engine(request).move(caller(request), target, order))
 
 
 async def run_element_now(request: web.Request) -> web.Response:

@@ -272,6 +272,7 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("skipElement", "skip_element", "Skip one element of it, paused or failed"),
             ("completeElement", "complete_element", "Complete one task of it, paused or failed"),
             ("failElement", "fail_element", "Fail one element of it, paused or failed"),
+            ("move", "move_lane", "Put a lane of it before another element, paused or failed"),
             ("runNow", "run_element_now", "End the backoff or delay one element of it waits on"),
             ("elementPolicy", "change_element_policy", "Change one task's retry policy or timeout"),
             ("log", "execution_log", "Its audit log"),

@@ -23,6 +23,7 @@ from procengine.api.views import (
     FailRequest,
     LogEntry,
     LogView,
+    MoveRequest,
     PauseResult,
     ProcessList,
     ProcessSummary,
@@ -133,6 +134,12 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "Fail an element of a paused or failed execution's stack with an error of a type: a catch clause for it "
         "takes the lane on (the execution is paused after it); no catch: the execution ends failed",
         StepResult, body="required", request_model=FailRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/move", h.move_lane,
+        "Put a lane of a paused or failed execution before another element of its thread (or of its branch's or "
+        "iteration's body): a fresh entry, attempt 1; the execution is paused after it",
+        StepResult, body="required", request_model=MoveRequest, errors=(409,), tag="repair",
     ),
     RouteSpec(
         "POST", _E + "/{id}/elements/{elementKey}/run-now", h.run_element_now,

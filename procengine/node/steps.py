@@ -16,6 +16,7 @@ from procengine.api.views import (
     ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
+    MoveRequest,
     RunNowRequest,
     SkipRequest,
     StepResult,
@@ -86,6 +87,10 @@ class StepControls:
             policy["timeoutMs"] = request.timeoutMs
         order = StepOrder("policy", element_key, request.lane, policy=policy)
         return await self._ask(execution_id, Command("policy", caller, request.reason, step=order), StepResult)
+
+    async def move(self, caller: Caller, execution_id: int, request: MoveRequest) -> StepResult:
+        """A lane of a paused or failed execution is put before another element of its thread or branch."""
+        return await self._step(caller, execution_id, StepOrder("move", request.before, request.lane), request.reason)
 
     async def _step(self, caller: Caller, execution_id: int, order: StepOrder, reason: str | None) -> StepResult:
         return await self._ask(execution_id, Command("step", caller, reason, step=order), StepResult)

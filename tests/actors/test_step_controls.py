@@ -18,6 +18,7 @@ from procengine.api.views import (
     ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
+    MoveRequest,
     RetryPolicyChange,
     RunNowRequest,
     SkipRequest,
@@ -391,3 +392,46 @@ async def test_a_policy_change_applies_to_this_run_of_the_task(engine: Node) -> 
     with pytest.raises(InvalidTransition) as cancelled:
         await engine.change_policy(CALLER, execution_id, "check", ElementPolicyRequest(timeoutMs=10))
     assert cancelled.value.current_status == "cancelled" and "change the policy of" in cancelled.value.message
+
+
+LOOP = definition(
+    {"key": "first", "type": "set-variable", "set": {"n": "n + 1"}, "next": "check"},
+    {"key": "check", "type": "task", "handler": "needs_ok", "input": {"ok": "ok"}, "next": "after"},
+    {"key": "after", "type": "set-variable", "set": {"after": "true"}},
+    key="loop",
+)  # fmt: skip
+
+
+async def test_move_puts_a_lane_before_another_element_of_its_thread(engine: Node) -> None:
+    execution_id = await start(engine, LOOP, {"ok": False, "n": 0})
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+
+    moved = await engine.move(CALLER, execution_id, MoveRequest(lane="main", before="first", reason="again"))
+
+    assert (moved.action, moved.elementKey, moved.status) == ("move", "first", "paused")
+    assert [(e.elementKey, e.attempt) for e in moved.stack] == [("first", 1)]
+    [entry] = await log_of(engine, execution_id, "lane-moved")
+    assert entry["movedFrom"] == "check" and entry["reason"] == "again" and entry["from"] == "failed"
+    await engine.edit_variables(CALLER, execution_id, {"ok": True})
+    await engine.resume(CALLER, execution_id, ControlRequest())
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    assert (await variables(engine, execution_id))["n"] == 2  # `first` ran again
+
+
+async def test_move_refusals(engine: Node) -> None:
+    execution_id = await paused_at(engine, PARALLEL, "w")
+    with pytest.raises(ValidationFailed, match="not an element of its branch"):  # out of its branch
+        await engine.move(CALLER, execution_id, MoveRequest(lane="main/both[a]", before="after"))
+    with pytest.raises(ValidationFailed):  # into a branch, from the thread
+        await engine.move(CALLER, execution_id, MoveRequest(lane="main", before="w"))
+    with pytest.raises(NotFound, match="no pending element"):
+        await engine.move(CALLER, execution_id, MoveRequest(lane="main/both[c]", before="w"))
+    with pytest.raises(InvalidTransition) as fan_out:  # its branches are on the stack
+        await engine.move(CALLER, execution_id, MoveRequest(lane="main", before="after"))
+    assert fan_out.value.current_status == "paused"
+    moved = await engine.move(CALLER, execution_id, MoveRequest(lane="main/both[a]", before="a2"))  # within it
+    assert ("a2", "main/both[a]") in [(e.elementKey, e.lane) for e in moved.stack]
+    await engine.resume(CALLER, execution_id, ControlRequest())
+    with pytest.raises(InvalidTransition) as running:
+        await engine.move(CALLER, execution_id, MoveRequest(lane="main/both[b]", before="wb"))
+    assert running.value.current_status == "running"

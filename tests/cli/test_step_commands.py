@@ -50,6 +50,9 @@ def test_step_commands(server_url: str, run: Run, tmp_path: Path) -> None:
     assert run("skip", ident, "nope").code != 0
     misuse = run("retry", ident, "--element", "rejected", "--var", "x=1")
     assert misuse.code == 2 and "--element" in misuse.err
+    moved = run("move", ident, "main", "done", "--reason", "approved after all")
+    assert moved.code == 0, moved.err
+    assert moved.out.startswith(f"moved a lane to element done (main) of execution {ident}; pending: done (main)")
     assert run("resume", ident).code == 0
     poll_sync(lambda: _status(server_url, execution_id), lambda status: status == "completed", within=10)
     assert run("run-now", ident, "done").code == 4

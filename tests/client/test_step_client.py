@@ -116,6 +116,10 @@ async def test_refusals_over_http(client_a: AsyncClient, client_b: AsyncClient, 
         await client_a.skip(started.executionID, "approve", lane="main/x[0]")
     with pytest.raises(ValidationError):  # checked by the client as the server would
         await client_a.fail(started.executionID, "approve", "")
+    with pytest.raises(NotFound):  # no such element
+        await client_a.move(started.executionID, "main", "nope")
+    with pytest.raises(NotFound):  # no such lane
+        await client_a.move(started.executionID, "other", "done")
     url = f"{server_url}{BASE}/executions/processes/{started.executionID}/elements/approve"
     headers = {"Authorization": "Bearer tok-a"}
     async with aiohttp.ClientSession() as session:
@@ -142,7 +146,8 @@ def test_the_blocking_client_steps(server_url: str) -> None:
         client.pause(started.executionID)
         assert client.retry_element(started.executionID, "approve").status == "paused"
         assert client.fail(started.executionID, "approve", "no", type="Rejected").caught == "rejected"
-        assert client.skip(started.executionID, "rejected").stack == []
+        assert [e.elementKey for e in client.move(started.executionID, "main", "done").stack] == ["done"]
+        assert client.skip(started.executionID, "done").stack == []
         client.resume(started.executionID)
         with pytest.raises(InvalidTransition):
             client.complete(started.executionID, "approve", 1)
