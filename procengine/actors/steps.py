@@ -259,17 +259,22 @@ async def change_policy(actor: Host, message: Command) -> StepResult:
 
 
 def _lane_entry(actor: Host, state: ExecutionState, order: StepOrder) -> StackEntry:
-    """The pending entry of the lane a move names: 404 if it has none or `before` is not an element; 422 if
-    `before` does not stand in the lane's own list (its thread's elements, or its branch's or iteration's)."""
+    """The pending entry of the lane a move names: 422 (the body names what the execution does not have: they are
+    not in the path) if it has none, if `before` is not an element, or if `before` does not stand in the lane's own
+    list (its thread's elements, or its branch's or iteration's)."""
     lane = order.lane or ""
     entry = state.entry(lane)
     if entry is None:
         pending = ", ".join(sorted({e.path for e in state.stack})) or "none"
-        raise NotFound(
-            f"lane {lane!r} of execution {actor.execution_id} has no pending element (lanes pending: {pending})"
+        raise ValidationFailed(
+            f"lane {lane!r} of execution {actor.execution_id} has no pending element",
+            [f"lane: {lane!r} has no pending element (lanes pending: {pending})"],
         )
     if order.element not in actor.process.elements:
-        raise NotFound(f"execution {actor.execution_id} has no element {order.element!r} in its definition")
+        raise ValidationFailed(
+            f"execution {actor.execution_id} has no element {order.element!r} in its definition",
+            [f"before: {order.element!r} is not an element of the execution's definition"],
+        )
     if not same_list(actor.process, entry.element_key, order.element):
         where = "thread" if not lanes.is_branch(lane) else "branch or iteration"
         raise ValidationFailed(

@@ -389,6 +389,16 @@ class RetryPolicyChange(_Request):
 class ElementPolicyRequest(_StepRequest):
     """`PATCH …/{id}/elements/{elementKey}`: a pending task's retry policy and/or timeout, for this run of it."""
 
+    # The one rule the fields cannot say: something changes, a retry policy or a timeout that is not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["retry"], "properties": {"retry": {"type": "object"}}},
+                {"required": ["timeoutMs"], "properties": {"timeoutMs": {"type": "integer"}}},
+            ]
+        }
+    )
+
     retry: RetryPolicyChange | None = None
     timeoutMs: int | None = Field(default=None, ge=1)
 

@@ -20,6 +20,7 @@ from procengine.api.views import (
     FailRequest,
     MoveRequest,
     RetryPolicyChange,
+    RetryRequest,
     RunNowRequest,
     SkipRequest,
 )
@@ -424,7 +425,7 @@ async def test_move_refusals(engine: Node) -> None:
         await engine.move(CALLER, execution_id, MoveRequest(lane="main/both[a]", before="after"))
     with pytest.raises(ValidationFailed):  # into a branch, from the thread
         await engine.move(CALLER, execution_id, MoveRequest(lane="main", before="w"))
-    with pytest.raises(NotFound, match="no pending element"):
+    with pytest.raises(ValidationFailed, match="no pending element"):
         await engine.move(CALLER, execution_id, MoveRequest(lane="main/both[c]", before="w"))
     with pytest.raises(InvalidTransition) as fan_out:  # its branches are on the stack
         await engine.move(CALLER, execution_id, MoveRequest(lane="main", before="after"))
@@ -435,3 +436,26 @@ async def test_move_refusals(engine: Node) -> None:
     with pytest.raises(InvalidTransition) as running:
         await engine.move(CALLER, execution_id, MoveRequest(lane="main/both[b]", before="wb"))
     assert running.value.current_status == "running"
+
+
+async def test_a_skip_races_a_retry_on_two_nodes(make_engine: EngineFactory) -> None:
+    """A failed execution skipped on one node and retried on another at once: the owner's actor takes them one at a
+    time, so exactly one applies and the other is refused naming the status the first left."""
+    first, second = await make_engine(), await make_engine()
+    for _ in range(3):
+        execution_id = await failed(first)
+        skipped, retried = await asyncio.gather(
+            first.skip_element(CALLER, execution_id, "check", SkipRequest()),
+            second.retry(CALLER, execution_id, RetryRequest()),
+            return_exceptions=True,
+        )
+        events = [e.event for e in (await first.log(CALLER, execution_id)).items]
+        if isinstance(retried, InvalidTransition):  # the skip came first: paused
+            assert retried.current_status == "paused" and not isinstance(skipped, BaseException)
+            assert "retried" not in events and events.count("element-skipped") == 1
+            await first.cancel(CALLER, execution_id, ControlRequest())
+        else:
+            assert not isinstance(retried, BaseException), retried
+            assert isinstance(skipped, InvalidTransition) and skipped.current_status in ("running", "failed")
+            assert "element-skipped" not in events
+            assert await wait_status(first, execution_id, "failed") == "failed"

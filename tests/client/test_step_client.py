@@ -116,9 +116,9 @@ async def test_refusals_over_http(client_a: AsyncClient, client_b: AsyncClient, 
         await client_a.skip(started.executionID, "approve", lane="main/x[0]")
     with pytest.raises(ValidationError):  # checked by the client as the server would
         await client_a.fail(started.executionID, "approve", "")
-    with pytest.raises(NotFound):  # no such element
+    with pytest.raises(ValidationError):  # no such element (named in the body: 422)
         await client_a.move(started.executionID, "main", "nope")
-    with pytest.raises(NotFound):  # no such lane
+    with pytest.raises(ValidationError):  # no such lane
         await client_a.move(started.executionID, "other", "done")
     url = f"{server_url}{BASE}/executions/processes/{started.executionID}/elements/approve"
     headers = {"Authorization": "Bearer tok-a"}
