@@ -40,7 +40,7 @@ from procengine.errors import (
 )
 from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
-from procengine.store.executions import PAUSE_REASON, PAUSED_BY, Commit, LogRecord
+from procengine.store.executions import CRASHES, PAUSE_REASON, PAUSED_BY, Commit, LogRecord
 
 __all__ = ["apply", "change_policy", "find_entry", "run_now"]
 
@@ -125,13 +125,18 @@ async def apply(actor: Host, message: Command) -> StepResult:
         assert failure is not None
         commit.execution.update(status=Status.FAILED.value, stoppedAt=iso(now), error=json.dumps(failure.doc()))
         commit.state["active"] = 0
-        commit.expire_ms = actor.ctx.settings.retention_ms(actor.tenant)
-        if source is Status.PAUSED:
+        for pending in state.stack:  # what was under way never ends: its record says so (not the one that failed)
+            field = record_field(pending.element_key, pending.path)
+            if pending.started_at_ms is not None and pending is not entry and field not in commit.elements:
+                commit.elements[field] = interrupted_record(pending, now)
+        if source is Status.PAUSED:  # a failed one keeps the retention its failure started (and its removal note)
+            commit.expire_ms = actor.ctx.settings.retention_ms(actor.tenant)
             commit.execution.update(pausedAt="", pausedDurationMs=_paused_ms_until(actor.fields, now))
             commit.execution.update({PAUSED_BY: "", PAUSE_REASON: ""})
     elif source is Status.FAILED:  # paused at its new position: resume goes on from there
         commit.execution.update(status=Status.PAUSED.value, stoppedAt="", error="", pausedAt=iso(now))
         commit.execution.update({PAUSED_BY: message.caller.by, PAUSE_REASON: message.reason or ""})
+        commit.execution[CRASHES] = 0  # a quarantined execution stepped gets its crash allowance back
         await actor.ctx.store.activate(actor.execution_id)  # in the active set first, as a retry does
     await actor.write(commit, expect=source, not_after_ms=message.not_after_ms)
     actor.state = state
@@ -139,11 +144,11 @@ async def apply(actor: Host, message: Command) -> StepResult:
     if target is not source:
         actor.status = target
         await actor.announce()
-    if final:
+    if final and source is not Status.FAILED:  # it ends here (a failed one had ended already)
         actor.ctx.metrics.finished.labels(actor.process.definition.key, Status.FAILED.value).inc()
         await actor.ctx.store.deactivate(actor.execution_id)
         await ended_as_child_or_parent(actor, f"element {entry.element_key!r} failed by {message.caller.by}")
-    elif outcome.orphaned:
+    if outcome.orphaned:
         reason = "the lane that waited for it was stopped"
         await actor.ctx.children.control(actor.tenant, "cancel", outcome.orphaned, actor.execution_id, reason)
     return StepResult(
