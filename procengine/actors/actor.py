@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from procengine.actors import finishing, holding, repairs, transitions
+from procengine.actors import finishing, holding, repairs, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -38,6 +38,7 @@ from procengine.engine.state import ExecutionState
 from procengine.errors import (
     ActorStopped,
     Fenced,
+    InvalidTransition,
     NotReplicated,
     ProcEngineError,
     Refused,
@@ -268,6 +269,8 @@ class ExecutionActor:
             if done is not None:  # a retry applied already (its reply lost, say): answered as the first time
                 return done
         allowed = ALLOWED_FROM.get(command.verb)
+        if command.step is not None and allowed is not None and self.status not in allowed:
+            return await self._refuse_step(command)
         if allowed is not None and self.status not in allowed:
             raise Refused(command.caller, command.verb, command.reason, self.status)
         if command.verb == "pause":
@@ -285,7 +288,26 @@ class ExecutionActor:
             return retried
         if command.verb == "edit":
             return await repairs.edit_variables(self, command)
+        if command.verb == "run-now":
+            return await steps.run_now(self, command)
+        if command.verb == "policy":
+            return await steps.change_policy(self, command)
+        if command.verb == "step":
+            stepped = await steps.apply(self, command)
+            self.repairable = self.repairable and self.status is Status.FAILED  # paused now: it lives as one
+            return stepped
         return await transitions.signal(self, command)
+
+    async def _refuse_step(self, command: Command) -> Any:
+        """A step control where it does not apply (running, or final but failed): 409 naming the status, logged."""
+        assert command.step is not None
+        status = self.status.value
+        why = f"cannot {command.step.phrase} element {command.step.element!r} of an execution that is {status}"
+        hint = "; pause it first" if self.status is Status.RUNNING and command.verb == "step" else ""
+        if command.verb == "run-now":
+            hint = "; its timers are frozen while it is paused" if self.status is Status.PAUSED else ""
+        await log_refusal(self.ctx, self.execution_id, command.caller, command.verb, command.reason, status, why)
+        raise InvalidTransition(why + hint, status)
 
     async def settle(self) -> bool:
         """Finish the execution if its threads are done or one failed; True if it is final now."""

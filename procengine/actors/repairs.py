@@ -273,3 +273,8 @@ async def edit_variables(actor: Host, message: Command) -> VariablesResult:
     actor.state = state
     actor.corrupted = False
     return VariablesResult(executionID=actor.execution_id, variables=state.memory.variables, changed=changed)
+
+
+# Public names for the step controls (`steps.py`), which read and reset an element as a retry does.
+stored_state = _stored_state
+reset_element = _reset

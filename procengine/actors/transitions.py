@@ -45,6 +45,9 @@ TRANSITION_TARGETS: Final = {
     "cancel": "cancelled",
     "retry": "running",
     "edit": "paused",
+    "step": "paused",
+    "run-now": "running",
+    "policy": "policy",
 }
 """The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
@@ -53,6 +56,9 @@ ALLOWED_FROM: Final = {
     "cancel": (Status.RUNNING, Status.PAUSED),
     "retry": (Status.FAILED,),
     "edit": (Status.PAUSED,),
+    "step": (Status.PAUSED, Status.FAILED),
+    "run-now": (Status.RUNNING,),
+    "policy": (Status.RUNNING, Status.PAUSED),
 }
 """The statuses each control command applies to; from any other it is refused (and the refusal logged)."""
 SIGNAL_KEY_FIELD = "signalKey:"

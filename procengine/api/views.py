@@ -101,6 +101,37 @@ class VariablesResult(_View):
     """The names the patch added, changed or removed (sorted)."""
 
 
+class PendingElement(_View):
+    """One entry of an execution's stack, as a step control's answer shows it."""
+
+    elementKey: str
+    lane: str
+    """The thread's key, or the branch or iteration path (`main/ship[3]`)."""
+    attempt: int
+
+
+StepAction = Literal["retry", "skip", "complete", "fail", "move", "run-now", "policy"]
+
+
+class StepResult(_View):
+    """A step control applied to one element of a paused or failed execution (`POST …/{id}/elements/{key}/…`)."""
+
+    executionID: int
+    action: StepAction
+    elementKey: str
+    lane: str
+    """Where the element stood (the thread's key, or a branch or iteration path)."""
+    status: Literal["running", "paused", "failed"]
+    """The execution's status after it: paused (a failed one too: resume goes on from the new position), or failed
+    when a `fail` no catch clause took ended it; running after a run-now."""
+    caught: str | None = None
+    """A `fail` that a catch clause took: the element the lane goes on with."""
+    stack: list[PendingElement]
+    """The stack after the step (what resume goes on from)."""
+    policy: dict[str, Any] | None = None
+    """After a policy change: the element's policy for this run of it ({retry?, timeoutMs?})."""
+
+
 class SignalResult(_View):
     executionID: int
     signal: str
@@ -325,3 +356,79 @@ class RetryRequest(_Request):
 class VariablesPatch(RootModel[dict[str, Storable]]):
     """`PATCH …/{id}/variables`: a JSON merge patch (RFC 7396) of the variables: a name set to `null` is removed, an
     object merges into the object it names, anything else replaces the value."""
+
+
+class _StepRequest(_Request):
+    lane: str | None = Field(default=None, min_length=1, max_length=1000)
+    """Where the element stands when it stands in several lanes (parallel branches, for-each iterations)."""
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ElementRetryRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/retry`: all optional."""
+
+
+class MoveRequest(_Request):
+    """`POST …/{id}/move`: put the lane before `before`, an element of its thread (or of its branch or iteration's
+    body); paused or failed execution."""
+
+    lane: str = Field(min_length=1, max_length=1000)
+    before: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class RetryPolicyChange(_Request):
+    """A task's retry policy, checked as a definition's is (the same fields, defaults and bounds)."""
+
+    maxAttempts: int = Field(default=1, ge=1)
+    backoffMs: int = Field(default=0, ge=0)
+    backoffMultiplier: float = Field(default=2.0, ge=1.0, le=100.0)
+    maxBackoffMs: int = Field(default=3_600_000, ge=1)
+
+
+class ElementPolicyRequest(_StepRequest):
+    """`PATCH …/{id}/elements/{elementKey}`: a pending task's retry policy and/or timeout, for this run of it."""
+
+    # The one rule the fields cannot say: something changes, a retry policy or a timeout that is not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["retry"], "properties": {"retry": {"type": "object"}}},
+                {"required": ["timeoutMs"], "properties": {"timeoutMs": {"type": "integer"}}},
+            ]
+        }
+    )
+
+    retry: RetryPolicyChange | None = None
+    timeoutMs: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ElementPolicyRequest:
+        if self.retry is None and self.timeoutMs is None:
+            raise ValueError("give retry or timeoutMs")
+        return self
+
+
+class RunNowRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/run-now`: all optional."""
+
+
+class SkipRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/skip`: all optional; an `output` given (even null) is stored as if the
+    element had run (its node output, and its output variable where it has one)."""
+
+    output: Annotated[Any, WithJsonSchema({"anyOf": [{"$ref": STORABLE_REF}, {"type": "null"}]})] = None
+
+
+class CompleteRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/complete`: a task completed as if its handler had returned `output`."""
+
+    output: Annotated[Any, WithJsonSchema({"anyOf": [{"$ref": STORABLE_REF}, {"type": "null"}]})] = None
+
+
+class FailRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/fail`: the element fails with `error` of type `type` (a catch clause for
+    that type takes it)."""
+
+    error: str = Field(min_length=1, max_length=1000)
+    type: str = Field(default="Error", min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")

@@ -25,6 +25,7 @@ from procengine.api.views import (
     RetryResult,
     SignalResult,
     StartResult,
+    StepResult,
     VariablesResult,
 )
 
@@ -95,6 +96,27 @@ def retried(result: RetryResult) -> Text:
 def edited(result: VariablesResult) -> Text:
     changed = ", ".join(result.changed) or "nothing"
     return Text(f"execution {result.executionID} ({result.status}): variables changed: {changed}")
+
+
+_DONE = {
+    "retry": "retried",
+    "skip": "skipped",
+    "complete": "completed",
+    "fail": "failed",
+    "move": "moved a lane to",
+    "run-now": "ran now",
+    "policy": "changed the policy of",
+}
+
+
+def stepped(result: StepResult) -> Text:
+    caught = f"; caught, goes on at {result.caught}" if result.caught else ""
+    pending = ", ".join(f"{e.elementKey} ({e.lane})" for e in result.stack) or "nothing"
+    return Text.assemble(
+        f"{_DONE[result.action]} element {result.elementKey} ({result.lane}) of execution {result.executionID}"
+        f"{caught}; pending: {pending}; now ",
+        _status(result.status),
+    )
 
 
 def signalled(result: SignalResult) -> Text:

@@ -34,9 +34,10 @@ from procengine.api.views import (
     StatusEvent,
     StatusName,
     StatusTable,
+    StepResult,
     VariablesResult,
 )
-from procengine.client.async_client import AsyncClient
+from procengine.client.async_client import NO_OUTPUT, AsyncClient
 from procengine.client.streams import EventStream
 
 __all__ = ["BlockingEventStream", "Client"]
@@ -173,6 +174,63 @@ class Client:
         self, execution_id: int, patch: Mapping[str, Any], *, reason: str | None = None
     ) -> VariablesResult:
         return self._run(self._async.edit_variables(execution_id, patch, reason=reason))
+
+    def retry_element(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        return self._run(self._async.retry_element(execution_id, element, lane=lane, reason=reason))
+
+    def skip(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        output: Any = NO_OUTPUT,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return self._run(self._async.skip(execution_id, element, output=output, lane=lane, reason=reason))
+
+    def complete(
+        self, execution_id: int, element: str, output: Any = None, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        return self._run(self._async.complete(execution_id, element, output, lane=lane, reason=reason))
+
+    def fail(
+        self,
+        execution_id: int,
+        element: str,
+        error: str,
+        *,
+        type: str = "Error",
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return self._run(self._async.fail(execution_id, element, error, type=type, lane=lane, reason=reason))
+
+    def change_policy(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        retry: Mapping[str, Any] | None = None,
+        timeout_ms: int | None = None,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return self._run(
+            self._async.change_policy(
+                execution_id, element, retry=retry, timeout_ms=timeout_ms, lane=lane, reason=reason
+            )
+        )
+
+    def move(self, execution_id: int, lane: str, before: str, *, reason: str | None = None) -> StepResult:
+        return self._run(self._async.move(execution_id, lane, before, reason=reason))
+
+    def run_now(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        return self._run(self._async.run_now(execution_id, element, lane=lane, reason=reason))
 
     def signal(
         self, execution_id: int, name: str, payload: Any = None, *, idempotency_key: str | None = None

@@ -28,6 +28,7 @@ from procengine.engine.definitions import (
     IfConditionElement,
     OnExhausted,
     ParallelElement,
+    RetryPolicy,
     SetVariableElement,
     SwitchElement,
     TaskElement,
@@ -329,9 +330,10 @@ class Interpreter:
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
         error = _cut(error)
-        if not retry or entry.attempt >= element.retry.maxAttempts:
+        policy = self.retry_policy(entry, element)
+        if not retry or entry.attempt >= policy.maxAttempts:
             return self._fail(state, entry, error, now_ms, error_type)
-        retry_at = now_ms + element.retry.delay_before(entry.attempt + 1)
+        retry_at = now_ms + policy.delay_before(entry.attempt + 1)
         # the event is of the attempt that failed: during the backoff, one attempt has run, not two
         event = self._event("element-retry", entry, now_ms, error=error, error_type=error_type, retry_at_ms=retry_at)
         entry.attempt += 1
@@ -375,6 +377,67 @@ class Interpreter:
         if element.output is not None:
             self._assign(state, lane, element.output, value)
         return self._complete(state, entry, value, element.next, now_ms)
+
+    # --- step controls (an operator's, on a paused or failed execution: actors/steps.py) ------------
+
+    def skip(
+        self, state: ExecutionState, lane: str, now_ms: int, output: Any = None, *, stored: bool = False
+    ) -> Outcome:
+        """The lane's element is recorded skipped (node output status `skipped`) and its `next` followed, as if it
+        had completed; with `stored`, `output` is kept as if it had run (its node output's `data`, and its output
+        variable where it has one). ValueError for an element with no single `next` (if-condition, switch)."""
+        entry = self._current(state, lane)
+        element = self.process.elements[entry.element_key]
+        if isinstance(element, IfConditionElement | SwitchElement):
+            raise ValueError(f"a {element.type} has no single next element to go on with")
+        variable = getattr(element, "output", None) or getattr(element, "into", None)
+        if stored:
+            self._fit(state, f"the output given for {entry.element_key!r}", _copies(output, variable, lane))
+            if isinstance(variable, str):
+                self._assign(state, lane, variable, output)
+        outcome = self._complete(state, entry, output if stored else None, getattr(element, "next", None), now_ms)
+        skipped: dict[str, Any] = {"status": "skipped", "counted": True}  # progress counted it, once
+        if stored:
+            skipped["data"] = output
+        state.memory.node_outputs[entry.element_key] = skipped
+        return outcome
+
+    @staticmethod
+    def retry_policy(entry: StackEntry, element: TaskElement) -> RetryPolicy:
+        """The task's retry policy: the one changed for this run of it (`entry.policy`), else the definition's."""
+        override = entry.policy.get("retry") if entry.policy is not None else None
+        if override is None:
+            return element.retry
+        try:
+            return RetryPolicy.model_validate(override)
+        except ValueError:  # stored by hand, not as the API validated it: the definition's
+            return element.retry
+
+    @staticmethod
+    def timeout_ms(entry: StackEntry, element: TaskElement) -> int | None:
+        """The task's timeout: the one changed for this run of it (`entry.policy`), else the definition's."""
+        if entry.policy is not None and isinstance(entry.policy.get("timeoutMs"), int):
+            return int(entry.policy["timeoutMs"])
+        return element.timeoutMs
+
+    def move_lane(self, state: ExecutionState, lane: str, element_key: str) -> StackEntry:
+        """The lane's pending element is replaced by a fresh entry for `element_key` (attempt 1, a new execution
+        order); the caller checked that it stands in the lane's list (`engine/steps.py`)."""
+        state.stack.remove(self._current(state, lane))
+        self._push(state, lane, element_key)
+        return self._current(state, lane)
+
+    def fail_element(self, state: ExecutionState, lane: str, error: str, error_type: str, now_ms: int) -> Outcome:
+        """The lane's element fails for good with `error` of type `error_type`, as if its last attempt had: a catch
+        clause for that type takes the lane on; else its thread fails, or its fan-out (`fail_fan_out` goes on)."""
+        return self._fail(state, self._current(state, lane), error, now_ms, error_type)
+
+    def fail_fan_out(self, state: ExecutionState, lane: str, now_ms: int) -> Outcome:
+        """A fan-out one of whose lanes failed for good takes the failure now (its catch, or it fails in turn)."""
+        entry = self._current(state, lane)
+        element = self.process.elements[entry.element_key]
+        assert isinstance(element, ParallelElement | ForEachElement)
+        return self._fan_out(state, entry, element, now_ms)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -483,7 +546,7 @@ class Interpreter:
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
         task_input = {name: self._value(src, variables) for name, src in element.input.items()}
-        return RunTask(entry, element.handler, task_input, element.timeoutMs)
+        return RunTask(entry, element.handler, task_input, self.timeout_ms(entry, element))
 
     def _complete(
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int

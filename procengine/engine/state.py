@@ -42,6 +42,9 @@ class StackEntry:
     held: dict[str, Any] | None = None
     """A failure held on the stack instead of failing the execution (`onExhausted: pause`): {error, type, atMs}.
     The execution is paused; resume retries the element, a step control (skip, complete, fail) settles it."""
+    policy: dict[str, Any] | None = None
+    """A task's policy changed for this run of it (`PATCH …/elements/{key}`): {retry?: a retry policy, timeoutMs?},
+    read instead of the definition's (`Interpreter.retry_policy`, `timeout_ms`)."""
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -71,6 +74,8 @@ class StackEntry:
             doc["rerun"] = True
         if self.held is not None:
             doc["held"] = self.held
+        if self.policy is not None:
+            doc["policy"] = self.policy
         return doc
 
     @classmethod
@@ -93,6 +98,7 @@ class StackEntry:
                 fanout=None if doc.get("branches") is None else FanOutProgress.from_doc(doc["branches"]),
                 child_id=_opt_int(doc.get("child_execution_id")),
                 held=_opt_map(doc.get("held"), "the held failure of a stack entry"),
+                policy=_opt_map(doc.get("policy"), "the policy of a stack entry"),
             )
         except KeyError as exc:
             raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None

@@ -23,6 +23,7 @@ __all__ = [
     "EventsQuery",
     "ExecutionQuery",
     "ReasonQuery",
+    "element_key",
     "execution_id",
     "idempotency_key",
     "process_id",
@@ -114,6 +115,15 @@ def _path_id(request: web.Request, param: str, noun: str) -> int:
     if _ID.fullmatch(raw) and int(raw) <= MAX_ID:
         return int(raw)
     raise NotFound(f"{noun} {raw[:50]!r} not found")
+
+
+def element_key(request: web.Request) -> str:
+    """The `{elementKey}` of a step control's route: an element key, or nothing the execution could have (404)."""
+    raw = request.match_info["elementKey"]
+    try:
+        return _IDENTIFIER.validate_python(raw)
+    except ValidationError:
+        raise NotFound(f"element {raw[:50]!r} not found") from None
 
 
 def signal_name(request: web.Request) -> str:

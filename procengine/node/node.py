@@ -45,6 +45,7 @@ from procengine.api.views import (
     StartResult,
     StateView,
     StatusEvent,
+    StepResult,
     VariablesResult,
 )
 from procengine.engine.compiled import CompiledProcess
@@ -73,6 +74,7 @@ from procengine.node.ownership import Ownership, new_node_id
 from procengine.node.queries import Queries, status_doc
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
+from procengine.node.steps import StepControls
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.metrics import Metrics
@@ -105,11 +107,16 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "signal": SignalResult,
     "retry": RetryResult,
     "edit": VariablesResult,
+    "step": StepResult,
+    "run-now": StepResult,
+    "policy": StepResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
+REPAIR_VERBS: tuple[Verb, ...] = ("retry", "step")
+"""Commands that apply to a failed execution: its actor is activated for them (`Registry.activate(repair=True)`)."""
 
 
-class Node:
+class Node(StepControls):
     def __init__(
         self,
         redis: Redis,
@@ -567,7 +574,7 @@ class Node:
         for _ in range(5):
             self._refuse_if_draining()  # each round: the actor may have stopped because the node is draining
             try:
-                actor = await self.registry.activate(execution_id, caller.tenant, repair=command.verb == "retry")
+                actor = await self.registry.activate(execution_id, caller.tenant, repair=command.verb in REPAIR_VERBS)
             except OwnedElsewhere as elsewhere:
                 if not forward:
                     raise
@@ -615,6 +622,10 @@ class Node:
         if command.verb in TRANSITION_TARGETS:
             why = f"execution is {status}"
             await log_refusal(self.ctx, execution_id, caller, command.verb, command.reason, status, why)
+        if command.step is not None:
+            action, element = command.step.phrase, command.step.element
+            message = f"cannot {action} element {element!r} of an execution that is {status}"
+            raise InvalidTransition(message, status)
         raise InvalidTransition(f"cannot {command.verb} an execution that is {status}", status)
 
     # --- reads --------------------------------------------------------------------------------
