@@ -275,6 +275,5 @@ async def edit_variables(actor: Host, message: Command) -> VariablesResult:
     return VariablesResult(executionID=actor.execution_id, variables=state.memory.variables, changed=changed)
 
 
-# Public names for the step controls (`steps.py`), which read and reset an element as a retry does.
+# A public name for the step controls (`steps.py`), which read the state as a repair does.
 stored_state = _stored_state
-reset_element = _reset

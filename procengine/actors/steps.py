@@ -24,10 +24,11 @@ from procengine.actors.finishing import ended_as_child_or_parent
 from procengine.actors.host import Host
 from procengine.actors.messages import Command, StepOrder
 from procengine.actors.records import Failure, interrupted_record, record_field, snapshot_commit
-from procengine.actors.repairs import reset_element, stored_state
+from procengine.actors.repairs import stored_state
 from procengine.api.views import PendingElement, StepResult
 from procengine.engine import lanes
 from procengine.engine.interpreter import ElementEvent, ElementFailed, LaneEnded, Outcome
+from procengine.engine.restart import reset
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.engine.steps import same_list
 from procengine.errors import (
@@ -317,7 +318,7 @@ def _act(actor: Host, state: ExecutionState, entry: StackEntry, order: StepOrder
         return Outcome(LaneEnded())  # the lane's entry is replaced after (`Interpreter.move_lane`)
     try:
         if order.action == "retry":
-            reset_element(state, entry)
+            reset(state, entry)
             entry.child_id = None  # an ended child (checked): the call starts a new one, under a new key
             return Outcome(LaneEnded())
         if order.action == "skip":
