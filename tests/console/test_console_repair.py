@@ -260,11 +260,12 @@ async def test_buttons_are_greyed_where_their_operation_does_not_apply(
         await expect(page.locator("#do-retry")).to_be_enabled()
         await page.locator('#graph g.node[data-key="price"]').click()
         await expect(page.locator("#steps")).to_have_attribute("data-key", "price")
-        for verb in ("retry", "skip", "complete", "fail"):
+        for verb in ("retry", "skip", "fail"):
             if steps:
                 await expect(page.locator(f"#step-{verb}")).to_be_enabled()
             else:
                 await expect(page.locator(f"#step-{verb}")).to_be_disabled()
+        await expect(page.locator("#step-complete")).to_be_disabled()  # `price` is a set-variable, not a task
         await expect(page.locator("#step-run-now")).to_be_disabled()
         await expect(page.locator("#step-run-now")).to_have_attribute(
             "title", re.compile("no step controls|this one is failed")
@@ -279,17 +280,19 @@ async def test_step_controls_on_the_element_picked_in_the_graph(
         if not await has_step_controls(session, server):
             pytest.skip("this server has no step-control routes yet (issue 20 point 3, branch h20-step)")
 
-        # a failed execution: complete the element that failed with an output; it is paused there, resume ends it
+        # a failed execution: skip the element that failed, with an output; it is paused there, resume ends it
         failed = await start(session, server, "invoice", {"order_id": "A-3", "amount": 1.0})
         await open_execution(page, failed, "failed")
         await page.locator('#graph g.node[data-key="price"]').click()
         await page.fill("#step-output", "not json")
-        await page.click("#step-complete")
+        await page.click("#step-skip")
         await expect(page.locator("#step-problem")).to_contain_text("the output is not JSON")
         await page.fill("#step-output", '{"total": 1.0}')
+        await expect(page.locator("#step-complete")).to_be_disabled()  # a set-variable: Complete is for tasks
+        await expect(page.locator("#step-complete")).to_have_attribute("title", re.compile("applies to a task"))
         await page.fill("#step-reason", "priced by hand")
         await page.screenshot(path=str(DOCS / "console-repair-steps.png"), animations="disabled")
-        await page.click("#step-complete")
+        await page.click("#step-skip")
         await expect(page.locator("#exec-status")).to_have_text("paused")
         await expect(page.locator("#log tbody")).to_contain_text("priced by hand")
         await page.click("#do-resume")

@@ -20,7 +20,7 @@ const ROUTE = (verb) =>
   new RegExp(`^POST ${BASE.replace(/\//g, '\\/')}\\/executions\\/processes\\/\\{[^}]+\\}\\/elements\\/\\{[^}]+\\}\\/${verb}$`);
 
 /** The controls shown now: their element and the execution's page they act on. */
-const shown = { view: null, key: null, lanes: [], routes: new Set() };
+const shown = { view: null, key: null, type: null, lanes: [], routes: new Set() };
 
 export function hideStepControls() {
   const box = $('steps');
@@ -34,7 +34,7 @@ export function hideStepControls() {
 export async function renderStepControls(view, { key, el, entries, status }) {
   const box = $('steps');
   if (shown.view !== view || shown.key !== key) {
-    Object.assign(shown, { view, key });
+    Object.assign(shown, { view, key, type: el ? el.type : null });
     build(box, key, el);
     shown.routes = await serverRoutes();
     if (shown.view !== view || shown.key !== key) return; // another element was picked meanwhile
@@ -93,6 +93,7 @@ function update(status, entries) {
       else if (!blocked.length) why = 'applies to an element waiting for its delay or retry backoff; this one is not';
     } else if (!repairable) why = `applies to a paused or failed execution; this one is ${status.status}`;
     else if (!entries.length) why = 'applies to an element on the stack (pending); this one is not';
+    else if (verb === 'complete' && shown.type !== 'task') why = `applies to a task; this one is a ${shown.type}: skip it (with an output)`;
     button.disabled = why !== null;
     button.title = why ?? `POST …/elements/${shown.key}/${verb}: ${what}`;
   }
