@@ -28,7 +28,6 @@ from procengine.engine.definitions import (
     IfConditionElement,
     OnExhausted,
     ParallelElement,
-    RetryPolicy,
     SetVariableElement,
     SwitchElement,
     TaskElement,
@@ -36,6 +35,7 @@ from procengine.engine.definitions import (
     catch_clauses,
 )
 from procengine.engine.expressions import DEFAULT_MAX_COST
+from procengine.engine.policy import retry_policy, timeout_ms
 from procengine.engine.sizes import bounded_size
 from procengine.engine.state import ExecutionState, FanOutProgress, Memory, StackEntry, ThreadProgress
 from procengine.errors import ExpressionError, LimitExceeded
@@ -330,7 +330,7 @@ class Interpreter:
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
         error = _cut(error)
-        policy = self.retry_policy(entry, element)
+        policy = retry_policy(entry, element)
         if not retry or entry.attempt >= policy.maxAttempts:
             return self._fail(state, entry, error, now_ms, error_type)
         retry_at = now_ms + policy.delay_before(entry.attempt + 1)
@@ -401,24 +401,6 @@ class Interpreter:
             skipped["data"] = output
         state.memory.node_outputs[entry.element_key] = skipped
         return outcome
-
-    @staticmethod
-    def retry_policy(entry: StackEntry, element: TaskElement) -> RetryPolicy:
-        """The task's retry policy: the one changed for this run of it (`entry.policy`), else the definition's."""
-        override = entry.policy.get("retry") if entry.policy is not None else None
-        if override is None:
-            return element.retry
-        try:
-            return RetryPolicy.model_validate(override)
-        except ValueError:  # stored by hand, not as the API validated it: the definition's
-            return element.retry
-
-    @staticmethod
-    def timeout_ms(entry: StackEntry, element: TaskElement) -> int | None:
-        """The task's timeout: the one changed for this run of it (`entry.policy`), else the definition's."""
-        if entry.policy is not None and isinstance(entry.policy.get("timeoutMs"), int):
-            return int(entry.policy["timeoutMs"])
-        return element.timeoutMs
 
     def move_lane(self, state: ExecutionState, lane: str, element_key: str) -> StackEntry:
         """The lane's pending element is replaced by a fresh entry for `element_key` (attempt 1, a new execution
@@ -546,7 +528,7 @@ class Interpreter:
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
         task_input = {name: self._value(src, variables) for name, src in element.input.items()}
-        return RunTask(entry, element.handler, task_input, self.timeout_ms(entry, element))
+        return RunTask(entry, element.handler, task_input, timeout_ms(entry, element))
 
     def _complete(
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int

@@ -44,7 +44,7 @@ class StackEntry:
     The execution is paused; resume retries the element, a step control (skip, complete, fail) settles it."""
     policy: dict[str, Any] | None = None
     """A task's policy changed for this run of it (`PATCH …/elements/{key}`): {retry?: a retry policy, timeoutMs?},
-    read instead of the definition's (`Interpreter.retry_policy`, `timeout_ms`)."""
+    read instead of the definition's (`engine/policy.py`)."""
 
     def __post_init__(self) -> None:
         if not self.path:

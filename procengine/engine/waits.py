@@ -15,6 +15,7 @@ from typing import Literal
 
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import CallProcessElement, DelayElement, TaskElement, WaitSignalElement
+from procengine.engine.policy import retry_policy, timeout_ms
 from procengine.engine.state import StackEntry
 
 WaitKind = Literal["signal", "delay", "backoff", "task", "child", "held-failed", "ready"]
@@ -71,10 +72,11 @@ def _wait_of(process: CompiledProcess, entry: StackEntry) -> LaneWait | None:
         return LaneWait(lane, key, "held-failed", attempt, since, error=str(error), error_type=str(kind))
     if isinstance(element, TaskElement):
         if started is None and (due is not None or remaining is not None):
-            since = None if due is None else due - element.retry.delay_before(attempt)
+            since = None if due is None else due - retry_policy(entry, element).delay_before(attempt)
             return LaneWait(lane, key, "backoff", attempt, since, due, remaining, handler=element.handler)
         if started is not None:
-            until = started + element.timeoutMs if element.timeoutMs is not None else None
+            timeout = timeout_ms(entry, element)
+            until = started + timeout if timeout is not None else None
             return LaneWait(lane, key, "task", attempt, started, until, handler=element.handler)
     elif isinstance(element, WaitSignalElement) and _begun(entry):
         return LaneWait(lane, key, "signal", attempt, started, due, remaining, signal=element.signal)

@@ -75,3 +75,14 @@ def test_a_fan_out_with_open_lanes_is_left_to_its_lanes() -> None:
 
 def test_the_signals_a_definition_can_take_include_those_of_bodies_and_branches() -> None:
     assert signal_names(PROCESS) == ["deep", "go"]
+
+
+def test_a_policy_changed_for_this_run_is_the_one_a_backoff_and_a_task_are_read_with() -> None:
+    """`PATCH …/elements/{elementKey}` keeps a retry policy and timeout on the entry: blockedOn reads those."""
+    policy = {"retry": {"maxAttempts": 5, "backoffMs": 4000}, "timeoutMs": 700}
+    stack = [
+        _entry("charge", "task", "main", attempt=2, due_at_ms=10_000, policy=policy),
+        _entry("charge", "task", "t2", started_at_ms=50, policy=policy),
+    ]
+    found = [(w.lane, w.kind, w.since_ms, w.until_ms) for w in lane_waits(PROCESS, stack)]
+    assert found == [("main", "backoff", 6_000, 10_000), ("t2", "task", 50, 750)]
