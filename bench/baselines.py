@@ -47,7 +47,8 @@ from bench.common import (
 from procengine.actors.records import snapshot_commit
 from procengine.engine.compiled import compile_process
 from procengine.engine.definitions import ProcessDefinition
-from procengine.engine.interpreter import Interpreter, ThreadEnded
+from procengine.engine.interpreter import Interpreter
+from procengine.engine.outcomes import ThreadEnded
 from procengine.settings import Settings
 from procengine.store.executions import ExecutionStore
 from procengine.store.keys import Keys

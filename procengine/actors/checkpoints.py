@@ -18,7 +18,7 @@ from typing import Any
 from procengine.actors.context import ActorContext
 from procengine.actors.records import FINAL_RECORD, carried, needs_earlier, snapshot_commit
 from procengine.api.rendered import RenderedStatus
-from procengine.engine.interpreter import ElementEvent
+from procengine.engine.outcomes import ElementEvent
 from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, Fenced
 from procengine.statuses import Status

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from procengine.engine.interpreter import StartChild
+from procengine.engine.outcomes import StartChild
 
 __all__ = ["POLL_S", "RETRY_S", "ChildControl", "ChildEnd"]
 

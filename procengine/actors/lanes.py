@@ -23,13 +23,14 @@ from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
 from procengine.actors.records import Failure, interrupted_record, record_field
 from procengine.engine.compiled import CompiledProcess
-from procengine.engine.interpreter import (
+from procengine.engine.interpreter import Interpreter
+from procengine.engine.lanes import is_branch
+from procengine.engine.outcomes import (
     AwaitChild,
     AwaitLanes,
     AwaitSignal,
     ElementFailed,
     ElementHeld,
-    Interpreter,
     LaneEnded,
     Outcome,
     Progressed,
@@ -38,7 +39,6 @@ from procengine.engine.interpreter import (
     StartChild,
     ThreadEnded,
 )
-from procengine.engine.lanes import is_branch
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.errors import ProcEngineError
 from procengine.runtime.logs import element_key

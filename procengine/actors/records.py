@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from procengine.api.service import Caller
-from procengine.engine.interpreter import ElementEvent, ElementFailed
 from procengine.engine.lanes import is_branch
+from procengine.engine.outcomes import ElementEvent, ElementFailed
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.runtime.clock import iso
 from procengine.store.codec import FORMAT_VERSION, encode

@@ -27,7 +27,7 @@ from procengine.actors.records import Failure, interrupted_record, record_field,
 from procengine.actors.repairs import stored_state
 from procengine.api.views import PendingElement, StepResult
 from procengine.engine import lanes
-from procengine.engine.interpreter import ElementEvent, ElementFailed, LaneEnded, Outcome
+from procengine.engine.outcomes import ElementEvent, ElementFailed, LaneEnded, Outcome
 from procengine.engine.restart import reset
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.engine.steps import same_list

@@ -29,7 +29,7 @@ from procengine.api.views import (
     StartRequest,
     StartResult,
 )
-from procengine.engine.interpreter import StartChild
+from procengine.engine.outcomes import StartChild
 from procengine.errors import CodecError, ProcEngineError, ValidationFailed
 from procengine.node.catalog import Catalog
 from procengine.node.registry import Registry

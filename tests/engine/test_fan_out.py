@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from procengine.engine.interpreter import (
+from procengine.engine.outcomes import (
     AwaitLanes,
     ElementFailed,
     LaneEnded,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from procengine.engine.compiled import compile_process
-from procengine.engine.interpreter import ElementFailed, Progressed, RunTask
+from procengine.engine.outcomes import ElementFailed, Progressed, RunTask
+from procengine.engine.policy import retry_policy, timeout_ms
 from procengine.engine.steps import containers, same_list
 from tests.support.interpreter import definition, start
 
@@ -66,8 +67,8 @@ def test_a_moved_lane_starts_afresh_and_a_policy_override_is_read() -> None:
     [entry] = run.state.stack
     entry.policy = {"retry": {"maxAttempts": 2, "backoffMs": 10}, "timeoutMs": 7}
     element = run.process.elements["a"]
-    assert run.interpreter.timeout_ms(entry, element) == 7  # type: ignore[arg-type]
+    assert timeout_ms(entry, element) == 7  # type: ignore[arg-type]
     retry = run.interpreter.task_failed(run.state, "main", "boom", 5, "Boom")
     assert retry.events[0].event == "element-retry" and entry.due_at_ms == 15  # 2 attempts, not the definition's 1
     entry.policy = {"retry": {"maxAttempts": "x"}}  # not as the API stores it: the definition's
-    assert run.interpreter.retry_policy(entry, element).maxAttempts == 1  # type: ignore[arg-type]
+    assert retry_policy(entry, element).maxAttempts == 1  # type: ignore[arg-type]
