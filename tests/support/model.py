@@ -101,7 +101,9 @@ FIXABLE = Kind(
             {"key": "nap", "type": "delay", "durationMs": 200, "next": "first"},
             {"key": "first", "type": "set-variable", "set": {"a": "n + 1"}, "next": "check"},
             # fails (an ExpressionError) while `fix` is not set: a retry or an edit with `fix` in its patch repairs it
-            {"key": "check", "type": "set-variable", "set": {"ok": "fix >= 0"}, "next": "end"},
+            {"key": "check", "type": "set-variable", "set": {"ok": "fix >= 0"}, "next": "settle"},
+            # a repaired one stays running a while: the invariant sees it live again (no TTL, no removals note)
+            {"key": "settle", "type": "delay", "durationMs": 300, "next": "end"},
             {"key": "end", "type": "end"},
         ]
     },
