@@ -1,12 +1,15 @@
 """The model-based test (issue 12): hypothesis drives random sequences of start, pause, resume, cancel,
-signal, kill -9 and restart of engine nodes, and Redis crashes and restarts (AOF, `appendfsync always`),
-against a small model of what each execution's status, progress, variables and log must be.
+signal, retry of a failed execution and edit of a paused one's variables (issue 20: each with a merge patch; a
+retry with or without an idempotency key), kill -9 and restart of engine nodes, and Redis crashes and restarts
+(AOF, `appendfsync always`), against a small model of what each execution's status, progress, variables and log
+must be.
 
 After every step: each execution's status is the model's (or a legal move of its own: running to completed
 or failed); a 409 comes exactly where the model says the transition is invalid; every acknowledged
 transition is in the log once, in order, and nothing the engine answered 503 to shows up later; no element
 completes twice; progress and variables agree with the log and the definition; and no execution stays
-running without a live owner for longer than the node TTL. At the end of each example every execution is
+running without a live owner for longer than the node TTL. A retried execution that is not final is live again:
+its keys have no TTL and the sweeper has no note to unlist it. At the end of each example every execution is
 driven to its end, which must come. Besides the steps one after the other, a request may be in flight while a
 node or Redis is killed: without an answer it must take effect once by its deadline, or never.
 
@@ -28,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -38,7 +42,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from procengine.api.views import LogEntry
 from procengine.client import Client
 from procengine.client.errors import ConnectionFailed, InvalidTransition, Unavailable, ValidationError
-from tests.support.model import FINAL, KINDS, NODES, Cluster, Expected, Kind
+from tests.support.model import FINAL, KINDS, NODES, PATCHED, Cluster, Expected, Kind
 from tests.support.redis_servers import RedisServerFactory
 from tests.support.servers import serving
 
@@ -48,13 +52,66 @@ LONG = bool(os.environ.get("FUZZ_LONG"))
 NODE_TTL_S = 1.0  # tests/support/servers.py: --node-ttl-ms 1000, reconcile and heartbeat every 100 ms
 RECONCILE_S = 0.1
 SLACK_S = 1.5  # two shared cores: a scheduling hiccup is not a lost owner
-TRANSITIONS = ("paused", "resumed", "cancelled")
-CONTROLS = {
-    "pause": ("paused", "paused", {"running"}),
-    "resume": ("resumed", "running", {"paused"}),
-    "cancel": ("cancelled", "cancelled", {"running", "paused"}),
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one operation on an execution does, as the model sees it."""
+
+    event: str
+    """Its log entry."""
+    to: str | None
+    """The status it leads to; None: the status stays."""
+    valid: frozenset[str]
+    """The statuses it applies in; in any other it is a 409 naming the status, logged `refused`."""
+    prefer: frozenset[str]
+    """The statuses of the executions a rule picks for it first (`WHICH`'s flag)."""
+
+
+LIVE = frozenset({"running", "paused"})
+OPERATIONS = {
+    "pause": Operation("paused", "paused", frozenset({"running"}), LIVE),
+    "resume": Operation("resumed", "running", frozenset({"paused"}), LIVE),
+    "cancel": Operation("cancelled", "cancelled", LIVE, LIVE),
+    "retry": Operation("retried", "running", frozenset({"failed"}), frozenset({"failed"})),
+    "edit": Operation("variables-changed", None, frozenset({"paused"}), frozenset({"paused"})),
 }
-"""verb: its log event, the status it leads to, the statuses it is valid in."""
+TRANSITIONS = frozenset(operation.event for operation in OPERATIONS.values())
+"""The log entries of acknowledged operations: the log holds exactly the model's, in order."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of an operation: what it sends besides the execution id and the reason."""
+
+    verb: str
+    patch: dict[str, Any] | None = None
+    """A retry's `variables`, an edit's body (a JSON merge patch)."""
+    key: str | None = None
+    """A retry's idempotencyKey."""
+
+    @property
+    def operation(self) -> Operation:
+        return OPERATIONS[self.verb]
+
+    def send(self, client: Client, execution_id: int, reason: str | None = None) -> Any:
+        if self.verb == "retry":
+            return client.retry(execution_id, variables=self.patch, reason=reason, idempotency_key=self.key)
+        if self.verb == "edit":
+            return client.edit_variables(execution_id, self.patch or {}, reason=reason)
+        return getattr(client, self.verb)(execution_id, reason)
+
+
+def _patch(named: dict[str, int | None], fix: int | None) -> dict[str, Any]:
+    return {**named, "fix": fix} if fix is not None else named
+
+
+PATCHES = st.builds(
+    _patch,
+    st.dictionaries(st.sampled_from(PATCHED), st.none() | st.integers(0, 100), max_size=2),
+    st.none() | st.integers(0, 9),
+)
+"""A merge patch: the model's own names set or removed (null), and sometimes `fix` (what repairs a fixable kind)."""
 REQUEST_DEADLINE_S = 0.3 + 5 + 1 + SLACK_S
 """How long a request may take effect after it was sent: the owner's wait for a forwarded one (pause grace + the
 Redis timeout), the second of margin the node asked adds, and the slack."""
@@ -100,17 +157,36 @@ class Model(RuleBasedStateMachine):
     @rule(which=WHICH, via=st.integers(0, NODES - 1))
     def pause(self, which: tuple[int, bool], via: int) -> None:
         with self.step("pause"):
-            self._control(self._pick(which), "pause", via)
+            self._control(self._pick(which, "pause"), Request("pause"), via)
 
     @rule(which=WHICH, via=st.integers(0, NODES - 1))
     def resume(self, which: tuple[int, bool], via: int) -> None:
         with self.step("resume"):
-            self._control(self._pick(which), "resume", via)
+            self._control(self._pick(which, "resume"), Request("resume"), via)
 
     @rule(which=WHICH, via=st.integers(0, NODES - 1))
     def cancel(self, which: tuple[int, bool], via: int) -> None:
         with self.step("cancel"):
-            self._control(self._pick(which), "cancel", via)
+            self._control(self._pick(which, "cancel"), Request("cancel"), via)
+
+    @rule(
+        which=WHICH, via=st.integers(0, NODES - 1), patch=st.none() | PATCHES, keyed=st.booleans(), again=st.booleans()
+    )
+    def retry(self, which: tuple[int, bool], via: int, patch: dict[str, Any] | None, keyed: bool, again: bool) -> None:
+        """Retry, with a merge patch or without; with an idempotency key, sometimes sent twice: once applied, the
+        key answers the first answer whatever the execution did since, and nothing more is written."""
+        expected = self._pick(which, "retry")
+        request = Request("retry", patch, uuid.uuid4().hex if keyed else None)
+        with self.step("retry" + (" with a key" if keyed else "")):
+            answer = self._control(expected, request, via)
+            if keyed and again and answer is not None:
+                assert self._until_answered(lambda: request.send(self.cluster.client(via + 1), expected.id)) == answer
+                self.cluster.stats["retry: its key again, same answer"] += 1
+
+    @rule(which=WHICH, via=st.integers(0, NODES - 1), patch=PATCHES)
+    def edit(self, which: tuple[int, bool], via: int, patch: dict[str, Any]) -> None:
+        with self.step("edit"):
+            self._control(self._pick(which, "edit"), Request("edit", patch), via)
 
     @rule(which=WHICH, payload=st.integers(0, 1000), via=st.integers(0, NODES - 1))
     def signal(self, which: tuple[int, bool], payload: int, via: int) -> None:
@@ -163,28 +239,38 @@ class Model(RuleBasedStateMachine):
                 time.sleep(0.02)
 
     @rule(
-        verb=st.sampled_from(("pause", "resume", "cancel", "signal")),
+        verb=st.sampled_from(("pause", "resume", "cancel", "signal", "retry", "edit")),
         which=WHICH,
         via=st.integers(0, NODES - 1),
         what=st.sampled_from(("the node asked", "the other node", "redis")),
         after_ms=st.integers(0, 40),
+        patch=PATCHES,
+        keyed=st.booleans(),
     )
-    def request_in_a_crash(self, verb: str, which: tuple[int, bool], via: int, what: str, after_ms: int) -> None:
+    def request_in_a_crash(
+        self, verb: str, which: tuple[int, bool], via: int, what: str, after_ms: int, patch: dict[str, Any], keyed: bool
+    ) -> None:
         """A request in flight when a node or Redis is killed -9: whatever the answer (or none), what it says
-        holds, and a request that was not answered took effect once or not at all."""
-        expected = self._pick(which)
+        holds, and a request that was not answered took effect once or not at all (a retry with a key: sent again
+        with it, once)."""
+        expected = self._pick(which, verb)
         alive = self.cluster.alive()
         if len(alive) < 2:
             what = "redis"
         asked = alive[via % len(alive)]
         client = self.cluster.client(via)
         token = uuid.uuid4().hex  # the reason (a signal: its idempotency key) names the request in the log
+        if verb == "edit":  # an edit that changes nothing writes nothing: this one's effect is always in the log
+            patch = {**patch, "p": 1000 + self.cluster.stats["steps"]}
+        control = Request(
+            verb, patch if verb in ("retry", "edit") else None, token if verb == "retry" and keyed else None
+        )
         with self.step(f"{verb} while killing {what}"), ThreadPoolExecutor(1) as pool:
             if verb == "signal":
                 payload = after_ms
                 request = pool.submit(client.signal, expected.id, "go", payload, idempotency_key=token)
             else:
-                request = pool.submit(getattr(client, verb), expected.id, token)
+                request = pool.submit(control.send, client, expected.id, token)
             time.sleep(after_ms / 1000)  # where in the request the crash lands, not a wait for anything
             if what == "redis":
                 self.cluster.crash_redis()
@@ -198,29 +284,33 @@ class Model(RuleBasedStateMachine):
                     killed.close()
             if verb == "signal":
                 self._signal_again(expected, payload, token, answer)
+            elif control.key is not None and isinstance(answer, Unavailable | ConnectionFailed):
+                self.cluster.stats["retry: no answer, sent again with its key"] += 1
+                expected.refusals_unsure += 1  # the attempt that died may have been refused and logged so
+                self._control(expected, control, 0, token)
             else:
-                self._control_outcome(expected, verb, token, answer)
+                self._control_outcome(expected, control, token, answer)
 
     @rule(verb=st.sampled_from(("pause", "resume", "cancel")), which=WHICH)
     def twice_at_once(self, verb: str, which: tuple[int, bool]) -> None:
         """The same transition asked through every node at once: exactly one wins where it is valid, the others
         get 409 with the status the winner left, and the log shows one transition."""
-        expected = self._pick(which)
-        event, to, valid = CONTROLS[verb]
+        expected = self._pick(which, verb)
+        request = Request(verb)
         alive = self.cluster.alive()
         with self.step(f"{verb} through {len(alive)} nodes at once"), ThreadPoolExecutor(len(alive)) as pool:
-            requests = [pool.submit(getattr(self.cluster.client(via), verb), expected.id) for via in alive]
-            answers = [request.exception(timeout=60) for request in requests]
+            requests = [pool.submit(request.send, self.cluster.client(via), expected.id) for via in alive]
+            answers = [sent.exception(timeout=60) for sent in requests]
         won = sum(1 for answer in answers if answer is None)
         assert won <= 1, f"{verb} of {expected.id}: {won} winners"
         if won:
-            self._acknowledged(expected, verb, event, to, valid)
+            self._acknowledged(expected, request)
         for answer in answers:
             if isinstance(answer, Unavailable):
-                self._resolve(expected, verb, event, to, valid, answer.request_id)
+                self._resolve(expected, request, answer.request_id)
             elif answer is not None:
                 assert isinstance(answer, InvalidTransition), answer
-                self._refused(expected, verb, answer.current_status, valid if not won else set())
+                self._refused(expected, request, answer.current_status, None if not won else frozenset())
         self.cluster.stats[f"{verb} at once: {won} won"] += 1
 
     def _signal_again(self, expected: Expected, payload: int, key: str, answer: BaseException | None) -> None:
@@ -236,34 +326,34 @@ class Model(RuleBasedStateMachine):
             assert answer is None, answer
             self._signal_accepted(expected, payload)
 
-    def _control_outcome(self, expected: Expected, verb: str, token: str, answer: BaseException | None) -> None:
-        event, to, valid = CONTROLS[verb]
+    def _control_outcome(self, expected: Expected, request: Request, token: str, answer: BaseException | None) -> None:
+        verb = request.verb
         if isinstance(answer, InvalidTransition):
-            self._refused(expected, verb, answer.current_status, valid)
+            self._refused(expected, request, answer.current_status)
             expected.refusals_unsure += 1  # its `refused` entry may have been written by an attempt that died
             self.cluster.stats[f"{verb} in a crash: 409"] += 1
         elif isinstance(answer, Unavailable | ConnectionFailed):
-            self._settle_unanswered(expected, verb, token)
+            self._settle_unanswered(expected, request, token)
         else:
             assert answer is None, answer
-            self._acknowledged(expected, verb, event, to, valid)
+            self._acknowledged(expected, request)
             self.cluster.stats[f"{verb} in a crash: 200"] += 1
 
-    def _settle_unanswered(self, expected: Expected, verb: str, token: str) -> None:
+    def _settle_unanswered(self, expected: Expected, request: Request, token: str) -> None:
         """A request with no answer may still be carried out until its deadline (the owner's wait): poll the log
         for it until then; if it is not there by then, it must never be."""
-        event, to, valid = CONTROLS[verb]
+        verb = request.verb
         deadline = time.monotonic() + REQUEST_DEADLINE_S
         while True:
             log = self.cluster.read(lambda client: client.log(expected.id)).items
             mine = [entry.event for entry in log if entry.detail.get("reason") == token]
-            if event in mine:
-                self._acknowledged(expected, verb, event, to, valid)
+            if request.operation.event in mine:
+                self._acknowledged(expected, request)
                 self.cluster.stats[f"{verb} in a crash: no answer, done"] += 1
                 return
             if "refused" in mine:
                 status = self.cluster.read(lambda client: client.status(expected.id)).status
-                self._refused(expected, verb, status, valid)
+                self._refused(expected, request, status)
                 expected.refusals_unsure += 1
                 self.cluster.stats[f"{verb} in a crash: no answer, refused"] += 1
                 return
@@ -273,11 +363,12 @@ class Model(RuleBasedStateMachine):
                 return
             time.sleep(0.05)
 
-    def _pick(self, which: tuple[int, bool]) -> Expected:
-        """An execution of this example; with `live`, one that has not ended if there is one: most requests to a
-        final execution are a 409 that says little."""
-        index, live = which
-        pool = [e for e in self.model.values() if e.status not in FINAL] if live else []
+    def _pick(self, which: tuple[int, bool], verb: str = "signal") -> Expected:
+        """An execution of this example; with `prefer`, one in a status the operation prefers if there is one (not
+        ended, for most): most requests to a final execution are a 409 that says little."""
+        index, prefer = which
+        statuses = OPERATIONS[verb].prefer if verb in OPERATIONS else LIVE
+        pool = [e for e in self.model.values() if e.status in statuses] if prefer else []
         pool = pool or list(self.model.values())
         return pool[index % len(pool)]
 
@@ -302,7 +393,7 @@ class Model(RuleBasedStateMachine):
                 for _ in range(5):
                     if expected.status != "paused":
                         break
-                    self._control(expected, "resume", 0)
+                    self._control(expected, Request("resume"), 0)
                 if expected.kind.waits and not expected.signals and expected.status == "running":
                     self._signal(expected, 1, 0)
             for expected in self.model.values():
@@ -325,47 +416,67 @@ class Model(RuleBasedStateMachine):
                 self.cluster.stats["503, asked again with the key"] += 1
                 time.sleep(0.05)
 
-    def _control(self, expected: Expected, verb: str, via: int) -> None:
-        event, to, valid = CONTROLS[verb]
-        client = self.cluster.client(via)
+    def _control(self, expected: Expected, request: Request, via: int, reason: str | None = None) -> Any:
+        """Send one operation and follow its answer; the answer, or None if it was not acknowledged. A retry with
+        an idempotency key is asked again while the answer is 503: it is applied once."""
+        verb = request.verb
         try:
-            getattr(client, verb)(expected.id)
+            if request.key is not None:
+                asked = self.cluster.stats["503, asked again with the key"]
+                try:
+                    answer = self._until_answered(lambda: request.send(self.cluster.client(via), expected.id, reason))
+                finally:  # an attempt answered 503 may have been refused, and logged so, before the one that answered
+                    expected.refusals_unsure += self.cluster.stats["503, asked again with the key"] - asked
+            else:
+                answer = request.send(self.cluster.client(via), expected.id, reason)
         except InvalidTransition as refused:
-            self._refused(expected, verb, refused.current_status, valid)
+            self._refused(expected, request, refused.current_status)
             self.cluster.stats[f"{verb}: 409"] += 1
-            return
+            return None
         except Unavailable as lost:
-            self._resolve(expected, verb, event, to, valid, lost.request_id)
-            return
-        self._acknowledged(expected, verb, event, to, valid)
+            self._resolve(expected, request, lost.request_id)
+            return None
+        self._acknowledged(expected, request)
         self.cluster.stats[f"{verb}: 200"] += 1
+        return answer
 
-    def _acknowledged(self, expected: Expected, verb: str, event: str, to: str, valid: set[str]) -> None:
-        assert expected.status in valid, f"{verb} of {expected.id} was acknowledged, the model says {expected.status}"
-        expected.transitions.append(event)
-        expected.status = to
+    def _acknowledged(self, expected: Expected, request: Request) -> None:
+        """The model follows an acknowledged operation: its status, its log entry, its merge patch."""
+        operation = request.operation
+        if expected.status not in operation.valid and expected.may_end() and expected.natural_end in operation.valid:
+            expected.status = expected.natural_end  # it had ended on its own (a retry of one that failed meanwhile)
+        assert expected.status in operation.valid, (
+            f"{request.verb} of {expected.id} was acknowledged, the model says {expected.status}"
+        )
+        changed = expected.patch(request.patch) if request.patch is not None else False
+        if request.verb != "edit" or changed:  # an edit that changes nothing writes nothing
+            expected.transitions.append(operation.event)
+        if request.verb == "retry":
+            expected.retries += 1
+        if operation.to is not None:
+            expected.status = operation.to
 
-    def _refused(self, expected: Expected, verb: str, current: str, valid: set[str]) -> None:
+    def _refused(self, expected: Expected, request: Request, current: str, valid: frozenset[str] | None = None) -> None:
+        valid = request.operation.valid if valid is None else valid
         assert current in expected.allowed() and current not in valid, (
-            f"{verb} of {expected.id} refused as {current}; the model says {expected.allowed()}"
+            f"{request.verb} of {expected.id} refused as {current}; the model says {expected.allowed()}"
         )
         expected.refused += 1
         expected.status = current
 
-    def _resolve(
-        self, expected: Expected, verb: str, event: str, to: str, valid: set[str], request_id: str | None
-    ) -> None:
-        """A 503 to pause, resume or cancel: it took effect or it did not, the log says which; one that did not
-        must never take effect later."""
+    def _resolve(self, expected: Expected, request: Request, request_id: str | None) -> None:
+        """A 503 to an operation: it took effect or it did not, the log says which; one that did not must never
+        take effect later."""
+        verb = request.verb
         assert request_id, "a 503 without X-Request-ID"
         log = self.cluster.read(lambda client: client.log(expected.id)).items
         mine = {entry.event for entry in log if entry.detail.get("requestId") == request_id}
-        if event in mine:
-            self._acknowledged(expected, verb, event, to, valid)
+        if request.operation.event in mine:
+            self._acknowledged(expected, request)
             self.cluster.stats[f"{verb}: 503, done"] += 1
         elif "refused" in mine:
             status = self.cluster.read(lambda client: client.status(expected.id)).status
-            self._refused(expected, verb, status, valid)
+            self._refused(expected, request, status)
             self.cluster.stats[f"{verb}: 503, refused"] += 1
         else:
             expected.forbidden.add(request_id)
@@ -410,7 +521,7 @@ class Model(RuleBasedStateMachine):
         while True:
             status = self.cluster.read(lambda client: client.status(expected.id)).status
             if status != "running":
-                assert status == expected.kind.natural_end, f"execution {expected.id}: {status}"
+                assert status == expected.natural_end, f"execution {expected.id}: {status}"
                 expected.status = status
                 return
             assert time.monotonic() < deadline, f"execution {expected.id} is still running after 20 s"
@@ -432,6 +543,8 @@ class Model(RuleBasedStateMachine):
         assert (status.timing.pausedAt is not None) == (observed == "paused"), status.timing
         log = self.cluster.read(lambda client: client.log(expected.id)).items
         self._check_log(expected, log)
+        if expected.retries and observed in LIVE:
+            self._check_live_again(expected)
         if observed == "running":
             self._check_owner(expected)
             return
@@ -442,7 +555,7 @@ class Model(RuleBasedStateMachine):
             assert progress.percentage == 100.0
         if observed == "failed":
             assert status.error is not None
-            assert (status.error["element"], status.error["attempts"]) == ("boom", 2), status.error
+            assert (status.error["element"], status.error["attempts"]) == expected.kind.fails_at, status.error
         elements = self.cluster.read(lambda client: client.elements(expected.id)).items
         if observed in FINAL:
             # (a task waiting for its retry keeps `retrying`: its record holds the failed attempt's error)
@@ -456,6 +569,8 @@ class Model(RuleBasedStateMachine):
             return
         assert state.active == (observed == "paused") and state.memory is not None, state
         variables = state.memory["variables"]
+        repaired = (*PATCHED, "fix")  # what the acknowledged merge patches left, exactly
+        assert {k: variables[k] for k in repaired if k in variables} == expected.patched, (expected, variables)
         # every accepted signal is kept once, in order, until the wait takes the first one
         consumed = 1 if expected.kind.waits and "payload" in variables else 0
         assert state.memory.get("signals", {}).get("go", []) == expected.signals[consumed:], (expected, state.memory)
@@ -484,20 +599,40 @@ class Model(RuleBasedStateMachine):
         assert [event for event in events if event in TRANSITIONS] == expected.transitions, (where, expected)
         assert expected.refused <= _count(log, "refused") <= expected.refused + expected.refusals_unsure, where
         assert _count(log, "signal-received") == len(expected.signals), (where, expected)
+        # an element completes once, unless a retry's log entry names it as reset (a task re-run)
+        reruns = Counter(item["element"] for e in log if e.event == "retried" for item in e.detail["reset"])
         twice = [
             key
             for key, times in Counter(e.elementKey for e in log if e.event == "element-completed").items()
-            if times > 1
+            if times > 1 + reruns[key]
         ]
         assert not twice, f"{where}: completed twice: {twice}"
-        ends = [event for event in events if event in FINAL]
+        # each retry follows a failure: failed, retried, failed, retried, ..., then at most one end
+        retries = expected.retries
+        ends = [event for event in events if event in FINAL or event == "retried"]
+        assert ends[: 2 * retries] == ["failed", "retried"] * retries, (where, expected)
+        ends = ends[2 * retries :]
         assert len(ends) <= 1, where
         if expected.status in FINAL:
             assert ends == [expected.status], where
         elif ends:
-            assert expected.may_end() and ends == [expected.kind.natural_end], where
+            assert expected.may_end() and ends == [expected.natural_end], where
         late = [e for e in log if {e.detail.get("requestId"), e.detail.get("reason")} & expected.forbidden]
         assert not late, f"{where}: a request answered 503 took effect afterwards: {late}"
+
+    def _check_live_again(self, expected: Expected) -> None:
+        """A retried execution that has not ended again is kept for good: no TTL on its keys, no `removals` note for
+        the sweeper (read, then its status again: a failure since may have started a new retention)."""
+        keys = self.cluster.keys.execution(expected.id)
+        removals = self.cluster.keys.removals("default")
+        ttls = self.cluster.store_call(lambda r: [r.pttl(key) for key in keys.all()])
+        notes = self.cluster.store_call(lambda r: r.zrange(removals, 0, -1))
+        if self.cluster.read(lambda client: client.status(expected.id)).status not in LIVE:
+            return
+        assert all(ttl in (-1, -2) for ttl in ttls) and ttls[0] == -1, f"execution {expected.id}: TTLs {ttls}"
+        mine = [note for note in notes if note.split(":")[0] == str(expected.id)]
+        assert not mine, f"execution {expected.id} is live again, the sweeper would unlist it: {mine}"
+        self.cluster.stats["retried, live again"] += 1
 
     def _check_owner(self, expected: Expected) -> None:
         """A running execution has a live owner, or gets one within the node TTL of the last disruption."""
