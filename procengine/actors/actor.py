@@ -48,7 +48,7 @@ from procengine.errors import (
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.logs import execution_id as execution_id_var
 from procengine.statuses import Status
-from procengine.store.executions import Commit
+from procengine.store.executions import Commit, StoredExecution
 
 __all__ = [
     "SIGNAL_KEY_FIELD",
@@ -106,6 +106,8 @@ class ExecutionActor:
         self.repairable = False
         """Activated for a repair of a failed execution (a retry): it serves its mailbox while failed, until a retry
         makes it run or it passivates (then its node may activate it again for the next one)."""
+        self._loaded: tuple[int, StoredExecution] | None = None
+        """What the registry read to activate it, and `writer.writes` then (`loaded`)."""
         self.stopped = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         """The task that runs `run` (set by the registry, which owns it)."""
@@ -359,6 +361,19 @@ class ExecutionActor:
         compact = not self.status.is_final
         with contextlib.suppress(Fenced):
             await self.write(Commit(execution={"owner": ""}, compact_log=compact), expect=self.status)
+
+    def activated_from(self, stored: StoredExecution) -> None:
+        """The registry read `stored` to activate this actor, and its takeover checked that it was the latest."""
+        self._loaded = (self.writer.writes, stored)
+
+    async def stored(self) -> StoredExecution | None:
+        """The execution as Redis holds it, for a command that validates the snapshot before it changes anything
+        (resume, the repairs): what the activation read, once, if nothing was written since (the takeover checked
+        it was the latest, and under its epoch only this actor writes); else read again."""
+        loaded, self._loaded = self._loaded, None
+        if loaded is not None and loaded[0] == self.writer.writes and not self.corrupted:
+            return loaded[1]
+        return await self.ctx.store.load(self.execution_id)
 
     async def write(self, commit: Commit, *, expect: Status, not_after_ms: int | None = None) -> None:
         """`CheckpointWriter.write`; RequestExpired if the request's deadline (`not_after_ms`, by the Redis clock)

@@ -51,6 +51,8 @@ class CheckpointWriter:
         """The thread hash as of the last write, like `fields`."""
         self.task_records: dict[str, dict[str, Any]] = {}
         """The records of tasks under way as last written (their input and attempts so far go into the next)."""
+        self.writes = 0
+        """Writes begun (whatever their outcome): what Redis holds may differ from a snapshot read before the last."""
         self.copy_known = True
         """False once a write was cancelled while in flight (it may land or not): `fields` may be behind."""
         self.rendered_status: RenderedStatus | None = None
@@ -120,6 +122,7 @@ class CheckpointWriter:
                     keys, self.execution_id, self.fields, expect.value, str(target), removal_at
                 )
         async with self._write_lock:
+            self.writes += 1
             await self._carry(commit)
             started = time.perf_counter()
             try:

@@ -52,7 +52,7 @@ answers with it, whatever the execution has done since."""
 
 async def _stored_state(actor: Host, message: Command) -> ExecutionState:
     """The state as Redis holds it, validated; a corrupted one is refused (logged) and nothing is changed."""
-    stored = await actor.ctx.store.load(actor.execution_id)
+    stored = await actor.stored()
     try:
         if stored is None:
             raise StateCorrupted("the execution's keys are gone")

@@ -130,7 +130,7 @@ async def write_pause(
 async def resume(actor: Host, message: Command) -> ResumeResult:
     """Go on from the stored snapshot (read again and validated: a corrupted one is refused)."""
     ctx = actor.ctx
-    stored = await ctx.store.load(actor.execution_id)
+    stored = await actor.stored()
     try:
         if stored is None:
             raise StateCorrupted("the execution's keys are gone")

@@ -200,6 +200,8 @@ class Registry:
             },
         )
         actor.corrupted = corrupted
+        if status in (Status.PAUSED, Status.FAILED):  # a resume or a repair is what activated it, most likely
+            actor.activated_from(stored)
         actor.repairable = repair and status is Status.FAILED
         if status is Status.RUNNING and not corrupted and result.crashes >= self.ctx.settings.node_crash_limit:
             actor.quarantine(result.crashes, owner)  # fails it (NodeCrashed) instead of running it once more

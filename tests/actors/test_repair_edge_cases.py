@@ -69,3 +69,29 @@ async def test_a_retry_of_a_broken_snapshot_is_refused_and_changes_nothing(
     refused = [entry.detail for entry in log if entry.event == "refused"]
     assert refused and refused[-1]["command"] == "retry" and "state corrupted" in refused[-1]["why"]
     assert (await engine.status(CALLER, execution_id)).status == "failed"
+
+
+async def test_a_retry_reads_the_execution_once_the_read_that_activated_it(engine: Node) -> None:
+    """A failed execution has no actor: the retry activates one (a read, then the takeover checks that read was the
+    latest) and goes on from that same read instead of a second round trip, as long as nothing was written since."""
+    execution_id = await start(engine, BROKEN)
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+    loads: list[int] = []
+    load = engine.ctx.store.load
+
+    async def counted(execution: int, **kwargs: object) -> object:
+        loads.append(execution)
+        return await load(execution, **kwargs)  # type: ignore[arg-type]
+
+    engine.ctx.store.load = counted  # type: ignore[method-assign]
+    await engine.retry(CALLER, execution_id, RetryRequest(reason="once"))
+    assert loads.count(execution_id) == 1
+
+    # what the activation read is used once, and only while nothing was written since
+    assert await wait_status(engine, execution_id, "failed") == "failed"  # `x` always fails
+    actor = await engine.registry.activate(execution_id, "default", repair=True)
+    assert actor is not None
+    loads.clear()
+    actor.writer.writes += 1  # as a write between the activation and the command would
+    assert await actor.stored() is not None and loads == [execution_id]
+    assert await actor.stored() is not None and loads == [execution_id, execution_id]
