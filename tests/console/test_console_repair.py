@@ -13,19 +13,17 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import yaml
 
 from procengine.store.embedded import RedisServer
-from tests.support.browser import CHROMIUM, open_page, real_problems
+from tests.support.browser import CHROMIUM, real_problems
 from tests.support.paths import REPO
-from tests.support.servers import Server, call, serving
+from tests.support.servers import Server, call
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(
@@ -34,7 +32,8 @@ if not os.path.exists(CHROMIUM):
 
 from playwright.async_api import Browser, Page, expect
 
-TOKEN = "tok-console"
+from tests.support.console import console_with, open_execution, start
+
 DOCS = REPO / "docs" if os.environ.get("PROCENGINE_UPDATE_SCREENSHOTS") else Path(tempfile.gettempdir())
 """Where the screenshots go: docs/ with PROCENGINE_UPDATE_SCREENSHOTS=1, else a temporary directory."""
 pytestmark = pytest.mark.timeout(120)
@@ -70,34 +69,11 @@ NAP = {
 """A delay of ten minutes: run-now ends it."""
 
 
-@asynccontextmanager
-async def console(redis_server: RedisServer, prefix: str, browser: Browser) -> AsyncIterator[tuple[Any, ...]]:
+def console(
+    redis_server: RedisServer, prefix: str, browser: Browser
+) -> AbstractAsyncContextManager[tuple[Server, aiohttp.ClientSession, Page, list[str]]]:
     """A server with the three definitions (at most 5 variables an execution), a session, and the console open."""
-    async with (
-        serving(redis_server.url, prefix) as start,
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session,
-    ):
-        server = await start("--handlers", "examples.handlers", "--token", f"{TOKEN}=acme", "--max-variables", "5")
-        for definition in (INVOICE, APPROVAL, NAP):
-            await call(session, server, "POST", "/processes", json=definition)
-        async with open_page(browser) as (page, problems):
-            await page.goto(server.url + "/")
-            await page.fill("#token", TOKEN)
-            await page.click("#token-form button[type=submit]")
-            await expect(page.locator("#view-list")).to_be_visible()
-            yield server, session, page, problems
-
-
-async def start(session: aiohttp.ClientSession, server: Server, key: str, variables: dict[str, Any]) -> int:
-    started = await call(
-        session, server, "POST", "/executions/processes", json={"processKey": key, "variables": variables}
-    )
-    return int(started["executionID"])
-
-
-async def open_execution(page: Page, execution: int, status: str) -> None:
-    await page.evaluate(f"location.hash = '#/executions/{execution}'")
-    await expect(page.locator("#exec-status")).to_have_text(status)
+    return console_with(redis_server, prefix, browser, (INVOICE, APPROVAL, NAP), "--max-variables", "5")
 
 
 async def has_step_controls(session: aiohttp.ClientSession, server: Server) -> bool:

@@ -26,6 +26,8 @@
 //   blocked.js    why each lane is not moving (the status's blockedOn)
 //   repair.js     repair: the failure banner's Retry, the variables editor (a merge patch), the server's problems
 //   steps.js      the step controls of the element picked in the graph: retry, skip, complete, fail, run now
+//   move.js       the step controls' Move lane here: the lanes that can go on from the picked element
+//   policy.js     the step controls' Change policy: a pending task's retry policy and timeout for this run
 //   util.js       DOM and SVG building, text, time and duration formatting
 
 import { ApiError, setToken, token } from './api.js';

@@ -145,7 +145,7 @@ export class ExecutionView {
       childIds: this.children.get(key) || [],
       onClose: () => this.closeDetails(),
     });
-    renderStepControls(this, { key, el: this.graph.elements.get(key) || null, entries: stack.filter((e) => e.element_key === key), status });
+    renderStepControls(this, { key, el: this.graph.elements.get(key) || null, entries: stack.filter((e) => e.element_key === key), stack, status });
   }
 
   onLogEvent(event) {

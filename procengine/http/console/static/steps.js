@@ -1,12 +1,15 @@
 // The step controls of one element (a click on it in the graph): retry it, skip it, complete it with an output,
 // fail it with an error and a type, on a paused or failed execution where it stands on the stack; run a delay or a
-// retry backoff now on a running one (POST …/{id}/elements/{elementKey}/{verb}, docs/repair.md). A button is
-// enabled only where its operation applies, and only if the server has the route (its OpenAPI document says so);
-// its disabled title says why not. What the server answers shows under the buttons.
+// retry backoff now on a running one (POST …/{id}/elements/{elementKey}/{verb}, docs/repair.md); move a lane
+// before it (move.js); change its retry policy and timeout as a pending task (policy.js). A button is enabled only
+// where its operation applies, and only if the server has the route (its OpenAPI document says so); its disabled
+// title says why not. What the server answers shows under the buttons.
 
 import { BASE, api, serverRoutes } from './api.js';
 import { note } from './forms.js';
+import { MOVE_ROUTE, containersOf, moveBody, moveRow, movableLanes, updateMove } from './move.js';
 import { fatal } from './page.js';
+import { POLICY_ROUTE, clearPolicyFields, policyBody, policyRow, updatePolicy } from './policy.js';
 import { $, h } from './util.js';
 
 const VERBS = [
@@ -20,7 +23,7 @@ const ROUTE = (verb) =>
   new RegExp(`^POST ${BASE.replace(/\//g, '\\/')}\\/executions\\/processes\\/\\{[^}]+\\}\\/elements\\/\\{[^}]+\\}\\/${verb}$`);
 
 /** The controls shown now: their element and the execution's page they act on. */
-const shown = { view: null, key: null, type: null, lanes: [], routes: new Set() };
+const shown = { view: null, key: null, el: null, lanes: [], routes: new Set(), containers: new Map() };
 
 export function hideStepControls() {
   const box = $('steps');
@@ -31,15 +34,16 @@ export function hideStepControls() {
 }
 
 /** The controls of element `key` of `view`'s execution: built when another element is picked, updated on every read. */
-export async function renderStepControls(view, { key, el, entries, status }) {
+export async function renderStepControls(view, { key, el, entries, stack, status }) {
   const box = $('steps');
   if (shown.view !== view || shown.key !== key) {
-    Object.assign(shown, { view, key, type: el ? el.type : null });
+    const definition = view.definition ? view.definition.definition : null;
+    Object.assign(shown, { view, key, el, lanes: [], containers: containersOf(definition) });
     build(box, key, el);
     shown.routes = await serverRoutes();
     if (shown.view !== view || shown.key !== key) return; // another element was picked meanwhile
   }
-  update(status, entries);
+  update(status, entries, stack);
 }
 
 function build(box, key, el) {
@@ -66,16 +70,21 @@ function build(box, key, el) {
         return button;
       }),
     ),
+    moveRow(() => submit('move', 'POST', shown.view.path('/move'), moveBody(shown.key, reasonGiven()))),
+    policyRow(() =>
+      submit('policy change', 'PATCH', elementPath(), policyBody({ lane: laneGiven(), reason: reasonGiven() }), clearPolicyFields),
+    ),
     h('p', { class: 'note', id: 'step-result', role: 'status' }),
     h('div', { class: 'problem', id: 'step-problem', role: 'alert', hidden: true }),
   );
 }
 
 /** Which buttons apply to the execution and element as read now, and why the others do not. */
-function update(status, entries) {
+function update(status, entries, stack) {
   const blocked = (status.blockedOn || []).filter((b) => b.elementKey === shown.key && ['delay', 'backoff'].includes(b.kind));
   const repairable = ['paused', 'failed'].includes(status.status);
-  const lanes = status.status === 'running' ? blocked.map((b) => b.lane) : [...new Set(entries.map((e) => e.path))];
+  // where the element stands; on a running execution, the lanes waiting for a timer first (run-now's)
+  const lanes = [...new Set([...(status.status === 'running' ? blocked.map((b) => b.lane) : []), ...entries.map((e) => e.path)])];
   const select = $('step-lane');
   if (!select) return;
   if (lanes.join('\n') !== shown.lanes.join('\n')) {
@@ -93,11 +102,18 @@ function update(status, entries) {
       else if (!blocked.length) why = 'applies to an element waiting for its delay or retry backoff; this one is not';
     } else if (!repairable) why = `applies to a paused or failed execution; this one is ${status.status}`;
     else if (!entries.length) why = 'applies to an element on the stack (pending); this one is not';
-    else if (verb === 'complete' && shown.type !== 'task') why = `applies to a task; this one is a ${shown.type}: skip it (with an output)`;
+    else if (verb === 'complete' && shown.el?.type !== 'task') why = `applies to a task; this one is a ${shown.el?.type}: skip it (with an output)`;
     button.disabled = why !== null;
     button.title = why ?? `POST …/elements/${shown.key}/${verb}: ${what}`;
   }
+  const has = (route) => shown.routes.has(route);
+  updateMove({ key: shown.key, status, lanes: movableLanes(shown.containers, shown.key, stack), hasRoute: has(MOVE_ROUTE) });
+  updatePolicy({ key: shown.key, el: shown.el, status, entries, hasRoute: has(POLICY_ROUTE) });
 }
+
+const reasonGiven = () => $('step-reason').value.trim();
+const laneGiven = () => (shown.lanes.length > 1 ? $('step-lane').value : undefined);
+const elementPath = (verb) => shown.view.path(`/elements/${encodeURIComponent(shown.key)}${verb ? `/${verb}` : ''}`);
 
 function problem(error) {
   const box = $('step-problem');
@@ -116,9 +132,10 @@ function problem(error) {
 /** The body of `verb` from the fields; a string when a field is wrong (nothing is sent then). */
 function bodyOf(verb) {
   const body = {};
-  const reason = $('step-reason').value.trim();
+  const reason = reasonGiven();
   if (reason) body.reason = reason;
-  if (shown.lanes.length > 1) body.lane = $('step-lane').value;
+  const lane = laneGiven();
+  if (lane) body.lane = lane;
   const text = $('step-output').value.trim();
   if ((verb === 'complete' || verb === 'skip') && text) {
     try {
@@ -135,19 +152,28 @@ function bodyOf(verb) {
   return body;
 }
 
-async function send(verb) {
+const send = (verb) => submit(verb, 'POST', elementPath(verb), bodyOf(verb));
+
+/**
+ * Send `body` (a string: what is wrong in the fields, said in the panel, nothing sent), show the answer; `onDone`
+ * after a success.
+ */
+async function submit(what, method, path, body, onDone = () => {}) {
   const view = shown.view;
   const key = shown.key;
-  const body = bodyOf(verb);
   if (typeof body === 'string') return problem(body);
   problem(null);
-  $('step-result').textContent = `${verb}…`;
+  $('step-result').textContent = `${what}…`;
+  const following = view.stream && !view.ended; // live now: it shows what follows; else it is opened again
   try {
-    const result = await api('POST', view.path(`/elements/${encodeURIComponent(key)}/${verb}`), { body });
+    const result = await api(method, path, { body });
     const now = result && result.status ? `: the execution is ${result.status}` : '';
-    const text = `${verb} of ${key} done${now}`;
-    if (!view.stream && view.reopen) {
-      view.reopen(); // it was failed (no event stream): paused now, the page follows it live again
+    const done = what === 'move' ? `lane ${body.lane} moved before ${key}` : `${what} of ${key} done`;
+    const text = `${done}${now}`;
+    onDone();
+    if (!following && view.reopen) {
+      // it was failed (no event stream, or the one that saw it fail has ended): paused now, followed live again
+      view.reopen();
       note(text);
     } else {
       $('step-result').textContent = text;
