@@ -190,12 +190,12 @@ async def test_change_the_policy_of_a_task_waiting_for_its_backoff(
         await expect(problem.locator("li")).not_to_have_count(0)
         await expect(page.locator("#log tbody tr.ev-element-policy-changed")).to_have_count(0)
 
-        # two attempts at most and a timeout: what is sent, and the retry field it puts back to its default, shown
+        # two attempts at most and a timeout: what is sent (the retry fields left empty as they are in force)
         await page.fill("#policy-max-attempts", "2")
         await page.fill("#policy-timeout-ms", "5000")
         await expect(page.locator("#policy-sends")).to_have_text(
-            'sends {"retry":{"maxAttempts":2},"timeoutMs":5000}'
-            " (retry is taken whole: left empty, backoffMs 600000 → 0)"
+            'sends {"retry":{"maxAttempts":2,"backoffMs":600000,"backoffMultiplier":2,"maxBackoffMs":3600000},'
+            '"timeoutMs":5000}'
         )
         await page.fill("#step-reason", "the gateway will not change its mind")
         await page.screenshot(path=str(DOCS / "console-repair-policy.png"), animations="disabled")
@@ -209,7 +209,7 @@ async def test_change_the_policy_of_a_task_waiting_for_its_backoff(
         )
         await expect(page.locator("#policy-max-attempts")).to_have_value("")  # emptied: the placeholders, read
         await expect(page.locator("#policy-max-attempts")).to_have_attribute("placeholder", "2")  # again, have it
-        await expect(page.locator("#policy-backoff-ms")).to_have_attribute("placeholder", "0")
+        await expect(page.locator("#policy-backoff-ms")).to_have_attribute("placeholder", "600000")  # kept
         await expect(page.locator("#policy-timeout-ms")).to_have_attribute("placeholder", "5000")
 
         # the backoff under way kept its time: run now, and the second attempt is the last one

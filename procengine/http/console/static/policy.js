@@ -1,8 +1,9 @@
 // "Change policy" of the step controls: a pending task's retry policy and timeout for this run of it, on a running
 // or paused execution (PATCH …/{id}/elements/{elementKey} {retry?, timeoutMs?, lane?, reason?}, docs/repair.md
 // "Change a task's policy for this execution"). Only the fields filled in are sent; their placeholders show the
-// policy in force (the one changed before, else the definition's). The server takes `retry` as a whole policy: a
-// retry field left empty gets its default, and the line under the fields says so before anything is sent.
+// policy in force (the one changed before, else the definition's). The server takes `retry` as a whole policy, so
+// the retry fields left empty are sent as they are in force: only what is filled in changes. The line under the
+// fields shows the body before anything is sent.
 
 import { BASE } from './api.js';
 import { $, h } from './util.js';
@@ -80,22 +81,22 @@ function filled() {
     if (name === 'timeoutMs') change.timeoutMs = value;
     else (change.retry ||= {})[name] = value;
   }
+  if (change.retry) change.retry = { ...pick(current, Object.keys(RETRY_DEFAULTS)), ...change.retry }; // the rest as in force
   return change;
 }
 
-/** What a click would send, and the retry fields it would put back to their defaults. */
+function pick(object, names) {
+  return Object.fromEntries(names.filter((name) => object[name] !== undefined && object[name] !== null).map((name) => [name, object[name]]));
+}
+
+/** What a click would send (the retry fields left empty as they are in force). */
 function preview() {
   const line = $('policy-sends');
   if (!line) return;
   const change = filled();
   if (typeof change === 'string') return void (line.textContent = change);
   if (!Object.keys(change).length) return void (line.textContent = 'fill in what changes; the placeholders are the policy in force');
-  const reset = change.retry
-    ? Object.entries(RETRY_DEFAULTS)
-        .filter(([name, value]) => !(name in change.retry) && current[name] !== value)
-        .map(([name, value]) => `${name} ${current[name]} → ${value}`)
-    : [];
-  line.textContent = `sends ${JSON.stringify(change)}${reset.length ? ` (retry is taken whole: left empty, ${reset.join(', ')})` : ''}`;
+  line.textContent = `sends ${JSON.stringify(change)}`;
 }
 
 /** The body of the change; a string when nothing is filled in or a field is wrong (nothing is sent then). */
