@@ -27,7 +27,9 @@ from procengine.actors.records import Failure, interrupted_record, record_field,
 from procengine.actors.repairs import stored_state
 from procengine.api.views import PendingElement, StepResult
 from procengine.engine import lanes
+from procengine.engine.definitions import TaskElement
 from procengine.engine.outcomes import ElementEvent, ElementFailed, LaneEnded, Outcome
+from procengine.engine.policy import retry_policy
 from procengine.engine.restart import reset
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.engine.steps import same_list
@@ -230,7 +232,11 @@ async def change_policy(actor: Host, message: Command) -> StepResult:
     now = actor.ctx.clock.now_ms()
     before = entry.to_doc()
     previous = entry.policy
-    entry.policy = {**(entry.policy or {}), **order.policy}
+    change = dict(order.policy)
+    element = actor.process.elements.get(entry.element_key)
+    if "retry" in change and isinstance(element, TaskElement):  # the fields given, over the policy in force
+        change["retry"] = {**retry_policy(entry, element).model_dump(), **change["retry"]}
+    entry.policy = {**(entry.policy or {}), **change}
     detail: dict[str, Any] = {
         "thread": entry.thread_key,
         "by": message.caller.by,

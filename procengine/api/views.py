@@ -378,12 +378,13 @@ class MoveRequest(_Request):
 
 
 class RetryPolicyChange(_Request):
-    """A task's retry policy, checked as a definition's is (the same fields, defaults and bounds)."""
+    """What changes in a task's retry policy, checked as a definition's is (the same fields and bounds): the fields
+    given replace those of the policy in force (changed before, else the definition's); the others stay."""
 
-    maxAttempts: int = Field(default=1, ge=1)
-    backoffMs: int = Field(default=0, ge=0)
-    backoffMultiplier: float = Field(default=2.0, ge=1.0, le=100.0)
-    maxBackoffMs: int = Field(default=3_600_000, ge=1)
+    maxAttempts: int | None = Field(default=None, ge=1)
+    backoffMs: int | None = Field(default=None, ge=0)
+    backoffMultiplier: float | None = Field(default=None, ge=1.0, le=100.0)
+    maxBackoffMs: int | None = Field(default=None, ge=1)
 
 
 class ElementPolicyRequest(_StepRequest):

@@ -82,7 +82,7 @@ class StepControls:
         """A pending task's retry policy and/or timeout, for this run of it; on a running or paused execution."""
         policy: dict[str, Any] = {}
         if request.retry is not None:
-            policy["retry"] = request.retry.model_dump()
+            policy["retry"] = request.retry.model_dump(exclude_none=True)  # over the policy in force (the actor)
         if request.timeoutMs is not None:
             policy["timeoutMs"] = request.timeoutMs
         order = StepOrder("policy", element_key, request.lane, policy=policy)

@@ -382,6 +382,12 @@ async def test_a_policy_change_applies_to_this_run_of_the_task(engine: Node) -> 
     paused = await engine.change_policy(CALLER, execution_id, "check", ElementPolicyRequest(timeoutMs=10))
     assert paused.status == "paused" and paused.policy is not None
     assert paused.policy["retry"]["maxAttempts"] == 3 and paused.policy["timeoutMs"] == 10  # merged
+    # a retry field given changes that field only: the others stay as they are in force
+    again = await engine.change_policy(
+        CALLER, execution_id, "check", ElementPolicyRequest(retry=RetryPolicyChange(maxAttempts=4))
+    )
+    assert again.policy is not None
+    assert again.policy["retry"] == {"maxAttempts": 4, "backoffMs": 1, "backoffMultiplier": 2.0, "maxBackoffMs": 3_600_000}
     with pytest.raises(pydantic.ValidationError, match="give retry or timeoutMs"):
         ElementPolicyRequest()  # nothing to change
     with pytest.raises(ValidationFailed) as not_a_task:

@@ -1,9 +1,9 @@
 // "Change policy" of the step controls: a pending task's retry policy and timeout for this run of it, on a running
 // or paused execution (PATCH …/{id}/elements/{elementKey} {retry?, timeoutMs?, lane?, reason?}, docs/repair.md
 // "Change a task's policy for this execution"). Only the fields filled in are sent; their placeholders show the
-// policy in force (the one changed before, else the definition's). The server takes `retry` as a whole policy, so
-// the retry fields left empty are sent as they are in force: only what is filled in changes. The line under the
-// fields shows the body before anything is sent.
+// policy in force (the one changed before, else the definition's). The retry fields left empty are sent as they
+// are in force (the server keeps those not given too: only what is filled in changes), so the line under the
+// fields shows the whole policy the task will have.
 
 import { BASE } from './api.js';
 import { $, h } from './util.js';
