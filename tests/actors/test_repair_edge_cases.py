@@ -6,8 +6,8 @@ import msgpack
 import pytest
 from redis.asyncio import Redis
 
-from procengine.api.views import RetryRequest
-from procengine.errors import StateCorrupted
+from procengine.api.views import ControlRequest, RetryRequest
+from procengine.errors import InvalidTransition, StateCorrupted
 from procengine.node.node import Node
 from tests.actors.test_quarantine import WORK, crashes, kill
 from tests.support.nodes import CALLER, EngineFactory, Gate, start, wait_status
@@ -95,3 +95,12 @@ async def test_a_retry_reads_the_execution_once_the_read_that_activated_it(engin
     actor.writer.writes += 1  # as a write between the activation and the command would
     assert await actor.stored() is not None and loads == [execution_id]
     assert await actor.stored() is not None and loads == [execution_id, execution_id]
+
+
+async def test_a_resume_of_a_failed_execution_says_to_retry_it(engine: Node) -> None:
+    """What a new user tries first on a failed execution (issue 20): the refusal names the way out."""
+    execution_id = await start(engine, BROKEN)
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+    with pytest.raises(InvalidTransition, match=r"cannot resume an execution that is failed; retry it instead") as e:
+        await engine.resume(CALLER, execution_id, ControlRequest())
+    assert e.value.current_status == "failed"
