@@ -626,7 +626,8 @@ class Node(StepControls):
             action, element = command.step.phrase, command.step.element
             message = f"cannot {action} element {element!r} of an execution that is {status}"
             raise InvalidTransition(message, status)
-        hint = "; retry it instead (POST …/{id}/retry, procengine retry ID)" if status == "failed" else ""
+        retriable = status == "failed" and command.verb in ("resume", "edit")
+        hint = "; retry it instead (POST …/{id}/retry, procengine retry ID)" if retriable else ""
         raise InvalidTransition(f"cannot {command.verb} an execution that is {status}{hint}", status)
 
     # --- reads --------------------------------------------------------------------------------
