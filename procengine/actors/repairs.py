@@ -43,7 +43,7 @@ from procengine.runtime.clock import iso
 from procengine.statuses import Status
 from procengine.store.executions import CRASHES, LogRecord
 
-__all__ = ["RETRY_KEY_FIELD", "edit_variables", "retried_answer", "retry", "stack_change"]
+__all__ = ["RETRY_KEY_FIELD", "edit_variables", "renew_cancelled_children", "retried_answer", "retry", "stack_change"]
 
 RETRY_KEY_FIELD = "retryKey:"
 """Execution hash fields `retryKey:<idempotencyKey>` = the retry's answer (JSON): a retry with a key applied already
@@ -181,6 +181,7 @@ async def retry(actor: Host, message: Command) -> RetryResult:
         progress = state.threads[fanout.thread_key]
         progress.failed_nodes = max(0, progress.failed_nodes - 1)
     reset += retry_held(state)  # held when another thread failed the execution: retried too
+    reset += await renew_cancelled_children(actor, state, entries)
     now = ctx.clock.now_ms()
     actor.interpreter.thaw_timers(state, now)  # frozen when it failed (finishing.finish)
     commit = snapshot_commit(state, [], now)
@@ -204,12 +205,34 @@ async def retry(actor: Host, message: Command) -> RetryResult:
     commit.log.append(transition_log(now, "retried", message.caller, "failed", "running", message.reason, **extra))
     await ctx.store.activate(actor.execution_id)  # in the active set first: a node that dies next is adopted from
     await actor.write(commit, expect=Status.FAILED, not_after_ms=message.not_after_ms)
+    await ctx.store.activate(actor.execution_id)  # and after: a reconcile that read `failed` before may have removed it
     actor.state = state
     actor.corrupted = False
     actor.status = Status.RUNNING
     await actor.announce()
     actor.lanes.start()
     return answer
+
+
+async def renew_cancelled_children(actor: Host, state: ExecutionState, done: list[StackEntry]) -> list[dict[str, Any]]:
+    """A failed execution's end cancelled the children its other lanes waited for (`finishing`): going on, each of
+    those calls starts a new child (a new execution order, so a new child key) instead of failing at once on the
+    cancelled one. `done`: entries already reset. What changed, for the log."""
+    renewed: list[dict[str, Any]] = []
+    for entry in state.stack:
+        if entry.child_id is None or any(entry is other for other in done):
+            continue
+        ended = await actor.ctx.children.ended(entry.child_id)
+        if ended is None or ended.status != "cancelled":
+            continue
+        item = {"element": entry.element_key, "thread": entry.thread_key, "attempts": entry.attempt}
+        if entry.path != entry.thread_key:
+            item["path"] = entry.path
+        renewed.append({**item, "childExecutionID": entry.child_id, "child": "started again"})
+        entry.child_id = entry.started_at_ms = None
+        entry.execution_order = state.next_order
+        state.next_order += 1
+    return renewed
 
 
 def stack_change(before: dict[str, dict[str, Any]], state: ExecutionState) -> dict[str, list[dict[str, Any]]]:

@@ -24,7 +24,7 @@ from procengine.actors.finishing import ended_as_child_or_parent
 from procengine.actors.host import Host
 from procengine.actors.messages import Command, StepOrder
 from procengine.actors.records import Failure, interrupted_record, record_field, snapshot_commit
-from procengine.actors.repairs import stored_state
+from procengine.actors.repairs import renew_cancelled_children, stored_state
 from procengine.api.views import PendingElement, StepResult
 from procengine.engine import lanes
 from procengine.engine.definitions import TaskElement
@@ -110,6 +110,9 @@ async def apply(actor: Host, message: Command) -> StepResult:
         entry = actor.interpreter.move_lane(state, entry.path, order.element)
     failure = _propagate(actor, state, outcome, now)
     final = failure is not None
+    renewed = []
+    if not final and source is Status.FAILED:  # the other lanes' children its failure cancelled: new ones
+        renewed = await renew_cancelled_children(actor, state, [entry])
     target = Status.FAILED if final else Status.PAUSED
     if not final and source is Status.FAILED:  # paused at its new position: its timers frozen as a pause's
         actor.interpreter.freeze_timers(state, now)
@@ -123,6 +126,8 @@ async def apply(actor: Host, message: Command) -> StepResult:
     audit = _audit(message, order, entry, source, target, before, _thread_stack(state, thread), outcome, now)
     if order.action == "move":
         audit.detail["movedFrom"] = moved_from
+    if renewed:
+        audit.detail["childrenStartedAgain"] = renewed
     commit.log = [*_without_own_entry(commit.log, order, entry), audit]
     if final:
         assert failure is not None
@@ -142,6 +147,8 @@ async def apply(actor: Host, message: Command) -> StepResult:
         commit.execution[CRASHES] = 0  # a quarantined execution stepped gets its crash allowance back
         await actor.ctx.store.activate(actor.execution_id)  # in the active set first, as a retry does
     await actor.write(commit, expect=source, not_after_ms=message.not_after_ms)
+    if source is Status.FAILED and not final:  # and after, as a retry does (a reconcile may have read `failed`)
+        await actor.ctx.store.activate(actor.execution_id)
     actor.state = state
     actor.corrupted = False
     if target is not source:
@@ -335,7 +342,7 @@ def _act(actor: Host, state: ExecutionState, entry: StackEntry, order: StepOrder
                 output = state.memory.node_outputs.get(entry.element_key, {})
                 raise PayloadTooLarge(f"the output given does not fit: {output.get('error', '')}")
             return outcome
-        return interpreter.fail_element(state, lane, order.error, order.error_type, now)
+        return interpreter.fail(state, lane, order.error, now, order.error_type)  # never held: asked for
     except ValueError as exc:
         raise ValidationFailed(
             f"cannot skip element {entry.element_key!r}: {exc}",

@@ -377,14 +377,21 @@ class MoveRequest(_Request):
     reason: str | None = Field(default=None, max_length=1000)
 
 
+MAX_DURATION_MS = 3_153_600_000_000
+"""100 years: the longest timeout, delay or backoff a definition or a policy change may give, so that a due time
+stays a 64-bit integer in the snapshot and a date in an answer."""
+MAX_ATTEMPTS = 1_000_000
+"""The most attempts a retry policy may give a task."""
+
+
 class RetryPolicyChange(_Request):
     """What changes in a task's retry policy, checked as a definition's is (the same fields and bounds): the fields
     given replace those of the policy in force (changed before, else the definition's); the others stay."""
 
-    maxAttempts: int | None = Field(default=None, ge=1)
-    backoffMs: int | None = Field(default=None, ge=0)
+    maxAttempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
+    backoffMs: int | None = Field(default=None, ge=0, le=MAX_DURATION_MS)
     backoffMultiplier: float | None = Field(default=None, ge=1.0, le=100.0)
-    maxBackoffMs: int | None = Field(default=None, ge=1)
+    maxBackoffMs: int | None = Field(default=None, ge=1, le=MAX_DURATION_MS)
 
 
 class ElementPolicyRequest(_StepRequest):
@@ -401,7 +408,7 @@ class ElementPolicyRequest(_StepRequest):
     )
 
     retry: RetryPolicyChange | None = None
-    timeoutMs: int | None = Field(default=None, ge=1)
+    timeoutMs: int | None = Field(default=None, ge=1, le=MAX_DURATION_MS)
 
     @model_validator(mode="after")
     def _changes_something(self) -> ElementPolicyRequest:

@@ -276,11 +276,6 @@ class Interpreter:
         self._push(state, lane, element_key)
         return self._current(state, lane)
 
-    def fail_element(self, state: ExecutionState, lane: str, error: str, error_type: str, now_ms: int) -> Outcome:
-        """The lane's element fails for good with `error` of type `error_type`, as if its last attempt had: a catch
-        clause for that type takes the lane on; else its thread fails, or its fan-out (`fail_fan_out` goes on)."""
-        return self._fail(state, self._current(state, lane), error, now_ms, error_type)
-
     def fail_fan_out(self, state: ExecutionState, lane: str, now_ms: int) -> Outcome:
         """A fan-out one of whose lanes failed for good takes the failure now (its catch, or it fails in turn)."""
         entry = self._current(state, lane)

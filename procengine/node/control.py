@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,11 +121,41 @@ def parse(data: bytes | str) -> ControlMessage:
         raise MalformedControl(f"{command} takes no variables nor idempotencyKey")
     if variables is not None and not isinstance(variables, dict):
         raise MalformedControl("variables must be an object: a merge patch (null removes a name)")
+    if variables is not None:
+        wrong = _not_json(variables)
+        if wrong is not None:
+            raise MalformedControl(f"variables must be what JSON can say: {wrong}")
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise MalformedControl(f"reason must be at most {MAX_REASON_CHARS} characters")
     if command == "edit" and variables is None:
         raise MalformedControl("edit needs variables: a merge patch")
     if key is not None and (command != "retry" or not isinstance(key, str) or not 0 < len(key) <= 200):
         raise MalformedControl("idempotencyKey must be a string of 1 to 200 characters, and only on retry")
     return ControlMessage(execution_id, command, reason, variables, key)
+
+
+MAX_REASON_CHARS = 1000
+"""As a REST request's reason."""
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _not_json(value: Any) -> str | None:
+    """What in a decoded value JSON could not have said (a msgpack message can hold bytes, extension types and
+    keys that are not strings), or None; a walk that does not recurse (the depth was bounded before)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return "an object key that is not a string"
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"the number {item}"
+        elif not isinstance(item, _JSON_SCALARS):
+            return f"a value of type {type(item).__name__}"
+    return None
 
 
 def _decode(raw: bytes) -> Any:

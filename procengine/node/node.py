@@ -799,7 +799,13 @@ class Node(StepControls):
         alive = await self.ownership.alive(owners)
         for status in (Status.RUNNING, Status.PAUSED):
             self.metrics.executions.labels(status.value).set(sum(1 for row in rows if row.get("status") == status))
-        await self.store.deactivate(*(i for i, row in zip(ids, rows, strict=True) if _final(row)))
+        final = [i for i, row in zip(ids, rows, strict=True) if _final(row)]
+        await self.store.deactivate(*final)
+        if final:  # a retry may have made one live between the read and the removal: back in, then
+            again = await self.store.many_fields(final, ["status"])
+            for execution_id, row in zip(final, again, strict=True):
+                if row.get("status") in (Status.RUNNING.value, Status.PAUSED.value):
+                    await self.store.activate(execution_id)
         undriven = [
             (execution_id, row.get("owner", ""))
             for execution_id, row in zip(ids, rows, strict=True)

@@ -48,11 +48,11 @@ def test_a_skip_follows_next_and_stores_an_output_given() -> None:
 def test_a_fail_with_a_type_a_catch_takes() -> None:
     run = start(PROCESS)
     run.drive()
-    caught = run.interpreter.fail_element(run.state, "main", "no", "Rejected", 5)
+    caught = run.interpreter.fail(run.state, "main", "no", 5, "Rejected")
     assert isinstance(caught.step, Progressed) and [e.element_key for e in run.state.stack] == ["c"]
     run = start(PROCESS)
     run.drive()
-    failed = run.interpreter.fail_element(run.state, "main", "no", "Other", 5)
+    failed = run.interpreter.fail(run.state, "main", "no", 5, "Other")
     assert isinstance(failed.step, ElementFailed) and run.state.threads["main"].status == "failed"
 
 
