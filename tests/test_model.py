@@ -118,7 +118,11 @@ class Request:
     caught: bool = False
     """A fail that a catch clause of the element takes (the model's expectation)."""
     invalid: bool = False
-    """A step the model expects to be refused 422 (a complete of an element that is not a task)."""
+    """A step the model expects to be refused 422 (a complete of an element that is not a task; a move of a lane
+    with no pending element)."""
+    absent: bool = False
+    """A step the model expects to be refused 404: its element is not on the stack (a skip of `end` may leave a
+    paused execution with nothing pending)."""
 
     @property
     def operation(self) -> Operation:
@@ -304,9 +308,10 @@ class Model(RuleBasedStateMachine):
         else:  # running (or final): where a failure would stand, so that one that failed meanwhile has it
             element = kind.fails_at[0] if kind.fails_at else next(iter(kind.threads.values()))[0]["key"]
             lane = thread = next(t for t, es in kind.threads.items() if any(e["key"] == element for e in es))
+        absent = expected.status in STOPPED and not stack
         if verb == "move":
             elements = kind.threads[thread]
-            return Request("move", element=elements[(choice // 7) % len(elements)]["key"], lane=lane)
+            return Request("move", element=elements[(choice // 7) % len(elements)]["key"], lane=lane, invalid=absent)
         error_type = "Rescued" if caught else "Other"
         return Request(
             verb,
@@ -315,7 +320,8 @@ class Model(RuleBasedStateMachine):
             output=NO_OUTPUT if output is None else {"given": output},
             error_type=error_type,
             caught=verb == "fail" and kind.catches(element, error_type),
-            invalid=verb == "complete" and kind.element(element)["type"] != "task",
+            invalid=verb == "complete" and kind.element(element)["type"] != "task" and not absent,
+            absent=absent,
         )
 
     @rule(which=WHICH, payload=st.integers(0, 1000), via=st.integers(0, NODES - 1))
@@ -605,14 +611,17 @@ class Model(RuleBasedStateMachine):
 
     def _step_refused(self, expected: Expected, request: Request, refused: BaseException) -> None:
         """A step control refused for its element, not for the status (nothing written, nothing logged): a 422 for a
-        complete of an element that is not a task; a 404 (not on the stack) or run-now's 409 only where the model
-        does not know the stack (it thought the execution running; it may have failed or moved on meanwhile)."""
+        complete of an element that is not a task or a move of a lane with nothing pending; a 404 for an element
+        not on a stack the model read; else a 404 or run-now's 409 only where the model does not know the stack (it
+        thought the execution running; it may have failed or moved on meanwhile)."""
         verb = request.verb
         if isinstance(refused, ValidationError):
             assert request.invalid, f"{verb} of {expected.id} ({request}): 422 {refused}"
         else:
             assert not request.invalid, f"{verb} of {expected.id} ({request}): {refused}, expected a 422"
-            assert expected.status == "running", f"{verb} of {expected.id} ({request}): {refused}; model {expected}"
+            assert request.absent or expected.status == "running", (
+                f"{verb} of {expected.id} ({request}): {refused}; model {expected}"
+            )
         self.cluster.stats[f"{verb}: {type(refused).__name__}"] += 1
 
     def _acknowledged(self, expected: Expected, request: Request) -> None:
