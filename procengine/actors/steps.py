@@ -100,6 +100,12 @@ async def apply(actor: Host, message: Command) -> StepResult:
     thread = entry.thread_key
     before = _thread_stack(state, thread)
     progress = state.threads[thread]
+    # a run under way when it was paused (a wait, a delay) that a retry or a move starts afresh never ends: its
+    # record says so in this write (not a run that failed: its record says that)
+    under_way = source is Status.PAUSED and progress.status != "failed" and entry.held is None
+    cut_short = interrupted_record(entry, now) if under_way and _restarts(order) and entry.started_at_ms else None
+    cut_field = record_field(entry.element_key, entry.path)
+    progress = state.threads[thread]
     if progress.status == "failed" and state.entry(thread) in (entry, None):
         progress.status = "running"  # its failure is what the operator settles now
         progress.failed_nodes = max(0, progress.failed_nodes - 1)
@@ -123,6 +129,8 @@ async def apply(actor: Host, message: Command) -> StepResult:
         commit.elements[record_field(stopped.element_key, stopped.path)] = interrupted_record(stopped, now)
     if order.action == "skip":
         commit.elements[record_field(entry.element_key, entry.path)] = _skipped_record(entry, order, now)
+    if cut_short is not None and cut_field not in commit.elements:
+        commit.elements[cut_field] = cut_short
     audit = _audit(message, order, entry, source, target, before, _thread_stack(state, thread), outcome, now)
     if order.action == "move":
         audit.detail["movedFrom"] = moved_from
@@ -369,6 +377,11 @@ def _propagate(actor: Host, state: ExecutionState, outcome: Outcome, now: int) -
         outcome.stopped += more.stopped
         outcome.orphaned += more.orphaned
         outcome.interrupted += more.interrupted
+
+
+def _restarts(order: StepOrder) -> bool:
+    """The step starts the lane's element afresh (or another in its place): the run under way is given up."""
+    return order.action in ("retry", "move")
 
 
 def _fan_out_failed(state: ExecutionState, lane: str) -> bool:

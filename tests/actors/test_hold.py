@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from procengine.api.views import ControlRequest, ExecutionStatusView
+from procengine.api.views import ControlRequest, ExecutionStatusView, RetryRequest
 from procengine.node.node import Node
 from procengine.tasks import HandlerRegistry
 from tests.support.nodes import CALLER, EngineFactory, Gate, crash, start, wait_status
@@ -223,6 +223,69 @@ async def test_a_hold_in_a_branch_pauses_its_siblings_and_keeps_their_work(engin
     assert await wait_status(engine, execution_id, "completed") == "completed"
     assert CALLS == {"count": 2, "flaky": 3}  # `quick` did not run again
     assert gate.calls == 1
+
+
+GATE_THEN_FAIL = {"value": True}
+
+
+async def _gated_then_failing(gate: Gate, task_input: dict[str, Any]) -> dict[str, Any]:
+    await gate.run(task_input)
+    if GATE_THEN_FAIL["value"]:
+        raise RuntimeError("sibling broke")
+    return {"ok": True}
+
+
+FAILING_SIBLING = definition(
+    {
+        "key": "checks",
+        "type": "parallel",
+        "branches": [
+            {"key": "fast", "elements": [{"key": "quick", "type": "task", "handler": "count"}]},
+            {"key": "slow", "elements": [{"key": "wait", "type": "task", "handler": "gate_then_fail"}]},
+            {"key": "bad", "elements": [{**charge(onExhausted="pause")}]},
+        ],
+        "next": "done",
+    },
+    {"key": "done", "type": "end"},
+    key="held-and-failed",
+)
+
+
+async def test_a_held_lane_parked_by_a_siblings_failure_is_retried_with_the_execution(
+    engine: Node, gate: Gate, handlers: HandlerRegistry
+) -> None:
+    # given a parallel whose `bad` lane is held while its `slow` sibling's task is in flight; that task fails for
+    # good while the hold's pause drains it: the execution fails, with the held lane parked beside the failed one
+    GATE_THEN_FAIL["value"] = True
+
+    async def gated_then_failing(task_input: dict[str, Any]) -> dict[str, Any]:
+        return await _gated_then_failing(gate, task_input)
+
+    handlers.register("gate_then_fail", gated_then_failing)
+    execution_id = await start(engine, FAILING_SIBLING)
+    await asyncio.wait_for(gate.entered.wait(), 10)
+    await poll(lambda: asyncio.sleep(0, CALLS.get("flaky")), lambda calls: calls == 2)
+    gate.release.set()
+    assert await wait_status(engine, execution_id, "failed") == "failed"
+    state = await engine.state(CALLER, execution_id)
+    assert state.stack is not None
+    [fan_out] = state.stack["execution_stack"]
+    parked = {entry["path"]: entry for entry in fan_out["branches"]["parked"]}
+    assert set(parked) == {"main/checks[slow]", "main/checks[bad]"}  # `fast` ended: not kept
+    assert "held" in parked["main/checks[bad]"]
+
+    # when it is retried, the sibling's task and the held element both working now
+    GATE_THEN_FAIL["value"] = False
+    BROKEN["value"] = False
+    await engine.retry(CALLER, execution_id, RetryRequest())
+
+    # then both lanes go on (the held one reset to attempt 1, its hold gone), `quick` does not run again, and the
+    # execution completes
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    assert CALLS == {"count": 1, "flaky": 3}
+    assert gate.calls == 2
+    [retried] = await log_of(engine, execution_id, "retried")
+    assert {lane for item in retried["reset"] for lane in item.get("lanesResumed", [])} >= {"main/checks[bad]"}, retried
 
 
 async def test_variables_can_be_edited_while_held(engine: Node) -> None:

@@ -47,6 +47,27 @@ class Kind:
     def definition(self) -> dict[str, Any]:
         return {"key": self.key, "threads": [{"key": k, "elements": e} for k, e in self.threads.items()]}
 
+    def element(self, key: str) -> dict[str, Any]:
+        return next(e for elements in self.threads.values() for e in elements if e["key"] == key)
+
+    def catches(self, key: str, error_type: str) -> bool:
+        """Whether a catch clause of the element takes a failure of this type."""
+        return any(error_type in clause["errors"] for clause in self.element(key).get("catch", []))
+
+    def timed(self) -> list[str]:
+        """The elements that wait on a timer (a delay, a task's retry backoff): what run-now may end."""
+        return [e["key"] for es in self.threads.values() for e in es if e["type"] == "delay" or "retry" in e]
+
+    def rerun_by_move(self, before: str, moved_from: str) -> list[str]:
+        """The elements a lane moved back from `moved_from` to `before` runs again: from `before` along `next` up
+        to `moved_from` (none for a move forward: `moved_from` is not reached)."""
+        passed: list[str] = []
+        key: str | None = before
+        while key is not None and key != moved_from and key not in passed:
+            passed.append(key)
+            key = self.element(key).get("next")
+        return passed if key == moved_from else []
+
 
 WAITS = Kind(
     "model-waits",
@@ -87,8 +108,11 @@ FAILS = Kind(
                 "input": {"message": "'boom'"},
                 "retry": {"maxAttempts": 2, "backoffMs": 100},
                 "next": "end",
+                # only an operator's `fail` with this type is caught (the handler's own error is not a Rescued)
+                "catch": [{"errors": ["Rescued"], "next": "rescued"}],
             },
             {"key": "end", "type": "end"},
+            {"key": "rescued", "type": "end"},
         ]
     },
     "failed",
@@ -160,6 +184,12 @@ class Expected:
     """The variables the acknowledged merge patches (a retry's, an edit's) left set: the execution must hold these."""
     retries: int = 0
     """Acknowledged retries: each is one `retried` entry, after one `failed` end."""
+    revivals: int = 0
+    """Acknowledged operations that took it from failed back to live: retries, and step controls on a failed
+    execution that left it paused. Each is one log entry after one failure."""
+    loose: bool = False
+    """A step control changed its path (skip, complete, fail, move): from then on its end may be completed or
+    failed, and of its variables only the patched ones and `n` are known."""
     forbidden: set[str] = field(default_factory=set)
     """Request ids (or reasons) of requests with no answer or a 503 that had not taken effect by their deadline: they
     must never take effect later."""
@@ -172,13 +202,17 @@ class Expected:
             return "completed"
         return self.kind.natural_end
 
+    def ends(self) -> set[str]:
+        """The ends it may reach on its own: its natural end, or either for one a step control changed."""
+        return {"completed", "failed"} if self.loose else {self.natural_end}
+
     def may_end(self) -> bool:
         """A running execution that may have ended on its own."""
-        return self.status == "running" and (not self.kind.waits or bool(self.signals))
+        return self.status == "running" and (self.loose or not self.kind.waits or bool(self.signals))
 
     def allowed(self) -> set[str]:
         """The statuses the execution may show now."""
-        return {self.status, self.natural_end} if self.may_end() else {self.status}
+        return {self.status, *self.ends()} if self.may_end() else {self.status}
 
     def patch(self, variables: dict[str, Any]) -> bool:
         """Apply an acknowledged merge patch (flat: the model's values are numbers or null); whether it changed any."""
