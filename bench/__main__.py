@@ -4,8 +4,8 @@ Starts a dedicated redis-server (procengine.store.embedded.RedisServer: a tmp di
 runs each benchmark within its own time budget, prints one table (figure, procengine, baseline, ratio,
 target, pass) and writes bench/results.json. Every subprocess is stopped at the end, whatever happens.
 
-    python -m bench                 # everything, about 7 minutes on 2 cores
-    python -m bench --quick         # smaller counts and windows: a smoke run, under 1 minute
+    python -m bench                 # everything, about 11 minutes on 2 cores (repair: about 3)
+    python -m bench --quick         # smaller counts and windows: a smoke run, under 2 minutes
     python -m bench --only steps    # one benchmark (repeatable: --only steps --only status)
     python -m bench --profile       # also profile the steps benchmark (cProfile, top 25 by own time)
 """
@@ -32,7 +32,7 @@ from bench.report import machine_info, render, write_json
 from procengine.runtime.event_loop import event_loop_factory
 from procengine.store.embedded import RedisServer
 
-# name -> (module, full budget s, quick budget s). The budgets add up to 400 s (about 7 minutes with the
+# name -> (module, full budget s, quick budget s). The budgets add up to 640 s (about 11 minutes with the
 # Redis start and the report); each benchmark sizes its windows from what it has left.
 BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "steps": ("bench.steps", 50, 14),
@@ -43,6 +43,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "scaleout": ("bench.scaleout", 70, 20),
     "foreach": ("bench.foreach", 40, 12),
     "listing": ("bench.listing", 30, 10),
+    "repair": ("bench.repair", 240, 45),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -50,7 +51,7 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only this (repeatable)")
-    parser.add_argument("--quick", action="store_true", help="smaller counts and windows (smoke run, < 1 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller counts and windows (smoke run, < 2 min)")
     parser.add_argument("--profile", action="store_true", help="profile the engine in the steps benchmark")
     parser.add_argument(
         "--serve-env",

@@ -47,7 +47,8 @@ from bench.common import (
 from procengine.actors.records import snapshot_commit
 from procengine.engine.compiled import compile_process
 from procengine.engine.definitions import ProcessDefinition
-from procengine.engine.interpreter import Interpreter, ThreadEnded
+from procengine.engine.interpreter import Interpreter
+from procengine.engine.outcomes import ThreadEnded
 from procengine.settings import Settings
 from procengine.store.executions import ExecutionStore
 from procengine.store.keys import Keys
@@ -432,10 +433,12 @@ def _fixed_json(size: int) -> bytes:
     return shell[:-3] + b"x" * max(size - len(shell), 0) + shell[-3:]
 
 
-def bare_app(status_bytes: int, pause_bytes: int, resume_bytes: int) -> Any:
+def bare_app(status_bytes: int, pause_bytes: int, resume_bytes: int, retry_bytes: int = 200,
+             edit_bytes: int = 200) -> Any:  # fmt: skip
     from aiohttp import web
 
     status_body, pause_body, resume_body = (_fixed_json(n) for n in (status_bytes, pause_bytes, resume_bytes))
+    retry_body, edit_body = _fixed_json(retry_bytes), _fixed_json(edit_bytes)
 
     async def status(request: web.Request) -> web.Response:
         return web.Response(body=status_body, content_type="application/json")
@@ -448,18 +451,29 @@ def bare_app(status_bytes: int, pause_bytes: int, resume_bytes: int) -> Any:
         await request.read()
         return web.Response(body=resume_body, content_type="application/json")
 
+    async def retry(request: web.Request) -> web.Response:
+        await request.json()  # the request carries a JSON body (a merge patch): read and parsed, as a handler would
+        return web.Response(body=retry_body, content_type="application/json")
+
+    async def edit(request: web.Request) -> web.Response:
+        await request.json()
+        return web.Response(body=edit_body, content_type="application/json")
+
     app = web.Application()
     path = BASE + "/executions/processes/{id}"
     app.router.add_get(path + "/status", status)
     app.router.add_post(path + "/pause", pause)
     app.router.add_post(path + "/resume", resume)
+    app.router.add_post(path + "/retry", retry)
+    app.router.add_patch(path + "/variables", edit)
     return app
 
 
 async def _serve_bare(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    runner = web.AppRunner(bare_app(args.status_bytes, args.pause_bytes, args.resume_bytes), access_log=None)
+    app = bare_app(args.status_bytes, args.pause_bytes, args.resume_bytes, args.retry_bytes, args.edit_bytes)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0)
     await site.start()
@@ -478,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     bare.add_argument("--status-bytes", type=int, default=600)
     bare.add_argument("--pause-bytes", type=int, default=200)
     bare.add_argument("--resume-bytes", type=int, default=200)
+    bare.add_argument("--retry-bytes", type=int, default=200)
+    bare.add_argument("--edit-bytes", type=int, default=200)
     bare.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):

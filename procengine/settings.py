@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     duration such as 7d, 12h, 30m, 90s or 500ms."""
     retention_for: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     """Per tenant, a retention of its own (TENANT=DURATION)."""
+    on_exhausted: Literal["fail", "pause"] = "fail"
+    """What an element's failure for good does when no catch takes it and the element has no `onExhausted` of its
+    own: `fail` the execution, or `pause` it with the element held as failed (resume retries it)."""
+    on_exhausted_for: Annotated[dict[str, Literal["fail", "pause"]], NoDecode] = Field(default_factory=dict)
+    """Per tenant, an `on_exhausted` of its own (TENANT=fail|pause)."""
     sweep_interval_ms: int = Field(default=60_000, gt=0)
     """How often a node takes executions whose retention is over out of the tenants' indexes."""
     max_definition_elements: int = Field(default=1000, gt=0)
@@ -138,6 +143,14 @@ class Settings(BaseSettings):
                 duration_ms(str(duration))
         return value
 
+    @field_validator("on_exhausted_for", mode="before")
+    @classmethod
+    def _parse_on_exhausted_for(cls, value: object) -> object:
+        pairs = value.split(",") if isinstance(value, str) else value
+        if isinstance(pairs, list):
+            value = parse_pairs([str(pair) for pair in pairs], "on-exhausted", "TENANT=fail|pause")
+        return value
+
     @field_validator("http_allow", mode="before")
     @classmethod
     def _parse_http_allow(cls, value: object) -> object:
@@ -205,6 +218,10 @@ class Settings(BaseSettings):
     @property
     def tenants(self) -> list[str]:
         return sorted(set(self.api_tokens.values())) if self.api_tokens else ["default"]
+
+    def on_exhausted_of(self, tenant: str) -> Literal["fail", "pause"]:
+        """What an element's failure for good does in `tenant` when the element does not say (`onExhausted`)."""
+        return self.on_exhausted_for.get(tenant, self.on_exhausted)
 
     def retention_ms(self, tenant: str) -> int:
         """How long a finished execution of `tenant` stays."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import procengine.cli
-from procengine.cli.main import build_parser, main, settings_from_args
+from procengine.cli.main import UsageError, build_parser, main, settings_from_args
 from procengine.settings import Settings
 
 
@@ -166,3 +166,26 @@ def test_serve_runs_on_the_event_loop_asked_for(choice: str, expected: str, monk
     assert main(["serve", "--port", "0", "--event-loop", choice]) == 0
 
     assert seen == [expected]
+
+
+def test_on_exhausted_from_flags_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_for().on_exhausted_of("acme") == "fail"
+    settings = settings_for(
+        "--on-exhausted", "pause", "--on-exhausted-for", "acme=fail", "--on-exhausted-for", "b=pause"
+    )
+    assert (settings.on_exhausted_of("acme"), settings.on_exhausted_of("b"), settings.on_exhausted_of("c")) == (
+        "fail",
+        "pause",
+        "pause",
+    )
+    monkeypatch.setenv("PROCENGINE_ON_EXHAUSTED", "pause")
+    monkeypatch.setenv("PROCENGINE_ON_EXHAUSTED_FOR", "acme=fail,beta=pause")
+    settings = settings_for()
+    assert (settings.on_exhausted, settings.on_exhausted_for) == ("pause", {"acme": "fail", "beta": "pause"})
+
+
+def test_a_bad_on_exhausted_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--on-exhausted-for"):
+        settings_for("--on-exhausted-for", "acme=stop")
+    with pytest.raises(UsageError, match=r"--on-exhausted-for: on-exhausted must look like TENANT=fail\|pause"):
+        settings_for("--on-exhausted-for", "acme")

@@ -190,9 +190,7 @@ RUNNABLE = [
 @pytest.mark.slow
 @pytest.mark.timeout(DEADLINE_S + 60)
 @pytest.mark.parametrize("snippet", RUNNABLE, ids=lambda s: s.id)
-def test_a_readme_snippet_runs_as_written_in_a_fresh_shell(
-    snippet: Snippet, make_run: MakeRun, tmp_path: Path
-) -> None:
+def test_a_readme_snippet_runs_as_written_in_a_fresh_shell(snippet: Snippet, make_run: MakeRun, tmp_path: Path) -> None:
     if _needs_own_server(snippet):  # it starts its own server: a port and a data directory of its own
         port, data_dir = _free_port(), tmp_path / "data"
     else:

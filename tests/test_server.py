@@ -47,6 +47,7 @@ async def test_register_files_registers_the_examples_in_every_tenant(redis: Redi
                 ("account-opening", 1),
                 ("data-pipeline", 1),
                 ("demo", 1),
+                ("invoice", 1),
                 ("kyc-check", 1),
                 ("order-approval", 1),
                 ("order-fulfilment", 1),

@@ -10,6 +10,8 @@ The actor holds the execution's status and state and serves its mailbox; the res
     checkpoints.py   CheckpointWriter: every write, fenced by the epoch, and the copy of what Redis holds
     lanes.py         LaneRunners: the runner of each lane (task attempts, timers, waits, call-process)
     transitions.py   what each request does: pause, resume, cancel, signal, drain
+    holding.py       pause on failure: an element's failure held on the stack pauses the execution
+    repairs.py       retry a failed execution, edit a paused one's variables
     finishing.py     the end: completed or failed, the final write, children and parent told
 """
 
@@ -21,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from procengine.actors import finishing, transitions
+from procengine.actors import finishing, holding, repairs, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -36,6 +38,7 @@ from procengine.engine.state import ExecutionState
 from procengine.errors import (
     ActorStopped,
     Fenced,
+    InvalidTransition,
     NotReplicated,
     ProcEngineError,
     Refused,
@@ -45,7 +48,7 @@ from procengine.errors import (
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.logs import execution_id as execution_id_var
 from procengine.statuses import Status
-from procengine.store.executions import Commit
+from procengine.store.executions import Commit, StoredExecution
 
 __all__ = [
     "SIGNAL_KEY_FIELD",
@@ -80,7 +83,11 @@ class ExecutionActor:
         self.state = state
         settings = ctx.settings
         self.interpreter = Interpreter(
-            process, settings.max_snapshot_bytes, settings.max_foreach_items, settings.max_expression_cost
+            process,
+            settings.max_snapshot_bytes,
+            settings.max_foreach_items,
+            settings.max_expression_cost,
+            settings.on_exhausted_of(tenant),
         )
         self.mailbox: Mailbox[Message] = Mailbox(settings.mailbox_size)
         self.writer = CheckpointWriter(execution_id, epoch, ctx, fields, lambda: self.state)
@@ -96,6 +103,11 @@ class ExecutionActor:
         )
         self.corrupted = False
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
+        self.repairable = False
+        """Activated for a repair of a failed execution (a retry): it serves its mailbox while failed, until a retry
+        makes it run or it passivates (then its node may activate it again for the next one)."""
+        self._loaded: tuple[int, StoredExecution] | None = None
+        """What the registry read to activate it, and `writer.writes` then (`loaded`)."""
         self.stopped = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         """The task that runs `run` (set by the registry, which owns it)."""
@@ -152,7 +164,7 @@ class ExecutionActor:
                     self.mailbox.put_internal(Wake())
                 else:
                     self.lanes.start()
-            while not self.status.is_final:
+            while not self.status.is_final or (self.repairable and self.status is Status.FAILED):
                 check_cancelled()
                 message = await self._next_message()
                 if message is None:
@@ -254,7 +266,13 @@ class ExecutionActor:
         await self.settle()
 
     async def _dispatch(self, command: Command) -> Any:
+        if command.verb == "retry" and command.retry_key is not None:
+            done = repairs.retried_answer(self.fields, command.retry_key)
+            if done is not None:  # a retry applied already (its reply lost, say): answered as the first time
+                return done
         allowed = ALLOWED_FROM.get(command.verb)
+        if command.step is not None and allowed is not None and self.status not in allowed:
+            return await self._refuse_step(command)
         if allowed is not None and self.status not in allowed:
             raise Refused(command.caller, command.verb, command.reason, self.status)
         if command.verb == "pause":
@@ -266,7 +284,32 @@ class ExecutionActor:
             return await transitions.resume(self, command)
         if command.verb == "cancel":
             return await transitions.cancel(self, command)
+        if command.verb == "retry":
+            retried = await repairs.retry(self, command)
+            self.repairable = False  # running from here on; failed again, it stops as any actor does
+            return retried
+        if command.verb == "edit":
+            return await repairs.edit_variables(self, command)
+        if command.verb == "run-now":
+            return await steps.run_now(self, command)
+        if command.verb == "policy":
+            return await steps.change_policy(self, command)
+        if command.verb == "step":
+            stepped = await steps.apply(self, command)
+            self.repairable = self.repairable and self.status is Status.FAILED  # paused now: it lives as one
+            return stepped
         return await transitions.signal(self, command)
+
+    async def _refuse_step(self, command: Command) -> Any:
+        """A step control where it does not apply (running, or final but failed): 409 naming the status, logged."""
+        assert command.step is not None
+        status = self.status.value
+        why = f"cannot {command.step.phrase} element {command.step.element!r} of an execution that is {status}"
+        hint = "; pause it first" if self.status is Status.RUNNING and command.verb == "step" else ""
+        if command.verb == "run-now":
+            hint = "; its timers are frozen while it is paused" if self.status is Status.PAUSED else ""
+        await log_refusal(self.ctx, self.execution_id, command.caller, command.verb, command.reason, status, why)
+        raise InvalidTransition(why + hint, status)
 
     async def settle(self) -> bool:
         """Finish the execution if its threads are done or one failed; True if it is final now."""
@@ -280,6 +323,9 @@ class ExecutionActor:
         if not self.state.stack and self.lanes.done:
             await self._finish(Status.COMPLETED)
             return True
+        if self.lanes.held and not self.lanes.halt.is_set():  # a failure held (onExhausted: pause): pause for it
+            await holding.pause_held(self)
+            return self.status.is_final
         return False
 
     async def _finish(self, status: Status) -> None:
@@ -311,8 +357,23 @@ class ExecutionActor:
 
     async def _release(self) -> None:
         """Passivation: give up ownership so any node may activate the execution again."""
+        # the log of a final execution is not rewritten: RESTORE would drop the expiry its retention set
+        compact = not self.status.is_final
         with contextlib.suppress(Fenced):
-            await self.write(Commit(execution={"owner": ""}, compact_log=True), expect=self.status)
+            await self.write(Commit(execution={"owner": ""}, compact_log=compact), expect=self.status)
+
+    def activated_from(self, stored: StoredExecution) -> None:
+        """The registry read `stored` to activate this actor, and its takeover checked that it was the latest."""
+        self._loaded = (self.writer.writes, stored)
+
+    async def stored(self) -> StoredExecution | None:
+        """The execution as Redis holds it, for a command that validates the snapshot before it changes anything
+        (resume, the repairs): what the activation read, once, if nothing was written since (the takeover checked
+        it was the latest, and under its epoch only this actor writes); else read again."""
+        loaded, self._loaded = self._loaded, None
+        if loaded is not None and loaded[0] == self.writer.writes and not self.corrupted:
+            return loaded[1]
+        return await self.ctx.store.load(self.execution_id)
 
     async def write(self, commit: Commit, *, expect: Status, not_after_ms: int | None = None) -> None:
         """`CheckpointWriter.write`; RequestExpired if the request's deadline (`not_after_ms`, by the Redis clock)

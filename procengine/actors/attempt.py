@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
-from procengine.engine.interpreter import RunTask
+from procengine.engine.outcomes import RunTask
 from procengine.engine.sizes import packed_size
 from procengine.errors import CodecError, TooManyNodes
 from procengine.tasks.registry import Handler, TaskContext

@@ -18,12 +18,12 @@ from typing import Any
 from procengine.actors.context import ActorContext
 from procengine.actors.records import FINAL_RECORD, carried, needs_earlier, snapshot_commit
 from procengine.api.rendered import RenderedStatus
-from procengine.engine.interpreter import ElementEvent
+from procengine.engine.outcomes import ElementEvent
 from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, Fenced
 from procengine.statuses import Status
 from procengine.store import indexes
-from procengine.store.executions import CRASHES, Commit, stored_fields
+from procengine.store.executions import BUFFERED_SIGNALS, CRASHES, Commit, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 
 __all__ = ["CheckpointWriter"]
@@ -51,6 +51,8 @@ class CheckpointWriter:
         """The thread hash as of the last write, like `fields`."""
         self.task_records: dict[str, dict[str, Any]] = {}
         """The records of tasks under way as last written (their input and attempts so far go into the next)."""
+        self.writes = 0
+        """Writes begun (whatever their outcome): what Redis holds may differ from a snapshot read before the last."""
         self.copy_known = True
         """False once a write was cancelled while in flight (it may land or not): `fields` may be behind."""
         self.rendered_status: RenderedStatus | None = None
@@ -100,14 +102,27 @@ class CheckpointWriter:
         passed first, and nothing is written). Once the write lock is ours the write is handed to the group commit
         before anything else is awaited, and a handed-over write is sent even if the caller is cancelled while it
         waits for the answer (no shield)."""
+        if "memory" in commit.state:  # a snapshot: the buffered signals' counts go with it, when they changed
+            if BUFFERED_SIGNALS not in commit.execution and self.fields.get(BUFFERED_SIGNALS):
+                commit.execution[BUFFERED_SIGNALS] = ""
+            elif BUFFERED_SIGNALS in commit.execution and commit.execution[BUFFERED_SIGNALS] == self.fields.get(
+                BUFFERED_SIGNALS
+            ):
+                del commit.execution[BUFFERED_SIGNALS]
         target = commit.execution.get("status")
         if target is not None and target != expect.value:  # a status change moves it in the tenant's indexes
             # the final write sets the retention: the note of when it ends goes with it
             removal_at = None if commit.expire_ms is None else self.ctx.clock.now_ms() + commit.expire_ms
-            commit.index = indexes.status_change(
-                self.ctx.store.keys, self.execution_id, self.fields, expect.value, str(target), removal_at
-            )
+            keys = self.ctx.store.keys
+            if expect.is_final:  # a retry: live again, and the retention its final write started is undone
+                commit.persist = True
+                commit.index = indexes.revived(keys, self.execution_id, self.fields, expect.value, str(target))
+            else:
+                commit.index = indexes.status_change(
+                    keys, self.execution_id, self.fields, expect.value, str(target), removal_at
+                )
         async with self._write_lock:
+            self.writes += 1
             await self._carry(commit)
             started = time.perf_counter()
             try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from procengine.engine.interpreter import StartChild
+from procengine.engine.outcomes import StartChild
 
 __all__ = ["POLL_S", "RETRY_S", "ChildControl", "ChildEnd"]
 
@@ -14,6 +14,7 @@ POLL_S = 1.0
 """How often a parent whose child runs on another node reads the child's status."""
 RETRY_S = 1.0
 """How long a call-process waits before it tries again to start a child the engine could not start (503)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChildEnd:
@@ -42,3 +43,8 @@ class ChildControl(Protocol):
     ) -> list[int]: ...
 
     def notify_parent(self, parent_id: int) -> None: ...
+
+    async def retry(self, tenant: str, child_id: int, parent_id: int, reason: str | None) -> None:
+        """Retry a failed child in place (a retry of its parent's call-process); the child's refusal if it is
+        refused."""
+        ...

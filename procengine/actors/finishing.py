@@ -30,6 +30,8 @@ async def finish(actor: Host, status: Status) -> None:
     await actor.lanes.stop(grace_s=0)
     failure = actor.lanes.failure
     now = actor.ctx.clock.now_ms()
+    if status is Status.FAILED:  # the timers of other lanes stop with it, as a pause's do; a retry thaws them
+        actor.interpreter.freeze_timers(actor.state, now)
     commit = snapshot_commit(actor.state, [], now)
     commit.execution.update(status=status.value, stoppedAt=iso(now))
     commit.state["active"] = 0

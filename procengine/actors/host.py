@@ -15,7 +15,7 @@ from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import Interpreter
 from procengine.engine.state import ExecutionState
 from procengine.statuses import Status
-from procengine.store.executions import Commit
+from procengine.store.executions import Commit, StoredExecution
 
 __all__ = ["Host"]
 
@@ -48,6 +48,9 @@ class Host(Protocol):
 
     @property
     def fields(self) -> dict[str, str]: ...
+
+    async def stored(self) -> StoredExecution | None:
+        """The execution as Redis holds it (the activation's read, once, if nothing was written since)."""
 
     async def write(self, commit: Commit, *, expect: Status, not_after_ms: int | None = None) -> None:
         """`CheckpointWriter.write`, and an error when the request's deadline passed first."""

@@ -23,12 +23,14 @@ from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
 from procengine.actors.records import Failure, interrupted_record, record_field
 from procengine.engine.compiled import CompiledProcess
-from procengine.engine.interpreter import (
+from procengine.engine.interpreter import Interpreter
+from procengine.engine.lanes import is_branch
+from procengine.engine.outcomes import (
     AwaitChild,
     AwaitLanes,
     AwaitSignal,
     ElementFailed,
-    Interpreter,
+    ElementHeld,
     LaneEnded,
     Outcome,
     Progressed,
@@ -37,7 +39,6 @@ from procengine.engine.interpreter import (
     StartChild,
     ThreadEnded,
 )
-from procengine.engine.lanes import is_branch
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.errors import ProcEngineError
 from procengine.runtime.logs import element_key
@@ -86,6 +87,9 @@ class LaneRunners:
         self.halt = asyncio.Event()
         """Set while the runners are stopped, or being stopped: no lane starts, no element begins."""
         self.failure: Failure | None = None
+        self.held = False
+        """A lane's element failed for good and is held on the stack (`onExhausted: pause`): the actor pauses the
+        execution (`holding.py`)."""
         self.interrupted: list[StackEntry] = []
         """Tasks cut short since the runners last started (their stack entries as they ran)."""
         self.tasks_in_flight = 0
@@ -125,6 +129,7 @@ class LaneRunners:
     def start(self) -> None:
         self.halt.clear()
         self.failure = None
+        self.held = False
         self.interrupted = []
         state = self.state
         for thread in self.process.threads:
@@ -283,6 +288,9 @@ class LaneRunners:
             if isinstance(step, ElementFailed):
                 self.failure = Failure.of(step)
                 return
+            if isinstance(step, ElementHeld):
+                self.held = True
+                return
             if isinstance(step, Sleep):
                 await self._idle(lane, wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
             elif isinstance(step, AwaitSignal):
@@ -379,6 +387,9 @@ class LaneRunners:
         await self._follow(outcome)
         if isinstance(outcome.step, ElementFailed):
             self.failure = Failure.of(outcome.step)
+            return True
+        if isinstance(outcome.step, ElementHeld):
+            self.held = True
             return True
         return isinstance(outcome.step, LaneEnded)
 

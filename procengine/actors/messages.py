@@ -9,8 +9,70 @@ from typing import Any, Final, Literal
 from procengine.api.service import Caller
 from procengine.errors import CodecError
 
-Verb = Literal["pause", "resume", "cancel", "signal"]
-VERBS: Final[tuple[Verb, ...]] = ("pause", "resume", "cancel", "signal")
+Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now", "policy"]
+VERBS: Final[tuple[Verb, ...]] = (
+    "pause",
+    "resume",
+    "cancel",
+    "signal",
+    "retry",
+    "edit",
+    "step",
+    "run-now",
+    "policy",
+)
+STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "move", "run-now", "policy")
+
+
+@dataclass(frozen=True, slots=True)
+class StepOrder:
+    """A step control (`actors/steps.py`): what to do to which element, in which lane if it stands in several."""
+
+    action: str
+    """retry, skip, complete or fail (verb `step`), run-now (verb `run-now`) or policy (verb `policy`)."""
+    element: str
+    lane: str | None = None
+    output: Any = None
+    has_output: bool = False
+    """An output was given (a skip without one stores none; `null` given is stored)."""
+    error: str = ""
+    error_type: str = ""
+    policy: dict[str, Any] | None = None
+    """A policy change: {retry?, timeoutMs?}, validated (`ElementPolicyRequest`)."""
+
+    @property
+    def phrase(self) -> str:
+        """What it does to its element, for a refusal: `cannot <phrase> element 'x' ...`."""
+        phrases = {"run-now": "run now", "policy": "change the policy of", "move": "move a lane before"}
+        return phrases.get(self.action, self.action)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "element": self.element,
+            "lane": self.lane,
+            "output": self.output,
+            "hasOutput": self.has_output,
+            "error": self.error,
+            "type": self.error_type,
+            "policy": self.policy,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> StepOrder | None:
+        if not isinstance(wire, dict) or wire.get("action") not in STEP_ACTIONS:
+            return None
+        lane, policy = wire.get("lane"), wire.get("policy")
+        return cls(
+            action=str(wire["action"]),
+            element=str(wire.get("element", "")),
+            lane=lane if isinstance(lane, str) else None,
+            output=wire.get("output"),
+            has_output=wire.get("hasOutput") is True,
+            error=str(wire.get("error", "")),
+            error_type=str(wire.get("type", "")),
+            policy=policy if isinstance(policy, dict) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +88,12 @@ class Command:
     """The Idempotency-Key of a signal: a signal with a key already delivered is not delivered again."""
     not_after_ms: int | None = None
     """Set on a forwarded command: its deadline by the Redis clock; its transition is written only before it."""
+    patch: dict[str, Any] | None = None
+    """A retry's or an edit's JSON merge patch (RFC 7396) of the execution's variables."""
+    retry_key: str | None = None
+    """The idempotencyKey of a retry: a retry with a key applied already answers as the first time."""
+    step: StepOrder | None = None
+    """A step control's order (verb `step`)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -37,14 +105,21 @@ class Command:
             "signal": self.signal,
             "payload": self.payload,
             "signalKey": self.signal_key,
+            "patch": self.patch,
+            "retryKey": self.retry_key,
+            "step": None if self.step is None else self.step.to_wire(),
         }
 
     @classmethod
     def from_wire(cls, wire: Any, not_after_ms: int) -> Command:
         if not isinstance(wire, dict) or wire.get("verb") not in VERBS:
             raise CodecError("not a forwarded command")
+        step = StepOrder.from_wire(wire.get("step"))
+        if wire["verb"] in ("step", "run-now", "policy") and step is None:
+            raise CodecError("a forwarded step control without its order")
         caller = Caller(tenant=str(wire["tenant"]), by=str(wire["by"]), request_id=str(wire["requestId"]))
         reason, key = wire.get("reason"), wire.get("signalKey")
+        patch, retry_key = wire.get("patch"), wire.get("retryKey")
         return cls(
             verb=wire["verb"],
             caller=caller,
@@ -53,6 +128,9 @@ class Command:
             payload=wire.get("payload"),
             signal_key=key if isinstance(key, str) else None,
             not_after_ms=not_after_ms,
+            patch=patch if isinstance(patch, dict) else None,
+            retry_key=retry_key if isinstance(retry_key, str) else None,
+            step=step,
         )
 
 

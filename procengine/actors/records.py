@@ -3,16 +3,17 @@ transition details. Pure functions, so the shapes are in one place."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from procengine.api.service import Caller
-from procengine.engine.interpreter import ElementEvent, ElementFailed
 from procengine.engine.lanes import is_branch
+from procengine.engine.outcomes import ElementEvent, ElementFailed
 from procengine.engine.state import ExecutionState, StackEntry
 from procengine.runtime.clock import iso
 from procengine.store.codec import FORMAT_VERSION, encode
-from procengine.store.executions import Commit, LogRecord
+from procengine.store.executions import BUFFERED_SIGNALS, Commit, LogRecord, Scalar
 
 MAX_ATTEMPTS_KEPT = 20
 """A task's element record keeps its latest attempts, this many, in `attemptHistory`."""
@@ -71,6 +72,8 @@ def element_record(event: ElementEvent) -> dict[str, Any]:
             errorType=event.error_type,
             caught=event.caught,
         )
+        if event.held:  # held on the stack (onExhausted: pause): the execution is paused for it
+            record["held"] = True
     if event.element_type == "task":  # the input and this attempt; `carried` adds the earlier attempts
         record.update(input=event.input, attemptHistory=[_attempt_of(event)])
     return _without_none(record)
@@ -178,6 +181,8 @@ def element_log(event: ElementEvent) -> LogRecord:
         detail["rerun"] = True
     if event.caught is not None:
         detail["caught"] = event.caught
+    if event.held:
+        detail["held"] = True
     return LogRecord(event.at_ms, event.event, event.element_key, detail)
 
 
@@ -201,8 +206,12 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     saved_at = iso(now_ms)
     memory = encode(state.to_stored_memory_doc(saved_at))  # each output once (see `expand_memory_doc`)
     state.memory_bytes = len(memory)
+    execution: dict[str, Scalar] = {"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes}
+    if state.memory.signals:  # their counts, for status reads (`CheckpointWriter.write` clears them once taken)
+        counts = {name: len(kept) for name, kept in sorted(state.memory.signals.items()) if kept}
+        execution[BUFFERED_SIGNALS] = json.dumps(counts, separators=(",", ":"))
     return Commit(
-        execution={"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes},
+        execution=execution,
         state={
             "stack": encode(state.to_stack_doc(saved_at)),
             "memory": memory,

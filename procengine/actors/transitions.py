@@ -1,5 +1,6 @@
-"""What each request does to an execution: pause, resume, cancel and signal (the commands of its mailbox), and
-drain (its node shutting down). The actor calls one at a time, so they never race each other; each checks what it
+"""What each request does to an execution: pause, resume, cancel and signal (the commands of its mailbox), the
+repairs (retry a failed execution, edit a paused one's variables: `repairs.py`), and drain (its node shutting
+down). The actor calls one at a time, so they never race each other; each checks what it
 can, changes the state, and writes the change in one fenced write before it answers.
 
 Which statuses a command may start from is `ALLOWED_FROM`; the actor refuses the others before calling in.
@@ -8,7 +9,7 @@ Which statuses a command may start from is `ALLOWED_FROM`; the actor refuses the
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 from procengine.actors.context import ActorContext
 from procengine.actors.finishing import ended_as_child_or_parent, record_interrupted
@@ -18,10 +19,12 @@ from procengine.actors.records import snapshot_commit, transition_log
 from procengine.actors.snapshot import load_state
 from procengine.api.service import Caller
 from procengine.api.views import CancelResult, PauseResult, ResumeResult, SignalResult
+from procengine.engine.restart import retry_held
+from procengine.engine.waits import signal_names
 from procengine.errors import InvalidTransition, LimitExceeded, PayloadTooLarge, StateCorrupted, ValidationFailed
 from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
-from procengine.store.executions import Commit, LogRecord, Scalar
+from procengine.store.executions import PAUSE_REASON, PAUSED_BY, Commit, LogRecord, Scalar
 
 __all__ = [
     "ALLOWED_FROM",
@@ -33,14 +36,29 @@ __all__ = [
     "pause",
     "resume",
     "signal",
+    "write_pause",
 ]
 
-TRANSITION_TARGETS: Final = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
-"""The status each control command asks for (a `refused` entry names it as `to`)."""
+TRANSITION_TARGETS: Final = {
+    "pause": "paused",
+    "resume": "running",
+    "cancel": "cancelled",
+    "retry": "running",
+    "edit": "paused",
+    "step": "paused",
+    "run-now": "running",
+    "policy": "policy",
+}
+"""The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
     "pause": (Status.RUNNING,),
     "resume": (Status.PAUSED,),
     "cancel": (Status.RUNNING, Status.PAUSED),
+    "retry": (Status.FAILED,),
+    "edit": (Status.PAUSED,),
+    "step": (Status.PAUSED, Status.FAILED),
+    "run-now": (Status.RUNNING,),
+    "policy": (Status.RUNNING, Status.PAUSED),
 }
 """The statuses each control command applies to; from any other it is refused (and the refusal logged)."""
 SIGNAL_KEY_FIELD = "signalKey:"
@@ -67,30 +85,39 @@ async def pause(actor: Host, message: Command) -> PauseResult | None:
         raise actor.writer.crash
     if await actor.settle():  # the last element finished (or failed) while pausing
         return None
+    return await write_pause(actor, message.caller, message.reason, message.not_after_ms, inflight)
+
+
+async def write_pause(
+    actor: Host, caller: Caller, reason: str | None, not_after_ms: int | None, inflight: int, **extra: Any
+) -> PauseResult:
+    """The pause itself, once the runners are stopped: timers frozen, the paused write (who and why, for the
+    status's blockedOn), the children it waits for paused with it. `extra`: more for the `paused` log entry."""
+    lanes = actor.lanes
     now = actor.ctx.clock.now_ms()
     state = actor.state
     actor.interpreter.freeze_timers(state, now)
     first = state.stack[0] if state.stack else None
     state.paused_at_node = first.element_id if first else None
     commit = snapshot_commit(state, [], now)
-    commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now))
+    # who paused it and why, for the status's blockedOn (the log has them too, but a status read is O(lanes))
+    pause = {PAUSED_BY: caller.by, PAUSE_REASON: reason or ""}
+    commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), **pause)
     actor.writer.progressed(commit)
     interrupted = record_interrupted(actor, commit, now)
     commit.log.append(
-        transition_log(
-            now, "paused", message.caller, "running", "paused", message.reason, inflight=inflight, **interrupted
-        )
+        transition_log(now, "paused", caller, "running", "paused", reason, inflight=inflight, **interrupted, **extra)
     )
     # the children to pause with it, noted in the same write, so that its resume resumes them (and not one
     # an operator had paused on its own), even if this node stops between the two
     cascade = await actor.ctx.children.running(lanes.waited_children())
     if cascade:
         commit.execution["pausedChildren"] = json.dumps(cascade)
-    await actor.write(commit, expect=Status.RUNNING, not_after_ms=message.not_after_ms)
+    await actor.write(commit, expect=Status.RUNNING, not_after_ms=not_after_ms)
     actor.status = Status.PAUSED
     await actor.announce()
     if cascade:
-        await actor.ctx.children.control(actor.tenant, "pause", cascade, actor.execution_id, message.reason)
+        await actor.ctx.children.control(actor.tenant, "pause", cascade, actor.execution_id, reason)
     return PauseResult(
         executionID=actor.execution_id,
         completedNodes=state.completed_nodes,
@@ -103,7 +130,7 @@ async def pause(actor: Host, message: Command) -> PauseResult | None:
 async def resume(actor: Host, message: Command) -> ResumeResult:
     """Go on from the stored snapshot (read again and validated: a corrupted one is refused)."""
     ctx = actor.ctx
-    stored = await ctx.store.load(actor.execution_id)
+    stored = await actor.stored()
     try:
         if stored is None:
             raise StateCorrupted("the execution's keys are gone")
@@ -120,13 +147,16 @@ async def resume(actor: Host, message: Command) -> ResumeResult:
         )
         raise StateCorrupted(f"execution {actor.execution_id} cannot be resumed: {exc.message}") from None
     now = ctx.clock.now_ms()
+    retried = retry_held(state)  # a failure held on the stack (onExhausted: pause): resume means retry it
     actor.interpreter.thaw_timers(state, now)
     state.paused_at_node = None
     total_paused = _paused_ms_until(actor.fields, now)
     paused_ms = total_paused - int(actor.fields.get("pausedDurationMs") or 0)
     commit = snapshot_commit(state, [], now)
     commit.execution.update(status=Status.RUNNING.value, resumedAt=iso(now), pausedAt="", pausedDurationMs=total_paused)
-    commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason))
+    commit.execution.update({PAUSED_BY: "", PAUSE_REASON: ""})
+    extra = {"retried": retried} if retried else {}
+    commit.log.append(transition_log(now, "resumed", message.caller, "paused", "running", message.reason, **extra))
     paused_children = json.loads(actor.fields.get("pausedChildren") or "[]")
     if paused_children:
         commit.execution["pausedChildren"] = ""
@@ -186,6 +216,17 @@ async def signal(actor: Host, message: Command) -> SignalResult:
     execution_id = actor.execution_id
     if actor.status not in (Status.RUNNING, Status.PAUSED):
         raise InvalidTransition(f"execution {execution_id} is {actor.status.value}", actor.status.value)
+    takeable = signal_names(actor.process)
+    if message.signal not in takeable:
+        # no wait-signal of its definition could ever take it: kept, it would wait (and count) for ever
+        waits_for = ", ".join(repr(name) for name in takeable) or "no signal"
+        definition = actor.process.definition.key
+        problem = f"signal: {message.signal!r} is not a signal this execution waits for (it waits for {waits_for})"
+        raise ValidationFailed(
+            f"execution {execution_id} cannot take signal {message.signal!r}: its definition {definition!r} waits "
+            f"for {waits_for}; signal not stored",
+            [problem],
+        )
     if actor.corrupted:
         raise StateCorrupted(f"execution {execution_id}: its snapshot cannot be read; signal not stored")
     delivered = None if message.signal_key is None else f"{SIGNAL_KEY_FIELD}{message.signal_key}"

@@ -13,22 +13,33 @@ from procengine.api.feeds import Feed
 from procengine.api.views import (
     ELEMENTS_PAGE,
     CancelResult,
+    CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
+    ElementRetryRequest,
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
+    FailRequest,
     LogEntry,
     LogView,
+    MoveRequest,
     PauseResult,
     ProcessList,
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
+    RunNowRequest,
     SignalResult,
+    SkipRequest,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
+    StepResult,
+    VariablesResult,
 )
 
 
@@ -64,6 +75,54 @@ class NodeService(Protocol):
     async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult: ...
 
     async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult: ...
+
+    async def retry(self, caller: Caller, execution_id: int, request: RetryRequest) -> RetryResult:
+        """A failed execution goes on from what failed (same id), its variables merge-patched in the same write."""
+        ...
+
+    async def edit_variables(
+        self, caller: Caller, execution_id: int, patch: Any, reason: str | None = None
+    ) -> VariablesResult:
+        """Merge-patch a paused execution's variables (`patch` as the body gave it: 422 unless an object)."""
+        ...
+
+    async def retry_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: ElementRetryRequest
+    ) -> StepResult:
+        """An element of a paused or failed execution's stack starts again (attempt 1); the execution is paused."""
+        ...
+
+    async def skip_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: SkipRequest
+    ) -> StepResult:
+        """The element is recorded skipped and its `next` followed; the execution is paused."""
+        ...
+
+    async def complete_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: CompleteRequest
+    ) -> StepResult:
+        """A pending task completes as if its handler had returned `output`; the execution is paused."""
+        ...
+
+    async def fail_element(
+        self, caller: Caller, execution_id: int, element_key: str, request: FailRequest
+    ) -> StepResult:
+        """The element fails with the error and type given: a catch takes it (paused), or the execution fails."""
+        ...
+
+    async def change_policy(
+        self, caller: Caller, execution_id: int, element_key: str, request: ElementPolicyRequest
+    ) -> StepResult:
+        """A pending task's retry policy and/or timeout, for this run of it (running or paused)."""
+        ...
+
+    async def move(self, caller: Caller, execution_id: int, request: MoveRequest) -> StepResult:
+        """A lane of a paused or failed execution is put before another element of its thread or branch."""
+        ...
+
+    async def run_now(self, caller: Caller, execution_id: int, element_key: str, request: RunNowRequest) -> StepResult:
+        """A running execution's element waiting on a retry backoff or a delay goes on at once."""
+        ...
 
     async def signal(
         self, caller: Caller, execution_id: int, name: str, payload: Any, idempotency_key: str | None = None

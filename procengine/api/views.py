@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
 
 from procengine.depth import clipped
 
@@ -76,6 +76,62 @@ class CancelResult(_View):
     cancelledAt: str
 
 
+class RetryResult(_View):
+    """A failed execution goes on (`POST …/{id}/retry`): running again, same id."""
+
+    executionID: int
+    status: Literal["running"] = "running"
+    retriedAt: str
+    pendingNodes: int
+    """The stack depth after the retry, as a resume's."""
+    retried: list[str] = Field(default_factory=list)
+    """The elements that failed and start again, attempts reset (a call-process's: its child retried or started
+    again)."""
+    retriedChildren: list[int] = Field(default_factory=list)
+    """Failed children of retried call-process elements, retried in place (same child id)."""
+
+
+class VariablesResult(_View):
+    """A paused execution's variables after an edit (`PATCH …/{id}/variables`)."""
+
+    executionID: int
+    status: Literal["paused"] = "paused"
+    variables: Annotated[dict[str, Any], Shown]
+    changed: list[str]
+    """The names the patch added, changed or removed (sorted)."""
+
+
+class PendingElement(_View):
+    """One entry of an execution's stack, as a step control's answer shows it."""
+
+    elementKey: str
+    lane: str
+    """The thread's key, or the branch or iteration path (`main/ship[3]`)."""
+    attempt: int
+
+
+StepAction = Literal["retry", "skip", "complete", "fail", "move", "run-now", "policy"]
+
+
+class StepResult(_View):
+    """A step control applied to one element of a paused or failed execution (`POST …/{id}/elements/{key}/…`)."""
+
+    executionID: int
+    action: StepAction
+    elementKey: str
+    lane: str
+    """Where the element stood (the thread's key, or a branch or iteration path)."""
+    status: Literal["running", "paused", "failed"]
+    """The execution's status after it: paused (a failed one too: resume goes on from the new position), or failed
+    when a `fail` no catch clause took ended it; running after a run-now."""
+    caught: str | None = None
+    """A `fail` that a catch clause took: the element the lane goes on with."""
+    stack: list[PendingElement]
+    """The stack after the step (what resume goes on from)."""
+    policy: dict[str, Any] | None = None
+    """After a policy change: the element's policy for this run of it ({retry?, timeoutMs?})."""
+
+
 class SignalResult(_View):
     executionID: int
     signal: str
@@ -106,6 +162,27 @@ class ThreadView(_View):
     totalNodes: int
 
 
+BlockedKind = Literal[
+    "signal", "delay", "backoff", "task", "paused", "owner-dead", "child", "held-failed", "breakpoint"
+]
+"""Why a lane does not move (docs/api.md). `held-failed` and `breakpoint` are kept for the work that brings them
+(an element held as failed on a paused execution; a breakpoint): no answer gives them yet."""
+
+
+class BlockedOn(_View):
+    """One lane of an execution that is not moving, and why: see docs/api.md, "Why is it not moving?"."""
+
+    lane: str
+    """The thread's key, or the path of a branch or iteration (`main/ship[3]`)."""
+    elementKey: str
+    kind: BlockedKind
+    since: str | None
+    """When the lane began to wait so (null when it cannot be known)."""
+    until: str | None = None
+    """When the wait ends by itself: a delay's due time, a wait's timeout, a retry's time, a task's timeout."""
+    detail: Annotated[dict[str, Any], Shown] = Field(default_factory=dict)
+
+
 class ExecutionStatusView(_View):
     executionID: int
     processID: int
@@ -121,6 +198,9 @@ class ExecutionStatusView(_View):
     """The execution whose call-process started this one."""
     children: list[int] = Field(default_factory=list)
     """The executions this one's call-process elements started, oldest first."""
+    blockedOn: list[BlockedOn] = Field(default_factory=list)
+    """A lane per entry that is not moving, and why (empty once the execution is final). Last: the status
+    answer is rendered with it apart (`api/rendered.py`)."""
 
 
 class ExecutionSummary(_View):
@@ -262,3 +342,101 @@ class StartRequest(_Request):
 
 class ControlRequest(_Request):
     reason: str | None = Field(default=None, max_length=1000)
+
+
+class RetryRequest(_Request):
+    """`POST …/{id}/retry`: all optional. `variables` is a JSON merge patch (RFC 7396: `null` removes a name)
+    applied in the same write that makes the execution run again."""
+
+    variables: dict[str, Storable] | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class VariablesPatch(RootModel[dict[str, Storable]]):
+    """`PATCH …/{id}/variables`: a JSON merge patch (RFC 7396) of the variables: a name set to `null` is removed, an
+    object merges into the object it names, anything else replaces the value."""
+
+
+class _StepRequest(_Request):
+    lane: str | None = Field(default=None, min_length=1, max_length=1000)
+    """Where the element stands when it stands in several lanes (parallel branches, for-each iterations)."""
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ElementRetryRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/retry`: all optional."""
+
+
+class MoveRequest(_Request):
+    """`POST …/{id}/move`: put the lane before `before`, an element of its thread (or of its branch or iteration's
+    body); paused or failed execution."""
+
+    lane: str = Field(min_length=1, max_length=1000)
+    before: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+MAX_DURATION_MS = 3_153_600_000_000
+"""100 years: the longest timeout, delay or backoff a definition or a policy change may give, so that a due time
+stays a 64-bit integer in the snapshot and a date in an answer."""
+MAX_ATTEMPTS = 1_000_000
+"""The most attempts a retry policy may give a task."""
+
+
+class RetryPolicyChange(_Request):
+    """What changes in a task's retry policy, checked as a definition's is (the same fields and bounds): the fields
+    given replace those of the policy in force (changed before, else the definition's); the others stay."""
+
+    maxAttempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
+    backoffMs: int | None = Field(default=None, ge=0, le=MAX_DURATION_MS)
+    backoffMultiplier: float | None = Field(default=None, ge=1.0, le=100.0)
+    maxBackoffMs: int | None = Field(default=None, ge=1, le=MAX_DURATION_MS)
+
+
+class ElementPolicyRequest(_StepRequest):
+    """`PATCH …/{id}/elements/{elementKey}`: a pending task's retry policy and/or timeout, for this run of it."""
+
+    # The one rule the fields cannot say: something changes, a retry policy or a timeout that is not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["retry"], "properties": {"retry": {"type": "object"}}},
+                {"required": ["timeoutMs"], "properties": {"timeoutMs": {"type": "integer"}}},
+            ]
+        }
+    )
+
+    retry: RetryPolicyChange | None = None
+    timeoutMs: int | None = Field(default=None, ge=1, le=MAX_DURATION_MS)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ElementPolicyRequest:
+        if self.retry is None and self.timeoutMs is None:
+            raise ValueError("give retry or timeoutMs")
+        return self
+
+
+class RunNowRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/run-now`: all optional."""
+
+
+class SkipRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/skip`: all optional; an `output` given (even null) is stored as if the
+    element had run (its node output, and its output variable where it has one)."""
+
+    output: Annotated[Any, WithJsonSchema({"anyOf": [{"$ref": STORABLE_REF}, {"type": "null"}]})] = None
+
+
+class CompleteRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/complete`: a task completed as if its handler had returned `output`."""
+
+    output: Annotated[Any, WithJsonSchema({"anyOf": [{"$ref": STORABLE_REF}, {"type": "null"}]})] = None
+
+
+class FailRequest(_StepRequest):
+    """`POST …/{id}/elements/{elementKey}/fail`: the element fails with `error` of type `type` (a catch clause for
+    that type takes it)."""
+
+    error: str = Field(min_length=1, max_length=1000)
+    type: str = Field(default="Error", min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")

@@ -155,6 +155,80 @@ async def signal(client: AsyncClient, args: argparse.Namespace, output: Output) 
     return EXIT_OK
 
 
+async def retry(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if args.element is not None:
+        if args.var or args.vars_file or args.idempotency_key:
+            raise InputError("retry --element: --var, --vars-file and --idempotency-key apply to a whole retry only")
+        stepped = await client.retry_element(args.execution_id, args.element, lane=args.lane, reason=args.reason)
+        output.show(stepped, render.stepped(stepped))
+        return EXIT_OK
+    if args.lane is not None:
+        raise InputError("retry: --lane goes with --element")
+    patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
+    result = await client.retry(
+        args.execution_id, variables=patch, reason=args.reason, idempotency_key=args.idempotency_key
+    )
+    output.show(result, render.retried(result))
+    return EXIT_OK
+
+
+async def edit(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if not args.var and args.vars_file is None:
+        raise InputError("edit: give at least one --var NAME=JSON or --vars-file FILE")
+    result = await client.edit_variables(
+        args.execution_id, parse_variables(args.var, args.vars_file), reason=args.reason
+    )
+    output.show(result, render.edited(result))
+    return EXIT_OK
+
+
+async def skip(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    given = {} if args.output is None else {"output": parse_json(args.output, "--output")}
+    result = await client.skip(args.execution_id, args.element, lane=args.lane, reason=args.reason, **given)
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
+async def complete(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    value = None if args.output is None else parse_json(args.output, "--output")
+    result = await client.complete(args.execution_id, args.element, value, lane=args.lane, reason=args.reason)
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
+async def fail(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.fail(
+        args.execution_id, args.element, args.error, type=args.type, lane=args.lane, reason=args.reason
+    )
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
+async def change_policy(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if args.retry is None and args.timeout_ms is None:
+        raise InputError("policy: give --retry JSON and/or --timeout-ms MS")
+    retry = None if args.retry is None else parse_json(args.retry, "--retry")
+    if retry is not None and not isinstance(retry, dict):
+        raise InputError("policy: --retry must be a JSON object")
+    result = await client.change_policy(
+        args.execution_id, args.element, retry=retry, timeout_ms=args.timeout_ms, lane=args.lane, reason=args.reason
+    )
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
+async def move(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.move(args.execution_id, args.lane, args.before, reason=args.reason)
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
+async def run_now(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.run_now(args.execution_id, args.element, lane=args.lane, reason=args.reason)
+    output.show(result, render.stepped(result))
+    return EXIT_OK
+
+
 async def register(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     raw = read_file(args.file, "register")
     content_type = "application/json" if args.file.suffix.lower() == ".json" else "application/yaml"
@@ -173,6 +247,14 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "resume": resume,
     "cancel": cancel,
     "signal": signal,
+    "retry": retry,
+    "edit": edit,
+    "skip": skip,
+    "complete": complete,
+    "fail": fail,
+    "move": move,
+    "run-now": run_now,
+    "policy": change_policy,
     "register": register,
 }
 

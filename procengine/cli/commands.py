@@ -1,5 +1,5 @@
-"""The command line of the API commands (start, status, list, log, watch, pause, resume, cancel, signal,
-register) and of `validate`, and the grouped list of every command that `procengine --help` ends with.
+"""The command line of the API commands (start, status, list, log, watch, pause, resume, cancel, signal, retry,
+edit, register) and of `validate`, and the grouped list of every command that `procengine --help` ends with.
 
 Only argparse is imported here: what the commands do (the client, rich) is imported when one runs, so
 `procengine serve`, `inspect` and `--help` do not pay for it. Connection options on every API command:
@@ -29,6 +29,10 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     (
         "drive executions over the REST API (--url, --token)",
         ("start", "status", "list", "log", "watch", "pause", "resume", "cancel", "signal"),
+    ),
+    (
+        "repair an execution, same id (--reason)",
+        ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
     ),
     ("definitions", ("register", "validate")),
 )
@@ -110,6 +114,96 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     signal.add_argument("--payload-file", metavar="FILE", type=Path, help="the payload from a JSON or YAML file")
     signal.add_argument("--idempotency-key", metavar="K", help="delivered once, however often it is sent with K")
 
+    retry = add(
+        "retry",
+        "retry a failed execution from what failed",
+        "Retry a failed execution, same id: it goes on from the elements that failed, their attempts reset; "
+        "elements that completed do not run again. --var and --vars-file change its variables in the same write "
+        "(a JSON merge patch: null removes a name).",
+        api,
+    )
+    _execution_id(retry)
+    _patch_options(retry)
+    retry.add_argument("--reason", metavar="R", help="written to the execution's log")
+    retry.add_argument("--idempotency-key", metavar="K", help="applied once, however often it is sent with K")
+    retry.add_argument(
+        "--element",
+        metavar="KEY",
+        help="retry only this element of a paused or failed execution's stack (attempt 1); it is paused after",
+    )
+    _lane_option(retry)
+
+    edit = add(
+        "edit",
+        "change a paused execution's variables",
+        "Change a paused execution's variables (a JSON merge patch: null removes a name, an object merges into "
+        "the object it names); resume goes on with them.",
+        api,
+    )
+    _execution_id(edit)
+    _patch_options(edit)
+    edit.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    skip = add(
+        "skip",
+        "skip an element of a paused or failed execution",
+        "Skip the element KEY of a paused or failed execution's stack: it is recorded skipped and its next element "
+        "follows; --output is stored as if it had run. The execution is paused after it (resume goes on).",
+        api,
+    )
+    _step_arguments(skip)
+    skip.add_argument("--output", metavar="JSON", help="the output to store, as JSON")
+    complete = add(
+        "complete",
+        "complete a task of a paused or failed execution",
+        "Complete the task KEY of a paused or failed execution's stack as if its handler had returned --output "
+        "(JSON; none: null). The execution is paused after it.",
+        api,
+    )
+    _step_arguments(complete)
+    complete.add_argument("--output", metavar="JSON", help="what the handler would have returned, as JSON")
+    fail = add(
+        "fail",
+        "fail an element of a paused or failed execution",
+        "Fail the element KEY of a paused or failed execution's stack with --error of --type: a catch clause for "
+        "that type takes it (the execution is paused after it); with none, the execution ends failed.",
+        api,
+    )
+    _step_arguments(fail)
+    fail.add_argument("--error", metavar="MESSAGE", required=True, help="the error message")
+    fail.add_argument("--type", metavar="TYPE", default="Error", help="the error's type, as catch clauses name it")
+
+    move = add(
+        "move",
+        "put a lane of a paused or failed execution before an element",
+        "Put the lane LANE (a thread's key, or a branch or iteration path) of a paused or failed execution before "
+        "the element KEY of its thread or branch: it starts there, attempt 1. The execution is paused after it.",
+        api,
+    )
+    _execution_id(move)
+    move.add_argument("lane", metavar="LANE", help="the lane, e.g. main or main/each[2]")
+    move.add_argument("before", metavar="KEY", help="the element it goes on from")
+    move.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    run_now = add(
+        "run-now",
+        "end the backoff or delay an element waits on",
+        "End the retry backoff or the delay the element KEY of a running execution waits on: it goes on at once.",
+        api,
+    )
+    _step_arguments(run_now)
+
+    policy = add(
+        "policy",
+        "change a pending task's retry policy or timeout",
+        "Change the pending task KEY's retry policy (--retry, JSON: maxAttempts, backoffMs, backoffMultiplier, "
+        "maxBackoffMs) and/or --timeout-ms, for this run of it, on a running or paused execution.",
+        api,
+    )
+    _step_arguments(policy)
+    policy.add_argument("--retry", metavar="JSON", help='e.g. \'{"maxAttempts": 5, "backoffMs": 1000}\'')
+    policy.add_argument("--timeout-ms", metavar="MS", type=positive_int, help="each attempt's timeout")
+
     register = add(
         "register",
         "register a definition (YAML or JSON)",
@@ -164,6 +258,17 @@ def _json_option() -> argparse.ArgumentParser:
     return options
 
 
+def _patch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--var",
+        metavar="NAME=JSON",
+        action="append",
+        default=[],
+        help="set a variable, e.g. amount=42; amount=null removes it (repeatable)",
+    )
+    parser.add_argument("--vars-file", metavar="FILE", type=Path, help="a merge patch from a JSON or YAML object")
+
+
 def _execution_id(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("execution_id", metavar="ID", type=positive_int, help="the executionID")
 
@@ -172,3 +277,16 @@ def _run(name: str, args: argparse.Namespace) -> int:
     from procengine.cli import actions  # lazily: the client, aiohttp and rich
 
     return actions.run(name, args)
+
+
+def _lane_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lane", metavar="LANE", help="where the element stands when it stands in several (e.g. main/each[2])"
+    )
+
+
+def _step_arguments(parser: argparse.ArgumentParser) -> None:
+    _execution_id(parser)
+    parser.add_argument("element", metavar="KEY", help="the element's key, as the definition names it")
+    _lane_option(parser)
+    parser.add_argument("--reason", metavar="R", help="written to the execution's log")

@@ -133,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a tenant's own retention (repeatable)",
     )
     serve.add_argument(
+        "--on-exhausted",
+        choices=("fail", "pause"),
+        help="an element failed for good (no catch) fails the execution (default) or pauses it, held to retry",
+    )
+    serve.add_argument(
+        "--on-exhausted-for",
+        metavar="TENANT=fail|pause",
+        action="append",
+        help="a tenant's own --on-exhausted (repeatable)",
+    )
+    serve.add_argument(
         "--http-allow",
         metavar="HOST[:PORT]",
         action="append",
@@ -472,7 +483,12 @@ def _describe(error: Any, given: dict[str, Any]) -> str:
         return message
     field = str(error["loc"][0])
     if field in given:
-        flags = {"api_tokens": "--token", "definitions": "--register", "retention_for": "--retention-for"}
+        flags = {
+            "api_tokens": "--token",
+            "definitions": "--register",
+            "retention_for": "--retention-for",
+            "on_exhausted_for": "--on-exhausted-for",
+        }
         where = flags.get(field, "--" + field.replace("_", "-"))
     else:
         where = "PROCENGINE_" + field.upper()

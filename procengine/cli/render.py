@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from procengine.api.views import (
+    BlockedOn,
     CancelResult,
     ExecutionList,
     ExecutionStatusView,
@@ -21,18 +22,24 @@ from procengine.api.views import (
     PauseResult,
     ProcessSummary,
     ResumeResult,
+    RetryResult,
     SignalResult,
     StartResult,
+    StepResult,
+    VariablesResult,
 )
 
 __all__ = [
     "STATUS_STYLES",
+    "blocked_line",
     "cancelled",
+    "edited",
     "executions",
     "log_line",
     "paused",
     "registered",
     "resumed",
+    "retried",
     "signalled",
     "started",
     "status",
@@ -72,6 +79,44 @@ def resumed(result: ResumeResult) -> Text:
 
 def cancelled(result: CancelResult) -> Text:
     return Text(f"cancelled execution {result.executionID} at {result.cancelledAt}")
+
+
+def retried(result: RetryResult) -> Text:
+    what = ", ".join(result.retried) or "nothing failed on its stack"
+    children = (
+        f"; child executions retried: {', '.join(map(str, result.retriedChildren))}" if result.retriedChildren else ""
+    )
+    return Text.assemble(
+        f"retried execution {result.executionID} at {result.retriedAt} from {what}{children}; "
+        f"{result.pendingNodes} pending: ",
+        _status(result.status),
+    )
+
+
+def edited(result: VariablesResult) -> Text:
+    changed = ", ".join(result.changed) or "nothing"
+    return Text(f"execution {result.executionID} ({result.status}): variables changed: {changed}")
+
+
+_DONE = {
+    "retry": "retried",
+    "skip": "skipped",
+    "complete": "completed",
+    "fail": "failed",
+    "move": "moved a lane to",
+    "run-now": "ran now",
+    "policy": "changed the policy of",
+}
+
+
+def stepped(result: StepResult) -> Text:
+    caught = f"; caught, goes on at {result.caught}" if result.caught else ""
+    pending = ", ".join(f"{e.elementKey} ({e.lane})" for e in result.stack) or "nothing"
+    return Text.assemble(
+        f"{_DONE[result.action]} element {result.elementKey} ({result.lane}) of execution {result.executionID}"
+        f"{caught}; pending: {pending}; now ",
+        _status(result.status),
+    )
 
 
 def signalled(result: SignalResult) -> Text:
@@ -114,12 +159,52 @@ def status(view: ExecutionStatusView) -> RenderableType:
         facts.add_row("children", ", ".join(str(child) for child in view.children))
     if view.error is not None:
         facts.add_row("error", Text(_error(view.error), style="red"))
+    for entry in view.blockedOn:
+        facts.add_row("blocked", Text(blocked_line(entry), style="yellow"))
     threads = Table(box=None, pad_edge=False, show_edge=False)
     for heading in ("THREAD", "STATUS", "DONE"):
         threads.add_column(heading)
     for thread in view.threads:
         threads.add_row(thread.threadKey, _status(thread.status), f"{thread.completedNodes}/{thread.totalNodes}")
     return Group(facts, Text(""), threads)
+
+
+def blocked_line(entry: BlockedOn) -> str:
+    """One `blockedOn` entry as a line: the lane, its element, and why it does not move."""
+    return f"{entry.lane}: {entry.elementKey} {_why(entry.kind, entry.detail, entry.since, entry.until)}"
+
+
+def _why(kind: str, detail: dict[str, Any], since: str | None, until: str | None) -> str:
+    since_text = f" since {since}" if since else ""
+    if kind == "signal":
+        timeout = f", times out at {detail['timeoutAt']}" if detail.get("timeoutAt") else ""
+        return f"waits for signal {detail.get('signal')!r} ({detail.get('buffered', 0)} buffered{timeout}){since_text}"
+    if kind == "delay":
+        return f"is delayed until {detail.get('dueAt')}"
+    if kind == "backoff":
+        last = f"; last error: {detail['lastError']}" if detail.get("lastError") else ""
+        return f"retries (attempt {detail.get('attempt')}) at {detail.get('retryAt')}{last}"
+    if kind == "task":
+        timeout = f", times out at {detail['timeoutAt']}" if detail.get("timeoutAt") else ""
+        return f"runs attempt {detail.get('attempt')} on node {detail.get('node')}{since_text}{timeout}"
+    if kind == "child":
+        return f"waits for child execution {detail.get('childExecutionID')} ({detail.get('childStatus')}){since_text}"
+    waiting = detail.get("waiting")
+    then = ""
+    if isinstance(waiting, dict):
+        inner = {k: v for k, v in waiting.items() if k != "kind"}
+        then = f"; then it {_why(str(waiting.get('kind')), inner, None, None)}"
+        if waiting.get("remainingMs") is not None:
+            then += f" ({waiting['remainingMs']} ms left)"
+    if kind == "paused":
+        reason = f": {detail['reason']}" if detail.get("reason") else ""
+        return f"is paused by {detail.get('by') or '?'}{since_text}{reason}{then}"
+    if kind == "owner-dead":
+        return (
+            f"does not move: its node {detail.get('owner') or '(none)'} is gone and no node has adopted it yet "
+            f"(last checkpoint {detail.get('lastCheckpointAt')}){then}"
+        )
+    return f"{kind}{since_text}"
 
 
 def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:

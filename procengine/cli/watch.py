@@ -57,6 +57,7 @@ class _Bars:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[int, TaskID] = {}
+        self.blocked: list[str] = []
 
     def show(self, view: ExecutionStatusView) -> None:
         for thread in view.threads:
@@ -67,6 +68,12 @@ class _Bars:
             self.progress.update(
                 task, total=thread.totalNodes, completed=thread.completedNodes, state=thread.status, refresh=True
             )
+        # why lanes do not move, printed above the bars each time it changes (a wait that began, a pause, ...)
+        blocked = [render.blocked_line(entry) for entry in view.blockedOn]
+        if blocked != self.blocked:
+            self.blocked = blocked
+            for line in blocked:
+                self.progress.console.print(f"blocked  {line}", style="yellow", highlight=False)
 
 
 async def _follow(client: AsyncClient, execution_id: int, show: Callable[[ExecutionStatusView], None]) -> str | None:

@@ -27,25 +27,36 @@ from pydantic import BaseModel
 from procengine.api.problems import problems as listed_problems
 from procengine.api.views import (
     CancelResult,
+    CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
+    ElementRetryRequest,
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
     ExecutionSummary,
+    FailRequest,
     LogEntry,
     LogView,
+    MoveRequest,
     PauseResult,
     ProcessList,
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
+    RunNowRequest,
     SignalResult,
+    SkipRequest,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
     StatusName,
     StatusTable,
+    StepResult,
+    VariablesResult,
 )
 from procengine.client.connection import BASE_PATH, resolve_token, resolve_url
 from procengine.client.errors import (
@@ -69,6 +80,15 @@ FINAL_EVENTS: Final = frozenset({"completed", "failed", "cancelled"})
 _JSON: Final = "application/json"
 _YAML: Final = "application/yaml"
 _NO_BODY: Final = object()
+
+
+class _NoOutput:
+    def __repr__(self) -> str:
+        return "NO_OUTPUT"
+
+
+NO_OUTPUT: Final = _NoOutput()
+"""`skip`'s default: no output given (None sends `null`, which is stored)."""
 
 
 class AsyncClient:
@@ -211,6 +231,140 @@ class AsyncClient:
     async def cancel(self, execution_id: int, reason: str | None = None) -> CancelResult:
         """Cancel a running or paused execution, at once."""
         return await self._data("POST", _execution(execution_id, "cancel"), CancelResult, body=_control(reason))
+
+    async def retry(
+        self,
+        execution_id: int,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RetryResult:
+        """Retry a failed execution, same id: it goes on from the elements that failed (attempts reset), with
+        `variables` merge-patched (RFC 7396: None removes a name) in the same write. InvalidTransition unless
+        failed. With `idempotency_key` a repeat answers as the first (and it may be retried)."""
+        given = {"variables": None if variables is None else dict(variables), "reason": reason,
+                 "idempotencyKey": idempotency_key}  # fmt: skip
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(RetryRequest, body)  # refused here as the server would; sent as given (null removes)
+        return await self._data(
+            "POST",
+            _execution(execution_id, "retry"),
+            RetryResult,
+            body=_dump(body),
+            retry=idempotency_key is not None,
+        )
+
+    async def edit_variables(
+        self, execution_id: int, patch: Mapping[str, Any], *, reason: str | None = None
+    ) -> VariablesResult:
+        """Change a paused execution's variables by a JSON merge patch (RFC 7396: None removes a name, a mapping
+        merges into the mapping it names). InvalidTransition unless paused."""
+        params = {"reason": reason} if reason is not None else None
+        return await self._data(
+            "PATCH", _execution(execution_id, "variables"), VariablesResult, body=_dump(dict(patch)), params=params
+        )
+
+    # --- step controls: one element of a paused or failed execution (it is paused after) ---------------
+
+    async def retry_element(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        """Start `element` of a paused or failed execution's stack again (attempt 1); the execution is paused after
+        it (resume goes on). `lane` names where it stands when it stands in several (branches, iterations)."""
+        return await self._step(execution_id, element, "retry", ElementRetryRequest, {"lane": lane, "reason": reason})
+
+    async def skip(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        output: Any = NO_OUTPUT,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Skip `element`: recorded skipped, its `next` followed; an `output` given (None too) is stored as if it
+        had run. The execution is paused after it."""
+        body: dict[str, Any] = {"lane": lane, "reason": reason}
+        if output is not NO_OUTPUT:
+            body["output"] = output
+        return await self._step(execution_id, element, "skip", SkipRequest, body, keep=("output",))
+
+    async def complete(
+        self,
+        execution_id: int,
+        element: str,
+        output: Any = None,
+        *,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Complete the task `element` as if its handler had returned `output`. The execution is paused after it."""
+        body = {"output": output, "lane": lane, "reason": reason}
+        return await self._step(execution_id, element, "complete", CompleteRequest, body, keep=("output",))
+
+    async def fail(
+        self,
+        execution_id: int,
+        element: str,
+        error: str,
+        *,
+        type: str = "Error",
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Fail `element` with `error` of `type`: a catch clause for it takes the lane on (paused after), else the
+        execution ends failed."""
+        body = {"error": error, "type": type, "lane": lane, "reason": reason}
+        return await self._step(execution_id, element, "fail", FailRequest, body)
+
+    async def move(self, execution_id: int, lane: str, before: str, *, reason: str | None = None) -> StepResult:
+        """Put `lane` (a thread's key, or a branch or iteration path) of a paused or failed execution before the
+        element `before` of its thread or branch: a fresh entry, attempt 1. The execution is paused after it."""
+        given = {"lane": lane, "before": before, "reason": reason}
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(MoveRequest, body)
+        return await self._data("POST", _execution(execution_id, "move"), StepResult, body=_dump(body))
+
+    async def run_now(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        """End the retry backoff or the delay `element` of a running execution waits on: it goes on at once.
+        InvalidTransition unless running and waiting on such a timer."""
+        return await self._step(execution_id, element, "run-now", RunNowRequest, {"lane": lane, "reason": reason})
+
+    async def change_policy(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        retry: Mapping[str, Any] | None = None,
+        timeout_ms: int | None = None,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        """Change the pending task `element`'s retry policy (`retry`: maxAttempts, backoffMs, backoffMultiplier,
+        maxBackoffMs, as a definition's) and/or timeout for this run of it, on a running or paused execution."""
+        given = {"retry": None if retry is None else dict(retry), "timeoutMs": timeout_ms, "lane": lane,
+                 "reason": reason}  # fmt: skip
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(ElementPolicyRequest, body)
+        path = _execution(execution_id, f"elements/{quote(element, safe='')}")
+        return await self._data("PATCH", path, StepResult, body=_dump(body))
+
+    async def _step(
+        self,
+        execution_id: int,
+        element: str,
+        action: str,
+        model: type[BaseModel],
+        given: dict[str, Any],
+        keep: tuple[str, ...] = (),
+    ) -> StepResult:
+        body = {name: value for name, value in given.items() if value is not None or name in keep}
+        _request_model(model, body)  # refused here as the server would
+        path = _execution(execution_id, f"elements/{quote(element, safe='')}/{action}")
+        return await self._data("POST", path, StepResult, body=_dump(body))
 
     async def signal(
         self, execution_id: int, name: str, payload: Any = None, *, idempotency_key: str | None = None

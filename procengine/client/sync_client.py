@@ -27,14 +27,17 @@ from procengine.api.views import (
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryResult,
     SignalResult,
     StartResult,
     StateView,
     StatusEvent,
     StatusName,
     StatusTable,
+    StepResult,
+    VariablesResult,
 )
-from procengine.client.async_client import AsyncClient
+from procengine.client.async_client import NO_OUTPUT, AsyncClient
 from procengine.client.streams import EventStream
 
 __all__ = ["BlockingEventStream", "Client"]
@@ -154,6 +157,80 @@ class Client:
 
     def cancel(self, execution_id: int, reason: str | None = None) -> CancelResult:
         return self._run(self._async.cancel(execution_id, reason))
+
+    def retry(
+        self,
+        execution_id: int,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RetryResult:
+        return self._run(
+            self._async.retry(execution_id, variables=variables, reason=reason, idempotency_key=idempotency_key)
+        )
+
+    def edit_variables(
+        self, execution_id: int, patch: Mapping[str, Any], *, reason: str | None = None
+    ) -> VariablesResult:
+        return self._run(self._async.edit_variables(execution_id, patch, reason=reason))
+
+    def retry_element(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        return self._run(self._async.retry_element(execution_id, element, lane=lane, reason=reason))
+
+    def skip(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        output: Any = NO_OUTPUT,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return self._run(self._async.skip(execution_id, element, output=output, lane=lane, reason=reason))
+
+    def complete(
+        self, execution_id: int, element: str, output: Any = None, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        return self._run(self._async.complete(execution_id, element, output, lane=lane, reason=reason))
+
+    def fail(
+        self,
+        execution_id: int,
+        element: str,
+        error: str,
+        *,
+        type: str = "Error",
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return self._run(self._async.fail(execution_id, element, error, type=type, lane=lane, reason=reason))
+
+    def change_policy(
+        self,
+        execution_id: int,
+        element: str,
+        *,
+        retry: Mapping[str, Any] | None = None,
+        timeout_ms: int | None = None,
+        lane: str | None = None,
+        reason: str | None = None,
+    ) -> StepResult:
+        return self._run(
+            self._async.change_policy(
+                execution_id, element, retry=retry, timeout_ms=timeout_ms, lane=lane, reason=reason
+            )
+        )
+
+    def move(self, execution_id: int, lane: str, before: str, *, reason: str | None = None) -> StepResult:
+        return self._run(self._async.move(execution_id, lane, before, reason=reason))
+
+    def run_now(
+        self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
+    ) -> StepResult:
+        return self._run(self._async.run_now(execution_id, element, lane=lane, reason=reason))
 
     def signal(
         self, execution_id: int, name: str, payload: Any = None, *, idempotency_key: str | None = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, model_validator
+
+from procengine.api.views import MAX_ATTEMPTS, MAX_DURATION_MS
 
 ElementType = Literal[
     "task",
@@ -37,11 +39,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
+Duration = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
+"""Milliseconds of a delay or a backoff: at most 100 years (a due time stays a 64-bit integer and a date)."""
+PositiveDuration = Annotated[int, Field(gt=0, le=MAX_DURATION_MS)]
+
+
 class RetryPolicy(_Model):
-    maxAttempts: PositiveInt = 1
-    backoffMs: NonNegativeInt = 0
+    maxAttempts: Annotated[int, Field(gt=0, le=MAX_ATTEMPTS)] = 1
+    backoffMs: Duration = 0
     backoffMultiplier: float = Field(default=2.0, ge=1.0, le=100.0)
-    maxBackoffMs: PositiveInt = 3_600_000
+    maxBackoffMs: PositiveDuration = 3_600_000
 
     def delay_before(self, attempt: int) -> int:
         """Milliseconds to wait before `attempt` (2 is the first retry)."""
@@ -66,6 +73,11 @@ class CatchClause(_Model):
 
 Catch = Annotated[list[CatchClause], Field(default_factory=list, max_length=20)]
 
+OnExhausted = Literal["pause", "fail"]
+"""What an element's failure for good does once no catch clause takes it: `fail` its lane (and the execution), or
+`pause` the execution with the element held as failed on its stack (resume retries it). None on an element: the
+server's default (`--on-exhausted`, per tenant `--on-exhausted-for`)."""
+
 
 class _ElementBase(_Model):
     key: Identifier
@@ -78,8 +90,9 @@ class TaskElement(_ElementBase):
     input: dict[str, str] = Field(default_factory=dict)
     output: Identifier | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeoutMs: PositiveInt | None = None
+    timeoutMs: PositiveDuration | None = None
     catch: Catch
+    onExhausted: OnExhausted | None = None
 
 
 class IfConditionElement(_Model):
@@ -114,7 +127,7 @@ class SetVariableElement(_ElementBase):
 
 class DelayElement(_ElementBase):
     type: Literal["delay"]
-    durationMs: NonNegativeInt | None = None
+    durationMs: Duration | None = None
     until: Annotated[str, Field(min_length=1)] | None = None
     """CEL: a timestamp, an RFC 3339 string or a duration from when the delay starts."""
     catch: Catch
@@ -130,7 +143,7 @@ class WaitSignalElement(_ElementBase):
     type: Literal["wait-signal"]
     signal: Identifier
     into: Identifier | None = None
-    timeoutMs: PositiveInt | None = None
+    timeoutMs: PositiveDuration | None = None
     """No signal within this (paused time not counted): go on at `onTimeout`, or without one fail (Timeout)."""
     timeoutAt: Annotated[str, Field(min_length=1)] | None = None
     """The same, by a CEL time (a timestamp, an RFC 3339 string, or a duration from when the wait starts)."""
@@ -204,6 +217,7 @@ class CallProcessElement(_ElementBase):
     result: Annotated[str, Field(min_length=1)] | None = None
     output: Identifier | None = None
     catch: Catch
+    onExhausted: OnExhausted | None = None
 
 
 class FailElement(_Model):
@@ -305,6 +319,8 @@ def bodies_of_doc(element: dict[str, Any]) -> list[dict[str, Any]]:
 _ADDED_FIELDS: dict[str, tuple[str, ...]] = {
     "wait-signal": ("timeoutMs", "onTimeout", "timeoutAt"),
     "delay": ("until",),
+    "task": ("onExhausted",),
+    "call-process": ("onExhausted",),
 }
 """Per element type, the optional fields it gained after its first release (catch: every type that has it)."""
 

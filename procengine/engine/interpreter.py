@@ -12,8 +12,7 @@ that failure, so a snapshot never exceeds the limit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from procengine.engine import lanes
 from procengine.engine.compiled import CompiledProcess
@@ -26,6 +25,7 @@ from procengine.engine.definitions import (
     FanOut,
     ForEachElement,
     IfConditionElement,
+    OnExhausted,
     ParallelElement,
     SetVariableElement,
     SwitchElement,
@@ -34,11 +34,26 @@ from procengine.engine.definitions import (
     catch_clauses,
 )
 from procengine.engine.expressions import DEFAULT_MAX_COST
+from procengine.engine.outcomes import (
+    AwaitChild,
+    AwaitLanes,
+    AwaitSignal,
+    ElementEvent,
+    ElementFailed,
+    ElementHeld,
+    EventName,
+    LaneEnded,
+    Outcome,
+    Progressed,
+    RunTask,
+    Sleep,
+    StartChild,
+    ThreadEnded,
+)
+from procengine.engine.policy import retry_policy, timeout_ms
 from procengine.engine.sizes import bounded_size
 from procengine.engine.state import ExecutionState, FanOutProgress, Memory, StackEntry, ThreadProgress
 from procengine.errors import ExpressionError, LimitExceeded
-
-EventName = Literal["element-started", "element-completed", "element-failed", "element-retry"]
 
 ERROR_MAX_CHARS = 1000
 """An error message is cut to this (a handler's exception can say anything, and at any length)."""
@@ -48,141 +63,8 @@ _ENTRY_SLACK = 64
 """What storing a value adds besides the value: its name, map headers growing, a node output's own keys."""
 MAX_ITEMS = 10_000
 """The most items a for-each takes by default (more: the element fails with LimitExceeded)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ElementEvent:
-    event: EventName
-    element_key: str
-    element_type: str
-    thread_key: str
-    attempt: int
-    at_ms: int
-    output: Any = None
-    error: str | None = None
-    error_type: str | None = None
-    retry_at_ms: int | None = None
-    started_at_ms: int | None = None
-    rerun: bool = False
-    """An element-started of an attempt whose earlier start was cut short."""
-    caught: str | None = None
-    """An element-failed whose failure a catch clause took: the element the thread goes on with."""
-    path: str | None = None
-    """The branch or iteration lane the element ran in (None: the thread itself)."""
-    input: Any = None
-    """An element-started of a task: the input its handler is called with (a note instead, past the memory
-    limit: an input is kept, like an output, only up to the size a snapshot may take)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunTask:
-    entry: StackEntry
-    handler: str
-    input: dict[str, Any]
-    timeout_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    entry: StackEntry
-    until_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitSignal:
-    entry: StackEntry
-    signal: str
-    until_ms: int | None = None
-    """With a timeout: ask again at this time (epoch ms) if no signal came."""
-
-
-@dataclass(frozen=True, slots=True)
-class StartChild:
-    """A call-process: start its child execution (then report its id with `child_started`)."""
-
-    entry: StackEntry
-    process: str
-    version: int | None
-    input: dict[str, Any]
-
-    @property
-    def start_key(self) -> str:
-        """The same for every try of this start (a crash before the child's id was checkpointed, a retry after a
-        503): an idempotency key, so the child is started once."""
-        return f"{self.entry.execution_order}.{self.entry.attempt}"
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitChild:
-    """A call-process waits for its child execution to end (then report it with `child_ended`)."""
-
-    entry: StackEntry
-    child_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitLanes:
-    """A parallel or for-each waits for its branches or iterations to end (they wake its lane)."""
-
-    entry: StackEntry
-
-
-@dataclass(frozen=True, slots=True)
-class LaneEnded:
-    """A branch or iteration has nothing left to run: it ended, or failed and its fan-out was told."""
-
-
-@dataclass(frozen=True, slots=True)
-class Progressed:
-    """The thread moved on; checkpoint and ask again."""
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadEnded:
-    """The thread has no pending element."""
-
-
-@dataclass(frozen=True, slots=True)
-class ElementFailed:
-    entry: StackEntry
-    error: str
-    error_type: str
-    """What kind of failure: the handler's exception class, Timeout, ExpressionError, LimitExceeded, ..."""
-
-
-Step = (
-    RunTask
-    | Sleep
-    | AwaitSignal
-    | AwaitLanes
-    | StartChild
-    | AwaitChild
-    | Progressed
-    | ThreadEnded
-    | LaneEnded
-    | ElementFailed
-)
-
 CHILD_FAILED = "ChildFailed"
 """The error type of a call-process whose child failed, was cancelled or could not start."""
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What a call decided, and the events to record with the next checkpoint. Other lanes it concerns: lanes
-    to run from now on (new branches or iterations), lanes to stop (their fan-out failed: their elements left the
-    stack), lanes to wake (a fan-out whose branch or iteration ended)."""
-
-    step: Step
-    events: list[ElementEvent] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
-    woken: list[str] = field(default_factory=list)
-    orphaned: list[int] = field(default_factory=list)
-    """Child executions that stopped lanes were waiting for: nothing waits for them any more (cancel them)."""
-    interrupted: list[StackEntry] = field(default_factory=list)
-    """Elements under way in the stopped lanes (a task, a delay, a wait, a call, a nested fan-out), taken off the
-    stack: they never end, so their records must say `interrupted` (an element not yet started has no record)."""
 
 
 class Interpreter:
@@ -192,6 +74,7 @@ class Interpreter:
         memory_limit: int | None = None,
         max_items: int = MAX_ITEMS,
         max_expression_cost: int = DEFAULT_MAX_COST,
+        on_exhausted: OnExhausted = "fail",
     ) -> None:
         self.process = process
         self.memory_limit = memory_limit
@@ -200,6 +83,9 @@ class Interpreter:
         """The most items one for-each takes."""
         self.max_expression_cost = max_expression_cost
         """The most one CEL evaluation may cost (`Expression.context`); more fails its element (LimitExceeded)."""
+        self.on_exhausted = on_exhausted
+        """What a task's or call's failure for good does when its element has no `onExhausted` (the server's or
+        the tenant's default): `fail`, or `pause` with the element held."""
 
     def _value(self, source: str, variables: dict[str, Any]) -> Any:
         """The value of one of the definition's expressions over `variables` (LimitExceeded past its cost)."""
@@ -258,13 +144,17 @@ class Interpreter:
                 return Outcome(LaneEnded())
             state.threads[lane].status = "completed"
             return Outcome(ThreadEnded())
+        if entry.held is not None:  # a failure held on the stack: nothing runs until resume (or a step) settles it
+            held = entry.held
+            return Outcome(ElementHeld(entry, str(held.get("error", "")), str(held.get("type", "Error"))))
         element = self.process.elements[entry.element_key]
         if entry.remaining_ms is not None:  # a timer frozen by pause that nobody thawed: it goes on from there
             entry.due_at_ms = now_ms + entry.remaining_ms
             entry.remaining_ms = None
         if isinstance(element, TaskElement) and entry.due_at_ms is not None and now_ms >= entry.due_at_ms:
             entry.due_at_ms = None  # the backoff before a retry is over: the next attempt starts now
-        starting = entry.started_at_ms is None and entry.due_at_ms is None
+        # a re-run of a timer cut short (a lane a retry put back) starts again with the time it had left
+        starting = entry.started_at_ms is None and (entry.due_at_ms is None or entry.rerun)
         if starting:
             entry.started_at_ms = now_ms
         try:
@@ -307,9 +197,10 @@ class Interpreter:
         element = self.process.elements[entry.element_key]
         assert isinstance(element, TaskElement)
         error = _cut(error)
-        if not retry or entry.attempt >= element.retry.maxAttempts:
+        policy = retry_policy(entry, element)
+        if not retry or entry.attempt >= policy.maxAttempts:
             return self._fail(state, entry, error, now_ms, error_type)
-        retry_at = now_ms + element.retry.delay_before(entry.attempt + 1)
+        retry_at = now_ms + policy.delay_before(entry.attempt + 1)
         # the event is of the attempt that failed: during the backoff, one attempt has run, not two
         event = self._event("element-retry", entry, now_ms, error=error, error_type=error_type, retry_at_ms=retry_at)
         entry.attempt += 1
@@ -353,6 +244,44 @@ class Interpreter:
         if element.output is not None:
             self._assign(state, lane, element.output, value)
         return self._complete(state, entry, value, element.next, now_ms)
+
+    # --- step controls (an operator's, on a paused or failed execution: actors/steps.py) ------------
+
+    def skip(
+        self, state: ExecutionState, lane: str, now_ms: int, output: Any = None, *, stored: bool = False
+    ) -> Outcome:
+        """The lane's element is recorded skipped (node output status `skipped`) and its `next` followed, as if it
+        had completed; with `stored`, `output` is kept as if it had run (its node output's `data`, and its output
+        variable where it has one). ValueError for an element with no single `next` (if-condition, switch)."""
+        entry = self._current(state, lane)
+        element = self.process.elements[entry.element_key]
+        if isinstance(element, IfConditionElement | SwitchElement):
+            raise ValueError(f"a {element.type} has no single next element to go on with")
+        variable = getattr(element, "output", None) or getattr(element, "into", None)
+        if stored:
+            self._fit(state, f"the output given for {entry.element_key!r}", _copies(output, variable, lane))
+            if isinstance(variable, str):
+                self._assign(state, lane, variable, output)
+        outcome = self._complete(state, entry, output if stored else None, getattr(element, "next", None), now_ms)
+        skipped: dict[str, Any] = {"status": "skipped", "counted": True}  # progress counted it, once
+        if stored:
+            skipped["data"] = output
+        state.memory.node_outputs[entry.element_key] = skipped
+        return outcome
+
+    def move_lane(self, state: ExecutionState, lane: str, element_key: str) -> StackEntry:
+        """The lane's pending element is replaced by a fresh entry for `element_key` (attempt 1, a new execution
+        order); the caller checked that it stands in the lane's list (`engine/steps.py`)."""
+        state.stack.remove(self._current(state, lane))
+        self._push(state, lane, element_key)
+        return self._current(state, lane)
+
+    def fail_fan_out(self, state: ExecutionState, lane: str, now_ms: int) -> Outcome:
+        """A fan-out one of whose lanes failed for good takes the failure now (its catch, or it fails in turn)."""
+        entry = self._current(state, lane)
+        element = self.process.elements[entry.element_key]
+        assert isinstance(element, ParallelElement | ForEachElement)
+        return self._fan_out(state, entry, element, now_ms)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -461,7 +390,7 @@ class Interpreter:
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
         task_input = {name: self._value(src, variables) for name, src in element.input.items()}
-        return RunTask(entry, element.handler, task_input, element.timeoutMs)
+        return RunTask(entry, element.handler, task_input, timeout_ms(entry, element))
 
     def _complete(
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int
@@ -482,10 +411,28 @@ class Interpreter:
             state.threads[entry.thread_key].status = "completed"
         return outcome
 
-    def _fail(self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int, error_type: str) -> Outcome:
-        """The element failed for good: a catch clause for its error type takes the lane on to its `next`; else
-        a thread fails, and the entry stays on the stack so a retry can start from it; a branch or iteration
-        fails its fan-out (which stops the others, and fails in turn unless a catch clause of its own takes it)."""
+    def fail(
+        self, state: ExecutionState, lane: str, error: str, now_ms: int, error_type: str, *, hold: bool = False
+    ) -> Outcome:
+        """Fail the lane's pending element for good, as if it had failed so (a step control's `fail`): a catch
+        clause takes it first; `hold` False (the default) fails it even if its `onExhausted` is `pause`."""
+        entry = self._current(state, lane)
+        entry.held = None
+        return self._fail(state, entry, error, now_ms, error_type, hold=hold)
+
+    def holds(self, element: Any) -> bool:
+        """Whether a failure for good of `element` (no catch taking it) is held rather than failed."""
+        if not isinstance(element, TaskElement | CallProcessElement):
+            return False
+        return (element.onExhausted or self.on_exhausted) == "pause"
+
+    def _fail(
+        self, state: ExecutionState, entry: StackEntry, error: str, now_ms: int, error_type: str, *, hold: bool = True
+    ) -> Outcome:
+        """The element failed for good: a catch clause for its error type takes the lane on to its `next`; else, for
+        an element whose `onExhausted` is `pause`, the failure is held on the stack (`_hold`); else a thread fails,
+        and the entry stays on the stack so a retry can start from it; a branch or iteration fails its fan-out
+        (which stops the others, and fails in turn unless a catch clause of its own takes it)."""
         error = _cut(error)
         element = self.process.elements[entry.element_key]
         clause = next((c for c in catch_clauses(element) if c.catches(error_type)), None)
@@ -494,6 +441,8 @@ class Interpreter:
                 return self._caught(state, entry, clause, error, error_type, now_ms)
             except LimitExceeded as exc:  # its description does not fit: the failure stands, uncaught
                 error, error_type = _cut(f"{error} (not caught: {exc})"), "LimitExceeded"
+        if hold and self.holds(element):
+            return self._hold(state, entry, error, error_type, now_ms)
         state.memory.node_outputs[entry.element_key] = _failed_output(
             state.memory.node_outputs.get(entry.element_key), error, error_type
         )
@@ -504,6 +453,19 @@ class Interpreter:
             return self._lane_failed(state, entry, error, error_type, event)
         progress.status = "failed"
         return Outcome(ElementFailed(entry, error, error_type), [event])
+
+    def _hold(self, state: ExecutionState, entry: StackEntry, error: str, error_type: str, now_ms: int) -> Outcome:
+        """Keep the failure on the stack: the entry stays, `held`, its node output records the failure (`held`
+        true), and its lane stops; the actor pauses the execution. Not counted as failed: resume retries it."""
+        state.memory.node_outputs[entry.element_key] = {
+            **_failed_output(state.memory.node_outputs.get(entry.element_key), error, error_type),
+            "held": True,
+        }
+        event = self._event("element-failed", entry, now_ms, error=error, error_type=error_type, held=True)
+        entry.held = {"error": error, "type": error_type, "atMs": now_ms}
+        entry.started_at_ms = entry.due_at_ms = entry.remaining_ms = None
+        entry.rerun = False
+        return Outcome(ElementHeld(entry, error, error_type), [event])
 
     def _caught(
         self, state: ExecutionState, entry: StackEntry, clause: CatchClause, error: str, error_type: str, now_ms: int
@@ -529,10 +491,18 @@ class Interpreter:
         if fan is None:
             return self._open(state, entry, element, now_ms)
         if fan.failure is not None:  # a lane failed for good; the others were stopped then
-            failure, entry.fanout = fan.failure, None
-            state.memory.fanouts.pop(entry.path, None)
+            failure = fan.failure
             message = f"{failure.get('element')} in {failure.get('path')}: {failure.get('error')}"
-            return self._fail(state, entry, message, now_ms, str(failure.get("type", "Error")))
+            if fan.parked is None:  # nothing kept to go on from: a retry runs the whole fan-out again
+                entry.fanout = None
+                state.memory.fanouts.pop(entry.path, None)
+                return self._fail(state, entry, message, now_ms, str(failure.get("type", "Error")))
+            outcome = self._fail(state, entry, message, now_ms, str(failure.get("type", "Error")))
+            if isinstance(outcome.step, Progressed):  # a catch took it: what was kept for a retry goes
+                entry.fanout = None
+                state.memory.fanouts.pop(entry.path, None)
+                _drop_below(state, entry.path)
+            return outcome
         if fan.ended < fan.total:
             return Outcome(AwaitLanes(entry))
         return self._join(state, entry, element, now_ms)
@@ -614,22 +584,30 @@ class Interpreter:
         assert parent.fanout is not None
         parent.fanout.failure = {"error": error, "type": error_type, "path": entry.path, "element": entry.element_key}
         outcome = Outcome(LaneEnded(), [event], woken=[parent.path])
-        self._stop_lanes(state, parent.path, outcome)
+        parked = self._stop_lanes(state, parent.path, outcome, keep=True)
+        for stopped in parked:  # kept for a retry: their timers frozen meanwhile
+            if stopped.due_at_ms is not None:
+                stopped.remaining_ms = max(0, stopped.due_at_ms - event.at_ms)
+                stopped.due_at_ms = None
+        parent.fanout.parked = parked
         outcome.stopped.remove(entry.path)
         outcome.interrupted = [stopped for stopped in outcome.interrupted if stopped is not entry]  # it failed
         return outcome
 
-    def _stop_lanes(self, state: ExecutionState, lane: str, outcome: Outcome) -> None:
-        """Take every branch and iteration below `lane` off the stack, with their variables; the lanes stopped and
-        the children they waited for go into `outcome`."""
+    def _stop_lanes(
+        self, state: ExecutionState, lane: str, outcome: Outcome, *, keep: bool = False
+    ) -> list[StackEntry]:
+        """Take every branch and iteration below `lane` off the stack, with their variables unless `keep` (a failed
+        lane's fan-out keeps them for a retry); the lanes stopped and the children they waited for go into
+        `outcome`. The entries taken off."""
         removed = [entry for entry in state.stack if lanes.below(lane, entry.path)]
         state.stack[:] = [entry for entry in state.stack if not lanes.below(lane, entry.path)]
-        for table in (state.memory.scopes, state.memory.fanouts):
-            for key in [key for key in table if lanes.below(lane, key)]:
-                del table[key]
+        if not keep:
+            _drop_below(state, lane)
         outcome.stopped.extend(entry.path for entry in removed)
         outcome.orphaned.extend(entry.child_id for entry in removed if entry.child_id is not None)
         outcome.interrupted.extend(entry for entry in removed if entry.started_at_ms is not None)
+        return removed
 
     def _join(self, state: ExecutionState, entry: StackEntry, element: FanOut, now_ms: int) -> Outcome:
         """Every lane ended: a parallel's branches merge their variables into the lane of the element (no two
@@ -702,6 +680,13 @@ class Interpreter:
             path=entry.path if lanes.is_branch(entry.path) else None,
             **extra,
         )
+
+
+def _drop_below(state: ExecutionState, lane: str) -> None:
+    """Forget the variables and fan-out records of every branch and iteration below `lane`."""
+    for table in (state.memory.scopes, state.memory.fanouts):
+        for key in [key for key in table if lanes.below(lane, key)]:
+            del table[key]
 
 
 def _copies(value: Any, variable: str | None, lane: str) -> list[Any]:

@@ -39,6 +39,12 @@ class StackEntry:
     """A parallel or for-each whose lanes are running: how many there are, have started and have ended."""
     child_id: int | None = None
     """A call-process whose child execution was started: its id."""
+    held: dict[str, Any] | None = None
+    """A failure held on the stack instead of failing the execution (`onExhausted: pause`): {error, type, atMs}.
+    The execution is paused; resume retries the element, a step control (skip, complete, fail) settles it."""
+    policy: dict[str, Any] | None = None
+    """A task's policy changed for this run of it (`PATCH …/elements/{key}`): {retry?: a retry policy, timeoutMs?},
+    read instead of the definition's (`engine/policy.py`)."""
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -66,6 +72,10 @@ class StackEntry:
             doc["started_at_ms"] = self.started_at_ms
         if self.rerun:
             doc["rerun"] = True
+        if self.held is not None:
+            doc["held"] = self.held
+        if self.policy is not None:
+            doc["policy"] = self.policy
         return doc
 
     @classmethod
@@ -87,6 +97,8 @@ class StackEntry:
                 path=_str(doc.get("path", "")),
                 fanout=None if doc.get("branches") is None else FanOutProgress.from_doc(doc["branches"]),
                 child_id=_opt_int(doc.get("child_execution_id")),
+                held=_opt_map(doc.get("held"), "the held failure of a stack entry"),
+                policy=_opt_map(doc.get("policy"), "the policy of a stack entry"),
             )
         except KeyError as exc:
             raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None
@@ -102,11 +114,19 @@ class FanOutProgress:
     ended: int = 0
     failure: dict[str, Any] | None = None
     """{error, type, path, element}: the failure the fan-out element fails with (its catch may take it)."""
+    parked: list[StackEntry] | None = None
+    """With `failure`: the entries its lanes had on the stack when one of them failed for good (the failed one, at
+    `failure.path`, and the siblings it stopped, their timers frozen), kept so that a retry of the execution puts
+    them back and goes on from there (the lanes that had ended keep their results and do not run again). Their
+    variables and nested fan-outs stay in the memory (`scopes`, `fanouts`) meanwhile; a catch that takes the
+    fan-out's failure drops them all."""
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"total": self.total, "started": self.started, "ended": self.ended}
         if self.failure is not None:
             doc["failure"] = self.failure
+        if self.parked is not None:
+            doc["parked"] = [entry.to_doc() for entry in self.parked]
         return doc
 
     @classmethod
@@ -116,8 +136,17 @@ class FanOutProgress:
         failure = doc.get("failure")
         if failure is not None and not isinstance(failure, dict):
             raise StateCorrupted("the failure of a stack entry's branches is not a map")
+        parked = doc.get("parked")
+        if parked is not None and not isinstance(parked, list):
+            raise StateCorrupted("the parked lanes of a stack entry's branches are not a list")
         try:
-            return cls(_int(doc["total"]), _int(doc.get("started", 0)), _int(doc.get("ended", 0)), failure)
+            return cls(
+                _int(doc["total"]),
+                _int(doc.get("started", 0)),
+                _int(doc.get("ended", 0)),
+                failure,
+                None if parked is None else [StackEntry.from_doc(entry) for entry in parked],
+            )
         except KeyError as exc:
             raise StateCorrupted(f"the branches of a stack entry lack {exc.args[0]!r}") from None
 
@@ -331,6 +360,12 @@ def _int(value: Any) -> int:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else _int(value)
+
+
+def _opt_map(value: Any, what: str) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise StateCorrupted(f"{what} is not a map")
+    return value
 
 
 def _str(value: Any) -> str:

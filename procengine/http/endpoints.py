@@ -12,13 +12,28 @@ from typing import Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from procengine.api.views import ControlRequest, StartRequest, StatusRow, StatusTable
+from procengine.api.views import (
+    CompleteRequest,
+    ControlRequest,
+    ElementPolicyRequest,
+    ElementRetryRequest,
+    FailRequest,
+    MoveRequest,
+    RetryRequest,
+    RunNowRequest,
+    SkipRequest,
+    StartRequest,
+    StatusRow,
+    StatusTable,
+)
 from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
 from procengine.http.params import (
     ElementsQuery,
     ExecutionQuery,
+    ReasonQuery,
+    element_key,
     execution_id,
     idempotency_key,
     process_id,
@@ -31,21 +46,30 @@ from procengine.statuses import Status
 __all__ = [
     "Probe",
     "cancel_execution",
+    "change_element_policy",
+    "complete_element",
+    "edit_variables",
     "execution_elements",
     "execution_log",
     "execution_state",
     "execution_status",
+    "fail_element",
     "get_process",
     "health",
     "list_executions",
     "list_processes",
     "list_statuses",
     "metrics",
+    "move_lane",
     "pause_execution",
     "ready",
     "register_process",
     "resume_execution",
+    "retry_element",
+    "retry_execution",
+    "run_element_now",
     "send_signal",
+    "skip_element",
     "start_execution",
 ]
 
@@ -138,6 +162,61 @@ async def cancel_execution(request: web.Request) -> web.Response:
     target = execution_id(request)
     control = await read_optional_model(request, ControlRequest)
     return ok(await engine(request).cancel(caller(request), target, control))
+
+
+async def retry_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    retry = await read_optional_model(request, RetryRequest)
+    return ok(await engine(request).retry(caller(request), target, retry))
+
+
+async def edit_variables(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    query = read_query(request, ReasonQuery)
+    patch = await read_document(request)  # an object: the engine says so otherwise (422)
+    return ok(await engine(request).edit_variables(caller(request), target, patch, query.reason))
+
+
+async def retry_element(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    order = await read_optional_model(request, ElementRetryRequest)
+    return ok(await engine(request).retry_element(caller(request), target, key, order))
+
+
+async def skip_element(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    order = await read_optional_model(request, SkipRequest)
+    return ok(await engine(request).skip_element(caller(request), target, key, order))
+
+
+async def complete_element(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    order = await read_optional_model(request, CompleteRequest)
+    return ok(await engine(request).complete_element(caller(request), target, key, order))
+
+
+async def fail_element(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    order = await read_model(request, FailRequest)
+    return ok(await engine(request).fail_element(caller(request), target, key, order))
+
+
+async def change_element_policy(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    change = await read_model(request, ElementPolicyRequest)
+    return ok(await engine(request).change_policy(caller(request), target, key, change))
+
+
+async def move_lane(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    order = await read_model(request, MoveRequest)
+    return ok(await engine(request).move(caller(request), target, order))
+
+
+async def run_element_now(request: web.Request) -> web.Response:
+    target, key = execution_id(request), element_key(request)
+    order = await read_optional_model(request, RunNowRequest)
+    return ok(await engine(request).run_now(caller(request), target, key, order))
 
 
 async def send_signal(request: web.Request) -> web.Response:

@@ -37,6 +37,7 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "processID": (_ID_SCHEMA, "A process definition's id."),
     "id": (_ID_SCHEMA, "An execution's id."),
     "name": (TypeAdapter(Identifier).json_schema(), "The signal's name, as a wait-signal element names it."),
+    "elementKey": (TypeAdapter(Identifier).json_schema(), "An element's key, as the definition names it."),
 }
 
 HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
@@ -187,6 +188,8 @@ def _request_body(spec: RouteSpec, refs: _Refs) -> dict[str, Any] | None:
     if spec.request_model is None:
         raise ValueError(f"route {spec.method} {spec.path} reads a body but names no request_model")
     schema = refs[(spec.request_model, "validation")]
+    if spec.body == "optional":  # an empty body or `null` gives the model's defaults (http/body.py)
+        schema = {"anyOf": [schema, {"type": "null"}]}
     return {
         "required": spec.body == "required",
         "content": {content_type: {"schema": schema} for content_type in BODY_TYPES},
@@ -263,6 +266,15 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("resume", "resume_execution", "Resume it"),
             ("cancel", "cancel_execution", "Cancel it"),
             ("signal", "send_signal", "Send it a signal"),
+            ("retry", "retry_execution", "Retry it once it has failed"),
+            ("variables", "edit_variables", "Change its variables while it is paused"),
+            ("retryElement", "retry_element", "Start one element of it again, paused or failed"),
+            ("skipElement", "skip_element", "Skip one element of it, paused or failed"),
+            ("completeElement", "complete_element", "Complete one task of it, paused or failed"),
+            ("failElement", "fail_element", "Fail one element of it, paused or failed"),
+            ("move", "move_lane", "Put a lane of it before another element, paused or failed"),
+            ("runNow", "run_element_now", "End the backoff or delay one element of it waits on"),
+            ("elementPolicy", "change_element_policy", "Change one task's retry policy or timeout"),
             ("log", "execution_log", "Its audit log"),
             ("elements", "execution_elements", "Its element executions"),
             ("state", "execution_state", "Its stack and memory snapshots"),

@@ -22,6 +22,8 @@ __all__ = [
     "ElementsQuery",
     "EventsQuery",
     "ExecutionQuery",
+    "ReasonQuery",
+    "element_key",
     "execution_id",
     "idempotency_key",
     "process_id",
@@ -90,6 +92,16 @@ class ElementsQuery(BaseModel):
     )
 
 
+class ReasonQuery(BaseModel):
+    """`PATCH …/variables?reason=`: why (the body is the patch itself, so the reason comes in the query)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    # 500, not the 1,000 of a body's reason: percent-encoded, 500 characters take up to 6,000 bytes, within the
+    # 8,190 of a request line the server reads (past it the answer is a bare 400 before any handler)
+    reason: str | None = Field(default=None, max_length=500, description="Why, for the execution's log.")
+
+
 def process_id(request: web.Request) -> int:
     return _path_id(request, "processID", "process")
 
@@ -103,6 +115,15 @@ def _path_id(request: web.Request, param: str, noun: str) -> int:
     if _ID.fullmatch(raw) and int(raw) <= MAX_ID:
         return int(raw)
     raise NotFound(f"{noun} {raw[:50]!r} not found")
+
+
+def element_key(request: web.Request) -> str:
+    """The `{elementKey}` of a step control's route: an element key, or nothing the execution could have (404)."""
+    raw = request.match_info["elementKey"]
+    try:
+        return _IDENTIFIER.validate_python(raw)
+    except ValidationError:
+        raise NotFound(f"element {raw[:50]!r} not found") from None
 
 
 def signal_name(request: web.Request) -> str:
@@ -151,8 +172,11 @@ def read_query(request: web.Request, model: type[Q]) -> Q:
     A parameter the model does not know (`?order_id=42`, `?startedAfter=`) is a 400 (the contract's §7) naming the
     known ones: ignored, it would answer everything as if it had filtered."""
     known = ", ".join(model.model_fields)
-    unknown = [f"{name[:50]}: unknown query parameter; known: {known}" for name in dict.fromkeys(request.query)
-               if name not in model.model_fields]
+    unknown = [
+        f"{name[:50]}: unknown query parameter; known: {known}"
+        for name in dict.fromkeys(request.query)
+        if name not in model.model_fields
+    ]
     if unknown:
         raise BadRequest("the query has a parameter this operation does not know", details=unknown)
     values: dict[str, str] = {}

@@ -13,23 +13,35 @@ from aiohttp import web
 
 from procengine.api.views import (
     CancelResult,
+    CompleteRequest,
     ControlRequest,
+    ElementPolicyRequest,
+    ElementRetryRequest,
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
+    FailRequest,
     LogEntry,
     LogView,
+    MoveRequest,
     PauseResult,
     ProcessList,
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
+    RunNowRequest,
     SignalResult,
+    SkipRequest,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
     StatusTable,
+    StepResult,
+    VariablesPatch,
+    VariablesResult,
 )
 from procengine.engine.definitions import ProcessDefinition
 from procengine.http import endpoints as h
@@ -37,7 +49,7 @@ from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.endpoints import Probe
 from procengine.http.openapi import serve_openapi
-from procengine.http.params import ElementsQuery, EventsQuery, ExecutionQuery
+from procengine.http.params import ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
 from procengine.http.spec import BASE_PATH, RouteSpec
 
 __all__ = ["ROUTES", "add_routes"]
@@ -86,12 +98,70 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         CancelResult, body="optional", request_model=ControlRequest, errors=(409,), tag="executions",
     ),
     RouteSpec(
-        "GET", _E + "/{id}/status", h.execution_status, "Status, progress, timing and threads",
+        "POST", _E + "/{id}/retry", h.retry_execution,
+        "Retry a failed execution, same id: it goes on from the elements that failed (attempts reset), its "
+        "variables merge-patched in the same write if asked; the answer of the first retry for a repeated "
+        "idempotencyKey",
+        RetryResult, body="optional", request_model=RetryRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "PATCH", _E + "/{id}/variables", h.edit_variables,
+        "Change a paused execution's variables: the body is a JSON merge patch (RFC 7396; null removes a name)",
+        VariablesResult, body="required", request_model=VariablesPatch, query_model=ReasonQuery, errors=(409,),
+        tag="repair",
+    ),
+    # step controls (actors/steps.py): one element of a paused or failed execution's stack; it is paused after
+    RouteSpec(
+        "POST", _E + "/{id}/elements/{elementKey}/retry", h.retry_element,
+        "Start an element of a paused or failed execution's stack again (attempt 1, a new execution order, no "
+        "timer); the execution is paused after it (resume goes on from there)",
+        StepResult, body="optional", request_model=ElementRetryRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/elements/{elementKey}/skip", h.skip_element,
+        "Skip an element of a paused or failed execution's stack: recorded skipped, its next followed; an output "
+        "given is stored as if it had run. The execution is paused after it",
+        StepResult, body="optional", request_model=SkipRequest, errors=(409, 413), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/elements/{elementKey}/complete", h.complete_element,
+        "Complete a pending task of a paused or failed execution as if its handler had returned output (its "
+        "output mapping applies); 422 for an element that is not a task. The execution is paused after it",
+        StepResult, body="optional", request_model=CompleteRequest, errors=(409, 413), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/elements/{elementKey}/fail", h.fail_element,
+        "Fail an element of a paused or failed execution's stack with an error of a type: a catch clause for it "
+        "takes the lane on (the execution is paused after it); no catch: the execution ends failed",
+        StepResult, body="required", request_model=FailRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/move", h.move_lane,
+        "Put a lane of a paused or failed execution before another element of its thread (or of its branch's or "
+        "iteration's body): a fresh entry, attempt 1; the execution is paused after it",
+        StepResult, body="required", request_model=MoveRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/elements/{elementKey}/run-now", h.run_element_now,
+        "End the retry backoff or the delay an element of a running execution waits on: it goes on at once; 409 "
+        "if it waits on no such timer",
+        StepResult, body="optional", request_model=RunNowRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "PATCH", _E + "/{id}/elements/{elementKey}", h.change_element_policy,
+        "Change a pending task's retry policy and/or timeout for this run of it (running or paused execution): "
+        "from its next failure and its next attempt",
+        StepResult, body="required", request_model=ElementPolicyRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/status", h.execution_status,
+        "Status, progress, timing, threads, and blockedOn: why each waiting lane is not moving",
         ExecutionStatusView, tag="executions",
     ),
     RouteSpec(
         "POST", _E + "/{id}/signals/{name}", h.send_signal,
-        "Deliver a signal; the body is its payload (any JSON value, empty is null)",
+        "Deliver a signal; the body is its payload (any JSON value, empty is null). A name no wait-signal of the "
+        "execution's definition can take is 422, not kept",
         SignalResult, status=202, body="any", headers=("Idempotency-Key",), errors=(409, 413), tag="executions",
     ),
     RouteSpec("GET", _E + "/{id}/log", h.execution_log, "The audit trail, oldest first", LogView, tag="executions"),

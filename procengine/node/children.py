@@ -24,10 +24,12 @@ from procengine.api.views import (
     ControlRequest,
     PauseResult,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
     StartRequest,
     StartResult,
 )
-from procengine.engine.interpreter import StartChild
+from procengine.engine.outcomes import StartChild
 from procengine.errors import CodecError, ProcEngineError, ValidationFailed
 from procengine.node.catalog import Catalog
 from procengine.node.registry import Registry
@@ -65,6 +67,8 @@ class ChildHost(Protocol):
     async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult: ...
 
     async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult: ...
+
+    async def retry(self, caller: Caller, execution_id: int, request: RetryRequest) -> RetryResult: ...
 
 
 class Children:
@@ -148,6 +152,13 @@ class Children:
 
         done = await asyncio.gather(*(one(child_id) for child_id in child_ids))
         return [child_id for child_id in done if child_id is not None]
+
+    async def retry(self, tenant: str, child_id: int, parent_id: int, reason: str | None) -> None:
+        """A parent's retry of its call-process whose child failed: the child is retried in place, through its
+        owner like any retry (its refusal is raised: the parent's retry is refused with it)."""
+        caller = Caller(tenant=tenant, by=f"execution {parent_id}", request_id="")
+        said = f"parent execution {parent_id}" + (f": {reason}" if reason else "")
+        await self.engine.retry(caller, child_id, RetryRequest(reason=said[:1000]))
 
     def notify_parent(self, parent_id: int) -> None:
         """A child ended: wake its parent's lanes if its actor lives here (else the parent's poll finds it)."""

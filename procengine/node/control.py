@@ -1,8 +1,14 @@
-"""The control channels: operators PUBLISH pause/resume/cancel commands on `<prefix>:control`, for any
-tenant's execution, or on `<prefix>:control:{<tenant>}`, for that tenant's executions only.
+"""The control channels: operators PUBLISH pause/resume/cancel commands (and the repairs retry and edit) on
+`<prefix>:control`, for any tenant's execution, or on `<prefix>:control:{<tenant>}`, for that tenant's executions
+only.
 
     PUBLISH procengine:control '{"executionID": 123, "command": "pause", "reason": "maintenance"}'
     PUBLISH procengine:control:{acme} '{"executionID": 123, "command": "pause"}'
+    PUBLISH procengine:control '{"executionID": 123, "command": "retry", "variables": {"amount": 100}}'
+    PUBLISH procengine:control '{"executionID": 123, "command": "edit", "variables": {"note": null}}'
+
+`variables` is the JSON merge patch of the REST calls (required for `edit`, optional for `retry`), and `retry`
+takes an `idempotencyKey` as its REST call does.
 
 A message on a tenant's channel about another tenant's execution is dropped (counted as
 `rejected/other-tenant`) and writes nothing, as a REST request with that tenant's token gets 404: which tenant
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +63,9 @@ LISTENING_PROBE_S = 0.5
 """How long `listening` waits for its probe to come back when PUBLISH counts no receiver (on a Redis Cluster the
 count is of one node's clients only)."""
 
-ControlVerb = Literal["pause", "resume", "cancel"]
-COMMANDS: tuple[ControlVerb, ...] = ("pause", "resume", "cancel")
+ControlVerb = Literal["pause", "resume", "cancel", "retry", "edit"]
+COMMANDS: tuple[ControlVerb, ...] = ("pause", "resume", "cancel", "retry", "edit")
+_FIELDS = {"executionID", "command", "reason", "variables", "idempotencyKey"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,13 @@ class ControlMessage:
     execution_id: int
     command: ControlVerb
     reason: str | None
+    variables: dict[str, Any] | None = None
+    """A retry's or an edit's merge patch of the variables (RFC 7396)."""
+    idempotency_key: str | None = None
+    """A retry's idempotencyKey."""
+
+    def to_command(self, caller: Caller) -> Command:
+        return Command(self.command, caller, self.reason, patch=self.variables, retry_key=self.idempotency_key)
 
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -98,10 +113,49 @@ def parse(data: bytes | str) -> ControlMessage:
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise MalformedControl("reason must be a string")
-    unknown = set(body) - {"executionID", "command", "reason"}
+    unknown = set(body) - _FIELDS
     if unknown:
         raise MalformedControl(f"unknown fields {sorted(str(key)[:40] for key in unknown)}")
-    return ControlMessage(execution_id, command, reason)
+    variables, key = body.get("variables"), body.get("idempotencyKey")
+    if command not in ("retry", "edit") and (variables is not None or key is not None):
+        raise MalformedControl(f"{command} takes no variables nor idempotencyKey")
+    if variables is not None and not isinstance(variables, dict):
+        raise MalformedControl("variables must be an object: a merge patch (null removes a name)")
+    if variables is not None:
+        wrong = _not_json(variables)
+        if wrong is not None:
+            raise MalformedControl(f"variables must be what JSON can say: {wrong}")
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise MalformedControl(f"reason must be at most {MAX_REASON_CHARS} characters")
+    if command == "edit" and variables is None:
+        raise MalformedControl("edit needs variables: a merge patch")
+    if key is not None and (command != "retry" or not isinstance(key, str) or not 0 < len(key) <= 200):
+        raise MalformedControl("idempotencyKey must be a string of 1 to 200 characters, and only on retry")
+    return ControlMessage(execution_id, command, reason, variables, key)
+
+
+MAX_REASON_CHARS = 1000
+"""As a REST request's reason."""
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _not_json(value: Any) -> str | None:
+    """What in a decoded value JSON could not have said (a msgpack message can hold bytes, extension types and
+    keys that are not strings), or None; a walk that does not recurse (the depth was bounded before)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return "an object key that is not a string"
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"the number {item}"
+        elif not isinstance(item, _JSON_SCALARS):
+            return f"a value of type {type(item).__name__}"
+    return None
 
 
 def _decode(raw: bytes) -> Any:
@@ -342,7 +396,7 @@ class ControlListener:
             return
         caller = Caller(tenant=fields.get("tenant", ""), by="control", request_id=f"control-{uuid.uuid4().hex[:12]}")
         try:
-            await self.engine.control_command(message.execution_id, Command(message.command, caller, message.reason))
+            await self.engine.control_command(message.execution_id, message.to_command(caller))
         except StoreFailed:
             raise  # Redis, not the message: the listener decides (subscribe again, or drop the message)
         except Fenced as exc:  # an Unavailable, but not another node's to act on: failed here, as before

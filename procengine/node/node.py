@@ -20,6 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log
+from procengine.actors.repairs import retried_answer
 from procengine.api.feeds import Feed
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
@@ -37,11 +38,15 @@ from procengine.api.views import (
     ProcessSummary,
     ProcessView,
     ResumeResult,
+    RetryRequest,
+    RetryResult,
     SignalResult,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
+    StepResult,
+    VariablesResult,
 )
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
@@ -59,6 +64,7 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
+from procengine.node.blocked import live_blocked_on
 from procengine.node.catalog import Catalog, view
 from procengine.node.children import Children
 from procengine.node.control import ControlListener
@@ -68,6 +74,7 @@ from procengine.node.ownership import Ownership, new_node_id
 from procengine.node.queries import Queries, status_doc
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
+from procengine.node.steps import StepControls
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.metrics import Metrics
@@ -98,11 +105,18 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "resume": ResumeResult,
     "cancel": CancelResult,
     "signal": SignalResult,
+    "retry": RetryResult,
+    "edit": VariablesResult,
+    "step": StepResult,
+    "run-now": StepResult,
+    "policy": StepResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
+REPAIR_VERBS: tuple[Verb, ...] = ("retry", "step")
+"""Commands that apply to a failed execution: its actor is activated for them (`Registry.activate(repair=True)`)."""
 
 
-class Node:
+class Node(StepControls):
     def __init__(
         self,
         redis: Redis,
@@ -135,9 +149,9 @@ class Node:
             settings.max_definition_elements,
             settings.max_variables,
         )
-        self.queries = Queries(self.store)
         self.node_id = node_id or new_node_id()
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
+        self.queries = Queries(self.store, self.catalog.compiled, self.ownership.alive)
         self.metrics = metrics or Metrics()
         self.ctx = ActorContext(
             self.store, settings, self.clock, handlers, self.node_id, self.metrics, children=Children(self)
@@ -502,6 +516,45 @@ class Node:
         command = Command("signal", caller, signal=name, payload=payload, signal_key=idempotency_key)
         return await self._ask(execution_id, command, SignalResult)
 
+    # --- repair -------------------------------------------------------------------------------
+
+    async def retry(self, caller: Caller, execution_id: int, request: RetryRequest) -> RetryResult:
+        """A failed execution goes on from what failed (actors/repairs.py), its variables patched in the same
+        write if asked; 409 unless failed (or a retry with the same idempotencyKey was applied: its answer)."""
+        if request.variables is not None:
+            self._check_patch(request.variables)
+        command = Command("retry", caller, request.reason, patch=request.variables, retry_key=request.idempotencyKey)
+        return await self._ask(execution_id, command, RetryResult)
+
+    async def edit_variables(
+        self, caller: Caller, execution_id: int, patch: Any, reason: str | None = None
+    ) -> VariablesResult:
+        """Merge-patch (RFC 7396) a paused execution's variables; 409 unless paused."""
+        if not isinstance(patch, dict):
+            shown = "null" if patch is None else type(patch).__name__
+            raise ValidationFailed(
+                "the body must be a JSON object: a merge patch of the variables",
+                [f"body: a JSON object of variable names (null removes one), not {shown}"],
+            )
+        if reason is not None and len(reason) > 1000:
+            raise ValidationFailed("reason is too long", ["reason: at most 1000 characters"])
+        self._check_patch(patch)
+        return await self._ask(execution_id, Command("edit", caller, reason, patch=patch), VariablesResult)
+
+    def _check_patch(self, patch: dict[str, Any]) -> None:
+        """What can be checked before the execution is read: the patch alone storable, and within the memory limit
+        (the actor checks the variables it gives: how many, and the whole memory's size)."""
+        room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
+        try:
+            size = bounded_size(patch, room)
+        except CodecError as exc:
+            raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
+        if size is None:
+            raise PayloadTooLarge(
+                f"variables do not fit in the execution's memory: its snapshot may take "
+                f"{self.settings.max_snapshot_bytes} bytes (--max-snapshot-bytes)"
+            )
+
     async def control_command(self, execution_id: int, command: Command) -> BaseModel:
         """The control channel's way in: like the REST calls, but never forwarded (every node hears the message,
         and the owner acts on it): OwnedElsewhere if another live node drives the execution."""
@@ -521,7 +574,7 @@ class Node:
         for _ in range(5):
             self._refuse_if_draining()  # each round: the actor may have stopped because the node is draining
             try:
-                actor = await self.registry.activate(execution_id, caller.tenant)
+                actor = await self.registry.activate(execution_id, caller.tenant, repair=command.verb in REPAIR_VERBS)
             except OwnedElsewhere as elsewhere:
                 if not forward:
                     raise
@@ -563,10 +616,19 @@ class Node:
         status = fields["status"]
         if command.signal_key is not None and f"{SIGNAL_KEY_FIELD}{command.signal_key}" in fields:
             return SignalResult(executionID=execution_id, signal=command.signal).model_dump(mode="json")
+        retried = None if command.retry_key is None else retried_answer(fields, command.retry_key)
+        if retried is not None:  # retried with this key, and final again since
+            return retried.model_dump(mode="json")
         if command.verb in TRANSITION_TARGETS:
             why = f"execution is {status}"
             await log_refusal(self.ctx, execution_id, caller, command.verb, command.reason, status, why)
-        raise InvalidTransition(f"cannot {command.verb} an execution that is {status}", status)
+        if command.step is not None:
+            action, element = command.step.phrase, command.step.element
+            message = f"cannot {action} element {element!r} of an execution that is {status}"
+            raise InvalidTransition(message, status)
+        retriable = status == "failed" and command.verb in ("resume", "edit")
+        hint = "; retry it instead (POST …/{id}/retry, procengine retry ID)" if retriable else ""
+        raise InvalidTransition(f"cannot {command.verb} an execution that is {status}{hint}", status)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -589,9 +651,11 @@ class Node:
         if actor is None or actor.tenant != caller.tenant or actor.corrupted or not actor.copy_known:
             return None
         if actor.rendered_status is None:
-            actor.rendered_status = RenderedStatus.of(
-                status_doc(execution_id, actor.fields, actor.thread_records.values())
-            )
+            blocked = live_blocked_on(actor)
+            if blocked is None:  # it needs what only Redis holds (a child's status, say)
+                return None
+            doc = status_doc(execution_id, actor.fields, actor.thread_records.values())
+            actor.rendered_status = RenderedStatus.of({**doc, "blockedOn": blocked})
         return actor.rendered_status
 
     async def log(self, caller: Caller, execution_id: int) -> LogView:
@@ -735,7 +799,13 @@ class Node:
         alive = await self.ownership.alive(owners)
         for status in (Status.RUNNING, Status.PAUSED):
             self.metrics.executions.labels(status.value).set(sum(1 for row in rows if row.get("status") == status))
-        await self.store.deactivate(*(i for i, row in zip(ids, rows, strict=True) if _final(row)))
+        final = [i for i, row in zip(ids, rows, strict=True) if _final(row)]
+        await self.store.deactivate(*final)
+        if final:  # a retry may have made one live between the read and the removal: back in, then
+            again = await self.store.many_fields(final, ["status"])
+            for execution_id, row in zip(final, again, strict=True):
+                if row.get("status") in (Status.RUNNING.value, Status.PAUSED.value):
+                    await self.store.activate(execution_id)
         undriven = [
             (execution_id, row.get("owner", ""))
             for execution_id, row in zip(ids, rows, strict=True)

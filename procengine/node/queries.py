@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,8 +24,10 @@ from procengine.api.views import (
     LogView,
     StateView,
 )
-from procengine.engine.state import ThreadProgress, expand_memory_doc
+from procengine.engine.compiled import CompiledProcess
+from procengine.engine.state import StackEntry, ThreadProgress, expand_memory_doc
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
+from procengine.node.blocked import Blocked, blocked_on, parse_buffered
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.codec import decode
@@ -45,9 +47,18 @@ SUMMARY_FIELDS = [
 ]
 
 
+Compiled = Callable[[str, int], Awaitable[CompiledProcess]]
+"""(tenant, processID) -> the compiled definition (the node's catalog, cached)."""
+Alive = Callable[[set[str]], Awaitable[set[str]]]
+"""Which of these nodes have a live heartbeat (`Ownership.alive`)."""
+
+
 class Queries:
-    def __init__(self, store: ExecutionStore) -> None:
+    def __init__(self, store: ExecutionStore, compiled: Compiled | None = None, alive: Alive | None = None) -> None:
+        """`compiled` and `alive` give the status its `blockedOn` (without them it is always empty)."""
         self.store = store
+        self.compiled = compiled
+        self.alive = alive
 
     async def _owned(self, tenant: str, execution_id: int, *, with_state: bool = True) -> StoredExecution:
         stored = await self.store.load(execution_id, with_state=with_state)
@@ -63,15 +74,75 @@ class Queries:
         return fields
 
     async def status(self, tenant: str, execution_id: int) -> RenderedStatus:
-        """The status answer read from Redis: the execution and thread hashes in one round trip."""
-        stored = await self._owned(tenant, execution_id, with_state=False)
+        """The status answer read from Redis: the execution and thread hashes and the stack in one round trip;
+        a second one, per lane, for what `blockedOn` needs beyond them (see `blocked.py`)."""
+        stored = await self.store.load(execution_id, with_state=False, state_fields=("stack", "savedAt"))
+        if stored is None or stored.fields.get("tenant") != tenant:
+            raise NotFound(f"execution {execution_id} not found")
         check_fields(execution_id, stored.fields)  # a hash edited by hand is 409 naming the field, not a 500
         try:
             threads = [decode(raw) for raw in stored.threads.values()]
-            return RenderedStatus.of(status_doc(execution_id, stored.fields, threads))
+            doc = status_doc(execution_id, stored.fields, threads)
         except (CodecError, KeyError, TypeError, ValueError, RecursionError) as exc:
             why = exc.message if isinstance(exc, CodecError) else repr(exc)[:300]
             raise StateCorrupted(f"execution {execution_id}: a thread record cannot be read: {why}") from None
+        doc["blockedOn"] = await self._blocked_on(tenant, execution_id, stored)
+        return RenderedStatus.of(doc)
+
+    async def _blocked_on(self, tenant: str, execution_id: int, stored: StoredExecution) -> list[dict[str, Any]]:
+        fields = stored.fields
+        if self.compiled is None or Status(fields["status"]).is_final:
+            return []
+        try:
+            process = await self.compiled(tenant, int(fields["processID"]))
+            stack = stack_entries(stored.state.get("stack"))
+        except (
+            NotFound,
+            StateCorrupted,
+            CodecError,
+            ValidationFailed,
+            ValidationError,
+            ValueError,
+            RecursionError,
+        ) as exc:
+            # a stack that cannot be read (resume says so, with 409 STATE_CORRUPTED), a definition gone: the status
+            # itself is still worth answering
+            log.warning("execution %s: blockedOn left empty: %s", execution_id, exc)
+            return []
+        blocked = Blocked(process, stack, fields)
+        records, children, owner_alive = await asyncio.gather(
+            self._records(execution_id, blocked.record_fields()),
+            self._child_statuses(blocked.child_ids()),
+            self._owner_alive(blocked.owner()),
+        )
+        saved_at = stored.state.get("savedAt")
+        return blocked_on(
+            blocked,
+            buffered=parse_buffered(fields),
+            records=records,
+            children=children,
+            owner_alive=owner_alive,
+            saved_at=saved_at.decode() if saved_at else None,
+        )
+
+    async def _records(self, execution_id: int, names: list[str]) -> dict[str, Any]:
+        if not names:
+            return {}
+        try:
+            return await self.store.element_records(execution_id, names)
+        except CodecError:  # edited by hand: the last error is not known
+            return {}
+
+    async def _child_statuses(self, child_ids: list[int]) -> dict[int, str]:
+        if not child_ids:
+            return {}
+        rows = await self.store.many_fields(child_ids, ["status"])
+        return {child: row["status"] for child, row in zip(child_ids, rows, strict=True) if "status" in row}
+
+    async def _owner_alive(self, owner: str | None) -> bool:
+        if owner is None or self.alive is None:
+            return True
+        return bool(owner) and owner in await self.alive({owner})
 
     async def log(self, tenant: str, execution_id: int) -> LogView:
         # the tenant check and the read go out together; nothing is returned unless the check passes
@@ -197,6 +268,16 @@ def _summary(execution_id: int, row: dict[str, str]) -> ExecutionSummary:
         stoppedAt=row.get("stoppedAt") or None,
         parentExecutionID=int(row["parentExecutionID"]) if row.get("parentExecutionID") else None,
     )
+
+
+def stack_entries(blob: bytes | None) -> list[StackEntry]:
+    """The entries of a stored stack snapshot (none without one); StateCorrupted or CodecError if malformed."""
+    if not blob:
+        return []
+    doc = decode(blob)
+    if not isinstance(doc, dict) or not isinstance(doc.get("execution_stack"), list):
+        raise StateCorrupted("stack snapshot is not in the expected shape")
+    return [StackEntry.from_doc(entry) for entry in doc["execution_stack"]]
 
 
 def _decoded_or_error(blob: bytes | None) -> dict[str, Any] | None:

@@ -88,8 +88,9 @@ class Registry:
             del self._actors[actor.execution_id]
         return True
 
-    async def activate(self, execution_id: int, tenant: str | None) -> ExecutionActor | None:
-        """The live actor of an execution, activating it here if needed; None when it is final.
+    async def activate(self, execution_id: int, tenant: str | None, *, repair: bool = False) -> ExecutionActor | None:
+        """The live actor of an execution, activating it here if needed; None when it is final (with `repair`, a
+        retry asking: when it is final but failed, whose actor serves its mailbox while failed).
 
         `tenant` None is the system (reconciler) asking; otherwise another tenant's execution is NotFound.
         """
@@ -105,7 +106,7 @@ class Registry:
                     actor = self.get(execution_id)
                     if actor is not None:
                         break
-                    if tenant is not None and not await self._here(execution_id, tenant):
+                    if tenant is not None and not await self._here(execution_id, tenant, repair):
                         return None
                     stored = await self.ctx.store.load(execution_id)
                     if stored is None or (tenant is not None and stored.fields.get("tenant") != tenant):
@@ -115,9 +116,9 @@ class Registry:
                     except StateCorrupted as exc:
                         await self._unreadable(execution_id, stored, exc)
                         return None
-                    if status.is_final:
+                    if status.is_final and not (repair and status is Status.FAILED):
                         return None
-                    actor = await self._take(execution_id, stored)
+                    actor = await self._take(execution_id, stored, repair=repair)
                     if actor is not None:
                         break
                 else:
@@ -131,21 +132,22 @@ class Registry:
             raise NotFound(f"execution {execution_id} not found")
         return actor
 
-    async def _here(self, execution_id: int, tenant: str) -> bool:
+    async def _here(self, execution_id: int, tenant: str, repair: bool = False) -> bool:
         """For a request, from the execution hash alone (not the state, which may take MiBs): NotFound, False if
-        it is final, OwnedElsewhere if another live node drives it, True if it may be taken here. The reconciler
-        skips this: it read status and owner already."""
+        it is final (but failed, for a `repair`), OwnedElsewhere if another live node drives it (or, failed, last
+        drove it), True if it may be taken here. The reconciler skips this: it read status and owner already."""
         fields = await self.ctx.store.fields(execution_id)
         if not fields or fields.get("tenant") != tenant:
             raise NotFound(f"execution {execution_id} not found")
-        if fields.get("status") in FINAL_STATUSES:  # any other status, known or not, is for activate to judge
-            return False
+        status = fields.get("status")
+        if status in FINAL_STATUSES and not (repair and status == Status.FAILED.value):
+            return False  # any other status, known or not, is for activate to judge
         owner = fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
             raise OwnedElsewhere(execution_id, owner)
         return True
 
-    async def _take(self, execution_id: int, stored: StoredExecution) -> ExecutionActor | None:
+    async def _take(self, execution_id: int, stored: StoredExecution, *, repair: bool = False) -> ExecutionActor | None:
         owner = stored.fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
             raise OwnedElsewhere(execution_id, owner)
@@ -198,6 +200,9 @@ class Registry:
             },
         )
         actor.corrupted = corrupted
+        if status in (Status.PAUSED, Status.FAILED):  # a resume or a repair is what activated it, most likely
+            actor.activated_from(stored)
+        actor.repairable = repair and status is Status.FAILED
         if status is Status.RUNNING and not corrupted and result.crashes >= self.ctx.settings.node_crash_limit:
             actor.quarantine(result.crashes, owner)  # fails it (NodeCrashed) instead of running it once more
         check_cancelled()  # redis-py may have absorbed a cancel during the takeover: spawn nothing after one

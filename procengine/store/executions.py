@@ -46,6 +46,8 @@ class Commit:
     up front, which a paused execution would otherwise keep)."""
     expire_ms: int | None = None
     """Remove every key of the execution this long after the write (the final write's retention)."""
+    persist: bool = False
+    """Keep every key of the execution for good again: the retention a final write set is undone (a retry)."""
     index: list[IndexOp] = field(default_factory=list)
     """Edits of the tenant's indexes that go with this write (a creation or a status change)."""
 
@@ -74,6 +76,14 @@ CRASHES = "crashes"
 """Execution hash field: adoptions of the running execution from another node since it last made progress (bumped
 by takeover.lua, put back to 0 by the actor's first write that shows progress)."""
 """`expect` value for a commit that creates the execution."""
+BUFFERED_SIGNALS = "bufferedSignals"
+"""Execution hash field: JSON {signal name: how many wait for a wait-signal to take them}, absent when none. Kept
+by every checkpoint that writes the memory (`records.snapshot_commit`), so that a status read need not decode
+the memory snapshot to say how many signals a waiting lane has."""
+PAUSED_BY = "pausedBy"
+"""Execution hash field, while paused: who paused it (the tenant, `control`, `execution N` for a child)."""
+PAUSE_REASON = "pauseReason"
+"""Execution hash field, while paused: the reason the pause was asked with ("" for none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +160,7 @@ class ExecutionStore:
             [part for name, record in commit.threads.items() for part in (name, encode(record))],
             [[str(e.at_ms), e.event, e.element_key or "", encode(e.detail)] for e in commit.log],
             1 if commit.compact_log else 0,
-            commit.expire_ms or 0,
+            -1 if commit.persist else commit.expire_ms or 0,
         ]
         keys = self.keys.execution(execution_id).all()
         beside: list[IndexOp] = []
@@ -205,20 +215,30 @@ class ExecutionStore:
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     @translated
-    async def load(self, execution_id: int, *, with_state: bool = True) -> StoredExecution | None:
-        """The execution hash, its threads and (unless `with_state` is False: a status read) its state."""
+    async def load(
+        self, execution_id: int, *, with_state: bool = True, state_fields: tuple[str, ...] = ()
+    ) -> StoredExecution | None:
+        """The execution hash, its threads and (unless `with_state` is False: a status read) its state; without
+        the state, only the `state_fields` of it (a status read takes the stack, never the memory)."""
         keys = self.keys.execution(execution_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.execution)
             pipe.hgetall(keys.threads)
             if with_state:
                 pipe.hgetall(keys.state)
+            elif state_fields:
+                pipe.hmget(keys.state, list(state_fields))
             raw_fields, raw_threads, *raw_state = await pipe.execute()
         if not raw_fields:
             return None
+        state: dict[str, bytes] = {}
+        if with_state:
+            state = {k.decode(): v for k, v in raw_state[0].items()}
+        elif state_fields:
+            state = {name: v for name, v in zip(state_fields, raw_state[0], strict=True) if v is not None}
         return StoredExecution(
             fields={k.decode(): v.decode() for k, v in raw_fields.items()},
-            state={k.decode(): v for k, v in raw_state[0].items()} if raw_state else {},
+            state=state,
             threads={k.decode(): v for k, v in raw_threads.items()},
         )
 

@@ -26,9 +26,10 @@ CHILD_KEY = "childKey"
 
 @dataclass(frozen=True, slots=True)
 class IndexOp:
-    """One single-key command on a tenant key: ZADD key score member, ZREM key member, PEXPIREAT key ms."""
+    """One single-key command on a tenant key: ZADD key score member, ZREM key member, PEXPIREAT key ms, PERSIST
+    key."""
 
-    command: Literal["ZADD", "ZREM", "PEXPIREAT"]
+    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST"]
     key: str
     args: tuple[str, ...]
 
@@ -105,6 +106,23 @@ def status_change(
     at = Indexed(tenant, execution_id, int(process_id))
     key, child_key = fields.get("idempotencyKey") or None, fields.get(CHILD_KEY) or None
     return moved(keys, at, source, target, removal_at_ms=removal_at_ms, idempotency_key=key, child_key=child_key)
+
+
+def revived(keys: Keys, execution_id: int, fields: Mapping[str, str], source: str, target: str) -> list[IndexOp]:
+    """A final execution live again (a retry of a failed one): `status_change` out of `source`, and the retention
+    its final write started undone: its note in `removals` taken out (the sweeper would take it out of the
+    indexes), its idempotency key and child key kept for good again. [] as `status_change`."""
+    ops = status_change(keys, execution_id, fields, source, target, None)
+    if not ops:
+        return []
+    at = Indexed(fields["tenant"], execution_id, int(fields["processID"]))
+    ops.append(IndexOp("ZREM", keys.removals(at.tenant), (removal_note(at, source),)))
+    key, child_key = fields.get("idempotencyKey") or None, fields.get(CHILD_KEY) or None
+    if key is not None:
+        ops.append(IndexOp("PERSIST", keys.idempotency(at.tenant, key), ()))
+    if child_key is not None:
+        ops.append(IndexOp("PERSIST", keys.child_start(at.tenant, child_key), ()))
+    return ops
 
 
 def removed(keys: Keys, at: Indexed, status: str | None) -> list[IndexOp]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from procengine.api.views import StartRequest
-from procengine.engine.interpreter import StartChild
+from procengine.engine.outcomes import StartChild
 from procengine.engine.state import StackEntry
 from procengine.node.node import Node
 from tests.support.nodes import CALLER, Gate, start, wait_status

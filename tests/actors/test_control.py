@@ -18,7 +18,7 @@ from procengine.store.keys import Keys
 from procengine.tasks import builtin_handlers
 from tests.support.nodes import CALLER, EngineFactory, events, start, wait_element, wait_status
 from tests.support.polling import poll
-from tests.support.processes import WAIT
+from tests.support.processes import WAIT, definition
 from tests.support.redis_servers import RedisServerFactory
 
 
@@ -33,6 +33,65 @@ from tests.support.redis_servers import RedisServerFactory
 def test_json_text_and_msgpack_both_parse(payload: bytes | str) -> None:
     message = parse(payload)
     assert (message.execution_id, message.command, message.reason) == (5, "pause", None)
+
+
+def test_the_repairs_carry_their_patch_and_key() -> None:
+    retry = parse(b'{"executionID": 5, "command": "retry", "variables": {"a": null}, "idempotencyKey": "k1"}')
+    assert (retry.command, retry.variables, retry.idempotency_key) == ("retry", {"a": None}, "k1")
+    edit = parse(msgpack.packb({"executionID": 5, "command": "edit", "variables": {"a": 1}, "reason": "typo"}))
+    assert (edit.command, edit.variables, edit.reason) == ("edit", {"a": 1}, "typo")
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b'{"executionID": 5, "command": "pause", "variables": {}}', "pause takes no variables"),
+        (b'{"executionID": 5, "command": "edit"}', "edit needs variables"),
+        (b'{"executionID": 5, "command": "edit", "variables": [1]}', "variables must be an object"),
+        (b'{"executionID": 5, "command": "edit", "variables": {}, "idempotencyKey": "k"}', "only on retry"),
+        (b'{"executionID": 5, "command": "retry", "idempotencyKey": ""}', "1 to 200 characters"),
+        (b'{"executionID": 5, "command": "retry", "idempotencyKey": 7}', "1 to 200 characters"),
+    ],
+)
+def test_malformed_repairs_say_why(payload: bytes, why: str) -> None:
+    with pytest.raises(MalformedControl, match=why):
+        parse(payload)
+
+
+FAILS_UNLESS_OK = definition(
+    {"key": "check", "type": "if-condition", "condition": "ok", "then": "done", "else": "declined"},
+    {"key": "declined", "type": "fail", "message": "'not ok'"},
+    {"key": "done", "type": "end"},
+)  # without `ok`, `check` fails (ExpressionError)
+
+
+async def test_publish_retry_and_edit_act_like_rest(engine: Node, redis: Redis) -> None:
+    """A failed execution retried over pub/sub with a patch that fixes it; a paused one's variables edited."""
+    failed = await start(engine, FAILS_UNLESS_OK, {"other": 1})
+    assert await wait_status(engine, failed, "failed") == "failed"
+    await published(redis, engine, {"executionID": failed, "command": "edit", "variables": {"ok": True}})
+    refused = await wait_event(engine, failed, "refused")  # edit applies to a paused execution only
+    assert (refused["by"], refused["command"], refused["from"]) == ("control", "edit", "failed")
+
+    retry = {"executionID": failed, "command": "retry", "variables": {"ok": True}, "reason": "fixed"}
+    await published(redis, engine, retry)
+    retried = await wait_event(engine, failed, "retried")
+    assert (retried["by"], retried["reason"], retried["variables"]) == (
+        "control",
+        "fixed",
+        {"before": {}, "after": {"ok": True}},
+    )
+    assert await wait_status(engine, failed, "completed") == "completed"
+
+    paused = await start(engine, WAIT, {"n": 1})
+    await wait_element(engine, paused, "w")
+    await published(redis, engine, {"executionID": paused, "command": "pause"})
+    await wait_event(engine, paused, "paused")
+    await published(redis, engine, {"executionID": paused, "command": "edit", "variables": {"n": 2, "m": "x"}})
+    changed = await wait_event(engine, paused, "variables-changed")
+    assert (changed["by"], changed["variables"]) == ("control", {"before": {"n": 1}, "after": {"n": 2, "m": "x"}})
+    state = await engine.state(CALLER, paused)
+    assert state.memory is not None and state.memory["variables"] == {"n": 2, "m": "x"}
 
 
 @pytest.mark.parametrize(

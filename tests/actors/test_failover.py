@@ -143,9 +143,7 @@ async def test_after_a_failover_no_node_takes_a_live_nodes_executions(make_engin
     )
 
 
-async def test_a_write_refused_by_the_epoch_names_the_new_owner(
-    engine: Node, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_write_refused_by_the_epoch_names_the_new_owner(engine: Node, caplog: pytest.LogCaptureFixture) -> None:
     execution_id = await start(engine, definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="w"))
     await wait_element(engine, execution_id, "w")
     fields = await engine.store.fields(execution_id)

@@ -83,9 +83,7 @@ def for_each(concurrency: int, **extra: Any) -> dict[str, Any]:
     )
 
 
-async def test_a_for_each_runs_at_most_max_concurrency_lanes_and_collects_in_order(
-    engine: Node, lanes: Lanes
-) -> None:
+async def test_a_for_each_runs_at_most_max_concurrency_lanes_and_collects_in_order(engine: Node, lanes: Lanes) -> None:
     execution_id = await start(engine, for_each(4), {"lines": list(range(20))})
     await lanes.until_running(4)
     await asyncio.sleep(0.1)  # time for a fifth to start, if anything would start it

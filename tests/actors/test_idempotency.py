@@ -74,9 +74,7 @@ async def test_25_concurrent_starts_with_one_key_create_one_execution_and_all_an
     assert len((await engine.list_executions(CALLER, status=None, process_id=None, limit=50, cursor=None)).items) == 1
 
 
-async def test_a_repeat_waits_for_a_slow_first_start_and_answers_with_its_execution(
-    engine: Node, redis: Redis
-) -> None:
+async def test_a_repeat_waits_for_a_slow_first_start_and_answers_with_its_execution(engine: Node, redis: Redis) -> None:
     process_id = await _registered(engine)
     held = HeldCreation(engine)
     first = asyncio.create_task(_start(engine, process_id))

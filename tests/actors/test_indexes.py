@@ -83,9 +83,7 @@ async def test_a_fenced_write_moves_nothing(engine: Node, redis: Redis) -> None:
     assert await indexed_as(engine, redis, execution_id, pid) == {"running"}
 
 
-async def test_a_filtered_page_reads_only_the_page(
-    engine: Node, monkeypatch: pytest.MonkeyPatch, redis: Redis
-) -> None:
+async def test_a_filtered_page_reads_only_the_page(engine: Node, monkeypatch: pytest.MonkeyPatch, redis: Redis) -> None:
     """300 executions, 2 paused: the page of paused ones reads 2 execution hashes, not the 300 it would scan."""
     summary, _ = await engine.register_process(CALLER, WAITING)
     ids = [

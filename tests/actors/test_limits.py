@@ -75,7 +75,9 @@ async def test_the_variables_a_definition_writes_count_against_the_limit(make_en
 
 async def test_a_big_signal_is_413_and_signals_past_the_waiting_limit_are_422(make_engine: EngineFactory) -> None:
     engine = await make_engine(max_signal_bytes=100, max_pending_signals=2)
-    execution_id = await start(engine, WAITING)
+    # `other` is for a wait after this one: signals of that name wait until it comes
+    later = {"key": "later", "type": "wait-signal", "signal": "other"}
+    execution_id = await start(engine, definition({**WAITING["threads"][0]["elements"][0], "next": "later"}, later))
     await wait_element(engine, execution_id, "w")
     with pytest.raises(PayloadTooLarge, match="--max-signal-bytes"):
         await engine.signal(CALLER, execution_id, "other", "x" * 200)
@@ -95,9 +97,7 @@ async def test_starts_over_the_tenant_s_rate_are_429_with_retry_after(make_engin
     async with TestClient(TestServer(app)) as client:
         answers = []
         for _ in range(8):
-            response = await client.post(
-                BASE + "/executions/processes", json={"processID": summary.processID}
-            )
+            response = await client.post(BASE + "/executions/processes", json={"processID": summary.processID})
             answers.append((response.status, response.headers.get("Retry-After"), (await response.json())))
     statuses = [status for status, _, _ in answers]
     assert statuses.count(201) >= 3 and 429 in statuses  # a second boundary may fall in between

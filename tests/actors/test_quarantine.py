@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import functools
 
+import pytest
 from redis.asyncio import Redis
 
 from procengine.api.views import ControlRequest
+from procengine.errors import ValidationFailed
 from procengine.node.node import Node
 from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
 from tests.support.polling import poll
@@ -133,7 +135,9 @@ async def test_a_paused_execution_moved_between_nodes_is_not_counted(make_engine
     for _ in range(4):
         await kill(node, redis)
         node = await make_engine()
-        await node.signal(CALLER, execution_id, "x", 1)  # activates it here (a paused execution is not adopted)
+        # a request activates it here (a paused execution is not adopted): a signal it cannot take will do (422)
+        with pytest.raises(ValidationFailed, match="cannot take signal 'x'"):
+            await node.signal(CALLER, execution_id, "x", 1)
         assert (await node.store.fields(execution_id))["owner"] == node.node_id
     assert await crashes(node, execution_id) in ("", "0")
     await node.resume(CALLER, execution_id, ControlRequest())

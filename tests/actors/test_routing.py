@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from procengine.api.service import Caller
 from procengine.api.views import ControlRequest
-from procengine.errors import InvalidTransition, NotFound, Unavailable
+from procengine.errors import InvalidTransition, NotFound, Unavailable, ValidationFailed
 from procengine.node.node import Node
 from tests.support.nodes import CALLER, EngineFactory, Gate, events, start, wait_element, wait_status
 from tests.support.processes import definition
@@ -122,7 +122,14 @@ async def test_a_signal_with_an_idempotency_key_is_delivered_once_whichever_node
     make_engine: EngineFactory,
 ) -> None:
     a, b = await _two_nodes(make_engine)
-    execution_id = await start(a, definition({"key": "w", "type": "wait-signal", "signal": "late", "next": "e"}, END))
+    execution_id = await start(
+        a,
+        definition(
+            {"key": "w", "type": "wait-signal", "signal": "late", "next": "g"},
+            {"key": "g", "type": "wait-signal", "signal": "go", "next": "e"},  # `go` waits for it, kept meanwhile
+            END,
+        ),
+    )
     await wait_element(a, execution_id, "w")
 
     first = await b.signal(VIA_B, execution_id, "go", {"n": 1}, "sig-1")
@@ -134,6 +141,22 @@ async def test_a_signal_with_an_idempotency_key_is_delivered_once_whichever_node
     state = await a.state(CALLER, execution_id)
     assert state.memory is not None and state.memory["signals"] == {"go": [{"n": 1}, {"n": 2}]}
     assert [e for e, _ in await events(a, execution_id)].count("signal-received") == 2
+
+
+async def test_a_signal_its_owner_refuses_as_untakeable_is_422_on_the_node_that_forwarded_it(
+    make_engine: EngineFactory,
+) -> None:
+    a, b = await _two_nodes(make_engine)
+    execution_id = await start(a, definition({"key": "w", "type": "wait-signal", "signal": "late", "next": "e"}, END))
+    await wait_element(a, execution_id, "w")
+
+    with pytest.raises(ValidationFailed, match="cannot take signal 'soon'") as refused:
+        await b.signal(VIA_B, execution_id, "soon", 1)
+
+    assert refused.value.details == ["signal: 'soon' is not a signal this execution waits for (it waits for 'late')"]
+    assert b.registry.get(execution_id) is None  # answered by the owner, a
+    [blocked] = (await b.status(VIA_B, execution_id)).blockedOn  # read from Redis on b: the same as a says
+    assert blocked == (await a.status(CALLER, execution_id)).blockedOn[0]
 
 
 END = {"key": "e", "type": "end"}

@@ -105,9 +105,7 @@ async def test_another_tenant_s_execution_is_404_and_a_bad_event_id_422(api_a: A
     assert (status, body["error"]["code"]) == (422, "VALIDATION_ERROR")
 
 
-async def test_a_client_that_goes_away_frees_its_stream(
-    api_a: Api, client: TestClient[Any, Any], engine: Node
-) -> None:
+async def test_a_client_that_goes_away_frees_its_stream(api_a: Api, client: TestClient[Any, Any], engine: Node) -> None:
     # a stream's heartbeat is its XREAD's BLOCK, which runs on Redis's time: a short one, so that the test waits
     # for one heartbeat and not for the 4 s the settings give
     engine.feeds.block_ms = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procengine.engine.interpreter import AwaitChild, ElementFailed, Progressed, StartChild, ThreadEnded
+from procengine.engine.outcomes import AwaitChild, ElementFailed, Progressed, StartChild, ThreadEnded
 from procengine.engine.state import StackEntry
 from tests.support.interpreter import definition, start
 

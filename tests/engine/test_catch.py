@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from procengine.engine.interpreter import ElementFailed, Progressed, RunTask, Sleep, ThreadEnded
+from procengine.engine.outcomes import ElementFailed, Progressed, RunTask, Sleep, ThreadEnded
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
 from tests.support.interpreter import definition, start

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from procengine.engine.interpreter import (
+from procengine.engine.outcomes import (
     AwaitLanes,
     ElementFailed,
     LaneEnded,
@@ -19,6 +19,7 @@ from procengine.engine.interpreter import (
     Sleep,
     ThreadEnded,
 )
+from procengine.engine.restart import reset, restorable, restore
 from procengine.engine.state import state_from_docs
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
@@ -229,7 +230,11 @@ def test_a_failed_iteration_stops_the_others_and_fails_the_for_each() -> None:
     assert scheduler.failed.error_type == "OutOfStock"
     assert scheduler.failed.error == "label in main/ship[1]: no s1 left"
     assert [e.path for e in run.state.stack] == ["main"]  # the other iterations left the stack
-    assert run.state.memory.scopes == {} and run.state.memory.fanouts == {}
+    # ... kept aside for a retry (issue 20): the lanes under way, their variables, the results so far
+    fan = run.state.stack[0].fanout
+    assert fan is not None and fan.parked is not None
+    assert sorted(e.path for e in fan.parked) == sorted(run.state.memory.scopes)
+    assert "main/ship[1]" in run.state.memory.scopes and "main" in run.state.memory.fanouts
     assert run.state.threads["main"].status == "failed"
 
 
@@ -435,3 +440,52 @@ def test_an_element_caught_in_one_iteration_and_completed_in_others_counts_once(
     progress = run.state.threads["main"]
     assert progress.completed_nodes == run.process.total_nodes == 4  # label, skip, ship, invoice: each once
     assert run.state.memory.node_outputs["label"]["status"] == "success"
+
+
+def test_a_retry_restores_nested_fan_outs_from_the_lane_that_failed() -> None:
+    """Issue 20: a failure inside a parallel inside a for-each keeps every lane (through a round trip of the stored
+    documents); restoring goes on from the failed task, and nothing that had ended runs again."""
+    branches = [
+        {"key": br, "elements": [_task(f"t{br}", input={"i": "item", "br": f"'{br}'"}, output=f"out{br}")]}
+        for br in ("a", "b")
+    ]
+    nested = {
+        "key": "each",
+        "type": "for-each",
+        "items": "[0, 1, 2]",
+        "maxConcurrency": 3,
+        "output": "all",
+        "body": {"elements": [{"key": "both", "type": "parallel", "branches": branches}]},
+    }
+    calls: dict[tuple[int, str], int] = {}
+    broken = {"value": True}
+
+    def handler(task: dict[str, Any]) -> Any:
+        calls[(task["i"], task["br"])] = calls.get((task["i"], task["br"]), 0) + 1
+        if task["i"] == 1 and task["br"] == "b" and broken["value"]:
+            raise OutOfStock("b of 1")
+        return task["br"]
+
+    run = start(definition(nested), {})
+    scheduler = Scheduler(run, handler)
+    scheduler.run_all()
+    assert scheduler.failed is not None and scheduler.failed.entry.element_key == "each"
+
+    stored = state_from_docs(run.state.to_stack_doc(""), run.state.to_memory_doc(""), run.state.threads)
+    [outer] = stored.stack
+    assert restorable(outer)
+    restored = restore(stored, outer)
+    assert [e.element_key for e in restored.failed] == ["tb"]
+    assert [e.element_key for e in restored.fanouts] == ["each", "both"]
+    for entry in restored.failed:
+        reset(stored, entry)
+    stored.threads["main"].status = "running"
+    run.state = stored
+    broken["value"] = False
+    again = Scheduler(run, handler)
+    again.ready = [entry.path for entry in stored.stack]
+    again.run_all()
+
+    assert again.failed is None and run.state.stack == []
+    assert calls == {(i, br): 2 if (i, br) == (1, "b") else 1 for i in range(3) for br in ("a", "b")}
+    assert run.variables["all"] == [{"outa": "a", "outb": "b"}] * 3

@@ -7,14 +7,7 @@ from typing import Any
 import pytest
 
 from procengine.engine.definitions import ProcessDefinition
-from procengine.engine.interpreter import (
-    AwaitSignal,
-    ElementFailed,
-    Progressed,
-    RunTask,
-    Sleep,
-    ThreadEnded,
-)
+from procengine.engine.outcomes import AwaitSignal, ElementFailed, Progressed, RunTask, Sleep, ThreadEnded
 from tests.support.interpreter import definition, start
 
 

@@ -8,13 +8,8 @@ from typing import Any
 import pytest
 
 from procengine.engine.compiled import compile_process
-from procengine.engine.interpreter import (
-    MEMORY_RESERVE,
-    ElementFailed,
-    Interpreter,
-    Progressed,
-    RunTask,
-)
+from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
+from procengine.engine.outcomes import ElementFailed, Progressed, RunTask
 from procengine.errors import LimitExceeded
 from procengine.store.codec import encode
 from tests.support.interpreter import Run, definition

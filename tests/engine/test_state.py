@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from procengine.engine.definitions import ProcessDefinition
-from procengine.engine.interpreter import RunTask, Sleep
+from procengine.engine.outcomes import RunTask, Sleep
 from procengine.engine.state import ExecutionState, StackEntry, ThreadProgress, expand_memory_doc, state_from_docs
 from procengine.errors import StateCorrupted
 from procengine.store.codec import decode, encode

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from procengine.engine.interpreter import AwaitSignal, ElementFailed, Sleep, ThreadEnded
+from procengine.engine.outcomes import AwaitSignal, ElementFailed, Sleep, ThreadEnded
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
 from tests.support.interpreter import definition, start

@@ -444,4 +444,3 @@ async def test_an_unknown_query_parameter_is_400_naming_the_known_ones(
     error = await error_of(response, 400, "BAD_REQUEST")
     assert error["details"] == problems
     assert not engine.calls
-

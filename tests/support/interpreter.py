@@ -8,7 +8,8 @@ from typing import Any
 
 from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.definitions import ProcessDefinition
-from procengine.engine.interpreter import ElementEvent, Interpreter, Outcome, Progressed, Step
+from procengine.engine.interpreter import Interpreter
+from procengine.engine.outcomes import ElementEvent, Outcome, Progressed, Step
 from procengine.engine.state import ExecutionState
 
 __all__ = ["Run", "definition", "start"]

@@ -35,6 +35,10 @@ class Kind:
     """What a running execution becomes on its own (for one that waits: once it has its signal)."""
     waits: bool = False
     """It waits for the signal `go`, its payload into `payload`."""
+    fails_at: tuple[str, int] | None = None
+    """The element a failure names, and its attempts by then (the error of a failed execution of this kind)."""
+    fixed_by: str | None = None
+    """The variable whose presence (set by a repair's merge patch) makes it complete instead of failing."""
 
     @property
     def total(self) -> int:
@@ -42,6 +46,27 @@ class Kind:
 
     def definition(self) -> dict[str, Any]:
         return {"key": self.key, "threads": [{"key": k, "elements": e} for k, e in self.threads.items()]}
+
+    def element(self, key: str) -> dict[str, Any]:
+        return next(e for elements in self.threads.values() for e in elements if e["key"] == key)
+
+    def catches(self, key: str, error_type: str) -> bool:
+        """Whether a catch clause of the element takes a failure of this type."""
+        return any(error_type in clause["errors"] for clause in self.element(key).get("catch", []))
+
+    def timed(self) -> list[str]:
+        """The elements that wait on a timer (a delay, a task's retry backoff): what run-now may end."""
+        return [e["key"] for es in self.threads.values() for e in es if e["type"] == "delay" or "retry" in e]
+
+    def rerun_by_move(self, before: str, moved_from: str) -> list[str]:
+        """The elements a lane moved back from `moved_from` to `before` runs again: from `before` along `next` up
+        to `moved_from` (none for a move forward: `moved_from` is not reached)."""
+        passed: list[str] = []
+        key: str | None = before
+        while key is not None and key != moved_from and key not in passed:
+            passed.append(key)
+            key = self.element(key).get("next")
+        return passed if key == moved_from else []
 
 
 WAITS = Kind(
@@ -83,11 +108,32 @@ FAILS = Kind(
                 "input": {"message": "'boom'"},
                 "retry": {"maxAttempts": 2, "backoffMs": 100},
                 "next": "end",
+                # only an operator's `fail` with this type is caught (the handler's own error is not a Rescued)
+                "catch": [{"errors": ["Rescued"], "next": "rescued"}],
             },
+            {"key": "end", "type": "end"},
+            {"key": "rescued", "type": "end"},
+        ]
+    },
+    "failed",
+    fails_at=("boom", 2),
+)
+FIXABLE = Kind(
+    "model-fixable",
+    {
+        "main": [
+            {"key": "nap", "type": "delay", "durationMs": 200, "next": "first"},
+            {"key": "first", "type": "set-variable", "set": {"a": "n + 1"}, "next": "check"},
+            # fails (an ExpressionError) while `fix` is not set: a retry or an edit with `fix` in its patch repairs it
+            {"key": "check", "type": "set-variable", "set": {"ok": "fix >= 0"}, "next": "settle"},
+            # a repaired one stays running a while: the invariant sees it live again (no TTL, no removals note)
+            {"key": "settle", "type": "delay", "durationMs": 300, "next": "end"},
             {"key": "end", "type": "end"},
         ]
     },
     "failed",
+    fails_at=("check", 1),
+    fixed_by="fix",
 )
 TWO_THREADS = Kind(
     "model-two-threads",
@@ -112,7 +158,9 @@ TWO_THREADS = Kind(
     "completed",
     waits=True,
 )
-KINDS = (WAITS, STEPS, FAILS, TWO_THREADS)
+KINDS = (WAITS, STEPS, FAILS, FIXABLE, TWO_THREADS)
+PATCHED = ("p", "q")
+"""The names the model's merge patches set and remove (besides a kind's `fixed_by`): no definition writes them."""
 
 
 @dataclass
@@ -132,17 +180,49 @@ class Expected:
     refusals_unsure: int = 0
     """Refusals met in a crash: each may have left one `refused` entry more (an attempt that died after writing it)."""
     completed_nodes: int = 0
+    patched: dict[str, Any] = field(default_factory=dict)
+    """The variables the acknowledged merge patches (a retry's, an edit's) left set: the execution must hold these."""
+    retries: int = 0
+    """Acknowledged retries: each is one `retried` entry, after one `failed` end."""
+    revivals: int = 0
+    """Acknowledged operations that took it from failed back to live: retries, and step controls on a failed
+    execution that left it paused. Each is one log entry after one failure."""
+    loose: bool = False
+    """A step control changed its path (skip, complete, fail, move): from then on its end may be completed or
+    failed, and of its variables only the patched ones and `n` are known."""
     forbidden: set[str] = field(default_factory=set)
     """Request ids (or reasons) of requests with no answer or a 503 that had not taken effect by their deadline: they
     must never take effect later."""
 
+    @property
+    def natural_end(self) -> str:
+        """What it becomes on its own: a fixable kind completes once a patch set the variable that fixes it (a patch
+        applies while it is paused or failed, so before the element that needs it runs)."""
+        if self.kind.fixed_by is not None and self.kind.fixed_by in self.patched:
+            return "completed"
+        return self.kind.natural_end
+
+    def ends(self) -> set[str]:
+        """The ends it may reach on its own: its natural end, or either for one a step control changed."""
+        return {"completed", "failed"} if self.loose else {self.natural_end}
+
     def may_end(self) -> bool:
         """A running execution that may have ended on its own."""
-        return self.status == "running" and (not self.kind.waits or bool(self.signals))
+        return self.status == "running" and (self.loose or not self.kind.waits or bool(self.signals))
 
     def allowed(self) -> set[str]:
         """The statuses the execution may show now."""
-        return {self.status, self.kind.natural_end} if self.may_end() else {self.status}
+        return {self.status, *self.ends()} if self.may_end() else {self.status}
+
+    def patch(self, variables: dict[str, Any]) -> bool:
+        """Apply an acknowledged merge patch (flat: the model's values are numbers or null); whether it changed any."""
+        before = dict(self.patched)
+        for name, value in variables.items():
+            if value is None:
+                self.patched.pop(name, None)
+            else:
+                self.patched[name] = value
+        return self.patched != before
 
     def variables(self) -> dict[str, Any]:
         """The variables once it has completed; before a signal came, those that do not come from one."""
@@ -152,6 +232,9 @@ class Expected:
             found.update(a=a, echoed={"x": a}, slept={"slept": 600}, b=a + 1)
         elif self.kind is TWO_THREADS:
             found.update(slept={"slept": 400})
+        elif self.kind is FIXABLE:
+            found.update(a=self.n + 1, ok=True)
+        found.update(self.patched)
         if self.kind.waits and self.signals:
             found["payload"] = self.signals[0]
             if self.kind is WAITS:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from procengine.actors.attempt import Attempt, run_attempt
-from procengine.engine.interpreter import RunTask
+from procengine.engine.outcomes import RunTask
 from procengine.engine.state import StackEntry
 from procengine.tasks import http as http_task
 from procengine.tasks.http import AllowEntry, http_handler, parse_allow_entry

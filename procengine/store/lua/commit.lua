@@ -21,8 +21,9 @@
 --         it at its exact size (XADD preallocates stream-node-max-bytes, 4 KiB by default, for the newest
 --         node); only for logs of up to 256 entries, where that slack is most of the key; skipped where
 --         the ACL denies DUMP or RESTORE; then, 8th, an expiry in milliseconds (0: none) put on all five keys:
---         the final write of an execution sets its retention (see docs/operations.md); then, 9th, the
---         tenant index edits {command, arg, ...} (ZADD score member, ZREM member, PEXPIREAT ms), the i-th on
+--         the final write of an execution sets its retention (see docs/operations.md); -1: PERSIST all five
+--         keys instead (a retry makes a failed execution live again: its retention no longer applies); then, 9th, the
+--         tenant index edits {command, arg, ...} (ZADD score member, ZREM member, PEXPIREAT ms, PERSIST), the i-th on
 --         KEYS[5 + i]: a status change moves the execution between the tenant's indexes in this same write
 --         (only where one script may touch both slots; on a Redis Cluster the client sends them beside it)
 -- ARGV[6] not after ("" = no deadline): epoch milliseconds by this server's clock; past it the write is not
@@ -99,6 +100,10 @@ end
 if writes[8] ~= nil and writes[8] > 0 then
   for i = 1, 5 do
     redis.call('PEXPIRE', KEYS[i], writes[8])
+  end
+elseif writes[8] ~= nil and writes[8] < 0 then
+  for i = 1, 5 do
+    redis.call('PERSIST', KEYS[i])
   end
 end
 local edits = writes[9]

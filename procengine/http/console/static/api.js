@@ -65,3 +65,29 @@ export async function loadProcesses() {
   for (const process of data.items) processCache.set(process.processID, process);
   return data.items;
 }
+
+// ------------------------------------------------------------------------- what this server offers, read once
+
+let routes = null; // Promise of the Set of 'METHOD path' of the server's OpenAPI document
+
+/** The server's routes ('POST /api/v1/…/{id}/retry'), from its OpenAPI document; an empty set if it cannot be read. */
+export function serverRoutes() {
+  if (!routes) {
+    routes = (async () => {
+      try {
+        const response = await fetch('/openapi.json', { cache: 'no-store' });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const document = await response.json();
+        const found = new Set();
+        for (const [path, operations] of Object.entries(document.paths || {})) {
+          for (const method of Object.keys(operations)) found.add(`${method.toUpperCase()} ${path}`);
+        }
+        return found;
+      } catch {
+        routes = null; // read it again next time (a 401 before the token was given, a server restarting)
+        return new Set();
+      }
+    })();
+  }
+  return routes;
+}

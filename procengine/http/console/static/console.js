@@ -23,6 +23,11 @@
 //   details.js    one element's details: its record, input, output, attempts, stack entries, definition
 //   panels.js     the execution page's tables: memory, outputs, stack, elements, log details
 //   forms.js      the execution page's controls: pause, resume, cancel, the signal form
+//   blocked.js    why each lane is not moving (the status's blockedOn)
+//   repair.js     repair: the failure banner's Retry, the variables editor (a merge patch), the server's problems
+//   steps.js      the step controls of the element picked in the graph: retry, skip, complete, fail, run now
+//   move.js       the step controls' Move lane here: the lanes that can go on from the picked element
+//   policy.js     the step controls' Change policy: a pending task's retry policy and timeout for this run
 //   util.js       DOM and SVG building, text, time and duration formatting
 
 import { ApiError, setToken, token } from './api.js';
@@ -30,6 +35,7 @@ import { ExecutionView } from './execution.js';
 import { sendCommand, sendSignal } from './forms.js';
 import { ListView, listHash } from './list.js';
 import { app, clearError, setLive, showError } from './page.js';
+import { wireEditor } from './repair.js';
 import { $ } from './util.js';
 import { wireZoomControls } from './zoom.js';
 
@@ -38,7 +44,7 @@ function route() {
   clearError();
   setLive('idle');
   const match = /^#\/executions\/([1-9][0-9]{0,18})$/.exec(location.hash);
-  app.view = match ? new ExecutionView(match[1]) : new ListView();
+  app.view = match ? new ExecutionView(match[1], route) : new ListView();
   app.view.start();
 }
 
@@ -76,6 +82,7 @@ function boot() {
     button.addEventListener('click', () => app.view instanceof ExecutionView && sendCommand(app.view, button.dataset.command));
   }
   $('actions').addEventListener('submit', (event) => event.preventDefault());
+  wireEditor(() => (app.view instanceof ExecutionView ? app.view : null), route);
   wireZoomControls(() => (app.view instanceof ExecutionView ? app.view.zoom : null));
   $('signal-form').addEventListener('submit', (event) => {
     event.preventDefault();

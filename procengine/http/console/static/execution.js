@@ -3,21 +3,26 @@
 // entry reads the status, the elements and the state again).
 
 import { api, processCache } from './api.js';
+import { renderBlocked } from './blocked.js';
 import { hideDetails, renderDetails } from './details.js';
 import { note, signalNames } from './forms.js';
 import { Graph, legend } from './graph.js';
 import { listHash } from './list.js';
 import { crumbs, executionLink, fatal, setLive, setProgress, show, showError } from './page.js';
 import { detailCell, renderElements, renderMemory, renderStack } from './panels.js';
+import { renderEditor, renderFailure, retryExecution } from './repair.js';
+import { hideStepControls, renderStepControls } from './steps.js';
 import { EventStream } from './streams.js';
-import { $, errorText, fmtDuration, fmtTime, h, since } from './util.js';
+import { $, fmtDuration, fmtTime, h, since } from './util.js';
 import { Zoom } from './zoom.js';
 
 const MAX_LOG_ROWS = 2000;
 
 export class ExecutionView {
-  constructor(id) {
+  /** `reopen`: opens the page of the execution again (after a repair made a finished execution live again). */
+  constructor(id, reopen) {
     this.id = id;
+    this.reopen = reopen;
     this.seen = new Set(); // log entry ids already shown
     this.children = new Map(); // call-process key -> child execution ids (from child-started entries)
     this.stream = null;
@@ -46,9 +51,9 @@ export class ExecutionView {
     for (const id of ['exec-status', 'exec-process', 'variables', 'outputs', 'graph', 'exec-facts']) $(id).replaceChildren();
     for (const id of ['log', 'elements', 'stack']) $(id).tBodies[0].replaceChildren();
     $('legend').replaceChildren(...legend());
-    $('exec-error').hidden = true;
-    $('state-problem').hidden = true;
+    for (const id of ['exec-error', 'state-problem', 'repair', 'vars-problem']) $(id).hidden = true;
     hideDetails();
+    hideStepControls();
     note('');
     setLive('idle');
     let status;
@@ -122,6 +127,7 @@ export class ExecutionView {
     if (this.graph) this.graph.select(null);
     for (const tr of $('elements').tBodies[0].rows) tr.classList.remove('selected');
     hideDetails();
+    hideStepControls();
   }
 
   renderDetails() {
@@ -139,6 +145,7 @@ export class ExecutionView {
       childIds: this.children.get(key) || [],
       onClose: () => this.closeDetails(),
     });
+    renderStepControls(this, { key, el: this.graph.elements.get(key) || null, entries: stack.filter((e) => e.element_key === key), stack, status });
   }
 
   onLogEvent(event) {
@@ -158,6 +165,7 @@ export class ExecutionView {
     if (!entry || typeof entry.id !== 'string' || this.seen.has(entry.id)) return false;
     this.seen.add(entry.id);
     if (['completed', 'failed', 'cancelled'].includes(entry.event) && entry.elementKey === null) this.ended = true;
+    if (entry.detail && ['running', 'paused'].includes(entry.detail.to)) this.ended = false; // a retry, a step control
     if (entry.event === 'child-started' && entry.elementKey && entry.detail && entry.detail.childExecutionID) {
       const ids = this.children.get(entry.elementKey) || [];
       ids.push(entry.detail.childExecutionID);
@@ -235,16 +243,8 @@ export class ExecutionView {
         (progress.failedNodes ? ` · ${progress.failedNodes} failed` : ''),
     );
     this.renderFacts();
-    const failure = $('exec-error');
-    failure.hidden = !status.error;
-    if (status.error) {
-      const e = status.error;
-      failure.replaceChildren(
-        h('strong', { text: `Failed at ${e.element ?? '?'}: ` }),
-        errorText(e.type, e.error),
-        e.attempts ? h('span', { class: 'muted', text: ` (after ${e.attempts} attempt${e.attempts > 1 ? 's' : ''})` }) : '',
-      );
-    }
+    renderFailure(status, () => retryExecution(this, this.reopen));
+    renderBlocked(status.blockedOn);
     const unreadable = state ? unreadableStack(state) : null;
     if (state) this.resumeProblem = status.status === 'paused' ? resumeProblem(status, state, unreadable) : null;
     this.renderResume(status);
@@ -275,6 +275,7 @@ export class ExecutionView {
       });
     }
     renderMemory(state);
+    renderEditor(this.id, status, state);
     renderStack(stackEntries, state, unreadable);
     renderElements(elements.items, status, (key) => this.select(key), this.selected);
     this.renderDetails();
