@@ -544,16 +544,7 @@ class Node(StepControls):
     def _check_patch(self, patch: dict[str, Any]) -> None:
         """What can be checked before the execution is read: the patch alone storable, and within the memory limit
         (the actor checks the variables it gives: how many, and the whole memory's size)."""
-        room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
-        try:
-            size = bounded_size(patch, room)
-        except CodecError as exc:
-            raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
-        if size is None:
-            raise PayloadTooLarge(
-                f"variables do not fit in the execution's memory: its snapshot may take "
-                f"{self.settings.max_snapshot_bytes} bytes (--max-snapshot-bytes)"
-            )
+        self._check_fits(patch, "variables", "variables", "do")
 
     async def control_command(self, execution_id: int, command: Command) -> BaseModel:
         """The control channel's way in: like the REST calls, but never forwarded (every node hears the message,

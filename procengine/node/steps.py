@@ -97,13 +97,18 @@ class StepControls:
 
     def _check_output(self, output: Any) -> None:
         """An output given by an operator: storable, and within the memory limit on its own."""
+        self._check_fits(output, "the output", "output", "does")
+
+    def _check_fits(self, value: Any, what: str, field: str, verb: str) -> None:
+        """A value an operator gives (a patch of the variables, an element's output) storable, and within the memory
+        limit on its own: 422 or 413 naming `what` before anything is read (the actor checks the whole memory)."""
         room = self.settings.max_snapshot_bytes - MEMORY_RESERVE
         try:
-            size = bounded_size(output, room)
+            size = bounded_size(value, room)
         except CodecError as exc:
-            raise ValidationFailed("the output cannot be stored", [f"output: {exc.message}"]) from None
+            raise ValidationFailed(f"{what} cannot be stored", [f"{field}: {exc.message}"]) from None
         if size is None:
             raise PayloadTooLarge(
-                f"the output does not fit in the execution's memory: its snapshot may take "
+                f"{what} {verb} not fit in the execution's memory: its snapshot may take "
                 f"{self.settings.max_snapshot_bytes} bytes (--max-snapshot-bytes)"
             )
