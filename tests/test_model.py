@@ -18,7 +18,9 @@ function; examples differ by their executions. The state machine is synchronous:
 and drives the nodes over HTTP with the blocking `procengine.client.Client`; starting and reaping node
 processes goes back to the test's event loop, which `serving` belongs to.
 
-Bounded in `make test`; `FUZZ_LONG=1` (`make fuzz`) runs many more and longer examples.
+Bounded in `make test`; `FUZZ_LONG=1` (`make fuzz`) runs many more and longer examples; `FUZZ_EXAMPLES=N` sets
+how many (to hunt a rare failure in one run). An execution that does not reach its end says what the engine holds
+of it (status, blockedOn, stack, elements, the end of its log, its owner).
 """
 
 from __future__ import annotations
@@ -714,8 +716,42 @@ class Model(RuleBasedStateMachine):
                 assert status in expected.ends(), f"execution {expected.id}: {status}"
                 expected.status = status
                 return
-            assert time.monotonic() < deadline, f"execution {expected.id} is still running after 20 s"
+            if time.monotonic() >= deadline:
+                described = f"execution {expected.id} is still running after 20 s\n{self._describe(expected)}"
+                print(described, flush=True)  # shown at once with -s: shrinking may take a while
+                raise AssertionError(described)
             time.sleep(0.02)
+
+    def _describe(self, expected: Expected) -> str:
+        """What the engine says of an execution, for a failure message: the model's view, its status and blockedOn,
+        its stack, its elements and the end of its log, its owner (each read best-effort, one after the other: not
+        one snapshot, the execution may move between them)."""
+        lines = [f"model: {expected}"]
+        reads: list[tuple[str, Callable[[Client], Any]]] = [
+            ("status", lambda client: client.status(expected.id).model_dump(mode="json")),
+            ("stack", lambda client: client.state(expected.id).stack),
+            ("elements", lambda client: [(e.key, e.status) for e in client.elements(expected.id).items]),
+            (
+                "log (last 25)",
+                lambda client: "\n  ".join(
+                    f"{entry.event} {entry.elementKey or ''} {entry.detail}"
+                    for entry in client.log(expected.id).items[-25:]
+                ),
+            ),
+        ]
+        for name, call in reads:
+            try:
+                lines.append(f"{name}: {self.cluster.read(call)}")
+            except Exception as failed:  # a diagnostic: say what could not be read
+                lines.append(f"{name}: could not be read ({failed!r})")
+        cluster = self.cluster
+        try:  # who runs it (not in the API): its owner, whether that node is live, whether a reconcile looks at it
+            owner = cluster.store_call(lambda r: r.hget(cluster.keys.execution(expected.id).execution, "owner"))
+            active = cluster.store_call(lambda r: r.sismember(cluster.keys.active, str(expected.id)))
+            lines.append(f"owner: {owner!r}, live {cluster.owner_is_live(expected.id)}, in the active set {active}")
+        except Exception as failed:  # a diagnostic: say what could not be read
+            lines.append(f"owner: could not be read ({failed!r})")
+        return "\n".join(lines)
 
     # --- the checks --------------------------------------------------------------------------------------------
 
@@ -863,7 +899,7 @@ class Model(RuleBasedStateMachine):
 
 def _settings() -> settings:
     return settings(
-        max_examples=40 if LONG else 10,
+        max_examples=int(os.environ.get("FUZZ_EXAMPLES") or (40 if LONG else 10)),
         stateful_step_count=40 if LONG else 15,
         deadline=None,
         database=None,  # no .hypothesis/ litter: a failure prints its steps, and a seed with --hypothesis-seed
