@@ -176,7 +176,7 @@ async def apply(actor: Host, message: Command) -> StepResult:
         lane=entry.path,
         status=target.value,  # type: ignore[arg-type]
         caught=_caught(outcome, entry),
-        stack=[PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack],
+        stack=_pending(state),
     )
 
 
@@ -201,19 +201,8 @@ async def run_now(actor: Host, message: Command) -> StepResult:
     before = [entry.to_doc()]
     due = entry.due_at_ms
     entry.due_at_ms = now
-    detail: dict[str, Any] = {
-        "thread": entry.thread_key,
-        "by": message.caller.by,
-        "requestId": message.caller.request_id,
-        "from": "running",
-        "to": "running",
-        "dueAt": iso(due),
-        "stack": {"before": before, "after": [entry.to_doc()]},
-    }
-    if lanes.is_branch(entry.path):
-        detail["path"] = entry.path
-    if message.reason is not None:
-        detail["reason"] = message.reason
+    detail = _detail(message, entry, Status.RUNNING, Status.RUNNING, before, [entry.to_doc()])
+    detail["dueAt"] = iso(due)
     # the lanes' own checkpoint (they write the same state): one write, ordered with theirs
     await actor.writer.checkpoint([], Commit(log=[LogRecord(now, AUDIT_EVENTS["run-now"], entry.element_key, detail)]))
     actor.lanes.wake_all()
@@ -223,7 +212,7 @@ async def run_now(actor: Host, message: Command) -> StepResult:
         elementKey=entry.element_key,
         lane=entry.path,
         status="running",
-        stack=[PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack],
+        stack=_pending(state),
     )
 
 
@@ -252,19 +241,8 @@ async def change_policy(actor: Host, message: Command) -> StepResult:
     if "retry" in change and isinstance(element, TaskElement):  # the fields given, over the policy in force
         change["retry"] = {**retry_policy(entry, element).model_dump(), **change["retry"]}
     entry.policy = {**(entry.policy or {}), **change}
-    detail: dict[str, Any] = {
-        "thread": entry.thread_key,
-        "by": message.caller.by,
-        "requestId": message.caller.request_id,
-        "from": actor.status.value,
-        "to": actor.status.value,
-        "policy": {"before": previous, "after": entry.policy},
-        "stack": {"before": [before], "after": [entry.to_doc()]},
-    }
-    if lanes.is_branch(entry.path):
-        detail["path"] = entry.path
-    if message.reason is not None:
-        detail["reason"] = message.reason
+    detail = _detail(message, entry, actor.status, actor.status, [before], [entry.to_doc()])
+    detail["policy"] = {"before": previous, "after": entry.policy}
     audit = LogRecord(now, AUDIT_EVENTS["policy"], entry.element_key, detail)
     if running:
         await actor.writer.checkpoint([], Commit(log=[audit]))
@@ -280,7 +258,7 @@ async def change_policy(actor: Host, message: Command) -> StepResult:
         elementKey=entry.element_key,
         lane=entry.path,
         status=actor.status.value,  # type: ignore[arg-type]
-        stack=[PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack],
+        stack=_pending(state),
         policy=entry.policy,
     )
 
@@ -427,6 +405,27 @@ def _audit(
     outcome: Outcome,
     now: int,
 ) -> LogRecord:
+    detail = _detail(message, entry, source, target, before, after)
+    if order.action in ("skip", "complete") and (order.has_output or order.action == "complete"):
+        detail["output"] = order.output
+    if order.action == "fail":
+        detail.update(error=order.error, errorType=order.error_type)
+        caught = _caught(outcome, entry)
+        if caught is not None:
+            detail["caught"] = caught
+    return LogRecord(now, AUDIT_EVENTS[order.action], entry.element_key, detail)
+
+
+def _detail(
+    message: Command,
+    entry: StackEntry,
+    source: Status,
+    target: Status,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What every step's audit entry says: the lane, who, why, the request, the status before and after, and the
+    stack entries before and after."""
     detail: dict[str, Any] = {
         "thread": entry.thread_key,
         "by": message.caller.by,
@@ -439,14 +438,11 @@ def _audit(
         detail["path"] = entry.path
     if message.reason is not None:
         detail["reason"] = message.reason
-    if order.action in ("skip", "complete") and (order.has_output or order.action == "complete"):
-        detail["output"] = order.output
-    if order.action == "fail":
-        detail.update(error=order.error, errorType=order.error_type)
-        caught = _caught(outcome, entry)
-        if caught is not None:
-            detail["caught"] = caught
-    return LogRecord(now, AUDIT_EVENTS[order.action], entry.element_key, detail)
+    return detail
+
+
+def _pending(state: ExecutionState) -> list[PendingElement]:
+    return [PendingElement(elementKey=e.element_key, lane=e.path, attempt=e.attempt) for e in state.stack]
 
 
 def _caught(outcome: Outcome, entry: StackEntry) -> str | None:

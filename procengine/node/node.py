@@ -794,9 +794,8 @@ class Node(StepControls):
         await self.store.deactivate(*final)
         if final:  # a retry may have made one live between the read and the removal: back in, then
             again = await self.store.many_fields(final, ["status"])
-            for execution_id, row in zip(final, again, strict=True):
-                if row.get("status") in (Status.RUNNING.value, Status.PAUSED.value):
-                    await self.store.activate(execution_id)
+            live = (Status.RUNNING.value, Status.PAUSED.value)
+            await self.store.activate(*(i for i, row in zip(final, again, strict=True) if row.get("status") in live))
         undriven = [
             (execution_id, row.get("owner", ""))
             for execution_id, row in zip(ids, rows, strict=True)

@@ -60,8 +60,10 @@ class Queries:
         self.compiled = compiled
         self.alive = alive
 
-    async def _owned(self, tenant: str, execution_id: int, *, with_state: bool = True) -> StoredExecution:
-        stored = await self.store.load(execution_id, with_state=with_state)
+    async def _owned(
+        self, tenant: str, execution_id: int, *, with_state: bool = True, state_fields: tuple[str, ...] = ()
+    ) -> StoredExecution:
+        stored = await self.store.load(execution_id, with_state=with_state, state_fields=state_fields)
         if stored is None or stored.fields.get("tenant") != tenant:
             raise NotFound(f"execution {execution_id} not found")
         return stored
@@ -76,9 +78,7 @@ class Queries:
     async def status(self, tenant: str, execution_id: int) -> RenderedStatus:
         """The status answer read from Redis: the execution and thread hashes and the stack in one round trip;
         a second one, per lane, for what `blockedOn` needs beyond them (see `blocked.py`)."""
-        stored = await self.store.load(execution_id, with_state=False, state_fields=("stack", "savedAt"))
-        if stored is None or stored.fields.get("tenant") != tenant:
-            raise NotFound(f"execution {execution_id} not found")
+        stored = await self._owned(tenant, execution_id, with_state=False, state_fields=("stack", "savedAt"))
         check_fields(execution_id, stored.fields)  # a hash edited by hand is 409 naming the field, not a 500
         try:
             threads = [decode(raw) for raw in stored.threads.values()]

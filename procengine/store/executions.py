@@ -320,9 +320,11 @@ class ExecutionStore:
             await pipe.execute()
 
     @translated
-    async def activate(self, execution_id: int) -> None:
-        """Into the active set (which the reconciler scans), before the execution is created."""
-        await self.redis.sadd(self.keys.active, str(execution_id))
+    async def activate(self, *execution_ids: int) -> None:
+        """Into the active set (which the reconciler scans), before the execution is created (one command for any
+        number)."""
+        if execution_ids:
+            await self.redis.sadd(self.keys.active, *(str(execution_id) for execution_id in execution_ids))
 
     @translated
     async def unindex(self, at: Indexed) -> None:
