@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.socket import CALLER, run_chain, task_chain_definition
+from bench.socket import CALLER, finished_counter, run_chain, task_chain_definition
 from procengine.api.views import StartRequest
 from procengine.node.node import Node
 from procengine.runtime.metrics import Metrics
@@ -26,11 +26,7 @@ async def run_fanout(redis_url: str, prefix: str, executions: int, steps: int, t
     settings = Settings(redis_url=redis_url, prefix=prefix, log_level="WARNING", pause_grace_ms=100)
     metrics = Metrics()
     redis = connect(redis_url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
-    labels = {"process_key": "fanout", "status": "completed"}
-
-    def finished() -> float:
-        return metrics.registry.get_sample_value("procengine_executions_finished_total", labels) or 0.0
-
+    finished = finished_counter(metrics, "fanout")
     try:
         async with Node(redis, settings, builtin_handlers(), metrics=metrics) as engine:
             summary, _ = await engine.register_process(CALLER, task_chain_definition("fanout", steps))

@@ -31,8 +31,12 @@ class Outcome:
         fanout = statistics.median(self.executions * self.steps / r["fanout_s"] for r in rounds)
         return chain, fanout
 
+    def beside(self, peer: dict[str, Any]) -> list[dict[str, float]]:
+        """procengine's rounds next to a peer's run: the round(s) just before its driver and the one just after
+        (the machine drifts: a shared machine's load moved the chain by 2x over one run)."""
+        return [self.procengine[i] for i in peer["procengine_rounds"]]
+
     def table(self) -> str:
-        ours_chain, ours_fanout = self.rates(self.procengine)
         lines = [
             f"procengine vs peers: {self.machine.get('nproc')} cores ({self.machine.get('cpu_model')}), Python "
             f"{self.machine.get('python')}, redis-server {self.machine.get('redis_server')} (unix socket), "
@@ -48,6 +52,7 @@ class Outcome:
                 skips.append(f"skip {peer['peer']}: {peer['skip']}")
                 continue
             chain, fanout = self.rates(peer["rounds"])
+            ours_chain, ours_fanout = self.rates(self.beside(peer))
             label = f"{peer['peer']} {peer['variant']}"[:44]
             lines.append(
                 f"{label:<44} | {chain:>8,.0f} st/s | {ours_chain:>10,.0f} | {ours_chain / chain:>6.2f} | "
@@ -55,8 +60,8 @@ class Outcome:
             )
         lines.append("")
         lines.append(
-            "steps/s, medians of the rounds; ratio = procengine ÷ peer (above 1: procengine is faster); "
-            "procengine's column is the same for every peer (the median of all its rounds in this run)"
+            "steps/s, medians of the rounds; ratio = procengine ÷ peer (above 1: procengine is faster); procengine's "
+            "column is the median of its rounds just before and just after that peer's run"
         )
         for peer in self.peers:
             if "skip" not in peer:
@@ -91,13 +96,16 @@ async def compare(workdir: Path, python: Path, names: list[str], rounds: int, dr
 
         await run_chain(url, "peers-warm", steps=20)
         await ours(rounds)
+        before = list(range(rounds))
         for name in names:
             print(f"- {name} ...", flush=True)
             found = await asyncio.to_thread(driver, python, name, workdir, rounds, url)
-            outcome.peers += found
-            for line in found:
-                print(f"  {line.get('variant') or ''} {line.get('skip') or ''}".rstrip(), flush=True)
             await ours(1)
+            for line in found:
+                line["procengine_rounds"] = [*before, len(outcome.procengine) - 1]
+                print(f"  {line.get('variant') or ''} {line.get('skip') or ''}".rstrip(), flush=True)
+            outcome.peers += found
+            before = [len(outcome.procengine) - 1]
         return outcome
 
 

@@ -76,7 +76,7 @@ def _measure(args: Args) -> Result:
     if not args.redis_url:
         raise RuntimeError("no --redis-url: SpiffWorkflow's hand loop writes to the comparison's Redis")
     client = redis.Redis.from_url(args.redis_url)
-    result = Result(PEER, f"spiffworkflow {version('spiffworkflow')}", "hand loop, one Redis SET per task")
+    result = Result(PEER, f"spiffworkflow {version('spiffworkflow')}", "hand loop, SET per task")
     chain, fanout = Runner(client, args.chain), Runner(client, args.steps)
     assert Runner(client, 3).run() == 3  # warm
     for _ in range(args.rounds):
