@@ -1,6 +1,7 @@
 # make run          create .venv from uv.lock, print the demo's commands, serve on 127.0.0.1:8080 (embedded Redis); CLI: .venv/bin/procengine
 # make test         create .venv from uv.lock with the test extras, run ruff, mypy --strict, the layer contracts (import-linter) and pytest
 # make bench        create .venv with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
+#                   ARGS=--peers: procengine beside Restate, Temporal, DBOS, SpiffWorkflow (installs them in bench/peers/)
 # make fuzz         the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
 # make chaos        3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
 # make lock         re-resolve uv.lock to the newest versions pyproject.toml's ranges allow (then run make test)
@@ -62,9 +63,24 @@ fuzz: $(UV)
 	$(SYNC) --extra test
 	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto
 
+# --peers: the peers comparison instead of the suite, with its own environment (bench/peers/.venv from
+# bench/peers/requirements.txt, and Restate's server from npm); nothing else ever installs or needs it.
+PEERS_DIR := bench/peers
 bench: $(UV)
 	$(SYNC) --extra test
+ifneq (,$(filter --peers,$(ARGS)))
+	$(MAKE) --no-print-directory peers-env
+	$(BIN)/python -m bench.peers $(filter-out --peers,$(ARGS))
+else
 	$(BIN)/python -m bench $(ARGS)
+endif
+
+.PHONY: peers-env
+peers-env: $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(PEERS_DIR)/.venv
+	VIRTUAL_ENV=$(PEERS_DIR)/.venv $(UV) pip install --quiet -r $(PEERS_DIR)/requirements.txt
+	@if command -v npm >/dev/null 2>&1; then cd $(PEERS_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "no npm: the Restate server cannot be installed, Restate will be skipped"; fi
 
 chaos: $(UV)
 	$(SYNC) --extra test
@@ -80,5 +96,5 @@ test-latest: $(UV)
 	$(MAKE) --no-print-directory checks BIN=.venv-latest/bin
 
 clean:
-	rm -rf $(VENV) .venv-latest $(TOOLS) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) $(PEERS_DIR)/.venv $(PEERS_DIR)/node_modules build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 	find procengine tests examples -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     """External Redis; None starts the embedded redis-server under `data_dir`."""
     data_dir: Path = Path(".procengine")
+    embedded_unix_socket: bool = True
+    """The node reaches the embedded redis-server over its unix socket (`<data_dir>/redis.sock`), which saves the
+    loopback TCP stack on every round trip; false: over TCP on 127.0.0.1 (the server listens on both). Not used with
+    `redis_url` (a `unix:///path/redis.sock` URL names a socket of any Redis)."""
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     prefix: str = Field(default="procengine", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")

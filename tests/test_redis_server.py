@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -114,3 +115,52 @@ async def test_the_async_context_manager_stops_the_server(tmp_path: Path) -> Non
     assert not server.running
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_the_server_listens_on_a_unix_socket_of_this_user_only(redis_server: RedisServer) -> None:
+    socket_path = redis_server.socket_path
+    assert socket_path == redis_server.data_dir / "redis.sock"
+    assert redis_server.unix_url == f"unix://{socket_path}?db=0"
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o700
+    client = Redis.from_url(redis_server.unix_url)
+    try:
+        assert await client.ping()
+        assert (await client.config_get("unixsocketperm"))["unixsocketperm"] == "700"
+    finally:
+        await client.aclose()
+
+
+async def test_a_data_dir_too_long_for_a_socket_gets_a_private_one_kept_through_restarts(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / ("d" * 120), unix_socket=True)
+    await server.astart()
+    try:
+        socket_path = server.socket_path
+        assert socket_path is not None and len(str(socket_path).encode()) <= 103
+        assert socket_path.parent != server.data_dir
+        async with client_of_url(server.unix_url) as client:
+            await client.set("k", b"v")
+        await server.arestart()
+        assert server.socket_path == socket_path  # clients know it
+        async with client_of_url(server.unix_url) as client:
+            assert await client.get("k") == b"v"
+    finally:
+        await server.astop()
+    assert not socket_path.parent.exists()
+    assert server.unix_url is None
+
+
+def test_a_server_without_a_unix_socket_has_no_unix_url(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "redis", unix_socket=False) as server:
+        assert server.unix_url is None and server.socket_path is None
+        assert not (server.data_dir / "redis.sock").exists()
+
+
+@contextlib.asynccontextmanager
+async def client_of_url(url: str | None) -> AsyncIterator[Redis]:
+    assert url is not None
+    client = Redis.from_url(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

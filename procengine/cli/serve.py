@@ -43,7 +43,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         url = settings.redis_url
         if url is None:
             server = await stack.enter_async_context(RedisServer(data_dir=settings.data_dir))
-            url = server.url
+            url = embedded_url(server, settings)
             log.info("embedded redis-server on %s, data in %s", url, settings.data_dir)
         metrics = Metrics()
         redis = connect(
@@ -77,6 +77,13 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         # heartbeat goes and the other nodes adopt at once); the stack then closes the rest in reverse order
         await site.stop()
         await engine.drain()
+
+
+def embedded_url(server: RedisServer, settings: Settings) -> str:
+    """The URL the node uses for its embedded redis-server: the unix socket unless settings say TCP."""
+    if settings.embedded_unix_socket and server.unix_url is not None:
+        return server.unix_url
+    return server.url
 
 
 async def register_files(engine: Node, settings: Settings) -> None:

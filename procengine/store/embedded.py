@@ -11,6 +11,12 @@ at start when both exist, so periodic snapshots would only add fork pauses and a
 on disk (and the MISCONF write stop when a snapshot fails). AOF rewrites still compact the file, with an
 RDB preamble.
 
+It listens on a unix socket too (`unix_url`, `--unixsocketperm 700`: this user only), beside TCP on 127.0.0.1:
+`procengine serve` talks to it over the socket, which spares each round trip the loopback TCP stack (the
+sequential chain's figure in docs/performance.md). The socket is `redis.sock` in the data directory, or, when that
+path is too long to bind (`UNIX_PATH_MAX`), in a private temporary directory removed at `stop()`. TCP stays for
+what finds the server from its lock file (`procengine inspect`) and for other tools.
+
 One implementation, on `subprocess.Popen`: the sync methods (`start`, `stop`, `kill`, `restart`) are what
 pytest session fixtures use; the async context manager and `astart`/`astop`/`arestart` run the same code in
 a worker thread so that the event loop is never blocked while the server starts or stops.
@@ -39,6 +45,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,6 +53,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from procengine.errors import RedisServerError
+from procengine.store.redis_url import UNIX_PATH_MAX
 
 __all__ = ["RedisServer", "find_redis_server", "kill", "terminate"]
 
@@ -54,6 +62,7 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 LOG_FILE = "redis-server.log"
 LOCK_FILE = "redis-server.lock"
+SOCKET_FILE = "redis.sock"
 HOLDER_LINE = "pid {pid} on {url} started by pid {owner}"
 """What the lock file says about the server holding it and the process that started it (read back by
 `running_url`, and by a start that finds the lock held, to know whether the holder is an orphan)."""
@@ -102,6 +111,8 @@ class RedisServer:
 
     `port=0` picks a free port at the first start; `restart()` keeps the port and the data directory.
 
+    `unix_socket`: also listen on a unix socket (`unix_url`), the default.
+
     `extra_args` go at the end of the command line, after procengine's own settings (so they win): what a
     cluster node (`--cluster-enabled yes`) or a replica (`--replicaof 127.0.0.1 6379`) needs on top of the
     embedded server. The attribute is read at every start, so a caller may change it before `restart()`
@@ -117,6 +128,7 @@ class RedisServer:
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         extra_args: Sequence[str] = (),
+        unix_socket: bool = True,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {port}")
@@ -126,6 +138,10 @@ class RedisServer:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.extra_args: tuple[str, ...] = tuple(extra_args)
+        self._unix_socket = unix_socket
+        self._socket: Path | None = None
+        self._socket_dir: Path | None = None
+        """The private directory of a socket whose path in the data directory would be too long; removed at stop."""
         self._process: subprocess.Popen[bytes] | None = None
         self._lock: IO[bytes] | None = None
         self._log_offset = 0
@@ -142,6 +158,16 @@ class RedisServer:
         if self._port == 0:
             raise RedisServerError("redis-server has not been started yet: its port is not known")
         return f"redis://{HOST}:{self._port}/0"
+
+    @property
+    def socket_path(self) -> Path | None:
+        """The unix socket's path once started (kept through restarts); None without one."""
+        return self._socket
+
+    @property
+    def unix_url(self) -> str | None:
+        """`unix:///…/redis.sock?db=0` once started with a unix socket, else None."""
+        return f"unix://{self._socket}?db=0" if self._socket is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -167,6 +193,7 @@ class RedisServer:
         executable = self._executable or find_redis_server()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._acquire_lock(executable)
+        picked = self._pick_socket()
         # A free port picked here may be taken before redis binds it: then pick another, but only at the
         # first start; once clients know the port, a restart that cannot have it again fails.
         pick = self._port == 0
@@ -186,6 +213,8 @@ class RedisServer:
                     log.warning("port %d was taken before redis-server bound it; trying another", self._port)
         except BaseException:
             self._release_lock()
+            if picked:
+                self._drop_socket()
             if pick:
                 self._port = 0
             raise
@@ -193,12 +222,17 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM (redis-server flushes the append-only file), then SIGKILL after `stop_timeout`."""
+        self._stop(forget_socket=True)
+
+    def _stop(self, *, forget_socket: bool) -> None:
         try:
             if self._process is not None:
                 terminate(self._process, self.stop_timeout)
             self._process = None
         finally:
             self._release_lock()
+            if forget_socket:
+                self._drop_socket()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: for chaos tests. Keeps the lock, the port and the data for `restart()`."""
@@ -207,10 +241,10 @@ class RedisServer:
         self._process = None
 
     def restart(self) -> None:
-        """Stop (gracefully, if still running) and start again on the same port and data directory."""
+        """Stop (gracefully, if still running) and start again on the same port, socket and data directory."""
         if self._process is not None:
             if self._process.poll() is None:
-                self.stop()
+                self._stop(forget_socket=False)
             else:
                 self.kill()  # reap it; the lock is still held
         self.start()
@@ -266,6 +300,7 @@ class RedisServer:
             "--hash-max-ziplist-value", "1024",
             "--logfile", "",  # to stdout, which goes to the log file below (with stderr: config errors)
             "--loglevel", "notice",
+            *(("--unixsocket", str(self._socket), "--unixsocketperm", "700") if self._socket else ()),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -305,6 +340,26 @@ class RedisServer:
                     + self._log_tail()
                 )
             time.sleep(_POLL_S)
+
+    def _pick_socket(self) -> bool:
+        """Choose the unix socket's path (True when chosen now): in the data directory when it fits a socket
+        address, else in a private temporary directory; kept across restarts (clients know it)."""
+        if not self._unix_socket or self._socket is not None:
+            return False
+        path = self.data_dir / SOCKET_FILE
+        if len(str(path).encode()) > UNIX_PATH_MAX:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="procengine-redis-"))  # mode 0700
+            path = self._socket_dir / SOCKET_FILE
+            log.info("%s is too long for a unix socket: using %s", self.data_dir / SOCKET_FILE, path)
+        self._socket = path
+        return True
+
+    def _drop_socket(self) -> None:
+        """Forget the socket's path (a stopped server's socket file is gone) and remove a private directory."""
+        self._socket = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

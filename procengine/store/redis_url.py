@@ -1,6 +1,8 @@
 """What a `--redis-url` names: one server, a master found through Sentinel, or a Redis Cluster.
 
-- `redis://[user:password@]host:port[/db]` (or `rediss://`, `unix://`): one server;
+- `redis://[user:password@]host:port[/db]` (or `rediss://`): one server;
+- `unix://[[user]:password@]/absolute/path/redis.sock[?db=N]`: one server on this machine, over its unix socket
+  (what `procengine serve` uses for its embedded redis-server);
 - `redis+sentinel://[user:password@]h1:26379,h2:26379/mymaster[/db]`: the master the Sentinels name;
 - `redis+cluster://[user:password@]h1:7000,h2:7001`: a Redis Cluster.
 
@@ -12,11 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["Kind", "RedisTarget", "RedisTls", "parse_redis_url"]
+__all__ = ["UNIX_PATH_MAX", "Kind", "RedisTarget", "RedisTls", "parse_redis_url"]
 
 Kind = Literal["standalone", "sentinel", "cluster"]
+
+UNIX_PATH_MAX = 103
+"""The longest unix socket path, in bytes, that binds everywhere (sun_path is 108 bytes on Linux, 104 on macOS
+and the BSDs, the NUL included); redis-server refuses to start on a longer one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,8 @@ class RedisTls:
         """ValueError when TLS files are given for a URL that does not use TLS (they would be ignored)."""
         if self.connection_kwargs() and not target.tls:
             scheme = target.url.partition("://")[0]
+            if scheme.lower() == "unix":
+                raise ValueError("TLS files are given (--redis-tls-*) but a unix:// socket does not use TLS")
             raise ValueError(
                 f"TLS files are given (--redis-tls-*) but the Redis URL's scheme {scheme}:// does not use TLS: "
                 f"use {scheme.replace('redis', 'rediss', 1)}://"
@@ -68,7 +76,9 @@ def parse_redis_url(url: str) -> RedisTarget:
     if not sep:
         raise ValueError(f"{url!r} is not a URL: expected redis://, redis+sentinel:// or redis+cluster://")
     scheme = scheme.lower()
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme == "unix":
+        return _unix(url)
+    if scheme in ("redis", "rediss"):
         return RedisTarget("standalone", url, tls=scheme == "rediss")
     base, plus, kind = scheme.partition("+")
     if not plus or base not in ("redis", "rediss") or kind not in ("sentinel", "cluster"):
@@ -91,6 +101,27 @@ def parse_redis_url(url: str) -> RedisTarget:
     if not db.isdigit():
         raise ValueError(f"{url!r}: database {db!r} is not a number")
     return RedisTarget("sentinel", url, hosts, unquote(parts[0]), int(db), username, password, tls=base == "rediss")
+
+
+def _unix(url: str) -> RedisTarget:
+    """`unix:///path/redis.sock[?db=N]`, read as redis-py reads it (the path, the password before `@/`, `db` from the
+    query), refusing what redis-py would quietly misread: a host (`unix://redis.sock` is host `redis.sock` and no
+    path), a relative or missing path, a path too long to bind."""
+    form = "unix:///absolute/path/redis.sock[?db=N] (three slashes)"
+    parts = urlsplit(url)
+    if parts.hostname or parts.port:
+        raise ValueError(f"{url!r}: a unix socket URL names a path, not a host: {form}")
+    path = unquote(parts.path)
+    if not path.startswith("/") or path.endswith("/"):
+        raise ValueError(f"{url!r} names no socket file: {form}")
+    if len(path.encode()) > UNIX_PATH_MAX:
+        raise ValueError(f"{url!r}: a unix socket path may have at most {UNIX_PATH_MAX} bytes")
+    db = parse_qs(parts.query).get("db", ["0"])[-1]
+    if not db.isdigit():
+        raise ValueError(f"{url!r}: database {db!r} is not a number")
+    credentials, at, _ = parts.netloc.rpartition("@")
+    username, password = _credentials(credentials) if at else (None, None)
+    return RedisTarget("standalone", url, db=int(db), username=username, password=password)
 
 
 def _credentials(text: str) -> tuple[str | None, str | None]:

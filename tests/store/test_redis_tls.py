@@ -162,6 +162,8 @@ def test_tls_files_on_a_url_without_tls_are_refused(pki: Pki) -> None:
         connect("redis://127.0.0.1:1", timeout_s=1, retries=0, tls=RedisTls(ca_file=str(pki.ca)))
     with pytest.raises(ValueError, match="use rediss\\+sentinel://"):
         Settings(redis_url="redis+sentinel://h:26379/m", redis_tls_ca=pki.ca)
+    with pytest.raises(ValueError, match="a unix:// socket does not use TLS"):
+        connect("unix:///run/redis.sock", timeout_s=1, retries=0, tls=RedisTls(ca_file=str(pki.ca)))
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,10 @@ from procengine.store.redis_url import RedisTarget, parse_redis_url
         ("rediss://:pw@h:6380", RedisTarget("standalone", "rediss://:pw@h:6380", tls=True)),
         ("unix:///run/redis.sock", RedisTarget("standalone", "unix:///run/redis.sock")),
         (
+            "unix://:s%40cret@/run/redis.sock?db=3",
+            RedisTarget("standalone", "unix://:s%40cret@/run/redis.sock?db=3", db=3, password="s@cret"),
+        ),
+        (
             "redis+sentinel://h1:26379,h2:26380/mymaster",
             RedisTarget(
                 "sentinel", "redis+sentinel://h1:26379,h2:26380/mymaster", (("h1", 26379), ("h2", 26380)), "mymaster"
@@ -62,6 +66,12 @@ def test_each_kind_of_url_names_its_redis(url: str, expected: RedisTarget) -> No
         ("redis+sentinel://h1/m", "'h1' is not host:port"),
         ("redis+cluster://h1:7000,h2:port", "'h2:port' is not host:port"),
         ("redis+cluster://h1:7000/1", "a cluster URL has no path"),
+        ("unix://redis.sock", "names a path, not a host: unix:///absolute/path/redis.sock"),
+        ("unix://localhost/run/redis.sock", "names a path, not a host"),
+        ("unix://", "names no socket file"),
+        ("unix:///run/", "names no socket file"),
+        ("unix:///run/redis.sock?db=x", "database 'x' is not a number"),
+        ("unix:///" + "d" * 120 + "/redis.sock", "at most 103 bytes"),
     ],
 )
 def test_a_url_that_names_no_redis_says_what_is_wrong(url: str, message: str) -> None:
