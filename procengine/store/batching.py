@@ -93,8 +93,11 @@ class ScriptBatcher:
     def _pack(self, keys: list[str], args: list[Any]) -> bytes:
         if not self._head:
             self._head = _bulk("EVALSHA") + _bulk(self.script.sha)
-        count = b"*%d\r\n" % (3 + len(keys) + len(args))
-        return b"".join((count, self._head, _bulk(len(keys)), *map(_bulk, keys), *map(_bulk, args)))
+        parts = [b"*%d\r\n" % (3 + len(keys) + len(args)), self._head, _bulk(len(keys))]
+        for value in (*keys, *args):  # _bulk inlined: this runs for every argument of every write
+            data = value if isinstance(value, bytes) else (value if isinstance(value, str) else repr(value)).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(parts)
 
     def _next_batch(self) -> list[_Item]:
         """The oldest calls, up to `max_batch` of them and about `max_batch_bytes` (at least one)."""
