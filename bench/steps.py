@@ -12,6 +12,13 @@ completed element whose checkpoint (commit.lua) Redis has acknowledged, counted 
 Baseline (bench/baselines.py): the same commit.lua with the same arguments over 1,000 executions' keys,
 from a redis-py pipelined loop and from a raw pipelined loop (the redis-benchmark equivalent). The ratio
 is against the higher of the two: the best this Redis did with that script and payload.
+
+Issue 21's figures, in the same rounds:
+- engine CPU per durable step / Redis CPU for the same steps: the engine process's CPU (/proc) and Redis's
+  (INFO CPU, used_cpu_sys + used_cpu_user) over the 1,000 x 20 run, starts included;
+- one 200-step chain (one execution, its steps one after another: each waits for its checkpoint) / the
+  one-round-trip floor: one connection sending one commit.lua call at a time with the chain's checkpoint
+  arguments, pre-encoded, replies parsed by hiredis (the least a client can spend per sequential step).
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import pstats
 import time
 from typing import Any
 
-from bench.baselines import checkpoint_limit
+import hiredis
+
+from bench.baselines import _Commands, _host_port, capture_checkpoints, checkpoint_limit, prepare_executions
 from bench.common import Context, CpuMeter, Figure, chain_definition, ratio
 from procengine.api.service import Caller
 from procengine.api.views import StartRequest
@@ -32,10 +41,18 @@ from procengine.node.node import Node
 from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.store.connection import connect
+from procengine.store.keys import Keys
+from procengine.store.scripts import Scripts
 from procengine.tasks import builtin_handlers
 
 ELEMENTS = 20
-TARGET = 0.25
+TARGET = 0.35
+"""1,000 x 20 steps / commit.lua's pipelined limit (issue 21; 0.25 before)."""
+CHAIN = 200
+CHAIN_TARGET = 0.5
+"""One 200-step chain / the one-round-trip floor (issue 21)."""
+CPU_TARGET = 2.0
+"""Engine CPU per durable step / Redis CPU for the same steps (issue 21)."""
 CALLER = Caller(tenant="default", by="bench", request_id="bench")
 
 
@@ -69,6 +86,7 @@ async def engine_steps(
 
             if profiler is not None:
                 profiler.enable()
+            redis_cpu = await redis_cpu_seconds(redis)
             cpu = CpuMeter({"engine": os.getpid(), "redis": ctx.redis_pid}).__enter__()
             started = time.perf_counter()
             starting = asyncio.gather(*(engine.start_execution(CALLER, request) for _ in range(executions)))
@@ -88,6 +106,7 @@ async def engine_steps(
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - started
             cpu.__exit__(None, None, None)
+            redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
             if profiler is not None:
                 profiler.disable()
             await starting
@@ -117,12 +136,75 @@ async def engine_steps(
         "actor_write_mean_ms": 1000 * checkpoint_sum / writes if writes else None,
         "completed_executions": finished(),
         "cpu_cores": cpu.share,
+        "engine_cpu_us_per_step": 1e6 * cpu.share["engine"] * elapsed / total,
+        "redis_cpu_us_per_step": 1e6 * redis_cpu / total,
     }
     if profiler is not None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         result["profile"] = out.getvalue()
     return result
+
+
+async def redis_cpu_seconds(redis: Any) -> float:
+    """Redis's own CPU so far (INFO CPU: used_cpu_sys + used_cpu_user), for any Redis, local or not."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+async def chain_steps(ctx: Context, elements: int = CHAIN, runs: int = 3) -> dict[str, Any]:
+    """One execution of an `elements`-step set-variable chain at a time, `runs` times after a warm-up: its steps
+    per second from its start to its end (each step waits for its own checkpoint)."""
+    settings = Settings(redis_url=ctx.redis_url, prefix="chain", log_level="WARNING", pause_grace_ms=100)
+    metrics = Metrics()
+    redis = connect(ctx.redis_url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
+    rates: list[float] = []
+    try:
+        async with Node(redis, settings, builtin_handlers(), metrics=metrics) as engine:
+            summary, _ = await engine.register_process(CALLER, chain_definition("chain200", elements))
+            await engine.catalog.compiled("default", summary.processID)
+            request = StartRequest(processID=summary.processID, variables={"counter": 0})
+            for i in range(runs + 1):
+                started = time.perf_counter()
+                result, _ = await engine.start_execution(CALLER, request)
+                actor = engine.registry.get(result.executionID)
+                if actor is not None:
+                    await asyncio.wait_for(actor.stopped.wait(), timeout=60)
+                if i:  # the first warms up
+                    rates.append(elements / (time.perf_counter() - started))
+    finally:
+        await redis.aclose()
+    return {"elements": elements, "runs_per_s": rates, "steps_per_s": sorted(rates)[(len(rates) - 1) // 2]}
+
+
+async def round_trip_floor(ctx: Context, seconds: float) -> float:
+    """commit.lua calls per second, one at a time on one connection, with the chain's checkpoint arguments
+    (pre-encoded RESP, replies parsed by hiredis): a sequential chain's ceiling on this Redis."""
+    redis = ctx.client()
+    try:
+        checkpoints = await capture_checkpoints(redis)
+        sha = await redis.script_load(Scripts.register(redis).commit.script)
+        commands = _Commands(sha, await prepare_executions(redis, Keys("floor"), 1), checkpoints)
+    finally:
+        await redis.aclose()
+    reader, writer = await asyncio.open_connection(*_host_port(ctx.redis_url))
+    parser = hiredis.Reader()
+    calls = 0
+    try:
+        started = time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            writer.write(commands.resp())
+            while (reply := parser.gets()) is False:
+                data = await reader.read(1 << 16)
+                if not data:
+                    raise ConnectionError("redis closed the connection")
+                parser.feed(data)
+            if isinstance(reply, Exception) or reply[0] != b"OK":
+                raise RuntimeError(f"round-trip floor: commit.lua answered {reply!r}")
+            calls += 1
+    finally:
+        writer.close()
+    return calls / elapsed
 
 
 def _median_by(items: list[Any], field: str) -> Any:
@@ -147,6 +229,8 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
     rounds = 1 if ctx.quick else 3
     engines: list[dict[str, Any]] = []
     bases: list[dict[str, Any]] = []
+    chains: list[dict[str, Any]] = []
+    floors: list[float] = []
     for i in range(rounds):  # interleaved, so that a drift of the machine hits both sides alike
         await ctx.flush()
         engines.append(
@@ -154,6 +238,9 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
         )
         await ctx.flush()
         bases.append(await checkpoint_limit(ctx, seconds=ctx.seconds(3.0, 1.5)))
+        await ctx.flush()  # the sequential chain beside its floor, one after the other
+        chains.append(await chain_steps(ctx, runs=ctx.n(3, 1)))
+        floors.append(await round_trip_floor(ctx, seconds=ctx.seconds(1.5, 0.5)))
     engine = _median_by(engines, "steady_per_s")
     base = {  # the median of each loop; the payload is the same every round
         **bases[0],
@@ -222,24 +309,49 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
             ),
         ),
     ]
-    # CPU per 1,000 steps, over the whole run (starts included): how many engine cores one Redis core feeds
-    per_1000_s = engine["end_to_end_s"] * 1000 / (executions * ELEMENTS)
-    engine_ms = 1000 * engine["cpu_cores"]["engine"] * per_1000_s
-    redis_ms = 1000 * engine["cpu_cores"]["redis"] * per_1000_s
+    # CPU per durable step, over the whole 1,000 x 20 run (starts included): how many engine cores one Redis core
+    # feeds; Redis's from INFO CPU
+    engine_us, redis_us = engine["engine_cpu_us_per_step"], engine["redis_cpu_us_per_step"]
+    cpu_share = ratio(engine_us, redis_us)
+    cpu_rounds = [ratio(e["engine_cpu_us_per_step"], e["redis_cpu_us_per_step"]) for e in engines]
     figures.append(
         Figure(
-            name="engine CPU per 1,000 durable steps",
-            value=engine_ms,
-            unit="ms",
-            baseline=redis_ms,
-            baseline_label="Redis's CPU for the same 1,000 steps",
-            ratio=ratio(engine_ms, redis_ms),
-            target="(context: one Redis core feeds about this ratio of engine nodes)",
-            passed=None,
+            name="engine CPU per durable step",
+            value=engine_us,
+            unit="µs",
+            baseline=redis_us,
+            baseline_label="Redis's CPU for the same steps (INFO CPU)",
+            ratio=cpu_share,
+            target=f"<= {CPU_TARGET:g}x Redis's",
+            passed=cpu_share is not None and cpu_share <= CPU_TARGET,
             notes=(
+                f"the median steps round; rounds {', '.join(format(r or 0, '.2f') for r in cpu_rounds)}; "
                 f"engine {engine['cpu_cores']['engine']:.2f} cores, redis {engine['cpu_cores']['redis']:.2f} cores "
                 f"over {engine['end_to_end_s']:.2f}s; more nodes add engine cores until Redis's one core is full"
             ),
+            details={"rounds": cpu_rounds},
+        )
+    )
+    chain_ratios = [ratio(c["steps_per_s"], f) or 0.0 for c, f in zip(chains, floors, strict=True)]
+    middle = sorted(range(rounds), key=lambda i: chain_ratios[i])[(rounds - 1) // 2]
+    chain, floor = chains[middle]["steps_per_s"], floors[middle]
+    figures.append(
+        Figure(
+            name=f"one {CHAIN}-step chain, steps/s",
+            value=chain,
+            unit="steps/s",
+            baseline=floor,
+            baseline_label="the one-round-trip floor: commit.lua calls/s one at a time on one connection",
+            baseline_unit="calls/s",
+            ratio=chain_ratios[middle],
+            target=f">= {CHAIN_TARGET:g} of the floor",
+            passed=chain_ratios[middle] >= CHAIN_TARGET,
+            notes=(
+                f"{CHAIN} set-variable elements in one execution, start to end; the round with the median ratio of "
+                f"{rounds} ({', '.join(format(r, '.2f') for r in chain_ratios)}; "
+                f"floors {', '.join(format(f, ',.0f') for f in floors)} calls/s)"
+            ),
+            details={"chains": chains, "floors": floors},
         )
     )
     if base["redis_benchmark"] is not None:  # calibration against LESSONS.md's numbers, when the binary exists

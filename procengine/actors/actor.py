@@ -332,8 +332,11 @@ class ExecutionActor:
         await finishing.finish(self, status)
 
     async def announce(self) -> None:
-        """Tell the tenant's status-events stream (the console's live list) the status just written. A notice
-        beside the write, not in it: if it is lost, watchers miss one change; nothing else."""
+        """Tell the tenant's status-events stream (the console's live list) the status just written: nothing to do
+        when the write of that status carried it (`CheckpointWriter.write`, `Commit.announce`), else a notice beside
+        the write: if it is lost, watchers miss one change; nothing else."""
+        if self.writer.take_announced(self.status.value):
+            return
         try:
             await self.ctx.store.announce(
                 self.tenant, self.execution_id, self.status.value, self.process.definition.key

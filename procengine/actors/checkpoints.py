@@ -23,7 +23,7 @@ from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, Fenced
 from procengine.statuses import Status
 from procengine.store import indexes
-from procengine.store.executions import BUFFERED_SIGNALS, CRASHES, Commit, stored_fields
+from procengine.store.executions import BUFFERED_SIGNALS, CRASHES, Commit, StatusChange, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
 
 __all__ = ["CheckpointWriter"]
@@ -67,6 +67,8 @@ class CheckpointWriter:
         self.asked = 0
         """Checkpoints asked for so far; those up to `_written` are in Redis."""
         self._written = 0
+        self.announced: str | None = None
+        """The status change the last write told the tenant's status-events stream (`announce`), until it is taken."""
 
     def crashed(self, exc: BaseException) -> None:
         """A runner or a checkpoint failed: the first such error is kept (and raised by later checkpoints)."""
@@ -86,6 +88,11 @@ class CheckpointWriter:
         write (the transition's) holds; their log entries go, as a cut-short write's would."""
         self._unwritten_extras = []
         self._unwritten = []
+
+    def take_announced(self, status: str) -> bool:
+        """Whether the last write told the status-events stream of `status` (then the actor need not): once."""
+        told, self.announced = self.announced == status, None
+        return told
 
     def crashes(self) -> int:
         """Adoptions counted since the last progress (CRASHES, as this actor last wrote or read it)."""
@@ -121,6 +128,8 @@ class CheckpointWriter:
                 commit.index = indexes.status_change(
                     keys, self.execution_id, self.fields, expect.value, str(target), removal_at
                 )
+            if commit.announce is None and self.fields.get("tenant"):  # told in the same write (one call)
+                commit.announce = StatusChange(self.fields["tenant"], str(target), self.fields.get("processKey", ""))
         async with self._write_lock:
             self.writes += 1
             await self._carry(commit)
@@ -141,6 +150,7 @@ class CheckpointWriter:
             raise Fenced(f"execution {self.execution_id}: status is {result.status}, expected {expect.value}")
         if result.outcome is WriteOutcome.EXPIRED:
             return False
+        self.announced = None if commit.announce is None else commit.announce.status
         self.fields.update(stored_fields(commit.execution))
         self.thread_records.update(commit.threads)
         self.rendered_status = None

@@ -82,7 +82,7 @@ from procengine.settings import Settings
 from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.codec import encode
-from procengine.store.executions import NEW, ExecutionStore, Outcome, stored_fields
+from procengine.store.executions import NEW, ExecutionStore, Outcome, StatusChange, stored_fields
 from procengine.store.failures import store_errors, translated
 from procengine.store.health import StoreHealth
 from procengine.store.indexes import CHILD_KEY, Indexed
@@ -444,11 +444,12 @@ class Node(StepControls):
             )
         )
         commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), "running")
+        commit.announce = StatusChange(caller.tenant, Status.RUNNING.value, stored.key)  # in the same write
         await self.store.activate(execution_id)
         result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
         if result.outcome is not Outcome.OK:
             raise Unavailable(f"execution {execution_id} already exists")
-        return ExecutionActor(
+        actor = ExecutionActor(
             execution_id=execution_id,
             tenant=caller.tenant,
             process=process,
@@ -458,6 +459,8 @@ class Node(StepControls):
             state=state,
             fields=stored_fields(commit.execution),
         )
+        actor.writer.announced = Status.RUNNING.value  # the creation told it: `actor.announce` has nothing to do
+        return actor
 
     async def _undo_start(self, at: Indexed, idempotency_key: str | None, *, child: bool = False) -> None:
         """A start that failed before its execution existed leaves no index entry and frees its key."""

@@ -4,6 +4,7 @@ checked against the writer's fencing epoch and the expected status."""
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -21,6 +22,18 @@ from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
 Scalar = str | int | float | bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A status change for the tenant's status-events stream (`ExecutionStore.announce`), carried by the write that
+    makes it."""
+
+    tenant: str
+    status: str
+    process_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,9 @@ class Commit:
     """Keep every key of the execution for good again: the retention a final write set is undone (a retry)."""
     index: list[IndexOp] = field(default_factory=list)
     """Edits of the tenant's indexes that go with this write (a creation or a status change)."""
+    announce: StatusChange | None = None
+    """The status change to add to the tenant's status-events stream: inside the script where it may touch the
+    tenant's keys (one server, Sentinel), else right after an OK write (a notice: losing one loses no state)."""
 
 
 class Outcome(Enum):
@@ -165,8 +181,12 @@ class ExecutionStore:
         keys = self.keys.execution(execution_id).all()
         beside: list[IndexOp] = []
         if self.indexes_in_script:
-            keys += [op.key for op in commit.index]
-            writes.append([[op.command, *op.args] for op in commit.index])
+            edits = commit.index
+            if commit.announce is not None:
+                edits = [*edits, self._status_event(execution_id, commit.announce)]
+            if edits:
+                keys += [op.key for op in edits]
+                writes.append([[op.command, *op.args] for op in edits])
         else:
             beside = commit.index
         if beside and expect == NEW:
@@ -182,7 +202,19 @@ class ExecutionStore:
         result = _result(await self._commits.call(keys, args))
         if beside and expect != NEW and result.outcome is Outcome.OK:
             await self.edit_indexes(beside)
+        if commit.announce is not None and not self.indexes_in_script and result.outcome is Outcome.OK:
+            event = commit.announce
+            try:
+                await self.announce(event.tenant, execution_id, event.status, event.process_key)
+            except Exception as exc:  # StoreFailed: a notice beside the write, which stands
+                log.warning("execution %s: status change not announced: %s", execution_id, exc)
         return result
+
+    def _status_event(self, execution_id: int, event: StatusChange) -> IndexOp:
+        """`announce`'s XADD as an edit of commit.lua."""
+        fields = ("executionID", str(execution_id), "status", event.status, "processKey", event.process_key)
+        args = ("MAXLEN", "~", str(STATUS_EVENTS_MAXLEN), "*", *fields)
+        return IndexOp("XADD", self.keys.status_events(event.tenant), args)
 
     @translated
     async def takeover(

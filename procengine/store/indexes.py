@@ -27,9 +27,9 @@ CHILD_KEY = "childKey"
 @dataclass(frozen=True, slots=True)
 class IndexOp:
     """One single-key command on a tenant key: ZADD key score member, ZREM key member, PEXPIREAT key ms, PERSIST
-    key."""
+    key; XADD key MAXLEN ~ n * field value ... (the status event, `ExecutionStore.commit`)."""
 
-    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST"]
+    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "XADD"]
     key: str
     args: tuple[str, ...]
 

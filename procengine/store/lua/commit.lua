@@ -23,18 +23,22 @@
 --         the ACL denies DUMP or RESTORE; then, 8th, an expiry in milliseconds (0: none) put on all five keys:
 --         the final write of an execution sets its retention (see docs/operations.md); -1: PERSIST all five
 --         keys instead (a retry makes a failed execution live again: its retention no longer applies); then, 9th, the
---         tenant index edits {command, arg, ...} (ZADD score member, ZREM member, PEXPIREAT ms, PERSIST), the i-th on
---         KEYS[5 + i]: a status change moves the execution between the tenant's indexes in this same write
---         (only where one script may touch both slots; on a Redis Cluster the client sends them beside it)
+--         tenant index edits {command, arg, ...} (ZADD score member, ZREM member, PEXPIREAT ms, PERSIST, and XADD
+--         MAXLEN ~ n * field value ...: the status event), the i-th on KEYS[5 + i]: a status change moves the
+--         execution between the tenant's indexes, and is told on its status-events stream, in this same write
+--         (only where one script may touch both slots; on a Redis Cluster the client sends them beside it);
+--         absent when there are none
 -- ARGV[6] not after ("" = no deadline): epoch milliseconds by this server's clock; past it the write is not
 --         applied (EXPIRED). A command forwarded from another node carries its requester's deadline here, so a
 --         command whose requester has given up never takes effect.
 
 -- Returns {"OK"|"FENCED"|"CONFLICT"|"EXPIRED", status, epoch} as found before the write.
 
-local status = redis.call('HGET', KEYS[1], 'status') or ''
-local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'lastCommit') == ARGV[4] then
+-- one read for the three fields the checks need (a missing field reads as false)
+local found = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'lastCommit')
+local status = found[1] or ''
+local epoch = found[2] or ''
+if ARGV[4] ~= '' and found[3] == ARGV[4] then
   return {'OK', status, epoch}
 end
 
@@ -68,10 +72,11 @@ local writes = cmsgpack.unpack(ARGV[5])
 local execution, state, deleted, elements, threads, log = writes[1], writes[2], writes[3], writes[4], writes[5], writes[6]
 
 if #execution > 0 then
-  redis.call('HSET', KEYS[1], unpack(execution))
-  if ARGV[4] ~= '' then
-    redis.call('HSET', KEYS[1], 'lastCommit', ARGV[4])
+  if ARGV[4] ~= '' then  -- the token in the same HSET as the fields
+    execution[#execution + 1] = 'lastCommit'
+    execution[#execution + 1] = ARGV[4]
   end
+  redis.call('HSET', KEYS[1], unpack(execution))
 end
 if #state > 0 then
   redis.call('HSET', KEYS[2], unpack(state))
