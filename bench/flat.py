@@ -17,12 +17,14 @@ number of executions the node runs, not its warm-up.
 
     .venv/bin/python -m bench --only flat
     .venv/bin/python -m bench --only flat --serve-env PROCENGINE_RECONCILE_INTERVAL_MS=600000   # reconciler off
+    .venv/bin/python -m bench --only flat --profile      # and py-spy on the serve in each phase (bench/spy.py)
 
 --quick: 200 and 5,000 executions, shorter windows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from bench.loadgen import (
     register,
     start_executions,
 )
+from bench.spy import Spy
 
 TARGET_P99_MS = 10.0
 TARGET_READS = 0.9
@@ -84,6 +87,7 @@ class Phase:
     bare: list[Run] = field(default_factory=list)
     cpu: list[CpuMeter] = field(default_factory=list)
     lag: dict[str, float] = field(default_factory=dict)
+    profile: str = ""
 
     def ms(self, verb: str, q: float) -> float:
         return 1000 * percentile(self.latency.latencies_s.get(verb, []), q)
@@ -128,17 +132,22 @@ def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[s
     return out
 
 
-async def measure(ctx: Context, serve: Serve, bare: BareHttp, ids: list[int], seconds: float) -> Phase:
+async def measure(
+    ctx: Context, serve: Serve, bare: BareHttp, ids: list[int], seconds: float, profile: bool = False
+) -> Phase:
     probe = await Client.open(serve.url)
+    spy = Spy(serve.pid, ctx.workdir / f"flat-{len(ids)}.spy") if profile else None
     try:
         before = await histogram(probe, LAG_METRIC)
-        phase = Phase(running=len(ids), latency=await open_loop(serve.url, RATE_OPS, seconds, operations(ids)))
-        for _ in range(ROUNDS):
-            meter = CpuMeter({"server": serve.pid, "redis": ctx.redis_pid, "client": os.getpid()})
-            phase.status.append(await closed_loop(serve.url, CONNECTIONS, seconds / 2, reads(ids), during=meter))
-            phase.cpu.append(meter)
-            phase.bare.append(await closed_loop(bare.url, CONNECTIONS, seconds / 2, reads(ids)))
+        with spy or contextlib.nullcontext():
+            phase = Phase(running=len(ids), latency=await open_loop(serve.url, RATE_OPS, seconds, operations(ids)))
+            for _ in range(ROUNDS):
+                meter = CpuMeter({"server": serve.pid, "redis": ctx.redis_pid, "client": os.getpid()})
+                phase.status.append(await closed_loop(serve.url, CONNECTIONS, seconds / 2, reads(ids), during=meter))
+                phase.cpu.append(meter)
+                phase.bare.append(await closed_loop(bare.url, CONNECTIONS, seconds / 2, reads(ids)))
         phase.lag = lag_summary(before, await histogram(probe, LAG_METRIC))
+        phase.profile = spy.top() if spy is not None else ""
     finally:
         await probe.close()
     for label, runs in (("procengine", [phase.latency, *phase.status]), ("bare", phase.bare)):
@@ -148,7 +157,7 @@ async def measure(ctx: Context, serve: Serve, bare: BareHttp, ids: list[int], se
     return phase
 
 
-async def run(ctx: Context) -> list[Figure]:
+async def run(ctx: Context, profile: bool = False) -> list[Figure]:
     await ctx.flush()
     small, large = ctx.n(1000, 200), ctx.n(50_000, 5000)
     seconds = ctx.seconds(8.0, 3.0)
@@ -161,13 +170,13 @@ async def run(ctx: Context) -> list[Figure]:
         finally:
             await close_all(clients)
         with BareHttp(ctx, sizes, event_loop="uvloop") as bare:
-            low = await measure(ctx, serve, bare, ids, seconds)
+            low = await measure(ctx, serve, bare, ids, seconds, profile)
             clients = await pool(serve.url, 16)
             try:
                 ids += await start_executions(clients, process_id, large - small)
             finally:
                 await close_all(clients)
-            high = await measure(ctx, serve, bare, ids, seconds)
+            high = await measure(ctx, serve, bare, ids, seconds, profile)
     return figures(low, high, sizes)
 
 
