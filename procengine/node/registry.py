@@ -68,8 +68,11 @@ class Registry:
         task.add_done_callback(done)
 
     def with_tasks_in_flight(self) -> list[ExecutionActor]:
-        """The live actors running a task now (those whose loss must stop a handler at once)."""
-        return [a for a in self._actors.values() if a.tasks_in_flight and not a.mailbox.closed]
+        """The live actors running a task now (those whose loss must stop a handler at once): O(tasks in flight),
+        from the executions the lanes counted (`ActorContext.in_flight`), not a look at every actor."""
+        found = (self._actors.get(execution_id) for execution_id in self.ctx.in_flight.ids())
+        return [a for a in found if a is not None and a.tasks_in_flight and not a.mailbox.closed]
+
 
     def lose(self, actor: ExecutionActor, owner: str, epoch: int) -> None:
         """Another node owns the execution now (`owner` at `epoch`): stop our actor at once, so that its running
