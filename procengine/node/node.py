@@ -192,7 +192,9 @@ class Node(StepControls):
             await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
         await self.health.start()
         self._background = [
-            asyncio.create_task(self.health.watch_forever(self.registry.ids, self.registry.stop_all), name="health"),
+            asyncio.create_task(
+                self.health.watch_forever(self.registry.highest, self.registry.stop_all), name="health"
+            ),
             asyncio.create_task(sample_loop_lag(self.metrics.loop_lag.observe), name="loop-lag"),
             asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
