@@ -24,15 +24,17 @@ number of executions the node runs, not its warm-up.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.baselines import BareHttp
 from bench.common import Context, CpuMeter, Figure, Serve, parked_definition, percentile
-from bench.latency import answer_sizes
+from bench.latency import answer_sizes, metrics_count
 from bench.loadgen import (
     Client,
     Operation,
@@ -88,6 +90,17 @@ class Phase:
     cpu: list[CpuMeter] = field(default_factory=list)
     lag: dict[str, float] = field(default_factory=dict)
     profile: str = ""
+    latency_cpu: CpuMeter | None = None
+
+    def cpu_ms_per_operation(self) -> float:
+        """The server's CPU per pause+resume (ms): unlike the latency, it does not depend on what else the machine
+        runs, so that it compares the two phases on a busy machine too."""
+        share = self.latency_cpu.share.get("server", math.nan) if self.latency_cpu else math.nan
+        return 1000 * share * self.latency.seconds / max(1, self.latency.ok // 2)
+
+    def cpu_us_per_read(self) -> float:
+        i = self.median_round()
+        return 1e6 * self.cpu[i].share.get("server", math.nan) / max(1.0, self.status[i].per_second)
 
     def ms(self, verb: str, q: float) -> float:
         return 1000 * percentile(self.latency.latencies_s.get(verb, []), q)
@@ -132,6 +145,20 @@ def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[s
     return out
 
 
+async def settled(client: Client, quiet_s: float = 2.0, within_s: float = 120.0) -> None:
+    """Wait until the node has written every new execution's first checkpoints (a start answers before its actor
+    has run to its wait): no checkpoint for `quiet_s`, so that the next phase measures 50,000 parked executions,
+    not the backlog of their starts."""
+    deadline = time.monotonic() + within_s
+    last = -1.0
+    while time.monotonic() < deadline:
+        count = await metrics_count(client, "procengine_checkpoint_seconds_count")
+        if count == last:
+            return
+        last = count
+        await asyncio.sleep(quiet_s)
+
+
 async def measure(
     ctx: Context, serve: Serve, bare: BareHttp, ids: list[int], seconds: float, profile: bool = False
 ) -> Phase:
@@ -140,7 +167,9 @@ async def measure(
     try:
         before = await histogram(probe, LAG_METRIC)
         with spy or contextlib.nullcontext():
-            phase = Phase(running=len(ids), latency=await open_loop(serve.url, RATE_OPS, seconds, operations(ids)))
+            meter = CpuMeter({"server": serve.pid})
+            latency = await open_loop(serve.url, RATE_OPS, seconds, operations(ids), during=meter)
+            phase = Phase(running=len(ids), latency=latency, latency_cpu=meter)
             for _ in range(ROUNDS):
                 meter = CpuMeter({"server": serve.pid, "redis": ctx.redis_pid, "client": os.getpid()})
                 phase.status.append(await closed_loop(serve.url, CONNECTIONS, seconds / 2, reads(ids), during=meter))
@@ -167,6 +196,7 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
             process_id = await register(clients[0], parked_definition("parked"))
             ids = await start_executions(clients, process_id, small)
             sizes = await answer_sizes(clients[0], process_id)  # one more execution, parked like the others
+            await settled(clients[0])
         finally:
             await close_all(clients)
         with BareHttp(ctx, sizes, event_loop="uvloop") as bare:
@@ -174,6 +204,7 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
             clients = await pool(serve.url, 16)
             try:
                 ids += await start_executions(clients, process_id, large - small)
+                await settled(clients[0])
             finally:
                 await close_all(clients)
             high = await measure(ctx, serve, bare, ids, seconds, profile)
@@ -199,9 +230,14 @@ def figures(low: Phase, high: Phase, sizes: dict[str, int]) -> list[Figure]:
                     f"{low.ms(verb, 50):.2f} ms at {low.running:,}; max "
                     f"{1000 * max(high.latency.latencies_s.get(verb, [0])):.1f} ms; "
                     f"{sum(1 for x in high.latency.latencies_s.get(verb, []) if x > TARGET_P99_MS / 1000)} of "
-                    f"{len(high.latency.latencies_s.get(verb, []))} over {TARGET_P99_MS:g} ms"
+                    f"{len(high.latency.latencies_s.get(verb, []))} over {TARGET_P99_MS:g} ms; server CPU per "
+                    f"pause+resume {low.cpu_ms_per_operation():.2f} / {high.cpu_ms_per_operation():.2f} ms"
                 ),
-                details={"p50_ms": [low.ms(verb, 50), high.ms(verb, 50)], "late_starts": high.latency.late_starts},
+                details={
+                    "p50_ms": [low.ms(verb, 50), high.ms(verb, 50)],
+                    "late_starts": high.latency.late_starts,
+                    "server_cpu_ms_per_pause_resume": [low.cpu_ms_per_operation(), high.cpu_ms_per_operation()],
+                },
             )
         )
     reads_ratio = high.reads_per_s() / low.reads_per_s()
@@ -222,12 +258,19 @@ def figures(low: Phase, high: Phase, sizes: dict[str, int]) -> list[Figure]:
                 f"rounds {low.share():.2f} at {low.running:,} and {high.share():.2f} at {high.running:,}: "
                 f"ratio of ratios {high.share() / low.share():.2f}; server CPU "
                 f"{low.cpu[low.median_round()].share.get('server', 0):.2f} / "
-                f"{high.cpu[high.median_round()].share.get('server', 0):.2f} cores; {sizes['status']} B answers"
+                f"{high.cpu[high.median_round()].share.get('server', 0):.2f} cores, "
+                f"{low.cpu_us_per_read():.0f} / {high.cpu_us_per_read():.0f} µs per read; {sizes['status']} B answers"
             ),
             details={
+                "profile_top": (
+                    f"at {low.running:,} running:\n{low.profile}\n\nat {high.running:,} running:\n{high.profile}"
+                    if low.profile
+                    else ""
+                ),
                 "reads_per_s": [[r.per_second for r in low.status], [r.per_second for r in high.status]],
                 "bare_reads_per_s": [[r.per_second for r in low.bare], [r.per_second for r in high.bare]],
                 "ratio_of_bare_ratios": high.share() / low.share(),
+                "server_cpu_us_per_read": [low.cpu_us_per_read(), high.cpu_us_per_read()],
             },
         )
     )
