@@ -7,7 +7,7 @@ target, pass) and writes bench/results.json. Every subprocess is stopped at the 
     python -m bench                 # everything, about 11 minutes on 2 cores (repair: about 3)
     python -m bench --quick         # smaller counts and windows: a smoke run, under 2 minutes
     python -m bench --only steps    # one benchmark (repeatable: --only steps --only status)
-    python -m bench --profile       # also profile the steps benchmark (cProfile, top 25 by own time)
+    python -m bench --profile       # also profile the engine: steps (cProfile, top 25), flat (py-spy)
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "listing": ("bench.listing", 30, 10),
     "repair": ("bench.repair", 240, 45),
     "socket": ("bench.socket", 30, 10),
+
+    "flat": ("bench.flat", 180, 40),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only this (repeatable)")
     parser.add_argument("--quick", action="store_true", help="smaller counts and windows (smoke run, < 2 min)")
-    parser.add_argument("--profile", action="store_true", help="profile the engine in the steps benchmark")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the engine: steps (cProfile), flat (py-spy, bench/spy.py)"
+    )
     parser.add_argument(
         "--serve-env",
         action="append",
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 try:
                     module = importlib.import_module(module_name)
-                    kwargs = {"profile": True} if name == "steps" and args.profile else {}
+                    kwargs = {"profile": True} if name in ("steps", "flat") and args.profile else {}
                     # on the loop `procengine serve` runs on by default, so the in-process engine (steps) is
                     # the one serve runs; the load generator then runs on it too, for both sides alike
                     with asyncio.Runner(loop_factory=event_loop_factory("auto")) as runner:
@@ -142,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             " a smoke test, its verdicts are indicative only"
         )
     for figure in figures:
-        if "profile_top" in figure.details:
-            print("\nsteps benchmark, engine profile (cProfile, by own time):")
+        if figure.details.get("profile_top"):
+            how = "py-spy" if "samples" in figure.details["profile_top"] else "cProfile, by own time"
+            print(f"\n{figure.name}: engine profile ({how}):")
             print(figure.details["profile_top"])
     run_args = {"quick": args.quick, "only": names, "serve_env": serve_env}
     write_json(args.out, machine, figures, failures, timings, run_args)

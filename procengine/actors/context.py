@@ -3,9 +3,10 @@ the node's hand on children (a protocol, so that the actor never imports the nod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from procengine.actors.child_control import ChildControl
+from procengine.actors.inflight import InFlight
 from procengine.runtime.clock import Clock
 from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
@@ -26,3 +27,5 @@ class ActorContext:
     node_id: str
     metrics: Metrics
     children: ChildControl
+    in_flight: InFlight = field(default_factory=InFlight)
+    """The node's executions with a task in flight (kept by the lanes, read by the lease check)."""

@@ -254,12 +254,14 @@ class LaneRunners:
                 # checkpointed counts it and waits for it (within the grace), so the log never shows a start of a
                 # task whose handler did not run.
                 self.tasks_in_flight += 1
+                self.ctx.in_flight.began(self.execution_id)  # the node's lease check reads these, not every actor
                 try:
                     await self.writer.checkpoint(outcome.events)
                     if await self._run_task(lane, step):
                         return
                 finally:
                     self.tasks_in_flight -= 1
+                    self.ctx.in_flight.ended(self.execution_id)
                 continue
             if isinstance(step, StartChild):
                 if outcome.events:

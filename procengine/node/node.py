@@ -77,7 +77,7 @@ from procengine.node.routing import Router
 from procengine.node.steps import StepControls
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
-from procengine.runtime.metrics import Metrics
+from procengine.runtime.metrics import Metrics, sample_loop_lag
 from procengine.settings import Settings
 from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
@@ -192,7 +192,10 @@ class Node(StepControls):
             await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
         await self.health.start()
         self._background = [
-            asyncio.create_task(self.health.watch_forever(self.registry.ids, self.registry.stop_all), name="health"),
+            asyncio.create_task(
+                self.health.watch_forever(self.registry.highest, self.registry.stop_all), name="health"
+            ),
+            asyncio.create_task(sample_loop_lag(self.metrics.loop_lag.observe), name="loop-lag"),
             asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
             asyncio.create_task(self._watch_leases_forever(), name="leases"),

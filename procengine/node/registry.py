@@ -36,6 +36,12 @@ class Registry:
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
+        self._highest = 0
+
+    def highest(self) -> int:
+        """The highest execution id an actor of this node has run (the store's health check: no id below it may
+        be given again)."""
+        return self._highest
 
     def __len__(self) -> int:
         return len(self._actors)
@@ -54,6 +60,7 @@ class Registry:
 
     def spawn(self, actor: ExecutionActor) -> None:
         self._actors[actor.execution_id] = actor
+        self._highest = max(self._highest, actor.execution_id)
         task = asyncio.create_task(actor.run(self._passivate), name=f"actor-{actor.execution_id}")
         actor.task = task
         self._tasks.add(task)
@@ -68,8 +75,10 @@ class Registry:
         task.add_done_callback(done)
 
     def with_tasks_in_flight(self) -> list[ExecutionActor]:
-        """The live actors running a task now (those whose loss must stop a handler at once)."""
-        return [a for a in self._actors.values() if a.tasks_in_flight and not a.mailbox.closed]
+        """The live actors running a task now (those whose loss must stop a handler at once): O(tasks in flight),
+        from the executions the lanes counted (`ActorContext.in_flight`), not a look at every actor."""
+        found = (self._actors.get(execution_id) for execution_id in self.ctx.in_flight.ids())
+        return [a for a in found if a is not None and a.tasks_in_flight and not a.mailbox.closed]
 
     def lose(self, actor: ExecutionActor, owner: str, epoch: int) -> None:
         """Another node owns the execution now (`owner` at `epoch`): stop our actor at once, so that its running

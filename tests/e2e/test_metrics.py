@@ -49,3 +49,4 @@ async def test_a_scrape_shows_executions_elements_and_checkpoints(api_a: Api, cl
     assert sample(text, 'procengine_executions{status="running"}') == 0
     assert sample(text, "procengine_active_actors") >= 0
     assert "procengine_redis_errors_total" in text and "procengine_control_messages_total" in text
+    assert "procengine_event_loop_lag_seconds_bucket" in text  # the node's sampler runs from its start

@@ -166,3 +166,17 @@ async def test_the_identity_key_is_written_once(redis: Redis, prefix: str) -> No
     await two.start()
     assert one.identity == two.identity == (await redis.get(keys.store_identity) or b"").decode()
     assert one.unsafe() is None
+
+
+async def test_a_counter_behind_an_execution_this_node_ran_is_lost_data(redis: Redis, prefix: str) -> None:
+    # given a node that has run execution 9 (adopted, say: its own counter never gave it)
+    keys = Keys(prefix)
+    health = StoreHealth(redis, keys, interval_s=1)
+    await health.start()
+    await redis.set(keys.sequence("execution"), 5)
+
+    # when the identity is checked with the highest execution it ran (one number, not the list of its actors)
+    await health.check_identity(9)
+
+    # then the counter going back behind it is a loss
+    assert health.lost is not None and "counter is 5, behind 9" in health.lost
