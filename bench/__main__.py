@@ -45,7 +45,6 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "listing": ("bench.listing", 30, 10),
     "repair": ("bench.repair", 240, 45),
     "socket": ("bench.socket", 30, 10),
-
     "flat": ("bench.flat", 180, 40),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
