@@ -147,6 +147,26 @@ class ExecutionStore:
         return int(execution_id), int(last_thread) - threads + 1
 
     @translated
+    async def allocate_many(self, threads: list[int]) -> list[tuple[int, int]]:
+        """Ids for `len(threads)` executions, the i-th with `threads[i]` thread ids, in one round trip (a batch of
+        starts): [(executionID, first threadID)], consecutive."""
+        if not threads:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incrby(self.keys.sequence("execution"), len(threads))
+            pipe.incrby(self.keys.sequence("thread"), sum(threads))
+            try:
+                last_execution, last_thread = await pipe.execute()
+            except ResponseError as exc:
+                raise counter_failure(exc, self.keys.sequence("execution"), self.keys.sequence("thread")) from None
+        execution_id, thread_id = int(last_execution) - len(threads) + 1, int(last_thread) - sum(threads) + 1
+        ids = []
+        for count in threads:
+            ids.append((execution_id, thread_id))
+            execution_id, thread_id = execution_id + 1, thread_id + count
+        return ids
+
+    @translated
     async def commit(
         self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str, not_after_ms: int | None = None
     ) -> WriteResult:
@@ -277,6 +297,19 @@ class ExecutionStore:
             maxlen=STATUS_EVENTS_MAXLEN,
             approximate=True,
         )
+
+    @translated
+    async def announce_many(self, tenant: str, changes: list[tuple[int, str, str]]) -> None:
+        """`announce` for many (executionID, status, processKey), in one round trip (a batch of starts)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for execution_id, status, process_key in changes:
+                pipe.xadd(
+                    self.keys.status_events(tenant),
+                    {"executionID": execution_id, "status": status, "processKey": process_key},
+                    maxlen=STATUS_EVENTS_MAXLEN,
+                    approximate=True,
+                )
+            await pipe.execute()
 
     @translated
     async def last_status_event(self, tenant: str) -> str:
