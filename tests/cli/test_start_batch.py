@@ -38,7 +38,7 @@ def test_each_line_starts_one_with_the_command_s_defaults(
     assert [item["outcome"] for item in answer["items"]] == ["started"] * 3
     assert again.code == 0
     assert again.out.splitlines() == [
-        *(f"line {n}: existing execution {item['executionID']}" for n, item in zip((1, 2, 3), answer["items"])),
+        *(f"line {n}: existing execution {item['executionID']}" for n, item in enumerate(answer["items"], start=1)),
         "0 started, 3 existing, 0 failed",
     ]
     with Client(server_url, "tok-a") as client:
