@@ -1,6 +1,6 @@
 # make run          create .venv from uv.lock, print the demo's commands, serve on 127.0.0.1:8080 (embedded Redis); CLI: .venv/bin/procengine
 # make test         create .venv from uv.lock with the test extras, run ruff, mypy --strict, the layer contracts (import-linter) and pytest
-# make bench        create .venv with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
+# make bench        create .venv with the test and bench extras, run bench/ (ARGS="--quick": a smoke run under a minute)
 # make fuzz         the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
 # make chaos        3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
 # make lock         re-resolve uv.lock to the newest versions pyproject.toml's ranges allow (then run make test)
@@ -63,7 +63,7 @@ fuzz: $(UV)
 	FUZZ_LONG=1 $(BIN)/pytest -m fuzz -n auto
 
 bench: $(UV)
-	$(SYNC) --extra test
+	$(SYNC) --extra test --extra bench
 	$(BIN)/python -m bench $(ARGS)
 
 chaos: $(UV)
