@@ -38,12 +38,14 @@ from procengine.store.health import StoreHealth
 from procengine.store.indexes import Indexed
 from procengine.store.processes import StoredProcess
 
-__all__ = ["FALLBACK_CONCURRENCY", "BatchStarts", "Starter"]
+__all__ = ["CHUNK", "FALLBACK_CONCURRENCY", "BatchStarts", "Starter"]
 
 log = logging.getLogger(__name__)
 
 FALLBACK_CONCURRENCY: Final = 32
 """Starts of a batch that go the single start's way at once (keys another start is still creating)."""
+CHUNK: Final = 128
+"""Starts built, submitted or spawned before the batch lets the event loop do other work."""
 
 
 class Starter(Protocol):
@@ -99,6 +101,8 @@ class _Start:
 class BatchStarts:
     def __init__(self, node: Starter) -> None:
         self.node = node
+        self._creating: set[asyncio.Future[None]] = set()
+        """Creations under way (each shielded from its request's cancellation): owned here until done."""
 
     async def start(self, caller: Caller, requests: list[StartRequest]) -> BatchStartResult:
         """Start each of `requests`; an outcome for each, in their order."""
@@ -125,7 +129,18 @@ class BatchStarts:
                     held.append(start)
                 start.claim = token
         later = {id(s) for s in held} | {id(s) for s, _ in repeats}  # answered after the creations
-        await self._create(caller, [s for s in starts if s.answer is None and id(s) not in later])
+        # Once ids are taken the batch is carried through even if the request is cancelled (the client gone, the
+        # store watch): a half-created batch would leave claims bound to ids and executions without actors.
+        creating = asyncio.ensure_future(
+            self._create(caller, [s for s in starts if s.answer is None and id(s) not in later])
+        )
+        self._creating.add(creating)
+        creating.add_done_callback(self._creating.discard)
+        try:
+            await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            creating.add_done_callback(_log_failure)  # nobody hears of it otherwise
+            raise
         await self._answer_held(caller, held)
         for start, first in repeats:
             start.answer = _repeat(start.index, first)
@@ -211,7 +226,8 @@ class BatchStarts:
         actors: dict[int, ExecutionActor] = {}
         commits: list[tuple[_Start, Commit]] = []
         undo: list[_Start] = list(lapsed)
-        for start in starts:
+        writes: list[asyncio.Future[WriteResult]] = []
+        for number, start in enumerate(starts, start=1):
             try:
                 commit, actor = node._new_execution(
                     caller, start.execution_id, start.first_thread, _stored(start), _compiled(start), start.request,
@@ -223,10 +239,10 @@ class BatchStarts:
                 continue
             actors[start.execution_id] = actor
             commits.append((start, commit))
-        results = await asyncio.gather(
-            *(node.store.commit(s.execution_id, commit, epoch=None, expect=NEW) for s, commit in commits),
-            return_exceptions=True,
-        )
+            writes.append(asyncio.ensure_future(node.store.commit(start.execution_id, commit, epoch=None, expect=NEW)))
+            if number % CHUNK == 0:
+                await asyncio.sleep(0)  # the loop's other work (a probe's answer, reads) goes on between chunks
+        results = await asyncio.gather(*writes, return_exceptions=True)
         created: list[_Start] = []
         unsure: list[_Start] = []  # written, not yet replicated: it exists (the reconciler runs it), keys kept
         for (start, _), result in zip(commits, results, strict=True):
@@ -254,8 +270,10 @@ class BatchStarts:
                 await node.store.announce_many(
                     caller.tenant, [(s.execution_id, "running", _stored(s).key) for s in created]
                 )
-        for start in created:
+        for number, start in enumerate(created, start=1):
             node.registry.spawn(actors[start.execution_id])
+            if number % CHUNK == 0:
+                await asyncio.sleep(0)  # their first steps run a chunk at a time
             node.metrics.started.labels(_stored(start).key).inc()
             start.answer = BatchStartItem(
                 index=start.index,
@@ -308,6 +326,11 @@ class BatchStarts:
                     start.answer = _answered(start.index, result, created=created)
 
         await asyncio.gather(*(single(start) for start in alone))
+
+
+def _log_failure(creating: asyncio.Future[None]) -> None:
+    if not creating.cancelled() and creating.exception() is not None:
+        log.warning("a batch of starts whose request had gone failed: %s", creating.exception())
 
 
 def failed(index: int, exc: ProcEngineError, execution_id: int | None = None) -> BatchStartItem:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import pytest
 from redis.asyncio import Redis
 
 from procengine.api.service import Caller
@@ -232,3 +233,34 @@ async def test_a_key_another_start_is_creating_is_answered_with_its_execution(en
 
     assert answer.items[0].outcome == "existing"
     assert answer.items[0].executionID == single.executionID
+
+
+async def test_a_batch_whose_request_is_cancelled_mid_write_is_still_carried_through(
+    engine: Node, redis: Redis
+) -> None:
+    process_id = await _registered(engine)
+    reached, release = asyncio.Event(), asyncio.Event()
+    commit = engine.store.commit
+
+    async def held(execution_id: int, *args: Any, **options: Any) -> Any:
+        reached.set()
+        await release.wait()
+        return await commit(execution_id, *args, **options)
+
+    engine.store.commit = held  # type: ignore[method-assign]
+    items = [{"processID": process_id, "idempotencyKey": f"c{i}"} for i in range(3)]
+    request = asyncio.create_task(engine.start_many(CALLER, _batch(*items)))
+    await reached.wait()
+
+    request.cancel()
+    release.set()
+
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    engine.store.commit = commit  # type: ignore[method-assign]
+    again = await engine.start_many(CALLER, _batch(*items))  # waits for the first on the keys it holds
+    assert [item.outcome for item in again.items] == ["existing"] * 3
+    for item in again.items:
+        assert item.executionID is not None
+        assert engine.registry.get(item.executionID) is not None  # its actor runs
+        assert await redis.pttl(engine.keys.idempotency("default", f"c{item.index}")) == -1  # kept for good
