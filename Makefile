@@ -1,6 +1,6 @@
 # make run          create .venv from uv.lock, print the demo's commands, serve on 127.0.0.1:8080 (embedded Redis); CLI: .venv/bin/procengine
 # make test         create .venv from uv.lock with the test extras, run ruff, mypy --strict, the layer contracts (import-linter) and pytest
-# make bench        create .venv with the test extras, run bench/ (ARGS="--quick": a smoke run under a minute)
+# make bench        create .venv with the test and bench extras, run bench/ (ARGS="--quick": a smoke run under a minute)
 #                   ARGS=--peers: procengine beside Restate, Temporal, DBOS, SpiffWorkflow (installs them in bench/peers/)
 # make fuzz         the generated tests (schemathesis, the hypothesis model) run longer: FUZZ_LONG=1 pytest -m fuzz
 # make chaos        3 nodes, 300 executions, kill -9 for 2 minutes, then the audit (ARGS="--mode rolling|failover")
@@ -67,7 +67,7 @@ fuzz: $(UV)
 # bench/peers/requirements.txt, and Restate's server from npm); nothing else ever installs or needs it.
 PEERS_DIR := bench/peers
 bench: $(UV)
-	$(SYNC) --extra test
+	$(SYNC) --extra test --extra bench
 ifneq (,$(filter --peers,$(ARGS)))
 	$(MAKE) --no-print-directory peers-env
 	$(BIN)/python -m bench.peers $(filter-out --peers,$(ARGS))

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from procengine.api.feeds import Feed
 from procengine.api.views import (
     ELEMENTS_PAGE,
+    BatchStartRequest,
+    BatchStartResult,
     CancelResult,
     CompleteRequest,
     ControlRequest,
@@ -64,6 +66,11 @@ class NodeService(Protocol):
 
     async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
         """Start; the bool is True when created (201), False when the idempotency key matched (200)."""
+        ...
+
+    async def start_many(self, caller: Caller, request: BatchStartRequest) -> BatchStartResult:
+        """Start each item of a batch as `start_execution` would: an outcome for each (started, existing, or
+        failed with the error it would have had alone), in the request's order."""
         ...
 
     async def list_executions(

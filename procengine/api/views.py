@@ -53,6 +53,38 @@ class StartResult(_View):
     processVersion: int | None = None
 
 
+class BatchItemError(_View):
+    """Why one start of a batch was refused: the contract's code and message, and the HTTP status the same
+    start would have been answered with on its own."""
+
+    code: str = Field(examples=["NOT_FOUND"])
+    message: str
+    status: int = Field(examples=[404])
+    details: Any = Field(default=None, description="Only when there is more to say, e.g. the problems of a 422.")
+
+
+class BatchStartItem(_View):
+    """The outcome of the start at `index` in the request: `started` (a new execution), `existing` (its
+    idempotencyKey named an execution started before, or an earlier item of the batch), or `failed` (`error`)."""
+
+    index: int
+    outcome: Literal["started", "existing", "failed"]
+    executionID: int | None = None
+    status: StatusName | None = None
+    processID: int | None = None
+    processVersion: int | None = None
+    error: BatchItemError | None = None
+
+
+class BatchStartResult(_View):
+    """One item per start asked for, in the request's order, and how many of each outcome."""
+
+    items: list[BatchStartItem]
+    started: int
+    existing: int
+    failed: int
+
+
 class PauseResult(_View):
     executionID: int
     status: Literal["paused"] = "paused"
@@ -338,6 +370,16 @@ class StartRequest(_Request):
         if self.processID is None and self.processKey is None:
             raise ValueError("give processID or processKey")
         return self
+
+
+BATCH_LIMIT: Final = 1000
+"""The most starts one `POST .../executions/processes/batch` may ask for (more: 422, nothing started)."""
+
+
+class BatchStartRequest(_Request):
+    """Many starts in one request: each item is a start of its own (its process, variables, idempotencyKey)."""
+
+    items: list[StartRequest] = Field(min_length=1, max_length=BATCH_LIMIT)
 
 
 class ControlRequest(_Request):

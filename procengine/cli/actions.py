@@ -13,6 +13,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Final, cast
 
 from procengine.api.views import StatusName
@@ -22,6 +23,7 @@ from procengine.cli.inputs import (
     DocumentError,
     InputError,
     load_document,
+    parse_batch,
     parse_json,
     parse_variables,
     read_file,
@@ -72,7 +74,7 @@ async def _over_api(command: ApiCommand, args: argparse.Namespace, output: Outpu
 
 
 async def start(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
-    if (args.process_key is None) == (args.process_id is None):
+    if (args.process_key is None) == (args.process_id is None) and not (args.batch and args.process_id is None):
         raise InputError("start: give a PROCESS_KEY or --process-id N (one of them)")
     if args.version is not None and args.process_key is None:
         raise InputError("start: --version goes with a PROCESS_KEY")
@@ -80,9 +82,36 @@ async def start(client: AsyncClient, args: argparse.Namespace, output: Output) -
     key, process_id = args.process_key, args.process_id
     if args.version is not None:
         key, process_id = None, await _process_id_of(client, args.process_key, args.version)
+    if args.batch is not None:
+        return await _start_many(client, args, output, variables, key, process_id)
     result = await client.start(key, process_id=process_id, variables=variables, idempotency_key=args.idempotency_key)
     output.show(result, render.started(result))
     return EXIT_OK
+
+
+async def _start_many(
+    client: AsyncClient,
+    args: argparse.Namespace,
+    output: Output,
+    variables: dict[str, Any],
+    process_key: str | None,
+    process_id: int | None,
+) -> int:
+    """`start --batch FILE`: every line a start, the command's process, variables and key their defaults; exit 1
+    if any start failed."""
+    text = sys.stdin.read() if args.batch == "-" else read_file(Path(args.batch), "--batch").decode(errors="replace")
+    lines = parse_batch(text, "--batch" if args.batch == "-" else f"--batch {args.batch}")
+    starts = []
+    for number, line in lines:
+        start = {**line, "variables": {**variables, **line.get("variables", {})}}
+        if args.idempotency_key is not None and "idempotencyKey" not in line:
+            start["idempotencyKey"] = f"{args.idempotency_key}:{number}"
+        if "processKey" not in line and "processID" not in line and process_key is None and process_id is None:
+            raise InputError(f"--batch line {number}: names no process, and neither does the command")
+        starts.append(start)
+    result = await client.start_many(starts, process_key=process_key, process_id=process_id)
+    output.show(result, render.started_many(result, [number for number, _ in lines]))
+    return EXIT_FAILED if result.failed else EXIT_OK
 
 
 async def status(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:

@@ -67,7 +67,17 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         "--var", metavar="NAME=JSON", action="append", default=[], help="a variable, e.g. amount=42 (repeatable)"
     )
     start.add_argument("--vars-file", metavar="FILE", type=Path, help="variables from a JSON or YAML object")
-    start.add_argument("--idempotency-key", metavar="K", help="a repeat with K returns the first execution")
+    start.add_argument(
+        "--idempotency-key",
+        metavar="K",
+        help="a repeat with K returns the first execution (with --batch: line N's key is K:N, unless it has one)",
+    )
+    start.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="start many: one start a line (JSON Lines; - for stdin), each an object of processKey/processID, "
+        "variables (over --var/--vars-file) and idempotencyKey; 1,000 to a request",
+    )
 
     status = add("status", "show an execution's status, progress and threads", "Show an execution's status.", api)
     _execution_id(status)

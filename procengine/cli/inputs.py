@@ -11,7 +11,18 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["DocumentError", "InputError", "load_document", "parse_json", "parse_variables", "positive_int", "read_file"]
+__all__ = [
+    "DocumentError",
+    "InputError",
+    "load_document",
+    "parse_batch",
+    "parse_json",
+    "parse_variables",
+    "positive_int",
+    "read_file",
+]
+
+_START_FIELDS: Final = frozenset({"processKey", "processID", "variables", "idempotencyKey"})
 
 _JSON_SUFFIXES: Final = frozenset({".json"})
 
@@ -58,6 +69,25 @@ def parse_variables(assignments: list[str], vars_file: Path | None) -> dict[str,
             raise InputError(f"--var {assignment!r}: must look like NAME=JSON, e.g. amount=42 or who='\"dana\"'")
         variables[name.strip()] = parse_json(value, f"--var {name.strip()}")
     return variables
+
+
+def parse_batch(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
+    """The starts of `start --batch`: JSON Lines, an object a line with any of processKey, processID, variables
+    and idempotencyKey (blank lines skipped); (line number, start) each."""
+    starts: list[tuple[int, dict[str, Any]]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        start = parse_json(line, f"{where} line {number}")
+        if not isinstance(start, dict):
+            raise InputError(f"{where} line {number}: must be an object of start fields, not {_kind(start)}")
+        unknown = sorted(set(start) - _START_FIELDS)
+        if unknown:
+            raise InputError(f"{where} line {number}: unknown fields {unknown}; a start has {sorted(_START_FIELDS)}")
+        if not isinstance(start.get("variables", {}), dict):
+            raise InputError(f"{where} line {number}: variables must be an object")
+        starts.append((number, start))
+    return starts
 
 
 def read_file(path: Path, flag: str) -> bytes:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from procengine.api.views import (
+    BatchStartResult,
     BlockedOn,
     CancelResult,
     ExecutionList,
@@ -61,6 +62,20 @@ def started(result: StartResult) -> Text:
     version = f", version {result.processVersion}" if result.processVersion is not None else ""
     process = f" of processID {result.processID}{version}" if result.processID is not None else ""
     return Text.assemble(f"started execution {result.executionID}{process}: ", _status(result.status))
+
+
+def started_many(result: BatchStartResult, lines: list[int]) -> Text:
+    """A line per start of `start --batch` (by its line in the file), then the counts."""
+    text = Text()
+    for item in result.items:
+        where = f"line {lines[item.index]}: " if item.index < len(lines) else f"start {item.index}: "
+        if item.error is not None:
+            text.append(f"{where}failed ", style="red")
+            text.append(f"{item.error.code} ({item.error.status}): {item.error.message}\n")
+        else:
+            text.append(f"{where}{item.outcome} execution {item.executionID}\n")
+    text.append(f"{result.started} started, {result.existing} existing, {result.failed} failed")
+    return text
 
 
 def paused(result: PauseResult) -> Text:

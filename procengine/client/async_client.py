@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -26,6 +26,10 @@ from pydantic import BaseModel
 
 from procengine.api.problems import problems as listed_problems
 from procengine.api.views import (
+    BATCH_LIMIT,
+    BatchStartItem,
+    BatchStartRequest,
+    BatchStartResult,
     CancelResult,
     CompleteRequest,
     ControlRequest,
@@ -187,6 +191,49 @@ class AsyncClient:
         body = start.model_dump_json(exclude_none=True).encode()
         return await self._data(
             "POST", "/executions/processes", StartResult, body=body, retry=idempotency_key is not None
+        )
+
+    async def start_many(
+        self,
+        starts: Iterable[Mapping[str, Any]],
+        *,
+        process_key: str | None = None,
+        process_id: int | None = None,
+    ) -> BatchStartResult:
+        """Start many executions: each of `starts` is a start request's fields (`variables`, `idempotencyKey`, and
+        `processKey` or `processID`, else `process_key` or `process_id` here). Sent 1,000 to a request
+        (`POST .../executions/processes/batch`); one outcome per start, in order (`index` counts from the first
+        start given): `started`, `existing` (its idempotencyKey matched) or `failed` with the error it would
+        have had alone. A request whose every start has an idempotencyKey is retried like a start with one."""
+        default = {"processKey": process_key, "processID": process_id}
+        default = {name: value for name, value in default.items() if value is not None}
+        requests: list[StartRequest] = []
+        problems: list[str] = []
+        for index, start in enumerate(starts):
+            fields = dict(start) if "processKey" in start or "processID" in start else {**default, **start}
+            try:
+                requests.append(_request_model(StartRequest, fields))
+            except ValidationError as exc:
+                problems += [f"starts.{index}.{problem}" for problem in exc.problems]
+        if problems:
+            raise ValidationError(f"starts are invalid: {len(problems)} problems", problems)
+        items: list[BatchStartItem] = []
+        for first in range(0, len(requests), BATCH_LIMIT):
+            chunk = requests[first : first + BATCH_LIMIT]
+            body = BatchStartRequest(items=chunk).model_dump_json(exclude_none=True).encode()
+            answer = await self._data(
+                "POST",
+                "/executions/processes/batch",
+                BatchStartResult,
+                body=body,
+                retry=all(request.idempotencyKey is not None for request in chunk),
+            )
+            items += [item.model_copy(update={"index": item.index + first}) for item in answer.items]
+        return BatchStartResult(
+            items=items,
+            started=sum(item.outcome == "started" for item in items),
+            existing=sum(item.outcome == "existing" for item in items),
+            failed=sum(item.outcome == "failed" for item in items),
         )
 
     async def executions(

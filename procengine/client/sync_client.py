@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from procengine.api.views import (
+    BatchStartResult,
     CancelResult,
     ElementsView,
     ExecutionList,
@@ -130,6 +131,15 @@ class Client:
         return self._run(
             self._async.start(process_key, process_id=process_id, variables=variables, idempotency_key=idempotency_key)
         )
+
+    def start_many(
+        self,
+        starts: Iterable[Mapping[str, Any]],
+        *,
+        process_key: str | None = None,
+        process_id: int | None = None,
+    ) -> BatchStartResult:
+        return self._run(self._async.start_many(starts, process_key=process_key, process_id=process_id))
 
     def executions(
         self,

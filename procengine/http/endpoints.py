@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from procengine.api.views import (
+    BatchStartRequest,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -71,6 +72,7 @@ __all__ = [
     "send_signal",
     "skip_element",
     "start_execution",
+    "start_executions",
 ]
 
 
@@ -136,6 +138,11 @@ async def start_execution(request: web.Request) -> web.Response:
     start = await read_model(request, StartRequest)
     result, created = await engine(request).start_execution(caller(request), start)
     return ok(result, 201 if created else 200)
+
+
+async def start_executions(request: web.Request) -> web.Response:
+    batch = await read_model(request, BatchStartRequest)
+    return ok(await engine(request).start_many(caller(request), batch))
 
 
 async def list_executions(request: web.Request) -> web.Response:

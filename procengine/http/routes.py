@@ -12,6 +12,8 @@ from typing import Final
 from aiohttp import web
 
 from procengine.api.views import (
+    BatchStartRequest,
+    BatchStartResult,
     CancelResult,
     CompleteRequest,
     ControlRequest,
@@ -80,6 +82,13 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "Start an execution by processID or processKey; 200 with the first execution if idempotencyKey matched",
         StartResult, status=201, also=(200,), body="required", request_model=StartRequest, errors=(404, 429),
         tag="executions",
+    ),
+    RouteSpec(
+        "POST", _E + "/batch", h.start_executions,
+        "Start up to 1,000 executions in one request, each item a start of its own (process, variables, "
+        "idempotencyKey); one outcome per item in order: started, existing (its idempotencyKey matched), or failed "
+        "with the code and status it would have had alone. More than 1,000 items: 422, nothing started",
+        BatchStartResult, body="required", request_model=BatchStartRequest, tag="executions",
     ),
     RouteSpec(
         "GET", _E, h.list_executions, "List the tenant's executions, newest first, paged",

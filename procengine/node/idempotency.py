@@ -16,10 +16,12 @@ The start of a call-process's child works the same way with the engine's own key
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from procengine.api.views import StartResult
 from procengine.errors import Unavailable
@@ -141,6 +143,101 @@ class IdempotentStarts:
             await self.store.release_key(idem_key, claimed)
         finally:
             self._finished(idem_key)
+
+    # --- a batch of starts (node/starting.py): the same steps, one round trip for all the keys -------------
+
+    @translated
+    async def claim_many(self, tenant: str, keys: list[str]) -> list[str | None]:
+        """`claim` of distinct client keys at once, without waiting: a token for each key claimed, None for a key
+        held already (by a start before, or one under way: the caller asks `existing_many`, then `claim`)."""
+        loop = asyncio.get_running_loop()
+        tokens = [f"{CLAIM_PREFIX}{secrets.token_hex(8)}" for _ in keys]
+        idem_keys = [self._key(tenant, key, False) for key in keys]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for idem_key, token in zip(idem_keys, tokens, strict=True):
+                    pipe.set(idem_key, token, nx=True, px=CLAIM_MS)
+                claimed = await pipe.execute()
+        except BaseException:
+            # some may be ours: free them (compare-and-delete, so never another start's); else they lapse
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release_all(list(zip(idem_keys, tokens, strict=True))))
+            raise
+        found: list[str | None] = []
+        for idem_key, token, ok in zip(idem_keys, tokens, claimed, strict=True):
+            if ok:
+                self._creating[idem_key] = loop.create_future()
+            found.append(token if ok else None)
+        return found
+
+    async def bind_many(self, tenant: str, bound: list[tuple[str, str, int]]) -> list[bool]:
+        """`bind` of many (key, token, execution id) at once: whether each claim still held (else another start
+        holds the key now, and that start is refused as `bind` refuses it)."""
+        if not bound:
+            return []
+        if isinstance(self.redis, RedisCluster):  # a cluster pipeline does not load scripts: one call each
+            return list(
+                await asyncio.gather(
+                    *(self.store.swap_key(self._key(tenant, k, False), t, str(i)) for k, t, i in bound)
+                )
+            )
+        return [bool(done) for done in await self._swap_all(tenant, bound)]
+
+    @translated
+    async def _swap_all(self, tenant: str, bound: list[tuple[str, str, int]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, token, execution_id in bound:
+                await self.store.scripts.swap_key(
+                    keys=[self._key(tenant, key, False)], args=[token, str(execution_id)], client=pipe
+                )
+            return list(await pipe.execute())
+
+    @translated
+    async def existing_many(self, tenant: str, keys: list[str]) -> list[StartResult | None]:
+        """The execution each client key names, for keys that `claim_many` found held, in two round trips; None
+        where that is not plain (a claim still under way, or stale): the caller asks `claim` for those."""
+        idem_keys = [self._key(tenant, key, False) for key in keys]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for idem_key in idem_keys:
+                pipe.get(idem_key)
+                pipe.pttl(idem_key)
+            replies = await pipe.execute()
+        named: dict[int, int] = {}  # position -> execution id, for keys persisted with an id
+        for i in range(len(keys)):
+            raw, ttl = replies[2 * i], int(replies[2 * i + 1])
+            if raw is not None and ttl == -1 and raw.isdigit():
+                named[i] = int(raw)
+        rows = await self.store.many_fields(list(named.values()), ["status", "processID", "processVersion"])
+        found: list[StartResult | None] = [None] * len(keys)
+        for (i, execution_id), row in zip(named.items(), rows, strict=True):
+            if row.get("processID"):
+                found[i] = _result(execution_id, row)
+        return found
+
+    @translated
+    async def created_many(self, tenant: str, keys: list[str]) -> None:
+        """`created` of many keys, in one round trip."""
+        idem_keys = [self._key(tenant, key, False) for key in keys]
+        try:
+            if idem_keys:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for idem_key in idem_keys:
+                        pipe.persist(idem_key)
+                    await pipe.execute()
+        finally:
+            for idem_key in idem_keys:
+                self._finished(idem_key)
+
+    async def release_many(self, tenant: str, claimed: list[tuple[str, str]]) -> None:
+        """`release` of many (key, token or execution id), concurrently: only after a start of the batch failed."""
+        await self._release_all([(self._key(tenant, key, False), value) for key, value in claimed])
+
+    async def _release_all(self, held: list[tuple[str, str]]) -> None:
+        try:
+            await asyncio.gather(*(self.store.release_key(idem_key, value) for idem_key, value in held))
+        finally:
+            for idem_key, _ in held:
+                self._finished(idem_key)
 
     def _finished(self, idem_key: str) -> None:
         first = self._creating.pop(idem_key, None)

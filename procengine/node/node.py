@@ -26,6 +26,8 @@ from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import (
     ELEMENTS_PAGE,
+    BatchStartRequest,
+    BatchStartResult,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -74,6 +76,7 @@ from procengine.node.ownership import Ownership, new_node_id
 from procengine.node.queries import Queries, status_doc
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
+from procengine.node.starting import BatchStarts
 from procengine.node.steps import StepControls
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
@@ -82,7 +85,7 @@ from procengine.settings import Settings
 from procengine.statuses import FINAL_STATUSES, Status
 from procengine.store import indexes
 from procengine.store.codec import encode
-from procengine.store.executions import NEW, ExecutionStore, Outcome, StatusChange, stored_fields
+from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome, StatusChange, stored_fields
 from procengine.store.failures import store_errors, translated
 from procengine.store.health import StoreHealth
 from procengine.store.indexes import CHILD_KEY, Indexed
@@ -170,6 +173,7 @@ class Node(StepControls):
         )
         self.router = Router(redis, self.keys, self.node_id, settings.redis_timeout_s)
         self.idempotent = IdempotentStarts(redis, self.keys, self.store, wait_s=settings.redis_timeout_s)
+        self.batch_starts = BatchStarts(self)
         self._starting: set[int] = set()
         self._background: list[asyncio.Task[None]] = []
         self._draining = False
@@ -363,21 +367,30 @@ class Node(StepControls):
             executionID=execution_id, status="running", processID=stored.process_id, processVersion=stored.version
         ), True
 
+    async def start_many(self, caller: Caller, request: BatchStartRequest) -> BatchStartResult:
+        """Start each item of a batch, the Redis work pipelined over the batch (node/starting.py)."""
+        self._refuse_if_draining()
+        self.health.refuse_if_unsafe()
+        return await self.batch_starts.start(caller, request.items)
+
     @translated
-    async def _admit_start(self, tenant: str) -> None:
-        """TooManyRequests past --max-starts-per-second for the tenant (counted in Redis, so over all nodes)."""
+    async def _admit_start(self, tenant: str, starts: int = 1) -> int:
+        """How many of `starts` the tenant may make now: TooManyRequests if none, past --max-starts-per-second for
+        the tenant (counted in Redis, so over all nodes)."""
         limit = self.settings.max_starts_per_second
         if limit <= 0:
-            return
+            return starts
         key = self.keys.starts(tenant, self.clock.now_ms() // 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
+            pipe.incrby(key, starts)
             pipe.expire(key, 2)
             count, _ = await pipe.execute()
-        if int(count) > limit:
+        admitted = min(starts, limit - (int(count) - starts))
+        if admitted <= 0:
             raise TooManyRequests(
                 f"tenant {tenant!r} may start {limit} executions a second (--max-starts-per-second); try again"
             )
+        return admitted
 
     def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None:
         """Start variables the memory snapshot can hold: storable and not too many (422; counted with those the
@@ -416,6 +429,29 @@ class Node(StepControls):
         child_key: str | None = None,
     ) -> ExecutionActor:
         """Write the new execution (indexed first, so that it is never unlisted) and make its actor."""
+        commit, actor = self._new_execution(
+            caller, execution_id, first_thread, stored, process, request, parent, depth, child_key
+        )
+        await self.store.activate(execution_id)
+        result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
+        if result.outcome is not Outcome.OK:
+            raise Unavailable(f"execution {execution_id} already exists")
+        return actor
+
+    def _new_execution(
+        self,
+        caller: Caller,
+        execution_id: int,
+        first_thread: int,
+        stored: StoredProcess,
+        process: CompiledProcess,
+        request: StartRequest,
+        parent: int | None,
+        depth: int,
+        child_key: str | None = None,
+    ) -> tuple[Commit, ExecutionActor]:
+        """The commit that creates the execution and its actor, nothing written yet (`_create` writes one,
+        node/starting.py many at once)."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
         state = Interpreter(process).initial_state(request.variables, thread_ids)
         now = self.clock.now_ms()
@@ -448,10 +484,6 @@ class Node(StepControls):
         )
         commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), "running")
         commit.announce = StatusChange(caller.tenant, Status.RUNNING.value, stored.key)  # in the same write
-        await self.store.activate(execution_id)
-        result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)
-        if result.outcome is not Outcome.OK:
-            raise Unavailable(f"execution {execution_id} already exists")
         actor = ExecutionActor(
             execution_id=execution_id,
             tenant=caller.tenant,
@@ -463,7 +495,7 @@ class Node(StepControls):
             fields=stored_fields(commit.execution),
         )
         actor.writer.announced = Status.RUNNING.value  # the creation told it: `actor.announce` has nothing to do
-        return actor
+        return commit, actor
 
     async def _undo_start(self, at: Indexed, idempotency_key: str | None, *, child: bool = False) -> None:
         """A start that failed before its execution existed leaves no index entry and frees its key."""

@@ -163,6 +163,26 @@ class ExecutionStore:
         return int(execution_id), int(last_thread) - threads + 1
 
     @translated
+    async def allocate_many(self, threads: list[int]) -> list[tuple[int, int]]:
+        """Ids for `len(threads)` executions, the i-th with `threads[i]` thread ids, in one round trip (a batch of
+        starts): [(executionID, first threadID)], consecutive."""
+        if not threads:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incrby(self.keys.sequence("execution"), len(threads))
+            pipe.incrby(self.keys.sequence("thread"), sum(threads))
+            try:
+                last_execution, last_thread = await pipe.execute()
+            except ResponseError as exc:
+                raise counter_failure(exc, self.keys.sequence("execution"), self.keys.sequence("thread")) from None
+        execution_id, thread_id = int(last_execution) - len(threads) + 1, int(last_thread) - sum(threads) + 1
+        ids = []
+        for count in threads:
+            ids.append((execution_id, thread_id))
+            execution_id, thread_id = execution_id + 1, thread_id + count
+        return ids
+
+    @translated
     async def commit(
         self, execution_id: int, commit: Commit, *, epoch: int | None, expect: str, not_after_ms: int | None = None
     ) -> WriteResult:
@@ -310,6 +330,7 @@ class ExecutionStore:
             approximate=True,
         )
 
+    @translated
     @translated
     async def last_status_event(self, tenant: str) -> str:
         """The id of the tenant's newest status event ("0-0" if none): where a feed "from now" starts, so that an

@@ -47,7 +47,7 @@ def test_every_registered_route_is_in_the_document() -> None:
     documented = {(method, path) for path, operations in document["paths"].items() for method in operations}
 
     assert registered == documented
-    assert len(registered) == len(ROUTES) == 29
+    assert len(registered) == len(ROUTES) == 30
 
 
 async def test_the_served_document_covers_the_app(client: Client, document: dict[str, Any]) -> None:
@@ -65,6 +65,7 @@ def test_the_contract_routes_are_there() -> None:
         ("get", f"{BASE}/processes"),
         ("get", f"{BASE}/processes/{{processID}}"),
         ("post", e),
+        ("post", f"{e}/batch"),
         ("get", e),
         ("post", f"{e}/{{id}}/pause"),
         ("post", f"{e}/{{id}}/resume"),
@@ -174,6 +175,22 @@ def test_a_start_needs_a_process_and_links_to_what_can_be_done_with_it(document:
     assert {link["operationId"] for link in links.values()} == execution_routes
     registered = document["paths"][f"{BASE}/processes"]["post"]["responses"]["201"]["links"]
     assert registered["read"]["parameters"] == {"processID": "$response.body#/data/processID"}
+
+
+def test_the_batch_start_takes_up_to_1000_start_requests_and_lists_an_outcome_each(document: dict[str, Any]) -> None:
+    batch = document["paths"][f"{BASE}/executions/processes/batch"]["post"]
+    schemas = document["components"]["schemas"]
+
+    body = batch["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/BatchStartRequest"}
+    items = schemas["BatchStartRequest"]["properties"]["items"]
+    assert items["items"] == {"$ref": "#/components/schemas/StartRequest"}
+    assert (items["minItems"], items["maxItems"]) == (1, 1000)
+    answer = batch["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"]
+    assert answer == {"$ref": "#/components/schemas/BatchStartResult"}
+    outcome = schemas["BatchStartItem"]["properties"]["outcome"]
+    assert outcome["enum"] == ["started", "existing", "failed"]
+    assert {"413", "422"} <= set(batch["responses"])
 
 
 def test_operation_ids_are_unique() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from procengine.api.views import ControlRequest, StartRequest
 from tests.support.api import BASE
 from tests.support.fake_engine import FakeEngine
-from tests.support.front_door import EXECUTIONS, Client, started
+from tests.support.front_door import EXECUTIONS, Client, error_of, started
 from tests.support.processes import ORDER_DEFINITION
 
 
@@ -201,3 +201,43 @@ async def test_success_answers_are_json(client: Client) -> None:
 
     assert response.content_type == "application/json"
     assert response.charset == "utf-8"
+
+
+async def test_a_batch_start_answers_an_outcome_per_item_in_order(client: Client, engine: FakeEngine) -> None:
+    await client.post(f"{BASE}/processes", json=ORDER_DEFINITION)
+    items = [
+        {"processKey": "order-fulfilment", "variables": {"order_id": 1}, "idempotencyKey": "a"},
+        {"processKey": "missing"},
+        {"processKey": "order-fulfilment", "idempotencyKey": "a"},
+    ]
+
+    response = await client.post(f"{EXECUTIONS}/batch", json={"items": items})
+
+    assert response.status == 200
+    data = (await response.json())["data"]
+    assert [item["outcome"] for item in data["items"]] == ["started", "failed", "existing"]
+    assert data["items"][1]["error"]["code"] == "NOT_FOUND" and data["items"][1]["error"]["status"] == 404
+    assert data["items"][2]["executionID"] == data["items"][0]["executionID"]
+    assert (data["started"], data["existing"], data["failed"]) == (1, 1, 1)
+    batch = next(call for call in engine.calls if call.method == "start_many").args[0]
+    assert batch.items[0] == StartRequest(processKey="order-fulfilment", variables={"order_id": 1}, idempotencyKey="a")
+
+
+async def test_a_batch_of_more_than_1000_is_422_and_starts_nothing(client: Client, engine: FakeEngine) -> None:
+    await client.post(f"{BASE}/processes", json=ORDER_DEFINITION)
+
+    response = await client.post(f"{EXECUTIONS}/batch", json={"items": [{"processKey": "order-fulfilment"}] * 1001})
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert error["details"] == ["items: List should have at most 1000 items after validation, not 1001"]
+    assert not [call for call in engine.calls if call.method in ("start_many", "start_execution")]
+
+
+async def test_a_malformed_item_refuses_the_whole_batch_naming_the_item(client: Client, engine: FakeEngine) -> None:
+    response = await client.post(
+        f"{EXECUTIONS}/batch", json={"items": [{"processKey": "order-fulfilment"}, {"processID": "1"}]}
+    )
+
+    error = await error_of(response, 422, "VALIDATION_ERROR")
+    assert any(problem.startswith("items.1.processID") for problem in error["details"])
+    assert not [call for call in engine.calls if call.method == "start_many"]

@@ -14,6 +14,10 @@ from typing import Any
 from procengine.api.service import Caller
 from procengine.api.views import (
     ELEMENTS_PAGE,
+    BatchItemError,
+    BatchStartItem,
+    BatchStartRequest,
+    BatchStartResult,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -37,7 +41,7 @@ from procengine.api.views import (
     Timing,
 )
 from procengine.engine.validation import validate_definition
-from procengine.errors import InvalidTransition, NotFound, ValidationFailed
+from procengine.errors import InvalidTransition, NotFound, ProcEngineError, ValidationFailed
 
 NOW = "2024-05-01T12:00:00.000Z"
 
@@ -152,6 +156,25 @@ class FakeEngine:
         if request.idempotencyKey is not None:
             self.idempotency[(caller.tenant, request.idempotencyKey)] = execution.execution_id
         return self._start_result(execution), True
+
+    async def start_many(self, caller: Caller, request: BatchStartRequest) -> BatchStartResult:
+        self._record("start_many", caller, request)
+        items = []
+        for index, start in enumerate(request.items):
+            try:
+                result, created = await self.start_execution(caller, start)
+            except ProcEngineError as exc:
+                error = BatchItemError(code=exc.code, message=exc.message, status=exc.status, details=exc.details)
+                items.append(BatchStartItem(index=index, outcome="failed", error=error))
+                continue
+            outcome = "started" if created else "existing"
+            items.append(BatchStartItem(index=index, outcome=outcome, **result.model_dump()))
+        return BatchStartResult(
+            items=items,
+            started=sum(i.outcome == "started" for i in items),
+            existing=sum(i.outcome == "existing" for i in items),
+            failed=sum(i.outcome == "failed" for i in items),
+        )
 
     @staticmethod
     def _start_result(execution: FakeExecution) -> StartResult:
