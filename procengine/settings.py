@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from procengine.runtime.collector import parse_thresholds
 from procengine.store.redis_url import RedisTls, parse_redis_url
 
 
@@ -115,6 +116,15 @@ class Settings(BaseSettings):
     replicated: once a replica has it too (WAIT 1 after every transition and checkpoint)."""
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """auto: uvloop where it is installed (a dependency except on Windows), else asyncio's own loop."""
+    gc_thresholds: str = "20000,20,20"
+    """Python's garbage-collector thresholds for `serve` (runtime/collector.py says why they are not Python's
+    700,10,10); "default" keeps Python's own."""
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _check_gc_thresholds(cls, value: str) -> str:
+        parse_thresholds(value)  # ValueError names what is wrong
+        return value
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from procengine.cli.commands import add_commands, grouped_help
 from procengine.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from procengine.errors import ProcEngineError, StoreFailed, StoreUnreachable
 from procengine.runtime import logs
+from procengine.runtime.collector import parse_thresholds, set_thresholds
 from procengine.runtime.event_loop import event_loop_factory
 from procengine.settings import Settings, parse_token_pairs
 
@@ -263,6 +264,7 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, settings.log_format)
     from procengine.cli import serve as server  # lazily: `inspect` and `--help` need neither aiohttp nor the engine
 
+    set_thresholds(parse_thresholds(settings.gc_thresholds))
     try:
         loop_factory = event_loop_factory(settings.event_loop)
     except ImportError as exc:

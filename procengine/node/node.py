@@ -80,6 +80,7 @@ from procengine.node.starting import BatchStarts
 from procengine.node.steps import StepControls
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
+from procengine.runtime.collector import observe_pauses
 from procengine.runtime.metrics import Metrics, sample_loop_lag
 from procengine.settings import Settings
 from procengine.statuses import FINAL_STATUSES, Status
@@ -195,6 +196,8 @@ class Node(StepControls):
         with store_errors():
             await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
         await self.health.start()
+        gc_pause = self.metrics.gc_pause
+        self._stop_gc_watch = observe_pauses(lambda generation, s: gc_pause.labels(str(generation)).observe(s))
         self._background = [
             asyncio.create_task(
                 self.health.watch_forever(self.registry.highest, self.registry.stop_all), name="health"
@@ -222,6 +225,7 @@ class Node(StepControls):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background = []
+        self._stop_gc_watch()
         await self.registry.stop_all()
         await self.store.aclose()
         await self.probe.aclose()

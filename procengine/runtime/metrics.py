@@ -80,6 +80,14 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "procengine_gc_pause_seconds",
+            "How long each run of Python's cyclic garbage collector held the process, by generation (2: a full "
+            "collection, which walks every live object; PROCENGINE_GC_THRESHOLDS sets how often they run).",
+            ["generation"],
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
 
     def element_duration(self, element_type: str, outcome: str) -> Histogram:
         """The element duration histogram of one type and outcome (looked up once: labels() takes a lock)."""

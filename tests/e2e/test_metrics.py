@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from procengine.node.node import Node
@@ -50,3 +51,6 @@ async def test_a_scrape_shows_executions_elements_and_checkpoints(api_a: Api, cl
     assert sample(text, "procengine_active_actors") >= 0
     assert "procengine_redis_errors_total" in text and "procengine_control_messages_total" in text
     assert "procengine_event_loop_lag_seconds_bucket" in text  # the node's sampler runs from its start
+    gc.collect(2)  # the node observes every collection while it runs
+    text = await (await client.get("/metrics")).text()
+    assert sample(text, 'procengine_gc_pause_seconds_count{generation="2"}') >= 1
