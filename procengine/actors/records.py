@@ -11,8 +11,9 @@ from procengine.api.service import Caller
 from procengine.engine.lanes import is_branch
 from procengine.engine.outcomes import ElementEvent, ElementFailed
 from procengine.engine.state import ExecutionState, StackEntry
+from procengine.engine.stored import stored_memory, stored_stack
 from procengine.runtime.clock import iso
-from procengine.store.codec import FORMAT_VERSION, encode
+from procengine.store.codec import encode
 from procengine.store.executions import BUFFERED_SIGNALS, Commit, LogRecord, Scalar
 
 MAX_ATTEMPTS_KEPT = 20
@@ -202,9 +203,11 @@ def transition_log(
 
 def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: int) -> Commit:
     """The checkpoint after an element: stack, memory, counters, threads, element records and log. Notes the
-    memory's encoded size in `state.memory_bytes`."""
+    memory's encoded size in `state.memory_bytes`. The stack and memory are stored without what can be derived
+    (`engine/stored.py`); the version of their format is in them, so the state hash has no `format` field."""
     saved_at = iso(now_ms)
-    memory = encode(state.to_stored_memory_doc(saved_at))  # each output once (see `expand_memory_doc`)
+    # each output once (see `expand_memory_doc`), nothing derived (see `seed_memory`)
+    memory = encode(stored_memory(state.to_stored_memory_doc(saved_at)))
     state.memory_bytes = len(memory)
     execution: dict[str, Scalar] = {"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes}
     if state.memory.signals:  # their counts, for status reads (`CheckpointWriter.write` clears them once taken)
@@ -213,11 +216,10 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     return Commit(
         execution=execution,
         state={
-            "stack": encode(state.to_stack_doc(saved_at)),
+            "stack": encode(stored_stack(state.to_stack_doc(saved_at))),
             "memory": memory,
             "savedAt": saved_at,
             "active": 1,
-            "format": FORMAT_VERSION,
         },
         elements={record_field(event.element_key, event.path): element_record(event) for event in events},
         threads={key: progress.to_doc() for key, progress in state.threads.items()},

@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
+from procengine.engine.stored import seed_memory, seed_stack
 from procengine.errors import CodecError, NoRedis, NotFound
 from procengine.runtime.clock import iso
 from procengine.store.codec import check_format, decode
@@ -208,6 +209,10 @@ def _state(raw: Any) -> dict[str, Any]:
     for name, value in _hash(raw).items():
         field = _text(name)
         state[str(field)] = _decoded(value) if field in _BLOBS else _text(value)
+    # in the seed's shapes, whether stored in them (before issue 21) or without what is derived
+    saved_at = state["savedAt"] if isinstance(state["savedAt"], str) else None
+    state["stack"] = seed_stack(state["stack"], saved_at)
+    state["memory"] = seed_memory(state["memory"], saved_at)
     try:
         check_format(state["format"] if isinstance(state["format"], str) else None)
     except CodecError as exc:

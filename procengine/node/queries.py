@@ -26,6 +26,7 @@ from procengine.api.views import (
 )
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.state import StackEntry, ThreadProgress, expand_memory_doc
+from procengine.engine.stored import seed_memory, seed_stack
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.node.blocked import Blocked, blocked_on, parse_buffered
 from procengine.statuses import Status
@@ -178,12 +179,13 @@ class Queries:
 
     async def state(self, tenant: str, execution_id: int) -> StateView:
         stored = await self._owned(tenant, execution_id)
+        saved_at = stored.state["savedAt"].decode() if "savedAt" in stored.state else None
         return StateView(
             executionID=execution_id,
             active=stored.state.get("active", b"0") == b"1",
-            savedAt=stored.state["savedAt"].decode() if "savedAt" in stored.state else None,
-            stack=_decoded_or_error(stored.state.get("stack")),
-            memory=expand_memory_doc(_decoded_or_error(stored.state.get("memory"))),
+            savedAt=saved_at,
+            stack=seed_stack(_decoded_or_error(stored.state.get("stack")), saved_at),
+            memory=expand_memory_doc(seed_memory(_decoded_or_error(stored.state.get("memory")), saved_at)),
         )
 
     async def list(
@@ -274,7 +276,7 @@ def stack_entries(blob: bytes | None) -> list[StackEntry]:
     """The entries of a stored stack snapshot (none without one); StateCorrupted or CodecError if malformed."""
     if not blob:
         return []
-    doc = decode(blob)
+    doc = seed_stack(decode(blob), None)
     if not isinstance(doc, dict) or not isinstance(doc.get("execution_stack"), list):
         raise StateCorrupted("stack snapshot is not in the expected shape")
     return [StackEntry.from_doc(entry) for entry in doc["execution_stack"]]

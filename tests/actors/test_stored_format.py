@@ -1,0 +1,92 @@
+"""The stack and memory snapshots are stored without what can be derived (issue 21): the state answer shows the
+seed's shapes as before, and an execution written by a version before (the seed's shapes, `format` 1) still loads
+and runs on."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from procengine.api.views import ControlRequest
+from procengine.store.codec import decode, encode
+from tests.support.nodes import CALLER, EngineFactory, start, wait_element, wait_status
+from tests.support.processes import definition
+
+PROCESS = definition(
+    {"key": "init", "type": "set-variable", "set": {"total": "599.99", "ok": "true"}, "next": "w"},
+    {"key": "w", "type": "wait-signal", "signal": "go", "into": "approval", "next": "done"},
+    {"key": "done", "type": "end"},
+)
+
+
+async def test_the_state_answer_keeps_the_seed_shapes(make_engine: EngineFactory) -> None:
+    engine = await make_engine()
+    execution_id = await start(engine, PROCESS, {"order_id": "A-1"})
+    await wait_element(engine, execution_id, "w")
+    await engine.pause(CALLER, execution_id, ControlRequest())
+
+    state = await engine.state(CALLER, execution_id)
+    assert state.stack is not None and state.memory is not None
+    [entry] = state.stack["execution_stack"]
+    assert entry["element_key"] == "w" and entry["element_type"] == "wait-signal" and entry["thread_key"] == "main"
+    assert entry["path"] == "main" and entry["attempt"] == 1 and isinstance(entry["started_at_ms"], int)
+    assert state.stack["saved_at"] == state.savedAt and state.stack["stack_depth"] == 1
+    assert set(state.stack) == {"execution_stack", "paused_at_node", "saved_at", "stack_depth", "next_order"}
+    assert state.memory == {
+        "variables": {"order_id": "A-1", "total": 599.99, "ok": True},
+        "node_outputs": {"init": {"status": "success"}},
+        "saved_at": state.savedAt,
+        "variable_count": 3,
+        "signals": {},
+    }
+
+
+async def test_an_execution_written_in_the_format_before_loads_and_runs_on(
+    make_engine: EngineFactory, redis: Redis
+) -> None:
+    engine = await make_engine(passivate_after_ms=50)
+    execution_id = await start(engine, PROCESS, {"order_id": "A-1"})
+    await wait_element(engine, execution_id, "w")
+    await engine.pause(CALLER, execution_id, ControlRequest())
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    await actor.stopped.wait()  # passivated: the next request loads the execution from Redis
+    key = engine.keys.execution(execution_id).state
+    [now] = decode(await redis.hget(key, "stack"))["s"]
+    saved_at = (await redis.hget(key, "savedAt")).decode()
+    # the state hash as the engine before issue 21 wrote it: the seed's shapes, everything spelled out, `format` 1
+    old_stack = {
+        "execution_stack": [
+            {
+                "element_id": now["i"],
+                "element_key": "w",
+                "element_type": "wait-signal",
+                "execution_order": now["o"],
+                "thread_key": "main",
+                "path": "main",
+                "attempt": 1,
+                "started_at_ms": now["s"],
+            }
+        ],
+        "paused_at_node": now["i"],
+        "saved_at": saved_at,
+        "stack_depth": 1,
+        "next_order": now["o"] + 1,
+    }
+    old_memory = {
+        "variables": {"order_id": "A-1", "total": 599.99, "ok": True},
+        "node_outputs": {"init": {"status": "success"}},
+        "saved_at": saved_at,
+        "variable_count": 3,
+        "signals": {},
+    }
+    await redis.hset(key, mapping={"stack": encode(old_stack), "memory": encode(old_memory), "format": "1"})
+    state = await engine.state(CALLER, execution_id)
+    assert (state.stack, state.memory) == (old_stack, old_memory)
+    await engine.resume(CALLER, execution_id, ControlRequest())
+    await engine.signal(CALLER, execution_id, "go", {"yes": 1})
+
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    memory = (await engine.state(CALLER, execution_id)).memory
+    assert memory is not None
+    assert memory["variables"] == {"order_id": "A-1", "total": 599.99, "ok": True, "approval": {"yes": 1}}
+    assert memory["variable_count"] == 4
