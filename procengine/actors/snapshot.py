@@ -11,6 +11,7 @@ from procengine.errors import CodecError, StateCorrupted
 from procengine.statuses import Status
 from procengine.store.codec import check_format, decode
 from procengine.store.executions import StoredExecution
+from procengine.store.stored_records import thread_doc
 
 
 def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionState:
@@ -28,7 +29,7 @@ def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionSt
             raw = stored.threads.get(thread.key)
             if raw is None:
                 raise StateCorrupted(f"the record of thread {thread.key!r} is missing")
-            threads[thread.key] = ThreadProgress.from_doc(decode(raw))
+            threads[thread.key] = ThreadProgress.from_doc(thread_doc(thread.key, decode(raw)))
         saved_at = saved_at_of(stored.state)
         stack_doc = seed_stack(_decoded("stack", stack_blob), saved_at)
         memory_doc = seed_memory(_decoded("memory", memory_blob), saved_at)

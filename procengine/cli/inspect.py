@@ -33,6 +33,7 @@ from procengine.store.executions import ExecutionStore, log_time
 from procengine.store.keys import Keys
 from procengine.store.redis_url import RedisTls
 from procengine.store.scripts import Scripts
+from procengine.store.stored_records import element_doc, thread_doc
 
 __all__ = [
     "embedded_redis_url",
@@ -95,8 +96,8 @@ async def inspect_execution(
         "prefix": keys.prefix,
         "execution": fields,
         "state": _state(raw_state),
-        "threads": {_text(k): _decoded(v) for k, v in sorted(_hash(raw_threads).items())},
-        "elements": {_text(k): _decoded(v) for k, v in sorted(_hash(raw_elements).items())},
+        "threads": {_text(k): thread_doc(str(_text(k)), _decoded(v)) for k, v in sorted(_hash(raw_threads).items())},
+        "elements": {_text(k): element_doc(str(_text(k)), _decoded(v)) for k, v in sorted(_hash(raw_elements).items())},
         "log": _log(raw_log, log_count),
         "logLength": log_length if isinstance(log_length, int) else _error(log_length),
         "keys": key_types,

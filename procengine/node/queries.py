@@ -33,6 +33,7 @@ from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.codec import decode
 from procengine.store.executions import ExecutionStore, StoredExecution
+from procengine.store.stored_records import thread_doc
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Queries:
         stored = await self._owned(tenant, execution_id, with_state=False, state_fields=("stack", "savedAt"))
         check_fields(execution_id, stored.fields)  # a hash edited by hand is 409 naming the field, not a 500
         try:
-            threads = [decode(raw) for raw in stored.threads.values()]
+            threads = [thread_doc(key, decode(raw)) for key, raw in stored.threads.items()]
             doc = status_doc(execution_id, stored.fields, threads)
         except (CodecError, KeyError, TypeError, ValueError, RecursionError) as exc:
             why = exc.message if isinstance(exc, CodecError) else repr(exc)[:300]

@@ -1,6 +1,6 @@
-"""The stack and memory snapshots are stored without what can be derived (issue 21): the state answer shows the
-seed's shapes as before, and an execution written by a version before (the seed's shapes, `format` 1) still loads
-and runs on."""
+"""The stack and memory snapshots, the element and thread records are stored without what can be derived (issue 21):
+the answers show the same shapes as before, and an execution written by a version before (the seed's shapes and
+`format` 1, records with their documented names and ISO times) still loads and runs on."""
 
 from __future__ import annotations
 
@@ -80,8 +80,47 @@ async def test_an_execution_written_in_the_format_before_loads_and_runs_on(
         "signals": {},
     }
     await redis.hset(key, mapping={"stack": encode(old_stack), "memory": encode(old_memory), "format": "1"})
+    [thread_id] = [
+        decode(raw)["i"] for raw in (await redis.hgetall(engine.keys.execution(execution_id).threads)).values()
+    ]
+    old_thread = {
+        "threadExecutionID": thread_id,
+        "processThreadID": 1,
+        "threadKey": "main",
+        "totalNodes": 3,
+        "completedNodes": 1,
+        "failedNodes": 0,
+        "status": "running",
+    }
+    old_records = {
+        "init": {
+            "key": "init",
+            "type": "set-variable",
+            "threadKey": "main",
+            "attempts": 1,
+            "startedAt": "2026-12-07T18:32:05.225Z",
+            "status": "completed",
+            "stoppedAt": "2026-12-07T18:32:05.225Z",
+        },
+        "w": {
+            "key": "w",
+            "type": "wait-signal",
+            "threadKey": "main",
+            "attempts": 1,
+            "startedAt": "2026-12-07T18:32:05.226Z",
+            "status": "running",
+        },
+    }
+    keys = engine.keys.execution(execution_id)
+    await redis.hset(keys.threads, "main", encode(old_thread))
+    await redis.hset(keys.elements, mapping={name: encode(record) for name, record in old_records.items()})
+
     state = await engine.state(CALLER, execution_id)
     assert (state.stack, state.memory) == (old_stack, old_memory)
+    status = await engine.status(CALLER, execution_id)
+    assert status.status == "paused"
+    elements = {item.key: item for item in (await engine.elements(CALLER, execution_id)).items}
+    assert elements["init"].status == "completed" and elements["init"].startedAt == "2026-12-07T18:32:05.225Z"
     await engine.resume(CALLER, execution_id, ControlRequest())
     await engine.signal(CALLER, execution_id, "go", {"yes": 1})
 
@@ -90,3 +129,7 @@ async def test_an_execution_written_in_the_format_before_loads_and_runs_on(
     assert memory is not None
     assert memory["variables"] == {"order_id": "A-1", "total": 599.99, "ok": True, "approval": {"yes": 1}}
     assert memory["variable_count"] == 4
+    elements = {item.key: item for item in (await engine.elements(CALLER, execution_id)).items}
+    assert elements["init"].stoppedAt == "2026-12-07T18:32:05.225Z"  # the old record, read as it was
+    assert elements["w"].status == "completed" and elements["done"].status == "completed"
+    assert (await engine.status(CALLER, execution_id)).progress.completedNodes == 3

@@ -72,6 +72,11 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
     assert stack["s"][0]["k"] == "w" and stack["s"][0]["t"] == "wait-signal" and stack["s"][0]["h"] == "main"
     memory = decode(state[b"memory"])
     assert memory == {"variables": {"order_id": "A-1"}, "node_outputs": {}}
+    # element and thread records: short names, times in epoch ms, nothing their field already says
+    record = decode(await redis.hget(f"{prefix}:exec:{{1}}:elements", "w"))
+    assert record == {"t": "wait-signal", "h": "main", "s": stack["s"][0]["s"], "st": "running"}
+    thread = decode(await redis.hget(f"{prefix}:exec:{{1}}:threads", "main"))
+    assert set(thread) == {"i", "p", "n", "c", "st"} and thread["st"] == "running"
     assert await redis.hget(f"{prefix}:statuses", "paused") == b"2"
 
 
