@@ -181,12 +181,12 @@ async def _no_actors(client: Client) -> bool:
 
 
 async def _all_waiting(redis: Any, keys: Keys, ids: list[int]) -> bool:
-    """Every execution has completed its set-variable element (and so waits for the signal)."""
+    """Every execution has completed its set-variable element and started its wait (its record is there)."""
     async with redis.pipeline(transaction=False) as pipe:
         for execution_id in ids:
-            pipe.hget(keys.execution(execution_id).execution, "completedNodes")
+            pipe.hexists(keys.execution(execution_id).elements, "wait")
         done = await pipe.execute()
-    return all(value == b"1" for value in done)
+    return all(done)
 
 
 async def _statuses(redis: Any, keys: Keys, ids: list[int]) -> dict[str, int]:

@@ -209,7 +209,8 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     # each output once (see `expand_memory_doc`), nothing derived (see `seed_memory`)
     memory = encode(stored_memory(state.to_stored_memory_doc(saved_at)))
     state.memory_bytes = len(memory)
-    execution: dict[str, Scalar] = {"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes}
+    # no completedNodes / failedNodes: the sums of the thread records' (`queries.status_doc`), written beside
+    execution: dict[str, Scalar] = {}
     if state.memory.signals:  # their counts, for status reads (`CheckpointWriter.write` clears them once taken)
         counts = {name: len(kept) for name, kept in sorted(state.memory.signals.items()) if kept}
         execution[BUFFERED_SIGNALS] = json.dumps(counts, separators=(",", ":"))

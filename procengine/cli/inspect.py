@@ -379,11 +379,18 @@ def _header(view: dict[str, Any], execution: dict[str, Any]) -> list[str]:
     def get(name: str) -> str:
         return _cell(execution.get(name))
 
+    def nodes(name: str) -> str:  # the sum of the thread records' (executions written before have it in the hash)
+        threads = view.get("threads")
+        counts = [t.get(name) for t in threads.values()] if isinstance(threads, dict) and threads else []
+        if counts and all(isinstance(count, int) for count in counts):
+            return str(sum(counts))
+        return get(name)
+
     lines = [
         f"execution {view['executionID']}  {get('status')}  {get('processKey')} v{get('processVersion')} "
         f"(process {get('processID')})  tenant {get('tenant')}  owner {get('owner')} epoch {get('epoch')}",
         f"  started {get('startedAt')}  stopped {get('stoppedAt')}",
-        f"  nodes {get('completedNodes')} completed, {get('failedNodes')} failed of {get('totalNodes')}",
+        f"  nodes {nodes('completedNodes')} completed, {nodes('failedNodes')} failed of {get('totalNodes')}",
     ]
     moments = [f"{name} {get(name)}" for name in ("pausedAt", "resumedAt", "cancelledAt") if execution.get(name)]
     if execution.get("pausedDurationMs") not in (None, "", "0"):

@@ -296,15 +296,21 @@ def _decoded_or_error(blob: bytes | None) -> dict[str, Any] | None:
 def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Iterable[Any]) -> dict[str, Any]:
     """Everything of the status answer but the duration, from the execution hash and the thread records.
 
-    It changes only when the execution is written, so a live actor keeps it between writes."""
+    It changes only when the execution is written, so a live actor keeps it between writes. The completed and
+    failed nodes are the sums of the threads' (the hash holds them no more: only executions written before do, and
+    a hash without thread records, edited by hand, is read from them)."""
     status = Status(fields["status"])
+    threads = sorted((ThreadProgress.from_doc(record) for record in thread_records), key=lambda t: t.process_thread_id)
     total = int(fields.get("totalNodes", 0))
-    completed = int(fields.get("completedNodes", 0))
+    if threads:
+        completed = sum(t.completed_nodes for t in threads)
+        failed = sum(t.failed_nodes for t in threads)
+    else:
+        completed, failed = int(fields.get("completedNodes", 0)), int(fields.get("failedNodes", 0))
     if status is Status.COMPLETED or total == 0:
         percentage = 100.0 if status is Status.COMPLETED else 0.0
     else:
         percentage = min(round(completed / total * 100, 2), 100.0)
-    threads = sorted((ThreadProgress.from_doc(record) for record in thread_records), key=lambda t: t.process_thread_id)
     return {
         "executionID": execution_id,
         "processID": int(fields["processID"]),
@@ -315,7 +321,7 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
         "progress": {
             "totalNodes": total,
             "completedNodes": completed,
-            "failedNodes": int(fields.get("failedNodes", 0)),
+            "failedNodes": failed,
             "percentage": percentage,
         },
         "timing": {

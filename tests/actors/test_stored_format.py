@@ -114,6 +114,7 @@ async def test_an_execution_written_in_the_format_before_loads_and_runs_on(
     keys = engine.keys.execution(execution_id)
     await redis.hset(keys.threads, "main", encode(old_thread))
     await redis.hset(keys.elements, mapping={name: encode(record) for name, record in old_records.items()})
+    await redis.hset(keys.execution, mapping={"completedNodes": "1", "failedNodes": "0"})  # now read from the threads
 
     state = await engine.state(CALLER, execution_id)
     assert (state.stack, state.memory) == (old_stack, old_memory)

@@ -63,6 +63,7 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
         execution
     )
     assert (execution["status"], execution["tenant"], execution["owner"]) == ("paused", "default", engine.node_id)
+    assert "completedNodes" not in execution and "failedNodes" not in execution  # the thread records' sums
     assert await redis.type(f"{prefix}:exec:{{1}}:log") == b"stream"
     state = await redis.hgetall(f"{prefix}:exec:{{1}}:state")
     assert set(state) == {b"stack", b"memory", b"savedAt", b"active"}
