@@ -203,10 +203,10 @@ def transition_log(
 
 def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: int) -> Commit:
     """The checkpoint after an element: stack, memory, counters, threads, element records and log. Notes the
-    memory's encoded size in `state.memory_bytes`. The stack and memory are stored without what can be derived
-    (`engine/stored.py`); the version of their format is in them, so the state hash has no `format` field."""
+    memory's encoded size in `state.memory_bytes`. The stack and memory leave out our own fields where they hold
+    their default (`engine/stored.py`); the state hash has no `format` field (absent reads as 1)."""
     saved_at = iso(now_ms)
-    # each output once (see `expand_memory_doc`), nothing derived (see `seed_memory`)
+    # each output once (see `expand_memory_doc`), no empty signals (see `seed_memory`)
     memory = encode(stored_memory(state.to_stored_memory_doc(saved_at)))
     state.memory_bytes = len(memory)
     # no completedNodes / failedNodes: the sums of the thread records' (`queries.status_doc`), written beside

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.state import ExecutionState, ThreadProgress, state_from_docs
-from procengine.engine.stored import seed_memory, seed_stack
 from procengine.errors import CodecError, StateCorrupted
 from procengine.statuses import Status
 from procengine.store.codec import check_format, decode
@@ -30,9 +29,9 @@ def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionSt
             if raw is None:
                 raise StateCorrupted(f"the record of thread {thread.key!r} is missing")
             threads[thread.key] = ThreadProgress.from_doc(thread_doc(thread.key, decode(raw)))
-        saved_at = saved_at_of(stored.state)
-        stack_doc = seed_stack(_decoded("stack", stack_blob), saved_at)
-        memory_doc = seed_memory(_decoded("memory", memory_blob), saved_at)
+        # our fields left out at their default (engine/stored.py) are read as such by `state_from_docs`
+        stack_doc = _decoded("stack", stack_blob)
+        memory_doc = _decoded("memory", memory_blob)
         state = state_from_docs(stack_doc, memory_doc, threads)
         state.memory_bytes = len(memory_blob)
     except CodecError as exc:
@@ -69,12 +68,6 @@ def check_fields(execution_id: int, fields: Mapping[str, str]) -> Status:
     if not fields.get("tenant"):
         raise StateCorrupted(f"execution {execution_id}: its field tenant is missing")
     return status
-
-
-def saved_at_of(state: Mapping[str, bytes]) -> str | None:
-    """The state hash's `savedAt` (the `saved_at` of the stack and memory snapshots in the seed's shapes)."""
-    raw = state.get("savedAt")
-    return raw.decode(errors="replace") if raw else None
 
 
 def _decoded(name: str, blob: bytes) -> object:

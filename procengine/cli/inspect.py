@@ -210,10 +210,9 @@ def _state(raw: Any) -> dict[str, Any]:
     for name, value in _hash(raw).items():
         field = _text(name)
         state[str(field)] = _decoded(value) if field in _BLOBS else _text(value)
-    # in the seed's shapes, whether stored in them (before issue 21) or without what is derived
-    saved_at = state["savedAt"] if isinstance(state["savedAt"], str) else None
-    state["stack"] = seed_stack(state["stack"], saved_at)
-    state["memory"] = seed_memory(state["memory"], saved_at)
+    # with our fields that are left out at their default (engine/stored.py) shown
+    state["stack"] = seed_stack(state["stack"])
+    state["memory"] = seed_memory(state["memory"])
     try:
         check_format(state["format"] if isinstance(state["format"], str) else None)
     except CodecError as exc:

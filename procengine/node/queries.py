@@ -180,13 +180,12 @@ class Queries:
 
     async def state(self, tenant: str, execution_id: int) -> StateView:
         stored = await self._owned(tenant, execution_id)
-        saved_at = stored.state["savedAt"].decode() if "savedAt" in stored.state else None
         return StateView(
             executionID=execution_id,
             active=stored.state.get("active", b"0") == b"1",
-            savedAt=saved_at,
-            stack=seed_stack(_decoded_or_error(stored.state.get("stack")), saved_at),
-            memory=expand_memory_doc(seed_memory(_decoded_or_error(stored.state.get("memory")), saved_at)),
+            savedAt=stored.state["savedAt"].decode() if "savedAt" in stored.state else None,
+            stack=seed_stack(_decoded_or_error(stored.state.get("stack"))),
+            memory=expand_memory_doc(seed_memory(_decoded_or_error(stored.state.get("memory")))),
         )
 
     async def list(
@@ -277,7 +276,7 @@ def stack_entries(blob: bytes | None) -> list[StackEntry]:
     """The entries of a stored stack snapshot (none without one); StateCorrupted or CodecError if malformed."""
     if not blob:
         return []
-    doc = seed_stack(decode(blob), None)
+    doc = decode(blob)
     if not isinstance(doc, dict) or not isinstance(doc.get("execution_stack"), list):
         raise StateCorrupted("stack snapshot is not in the expected shape")
     return [StackEntry.from_doc(entry) for entry in doc["execution_stack"]]

@@ -1,6 +1,8 @@
-"""The stack and memory snapshots, the element and thread records are stored without what can be derived (issue 21):
-the answers show the same shapes as before, and an execution written by a version before (the seed's shapes and
-`format` 1, records with their documented names and ISO times) still loads and runs on."""
+"""Stored without what can be derived or what holds its default (issue 21): the stack and memory snapshots (our own
+fields at their default), the element and thread records (short names, ms times), the execution hash (no node
+counts). The answers show the same shapes as before, and an execution written by a version before (every field
+written out, `format` 1, records with their documented names and ISO times, node counts in the hash) still loads
+and runs on."""
 
 from __future__ import annotations
 
@@ -51,26 +53,26 @@ async def test_an_execution_written_in_the_format_before_loads_and_runs_on(
     assert actor is not None
     await actor.stopped.wait()  # passivated: the next request loads the execution from Redis
     key = engine.keys.execution(execution_id).state
-    [now] = decode(await redis.hget(key, "stack"))["s"]
+    [now] = decode(await redis.hget(key, "stack"))["execution_stack"]
     saved_at = (await redis.hget(key, "savedAt")).decode()
     # the state hash as the engine before issue 21 wrote it: the seed's shapes, everything spelled out, `format` 1
     old_stack = {
         "execution_stack": [
             {
-                "element_id": now["i"],
+                "element_id": now["element_id"],
                 "element_key": "w",
                 "element_type": "wait-signal",
-                "execution_order": now["o"],
+                "execution_order": now["execution_order"],
                 "thread_key": "main",
                 "path": "main",
                 "attempt": 1,
-                "started_at_ms": now["s"],
+                "started_at_ms": now["started_at_ms"],
             }
         ],
-        "paused_at_node": now["i"],
+        "paused_at_node": now["element_id"],
         "saved_at": saved_at,
         "stack_depth": 1,
-        "next_order": now["o"] + 1,
+        "next_order": now["execution_order"] + 1,
     }
     old_memory = {
         "variables": {"order_id": "A-1", "total": 599.99, "ok": True},

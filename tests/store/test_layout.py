@@ -67,15 +67,23 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
     assert await redis.type(f"{prefix}:exec:{{1}}:log") == b"stream"
     state = await redis.hgetall(f"{prefix}:exec:{{1}}:state")
     assert set(state) == {b"stack", b"memory", b"savedAt", b"active"}
-    # stored without what is derived, the stack's fields named briefly (docs/redis-keys.md, engine/stored.py)
+    # the seed's shapes, every seed field there; our own fields left out at their default (engine/stored.py)
     stack = decode(state[b"stack"])
-    assert set(stack) == {"s", "n", "p"} and len(stack["s"]) == 1
-    assert stack["s"][0]["k"] == "w" and stack["s"][0]["t"] == "wait-signal" and stack["s"][0]["h"] == "main"
+    assert set(stack) == {"execution_stack", "paused_at_node", "saved_at", "stack_depth", "next_order"}
+    [entry] = stack["execution_stack"]
+    assert (entry["element_key"], entry["element_type"], entry["thread_key"], stack["stack_depth"]) == (
+        "w",
+        "wait-signal",
+        "main",
+        1,
+    )
+    assert {"element_id", "execution_order", "started_at_ms"} <= set(entry) and "path" not in entry
     memory = decode(state[b"memory"])
-    assert memory == {"variables": {"order_id": "A-1"}, "node_outputs": {}}
+    assert memory["variables"] == {"order_id": "A-1"} and memory["variable_count"] == 1
+    assert set(memory) == {"variables", "node_outputs", "saved_at", "variable_count"}  # no empty signals
     # element and thread records: short names, times in epoch ms, nothing their field already says
     record = decode(await redis.hget(f"{prefix}:exec:{{1}}:elements", "w"))
-    assert record == {"t": "wait-signal", "h": "main", "s": stack["s"][0]["s"], "st": "running"}
+    assert record == {"t": "wait-signal", "h": "main", "s": entry["started_at_ms"], "st": "running"}
     thread = decode(await redis.hget(f"{prefix}:exec:{{1}}:threads", "main"))
     assert set(thread) == {"i", "p", "n", "c", "st"} and thread["st"] == "running"
     assert await redis.hget(f"{prefix}:statuses", "paused") == b"2"
