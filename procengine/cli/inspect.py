@@ -33,7 +33,7 @@ from procengine.store.executions import ExecutionStore, log_time
 from procengine.store.keys import Keys
 from procengine.store.redis_url import RedisTls
 from procengine.store.scripts import Scripts
-from procengine.store.stored_records import element_doc, thread_doc
+from procengine.store.stored_records import detail_doc, element_doc, thread_doc
 
 __all__ = [
     "embedded_redis_url",
@@ -229,7 +229,7 @@ def _log(raw: Any, count: int) -> list[dict[str, Any]] | dict[str, str]:
         for name, value in values.items():
             field = str(_text(name))
             if field == "detail":
-                entry["detail"] = _decoded(value) if value else {}
+                entry["detail"] = detail_doc(_decoded(value)) if value else {}
             elif field == "at":
                 entry["at"] = log_time(str(_text(value))) or None
             else:

@@ -10,6 +10,11 @@ text, and leaves out what its hash field already says:
 
 `element_doc` and `thread_doc` give the documented map back, from this or from what versions before wrote (the
 documented map itself, told apart by `status` / `threadKey`).
+
+A log entry's `detail` is stored with its most frequent top-level names shortened (`DETAIL_NAMES`: who, why, the
+request, the transition, the lane); `detail_doc` gives them back. Only top-level names are ever shortened (values,
+such as a patch of variables or an element's output, are stored as they are), and no detail the engine writes has
+a top-level name that is one of the short ones, so a detail written before reads as it is.
 """
 
 from __future__ import annotations
@@ -47,7 +52,26 @@ THREAD_NAMES = {
     "status": "st",
 }
 """A thread record's field -> its stored name (`threadKey` is not stored: the hash field is the thread's key)."""
+DETAIL_NAMES = {
+    "from": "f",
+    "to": "t",
+    "by": "b",
+    "reason": "r",
+    "requestId": "q",
+    "thread": "h",
+    "path": "p",
+    "attempt": "a",
+    "error": "er",
+    "errorType": "et",
+    "retryAt": "ra",
+    "processID": "pi",
+    "processVersion": "pv",
+    "inflight": "n",
+    "interrupted": "i",
+}
+"""A log entry detail's top-level name -> its stored name (the others are stored as they are)."""
 _ELEMENT_FIELDS = {short: name for name, short in ELEMENT_NAMES.items()}
+_DETAIL_FIELDS = {short: name for name, short in DETAIL_NAMES.items()}
 _THREAD_FIELDS = {short: name for name, short in THREAD_NAMES.items()}
 
 
@@ -96,6 +120,18 @@ def thread_doc(key: str, stored: Any) -> Any:
     doc.update((_THREAD_FIELDS.get(short, short), value) for short, value in stored.items())
     doc.setdefault("failedNodes", 0)
     return doc
+
+
+def stored_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """What is stored of a log entry's detail."""
+    return {DETAIL_NAMES.get(name, name): value for name, value in detail.items()}
+
+
+def detail_doc(stored: Any) -> Any:
+    """A log entry's detail with its documented names; what is not a map as it is."""
+    if not isinstance(stored, dict):
+        return stored
+    return {_DETAIL_FIELDS.get(name, name): value for name, value in stored.items()}
 
 
 def element_key_of(field: str) -> str:

@@ -65,6 +65,15 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
     assert (execution["status"], execution["tenant"], execution["owner"]) == ("paused", "default", engine.node_id)
     assert "completedNodes" not in execution and "failedNodes" not in execution  # the thread records' sums
     assert await redis.type(f"{prefix}:exec:{{1}}:log") == b"stream"
+    entries = await redis.xrange(f"{prefix}:exec:{{1}}:log")
+    assert [set(fields) for _, fields in entries] == [{b"at", b"event", b"elementKey", b"detail"}] * len(entries)
+    paused = decode(entries[-1][1][b"detail"])  # its detail's frequent names short (store/stored_records.py)
+    assert (entries[-1][1][b"event"], paused["f"], paused["t"], paused["b"]) == (
+        b"paused",
+        "running",
+        "paused",
+        "default",
+    )
     state = await redis.hgetall(f"{prefix}:exec:{{1}}:state")
     assert set(state) == {b"stack", b"memory", b"savedAt", b"active"}
     # the seed's shapes, every seed field there; our own fields left out at their default (engine/stored.py)

@@ -1,12 +1,24 @@
 """Element and thread records are stored with short names, times as epoch ms, and without what their hash field
-says; every reader gets the documented map back, from them and from records versions before wrote."""
+says, log details with their frequent top-level names short; every reader gets the documented map back, from them
+and from what versions before wrote."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+import procengine
 from procengine.store.codec import decode, encode
-from procengine.store.stored_records import element_doc, stored_element, stored_thread, thread_doc
+from procengine.store.stored_records import (
+    DETAIL_NAMES,
+    detail_doc,
+    element_doc,
+    stored_detail,
+    stored_element,
+    stored_thread,
+    thread_doc,
+)
 
 COMPLETED = {
     "key": "init",
@@ -74,3 +86,31 @@ def test_records_written_before_are_read_as_they_are() -> None:
     assert element_doc("init", _through_redis(COMPLETED)) == COMPLETED
     assert thread_doc("main", _through_redis(THREAD)) == THREAD
     assert element_doc("init", "garbage") == "garbage" and thread_doc("main", [1]) == [1]
+
+
+def test_a_log_detail_keeps_its_names_over_the_api_and_is_stored_short() -> None:
+    detail = {
+        "from": "running",
+        "to": "paused",
+        "by": "tenant-a",
+        "reason": "maintenance",
+        "requestId": "fcb35565725b-29",
+        "inflight": 0,
+        "variables": {"f": 1, "from": 2},  # values are stored as they are, whatever their names
+    }
+    stored = stored_detail(detail)
+    assert stored == {"f": "running", "t": "paused", "b": "tenant-a", "r": "maintenance", "q": "fcb35565725b-29",
+                      "n": 0, "variables": {"f": 1, "from": 2}}  # fmt: skip
+    assert detail_doc(_through_redis(stored)) == detail
+    assert detail_doc(_through_redis(detail)) == detail  # written before: read as it is
+    assert detail_doc("garbage") == "garbage"
+
+
+def test_no_short_detail_name_is_a_name_the_engine_writes() -> None:
+    assert not set(DETAIL_NAMES.values()) & set(DETAIL_NAMES)
+    assert len(set(DETAIL_NAMES.values())) == len(DETAIL_NAMES)
+    written = set()
+    for source in Path(procengine.__file__).parent.rglob("*.py"):
+        written |= set(re.findall(r'detail\["(\w+)"\]', source.read_text()))
+        written |= set(re.findall(r"detail\.update\((\w+)=", source.read_text()))
+    assert written and not written & set(DETAIL_NAMES.values()), written & set(DETAIL_NAMES.values())
