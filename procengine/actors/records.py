@@ -209,8 +209,10 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     # each output once (see `expand_memory_doc`), no empty signals (see `seed_memory`)
     memory = encode(stored_memory(state.to_stored_memory_doc(saved_at)))
     state.memory_bytes = len(memory)
-    # no completedNodes / failedNodes: the sums of the thread records' (`queries.status_doc`), written beside
-    execution: dict[str, Scalar] = {}
+    # no failedNodes: the sum of the thread records' (`queries.status_doc`). completedNodes is that too, but it stays:
+    # commit.lua records the commit token (`lastCommit`: a retried write is not applied twice, takeover.lua sees
+    # that the state it loaded is the latest) only with a write of execution fields, and every checkpoint must.
+    execution: dict[str, Scalar] = {"completedNodes": state.completed_nodes}
     if state.memory.signals:  # their counts, for status reads (`CheckpointWriter.write` clears them once taken)
         counts = {name: len(kept) for name, kept in sorted(state.memory.signals.items()) if kept}
         execution[BUFFERED_SIGNALS] = json.dumps(counts, separators=(",", ":"))

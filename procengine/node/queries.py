@@ -296,8 +296,8 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
     """Everything of the status answer but the duration, from the execution hash and the thread records.
 
     It changes only when the execution is written, so a live actor keeps it between writes. The completed and
-    failed nodes are the sums of the threads' (the hash holds them no more: only executions written before do, and
-    a hash without thread records, edited by hand, is read from them)."""
+    failed nodes are the sums of the threads' (the hash has no failedNodes but in executions written before; a hash
+    without thread records, edited by hand, is read from its fields)."""
     status = Status(fields["status"])
     threads = sorted((ThreadProgress.from_doc(record) for record in thread_records), key=lambda t: t.process_thread_id)
     total = int(fields.get("totalNodes", 0))

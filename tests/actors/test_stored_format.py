@@ -136,3 +136,19 @@ async def test_an_execution_written_in_the_format_before_loads_and_runs_on(
     assert elements["init"].stoppedAt == "2026-12-07T18:32:05.225Z"  # the old record, read as it was
     assert elements["w"].status == "completed" and elements["done"].status == "completed"
     assert (await engine.status(CALLER, execution_id)).progress.completedNodes == 3
+
+
+async def test_every_checkpoint_records_its_commit_token(make_engine: EngineFactory, redis: Redis) -> None:
+    """commit.lua records `lastCommit` only with a write of execution fields: a checkpoint must write one, or a
+    retried checkpoint would be applied twice and takeover.lua could not tell the state it loaded is the latest."""
+    engine = await make_engine()
+    execution_id = await start(engine, PROCESS)
+    await wait_element(engine, execution_id, "w")
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    key = engine.keys.execution(execution_id).execution
+    before = await redis.hget(key, "lastCommit")
+
+    await actor.writer.checkpoint([])
+
+    assert before is not None and await redis.hget(key, "lastCommit") not in (None, before)
