@@ -11,8 +11,9 @@ from procengine.api.service import Caller
 from procengine.engine.lanes import is_branch
 from procengine.engine.outcomes import ElementEvent, ElementFailed
 from procengine.engine.state import ExecutionState, StackEntry
+from procengine.engine.stored import stored_memory, stored_stack
 from procengine.runtime.clock import iso
-from procengine.store.codec import FORMAT_VERSION, encode
+from procengine.store.codec import encode
 from procengine.store.executions import BUFFERED_SIGNALS, Commit, LogRecord, Scalar
 
 MAX_ATTEMPTS_KEPT = 20
@@ -202,22 +203,26 @@ def transition_log(
 
 def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: int) -> Commit:
     """The checkpoint after an element: stack, memory, counters, threads, element records and log. Notes the
-    memory's encoded size in `state.memory_bytes`."""
+    memory's encoded size in `state.memory_bytes`. The stack and memory leave out our own fields where they hold
+    their default (`engine/stored.py`); the state hash has no `format` field (absent reads as 1)."""
     saved_at = iso(now_ms)
-    memory = encode(state.to_stored_memory_doc(saved_at))  # each output once (see `expand_memory_doc`)
+    # each output once (see `expand_memory_doc`), no empty signals (see `seed_memory`)
+    memory = encode(stored_memory(state.to_stored_memory_doc(saved_at)))
     state.memory_bytes = len(memory)
-    execution: dict[str, Scalar] = {"completedNodes": state.completed_nodes, "failedNodes": state.failed_nodes}
+    # no failedNodes: the sum of the thread records' (`queries.status_doc`). completedNodes is that too, but it stays:
+    # commit.lua records the commit token (`lastCommit`: a retried write is not applied twice, takeover.lua sees
+    # that the state it loaded is the latest) only with a write of execution fields, and every checkpoint must.
+    execution: dict[str, Scalar] = {"completedNodes": state.completed_nodes}
     if state.memory.signals:  # their counts, for status reads (`CheckpointWriter.write` clears them once taken)
         counts = {name: len(kept) for name, kept in sorted(state.memory.signals.items()) if kept}
         execution[BUFFERED_SIGNALS] = json.dumps(counts, separators=(",", ":"))
     return Commit(
         execution=execution,
         state={
-            "stack": encode(state.to_stack_doc(saved_at)),
+            "stack": encode(stored_stack(state.to_stack_doc(saved_at))),
             "memory": memory,
             "savedAt": saved_at,
             "active": 1,
-            "format": FORMAT_VERSION,
         },
         elements={record_field(event.element_key, event.path): element_record(event) for event in events},
         threads={key: progress.to_doc() for key, progress in state.threads.items()},

@@ -10,6 +10,7 @@ from procengine.errors import CodecError, StateCorrupted
 from procengine.statuses import Status
 from procengine.store.codec import check_format, decode
 from procengine.store.executions import StoredExecution
+from procengine.store.stored_records import thread_doc
 
 
 def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionState:
@@ -27,7 +28,8 @@ def load_state(stored: StoredExecution, process: CompiledProcess) -> ExecutionSt
             raw = stored.threads.get(thread.key)
             if raw is None:
                 raise StateCorrupted(f"the record of thread {thread.key!r} is missing")
-            threads[thread.key] = ThreadProgress.from_doc(decode(raw))
+            threads[thread.key] = ThreadProgress.from_doc(thread_doc(thread.key, decode(raw)))
+        # our fields left out at their default (engine/stored.py) are read as such by `state_from_docs`
         stack_doc = _decoded("stack", stack_blob)
         memory_doc = _decoded("memory", memory_blob)
         state = state_from_docs(stack_doc, memory_doc, threads)

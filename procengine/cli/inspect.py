@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
+from procengine.engine.stored import seed_memory, seed_stack
 from procengine.errors import CodecError, NoRedis, NotFound
 from procengine.runtime.clock import iso
 from procengine.store.codec import check_format, decode
@@ -32,6 +33,7 @@ from procengine.store.executions import ExecutionStore, log_time
 from procengine.store.keys import Keys
 from procengine.store.redis_url import RedisTls
 from procengine.store.scripts import Scripts
+from procengine.store.stored_records import detail_doc, element_doc, thread_doc
 
 __all__ = [
     "embedded_redis_url",
@@ -94,8 +96,8 @@ async def inspect_execution(
         "prefix": keys.prefix,
         "execution": fields,
         "state": _state(raw_state),
-        "threads": {_text(k): _decoded(v) for k, v in sorted(_hash(raw_threads).items())},
-        "elements": {_text(k): _decoded(v) for k, v in sorted(_hash(raw_elements).items())},
+        "threads": {_text(k): thread_doc(str(_text(k)), _decoded(v)) for k, v in sorted(_hash(raw_threads).items())},
+        "elements": {_text(k): element_doc(str(_text(k)), _decoded(v)) for k, v in sorted(_hash(raw_elements).items())},
         "log": _log(raw_log, log_count),
         "logLength": log_length if isinstance(log_length, int) else _error(log_length),
         "keys": key_types,
@@ -208,6 +210,9 @@ def _state(raw: Any) -> dict[str, Any]:
     for name, value in _hash(raw).items():
         field = _text(name)
         state[str(field)] = _decoded(value) if field in _BLOBS else _text(value)
+    # with our fields that are left out at their default (engine/stored.py) shown
+    state["stack"] = seed_stack(state["stack"])
+    state["memory"] = seed_memory(state["memory"])
     try:
         check_format(state["format"] if isinstance(state["format"], str) else None)
     except CodecError as exc:
@@ -224,7 +229,7 @@ def _log(raw: Any, count: int) -> list[dict[str, Any]] | dict[str, str]:
         for name, value in values.items():
             field = str(_text(name))
             if field == "detail":
-                entry["detail"] = _decoded(value) if value else {}
+                entry["detail"] = detail_doc(_decoded(value)) if value else {}
             elif field == "at":
                 entry["at"] = log_time(str(_text(value))) or None
             else:
@@ -373,11 +378,18 @@ def _header(view: dict[str, Any], execution: dict[str, Any]) -> list[str]:
     def get(name: str) -> str:
         return _cell(execution.get(name))
 
+    def nodes(name: str) -> str:  # the sum of the thread records' (executions written before have it in the hash)
+        threads = view.get("threads")
+        counts = [t.get(name) for t in threads.values()] if isinstance(threads, dict) and threads else []
+        if counts and all(isinstance(count, int) for count in counts):
+            return str(sum(counts))
+        return get(name)
+
     lines = [
         f"execution {view['executionID']}  {get('status')}  {get('processKey')} v{get('processVersion')} "
         f"(process {get('processID')})  tenant {get('tenant')}  owner {get('owner')} epoch {get('epoch')}",
         f"  started {get('startedAt')}  stopped {get('stoppedAt')}",
-        f"  nodes {get('completedNodes')} completed, {get('failedNodes')} failed of {get('totalNodes')}",
+        f"  nodes {nodes('completedNodes')} completed, {nodes('failedNodes')} failed of {get('totalNodes')}",
     ]
     moments = [f"{name} {get(name)}" for name in ("pausedAt", "resumedAt", "cancelledAt") if execution.get(name)]
     if execution.get("pausedDurationMs") not in (None, "", "0"):

@@ -26,12 +26,14 @@ from procengine.api.views import (
 )
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.state import StackEntry, ThreadProgress, expand_memory_doc
+from procengine.engine.stored import seed_memory, seed_stack
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.node.blocked import Blocked, blocked_on, parse_buffered
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.codec import decode
 from procengine.store.executions import ExecutionStore, StoredExecution
+from procengine.store.stored_records import thread_doc
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class Queries:
         stored = await self._owned(tenant, execution_id, with_state=False, state_fields=("stack", "savedAt"))
         check_fields(execution_id, stored.fields)  # a hash edited by hand is 409 naming the field, not a 500
         try:
-            threads = [decode(raw) for raw in stored.threads.values()]
+            threads = [thread_doc(key, decode(raw)) for key, raw in stored.threads.items()]
             doc = status_doc(execution_id, stored.fields, threads)
         except (CodecError, KeyError, TypeError, ValueError, RecursionError) as exc:
             why = exc.message if isinstance(exc, CodecError) else repr(exc)[:300]
@@ -182,8 +184,8 @@ class Queries:
             executionID=execution_id,
             active=stored.state.get("active", b"0") == b"1",
             savedAt=stored.state["savedAt"].decode() if "savedAt" in stored.state else None,
-            stack=_decoded_or_error(stored.state.get("stack")),
-            memory=expand_memory_doc(_decoded_or_error(stored.state.get("memory"))),
+            stack=seed_stack(_decoded_or_error(stored.state.get("stack"))),
+            memory=expand_memory_doc(seed_memory(_decoded_or_error(stored.state.get("memory")))),
         )
 
     async def list(
@@ -293,15 +295,21 @@ def _decoded_or_error(blob: bytes | None) -> dict[str, Any] | None:
 def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Iterable[Any]) -> dict[str, Any]:
     """Everything of the status answer but the duration, from the execution hash and the thread records.
 
-    It changes only when the execution is written, so a live actor keeps it between writes."""
+    It changes only when the execution is written, so a live actor keeps it between writes. The completed and
+    failed nodes are the sums of the threads' (the hash has no failedNodes but in executions written before; a hash
+    without thread records, edited by hand, is read from its fields)."""
     status = Status(fields["status"])
+    threads = sorted((ThreadProgress.from_doc(record) for record in thread_records), key=lambda t: t.process_thread_id)
     total = int(fields.get("totalNodes", 0))
-    completed = int(fields.get("completedNodes", 0))
+    if threads:
+        completed = sum(t.completed_nodes for t in threads)
+        failed = sum(t.failed_nodes for t in threads)
+    else:
+        completed, failed = int(fields.get("completedNodes", 0)), int(fields.get("failedNodes", 0))
     if status is Status.COMPLETED or total == 0:
         percentage = 100.0 if status is Status.COMPLETED else 0.0
     else:
         percentage = min(round(completed / total * 100, 2), 100.0)
-    threads = sorted((ThreadProgress.from_doc(record) for record in thread_records), key=lambda t: t.process_thread_id)
     return {
         "executionID": execution_id,
         "processID": int(fields["processID"]),
@@ -312,7 +320,7 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
         "progress": {
             "totalNodes": total,
             "completedNodes": completed,
-            "failedNodes": int(fields.get("failedNodes", 0)),
+            "failedNodes": failed,
             "percentage": percentage,
         },
         "timing": {

@@ -20,6 +20,7 @@ from procengine.store.failures import counter_failure, translated
 from procengine.store.indexes import Indexed, IndexOp, parse_removal_note, removed
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
+from procengine.store.stored_records import detail_doc, element_doc, stored_detail, stored_element, stored_thread
 
 Scalar = str | int | float | bytes
 
@@ -192,9 +193,9 @@ class ExecutionStore:
             _pairs(commit.execution),
             _pairs(commit.state),
             commit.state_delete,
-            [part for name, record in commit.elements.items() for part in (name, encode(record))],
-            [part for name, record in commit.threads.items() for part in (name, encode(record))],
-            [[str(e.at_ms), e.event, e.element_key or "", encode(e.detail)] for e in commit.log],
+            [part for name, record in commit.elements.items() for part in (name, encode(stored_element(name, record)))],
+            [part for name, record in commit.threads.items() for part in (name, encode(stored_thread(name, record)))],
+            [[str(e.at_ms), e.event, e.element_key or "", encode(stored_detail(e.detail))] for e in commit.log],
             1 if commit.compact_log else 0,
             -1 if commit.persist else commit.expire_ms or 0,
         ]
@@ -254,7 +255,7 @@ class ExecutionStore:
         if log is None:
             args += ["", "", ""]
         else:
-            args += [str(log.at_ms), log.event, encode(log.detail)]
+            args += [str(log.at_ms), log.event, encode(stored_detail(log.detail))]
         if expected_commit is not None:
             args.append(expected_commit)
         reply = await self.scripts.takeover(keys=[keys.execution, keys.log], args=args)
@@ -297,13 +298,15 @@ class ExecutionStore:
     @translated
     async def elements(self, execution_id: int) -> dict[str, Any]:
         raw: Any = await self.redis.hgetall(self.keys.execution(execution_id).elements)
-        return {k.decode(): decode(v) for k, v in raw.items()}
+        return {k.decode(): element_doc(k.decode(), decode(v)) for k, v in raw.items()}
 
     @translated
     async def element_records(self, execution_id: int, names: list[str]) -> dict[str, Any]:
         """The element records of these names that exist, decoded (CodecError if one does not decode)."""
         raw: Any = await self.redis.hmget(self.keys.execution(execution_id).elements, names)
-        return {name: decode(value) for name, value in zip(names, raw, strict=True) if value is not None}
+        return {
+            name: element_doc(name, decode(value)) for name, value in zip(names, raw, strict=True) if value is not None
+        }
 
     @translated
     async def log(self, execution_id: int, count: int | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -448,7 +451,7 @@ def _log_entry(entry_id: Any, values: Any) -> tuple[str, dict[str, Any]]:
             "at": log_time(fields.get("at", b"").decode()),
             "event": fields.get("event", b"").decode(),
             "elementKey": fields.get("elementKey", b"").decode() or None,
-            "detail": decode(fields["detail"]) if fields.get("detail") else {},
+            "detail": detail_doc(decode(fields["detail"])) if fields.get("detail") else {},
         },
     )
 

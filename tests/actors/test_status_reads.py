@@ -18,6 +18,7 @@ from procengine.runtime.clock import parse_iso
 from procengine.statuses import Status
 from procengine.store.codec import decode
 from procengine.store.executions import Commit
+from procengine.store.stored_records import thread_doc
 from tests.support.nodes import CALLER, start, wait_element, wait_status
 from tests.support.processes import definition
 
@@ -37,7 +38,7 @@ async def _same_as_redis(engine: Node, execution_id: int) -> ExecutionStatusView
     assert stored is not None
     written_by_the_script = {"lastCommit"}  # commit.lua's retry token, not part of the execution
     assert actor.fields == {k: v for k, v in stored.fields.items() if k not in written_by_the_script}
-    assert actor.thread_records == {key: decode(raw) for key, raw in stored.threads.items()}
+    assert actor.thread_records == {key: thread_doc(key, decode(raw)) for key, raw in stored.threads.items()}
     from_actor = await engine.status(CALLER, execution_id)
     from_redis = await engine.queries.status(CALLER.tenant, execution_id)
     redis_view = ExecutionStatusView.model_validate_json(from_redis.json(engine.clock.now_ms()))
@@ -124,7 +125,7 @@ async def test_after_a_write_cancelled_in_flight_status_is_read_from_redis(engin
     await wait_element(engine, execution_id, "w")
     actor = engine.registry.get(execution_id)
     assert actor is not None
-    write = asyncio.create_task(actor._write(Commit(execution={"completedNodes": 42}), expect=Status.RUNNING))
+    write = asyncio.create_task(actor._write(Commit(execution={"totalNodes": 42}), expect=Status.RUNNING))
     await asyncio.sleep(0)  # handed over, waiting for its answer
     write.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -132,6 +133,6 @@ async def test_after_a_write_cancelled_in_flight_status_is_read_from_redis(engin
     await engine.store.aclose()  # the handed-over write lands
 
     assert not actor.copy_known
-    assert actor.fields["completedNodes"] != "42"  # the copy never saw it...
-    assert (await engine.status(CALLER, execution_id)).progress.completedNodes == 42  # ...reads go to Redis
-    assert b'"completedNodes":42' in await engine.status_json(CALLER, execution_id)
+    assert actor.fields["totalNodes"] != "42"  # the copy never saw it...
+    assert (await engine.status(CALLER, execution_id)).progress.totalNodes == 42  # ...reads go to Redis
+    assert b'"totalNodes":42' in await engine.status_json(CALLER, execution_id)

@@ -63,15 +63,38 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
         execution
     )
     assert (execution["status"], execution["tenant"], execution["owner"]) == ("paused", "default", engine.node_id)
+    assert "failedNodes" not in execution  # the thread records' sum
     assert await redis.type(f"{prefix}:exec:{{1}}:log") == b"stream"
+    entries = await redis.xrange(f"{prefix}:exec:{{1}}:log")
+    assert [set(fields) for _, fields in entries] == [{b"at", b"event", b"elementKey", b"detail"}] * len(entries)
+    paused = decode(entries[-1][1][b"detail"])  # its detail's frequent names short (store/stored_records.py)
+    assert (entries[-1][1][b"event"], paused["f"], paused["t"], paused["b"]) == (
+        b"paused",
+        "running",
+        "paused",
+        "default",
+    )
     state = await redis.hgetall(f"{prefix}:exec:{{1}}:state")
-    assert set(state) == {b"stack", b"memory", b"savedAt", b"active", b"format"}
+    assert set(state) == {b"stack", b"memory", b"savedAt", b"active"}
+    # the seed's shapes, every seed field there; our own fields left out at their default (engine/stored.py)
     stack = decode(state[b"stack"])
-    assert set(stack) >= {"execution_stack", "paused_at_node", "saved_at", "stack_depth"}
-    assert stack["execution_stack"][0]["element_key"] == "w" and stack["stack_depth"] == 1
+    assert set(stack) == {"execution_stack", "paused_at_node", "saved_at", "stack_depth", "next_order"}
+    [entry] = stack["execution_stack"]
+    assert (entry["element_key"], entry["element_type"], entry["thread_key"], stack["stack_depth"]) == (
+        "w",
+        "wait-signal",
+        "main",
+        1,
+    )
+    assert {"element_id", "execution_order", "started_at_ms"} <= set(entry) and "path" not in entry
     memory = decode(state[b"memory"])
     assert memory["variables"] == {"order_id": "A-1"} and memory["variable_count"] == 1
-    assert set(memory) >= {"variables", "node_outputs", "saved_at", "variable_count"}
+    assert set(memory) == {"variables", "node_outputs", "saved_at", "variable_count"}  # no empty signals
+    # element and thread records: short names, times in epoch ms, nothing their field already says
+    record = decode(await redis.hget(f"{prefix}:exec:{{1}}:elements", "w"))
+    assert record == {"t": "wait-signal", "h": "main", "s": entry["started_at_ms"], "st": "running"}
+    thread = decode(await redis.hget(f"{prefix}:exec:{{1}}:threads", "main"))
+    assert set(thread) == {"i", "p", "n", "c", "st"} and thread["st"] == "running"
     assert await redis.hget(f"{prefix}:statuses", "paused") == b"2"
 
 

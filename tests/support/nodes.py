@@ -10,6 +10,8 @@ from typing import Any
 from procengine.api.service import Caller
 from procengine.api.views import StartRequest
 from procengine.node.node import Node
+from procengine.store.codec import decode
+from procengine.store.stored_records import thread_doc
 from tests.support.polling import poll
 
 CALLER = Caller(tenant="default", by="default", request_id="req-test")
@@ -89,3 +91,10 @@ async def child_of(engine: Node, parent_id: int) -> int:
             [child] = status.children
             return child
         await engine.store.redis.ping()  # a round trip between reads, no sleep
+
+
+async def completed_nodes(engine: Node, execution_id: int) -> int:
+    """The completed nodes as Redis holds them: the sum of the thread records' (the execution hash has no count)."""
+    stored = await engine.store.load(execution_id, with_state=False)
+    assert stored is not None
+    return sum(thread_doc(key, decode(raw))["completedNodes"] for key, raw in stored.threads.items())
