@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "foreach": ("bench.foreach", 40, 12),
     "listing": ("bench.listing", 30, 10),
     "repair": ("bench.repair", 240, 45),
+    "idle": ("bench.idle", 900, 60),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
