@@ -26,10 +26,12 @@ CHILD_KEY = "childKey"
 
 @dataclass(frozen=True, slots=True)
 class IndexOp:
-    """One single-key command on a tenant key: ZADD key score member, ZREM key member, PEXPIREAT key ms, PERSIST
-    key."""
+    """One single-key command on a key of another slot than the execution's: ZADD key score member, ZREM key
+    member, PEXPIREAT key ms, PERSIST key on a tenant key; SADD key member, SREM key member on a node's `owned`
+    set. On a Redis Cluster an SADD goes before the execution's write, the others after it (`ExecutionStore.commit`):
+    the `owned` sets may hold more than they should, never less."""
 
-    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST"]
+    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "SADD", "SREM"]
     key: str
     args: tuple[str, ...]
 
@@ -145,6 +147,16 @@ def placed(keys: Keys, at: Indexed, status: str) -> list[IndexOp]:
         for key in (keys.status_index(at.tenant, other), keys.process_status_index(at.tenant, at.process_id, other))
     ]
     return created(keys, at, status) + away
+
+
+def owned_add(keys: Keys, node_id: str, execution_id: int) -> IndexOp:
+    """The execution into the node's `owned` set (the node becomes its owner)."""
+    return IndexOp("SADD", keys.owned(node_id), (str(execution_id),))
+
+
+def owned_remove(keys: Keys, node_id: str, execution_id: int) -> IndexOp:
+    """The execution out of the node's `owned` set (the node gives it up, or it is final)."""
+    return IndexOp("SREM", keys.owned(node_id), (str(execution_id),))
 
 
 def removal_note(at: Indexed, status: str) -> str:
