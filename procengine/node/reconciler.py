@@ -212,17 +212,23 @@ class Reconciler:
         log.info("node %s: forgot node %s (dead, nothing of it left to adopt)", self.node_id, dead)
 
     async def _take_back(self) -> None:
-        """Drive again this node's running executions that no actor drives (see the module's docstring)."""
+        """Drive again this node's running executions that no actor drives (see the module's docstring). What could
+        not be read (Redis away) is looked at again in the next pass."""
         candidates = self.suspects | self.registry.take_ended()
-        sweep = self.watchdog_fired
-        self.watchdog_fired = False
-        if sweep:
-            candidates |= set(await self.store.owned_ids(self.node_id))
-        ids = sorted(i for i in candidates if i not in self.starting and self.registry.get(i) is None)
-        self.suspects = {i for i in self.suspects if i in self.starting}
-        if not ids:
-            return
-        rows = await self._rows(ids, ["status", "owner"])
+        sweep, self.watchdog_fired = self.watchdog_fired, False
+        self.suspects = set()
+        try:
+            if sweep:
+                candidates |= set(await self.store.owned_ids(self.node_id))
+            ids = sorted(i for i in candidates if self.registry.get(i) is None)
+            waiting = {i for i in ids if i in self.starting}  # being created here: looked at once it is
+            ids = [i for i in ids if i not in waiting]
+            rows = await self._rows(ids, ["status", "owner"])
+        except BaseException:
+            self.suspects |= candidates
+            self.watchdog_fired |= sweep
+            raise
+        self.suspects |= waiting
         ours = [i for i, row in zip(ids, rows, strict=True) if _owned_by(row, self.node_id, Status.RUNNING)]
         if sweep:
             await self._disown(

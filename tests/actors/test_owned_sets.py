@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from procengine.api.views import ControlRequest
@@ -168,3 +169,23 @@ async def test_the_layout_before_the_owned_sets_is_seeded_once_and_a_killed_node
     assert await redis.exists(b.keys.owned_seeded) == 1
     assert a.node_id.encode() in await redis.smembers(b.keys.known_nodes)  # type: ignore[misc]
     assert await _owned(redis, b) >= set(running)
+
+
+async def test_what_a_failed_pass_could_not_read_is_looked_at_again(engine: Node) -> None:
+    [execution_id] = await _waiting(engine, 1)
+    await engine._stop_background("reconciler")
+    await engine._stop_actors()
+    many_fields = engine.store.many_fields
+
+    async def away(ids: list[int], names: list[str]) -> list[dict[str, str]]:
+        engine.store.many_fields = many_fields  # type: ignore[method-assign]
+        raise ConnectionError("Redis away")
+
+    engine.store.many_fields = away  # type: ignore[method-assign]
+    with pytest.raises(Exception, match="away"):
+        await engine.reconcile()
+    assert engine.registry.get(execution_id) is None
+
+    await engine.reconcile()  # Redis back: the watchdog's flag and the ended actors were kept
+
+    assert engine.registry.get(execution_id) is not None
