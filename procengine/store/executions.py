@@ -216,7 +216,8 @@ class ExecutionStore:
             await self.redis.sadd(self.keys.owned(owner), str(execution_id))
         reply = await self.scripts.takeover(keys=script_keys, args=args)
         result = _result(reply[:3])
-        if not self.indexes_in_script and expected_owner and result.outcome is Outcome.OK:
+        moved = expected_owner not in ("", owner)  # a take-back of its own stays in its set
+        if not self.indexes_in_script and moved and result.outcome is Outcome.OK:
             await self.redis.srem(self.keys.owned(expected_owner), str(execution_id))
         return replace(result, crashes=_number(reply[3])) if len(reply) > 3 else result
 

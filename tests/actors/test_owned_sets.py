@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from procengine.api.views import ControlRequest
 from procengine.node.node import Node
+from procengine.store.executions import ExecutionStore, Outcome
+from procengine.store.scripts import Scripts
 from tests.support.nodes import CALLER, EngineFactory, crash, events, start, wait_element, wait_status
 from tests.support.polling import poll
 from tests.support.processes import definition
@@ -189,3 +191,23 @@ async def test_what_a_failed_pass_could_not_read_is_looked_at_again(engine: Node
     await engine.reconcile()  # Redis back: the watchdog's flag and the ended actors were kept
 
     assert engine.registry.get(execution_id) is not None
+
+
+async def test_beside_the_script_as_on_a_cluster_a_takeover_moves_the_execution_and_a_take_back_keeps_it(
+    engine: Node, redis: Redis
+) -> None:
+    beside = ExecutionStore(redis, engine.keys, Scripts.register(redis), log_maxlen=100, indexes_in_script=False)
+    [execution_id] = await _waiting(engine, 1)
+
+    async def take(owner: str, expected: str) -> None:
+        epoch = int((await engine.store.fields(execution_id))["epoch"])
+        taken = await beside.takeover(
+            execution_id, owner=owner, expected_owner=expected, expected_epoch=epoch, log=None
+        )
+        assert taken.outcome is Outcome.OK
+
+    await take(engine.node_id, engine.node_id)  # a take-back: it stays in the node's set
+    assert execution_id in await _owned(redis, engine)
+    await take("other", engine.node_id)  # another node's now: moved
+    assert execution_id not in await _owned(redis, engine)
+    assert execution_id in await _owned(redis, engine, "other")
