@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, Context, CpuMeter, Figure, Serve, parked_definition, ratio
+from bench.common import REPO, Context, Figure, Serve, cpu_seconds, parked_definition, ratio
 from bench.latency import metrics_count
 from bench.loadgen import Client, close_all, fan_out, path, pool, register, start_executions
 
@@ -126,8 +126,11 @@ async def measure(ctx: Context, tree: Path, paused: int, waiting: int, window_s:
             await close_all(clients)
         setup_s = time.perf_counter() - setup_started
         await asyncio.sleep(min(3.0, window_s / 2))  # the last releases, and a reconcile pass or two, settle
-        with CpuMeter({"a": node_a.pid, "b": node_b.pid, "redis": ctx.redis_pid}) as cpu:
-            both, by_command = await _rate(redis, window_s)
+        pids = {"a": node_a.pid, "b": node_b.pid, "redis": ctx.redis_pid}
+        cpu_before, wall_before = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.perf_counter()
+        both, by_command = await _rate(redis, window_s)
+        wall = time.perf_counter() - wall_before
+        cpu = {name: round((cpu_seconds(pid) - cpu_before[name]) / wall, 4) for name, pid in pids.items()}
         with _stopped(node_b):
             only_a, by_command_a = await _rate(redis, window_s / 2)
         with _stopped(node_a):
@@ -142,9 +145,9 @@ async def measure(ctx: Context, tree: Path, paused: int, waiting: int, window_s:
         "commands_per_s": round(both, 1),
         "commands_per_s_a": round(only_a, 1),
         "commands_per_s_b": round(only_b, 1),
-        "cpu_a": cpu.share["a"],
-        "cpu_b": cpu.share["b"],
-        "cpu_redis": cpu.share["redis"],
+        "cpu_a": cpu["a"],
+        "cpu_b": cpu["b"],
+        "cpu_redis": cpu["redis"],
         "by_command": by_command,
         "by_command_a": by_command_a,
         "by_command_b": by_command_b,

@@ -748,7 +748,12 @@ class Model(RuleBasedStateMachine):
         try:  # who runs it (not in the API): its owner, whether that node is live, whether a reconcile looks at it
             owner = cluster.store_call(lambda r: r.hget(cluster.keys.execution(expected.id).execution, "owner"))
             active = cluster.store_call(lambda r: r.sismember(cluster.keys.active, str(expected.id)))
-            lines.append(f"owner: {owner!r}, live {cluster.owner_is_live(expected.id)}, in the active set {active}")
+            owned_key = cluster.keys.owned(owner or "")
+            owned = bool(owner) and cluster.store_call(lambda r: r.sismember(owned_key, str(expected.id)))
+            lines.append(
+                f"owner: {owner!r}, live {cluster.owner_is_live(expected.id)}, in the active set {active}, "
+                f"in its owner's owned set {owned}"
+            )
         except Exception as failed:  # a diagnostic: say what could not be read
             lines.append(f"owner: could not be read ({failed!r})")
         return "\n".join(lines)
