@@ -27,11 +27,12 @@ CHILD_KEY = "childKey"
 @dataclass(frozen=True, slots=True)
 class IndexOp:
     """One single-key command on a key of another slot than the execution's: ZADD key score member, ZREM key
-    member, PEXPIREAT key ms, PERSIST key on a tenant key; SADD key member, SREM key member on a node's `owned`
-    set. On a Redis Cluster an SADD goes before the execution's write, the others after it (`ExecutionStore.commit`):
-    the `owned` sets may hold more than they should, never less."""
+    member, PEXPIREAT key ms, PERSIST key on a tenant key; SREM key member on a node's `owned` set (passivation).
+    `ExecutionStore.commit` sends the edits of a creation before the script and the others after an OK on a Redis
+    Cluster, so an `owned` set may hold more than it should, never less; additions to an `owned` set do not go
+    through here (`ExecutionStore.activate` before the write, takeover.lua)."""
 
-    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "SADD", "SREM"]
+    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "SREM"]
     key: str
     args: tuple[str, ...]
 
@@ -147,11 +148,6 @@ def placed(keys: Keys, at: Indexed, status: str) -> list[IndexOp]:
         for key in (keys.status_index(at.tenant, other), keys.process_status_index(at.tenant, at.process_id, other))
     ]
     return created(keys, at, status) + away
-
-
-def owned_add(keys: Keys, node_id: str, execution_id: int) -> IndexOp:
-    """The execution into the node's `owned` set (the node becomes its owner)."""
-    return IndexOp("SADD", keys.owned(node_id), (str(execution_id),))
 
 
 def owned_remove(keys: Keys, node_id: str, execution_id: int) -> IndexOp:
