@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "socket": ("bench.socket", 30, 10),
     "flat": ("bench.flat", 180, 40),
     "starts": ("bench.starts", 75, 30),
+    "idle": ("bench.idle", 900, 60),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -216,8 +216,8 @@ async def _baseline(redis: Any, keys: Keys, ids: list[int], owner: str) -> float
                 k = keys.execution(execution_id)
                 epoch = loaded[3 * i][b"epoch"].decode()
                 detail = encode({"from": owner, "to": "baseline", "by": "system"})
-                args = ["baseline", owner, epoch, log_maxlen, iso(now), "adopted", detail]
-                pipe.evalsha(sha, 2, k.execution, k.log, *args)
+                args = ["baseline", owner, epoch, log_maxlen, iso(now), "adopted", detail, str(execution_id)]
+                pipe.evalsha(sha, 4, k.execution, k.log, keys.owned(owner), keys.owned("baseline"), *args)
             replies = await pipe.execute()
         if any(reply[0] != b"OK" for reply in replies):
             raise RuntimeError(f"adoption baseline: takeover refused: {replies[:3]}")

@@ -219,6 +219,8 @@ class Serve:
         self.stderr_path = ctx.workdir / f"{name}.stderr"
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.cwd = REPO
+        """Where serve runs: another tree's engine (a baseline) runs from there, with PYTHONPATH set to it."""
 
     @property
     def pid(self) -> int:
@@ -229,7 +231,7 @@ class Serve:
         seen = self.stdout_path.stat().st_size if self.stdout_path.exists() else 0  # a restart appends
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.process = subprocess.Popen(
-                self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=REPO, env=self.env,
+                self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.cwd, env=self.env,
                 start_new_session=True,  # a Ctrl-C reaches the bench, which stops this in order
                 preexec_fn=die_with_parent,
             )  # fmt: skip

@@ -114,8 +114,11 @@ async def test_a_paused_execution_shows_every_key_decoded(running: Running, redi
         f"{base}:log": "stream",
     }
     tenant = f"{running.prefix}:tenant:{{default}}"
+    owner = view["execution"]["owner"]  # passivated (no owner) or still held by its node
+    owned = {f"{running.prefix}:node:{{{owner}}}:owned": True} if owner else {}
     assert view["indexes"] == {
         f"{running.prefix}:active": True,
+        **owned,
         f"{tenant}:executions": True,
         f"{tenant}:executions:status:paused": True,
         f"{tenant}:executions:process:1": True,
@@ -230,7 +233,7 @@ async def test_the_list_is_newest_first_over_every_tenant_and_filters(
 
 async def test_tenant_scopes_inspect_to_one_tenant(running: Running, capsys: pytest.CaptureFixture[str]) -> None:
     """`--tenant`: another tenant's execution is not found (exit 1, as for an id never used), and the list
-    shows only that tenant's executions, the running ones from the active set included."""
+    shows only that tenant's executions, the running ones from the nodes' owned sets included."""
     mine = await running.start(CALLER)
     theirs = await running.start(OTHER)
 

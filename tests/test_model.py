@@ -748,7 +748,12 @@ class Model(RuleBasedStateMachine):
         try:  # who runs it (not in the API): its owner, whether that node is live, whether a reconcile looks at it
             owner = cluster.store_call(lambda r: r.hget(cluster.keys.execution(expected.id).execution, "owner"))
             active = cluster.store_call(lambda r: r.sismember(cluster.keys.active, str(expected.id)))
-            lines.append(f"owner: {owner!r}, live {cluster.owner_is_live(expected.id)}, in the active set {active}")
+            owned_key = cluster.keys.owned(owner or "")
+            owned = bool(owner) and cluster.store_call(lambda r: r.sismember(owned_key, str(expected.id)))
+            lines.append(
+                f"owner: {owner!r}, live {cluster.owner_is_live(expected.id)}, in the active set {active}, "
+                f"in its owner's owned set {owned}"
+            )
         except Exception as failed:  # a diagnostic: say what could not be read
             lines.append(f"owner: could not be read ({failed!r})")
         return "\n".join(lines)
@@ -769,6 +774,7 @@ class Model(RuleBasedStateMachine):
         assert (status.timing.pausedAt is not None) == (observed == "paused"), status.timing
         log = self.cluster.read(lambda client: client.log(expected.id)).items
         self._check_log(expected, log)
+        self._check_owned(expected)
         if expected.revivals and observed in LIVE:
             self._check_live_again(expected)
         if observed == "running":
@@ -862,6 +868,16 @@ class Model(RuleBasedStateMachine):
         late = [e for e in log if {e.detail.get("requestId"), e.detail.get("reason")} & expected.forbidden]
         assert not late, f"{where}: a request answered 503 took effect afterwards: {late}"
 
+    def _check_owned(self, expected: Expected) -> None:
+        """owner = N and not final => the execution is in owned(N): what a reconciler reads when N dies (read in one
+        script, so that a takeover between two reads cannot fake a miss)."""
+        head, tail = self.cluster.keys.owned("\x00").split("\x00")
+        key = self.cluster.keys.execution(expected.id).execution
+        owner, status, member = self.cluster.store_call(lambda r: r.eval(OWNED_CHECK, 1, key, head, tail, expected.id))
+        if owner and status not in FINAL:
+            assert member == 1, f"execution {expected.id} is {status}, owned by {owner}, not in its owned set"
+            self.cluster.stats["in its owner's owned set"] += 1
+
     def _check_live_again(self, expected: Expected) -> None:
         """A retried execution that has not ended again is kept for good: no TTL on its keys, no `removals` note for
         the sweeper (read, then its status again: a failure since may have started a new retention)."""
@@ -895,6 +911,16 @@ class Model(RuleBasedStateMachine):
             time.sleep(0.02)
         cluster.longest_orphan_s = max(cluster.longest_orphan_s, time.monotonic() - cluster.last_disruption)
         cluster.stats["waited for an adoption"] += 1
+
+
+OWNED_CHECK = """
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+local status = redis.call('HGET', KEYS[1], 'status') or ''
+if owner == '' then return {owner, status, 0} end
+return {owner, status, redis.call('SISMEMBER', ARGV[1] .. owner .. ARGV[2], ARGV[3])}
+"""
+"""The owner, the status and whether the owner's `owned` set holds the execution, read at one instant (a test's
+script on one Redis: it builds the set's key from Keys.owned's head and tail)."""
 
 
 def _settings() -> settings:

@@ -49,6 +49,7 @@ from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.logs import execution_id as execution_id_var
 from procengine.statuses import Status
 from procengine.store.executions import Commit, StoredExecution
+from procengine.store.indexes import owned_remove
 
 __all__ = [
     "SIGNAL_KEY_FIELD",
@@ -362,8 +363,12 @@ class ExecutionActor:
         """Passivation: give up ownership so any node may activate the execution again."""
         # the log of a final execution is not rewritten: RESTORE would drop the expiry its retention set
         compact = not self.status.is_final
+        # out of this node's `owned` set in the same write; not on a Redis Cluster, where it would go beside and
+        # could land after a re-activation here had put it back (an extra member costs nothing but a read later)
+        store = self.ctx.store
+        index = [owned_remove(store.keys, self.ctx.node_id, self.execution_id)] if store.indexes_in_script else []
         with contextlib.suppress(Fenced):
-            await self.write(Commit(execution={"owner": ""}, compact_log=compact), expect=self.status)
+            await self.write(Commit(execution={"owner": ""}, compact_log=compact, index=index), expect=self.status)
 
     def activated_from(self, stored: StoredExecution) -> None:
         """The registry read `stored` to activate this actor, and its takeover checked that it was the latest."""

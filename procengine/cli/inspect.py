@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from procengine.engine.stored import seed_memory, seed_stack
 from procengine.errors import CodecError, NoRedis, NotFound
 from procengine.runtime.clock import iso
+from procengine.statuses import FINAL_STATUSES
 from procengine.store.codec import check_format, decode
 from procengine.store.connection import connect
 from procengine.store.embedded import running_url
@@ -108,10 +109,10 @@ async def inspect_execution(
 async def list_executions(
     redis: Redis, keys: Keys, status: str | None = None, limit: int = 50, tenant: str | None = None
 ) -> list[dict[str, Any]]:
-    """Executions of every tenant, or of `tenant` (and of `<prefix>:active`), newest first, at most `limit`."""
+    """Executions of every tenant, or of `tenant` (and of the nodes' `owned` sets), newest first, at most `limit`."""
     store = _store(redis, keys)
     tenants = await tenants_to_read(redis, keys, tenant)
-    active = set(await store.active_ids())
+    active = await owned_ids(redis, keys, store)
     rows: list[dict[str, Any]] = []
     batch = min(max(2 * limit, 100), 1000)
     async for ids in _newest_first(store, tenants, active, batch):
@@ -121,7 +122,7 @@ async def list_executions(
             if status is not None and found.get("status") != status:
                 continue
             if tenant is not None and found.get("tenant") != tenant:
-                continue  # from the active set, which holds every tenant's
+                continue  # from an owned set, which holds every tenant's
             rows.append(
                 {
                     "id": execution_id,
@@ -136,6 +137,16 @@ async def list_executions(
             if len(rows) >= limit:
                 return rows
     return rows
+
+
+async def owned_ids(redis: Redis, keys: Keys, store: ExecutionStore) -> set[int]:
+    """Every execution in a known node's `owned` set: the running and paused ones a node owns (passivated paused
+    ones have no owner; the tenants' indexes list them). Before the sets existed, `<prefix>:active` held these."""
+    nodes = await redis.smembers(keys.known_nodes)
+    found: set[int] = set()
+    for node in sorted(_text(n) for n in nodes):
+        found.update(await store.owned_ids(str(node)))
+    return found
 
 
 def _store(redis: Redis, keys: Keys) -> ExecutionStore:
@@ -183,12 +194,15 @@ async def _newest_first(
 
 
 async def _indexes(redis: Redis, keys: Keys, execution_id: int, fields: dict[str, Any]) -> dict[str, bool]:
-    """Whether the execution is in the keys outside its slot that should hold it: the active set and the tenant's
-    indexes of its status and process (on a Redis Cluster written beside its scripts, so a crash can leave them
-    one change behind its own keys)."""
+    """Whether the execution is in the keys outside its slot that should hold it: its owner's `owned` set (while it
+    has an owner and is not final), the active set (written for nodes of earlier versions) and the tenant's indexes
+    of its status and process (on a Redis Cluster written beside its scripts, so a crash can leave them one change
+    behind its own keys)."""
     member = str(execution_id)
     wanted = [keys.active]
     tenant, status, process = fields.get("tenant"), fields.get("status"), fields.get("processID")
+    owner = fields.get("owner")
+    owned = isinstance(owner, str) and owner != "" and status not in FINAL_STATUSES
     if isinstance(tenant, str) and tenant:
         wanted.append(keys.executions(tenant))
         if isinstance(status, str) and status:
@@ -197,12 +211,17 @@ async def _indexes(redis: Redis, keys: Keys, execution_id: int, fields: dict[str
             wanted.append(keys.process_index(tenant, int(process)))
             if isinstance(status, str) and status:
                 wanted.append(keys.process_status_index(tenant, int(process), status))
+    sets = [keys.active]
+    if owned:
+        sets.append(keys.owned(str(owner)))
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.sismember(keys.active, member)
+        for key in sets:
+            pipe.sismember(key, member)
         for key in wanted[1:]:
             pipe.zscore(key, member)
         replies = await pipe.execute()
-    return {key: bool(replies[0]) if i == 0 else replies[i] is not None for i, key in enumerate(wanted)}
+    found = {key: bool(reply) for key, reply in zip(sets, replies, strict=False)}
+    return found | {key: replies[len(sets) + i] is not None for i, key in enumerate(wanted[1:])}
 
 
 def _state(raw: Any) -> dict[str, Any]:

@@ -74,6 +74,7 @@ from procengine.node.feeds import Feeds
 from procengine.node.idempotency import IdempotentStarts
 from procengine.node.ownership import Ownership, new_node_id
 from procengine.node.queries import Queries, status_doc
+from procengine.node.reconciler import Reconciler
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
 from procengine.node.starting import BatchStarts
@@ -83,7 +84,7 @@ from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.collector import observe_pauses
 from procengine.runtime.metrics import Metrics, sample_loop_lag
 from procengine.settings import Settings
-from procengine.statuses import FINAL_STATUSES, Status
+from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.codec import encode
 from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome, StatusChange, stored_fields
@@ -99,9 +100,7 @@ from procengine.tasks import HandlerRegistry
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
-RECONCILE_CHUNK = 100
 SWEEP_BATCH = 500
-ADOPT_CONCURRENCY = 50
 STORE_PROBE_S = 0.4
 """How long a PING may take before the front door takes Redis for unreachable (store/probe.py)."""
 RESULTS: dict[Verb, type[BaseModel]] = {
@@ -136,6 +135,7 @@ class Node(StepControls):
         self.clock = clock or SystemClock()
         self.keys = Keys(settings.prefix)
         scripts = Scripts.register(redis)
+        self.node_id = node_id or new_node_id()
         self.store = ExecutionStore(
             redis,
             self.keys,
@@ -145,6 +145,7 @@ class Node(StepControls):
             # answered before the socket's own timeout; never 0, which WAIT takes as "for ever"
             replica_timeout_ms=max(1, int(settings.redis_timeout_s * 500)),
             indexes_in_script=not isinstance(redis, RedisCluster),  # one script may not touch two slots there
+            node_id=self.node_id,
         )
         self.catalog = Catalog(
             ProcessStore(redis, self.keys, scripts, ids_in_script=not isinstance(redis, RedisCluster)),
@@ -153,7 +154,6 @@ class Node(StepControls):
             settings.max_definition_elements,
             settings.max_variables,
         )
-        self.node_id = node_id or new_node_id()
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
         self.queries = Queries(self.store, self.catalog.compiled, self.ownership.alive)
         self.metrics = metrics or Metrics()
@@ -188,6 +188,18 @@ class Node(StepControls):
         self.probe = StoreProbe(redis, timeout_s=STORE_PROBE_S, keep_s=STORE_PROBE_S / 2)
         self._reconcile_now = asyncio.Event()
         """Set when another node has left: reconcile (adopt its executions) now, not at the next interval."""
+        self.reconciler = Reconciler(
+            redis,
+            self.keys,
+            self.store,
+            self.ownership,
+            self.registry,
+            self.metrics,
+            self.clock,
+            tenants=settings.tenants,
+            starting=self._starting,
+            activate=self._activate,
+        )
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -199,11 +211,9 @@ class Node(StepControls):
         gc_pause = self.metrics.gc_pause
         self._stop_gc_watch = observe_pauses(lambda generation, s: gc_pause.labels(str(generation)).observe(s))
         self._background = [
-            asyncio.create_task(
-                self.health.watch_forever(self.registry.highest, self.registry.stop_all), name="health"
-            ),
+            asyncio.create_task(self.health.watch_forever(self.registry.highest, self._stop_actors), name="health"),
             asyncio.create_task(sample_loop_lag(self.metrics.loop_lag.observe), name="loop-lag"),
-            asyncio.create_task(self.ownership.heartbeat_forever(self.registry.stop_all), name="heartbeat"),
+            asyncio.create_task(self.ownership.heartbeat_forever(self._stop_actors), name="heartbeat"),
             asyncio.create_task(self._reconcile_forever(), name="reconciler"),
             asyncio.create_task(self._watch_leases_forever(), name="leases"),
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
@@ -279,7 +289,14 @@ class Node(StepControls):
 
     def node_left(self, node_id: str) -> None:
         if node_id != self.node_id:
+            self.reconciler.node_left(node_id)
             self._reconcile_now.set()
+
+    async def _stop_actors(self) -> None:
+        """The watchdog's (and the data-loss check's): stop every actor without writing; the reconciler takes back,
+        once it can, those of its executions that nobody took meanwhile."""
+        self.reconciler.watchdog_fired = True
+        await self.registry.stop_all()
 
     async def _stop_background(self, name: str) -> None:
         for task in [t for t in self._background if t.get_name() == name]:
@@ -349,6 +366,7 @@ class Node(StepControls):
             except NotReplicated as exc:
                 # written on the master, not yet on a replica: the execution exists (this node's reconciler takes
                 # it back and runs it), so nothing is undone, and a retry with the key finds it
+                self.reconciler.suspect(execution_id)
                 if key is not None:
                     await self.idempotent.created(caller.tenant, key, child=child)
                 raise NotReplicated(
@@ -799,65 +817,7 @@ class Node(StepControls):
             return 0
         return 1
 
-    async def _activate_all(self, execution_ids: list[int]) -> int:
-        """Activate these, several at a time (each is a few round trips: one at a time, 1,000 took 1.2 s); in a
-        TaskGroup, so that a cancelled reconciler waits until every activation has stopped."""
-        activated = 0
-        for first in range(0, len(execution_ids), ADOPT_CONCURRENCY):
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._activate(i)) for i in execution_ids[first : first + ADOPT_CONCURRENCY]]
-            activated += sum(task.result() for task in tasks)
-        return activated
-
     async def reconcile(self) -> int:
-        """Adopt running executions nobody live drives; drop final ones from the active set. Returns adopted."""
-        ids = list(dict.fromkeys(await self.store.active_ids()))  # SSCAN may return a member twice
-        # Executions this node drives are known without asking Redis: their actor holds what was last written.
-        # Only the others are read, in chunks: one pipeline parse of a thousand replies holds the event loop
-        # for several ms, which pause p99 with 1,000 running executions showed.
-        rows: list[dict[str, str]] = []
-        unknown: list[tuple[int, int]] = []  # (index in ids, execution id)
-        for index, execution_id in enumerate(ids):
-            actor = self.registry.get(execution_id)
-            rows.append({"status": actor.status.value, "owner": self.node_id} if actor is not None else {})
-            if actor is None:
-                unknown.append((index, execution_id))
-        for first in range(0, len(unknown), RECONCILE_CHUNK):
-            chunk = unknown[first : first + RECONCILE_CHUNK]
-            found = await self.store.many_fields([execution_id for _, execution_id in chunk], ["status", "owner"])
-            for (index, _), row in zip(chunk, found, strict=True):
-                rows[index] = row
-            await asyncio.sleep(0)
-        owners = {row.get("owner", "") for row in rows} - {"", self.node_id}
-        alive = await self.ownership.alive(owners)
-        for status in (Status.RUNNING, Status.PAUSED):
-            self.metrics.executions.labels(status.value).set(sum(1 for row in rows if row.get("status") == status))
-        final = [i for i, row in zip(ids, rows, strict=True) if _final(row)]
-        await self.store.deactivate(*final)
-        if final:  # a retry may have made one live between the read and the removal: back in, then
-            again = await self.store.many_fields(final, ["status"])
-            live = (Status.RUNNING.value, Status.PAUSED.value)
-            await self.store.activate(*(i for i, row in zip(final, again, strict=True) if row.get("status") in live))
-        undriven = [
-            (execution_id, row.get("owner", ""))
-            for execution_id, row in zip(ids, rows, strict=True)
-            if row.get("status") == Status.RUNNING
-            and execution_id not in self._starting
-            and self.registry.get(execution_id) is None
-        ]
-        # ours without an actor: stopped by the heartbeat watchdog (or a crash) while no other node took them;
-        # taken back, not adopted (a node never adopts from itself)
-        ours = [execution_id for execution_id, owner in undriven if owner == self.node_id]
-        orphans = [execution_id for execution_id, owner in undriven if owner != self.node_id and owner not in alive]
-        taken_back = await self._activate_all(ours) if ours else 0
-        if taken_back:  # none: they ended between the read and the activation
-            log.warning(
-                "node %s: took back %s of its own running executions that no actor drove", self.node_id, taken_back
-            )
-        adopted = await self._activate_all(orphans)
-        self.metrics.adopted.inc(adopted)
-        return adopted
-
-
-def _final(row: dict[str, str]) -> bool:
-    return row.get("status") in FINAL_STATUSES
+        """One reconcile pass (node/reconciler.py): adopt the running executions of nodes whose heartbeat lapsed, take
+        back this node's own that no actor drives; how many were adopted."""
+        return await self.reconciler.run()

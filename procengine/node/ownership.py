@@ -57,7 +57,13 @@ class Ownership:
 
     @translated
     async def renew(self) -> None:
-        previous = await self.redis.set(self.keys.node(self.node_id), "1", px=self.ttl_ms, get=True)
+        """Renew this node's heartbeat, and its place in `known_nodes` (whose heartbeats the reconcilers check):
+        every time, in the same round trip, so that a node the reconcilers forgot while it looked dead is known
+        again at its next heartbeat."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.node(self.node_id), "1", px=self.ttl_ms, get=True)
+            pipe.sadd(self.keys.known_nodes, self.node_id)
+            previous, _ = await pipe.execute()
         if previous is None and self._renewed:
             self.doubt("this node's own heartbeat key was gone (a Redis failover, restart or lost data?)")
         self._renewed = True

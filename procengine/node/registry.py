@@ -37,6 +37,7 @@ class Registry:
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
         self._highest = 0
+        self._ended: set[int] = set()
 
     def highest(self) -> int:
         """The highest execution id an actor of this node has run (the store's health check: no id below it may
@@ -67,12 +68,19 @@ class Registry:
 
         def done(finished: asyncio.Task[None]) -> None:
             self._tasks.discard(finished)
+            self._ended.add(actor.execution_id)
             if self._actors.get(actor.execution_id) is actor:
                 del self._actors[actor.execution_id]
             if not actor.stopped.is_set():
                 _never_ran(actor)
 
         task.add_done_callback(done)
+
+    def take_ended(self) -> set[int]:
+        """The executions whose actor has ended since the last call (the reconciler checks that none of them is
+        left running here with no actor: its actor stopped without giving it up)."""
+        ended, self._ended = self._ended, set()
+        return ended
 
     def with_tasks_in_flight(self) -> list[ExecutionActor]:
         """The live actors running a task now (those whose loss must stop a handler at once): O(tasks in flight),

@@ -40,7 +40,8 @@ class Metrics:
         self.active_actors = Gauge("procengine_active_actors", "Execution actors in this node's memory.", registry=r)
         self.executions = Gauge(
             "procengine_executions",
-            "Running and paused executions in Redis (all nodes), as of the last reconcile pass.",
+            "Running and paused executions in Redis (all nodes: the tenants' status indexes), as of the last "
+            "reconcile pass.",
             ["status"],
             registry=r,
         )

@@ -129,10 +129,13 @@ class ExecutionStore:
         replicas: int = 0,
         replica_timeout_ms: int = 1000,
         indexes_in_script: bool = True,
+        node_id: str = "",
     ) -> None:
         """`indexes_in_script`: the index edits go inside commit.lua (one Redis, Sentinel); False on a Redis
-        Cluster, where the tenant's keys are in another slot than the execution's and are written beside it."""
+        Cluster, where the tenant's keys are in another slot than the execution's and are written beside it.
+        `node_id`: the node this store writes for; `activate` and `deactivate` keep its `owned` set ("": none)."""
         self.redis = redis
+        self.node_id = node_id
         self.indexes_in_script = indexes_in_script
         self.keys = keys
         self.scripts = scripts
@@ -256,10 +259,19 @@ class ExecutionStore:
             args += ["", "", ""]
         else:
             args += [str(log.at_ms), log.event, encode(stored_detail(log.detail))]
+        args.append(str(execution_id))
         if expected_commit is not None:
             args.append(expected_commit)
-        reply = await self.scripts.takeover(keys=[keys.execution, keys.log], args=args)
+        script_keys = [keys.execution, keys.log]
+        if self.indexes_in_script:  # the owners' `owned` sets move in the same script
+            script_keys += [self.keys.owned(expected_owner), self.keys.owned(owner)]
+        elif owner:  # on a Cluster they are in other slots: into the new owner's before, out of the old's after
+            await self.redis.sadd(self.keys.owned(owner), str(execution_id))
+        reply = await self.scripts.takeover(keys=script_keys, args=args)
         result = _result(reply[:3])
+        moved = expected_owner not in ("", owner)  # a take-back of its own stays in its set
+        if not self.indexes_in_script and moved and result.outcome is Outcome.OK:
+            await self.redis.srem(self.keys.owned(expected_owner), str(execution_id))
         return replace(result, crashes=_number(reply[3])) if len(reply) > 3 else result
 
     @translated
@@ -367,20 +379,29 @@ class ExecutionStore:
     @translated
     async def edit_indexes(self, edits: list[IndexOp], *, inactive: int | None = None) -> None:
         """Apply index edits by themselves (single-key commands on the tenant's slot), and take `inactive` out of
-        the active set, in one round trip."""
+        the active set and this node's `owned` set, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in edits:
                 pipe.execute_command(op.command, op.key, *op.args)
             if inactive is not None:
                 pipe.srem(self.keys.active, str(inactive))
+                if self.node_id:
+                    pipe.srem(self.keys.owned(self.node_id), str(inactive))
             await pipe.execute()
 
     @translated
     async def activate(self, *execution_ids: int) -> None:
-        """Into the active set (which the reconciler scans), before the execution is created (one command for any
-        number)."""
-        if execution_ids:
-            await self.redis.sadd(self.keys.active, *(str(execution_id) for execution_id in execution_ids))
+        """Into the active set (nodes of earlier versions scan it) and this node's `owned` set (read if this node
+        dies), before the write that makes them running under this node (a creation, a retry): one round trip for
+        any number."""
+        if not execution_ids:
+            return
+        members = [str(execution_id) for execution_id in execution_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(self.keys.active, *members)
+            if self.node_id:
+                pipe.sadd(self.keys.owned(self.node_id), *members)
+            await pipe.execute()
 
     @translated
     async def unindex(self, at: Indexed) -> None:
@@ -412,14 +433,39 @@ class ExecutionStore:
 
     @translated
     async def deactivate(self, *execution_ids: int) -> None:
-        """Drop final executions from the active set (one command for any number)."""
-        if execution_ids:
-            await self.redis.srem(self.keys.active, *(str(execution_id) for execution_id in execution_ids))
+        """Drop final executions from the active set and this node's `owned` set, after their final write (one
+        round trip for any number)."""
+        if not execution_ids:
+            return
+        members = [str(execution_id) for execution_id in execution_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(self.keys.active, *members)
+            if self.node_id:
+                pipe.srem(self.keys.owned(self.node_id), *members)
+            await pipe.execute()
 
     @translated
     async def active_ids(self) -> list[int]:
         members: list[bytes] = [m async for m in self.redis.sscan_iter(self.keys.active, count=1000)]
         return [int(member) for member in members]
+
+    @translated
+    async def owned_ids(self, node_id: str) -> list[int]:
+        """The members of a node's `owned` set (SSCAN: a member may come twice, as SSCAN allows)."""
+        members: list[bytes] = [m async for m in self.redis.sscan_iter(self.keys.owned(node_id), count=1000)]
+        return [int(member) for member in members if member.isdigit()]
+
+    @translated
+    async def disown(self, node_id: str, *execution_ids: int) -> None:
+        """Out of a node's `owned` set (what its reader found final, gone, or owned by another node)."""
+        if execution_ids:
+            await self.redis.srem(self.keys.owned(node_id), *(str(execution_id) for execution_id in execution_ids))
+
+    @translated
+    async def own(self, node_id: str, *execution_ids: int) -> None:
+        """Into a node's `owned` set (put back what a concurrent change made its own again)."""
+        if execution_ids:
+            await self.redis.sadd(self.keys.owned(node_id), *(str(execution_id) for execution_id in execution_ids))
 
     @translated
     async def page(self, index: str, before: int | None, count: int) -> list[int]:

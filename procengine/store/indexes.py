@@ -26,10 +26,14 @@ CHILD_KEY = "childKey"
 
 @dataclass(frozen=True, slots=True)
 class IndexOp:
-    """One single-key command on a tenant key: ZADD key score member, ZREM key member, PEXPIREAT key ms, PERSIST
-    key; XADD key MAXLEN ~ n * field value ... (the status event, `ExecutionStore.commit`)."""
+    """One single-key command on a key of another slot than the execution's: ZADD key score member, ZREM key
+    member, PEXPIREAT key ms, PERSIST key on a tenant key; XADD key MAXLEN ~ n * field value ... (the status event,
+    `ExecutionStore.commit`); SREM key member on a node's `owned` set (passivation). `ExecutionStore.commit` sends
+    the edits of a creation before the script and the others after an OK on a Redis Cluster, so an `owned` set may
+    hold more than it should, never less; additions to an `owned` set do not go through here
+    (`ExecutionStore.activate` before the write, takeover.lua)."""
 
-    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "XADD"]
+    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "XADD", "SREM"]
     key: str
     args: tuple[str, ...]
 
@@ -145,6 +149,11 @@ def placed(keys: Keys, at: Indexed, status: str) -> list[IndexOp]:
         for key in (keys.status_index(at.tenant, other), keys.process_status_index(at.tenant, at.process_id, other))
     ]
     return created(keys, at, status) + away
+
+
+def owned_remove(keys: Keys, node_id: str, execution_id: int) -> IndexOp:
+    """The execution out of the node's `owned` set (the node gives it up, or it is final)."""
+    return IndexOp("SREM", keys.owned(node_id), (str(execution_id),))
 
 
 def removal_note(at: Indexed, status: str) -> str:

@@ -112,12 +112,36 @@ class Keys:
 
     @property
     def active(self) -> str:
-        """Set: ids of executions that are running or paused (what the reconciler looks at)."""
+        """Set: ids of executions that are running or paused. Written for nodes of versions before the `owned` sets
+        (which read it to find orphans); read by this version only until the `owned` sets are seeded from it."""
         return f"{self.prefix}:active"
 
     def node(self, node_id: str) -> str:
         """String with a TTL: the heartbeat of a live engine node."""
         return f"{self.prefix}:node:{node_id}"
+
+    def owned(self, node_id: str) -> str:
+        """Set: ids of the executions a node owns, a superset of those whose `owner` is the node and whose status is
+        not final (added before, or in, the write that makes the node their owner; taken out in, or after, the
+        write that ends that). Read only when the node's heartbeat lapses (node/reconciler.py)."""
+        return f"{self.prefix}:node:{{{node_id}}}:owned"
+
+    @property
+    def known_nodes(self) -> str:
+        """Set: the ids of the nodes that may own executions (each adds itself with every heartbeat): whose
+        heartbeats the reconciler checks, and whose `owned` sets it reads when one lapses."""
+        return f"{self.prefix}:nodes:known"
+
+    @property
+    def owned_seeded(self) -> str:
+        """String: written once the `owned` sets and `known_nodes` hold what `active` held (the upgrade from the
+        layout before them, node/migration.py); `owned_seeding` is the lock of the node that seeds them."""
+        return f"{self.prefix}:migrated:owned"
+
+    @property
+    def owned_seeding(self) -> str:
+        """String with a TTL: the node seeding the `owned` sets now (see `owned_seeded`)."""
+        return f"{self.prefix}:migrating:owned"
 
     def inbox(self, node_id: str) -> str:
         """Stream: requests other nodes forward to this node's actors (with a TTL, renewed by every request)."""
