@@ -16,9 +16,10 @@ is against the higher of the two: the best this Redis did with that script and p
 Issue 21's figures, in the same rounds:
 - engine CPU per durable step / Redis CPU for the same steps: the engine process's CPU (/proc) and Redis's
   (INFO CPU, used_cpu_sys + used_cpu_user) over the 1,000 x 20 run, starts included;
-- one 200-step chain (one execution, its steps one after another: each waits for its checkpoint) / the
-  one-round-trip floor: one connection sending one commit.lua call at a time with the chain's checkpoint
-  arguments, pre-encoded, replies parsed by hiredis (the least a client can spend per sequential step).
+- one 200-step chain (one execution, its steps one after another: each run of up to --checkpoint-coalesce
+  pure elements waits for its checkpoint) / the one-round-trip floor: one connection sending one commit.lua
+  call at a time with the chain's checkpoint arguments, pre-encoded, replies parsed by hiredis (the least a
+  client can spend per sequential step).
 """
 
 from __future__ import annotations
