@@ -3,12 +3,15 @@ lane share one checkpoint, and the execution reads exactly as if each had had it
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from procengine.api.views import ControlRequest
+from procengine.errors import InvalidTransition
 from procengine.node.node import Node
 from procengine.store.executions import Commit, WriteResult
 from tests.support.nodes import CALLER, EngineFactory, Gate, start, wait_status
+from tests.support.polling import poll
 from tests.support.processes import definition
 
 
@@ -128,13 +131,16 @@ async def test_the_memory_limit_stops_a_run_at_the_same_element(make_engine: Eng
 
 
 async def test_a_pause_during_a_run_applies_at_its_end(make_engine: EngineFactory) -> None:
-    """A pause asked while a run goes on finds the execution as the run's checkpoint left it: the snapshot, the
-    progress and the log agree on how many elements completed, and that many end a run."""
+    """A pause asked while runs go on (once the first is written) finds the execution as a run's checkpoint left
+    it: the snapshot, the progress and the log agree on how many elements completed, and that many end a run."""
     engine = await make_engine(checkpoint_coalesce=8)
-    for attempt in range(5):
-        execution_id = await start(engine, definition(*chain(40), key=f"p{attempt}"), {"x": 0})
-        answer = await engine.pause(CALLER, execution_id, ControlRequest())
-        assert answer.status == "paused"
+    for attempt in range(3):
+        execution_id = await start(engine, definition(*chain(200), key=f"p{attempt}"), {"x": 0})
+        await poll(partial(engine.status, CALLER, execution_id), lambda found: found.progress.completedNodes > 0)
+        try:
+            answer = await engine.pause(CALLER, execution_id, ControlRequest())
+        except InvalidTransition:  # it had ended: no point inside it to look at
+            continue
         status = await engine.status(CALLER, execution_id)
         done = status.progress.completedNodes
         variables = (await engine.state(CALLER, execution_id)).memory["variables"]
@@ -142,6 +148,6 @@ async def test_a_pause_during_a_run_applies_at_its_end(make_engine: EngineFactor
             key for event, key, _ in (await history(engine, execution_id))[3] if event == "element-completed"
         ]
         assert len(completions) == done == answer.completedNodes
-        assert variables == {"x": done - (1 if done > 20 else 0)}  # `test` adds nothing
-        assert done in (0, 8, 16, 24, 32, 40, 41, 42)
+        assert variables == {"x": min(done, 201) - (1 if done > 100 else 0)}  # `test` and `end` add nothing
+        assert done % 8 == 0 or done in (201, 202), done
         await engine.cancel(CALLER, execution_id, ControlRequest())
