@@ -16,9 +16,10 @@ is against the higher of the two: the best this Redis did with that script and p
 Issue 21's figures, in the same rounds:
 - engine CPU per durable step / Redis CPU for the same steps: the engine process's CPU (/proc) and Redis's
   (INFO CPU, used_cpu_sys + used_cpu_user) over the 1,000 x 20 run, starts included;
-- one 200-step chain (one execution, its steps one after another: each waits for its checkpoint) / the
-  one-round-trip floor: one connection sending one commit.lua call at a time with the chain's checkpoint
-  arguments, pre-encoded, replies parsed by hiredis (the least a client can spend per sequential step).
+- one 200-step chain (one execution, its steps one after another: each run of up to --checkpoint-coalesce
+  pure elements waits for its checkpoint) / the one-round-trip floor: one connection sending one commit.lua
+  call at a time with the chain's checkpoint arguments, pre-encoded, replies parsed by hiredis (the least a
+  client can spend per sequential step).
 """
 
 from __future__ import annotations
@@ -61,11 +62,19 @@ def _count(metrics: Metrics, name: str, labels: dict[str, str]) -> float:
 
 
 async def engine_steps(
-    ctx: Context, executions: int, timeout_s: float, profile: bool = False, durability: str = "local"
+    ctx: Context,
+    executions: int,
+    timeout_s: float,
+    profile: bool = False,
+    durability: str = "local",
+    coalesce: int | None = None,
 ) -> dict[str, Any]:
+    """`coalesce`: the node's `checkpoint_coalesce` (None: its default; 1: every element its own checkpoint)."""
     settings = Settings(
         redis_url=ctx.redis_url, prefix="steps", log_level="WARNING", pause_grace_ms=100, durability=durability
     )
+    if coalesce is not None:
+        settings = settings.model_copy(update={"checkpoint_coalesce": coalesce})
     metrics = Metrics()
     redis = connect(ctx.redis_url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
     total = executions * ELEMENTS
@@ -152,10 +161,15 @@ async def redis_cpu_seconds(redis: Any) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-async def chain_steps(ctx: Context, elements: int = CHAIN, runs: int = 3) -> dict[str, Any]:
+async def chain_steps(
+    ctx: Context, elements: int = CHAIN, runs: int = 3, coalesce: int | None = None
+) -> dict[str, Any]:
     """One execution of an `elements`-step set-variable chain at a time, `runs` times after a warm-up: its steps
-    per second from its start to its end (each step waits for its own checkpoint)."""
+    per second from its start to its end (each run of pure elements waits for its checkpoint: `coalesce`, as
+    `engine_steps`)."""
     settings = Settings(redis_url=ctx.redis_url, prefix="chain", log_level="WARNING", pause_grace_ms=100)
+    if coalesce is not None:
+        settings = settings.model_copy(update={"checkpoint_coalesce": coalesce})
     metrics = Metrics()
     redis = connect(ctx.redis_url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
     rates: list[float] = []

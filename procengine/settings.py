@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     """The most items one for-each takes: a longer list fails the element (LimitExceeded)."""
     max_expression_cost: int = Field(default=1_000_000, gt=0)
     """The most one CEL evaluation may cost, estimated before it runs: more fails the element (LimitExceeded)."""
+    checkpoint_coalesce: int = Field(default=32, ge=1, le=256)
+    """The most consecutive pure elements (set-variable, if-condition, switch) of one lane written in one checkpoint
+    (docs/architecture.md, "Pure runs"); 1: every element its own checkpoint."""
     pause_grace_ms: int = Field(default=5_000, ge=0)
     """How long pause lets a running task finish before cancelling and re-queueing it."""
     passivate_after_ms: int = Field(default=30_000, ge=0)

@@ -37,15 +37,22 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisGone
 
-from procengine.api.views import LogEntry, StepResult
+from procengine.api.views import ControlRequest, LogEntry, StartRequest, StepResult
 from procengine.client import Client
 from procengine.client.async_client import NO_OUTPUT
 from procengine.client.errors import ConnectionFailed, InvalidTransition, NotFound, Unavailable, ValidationError
+from procengine.errors import InvalidTransition as Refused
+from procengine.node.node import Node
+from procengine.settings import Settings
+from procengine.tasks import builtin_handlers
 from tests.support.model import FINAL, KINDS, NODES, PATCHED, Cluster, Expected, Kind
+from tests.support.nodes import CALLER, wait_status
 from tests.support.redis_servers import RedisServerFactory
 from tests.support.servers import serving
 
@@ -963,3 +970,204 @@ async def test_the_engine_keeps_to_the_model(redis_server_factory: RedisServerFa
             await asyncio.to_thread(_run, cluster)
         finally:
             await asyncio.to_thread(cluster.close)
+
+
+# --- pure runs (issue 21, goal 3): coalesced checkpoints read as one checkpoint per element ---------------------
+#
+# A smaller model, in-process: a chain of pure elements (set-variable, if-condition, switch), with tasks and
+# failing expressions among them, run by a node that coalesces pure runs and by one that writes every element on
+# its own. The per-element model says what each prefix of the chain leaves (variables, completions); the engine
+# must end as the model says and as the other node does (status, progress, variables, log, element records), a
+# pause must find a state the per-element model has (a prefix, and one that ends a run), and a write that fails
+# inside a chain (landed or not) must leave, after the recovery, every element completed once.
+
+CAP = 4
+"""The pure run's limit in these examples: small, so chains of a few elements have several runs."""
+OPS = st.one_of(
+    st.tuples(st.just("set"), st.integers(-3, 5)),
+    st.tuples(st.just("if"), st.integers(-5, 20)),
+    st.tuples(st.just("switch"), st.integers(-5, 20)),
+    st.tuples(st.just("task"), st.just(0)),
+    st.tuples(st.just("fail"), st.just(0)),
+)
+CHAINS = st.lists(OPS, min_size=3, max_size=14).filter(lambda ops: [op for op, _ in ops].count("fail") <= 1)
+
+
+def _pure_chain(ops: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    elements: list[dict[str, Any]] = []
+    for index, (op, value) in enumerate(ops):
+        key, after = f"e{index}", (f"e{index + 1}" if index + 1 < len(ops) else "end")
+        if op == "set":
+            elements.append({"key": key, "type": "set-variable", "set": {"x": f"x + {value}"}, "next": after})
+        elif op == "fail":
+            elements.append({"key": key, "type": "set-variable", "set": {"x": "missing + 1"}, "next": after})
+        elif op == "if":
+            elements.append(
+                {"key": key, "type": "if-condition", "condition": f"x > {value}", "then": after, "else": after}
+            )
+        elif op == "switch":
+            cases = [{"when": f"x == {value}", "next": after}]
+            elements.append({"key": key, "type": "switch", "cases": cases, "default": after})
+        else:
+            elements.append({"key": key, "type": "task", "handler": "echo", "input": {"x": "x"}, "next": after})
+    elements.append({"key": "end", "type": "end"})
+    return elements
+
+
+@dataclass(frozen=True)
+class ChainModel:
+    """The per-element model of a chain: the variables and completions after each element, and where the
+    coalescing node writes a checkpoint."""
+
+    ops: list[tuple[str, int]]
+
+    def prefixes(self) -> list[tuple[int, list[str]]]:
+        """(x, completions) after 0, 1, 2, ... elements completed, up to the end (or the failing element)."""
+        x, done, seen = 0, [], [(0, [])]
+        for index, (op, value) in enumerate(self.ops):
+            if op == "fail":
+                return seen
+            if op == "set":
+                x += value
+            done = [*done, f"e{index}"]
+            seen.append((x, done))
+        seen.append((x, [*done, "end"]))
+        return seen
+
+    @property
+    def fails(self) -> bool:
+        return any(op == "fail" for op, _ in self.ops)
+
+    def run_ends(self, cap: int) -> set[int]:
+        """The numbers of completed elements a checkpoint of the coalescing node can leave: after every element
+        that is not pure, or whose next is not pure, or that fills a run of `cap`."""
+        kinds = [op for op, _ in self.ops] + ["end"]
+        pure = [kind in ("set", "if", "switch") for kind in kinds]
+        ends, run = {0}, 0
+        for index, kind in enumerate(kinds):
+            if kind == "fail":
+                break
+            run = run + 1 if pure[index] else 0
+            next_pure = index + 1 < len(kinds) and pure[index + 1] and kinds[index + 1] != "fail"
+            if not pure[index] or not next_pure or run >= cap:
+                ends.add(index + 1)
+                run = 0
+        return ends
+
+
+@pytest.fixture
+async def pure_nodes(redis_server: Any, prefix: str, tmp_path: Any) -> Any:
+    base = Settings(
+        redis_url=redis_server.url,
+        prefix=prefix,
+        data_dir=tmp_path / "procengine",
+        port=0,
+        pause_grace_ms=500,
+        node_heartbeat_ms=100,
+        node_ttl_ms=500,
+        reconcile_interval_ms=100,
+        passivate_after_ms=200,
+    )
+    redis = Redis.from_url(redis_server.url, decode_responses=False)
+    nodes = [Node(redis, base.model_copy(update={"checkpoint_coalesce": cap}), builtin_handlers()) for cap in (CAP, 1)]
+    for node in nodes:
+        await node.__aenter__()
+    yield nodes
+    for node in reversed(nodes):
+        await node.__aexit__(None, None, None)
+    await redis.aclose()
+
+
+async def _history(node: Any, execution_id: int) -> tuple[Any, ...]:
+    status = await node.status(CALLER, execution_id)
+    state = await node.state(CALLER, execution_id)
+    log = [
+        (e.event, e.elementKey, {k: v for k, v in e.detail.items() if k not in ("durationMs", "requestId")})
+        for e in (await node.log(CALLER, execution_id)).items
+    ]
+    records = sorted(
+        (r.key, r.status, r.attempts, repr(r.output), r.error, r.errorType)
+        for r in (await node.elements(CALLER, execution_id, limit=1000)).items
+    )
+    return status.status, status.progress, state.memory["variables"], log, records
+
+
+def _completions(history: tuple[Any, ...]) -> list[str]:
+    return [key for event, key, _ in history[3] if event == "element-completed"]
+
+
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES") or (60 if LONG else 12)),
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(ops=CHAINS, yields=st.integers(0, 40), fault=st.sampled_from([None, "lost", "landed"]), at=st.integers(1, 6))
+async def test_pure_runs_read_as_one_checkpoint_per_element(
+    pure_nodes: Any, ops: list[tuple[str, int]], yields: int, fault: str | None, at: int
+) -> None:
+    coalescing, alone = pure_nodes
+    model = ChainModel(ops)
+    prefixes = model.prefixes()
+    summary, _ = await coalescing.register_process(
+        CALLER, {"key": f"pure{uuid.uuid4().hex[:8]}", "threads": [{"key": "main", "elements": _pure_chain(ops)}]}
+    )
+    end = "failed" if model.fails else "completed"
+
+    async def run(node: Any) -> int:
+        started, _ = await node.start_execution(CALLER, StartRequest(processID=summary.processID, variables={"x": 0}))
+        return int(started.executionID)
+
+    # 1. the same ending with and without coalescing, and the model's
+    finished = []
+    for node in (coalescing, alone):
+        execution_id = await run(node)
+        assert await wait_status(node, execution_id, end, within=20) == end
+        finished.append(await _history(node, execution_id))
+    assert finished[0] == finished[1]
+    x, done = prefixes[-1]
+    assert finished[0][2]["x"] == x and _completions(finished[0]) == done
+
+    # 2. a pause at some point: a state of the per-element model that ends a run; resumed, the same ending
+    execution_id = await run(coalescing)
+    for _ in range(yields):
+        await asyncio.sleep(0)  # lets the execution go some way (no synchronisation: any point must hold)
+    try:
+        paused = await coalescing.pause(CALLER, execution_id, ControlRequest())
+    except Refused:
+        paused = None  # it had ended
+    if paused is not None:
+        history = await _history(coalescing, execution_id)
+        count = paused.completedNodes
+        assert count in model.run_ends(CAP), (count, model.run_ends(CAP))
+        assert history[1].completedNodes == count and len(_completions(history)) == count
+        assert (history[2]["x"], _completions(history)) == prefixes[count]
+        await coalescing.resume(CALLER, execution_id, ControlRequest())
+    assert await wait_status(coalescing, execution_id, end, within=20) == end
+    again = await _history(coalescing, execution_id)
+    steps = [entry for entry in again[3] if entry[0] not in ("paused", "resumed", "refused")]
+    assert (again[0], again[2], steps, again[4]) == (finished[0][0], finished[0][2], finished[0][3], finished[0][4])
+
+    # 3. a write inside the chain fails (lost before Redis, or landed with its answer lost): the node takes the
+    # execution back from Redis and recomputes what was lost; every element completes once, as the model says
+    if fault is not None:
+        commit, writes = coalescing.store.commit, []
+
+        async def failing(execution_id: int, change: Any, **kwargs: Any) -> Any:
+            if any(entry.event == "element-completed" for entry in change.log):
+                writes.append(change)
+                if len(writes) == at:
+                    if fault == "landed":
+                        await commit(execution_id, change, **kwargs)
+                    raise RedisGone("Redis went away during the write")
+            return await commit(execution_id, change, **kwargs)
+
+        coalescing.store.commit = failing
+        try:
+            execution_id = await run(coalescing)
+            assert await wait_status(coalescing, execution_id, end, within=20) == end
+        finally:
+            del coalescing.store.commit
+        crashed = await _history(coalescing, execution_id)
+        assert (crashed[2], _completions(crashed)) == (finished[0][2], _completions(finished[0]))
+        assert Counter(_completions(crashed)) == Counter(_completions(finished[0]))

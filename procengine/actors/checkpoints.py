@@ -174,6 +174,12 @@ class CheckpointWriter:
         for name, record in commit.elements.items():
             commit.elements[name] = carried(earlier.get(name), record)
 
+    def defer(self, events: list[ElementEvent]) -> None:
+        """Queue the events of an element of a pure run (`coalescing.py`) for the next checkpoint, which the run's
+        lane asks for after its last element: nothing is awaited, so the queue keeps them in order with the state
+        they changed (a write another lane makes meanwhile carries them, as it carries any queued event)."""
+        self._unwritten.extend(events)
+
     async def checkpoint(self, events: list[ElementEvent], extra: Commit | None = None) -> None:
         """Write the state and `events`; back when both are in Redis. Lanes that ask while a checkpoint is being
         written share the next one (one write of the latest state carries all their events), so the lanes of a
@@ -209,7 +215,7 @@ class CheckpointWriter:
                     self.crashed(exc)
                     raise
                 self._written = covered
-        self._observe(events)
+                self._observe(batch)  # every event once, when its write landed (a pure run's too)
 
     def _observe(self, events: list[ElementEvent]) -> None:
         for event in events:

@@ -2,7 +2,8 @@
 parallel or for-each), each driving the interpreter for its lane and carrying out what it decides: task attempts,
 timers, waits for signals, lanes or children, and the start of a call-process's child.
 
-Runners checkpoint after every element (through the `CheckpointWriter`) and talk back to the actor only by waking
+Runners checkpoint after every element (through the `CheckpointWriter`; a run of pure elements shares one:
+`coalescing.py`) and talk back to the actor only by waking
 it (its mailbox's `Wake`); what they found out (a failure, tasks cut short, children started) they keep here for
 the actor to read when it settles.
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from procengine.actors import coalescing
 from procengine.actors.attempt import Attempt, run_attempt
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.child_control import POLL_S, RETRY_S
@@ -243,12 +245,19 @@ class LaneRunners:
 
     async def _drive(self, lane: str) -> None:
         wakeup = self._wakeups[lane]
+        deferred = 0  # elements of the pure run under way whose events wait for its checkpoint (coalescing.py)
         while not self.halt.is_set():
             wakeup.clear()
             entry = self.state.entry(lane)
             element_key.set(entry.element_key if entry is not None else None)
             outcome = self.interpreter.begin(self.state, lane, self.ctx.clock.now_ms())
             step = outcome.step
+            if coalescing.goes_on(outcome, self.state, lane, deferred, self.ctx.settings.checkpoint_coalesce):
+                self.writer.defer(outcome.events)
+                deferred += 1
+                coalescing.measured(self.state, lane, self.interpreter.memory_limit)
+                continue
+            deferred = 0
             if isinstance(step, RunTask):
                 # In flight from here, before its start is written: a pause that comes while the start is being
                 # checkpointed counts it and waits for it (within the grace), so the log never shows a start of a

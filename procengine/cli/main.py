@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-expression-cost", metavar="N", type=int, help="most one CEL evaluation may cost (1000000)"
     )
+    serve.add_argument(
+        "--checkpoint-coalesce",
+        metavar="N",
+        type=int,
+        help="most consecutive pure elements of a lane written in one checkpoint (32; 1: each its own)",
+    )
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
     serve.add_argument(
         "--max-nesting-depth", metavar="N", type=int, help="how deep JSON/YAML input may nest (64; 422 beyond)"
