@@ -11,9 +11,9 @@ element had its own.
 
 from __future__ import annotations
 
+from procengine.actors.records import encoded_memory
 from procengine.engine.outcomes import Outcome, Progressed
 from procengine.engine.state import ExecutionState, StackEntry
-from procengine.store.codec import encode
 
 __all__ = ["PURE", "goes_on", "measured"]
 
@@ -56,4 +56,4 @@ def measured(state: ExecutionState, lane: str, memory_limit: int | None) -> None
     its own checkpoint. An if-condition or switch stores no value of its own size: it checks nothing."""
     entry = state.entry(lane)
     if memory_limit is not None and entry is not None and entry.element_type == "set-variable":
-        state.memory_bytes = len(encode(state.to_stored_memory_doc(_SAVED_AT)))
+        state.memory_bytes = len(encoded_memory(state, _SAVED_AT))

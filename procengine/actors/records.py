@@ -201,13 +201,18 @@ def transition_log(
     return LogRecord(at_ms, event, None, _without_none(detail))
 
 
+def encoded_memory(state: ExecutionState, saved_at: str) -> bytes:
+    """The memory blob as a checkpoint stores it: each output once (see `expand_memory_doc`), no empty signals
+    (see `seed_memory`). Its length is what the memory limit is checked against."""
+    return encode(stored_memory(state.to_stored_memory_doc(saved_at)))
+
+
 def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: int) -> Commit:
     """The checkpoint after an element: stack, memory, counters, threads, element records and log. Notes the
     memory's encoded size in `state.memory_bytes`. The stack and memory leave out our own fields where they hold
     their default (`engine/stored.py`); the state hash has no `format` field (absent reads as 1)."""
     saved_at = iso(now_ms)
-    # each output once (see `expand_memory_doc`), no empty signals (see `seed_memory`)
-    memory = encode(stored_memory(state.to_stored_memory_doc(saved_at)))
+    memory = encoded_memory(state, saved_at)
     state.memory_bytes = len(memory)
     # no failedNodes: the sum of the thread records' (`queries.status_doc`). completedNodes is that too, but it stays:
     # commit.lua records the commit token (`lastCommit`: a retried write is not applied twice, takeover.lua sees
