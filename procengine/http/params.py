@@ -99,7 +99,7 @@ class ReasonQuery(BaseModel):
 
     # 500, not the 1,000 of a body's reason: percent-encoded, 500 characters take up to 6,000 bytes, within the
     # 8,190 of a request line the server reads (past it the answer is a bare 400 before any handler)
-    reason: str | None = Field(default=None, max_length=500, description="Why, for the execution's log.")
+    reason: str | None = Field(default=None, min_length=1, max_length=500, description="Why, for the execution's log.")
 
 
 def process_id(request: web.Request) -> int:

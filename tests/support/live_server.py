@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from procengine.http.app import create_app
 from procengine.node.node import Node
 from procengine.settings import Settings
+from procengine.store.connection import connect
 from procengine.tasks import builtin_handlers
 from tests.support.api import TOKENS
 
@@ -36,7 +36,10 @@ def live_server(settings: Settings) -> Iterator[str]:
     async def serve() -> None:
         stop = asyncio.Event()
         found["stop"] = (asyncio.get_running_loop(), stop)
-        redis = Redis.from_url(str(settings.redis_url), decode_responses=False)
+        # the client `serve` makes (a blocking pool of store.connection.MAX_CONNECTIONS): redis-py's default pool
+        # refuses the 101st connection at once, where the engine's waits for a free one (a batch of 1,000 starts
+        # finishing together)
+        redis = connect(str(settings.redis_url), timeout_s=settings.redis_timeout_s, retries=settings.redis_retries)
         try:
             async with Node(redis, settings, builtin_handlers()) as engine:
                 runner = web.AppRunner(create_app(engine, settings), access_log=None, shutdown_timeout=0.1)
