@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, get_args
 
-from procengine.api.views import ExecutionStatusView
+from pydantic_core import to_json
+
+from procengine.api.views import BlockedKind, ExecutionStatusView, StatusName
+from procengine.depth import clipped
 from procengine.runtime.clock import parse_iso
 
 __all__ = ["RenderedStatus"]
@@ -30,10 +33,13 @@ class RenderedStatus:
     @classmethod
     def of(cls, doc: dict[str, Any]) -> RenderedStatus:
         timing = doc["timing"]
-        placeholders = {"durationMs": _DURATION, "pausedDurationMs": _PAUSED}
-        view = ExecutionStatusView.model_validate({**doc, "timing": {**timing, **placeholders}})
+        body = _plain_json(doc)
+        if body is None:  # not the plain types status_doc writes: the model validates it (and says what is wrong)
+            placeholders = {"durationMs": _DURATION, "pausedDurationMs": _PAUSED}
+            view = ExecutionStatusView.model_validate({**doc, "timing": {**timing, **placeholders}})
+            body = view.model_dump_json().encode()
         # the first occurrences are timing's: fields render in order, and a quote inside a string is escaped
-        head, found, rest = view.model_dump_json().encode().partition(b'"durationMs":%d' % _DURATION)
+        head, found, rest = body.partition(b'"durationMs":%d' % _DURATION)
         middle, found_paused, tail = rest.partition(b'"pausedDurationMs":%d' % _PAUSED)
         assert found and found_paused, "durationMs and pausedDurationMs must render as plain numbers, in this order"
         stopped, paused_at = timing["stoppedAt"], timing.get("pausedAt")
@@ -61,3 +67,127 @@ class RenderedStatus:
 
 _DURATION = -7_777_777
 _PAUSED = -7_777_778
+
+_STATUSES: Final = frozenset(get_args(StatusName))
+_KINDS: Final = frozenset(get_args(BlockedKind))
+
+
+def _plain_json(doc: dict[str, Any]) -> bytes | None:
+    """What `ExecutionStatusView.model_validate(doc).model_dump_json()` gives (the timing's two counters as the
+    placeholders), built without the model: a dict in the model's field order, rendered by pydantic's own
+    serializer. The model's validation costs most of a first rendering, and at 50,000 executions nearly every read
+    is one (issue 21). None when a value is not of the exact type the model would take as it is (a number as a
+    string, a bool for an int, a key missing): the model then coerces it, or refuses it, as it always did."""
+    try:
+        progress, timing = doc["progress"], doc["timing"]
+        plain = {
+            "executionID": doc["executionID"],
+            "processID": doc["processID"],
+            "processKey": doc["processKey"],
+            "processVersion": doc["processVersion"],
+            "status": doc["status"],
+            "isActive": doc["isActive"],
+            "progress": {
+                "totalNodes": progress["totalNodes"],
+                "completedNodes": progress["completedNodes"],
+                "failedNodes": progress["failedNodes"],
+                "percentage": progress["percentage"],
+            },
+            "timing": {
+                "startedAt": timing["startedAt"],
+                "stoppedAt": timing["stoppedAt"],
+                "durationMs": _DURATION,
+                "pausedAt": timing.get("pausedAt"),
+                "pausedDurationMs": _PAUSED,
+            },
+            "threads": [
+                {
+                    "threadExecutionID": t["threadExecutionID"],
+                    "processThreadID": t["processThreadID"],
+                    "threadKey": t["threadKey"],
+                    "status": t["status"],
+                    "completedNodes": t["completedNodes"],
+                    "totalNodes": t["totalNodes"],
+                }
+                for t in doc["threads"]
+            ],
+            "error": _shown(doc["error"]) if doc.get("error") is not None else None,
+            "parentExecutionID": doc.get("parentExecutionID"),
+            "children": doc.get("children", []),
+            "blockedOn": [
+                {
+                    "lane": b["lane"],
+                    "elementKey": b["elementKey"],
+                    "kind": b["kind"],
+                    "since": b["since"],
+                    "until": b.get("until"),
+                    "detail": _shown(b.get("detail", {})),
+                }
+                for b in doc.get("blockedOn", ())
+            ],
+        }
+    except (_NotPlain, KeyError, TypeError, AttributeError):
+        return None
+    if not _typed(plain):
+        return None
+    return to_json(plain, inf_nan_mode="null")  # the model's ser_json_inf_nan
+
+
+def _typed(plain: dict[str, Any]) -> bool:
+    """Every value of the exact type the model takes as it is (its validation would change none of them)."""
+    progress, timing = plain["progress"], plain["timing"]
+    parent = plain["parentExecutionID"]
+    return (
+        type(plain["executionID"]) is int
+        and type(plain["processID"]) is int
+        and type(plain["processKey"]) is str
+        and type(plain["processVersion"]) is int
+        and plain["status"] in _STATUSES
+        and type(plain["status"]) is str
+        and type(plain["isActive"]) is bool
+        and type(progress["totalNodes"]) is int
+        and type(progress["completedNodes"]) is int
+        and type(progress["failedNodes"]) is int
+        and type(progress["percentage"]) is float  # an int renders as 50.0 through the model
+        and type(timing["startedAt"]) is str
+        and (timing["stoppedAt"] is None or type(timing["stoppedAt"]) is str)
+        and (timing["pausedAt"] is None or type(timing["pausedAt"]) is str)
+        and (parent is None or type(parent) is int)
+        and type(plain["children"]) is list
+        and all(type(child) is int for child in plain["children"])
+        and all(
+            type(t["threadExecutionID"]) is int
+            and type(t["processThreadID"]) is int
+            and type(t["threadKey"]) is str
+            and type(t["status"]) is str
+            and type(t["completedNodes"]) is int
+            and type(t["totalNodes"]) is int
+            for t in plain["threads"]
+        )
+        and all(
+            type(b["lane"]) is str
+            and type(b["elementKey"]) is str
+            and b["kind"] in _KINDS
+            and type(b["kind"]) is str
+            and (b["since"] is None or type(b["since"]) is str)
+            and (b["until"] is None or type(b["until"]) is str)
+            for b in plain["blockedOn"]
+        )
+    )
+
+
+class _NotPlain(Exception):
+    """A value the model would coerce or refuse."""
+
+
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def _shown(value: Any) -> dict[str, Any]:
+    """A stored map as the model shows it (`views.Shown`: cut below depth.RENDER_DEPTH)."""
+    if type(value) is not dict or not all(type(key) is str for key in value):
+        raise _NotPlain
+    if all(type(item) in _SCALARS for item in value.values()):
+        return value  # one level deep: nothing to cut
+    shown: dict[str, Any] = clipped(value)
+    return shown
