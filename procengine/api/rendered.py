@@ -126,7 +126,7 @@ def _plain_json(doc: dict[str, Any]) -> bytes | None:
                 for b in doc.get("blockedOn", ())
             ],
         }
-    except (_NotPlain, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):  # a value the model would coerce or refuse
         return None
     if not _typed(plain):
         return None
@@ -176,17 +176,13 @@ def _typed(plain: dict[str, Any]) -> bool:
     )
 
 
-class _NotPlain(Exception):
-    """A value the model would coerce or refuse."""
-
-
 _SCALARS: Final = (str, int, float, bool, type(None))
 
 
 def _shown(value: Any) -> dict[str, Any]:
     """A stored map as the model shows it (`views.Shown`: cut below depth.RENDER_DEPTH)."""
     if type(value) is not dict or not all(type(key) is str for key in value):
-        raise _NotPlain
+        raise TypeError("a map the model would coerce or refuse")
     if all(type(item) in _SCALARS for item in value.values()):
         return value  # one level deep: nothing to cut
     shown: dict[str, Any] = clipped(value)
