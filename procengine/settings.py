@@ -119,9 +119,10 @@ class Settings(BaseSettings):
     replicated: once a replica has it too (WAIT 1 after every transition and checkpoint)."""
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """auto: uvloop where it is installed (a dependency except on Windows), else asyncio's own loop."""
-    gc_thresholds: str = "20000,20,20"
-    """Python's garbage-collector thresholds for `serve` (runtime/collector.py says why they are not Python's
-    700,10,10); "default" keeps Python's own."""
+    gc_thresholds: str = "default"
+    """Python's garbage-collector thresholds for `serve`: "default" keeps Python's own (700,10,10); "20000,20,20"
+    doubles the starts a node takes per second but keeps passivated executions' memory until a full collection
+    (runtime/collector.py, docs/performance.md)."""
 
     @field_validator("gc_thresholds")
     @classmethod
