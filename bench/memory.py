@@ -106,15 +106,11 @@ async def run(ctx: Context) -> list[Figure]:
                     raise RuntimeError(f"memory: not all paused: {statuses}")
             finally:
                 await close_all(clients)
-        used_after = (await redis.info("memory"))["used_memory"]
-        per_key = await _memory_usage(redis, keys, ids)
-        index_bytes = await _index_bytes(redis, keys, process_id)
-        baseline = await _baseline_bytes(redis)
-        version = (await redis.info("server"))["redis_version"]
+        bytes_figure = await _measured(redis, keys, ids, process_id, used_before)
     finally:
         await redis.aclose()
     figures = [
-        _bytes_figure(f"Redis {version}", ids, per_key, index_bytes, baseline, used_after - used_before),
+        bytes_figure,
         _rss_figure(rss),
     ]
     redis7 = redis7_binary()
@@ -161,13 +157,19 @@ async def _bytes_on(ctx: Context, executable: str, count: int) -> Figure:
             statuses = await _statuses(redis, keys, ids)
             if set(statuses) != {"paused"}:
                 raise RuntimeError(f"memory (redis 7): not all paused: {statuses}")
-            used_after = (await redis.info("memory"))["used_memory"]
-            per_key = await _memory_usage(redis, keys, ids)
-            index_bytes = await _index_bytes(redis, keys, process_id)
-            baseline = await _baseline_bytes(redis)
-            version = (await redis.info("server"))["redis_version"]
+            return await _measured(redis, keys, ids, process_id, used_before)
         finally:
             await redis.aclose()
+
+
+async def _measured(redis: Any, keys: Keys, ids: list[int], process_id: int, used_before: int) -> Figure:
+    """The bytes figure of the paused executions `ids` on this server (MEMORY USAGE per key, the index share, the
+    variables alone as the baseline, INFO's growth since `used_before`)."""
+    used_after = (await redis.info("memory"))["used_memory"]
+    per_key = await _memory_usage(redis, keys, ids)
+    index_bytes = await _index_bytes(redis, keys, process_id)
+    baseline = await _baseline_bytes(redis)
+    version = (await redis.info("server"))["redis_version"]
     return _bytes_figure(f"Redis {version}", ids, per_key, index_bytes, baseline, used_after - used_before)
 
 

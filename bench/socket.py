@@ -19,9 +19,10 @@ own gain (Redis's docs give up to +50% for a unix socket over TCP loopback), whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from bench.common import Context, Figure, ratio
@@ -67,28 +68,37 @@ async def unix_url_of(redis_url: str) -> str | None:
     return f"unix://{path}?db=0" if path else None
 
 
-async def run_chain(redis_url: str, prefix: str, steps: int = STEPS, executions: int = 1) -> float:
-    """Seconds for `executions` chains of `steps` tasks, one after the other, on a fresh in-process engine."""
+@contextlib.asynccontextmanager
+async def chain_engine(
+    redis_url: str, prefix: str, name: str, steps: int
+) -> AsyncIterator[tuple[Node, StartRequest, Callable[[], float]]]:
+    """An in-process engine built as `serve` builds it (`connect` + `Node`), with a chain of `steps` tasks
+    registered and compiled outside the clock: the engine, the start request and the count of ended executions."""
     settings = Settings(redis_url=redis_url, prefix=prefix, log_level="WARNING", pause_grace_ms=100)
     metrics = Metrics()
     redis = connect(redis_url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
-    finished = finished_counter(metrics, "chain")
+    finished = finished_counter(metrics, name)
     try:
         async with Node(redis, settings, builtin_handlers(), metrics=metrics) as engine:
-            summary, _ = await engine.register_process(CALLER, task_chain_definition("chain", steps))
+            summary, _ = await engine.register_process(CALLER, task_chain_definition(name, steps))
             await engine.catalog.compiled("default", summary.processID)  # compile once, outside the clock
-            request = StartRequest(processID=summary.processID, variables={})
-            started = time.perf_counter()
-            for done in range(1, executions + 1):
-                await engine.start_execution(CALLER, request)
-                deadline = time.perf_counter() + 60
-                while finished() < done:
-                    if time.perf_counter() > deadline:
-                        raise TimeoutError(f"socket: chain {done} not finished within 60 s")
-                    await asyncio.sleep(0.0005)
-            return time.perf_counter() - started
+            yield engine, StartRequest(processID=summary.processID, variables={}), finished
     finally:
         await redis.aclose()
+
+
+async def run_chain(redis_url: str, prefix: str, steps: int = STEPS, executions: int = 1) -> float:
+    """Seconds for `executions` chains of `steps` tasks, one after the other, on a fresh in-process engine."""
+    async with chain_engine(redis_url, prefix, "chain", steps) as (engine, request, finished):
+        started = time.perf_counter()
+        for done in range(1, executions + 1):
+            await engine.start_execution(CALLER, request)
+            deadline = time.perf_counter() + 60
+            while finished() < done:
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"socket: chain {done} not finished within 60 s")
+                await asyncio.sleep(0.0005)
+        return time.perf_counter() - started
 
 
 async def pings_per_s(redis_url: str, count: int) -> float:

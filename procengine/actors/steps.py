@@ -105,7 +105,6 @@ async def apply(actor: Host, message: Command) -> StepResult:
     under_way = source is Status.PAUSED and progress.status != "failed" and entry.held is None
     cut_short = interrupted_record(entry, now) if under_way and _restarts(order) and entry.started_at_ms else None
     cut_field = record_field(entry.element_key, entry.path)
-    progress = state.threads[thread]
     if progress.status == "failed" and state.entry(thread) in (entry, None):
         progress.status = "running"  # its failure is what the operator settles now
         progress.failed_nodes = max(0, progress.failed_nodes - 1)
