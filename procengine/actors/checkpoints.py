@@ -123,11 +123,12 @@ class CheckpointWriter:
             keys = self.ctx.store.keys
             if expect.is_final:  # a retry: live again, and the retention its final write started is undone
                 commit.persist = True
-                commit.index = indexes.revived(keys, self.execution_id, self.fields, expect.value, str(target))
+                moves = indexes.revived(keys, self.execution_id, self.fields, expect.value, str(target))
             else:
-                commit.index = indexes.status_change(
+                moves = indexes.status_change(
                     keys, self.execution_id, self.fields, expect.value, str(target), removal_at
                 )
+            commit.index = [*moves, *commit.index]
             if commit.announce is None and self.fields.get("tenant"):  # told in the same write (one call)
                 commit.announce = StatusChange(self.fields["tenant"], str(target), self.fields.get("processKey", ""))
         async with self._write_lock:
