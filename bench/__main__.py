@@ -35,7 +35,7 @@ from procengine.store.embedded import RedisServer
 # name -> (module, full budget s, quick budget s). The budgets add up to 715 s (about 12 minutes with the
 # Redis start and the report); each benchmark sizes its windows from what it has left.
 BENCHMARKS: dict[str, tuple[str, float, float]] = {
-    "steps": ("bench.steps", 50, 14),
+    "steps": ("bench.steps", 80, 20),
     "latency": ("bench.latency", 50, 12),
     "status": ("bench.status", 40, 10),
     "memory": ("bench.memory", 75, 16),

@@ -15,7 +15,8 @@ is against the higher of the two: the best this Redis did with that script and p
 
 Issue 21's figures, in the same rounds:
 - engine CPU per durable step / Redis CPU for the same steps: the engine process's CPU (/proc) and Redis's
-  (INFO CPU, used_cpu_sys + used_cpu_user) over the 1,000 x 20 run, starts included;
+  (INFO CPU, used_cpu_sys + used_cpu_user) over the 1,000 x 20 run, starts included; beside it, in its notes, the
+  same run with --checkpoint-coalesce 1 (every element its own checkpoint, as the issue measured it);
 - one 200-step chain (one execution, its steps one after another: each run of up to --checkpoint-coalesce
   pure elements waits for its checkpoint) / the one-round-trip floor: one connection sending one commit.lua
   call at a time with the chain's checkpoint arguments, pre-encoded, replies parsed by hiredis (the least a
@@ -35,7 +36,7 @@ from typing import Any
 import hiredis
 
 from bench.baselines import _Commands, _host_port, capture_checkpoints, checkpoint_limit, prepare_executions
-from bench.common import Context, CpuMeter, Figure, chain_definition, ratio
+from bench.common import Context, CpuMeter, Figure, chain_definition, cpu_seconds, ratio
 from procengine.api.service import Caller
 from procengine.api.views import StartRequest
 from procengine.node.node import Node
@@ -97,6 +98,7 @@ async def engine_steps(
                 profiler.enable()
             redis_cpu = await redis_cpu_seconds(redis)
             cpu = CpuMeter({"engine": os.getpid(), "redis": ctx.redis_pid}).__enter__()
+            engine_cpu = cpu_seconds(os.getpid())  # unrounded (CpuMeter's shares are to 0.01 core)
             started = time.perf_counter()
             starting = asyncio.gather(*(engine.start_execution(CALLER, request) for _ in range(executions)))
             starts_done: float | None = None
@@ -115,6 +117,7 @@ async def engine_steps(
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - started
             cpu.__exit__(None, None, None)
+            engine_cpu = cpu_seconds(os.getpid()) - engine_cpu
             redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
             if profiler is not None:
                 profiler.disable()
@@ -145,7 +148,7 @@ async def engine_steps(
         "actor_write_mean_ms": 1000 * checkpoint_sum / writes if writes else None,
         "completed_executions": finished(),
         "cpu_cores": cpu.share,
-        "engine_cpu_us_per_step": 1e6 * cpu.share["engine"] * elapsed / total,
+        "engine_cpu_us_per_step": 1e6 * engine_cpu / total,
         "redis_cpu_us_per_step": 1e6 * redis_cpu / total,
     }
     if profiler is not None:
@@ -242,14 +245,20 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
     executions = ctx.n(1000, 200)
     rounds = 1 if ctx.quick else 3
     engines: list[dict[str, Any]] = []
+    singles: list[dict[str, Any]] = []
+    """The same run with `checkpoint_coalesce` 1 (every element its own checkpoint: what the issue's 3.96 measured),
+    for the CPU figure's notes."""
     bases: list[dict[str, Any]] = []
     chains: list[dict[str, Any]] = []
     floors: list[float] = []
     for i in range(rounds):  # interleaved, so that a drift of the machine hits both sides alike
-        await ctx.flush()
-        engines.append(
-            await engine_steps(ctx, executions, timeout_s=max(ctx.left() / 2, 20), profile=profile and i == 0)
-        )
+        for coalesce in (None, 1) if i % 2 == 0 else (1, None):  # the side that goes first swaps round by round
+            await ctx.flush()
+            timeout_s = max(ctx.left() / 2, 20)
+            if coalesce is None:
+                engines.append(await engine_steps(ctx, executions, timeout_s, profile=profile and i == 0))
+            else:
+                singles.append(await engine_steps(ctx, executions, timeout_s, coalesce=coalesce))
         await ctx.flush()
         bases.append(await checkpoint_limit(ctx, seconds=ctx.seconds(3.0, 1.5)))
         await ctx.flush()  # the sequential chain beside its floor, one after the other
@@ -328,6 +337,8 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
     engine_us, redis_us = engine["engine_cpu_us_per_step"], engine["redis_cpu_us_per_step"]
     cpu_share = ratio(engine_us, redis_us)
     cpu_rounds = [ratio(e["engine_cpu_us_per_step"], e["redis_cpu_us_per_step"]) for e in engines]
+    single_rounds = [ratio(e["engine_cpu_us_per_step"], e["redis_cpu_us_per_step"]) or 0.0 for e in singles]
+    single = singles[sorted(range(len(singles)), key=lambda i: single_rounds[i])[(len(singles) - 1) // 2]]
     figures.append(
         Figure(
             name="engine CPU per durable step",
@@ -341,9 +352,21 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
             notes=(
                 f"the median steps round; rounds {', '.join(format(r or 0, '.2f') for r in cpu_rounds)}; "
                 f"engine {engine['cpu_cores']['engine']:.2f} cores, redis {engine['cpu_cores']['redis']:.2f} cores "
-                f"over {engine['end_to_end_s']:.2f}s; more nodes add engine cores until Redis's one core is full"
+                f"over {engine['end_to_end_s']:.2f}s; more nodes add engine cores until Redis's one core is full; "
+                f"with --checkpoint-coalesce 1 (every element its own checkpoint, as the issue measured it): engine "
+                f"{single['engine_cpu_us_per_step']:.1f} µs, Redis {single['redis_cpu_us_per_step']:.1f} µs per step = "
+                f"{ratio(single['engine_cpu_us_per_step'], single['redis_cpu_us_per_step']) or 0:.2f} "
+                f"(rounds {', '.join(format(r, '.2f') for r in single_rounds)})"
             ),
-            details={"rounds": cpu_rounds},
+            details={
+                "rounds": cpu_rounds,
+                "coalesce_1": {
+                    "rounds": single_rounds,
+                    "engine_cpu_us_per_step": single["engine_cpu_us_per_step"],
+                    "redis_cpu_us_per_step": single["redis_cpu_us_per_step"],
+                    "steady_per_s": single["steady_per_s"],
+                },
+            },
         )
     )
     chain_ratios = [ratio(c["steps_per_s"], f) or 0.0 for c, f in zip(chains, floors, strict=True)]

@@ -21,6 +21,7 @@ from procengine.api.rendered import RenderedStatus
 from procengine.engine.outcomes import ElementEvent
 from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, Fenced
+from procengine.runtime.metrics import observe_many
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.executions import BUFFERED_SIGNALS, CRASHES, Commit, StatusChange, stored_fields
@@ -123,11 +124,12 @@ class CheckpointWriter:
             keys = self.ctx.store.keys
             if expect.is_final:  # a retry: live again, and the retention its final write started is undone
                 commit.persist = True
-                commit.index = indexes.revived(keys, self.execution_id, self.fields, expect.value, str(target))
+                moves = indexes.revived(keys, self.execution_id, self.fields, expect.value, str(target))
             else:
-                commit.index = indexes.status_change(
+                moves = indexes.status_change(
                     keys, self.execution_id, self.fields, expect.value, str(target), removal_at
                 )
+            commit.index = [*moves, *commit.index]
             if commit.announce is None and self.fields.get("tenant"):  # told in the same write (one call)
                 commit.announce = StatusChange(self.fields["tenant"], str(target), self.fields.get("processKey", ""))
         async with self._write_lock:
@@ -218,8 +220,12 @@ class CheckpointWriter:
                 self._observe(batch)  # every event once, when its write landed (a pure run's too)
 
     def _observe(self, events: list[ElementEvent]) -> None:
+        """Each ended element's duration, into its type's and outcome's histogram: a pure run's together."""
+        durations: dict[tuple[str, str], list[float]] = {}
         for event in events:
             if event.started_at_ms is not None and event.event in ("element-completed", "element-failed"):
                 outcome = "completed" if event.event == "element-completed" else "failed"
                 seconds = max(event.at_ms - event.started_at_ms, 0) / 1000
-                self.ctx.metrics.element_duration(event.element_type, outcome).observe(seconds)
+                durations.setdefault((event.element_type, outcome), []).append(seconds)
+        for (element_type, outcome), amounts in durations.items():
+            observe_many(self.ctx.metrics.element_duration(element_type, outcome), amounts)

@@ -49,7 +49,20 @@ def record_field(element_key: str, path: str | None) -> str:
 def element_record(event: ElementEvent) -> dict[str, Any]:
     """The latest run of an element in its lane (the thread, or one branch or iteration: its `path`); fields with no
     value are left out."""
-    record: dict[str, Any] = {
+    record: dict[str, Any]
+    if event.event == "element-completed" and event.element_type != "task":  # most: a pure element's end
+        record = {"key": event.element_key, "type": event.element_type, "threadKey": event.thread_key}
+        if event.path is not None:
+            record["path"] = event.path
+        record["attempts"] = event.attempt
+        if event.started_at_ms is not None:
+            record["startedAt"] = iso(event.started_at_ms)
+        record["status"] = "completed"
+        record["stoppedAt"] = iso(event.at_ms)
+        if event.output is not None:
+            record["output"] = event.output
+        return record  # the same map, in the same order, as below
+    record = {
         "key": event.element_key,
         "type": event.element_type,
         "threadKey": event.thread_key,

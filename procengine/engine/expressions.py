@@ -54,7 +54,9 @@ class Expression:
         if its comprehensions would cost more than `max_cost` over them (checked before it runs: CEL cannot be
         stopped once it has started, and it runs on the event loop)."""
         names = self.names
-        if names is None or len(variables) <= len(names):
+        if not names and names is not None:  # reads no variable (a literal): nothing for CEL to convert
+            context: dict[str, Any] = {}
+        elif names is None or len(variables) <= len(names):
             context = variables
         else:
             context = {
@@ -85,10 +87,11 @@ class Expression:
             raise ExpressionError(f"{_quoted(self.source)}: {exc}") from None
 
     def evaluate(self, variables: dict[str, Any], max_cost: int | None = None) -> Any:
-        value = self._run(self.context(variables, max_cost))
+        context = self.context(variables, max_cost)
+        value = _native(self._program.execute, context, self.source) if self.degree == 0 else self._run(context)
         # CEL timestamps and durations come back as datetime/timedelta, which no checkpoint can hold:
         # refuse them here, where the element can fail cleanly, not later in the codec.
-        if not _storable(value):
+        if type(value) not in _SCALAR_TYPES and not _storable(value):
             raise ExpressionError(
                 f"{_quoted(self.source)} gave a value that cannot be stored ({_kind(value)}); "
                 "convert timestamps and durations with string()"
@@ -195,6 +198,7 @@ def _elements(value: Any) -> int:
 
 
 _SCALARS = (type(None), bool, int, float, str, bytes)
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 def _storable(value: Any) -> bool:

@@ -286,6 +286,8 @@ class Interpreter:
     # --- internals ---------------------------------------------------------------------------
 
     def _begin_element(self, state: ExecutionState, entry: StackEntry, element: Any, now_ms: int) -> Outcome:
+        if type(element) is SetVariableElement:  # the commonest element first (a pure run is mostly these)
+            return self._set_variables(state, entry, element, now_ms)
         variables = self.variables(state, entry.path)
         if isinstance(element, TaskElement):
             if entry.due_at_ms is not None:  # still in the backoff before a retry
@@ -325,11 +327,7 @@ class Interpreter:
             message = self._value(element.message, variables)
             return self._fail(state, entry, message if isinstance(message, str) else str(message), now_ms, "Fail")
         if isinstance(element, SetVariableElement):
-            values = {name: self._value(src, variables) for name, src in element.set.items()}
-            self._fit(state, f"the values of {entry.element_key!r}", list(values.values()))
-            for name, value in values.items():
-                self._assign(state, entry.path, name, value)
-            return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
+            return self._set_variables(state, entry, element, now_ms)
         if isinstance(element, ParallelElement | ForEachElement):
             return self._fan_out(state, entry, element, now_ms)
         if isinstance(element, CallProcessElement):
@@ -339,6 +337,18 @@ class Interpreter:
             return Outcome(StartChild(entry, element.process, element.version, child_input))
         assert isinstance(element, EndElement)
         return self._complete(state, entry, None, None, now_ms)
+
+    def _set_variables(
+        self, state: ExecutionState, entry: StackEntry, element: SetVariableElement, now_ms: int
+    ) -> Outcome:
+        variables = self.variables(state, entry.path)
+        expressions, cost = self.process.expressions, self.max_expression_cost
+        values = {name: expressions[source].evaluate(variables, cost) for name, source in element.set.items()}
+        if self.memory_limit is not None:
+            self._fit(state, f"the values of {entry.element_key!r}", list(values.values()))
+        for name, value in values.items():
+            self._assign(state, entry.path, name, value)
+        return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
 
     def _await_signal(
         self, state: ExecutionState, entry: StackEntry, element: WaitSignalElement, now_ms: int

@@ -74,11 +74,29 @@ def bounded_size(value: Any, limit: int) -> int | None:
     """`packed_size` for a value whose size its source bounds (a request body, a CEL result over a memory within
     its limit): a small one is walked, a big one encoded by the codec (C, fifty times quicker than the walk).
     Not for a task's output, whose size nothing bounds: see `actors/attempt.py`."""
+    kind = type(value)
+    if kind is int or kind is str or kind is bool or kind is float or value is None:  # a set-variable's usual value
+        size = _scalar_size(value, limit)
+        return size if size is not None and size <= limit else None
     try:
         return packed_size(value, limit, max_nodes=_WALKED_NODES)
     except TooManyNodes:
         size = len(encode(value))
         return size if size <= limit else None
+
+
+def _scalar_size(value: Any, limit: int) -> int | None:
+    """`packed_size` of None, a bool, an int, a float or a str, without its walk (None: a str over `limit`)."""
+    if value is None or value is True or value is False:
+        return 1
+    if isinstance(value, int):
+        return _int_size(value)
+    if isinstance(value, float):
+        return 9
+    if len(value) > limit:
+        return None
+    n = len(value) if value.isascii() else _utf8_length(value)
+    return n + (1 if n < 32 else 2 if n < 2**8 else 3 if n < 2**16 else 5)
 
 
 def _utf8_length(text: str) -> int:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -100,6 +101,29 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe(amount)` for each amount (a labelled child, no exemplars), with one lock taken for the
+    sum and one per bucket it touches, instead of two per amount (2 µs each: a pure run's 20 element durations).
+    It reads prometheus-client's Histogram internals (`_upper_bounds`, `_buckets`, `_sum`: the version is locked;
+    tests/runtime/test_metrics.py holds it to `observe`); without them it observes one by one."""
+    try:
+        bounds: Sequence[float] = histogram._upper_bounds
+        buckets: list[Any] = histogram._buckets
+        total: Any = histogram._sum
+        histogram._raise_if_not_observable()  # type: ignore[no-untyped-call]
+    except AttributeError:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    counts: dict[int, int] = {}
+    for amount in amounts:  # the first bucket whose bound is at least the amount (the last is +Inf)
+        index = bisect_left(bounds, amount)
+        counts[index] = counts.get(index, 0) + 1
+    total.inc(sum(amounts))
+    for index, count in counts.items():
+        buckets[index].inc(count)
 
 
 async def sample_loop_lag(

@@ -28,10 +28,10 @@ CHILD_KEY = "childKey"
 class IndexOp:
     """One single-key command on a key of another slot than the execution's: ZADD key score member, ZREM key
     member, PEXPIREAT key ms, PERSIST key on a tenant key; XADD key MAXLEN ~ n * field value ... (the status event,
-    `ExecutionStore.commit`); SREM key member on a node's `owned` set (passivation). `ExecutionStore.commit` sends
-    the edits of a creation before the script and the others after an OK on a Redis Cluster, so an `owned` set may
-    hold more than it should, never less; additions to an `owned` set do not go through here
-    (`ExecutionStore.activate` before the write, takeover.lua)."""
+    `ExecutionStore.commit`); SREM key member on a node's `owned` set (passivation, a final write) or the active
+    set (a final write). `ExecutionStore.commit` sends the edits of a creation before the script and the others
+    after an OK on a Redis Cluster, so an `owned` set may hold more than it should, never less; additions to an
+    `owned` set do not go through here (`ExecutionStore.activate` before the write, takeover.lua)."""
 
     command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "XADD", "SREM"]
     key: str
@@ -154,6 +154,13 @@ def placed(keys: Keys, at: Indexed, status: str) -> list[IndexOp]:
 def owned_remove(keys: Keys, node_id: str, execution_id: int) -> IndexOp:
     """The execution out of the node's `owned` set (the node gives it up, or it is final)."""
     return IndexOp("SREM", keys.owned(node_id), (str(execution_id),))
+
+
+def deactivated(keys: Keys, node_id: str, execution_id: int) -> list[IndexOp]:
+    """A final execution out of the active set and the node's `owned` set ("": none), in its final write
+    (`ExecutionStore.deactivate` does the same by itself)."""
+    member = (str(execution_id),)
+    return [IndexOp("SREM", keys.active, member), *([owned_remove(keys, node_id, execution_id)] if node_id else [])]
 
 
 def removal_note(at: Indexed, status: str) -> str:

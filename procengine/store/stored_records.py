@@ -20,6 +20,7 @@ a top-level name that is one of the short ones, so a detail written before reads
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from procengine.runtime.clock import iso
@@ -140,8 +141,10 @@ def element_key_of(field: str) -> str:
     return field.rsplit("/", 1)[-1]
 
 
+@lru_cache(maxsize=4096)
 def _ms(text: str) -> int | str:
-    """An ISO-8601 time as epoch ms when that gives the same text back; else the text as it is."""
+    """An ISO-8601 time as epoch ms when that gives the same text back; else the text as it is (cached: the
+    elements of a pure run, written together, mostly share their times)."""
     try:
         ms = (datetime.fromisoformat(text.replace("Z", "+00:00")) - _EPOCH) // timedelta(milliseconds=1)
     except (ValueError, TypeError):  # not a time, or one without its zone

@@ -211,3 +211,27 @@ async def test_beside_the_script_as_on_a_cluster_a_takeover_moves_the_execution_
     await take("other", engine.node_id)  # another node's now: moved
     assert execution_id not in await _owned(redis, engine)
     assert execution_id in await _owned(redis, engine, "other")
+
+
+@pytest.mark.parametrize("in_script", [True, False], ids=["in the script", "beside it, as on a cluster"])
+async def test_an_execution_leaves_the_active_and_owned_sets_in_its_final_write(
+    engine: Node, redis: Redis, monkeypatch: pytest.MonkeyPatch, in_script: bool
+) -> None:
+    """No round trip of its own after the final write (issue 21, goal 3: CPU per step): the two SREMs go with it."""
+    monkeypatch.setattr(engine.store, "indexes_in_script", in_script)
+    calls: list[tuple[int, ...]] = []
+    original = engine.store.deactivate
+
+    async def deactivate(*execution_ids: int) -> None:
+        calls.append(execution_ids)
+        await original(*execution_ids)
+
+    monkeypatch.setattr(engine.store, "deactivate", deactivate)
+    [execution_id] = await _waiting(engine, 1)
+    assert execution_id in await _owned(redis, engine)
+    assert await redis.sismember(engine.keys.active, str(execution_id))  # type: ignore[misc]
+    await engine.signal(CALLER, execution_id, "s", 1)
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    await poll(lambda: _owned(redis, engine), lambda owned: execution_id not in owned, within=5)
+    assert not await redis.sismember(engine.keys.active, str(execution_id))  # type: ignore[misc]
+    assert calls == []

@@ -85,6 +85,13 @@ def test_only_the_variables_an_expression_names_are_passed_to_cel() -> None:
     assert expression.evaluate(big) == 1 + 2 + 5
 
 
+def test_an_expression_that_names_no_variable_gets_none_of_them() -> None:
+    expression = compile_expression("'s' + '01'")
+    assert expression.names == frozenset()
+    assert expression.context({"a": list(range(1000)), "b.c": 1}) == {}
+    assert expression.evaluate({"a": 1, "b.c": 2}) == "s01"
+
+
 @pytest.mark.parametrize(
     ("source", "variables", "expected"),
     [

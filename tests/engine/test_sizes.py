@@ -101,3 +101,20 @@ def test_bounded_size_walks_small_values_and_encodes_big_ones_to_the_same_answer
     size = len(encode(value))
     assert bounded_size(value, size) == size
     assert bounded_size(value, size - 1) is None
+
+
+@pytest.mark.parametrize("value", [v for v in EDGES if v is None or isinstance(v, bool | int | float | str)])
+def test_bounded_size_of_a_scalar_is_its_encoded_length_without_the_walk(value: Any) -> None:
+    """A set-variable's usual value (a scalar) is sized without packed_size's walk, to the same answer at and past
+    the limit."""
+    size = len(encode(value))
+    assert bounded_size(value, size) == size
+    assert bounded_size(value, size - 1) is None
+
+
+def test_bounded_size_of_a_scalar_the_codec_cannot_store_is_a_codec_error() -> None:
+    for value in (2**64, -(2**63) - 1, "\ud800"):
+        with pytest.raises(CodecError):
+            packed_size(value, 10**9)
+        with pytest.raises(CodecError):
+            bounded_size(value, 10**9)
