@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from procengine.actors.actor import ExecutionActor
-from procengine.api.views import ControlRequest
+from procengine.api.views import BatchStartRequest, ControlRequest, StartRequest
 from procengine.node.node import Node
 from procengine.tasks import HandlerRegistry
 from tests.support.nodes import CALLER, Gate, start, wait_status
@@ -117,3 +117,25 @@ async def test_an_actor_whose_task_failed_for_good_is_freed_without_the_collecto
 
     assert await wait_status(engine, execution_id, "failed") == "failed"
     await _gone(actor)
+
+
+async def test_a_parked_execution_holds_few_objects_for_the_collector(engine: Node) -> None:
+    """A full collection walks every object a node holds, so what a live execution holds is what it costs (92 before
+    issue 21's starts work, 70 after: runtime/collector.py)."""
+    summary, _ = await engine.register_process(CALLER, WAIT)
+    request = BatchStartRequest(items=[StartRequest(processID=summary.processID) for _ in range(200)])
+    await engine.start_many(CALLER, BatchStartRequest(items=request.items[:10]))  # every code path once
+    await until(lambda: _all_parked(engine))
+    gc.collect()
+    before = len(gc.get_objects())
+
+    await engine.start_many(CALLER, request)
+
+    await until(lambda: len(engine.registry) == 210 and _all_parked(engine))
+    gc.collect()
+    assert (len(gc.get_objects()) - before) / 200 <= 75
+
+
+def _all_parked(engine: Node) -> bool:
+    actors = [engine.registry.get(execution_id) for execution_id in engine.registry.ids()]
+    return all(actor is not None and actor.lanes._all_idle() and actor.lanes.tasks_in_flight == 0 for actor in actors)
