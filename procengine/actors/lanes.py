@@ -115,7 +115,8 @@ class LaneRunners:
 
     def read_children(self, fields: dict[str, str]) -> None:
         """The children as the execution hash lists them (on activation, and when going on from Redis)."""
-        self.children = [int(child) for child in json.loads(fields.get("children") or "[]")]
+        listed = fields.get("children")  # none in a new execution: nothing to parse
+        self.children = [int(child) for child in json.loads(listed)] if listed else []
 
     def waited_children(self) -> list[int]:
         """The children call-process elements are waiting for now."""

@@ -268,19 +268,25 @@ class BatchStarts:
                 start.fail(_as_error(start, result))
         if undo:
             await asyncio.shield(self._undo(caller, undo))
+        started: dict[str, int] = {}
         for number, start in enumerate(created, start=1):
             node.registry.spawn(actors[start.execution_id])
             if number % CHUNK == 0:
                 await asyncio.sleep(0)  # their first steps run a chunk at a time
-            node.metrics.started.labels(_stored(start).key).inc()
-            start.answer = BatchStartItem(
+            stored = _stored(start)
+            started[stored.key] = started.get(stored.key, 0) + 1
+            # built from values checked already (its id, the process read for the batch): not validated again
+            start.answer = BatchStartItem.model_construct(
                 index=start.index,
                 outcome="started",
                 executionID=start.execution_id,
                 status="running",
-                processID=_stored(start).process_id,
-                processVersion=_stored(start).version,
+                processID=stored.process_id,
+                processVersion=stored.version,
+                error=None,
             )
+        for key, count in started.items():
+            node.metrics.started.labels(key).inc(count)  # once per process of the batch, not per start
         kept = [_key(s) for s in created + unsure if s.claim is not None]
         if kept:
             await node.idempotent.created_many(caller.tenant, kept)
