@@ -6,6 +6,10 @@ loop), in alternating rounds on the same node; the executions park on a wait-sig
 measured. The tenant's start limit (`--max-starts-per-second`, 5,000 by default) is lifted for the run: the figure
 is the engine's, not the limit's.
 
+The engine before issue 21's starts work (BEFORE, `git archive` into the run's work dir: Python's collector
+thresholds, actors freed only by full collections, two writes per parked start) runs the same batch rounds on
+its own node beside it, alternating, so the notes give the gain in the same run (`STARTS_BASELINE=0` skips it).
+
 (b) 100 executions of a chain of 20 `echo` tasks, started with `AsyncClient.start_many` and waited for on the
 client's status-event stream until the 100th has completed, beside a hand loop of SpiffWorkflow (the optional
 `bench` extra) that runs the same 100 x 20 in this process with one Redis SET per step to the same redis-server:
@@ -17,13 +21,18 @@ SETting only the task's data (not enough to resume). Rounds alternate; the figur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
+import os
 import statistics
+import subprocess
+import tarfile
 import time
+from pathlib import Path
 from typing import Any
 
-from bench.common import Context, Figure, Serve, parked_definition
+from bench.common import REPO, Context, Figure, Serve, parked_definition
 from bench.loadgen import BASE, Client, close_all, closed_loop, pool, register
 from procengine.client import AsyncClient
 
@@ -35,6 +44,8 @@ START_TARGET = 5_000.0  # starts/s through the batch route
 EXECUTIONS = 100
 STEPS = 20
 SERVE_ENV = {"PROCENGINE_MAX_STARTS_PER_SECOND": "0"}
+BEFORE = "93bff92"
+"""main before issue 21's starts work (the collector's thresholds, cycle-free actors, a parked start in one write)."""
 
 
 async def run(ctx: Context) -> list[Figure]:
@@ -54,20 +65,42 @@ async def _starts(ctx: Context) -> Figure:
     window = ctx.seconds(2.0, 1.0)  # per round and side; a batch round sends at least one batch per connection
     batch_rates: list[float] = []
     single_rates: list[float] = []
-    with Serve(ctx, "starts", prefix=PREFIX, env=SERVE_ENV) as serve:
+    before_rates: list[float] = []
+    with contextlib.ExitStack() as serves:
+        serve = serves.enter_context(Serve(ctx, "starts", prefix=PREFIX, env=SERVE_ENV))
         clients = await pool(serve.url, BATCH_CONNECTIONS)
+        old: list[Client] = []
         try:
             process_id = await register(clients[0], parked_definition("parked-start"))
             await _batches(clients, process_id, 0.0)  # warm: the definition read and compiled, connections open
+            sides = ["batch", "single"]
+            if os.environ.get("STARTS_BASELINE", "1") != "0":
+                before = Serve(ctx, "starts-before", prefix=PREFIX + "-before", env=SERVE_ENV)
+                before.cwd = _before_tree(ctx)
+                before.env["PYTHONPATH"] = str(before.cwd)
+                serves.enter_context(before)
+                old = await pool(before.url, BATCH_CONNECTIONS)
+                old_process = await register(old[0], parked_definition("parked-start"))
+                await _batches(old, old_process, 0.0)
+                sides.append("before")
             for i in range(rounds):
-                for side in ("batch", "single") if i % 2 == 0 else ("single", "batch"):
+                for side in sides if i % 2 == 0 else sides[::-1]:
                     if side == "batch":
                         batch_rates.append(await _batches(clients, process_id, window))
+                    elif side == "before":
+                        before_rates.append(await _batches(old, old_process, window))
                     else:
                         single_rates.append(await _singles(serve.url, process_id, window))
         finally:
-            await close_all(clients)
+            await close_all(clients + old)
     batch, single = statistics.median(batch_rates), statistics.median(single_rates)
+    versus = ""
+    if before_rates:
+        earlier = statistics.median(before_rates)
+        versus = (
+            f"; the engine before the starts work ({BEFORE}), batch route, own node: {earlier:,.0f} starts/s "
+            f"(rounds {' / '.join(f'{r:,.0f}' for r in before_rates)}), ratio {batch / earlier:.2f}"
+        )
     return Figure(
         name="starts/s through the batch route, one node",
         value=round(batch),
@@ -80,9 +113,27 @@ async def _starts(ctx: Context) -> Figure:
         notes=(
             f"batches of {BATCH:,}, {BATCH_CONNECTIONS} connections; rounds batch "
             f"{' / '.join(f'{r:,.0f}' for r in batch_rates)}, single {' / '.join(f'{r:,.0f}' for r in single_rates)}"
+            f"{versus}"
         ),
-        details={"batch_rounds": batch_rates, "single_rounds": single_rates, "batch": BATCH},
+        details={
+            "batch_rounds": batch_rates,
+            "single_rounds": single_rates,
+            "before_rounds": before_rates,
+            "before": BEFORE,
+            "batch": BATCH,
+        },
     )
+
+
+def _before_tree(ctx: Context) -> Path:
+    """The engine as of BEFORE, unpacked once into the run's work dir."""
+    tree = ctx.workdir / f"engine-{BEFORE}"
+    if not tree.exists():
+        archive = ctx.workdir / f"engine-{BEFORE}.tar"
+        subprocess.run(["git", "-C", str(REPO), "archive", "--output", str(archive), BEFORE, "procengine"], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tree, filter="data")
+    return tree
 
 
 async def _batches(clients: list[Client], process_id: int, seconds: float) -> float:

@@ -119,10 +119,9 @@ class Settings(BaseSettings):
     replicated: once a replica has it too (WAIT 1 after every transition and checkpoint)."""
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """auto: uvloop where it is installed (a dependency except on Windows), else asyncio's own loop."""
-    gc_thresholds: str = "default"
-    """Python's garbage-collector thresholds for `serve`: "default" keeps Python's own (700,10,10); "20000,20,20"
-    doubles the starts a node takes per second but keeps passivated executions' memory until a full collection
-    (runtime/collector.py, docs/performance.md)."""
+    gc_thresholds: str = "20000,20,20"
+    """Python's garbage-collector thresholds for `serve`: "20000,20,20" (runtime/collector.py THRESHOLDS: full
+    collections rare, which were most of a start's CPU); "default" keeps Python's own (700,10,10)."""
 
     @field_validator("gc_thresholds")
     @classmethod

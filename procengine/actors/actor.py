@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from procengine.actors import finishing, holding, repairs, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
@@ -61,6 +62,23 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+WAKE: Final = Wake()
+
+
+class StateBox:
+    """The actor's current state, shared with its writer and lane runners (who call the box to read it): they
+    hold the box, not the actor, so no reference cycle runs through the actor. An ended or passivated actor is
+    then freed by reference counting at once, not by the next full collection of the garbage collector, which
+    may be rare (runtime/collector.py)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: ExecutionState) -> None:
+        self.state = state
+
+    def __call__(self) -> ExecutionState:
+        return self.state
+
 
 class ExecutionActor:
     def __init__(
@@ -81,7 +99,7 @@ class ExecutionActor:
         self.ctx = ctx
         self.status = status
         self.epoch = epoch
-        self.state = state
+        self._box = StateBox(state)
         settings = ctx.settings
         self.interpreter = Interpreter(
             process,
@@ -91,7 +109,8 @@ class ExecutionActor:
             settings.on_exhausted_of(tenant),
         )
         self.mailbox: Mailbox[Message] = Mailbox(settings.mailbox_size)
-        self.writer = CheckpointWriter(execution_id, epoch, ctx, fields, lambda: self.state)
+        # neither the writer nor the lanes hold the actor (no closure over `self`): see StateBox
+        self.writer = CheckpointWriter(execution_id, epoch, ctx, fields, self._box)
         self.lanes = LaneRunners(
             execution_id,
             tenant,
@@ -99,8 +118,8 @@ class ExecutionActor:
             self.interpreter,
             ctx,
             self.writer,
-            lambda: self.state,
-            lambda: self.mailbox.put_internal(Wake()),
+            self._box,
+            functools.partial(self.mailbox.put_internal, WAKE),
         )
         self.corrupted = False
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
@@ -116,6 +135,15 @@ class ExecutionActor:
         """The request being handled (answered 'try again' if the actor dies handling it)."""
 
     # --- what the node reads ------------------------------------------------------------------
+
+    @property
+    def state(self) -> ExecutionState:
+        """The execution's stack and memory as they are now (a resume, a reload or a repair replaces them)."""
+        return self._box.state
+
+    @state.setter
+    def state(self, state: ExecutionState) -> None:
+        self._box.state = state
 
     @property
     def fields(self) -> dict[str, str]:

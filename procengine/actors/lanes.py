@@ -115,7 +115,8 @@ class LaneRunners:
 
     def read_children(self, fields: dict[str, str]) -> None:
         """The children as the execution hash lists them (on activation, and when going on from Redis)."""
-        self.children = [int(child) for child in json.loads(fields.get("children") or "[]")]
+        listed = fields.get("children")  # none in a new execution: nothing to parse
+        self.children = [int(child) for child in json.loads(listed)] if listed else []
 
     def waited_children(self) -> list[int]:
         """The children call-process elements are waiting for now."""
@@ -159,7 +160,10 @@ class LaneRunners:
         self._wakeups.setdefault(lane, asyncio.Event())
         task = asyncio.create_task(self._run_lane(lane), name=f"exec-{self.execution_id}-{lane}")
         self._runners[lane] = task
-        task.add_done_callback(lambda _: self._wake())
+        task.add_done_callback(self._runner_ended)
+
+    def _runner_ended(self, _: asyncio.Task[None]) -> None:
+        self._wake()
 
     async def _follow(self, outcome: Outcome) -> None:
         """Act on what an interpreter call decided for other lanes: stop the runners of lanes taken off the stack
@@ -302,15 +306,20 @@ class LaneRunners:
             if isinstance(step, ElementHeld):
                 self.held = True
                 return
+            timeout: float | None
             if isinstance(step, Sleep):
-                await self._idle(lane, wakeup, (step.until_ms - self.ctx.clock.now_ms()) / 1000)
+                timeout = (step.until_ms - self.ctx.clock.now_ms()) / 1000
             elif isinstance(step, AwaitSignal):
                 timeout = None if step.until_ms is None else (step.until_ms - self.ctx.clock.now_ms()) / 1000
-                await self._idle(lane, wakeup, timeout)
             elif isinstance(step, AwaitLanes):
-                await self._idle(lane, wakeup, None)
+                timeout = None
             else:
                 assert isinstance(step, Progressed)
+                continue
+            # a waiting lane keeps nothing of the element it began (its outcome's lists and events): a parked
+            # execution holds fewer objects for the garbage collector to walk (runtime/collector.py)
+            del outcome, step
+            await self._idle(lane, wakeup, timeout)
 
     async def _idle(self, lane: str, wakeup: asyncio.Event, timeout_s: float | None) -> None:
         """Wait, as a lane with nothing to run but a signal, a timer, a child or its branches. Once every lane
@@ -471,7 +480,10 @@ class _Stop:
 
 
 async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:
-    if timeout_s is not None and timeout_s <= 0:
+    if timeout_s is None:  # no timeout object kept while it waits (a wait-signal without one may wait for days)
+        await event.wait()
+        return
+    if timeout_s <= 0:
         return
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):

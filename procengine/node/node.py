@@ -77,7 +77,7 @@ from procengine.node.queries import Queries, status_doc
 from procengine.node.reconciler import Reconciler
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
-from procengine.node.starting import BatchStarts
+from procengine.node.starting import BatchStarts, begun_waits
 from procengine.node.steps import StepControls
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
@@ -477,7 +477,7 @@ class Node(StepControls):
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
         state = Interpreter(process).initial_state(request.variables, thread_ids)
         now = self.clock.now_ms()
-        commit = snapshot_commit(state, [], now)
+        commit = snapshot_commit(state, begun_waits(process, state, now), now)
         commit.execution.update(
             {
                 "status": Status.RUNNING.value,
@@ -499,10 +499,11 @@ class Node(StepControls):
             commit.execution.update(parentExecutionID=parent, callDepth=depth)
         if child_key is not None:
             commit.execution[CHILD_KEY] = child_key  # its expiry goes with the final write's (indexes.moved)
-        commit.log.append(
+        commit.log.insert(  # before the entries of the waits begun with it
+            0,
             transition_log(
                 now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
-            )
+            ),
         )
         commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), "running")
         commit.announce = StatusChange(caller.tenant, Status.RUNNING.value, stored.key)  # in the same write

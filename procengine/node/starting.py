@@ -28,6 +28,10 @@ from procengine.actors.actor import ExecutionActor
 from procengine.api.service import Caller
 from procengine.api.views import BatchItemError, BatchStartItem, BatchStartResult, StartRequest, StartResult
 from procengine.engine.compiled import CompiledProcess
+from procengine.engine.definitions import WaitSignalElement
+from procengine.engine.interpreter import Interpreter
+from procengine.engine.outcomes import AwaitSignal, ElementEvent
+from procengine.engine.state import ExecutionState
 from procengine.errors import NotReplicated, ProcEngineError, TooManyRequests, Unavailable
 from procengine.node.catalog import Catalog
 from procengine.node.idempotency import IdempotentStarts
@@ -38,7 +42,7 @@ from procengine.store.health import StoreHealth
 from procengine.store.indexes import Indexed
 from procengine.store.processes import StoredProcess
 
-__all__ = ["CHUNK", "FALLBACK_CONCURRENCY", "BatchStarts", "Starter"]
+__all__ = ["CHUNK", "FALLBACK_CONCURRENCY", "BatchStarts", "Starter", "begun_waits"]
 
 log = logging.getLogger(__name__)
 
@@ -264,19 +268,25 @@ class BatchStarts:
                 start.fail(_as_error(start, result))
         if undo:
             await asyncio.shield(self._undo(caller, undo))
+        started: dict[str, int] = {}
         for number, start in enumerate(created, start=1):
             node.registry.spawn(actors[start.execution_id])
             if number % CHUNK == 0:
                 await asyncio.sleep(0)  # their first steps run a chunk at a time
-            node.metrics.started.labels(_stored(start).key).inc()
-            start.answer = BatchStartItem(
+            stored = _stored(start)
+            started[stored.key] = started.get(stored.key, 0) + 1
+            # built from values checked already (its id, the process read for the batch): not validated again
+            start.answer = BatchStartItem.model_construct(
                 index=start.index,
                 outcome="started",
                 executionID=start.execution_id,
                 status="running",
-                processID=_stored(start).process_id,
-                processVersion=_stored(start).version,
+                processID=stored.process_id,
+                processVersion=stored.version,
+                error=None,
             )
+        for key, count in started.items():
+            node.metrics.started.labels(key).inc(count)  # once per process of the batch, not per start
         kept = [_key(s) for s in created + unsure if s.claim is not None]
         if kept:
             await node.idempotent.created_many(caller.tenant, kept)
@@ -320,6 +330,31 @@ class BatchStarts:
                     start.answer = _answered(start.index, result, created=created)
 
         await asyncio.gather(*(single(start) for start in alone))
+
+
+def begun_waits(process: CompiledProcess, state: ExecutionState, now_ms: int) -> list[ElementEvent]:
+    """Begin now, in the new `state`, each thread's first element that is a wait for a signal (with no timeout or
+    one in milliseconds): their `element-started` events, for the creation commit to write beside the `started`
+    entry. The execution's first checkpoint is then its creation: its lane, starting, finds the wait begun and
+    has nothing to write (`Interpreter.begin` reports a start once), where it wrote one checkpoint more before.
+    A new execution holds no signal yet, so each such wait waits; nothing else is begun here (a task's start must
+    be written by the lane that runs it, a pure element's may share its next one's checkpoint)."""
+    interpreter: Interpreter | None = None
+    events: list[ElementEvent] = []
+    for thread in process.threads:
+        entry = state.entry(thread.key)
+        if entry is None or entry.started_at_ms is not None:
+            continue
+        element = process.elements[entry.element_key]
+        if not isinstance(element, WaitSignalElement) or element.timeoutAt is not None:
+            continue
+        if element.signal in state.memory.signals:
+            continue
+        interpreter = interpreter or Interpreter(process)
+        outcome = interpreter.begin(state, thread.key, now_ms)
+        assert isinstance(outcome.step, AwaitSignal), outcome
+        events += outcome.events
+    return events
 
 
 def _log_failure(creating: asyncio.Future[None]) -> None:

@@ -1,17 +1,18 @@
 """Python's cyclic garbage collector, set for a node that holds many live executions.
 
-Each live execution keeps a few hundred container objects (its state, records, parked futures). With Python's
-default thresholds (700, 10, 10) a node that starts executions at a few thousand a second runs a full (oldest
-generation) collection every second or so, and a full collection walks every object the node holds: at 20,000
-parked executions one took up to 1.7 s of the event loop, which every request waited behind (issue 21, bench
---only starts and --only flat, py-spy). Higher thresholds make the young collections rarer and the full ones
-much rarer; the memory they let wait is bounded (cyclic garbage only: reference counting still frees the rest at
-once). `procengine_gc_pause_seconds` shows what the collector still takes.
+Each live execution keeps a few dozen container objects (its state, records, the tasks and futures its lanes
+wait on: 70 in a parked one, tests/actors/test_actor_garbage.py). With Python's default thresholds (700, 10, 10)
+a node that starts executions at a few thousand a second runs a full (oldest generation) collection every second
+or so, and a full collection walks every object the node holds: at 20,000 parked executions one took up to 1.7 s
+of the event loop, which every request waited behind, and full collections were 60-70% of a start's CPU (issue
+21, bench --only starts and --only flat, py-spy, gc.callbacks). THRESHOLDS make the young collections rarer and
+the full ones much rarer. `procengine_gc_pause_seconds` shows what the collector still takes.
 
-The price, measured (bench --only memory): a passivated execution leaves cyclic garbage that only a full
-collection frees, so with THRESHOLDS a node's RSS grew 46 MiB per 10,000 passivated executions instead of 7.3 MiB.
-So `serve` keeps Python's thresholds unless PROCENGINE_GC_THRESHOLDS says otherwise: a node that starts many
-executions and passivates few chooses THRESHOLDS (batch starts 3,093/s instead of 1,511/s on 2 cores).
+What rare full collections could cost is memory: garbage in reference cycles waits for one. An actor leaves none
+(it holds no cycle through itself: actors/actor.py `StateBox`), so a passivated or ended execution is freed by
+reference counting at once, and THRESHOLDS are `serve`'s default: engine RSS per 10,000 paused and passivated
+executions 7.07 MiB with them, 6.9 with Python's (bench --only memory), where before the actors were made
+cycle-free it grew 35-46 MiB with them. PROCENGINE_GC_THRESHOLDS=default keeps Python's own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 THRESHOLDS = (20_000, 20, 20)
-"""The starts-heavy choice: a young collection every 20,000 net allocations (not 700), an oldest-generation one after
+"""`serve`'s default: a young collection every 20,000 net allocations (not 700), an oldest-generation one after
 20 x 20 of those (still subject to CPython's own rule that it waits until a quarter of the long-lived objects
 are new)."""
 

@@ -264,3 +264,24 @@ async def test_a_batch_whose_request_is_cancelled_mid_write_is_still_carried_thr
         assert item.executionID is not None
         assert engine.registry.get(item.executionID) is not None  # its actor runs
         assert await redis.pttl(engine.keys.idempotency("default", f"c{item.index}")) == -1  # kept for good
+
+
+async def test_the_started_counter_counts_each_start_of_a_batch_by_its_process(engine: Node) -> None:
+    await _registered(engine)
+    await _registered(engine, ECHO)
+    items = [{"processKey": "batch-wait"}] * 3 + [{"processKey": "batch-echo", "variables": {"n": 1}}] * 2
+    items.append({"processKey": "no-such-process"})
+
+    answer = await engine.start_many(CALLER, _batch(*items))
+
+    assert answer.started == 5
+    registry = engine.metrics.registry
+    sample = "procengine_executions_started_total"
+    assert registry.get_sample_value(sample, {"process_key": "batch-wait"}) == 3
+    assert registry.get_sample_value(sample, {"process_key": "batch-echo"}) == 2
+    assert [item.model_dump() for item in answer.items[:1]] == [
+        {
+            "index": 0, "outcome": "started", "executionID": answer.items[0].executionID, "status": "running",
+            "processID": answer.items[0].processID, "processVersion": 1, "error": None,
+        }
+    ]  # fmt: skip

@@ -11,11 +11,11 @@ from procengine.runtime.collector import THRESHOLDS, observe_pauses, parse_thres
 from procengine.settings import Settings
 
 
-def test_thresholds_parse_and_default_keeps_pythons() -> None:
+def test_thresholds_parse_and_serve_sets_the_engines_by_default() -> None:
     assert parse_thresholds("20000, 20,20") == (20_000, 20, 20)
     assert parse_thresholds("DEFAULT") is None
     assert parse_thresholds(",".join(map(str, THRESHOLDS))) == THRESHOLDS
-    assert Settings().gc_thresholds == "default"  # Python's own unless asked: see runtime/collector.py
+    assert parse_thresholds(Settings().gc_thresholds) == THRESHOLDS  # serve's default: see runtime/collector.py
 
 
 @pytest.mark.parametrize("text", ["", "1,2", "1,2,3,4", "0,10,10", "-1,10,10", "a,b,c", "700;10;10"])
