@@ -204,5 +204,6 @@ async def test_a_kept_answer_changes_with_the_execution_and_stays_with_its_tenan
     await wait_element(engine, execution_id, "last")
     resumed = await _answer(engine, execution_id)
     assert resumed["status"] == "running" and resumed["blockedOn"][0]["kind"] == "signal"
+    await _one_pass_is_the_general_one(engine, execution_id)  # a resumed execution is rendered in one pass again
     with pytest.raises(NotFound):
         await engine.status_json(STRANGER, execution_id)
