@@ -56,6 +56,7 @@ RATE_OPS = 100
 CONNECTIONS = 16
 ROUNDS = 3
 LAG_METRIC = "procengine_event_loop_lag_seconds"
+GC_METRIC = "procengine_gc_pause_seconds"
 
 
 def spread(ids: list[int], index: int) -> int:
@@ -89,6 +90,8 @@ class Phase:
     bare: list[Run] = field(default_factory=list)
     cpu: list[CpuMeter] = field(default_factory=list)
     lag: dict[str, float] = field(default_factory=dict)
+    gc_s: dict[str, float] = field(default_factory=dict)
+    """Seconds the node's garbage collector held it during the status rounds, by generation."""
     profile: str = ""
     latency_cpu: CpuMeter | None = None
 
@@ -98,9 +101,14 @@ class Phase:
         share = self.latency_cpu.share.get("server", math.nan) if self.latency_cpu else math.nan
         return 1000 * share * self.latency.seconds / max(1, self.latency.ok // 2)
 
-    def cpu_us_per_read(self) -> float:
-        i = self.median_round()
+    def cpu_us_per_read(self, i: int | None = None) -> float:
+        i = self.median_round() if i is None else i
         return 1e6 * self.cpu[i].share.get("server", math.nan) / max(1.0, self.status[i].per_second)
+
+    def rounds_us(self) -> str:
+        """The server's CPU per read round by round: each round reads from the first execution again, so at 50,000
+        the first round renders what it reads and the later ones find more of it kept (rendered once per write)."""
+        return ", ".join(f"{self.cpu_us_per_read(i):.0f}" for i in range(len(self.status)))
 
     def ms(self, verb: str, q: float) -> float:
         return 1000 * percentile(self.latency.latencies_s.get(verb, []), q)
@@ -145,6 +153,17 @@ def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[s
     return out
 
 
+async def gc_seconds(client: Client) -> dict[str, float]:
+    """The garbage collector's pause seconds so far, by generation (`procengine_gc_pause_seconds_sum`)."""
+    _, payload = await client.conn.request("GET", "/metrics")
+    found: dict[str, float] = {}
+    for line in payload.decode().splitlines():
+        if line.startswith(f"{GC_METRIC}_sum{{"):
+            generation = line.split('generation="', 1)[1].split('"', 1)[0]
+            found[generation] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
 async def settled(client: Client, quiet_s: float = 2.0, within_s: float = 120.0) -> None:
     """Wait until the node has written every new execution's first checkpoints (a start answers before its actor
     has run to its wait): no checkpoint for `quiet_s`, so that the next phase measures 50,000 parked executions,
@@ -170,11 +189,14 @@ async def measure(
             meter = CpuMeter({"server": serve.pid})
             latency = await open_loop(serve.url, RATE_OPS, seconds, operations(ids), during=meter)
             phase = Phase(running=len(ids), latency=latency, latency_cpu=meter)
+            gc_before = await gc_seconds(probe)
             for _ in range(ROUNDS):
                 meter = CpuMeter({"server": serve.pid, "redis": ctx.redis_pid, "client": os.getpid()})
                 phase.status.append(await closed_loop(serve.url, CONNECTIONS, seconds / 2, reads(ids), during=meter))
                 phase.cpu.append(meter)
                 phase.bare.append(await closed_loop(bare.url, CONNECTIONS, seconds / 2, reads(ids)))
+            gc_after = await gc_seconds(probe)
+        phase.gc_s = {g: round(gc_after[g] - gc_before.get(g, 0.0), 4) for g in sorted(gc_after)}
         phase.lag = lag_summary(before, await histogram(probe, LAG_METRIC))
         phase.profile = spy.top() if spy is not None else ""
     finally:
@@ -259,7 +281,9 @@ def figures(low: Phase, high: Phase, sizes: dict[str, int]) -> list[Figure]:
                 f"ratio of ratios {high.share() / low.share():.2f}; server CPU "
                 f"{low.cpu[low.median_round()].share.get('server', 0):.2f} / "
                 f"{high.cpu[high.median_round()].share.get('server', 0):.2f} cores, "
-                f"{low.cpu_us_per_read():.0f} / {high.cpu_us_per_read():.0f} µs per read; {sizes['status']} B answers"
+                f"{low.cpu_us_per_read():.0f} / {high.cpu_us_per_read():.0f} µs per read (rounds {low.rounds_us()} / "
+                f"{high.rounds_us()}); garbage collector during the rounds {_gc(low.gc_s)} / {_gc(high.gc_s)}; "
+                f"{sizes['status']} B answers"
             ),
             details={
                 "profile_top": (
@@ -271,6 +295,11 @@ def figures(low: Phase, high: Phase, sizes: dict[str, int]) -> list[Figure]:
                 "bare_reads_per_s": [[r.per_second for r in low.bare], [r.per_second for r in high.bare]],
                 "ratio_of_bare_ratios": high.share() / low.share(),
                 "server_cpu_us_per_read": [low.cpu_us_per_read(), high.cpu_us_per_read()],
+                "server_cpu_us_per_read_rounds": [
+                    [low.cpu_us_per_read(i) for i in range(len(low.status))],
+                    [high.cpu_us_per_read(i) for i in range(len(high.status))],
+                ],
+                "gc_pause_s": [low.gc_s, high.gc_s],
             },
         )
     )
@@ -293,3 +322,7 @@ def figures(low: Phase, high: Phase, sizes: dict[str, int]) -> list[Figure]:
             )
         )
     return out
+
+
+def _gc(seconds: dict[str, float]) -> str:
+    return " ".join(f"gen{g} {1000 * s:.0f} ms" for g, s in seconds.items() if s) or "none"

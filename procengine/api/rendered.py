@@ -11,7 +11,7 @@ from procengine.api.views import BlockedKind, ExecutionStatusView, StatusName
 from procengine.depth import clipped
 from procengine.runtime.clock import parse_iso
 
-__all__ = ["RenderedStatus"]
+__all__ = ["DURATION", "PAUSED", "RenderedStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +35,31 @@ class RenderedStatus:
         timing = doc["timing"]
         body = _plain_json(doc)
         if body is None:  # not the plain types status_doc writes: the model validates it (and says what is wrong)
-            placeholders = {"durationMs": _DURATION, "pausedDurationMs": _PAUSED}
+            placeholders = {"durationMs": DURATION, "pausedDurationMs": PAUSED}
             view = ExecutionStatusView.model_validate({**doc, "timing": {**timing, **placeholders}})
             body = view.model_dump_json().encode()
-        # the first occurrences are timing's: fields render in order, and a quote inside a string is escaped
-        head, found, rest = body.partition(b'"durationMs":%d' % _DURATION)
-        middle, found_paused, tail = rest.partition(b'"pausedDurationMs":%d' % _PAUSED)
-        assert found and found_paused, "durationMs and pausedDurationMs must render as plain numbers, in this order"
-        stopped, paused_at = timing["stoppedAt"], timing.get("pausedAt")
-        return cls(
-            parse_iso(timing["startedAt"]),
-            parse_iso(stopped) if stopped else None,
+        return cls.of_body(
+            body,
+            timing["startedAt"],
+            timing["stoppedAt"],
             int(timing.get("pausedDurationMs") or 0),
-            parse_iso(paused_at) if paused_at and not stopped else None,
+            timing.get("pausedAt"),
+        )
+
+    @classmethod
+    def of_body(
+        cls, body: bytes, started_at: str, stopped_at: str | None, paused_ms: int, paused_at: str | None
+    ) -> RenderedStatus:
+        """From the answer rendered with DURATION and PAUSED in place of timing's two counters."""
+        # the first occurrences are timing's: fields render in order, and a quote inside a string is escaped
+        head, found, rest = body.partition(b'"durationMs":%d' % DURATION)
+        middle, found_paused, tail = rest.partition(b'"pausedDurationMs":%d' % PAUSED)
+        assert found and found_paused, "durationMs and pausedDurationMs must render as plain numbers, in this order"
+        return cls(
+            parse_iso(started_at),
+            parse_iso(stopped_at) if stopped_at else None,
+            paused_ms,
+            parse_iso(paused_at) if paused_at and not stopped_at else None,
             head,
             middle,
             tail,
@@ -65,8 +77,10 @@ class RenderedStatus:
         )
 
 
-_DURATION = -7_777_777
-_PAUSED = -7_777_778
+DURATION: Final = -7_777_777
+"""What `durationMs` renders as in a body given to `RenderedStatus.of_body` (put in at each read)."""
+PAUSED: Final = -7_777_778
+"""Likewise `pausedDurationMs`."""
 
 _STATUSES: Final = frozenset(get_args(StatusName))
 _KINDS: Final = frozenset(get_args(BlockedKind))
@@ -96,9 +110,9 @@ def _plain_json(doc: dict[str, Any]) -> bytes | None:
             "timing": {
                 "startedAt": timing["startedAt"],
                 "stoppedAt": timing["stoppedAt"],
-                "durationMs": _DURATION,
+                "durationMs": DURATION,
                 "pausedAt": timing.get("pausedAt"),
-                "pausedDurationMs": _PAUSED,
+                "pausedDurationMs": PAUSED,
             },
             "threads": [
                 {

@@ -72,6 +72,7 @@ from procengine.node.children import Children
 from procengine.node.control import ControlListener
 from procengine.node.feeds import Feeds
 from procengine.node.idempotency import IdempotentStarts
+from procengine.node.live_status import render_running
 from procengine.node.ownership import Ownership, new_node_id
 from procengine.node.queries import Queries, status_doc
 from procengine.node.reconciler import Reconciler
@@ -702,6 +703,8 @@ class Node(StepControls):
         actor = self.registry.get(execution_id)
         if actor is None or actor.tenant != caller.tenant or actor.corrupted or not actor.copy_known:
             return None
+        if actor.rendered_status is None:
+            actor.rendered_status = render_running(actor)  # the common case in one pass; None: the general one
         if actor.rendered_status is None:
             blocked = live_blocked_on(actor)
             if blocked is None:  # it needs what only Redis holds (a child's status, say)
