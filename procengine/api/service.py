@@ -15,6 +15,9 @@ from procengine.api.views import (
     BatchStartRequest,
     BatchStartResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -153,6 +156,18 @@ class NodeService(Protocol):
         ...
 
     async def state(self, caller: Caller, execution_id: int) -> StateView: ...
+
+    async def checkpoints(self, caller: Caller, execution_id: int, *, limit: int, cursor: str | None) -> CheckpointList:
+        """A page of the execution's kept checkpoints, newest first (`cursor`: a `nextCursor` given before)."""
+        ...
+
+    async def checkpoint(self, caller: Caller, execution_id: int, seq: int) -> CheckpointView:
+        """One kept checkpoint, its stack and memory decoded as `state` shows them; NotFound unless kept."""
+        ...
+
+    async def checkpoint_diff(self, caller: Caller, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        """What changed from kept checkpoint `a` to `b`."""
+        ...
 
     async def log_feed(self, caller: Caller, execution_id: int, after: str | None) -> Feed[list[LogEntry] | None]:
         """The execution's log entries after `after` as they are written (None: a heartbeat); ends after the final

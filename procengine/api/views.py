@@ -327,6 +327,44 @@ class StateView(_View):
     memory: Annotated[dict[str, Any] | None, Shown]
 
 
+class CheckpointSummary(_View):
+    seq: int
+    """The checkpoint's number in the execution's history (1 for its first, counting every one written)."""
+    savedAt: str
+    elementKey: str | None
+    """The element whose step it follows (null for a write of no element's: a pause, a resume, a repair)."""
+    lanes: list[str]
+    """The lanes with an element pending in it (threads, branches, iterations)."""
+    bytes: int
+    """What it takes in Redis's history list."""
+
+
+class CheckpointList(_View):
+    executionID: int
+    items: list[CheckpointSummary]
+    """Newest first."""
+    nextCursor: str | None = None
+    """Give it back as `cursor` for the next page; null on the last."""
+
+
+class CheckpointView(CheckpointSummary):
+    executionID: int
+    stack: Annotated[dict[str, Any] | None, Shown]
+    memory: Annotated[dict[str, Any] | None, Shown]
+
+
+class CheckpointDiff(_View):
+    executionID: int
+    fromSeq: int
+    toSeq: int
+    variables: Annotated[dict[str, Any], Shown]
+    """{added: {name: value}, removed: {name: value}, changed: {name: {from, to}}} from `fromSeq` to `toSeq`."""
+    nodeOutputs: Annotated[dict[str, Any], Shown]
+    """The same for the elements' outputs."""
+    stack: Annotated[dict[str, Any], Shown]
+    """{added: [entry], removed: [entry], changed: [{from, to}]}: the pending elements of each lane."""
+
+
 class StatusRow(_View):
     id: int
     name: StatusName

@@ -266,7 +266,23 @@ async def register(client: AsyncClient, args: argparse.Namespace, output: Output
     return EXIT_OK
 
 
+async def checkpoints(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if args.seq is None:
+        if args.diff is not None:
+            raise InputError("checkpoints: --diff OTHER goes with a SEQ")
+        page = await client.checkpoints(args.execution_id, limit=args.limit, cursor=args.cursor)
+        output.show(page, render.checkpoints(page))
+    elif args.diff is None:
+        view = await client.checkpoint(args.execution_id, args.seq)
+        output.show(view, render.checkpoint(view))
+    else:
+        diff = await client.checkpoint_diff(args.execution_id, args.seq, args.diff)
+        output.show(diff, render.checkpoint_diff(diff))
+    return EXIT_OK
+
+
 API_COMMANDS: Final[dict[str, ApiCommand]] = {
+    "checkpoints": checkpoints,
     "start": start,
     "status": status,
     "list": list_executions,

@@ -34,6 +34,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "repair an execution, same id (--reason)",
         ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
     ),
+    ("go back in an execution", ("checkpoints",)),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -221,6 +222,19 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         api,
     )
     register.add_argument("file", metavar="FILE", type=Path, help="the definition (.json: JSON, else YAML)")
+
+    checkpoints = add(
+        "checkpoints",
+        "list an execution's kept checkpoints, show one, or diff two",
+        "List the execution's kept checkpoints, newest first; with SEQ, show that one (its stack and memory); "
+        "with SEQ --diff OTHER, what changed from SEQ to OTHER.",
+        api,
+    )
+    _execution_id(checkpoints)
+    checkpoints.add_argument("seq", metavar="SEQ", nargs="?", type=positive_int, help="a kept checkpoint's number")
+    checkpoints.add_argument("--diff", metavar="OTHER", type=positive_int, help="what changed from SEQ to OTHER")
+    checkpoints.add_argument("--limit", metavar="N", type=positive_int, help="at most N (the server's default: 50)")
+    checkpoints.add_argument("--cursor", metavar="C", help="the page after C (printed as `more: --cursor C`)")
 
     validate = add(
         "validate",

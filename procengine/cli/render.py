@@ -17,6 +17,9 @@ from procengine.api.views import (
     BatchStartResult,
     BlockedOn,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     ExecutionList,
     ExecutionStatusView,
     LogEntry,
@@ -34,6 +37,9 @@ __all__ = [
     "STATUS_STYLES",
     "blocked_line",
     "cancelled",
+    "checkpoint",
+    "checkpoint_diff",
+    "checkpoints",
     "edited",
     "executions",
     "log_line",
@@ -259,6 +265,55 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
     if page.nextCursor is not None:
         lines.append(Text(f"more: --cursor {page.nextCursor}", style="" if plain else "dim"))
     return Group(*lines)
+
+
+def checkpoints(page: CheckpointList) -> RenderableType:
+    """The kept checkpoints, newest first: number, when, after which element, the lanes pending, bytes."""
+    lines: list[RenderableType] = [Text("SEQ  SAVED AT                  AFTER  LANES  BYTES")] if page.items else []
+    for item in page.items:
+        lines.append(
+            Text(f"{item.seq}  {item.savedAt}  {item.elementKey or '-'}  {','.join(item.lanes) or '-'}  {item.bytes}")
+        )
+    if not page.items:
+        lines.append(Text("no checkpoints kept (--history-checkpoints 0, or none written yet)"))
+    if page.nextCursor is not None:
+        lines.append(Text(f"more: --cursor {page.nextCursor}", style="dim"))
+    return Group(*lines)
+
+
+def checkpoint(view: CheckpointView) -> RenderableType:
+    """One kept checkpoint: its heading, then its stack and memory as JSON."""
+    heading = f"checkpoint {view.seq} of execution {view.executionID}, saved {view.savedAt}"
+    if view.elementKey is not None:
+        heading += f" after {view.elementKey}"
+    return Group(
+        Text(heading),
+        Text("stack  " + json.dumps(view.stack, ensure_ascii=False, sort_keys=True)),
+        Text("memory " + json.dumps(view.memory, ensure_ascii=False, sort_keys=True)),
+    )
+
+
+def checkpoint_diff(diff: CheckpointDiff) -> RenderableType:
+    """What changed from one checkpoint to another, a line per change."""
+    lines: list[RenderableType] = [Text(f"from checkpoint {diff.fromSeq} to {diff.toSeq} of {diff.executionID}")]
+    for part, changes in (("variable", diff.variables), ("output", diff.nodeOutputs)):
+        for name, value in changes.get("added", {}).items():
+            lines.append(Text(f"+ {part} {name} = {_compact(value)}", style="green"))
+        for name, value in changes.get("removed", {}).items():
+            lines.append(Text(f"- {part} {name} (was {_compact(value)})", style="red"))
+        for name, change in changes.get("changed", {}).items():
+            lines.append(Text(f"~ {part} {name}: {_compact(change['from'])} -> {_compact(change['to'])}"))
+    for sign, entries in (("+", diff.stack.get("added", [])), ("-", diff.stack.get("removed", []))):
+        for entry in entries:
+            lane = entry.get("path") or entry.get("thread_key")
+            lines.append(Text(f"{sign} pending {entry.get('element_key')} in {lane}"))
+    if len(lines) == 1:
+        lines.append(Text("no change"))
+    return Group(*lines)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def log_line(entry: LogEntry) -> Text:

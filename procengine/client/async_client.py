@@ -31,6 +31,9 @@ from procengine.api.views import (
     BatchStartRequest,
     BatchStartResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -442,6 +445,22 @@ class AsyncClient:
     async def state(self, execution_id: int) -> StateView:
         """The decoded stack and memory snapshots."""
         return await self._data("GET", _execution(execution_id, "state"), StateView)
+
+    async def checkpoints(
+        self, execution_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> CheckpointList:
+        """A page of the execution's kept checkpoints, newest first; give back `nextCursor` for the next page."""
+        query = {"limit": limit, "cursor": cursor}
+        params = {name: str(value) for name, value in query.items() if value is not None}
+        return await self._data("GET", _execution(execution_id, "checkpoints"), CheckpointList, params=params)
+
+    async def checkpoint(self, execution_id: int, seq: int) -> CheckpointView:
+        """One kept checkpoint: its stack and memory decoded (NotFound unless kept)."""
+        return await self._data("GET", _execution(execution_id, f"checkpoints/{seq}"), CheckpointView)
+
+    async def checkpoint_diff(self, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        """What changed from kept checkpoint `a` to `b`."""
+        return await self._data("GET", _execution(execution_id, f"checkpoints/{a}/diff/{b}"), CheckpointDiff)
 
     async def statuses(self) -> StatusTable:
         """The status table."""

@@ -17,6 +17,9 @@ from typing import Any, Generic, Self, TypeVar
 from procengine.api.views import (
     BatchStartResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
@@ -255,6 +258,15 @@ class Client:
 
     def state(self, execution_id: int) -> StateView:
         return self._run(self._async.state(execution_id))
+
+    def checkpoints(self, execution_id: int, *, limit: int | None = None, cursor: str | None = None) -> CheckpointList:
+        return self._run(self._async.checkpoints(execution_id, limit=limit, cursor=cursor))
+
+    def checkpoint(self, execution_id: int, seq: int) -> CheckpointView:
+        return self._run(self._async.checkpoint(execution_id, seq))
+
+    def checkpoint_diff(self, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        return self._run(self._async.checkpoint_diff(execution_id, a, b))
 
     def statuses(self) -> StatusTable:
         return self._run(self._async.statuses())

@@ -31,9 +31,11 @@ from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
 from procengine.http.params import (
+    CheckpointsQuery,
     ElementsQuery,
     ExecutionQuery,
     ReasonQuery,
+    checkpoint_seq,
     element_key,
     execution_id,
     idempotency_key,
@@ -250,6 +252,23 @@ async def execution_elements(request: web.Request) -> web.Response:
 
 async def execution_state(request: web.Request) -> web.Response:
     return ok(await engine(request).state(caller(request), execution_id(request)))
+
+
+async def execution_checkpoints(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    query = read_query(request, CheckpointsQuery)
+    return ok(await engine(request).checkpoints(caller(request), target, limit=query.limit, cursor=query.cursor))
+
+
+async def execution_checkpoint(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    return ok(await engine(request).checkpoint(caller(request), target, checkpoint_seq(request)))
+
+
+async def checkpoints_diff(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    a, b = checkpoint_seq(request, "a"), checkpoint_seq(request, "b")
+    return ok(await engine(request).checkpoint_diff(caller(request), target, a, b))
 
 
 async def list_statuses(request: web.Request) -> web.Response:

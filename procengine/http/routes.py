@@ -15,6 +15,9 @@ from procengine.api.views import (
     BatchStartRequest,
     BatchStartResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -51,7 +54,7 @@ from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.endpoints import Probe
 from procengine.http.openapi import serve_openapi
-from procengine.http.params import ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
+from procengine.http.params import CheckpointsQuery, ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
 from procengine.http.spec import BASE_PATH, RouteSpec
 
 __all__ = ["ROUTES", "add_routes"]
@@ -182,6 +185,23 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec(
         "GET", _E + "/{id}/state", h.execution_state, "The decoded stack and memory snapshots", StateView,
         tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/checkpoints", h.execution_checkpoints,
+        "The execution's kept checkpoints, newest first, in pages (`--history-checkpoints`, `--history-bytes`): "
+        "places to look at, diff, rewind to or fork from",
+        CheckpointList, query_model=CheckpointsQuery, tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/checkpoints/{seq}", h.execution_checkpoint,
+        "One kept checkpoint: its stack and memory decoded as `…/state` shows them; 404 unless kept",
+        CheckpointView, tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/checkpoints/{a}/diff/{b}", h.checkpoints_diff,
+        "What changed from kept checkpoint a to b: variables and node outputs (added, removed, changed) and the "
+        "pending elements of each lane",
+        CheckpointDiff, tag="executions",
     ),
     RouteSpec(
         "GET", _E + "/{id}/events", events.execution_events,

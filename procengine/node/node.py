@@ -79,6 +79,7 @@ from procengine.node.registry import Registry
 from procengine.node.routing import Router
 from procengine.node.starting import BatchStarts
 from procengine.node.steps import StepControls
+from procengine.node.travel import CheckpointReads
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.collector import observe_pauses
@@ -87,9 +88,18 @@ from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.codec import encode
-from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome, StatusChange, stored_fields
+from procengine.store.executions import (
+    NEW,
+    Commit,
+    ExecutionStore,
+    HistoryBounds,
+    Outcome,
+    StatusChange,
+    stored_fields,
+)
 from procengine.store.failures import store_errors, translated
 from procengine.store.health import StoreHealth
+from procengine.store.history import HistoryStore
 from procengine.store.indexes import CHILD_KEY, Indexed
 from procengine.store.keys import Keys
 from procengine.store.probe import StoreProbe
@@ -119,7 +129,7 @@ REPAIR_VERBS: tuple[Verb, ...] = ("retry", "step")
 """Commands that apply to a failed execution: its actor is activated for them (`Registry.activate(repair=True)`)."""
 
 
-class Node(StepControls):
+class Node(StepControls, CheckpointReads):
     def __init__(
         self,
         redis: Redis,
@@ -146,6 +156,7 @@ class Node(StepControls):
             replica_timeout_ms=max(1, int(settings.redis_timeout_s * 500)),
             indexes_in_script=not isinstance(redis, RedisCluster),  # one script may not touch two slots there
             node_id=self.node_id,
+            history=HistoryBounds(settings.history_checkpoints, settings.history_bytes),
         )
         self.catalog = Catalog(
             ProcessStore(redis, self.keys, scripts, ids_in_script=not isinstance(redis, RedisCluster)),
@@ -156,6 +167,7 @@ class Node(StepControls):
         )
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
         self.queries = Queries(self.store, self.catalog.compiled, self.ownership.alive)
+        self.history = HistoryStore(redis, self.keys)
         self.metrics = metrics or Metrics()
         self.ctx = ActorContext(
             self.store, settings, self.clock, handlers, self.node_id, self.metrics, children=Children(self)

@@ -19,6 +19,10 @@ from procengine.api.views import (
     BatchStartRequest,
     BatchStartResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointSummary,
+    CheckpointView,
     ControlRequest,
     ElementsView,
     ElementView,
@@ -285,6 +289,29 @@ class FakeEngine:
             memory={"variables": execution.variables},
         )
 
+    async def checkpoints(self, caller: Caller, execution_id: int, *, limit: int, cursor: str | None) -> CheckpointList:
+        self._record("checkpoints", caller, execution_id, limit, cursor)
+        self._execution(caller, execution_id)
+        return CheckpointList(executionID=execution_id, items=[_kept(1)])
+
+    async def checkpoint(self, caller: Caller, execution_id: int, seq: int) -> CheckpointView:
+        self._record("checkpoint", caller, execution_id, seq)
+        execution = self._execution(caller, execution_id)
+        if seq != 1:
+            raise NotFound(f"checkpoint {seq} of execution {execution_id} is not kept")
+        memory = {"variables": execution.variables}
+        return CheckpointView(**_kept(seq).model_dump(), executionID=execution_id, stack={}, memory=memory)
+
+    async def checkpoint_diff(self, caller: Caller, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        self._record("checkpoint_diff", caller, execution_id, a, b)
+        for seq in (a, b):
+            await self.checkpoint(caller, execution_id, seq)
+        empty = {"added": {}, "removed": {}, "changed": {}}
+        stack = {"added": [], "removed": [], "changed": []}
+        return CheckpointDiff(
+            executionID=execution_id, fromSeq=a, toSeq=b, variables=empty, nodeOutputs=empty, stack=stack
+        )
+
     async def ready(self) -> str | None:
         self._record("ready", None)
         return None if self.is_ready else "the store cannot be reached"
@@ -297,3 +324,7 @@ class FakeEngine:
 
     def metrics_text(self) -> tuple[bytes, str]:
         return b"# fake metrics\n", "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _kept(seq: int) -> CheckpointSummary:
+    return CheckpointSummary(seq=seq, savedAt=NOW, elementKey="fetch", lanes=["main"], bytes=120)

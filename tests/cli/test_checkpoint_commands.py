@@ -1,0 +1,58 @@
+"""`procengine checkpoints` against a real server (issue 22, point 1): the list, one checkpoint, a diff of two, and
+the exit codes (3 for a checkpoint not kept, 2 for --diff without a SEQ)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from procengine.client import Client
+from tests.support.cli import Run
+from tests.support.polling import poll_sync
+
+TWO_SETS = {
+    "key": "two-sets",
+    "threads": [{"key": "main", "elements": [
+        {"key": "first", "type": "set-variable", "set": {"total": "1"}, "next": "wait"},
+        {"key": "wait", "type": "wait-signal", "signal": "go", "next": "done"},
+        {"key": "done", "type": "end"},
+    ]}],
+}  # fmt: skip
+
+
+def _waiting(server_url: str, execution_id: int) -> bool:
+    with Client(server_url, "tok-a") as client:
+        return any(e.key == "wait" and e.status == "running" for e in client.elements(execution_id).items)
+
+
+def test_list_show_and_diff(server_url: str, run: Run, tmp_path: Path) -> None:
+    definition = tmp_path / "two.json"
+    definition.write_text(json.dumps(TWO_SETS))
+    assert run("register", definition).code == 0
+    execution_id = run("start", "two-sets", "--json").json()["executionID"]
+    poll_sync(lambda: _waiting(server_url, execution_id), bool, within=10)
+
+    listed = run("checkpoints", str(execution_id))
+    assert listed.code == 0, listed.err
+    assert listed.out.startswith("SEQ  SAVED AT")
+    kept = run("checkpoints", str(execution_id), "--json").json()["items"]
+    newest, oldest = kept[0]["seq"], kept[-1]["seq"]
+    assert newest > oldest and kept[0]["elementKey"] == "wait"
+
+    shown = run("checkpoints", str(execution_id), str(newest))
+    assert shown.code == 0 and f"checkpoint {newest} of execution {execution_id}" in shown.out
+    assert '"total": 1' in shown.out
+
+    diff = run("checkpoints", str(execution_id), str(oldest), "--diff", str(newest))
+    assert diff.code == 0, diff.err
+    assert "+ variable total = 1" in diff.out
+    assert "+ pending wait in main" in diff.out
+
+    missing = run("checkpoints", str(execution_id), "9999")
+    assert missing.code == 3 and "not kept" in missing.err
+    usage = run("checkpoints", str(execution_id), "--diff", "2")
+    assert usage.code == 2 and "--diff OTHER goes with a SEQ" in usage.err
+
+
+def test_help_lists_the_checkpoints_command(run: Run) -> None:
+    assert "go back in an execution:\n  checkpoints" in run("--help").out
