@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from procengine.actors import finishing, holding, repairs, steps, transitions
+from procengine.actors import finishing, holding, repairs, rewind, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -104,9 +104,10 @@ class ExecutionActor:
         )
         self.corrupted = False
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
-        self.repairable = False
-        """Activated for a repair of a failed execution (a retry): it serves its mailbox while failed, until a retry
-        makes it run or it passivates (then its node may activate it again for the next one)."""
+        self.repairable: Status | None = None
+        """Activated for a repair of a final execution (failed: a retry or a step; failed or cancelled: a rewind): it
+        serves its mailbox in that status, until a repair makes it run or pause, or it passivates (then its node may
+        activate it again for the next one)."""
         self._loaded: tuple[int, StoredExecution] | None = None
         """What the registry read to activate it, and `writer.writes` then (`loaded`)."""
         self.stopped = asyncio.Event()
@@ -165,7 +166,7 @@ class ExecutionActor:
                     self.mailbox.put_internal(Wake())
                 else:
                     self.lanes.start()
-            while not self.status.is_final or (self.repairable and self.status is Status.FAILED):
+            while not self.status.is_final or self.status is self.repairable:
                 check_cancelled()
                 message = await self._next_message()
                 if message is None:
@@ -287,17 +288,21 @@ class ExecutionActor:
             return await transitions.cancel(self, command)
         if command.verb == "retry":
             retried = await repairs.retry(self, command)
-            self.repairable = False  # running from here on; failed again, it stops as any actor does
+            self.repairable = None  # running from here on; failed again, it stops as any actor does
             return retried
         if command.verb == "edit":
             return await repairs.edit_variables(self, command)
+        if command.verb == "rewind":
+            rewound = await rewind.rewind(self, command)
+            self.repairable = None  # paused from here on: it lives as one
+            return rewound
         if command.verb == "run-now":
             return await steps.run_now(self, command)
         if command.verb == "policy":
             return await steps.change_policy(self, command)
         if command.verb == "step":
             stepped = await steps.apply(self, command)
-            self.repairable = self.repairable and self.status is Status.FAILED  # paused now: it lives as one
+            self.repairable = self.repairable if self.status is Status.FAILED else None  # paused: it lives as one
             return stepped
         return await transitions.signal(self, command)
 

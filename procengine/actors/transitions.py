@@ -48,6 +48,7 @@ TRANSITION_TARGETS: Final = {
     "step": "paused",
     "run-now": "running",
     "policy": "policy",
+    "rewind": "paused",
 }
 """The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
@@ -57,6 +58,7 @@ ALLOWED_FROM: Final = {
     "retry": (Status.FAILED,),
     "edit": (Status.PAUSED,),
     "step": (Status.PAUSED, Status.FAILED),
+    "rewind": (Status.PAUSED, Status.FAILED, Status.CANCELLED),
     "run-now": (Status.RUNNING,),
     "policy": (Status.RUNNING, Status.PAUSED),
 }

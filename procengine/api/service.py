@@ -36,6 +36,8 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindRequest,
+    RewindResult,
     RunNowRequest,
     SignalResult,
     SkipRequest,
@@ -167,6 +169,11 @@ class NodeService(Protocol):
 
     async def checkpoint_diff(self, caller: Caller, execution_id: int, a: int, b: int) -> CheckpointDiff:
         """What changed from kept checkpoint `a` to `b`."""
+        ...
+
+    async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
+        """A paused, failed or cancelled execution back to one of its kept checkpoints, paused there; NotFound for a
+        checkpoint not kept, InvalidTransition while running."""
         ...
 
     async def log_feed(self, caller: Caller, execution_id: int, after: str | None) -> Feed[list[LogEntry] | None]:

@@ -123,6 +123,22 @@ class RetryResult(_View):
     """Failed children of retried call-process elements, retried in place (same child id)."""
 
 
+class RewindResult(_View):
+    """An execution put back to one of its kept checkpoints (`POST …/{id}/rewind`): paused there, same id."""
+
+    executionID: int
+    status: Literal["paused"] = "paused"
+    checkpoint: int
+    """The kept checkpoint it went back to (its `seq`)."""
+    rewoundFrom: str
+    """The status it had: paused, failed or cancelled."""
+    rewoundAt: str
+    pendingNodes: int
+    """The stack depth now: what resume goes on from."""
+    variables: Annotated[dict[str, Any], Shown]
+    """{added, removed, changed} of the variables, from what it had to what it has now (the patch included)."""
+
+
 class VariablesResult(_View):
     """A paused execution's variables after an edit (`PATCH …/{id}/variables`)."""
 
@@ -431,6 +447,15 @@ class RetryRequest(_Request):
     variables: dict[str, Storable] | None = None
     reason: str | None = Field(default=None, max_length=1000)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RewindRequest(_Request):
+    """`POST …/{id}/rewind`: the kept checkpoint to go back to (`seq` of `GET …/{id}/checkpoints`), and optionally a
+    JSON merge patch of its variables (RFC 7396) applied in the same write."""
+
+    checkpoint: int = Field(ge=1, le=2**63 - 1)
+    variables: dict[str, Storable] | None = None
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class VariablesPatch(RootModel[dict[str, Storable]]):

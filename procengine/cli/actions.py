@@ -281,8 +281,16 @@ async def checkpoints(client: AsyncClient, args: argparse.Namespace, output: Out
     return EXIT_OK
 
 
+async def rewind(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
+    result = await client.rewind(args.execution_id, args.seq, variables=patch, reason=args.reason)
+    output.show(result, render.rewound(result))
+    return EXIT_OK
+
+
 API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "checkpoints": checkpoints,
+    "rewind": rewind,
     "start": start,
     "status": status,
     "list": list_executions,

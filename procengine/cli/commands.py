@@ -34,7 +34,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "repair an execution, same id (--reason)",
         ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
     ),
-    ("go back in an execution", ("checkpoints",)),
+    ("go back in an execution", ("checkpoints", "rewind")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -235,6 +235,19 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     checkpoints.add_argument("--diff", metavar="OTHER", type=positive_int, help="what changed from SEQ to OTHER")
     checkpoints.add_argument("--limit", metavar="N", type=positive_int, help="at most N (the server's default: 50)")
     checkpoints.add_argument("--cursor", metavar="C", help="the page after C (printed as `more: --cursor C`)")
+
+    rewind = add(
+        "rewind",
+        "put a paused, failed or cancelled execution back to a kept checkpoint",
+        "Put the execution back to its kept checkpoint SEQ (see `procengine checkpoints ID`), same id: paused "
+        "there, resume goes on from it and the elements after it run again. --var and --vars-file change its "
+        "variables in the same write (a JSON merge patch: null removes a name).",
+        api,
+    )
+    _execution_id(rewind)
+    rewind.add_argument("seq", metavar="SEQ", type=positive_int, help="the kept checkpoint to go back to")
+    _patch_options(rewind)
+    rewind.add_argument("--reason", metavar="R", help="written to the execution's log")
 
     validate = add(
         "validate",

@@ -27,6 +27,7 @@ from procengine.api.views import (
     ProcessSummary,
     ResumeResult,
     RetryResult,
+    RewindResult,
     SignalResult,
     StartResult,
     StepResult,
@@ -47,6 +48,7 @@ __all__ = [
     "registered",
     "resumed",
     "retried",
+    "rewound",
     "signalled",
     "started",
     "status",
@@ -265,6 +267,16 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
     if page.nextCursor is not None:
         lines.append(Text(f"more: --cursor {page.nextCursor}", style="" if plain else "dim"))
     return Group(*lines)
+
+
+def rewound(result: RewindResult) -> Text:
+    changed = result.variables
+    counts = ", ".join(f"{len(changed.get(part, {}))} {part}" for part in ("added", "removed", "changed"))
+    return Text.assemble(
+        f"rewound execution {result.executionID} ({result.rewoundFrom}) to checkpoint {result.checkpoint} at "
+        f"{result.rewoundAt}; variables {counts}; {result.pendingNodes} pending: ",
+        _status(result.status),
+    )
 
 
 def checkpoints(page: CheckpointList) -> RenderableType:

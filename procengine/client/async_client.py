@@ -53,6 +53,8 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindRequest,
+    RewindResult,
     RunNowRequest,
     SignalResult,
     SkipRequest,
@@ -316,6 +318,26 @@ class AsyncClient:
         )
 
     # --- step controls: one element of a paused or failed execution (it is paused after) ---------------
+
+    async def rewind(
+        self,
+        execution_id: int,
+        checkpoint: int,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> RewindResult:
+        """Put a paused, failed or cancelled execution back to its kept checkpoint `checkpoint` (a `seq` of
+        `checkpoints`), same id, `variables` merge-patched in the same write: paused there. NotFound for a checkpoint
+        not kept, InvalidTransition while running."""
+        given = {
+            "checkpoint": checkpoint,
+            "variables": None if variables is None else dict(variables),
+            "reason": reason,
+        }
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(RewindRequest, body)
+        return await self._data("POST", _execution(execution_id, "rewind"), RewindResult, body=_dump(body))
 
     async def retry_element(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None

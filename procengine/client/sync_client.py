@@ -32,6 +32,7 @@ from procengine.api.views import (
     ProcessView,
     ResumeResult,
     RetryResult,
+    RewindResult,
     SignalResult,
     StartResult,
     StateView,
@@ -187,6 +188,16 @@ class Client:
         self, execution_id: int, patch: Mapping[str, Any], *, reason: str | None = None
     ) -> VariablesResult:
         return self._run(self._async.edit_variables(execution_id, patch, reason=reason))
+
+    def rewind(
+        self,
+        execution_id: int,
+        checkpoint: int,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> RewindResult:
+        return self._run(self._async.rewind(execution_id, checkpoint, variables=variables, reason=reason))
 
     def retry_element(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None

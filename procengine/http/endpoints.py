@@ -21,6 +21,7 @@ from procengine.api.views import (
     FailRequest,
     MoveRequest,
     RetryRequest,
+    RewindRequest,
     RunNowRequest,
     SkipRequest,
     StartRequest,
@@ -252,6 +253,11 @@ async def execution_elements(request: web.Request) -> web.Response:
 
 async def execution_state(request: web.Request) -> web.Response:
     return ok(await engine(request).state(caller(request), execution_id(request)))
+
+
+async def rewind_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    return ok(await engine(request).rewind(caller(request), target, await read_model(request, RewindRequest)))
 
 
 async def execution_checkpoints(request: web.Request) -> web.Response:

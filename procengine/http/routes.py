@@ -36,6 +36,8 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindRequest,
+    RewindResult,
     RunNowRequest,
     SignalResult,
     SkipRequest,
@@ -202,6 +204,13 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "What changed from kept checkpoint a to b: variables and node outputs (added, removed, changed) and the "
         "pending elements of each lane",
         CheckpointDiff, tag="executions",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/rewind", h.rewind_execution,
+        "Put a paused, failed or cancelled execution back to one of its kept checkpoints, same id, its variables "
+        "merge-patched in the same write if asked: paused there, resume goes on from it (the elements after it "
+        "run again); 404 for a checkpoint not kept, 409 while running",
+        RewindResult, body="required", request_model=RewindRequest, errors=(409, 413), tag="repair",
     ),
     RouteSpec(
         "GET", _E + "/{id}/events", events.execution_events,

@@ -42,6 +42,7 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindResult,
     SignalResult,
     StartRequest,
     StartResult,
@@ -79,7 +80,7 @@ from procengine.node.registry import Registry
 from procengine.node.routing import Router
 from procengine.node.starting import BatchStarts
 from procengine.node.steps import StepControls
-from procengine.node.travel import CheckpointReads
+from procengine.node.travel import TimeTravel
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.collector import observe_pauses
@@ -123,13 +124,19 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "step": StepResult,
     "run-now": StepResult,
     "policy": StepResult,
+    "rewind": RewindResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
-REPAIR_VERBS: tuple[Verb, ...] = ("retry", "step")
-"""Commands that apply to a failed execution: its actor is activated for them (`Registry.activate(repair=True)`)."""
+REPAIR_VERBS: dict[Verb, frozenset[Status]] = {
+    "retry": frozenset({Status.FAILED}),
+    "step": frozenset({Status.FAILED}),
+    "rewind": frozenset({Status.FAILED, Status.CANCELLED}),
+}
+"""Commands that apply to a final execution: its actor is activated for them in those statuses
+(`Registry.activate(repair=...)`)."""
 
 
-class Node(StepControls, CheckpointReads):
+class Node(StepControls, TimeTravel):
     def __init__(
         self,
         redis: Redis,
@@ -637,7 +644,9 @@ class Node(StepControls, CheckpointReads):
         for _ in range(5):
             self._refuse_if_draining()  # each round: the actor may have stopped because the node is draining
             try:
-                actor = await self.registry.activate(execution_id, caller.tenant, repair=command.verb in REPAIR_VERBS)
+                actor = await self.registry.activate(
+                    execution_id, caller.tenant, repair=REPAIR_VERBS.get(command.verb, frozenset())
+                )
             except OwnedElsewhere as elsewhere:
                 if not forward:
                     raise

@@ -1,13 +1,25 @@
-"""The node's checkpoint history reads (issue 22): `GET …/{id}/checkpoints`, `…/checkpoints/{seq}` and
-`…/checkpoints/{a}/diff/{b}`, from the history list commit.lua keeps (`store/history.py`). Reads only: they need no
-actor and no owner, and answer the same from any node."""
+"""The node's time travel (issue 22): the checkpoint history reads `GET …/{id}/checkpoints`, `…/checkpoints/{seq}`
+and `…/checkpoints/{a}/diff/{b}`, from the history list commit.lua keeps (`store/history.py`: reads only, which need
+no actor and no owner and answer the same from any node), and `POST …/{id}/rewind`, a command of the execution's
+actor (`actors/rewind.py`), reached like any command (`Node._ask`: activated here, a failed or cancelled one's too,
+or forwarded to the node that drives it)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel
+
+from procengine.actors.messages import Command
 from procengine.api.service import Caller
-from procengine.api.views import CheckpointDiff, CheckpointList, CheckpointSummary, CheckpointView
+from procengine.api.views import (
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointSummary,
+    CheckpointView,
+    RewindRequest,
+    RewindResult,
+)
 from procengine.engine.diff import checkpoint_diff
 from procengine.engine.state import expand_memory_doc
 from procengine.engine.stored import seed_memory, seed_stack
@@ -15,11 +27,13 @@ from procengine.errors import CodecError, NotFound
 from procengine.store.codec import decode
 from procengine.store.history import HistoryStore, KeptCheckpoint
 
-__all__ = ["CheckpointReads"]
+__all__ = ["TimeTravel"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
-class CheckpointReads:
-    """Mixed into `Node`, which provides `history` and `queries` (whose `require` is the tenant check)."""
+class TimeTravel:
+    """Mixed into `Node`, which provides `history`, `queries` (whose `require` is the tenant check) and `_ask`."""
 
     history: HistoryStore
 
@@ -27,6 +41,17 @@ class CheckpointReads:
         from procengine.node.queries import Queries
 
         queries: Queries
+
+        async def _ask(self, execution_id: int, command: Command, result: type[M], *, forward: bool = True) -> M: ...
+
+        def _check_patch(self, patch: dict[str, Any]) -> None: ...
+
+    async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
+        """A paused, failed or cancelled execution back to kept checkpoint `request.checkpoint`, paused there."""
+        if request.variables is not None:
+            self._check_patch(request.variables)
+        command = Command("rewind", caller, request.reason, patch=request.variables, checkpoint=request.checkpoint)
+        return await self._ask(execution_id, command, RewindResult)
 
     async def checkpoints(self, caller: Caller, execution_id: int, *, limit: int, cursor: str | None) -> CheckpointList:
         """A page of the kept checkpoints, newest first; the cursor is the last seq shown."""

@@ -56,3 +56,22 @@ def test_list_show_and_diff(server_url: str, run: Run, tmp_path: Path) -> None:
 
 def test_help_lists_the_checkpoints_command(run: Run) -> None:
     assert "go back in an execution:\n  checkpoints" in run("--help").out
+
+
+def test_rewind_a_cancelled_execution(server_url: str, run: Run, tmp_path: Path) -> None:
+    definition = tmp_path / "two.json"
+    definition.write_text(json.dumps(TWO_SETS))
+    run("register", definition)
+    execution_id = run("start", "two-sets", "--json").json()["executionID"]
+    poll_sync(lambda: _waiting(server_url, execution_id), bool, within=10)
+    first = run("checkpoints", str(execution_id), "--json").json()["items"][-1]["seq"]
+    assert run("cancel", str(execution_id)).code == 0
+
+    rewound = run("rewind", str(execution_id), str(first), "--var", "total=5", "--reason", "cancelled by mistake")
+
+    assert rewound.code == 0, rewound.err
+    assert rewound.out.startswith(f"rewound execution {execution_id} (cancelled) to checkpoint {first} at ")
+    assert rewound.out.rstrip().endswith("pending: paused")
+    assert run("status", str(execution_id), "--json").json()["status"] == "paused"
+    again = run("rewind", str(execution_id), "9999")
+    assert again.code == 3 and "not kept" in again.err

@@ -37,6 +37,8 @@ from procengine.api.views import (
     ProcessView,
     Progress,
     ResumeResult,
+    RewindRequest,
+    RewindResult,
     SignalResult,
     StartRequest,
     StartResult,
@@ -310,6 +312,17 @@ class FakeEngine:
         stack = {"added": [], "removed": [], "changed": []}
         return CheckpointDiff(
             executionID=execution_id, fromSeq=a, toSeq=b, variables=empty, nodeOutputs=empty, stack=stack
+        )
+
+    async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
+        self._record("rewind", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        self._transition(caller, execution, "paused", {"paused", "failed", "cancelled"})
+        if request.checkpoint != 1:
+            raise NotFound(f"checkpoint {request.checkpoint} of execution {execution_id} is not kept")
+        empty: dict[str, Any] = {"added": {}, "removed": {}, "changed": {}}
+        return RewindResult(
+            executionID=execution_id, checkpoint=1, rewoundFrom="paused", rewoundAt=NOW, pendingNodes=1, variables=empty
         )
 
     async def ready(self) -> str | None:
