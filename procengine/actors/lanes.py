@@ -80,7 +80,7 @@ class LaneRunners:
         self._runners: dict[str, asyncio.Task[None]] = {}
         """One runner per lane: per thread, and per branch or iteration of a parallel or for-each."""
         self._wakeups: dict[str, asyncio.Event] = {}
-        self._stops: dict[str, asyncio.Event] = {}
+        self._stops: dict[str, _Stop] = {}
         """Per lane: set when its running task must be cut short (the actor stops its runners, or the lane's
         fan-out failed)."""
         self._retiring: set[asyncio.Task[None]] = set()
@@ -155,7 +155,7 @@ class LaneRunners:
             return
         # No runner is running it: a task marked started here was cut short (crash, adoption) and starts again.
         self.interpreter.requeue(self.state, lane)
-        self._stops[lane] = asyncio.Event()
+        self._stops[lane] = _Stop()
         self._wakeups.setdefault(lane, asyncio.Event())
         task = asyncio.create_task(self._run_lane(lane), name=f"exec-{self.execution_id}-{lane}")
         self._runners[lane] = task
@@ -166,7 +166,7 @@ class LaneRunners:
         (kept aside until they have wound down, so that a new lane of the same path can start at once), cancel
         the children nothing waits for any more, wake and start lanes."""
         for lane in outcome.stopped:
-            self._stops.pop(lane, asyncio.Event()).set()
+            self._stops.pop(lane, _Stop()).set()
             self._wakeups.pop(lane, asyncio.Event()).set()
             runner = self._runners.pop(lane, None)
             if runner is not None and not runner.done():
@@ -405,7 +405,9 @@ class LaneRunners:
         return isinstance(outcome.step, LaneEnded)
 
     async def _call_handler(self, lane: str, step: RunTask) -> Attempt | None:
-        """The attempt's outcome; None if it was cut short (halted before or while it ran)."""
+        """The attempt's outcome; None if it was cut short (halted before or while it ran). The handler runs in a
+        task of its own (so that a stop can cancel it and the lane go on); the lane waits on one future that the
+        attempt's end or the lane's stop completes, so an attempt costs one task, not three."""
         stop = self._stops[lane]
         if stop.is_set():  # stopped (cancel, failure) before the handler could be called
             return None
@@ -413,17 +415,59 @@ class LaneRunners:
         entry = step.entry
         context = TaskContext(self.execution_id, entry.element_key, entry.attempt, entry.execution_order, entry.path)
         job = asyncio.create_task(run_attempt(handler, step, context, self.ctx.settings.max_snapshot_bytes))
-        halted = asyncio.create_task(stop.wait())
+        settled = asyncio.get_running_loop().create_future()
+
+        def wake(_: object = None) -> None:
+            if not settled.done():
+                settled.set_result(None)
+
+        job.add_done_callback(wake)
+        stop.add_callback(wake)
         try:
-            await asyncio.wait({job, halted}, return_when=asyncio.FIRST_COMPLETED)
+            await settled
         finally:
-            halted.cancel()
+            stop.remove_callback(wake)
+            job.remove_done_callback(wake)
             if not job.done():
                 job.cancel()
-            await self._reap([job, halted])
+                await self._reap([job])
         if not job.done() or job.cancelled():
             return None
         return job.result()
+
+
+class _Stop:
+    """Set once when a lane's running task must be cut short (the actor stops its runners, or the lane's fan-out
+    failed): an `asyncio.Event` that calls back instead of being awaited, so a task attempt needs no task of its
+    own to watch it."""
+
+    __slots__ = ("_callbacks", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        """`callback()` once the stop is set (now, if it is)."""
+        if self._set:
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    def remove_callback(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:

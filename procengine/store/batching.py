@@ -9,9 +9,13 @@ On one server (and Sentinel's master) a batch is one pre-encoded write: each cal
 it is submitted, the batch's bytes are joined and written on one pooled connection, and its replies are read
 under one deadline for the whole batch (redis-py's pipeline packed every command again and opened a timeout per
 reply: a fifth of the engine's CPU per step, issue 21). The connection's own retry policy (the pool's Retry) and
-hiredis parser are kept. A Redis Cluster routes each call by its keys' slot, so there the batch stays a redis-py
-cluster pipeline. A batch holds at most `max_batch` calls and about `max_batch_bytes`, so that one read and parse
-of its replies does not hold the event loop long.
+hiredis parser are kept. The batcher keeps the connections its batches used (at most `max_in_flight`) instead of
+checking one out of the pool and back for every batch: redis-py's blocking pool takes a lock, a timer and a check
+of the socket each way, which cost as much as the round trip itself over a unix socket (a sequential chain pays it
+at every checkpoint). A connection whose batch failed goes back to the pool, which connects it again when needed.
+A Redis Cluster routes each call by its keys' slot, so there the batch stays a redis-py cluster pipeline. A batch
+holds at most `max_batch` calls and about `max_batch_bytes`, so that one read and parse of its replies does not
+hold the event loop long.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class ScriptBatcher:
         self._head = b""  # "EVALSHA <sha>" in RESP, once the sha is known
         self._queue: deque[_Item] = deque()
         self._flushes: set[asyncio.Task[None]] = set()
+        self._connections: list[Any] = []
+        """Connections of the pool kept between batches (each batch takes one, one batch at a time on each)."""
         self._scheduled = False
         self.batches = 0
         self.calls = 0
@@ -174,7 +180,10 @@ class ScriptBatcher:
             payload += pack_command("WAIT", self.replicas, self.replica_timeout_ms)
             count += 1
         pool = self.redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        if self._connections:
+            connection = self._connections.pop()
+        else:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         deadline = connection.socket_timeout
 
         async def attempt() -> list[Any]:
@@ -193,11 +202,14 @@ class ScriptBatcher:
 
         try:
             results: list[Any] = await connection.retry.call_with_retry(attempt, failed)
-        except TimeoutError:
-            await connection.disconnect()  # replies may still come: the connection cannot be reused
-            raise RedisTimeout(f"the group commit's {count} replies took more than {deadline} s") from None
-        finally:
-            await pool.release(connection)
+        except BaseException as exc:
+            if isinstance(exc, TimeoutError | asyncio.CancelledError):
+                await connection.disconnect()  # replies may still come: the connection cannot be reused
+            await pool.release(connection)  # the pool checks (and connects) it again before it is used
+            if isinstance(exc, TimeoutError):
+                raise RedisTimeout(f"the group commit's {count} replies took more than {deadline} s") from None
+            raise
+        self._connections.append(connection)  # every reply read: ready for the next batch as it is
         return results, results.pop() if self.replicas else None
 
     def _unreplicated(self, acknowledged: Any) -> NotReplicated | None:
@@ -219,3 +231,6 @@ class ScriptBatcher:
             # Done, but their done-callbacks (_flushed) may not have run: since Python 3.13 awaiting gather over tasks
             # that are all done does not yield to the loop, and waiting for the callbacks here would spin for ever.
             self._flushes -= flushes
+        connections, self._connections = self._connections, []
+        for connection in connections:
+            await self.redis.connection_pool.release(connection)

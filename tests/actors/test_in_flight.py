@@ -48,3 +48,22 @@ async def test_the_lease_check_sees_the_running_task_and_not_the_parked_actors(e
     await wait_status(engine, running, "completed")
     await until(lambda: not engine.ctx.in_flight.ids())
     assert engine.registry.with_tasks_in_flight() == []
+
+
+async def test_a_running_task_takes_one_task_for_its_attempt_and_none_to_watch_its_stop(
+    engine: Node, gate: Gate
+) -> None:
+    # given an execution whose task runs
+    running = await start(engine, KYC, {"customer": "ada"})
+    async with asyncio.timeout(10):
+        await gate.entered.wait()
+
+    # then its attempt is one task, and nothing waits on the lane's stop in a task of its own (a stop calls back:
+    # a task step used to cost three tasks, a fifth of the task path's CPU)
+    coroutines = [task.get_coro().__qualname__ for task in asyncio.all_tasks()]  # type: ignore[union-attr]
+    assert coroutines.count("run_attempt") == 1
+    assert "Event.wait" not in coroutines
+
+    # and the attempt ends as before
+    gate.release.set()
+    await wait_status(engine, running, "completed")

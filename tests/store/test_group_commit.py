@@ -126,8 +126,37 @@ async def test_a_batch_whose_replies_never_come_fails_at_its_deadline() -> None:
             await asyncio.gather(*(store.commit(i, Commit(execution={"a": 1}), epoch=1, expect="") for i in range(20)))
         assert received.is_set()
         assert time.monotonic() - started < 5
+        assert store._commits._connections == []  # not kept for the next batch: back to the pool, disconnected
+        assert not client.connection_pool._in_use_connections  # type: ignore[attr-defined]
     finally:
         await store.aclose()
         await client.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_sequential_batches_keep_one_connection_instead_of_the_pools_checkout(
+    redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone execution's checkpoints, one after the other, take a connection from the pool once: the blocking pool's
+    checkout and release (a lock, a timer and a socket check each way) cost as much as a unix-socket round trip."""
+    pool = redis.connection_pool
+    checkouts = 0
+    real = pool.get_connection
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal checkouts
+        checkouts += 1
+        return await real(*args, **kwargs)
+
+    store = ExecutionStore(redis, Keys(prefix), Scripts.register(redis), log_maxlen=100)
+    try:
+        await store.commit(11, Commit(execution={"status": "running", "epoch": 1}), epoch=None, expect=NEW)
+        monkeypatch.setattr(pool, "get_connection", counting)
+        for i in range(20):
+            result = await store.commit(11, Commit(execution={f"f{i}": i}), epoch=1, expect="running")
+            assert result.outcome is Outcome.OK
+        assert checkouts == 0  # the connection of the first batch serves every later one
+    finally:
+        await store.aclose()
+    assert store._commits._connections == []  # given back to the pool on close
