@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from procengine.actors import finishing, holding, repairs, rewind, steps, transitions
+from procengine.actors import breakpoints, finishing, holding, repairs, rewind, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -32,6 +32,7 @@ from procengine.actors.messages import Command, Drain, Message, Request, Wake
 from procengine.actors.snapshot import load_state
 from procengine.actors.transitions import ALLOWED_FROM, SIGNAL_KEY_FIELD, TRANSITION_TARGETS, log_refusal
 from procengine.api.rendered import RenderedStatus
+from procengine.engine.breakpoints import from_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import Interpreter
 from procengine.engine.state import ExecutionState
@@ -102,6 +103,7 @@ class ExecutionActor:
             lambda: self.state,
             lambda: self.mailbox.put_internal(Wake()),
         )
+        self.lanes.breakpoints = from_field(fields)
         self.corrupted = False
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
         self.repairable: Status | None = None
@@ -292,6 +294,8 @@ class ExecutionActor:
             return retried
         if command.verb == "edit":
             return await repairs.edit_variables(self, command)
+        if command.verb == "breakpoints":
+            return await breakpoints.set_breakpoints(self, command)
         if command.verb == "rewind":
             rewound = await rewind.rewind(self, command)
             self.repairable = None  # paused from here on: it lives as one
@@ -332,6 +336,9 @@ class ExecutionActor:
         if self.lanes.held and not self.lanes.halt.is_set():  # a failure held (onExhausted: pause): pause for it
             await holding.pause_held(self)
             return self.status.is_final
+        if self.lanes.at_breakpoint and not self.lanes.halt.is_set():  # a lane stopped before a breakpoint
+            await breakpoints.pause_at_breakpoint(self)
+            return self.status.is_final
         return False
 
     async def _finish(self, status: Status) -> None:
@@ -361,6 +368,7 @@ class ExecutionActor:
         fields = dict(stored.fields)
         self.writer.reset(fields, self.state)
         self.lanes.read_children(fields)
+        self.lanes.breakpoints = from_field(fields)
         if self.status is Status.RUNNING:
             self.lanes.start()
 

@@ -24,6 +24,7 @@ from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
 from procengine.actors.records import Failure, interrupted_record, record_field
+from procengine.engine.breakpoints import Breakpoint, stops
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import Interpreter
 from procengine.engine.lanes import is_branch
@@ -92,6 +93,11 @@ class LaneRunners:
         self.held = False
         """A lane's element failed for good and is held on the stack (`onExhausted: pause`): the actor pauses the
         execution (`holding.py`)."""
+        self.breakpoints: tuple[Breakpoint, ...] = ()
+        """Where lanes stop before an element (`engine/breakpoints.py`), as the actor last set them."""
+        self.at_breakpoint: list[tuple[StackEntry, str | None]] = []
+        """Lanes stopped at a breakpoint since the runners last started: their entries (and an error their
+        condition raised): the actor pauses the execution (`actors/breakpoints.py`)."""
         self.interrupted: list[StackEntry] = []
         """Tasks cut short since the runners last started (their stack entries as they ran)."""
         self.tasks_in_flight = 0
@@ -132,6 +138,7 @@ class LaneRunners:
         self.halt.clear()
         self.failure = None
         self.held = False
+        self.at_breakpoint = []
         self.interrupted = []
         state = self.state
         for thread in self.process.threads:
@@ -250,6 +257,8 @@ class LaneRunners:
             wakeup.clear()
             entry = self.state.entry(lane)
             element_key.set(entry.element_key if entry is not None else None)
+            if entry is not None and self.breakpoints and await self._stops_before(lane, entry, deferred):
+                return
             outcome = self.interpreter.begin(self.state, lane, self.ctx.clock.now_ms())
             step = outcome.step
             if coalescing.goes_on(outcome, self.state, lane, deferred, self.ctx.settings.checkpoint_coalesce):
@@ -311,6 +320,20 @@ class LaneRunners:
                 await self._idle(lane, wakeup, None)
             else:
                 assert isinstance(step, Progressed)
+
+    async def _stops_before(self, lane: str, entry: StackEntry, deferred: int) -> bool:
+        """Whether the lane stops at a breakpoint before `entry`. The test and the element's start are in one step of
+        this runner (nothing is awaited between them), so a breakpoint set by the actor before it is always seen,
+        and one set after it finds the element started. The events of the pure run before it are written first."""
+        variables = self.interpreter.variables(self.state, lane)
+        stop, error = stops(self.breakpoints, entry, variables, self.interpreter.max_expression_cost)
+        if not stop:
+            return False
+        entry.at_breakpoint = True  # passed when the execution goes on
+        self.at_breakpoint.append((entry, error))
+        if deferred:
+            await self.writer.checkpoint([])
+        return True
 
     async def _idle(self, lane: str, wakeup: asyncio.Event, timeout_s: float | None) -> None:
         """Wait, as a lane with nothing to run but a signal, a timer, a child or its branches. Once every lane

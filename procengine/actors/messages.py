@@ -9,7 +9,9 @@ from typing import Any, Final, Literal
 from procengine.api.service import Caller
 from procengine.errors import CodecError
 
-Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now", "policy", "rewind"]
+Verb = Literal[
+    "pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now", "policy", "rewind", "breakpoints"
+]
 VERBS: Final[tuple[Verb, ...]] = (
     "pause",
     "resume",
@@ -21,6 +23,7 @@ VERBS: Final[tuple[Verb, ...]] = (
     "run-now",
     "policy",
     "rewind",
+    "breakpoints",
 )
 STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "move", "run-now", "policy")
 

@@ -14,6 +14,8 @@ from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
     CheckpointDiff,
     CheckpointList,
@@ -169,6 +171,12 @@ class NodeService(Protocol):
 
     async def checkpoint_diff(self, caller: Caller, execution_id: int, a: int, b: int) -> CheckpointDiff:
         """What changed from kept checkpoint `a` to `b`."""
+        ...
+
+    async def set_breakpoints(
+        self, caller: Caller, execution_id: int, request: BreakpointsRequest
+    ) -> BreakpointsResult:
+        """The whole set of a running or paused execution's breakpoints; exact about the runs already begun."""
         ...
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:

@@ -123,6 +123,21 @@ class RetryResult(_View):
     """Failed children of retried call-process elements, retried in place (same child id)."""
 
 
+class StartedRun(_View):
+    elementKey: str
+    lane: str
+    """The thread, or the branch or iteration of a parallel or for-each, it ran in."""
+
+
+class BreakpointsResult(_View):
+    """`PUT …/{id}/breakpoints`: exact: the execution will pause before every run of these elements that has not
+    begun, and `alreadyStarted` are the runs that had (they will not stop)."""
+
+    executionID: int
+    pauseBefore: list[str | dict[str, str]]
+    alreadyStarted: list[StartedRun]
+
+
 class RewindResult(_View):
     """An execution put back to one of its kept checkpoints (`POST …/{id}/rewind`): paused there, same id."""
 
@@ -447,6 +462,21 @@ class RetryRequest(_Request):
     variables: dict[str, Storable] | None = None
     reason: str | None = Field(default=None, max_length=1000)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class BreakpointSpec(_Request):
+    """A breakpoint with a condition: pause before `element` only when `when` (CEL, over the lane's variables)
+    holds; an error in it pauses too, and the log says so."""
+
+    element: str = Field(min_length=1, max_length=200)
+    when: str | None = Field(default=None, min_length=1, max_length=4000)
+
+
+class BreakpointsRequest(_Request):
+    """`PUT …/{id}/breakpoints`: the whole set (an empty list clears them): element keys, or {element, when}."""
+
+    pauseBefore: list[str | BreakpointSpec] = Field(max_length=1000)
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class RewindRequest(_Request):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from procengine.api.views import (
     BatchStartRequest,
+    BreakpointsRequest,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -253,6 +254,12 @@ async def execution_elements(request: web.Request) -> web.Response:
 
 async def execution_state(request: web.Request) -> web.Response:
     return ok(await engine(request).state(caller(request), execution_id(request)))
+
+
+async def set_breakpoints(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    wanted = await read_model(request, BreakpointsRequest)
+    return ok(await engine(request).set_breakpoints(caller(request), target, wanted))
 
 
 async def rewind_execution(request: web.Request) -> web.Response:

@@ -14,6 +14,8 @@ from aiohttp import web
 from procengine.api.views import (
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
     CheckpointDiff,
     CheckpointList,
@@ -204,6 +206,13 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "What changed from kept checkpoint a to b: variables and node outputs (added, removed, changed) and the "
         "pending elements of each lane",
         CheckpointDiff, tag="executions",
+    ),
+    RouteSpec(
+        "PUT", _E + "/{id}/breakpoints", h.set_breakpoints,
+        "Set where a running or paused execution pauses before an element (the whole set; [] clears it), in any "
+        "lane that reaches it, optionally only `when` a CEL condition holds. Exact: the execution will pause before "
+        "every run of these elements that has not begun, and `alreadyStarted` lists the runs that had",
+        BreakpointsResult, body="required", request_model=BreakpointsRequest, errors=(409,), tag="repair",
     ),
     RouteSpec(
         "POST", _E + "/{id}/rewind", h.rewind_execution,

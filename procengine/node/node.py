@@ -28,6 +28,7 @@ from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsResult,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -125,6 +126,7 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "run-now": StepResult,
     "policy": StepResult,
     "rewind": RewindResult,
+    "breakpoints": BreakpointsResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
 REPAIR_VERBS: dict[Verb, frozenset[Status]] = {

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from procengine.actors.messages import Command
 from procengine.api.service import Caller
 from procengine.api.views import (
+    BreakpointsRequest,
+    BreakpointsResult,
     CheckpointDiff,
     CheckpointList,
     CheckpointSummary,
@@ -45,6 +47,15 @@ class TimeTravel:
         async def _ask(self, execution_id: int, command: Command, result: type[M], *, forward: bool = True) -> M: ...
 
         def _check_patch(self, patch: dict[str, Any]) -> None: ...
+
+    async def set_breakpoints(
+        self, caller: Caller, execution_id: int, request: BreakpointsRequest
+    ) -> BreakpointsResult:
+        """Where a running or paused execution's lanes pause before an element (the whole set); exact about the runs
+        that had begun (`actors/breakpoints.py`)."""
+        wanted = [item if isinstance(item, str) else item.model_dump(exclude_none=True) for item in request.pauseBefore]
+        command = Command("breakpoints", caller, request.reason, payload=wanted)
+        return await self._ask(execution_id, command, BreakpointsResult)
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
         """A paused, failed or cancelled execution back to kept checkpoint `request.checkpoint`, paused there."""
