@@ -288,7 +288,20 @@ async def rewind(client: AsyncClient, args: argparse.Namespace, output: Output) 
     return EXIT_OK
 
 
+async def set_breakpoints(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    wanted: list[str | dict[str, str]] = list(args.elements)
+    for given in args.when:
+        element, sep, condition = given.partition("=")
+        if not sep or not element or not condition:
+            raise InputError(f"break: --when takes KEY=CEL, not {given!r}")
+        wanted.append({"element": element, "when": condition})
+    result = await client.set_breakpoints(args.execution_id, wanted, reason=args.reason)
+    output.show(result, render.breakpoints(result))
+    return EXIT_OK
+
+
 API_COMMANDS: Final[dict[str, ApiCommand]] = {
+    "break": set_breakpoints,
     "checkpoints": checkpoints,
     "rewind": rewind,
     "start": start,

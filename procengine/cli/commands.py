@@ -34,7 +34,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "repair an execution, same id (--reason)",
         ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
     ),
-    ("go back in an execution", ("checkpoints", "rewind")),
+    ("go back in an execution", ("checkpoints", "rewind", "break")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -248,6 +248,21 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     rewind.add_argument("seq", metavar="SEQ", type=positive_int, help="the kept checkpoint to go back to")
     _patch_options(rewind)
     rewind.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    breaks = add(
+        "break",
+        "set where an execution pauses before an element (breakpoints)",
+        "Set the execution's breakpoints, the whole set: it pauses before each KEY in any lane that reaches it "
+        "(--when KEY=CEL: only when the condition holds there); no KEY and no --when clears them. Prints the runs "
+        "of those elements that had already begun (they will not stop).",
+        api,
+    )
+    _execution_id(breaks)
+    breaks.add_argument("elements", metavar="KEY", nargs="*", help="an element's key, as the definition names it")
+    breaks.add_argument(
+        "--when", metavar="KEY=CEL", action="append", default=[], help="pause before KEY only when CEL holds"
+    )
+    breaks.add_argument("--reason", metavar="R", help="written to the execution's log")
 
     validate = add(
         "validate",

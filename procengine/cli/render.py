@@ -16,6 +16,7 @@ from rich.text import Text
 from procengine.api.views import (
     BatchStartResult,
     BlockedOn,
+    BreakpointsResult,
     CancelResult,
     CheckpointDiff,
     CheckpointList,
@@ -37,6 +38,7 @@ from procengine.api.views import (
 __all__ = [
     "STATUS_STYLES",
     "blocked_line",
+    "breakpoints",
     "cancelled",
     "checkpoint",
     "checkpoint_diff",
@@ -267,6 +269,19 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
     if page.nextCursor is not None:
         lines.append(Text(f"more: --cursor {page.nextCursor}", style="" if plain else "dim"))
     return Group(*lines)
+
+
+def breakpoints(result: BreakpointsResult) -> Text:
+    wanted = [b if isinstance(b, str) else f"{b['element']} when {b['when']}" for b in result.pauseBefore]
+    text = (
+        f"execution {result.executionID} pauses before: {', '.join(wanted)}"
+        if wanted
+        else (f"execution {result.executionID} has no breakpoints")
+    )
+    if result.alreadyStarted:
+        runs = ", ".join(f"{run.elementKey} in {run.lane}" for run in result.alreadyStarted)
+        text += f"; already begun (will not stop): {runs}"
+    return Text(text)
 
 
 def rewound(result: RewindResult) -> Text:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -30,6 +30,8 @@ from procengine.api.views import (
     BatchStartItem,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
     CheckpointDiff,
     CheckpointList,
@@ -338,6 +340,18 @@ class AsyncClient:
         body = {name: value for name, value in given.items() if value is not None}
         _request_model(RewindRequest, body)
         return await self._data("POST", _execution(execution_id, "rewind"), RewindResult, body=_dump(body))
+
+    async def set_breakpoints(
+        self, execution_id: int, pause_before: Sequence[str | Mapping[str, str]], *, reason: str | None = None
+    ) -> BreakpointsResult:
+        """Set where a running or paused execution pauses before an element (the whole set; [] clears it): element
+        keys, or {"element": key, "when": CEL}. The answer's `alreadyStarted` are the runs that had begun (they will
+        not stop); before every other run of those elements the execution will pause."""
+        body: dict[str, Any] = {"pauseBefore": [item if isinstance(item, str) else dict(item) for item in pause_before]}
+        if reason is not None:
+            body["reason"] = reason
+        _request_model(BreakpointsRequest, body)
+        return await self._data("PUT", _execution(execution_id, "breakpoints"), BreakpointsResult, body=_dump(body))
 
     async def retry_element(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from procengine.api.views import (
     BatchStartResult,
+    BreakpointsResult,
     CancelResult,
     CheckpointDiff,
     CheckpointList,
@@ -198,6 +199,11 @@ class Client:
         reason: str | None = None,
     ) -> RewindResult:
         return self._run(self._async.rewind(execution_id, checkpoint, variables=variables, reason=reason))
+
+    def set_breakpoints(
+        self, execution_id: int, pause_before: Sequence[str | Mapping[str, str]], *, reason: str | None = None
+    ) -> BreakpointsResult:
+        return self._run(self._async.set_breakpoints(execution_id, pause_before, reason=reason))
 
     def retry_element(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None

@@ -75,3 +75,24 @@ def test_rewind_a_cancelled_execution(server_url: str, run: Run, tmp_path: Path)
     assert run("status", str(execution_id), "--json").json()["status"] == "paused"
     again = run("rewind", str(execution_id), "9999")
     assert again.code == 3 and "not kept" in again.err
+
+
+def test_break_sets_and_clears_breakpoints(server_url: str, run: Run, tmp_path: Path) -> None:
+    definition = tmp_path / "two.json"
+    definition.write_text(json.dumps(TWO_SETS))
+    run("register", definition)
+    execution_id = str(run("start", "two-sets", "--json").json()["executionID"])
+    poll_sync(lambda: _waiting(server_url, int(execution_id)), bool, within=10)
+
+    set_ = run("break", execution_id, "done", "--when", "first=total > 0")
+    assert set_.code == 0, set_.err
+    assert set_.out.startswith(f"execution {execution_id} pauses before: done, first when total > 0")
+    assert "already begun (will not stop): first in main" in set_.out
+    assert run("signal", execution_id, "go").code == 0
+    poll_sync(lambda: run("status", execution_id, "--json").json()["status"], lambda s: s == "paused", within=10)
+    events = [item["event"] for item in run("log", execution_id, "--json").json()["items"]]
+    assert "breakpoint" in events
+    cleared = run("break", execution_id)
+    assert cleared.code == 0 and "has no breakpoints" in cleared.out
+    bad = run("break", execution_id, "nope")
+    assert bad.code != 0 and "'nope'" in bad.err

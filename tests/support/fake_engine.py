@@ -18,6 +18,8 @@ from procengine.api.views import (
     BatchStartItem,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
     CheckpointDiff,
     CheckpointList,
@@ -313,6 +315,18 @@ class FakeEngine:
         return CheckpointDiff(
             executionID=execution_id, fromSeq=a, toSeq=b, variables=empty, nodeOutputs=empty, stack=stack
         )
+
+    async def set_breakpoints(
+        self, caller: Caller, execution_id: int, request: BreakpointsRequest
+    ) -> BreakpointsResult:
+        self._record("set_breakpoints", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        if execution.status not in ("running", "paused"):
+            raise InvalidTransition(
+                f"cannot set breakpoints of an execution that is {execution.status}", execution.status
+            )
+        wanted = [item if isinstance(item, str) else item.model_dump(exclude_none=True) for item in request.pauseBefore]
+        return BreakpointsResult(executionID=execution_id, pauseBefore=wanted, alreadyStarted=[])
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
         self._record("rewind", caller, execution_id, request)
