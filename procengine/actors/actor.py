@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from procengine.actors import breakpoints, finishing, holding, repairs, rewind, steps, transitions
+from procengine.actors import breakpoints, finishing, holding, repairs, rewind, stepping, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -294,6 +294,8 @@ class ExecutionActor:
             return retried
         if command.verb == "edit":
             return await repairs.edit_variables(self, command)
+        if command.verb == "advance":
+            return await stepping.step(self, command)
         if command.verb == "breakpoints":
             return await breakpoints.set_breakpoints(self, command)
         if command.verb == "rewind":

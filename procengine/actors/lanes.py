@@ -95,6 +95,13 @@ class LaneRunners:
         execution (`holding.py`)."""
         self.breakpoints: tuple[Breakpoint, ...] = ()
         """Where lanes stop before an element (`engine/breakpoints.py`), as the actor last set them."""
+        self.stepping: set[str] | None = None
+        """Step mode (`actors/stepping.py`): the lanes that may begin one element each (a lane not in it begins
+        none); None: not stepping."""
+        self.stepped: dict[str, StackEntry] = {}
+        """Step mode: the element each lane began."""
+        self.quiet = asyncio.Event()
+        """Step mode: set once no runner is running anything (each has stopped or waits)."""
         self.at_breakpoint: list[tuple[StackEntry, str | None]] = []
         """Lanes stopped at a breakpoint since the runners last started: their entries (and an error their
         condition raised): the actor pauses the execution (`actors/breakpoints.py`)."""
@@ -166,7 +173,11 @@ class LaneRunners:
         self._wakeups.setdefault(lane, asyncio.Event())
         task = asyncio.create_task(self._run_lane(lane), name=f"exec-{self.execution_id}-{lane}")
         self._runners[lane] = task
-        task.add_done_callback(lambda _: self._wake())
+        task.add_done_callback(self._ended)
+
+    def _ended(self, _: asyncio.Task[None]) -> None:
+        self._wake()
+        self._settle_step()
 
     async def _follow(self, outcome: Outcome) -> None:
         """Act on what an interpreter call decided for other lanes: stop the runners of lanes taken off the stack
@@ -259,6 +270,10 @@ class LaneRunners:
             element_key.set(entry.element_key if entry is not None else None)
             if entry is not None and self.breakpoints and await self._stops_before(lane, entry, deferred):
                 return
+            if entry is not None and self.stepping is not None and not self._may_step(lane, entry):
+                if deferred:
+                    await self.writer.checkpoint([])
+                return
             outcome = self.interpreter.begin(self.state, lane, self.ctx.clock.now_ms())
             step = outcome.step
             if coalescing.goes_on(outcome, self.state, lane, deferred, self.ctx.settings.checkpoint_coalesce):
@@ -335,6 +350,20 @@ class LaneRunners:
             await self.writer.checkpoint([])
         return True
 
+    def _may_step(self, lane: str, entry: StackEntry) -> bool:
+        """Step mode: a lane begins its next element (or goes on with the one it began), and stops before another."""
+        assert self.stepping is not None
+        begun = self.stepped.get(lane)
+        if begun is None and lane in self.stepping:
+            self.stepped[lane] = entry
+            return True
+        return begun is entry
+
+    def _settle_step(self) -> None:
+        """Step mode: tell the actor once every runner has stopped or waits."""
+        if self.stepping is not None and (self.done or self._all_idle()):
+            self.quiet.set()
+
     async def _idle(self, lane: str, wakeup: asyncio.Event, timeout_s: float | None) -> None:
         """Wait, as a lane with nothing to run but a signal, a timer, a child or its branches. Once every lane
         waits so (no task, no expression under way) the execution has shown that it does not stop the node that
@@ -343,6 +372,7 @@ class LaneRunners:
         if timeout_s is not None and timeout_s <= 0:
             return
         self._idle_lanes.add(lane)
+        self._settle_step()
         try:
             if self.writer.crashes() and not self._forgetting_crashes and self._all_idle():
                 self._forgetting_crashes = True

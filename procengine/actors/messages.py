@@ -10,7 +10,18 @@ from procengine.api.service import Caller
 from procengine.errors import CodecError
 
 Verb = Literal[
-    "pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now", "policy", "rewind", "breakpoints"
+    "pause",
+    "resume",
+    "cancel",
+    "signal",
+    "retry",
+    "edit",
+    "step",
+    "run-now",
+    "policy",
+    "rewind",
+    "breakpoints",
+    "advance",
 ]
 VERBS: Final[tuple[Verb, ...]] = (
     "pause",
@@ -24,6 +35,7 @@ VERBS: Final[tuple[Verb, ...]] = (
     "policy",
     "rewind",
     "breakpoints",
+    "advance",
 )
 STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "move", "run-now", "policy")
 
@@ -100,6 +112,8 @@ class Command:
     """A step control's order (verb `step`)."""
     checkpoint: int | None = None
     """A rewind's kept checkpoint (its `seq`)."""
+    lane: str | None = None
+    """A step's one lane (verb `advance`; None: every lane)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -115,6 +129,7 @@ class Command:
             "retryKey": self.retry_key,
             "step": None if self.step is None else self.step.to_wire(),
             "checkpoint": self.checkpoint,
+            "lane": self.lane,
         }
 
     @classmethod
@@ -142,6 +157,7 @@ class Command:
             retry_key=retry_key if isinstance(retry_key, str) else None,
             step=step,
             checkpoint=checkpoint if isinstance(checkpoint, int) and not isinstance(checkpoint, bool) else None,
+            lane=wire.get("lane") if isinstance(wire.get("lane"), str) else None,
         )
 
 

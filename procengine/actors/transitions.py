@@ -50,6 +50,7 @@ TRANSITION_TARGETS: Final = {
     "policy": "policy",
     "rewind": "paused",
     "breakpoints": "breakpoints",
+    "advance": "paused",
 }
 """The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
@@ -61,6 +62,7 @@ ALLOWED_FROM: Final = {
     "step": (Status.PAUSED, Status.FAILED),
     "rewind": (Status.PAUSED, Status.FAILED, Status.CANCELLED),
     "breakpoints": (Status.RUNNING, Status.PAUSED),
+    "advance": (Status.PAUSED,),
     "run-now": (Status.RUNNING,),
     "policy": (Status.RUNNING, Status.PAUSED),
 }

@@ -47,6 +47,8 @@ from procengine.api.views import (
     StartResult,
     StateView,
     StatusEvent,
+    SteppedResult,
+    StepRequest,
     StepResult,
     VariablesResult,
 )
@@ -177,6 +179,10 @@ class NodeService(Protocol):
         self, caller: Caller, execution_id: int, request: BreakpointsRequest
     ) -> BreakpointsResult:
         """The whole set of a running or paused execution's breakpoints; exact about the runs already begun."""
+        ...
+
+    async def step(self, caller: Caller, execution_id: int, request: StepRequest) -> SteppedResult:
+        """A paused execution runs exactly the next element of each lane (or of one) and pauses again."""
         ...
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:

@@ -129,6 +129,22 @@ class StartedRun(_View):
     """The thread, or the branch or iteration of a parallel or for-each, it ran in."""
 
 
+class SteppedRun(_View):
+    elementKey: str
+    lane: str
+    outcome: str
+    """completed, under way (it waits: a signal, a timer, a child, its branches; or a task still in flight), or
+    failed (held)."""
+
+
+class SteppedResult(_View):
+    """`POST …/{id}/step`: what ran, one element per lane, and the status after (paused, unless the step ended it)."""
+
+    executionID: int
+    status: StatusName
+    ran: list[SteppedRun]
+
+
 class BreakpointsResult(_View):
     """`PUT …/{id}/breakpoints`: exact: the execution will pause before every run of these elements that has not
     begun, and `alreadyStarted` are the runs that had (they will not stop)."""
@@ -476,6 +492,13 @@ class BreakpointsRequest(_Request):
     """`PUT …/{id}/breakpoints`: the whole set (an empty list clears them): element keys, or {element, when}."""
 
     pauseBefore: list[str | BreakpointSpec] = Field(max_length=1000)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class StepRequest(_Request):
+    """`POST …/{id}/step`: all optional: one lane only (else every lane with an element pending)."""
+
+    lane: str | None = Field(default=None, min_length=1, max_length=1000)
     reason: str | None = Field(default=None, max_length=1000)
 
 

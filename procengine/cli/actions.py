@@ -300,7 +300,14 @@ async def set_breakpoints(client: AsyncClient, args: argparse.Namespace, output:
     return EXIT_OK
 
 
+async def step(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.step(args.execution_id, lane=args.lane, reason=args.reason)
+    output.show(result, render.stepped_mode(result))
+    return EXIT_OK
+
+
 API_COMMANDS: Final[dict[str, ApiCommand]] = {
+    "step": step,
     "break": set_breakpoints,
     "checkpoints": checkpoints,
     "rewind": rewind,

@@ -34,7 +34,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "repair an execution, same id (--reason)",
         ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
     ),
-    ("go back in an execution", ("checkpoints", "rewind", "break")),
+    ("go back in an execution", ("checkpoints", "rewind", "break", "step")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -263,6 +263,17 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         "--when", metavar="KEY=CEL", action="append", default=[], help="pause before KEY only when CEL holds"
     )
     breaks.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    stepper = add(
+        "step",
+        "run the next element of each lane of a paused execution, and pause again",
+        "Step mode: the paused execution runs exactly the next element of each lane (or of --lane LANE) and "
+        "pauses again; prints what ran.",
+        api,
+    )
+    _execution_id(stepper)
+    stepper.add_argument("--lane", metavar="LANE", help="only this lane (a thread, or e.g. main/each[2])")
+    stepper.add_argument("--reason", metavar="R", help="written to the execution's log")
 
     validate = add(
         "validate",

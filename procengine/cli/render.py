@@ -31,6 +31,7 @@ from procengine.api.views import (
     RewindResult,
     SignalResult,
     StartResult,
+    SteppedResult,
     StepResult,
     VariablesResult,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "signalled",
     "started",
     "status",
+    "stepped_mode",
 ]
 
 # Never cut short in the list: the id is what the other commands take, the status and the parent are short.
@@ -269,6 +271,11 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
     if page.nextCursor is not None:
         lines.append(Text(f"more: --cursor {page.nextCursor}", style="" if plain else "dim"))
     return Group(*lines)
+
+
+def stepped_mode(result: SteppedResult) -> Text:
+    ran = ", ".join(f"{run.elementKey} in {run.lane} ({run.outcome})" for run in result.ran) or "nothing"
+    return Text.assemble(f"execution {result.executionID} ran {ran}; now ", _status(result.status))
 
 
 def breakpoints(result: BreakpointsResult) -> Text:

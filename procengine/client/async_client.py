@@ -66,6 +66,8 @@ from procengine.api.views import (
     StatusEvent,
     StatusName,
     StatusTable,
+    SteppedResult,
+    StepRequest,
     StepResult,
     VariablesResult,
 )
@@ -340,6 +342,13 @@ class AsyncClient:
         body = {name: value for name, value in given.items() if value is not None}
         _request_model(RewindRequest, body)
         return await self._data("POST", _execution(execution_id, "rewind"), RewindResult, body=_dump(body))
+
+    async def step(self, execution_id: int, *, lane: str | None = None, reason: str | None = None) -> SteppedResult:
+        """Step mode: a paused execution runs exactly the next element of each lane (or of `lane`) and pauses again;
+        the answer says what ran. InvalidTransition unless paused."""
+        body = {name: value for name, value in {"lane": lane, "reason": reason}.items() if value is not None}
+        _request_model(StepRequest, body)
+        return await self._data("POST", _execution(execution_id, "step"), SteppedResult, body=_dump(body))
 
     async def set_breakpoints(
         self, execution_id: int, pause_before: Sequence[str | Mapping[str, str]], *, reason: str | None = None

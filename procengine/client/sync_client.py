@@ -40,6 +40,7 @@ from procengine.api.views import (
     StatusEvent,
     StatusName,
     StatusTable,
+    SteppedResult,
     StepResult,
     VariablesResult,
 )
@@ -199,6 +200,9 @@ class Client:
         reason: str | None = None,
     ) -> RewindResult:
         return self._run(self._async.rewind(execution_id, checkpoint, variables=variables, reason=reason))
+
+    def step(self, execution_id: int, *, lane: str | None = None, reason: str | None = None) -> SteppedResult:
+        return self._run(self._async.step(execution_id, lane=lane, reason=reason))
 
     def set_breakpoints(
         self, execution_id: int, pause_before: Sequence[str | Mapping[str, str]], *, reason: str | None = None

@@ -28,6 +28,7 @@ from procengine.api.views import (
     StartRequest,
     StatusRow,
     StatusTable,
+    StepRequest,
 )
 from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
@@ -260,6 +261,12 @@ async def set_breakpoints(request: web.Request) -> web.Response:
     target = execution_id(request)
     wanted = await read_model(request, BreakpointsRequest)
     return ok(await engine(request).set_breakpoints(caller(request), target, wanted))
+
+
+async def step_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    order = await read_optional_model(request, StepRequest)
+    return ok(await engine(request).step(caller(request), target, order))
 
 
 async def rewind_execution(request: web.Request) -> web.Response:

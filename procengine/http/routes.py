@@ -48,6 +48,8 @@ from procengine.api.views import (
     StateView,
     StatusEvent,
     StatusTable,
+    SteppedResult,
+    StepRequest,
     StepResult,
     VariablesPatch,
     VariablesResult,
@@ -213,6 +215,12 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "lane that reaches it, optionally only `when` a CEL condition holds. Exact: the execution will pause before "
         "every run of these elements that has not begun, and `alreadyStarted` lists the runs that had",
         BreakpointsResult, body="required", request_model=BreakpointsRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/step", h.step_execution,
+        "Step mode: a paused execution runs exactly the next element of each lane (or of `lane`) and pauses again; "
+        "the answer says what ran (an element that ends the execution ends it)",
+        SteppedResult, body="optional", request_model=StepRequest, errors=(409,), tag="repair",
     ),
     RouteSpec(
         "POST", _E + "/{id}/rewind", h.rewind_execution,

@@ -49,6 +49,7 @@ from procengine.api.views import (
     StartResult,
     StateView,
     StatusEvent,
+    SteppedResult,
     StepResult,
     VariablesResult,
 )
@@ -127,6 +128,7 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "policy": StepResult,
     "rewind": RewindResult,
     "breakpoints": BreakpointsResult,
+    "advance": SteppedResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
 REPAIR_VERBS: dict[Verb, frozenset[Status]] = {

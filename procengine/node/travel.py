@@ -21,6 +21,8 @@ from procengine.api.views import (
     CheckpointView,
     RewindRequest,
     RewindResult,
+    SteppedResult,
+    StepRequest,
 )
 from procengine.engine.diff import checkpoint_diff
 from procengine.engine.state import expand_memory_doc
@@ -56,6 +58,11 @@ class TimeTravel:
         wanted = [item if isinstance(item, str) else item.model_dump(exclude_none=True) for item in request.pauseBefore]
         command = Command("breakpoints", caller, request.reason, payload=wanted)
         return await self._ask(execution_id, command, BreakpointsResult)
+
+    async def step(self, caller: Caller, execution_id: int, request: StepRequest) -> SteppedResult:
+        """A paused execution runs the next element of each lane (or of `request.lane`) and pauses again."""
+        command = Command("advance", caller, request.reason, lane=request.lane)
+        return await self._ask(execution_id, command, SteppedResult)
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
         """A paused, failed or cancelled execution back to kept checkpoint `request.checkpoint`, paused there."""

@@ -96,3 +96,22 @@ def test_break_sets_and_clears_breakpoints(server_url: str, run: Run, tmp_path: 
     assert cleared.code == 0 and "has no breakpoints" in cleared.out
     bad = run("break", execution_id, "nope")
     assert bad.code != 0 and "'nope'" in bad.err
+
+
+def test_step_a_paused_execution(server_url: str, run: Run, tmp_path: Path) -> None:
+    definition = tmp_path / "two.json"
+    definition.write_text(json.dumps(TWO_SETS))
+    run("register", definition)
+    execution_id = str(run("start", "two-sets", "--json").json()["executionID"])
+    poll_sync(lambda: _waiting(server_url, int(execution_id)), bool, within=10)
+    assert run("pause", execution_id).code == 0
+    assert run("signal", execution_id, "go").code == 0
+
+    stepped = run("step", execution_id)
+
+    assert stepped.code == 0, stepped.err
+    assert stepped.out.rstrip() == f"execution {execution_id} ran wait in main (completed); now paused"
+    last = run("step", execution_id, "--json")
+    assert last.json()["status"] == "completed" and last.json()["ran"][0]["elementKey"] == "done"
+    refused = run("step", execution_id)
+    assert refused.code == 4

@@ -46,6 +46,9 @@ from procengine.api.views import (
     StartResult,
     StateView,
     StatusName,
+    SteppedResult,
+    SteppedRun,
+    StepRequest,
     Timing,
 )
 from procengine.engine.validation import validate_definition
@@ -315,6 +318,13 @@ class FakeEngine:
         return CheckpointDiff(
             executionID=execution_id, fromSeq=a, toSeq=b, variables=empty, nodeOutputs=empty, stack=stack
         )
+
+    async def step(self, caller: Caller, execution_id: int, request: StepRequest) -> SteppedResult:
+        self._record("step", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        self._transition(caller, execution, "paused", {"paused"})
+        ran = [SteppedRun(elementKey="fetch", lane=request.lane or "main", outcome="completed")]
+        return SteppedResult(executionID=execution_id, status="paused", ran=ran)
 
     async def set_breakpoints(
         self, caller: Caller, execution_id: int, request: BreakpointsRequest
