@@ -303,11 +303,16 @@ def rewound(result: RewindResult) -> Text:
 
 def checkpoints(page: CheckpointList) -> RenderableType:
     """The kept checkpoints, newest first: number, when, after which element, the lanes pending, bytes."""
-    lines: list[RenderableType] = [Text("SEQ  SAVED AT                  AFTER  LANES  BYTES")] if page.items else []
-    for item in page.items:
-        lines.append(
-            Text(f"{item.seq}  {item.savedAt}  {item.elementKey or '-'}  {','.join(item.lanes) or '-'}  {item.bytes}")
-        )
+    rows = [
+        (str(item.seq), item.savedAt, item.elementKey or "-", ",".join(item.lanes) or "-", str(item.bytes))
+        for item in page.items
+    ]
+    headings = ("SEQ", "SAVED AT", "AFTER", "LANES", "BYTES")
+    widths = [max(len(cell) for cell in column) for column in zip(headings, *rows, strict=True)]
+    lines: list[RenderableType] = [
+        Text("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for row in ((headings, *rows) if rows else ())
+    ]
     if not page.items:
         lines.append(Text("no checkpoints kept (--history-checkpoints 0, or none written yet)"))
     if page.nextCursor is not None:

@@ -571,6 +571,6 @@ def log_time(text: str) -> str:
 def _last_element(commit: Commit) -> str:
     """The element a checkpoint follows: the last one its log names ("" for a write of no element's: a pause)."""
     for record in reversed(commit.log):
-        if record.element_key:
+        if record.element_key and record.event.startswith("element-"):  # not a breakpoint's: before its element
             return record.element_key
     return ""
