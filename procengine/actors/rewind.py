@@ -19,13 +19,12 @@ from typing import Any
 
 from procengine.actors.host import Host
 from procengine.actors.messages import Command
-from procengine.actors.records import record_field, snapshot_commit, transition_log
+from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.repairs import apply_patch, check_memory, stack_change
 from procengine.actors.snapshot import load_state
 from procengine.actors.transitions import log_refusal
 from procengine.api.views import RewindResult
 from procengine.engine.diff import mapping_diff
-from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.runtime.clock import iso
 from procengine.statuses import Status
@@ -70,7 +69,7 @@ async def rewind(actor: Host, message: Command) -> RewindResult:
         raise ValidationFailed("variables cannot be stored", [f"variables: {exc.message}"]) from None
     check_memory(actor, state)
     variables = mapping_diff(before, state.memory.variables)
-    commit.elements.update(_under_way(state))
+    commit.elements.update(under_way_records(state))
     commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), stoppedAt="", error="")
     commit.execution.update({PAUSED_BY: message.caller.by, PAUSE_REASON: message.reason or "", CRASHES: 0})
     if actor.fields.get("pausedChildren"):
@@ -94,23 +93,3 @@ async def rewind(actor: Host, message: Command) -> RewindResult:
         pendingNodes=len(state.stack),
         variables=variables,
     )
-
-
-def _under_way(state: ExecutionState) -> dict[str, dict[str, Any]]:
-    """The records of the elements the checkpoint has under way: running again, from when they started."""
-    records = {}
-    for entry in state.stack:
-        if entry.started_at_ms is None or entry.fanout is not None:
-            continue
-        record = {
-            "key": entry.element_key,
-            "type": entry.element_type,
-            "threadKey": entry.thread_key,
-            "attempts": entry.attempt,
-            "status": "running",
-            "startedAt": iso(entry.started_at_ms),
-        }
-        if entry.path != entry.thread_key:
-            record["path"] = entry.path
-        records[record_field(entry.element_key, entry.path)] = record
-    return records

@@ -28,6 +28,7 @@ from procengine.api.views import (
     ExecutionList,
     ExecutionStatusView,
     FailRequest,
+    ForkRequest,
     LogEntry,
     LogView,
     MoveRequest,
@@ -183,6 +184,11 @@ class NodeService(Protocol):
 
     async def step(self, caller: Caller, execution_id: int, request: StepRequest) -> SteppedResult:
         """A paused execution runs exactly the next element of each lane (or of one) and pauses again."""
+        ...
+
+    async def fork(self, caller: Caller, execution_id: int, request: ForkRequest) -> StartResult:
+        """A new execution of the same process version from one of this one's kept checkpoints (NotFound unless
+        kept), running unless asked paused; each log names the other."""
         ...
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:

@@ -502,6 +502,16 @@ class StepRequest(_Request):
     reason: str | None = Field(default=None, max_length=1000)
 
 
+class ForkRequest(_Request):
+    """`POST …/{id}/fork`: all optional: the kept checkpoint to start from (its latest if absent), a JSON merge patch
+    of its variables, and `paused` to start it paused there."""
+
+    checkpoint: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    variables: dict[str, Storable] | None = None
+    paused: bool = False
+    reason: str | None = Field(default=None, max_length=1000)
+
+
 class RewindRequest(_Request):
     """`POST …/{id}/rewind`: the kept checkpoint to go back to (`seq` of `GET …/{id}/checkpoints`), and optionally a
     JSON merge patch of its variables (RFC 7396) applied in the same write."""

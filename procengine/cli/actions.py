@@ -281,6 +281,15 @@ async def checkpoints(client: AsyncClient, args: argparse.Namespace, output: Out
     return EXIT_OK
 
 
+async def fork(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
+    result = await client.fork(
+        args.execution_id, args.checkpoint, variables=patch, paused=args.paused, reason=args.reason
+    )
+    output.show(result, render.forked(result, args.execution_id))
+    return EXIT_OK
+
+
 async def rewind(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
     result = await client.rewind(args.execution_id, args.seq, variables=patch, reason=args.reason)
@@ -311,6 +320,7 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "break": set_breakpoints,
     "checkpoints": checkpoints,
     "rewind": rewind,
+    "fork": fork,
     "start": start,
     "status": status,
     "list": list_executions,

@@ -34,7 +34,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "repair an execution, same id (--reason)",
         ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
     ),
-    ("go back in an execution", ("checkpoints", "rewind", "break", "step")),
+    ("go back in an execution", ("checkpoints", "rewind", "fork", "break", "step")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -248,6 +248,20 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     rewind.add_argument("seq", metavar="SEQ", type=positive_int, help="the kept checkpoint to go back to")
     _patch_options(rewind)
     rewind.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    forked = add(
+        "fork",
+        "start a new execution from a kept checkpoint of this one",
+        "Start a new execution of the same process version from the execution's kept checkpoint --checkpoint SEQ "
+        "(its latest if not given), running unless --paused. --var and --vars-file change its variables (a JSON "
+        "merge patch). Each execution's log names the other.",
+        api,
+    )
+    _execution_id(forked)
+    forked.add_argument("--checkpoint", metavar="SEQ", type=positive_int, help="the kept checkpoint (see checkpoints)")
+    forked.add_argument("--paused", action="store_true", help="start it paused there")
+    _patch_options(forked)
+    forked.add_argument("--reason", metavar="R", help="written to both executions' logs")
 
     breaks = add(
         "break",

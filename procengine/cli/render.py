@@ -46,6 +46,7 @@ __all__ = [
     "checkpoints",
     "edited",
     "executions",
+    "forked",
     "log_line",
     "paused",
     "registered",
@@ -289,6 +290,14 @@ def breakpoints(result: BreakpointsResult) -> Text:
         runs = ", ".join(f"{run.elementKey} in {run.lane}" for run in result.alreadyStarted)
         text += f"; already begun (will not stop): {runs}"
     return Text(text)
+
+
+def forked(result: StartResult, source: int) -> Text:
+    return Text.assemble(
+        f"forked execution {source} as execution {result.executionID} of processID {result.processID}, "
+        f"version {result.processVersion}: ",
+        _status(result.status),
+    )
 
 
 def rewound(result: RewindResult) -> Text:

@@ -45,6 +45,7 @@ from procengine.api.views import (
     ExecutionStatusView,
     ExecutionSummary,
     FailRequest,
+    ForkRequest,
     LogEntry,
     LogView,
     MoveRequest,
@@ -322,6 +323,23 @@ class AsyncClient:
         )
 
     # --- step controls: one element of a paused or failed execution (it is paused after) ---------------
+
+    async def fork(
+        self,
+        execution_id: int,
+        checkpoint: int | None = None,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        paused: bool = False,
+        reason: str | None = None,
+    ) -> StartResult:
+        """Start a new execution of the same process version from kept checkpoint `checkpoint` of this one (its
+        latest if None), `variables` merge-patched, running unless `paused`. NotFound unless kept."""
+        given = {"checkpoint": checkpoint, "variables": None if variables is None else dict(variables),
+                 "paused": paused or None, "reason": reason}  # fmt: skip
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(ForkRequest, body)
+        return await self._data("POST", _execution(execution_id, "fork"), StartResult, body=_dump(body))
 
     async def rewind(
         self,

@@ -191,6 +191,17 @@ class Client:
     ) -> VariablesResult:
         return self._run(self._async.edit_variables(execution_id, patch, reason=reason))
 
+    def fork(
+        self,
+        execution_id: int,
+        checkpoint: int | None = None,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        paused: bool = False,
+        reason: str | None = None,
+    ) -> StartResult:
+        return self._run(self._async.fork(execution_id, checkpoint, variables=variables, paused=paused, reason=reason))
+
     def rewind(
         self,
         execution_id: int,

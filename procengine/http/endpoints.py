@@ -20,6 +20,7 @@ from procengine.api.views import (
     ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
+    ForkRequest,
     MoveRequest,
     RetryRequest,
     RewindRequest,
@@ -267,6 +268,12 @@ async def step_execution(request: web.Request) -> web.Response:
     target = execution_id(request)
     order = await read_optional_model(request, StepRequest)
     return ok(await engine(request).step(caller(request), target, order))
+
+
+async def fork_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    order = await read_optional_model(request, ForkRequest)
+    return ok(await engine(request).fork(caller(request), target, order), 201)
 
 
 async def rewind_execution(request: web.Request) -> web.Response:

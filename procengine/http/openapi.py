@@ -284,6 +284,7 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("checkpoints", "execution_checkpoints", "Its kept checkpoints"),
             ("breakpoints", "set_breakpoints", "Set where it pauses before an element"),
             ("step", "step_execution", "Run the next element of each of its lanes, paused, and pause again"),
+            ("fork", "fork_execution", "Start a new execution from one of its kept checkpoints"),
             ("rewind", "rewind_execution", "Put it back to one of its kept checkpoints, paused, failed or cancelled"),
             ("checkpoint", "execution_checkpoint", "One kept checkpoint of it"),
             ("checkpointDiff", "checkpoints_diff", "What changed between two of its kept checkpoints"),

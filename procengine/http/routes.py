@@ -28,6 +28,7 @@ from procengine.api.views import (
     ExecutionList,
     ExecutionStatusView,
     FailRequest,
+    ForkRequest,
     LogEntry,
     LogView,
     MoveRequest,
@@ -221,6 +222,13 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "Step mode: a paused execution runs exactly the next element of each lane (or of `lane`) and pauses again; "
         "the answer says what ran (an element that ends the execution ends it)",
         SteppedResult, body="optional", request_model=StepRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/fork", h.fork_execution,
+        "Start a new execution of the same process version from one of this one's kept checkpoints (its latest if "
+        "none is named), its variables merge-patched if asked, running unless `paused`; answered as a start, and "
+        "each execution's log names the other",
+        StartResult, status=201, body="optional", request_model=ForkRequest, errors=(409, 413, 429), tag="repair",
     ),
     RouteSpec(
         "POST", _E + "/{id}/rewind", h.rewind_execution,

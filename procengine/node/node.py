@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.messages import Command, Request, Verb
-from procengine.actors.records import snapshot_commit, transition_log
+from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.repairs import retried_answer
 from procengine.api.feeds import Feed
 from procengine.api.rendered import RenderedStatus
@@ -82,7 +82,7 @@ from procengine.node.registry import Registry
 from procengine.node.routing import Router
 from procengine.node.starting import BatchStarts
 from procengine.node.steps import StepControls
-from procengine.node.travel import TimeTravel
+from procengine.node.travel import Fork, TimeTravel
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.collector import observe_pauses
@@ -93,6 +93,8 @@ from procengine.store import indexes
 from procengine.store.codec import encode
 from procengine.store.executions import (
     NEW,
+    PAUSE_REASON,
+    PAUSED_BY,
     Commit,
     ExecutionStore,
     HistoryBounds,
@@ -494,16 +496,19 @@ class Node(StepControls, TimeTravel):
         parent: int | None,
         depth: int,
         child_key: str | None = None,
+        *,
+        fork: Fork | None = None,
     ) -> tuple[Commit, ExecutionActor]:
         """The commit that creates the execution and its actor, nothing written yet (`_create` writes one,
-        node/starting.py many at once)."""
+        node/starting.py many at once); a `fork` starts from its state instead of the definition's start."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
-        state = Interpreter(process).initial_state(request.variables, thread_ids)
+        state = Interpreter(process).initial_state(request.variables, thread_ids) if fork is None else fork.state
+        status = Status.PAUSED if fork is not None and fork.paused else Status.RUNNING
         now = self.clock.now_ms()
         commit = snapshot_commit(state, [], now)
         commit.execution.update(
             {
-                "status": Status.RUNNING.value,
+                "status": status.value,
                 "processID": stored.process_id,
                 "processKey": stored.key,
                 "processVersion": stored.version,
@@ -522,24 +527,40 @@ class Node(StepControls, TimeTravel):
             commit.execution.update(parentExecutionID=parent, callDepth=depth)
         if child_key is not None:
             commit.execution[CHILD_KEY] = child_key  # its expiry goes with the final write's (indexes.moved)
+        extra: dict[str, Any] = {}
+        if fork is not None:
+            commit.elements.update(under_way_records(state))
+            extra["forkedFrom"] = {"executionID": fork.source, "checkpoint": fork.checkpoint}
+            if fork.patch is not None:
+                extra["variables"] = fork.patch
+            if status is Status.PAUSED:
+                commit.execution.update({"pausedAt": iso(now), PAUSED_BY: caller.by, PAUSE_REASON: fork.reason or ""})
         commit.log.append(
             transition_log(
-                now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
+                now,
+                "started",
+                caller,
+                "",
+                status.value,
+                None if fork is None else fork.reason,
+                processID=stored.process_id,
+                processVersion=stored.version,
+                **extra,
             )
         )
-        commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), "running")
-        commit.announce = StatusChange(caller.tenant, Status.RUNNING.value, stored.key)  # in the same write
+        commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), status.value)
+        commit.announce = StatusChange(caller.tenant, status.value, stored.key)  # in the same write
         actor = ExecutionActor(
             execution_id=execution_id,
             tenant=caller.tenant,
             process=process,
             ctx=self.ctx,
-            status=Status.RUNNING,
+            status=status,
             epoch=1,
             state=state,
             fields=stored_fields(commit.execution),
         )
-        actor.writer.announced = Status.RUNNING.value  # the creation told it: `actor.announce` has nothing to do
+        actor.writer.announced = status.value  # the creation told it: `actor.announce` has nothing to do
         return commit, actor
 
     async def _undo_start(self, at: Indexed, idempotency_key: str | None, *, child: bool = False) -> None:

@@ -6,11 +6,14 @@ or forwarded to the node that drives it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from procengine.actors.actor import ExecutionActor
 from procengine.actors.messages import Command
+from procengine.actors.snapshot import load_state
 from procengine.api.service import Caller
 from procengine.api.views import (
     BreakpointsRequest,
@@ -19,21 +22,42 @@ from procengine.api.views import (
     CheckpointList,
     CheckpointSummary,
     CheckpointView,
+    ForkRequest,
     RewindRequest,
     RewindResult,
+    StartRequest,
+    StartResult,
     SteppedResult,
     StepRequest,
 )
+from procengine.engine.compiled import CompiledProcess
 from procengine.engine.diff import checkpoint_diff
-from procengine.engine.state import expand_memory_doc
+from procengine.engine.interpreter import Interpreter
+from procengine.engine.merge_patch import applied
+from procengine.engine.state import ExecutionState, expand_memory_doc
 from procengine.engine.stored import seed_memory, seed_stack
-from procengine.errors import CodecError, NotFound
+from procengine.errors import CodecError, NotFound, StateCorrupted, Unavailable
 from procengine.store.codec import decode
+from procengine.store.executions import NEW, Commit, LogRecord, Outcome, StoredExecution
 from procengine.store.history import HistoryStore, KeptCheckpoint
+from procengine.store.processes import StoredProcess
 
-__all__ = ["TimeTravel"]
+__all__ = ["Fork", "TimeTravel"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """A new execution started from a kept checkpoint of another (`Node._new_execution`)."""
+
+    source: int
+    checkpoint: int
+    state: ExecutionState
+    paused: bool
+    patch: dict[str, Any] | None
+    """The merge patch given and what it changed ({before, after}), for the `started` entry."""
+    reason: str | None
 
 
 class TimeTravel:
@@ -50,6 +74,37 @@ class TimeTravel:
 
         def _check_patch(self, patch: dict[str, Any]) -> None: ...
 
+        def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None: ...
+
+        async def _admit_start(self, tenant: str, starts: int = 1) -> int: ...
+
+        def _new_execution(
+            self,
+            caller: Caller,
+            execution_id: int,
+            first_thread: int,
+            stored: StoredProcess,
+            process: CompiledProcess,
+            request: StartRequest,
+            parent: int | None,
+            depth: int,
+            child_key: str | None = None,
+            *,
+            fork: Fork | None = None,
+        ) -> tuple[Commit, ExecutionActor]: ...
+
+        from procengine.node.catalog import Catalog
+        from procengine.node.registry import Registry
+        from procengine.runtime.clock import Clock
+        from procengine.store.executions import ExecutionStore
+        from procengine.store.health import StoreHealth
+
+        catalog: Catalog
+        registry: Registry
+        store: ExecutionStore
+        health: StoreHealth
+        clock: Clock
+
     async def set_breakpoints(
         self, caller: Caller, execution_id: int, request: BreakpointsRequest
     ) -> BreakpointsResult:
@@ -63,6 +118,66 @@ class TimeTravel:
         """A paused execution runs the next element of each lane (or of `request.lane`) and pauses again."""
         command = Command("advance", caller, request.reason, lane=request.lane)
         return await self._ask(execution_id, command, SteppedResult)
+
+    async def fork(self, caller: Caller, execution_id: int, request: ForkRequest) -> StartResult:
+        """A new execution of the same process version, from kept checkpoint `request.checkpoint` of this one (its
+        latest if None), variables merge-patched, running unless `request.paused`; each log names the other."""
+        fields = await self.queries.require(caller.tenant, execution_id)
+        kept = await self.history.kept(execution_id)
+        if not kept:
+            raise NotFound(f"execution {execution_id} keeps no checkpoint to fork from (--history-checkpoints)")
+        found = kept[-1] if request.checkpoint is None else _find(kept, execution_id, request.checkpoint)
+        process_id = int(fields["processID"])
+        stored = await self.catalog.resolve(caller.tenant, process_id, None)
+        process = await self.catalog.compiled(caller.tenant, process_id)
+        blobs = {"stack": found.stack, "memory": found.memory}
+        try:
+            state = load_state(StoredExecution(fields=fields, state=blobs, threads=found.threads), process)
+        except StateCorrupted as exc:
+            why = f"checkpoint {found.seq} of execution {execution_id} cannot be used: {exc.message}"
+            raise StateCorrupted(why) from None
+        patch = None
+        if request.variables is not None:
+            self._check_patch(request.variables)
+            state.memory.variables, changes = applied(state.memory.variables, request.variables)
+            patch = changes
+        self._check_variables(state.memory.variables, process)
+        for entry in state.stack:  # its own children, started anew: the source's are not the fork's
+            if entry.child_id is not None:
+                entry.child_id = entry.started_at_ms = None
+            entry.at_breakpoint = False
+        interpreter = Interpreter(process)
+        now = self.clock.now_ms()
+        if request.paused:
+            interpreter.freeze_timers(state, now)
+        else:
+            interpreter.thaw_timers(state, now)
+            state.paused_at_node = None
+        await self._admit_start(caller.tenant)
+        new_id, first_thread = await self.store.allocate_ids(len(process.threads))
+        self.health.issued(new_id)
+        for index, thread in enumerate(process.threads):
+            state.threads[thread.key].thread_execution_id = first_thread + index
+        fork = Fork(execution_id, found.seq, state, request.paused, patch, request.reason)
+        request_of_start = StartRequest(processID=process_id)
+        commit, actor = self._new_execution(
+            caller, new_id, first_thread, stored, process, request_of_start, None, 0, fork=fork
+        )
+        await self.store.activate(new_id)
+        result = await self.store.commit(new_id, commit, epoch=None, expect=NEW)
+        if result.outcome is not Outcome.OK:
+            raise Unavailable(f"execution {new_id} already exists")
+        self.registry.spawn(actor)
+        told = {"executionID": new_id, "checkpoint": found.seq, "by": caller.by, "requestId": caller.request_id}
+        if request.reason is not None:
+            told["reason"] = request.reason
+        await self.store.commit(execution_id, Commit(log=[LogRecord(now, "forked", None, told)]), epoch=None, expect="")
+        return StartResult(
+            executionID=new_id,
+            status="paused" if request.paused else "running",
+            processID=process_id,
+            processVersion=stored.version,
+        )
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
         """A paused, failed or cancelled execution back to kept checkpoint `request.checkpoint`, paused there."""

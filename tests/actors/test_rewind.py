@@ -78,3 +78,21 @@ async def test_a_rewind_after_the_owner_is_killed(make_engine: EngineFactory, re
     assert await _n(b, execution_id) == 2
     events = [e.event for e in (await b.log(CALLER, execution_id)).items]
     assert events.count("rewound") == 1 and events.index("rewound") > events.index("paused")
+
+
+async def test_a_fork_after_the_owner_is_killed(make_engine: EngineFactory, redis: Redis) -> None:
+    from procengine.api.views import ForkRequest
+
+    a, b = await make_engine(), await make_engine()
+    execution_id, seq = await _at_again(a)
+    await kill(a, redis)
+
+    forked = await b.fork(CALLER, execution_id, ForkRequest(checkpoint=seq))
+
+    assert forked.status == "running" and forked.executionID != execution_id
+    fields = await b.store.fields(forked.executionID)
+    assert fields["owner"] == b.node_id
+    await b.signal(CALLER, forked.executionID, "go", None)
+    await b.signal(CALLER, forked.executionID, "go", None)
+    assert await wait_status(b, forked.executionID, "completed") == "completed"
+    assert await _n(b, forked.executionID) == 2

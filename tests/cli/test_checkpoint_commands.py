@@ -115,3 +115,19 @@ def test_step_a_paused_execution(server_url: str, run: Run, tmp_path: Path) -> N
     assert last.json()["status"] == "completed" and last.json()["ran"][0]["elementKey"] == "done"
     refused = run("step", execution_id)
     assert refused.code == 4
+
+
+def test_fork_from_a_checkpoint(server_url: str, run: Run, tmp_path: Path) -> None:
+    definition = tmp_path / "two.json"
+    definition.write_text(json.dumps(TWO_SETS))
+    run("register", definition)
+    execution_id = str(run("start", "two-sets", "--json").json()["executionID"])
+    poll_sync(lambda: _waiting(server_url, int(execution_id)), bool, within=10)
+
+    forked = run("fork", execution_id, "--paused", "--var", "total=7", "--reason", "what if")
+
+    assert forked.code == 0, forked.err
+    assert forked.out.startswith(f"forked execution {execution_id} as execution ")
+    assert forked.out.rstrip().endswith(": paused")
+    missing = run("fork", execution_id, "--checkpoint", "9999")
+    assert missing.code == 3 and "not kept" in missing.err

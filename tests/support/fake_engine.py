@@ -31,6 +31,7 @@ from procengine.api.views import (
     ExecutionList,
     ExecutionStatusView,
     ExecutionSummary,
+    ForkRequest,
     LogEntry,
     LogView,
     PauseResult,
@@ -337,6 +338,15 @@ class FakeEngine:
             )
         wanted = [item if isinstance(item, str) else item.model_dump(exclude_none=True) for item in request.pauseBefore]
         return BreakpointsResult(executionID=execution_id, pauseBefore=wanted, alreadyStarted=[])
+
+    async def fork(self, caller: Caller, execution_id: int, request: ForkRequest) -> StartResult:
+        self._record("fork", caller, execution_id, request)
+        source = self._execution(caller, execution_id)
+        if request.checkpoint not in (None, 1):
+            raise NotFound(f"checkpoint {request.checkpoint} of execution {execution_id} is not kept")
+        forked = StartRequest(processID=source.process.processID, variables=dict(source.variables))
+        result, _ = await self.start_execution(caller, forked)
+        return result
 
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
         self._record("rewind", caller, execution_id, request)
