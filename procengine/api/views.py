@@ -432,6 +432,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class BreakpointSpec(_Request):
+    """A breakpoint with a condition: pause before `element` only when `when` (CEL, over the lane's variables)
+    holds; an error in it pauses too, and the log says so."""
+
+    element: str = Field(min_length=1, max_length=200)
+    when: str | None = Field(default=None, min_length=1, max_length=4000)
+
+
 class StartRequest(_Request):
     """Start by `processID` (one version) or `processKey` (its latest version); both must agree."""
 
@@ -449,6 +457,8 @@ class StartRequest(_Request):
     processKey: str | None = Field(default=None, min_length=1)
     variables: dict[str, Storable] = Field(default_factory=dict)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+    pauseBefore: list[str | BreakpointSpec] | None = Field(default=None, max_length=1000)
+    """Breakpoints from the start (as `PUT …/{id}/breakpoints` sets them): element keys, or {element, when}."""
 
     @model_validator(mode="after")
     def _names_a_process(self) -> StartRequest:
@@ -478,14 +488,6 @@ class RetryRequest(_Request):
     variables: dict[str, Storable] | None = None
     reason: str | None = Field(default=None, max_length=1000)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-class BreakpointSpec(_Request):
-    """A breakpoint with a condition: pause before `element` only when `when` (CEL, over the lane's variables)
-    holds; an error in it pauses too, and the log says so."""
-
-    element: str = Field(min_length=1, max_length=200)
-    when: str | None = Field(default=None, min_length=1, max_length=4000)
 
 
 class BreakpointsRequest(_Request):

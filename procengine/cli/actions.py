@@ -84,7 +84,13 @@ async def start(client: AsyncClient, args: argparse.Namespace, output: Output) -
         key, process_id = None, await _process_id_of(client, args.process_key, args.version)
     if args.batch is not None:
         return await _start_many(client, args, output, variables, key, process_id)
-    result = await client.start(key, process_id=process_id, variables=variables, idempotency_key=args.idempotency_key)
+    result = await client.start(
+        key,
+        process_id=process_id,
+        variables=variables,
+        idempotency_key=args.idempotency_key,
+        pause_before=args.pause_before,
+    )
     output.show(result, render.started(result))
     return EXIT_OK
 

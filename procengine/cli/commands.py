@@ -74,6 +74,12 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         help="a repeat with K returns the first execution (with --batch: line N's key is K:N, unless it has one)",
     )
     start.add_argument(
+        "--pause-before",
+        metavar="KEY",
+        action="append",
+        help="a breakpoint from the start: it pauses before element KEY (repeatable; see `procengine break`)",
+    )
+    start.add_argument(
         "--batch",
         metavar="FILE",
         help="start many: one start a line (JSON Lines; - for stdin), each an object of processKey/processID, "

@@ -188,14 +188,17 @@ class AsyncClient:
         process_id: int | None = None,
         variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        pause_before: Sequence[str | Mapping[str, str]] | None = None,
     ) -> StartResult:
         """Start an execution of the latest version of `process_key`, or of the version `process_id`.
-        With `idempotency_key`, a repeat returns the first execution (and the request may be retried)."""
+        With `idempotency_key`, a repeat returns the first execution (and the request may be retried);
+        `pause_before`: breakpoints from the start (as `set_breakpoints` sets them)."""
         fields = {
             "processKey": process_key,
             "processID": process_id,
             "variables": dict(variables or {}),
             "idempotencyKey": idempotency_key,
+            "pauseBefore": None if pause_before is None else [_breakpoint(given) for given in pause_before],
         }
         start = _request_model(StartRequest, {name: value for name, value in fields.items() if value is not None})
         body = start.model_dump_json(exclude_none=True).encode()
@@ -374,7 +377,7 @@ class AsyncClient:
         """Set where a running or paused execution pauses before an element (the whole set; [] clears it): element
         keys, or {"element": key, "when": CEL}. The answer's `alreadyStarted` are the runs that had begun (they will
         not stop); before every other run of those elements the execution will pause."""
-        body: dict[str, Any] = {"pauseBefore": [item if isinstance(item, str) else dict(item) for item in pause_before]}
+        body: dict[str, Any] = {"pauseBefore": [_breakpoint(item) for item in pause_before]}
         if reason is not None:
             body["reason"] = reason
         _request_model(BreakpointsRequest, body)
@@ -760,3 +763,7 @@ def _retryable(error: ProcEngineClientError) -> bool:
 def _connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
     reason = str(exc) or type(exc).__name__
     return ConnectionFailed(f"cannot reach the server at {url}: {reason}")
+
+
+def _breakpoint(given: str | Mapping[str, str]) -> str | dict[str, str]:
+    return given if isinstance(given, str) else dict(given)

@@ -133,9 +133,16 @@ class Client:
         process_id: int | None = None,
         variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        pause_before: Sequence[str | Mapping[str, str]] | None = None,
     ) -> StartResult:
         return self._run(
-            self._async.start(process_key, process_id=process_id, variables=variables, idempotency_key=idempotency_key)
+            self._async.start(
+                process_key,
+                process_id=process_id,
+                variables=variables,
+                idempotency_key=idempotency_key,
+                pause_before=pause_before,
+            )
         )
 
     def start_many(

@@ -53,6 +53,7 @@ from procengine.api.views import (
     StepResult,
     VariablesResult,
 )
+from procengine.engine.breakpoints import Breakpoint, parsed, to_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
 from procengine.engine.sizes import bounded_size
@@ -364,6 +365,7 @@ class Node(StepControls, TimeTravel):
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
+        self._start_breakpoints(request, process)
         child = child_key is not None
         key = child_key if child else request.idempotencyKey
         claim: str | None = None
@@ -438,6 +440,13 @@ class Node(StepControls, TimeTravel):
                 f"tenant {tenant!r} may start {limit} executions a second (--max-starts-per-second); try again"
             )
         return admitted
+
+    def _start_breakpoints(self, request: StartRequest, process: CompiledProcess) -> tuple[Breakpoint, ...]:
+        """A start's `pauseBefore`, checked against its definition (422 listing every problem)."""
+        if not request.pauseBefore:
+            return ()
+        wanted = [b if isinstance(b, str) else b.model_dump(exclude_none=True) for b in request.pauseBefore]
+        return parsed(wanted, process)
 
     def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None:
         """Start variables the memory snapshot can hold: storable and not too many (422; counted with those the
@@ -523,6 +532,8 @@ class Node(StepControls, TimeTravel):
         )
         if request.idempotencyKey is not None:
             commit.execution["idempotencyKey"] = request.idempotencyKey
+        if fork is None and request.pauseBefore:
+            commit.execution["pauseBefore"] = to_field(self._start_breakpoints(request, process))
         if parent is not None:
             commit.execution.update(parentExecutionID=parent, callDepth=depth)
         if child_key is not None:

@@ -27,6 +27,7 @@ from typing import Any, Final, Protocol
 from procengine.actors.actor import ExecutionActor
 from procengine.api.service import Caller
 from procengine.api.views import BatchItemError, BatchStartItem, BatchStartResult, StartRequest, StartResult
+from procengine.engine.breakpoints import Breakpoint
 from procengine.engine.compiled import CompiledProcess
 from procengine.errors import NotReplicated, ProcEngineError, TooManyRequests, Unavailable
 from procengine.node.catalog import Catalog
@@ -64,6 +65,8 @@ class Starter(Protocol):
     async def _admit_start(self, tenant: str, starts: int = 1) -> int: ...
 
     def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None: ...
+
+    def _start_breakpoints(self, request: StartRequest, process: CompiledProcess) -> tuple[Breakpoint, ...]: ...
 
     def _new_execution(
         self,
@@ -179,6 +182,7 @@ class BatchStarts:
             start.stored, start.process = resolved
             try:
                 self.node._check_variables(start.request.variables, start.process)
+                self.node._start_breakpoints(start.request, start.process)
             except ProcEngineError as exc:
                 start.fail(exc)
 

@@ -137,3 +137,21 @@ async def test_a_thousand_races_every_answer_true(make_engine: EngineFactory) ->
     assert len(results) == 1000 and all(true for true, _ in results)
     started = sum(1 for _, begun in results if begun)
     assert 10 < started < 990, started  # both orders happened: the races were races
+
+
+async def test_breakpoints_from_the_start(make_engine: EngineFactory) -> None:
+    from procengine.api.views import StartRequest
+
+    engine = await make_engine()
+    summary, _ = await engine.register_process(CALLER, GATED)
+    started, _ = await engine.start_execution(
+        CALLER, StartRequest(processID=summary.processID, pauseBefore=["target"])
+    )
+    await wait_element(engine, started.executionID, "gate")
+    await engine.signal(CALLER, started.executionID, "go", None)
+    assert await wait_status(engine, started.executionID, "paused") == "paused"
+    assert ("breakpoint", "target") in await _events(engine, started.executionID)
+    with pytest.raises(ValidationFailed):
+        await engine.start_execution(CALLER, StartRequest(processID=summary.processID, pauseBefore=["nope"]))
+    listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=10, cursor=None)
+    assert [item.executionID for item in listed.items] == [started.executionID]  # the refused one never was
