@@ -48,6 +48,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "flat": ("bench.flat", 180, 40),
     "starts": ("bench.starts", 75, 30),
     "idle": ("bench.idle", 900, 60),
+    "history": ("bench.history", 120, 40),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

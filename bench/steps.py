@@ -69,13 +69,17 @@ async def engine_steps(
     profile: bool = False,
     durability: str = "local",
     coalesce: int | None = None,
+    settings_update: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`coalesce`: the node's `checkpoint_coalesce` (None: its default; 1: every element its own checkpoint)."""
+    """`coalesce`: the node's `checkpoint_coalesce` (None: its default; 1: every element its own checkpoint);
+    `settings_update`: other settings of the node (the history bench turns the checkpoint history off with it)."""
     settings = Settings(
         redis_url=ctx.redis_url, prefix="steps", log_level="WARNING", pause_grace_ms=100, durability=durability
     )
     if coalesce is not None:
         settings = settings.model_copy(update={"checkpoint_coalesce": coalesce})
+    if settings_update:
+        settings = settings.model_copy(update=settings_update)
     metrics = Metrics()
     redis = connect(ctx.redis_url, timeout_s=settings.redis_timeout_s, retries=settings.redis_retries, metrics=metrics)
     total = executions * ELEMENTS

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     checkpoint_coalesce: int = Field(default=32, ge=1, le=256)
     """The most consecutive pure elements (set-variable, if-condition, switch) of one lane written in one checkpoint
     (docs/architecture.md, "Pure runs"); 1: every element its own checkpoint."""
+    history_checkpoints: int = Field(default=50, ge=0, le=10_000)
+    """How many of its last checkpoints each execution keeps (rewind, fork, diff: docs/repair.md); 0: none."""
+    history_bytes: int = Field(default=256 * 1024, ge=0)
+    """The most bytes one execution's kept checkpoints may take in Redis (the oldest go first); 0: none."""
     pause_grace_ms: int = Field(default=5_000, ge=0)
     """How long pause lets a running task finish before cancelling and re-queueing it."""
     passivate_after_ms: int = Field(default=30_000, ge=0)

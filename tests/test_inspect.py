@@ -112,7 +112,13 @@ async def test_a_paused_execution_shows_every_key_decoded(running: Running, redi
         f"{base}:elements": "hash",
         f"{base}:threads": "hash",
         f"{base}:log": "stream",
+        f"{base}:history": "list",
     }
+    # the checkpoint history, each entry decoded; the last is the pause's, holding the state inspect shows
+    history = view["history"]
+    assert [item["seq"] for item in history] == list(range(1, len(history) + 1))
+    assert history[-1]["memory"]["variables"] == view["state"]["memory"]["variables"]
+    assert "checkpoints kept, seq 1.." in render_execution(view)
     tenant = f"{running.prefix}:tenant:{{default}}"
     owner = view["execution"]["owner"]  # passivated (no owner) or still held by its node
     owned = {f"{running.prefix}:node:{{{owner}}}:owned": True} if owner else {}

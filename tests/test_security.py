@@ -313,6 +313,8 @@ async def test_the_engine_runs_under_the_least_privilege_acl_user(
                 for e in (await two.list_executions(caller, status=None, process_id=None, limit=10, cursor=None)).items
             ] == [execution_id]
             assert any(entry.event == "resumed" for entry in (await two.log(caller, execution_id)).items)
+            kept = await two.checkpoints(caller, execution_id, limit=50, cursor=None)  # the history (LRANGE)
+            assert len(kept.items) >= 3
             assert await one.store.last_status_event("default") != "0-0"  # where a status feed starts
             assert await two.ready() is None
             other, _ = await two.start_execution(caller, StartRequest(processID=summary.processID))

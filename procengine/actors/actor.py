@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from procengine.actors import finishing, holding, repairs, steps, transitions
+from procengine.actors import breakpoints, finishing, holding, repairs, rewind, stepping, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -33,6 +33,7 @@ from procengine.actors.messages import Command, Drain, Message, Request, Wake
 from procengine.actors.snapshot import load_state
 from procengine.actors.transitions import ALLOWED_FROM, SIGNAL_KEY_FIELD, TRANSITION_TARGETS, log_refusal
 from procengine.api.rendered import RenderedStatus
+from procengine.engine.breakpoints import from_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import Interpreter
 from procengine.engine.state import ExecutionState
@@ -121,11 +122,13 @@ class ExecutionActor:
             self._box,
             functools.partial(self.mailbox.put_internal, WAKE),
         )
+        self.lanes.breakpoints = from_field(fields)
         self.corrupted = False
         """Activated from a snapshot that does not decode: only cancel may touch it (resume re-reads)."""
-        self.repairable = False
-        """Activated for a repair of a failed execution (a retry): it serves its mailbox while failed, until a retry
-        makes it run or it passivates (then its node may activate it again for the next one)."""
+        self.repairable: Status | None = None
+        """Activated for a repair of a final execution (failed: a retry or a step; failed or cancelled: a rewind): it
+        serves its mailbox in that status, until a repair makes it run or pause, or it passivates (then its node may
+        activate it again for the next one)."""
         self._loaded: tuple[int, StoredExecution] | None = None
         """What the registry read to activate it, and `writer.writes` then (`loaded`)."""
         self.stopped = asyncio.Event()
@@ -193,7 +196,7 @@ class ExecutionActor:
                     self.mailbox.put_internal(Wake())
                 else:
                     self.lanes.start()
-            while not self.status.is_final or (self.repairable and self.status is Status.FAILED):
+            while not self.status.is_final or self.status is self.repairable:
                 check_cancelled()
                 message = await self._next_message()
                 if message is None:
@@ -315,17 +318,25 @@ class ExecutionActor:
             return await transitions.cancel(self, command)
         if command.verb == "retry":
             retried = await repairs.retry(self, command)
-            self.repairable = False  # running from here on; failed again, it stops as any actor does
+            self.repairable = None  # running from here on; failed again, it stops as any actor does
             return retried
         if command.verb == "edit":
             return await repairs.edit_variables(self, command)
+        if command.verb == "advance":
+            return await stepping.step(self, command)
+        if command.verb == "breakpoints":
+            return await breakpoints.set_breakpoints(self, command)
+        if command.verb == "rewind":
+            rewound = await rewind.rewind(self, command)
+            self.repairable = None  # paused from here on: it lives as one
+            return rewound
         if command.verb == "run-now":
             return await steps.run_now(self, command)
         if command.verb == "policy":
             return await steps.change_policy(self, command)
         if command.verb == "step":
             stepped = await steps.apply(self, command)
-            self.repairable = self.repairable and self.status is Status.FAILED  # paused now: it lives as one
+            self.repairable = self.repairable if self.status is Status.FAILED else None  # paused: it lives as one
             return stepped
         return await transitions.signal(self, command)
 
@@ -354,6 +365,9 @@ class ExecutionActor:
             return True
         if self.lanes.held and not self.lanes.halt.is_set():  # a failure held (onExhausted: pause): pause for it
             await holding.pause_held(self)
+            return self.status.is_final
+        if self.lanes.at_breakpoint and not self.lanes.halt.is_set():  # a lane stopped before a breakpoint
+            await breakpoints.pause_at_breakpoint(self)
             return self.status.is_final
         return False
 
@@ -384,6 +398,7 @@ class ExecutionActor:
         fields = dict(stored.fields)
         self.writer.reset(fields, self.state)
         self.lanes.read_children(fields)
+        self.lanes.breakpoints = from_field(fields)
         if self.status is Status.RUNNING:
             self.lanes.start()
 

@@ -176,6 +176,10 @@ class CheckpointWriter:
         for name, record in commit.elements.items():
             commit.elements[name] = carried(earlier.get(name), record)
 
+    def unwritten_events(self) -> list[ElementEvent]:
+        """Events queued for the next checkpoint (a pure run's, not written yet)."""
+        return list(self._unwritten)
+
     def defer(self, events: list[ElementEvent]) -> None:
         """Queue the events of an element of a pure run (`coalescing.py`) for the next checkpoint, which the run's
         lane asks for after its last element: nothing is awaited, so the queue keeps them in order with the state

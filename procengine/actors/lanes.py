@@ -24,6 +24,7 @@ from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
 from procengine.actors.records import Failure, interrupted_record, record_field
+from procengine.engine.breakpoints import Breakpoint, stops
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import Interpreter
 from procengine.engine.lanes import is_branch
@@ -92,6 +93,18 @@ class LaneRunners:
         self.held = False
         """A lane's element failed for good and is held on the stack (`onExhausted: pause`): the actor pauses the
         execution (`holding.py`)."""
+        self.breakpoints: tuple[Breakpoint, ...] = ()
+        """Where lanes stop before an element (`engine/breakpoints.py`), as the actor last set them."""
+        self.stepping: set[str] | None = None
+        """Step mode (`actors/stepping.py`): the lanes that may begin one element each (a lane not in it begins
+        none); None: not stepping."""
+        self.stepped: dict[str, StackEntry] = {}
+        """Step mode: the element each lane began."""
+        self.quiet = asyncio.Event()
+        """Step mode: set once no runner is running anything (each has stopped or waits)."""
+        self.at_breakpoint: list[tuple[StackEntry, str | None]] = []
+        """Lanes stopped at a breakpoint since the runners last started: their entries (and an error their
+        condition raised): the actor pauses the execution (`actors/breakpoints.py`)."""
         self.interrupted: list[StackEntry] = []
         """Tasks cut short since the runners last started (their stack entries as they ran)."""
         self.tasks_in_flight = 0
@@ -133,6 +146,7 @@ class LaneRunners:
         self.halt.clear()
         self.failure = None
         self.held = False
+        self.at_breakpoint = []
         self.interrupted = []
         state = self.state
         for thread in self.process.threads:
@@ -164,6 +178,7 @@ class LaneRunners:
 
     def _runner_ended(self, _: asyncio.Task[None]) -> None:
         self._wake()
+        self._settle_step()
 
     async def _follow(self, outcome: Outcome) -> None:
         """Act on what an interpreter call decided for other lanes: stop the runners of lanes taken off the stack
@@ -254,6 +269,12 @@ class LaneRunners:
             wakeup.clear()
             entry = self.state.entry(lane)
             element_key.set(entry.element_key if entry is not None else None)
+            if entry is not None and self.breakpoints and await self._stops_before(lane, entry, deferred):
+                return
+            if entry is not None and self.stepping is not None and not self._may_step(lane, entry):
+                if deferred:
+                    await self.writer.checkpoint([])
+                return
             outcome = self.interpreter.begin(self.state, lane, self.ctx.clock.now_ms())
             step = outcome.step
             if coalescing.goes_on(outcome, self.state, lane, deferred, self.ctx.settings.checkpoint_coalesce):
@@ -321,6 +342,34 @@ class LaneRunners:
             del outcome, step
             await self._idle(lane, wakeup, timeout)
 
+    async def _stops_before(self, lane: str, entry: StackEntry, deferred: int) -> bool:
+        """Whether the lane stops at a breakpoint before `entry`. The test and the element's start are in one step of
+        this runner (nothing is awaited between them), so a breakpoint set by the actor before it is always seen,
+        and one set after it finds the element started. The events of the pure run before it are written first."""
+        variables = self.interpreter.variables(self.state, lane)
+        stop, error = stops(self.breakpoints, entry, variables, self.interpreter.max_expression_cost)
+        if not stop:
+            return False
+        entry.at_breakpoint = True  # passed when the execution goes on
+        self.at_breakpoint.append((entry, error))
+        if deferred:
+            await self.writer.checkpoint([])
+        return True
+
+    def _may_step(self, lane: str, entry: StackEntry) -> bool:
+        """Step mode: a lane begins its next element (or goes on with the one it began), and stops before another."""
+        assert self.stepping is not None
+        begun = self.stepped.get(lane)
+        if begun is None and lane in self.stepping:
+            self.stepped[lane] = entry
+            return True
+        return begun is entry
+
+    def _settle_step(self) -> None:
+        """Step mode: tell the actor once every runner has stopped or waits."""
+        if self.stepping is not None and (self.done or self._all_idle()):
+            self.quiet.set()
+
     async def _idle(self, lane: str, wakeup: asyncio.Event, timeout_s: float | None) -> None:
         """Wait, as a lane with nothing to run but a signal, a timer, a child or its branches. Once every lane
         waits so (no task, no expression under way) the execution has shown that it does not stop the node that
@@ -329,6 +378,7 @@ class LaneRunners:
         if timeout_s is not None and timeout_s <= 0:
             return
         self._idle_lanes.add(lane)
+        self._settle_step()
         try:
             if self.writer.crashes() and not self._forgetting_crashes and self._all_idle():
                 self._forgetting_crashes = True

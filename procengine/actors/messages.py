@@ -9,7 +9,20 @@ from typing import Any, Final, Literal
 from procengine.api.service import Caller
 from procengine.errors import CodecError
 
-Verb = Literal["pause", "resume", "cancel", "signal", "retry", "edit", "step", "run-now", "policy"]
+Verb = Literal[
+    "pause",
+    "resume",
+    "cancel",
+    "signal",
+    "retry",
+    "edit",
+    "step",
+    "run-now",
+    "policy",
+    "rewind",
+    "breakpoints",
+    "advance",
+]
 VERBS: Final[tuple[Verb, ...]] = (
     "pause",
     "resume",
@@ -20,6 +33,9 @@ VERBS: Final[tuple[Verb, ...]] = (
     "step",
     "run-now",
     "policy",
+    "rewind",
+    "breakpoints",
+    "advance",
 )
 STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "move", "run-now", "policy")
 
@@ -94,6 +110,10 @@ class Command:
     """The idempotencyKey of a retry: a retry with a key applied already answers as the first time."""
     step: StepOrder | None = None
     """A step control's order (verb `step`)."""
+    checkpoint: int | None = None
+    """A rewind's kept checkpoint (its `seq`)."""
+    lane: str | None = None
+    """A step's one lane (verb `advance`; None: every lane)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -108,6 +128,8 @@ class Command:
             "patch": self.patch,
             "retryKey": self.retry_key,
             "step": None if self.step is None else self.step.to_wire(),
+            "checkpoint": self.checkpoint,
+            "lane": self.lane,
         }
 
     @classmethod
@@ -120,6 +142,9 @@ class Command:
         caller = Caller(tenant=str(wire["tenant"]), by=str(wire["by"]), request_id=str(wire["requestId"]))
         reason, key = wire.get("reason"), wire.get("signalKey")
         patch, retry_key = wire.get("patch"), wire.get("retryKey")
+        checkpoint = wire.get("checkpoint")
+        if wire["verb"] == "rewind" and not (isinstance(checkpoint, int) and not isinstance(checkpoint, bool)):
+            raise CodecError("a forwarded rewind without its checkpoint")
         return cls(
             verb=wire["verb"],
             caller=caller,
@@ -131,6 +156,8 @@ class Command:
             patch=patch if isinstance(patch, dict) else None,
             retry_key=retry_key if isinstance(retry_key, str) else None,
             step=step,
+            checkpoint=checkpoint if isinstance(checkpoint, int) and not isinstance(checkpoint, bool) else None,
+            lane=wire.get("lane") if isinstance(wire.get("lane"), str) else None,
         )
 
 

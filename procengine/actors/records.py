@@ -254,3 +254,24 @@ def _without_none(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _iso_or_none(ms: int | None) -> str | None:
     return None if ms is None else iso(ms)
+
+
+def under_way_records(state: ExecutionState) -> dict[str, dict[str, Any]]:
+    """The records of the elements a state taken from a checkpoint has under way (a rewind's, a fork's): running,
+    from when they started."""
+    records = {}
+    for entry in state.stack:
+        if entry.started_at_ms is None or entry.fanout is not None:
+            continue
+        record = {
+            "key": entry.element_key,
+            "type": entry.element_type,
+            "threadKey": entry.thread_key,
+            "attempts": entry.attempt,
+            "status": "running",
+            "startedAt": iso(entry.started_at_ms),
+        }
+        if entry.path != entry.thread_key:
+            record["path"] = entry.path
+        records[record_field(entry.element_key, entry.path)] = record
+    return records

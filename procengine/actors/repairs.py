@@ -298,5 +298,8 @@ async def edit_variables(actor: Host, message: Command) -> VariablesResult:
     return VariablesResult(executionID=actor.execution_id, variables=state.memory.variables, changed=changed)
 
 
-# A public name for the step controls (`steps.py`), which read the state as a repair does.
+# Public names for the step controls (`steps.py`) and rewind (`rewind.py`), which read, patch and check the state as a
+# repair does.
 stored_state = _stored_state
+apply_patch = _patch
+check_memory = _check_memory

@@ -48,6 +48,9 @@ TRANSITION_TARGETS: Final = {
     "step": "paused",
     "run-now": "running",
     "policy": "policy",
+    "rewind": "paused",
+    "breakpoints": "breakpoints",
+    "advance": "paused",
 }
 """The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
@@ -57,6 +60,9 @@ ALLOWED_FROM: Final = {
     "retry": (Status.FAILED,),
     "edit": (Status.PAUSED,),
     "step": (Status.PAUSED, Status.FAILED),
+    "rewind": (Status.PAUSED, Status.FAILED, Status.CANCELLED),
+    "breakpoints": (Status.RUNNING, Status.PAUSED),
+    "advance": (Status.PAUSED,),
     "run-now": (Status.RUNNING,),
     "policy": (Status.RUNNING, Status.PAUSED),
 }
@@ -89,10 +95,18 @@ async def pause(actor: Host, message: Command) -> PauseResult | None:
 
 
 async def write_pause(
-    actor: Host, caller: Caller, reason: str | None, not_after_ms: int | None, inflight: int, **extra: Any
+    actor: Host,
+    caller: Caller,
+    reason: str | None,
+    not_after_ms: int | None,
+    inflight: int,
+    *,
+    first_logs: list[LogRecord] | None = None,
+    **extra: Any,
 ) -> PauseResult:
     """The pause itself, once the runners are stopped: timers frozen, the paused write (who and why, for the
-    status's blockedOn), the children it waits for paused with it. `extra`: more for the `paused` log entry."""
+    status's blockedOn), the children it waits for paused with it. `extra`: more for the `paused` log entry;
+    `first_logs`: entries written before it, in the same write (a breakpoint's)."""
     lanes = actor.lanes
     now = actor.ctx.clock.now_ms()
     state = actor.state
@@ -105,6 +119,7 @@ async def write_pause(
     commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), **pause)
     actor.writer.progressed(commit)
     interrupted = record_interrupted(actor, commit, now)
+    commit.log.extend(first_logs or [])
     commit.log.append(
         transition_log(now, "paused", caller, "running", "paused", reason, inflight=inflight, **interrupted, **extra)
     )

@@ -14,7 +14,12 @@ from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -23,6 +28,7 @@ from procengine.api.views import (
     ExecutionList,
     ExecutionStatusView,
     FailRequest,
+    ForkRequest,
     LogEntry,
     LogView,
     MoveRequest,
@@ -33,6 +39,8 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindRequest,
+    RewindResult,
     RunNowRequest,
     SignalResult,
     SkipRequest,
@@ -40,6 +48,8 @@ from procengine.api.views import (
     StartResult,
     StateView,
     StatusEvent,
+    SteppedResult,
+    StepRequest,
     StepResult,
     VariablesResult,
 )
@@ -153,6 +163,38 @@ class NodeService(Protocol):
         ...
 
     async def state(self, caller: Caller, execution_id: int) -> StateView: ...
+
+    async def checkpoints(self, caller: Caller, execution_id: int, *, limit: int, cursor: str | None) -> CheckpointList:
+        """A page of the execution's kept checkpoints, newest first (`cursor`: a `nextCursor` given before)."""
+        ...
+
+    async def checkpoint(self, caller: Caller, execution_id: int, seq: int) -> CheckpointView:
+        """One kept checkpoint, its stack and memory decoded as `state` shows them; NotFound unless kept."""
+        ...
+
+    async def checkpoint_diff(self, caller: Caller, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        """What changed from kept checkpoint `a` to `b`."""
+        ...
+
+    async def set_breakpoints(
+        self, caller: Caller, execution_id: int, request: BreakpointsRequest
+    ) -> BreakpointsResult:
+        """The whole set of a running or paused execution's breakpoints; exact about the runs already begun."""
+        ...
+
+    async def step(self, caller: Caller, execution_id: int, request: StepRequest) -> SteppedResult:
+        """A paused execution runs exactly the next element of each lane (or of one) and pauses again."""
+        ...
+
+    async def fork(self, caller: Caller, execution_id: int, request: ForkRequest) -> StartResult:
+        """A new execution of the same process version from one of this one's kept checkpoints (NotFound unless
+        kept), running unless asked paused; each log names the other."""
+        ...
+
+    async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
+        """A paused, failed or cancelled execution back to one of its kept checkpoints, paused there; NotFound for a
+        checkpoint not kept, InvalidTransition while running."""
+        ...
 
     async def log_feed(self, caller: Caller, execution_id: int, after: str | None) -> Feed[list[LogEntry] | None]:
         """The execution's log entries after `after` as they are written (None: a heartbeat); ends after the final

@@ -123,6 +123,53 @@ class RetryResult(_View):
     """Failed children of retried call-process elements, retried in place (same child id)."""
 
 
+class StartedRun(_View):
+    elementKey: str
+    lane: str
+    """The thread, or the branch or iteration of a parallel or for-each, it ran in."""
+
+
+class SteppedRun(_View):
+    elementKey: str
+    lane: str
+    outcome: str
+    """completed, under way (it waits: a signal, a timer, a child, its branches; or a task still in flight), or
+    failed (held)."""
+
+
+class SteppedResult(_View):
+    """`POST …/{id}/step`: what ran, one element per lane, and the status after (paused, unless the step ended it)."""
+
+    executionID: int
+    status: StatusName
+    ran: list[SteppedRun]
+
+
+class BreakpointsResult(_View):
+    """`PUT …/{id}/breakpoints`: exact: the execution will pause before every run of these elements that has not
+    begun, and `alreadyStarted` are the runs that had (they will not stop)."""
+
+    executionID: int
+    pauseBefore: list[str | dict[str, str]]
+    alreadyStarted: list[StartedRun]
+
+
+class RewindResult(_View):
+    """An execution put back to one of its kept checkpoints (`POST …/{id}/rewind`): paused there, same id."""
+
+    executionID: int
+    status: Literal["paused"] = "paused"
+    checkpoint: int
+    """The kept checkpoint it went back to (its `seq`)."""
+    rewoundFrom: str
+    """The status it had: paused, failed or cancelled."""
+    rewoundAt: str
+    pendingNodes: int
+    """The stack depth now: what resume goes on from."""
+    variables: Annotated[dict[str, Any], Shown]
+    """{added, removed, changed} of the variables, from what it had to what it has now (the patch included)."""
+
+
 class VariablesResult(_View):
     """A paused execution's variables after an edit (`PATCH …/{id}/variables`)."""
 
@@ -327,6 +374,44 @@ class StateView(_View):
     memory: Annotated[dict[str, Any] | None, Shown]
 
 
+class CheckpointSummary(_View):
+    seq: int
+    """The checkpoint's number in the execution's history (1 for its first, counting every one written)."""
+    savedAt: str
+    elementKey: str | None
+    """The element whose step it follows (null for a write of no element's: a pause, a resume, a repair)."""
+    lanes: list[str]
+    """The lanes with an element pending in it (threads, branches, iterations)."""
+    bytes: int
+    """What it takes in Redis's history list."""
+
+
+class CheckpointList(_View):
+    executionID: int
+    items: list[CheckpointSummary]
+    """Newest first."""
+    nextCursor: str | None = None
+    """Give it back as `cursor` for the next page; null on the last."""
+
+
+class CheckpointView(CheckpointSummary):
+    executionID: int
+    stack: Annotated[dict[str, Any] | None, Shown]
+    memory: Annotated[dict[str, Any] | None, Shown]
+
+
+class CheckpointDiff(_View):
+    executionID: int
+    fromSeq: int
+    toSeq: int
+    variables: Annotated[dict[str, Any], Shown]
+    """{added: {name: value}, removed: {name: value}, changed: {name: {from, to}}} from `fromSeq` to `toSeq`."""
+    nodeOutputs: Annotated[dict[str, Any], Shown]
+    """The same for the elements' outputs."""
+    stack: Annotated[dict[str, Any], Shown]
+    """{added: [entry], removed: [entry], changed: [{from, to}]}: the pending elements of each lane."""
+
+
 class StatusRow(_View):
     id: int
     name: StatusName
@@ -347,6 +432,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class BreakpointSpec(_Request):
+    """A breakpoint with a condition: pause before `element` only when `when` (CEL, over the lane's variables)
+    holds; an error in it pauses too, and the log says so."""
+
+    element: str = Field(min_length=1, max_length=200)
+    when: str | None = Field(default=None, min_length=1, max_length=4000)
+
+
 class StartRequest(_Request):
     """Start by `processID` (one version) or `processKey` (its latest version); both must agree."""
 
@@ -364,6 +457,8 @@ class StartRequest(_Request):
     processKey: str | None = Field(default=None, min_length=1)
     variables: dict[str, Storable] = Field(default_factory=dict)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+    pauseBefore: list[str | BreakpointSpec] | None = Field(default=None, max_length=1000)
+    """Breakpoints from the start (as `PUT …/{id}/breakpoints` sets them): element keys, or {element, when}."""
 
     @model_validator(mode="after")
     def _names_a_process(self) -> StartRequest:
@@ -393,6 +488,39 @@ class RetryRequest(_Request):
     variables: dict[str, Storable] | None = None
     reason: str | None = Field(default=None, max_length=1000)
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class BreakpointsRequest(_Request):
+    """`PUT …/{id}/breakpoints`: the whole set (an empty list clears them): element keys, or {element, when}."""
+
+    pauseBefore: list[str | BreakpointSpec] = Field(max_length=1000)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class StepRequest(_Request):
+    """`POST …/{id}/step`: all optional: one lane only (else every lane with an element pending)."""
+
+    lane: str | None = Field(default=None, min_length=1, max_length=1000)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ForkRequest(_Request):
+    """`POST …/{id}/fork`: all optional: the kept checkpoint to start from (its latest if absent), a JSON merge patch
+    of its variables, and `paused` to start it paused there."""
+
+    checkpoint: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    variables: dict[str, Storable] | None = None
+    paused: bool = False
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class RewindRequest(_Request):
+    """`POST …/{id}/rewind`: the kept checkpoint to go back to (`seq` of `GET …/{id}/checkpoints`), and optionally a
+    JSON merge patch of its variables (RFC 7396) applied in the same write."""
+
+    checkpoint: int = Field(ge=1, le=2**63 - 1)
+    variables: dict[str, Storable] | None = None
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class VariablesPatch(RootModel[dict[str, Storable]]):

@@ -84,7 +84,13 @@ async def start(client: AsyncClient, args: argparse.Namespace, output: Output) -
         key, process_id = None, await _process_id_of(client, args.process_key, args.version)
     if args.batch is not None:
         return await _start_many(client, args, output, variables, key, process_id)
-    result = await client.start(key, process_id=process_id, variables=variables, idempotency_key=args.idempotency_key)
+    result = await client.start(
+        key,
+        process_id=process_id,
+        variables=variables,
+        idempotency_key=args.idempotency_key,
+        pause_before=args.pause_before,
+    )
     output.show(result, render.started(result))
     return EXIT_OK
 
@@ -266,7 +272,61 @@ async def register(client: AsyncClient, args: argparse.Namespace, output: Output
     return EXIT_OK
 
 
+async def checkpoints(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    if args.seq is None:
+        if args.diff is not None:
+            raise InputError("checkpoints: --diff OTHER goes with a SEQ")
+        page = await client.checkpoints(args.execution_id, limit=args.limit, cursor=args.cursor)
+        output.show(page, render.checkpoints(page))
+    elif args.diff is None:
+        view = await client.checkpoint(args.execution_id, args.seq)
+        output.show(view, render.checkpoint(view))
+    else:
+        diff = await client.checkpoint_diff(args.execution_id, args.seq, args.diff)
+        output.show(diff, render.checkpoint_diff(diff))
+    return EXIT_OK
+
+
+async def fork(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
+    result = await client.fork(
+        args.execution_id, args.checkpoint, variables=patch, paused=args.paused, reason=args.reason
+    )
+    output.show(result, render.forked(result, args.execution_id))
+    return EXIT_OK
+
+
+async def rewind(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
+    result = await client.rewind(args.execution_id, args.seq, variables=patch, reason=args.reason)
+    output.show(result, render.rewound(result))
+    return EXIT_OK
+
+
+async def set_breakpoints(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    wanted: list[str | dict[str, str]] = list(args.elements)
+    for given in args.when:
+        element, sep, condition = given.partition("=")
+        if not sep or not element or not condition:
+            raise InputError(f"break: --when takes KEY=CEL, not {given!r}")
+        wanted.append({"element": element, "when": condition})
+    result = await client.set_breakpoints(args.execution_id, wanted, reason=args.reason)
+    output.show(result, render.breakpoints(result))
+    return EXIT_OK
+
+
+async def step(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    result = await client.step(args.execution_id, lane=args.lane, reason=args.reason)
+    output.show(result, render.stepped_mode(result))
+    return EXIT_OK
+
+
 API_COMMANDS: Final[dict[str, ApiCommand]] = {
+    "step": step,
+    "break": set_breakpoints,
+    "checkpoints": checkpoints,
+    "rewind": rewind,
+    "fork": fork,
     "start": start,
     "status": status,
     "list": list_executions,

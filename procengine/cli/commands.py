@@ -34,6 +34,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "repair an execution, same id (--reason)",
         ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
     ),
+    ("go back in an execution", ("checkpoints", "rewind", "fork", "break", "step")),
     ("definitions", ("register", "validate")),
 )
 """How `procengine --help` groups the commands, in this order."""
@@ -71,6 +72,12 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         "--idempotency-key",
         metavar="K",
         help="a repeat with K returns the first execution (with --batch: line N's key is K:N, unless it has one)",
+    )
+    start.add_argument(
+        "--pause-before",
+        metavar="KEY",
+        action="append",
+        help="a breakpoint from the start: it pauses before element KEY (repeatable; see `procengine break`)",
     )
     start.add_argument(
         "--batch",
@@ -221,6 +228,72 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         api,
     )
     register.add_argument("file", metavar="FILE", type=Path, help="the definition (.json: JSON, else YAML)")
+
+    checkpoints = add(
+        "checkpoints",
+        "list an execution's kept checkpoints, show one, or diff two",
+        "List the execution's kept checkpoints, newest first; with SEQ, show that one (its stack and memory); "
+        "with SEQ --diff OTHER, what changed from SEQ to OTHER.",
+        api,
+    )
+    _execution_id(checkpoints)
+    checkpoints.add_argument("seq", metavar="SEQ", nargs="?", type=positive_int, help="a kept checkpoint's number")
+    checkpoints.add_argument("--diff", metavar="OTHER", type=positive_int, help="what changed from SEQ to OTHER")
+    checkpoints.add_argument("--limit", metavar="N", type=positive_int, help="at most N (the server's default: 50)")
+    checkpoints.add_argument("--cursor", metavar="C", help="the page after C (printed as `more: --cursor C`)")
+
+    rewind = add(
+        "rewind",
+        "put a paused, failed or cancelled execution back to a kept checkpoint",
+        "Put the execution back to its kept checkpoint SEQ (see `procengine checkpoints ID`), same id: paused "
+        "there, resume goes on from it and the elements after it run again. --var and --vars-file change its "
+        "variables in the same write (a JSON merge patch: null removes a name).",
+        api,
+    )
+    _execution_id(rewind)
+    rewind.add_argument("seq", metavar="SEQ", type=positive_int, help="the kept checkpoint to go back to")
+    _patch_options(rewind)
+    rewind.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    forked = add(
+        "fork",
+        "start a new execution from a kept checkpoint of this one",
+        "Start a new execution of the same process version from the execution's kept checkpoint --checkpoint SEQ "
+        "(its latest if not given), running unless --paused. --var and --vars-file change its variables (a JSON "
+        "merge patch). Each execution's log names the other.",
+        api,
+    )
+    _execution_id(forked)
+    forked.add_argument("--checkpoint", metavar="SEQ", type=positive_int, help="the kept checkpoint (see checkpoints)")
+    forked.add_argument("--paused", action="store_true", help="start it paused there")
+    _patch_options(forked)
+    forked.add_argument("--reason", metavar="R", help="written to both executions' logs")
+
+    breaks = add(
+        "break",
+        "set where an execution pauses before an element (breakpoints)",
+        "Set the execution's breakpoints, the whole set: it pauses before each KEY in any lane that reaches it "
+        "(--when KEY=CEL: only when the condition holds there); no KEY and no --when clears them. Prints the runs "
+        "of those elements that had already begun (they will not stop).",
+        api,
+    )
+    _execution_id(breaks)
+    breaks.add_argument("elements", metavar="KEY", nargs="*", help="an element's key, as the definition names it")
+    breaks.add_argument(
+        "--when", metavar="KEY=CEL", action="append", default=[], help="pause before KEY only when CEL holds"
+    )
+    breaks.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    stepper = add(
+        "step",
+        "run the next element of each lane of a paused execution, and pause again",
+        "Step mode: the paused execution runs exactly the next element of each lane (or of --lane LANE) and "
+        "pauses again; prints what ran.",
+        api,
+    )
+    _execution_id(stepper)
+    stepper.add_argument("--lane", metavar="LANE", help="only this lane (a thread, or e.g. main/each[2])")
+    stepper.add_argument("--reason", metavar="R", help="written to the execution's log")
 
     validate = add(
         "validate",

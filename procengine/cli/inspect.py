@@ -31,6 +31,7 @@ from procengine.store.codec import check_format, decode
 from procengine.store.connection import connect
 from procengine.store.embedded import running_url
 from procengine.store.executions import ExecutionStore, log_time
+from procengine.store.history import described
 from procengine.store.keys import Keys
 from procengine.store.redis_url import RedisTls
 from procengine.store.scripts import Scripts
@@ -77,10 +78,11 @@ async def inspect_execution(
         pipe.hgetall(names.elements)
         pipe.xrevrange(names.log, count=max(log_count, 1))
         pipe.xlen(names.log)
+        pipe.lrange(names.history, 0, -1)
         for name in names.all():
             pipe.type(name)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
-    raw_fields, raw_state, raw_threads, raw_elements, raw_log, log_length, *types = replies
+    raw_fields, raw_state, raw_threads, raw_elements, raw_log, log_length, raw_history, *types = replies
     key_types = {name: _text(kind) for name, kind in zip(names.all(), types, strict=True)}
     if all(kind == "none" for kind in key_types.values()):
         raise NotFound(f"execution {execution_id} not found under prefix {keys.prefix!r}")
@@ -101,6 +103,7 @@ async def inspect_execution(
         "elements": {_text(k): element_doc(str(_text(k)), _decoded(v)) for k, v in sorted(_hash(raw_elements).items())},
         "log": _log(raw_log, log_count),
         "logLength": log_length if isinstance(log_length, int) else _error(log_length),
+        "history": [described(e) for e in raw_history] if isinstance(raw_history, list) else _error(raw_history),
         "keys": key_types,
         "indexes": indexes,
     }
@@ -428,6 +431,9 @@ def _header(view: dict[str, Any], execution: dict[str, Any]) -> list[str]:
     for name, kind in view["keys"].items():
         label = name[len(base) :] if name != base and name.startswith(base) else name
         length = f" ({_cell(view['logLength'])} entries)" if kind == "stream" else ""
+        if kind == "list" and isinstance(view.get("history"), list):  # the checkpoint history (`--json`: each)
+            seqs = [item.get("seq") for item in view["history"]]
+            length = f" ({len(seqs)} checkpoints kept, seq {seqs[0]}..{seqs[-1]})" if seqs else ""
         shown_keys.append(f"{label} {_cell(kind)}{length}")
     lines.append(f"  keys {', '.join(shown_keys)}")
     indexes = "  ".join(f"{name} {'yes' if found else 'NO'}" for name, found in view["indexes"].items())

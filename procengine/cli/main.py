@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="most consecutive pure elements of a lane written in one checkpoint (32; 1: each its own)",
     )
+    serve.add_argument(
+        "--history-checkpoints", metavar="N", type=int, help="last checkpoints each execution keeps (50; 0: none)"
+    )
+    serve.add_argument(
+        "--history-bytes", metavar="N", type=int, help="most bytes of them per execution (262144; 0: none)"
+    )
     serve.add_argument("--max-event-streams", metavar="N", type=int, help="event streams a node serves at once (100)")
     serve.add_argument(
         "--max-nesting-depth", metavar="N", type=int, help="how deep JSON/YAML input may nest (64; 422 beyond)"

@@ -16,7 +16,11 @@ from rich.text import Text
 from procengine.api.views import (
     BatchStartResult,
     BlockedOn,
+    BreakpointsResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     ExecutionList,
     ExecutionStatusView,
     LogEntry,
@@ -24,8 +28,10 @@ from procengine.api.views import (
     ProcessSummary,
     ResumeResult,
     RetryResult,
+    RewindResult,
     SignalResult,
     StartResult,
+    SteppedResult,
     StepResult,
     VariablesResult,
 )
@@ -33,17 +39,24 @@ from procengine.api.views import (
 __all__ = [
     "STATUS_STYLES",
     "blocked_line",
+    "breakpoints",
     "cancelled",
+    "checkpoint",
+    "checkpoint_diff",
+    "checkpoints",
     "edited",
     "executions",
+    "forked",
     "log_line",
     "paused",
     "registered",
     "resumed",
     "retried",
+    "rewound",
     "signalled",
     "started",
     "status",
+    "stepped_mode",
 ]
 
 # Never cut short in the list: the id is what the other commands take, the status and the parent are short.
@@ -259,6 +272,96 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
     if page.nextCursor is not None:
         lines.append(Text(f"more: --cursor {page.nextCursor}", style="" if plain else "dim"))
     return Group(*lines)
+
+
+def stepped_mode(result: SteppedResult) -> Text:
+    ran = ", ".join(f"{run.elementKey} in {run.lane} ({run.outcome})" for run in result.ran) or "nothing"
+    return Text.assemble(f"execution {result.executionID} ran {ran}; now ", _status(result.status))
+
+
+def breakpoints(result: BreakpointsResult) -> Text:
+    wanted = [b if isinstance(b, str) else f"{b['element']} when {b['when']}" for b in result.pauseBefore]
+    text = (
+        f"execution {result.executionID} pauses before: {', '.join(wanted)}"
+        if wanted
+        else (f"execution {result.executionID} has no breakpoints")
+    )
+    if result.alreadyStarted:
+        runs = ", ".join(f"{run.elementKey} in {run.lane}" for run in result.alreadyStarted)
+        text += f"; already begun (will not stop): {runs}"
+    return Text(text)
+
+
+def forked(result: StartResult, source: int) -> Text:
+    return Text.assemble(
+        f"forked execution {source} as execution {result.executionID} of processID {result.processID}, "
+        f"version {result.processVersion}: ",
+        _status(result.status),
+    )
+
+
+def rewound(result: RewindResult) -> Text:
+    changed = result.variables
+    counts = ", ".join(f"{len(changed.get(part, {}))} {part}" for part in ("added", "removed", "changed"))
+    return Text.assemble(
+        f"rewound execution {result.executionID} ({result.rewoundFrom}) to checkpoint {result.checkpoint} at "
+        f"{result.rewoundAt}; variables {counts}; {result.pendingNodes} pending: ",
+        _status(result.status),
+    )
+
+
+def checkpoints(page: CheckpointList) -> RenderableType:
+    """The kept checkpoints, newest first: number, when, after which element, the lanes pending, bytes."""
+    rows = [
+        (str(item.seq), item.savedAt, item.elementKey or "-", ",".join(item.lanes) or "-", str(item.bytes))
+        for item in page.items
+    ]
+    headings = ("SEQ", "SAVED AT", "AFTER", "LANES", "BYTES")
+    widths = [max(len(cell) for cell in column) for column in zip(headings, *rows, strict=True)]
+    lines: list[RenderableType] = [
+        Text("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for row in ((headings, *rows) if rows else ())
+    ]
+    if not page.items:
+        lines.append(Text("no checkpoints kept (--history-checkpoints 0, or none written yet)"))
+    if page.nextCursor is not None:
+        lines.append(Text(f"more: --cursor {page.nextCursor}", style="dim"))
+    return Group(*lines)
+
+
+def checkpoint(view: CheckpointView) -> RenderableType:
+    """One kept checkpoint: its heading, then its stack and memory as JSON."""
+    heading = f"checkpoint {view.seq} of execution {view.executionID}, saved {view.savedAt}"
+    if view.elementKey is not None:
+        heading += f" after {view.elementKey}"
+    return Group(
+        Text(heading),
+        Text("stack  " + json.dumps(view.stack, ensure_ascii=False, sort_keys=True)),
+        Text("memory " + json.dumps(view.memory, ensure_ascii=False, sort_keys=True)),
+    )
+
+
+def checkpoint_diff(diff: CheckpointDiff) -> RenderableType:
+    """What changed from one checkpoint to another, a line per change."""
+    lines: list[RenderableType] = [Text(f"from checkpoint {diff.fromSeq} to {diff.toSeq} of {diff.executionID}")]
+    for part, changes in (("variable", diff.variables), ("output", diff.nodeOutputs)):
+        for name, value in changes.get("added", {}).items():
+            lines.append(Text(f"+ {part} {name} = {_compact(value)}", style="green"))
+        for name, value in changes.get("removed", {}).items():
+            lines.append(Text(f"- {part} {name} (was {_compact(value)})", style="red"))
+        for name, change in changes.get("changed", {}).items():
+            lines.append(Text(f"~ {part} {name}: {_compact(change['from'])} -> {_compact(change['to'])}"))
+    for sign, entries in (("+", diff.stack.get("added", [])), ("-", diff.stack.get("removed", []))):
+        for entry in entries:
+            lane = entry.get("path") or entry.get("thread_key")
+            lines.append(Text(f"{sign} pending {entry.get('element_key')} in {lane}"))
+    if len(lines) == 1:
+        lines.append(Text("no change"))
+    return Group(*lines)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def log_line(entry: LogEntry) -> Text:

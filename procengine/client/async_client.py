@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -30,7 +30,12 @@ from procengine.api.views import (
     BatchStartItem,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -40,6 +45,7 @@ from procengine.api.views import (
     ExecutionStatusView,
     ExecutionSummary,
     FailRequest,
+    ForkRequest,
     LogEntry,
     LogView,
     MoveRequest,
@@ -50,6 +56,8 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindRequest,
+    RewindResult,
     RunNowRequest,
     SignalResult,
     SkipRequest,
@@ -59,6 +67,8 @@ from procengine.api.views import (
     StatusEvent,
     StatusName,
     StatusTable,
+    SteppedResult,
+    StepRequest,
     StepResult,
     VariablesResult,
 )
@@ -178,14 +188,17 @@ class AsyncClient:
         process_id: int | None = None,
         variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        pause_before: Sequence[str | Mapping[str, str]] | None = None,
     ) -> StartResult:
         """Start an execution of the latest version of `process_key`, or of the version `process_id`.
-        With `idempotency_key`, a repeat returns the first execution (and the request may be retried)."""
+        With `idempotency_key`, a repeat returns the first execution (and the request may be retried);
+        `pause_before`: breakpoints from the start (as `set_breakpoints` sets them)."""
         fields = {
             "processKey": process_key,
             "processID": process_id,
             "variables": dict(variables or {}),
             "idempotencyKey": idempotency_key,
+            "pauseBefore": None if pause_before is None else [_breakpoint(given) for given in pause_before],
         }
         start = _request_model(StartRequest, {name: value for name, value in fields.items() if value is not None})
         body = start.model_dump_json(exclude_none=True).encode()
@@ -313,6 +326,62 @@ class AsyncClient:
         )
 
     # --- step controls: one element of a paused or failed execution (it is paused after) ---------------
+
+    async def fork(
+        self,
+        execution_id: int,
+        checkpoint: int | None = None,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        paused: bool = False,
+        reason: str | None = None,
+    ) -> StartResult:
+        """Start a new execution of the same process version from kept checkpoint `checkpoint` of this one (its
+        latest if None), `variables` merge-patched, running unless `paused`. NotFound unless kept."""
+        given = {"checkpoint": checkpoint, "variables": None if variables is None else dict(variables),
+                 "paused": paused or None, "reason": reason}  # fmt: skip
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(ForkRequest, body)
+        return await self._data("POST", _execution(execution_id, "fork"), StartResult, body=_dump(body))
+
+    async def rewind(
+        self,
+        execution_id: int,
+        checkpoint: int,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> RewindResult:
+        """Put a paused, failed or cancelled execution back to its kept checkpoint `checkpoint` (a `seq` of
+        `checkpoints`), same id, `variables` merge-patched in the same write: paused there. NotFound for a checkpoint
+        not kept, InvalidTransition while running."""
+        given = {
+            "checkpoint": checkpoint,
+            "variables": None if variables is None else dict(variables),
+            "reason": reason,
+        }
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(RewindRequest, body)
+        return await self._data("POST", _execution(execution_id, "rewind"), RewindResult, body=_dump(body))
+
+    async def step(self, execution_id: int, *, lane: str | None = None, reason: str | None = None) -> SteppedResult:
+        """Step mode: a paused execution runs exactly the next element of each lane (or of `lane`) and pauses again;
+        the answer says what ran. InvalidTransition unless paused."""
+        body = {name: value for name, value in {"lane": lane, "reason": reason}.items() if value is not None}
+        _request_model(StepRequest, body)
+        return await self._data("POST", _execution(execution_id, "step"), SteppedResult, body=_dump(body))
+
+    async def set_breakpoints(
+        self, execution_id: int, pause_before: Sequence[str | Mapping[str, str]], *, reason: str | None = None
+    ) -> BreakpointsResult:
+        """Set where a running or paused execution pauses before an element (the whole set; [] clears it): element
+        keys, or {"element": key, "when": CEL}. The answer's `alreadyStarted` are the runs that had begun (they will
+        not stop); before every other run of those elements the execution will pause."""
+        body: dict[str, Any] = {"pauseBefore": [_breakpoint(item) for item in pause_before]}
+        if reason is not None:
+            body["reason"] = reason
+        _request_model(BreakpointsRequest, body)
+        return await self._data("PUT", _execution(execution_id, "breakpoints"), BreakpointsResult, body=_dump(body))
 
     async def retry_element(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
@@ -442,6 +511,22 @@ class AsyncClient:
     async def state(self, execution_id: int) -> StateView:
         """The decoded stack and memory snapshots."""
         return await self._data("GET", _execution(execution_id, "state"), StateView)
+
+    async def checkpoints(
+        self, execution_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> CheckpointList:
+        """A page of the execution's kept checkpoints, newest first; give back `nextCursor` for the next page."""
+        query = {"limit": limit, "cursor": cursor}
+        params = {name: str(value) for name, value in query.items() if value is not None}
+        return await self._data("GET", _execution(execution_id, "checkpoints"), CheckpointList, params=params)
+
+    async def checkpoint(self, execution_id: int, seq: int) -> CheckpointView:
+        """One kept checkpoint: its stack and memory decoded (NotFound unless kept)."""
+        return await self._data("GET", _execution(execution_id, f"checkpoints/{seq}"), CheckpointView)
+
+    async def checkpoint_diff(self, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        """What changed from kept checkpoint `a` to `b`."""
+        return await self._data("GET", _execution(execution_id, f"checkpoints/{a}/diff/{b}"), CheckpointDiff)
 
     async def statuses(self) -> StatusTable:
         """The status table."""
@@ -678,3 +763,7 @@ def _retryable(error: ProcEngineClientError) -> bool:
 def _connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
     reason = str(exc) or type(exc).__name__
     return ConnectionFailed(f"cannot reach the server at {url}: {reason}")
+
+
+def _breakpoint(given: str | Mapping[str, str]) -> str | dict[str, str]:
+    return given if isinstance(given, str) else dict(given)

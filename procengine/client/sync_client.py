@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from procengine.api.views import (
     BatchStartResult,
+    BreakpointsResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     ElementsView,
     ExecutionList,
     ExecutionStatusView,
@@ -29,12 +33,14 @@ from procengine.api.views import (
     ProcessView,
     ResumeResult,
     RetryResult,
+    RewindResult,
     SignalResult,
     StartResult,
     StateView,
     StatusEvent,
     StatusName,
     StatusTable,
+    SteppedResult,
     StepResult,
     VariablesResult,
 )
@@ -127,9 +133,16 @@ class Client:
         process_id: int | None = None,
         variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        pause_before: Sequence[str | Mapping[str, str]] | None = None,
     ) -> StartResult:
         return self._run(
-            self._async.start(process_key, process_id=process_id, variables=variables, idempotency_key=idempotency_key)
+            self._async.start(
+                process_key,
+                process_id=process_id,
+                variables=variables,
+                idempotency_key=idempotency_key,
+                pause_before=pause_before,
+            )
         )
 
     def start_many(
@@ -184,6 +197,35 @@ class Client:
         self, execution_id: int, patch: Mapping[str, Any], *, reason: str | None = None
     ) -> VariablesResult:
         return self._run(self._async.edit_variables(execution_id, patch, reason=reason))
+
+    def fork(
+        self,
+        execution_id: int,
+        checkpoint: int | None = None,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        paused: bool = False,
+        reason: str | None = None,
+    ) -> StartResult:
+        return self._run(self._async.fork(execution_id, checkpoint, variables=variables, paused=paused, reason=reason))
+
+    def rewind(
+        self,
+        execution_id: int,
+        checkpoint: int,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> RewindResult:
+        return self._run(self._async.rewind(execution_id, checkpoint, variables=variables, reason=reason))
+
+    def step(self, execution_id: int, *, lane: str | None = None, reason: str | None = None) -> SteppedResult:
+        return self._run(self._async.step(execution_id, lane=lane, reason=reason))
+
+    def set_breakpoints(
+        self, execution_id: int, pause_before: Sequence[str | Mapping[str, str]], *, reason: str | None = None
+    ) -> BreakpointsResult:
+        return self._run(self._async.set_breakpoints(execution_id, pause_before, reason=reason))
 
     def retry_element(
         self, execution_id: int, element: str, *, lane: str | None = None, reason: str | None = None
@@ -255,6 +297,15 @@ class Client:
 
     def state(self, execution_id: int) -> StateView:
         return self._run(self._async.state(execution_id))
+
+    def checkpoints(self, execution_id: int, *, limit: int | None = None, cursor: str | None = None) -> CheckpointList:
+        return self._run(self._async.checkpoints(execution_id, limit=limit, cursor=cursor))
+
+    def checkpoint(self, execution_id: int, seq: int) -> CheckpointView:
+        return self._run(self._async.checkpoint(execution_id, seq))
+
+    def checkpoint_diff(self, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        return self._run(self._async.checkpoint_diff(execution_id, a, b))
 
     def statuses(self) -> StatusTable:
         return self._run(self._async.statuses())

@@ -45,6 +45,9 @@ class StackEntry:
     policy: dict[str, Any] | None = None
     """A task's policy changed for this run of it (`PATCH …/elements/{key}`): {retry?: a retry policy, timeoutMs?},
     read instead of the definition's (`engine/policy.py`)."""
+    at_breakpoint: bool = False
+    """The execution paused at a breakpoint before this element (`engine/breakpoints.py`): when it goes on, the
+    element runs (the breakpoint it stopped at is passed) instead of stopping there again."""
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -76,6 +79,8 @@ class StackEntry:
             doc["held"] = self.held
         if self.policy is not None:
             doc["policy"] = self.policy
+        if self.at_breakpoint:
+            doc["at_breakpoint"] = True
         return doc
 
     @classmethod
@@ -99,6 +104,7 @@ class StackEntry:
                 child_id=_opt_int(doc.get("child_execution_id")),
                 held=_opt_map(doc.get("held"), "the held failure of a stack entry"),
                 policy=_opt_map(doc.get("policy"), "the policy of a stack entry"),
+                at_breakpoint=doc.get("at_breakpoint") is True,
             )
         except KeyError as exc:
             raise StateCorrupted(f"stack entry lacks {exc.args[0]!r}") from None

@@ -14,26 +14,32 @@ from pydantic import BaseModel, ConfigDict
 
 from procengine.api.views import (
     BatchStartRequest,
+    BreakpointsRequest,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
     ElementRetryRequest,
     FailRequest,
+    ForkRequest,
     MoveRequest,
     RetryRequest,
+    RewindRequest,
     RunNowRequest,
     SkipRequest,
     StartRequest,
     StatusRow,
     StatusTable,
+    StepRequest,
 )
 from procengine.errors import Unavailable
 from procengine.http.body import read_any, read_document, read_model, read_optional_model
 from procengine.http.context import caller, engine, settings
 from procengine.http.params import (
+    CheckpointsQuery,
     ElementsQuery,
     ExecutionQuery,
     ReasonQuery,
+    checkpoint_seq,
     element_key,
     execution_id,
     idempotency_key,
@@ -250,6 +256,46 @@ async def execution_elements(request: web.Request) -> web.Response:
 
 async def execution_state(request: web.Request) -> web.Response:
     return ok(await engine(request).state(caller(request), execution_id(request)))
+
+
+async def set_breakpoints(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    wanted = await read_model(request, BreakpointsRequest)
+    return ok(await engine(request).set_breakpoints(caller(request), target, wanted))
+
+
+async def step_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    order = await read_optional_model(request, StepRequest)
+    return ok(await engine(request).step(caller(request), target, order))
+
+
+async def fork_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    order = await read_optional_model(request, ForkRequest)
+    return ok(await engine(request).fork(caller(request), target, order), 201)
+
+
+async def rewind_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    return ok(await engine(request).rewind(caller(request), target, await read_model(request, RewindRequest)))
+
+
+async def execution_checkpoints(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    query = read_query(request, CheckpointsQuery)
+    return ok(await engine(request).checkpoints(caller(request), target, limit=query.limit, cursor=query.cursor))
+
+
+async def execution_checkpoint(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    return ok(await engine(request).checkpoint(caller(request), target, checkpoint_seq(request)))
+
+
+async def checkpoints_diff(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    a, b = checkpoint_seq(request, "a"), checkpoint_seq(request, "b")
+    return ok(await engine(request).checkpoint_diff(caller(request), target, a, b))
 
 
 async def list_statuses(request: web.Request) -> web.Response:

@@ -38,6 +38,9 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "id": (_ID_SCHEMA, "An execution's id."),
     "name": (TypeAdapter(Identifier).json_schema(), "The signal's name, as a wait-signal element names it."),
     "elementKey": (TypeAdapter(Identifier).json_schema(), "An element's key, as the definition names it."),
+    "seq": (_ID_SCHEMA, "A kept checkpoint's number (`seq` in `…/checkpoints`)."),
+    "a": (_ID_SCHEMA, "The checkpoint the diff goes from."),
+    "b": (_ID_SCHEMA, "The checkpoint the diff goes to."),
 }
 
 HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
@@ -278,6 +281,13 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("log", "execution_log", "Its audit log"),
             ("elements", "execution_elements", "Its element executions"),
             ("state", "execution_state", "Its stack and memory snapshots"),
+            ("checkpoints", "execution_checkpoints", "Its kept checkpoints"),
+            ("breakpoints", "set_breakpoints", "Set where it pauses before an element"),
+            ("step", "step_execution", "Run the next element of each of its lanes, paused, and pause again"),
+            ("fork", "fork_execution", "Start a new execution from one of its kept checkpoints"),
+            ("rewind", "rewind_execution", "Put it back to one of its kept checkpoints, paused, failed or cancelled"),
+            ("checkpoint", "execution_checkpoint", "One kept checkpoint of it"),
+            ("checkpointDiff", "checkpoints_diff", "What changed between two of its kept checkpoints"),
             ("events", "execution_events", "Its log as server-sent events"),
         )
     },

@@ -19,10 +19,12 @@ __all__ = [
     "EVENT_ID_PATTERN",
     "IDEMPOTENCY_KEY_HEADER",
     "MAX_ID",
+    "CheckpointsQuery",
     "ElementsQuery",
     "EventsQuery",
     "ExecutionQuery",
     "ReasonQuery",
+    "checkpoint_seq",
     "element_key",
     "execution_id",
     "idempotency_key",
@@ -92,6 +94,19 @@ class ElementsQuery(BaseModel):
     )
 
 
+class CheckpointsQuery(BaseModel):
+    """`GET …/{id}/checkpoints?limit=&cursor=`: a page of the kept checkpoints, newest first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    limit: PageSize = Field(default=50, description="Page size.")
+    cursor: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,19}$",
+        description="`nextCursor` of the previous page (opaque: give it back as it came).",
+    )
+
+
 class ReasonQuery(BaseModel):
     """`PATCH …/variables?reason=`: why (the body is the patch itself, so the reason comes in the query)."""
 
@@ -115,6 +130,11 @@ def _path_id(request: web.Request, param: str, noun: str) -> int:
     if _ID.fullmatch(raw) and int(raw) <= MAX_ID:
         return int(raw)
     raise NotFound(f"{noun} {raw[:50]!r} not found")
+
+
+def checkpoint_seq(request: web.Request, param: str = "seq") -> int:
+    """A checkpoint's `{seq}` (or `{a}`, `{b}` of a diff): a positive integer, else no checkpoint (404)."""
+    return _path_id(request, param, "checkpoint")
 
 
 def element_key(request: web.Request) -> str:

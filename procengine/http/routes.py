@@ -14,7 +14,12 @@ from aiohttp import web
 from procengine.api.views import (
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointView,
     CompleteRequest,
     ControlRequest,
     ElementPolicyRequest,
@@ -23,6 +28,7 @@ from procengine.api.views import (
     ExecutionList,
     ExecutionStatusView,
     FailRequest,
+    ForkRequest,
     LogEntry,
     LogView,
     MoveRequest,
@@ -33,6 +39,8 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindRequest,
+    RewindResult,
     RunNowRequest,
     SignalResult,
     SkipRequest,
@@ -41,6 +49,8 @@ from procengine.api.views import (
     StateView,
     StatusEvent,
     StatusTable,
+    SteppedResult,
+    StepRequest,
     StepResult,
     VariablesPatch,
     VariablesResult,
@@ -51,7 +61,7 @@ from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.endpoints import Probe
 from procengine.http.openapi import serve_openapi
-from procengine.http.params import ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
+from procengine.http.params import CheckpointsQuery, ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
 from procengine.http.spec import BASE_PATH, RouteSpec
 
 __all__ = ["ROUTES", "add_routes"]
@@ -182,6 +192,50 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec(
         "GET", _E + "/{id}/state", h.execution_state, "The decoded stack and memory snapshots", StateView,
         tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/checkpoints", h.execution_checkpoints,
+        "The execution's kept checkpoints, newest first, in pages (`--history-checkpoints`, `--history-bytes`): "
+        "places to look at, diff, rewind to or fork from",
+        CheckpointList, query_model=CheckpointsQuery, tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/checkpoints/{seq}", h.execution_checkpoint,
+        "One kept checkpoint: its stack and memory decoded as `…/state` shows them; 404 unless kept",
+        CheckpointView, tag="executions",
+    ),
+    RouteSpec(
+        "GET", _E + "/{id}/checkpoints/{a}/diff/{b}", h.checkpoints_diff,
+        "What changed from kept checkpoint a to b: variables and node outputs (added, removed, changed) and the "
+        "pending elements of each lane",
+        CheckpointDiff, tag="executions",
+    ),
+    RouteSpec(
+        "PUT", _E + "/{id}/breakpoints", h.set_breakpoints,
+        "Set where a running or paused execution pauses before an element (the whole set; [] clears it), in any "
+        "lane that reaches it, optionally only `when` a CEL condition holds. Exact: the execution will pause before "
+        "every run of these elements that has not begun, and `alreadyStarted` lists the runs that had",
+        BreakpointsResult, body="required", request_model=BreakpointsRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/step", h.step_execution,
+        "Step mode: a paused execution runs exactly the next element of each lane (or of `lane`) and pauses again; "
+        "the answer says what ran (an element that ends the execution ends it)",
+        SteppedResult, body="optional", request_model=StepRequest, errors=(409,), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/fork", h.fork_execution,
+        "Start a new execution of the same process version from one of this one's kept checkpoints (its latest if "
+        "none is named), its variables merge-patched if asked, running unless `paused`; answered as a start, and "
+        "each execution's log names the other",
+        StartResult, status=201, body="optional", request_model=ForkRequest, errors=(409, 413, 429), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/rewind", h.rewind_execution,
+        "Put a paused, failed or cancelled execution back to one of its kept checkpoints, same id, its variables "
+        "merge-patched in the same write if asked: paused there, resume goes on from it (the elements after it "
+        "run again); 404 for a checkpoint not kept, 409 while running",
+        RewindResult, body="required", request_model=RewindRequest, errors=(409, 413), tag="repair",
     ),
     RouteSpec(
         "GET", _E + "/{id}/events", events.execution_events,

@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
 from procengine.actors.messages import Command, Request, Verb
-from procengine.actors.records import snapshot_commit, transition_log
+from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.repairs import retried_answer
 from procengine.api.feeds import Feed
 from procengine.api.rendered import RenderedStatus
@@ -28,6 +28,7 @@ from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsResult,
     CancelResult,
     ControlRequest,
     ElementsView,
@@ -42,14 +43,17 @@ from procengine.api.views import (
     ResumeResult,
     RetryRequest,
     RetryResult,
+    RewindResult,
     SignalResult,
     StartRequest,
     StartResult,
     StateView,
     StatusEvent,
+    SteppedResult,
     StepResult,
     VariablesResult,
 )
+from procengine.engine.breakpoints import Breakpoint, parsed, to_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
 from procengine.engine.sizes import bounded_size
@@ -80,6 +84,7 @@ from procengine.node.registry import Registry
 from procengine.node.routing import Router
 from procengine.node.starting import BatchStarts, begun_waits
 from procengine.node.steps import StepControls
+from procengine.node.travel import Fork, TimeTravel
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.collector import observe_pauses
@@ -88,9 +93,20 @@ from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store import indexes
 from procengine.store.codec import encode
-from procengine.store.executions import NEW, Commit, ExecutionStore, Outcome, StatusChange, stored_fields
+from procengine.store.executions import (
+    NEW,
+    PAUSE_REASON,
+    PAUSED_BY,
+    Commit,
+    ExecutionStore,
+    HistoryBounds,
+    Outcome,
+    StatusChange,
+    stored_fields,
+)
 from procengine.store.failures import store_errors, translated
 from procengine.store.health import StoreHealth
+from procengine.store.history import HistoryStore
 from procengine.store.indexes import CHILD_KEY, Indexed
 from procengine.store.keys import Keys
 from procengine.store.probe import StoreProbe
@@ -114,13 +130,21 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "step": StepResult,
     "run-now": StepResult,
     "policy": StepResult,
+    "rewind": RewindResult,
+    "breakpoints": BreakpointsResult,
+    "advance": SteppedResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
-REPAIR_VERBS: tuple[Verb, ...] = ("retry", "step")
-"""Commands that apply to a failed execution: its actor is activated for them (`Registry.activate(repair=True)`)."""
+REPAIR_VERBS: dict[Verb, frozenset[Status]] = {
+    "retry": frozenset({Status.FAILED}),
+    "step": frozenset({Status.FAILED}),
+    "rewind": frozenset({Status.FAILED, Status.CANCELLED}),
+}
+"""Commands that apply to a final execution: its actor is activated for them in those statuses
+(`Registry.activate(repair=...)`)."""
 
 
-class Node(StepControls):
+class Node(StepControls, TimeTravel):
     def __init__(
         self,
         redis: Redis,
@@ -147,6 +171,7 @@ class Node(StepControls):
             replica_timeout_ms=max(1, int(settings.redis_timeout_s * 500)),
             indexes_in_script=not isinstance(redis, RedisCluster),  # one script may not touch two slots there
             node_id=self.node_id,
+            history=HistoryBounds(settings.history_checkpoints, settings.history_bytes),
         )
         self.catalog = Catalog(
             ProcessStore(redis, self.keys, scripts, ids_in_script=not isinstance(redis, RedisCluster)),
@@ -157,6 +182,7 @@ class Node(StepControls):
         )
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
         self.queries = Queries(self.store, self.catalog.compiled, self.ownership.alive)
+        self.history = HistoryStore(redis, self.keys)
         self.metrics = metrics or Metrics()
         self.ctx = ActorContext(
             self.store, settings, self.clock, handlers, self.node_id, self.metrics, children=Children(self)
@@ -340,6 +366,7 @@ class Node(StepControls):
         stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
+        self._start_breakpoints(request, process)
         child = child_key is not None
         key = child_key if child else request.idempotencyKey
         claim: str | None = None
@@ -415,6 +442,13 @@ class Node(StepControls):
             )
         return admitted
 
+    def _start_breakpoints(self, request: StartRequest, process: CompiledProcess) -> tuple[Breakpoint, ...]:
+        """A start's `pauseBefore`, checked against its definition (422 listing every problem)."""
+        if not request.pauseBefore:
+            return ()
+        wanted = [b if isinstance(b, str) else b.model_dump(exclude_none=True) for b in request.pauseBefore]
+        return parsed(wanted, process)
+
     def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None:
         """Start variables the memory snapshot can hold: storable and not too many (422; counted with those the
         definition writes, so that an execution never holds more), within its limit (413)."""
@@ -472,16 +506,21 @@ class Node(StepControls):
         parent: int | None,
         depth: int,
         child_key: str | None = None,
+        *,
+        fork: Fork | None = None,
     ) -> tuple[Commit, ExecutionActor]:
         """The commit that creates the execution and its actor, nothing written yet (`_create` writes one,
-        node/starting.py many at once)."""
+        node/starting.py many at once); a `fork` starts from its state instead of the definition's start."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
-        state = Interpreter(process).initial_state(request.variables, thread_ids)
+        state = Interpreter(process).initial_state(request.variables, thread_ids) if fork is None else fork.state
+        status = Status.PAUSED if fork is not None and fork.paused else Status.RUNNING
         now = self.clock.now_ms()
-        commit = snapshot_commit(state, begun_waits(process, state, now), now)
+        breakpoints = self._start_breakpoints(request, process) if fork is None else ()
+        begun = [] if fork is not None else begun_waits(process, state, now, {b.element for b in breakpoints})
+        commit = snapshot_commit(state, begun, now)
         commit.execution.update(
             {
-                "status": Status.RUNNING.value,
+                "status": status.value,
                 "processID": stored.process_id,
                 "processKey": stored.key,
                 "processVersion": stored.version,
@@ -496,29 +535,47 @@ class Node(StepControls):
         )
         if request.idempotencyKey is not None:
             commit.execution["idempotencyKey"] = request.idempotencyKey
+        if breakpoints:
+            commit.execution["pauseBefore"] = to_field(breakpoints)
         if parent is not None:
             commit.execution.update(parentExecutionID=parent, callDepth=depth)
         if child_key is not None:
             commit.execution[CHILD_KEY] = child_key  # its expiry goes with the final write's (indexes.moved)
+        extra: dict[str, Any] = {}
+        if fork is not None:
+            commit.elements.update(under_way_records(state))
+            extra["forkedFrom"] = {"executionID": fork.source, "checkpoint": fork.checkpoint}
+            if fork.patch is not None:
+                extra["variables"] = fork.patch
+            if status is Status.PAUSED:
+                commit.execution.update({"pausedAt": iso(now), PAUSED_BY: caller.by, PAUSE_REASON: fork.reason or ""})
         commit.log.insert(  # before the entries of the waits begun with it
             0,
             transition_log(
-                now, "started", caller, "", "running", None, processID=stored.process_id, processVersion=stored.version
+                now,
+                "started",
+                caller,
+                "",
+                status.value,
+                None if fork is None else fork.reason,
+                processID=stored.process_id,
+                processVersion=stored.version,
+                **extra,
             ),
         )
-        commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), "running")
-        commit.announce = StatusChange(caller.tenant, Status.RUNNING.value, stored.key)  # in the same write
+        commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), status.value)
+        commit.announce = StatusChange(caller.tenant, status.value, stored.key)  # in the same write
         actor = ExecutionActor(
             execution_id=execution_id,
             tenant=caller.tenant,
             process=process,
             ctx=self.ctx,
-            status=Status.RUNNING,
+            status=status,
             epoch=1,
             state=state,
             fields=stored_fields(commit.execution),
         )
-        actor.writer.announced = Status.RUNNING.value  # the creation told it: `actor.announce` has nothing to do
+        actor.writer.announced = status.value  # the creation told it: `actor.announce` has nothing to do
         return commit, actor
 
     async def _undo_start(self, at: Indexed, idempotency_key: str | None, *, child: bool = False) -> None:
@@ -627,7 +684,9 @@ class Node(StepControls):
         for _ in range(5):
             self._refuse_if_draining()  # each round: the actor may have stopped because the node is draining
             try:
-                actor = await self.registry.activate(execution_id, caller.tenant, repair=command.verb in REPAIR_VERBS)
+                actor = await self.registry.activate(
+                    execution_id, caller.tenant, repair=REPAIR_VERBS.get(command.verb, frozenset())
+                )
             except OwnedElsewhere as elsewhere:
                 if not forward:
                     raise

@@ -105,9 +105,12 @@ class Registry:
             del self._actors[actor.execution_id]
         return True
 
-    async def activate(self, execution_id: int, tenant: str | None, *, repair: bool = False) -> ExecutionActor | None:
-        """The live actor of an execution, activating it here if needed; None when it is final (with `repair`, a
-        retry asking: when it is final but failed, whose actor serves its mailbox while failed).
+    async def activate(
+        self, execution_id: int, tenant: str | None, *, repair: frozenset[Status] = frozenset()
+    ) -> ExecutionActor | None:
+        """The live actor of an execution, activating it here if needed; None when it is final (but in one of the
+        final statuses `repair` names: a retry or step asks for a failed one, a rewind for a cancelled one too,
+        whose actor then serves its mailbox in that status).
 
         `tenant` None is the system (reconciler) asking; otherwise another tenant's execution is NotFound.
         """
@@ -133,7 +136,7 @@ class Registry:
                     except StateCorrupted as exc:
                         await self._unreadable(execution_id, stored, exc)
                         return None
-                    if status.is_final and not (repair and status is Status.FAILED):
+                    if status.is_final and status not in repair:
                         return None
                     actor = await self._take(execution_id, stored, repair=repair)
                     if actor is not None:
@@ -149,7 +152,7 @@ class Registry:
             raise NotFound(f"execution {execution_id} not found")
         return actor
 
-    async def _here(self, execution_id: int, tenant: str, repair: bool = False) -> bool:
+    async def _here(self, execution_id: int, tenant: str, repair: frozenset[Status] = frozenset()) -> bool:
         """For a request, from the execution hash alone (not the state, which may take MiBs): NotFound, False if
         it is final (but failed, for a `repair`), OwnedElsewhere if another live node drives it (or, failed, last
         drove it), True if it may be taken here. The reconciler skips this: it read status and owner already."""
@@ -157,14 +160,16 @@ class Registry:
         if not fields or fields.get("tenant") != tenant:
             raise NotFound(f"execution {execution_id} not found")
         status = fields.get("status")
-        if status in FINAL_STATUSES and not (repair and status == Status.FAILED.value):
+        if status in FINAL_STATUSES and status not in {s.value for s in repair}:
             return False  # any other status, known or not, is for activate to judge
         owner = fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
             raise OwnedElsewhere(execution_id, owner)
         return True
 
-    async def _take(self, execution_id: int, stored: StoredExecution, *, repair: bool = False) -> ExecutionActor | None:
+    async def _take(
+        self, execution_id: int, stored: StoredExecution, *, repair: frozenset[Status] = frozenset()
+    ) -> ExecutionActor | None:
         owner = stored.fields.get("owner", "")
         if owner and owner != self.ctx.node_id and await self.ownership.alive({owner}):
             raise OwnedElsewhere(execution_id, owner)
@@ -217,9 +222,9 @@ class Registry:
             },
         )
         actor.corrupted = corrupted
-        if status in (Status.PAUSED, Status.FAILED):  # a resume or a repair is what activated it, most likely
+        if status in (Status.PAUSED, Status.FAILED, Status.CANCELLED):  # a resume or a repair activated it, most likely
             actor.activated_from(stored)
-        actor.repairable = repair and status is Status.FAILED
+        actor.repairable = status if status in repair else None
         if status is Status.RUNNING and not corrupted and result.crashes >= self.ctx.settings.node_crash_limit:
             actor.quarantine(result.crashes, owner)  # fails it (NodeCrashed) instead of running it once more
         check_cancelled()  # redis-py may have absorbed a cancel during the takeover: spawn nothing after one

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from procengine.actors.actor import ExecutionActor
 from procengine.api.service import Caller
 from procengine.api.views import BatchItemError, BatchStartItem, BatchStartResult, StartRequest, StartResult
+from procengine.engine.breakpoints import Breakpoint
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import WaitSignalElement
 from procengine.engine.interpreter import Interpreter
@@ -68,6 +70,8 @@ class Starter(Protocol):
     async def _admit_start(self, tenant: str, starts: int = 1) -> int: ...
 
     def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None: ...
+
+    def _start_breakpoints(self, request: StartRequest, process: CompiledProcess) -> tuple[Breakpoint, ...]: ...
 
     def _new_execution(
         self,
@@ -183,6 +187,7 @@ class BatchStarts:
             start.stored, start.process = resolved
             try:
                 self.node._check_variables(start.request.variables, start.process)
+                self.node._start_breakpoints(start.request, start.process)
             except ProcEngineError as exc:
                 start.fail(exc)
 
@@ -332,13 +337,16 @@ class BatchStarts:
         await asyncio.gather(*(single(start) for start in alone))
 
 
-def begun_waits(process: CompiledProcess, state: ExecutionState, now_ms: int) -> list[ElementEvent]:
+def begun_waits(
+    process: CompiledProcess, state: ExecutionState, now_ms: int, breakpoints: Collection[str] = ()
+) -> list[ElementEvent]:
     """Begin now, in the new `state`, each thread's first element that is a wait for a signal (with no timeout or
     one in milliseconds): their `element-started` events, for the creation commit to write beside the `started`
     entry. The execution's first checkpoint is then its creation: its lane, starting, finds the wait begun and
     has nothing to write (`Interpreter.begin` reports a start once), where it wrote one checkpoint more before.
     A new execution holds no signal yet, so each such wait waits; nothing else is begun here (a task's start must
-    be written by the lane that runs it, a pure element's may share its next one's checkpoint)."""
+    be written by the lane that runs it, a pure element's may share its next one's checkpoint), nor an element with
+    a breakpoint from the start (`breakpoints`: its lane tests it before it begins)."""
     interpreter: Interpreter | None = None
     events: list[ElementEvent] = []
     for thread in process.threads:
@@ -346,6 +354,8 @@ def begun_waits(process: CompiledProcess, state: ExecutionState, now_ms: int) ->
         if entry is None or entry.started_at_ms is not None:
             continue
         element = process.elements[entry.element_key]
+        if entry.element_key in breakpoints:
+            continue
         if not isinstance(element, WaitSignalElement) or element.timeoutAt is not None:
             continue
         if element.signal in state.memory.signals:

@@ -38,6 +38,14 @@ class StatusChange:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryBounds:
+    """How much checkpoint history each execution keeps (`--history-checkpoints`, `--history-bytes`)."""
+
+    entries: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     at_ms: int
     event: str
@@ -130,16 +138,19 @@ class ExecutionStore:
         replica_timeout_ms: int = 1000,
         indexes_in_script: bool = True,
         node_id: str = "",
+        history: HistoryBounds | None = None,
     ) -> None:
         """`indexes_in_script`: the index edits go inside commit.lua (one Redis, Sentinel); False on a Redis
         Cluster, where the tenant's keys are in another slot than the execution's and are written beside it.
-        `node_id`: the node this store writes for; `activate` and `deactivate` keep its `owned` set ("": none)."""
+        `node_id`: the node this store writes for; `activate` and `deactivate` keep its `owned` set ("": none).
+        `history`: how many checkpoints (and bytes of them) each execution keeps in its history list (None: none)."""
         self.redis = redis
         self.node_id = node_id
         self.indexes_in_script = indexes_in_script
         self.keys = keys
         self.scripts = scripts
         self.log_maxlen = log_maxlen
+        self.history = history if history is not None and history.entries > 0 and history.bytes > 0 else None
         self._token_prefix = f"{uuid.uuid4().hex[:12]}:"
         self._tokens = itertools.count(1)
         self._commits = ScriptBatcher(
@@ -204,15 +215,19 @@ class ExecutionStore:
         ]
         keys = self.keys.execution(execution_id).all()
         beside: list[IndexOp] = []
+        edits: list[IndexOp] = []
         if self.indexes_in_script:
             edits = commit.index
             if commit.announce is not None:
                 edits = [*edits, self._status_event(execution_id, commit.announce)]
-            if edits:
-                keys += [op.key for op in edits]
-                writes.append([[op.command, *op.args] for op in edits])
+            keys += [op.key for op in edits]
         else:
             beside = commit.index
+        if self.history is not None and "stack" in commit.state and "memory" in commit.state:
+            writes.append([[op.command, *op.args] for op in edits])
+            writes.append([self.history.entries, self.history.bytes, _last_element(commit)])
+        elif edits:
+            writes.append([[op.command, *op.args] for op in edits])
         if beside and expect == NEW:
             await self.edit_indexes(beside)  # before the execution exists: it can never be there yet unfindable
         args: list[Scalar] = [
@@ -551,3 +566,11 @@ def log_time(text: str) -> str:
     """A log entry's `at` as ISO-8601: stored as epoch milliseconds (entries written by earlier versions hold
     ISO-8601 already)."""
     return iso(int(text)) if text.isdigit() else text
+
+
+def _last_element(commit: Commit) -> str:
+    """The element a checkpoint follows: the last one its log names ("" for a write of no element's: a pause)."""
+    for record in reversed(commit.log):
+        if record.element_key and record.event.startswith("element-"):  # not a breakpoint's: before its element
+            return record.element_key
+    return ""

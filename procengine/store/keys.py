@@ -19,15 +19,17 @@ class ExecutionKeys:
     elements: str
     threads: str
     log: str
+    history: str
+    """List: the execution's last checkpoints, oldest first (commit.lua appends and trims it)."""
 
     def all(self) -> list[str]:
-        return [self.execution, self.state, self.elements, self.threads, self.log]
+        return [self.execution, self.state, self.elements, self.threads, self.log, self.history]
 
 
 class Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        # every checkpoint names its five keys: built once per execution (of the recently written ones)
+        # every checkpoint names its six keys: built once per execution (of the recently written ones)
         self.execution = functools.lru_cache(maxsize=16_384)(self._execution)
 
     # --- one execution ------------------------------------------------------------------------
@@ -40,6 +42,7 @@ class Keys:
             elements=f"{base}:elements",
             threads=f"{base}:threads",
             log=f"{base}:log",
+            history=f"{base}:history",
         )
 
     # --- one tenant ---------------------------------------------------------------------------

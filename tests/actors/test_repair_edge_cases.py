@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from procengine.api.views import ControlRequest, RetryRequest
 from procengine.errors import InvalidTransition, StateCorrupted
 from procengine.node.node import Node
+from procengine.statuses import Status
 from tests.actors.test_quarantine import WORK, crashes, kill
 from tests.support.nodes import CALLER, EngineFactory, Gate, start, wait_status
 from tests.support.processes import definition
@@ -89,7 +90,7 @@ async def test_a_retry_reads_the_execution_once_the_read_that_activated_it(engin
 
     # what the activation read is used once, and only while nothing was written since
     assert await wait_status(engine, execution_id, "failed") == "failed"  # `x` always fails
-    actor = await engine.registry.activate(execution_id, "default", repair=True)
+    actor = await engine.registry.activate(execution_id, "default", repair=frozenset({Status.FAILED}))
     assert actor is not None
     loads.clear()
     actor.writer.writes += 1  # as a write between the activation and the command would

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -39,6 +40,7 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
             f"{prefix}:active",
             f"{prefix}:exec:{{1}}",
             f"{prefix}:exec:{{1}}:elements",
+            f"{prefix}:exec:{{1}}:history",
             f"{prefix}:exec:{{1}}:log",
             f"{prefix}:exec:{{1}}:state",
             f"{prefix}:exec:{{1}}:threads",
@@ -98,6 +100,14 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
     assert record == {"t": "wait-signal", "h": "main", "s": entry["started_at_ms"], "st": "running"}
     thread = decode(await redis.hget(f"{prefix}:exec:{{1}}:threads", "main"))
     assert set(thread) == {"i", "p", "n", "c", "st"} and thread["st"] == "running"
+    # the checkpoint history: one entry per checkpoint written, the last one the pause's, with the state's blobs
+    history = await redis.lrange(f"{prefix}:exec:{{1}}:history", 0, -1)
+    assert await redis.type(f"{prefix}:exec:{{1}}:history") == b"list" and len(history) == int(
+        execution["checkpointSeq"]
+    )
+    last = msgpack.unpackb(history[-1], raw=True)
+    assert last[0] == len(history) and last[3:5] == [state[b"stack"], state[b"memory"]]
+    assert int(execution["historyBytes"]) == sum(len(entry) for entry in history)
     assert await redis.hget(f"{prefix}:statuses", "paused") == b"2"
 
 

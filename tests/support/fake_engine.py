@@ -18,13 +18,20 @@ from procengine.api.views import (
     BatchStartItem,
     BatchStartRequest,
     BatchStartResult,
+    BreakpointsRequest,
+    BreakpointsResult,
     CancelResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointSummary,
+    CheckpointView,
     ControlRequest,
     ElementsView,
     ElementView,
     ExecutionList,
     ExecutionStatusView,
     ExecutionSummary,
+    ForkRequest,
     LogEntry,
     LogView,
     PauseResult,
@@ -33,11 +40,16 @@ from procengine.api.views import (
     ProcessView,
     Progress,
     ResumeResult,
+    RewindRequest,
+    RewindResult,
     SignalResult,
     StartRequest,
     StartResult,
     StateView,
     StatusName,
+    SteppedResult,
+    SteppedRun,
+    StepRequest,
     Timing,
 )
 from procengine.engine.validation import validate_definition
@@ -285,6 +297,68 @@ class FakeEngine:
             memory={"variables": execution.variables},
         )
 
+    async def checkpoints(self, caller: Caller, execution_id: int, *, limit: int, cursor: str | None) -> CheckpointList:
+        self._record("checkpoints", caller, execution_id, limit, cursor)
+        self._execution(caller, execution_id)
+        return CheckpointList(executionID=execution_id, items=[_kept(1)])
+
+    async def checkpoint(self, caller: Caller, execution_id: int, seq: int) -> CheckpointView:
+        self._record("checkpoint", caller, execution_id, seq)
+        execution = self._execution(caller, execution_id)
+        if seq != 1:
+            raise NotFound(f"checkpoint {seq} of execution {execution_id} is not kept")
+        memory = {"variables": execution.variables}
+        return CheckpointView(**_kept(seq).model_dump(), executionID=execution_id, stack={}, memory=memory)
+
+    async def checkpoint_diff(self, caller: Caller, execution_id: int, a: int, b: int) -> CheckpointDiff:
+        self._record("checkpoint_diff", caller, execution_id, a, b)
+        for seq in (a, b):
+            await self.checkpoint(caller, execution_id, seq)
+        empty = {"added": {}, "removed": {}, "changed": {}}
+        stack = {"added": [], "removed": [], "changed": []}
+        return CheckpointDiff(
+            executionID=execution_id, fromSeq=a, toSeq=b, variables=empty, nodeOutputs=empty, stack=stack
+        )
+
+    async def step(self, caller: Caller, execution_id: int, request: StepRequest) -> SteppedResult:
+        self._record("step", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        self._transition(caller, execution, "paused", {"paused"})
+        ran = [SteppedRun(elementKey="fetch", lane=request.lane or "main", outcome="completed")]
+        return SteppedResult(executionID=execution_id, status="paused", ran=ran)
+
+    async def set_breakpoints(
+        self, caller: Caller, execution_id: int, request: BreakpointsRequest
+    ) -> BreakpointsResult:
+        self._record("set_breakpoints", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        if execution.status not in ("running", "paused"):
+            raise InvalidTransition(
+                f"cannot set breakpoints of an execution that is {execution.status}", execution.status
+            )
+        wanted = [item if isinstance(item, str) else item.model_dump(exclude_none=True) for item in request.pauseBefore]
+        return BreakpointsResult(executionID=execution_id, pauseBefore=wanted, alreadyStarted=[])
+
+    async def fork(self, caller: Caller, execution_id: int, request: ForkRequest) -> StartResult:
+        self._record("fork", caller, execution_id, request)
+        source = self._execution(caller, execution_id)
+        if request.checkpoint not in (None, 1):
+            raise NotFound(f"checkpoint {request.checkpoint} of execution {execution_id} is not kept")
+        forked = StartRequest(processID=source.process.processID, variables=dict(source.variables))
+        result, _ = await self.start_execution(caller, forked)
+        return result
+
+    async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
+        self._record("rewind", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        self._transition(caller, execution, "paused", {"paused", "failed", "cancelled"})
+        if request.checkpoint != 1:
+            raise NotFound(f"checkpoint {request.checkpoint} of execution {execution_id} is not kept")
+        empty: dict[str, Any] = {"added": {}, "removed": {}, "changed": {}}
+        return RewindResult(
+            executionID=execution_id, checkpoint=1, rewoundFrom="paused", rewoundAt=NOW, pendingNodes=1, variables=empty
+        )
+
     async def ready(self) -> str | None:
         self._record("ready", None)
         return None if self.is_ready else "the store cannot be reached"
@@ -297,3 +371,7 @@ class FakeEngine:
 
     def metrics_text(self) -> tuple[bytes, str]:
         return b"# fake metrics\n", "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _kept(seq: int) -> CheckpointSummary:
+    return CheckpointSummary(seq=seq, savedAt=NOW, elementKey="fetch", lanes=["main"], bytes=120)

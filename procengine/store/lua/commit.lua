@@ -4,7 +4,8 @@
 -- the execution's, and the execution's status must be one of the expected ones.
 --
 -- KEYS[1] execution hash   KEYS[2] state hash   KEYS[3] elements hash
--- KEYS[4] threads hash     KEYS[5] log stream       KEYS[6..] tenant index keys, one per index edit
+-- KEYS[4] threads hash     KEYS[5] log stream       KEYS[6] checkpoint history list
+-- KEYS[7..] tenant index keys, one per index edit
 -- ARGV[1] epoch the writer holds ("" = do not check)
 -- ARGV[2] expected statuses, comma separated ("" = any; "-" = the execution must not exist yet)
 -- ARGV[3] approximate MAXLEN of the log stream
@@ -24,10 +25,15 @@
 --         the final write of an execution sets its retention (see docs/operations.md); -1: PERSIST all five
 --         keys instead (a retry makes a failed execution live again: its retention no longer applies); then, 9th, the
 --         tenant index edits {command, arg, ...} (ZADD score member, ZREM member, PEXPIREAT ms, PERSIST, and XADD
---         MAXLEN ~ n * field value ...: the status event), the i-th on KEYS[5 + i]: a status change moves the
+--         MAXLEN ~ n * field value ...: the status event), the i-th on KEYS[6 + i]: a status change moves the
 --         execution between the tenant's indexes, and is told on its status-events stream, in this same write
 --         (only where one script may touch both slots; on a Redis Cluster the client sends them beside it);
---         absent when there are none
+--         absent when there are none (an empty list when a 10th follows); then, 10th, the checkpoint history
+--         {most entries, most bytes, elementKey}: a write that carries the stack and the memory also appends
+--         them, with a sequence number (HINCRBY `checkpointSeq`) and the thread records, to the history list
+--         as one msgpack entry {seq, savedAt, elementKey, stack, memory, {thread field, value, ...}}, and
+--         drops its oldest entries past either bound (`historyBytes` counts its bytes); an entry bigger than
+--         the whole byte budget is not kept; absent: no history
 -- ARGV[6] not after ("" = no deadline): epoch milliseconds by this server's clock; past it the write is not
 --         applied (EXPIRED). A command forwarded from another node carries its requester's deadline here, so a
 --         command whose requester has given up never takes effect.
@@ -102,19 +108,42 @@ if writes[7] == 1 and redis.call('XLEN', KEYS[5]) <= 256 then
     redis.pcall('RESTORE', KEYS[5], 0, dumped, 'REPLACE')
   end
 end
+local history = writes[10]
+if history ~= nil and #state > 0 then
+  local stack, memory, saved_at
+  for i = 1, #state, 2 do
+    if state[i] == 'stack' then stack = state[i + 1]
+    elseif state[i] == 'memory' then memory = state[i + 1]
+    elseif state[i] == 'savedAt' then saved_at = state[i + 1] end
+  end
+  if stack ~= nil and memory ~= nil then
+    local seq = redis.call('HINCRBY', KEYS[1], 'checkpointSeq', 1)
+    local entry = cmsgpack.pack({seq, saved_at or '', history[3], stack, memory, threads})
+    if #entry <= history[2] then
+      redis.call('RPUSH', KEYS[6], entry)
+      local bytes = redis.call('HINCRBY', KEYS[1], 'historyBytes', #entry)
+      local count = redis.call('LLEN', KEYS[6])
+      while count > history[1] or bytes > history[2] do
+        local oldest = redis.call('LPOP', KEYS[6])
+        bytes = redis.call('HINCRBY', KEYS[1], 'historyBytes', -#oldest)
+        count = count - 1
+      end
+    end
+  end
+end
 if writes[8] ~= nil and writes[8] > 0 then
-  for i = 1, 5 do
+  for i = 1, 6 do
     redis.call('PEXPIRE', KEYS[i], writes[8])
   end
 elseif writes[8] ~= nil and writes[8] < 0 then
-  for i = 1, 5 do
+  for i = 1, 6 do
     redis.call('PERSIST', KEYS[i])
   end
 end
 local edits = writes[9]
 if edits ~= nil then
   for i, edit in ipairs(edits) do
-    redis.call(edit[1], KEYS[5 + i], unpack(edit, 2))
+    redis.call(edit[1], KEYS[6 + i], unpack(edit, 2))
   end
 end
 return {'OK', status, epoch}
