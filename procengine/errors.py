@@ -106,11 +106,17 @@ class InvalidTransition(ProcEngineError):
         self.current_status = current_status
 
 
+VERB_PHRASES = {"advance": "step", "breakpoints": "set the breakpoints of"}
+"""What a refusal says a command would have done, where its verb does not say it."""
+
+
 class Refused(InvalidTransition):
     """A transition refused for the current status; logged as `refused` (`caller` is the api's Caller)."""
 
     def __init__(self, caller: Any, verb: str, reason: str | None, status: Enum) -> None:
-        super().__init__(f"cannot {verb} an execution that is {status.value}", str(status.value))
+        super().__init__(
+            f"cannot {VERB_PHRASES.get(verb, verb)} an execution that is {status.value}", str(status.value)
+        )
         self.caller = caller
         self.verb = verb
         self.reason = reason

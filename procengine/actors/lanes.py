@@ -178,7 +178,7 @@ class LaneRunners:
 
     def _runner_ended(self, _: asyncio.Task[None]) -> None:
         self._wake()
-        self._settle_step()
+        self.settle_step()
 
     async def _follow(self, outcome: Outcome) -> None:
         """Act on what an interpreter call decided for other lanes: stop the runners of lanes taken off the stack
@@ -365,7 +365,7 @@ class LaneRunners:
             return True
         return begun is entry
 
-    def _settle_step(self) -> None:
+    def settle_step(self) -> None:
         """Step mode: tell the actor once every runner has stopped or waits."""
         if self.stepping is not None and (self.done or self._all_idle()):
             self.quiet.set()
@@ -378,7 +378,7 @@ class LaneRunners:
         if timeout_s is not None and timeout_s <= 0:
             return
         self._idle_lanes.add(lane)
-        self._settle_step()
+        self.settle_step()
         try:
             if self.writer.crashes() and not self._forgetting_crashes and self._all_idle():
                 self._forgetting_crashes = True

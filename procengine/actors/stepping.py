@@ -4,7 +4,7 @@
 It is a resume whose lanes may each begin one element (`LaneRunners.stepping`): a lane stops before its second, a
 lane that begins a wait (a signal, a timer, a child, its branches) waits, and lanes its element starts (a parallel's
 branches, a for-each's iterations) begin nothing. Once every runner has stopped or waits, the execution is paused as
-a pause would pause it (a task still in flight after `STEP_WAIT_S` gets the pause grace), with a `stepped` log entry
+a pause would pause it (a task still in flight after the pause grace is cut short), with a `stepped` log entry
 before the `paused` one. An element that fails the execution, or the last one, ends it instead.
 """
 
@@ -22,10 +22,11 @@ from procengine.errors import ValidationFailed
 from procengine.statuses import Status
 from procengine.store.executions import LogRecord
 
-__all__ = ["STEP_WAIT_S", "step"]
+__all__ = ["MIN_WAIT_S", "step"]
 
-STEP_WAIT_S = 30.0
-"""How long a step waits for its elements (a task that takes longer is cut short by the pause, within its grace)."""
+MIN_WAIT_S = 1.0
+"""A step waits for its elements for the pause grace (`--pause-grace-ms`), at least this long; then it pauses the
+execution, cutting short a task still in flight (it runs again, same attempt, when the execution goes on)."""
 
 
 async def step(actor: Host, message: Command) -> SteppedResult:
@@ -40,10 +41,12 @@ async def step(actor: Host, message: Command) -> SteppedResult:
     lanes.quiet.clear()
     try:
         await resume(actor, Command("resume", message.caller, message.reason, not_after_ms=message.not_after_ms))
-        with contextlib.suppress(TimeoutError):  # paused below all the same: what is in flight gets the pause grace
-            await asyncio.wait_for(lanes.quiet.wait(), STEP_WAIT_S)
+        lanes.settle_step()  # no lane to run at all (a thread ended just before the pause): nothing to wait for
+        wait_s = max(MIN_WAIT_S, actor.ctx.settings.pause_grace_ms / 1000)
+        with contextlib.suppress(TimeoutError):  # paused below all the same
+            await asyncio.wait_for(lanes.quiet.wait(), wait_s)
         inflight = lanes.tasks_in_flight
-        await lanes.stop(grace_s=actor.ctx.settings.pause_grace_ms / 1000)
+        await lanes.stop(grace_s=0)  # the grace was the wait
         stepped = dict(lanes.stepped)
     finally:
         lanes.stepping = None

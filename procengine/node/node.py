@@ -58,6 +58,7 @@ from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
 from procengine.engine.sizes import bounded_size
 from procengine.errors import (
+    VERB_PHRASES,
     CodecError,
     InvalidTransition,
     MailboxClosed,
@@ -740,7 +741,8 @@ class Node(StepControls, TimeTravel):
             raise InvalidTransition(message, status)
         retriable = status == "failed" and command.verb in ("resume", "edit")
         hint = "; retry it instead (POST …/{id}/retry, procengine retry ID)" if retriable else ""
-        raise InvalidTransition(f"cannot {command.verb} an execution that is {status}{hint}", status)
+        verb = VERB_PHRASES.get(command.verb, command.verb)
+        raise InvalidTransition(f"cannot {verb} an execution that is {status}{hint}", status)
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -105,3 +105,19 @@ async def test_refused_unless_paused_and_a_last_step_completes(make_engine: Engi
         assert result.status == "paused"
     last = await engine.step(CALLER, execution_id, StepRequest())  # the end element
     assert last.status == "completed" and [r.elementKey for r in last.ran] == ["end"]
+
+
+async def test_a_step_with_no_lane_to_run_answers_at_once(make_engine: EngineFactory) -> None:
+    """Paused after its thread ended and before its final write: nothing to step, and the answer does not wait."""
+    engine = await make_engine()
+    execution_id = await _paused_at_one(engine)
+    actor = engine.registry.get(execution_id)
+    assert actor is not None
+    for entry in list(actor.state.stack):  # as if the thread's last element had just ended
+        actor.state.stack.remove(entry)
+    actor.lanes.stepping = set()
+    actor.lanes.stepped = {}
+    actor.lanes.quiet.clear()
+    actor.lanes.settle_step()
+    assert actor.lanes.quiet.is_set()
+    actor.lanes.stepping = None

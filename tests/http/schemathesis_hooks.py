@@ -10,6 +10,10 @@ The second is an opaque page cursor (`GET …/elements?cursor=`): a document can
 strings the server gave, so a made-up one is schema-valid and refused (422 "is not a cursor this API gave"), as an
 opaque cursor must be.
 
+Two more, of issue 22: a breakpoint on an element the definition does not have (422 listing it: which element keys
+a definition has, the schema cannot say), and a made-up checkpoint number (404 for the checkpoint, which
+schemathesis's stateful check takes for the execution it created being gone).
+
 The third is that float's mirror: a huge integral float written as a float (`-3.5e+255`) is a double the memory
 stores, and accepted, while the payload schema (whose integer branch is bounded by what msgpack can hold as an
 integer) calls it an out-of-range integer. An ST201 "schema-violating request accepted" is dropped when the body
@@ -38,6 +42,8 @@ def filter_failure(
     in its outcome; True (keep) for anything else."""
     if failure.code == "ST201" and response.status_code < 300:
         return not (_has_huge_integral_float(case.body) or _refused_per_item(case, response))
+    if failure.code == "ST302" and response.status_code == 404 and _not_kept(response):
+        return False
     if failure.code != "ST202" or response.status_code != 422:
         return True
     try:
@@ -51,8 +57,28 @@ def filter_failure(
         or _made_up_cursor(problem)
         or _untakeable_signal(problem)
         or _not_for_this_element(problem)
+        or _no_such_breakpoint_element(problem)
         for problem in details
     )
+
+
+def _no_such_breakpoint_element(problem: object) -> bool:
+    """A breakpoint (`pauseBefore`, on a start or `PUT …/breakpoints`) on an element the definition does not have,
+    or with a condition that does not compile (422, issue 22): which keys a definition has, the schema cannot say."""
+    return (
+        isinstance(problem, str)
+        and problem.startswith("pauseBefore[")
+        and ("no element" in problem or "].when: " in problem)
+    )
+
+
+def _not_kept(response: schemathesis.Response) -> bool:
+    """A made-up checkpoint number (`POST …/rewind`, `…/fork`, `GET …/checkpoints/{seq}`): 404 for the checkpoint,
+    not for the execution, which exists (issue 22)."""
+    try:
+        return "is not kept" in json.loads(response.content)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 _ELEMENT_DEPENDENT = ("elementKey: ", "lane: ", "before: ")
