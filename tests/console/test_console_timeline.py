@@ -155,6 +155,20 @@ async def test_the_timeline_shows_each_checkpoint_and_the_diff_of_two(
         await expect(changed.locator("del")).to_have_text("10")
         await expect(changed.locator("ins")).to_have_text("11.5")
         await expect(diff.locator('.diff-part[data-part="stack"]')).to_have_count(0)
+
+        # more than a page (20): the first page, then the older ones on a click
+        async with asyncio.timeout(20):
+            while len(await kept(session, server, execution)) < 24:
+                await call(session, server, "POST", path(execution, "/resume"))
+                await call(session, server, "POST", path(execution, "/pause"))
+        total = len(await kept(session, server, execution))
+        await expect(page.locator("#exec-status")).to_have_text("paused")
+        await expect(rows).to_have_count(20)
+        await expect(page.locator("#timeline-caption")).to_have_text("20+ kept, newest first")
+        await page.click("#timeline-older")
+        await expect(rows).to_have_count(total)
+        await expect(rows.last).to_have_attribute("data-seq", "1")
+        await expect(page.locator("#timeline-older")).to_be_hidden()
         assert real_problems(problems) == []
 
 
