@@ -25,6 +25,9 @@
 //   forms.js      the execution page's controls: pause, resume, cancel, the signal form
 //   blocked.js    why each lane is not moving (the status's blockedOn)
 //   repair.js     repair: the failure banner's Retry, the variables editor (a merge patch), the server's problems
+//   timeline.js   the checkpoint timeline: the kept checkpoints, one's stack and memory, two compared
+//   diff.js       a diff of two states (variables, node outputs, stack) shown readably, or computed here
+//   rewind.js     rewind from a checkpoint: the confirmation with what changes, then POST …/rewind
 //   steps.js      the step controls of the element picked in the graph: retry, skip, complete, fail, run now
 //   move.js       the step controls' Move lane here: the lanes that can go on from the picked element
 //   policy.js     the step controls' Change policy: a pending task's retry policy and timeout for this run

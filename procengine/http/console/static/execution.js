@@ -1,5 +1,5 @@
 // One execution's page (#/executions/{id}): status, progress and facts, the graph, the variables and outputs,
-// the stack, the elements and the audit log, kept up to date from the execution's log event stream (each new
+// the stack, the elements, the checkpoint timeline and the audit log, kept up to date from the execution's log event stream (each new
 // entry reads the status, the elements and the state again).
 
 import { api, processCache } from './api.js';
@@ -13,6 +13,7 @@ import { detailCell, renderElements, renderMemory, renderStack } from './panels.
 import { renderEditor, renderFailure, retryExecution } from './repair.js';
 import { hideStepControls, renderStepControls } from './steps.js';
 import { EventStream } from './streams.js';
+import { Timeline } from './timeline.js';
 import { $, fmtDuration, fmtTime, h, since } from './util.js';
 import { Zoom } from './zoom.js';
 
@@ -38,6 +39,7 @@ export class ExecutionView {
     this.selected = null; // the element whose details are open
     this.latest = null; // the last {status, elements, state} read together
     this.resumeProblem = undefined; // why resume would be refused (null: it would not; undefined: state not read yet)
+    this.timeline = null; // the checkpoint timeline (timeline.js)
   }
 
   path(tail = '') {
@@ -54,6 +56,7 @@ export class ExecutionView {
     for (const id of ['exec-error', 'state-problem', 'repair', 'vars-problem']) $(id).hidden = true;
     hideDetails();
     hideStepControls();
+    this.timeline = new Timeline(this); // the checkpoints: read with the rest on every read
     note('');
     setLive('idle');
     let status;
@@ -279,6 +282,7 @@ export class ExecutionView {
     renderStack(stackEntries, state, unreadable);
     renderElements(elements.items, status, (key) => this.select(key), this.selected);
     this.renderDetails();
+    if (this.timeline) this.timeline.update(status, state);
   }
 
   /**

@@ -110,7 +110,8 @@ function took(record, status) {
   return text;
 }
 
-function kvTable(object, empty) {
+/** A name → value table (values as JSON); `empty` when there is none. */
+export function kvTable(object, empty) {
   const entries = Object.entries(object || {});
   if (!entries.length) return h('p', { class: 'empty', text: empty });
   return h(

@@ -107,10 +107,21 @@ function showPatch() {
 
 /** The server's refusal (or a problem of the text) next to the editor; `null` hides it. */
 export function showProblem(error) {
-  const box = $('vars-problem');
+  fillProblem($('vars-problem'), error);
+}
+
+/**
+ * `box` (a `.problem`) says `error`: an ApiError as the server gave it (code, message, its details listed), or a
+ * string (what is wrong before anything is sent); `null` hides it. The rewind's confirmation shows its own so.
+ */
+export function fillProblem(box, error) {
   box.hidden = !error;
   if (!error) return box.replaceChildren();
-  if (typeof error === 'string') return box.replaceChildren(h('strong', { text: error }));
+  if (typeof error === 'string') {
+    box.dataset.status = '';
+    box.dataset.code = '';
+    return box.replaceChildren(h('strong', { text: error }));
+  }
   const details = error.details;
   const lines = Array.isArray(details)
     ? details.map(String)
