@@ -509,5 +509,45 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# --- the one-round-trip floor (a sequential chain's ceiling on this Redis): bench/steps.py, bench/socket.py ---
+
+
+async def floor_per_s(redis_url: str, commands: _Commands, seconds: float) -> float:
+    """commit.lua calls per second, one at a time on one raw connection (TCP or the unix socket the URL names)."""
+    if redis_url.startswith("unix://"):
+        reader, writer = await asyncio.open_unix_connection(redis_url.removeprefix("unix://").split("?", 1)[0])
+    else:
+        host, _, port = redis_url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+    parser = hiredis.Reader()
+    calls = 0
+    try:
+        started = time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            writer.write(commands.resp())
+            while (reply := parser.gets()) is False:
+                data = await reader.read(1 << 16)
+                if not data:
+                    raise ConnectionError("redis closed the connection")
+                parser.feed(data)
+            if isinstance(reply, Exception) or reply[0] != b"OK":
+                raise RuntimeError(f"socket floor: commit.lua answered {reply!r}")
+            calls += 1
+    finally:
+        writer.close()
+    return calls / elapsed
+
+
+async def floor_commands(ctx: Context) -> _Commands:
+    """The set-variable chain's checkpoints as commit.lua calls, on an execution of their own (after a flush)."""
+    redis = ctx.client()
+    try:
+        checkpoints = await capture_checkpoints(redis)
+        sha = await redis.script_load(Scripts.register(redis).commit.script)
+        return _Commands(sha, await prepare_executions(redis, Keys("floor"), 1), checkpoints)
+    finally:
+        await redis.aclose()
+
+
 if __name__ == "__main__":
     sys.exit(main())

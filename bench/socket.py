@@ -36,9 +36,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import hiredis
-
-from bench.baselines import _Commands, capture_checkpoints, prepare_executions
+from bench.baselines import floor_commands, floor_per_s
 from bench.common import Context, Figure, chain_definition, ratio
 from procengine.api.service import Caller
 from procengine.api.views import StartRequest
@@ -46,8 +44,6 @@ from procengine.node.node import Node
 from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.store.connection import connect
-from procengine.store.keys import Keys
-from procengine.store.scripts import Scripts
 from procengine.tasks import builtin_handlers
 
 STEPS = 200
@@ -177,43 +173,6 @@ async def pings_per_s(redis_url: str, count: int) -> float:
         return count / (time.perf_counter() - started)
     finally:
         await client.aclose()
-
-
-async def floor_per_s(redis_url: str, commands: _Commands, seconds: float) -> float:
-    """commit.lua calls per second, one at a time on one raw connection (TCP or the unix socket the URL names)."""
-    if redis_url.startswith("unix://"):
-        reader, writer = await asyncio.open_unix_connection(redis_url.removeprefix("unix://").split("?", 1)[0])
-    else:
-        host, _, port = redis_url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-    parser = hiredis.Reader()
-    calls = 0
-    try:
-        started = time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < seconds:
-            writer.write(commands.resp())
-            while (reply := parser.gets()) is False:
-                data = await reader.read(1 << 16)
-                if not data:
-                    raise ConnectionError("redis closed the connection")
-                parser.feed(data)
-            if isinstance(reply, Exception) or reply[0] != b"OK":
-                raise RuntimeError(f"socket floor: commit.lua answered {reply!r}")
-            calls += 1
-    finally:
-        writer.close()
-    return calls / elapsed
-
-
-async def floor_commands(ctx: Context) -> _Commands:
-    """The set-variable chain's checkpoints as commit.lua calls, on an execution of their own (after a flush)."""
-    redis = ctx.client()
-    try:
-        checkpoints = await capture_checkpoints(redis)
-        sha = await redis.script_load(Scripts.register(redis).commit.script)
-        return _Commands(sha, await prepare_executions(redis, Keys("floor"), 1), checkpoints)
-    finally:
-        await redis.aclose()
 
 
 SIDES = ("unix", "tcp")

@@ -33,9 +33,7 @@ import pstats
 import time
 from typing import Any
 
-import hiredis
-
-from bench.baselines import _Commands, _host_port, capture_checkpoints, checkpoint_limit, prepare_executions
+from bench.baselines import checkpoint_limit, floor_commands, floor_per_s
 from bench.common import Context, CpuMeter, Figure, chain_definition, cpu_seconds, ratio
 from procengine.api.service import Caller
 from procengine.api.views import StartRequest
@@ -43,8 +41,6 @@ from procengine.node.node import Node
 from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.store.connection import connect
-from procengine.store.keys import Keys
-from procengine.store.scripts import Scripts
 from procengine.tasks import builtin_handlers
 
 ELEMENTS = 20
@@ -201,31 +197,7 @@ async def chain_steps(
 async def round_trip_floor(ctx: Context, seconds: float) -> float:
     """commit.lua calls per second, one at a time on one connection, with the chain's checkpoint arguments
     (pre-encoded RESP, replies parsed by hiredis): a sequential chain's ceiling on this Redis."""
-    redis = ctx.client()
-    try:
-        checkpoints = await capture_checkpoints(redis)
-        sha = await redis.script_load(Scripts.register(redis).commit.script)
-        commands = _Commands(sha, await prepare_executions(redis, Keys("floor"), 1), checkpoints)
-    finally:
-        await redis.aclose()
-    reader, writer = await asyncio.open_connection(*_host_port(ctx.redis_url))
-    parser = hiredis.Reader()
-    calls = 0
-    try:
-        started = time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < seconds:
-            writer.write(commands.resp())
-            while (reply := parser.gets()) is False:
-                data = await reader.read(1 << 16)
-                if not data:
-                    raise ConnectionError("redis closed the connection")
-                parser.feed(data)
-            if isinstance(reply, Exception) or reply[0] != b"OK":
-                raise RuntimeError(f"round-trip floor: commit.lua answered {reply!r}")
-            calls += 1
-    finally:
-        writer.close()
-    return calls / elapsed
+    return await floor_per_s(ctx.redis_url, await floor_commands(ctx), seconds)
 
 
 def _median_by(items: list[Any], field: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from procengine.api.service import Caller
 from procengine.errors import CodecError
@@ -23,20 +23,7 @@ Verb = Literal[
     "breakpoints",
     "advance",
 ]
-VERBS: Final[tuple[Verb, ...]] = (
-    "pause",
-    "resume",
-    "cancel",
-    "signal",
-    "retry",
-    "edit",
-    "step",
-    "run-now",
-    "policy",
-    "rewind",
-    "breakpoints",
-    "advance",
-)
+VERBS: Final[tuple[Verb, ...]] = get_args(Verb)
 STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "move", "run-now", "policy")
 
 
