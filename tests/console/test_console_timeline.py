@@ -108,12 +108,12 @@ async def test_the_timeline_shows_each_checkpoint_and_the_diff_of_two(
         await expect(checkpoint.locator(".cp-stack tbody tr")).to_have_count(1)
         await expect(checkpoint.locator(".cp-stack tbody")).to_contain_text("approve")
         await expect(rows.last).to_have_class(re.compile(r"\bopen\b"))
-        # running: no rewind (its title says why); no fork yet
+        # running: no rewind (its title says why); fork applies (test_console_travel.py)
         await expect(page.locator("#checkpoint-rewind")).to_be_disabled()
         await expect(page.locator("#checkpoint-rewind")).to_have_attribute(
             "title", "applies to a paused, failed or cancelled execution; this one is running"
         )
-        await expect(page.locator("#checkpoint-fork")).to_be_disabled()
+        await expect(page.locator("#checkpoint-fork")).to_be_enabled()
 
         # two ticked: from the older to the newer, added green, removed red, changed from → to
         await rows.last.locator(".cp-pick").check()
@@ -263,7 +263,7 @@ async def test_rewind_a_cancelled_execution_and_a_checkpoint_no_longer_kept(
     async with console(redis_server, prefix, browser, "--history-checkpoints", "4") as (server, session, page, _):
         # cancelled: its stack and memory are cleared; the confirmation says so and shows all #1 brings back
         cancelled = await start(session, server, "shipping", {"amount": 3.0})
-        await poll(lambda: kept(session, server, cancelled), lambda items: len(items) >= 2)
+        await poll(lambda: kept(session, server, cancelled), lambda items: len(items) >= 1)
         await call(session, server, "POST", path(cancelled, "/cancel"))
         await open_execution(page, cancelled, "cancelled")
         await page.locator('#timeline-list li.cp[data-seq="1"] .cp-open').click()

@@ -39,6 +39,7 @@ import { sendCommand, sendSignal } from './forms.js';
 import { ListView, listHash } from './list.js';
 import { app, clearError, setLive, showError } from './page.js';
 import { wireEditor } from './repair.js';
+import { sendStep } from './step.js';
 import { $ } from './util.js';
 import { wireZoomControls } from './zoom.js';
 
@@ -84,6 +85,7 @@ function boot() {
   for (const button of $('actions').querySelectorAll('button[data-command]')) {
     button.addEventListener('click', () => app.view instanceof ExecutionView && sendCommand(app.view, button.dataset.command));
   }
+  $('do-step').addEventListener('click', () => app.view instanceof ExecutionView && sendStep(app.view));
   $('actions').addEventListener('submit', (event) => event.preventDefault());
   wireEditor(() => (app.view instanceof ExecutionView ? app.view : null), route);
   wireZoomControls(() => (app.view instanceof ExecutionView ? app.view.zoom : null));

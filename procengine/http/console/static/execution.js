@@ -1,9 +1,10 @@
 // One execution's page (#/executions/{id}): status, progress and facts, the graph, the variables and outputs,
-// the stack, the elements, the checkpoint timeline and the audit log, kept up to date from the execution's log event stream (each new
+// the stack, the elements, the checkpoint timeline and the audit log, breakpoints on the graph and Step, kept up to date from the execution's log event stream (each new
 // entry reads the status, the elements and the state again).
 
 import { api, processCache } from './api.js';
 import { renderBlocked } from './blocked.js';
+import { Breakpoints } from './breakpoints.js';
 import { hideDetails, renderDetails } from './details.js';
 import { note, signalNames } from './forms.js';
 import { Graph, legend } from './graph.js';
@@ -11,6 +12,7 @@ import { listHash } from './list.js';
 import { crumbs, executionLink, fatal, setLive, setProgress, show, showError } from './page.js';
 import { detailCell, renderElements, renderMemory, renderStack } from './panels.js';
 import { renderEditor, renderFailure, retryExecution } from './repair.js';
+import { renderStep } from './step.js';
 import { hideStepControls, renderStepControls } from './steps.js';
 import { EventStream } from './streams.js';
 import { Timeline } from './timeline.js';
@@ -40,6 +42,7 @@ export class ExecutionView {
     this.latest = null; // the last {status, elements, state} read together
     this.resumeProblem = undefined; // why resume would be refused (null: it would not; undefined: state not read yet)
     this.timeline = null; // the checkpoint timeline (timeline.js)
+    this.breakpoints = null; // the breakpoints set from the graph (breakpoints.js)
   }
 
   path(tail = '') {
@@ -57,6 +60,7 @@ export class ExecutionView {
     hideDetails();
     hideStepControls();
     this.timeline = new Timeline(this); // the checkpoints: read with the rest on every read
+    this.breakpoints = new Breakpoints(this); // the set: from the log's breakpoints-set entries and the PUT's answers
     note('');
     setLive('idle');
     let status;
@@ -72,10 +76,14 @@ export class ExecutionView {
     }
     if (this.stopped) return;
     this.definition = processCache.get(status.processID);
-    this.graph = new Graph(this.definition.definition, { onSelect: (key) => this.select(key) });
+    this.graph = new Graph(this.definition.definition, {
+      onSelect: (key) => this.select(key),
+      onBreakpoint: (key) => this.breakpoints.toggle(key),
+    });
     $('graph').replaceChildren(this.graph.svg);
     this.zoom = new Zoom($('graph'), this.graph.svg, this.graph.width, this.graph.height);
     $('graph-caption').textContent = `${this.definition.key} v${this.definition.version}`;
+    this.breakpoints.render();
     $('signal-names').replaceChildren(...signalNames(this.definition.definition).map((n) => h('option', { value: n })));
     for (const entry of log.items) this.addLog(entry, false);
     $('log-caption').textContent = logCaption(log.items.length);
@@ -169,6 +177,7 @@ export class ExecutionView {
     this.seen.add(entry.id);
     if (['completed', 'failed', 'cancelled'].includes(entry.event) && entry.elementKey === null) this.ended = true;
     if (entry.detail && ['running', 'paused'].includes(entry.detail.to)) this.ended = false; // a retry, a step control
+    if (entry.event === 'breakpoints-set' && entry.detail && this.breakpoints) this.breakpoints.fromLog(entry.detail.pauseBefore);
     if (entry.event === 'child-started' && entry.elementKey && entry.detail && entry.detail.childExecutionID) {
       const ids = this.children.get(entry.elementKey) || [];
       ids.push(entry.detail.childExecutionID);
@@ -251,6 +260,8 @@ export class ExecutionView {
     const unreadable = state ? unreadableStack(state) : null;
     if (state) this.resumeProblem = status.status === 'paused' ? resumeProblem(status, state, unreadable) : null;
     this.renderResume(status);
+    renderStep(status, status.status === 'paused' ? this.resumeProblem : null);
+    if (this.breakpoints) this.breakpoints.update(status);
     $('do-pause').disabled = status.status !== 'running';
     $('do-cancel').disabled = !status.isActive;
     $('signal-form').querySelector('button').disabled = !status.isActive;

@@ -1,6 +1,8 @@
 // The process graph of the execution page: a layout (columns by longest path from the start, a lane per thread,
-// branch and body) drawn as SVG, and the legend of its colours.
+// branch and body) drawn as SVG, and the legend of its colours. Each element has a breakpoint marker (its top right
+// corner, markers.js): a click on it calls `onBreakpoint(key)` (breakpoints.js, which paints them).
 
+import { marker } from './markers.js';
 import { SVG_NS, clip, errorText, fmtDuration, h, runTime, s } from './util.js';
 
 const ELEMENT_STATES = ['running', 'pending', 'retrying', 'interrupted', 'completed', 'failed', 'paused', 'idle'];
@@ -157,11 +159,12 @@ function edgePath(a, b, edge) {
 /**
  * The process as SVG: one lane per thread, one box per element (parallel and for-each as boxes holding their
  * branches and body), arrows for every way on. Built once per definition; `update` recolours it. A click on an
- * element (or Enter on it) calls `onSelect(key)`.
+ * element (or Enter on it) calls `onSelect(key)`; a click on its breakpoint marker calls `onBreakpoint(key)`.
  */
 export class Graph {
-  constructor(definition, { onSelect } = {}) {
+  constructor(definition, { onSelect, onBreakpoint } = {}) {
     this.onSelect = onSelect || (() => {});
+    this.onBreakpoint = onBreakpoint || null;
     this.elements = new Map(); // element key -> its definition
     this.nodes = new Map(); // element key -> {g, el, title, statusText, child link}
     this.lanes = new Map(); // thread key -> its label
@@ -258,7 +261,8 @@ export class Graph {
       s('text', { class: 'sub', x: 14, y: 33, text: clip(subtitle(el), Math.floor((place.w - 22) / 6.1)) }),
       statusText,
     );
-    const entry = { g, el, title, statusText, child: null };
+    const entry = { g, el, title, statusText, child: null, marker: null };
+    if (this.onBreakpoint) entry.marker = marker(el, place, this.onBreakpoint);
     g.addEventListener('click', (event) => {
       if (event.target.closest && event.target.closest('a.child')) return; // the child's link, not the element
       event.stopPropagation(); // the innermost element of a container, not the container too
@@ -292,6 +296,7 @@ export class Graph {
         y += G.laneHead + lane.h + G.laneGap;
       }
     }
+    if (entry.marker) g.append(entry.marker.g); // last: above a container's lanes
     this.nodes.set(el.key, entry);
     return g;
   }

@@ -1,12 +1,13 @@
 // The checkpoint timeline of the execution page (docs/repair.md "Go back"): the execution's kept checkpoints
 // (`GET …/{id}/checkpoints`, newest first, in pages), read again with the rest of the page; a click on one shows its
 // stack and memory (`GET …/checkpoints/{seq}`); two ticked show what changed from the older to the newer (`GET
-// …/checkpoints/{a}/diff/{b}`, diff.js); from the one shown, Rewind here (rewind.js) and, once the server has it,
-// Fork from here. A button is enabled only where its operation applies and the server has the route; its
+// …/checkpoints/{a}/diff/{b}`, diff.js); from the one shown, Rewind here (rewind.js) and Fork from here (fork.js).
+// A button is enabled only where its operation applies and the server has the route; its
 // disabled title says why.
 
 import { BASE, api, serverRoutes } from './api.js';
 import { diffSummary, renderDiff } from './diff.js';
+import { closeFork, openFork } from './fork.js';
 import { fatal } from './page.js';
 import { kvTable } from './panels.js';
 import { fillProblem } from './repair.js';
@@ -37,6 +38,7 @@ export class Timeline {
     $('timeline-caption').textContent = '';
     $('timeline-older').onclick = () => this.readOlder();
     closeRewind();
+    closeFork();
     serverRoutes().then((routes) => {
       this.routes = routes;
       this.renderButtons();
@@ -187,6 +189,7 @@ export class Timeline {
     box.hidden = false;
     box.dataset.seq = String(seq);
     closeRewind();
+    closeFork();
     let checkpoint;
     try {
       checkpoint = await api('GET', this.path(`/${seq}`));
@@ -198,15 +201,22 @@ export class Timeline {
     this.shown = checkpoint;
     this.renderList();
     const rewind = h('button', { type: 'button', id: 'checkpoint-rewind', text: 'Rewind here…' });
-    rewind.addEventListener('click', () => openRewind(this, checkpoint));
-    // Fork (issue 22, point 3) starts a new execution from here; its route is not on the server yet.
-    const fork = h('button', { type: 'button', id: 'checkpoint-fork', text: 'Fork from here', disabled: true });
+    rewind.addEventListener('click', () => {
+      closeFork();
+      openRewind(this, checkpoint);
+    });
+    const fork = h('button', { type: 'button', id: 'checkpoint-fork', text: 'Fork from here…', disabled: true });
+    fork.addEventListener('click', () => {
+      closeRewind();
+      openFork(this.view, seq);
+    });
     const close = h('button', { type: 'button', class: 'quiet', text: 'Close' });
     close.addEventListener('click', () => {
       this.shown = null;
       box.hidden = true;
       box.replaceChildren();
       closeRewind();
+      closeFork();
       this.renderList();
     });
     const memory = checkpoint.memory && !checkpoint.memory.error ? checkpoint.memory : null;
@@ -222,6 +232,7 @@ export class Timeline {
         close,
       ),
       h('div', { id: 'rewind', class: 'rewind', hidden: true }),
+      h('div', { id: 'fork', class: 'rewind fork', hidden: true }),
       h(
         'div',
         { class: 'cp-columns' },
@@ -247,7 +258,7 @@ export class Timeline {
     this.renderButtons();
   }
 
-  /** Rewind here where it applies (and the server has it); Fork greyed until the server has it. */
+  /** Rewind here where it applies (and the server has it); Fork from here wherever the server has it. */
   renderButtons() {
     const rewind = $('checkpoint-rewind');
     const status = this.status && this.status.status;
@@ -260,9 +271,11 @@ export class Timeline {
     }
     const fork = $('checkpoint-fork');
     if (fork) {
-      fork.title = this.routes.has(FORK_ROUTE)
-        ? 'fork from the console is not built yet: procengine fork ID --checkpoint SEQ'
-        : 'this server cannot fork yet (no POST …/{id}/fork in its OpenAPI document)';
+      const can = this.routes.has(FORK_ROUTE);
+      fork.disabled = !can;
+      fork.title = can
+        ? `POST …/fork: a new execution from checkpoint #${this.shown ? this.shown.seq : '?'} (this one is not changed)`
+        : 'this server cannot fork (no POST …/{id}/fork in its OpenAPI document)';
     }
   }
 
