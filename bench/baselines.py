@@ -50,7 +50,7 @@ from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import Interpreter
 from procengine.engine.outcomes import ThreadEnded
 from procengine.settings import Settings
-from procengine.store.executions import ExecutionStore
+from procengine.store.executions import ExecutionStore, HistoryBounds
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -117,8 +117,9 @@ async def capture_checkpoints(
     state = interpreter.initial_state(
         dict(variables or {"counter": 0}), {t.key: 1 + i for i, t in enumerate(process.threads)}
     )
-    settings = Settings()
-    store = ExecutionStore(redis, Keys("capture"), Scripts.register(redis), settings.log_maxlen)
+    settings = Settings()  # as a node writes by default: its checkpoint history too (issue 22)
+    history = HistoryBounds(settings.history_checkpoints, settings.history_bytes)
+    store = ExecutionStore(redis, Keys("capture"), Scripts.register(redis), settings.log_maxlen, history=history)
     recorder = _Recorder()
     if hasattr(store, "_commits"):
         store._commits = recorder  # type: ignore[assignment]  # group commit (store/batching.py)
@@ -170,7 +171,9 @@ class _Commands:
         self._step = [0] * len(all_keys)
         # RESP pieces, pre-encoded: "EVALSHA sha 5 k1..k5" per execution, and each checkpoint's args split
         # around the token.
-        self._heads = [_resp_parts([b"EVALSHA", sha.encode(), b"5", *(k.encode() for k in ks)]) for ks in all_keys]
+        self._heads = [
+            _resp_parts([b"EVALSHA", sha.encode(), str(len(ks)).encode(), *(k.encode() for k in ks)]) for ks in all_keys
+        ]
         t = checkpoints.token_index
         self._before = [_resp_parts(argv[:t]) for argv in checkpoints.argv]
         self._after = [_resp_parts(argv[t + 1 :]) for argv in checkpoints.argv]
