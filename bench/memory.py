@@ -42,6 +42,7 @@ import msgpack
 from bench.common import Context, Figure, Serve, parked_definition, variable_values
 from bench.latency import metrics_count
 from bench.loadgen import Client, close_all, fan_out, path, pool, register, start_executions
+from bench.memory_floor import floor_bytes
 from procengine.store.embedded import RedisServer
 from procengine.store.keys import Keys
 
@@ -159,7 +160,16 @@ async def _bytes_on(ctx: Context, executable: str, count: int) -> Figure:
             statuses = await _statuses(redis, keys, ids)
             if set(statuses) != {"paused"}:
                 raise RuntimeError(f"memory (redis 7): not all paused: {statuses}")
-            return await _measured(redis, keys, ids, process_id, used_before)
+            figure = await _measured(redis, keys, ids, process_id, used_before)
+            floor = await floor_bytes(redis, keys, ids[len(ids) // 2])
+            total = sum(v for k, v in floor.items() if k != "stream_alone")
+            figure.notes += (
+                f"; the floor under the contract (bench/memory_floor.py: every trim §5 and the seed leave open, "
+                f"replayed on one of them): {total:,} B, of which a stream with one 1-byte entry costs "
+                f"{floor['stream_alone']:,} B"
+            )
+            figure.details["floor_under_contract"] = {"total": total, **floor}
+            return figure
         finally:
             await redis.aclose()
 
