@@ -36,7 +36,7 @@ async def floor_bytes(redis: Any, keys: Keys, execution_id: int) -> dict[str, in
         await _write_trimmed(redis, source, scratch)
         usage = {
             name: int(await redis.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0") or 0)
-            for name, key in zip(("exec", "state", "elements", "threads", "log"), scratch.all(), strict=True)
+            for name, key in zip(("exec", "state", "elements", "threads", "log"), scratch.all()[:5], strict=True)
         }
         await redis.delete(scratch.log)
         await redis.xadd(scratch.log, {b"e": b"x"}, id="1-1")
