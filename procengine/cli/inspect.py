@@ -31,7 +31,7 @@ from procengine.store.codec import check_format, decode
 from procengine.store.connection import connect
 from procengine.store.embedded import running_url
 from procengine.store.executions import ExecutionStore, log_time
-from procengine.store.history import described
+from procengine.store.history import counters, described
 from procengine.store.keys import Keys
 from procengine.store.redis_url import RedisTls
 from procengine.store.scripts import Scripts
@@ -103,7 +103,7 @@ async def inspect_execution(
         "elements": {_text(k): element_doc(str(_text(k)), _decoded(v)) for k, v in sorted(_hash(raw_elements).items())},
         "log": _log(raw_log, log_count),
         "logLength": log_length if isinstance(log_length, int) else _error(log_length),
-        "history": [described(e) for e in raw_history] if isinstance(raw_history, list) else _error(raw_history),
+        "history": _history(raw_history),
         "keys": key_types,
         "indexes": indexes,
     }
@@ -604,3 +604,10 @@ def _error_text(element: dict[str, Any]) -> Any:
     if not kind or (isinstance(error, str) and error.startswith(f"{kind}:")):
         return error
     return f"{kind}: {error}"
+
+
+def _history(raw: Any) -> list[dict[str, Any]] | dict[str, str]:
+    """The checkpoint history's entries, decoded (its first element, the list's counters, left out)."""
+    if not isinstance(raw, list):
+        return _error(raw)
+    return [described(entry) for entry in (raw[1:] if raw and counters(raw[0]) is not None else raw)]

@@ -2,8 +2,10 @@
 
 Each element of `<prefix>:exec:{<id>}:history` is one kept checkpoint, a msgpack array packed by the script:
 `[seq, savedAt, elementKey, stack, memory, [thread field, thread record, ...]]`, where `stack`, `memory` and the
-thread records are the very values that write stored (the seed-shaped blobs, our compact records). An entry
-that does not have that shape (edited by hand) is left out of what is read, and logged.
+thread records are the very values that write stored (the seed-shaped blobs, our compact records); the first
+element is the list's counters `[last seq, bytes of the entries]` (kept there, not in the execution hash, whose
+size issue 21 measured). An entry that does not have that shape (edited by hand) is left out of what is read,
+and logged.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from procengine.store.codec import decode
 from procengine.store.failures import translated
 from procengine.store.keys import Keys
 
-__all__ = ["HistoryStore", "KeptCheckpoint", "described", "parse_entry"]
+__all__ = ["HistoryStore", "KeptCheckpoint", "counters", "described", "parse_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +50,26 @@ class HistoryStore:
         `--history-bytes`)."""
         raw = await self.redis.lrange(self.keys.execution(execution_id).history, 0, -1)
         kept = []
-        for entry in raw:
+        for entry in raw[1:] if raw and counters(raw[0]) is not None else raw:
             checkpoint = parse_entry(entry) if isinstance(entry, bytes) else None
             if checkpoint is None:
                 log.warning("execution %s: a checkpoint history entry is not one commit.lua writes", execution_id)
                 continue
             kept.append(checkpoint)
         return kept
+
+
+def counters(element: Any) -> tuple[int, int] | None:
+    """The list's counters (its first element): (last seq, bytes of the entries), or None if it is not them."""
+    if not isinstance(element, bytes) or len(element) > 32:
+        return None
+    try:
+        value: Any = msgpack.unpackb(element)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        return value[0], value[1]
+    return None
 
 
 def parse_entry(entry: bytes) -> KeptCheckpoint | None:

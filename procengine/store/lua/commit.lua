@@ -30,10 +30,10 @@
 --         (only where one script may touch both slots; on a Redis Cluster the client sends them beside it);
 --         absent when there are none (an empty list when a 10th follows); then, 10th, the checkpoint history
 --         {most entries, most bytes, elementKey}: a write that carries the stack and the memory also appends
---         them, with a sequence number (HINCRBY `checkpointSeq`) and the thread records, to the history list
---         as one msgpack entry {seq, savedAt, elementKey, stack, memory, {thread field, value, ...}}, and
---         drops its oldest entries past either bound (`historyBytes` counts its bytes); an entry bigger than
---         the whole byte budget is not kept; absent: no history
+--         them, with a sequence number and the thread records, to the history list as one msgpack entry
+--         {seq, savedAt, elementKey, stack, memory, {thread field, value, ...}}, and drops its oldest entries
+--         past either bound; the list's first element is its counters {last seq, bytes of the entries}; an
+--         entry bigger than the whole byte budget is not kept; absent: no history
 -- ARGV[6] not after ("" = no deadline): epoch milliseconds by this server's clock; past it the write is not
 --         applied (EXPIRED). A command forwarded from another node carries its requester's deadline here, so a
 --         command whose requester has given up never takes effect.
@@ -117,18 +117,29 @@ if history ~= nil and #state > 0 then
     elseif state[i] == 'savedAt' then saved_at = state[i + 1] end
   end
   if stack ~= nil and memory ~= nil then
-    local seq = redis.call('HINCRBY', KEYS[1], 'checkpointSeq', 1)
+    -- the list's head is its own counters {seq, bytes}: the execution hash stays as small as it was
+    local seq, bytes = 0, 0
+    local head = redis.call('LINDEX', KEYS[6], 0)
+    if head then
+      local ok, counters = pcall(cmsgpack.unpack, head)
+      if ok and type(counters) == 'table' and #counters == 2 then
+        seq, bytes = counters[1], counters[2]
+        redis.call('LPOP', KEYS[6])
+      end
+    end
+    seq = seq + 1
     local entry = cmsgpack.pack({seq, saved_at or '', history[3], stack, memory, threads})
     if #entry <= history[2] then
       redis.call('RPUSH', KEYS[6], entry)
-      local bytes = redis.call('HINCRBY', KEYS[1], 'historyBytes', #entry)
+      bytes = bytes + #entry
       local count = redis.call('LLEN', KEYS[6])
       while count > history[1] or bytes > history[2] do
         local oldest = redis.call('LPOP', KEYS[6])
-        bytes = redis.call('HINCRBY', KEYS[1], 'historyBytes', -#oldest)
+        bytes = bytes - #oldest
         count = count - 1
       end
     end
+    redis.call('LPUSH', KEYS[6], cmsgpack.pack({seq, bytes}))
   end
 end
 if writes[8] ~= nil and writes[8] > 0 then
