@@ -194,7 +194,7 @@ class _Commands:
 
     def resp(self) -> bytes:
         i, j, token = self.next()
-        count = 3 + 5 + self._argc[j]
+        count = 3 + len(self.all_keys[i]) + self._argc[j]
         return b"".join(
             (
                 b"*%d\r\n" % count,
