@@ -240,7 +240,9 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
         await ctx.flush()  # the sequential chain beside its floor, one after the other
         chains.append(await chain_steps(ctx, runs=ctx.n(3, 1)))
         floors.append(await round_trip_floor(ctx, seconds=ctx.seconds(1.5, 0.5)))
-    engine = _median_by(engines, "steady_per_s")
+    # the figure is end to end (starts included): a pure run's elements land together when its one checkpoint does
+    # (coalescing), so most executions' 20 completions are counted at once and a 10%-90% window is no longer steady
+    engine = _median_by(engines, "end_to_end_per_s")
     base = {  # the median of each loop; the payload is the same every round
         **bases[0],
         "redis_py": _median_by([b["redis_py"] for b in bases], "calls_per_s"),
@@ -249,13 +251,13 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
     py, raw = base["redis_py"].calls_per_s, base["raw"].calls_per_s
     limit = max(py, raw)
     which = "raw pipelined loop (redis-benchmark equivalent)" if raw >= py else "redis-py pipelined loop"
-    steady = engine["steady_per_s"]
+    steady = engine["end_to_end_per_s"]
     share = ratio(steady, limit)
     share_py = ratio(steady, py)
     payload = f"{base['payload_mean_bytes']:.0f} B of ARGV per call"
     figures = [
         Figure(
-            name="durable element steps/s (steady)",
+            name="durable element steps/s (1,000 x 20, end to end)",
             value=steady,
             unit="steps/s",
             baseline=limit,
@@ -266,7 +268,7 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
             passed=share is not None and share >= TARGET,
             notes=(
                 f"{executions} executions x {ELEMENTS} set-variable, median of {rounds} rounds "
-                f"({', '.join(format(e['steady_per_s'], ',.0f') for e in engines)}); {payload}; "
+                f"({', '.join(format(e['end_to_end_per_s'], ',.0f') for e in engines)}, starts included); {payload}; "
                 f"vs the redis-py loop alone: {share_py:.2f}; "
                 f"CPU (cores) engine {engine['cpu_cores']['engine']:.2f}, redis {engine['cpu_cores']['redis']:.2f}"
             ),
@@ -281,14 +283,14 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
             },
         ),
         Figure(
-            name="durable element steps/s (end to end, with starts)",
-            value=engine["end_to_end_per_s"],
+            name="durable element steps/s (the 10%-90% window)",
+            value=engine["steady_per_s"],
             unit="steps/s",
             baseline=limit,
             baseline_label="same limit",
             baseline_unit="calls/s",
-            ratio=ratio(engine["end_to_end_per_s"], limit),
-            target="(context)",
+            ratio=ratio(engine["steady_per_s"], limit),
+            target="(context: not steady since pure runs land whole)",
             passed=None,
             notes=f"all {executions * ELEMENTS} steps in {engine['end_to_end_s']:.2f}s incl. {executions} starts",
         ),
