@@ -372,6 +372,8 @@ class StateView(_View):
     savedAt: str | None
     stack: Annotated[dict[str, Any] | None, Shown]
     memory: Annotated[dict[str, Any] | None, Shown]
+    pauseBefore: list[str | dict[str, str]] = Field(default_factory=list)
+    """Its breakpoints (`PUT …/breakpoints`, or a start's `pauseBefore`): element keys, or {element, when}."""
 
 
 class CheckpointSummary(_View):

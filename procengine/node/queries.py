@@ -24,6 +24,7 @@ from procengine.api.views import (
     LogView,
     StateView,
 )
+from procengine.engine.breakpoints import from_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.state import StackEntry, ThreadProgress, expand_memory_doc
 from procengine.engine.stored import seed_memory, seed_stack
@@ -186,6 +187,7 @@ class Queries:
             savedAt=stored.state["savedAt"].decode() if "savedAt" in stored.state else None,
             stack=seed_stack(_decoded_or_error(stored.state.get("stack"))),
             memory=expand_memory_doc(seed_memory(_decoded_or_error(stored.state.get("memory")))),
+            pauseBefore=[breakpoint.to_doc() for breakpoint in from_field(stored.fields)],
         )
 
     async def list(

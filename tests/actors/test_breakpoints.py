@@ -153,3 +153,15 @@ async def test_breakpoints_from_the_start(make_engine: EngineFactory) -> None:
         await engine.start_execution(CALLER, StartRequest(processID=summary.processID, pauseBefore=["nope"]))
     listed = await engine.list_executions(CALLER, status=None, process_id=None, limit=10, cursor=None)
     assert [item.executionID for item in listed.items] == [started.executionID]  # the refused one never was
+
+
+async def test_the_state_shows_the_breakpoints(make_engine: EngineFactory) -> None:
+    from procengine.api.views import StartRequest
+
+    engine = await make_engine()
+    summary, _ = await engine.register_process(CALLER, GATED)
+    started, _ = await engine.start_execution(CALLER, StartRequest(processID=summary.processID, pauseBefore=["target"]))
+    assert (await engine.state(CALLER, started.executionID)).pauseBefore == ["target"]  # from the start
+    await wait_element(engine, started.executionID, "gate")
+    await _put(engine, started.executionID, BreakpointSpec(element="after", when="hit"))
+    assert (await engine.state(CALLER, started.executionID)).pauseBefore == [{"element": "after", "when": "hit"}]

@@ -220,4 +220,11 @@ async def test_breakpoints_toggled_on_the_graph_and_a_step(
         await expect(page.locator("#exec-status")).to_have_text("cancelled")
         await expect(page.locator("#bp-hint")).to_contain_text("running or paused")
         await expect(page.locator("#do-step")).to_be_disabled()
+
+        # a set given at the start, never changed since: the page reads it from the execution's state
+        body = {"processKey": "shipping", "variables": {"amount": 2.0}, "pauseBefore": ["bill"]}
+        second = int((await call(session, server, "POST", "/executions/processes", json=body))["executionID"])
+        await page.evaluate("location.hash = '#/'")
+        await open_execution(page, second, "running")
+        await expect(page.locator("#bp-set")).to_have_text("bill")
         assert real_problems(problems) == []

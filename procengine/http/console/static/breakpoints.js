@@ -1,9 +1,8 @@
 // Breakpoints from the graph (docs/repair.md "Go back"): a click on an element's marker (its top right corner)
 // sets or removes a breakpoint before it; every change sends the whole set (`PUT …/{id}/breakpoints
 // {pauseBefore}`), on a running or paused execution, if the server has the route. The set shown is the one the
-// server last answered, or the latest `breakpoints-set` entry of the log (how the page knows it when opened: no
-// read route gives the execution's `pauseBefore`; a set given at the start is not in the log, and a change here
-// replaces it). The answer's `alreadyStarted` (runs that had begun: they will not stop) shows under the graph, the
+// server holds (`GET …/state`'s `pauseBefore`, read with the rest of the page), the one it last answered, or the
+// latest `breakpoints-set` entry of the log. The answer's `alreadyStarted` (runs that had begun: they will not stop) shows under the graph, the
 // server's refusals (409, 422 with its details) too.
 
 import { BASE, api, serverRoutes } from './api.js';
@@ -23,7 +22,7 @@ export class Breakpoints {
   constructor(view) {
     this.view = view;
     this.set = []; // as the server last said it: element keys, or {element, when}
-    this.fromLogSeen = false; // a breakpoints-set entry was read
+    this.fromLogSeen = false; // the set is known: read from the state, or a breakpoints-set entry of the log
     this.status = null;
     this.routes = new Set();
     this.sending = false;
@@ -37,6 +36,13 @@ export class Breakpoints {
       this.routes = routes;
       this.render();
     });
+  }
+
+  /** The execution's state (`GET …/state`): its breakpoints as the server holds them. */
+  fromState(pauseBefore) {
+    if (!Array.isArray(pauseBefore)) return;
+    this.set = pauseBefore;
+    this.fromLogSeen = true;
   }
 
   /** A `breakpoints-set` entry of the log: the set it says. */
@@ -100,7 +106,7 @@ export class Breakpoints {
     if (this.view.graph) paintMarkers(this.view.graph.nodes, map, why === null);
     const caption = $('bp-set');
     caption.textContent = this.set.length ? describe(this.set) : 'none';
-    caption.title = this.fromLogSeen ? '' : 'as the log says: a set given when it was started is not in the log (a change here replaces it)';
+    caption.title = this.fromLogSeen ? '' : 'not read yet: the page reads it with the execution';
     $('bp-clear').disabled = why !== null || !this.set.length;
     $('bp-hint').textContent = why ?? 'click the dot at the top right of an element to pause before it; again to remove it';
   }

@@ -235,6 +235,7 @@ export class ExecutionView {
   }
 
   render({ status, elements, state }) {
+    if (state && this.breakpoints) this.breakpoints.fromState(state.pauseBefore); // what the server holds
     this.status = status;
     this.fetchedAt = Date.now();
     const st = $('exec-status');
