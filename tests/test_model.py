@@ -1,6 +1,7 @@
 """The model-based test (issue 12): hypothesis drives random sequences of start, pause, resume, cancel,
 signal, retry of a failed execution and edit of a paused one's variables (issue 20: each with a merge patch; a
-retry with or without an idempotency key), kill -9 and restart of engine nodes, and Redis crashes and restarts
+retry with or without an idempotency key), step mode (issue 22: a paused execution runs one element a lane and is
+paused again, or ends), kill -9 and restart of engine nodes, and Redis crashes and restarts
 (AOF, `appendfsync always`), against a small model of what each execution's status, progress, variables and log
 must be.
 
@@ -94,6 +95,8 @@ OPERATIONS = {
     "fail": Operation("element-failed", "paused", STOPPED, STOPPED),
     "move": Operation("lane-moved", "paused", STOPPED, STOPPED),
     "run-now": Operation("element-run-now", None, frozenset({"running"}), frozenset({"running"})),
+    # step mode (issue 22): a paused execution runs one element a lane and pauses again, or ends
+    "advance": Operation("stepped", None, frozenset({"paused"}), frozenset({"paused"})),
 }
 STEPS = frozenset({"retry-element", "skip", "complete", "fail", "move", "run-now"})
 STEP_EVENTS = frozenset(OPERATIONS[verb].event for verb in STEPS)
@@ -296,6 +299,40 @@ class Model(RuleBasedStateMachine):
             elif which[1] and expected.status == "running":
                 self._control(expected, Request("pause"), via)  # else pause it first: most steps would be a 409
             self._control(expected, self._step_request(expected, verb, choice, output, caught), via)
+
+    @rule(which=WHICH, via=st.integers(0, NODES - 1))
+    def step_mode(self, which: tuple[int, bool], via: int) -> None:
+        """Step mode (issue 22): a paused execution runs the next element of each lane and is paused again (its log:
+        resumed, the elements' entries, stepped, paused), or ends if that element ends it; a 409 naming the status
+        anywhere else. Whatever the answer (a 503 too), the log's entries that carry this request's reason are what
+        happened, in order."""
+        expected = self._pick(which, "advance")
+        with self.step("step mode"):
+            if expected.status == "running":
+                self._control(expected, Request("pause"), via)  # a step of a running one is a 409 (the rest say so)
+            reason = f"step {uuid.uuid4().hex}"
+            try:
+                answer = self.cluster.client(via).step(expected.id, reason=reason)
+            except InvalidTransition as refused:
+                self._refused(expected, Request("advance"), refused.current_status)
+                self.cluster.stats["step mode: 409"] += 1
+                return
+            except Unavailable:
+                answer = None
+            log = self.cluster.read(lambda client: client.log(expected.id)).items
+            mine = [e.event for e in log if e.detail.get("reason") == reason and _acknowledged_entry(e)]
+            if answer is None and not mine:
+                self.cluster.stats["step mode: 503, not done"] += 1
+                return
+            assert expected.status == "paused" and (answer is None or mine[:1] == ["resumed"]), (expected, mine)
+            expected.transitions += mine
+            if answer is not None:
+                assert answer.status in {"paused", *expected.ends()}, (expected, answer)
+                assert mine == (["resumed", "stepped", "paused"] if answer.status == "paused" else ["resumed"]), mine
+                expected.status = answer.status
+            else:
+                expected.status = self.cluster.read(lambda client: client.status(expected.id)).status
+            self.cluster.stats[f"step mode: {'200' if answer is not None else '503, done'}"] += 1
 
     @rule(which=WHICH, via=st.integers(0, NODES - 1), choice=st.integers(0, 1000))
     def run_now(self, which: tuple[int, bool], via: int, choice: int) -> None:

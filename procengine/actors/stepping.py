@@ -57,6 +57,8 @@ async def step(actor: Host, message: Command) -> SteppedResult:
         now = actor.ctx.clock.now_ms()
         told: dict[str, Any] = {"ran": [run.model_dump() for run in ran], "by": message.caller.by}
         told["requestId"] = message.caller.request_id
+        if message.reason is not None:
+            told["reason"] = message.reason
         stops = [LogRecord(now, "breakpoint", e.element_key, {"lane": e.path}) for e, _ in lanes.at_breakpoint]
         logs = [*stops, LogRecord(now, "stepped", None, told)]
         await write_pause(actor, message.caller, message.reason or "step", None, inflight, first_logs=logs)
