@@ -346,7 +346,10 @@ class LaneRunners:
         """Whether the lane stops at a breakpoint before `entry`. The test and the element's start are in one step of
         this runner (nothing is awaited between them), so a breakpoint set by the actor before it is always seen,
         and one set after it finds the element started. The events of the pure run before it are written first."""
-        variables = self.interpreter.variables(self.state, lane)
+
+        def variables() -> dict[str, Any]:
+            return self.interpreter.variables(self.state, lane)
+
         stop, error = stops(self.breakpoints, entry, variables, self.interpreter.max_expression_cost)
         if not stop:
             return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,9 +109,10 @@ def _compiled(source: str) -> Expression:
 
 
 def stops(
-    breakpoints: tuple[Breakpoint, ...], entry: StackEntry, variables: dict[str, Any], max_cost: int
+    breakpoints: tuple[Breakpoint, ...], entry: StackEntry, variables: Callable[[], dict[str, Any]], max_cost: int
 ) -> tuple[bool, str | None]:
-    """Whether a lane about to begin `entry` stops before it, and the error its condition raised (then it stops)."""
+    """Whether a lane about to begin `entry` stops before it, and the error its condition raised (then it stops).
+    `variables` gives the lane's variables: asked only for a condition on this element."""
     if not breakpoints or not waits_before(entry):
         return False, None
     for breakpoint in breakpoints:
@@ -120,7 +121,7 @@ def stops(
         if breakpoint.when is None:
             return True, None
         try:
-            return _compiled(breakpoint.when).evaluate_bool(variables, max_cost), None
+            return _compiled(breakpoint.when).evaluate_bool(variables(), max_cost), None
         except ProcEngineError as exc:
             return True, exc.message
     return False, None

@@ -485,10 +485,12 @@ class Node(StepControls, TimeTravel):
         parent: int | None,
         depth: int,
         child_key: str | None = None,
+        *,
+        fork: Fork | None = None,
     ) -> ExecutionActor:
         """Write the new execution (indexed first, so that it is never unlisted) and make its actor."""
         commit, actor = self._new_execution(
-            caller, execution_id, first_thread, stored, process, request, parent, depth, child_key
+            caller, execution_id, first_thread, stored, process, request, parent, depth, child_key, fork=fork
         )
         await self.store.activate(execution_id)
         result = await self.store.commit(execution_id, commit, epoch=None, expect=NEW)

@@ -36,9 +36,9 @@ from procengine.engine.interpreter import Interpreter
 from procengine.engine.merge_patch import applied
 from procengine.engine.state import ExecutionState, expand_memory_doc
 from procengine.engine.stored import seed_memory, seed_stack
-from procengine.errors import CodecError, NotFound, StateCorrupted, Unavailable
+from procengine.errors import CodecError, NotFound, StateCorrupted
 from procengine.store.codec import decode
-from procengine.store.executions import NEW, Commit, LogRecord, Outcome, StoredExecution
+from procengine.store.executions import Commit, LogRecord, StoredExecution
 from procengine.store.history import HistoryStore, KeptCheckpoint
 from procengine.store.processes import StoredProcess
 
@@ -78,7 +78,7 @@ class TimeTravel:
 
         async def _admit_start(self, tenant: str, starts: int = 1) -> int: ...
 
-        def _new_execution(
+        async def _create(
             self,
             caller: Caller,
             execution_id: int,
@@ -91,7 +91,7 @@ class TimeTravel:
             child_key: str | None = None,
             *,
             fork: Fork | None = None,
-        ) -> tuple[Commit, ExecutionActor]: ...
+        ) -> ExecutionActor: ...
 
         from procengine.node.catalog import Catalog
         from procengine.node.registry import Registry
@@ -160,13 +160,7 @@ class TimeTravel:
             state.threads[thread.key].thread_execution_id = first_thread + index
         fork = Fork(execution_id, found.seq, state, request.paused, patch, request.reason)
         request_of_start = StartRequest(processID=process_id)
-        commit, actor = self._new_execution(
-            caller, new_id, first_thread, stored, process, request_of_start, None, 0, fork=fork
-        )
-        await self.store.activate(new_id)
-        result = await self.store.commit(new_id, commit, epoch=None, expect=NEW)
-        if result.outcome is not Outcome.OK:
-            raise Unavailable(f"execution {new_id} already exists")
+        actor = await self._create(caller, new_id, first_thread, stored, process, request_of_start, None, 0, fork=fork)
         self.registry.spawn(actor)
         told = {"executionID": new_id, "checkpoint": found.seq, "by": caller.by, "requestId": caller.request_id}
         if request.reason is not None:

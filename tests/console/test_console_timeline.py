@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import tempfile
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -29,45 +28,14 @@ if not os.path.exists(CHROMIUM):
         "no Chromium: apt-get install chromium (Debian) to run the console's browser tests", allow_module_level=True
     )
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
-from tests.support.console import console_with, open_execution, start
+from tests.support.console import kept, open_execution, path, start
+from tests.support.console import shipping_console as console
 
 DOCS = REPO / "docs" if os.environ.get("PROCENGINE_UPDATE_SCREENSHOTS") else Path(tempfile.gettempdir())
 """Where the screenshots go: docs/ with PROCENGINE_UPDATE_SCREENSHOTS=1, else a temporary directory."""
 pytestmark = pytest.mark.timeout(120)
-
-SHIPPING = {
-    "key": "shipping",
-    "threads": [
-        {
-            "key": "main",
-            "elements": [
-                {"key": "approve", "type": "wait-signal", "signal": "approval", "into": "approval", "next": "bill"},
-                {"key": "bill", "type": "set-variable", "set": {"total": "amount * 2.0"}, "next": "ship"},
-                {"key": "ship", "type": "wait-signal", "signal": "shipped", "next": "done"},
-                {"key": "done", "type": "end"},
-            ],
-        }
-    ],
-}
-"""Waits for an approval, computes `total` from `amount`, then waits again (so it stays live to go back in)."""
-
-
-def console(
-    redis_server: RedisServer, prefix: str, browser: Browser, *flags: str
-) -> AbstractAsyncContextManager[tuple[Server, aiohttp.ClientSession, Page, list[str]]]:
-    return console_with(redis_server, prefix, browser, (SHIPPING,), *flags)
-
-
-def path(execution: int, tail: str = "") -> str:
-    return f"/executions/processes/{execution}{tail}"
-
-
-async def kept(session: aiohttp.ClientSession, server: Server, execution: int) -> list[dict[str, Any]]:
-    page: dict[str, Any] = await call(session, server, "GET", path(execution, "/checkpoints"))
-    items: list[dict[str, Any]] = page["items"]
-    return items
 
 
 async def approved(session: aiohttp.ClientSession, server: Server, amount: float) -> tuple[int, list[dict[str, Any]]]:

@@ -4,7 +4,7 @@ console open on it. Import it after checking that Chromium exists (it imports Pl
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -47,3 +47,38 @@ async def start(session: aiohttp.ClientSession, server: Server, key: str, variab
 async def open_execution(page: Page, execution: int, status: str) -> None:
     await page.evaluate(f"location.hash = '#/executions/{execution}'")
     await expect(page.locator("#exec-status")).to_have_text(status)
+
+
+SHIPPING = {
+    "key": "shipping",
+    "threads": [
+        {
+            "key": "main",
+            "elements": [
+                {"key": "approve", "type": "wait-signal", "signal": "approval", "into": "approval", "next": "bill"},
+                {"key": "bill", "type": "set-variable", "set": {"total": "amount * 2.0"}, "next": "ship"},
+                {"key": "ship", "type": "wait-signal", "signal": "shipped", "next": "done"},
+                {"key": "done", "type": "end"},
+            ],
+        }
+    ],
+}
+"""The time-travel tests' process: waits for an approval, computes `total` from `amount`, then waits again (so it
+stays live to go back in)."""
+
+
+def shipping_console(
+    redis_server: RedisServer, prefix: str, browser: Browser, *flags: str
+) -> AbstractAsyncContextManager[tuple[Server, aiohttp.ClientSession, Page, list[str]]]:
+    return console_with(redis_server, prefix, browser, (SHIPPING,), *flags)
+
+
+def path(execution: int, tail: str = "") -> str:
+    return f"/executions/processes/{execution}{tail}"
+
+
+async def kept(session: aiohttp.ClientSession, server: Server, execution: int) -> list[dict[str, Any]]:
+    """The execution's kept checkpoints (first page), newest first."""
+    page: dict[str, Any] = await call(session, server, "GET", path(execution, "/checkpoints"))
+    items: list[dict[str, Any]] = page["items"]
+    return items

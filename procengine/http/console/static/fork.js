@@ -8,6 +8,7 @@ import { api } from './api.js';
 import { note } from './forms.js';
 import { executionLink, fatal } from './page.js';
 import { fillProblem } from './repair.js';
+import { checkpointBody } from './rewind.js';
 import { $, h } from './util.js';
 
 export function closeFork() {
@@ -61,18 +62,9 @@ export function openFork(view, seq) {
 
 /** Send the fork; a patch that is not JSON is said in the confirmation and nothing is sent. */
 async function send(view, seq, { reason, patch, paused, confirm, problem, made }) {
-  const body = { checkpoint: seq };
-  if (reason.value.trim()) body.reason = reason.value.trim();
+  const body = checkpointBody(seq, reason, patch, problem);
+  if (body === null) return;
   if (paused.checked) body.paused = true;
-  const text = patch.value.trim();
-  if (text) {
-    try {
-      body.variables = JSON.parse(text); // anything but an object is sent as it is: the server's 422 says why not
-    } catch (error) {
-      return fillProblem(problem, `the variables patch is not JSON: ${error.message}`);
-    }
-  }
-  fillProblem(problem, null);
   confirm.disabled = true;
   note('fork…', 'busy');
   try {

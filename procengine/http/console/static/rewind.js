@@ -112,8 +112,11 @@ async function whatChanges(timeline, checkpoint) {
   return { label, diff: stateDiff(state, checkpoint) };
 }
 
-/** Send the rewind; a patch that is not JSON is said in the confirmation and nothing is sent. */
-async function send(view, seq, { reason, patch, confirm, problem }) {
+/**
+ * The body of a rewind or a fork from checkpoint `seq`: the reason and the variables patch of its confirmation; null
+ * (the problem said in the confirmation) when the patch is not JSON.
+ */
+export function checkpointBody(seq, reason, patch, problem) {
   const body = { checkpoint: seq };
   if (reason.value.trim()) body.reason = reason.value.trim();
   const text = patch.value.trim();
@@ -121,10 +124,18 @@ async function send(view, seq, { reason, patch, confirm, problem }) {
     try {
       body.variables = JSON.parse(text); // anything but an object is sent as it is: the server's 422 says why not
     } catch (error) {
-      return fillProblem(problem, `the variables patch is not JSON: ${error.message}`);
+      fillProblem(problem, `the variables patch is not JSON: ${error.message}`);
+      return null;
     }
   }
   fillProblem(problem, null);
+  return body;
+}
+
+/** Send the rewind; a patch that is not JSON is said in the confirmation and nothing is sent. */
+async function send(view, seq, { reason, patch, confirm, problem }) {
+  const body = checkpointBody(seq, reason, patch, problem);
+  if (body === null) return;
   confirm.disabled = true;
   note('rewind…', 'busy');
   try {
