@@ -5,6 +5,10 @@ A hung Redis (a stopped process, a network that drops packets) accepts connectio
 command then waits for `redis_timeout_s` on every try. The front door does not shorten those timeouts, which the
 engine's own writes and the blocking reads of event streams need; it asks this probe instead whenever a request
 is slow, and answers 503 when the probe says Redis is silent.
+
+Silence is counted in the probe's own time, not the wall clock's: a process starved of CPU (a loaded machine, a
+loop busy with a large batch) wakes late, and a PING whose answer sits unread in the socket must not be taken for
+a Redis that said nothing. The wait runs in slices of SLICE_S and a slice that woke late counts as one slice.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import time
 
 from redis.asyncio import Redis
 
-__all__ = ["StoreProbe"]
+__all__ = ["SLICE_S", "StoreProbe"]
+
+SLICE_S = 0.05
+"""How often a waiting probe looks at its PING; a slice counts at most twice this towards the timeout."""
 
 
 class StoreProbe:
@@ -49,11 +56,20 @@ class StoreProbe:
             await asyncio.gather(self._pending, return_exceptions=True)
 
     async def _ping(self) -> bool:
+        ping = asyncio.ensure_future(self._redis.ping())
+        loop = asyncio.get_running_loop()
+        waited = 0.0
         try:
-            async with asyncio.timeout(self.timeout_s):  # redis-py drops a connection whose command is cancelled
-                return bool(await self._redis.ping())
-        except Exception:  # unreachable, timed out, refused: silent all the same
-            return False
+            while waited < self.timeout_s:
+                started = loop.time()
+                await asyncio.wait((ping,), timeout=SLICE_S)
+                if ping.done():
+                    return not ping.cancelled() and ping.exception() is None and bool(ping.result())
+                waited += min(loop.time() - started, 2 * SLICE_S)  # a late wake is the process's delay, not Redis's
+            return False  # unreachable, timed out, refused: silent all the same
+        finally:
+            ping.cancel()  # redis-py drops a connection whose command is cancelled
+            await asyncio.gather(ping, return_exceptions=True)
 
     def _settle(self, task: asyncio.Task[bool]) -> None:
         self._pending = None

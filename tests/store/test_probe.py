@@ -1,0 +1,60 @@
+"""The store probe tells a silent Redis from a process that is only slow to hear it (store/probe.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from procengine.store.probe import StoreProbe
+
+
+class _Server:
+    """A stand-in for redis.asyncio.Redis whose PING answers after `delay_s`, or never."""
+
+    def __init__(self, delay_s: float | None) -> None:
+        self.delay_s = delay_s
+
+    async def ping(self) -> bool:
+        if self.delay_s is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(self.delay_s)
+        return True
+
+
+def _probe(server: _Server, timeout_s: float = 0.2) -> StoreProbe:
+    return StoreProbe(cast(Redis, server), timeout_s=timeout_s, keep_s=0.0)
+
+
+async def test_a_redis_that_never_answers_is_silent_within_the_timeout() -> None:
+    probe = _probe(_Server(delay_s=None))
+    started = time.monotonic()
+    assert not await probe.answers()
+    assert probe.silent
+    assert time.monotonic() - started < 1.0
+
+
+async def test_an_answer_within_the_timeout_is_heard() -> None:
+    probe = _probe(_Server(delay_s=0.01))
+    assert await probe.answers()
+    assert not probe.silent
+
+
+async def test_a_starved_process_does_not_take_an_answer_it_has_not_read_for_silence() -> None:
+    # given a Redis that answers within 30 ms, and a loop that something blocks for twice the probe's timeout
+    probe = _probe(_Server(delay_s=0.03), timeout_s=0.2)
+
+    async def hog() -> None:
+        await asyncio.sleep(0)
+        time.sleep(0.4)  # noqa: ASYNC251 -- the point: a busy (or starved) process, nothing else on the loop runs
+
+    hogging: asyncio.Task[Any] = asyncio.create_task(hog())
+    # when the probe asks while the loop is blocked
+    answered = await probe.answers()
+    await hogging
+    # then the late wake counts as one slice, the answer is read, and Redis is not called silent
+    assert answered
+    assert not probe.silent
