@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from procengine.actors import breakpoints, finishing, holding, repairs, rewind, stepping, steps, transitions
+from procengine.actors import breakpoints, finishing, holding, migrate, repairs, rewind, stepping, steps, transitions
 from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.context import ActorContext
 from procengine.actors.lanes import LaneRunners
@@ -102,13 +102,7 @@ class ExecutionActor:
         self.epoch = epoch
         self._box = StateBox(state)
         settings = ctx.settings
-        self.interpreter = Interpreter(
-            process,
-            settings.max_snapshot_bytes,
-            settings.max_foreach_items,
-            settings.max_expression_cost,
-            settings.on_exhausted_of(tenant),
-        )
+        self.interpreter = self._interpreter(process)
         self.mailbox: Mailbox[Message] = Mailbox(settings.mailbox_size)
         # neither the writer nor the lanes hold the actor (no closure over `self`): see StateBox
         self.writer = CheckpointWriter(execution_id, epoch, ctx, fields, self._box)
@@ -136,6 +130,25 @@ class ExecutionActor:
         """The task that runs `run` (set by the registry, which owns it)."""
         self._current: Request | None = None
         """The request being handled (answered 'try again' if the actor dies handling it)."""
+
+    def _interpreter(self, process: CompiledProcess) -> Interpreter:
+        settings = self.ctx.settings
+        return Interpreter(
+            process,
+            settings.max_snapshot_bytes,
+            settings.max_foreach_items,
+            settings.max_expression_cost,
+            settings.on_exhausted_of(self.tenant),
+        )
+
+    def use_version(self, process: CompiledProcess) -> None:
+        """Run another version of the process from now on: a migration's, once written (`migrate.py`), while the
+        execution is paused or failed (no lane runs)."""
+        self.process = process
+        self.interpreter = self._interpreter(process)
+        self.lanes.process = process
+        self.lanes.interpreter = self.interpreter
+        self.lanes.breakpoints = from_field(self.fields)
 
     # --- what the node reads ------------------------------------------------------------------
 
@@ -330,6 +343,8 @@ class ExecutionActor:
             rewound = await rewind.rewind(self, command)
             self.repairable = None  # paused from here on: it lives as one
             return rewound
+        if command.verb == "migrate":
+            return await migrate.migrate(self, command)
         if command.verb == "run-now":
             return await steps.run_now(self, command)
         if command.verb == "policy":

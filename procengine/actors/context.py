@@ -4,16 +4,26 @@ the node's hand on children (a protocol, so that the actor never imports the nod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from procengine.actors.child_control import ChildControl
 from procengine.actors.inflight import InFlight
+from procengine.engine.compiled import CompiledProcess
 from procengine.runtime.clock import Clock
 from procengine.runtime.metrics import Metrics
 from procengine.settings import Settings
 from procengine.store.executions import ExecutionStore
 from procengine.tasks import HandlerRegistry
 
-__all__ = ["ActorContext"]
+__all__ = ["ActorContext", "ProcessVersions"]
+
+
+class ProcessVersions(Protocol):
+    """The node's process versions, as a migration reads them (the node's `Catalog`)."""
+
+    async def version_id(self, tenant: str, key: str, version: int | None) -> int: ...
+
+    async def compiled(self, tenant: str, process_id: int) -> CompiledProcess: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +39,5 @@ class ActorContext:
     children: ChildControl
     in_flight: InFlight = field(default_factory=InFlight)
     """The node's executions with a task in flight (kept by the lanes, read by the lease check)."""
+    processes: ProcessVersions | None = None
+    """The process versions a migration moves an execution to (None: a context made without them, in tests)."""

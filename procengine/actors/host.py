@@ -58,5 +58,8 @@ class Host(Protocol):
     async def settle(self) -> bool:
         """Finish the execution if its threads are done or one failed; True if it is final now."""
 
+    def use_version(self, process: CompiledProcess) -> None:
+        """Run another version of the process from now on (a migration, once written)."""
+
     async def announce(self) -> None:
         """Tell the tenant's status-events stream the status just written."""

@@ -22,6 +22,7 @@ Verb = Literal[
     "rewind",
     "breakpoints",
     "advance",
+    "migrate",
 ]
 VERBS: Final[tuple[Verb, ...]] = get_args(Verb)
 STEP_ACTIONS: Final = ("retry", "skip", "complete", "fail", "move", "run-now", "policy")
@@ -130,6 +131,9 @@ class Command:
         reason, key = wire.get("reason"), wire.get("signalKey")
         patch, retry_key = wire.get("patch"), wire.get("retryKey")
         checkpoint = wire.get("checkpoint")
+        order = wire.get("payload")
+        if wire["verb"] == "migrate" and not (isinstance(order, dict) and type(order.get("version")) is int):
+            raise CodecError("a forwarded migrate without its version")
         if wire["verb"] == "rewind" and not (isinstance(checkpoint, int) and not isinstance(checkpoint, bool)):
             raise CodecError("a forwarded rewind without its checkpoint")
         return cls(

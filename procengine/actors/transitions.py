@@ -51,6 +51,7 @@ TRANSITION_TARGETS: Final = {
     "rewind": "paused",
     "breakpoints": "breakpoints",
     "advance": "paused",
+    "migrate": "migrate",
 }
 """The status each control command asks for (a `refused` entry names it as `to`; an edit keeps it paused)."""
 ALLOWED_FROM: Final = {
@@ -65,6 +66,7 @@ ALLOWED_FROM: Final = {
     "advance": (Status.PAUSED,),
     "run-now": (Status.RUNNING,),
     "policy": (Status.RUNNING, Status.PAUSED),
+    "migrate": (Status.PAUSED, Status.FAILED),
 }
 """The statuses each control command applies to; from any other it is refused (and the refusal logged)."""
 SIGNAL_KEY_FIELD = "signalKey:"

@@ -31,6 +31,8 @@ from procengine.api.views import (
     ForkRequest,
     LogEntry,
     LogView,
+    MigrateRequest,
+    MigrateResult,
     MoveRequest,
     PauseResult,
     ProcessList,
@@ -194,6 +196,13 @@ class NodeService(Protocol):
     async def rewind(self, caller: Caller, execution_id: int, request: RewindRequest) -> RewindResult:
         """A paused, failed or cancelled execution back to one of its kept checkpoints, paused there; NotFound for a
         checkpoint not kept, InvalidTransition while running."""
+        ...
+
+    async def migrate(self, caller: Caller, execution_id: int, request: MigrateRequest) -> MigrateResult:
+        """A paused or failed execution moved to another version of its process under a validated plan (`dryRun`:
+        the plan and its problems, nothing written); ValidationFailed listing every problem of a plan that cannot
+        be applied, NotFound for a version the process lacks, InvalidTransition in any other status. One call: what
+        a bulk migrate calls per execution."""
         ...
 
     async def log_feed(self, caller: Caller, execution_id: int, after: str | None) -> Feed[list[LogEntry] | None]:

@@ -154,6 +154,35 @@ class BreakpointsResult(_View):
     alreadyStarted: list[StartedRun]
 
 
+class MigrationStep(_View):
+    """One lane's pending element in a migration plan: its element in the old version and the one it takes."""
+
+    lane: str
+    from_: str = Field(alias="from", serialization_alias="from")
+    to: str
+    type: str
+    parked: bool = False
+    """An element a failed parallel or for-each parked for its retry."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+
+class MigrateResult(_View):
+    """`POST …/{id}/migrate`: the plan, its problems (a dry run answers them; otherwise a plan with problems is a 422
+    listing them), and whether it was applied."""
+
+    executionID: int
+    status: StatusName
+    fromVersion: int
+    toVersion: int
+    fromProcessID: int
+    toProcessID: int
+    plan: list[MigrationStep]
+    problems: list[str]
+    applied: bool
+    migratedAt: str | None = None
+
+
 class RewindResult(_View):
     """An execution put back to one of its kept checkpoints (`POST …/{id}/rewind`): paused there, same id."""
 
@@ -522,6 +551,20 @@ class RewindRequest(_Request):
 
     checkpoint: int = Field(ge=1, le=2**63 - 1)
     variables: dict[str, Storable] | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+ElementKeyText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class MigrateRequest(_Request):
+    """`POST …/{id}/migrate`: the version of the execution's process to move it to, the elements renamed in it
+    (`{oldKey: newKey}`; an element kept under its key needs none), and whether only to plan (`dryRun`)."""
+
+    version: int = Field(ge=1, le=2**63 - 1)
+    mapping: dict[ElementKeyText, ElementKeyText] = Field(default_factory=dict, max_length=10_000)
+    """{old element key: new element key}."""
+    dryRun: bool = False
     reason: str | None = Field(default=None, max_length=1000)
 
 

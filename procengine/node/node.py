@@ -36,6 +36,8 @@ from procengine.api.views import (
     ExecutionStatusView,
     LogEntry,
     LogView,
+    MigrateRequest,
+    MigrateResult,
     PauseResult,
     ProcessList,
     ProcessSummary,
@@ -134,12 +136,14 @@ RESULTS: dict[Verb, type[BaseModel]] = {
     "rewind": RewindResult,
     "breakpoints": BreakpointsResult,
     "advance": SteppedResult,
+    "migrate": MigrateResult,
 }
 """What each command answers (a forwarded answer is rebuilt from its JSON)."""
 REPAIR_VERBS: dict[Verb, frozenset[Status]] = {
     "retry": frozenset({Status.FAILED}),
     "step": frozenset({Status.FAILED}),
     "rewind": frozenset({Status.FAILED, Status.CANCELLED}),
+    "migrate": frozenset({Status.FAILED}),
 }
 """Commands that apply to a final execution: its actor is activated for them in those statuses
 (`Registry.activate(repair=...)`)."""
@@ -186,7 +190,14 @@ class Node(StepControls, TimeTravel):
         self.history = HistoryStore(redis, self.keys)
         self.metrics = metrics or Metrics()
         self.ctx = ActorContext(
-            self.store, settings, self.clock, handlers, self.node_id, self.metrics, children=Children(self)
+            self.store,
+            settings,
+            self.clock,
+            handlers,
+            self.node_id,
+            self.metrics,
+            children=Children(self),
+            processes=self.catalog,
         )
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
@@ -662,6 +673,12 @@ class Node(StepControls, TimeTravel):
             raise ValidationFailed("reason is too long", ["reason: at most 1000 characters"])
         self._check_patch(patch)
         return await self._ask(execution_id, Command("edit", caller, reason, patch=patch), VariablesResult)
+
+    async def migrate(self, caller: Caller, execution_id: int, request: MigrateRequest) -> MigrateResult:
+        """A paused or failed execution to another version of its process (actors/migrate.py): the plan validated,
+        every problem listed (422), or only answered (`dryRun`); applied in one fenced write by its actor."""
+        order = {"version": request.version, "mapping": dict(request.mapping), "dryRun": request.dryRun}
+        return await self._ask(execution_id, Command("migrate", caller, request.reason, payload=order), MigrateResult)
 
     def _check_patch(self, patch: dict[str, Any]) -> None:
         """What can be checked before the execution is read: the patch alone storable, and within the memory limit
