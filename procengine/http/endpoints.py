@@ -21,6 +21,7 @@ from procengine.api.views import (
     ElementRetryRequest,
     FailRequest,
     ForkRequest,
+    MigrateRequest,
     MoveRequest,
     RetryRequest,
     RewindRequest,
@@ -279,6 +280,11 @@ async def fork_execution(request: web.Request) -> web.Response:
 async def rewind_execution(request: web.Request) -> web.Response:
     target = execution_id(request)
     return ok(await engine(request).rewind(caller(request), target, await read_model(request, RewindRequest)))
+
+
+async def migrate_execution(request: web.Request) -> web.Response:
+    target = execution_id(request)
+    return ok(await engine(request).migrate(caller(request), target, await read_model(request, MigrateRequest)))
 
 
 async def execution_checkpoints(request: web.Request) -> web.Response:

@@ -286,6 +286,7 @@ _LINKS_FROM: Final[dict[str, dict[str, Any]]] = {
             ("step", "step_execution", "Run the next element of each of its lanes, paused, and pause again"),
             ("fork", "fork_execution", "Start a new execution from one of its kept checkpoints"),
             ("rewind", "rewind_execution", "Put it back to one of its kept checkpoints, paused, failed or cancelled"),
+            ("migrate", "migrate_execution", "Move it to another version of its process, paused or failed"),
             ("checkpoint", "execution_checkpoint", "One kept checkpoint of it"),
             ("checkpointDiff", "checkpoints_diff", "What changed between two of its kept checkpoints"),
             ("events", "execution_events", "Its log as server-sent events"),

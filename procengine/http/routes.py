@@ -31,6 +31,8 @@ from procengine.api.views import (
     ForkRequest,
     LogEntry,
     LogView,
+    MigrateRequest,
+    MigrateResult,
     MoveRequest,
     PauseResult,
     ProcessList,
@@ -236,6 +238,14 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "merge-patched in the same write if asked: paused there, resume goes on from it (the elements after it "
         "run again); 404 for a checkpoint not kept, 409 while running",
         RewindResult, body="required", request_model=RewindRequest, errors=(409, 413), tag="repair",
+    ),
+    RouteSpec(
+        "POST", _E + "/{id}/migrate", h.migrate_execution,
+        "Move a paused or failed execution to another version of its process (same id, same status): identical "
+        "element keys map by default, `mapping` renames; the plan is validated first and every problem listed (422), "
+        "or with `dryRun` only answered (200, problems included, nothing written); 404 for a version the process "
+        "lacks, 409 while running or once completed or cancelled",
+        MigrateResult, body="required", request_model=MigrateRequest, errors=(409, 422), tag="repair",
     ),
     RouteSpec(
         "GET", _E + "/{id}/events", events.execution_events,

@@ -12,7 +12,8 @@ opaque cursor must be.
 
 Two more, of issue 22: a breakpoint on an element the definition does not have (422 listing it: which element keys
 a definition has, the schema cannot say), and a made-up checkpoint number (404 for the checkpoint, which
-schemathesis's stateful check takes for the execution it created being gone).
+schemathesis's stateful check takes for the execution it created being gone). And of issue 23: a migration to a
+version the process does not have (404, as a checkpoint), or whose plan has problems (422 listing them).
 
 The third is that float's mirror: a huge integral float written as a float (`-3.5e+255`) is a double the memory
 stores, and accepted, while the payload schema (whose integer branch is bounded by what msgpack can hold as an
@@ -58,6 +59,7 @@ def filter_failure(
         or _untakeable_signal(problem)
         or _not_for_this_element(problem)
         or _no_such_breakpoint_element(problem)
+        or _not_for_this_version(problem)
         for problem in details
     )
 
@@ -76,9 +78,19 @@ def _not_kept(response: schemathesis.Response) -> bool:
     """A made-up checkpoint number (`POST …/rewind`, `…/fork`, `GET …/checkpoints/{seq}`): 404 for the checkpoint,
     not for the execution, which exists (issue 22)."""
     try:
-        return "is not kept" in json.loads(response.content)["error"]["message"]
+        message = json.loads(response.content)["error"]["message"]
+        return "is not kept" in message or " has no version " in message
     except (ValueError, KeyError, TypeError):
         return False
+
+
+_PLAN_PROBLEMS = ("mapping: ", "lane '", "thread '", "breakpoint before ", "version: ")
+
+
+def _not_for_this_version(problem: object) -> bool:
+    """A migration plan's problem (`POST …/migrate`, issue 23): which elements and versions a process has, the
+    schema cannot say."""
+    return isinstance(problem, str) and problem.startswith(_PLAN_PROBLEMS)
 
 
 _ELEMENT_DEPENDENT = ("elementKey: ", "lane: ", "before: ")

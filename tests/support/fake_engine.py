@@ -34,6 +34,9 @@ from procengine.api.views import (
     ForkRequest,
     LogEntry,
     LogView,
+    MigrateRequest,
+    MigrateResult,
+    MigrationStep,
     PauseResult,
     ProcessList,
     ProcessSummary,
@@ -357,6 +360,33 @@ class FakeEngine:
         empty: dict[str, Any] = {"added": {}, "removed": {}, "changed": {}}
         return RewindResult(
             executionID=execution_id, checkpoint=1, rewoundFrom="paused", rewoundAt=NOW, pendingNodes=1, variables=empty
+        )
+
+    async def migrate(self, caller: Caller, execution_id: int, request: MigrateRequest) -> MigrateResult:
+        """Version 2 of process 1 is the one there is; element `ghost` is a problem (422, or listed on a dry run)."""
+        self._record("migrate", caller, execution_id, request)
+        execution = self._execution(caller, execution_id)
+        if execution.status not in ("paused", "failed"):
+            raise InvalidTransition(f"cannot migrate an execution that is {execution.status}", execution.status)
+        if request.version != 2:
+            raise NotFound(f"process has no version {request.version}")
+        problems = [f"mapping: {old!r} names no element of process 'p'" for old in request.mapping if old == "ghost"]
+        step = MigrationStep.model_validate(
+            {"lane": "main", "from": "w", "to": request.mapping.get("w", "w"), "type": "wait-signal"}
+        )
+        if problems and not request.dryRun:
+            raise ValidationFailed(f"execution {execution_id} cannot be migrated to version 2", problems)
+        return MigrateResult(
+            executionID=execution_id,
+            status=execution.status,
+            fromVersion=1,
+            toVersion=2,
+            fromProcessID=1,
+            toProcessID=2,
+            plan=[step],
+            problems=problems,
+            applied=not request.dryRun,
+            migratedAt=None if request.dryRun else NOW,
         )
 
     async def ready(self) -> str | None:
