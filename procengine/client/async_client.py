@@ -48,6 +48,8 @@ from procengine.api.views import (
     ForkRequest,
     LogEntry,
     LogView,
+    MigrateRequest,
+    MigrateResult,
     MoveRequest,
     PauseResult,
     ProcessList,
@@ -363,6 +365,28 @@ class AsyncClient:
         body = {name: value for name, value in given.items() if value is not None}
         _request_model(RewindRequest, body)
         return await self._data("POST", _execution(execution_id, "rewind"), RewindResult, body=_dump(body))
+
+    async def migrate(
+        self,
+        execution_id: int,
+        version: int,
+        mapping: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        reason: str | None = None,
+    ) -> MigrateResult:
+        """Move a paused or failed execution to `version` of its process (same id, same status), the elements
+        renamed in it named by `mapping` ({old key: new key}). `dry_run`: only the plan and its problems, nothing
+        written. ValidationError listing every problem of a plan that cannot be applied, NotFound for a version the
+        process lacks, InvalidTransition in any other status."""
+        given = {
+            "version": version,
+            "mapping": None if mapping is None else dict(mapping),
+            "dryRun": dry_run or None,
+            "reason": reason,
+        }
+        body = {name: value for name, value in given.items() if value is not None}
+        _request_model(MigrateRequest, body)
+        return await self._data("POST", _execution(execution_id, "migrate"), MigrateResult, body=_dump(body))
 
     async def step(self, execution_id: int, *, lane: str | None = None, reason: str | None = None) -> SteppedResult:
         """Step mode: a paused execution runs exactly the next element of each lane (or of `lane`) and pauses again;

@@ -27,6 +27,7 @@ from procengine.api.views import (
     ExecutionSummary,
     LogEntry,
     LogView,
+    MigrateResult,
     PauseResult,
     ProcessList,
     ProcessSummary,
@@ -218,6 +219,16 @@ class Client:
         reason: str | None = None,
     ) -> RewindResult:
         return self._run(self._async.rewind(execution_id, checkpoint, variables=variables, reason=reason))
+
+    def migrate(
+        self,
+        execution_id: int,
+        version: int,
+        mapping: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        reason: str | None = None,
+    ) -> MigrateResult:
+        return self._run(self._async.migrate(execution_id, version, mapping, dry_run, reason))
 
     def step(self, execution_id: int, *, lane: str | None = None, reason: str | None = None) -> SteppedResult:
         return self._run(self._async.step(execution_id, lane=lane, reason=reason))
