@@ -303,6 +303,20 @@ async def rewind(client: AsyncClient, args: argparse.Namespace, output: Output) 
     return EXIT_OK
 
 
+async def migrate(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    mapping: dict[str, str] = {}
+    for given in args.map:
+        old, sep, new = given.partition("=")
+        if not sep or not old or not new:
+            raise InputError(f"migrate: --map takes OLD=NEW, not {given!r}")
+        mapping[old] = new
+    result = await client.migrate(
+        args.execution_id, args.to_version, mapping or None, dry_run=args.dry_run, reason=args.reason
+    )
+    output.show(result, render.migrated(result))
+    return EXIT_FAILED if result.problems else EXIT_OK
+
+
 async def set_breakpoints(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     wanted: list[str | dict[str, str]] = list(args.elements)
     for given in args.when:
@@ -326,6 +340,7 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "break": set_breakpoints,
     "checkpoints": checkpoints,
     "rewind": rewind,
+    "migrate": migrate,
     "fork": fork,
     "start": start,
     "status": status,

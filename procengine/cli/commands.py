@@ -32,7 +32,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ),
     (
         "repair an execution, same id (--reason)",
-        ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy"),
+        ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy", "migrate"),
     ),
     ("go back in an execution", ("checkpoints", "rewind", "fork", "break", "step")),
     ("definitions", ("register", "validate")),
@@ -254,6 +254,22 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     rewind.add_argument("seq", metavar="SEQ", type=positive_int, help="the kept checkpoint to go back to")
     _patch_options(rewind)
     rewind.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    migrating = add(
+        "migrate",
+        "move a paused or failed execution to another version of its process",
+        "Move the execution to version --to-version N of its process, same id, same status: its pending elements "
+        "take the elements of the same key in N, or those --map OLD=NEW names. The plan is checked first and every "
+        "problem printed; --dry-run only prints the plan and its problems (exit 1 if there are any).",
+        api,
+    )
+    _execution_id(migrating)
+    migrating.add_argument("--to-version", metavar="N", type=positive_int, required=True, help="the target version")
+    migrating.add_argument(
+        "--map", metavar="OLD=NEW", action="append", default=[], help="element OLD takes element NEW's place"
+    )
+    migrating.add_argument("--dry-run", action="store_true", help="print the plan and its problems; write nothing")
+    migrating.add_argument("--reason", metavar="R", help="written to the execution's log")
 
     forked = add(
         "fork",

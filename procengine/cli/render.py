@@ -24,6 +24,7 @@ from procengine.api.views import (
     ExecutionList,
     ExecutionStatusView,
     LogEntry,
+    MigrateResult,
     PauseResult,
     ProcessSummary,
     ResumeResult,
@@ -308,6 +309,26 @@ def rewound(result: RewindResult) -> Text:
         f"{result.rewoundAt}; variables {counts}; {result.pendingNodes} pending: ",
         _status(result.status),
     )
+
+
+def migrated(result: MigrateResult) -> RenderableType:
+    """The plan (lane, from, to, type), then what was done, or the problems (a dry run, or refused)."""
+    verb = "migrated" if result.applied else "plan to migrate"
+    lines: list[RenderableType] = [
+        Text.assemble(
+            f"{verb} execution {result.executionID} ({result.status}) from version {result.fromVersion} to "
+            f"{result.toVersion}" + (f" at {result.migratedAt}" if result.migratedAt else "")
+        )
+    ]
+    for step in result.plan:
+        moved = step.from_ if step.from_ == step.to else f"{step.from_} -> {step.to}"
+        lines.append(Text(f"  {step.lane}: {moved} ({step.type}" + (", parked)" if step.parked else ")")))
+    if result.problems:
+        lines.append(Text(f"{len(result.problems)} problem(s):", style="red"))
+        lines.extend(Text(f"  - {problem}") for problem in result.problems)
+    elif not result.applied:
+        lines.append(Text("no problems: it can be applied (without --dry-run)", style="green"))
+    return Group(*lines)
 
 
 def checkpoints(page: CheckpointList) -> RenderableType:
