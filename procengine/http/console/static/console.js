@@ -31,12 +31,14 @@
 //   steps.js      the step controls of the element picked in the graph: retry, skip, complete, fail, run now
 //   move.js       the step controls' Move lane here: the lanes that can go on from the picked element
 //   policy.js     the step controls' Change policy: a pending task's retry policy and timeout for this run
+//   migrate.js    Migrate…: another version of the process, a plan (dry run) with its problems, then apply
 //   util.js       DOM and SVG building, text, time and duration formatting
 
 import { ApiError, setToken, token } from './api.js';
 import { ExecutionView } from './execution.js';
 import { sendCommand, sendSignal } from './forms.js';
 import { ListView, listHash } from './list.js';
+import { openMigrate } from './migrate.js';
 import { app, clearError, setLive, showError } from './page.js';
 import { wireEditor } from './repair.js';
 import { sendStep } from './step.js';
@@ -86,6 +88,7 @@ function boot() {
     button.addEventListener('click', () => app.view instanceof ExecutionView && sendCommand(app.view, button.dataset.command));
   }
   $('do-step').addEventListener('click', () => app.view instanceof ExecutionView && sendStep(app.view));
+  $('do-migrate').addEventListener('click', () => app.view instanceof ExecutionView && openMigrate(app.view));
   $('actions').addEventListener('submit', (event) => event.preventDefault());
   wireEditor(() => (app.view instanceof ExecutionView ? app.view : null), route);
   wireZoomControls(() => (app.view instanceof ExecutionView ? app.view.zoom : null));
