@@ -6,6 +6,7 @@
   a user's terminal is only where the server is: a free port instead of 8080 (rewritten in the text, and
   PROCENGINE_PORT / PROCENGINE_URL for the commands that do not name it) and a data directory of the test's own
   (PROCENGINE_DATA_DIR). Blocks that need `make run` get a server started with the Makefile's own `run` command.
+- `python` blocks of docs/ (walk-throughs) run the same way, against the `make run` server.
 - `yaml` blocks: whole definitions pass `procengine validate`; element excerpts are elements (a key and a type).
 - `json` blocks parse, excerpts (lines of a list, a member of an object) included.
 - Blocks shown as transcripts or output (`text`, no language, and the `sh` transcripts of docs/, which mix
@@ -184,7 +185,7 @@ def _needs_own_server(snippet: Snippet) -> bool:
 RUNNABLE = [
     s for s in _of("sh", "python", run=True)
     if not any((s.document, s.language) == (d, lang) and s.text.startswith(first) for d, lang, first in NOT_RUN)
-]  # fmt: skip
+] + _of("python", run=False)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -272,6 +273,6 @@ def test_a_json_block_parses(snippet: Snippet) -> None:
 
 
 def test_every_docs_block_is_checked_or_says_why_not() -> None:
-    unchecked = {s.language for s in SNIPPETS if s.document not in RUN_AS_WRITTEN} - {"yaml", "json"}
+    unchecked = {s.language for s in SNIPPETS if s.document not in RUN_AS_WRITTEN} - {"yaml", "json", "python"}
 
     assert unchecked <= CHECKED_ELSEWHERE.keys(), f"blocks of docs/ that nothing runs or checks: {unchecked}"

@@ -21,10 +21,11 @@ from procengine.actors.messages import Command
 from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.snapshot import load_state
 from procengine.actors.transitions import log_refusal
+from procengine.api.problems import refusal
 from procengine.api.views import MigrateResult, MigrationStep
 from procengine.engine.breakpoints import Breakpoint, from_field, to_field
 from procengine.engine.migration import MigrationPlan, apply_plan, plan_migration
-from procengine.errors import StateCorrupted, Unavailable, ValidationFailed
+from procengine.errors import StateCorrupted, Unavailable
 from procengine.runtime.clock import iso
 from procengine.store.indexes import Indexed, IndexOp, removal_note
 from procengine.store.keys import Keys
@@ -42,9 +43,7 @@ async def migrate(actor: Host, message: Command) -> MigrateResult:
     from_id, from_version = int(actor.fields["processID"]), int(actor.fields.get("processVersion") or 0)
     to_id = await ctx.processes.version_id(actor.tenant, source.definition.key, version)  # NotFound: 404
     if to_id == from_id:
-        raise ValidationFailed(
-            "nothing to migrate", [f"version: {version} is the execution's own version; give another one"]
-        )
+        raise refusal("nothing to migrate", [f"version: {version} is the execution's own version; give another one"])
     target = await ctx.processes.compiled(actor.tenant, to_id)
     state = load_state(await _stored(actor, message), source)
     breakpoints = from_field(actor.fields)
@@ -58,7 +57,7 @@ async def migrate(actor: Host, message: Command) -> MigrateResult:
         )
         status = actor.status.value
         await log_refusal(ctx, actor.execution_id, message.caller, "migrate", message.reason, status, why)
-        raise ValidationFailed(f"execution {actor.execution_id} cannot be migrated to version {version}", plan.problems)
+        raise refusal(f"execution {actor.execution_id} cannot be migrated to version {version}", plan.problems)
     renamed = {step.lane for step in plan.steps if step.source != step.target}
     apply_plan(state, target, plan)
     now = ctx.clock.now_ms()
