@@ -8,7 +8,7 @@ import { Breakpoints } from './breakpoints.js';
 import { hideDetails, renderDetails } from './details.js';
 import { note, signalNames } from './forms.js';
 import { Graph, legend } from './graph.js';
-import { closeMigrate, renderMigrate } from './migrate.js';
+import { renderMigrate } from './migrate.js';
 import { listHash } from './list.js';
 import { crumbs, executionLink, fatal, setLive, setProgress, show, showError } from './page.js';
 import { detailCell, renderElements, renderMemory, renderStack } from './panels.js';
@@ -60,7 +60,6 @@ export class ExecutionView {
     for (const id of ['exec-error', 'state-problem', 'repair', 'vars-problem']) $(id).hidden = true;
     hideDetails();
     hideStepControls();
-    closeMigrate();
     this.timeline = new Timeline(this); // the checkpoints: read with the rest on every read
     this.breakpoints = new Breakpoints(this); // the set: from the log's breakpoints-set entries and the PUT's answers
     note('');

@@ -11,8 +11,11 @@ import { fatal } from './page.js';
 import { fillProblem } from './repair.js';
 import { $, h } from './util.js';
 
-/** Enable Migrate… on a paused or failed execution; say why not in its title otherwise. */
+/** Enable Migrate… on a paused or failed execution; say why not in its title otherwise. The form of another
+ * execution (the page shows a new one) is closed. */
 export function renderMigrate(status) {
+  const box = $('migrate');
+  if (box && !box.hidden && box.dataset.execution !== String(status.executionID)) closeMigrate();
   const button = $('do-migrate');
   if (!button) return;
   const applies = ['paused', 'failed'].includes(status.status);
@@ -136,6 +139,7 @@ export async function openMigrate(view) {
     result,
     problem,
   );
+  box.dataset.execution = String(view.id);
   box.hidden = false;
 }
 
