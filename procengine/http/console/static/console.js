@@ -32,12 +32,14 @@
 //   move.js       the step controls' Move lane here: the lanes that can go on from the picked element
 //   policy.js     the step controls' Change policy: a pending task's retry policy and timeout for this run
 //   util.js       DOM and SVG building, text, time and duration formatting
+//   processes.js  the Processes page: definitions, versions, counts by status, graph, start, deprecate, delete
 
 import { ApiError, setToken, token } from './api.js';
 import { ExecutionView } from './execution.js';
 import { sendCommand, sendSignal } from './forms.js';
 import { ListView, listHash } from './list.js';
 import { app, clearError, setLive, showError } from './page.js';
+import { ProcessesView, wireProcesses } from './processes.js';
 import { wireEditor } from './repair.js';
 import { sendStep } from './step.js';
 import { $ } from './util.js';
@@ -48,7 +50,8 @@ function route() {
   clearError();
   setLive('idle');
   const match = /^#\/executions\/([1-9][0-9]{0,18})$/.exec(location.hash);
-  app.view = match ? new ExecutionView(match[1], route) : new ListView();
+  const processes = /^#\/processes(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
+  app.view = match ? new ExecutionView(match[1], route) : processes ? new ProcessesView(processes[1]) : new ListView();
   app.view.start();
 }
 
@@ -89,6 +92,7 @@ function boot() {
   $('actions').addEventListener('submit', (event) => event.preventDefault());
   wireEditor(() => (app.view instanceof ExecutionView ? app.view : null), route);
   wireZoomControls(() => (app.view instanceof ExecutionView ? app.view.zoom : null));
+  wireProcesses(() => (app.view instanceof ProcessesView ? app.view : null));
   $('signal-form').addEventListener('submit', (event) => {
     event.preventDefault();
     if (app.view instanceof ExecutionView) sendSignal(app.view);
