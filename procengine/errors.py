@@ -9,6 +9,8 @@ ProcEngineError
 ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
 │   └── Refused           (logged as `refused` in the execution's log)
 ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
+├── ProcessDeprecated     409 PROCESS_DEPRECATED a start of a process version that is deprecated
+├── ProcessInUse          409 PROCESS_IN_USE     a delete of a process version that stored executions use
 ├── CodecError            409 STATE_CORRUPTED    a stored blob could not be decoded
 ├── TooManyRequests       429 RATE_LIMITED       more starts per second than the tenant may make (Retry-After)
 ├── Unavailable           503 UNAVAILABLE        cannot be served now; try again (Retry-After)
@@ -127,6 +129,20 @@ class StateCorrupted(ProcEngineError):
 
     status = 409
     code = "STATE_CORRUPTED"
+
+
+class ProcessDeprecated(ProcEngineError):
+    """A start (single, batch, child or fork) of a process version marked deprecated; `details` names it."""
+
+    status = 409
+    code = "PROCESS_DEPRECATED"
+
+
+class ProcessInUse(ProcEngineError):
+    """A delete of a process version that stored executions use; `details` says how many."""
+
+    status = 409
+    code = "PROCESS_IN_USE"
 
 
 class TooManyRequests(ProcEngineError):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from procengine.api.feeds import Feed
+from procengine.api.process_views import ProcessDeleted, ProcessPatch
 from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
@@ -75,6 +76,15 @@ class NodeService(Protocol):
     async def list_processes(self, caller: Caller) -> ProcessList: ...
 
     async def get_process(self, caller: Caller, process_id: int) -> ProcessView: ...
+
+    async def deprecate_process(self, caller: Caller, process_id: int, request: ProcessPatch) -> ProcessView:
+        """Mark a version deprecated (its starts are refused: ProcessDeprecated) or not; NotFound if there is none."""
+        ...
+
+    async def delete_process(self, caller: Caller, process_id: int, reason: str | None = None) -> ProcessDeleted:
+        """Delete a version that no stored execution uses (ProcessInUse otherwise, with how many); its key's latest
+        becomes the highest version left; its number is never given again."""
+        ...
 
     async def start_execution(self, caller: Caller, request: StartRequest) -> tuple[StartResult, bool]:
         """Start; the bool is True when created (201), False when the idempotency key matched (200)."""

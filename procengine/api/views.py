@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
 
+from procengine.api.process_views import ExecutionCounts
 from procengine.depth import clipped
 
 StatusName = Literal["running", "paused", "completed", "failed", "cancelled"]
@@ -40,6 +41,10 @@ class ProcessView(ProcessSummary):
     tenant: str
     createdAt: str
     definition: Annotated[dict[str, Any], Shown]
+    deprecated: bool = False
+    """Takes no new start (`PATCH /processes/{processID}`)."""
+    executions: ExecutionCounts | None = None
+    """How many of the tenant's stored executions of this version are in each status."""
 
 
 class ProcessList(_View):

@@ -18,6 +18,7 @@ from typing import Any, Final, cast
 
 from procengine.api.views import StatusName
 from procengine.cli import render
+from procengine.cli import render_processes as shown
 from procengine.cli.exit_codes import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from procengine.cli.inputs import (
     DocumentError,
@@ -272,6 +273,25 @@ async def register(client: AsyncClient, args: argparse.Namespace, output: Output
     return EXIT_OK
 
 
+async def processes(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
+    """`processes [list]`, or `processes delete|deprecate|undeprecate ID [--reason R]`."""
+    if args.verb == "list":
+        if args.process_id is not None:
+            raise InputError("processes: list takes no ID (GET one with `procengine processes --json`)")
+        listed = await client.processes()
+        output.show(listed, shown.processes(listed, plain=not output.console.is_terminal))
+        return EXIT_OK
+    if args.process_id is None:
+        raise InputError(f"processes {args.verb}: give the version's ID (its processID)")
+    if args.verb == "delete":
+        result = await client.delete_process(args.process_id, reason=args.reason)
+        output.show(result, shown.deleted(result))
+        return EXIT_OK
+    view = await client.deprecate_process(args.process_id, deprecated=args.verb == "deprecate", reason=args.reason)
+    output.show(view, shown.deprecated(view))
+    return EXIT_OK
+
+
 async def checkpoints(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     if args.seq is None:
         if args.diff is not None:
@@ -360,6 +380,7 @@ API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "run-now": run_now,
     "policy": change_policy,
     "register": register,
+    "processes": processes,
 }
 
 

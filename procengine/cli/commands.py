@@ -35,7 +35,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         ("retry", "edit", "skip", "complete", "fail", "move", "run-now", "policy", "migrate"),
     ),
     ("go back in an execution", ("checkpoints", "rewind", "fork", "break", "step")),
-    ("definitions", ("register", "validate")),
+    ("definitions", ("register", "validate", "processes")),
 )
 """How `procengine --help` groups the commands, in this order."""
 
@@ -228,6 +228,22 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         api,
     )
     register.add_argument("file", metavar="FILE", type=Path, help="the definition (.json: JSON, else YAML)")
+
+    processes = add(
+        "processes",
+        "list the definitions (versions, counts by status), or delete or deprecate a version",
+        "List the tenant's definitions: each version with its processID, whether it is the latest or deprecated, "
+        "and how many of its executions are in each status. `processes deprecate ID` stops new starts of a version "
+        "(its executions go on; `undeprecate ID` takes it back); `processes delete ID` deletes a version that no "
+        "stored execution uses (exit 4 with how many do).",
+        api,
+    )
+    processes.add_argument(
+        "verb", metavar="ACTION", nargs="?", default="list", choices=("list", "delete", "deprecate", "undeprecate"),
+        help="list (the default), delete, deprecate or undeprecate",
+    )  # fmt: skip
+    processes.add_argument("process_id", metavar="ID", nargs="?", type=positive_int, help="the version's processID")
+    processes.add_argument("--reason", metavar="R", help="why: written to the server's log with the change")
 
     checkpoints = add(
         "checkpoints",

@@ -25,6 +25,7 @@ import pydantic
 from pydantic import BaseModel
 
 from procengine.api.problems import problems as listed_problems
+from procengine.api.process_views import ExecutionCounts, ProcessDeleted, ProcessPatch
 from procengine.api.views import (
     BATCH_LIMIT,
     BatchStartItem,
@@ -180,6 +181,29 @@ class AsyncClient:
     async def process(self, process_id: int) -> ProcessView:
         """One registered version, with its definition."""
         return await self._data("GET", f"/processes/{int(process_id)}", ProcessView)
+
+    async def process_counts(self, process_id: int) -> ExecutionCounts:
+        """How many of the tenant's stored executions of one version are in each status."""
+        counts = (await self.process(process_id)).executions
+        return counts if counts is not None else ExecutionCounts()
+
+    async def deprecate_process(
+        self, process_id: int, *, deprecated: bool = True, reason: str | None = None
+    ) -> ProcessView:
+        """Deprecate a version (no new start of it: Conflict with code PROCESS_DEPRECATED), or with
+        `deprecated=False` no longer; its executions go on either way."""
+        body = ProcessPatch(deprecated=deprecated, reason=reason).model_dump_json(exclude_none=True).encode()
+        return await self._data("PATCH", f"/processes/{int(process_id)}", ProcessView, body=body)
+
+    async def undeprecate_process(self, process_id: int, *, reason: str | None = None) -> ProcessView:
+        """`deprecate_process(process_id, deprecated=False)`: the version takes new starts again."""
+        return await self.deprecate_process(process_id, deprecated=False, reason=reason)
+
+    async def delete_process(self, process_id: int, *, reason: str | None = None) -> ProcessDeleted:
+        """Delete a version no stored execution uses (Conflict with code PROCESS_IN_USE otherwise: its `details`
+        say how many); the highest version left becomes its key's latest."""
+        params = {"reason": reason} if reason else None
+        return await self._data("DELETE", f"/processes/{int(process_id)}", ProcessDeleted, params=params)
 
     # --- executions ------------------------------------------------------------------------------
 

@@ -218,8 +218,8 @@ def error_from_answer(
         if current is None and isinstance(error, dict):
             current = error.get("currentStatus")
         return InvalidTransition(message, str(current or ""), details=details, **extra)
-    if not code and status == 409:
-        return Conflict(message, code=f"HTTP_{status}", **extra)
+    if status == 409 and code != StateCorrupted.code:  # PROCESS_DEPRECATED, PROCESS_IN_USE, and any other 409
+        return Conflict(message, code=code or f"HTTP_{status}", details=details, **extra)
     if code == ValidationError.code or (not code and status == 422):
         problems = [str(problem) for problem in details] if isinstance(details, list) else []
         return ValidationError(message, problems, **extra)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mappin
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from procengine.api.process_views import ExecutionCounts, ProcessDeleted
 from procengine.api.views import (
     BatchStartResult,
     BreakpointsResult,
@@ -124,6 +125,18 @@ class Client:
 
     def process(self, process_id: int) -> ProcessView:
         return self._run(self._async.process(process_id))
+
+    def process_counts(self, process_id: int) -> ExecutionCounts:
+        return self._run(self._async.process_counts(process_id))
+
+    def deprecate_process(self, process_id: int, *, deprecated: bool = True, reason: str | None = None) -> ProcessView:
+        return self._run(self._async.deprecate_process(process_id, deprecated=deprecated, reason=reason))
+
+    def undeprecate_process(self, process_id: int, *, reason: str | None = None) -> ProcessView:
+        return self._run(self._async.undeprecate_process(process_id, reason=reason))
+
+    def delete_process(self, process_id: int, *, reason: str | None = None) -> ProcessDeleted:
+        return self._run(self._async.delete_process(process_id, reason=reason))
 
     # --- executions ------------------------------------------------------------------------------
 

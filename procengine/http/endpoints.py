@@ -12,6 +12,7 @@ from typing import Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from procengine.api.process_views import ProcessPatch
 from procengine.api.views import (
     BatchStartRequest,
     BreakpointsRequest,
@@ -56,6 +57,8 @@ __all__ = [
     "cancel_execution",
     "change_element_policy",
     "complete_element",
+    "delete_process",
+    "deprecate_process",
     "edit_variables",
     "execution_elements",
     "execution_log",
@@ -136,6 +139,20 @@ async def list_processes(request: web.Request) -> web.Response:
 
 async def get_process(request: web.Request) -> web.Response:
     return ok(await engine(request).get_process(caller(request), process_id(request)))
+
+
+async def deprecate_process(request: web.Request) -> web.Response:
+    target = process_id(request)
+    change = await read_model(request, ProcessPatch)
+    return ok(await engine(request).deprecate_process(caller(request), target, change))
+
+
+async def delete_process(request: web.Request) -> web.Response:
+    # 200 with the envelope, not 204: every answer of the API is an envelope (CONTRACT §3), and it says which
+    # version is its key's latest now
+    target = process_id(request)
+    query = read_query(request, ReasonQuery)
+    return ok(await engine(request).delete_process(caller(request), target, query.reason))
 
 
 # --- executions --------------------------------------------------------------------------------

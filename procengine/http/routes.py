@@ -11,6 +11,7 @@ from typing import Final
 
 from aiohttp import web
 
+from procengine.api.process_views import ProcessDeleted, ProcessPatch
 from procengine.api.views import (
     BatchStartRequest,
     BatchStartResult,
@@ -87,12 +88,28 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         ProcessSummary, status=201, also=(200,), body="required", request_model=ProcessDefinition, tag="processes",
     ),
     RouteSpec("GET", _P, h.list_processes, "List the tenant's definitions", ProcessList, tag="processes"),
-    RouteSpec("GET", _P + "/{processID}", h.get_process, "Read a definition", ProcessView, tag="processes"),
+    RouteSpec(
+        "GET", _P + "/{processID}", h.get_process,
+        "Read a definition version: its body, whether it is deprecated, how many executions of it are in each status",
+        ProcessView, tag="processes",
+    ),
+    RouteSpec(
+        "PATCH", _P + "/{processID}", h.deprecate_process,
+        "Deprecate a version (or no longer): it takes no new start, by processID or by key while it is the "
+        "latest (single, batch, call-process child, fork: 409 PROCESS_DEPRECATED); its executions go on",
+        ProcessView, body="required", request_model=ProcessPatch, tag="processes",
+    ),
+    RouteSpec(
+        "DELETE", _P + "/{processID}", h.delete_process,
+        "Delete a version that no stored execution uses (409 PROCESS_IN_USE says how many do); the highest version "
+        "left becomes its key's latest; its number is never given again",
+        ProcessDeleted, query_model=ReasonQuery, errors=(409,), tag="processes",
+    ),
     # executions
     RouteSpec(
         "POST", _E, h.start_execution,
         "Start an execution by processID or processKey; 200 with the first execution if idempotencyKey matched",
-        StartResult, status=201, also=(200,), body="required", request_model=StartRequest, errors=(404, 429),
+        StartResult, status=201, also=(200,), body="required", request_model=StartRequest, errors=(404, 409, 429),
         tag="executions",
     ),
     RouteSpec(

@@ -1,20 +1,27 @@
 """Process definitions as the engine uses them: validated on registration, compiled once, cached.
 
-Versions are immutable, so a compiled definition is cached by (tenant, processID) for the node's life.
+A version's body is immutable, so a compiled definition is cached by (tenant, processID) for the node's life. What
+may change is whether the version exists and whether it is deprecated (`delete`, `set_deprecated`, through any node):
+every start reads that fresh (`resolve`), and the API's reads of a version read it whole.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from procengine.api.process_views import ExecutionCounts, ProcessDeleted
+from procengine.api.service import Caller
 from procengine.api.views import ProcessList, ProcessSummary, ProcessView
 from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.validation import validate_definition
-from procengine.errors import NotFound, ValidationFailed
+from procengine.errors import NotFound, ProcessDeprecated, ProcessInUse, ValidationFailed
 from procengine.runtime.clock import Clock, iso
 from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.tasks import HandlerRegistry
+
+log = logging.getLogger(__name__)
 
 
 class Catalog:
@@ -58,9 +65,15 @@ class Catalog:
             self._stored[(tenant, process_id)] = stored
         return stored
 
-    async def resolve(self, tenant: str, process_id: int | None, process_key: str | None) -> StoredProcess:
+    async def resolve(
+        self, tenant: str, process_id: int | None, process_key: str | None, *, check: bool = True
+    ) -> StoredProcess:
+        """The version a start names (by processID, or its key's latest), and with `check` whether it may be started
+        now (`check_startable`); a start with an idempotency key checks after its key is claimed, so that a repeat
+        of a start made before a deprecation still answers its execution."""
         if process_id is None and process_key is None:
             raise ValidationFailed("start needs a process", ["give processID or processKey"])
+        by_key = process_id is None
         if process_id is None:
             assert process_key is not None
             latest = await self.store.latest_id(tenant, process_key)
@@ -73,7 +86,38 @@ class Catalog:
             raise NotFound(
                 f"process {process_key!r} has no processID {process_id} (processID {process_id} is {stored.key!r})"
             )
+        if check:
+            await self.check_startable(tenant, stored, by_key=by_key)
         return stored
+
+    async def check_startable(self, tenant: str, stored: StoredProcess, *, by_key: bool) -> None:
+        """NotFound if the version was deleted, ProcessDeprecated if it is deprecated: read fresh (another node may
+        have changed it since this one cached it); `by_key`: the start named its key (the message says so)."""
+        problem = self.unstartable(stored, (await self.store.startable_many(tenant, [stored.process_id]))[0], by_key)
+        if problem is not None:
+            raise problem
+
+    async def unstartable_many(
+        self, tenant: str, wanted: list[tuple[StoredProcess, bool]]
+    ) -> list[NotFound | ProcessDeprecated | None]:
+        """`check_startable` for many versions (stored, by_key) in one round trip: the problem of each, or None."""
+        found = await self.store.startable_many(tenant, [stored.process_id for stored, _ in wanted])
+        return [self.unstartable(stored, ok, by_key) for (stored, by_key), ok in zip(wanted, found, strict=True)]
+
+    def unstartable(
+        self, stored: StoredProcess, startable: bool | None, by_key: bool
+    ) -> NotFound | ProcessDeprecated | None:
+        if startable is None:
+            self._forget(stored.tenant, stored.process_id)
+            return NotFound(f"process {stored.process_id} not found")
+        if startable:
+            return None
+        how = f", the latest version of {stored.key!r}," if by_key else ""
+        return ProcessDeprecated(
+            f"process {stored.key!r} version {stored.version} (processID {stored.process_id}){how} is deprecated: it "
+            "takes no new start; start another version, or PATCH it with deprecated false",
+            details={"processID": stored.process_id, "key": stored.key, "version": stored.version},
+        )
 
     async def version_id(self, tenant: str, key: str, version: int | None) -> int:
         """The processID of a key's version (None: the latest); NotFound if there is none."""
@@ -100,10 +144,102 @@ class Catalog:
         return cached
 
     async def list(self, tenant: str) -> ProcessList:
-        return ProcessList(items=[view(p) for p in await self.store.list(tenant)])
+        """Every version of the tenant, each with its deprecation and how many executions are in each status."""
+        stored = await self.store.list(tenant)
+        counts = await self.store.counts(tenant, [p.process_id for p in stored])
+        return ProcessList(items=[view(p, counts[p.process_id]) for p in stored])
+
+    async def read(self, tenant: str, process_id: int) -> ProcessView:
+        """One version as the API shows it, read fresh (another node may have deprecated or deleted it)."""
+        stored = await self.store.get(tenant, process_id)
+        if stored is None:
+            self._forget(tenant, process_id)
+            raise NotFound(f"process {process_id} not found")
+        counts = await self.store.counts(tenant, [process_id])
+        return view(stored, counts[process_id])
+
+    async def set_deprecated(
+        self, caller: Caller, process_id: int, deprecated: bool, reason: str | None = None
+    ) -> ProcessView:
+        """Mark a version deprecated (no new start) or not; its executions go on either way. Logged (processes
+        have no audit stream of their own): the line says who, why and the request."""
+        if not await self.store.set_deprecated(caller.tenant, process_id, deprecated):
+            raise NotFound(f"process {process_id} not found")
+        found = await self.read(caller.tenant, process_id)
+        event = "process-deprecated" if deprecated else "process-undeprecated"
+        log.info(
+            "process %s (%s v%s) %s by %s (request %s)%s",
+            process_id,
+            found.key,
+            found.version,
+            event.removeprefix("process-"),
+            caller.by,
+            caller.request_id,
+            f": {reason}" if reason else "",
+            extra=_audit(caller, process_id, event, reason),
+        )
+        return found
+
+    async def delete(self, caller: Caller, process_id: int, reason: str | None = None) -> ProcessDeleted:
+        """Delete a version no stored execution uses (ProcessInUse says how many do); its key's latest becomes the
+        highest version left. Its number is never given again. Logged like `set_deprecated`."""
+        tenant = caller.tenant
+        stored = await self.store.get(tenant, process_id)
+        if stored is None:
+            raise NotFound(f"process {process_id} not found")
+        done = await self.store.delete(tenant, process_id)
+        if done.outcome == "missing":
+            raise NotFound(f"process {process_id} not found")
+        if done.outcome == "used":
+            raise ProcessInUse(
+                f"process {stored.key!r} version {stored.version} (processID {process_id}) is used by "
+                f"{done.executions} stored execution{'s' * (done.executions != 1)}; it can be deleted once none is "
+                "left (deprecate it to stop new starts)",
+                details={"processID": process_id, "executions": done.executions},
+            )
+        self._forget(tenant, process_id)
+        latest = None if done.latest_id is None else await self.store.get(tenant, done.latest_id)
+        log.info(
+            "process %s (%s v%s) deleted by %s (request %s)%s; latest of %r now: %s",
+            process_id,
+            stored.key,
+            stored.version,
+            caller.by,
+            caller.request_id,
+            f": {reason}" if reason else "",
+            stored.key,
+            "none" if latest is None else f"v{latest.version} (processID {latest.process_id})",
+            extra=_audit(caller, process_id, "process-deleted", reason),
+        )
+        return ProcessDeleted(
+            processID=process_id,
+            key=stored.key,
+            version=stored.version,
+            latestProcessID=None if latest is None else latest.process_id,
+            latestVersion=None if latest is None else latest.version,
+        )
+
+    def _forget(self, tenant: str, process_id: int) -> None:
+        """A deleted version out of this node's caches (ids are never given again: the others are only stale)."""
+        stored = self._stored.pop((tenant, process_id), None)
+        self._compiled.pop((tenant, process_id), None)
+        if stored is not None:
+            self._versions.pop((tenant, stored.key, stored.version), None)
 
 
-def view(stored: StoredProcess) -> ProcessView:
+def _audit(caller: Caller, process_id: int, event: str, reason: str | None) -> dict[str, Any]:
+    """The fields of a process's audit line (processes have no log stream: the server's log is their audit)."""
+    return {
+        "audit": event,
+        "tenant": caller.tenant,
+        "processID": process_id,
+        "by": caller.by,
+        "requestID": caller.request_id,
+        "reason": reason,
+    }
+
+
+def view(stored: StoredProcess, counts: dict[str, int] | None = None) -> ProcessView:
     return ProcessView(
         processID=stored.process_id,
         key=stored.key,
@@ -112,4 +248,6 @@ def view(stored: StoredProcess) -> ProcessView:
         tenant=stored.tenant,
         createdAt=stored.created_at,
         definition=stored.body,
+        deprecated=stored.deprecated,
+        executions=None if counts is None else ExecutionCounts(**counts),
     )

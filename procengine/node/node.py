@@ -22,6 +22,7 @@ from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.repairs import retried_answer
 from procengine.api.feeds import Feed
+from procengine.api.process_views import ProcessDeleted, ProcessPatch
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import (
@@ -74,7 +75,7 @@ from procengine.errors import (
     ValidationFailed,
 )
 from procengine.node.blocked import live_blocked_on
-from procengine.node.catalog import Catalog, view
+from procengine.node.catalog import Catalog
 from procengine.node.children import Children
 from procengine.node.control import ControlListener
 from procengine.node.feeds import Feeds
@@ -356,7 +357,13 @@ class Node(StepControls, TimeTravel):
         return await self.catalog.list(caller.tenant)
 
     async def get_process(self, caller: Caller, process_id: int) -> ProcessView:
-        return view(await self.catalog.get(caller.tenant, process_id))
+        return await self.catalog.read(caller.tenant, process_id)
+
+    async def deprecate_process(self, caller: Caller, process_id: int, request: ProcessPatch) -> ProcessView:
+        return await self.catalog.set_deprecated(caller, process_id, request.deprecated, request.reason)
+
+    async def delete_process(self, caller: Caller, process_id: int, reason: str | None = None) -> ProcessDeleted:
+        return await self.catalog.delete(caller, process_id, reason)
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -375,7 +382,7 @@ class Node(StepControls, TimeTravel):
         self._refuse_if_draining()
         self.health.refuse_if_unsafe()  # no id given twice after Redis lost data
         await self._admit_start(caller.tenant)
-        stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey)
+        stored = await self.catalog.resolve(caller.tenant, request.processID, request.processKey, check=False)
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
         self._start_breakpoints(request, process)
@@ -388,6 +395,8 @@ class Node(StepControls, TimeTravel):
                 return found, False
             claim = found
         try:
+            # after the claim: a repeat of a start made before its version was deprecated answers its execution
+            await self.catalog.check_startable(caller.tenant, stored, by_key=request.processID is None)
             execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
             self.health.issued(execution_id)
             if key is not None and claim is not None:

@@ -195,7 +195,7 @@ class BatchStarts:
         self, tenant: str, process_id: int | None, process_key: str | None
     ) -> tuple[StoredProcess, CompiledProcess] | ProcEngineError:
         try:
-            stored = await self.node.catalog.resolve(tenant, process_id, process_key)
+            stored = await self.node.catalog.resolve(tenant, process_id, process_key, check=False)
             return stored, await self.node.catalog.compiled(tenant, stored.process_id)
         except ProcEngineError as exc:
             return exc
@@ -204,6 +204,7 @@ class BatchStarts:
         """Ids, claims bound, creation commits, status events, actors: the single start's steps, each one
         pipelined over the batch."""
         node = self.node
+        starts = await self._startable(caller, starts)
         claimed = [s for s in starts if s.claim is not None]
         try:
             ids = await node.store.allocate_many([len(_compiled(s).threads) for s in starts])
@@ -229,6 +230,28 @@ class BatchStarts:
             await self._write(caller, [s for s in starts if s.answer is None], lapsed)
         finally:
             node._starting.difference_update(s.execution_id for s in starts)
+
+    async def _startable(self, caller: Caller, starts: list[_Start]) -> list[_Start]:
+        """Those of `starts` whose version may be started now (one read for the batch, after the keys are claimed,
+        as a single start checks): the others fail (deprecated, or deleted since) and free their keys."""
+        if not starts:
+            return starts
+        wanted = {(_stored(s).process_id, s.request.processID is None): _stored(s) for s in starts}
+        problems = await self.node.catalog.unstartable_many(
+            caller.tenant, [(stored, by_key) for (_, by_key), stored in wanted.items()]
+        )
+        problem_of = dict(zip(wanted, problems, strict=True))
+        refused = []
+        for start in starts:
+            problem = problem_of[(_stored(start).process_id, start.request.processID is None)]
+            if problem is not None:
+                start.fail(problem)
+                refused.append(start)
+        freed = [(_key(s), _claim(s)) for s in refused if s.claim is not None]
+        if freed:
+            with contextlib.suppress(Exception):  # the claims lapse by themselves
+                await asyncio.shield(self.node.idempotent.release_many(caller.tenant, freed))
+        return [s for s in starts if s.answer is None]
 
     async def _write(self, caller: Caller, starts: list[_Start], lapsed: list[_Start]) -> None:
         node = self.node

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from procengine.store.codec import decode, encode
 from procengine.store.failures import counter_failure, translated
+from procengine.store.indexes import STATUSES
 from procengine.store.keys import Keys
 from procengine.store.scripts import Scripts
 
@@ -26,6 +27,18 @@ class StoredProcess:
     created_at: str
     body: dict[str, Any]
     """The definition's canonical document, as registered (the catalog validates it into a definition)."""
+    deprecated: bool = False
+    """Takes no new start (`PATCH /processes/{id}`); the only field of a version that changes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What `ProcessStore.delete` did: `deleted` (and the key's latest processID now, None if none is left),
+    `used` (refused: `executions` of the version are stored) or `missing`."""
+
+    outcome: Literal["deleted", "used", "missing"]
+    executions: int = 0
+    latest_id: int | None = None
 
 
 class ProcessStore:
@@ -87,6 +100,63 @@ class ProcessStore:
         return None if raw is None else int(raw)
 
     @translated
+    async def startable_many(self, tenant: str, process_ids: list[int]) -> list[bool | None]:
+        """Whether each version may be started now (False: deprecated; None: no such version), in one round trip:
+        read fresh for every start, as a version may have been deprecated or deleted through another node since
+        this one cached it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for process_id in process_ids:
+                pipe.hmget(self.keys.process(tenant, process_id), ["deprecated", "version"])
+            rows = await pipe.execute()
+        return [None if version is None else deprecated != b"1" for deprecated, version in rows]
+
+    @translated
+    async def set_deprecated(self, tenant: str, process_id: int, deprecated: bool) -> bool:
+        """Mark the version deprecated or not; False when there is no such version (nothing written)."""
+        found: Any = await self.scripts.deprecate_process(
+            keys=[self.keys.process(tenant, process_id)], args=["1" if deprecated else "0"]
+        )
+        return bool(found)
+
+    @translated
+    async def delete(self, tenant: str, process_id: int) -> Deletion:
+        """Delete the version unless an execution of it is stored (its index of executions is not empty), in one
+        script: out of the tenant's list, and out of its key's latest (the highest version left takes its place)."""
+        key: Any = await self.redis.hget(self.keys.process(tenant, process_id), "key")
+        if key is None:
+            return Deletion("missing")
+        reply: Any = await self.scripts.delete_process(
+            keys=[
+                self.keys.process(tenant, process_id),
+                self.keys.process_key(tenant, key.decode()),
+                self.keys.processes(tenant),
+                self.keys.process_index(tenant, process_id),
+            ],
+            args=[str(process_id), key.decode(), self.keys.process_stem(tenant)],
+        )
+        outcome = reply[0].decode()
+        if outcome == "used":
+            return Deletion("used", executions=int(reply[1]))
+        if outcome == "deleted":
+            return Deletion("deleted", latest_id=int(reply[1]) or None)
+        return Deletion("missing")
+
+    @translated
+    async def counts(self, tenant: str, process_ids: list[int]) -> dict[int, dict[str, int]]:
+        """How many of the tenant's executions of each version are in each status: a ZCARD of each version's index
+        by status, all in one round trip (O(1) each, whatever the number of executions)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for process_id in process_ids:
+                for status in STATUSES:
+                    pipe.zcard(self.keys.process_status_index(tenant, process_id, status))
+            found = await pipe.execute()
+        width = len(STATUSES)
+        return {
+            process_id: dict(zip(STATUSES, (int(n) for n in found[i * width : (i + 1) * width]), strict=True))
+            for i, process_id in enumerate(process_ids)
+        }
+
+    @translated
     async def list(self, tenant: str) -> list[StoredProcess]:
         members: Any = await self.redis.zrange(self.keys.processes(tenant), 0, -1)
         ids = [int(process_id) for process_id in members]
@@ -110,4 +180,5 @@ def _stored(tenant: str, process_id: int, raw: Any) -> StoredProcess | None:
         name=fields["name"].decode(),
         created_at=fields["createdAt"].decode(),
         body=decode(fields["body"]),
+        deprecated=fields.get("deprecated") == b"1",
     )

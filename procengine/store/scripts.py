@@ -23,6 +23,8 @@ class Scripts:
     register_process: AsyncScript
     release_key: AsyncScript
     swap_key: AsyncScript
+    delete_process: AsyncScript
+    deprecate_process: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -32,4 +34,6 @@ class Scripts:
             register_process=redis.register_script(_source("register_process")),
             release_key=redis.register_script(_source("release_key")),
             swap_key=redis.register_script(_source("swap_key")),
+            delete_process=redis.register_script(_source("delete_process")),
+            deprecate_process=redis.register_script(_source("deprecate_process")),
         )

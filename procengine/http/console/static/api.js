@@ -38,7 +38,12 @@ export async function errorOf(response) {
 }
 
 /** The `data` of a successful answer; an ApiError otherwise (status 0: no answer at all). */
-export async function api(method, path, { body, headers } = {}) {
+export async function api(method, path, options = {}) {
+  return (await apiAnswer(method, path, options)).data;
+}
+
+/** `api`, with the answer's HTTP status: {status, data} (a start's 201 from a repeat's 200). */
+export async function apiAnswer(method, path, { body, headers } = {}) {
   const init = { method, cache: 'no-store', headers: { Accept: 'application/json', ...authHeaders(), ...headers } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -53,7 +58,7 @@ export async function api(method, path, { body, headers } = {}) {
   if (!response.ok) throw await errorOf(response);
   const payload = await response.json();
   if (!payload || payload.success !== true) throw new ApiError(response.status, 'BAD_ANSWER', 'not a success envelope');
-  return payload.data;
+  return { status: response.status, data: payload.data };
 }
 
 // ------------------------------------------------------------------------------------- the processes, read once

@@ -33,6 +33,7 @@
 //   policy.js     the step controls' Change policy: a pending task's retry policy and timeout for this run
 //   migrate.js    Migrate…: another version of the process, a plan (dry run) with its problems, then apply
 //   util.js       DOM and SVG building, text, time and duration formatting
+//   processes.js  the Processes page: definitions, versions, counts by status, graph, start, deprecate, delete
 
 import { ApiError, setToken, token } from './api.js';
 import { ExecutionView } from './execution.js';
@@ -40,6 +41,7 @@ import { sendCommand, sendSignal } from './forms.js';
 import { ListView, listHash } from './list.js';
 import { openMigrate } from './migrate.js';
 import { app, clearError, setLive, showError } from './page.js';
+import { ProcessesView, wireProcesses } from './processes.js';
 import { wireEditor } from './repair.js';
 import { sendStep } from './step.js';
 import { $ } from './util.js';
@@ -50,7 +52,8 @@ function route() {
   clearError();
   setLive('idle');
   const match = /^#\/executions\/([1-9][0-9]{0,18})$/.exec(location.hash);
-  app.view = match ? new ExecutionView(match[1], route) : new ListView();
+  const processes = /^#\/processes(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
+  app.view = match ? new ExecutionView(match[1], route) : processes ? new ProcessesView(processes[1]) : new ListView();
   app.view.start();
 }
 
@@ -92,6 +95,7 @@ function boot() {
   $('actions').addEventListener('submit', (event) => event.preventDefault());
   wireEditor(() => (app.view instanceof ExecutionView ? app.view : null), route);
   wireZoomControls(() => (app.view instanceof ExecutionView ? app.view.zoom : null));
+  wireProcesses(() => (app.view instanceof ProcessesView ? app.view : null));
   $('signal-form').addEventListener('submit', (event) => {
     event.preventDefault();
     if (app.view instanceof ExecutionView) sendSignal(app.view);
