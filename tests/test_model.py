@@ -1,7 +1,9 @@
 """The model-based test (issue 12): hypothesis drives random sequences of start, pause, resume, cancel,
 signal, retry of a failed execution and edit of a paused one's variables (issue 20: each with a merge patch; a
 retry with or without an idempotency key), step mode (issue 22: a paused execution runs one element a lane and is
-paused again, or ends), kill -9 and restart of engine nodes, and Redis crashes and restarts
+paused again, or ends), rewind to a kept checkpoint with a merge patch or without (issue 22: a paused, failed or
+cancelled execution is paused at that checkpoint, its stack and variables exactly the checkpoint's with the patch
+merged), kill -9 and restart of engine nodes, and Redis crashes and restarts
 (AOF, `appendfsync always`), against a small model of what each execution's status, progress, variables and log
 must be.
 
@@ -81,6 +83,7 @@ class Operation:
 
 LIVE = frozenset({"running", "paused"})
 STOPPED = frozenset({"paused", "failed"})
+REWINDABLE = frozenset({"paused", "failed", "cancelled"})
 OPERATIONS = {
     "pause": Operation("paused", "paused", frozenset({"running"}), LIVE),
     "resume": Operation("resumed", "running", frozenset({"paused"}), LIVE),
@@ -97,6 +100,8 @@ OPERATIONS = {
     "run-now": Operation("element-run-now", None, frozenset({"running"}), frozenset({"running"})),
     # step mode (issue 22): a paused execution runs one element a lane and pauses again, or ends
     "advance": Operation("stepped", None, frozenset({"paused"}), frozenset({"paused"})),
+    # rewind (issue 22): back to a kept checkpoint, paused there; from failed or cancelled it is live again
+    "rewind": Operation("rewound", "paused", REWINDABLE, REWINDABLE),
 }
 STEPS = frozenset({"retry-element", "skip", "complete", "fail", "move", "run-now"})
 STEP_EVENTS = frozenset(OPERATIONS[verb].event for verb in STEPS)
@@ -135,6 +140,12 @@ class Request:
     absent: bool = False
     """A step the model expects to be refused 404: its element is not on the stack (a skip of `end` may leave a
     paused execution with nothing pending)."""
+    checkpoint: int | None = None
+    """A rewind's checkpoint (its `seq`)."""
+    kept: dict[str, Any] | None = None
+    """A rewind's checkpoint's variables of the names merge patches touch."""
+    queue: tuple[int, ...] = ()
+    """A rewind's checkpoint's waiting `go` signals."""
 
     @property
     def operation(self) -> Operation:
@@ -153,6 +164,9 @@ class Request:
             return client.retry(execution_id, variables=self.patch, reason=reason, idempotency_key=self.key)
         if self.verb == "edit":
             return client.edit_variables(execution_id, self.patch or {}, reason=reason)
+        if self.verb == "rewind":
+            assert self.checkpoint is not None
+            return client.rewind(execution_id, self.checkpoint, variables=self.patch, reason=reason)
         return getattr(client, self.verb)(execution_id, reason)
 
     def _step(self, client: Client, execution_id: int, reason: str | None) -> StepResult:
@@ -198,7 +212,7 @@ def _end_or_revival(entry: LogEntry) -> str | None:
     """`failed`, `completed`, `cancelled` for an end, `revived` for an operation that took a failed execution back."""
     if entry.event in FINAL:
         return entry.event
-    if entry.event == "retried":
+    if entry.event == "retried" or (entry.event == "rewound" and entry.detail.get("from") in FINAL):
         return "revived"
     if entry.event in STEP_EVENTS and "requestId" in entry.detail:
         source, target = entry.detail.get("from"), entry.detail.get("to")
@@ -207,6 +221,11 @@ def _end_or_revival(entry: LogEntry) -> str | None:
         if source != "failed" and target == "failed":
             return "failed"
     return None
+
+
+def _pending(stack: dict[str, Any]) -> list[tuple[str, str]]:
+    """The pending elements of a stack snapshot: (lane, element)."""
+    return [(entry["path"], entry["element_key"]) for entry in stack.get("execution_stack", [])]
 
 
 def _count(log: list[LogEntry], event: str) -> int:
@@ -333,6 +352,41 @@ class Model(RuleBasedStateMachine):
             else:
                 expected.status = self.cluster.read(lambda client: client.status(expected.id)).status
             self.cluster.stats[f"step mode: {'200' if answer is not None else '503, done'}"] += 1
+
+    @rule(which=WHICH, via=st.integers(0, NODES - 1), choice=st.integers(0, 1000), patch=st.none() | PATCHES)
+    def rewind(self, which: tuple[int, bool], via: int, choice: int, patch: dict[str, Any] | None) -> None:
+        """Rewind (issue 22) to one of the newest kept checkpoints, with a merge patch or without: a paused,
+        failed or cancelled execution is paused there, its stack and variables exactly the checkpoint's with the
+        patch merged; a 409 naming the status anywhere else. With `which`'s flag a running one is paused first."""
+        expected = self._pick(which, "rewind")
+        with self.step("rewind" + (" with a patch" if patch is not None else "")):
+            if which[1] and expected.status == "running":
+                self._control(expected, Request("pause"), via)
+            kept = self.cluster.read(lambda client: client.checkpoints(expected.id, limit=40)).items
+            if not kept:
+                self.cluster.stats["rewind: no checkpoint kept"] += 1
+                return
+            seq = kept[choice % len(kept)].seq
+            view = self.cluster.read(lambda client: client.checkpoint(expected.id, seq))
+            memory = view.memory or {}
+            variables = memory.get("variables", {})
+            request = Request(
+                "rewind",
+                patch,
+                checkpoint=seq,
+                kept={name: variables[name] for name in (*PATCHED, "fix") if name in variables},
+                queue=tuple(memory.get("signals", {}).get("go", [])),
+            )
+            answer = self._control(expected, request, via)
+            if answer is None:
+                return
+            # paused there: the checkpoint's pending elements, its variables with the patch merged
+            state = self.cluster.read(lambda client: client.state(expected.id))
+            assert state.active and state.stack is not None and state.memory is not None, state
+            assert _pending(state.stack) == _pending(view.stack or {}), (expected, state.stack, view.stack)
+            merged = {k: v for k, v in {**variables, **(patch or {})}.items() if v is not None}
+            assert state.memory["variables"] == merged, (expected, state.memory, merged)
+            assert answer.checkpoint == seq and answer.pendingNodes == len(_pending(view.stack or {})), answer
 
     @rule(which=WHICH, via=st.integers(0, NODES - 1), choice=st.integers(0, 1000))
     def run_now(self, which: tuple[int, bool], via: int, choice: int) -> None:
@@ -661,6 +715,11 @@ class Model(RuleBasedStateMachine):
         not on a stack the model read; else a 404 or run-now's 409 only where the model does not know the stack (it
         thought the execution running; it may have failed or moved on meanwhile)."""
         verb = request.verb
+        if verb == "rewind":  # a checkpoint no longer kept: refused, and logged so
+            assert isinstance(refused, NotFound) and expected.status == "running", (expected, request, refused)
+            expected.refused += 1
+            self.cluster.stats["rewind: 404 (trimmed while it ran)"] += 1
+            return
         if isinstance(refused, ValidationError):
             assert request.invalid, f"{verb} of {expected.id} ({request}): 422 {refused}"
         else:
@@ -679,12 +738,14 @@ class Model(RuleBasedStateMachine):
         assert expected.status in operation.valid, (
             f"{request.verb} of {expected.id} was acknowledged, the model says {expected.status}"
         )
+        if request.verb == "rewind":
+            expected.rewound(request.kept or {}, list(request.queue))
         changed = expected.patch(request.patch) if request.patch is not None else False
         if request.verb != "edit" or changed:  # an edit that changes nothing writes nothing
             expected.transitions.append(operation.event)
         to = request.leads_to(expected.status)
-        if request.verb == "retry" or (expected.status == "failed" and to == "paused"):
-            expected.revivals += 1
+        if request.verb == "retry" or (expected.status in FINAL and to == "paused"):
+            expected.revived.append(expected.status)
         if request.verb == "retry":
             expected.retries += 1
         if request.verb in LOOSENING:
@@ -712,6 +773,10 @@ class Model(RuleBasedStateMachine):
             self.cluster.stats[f"{verb}: 503, done"] += 1
         elif "refused" in mine:
             status = self.cluster.read(lambda client: client.status(expected.id)).status
+            if verb == "rewind" and status in request.operation.valid:  # its checkpoint was no longer kept
+                expected.refused += 1
+                expected.status = status
+                return
             self._refused(expected, request, status)
             self.cluster.stats[f"{verb}: 503, refused"] += 1
         else:
@@ -827,7 +892,8 @@ class Model(RuleBasedStateMachine):
         # paused or final: nothing moves any more until the model asks
         completed = {entry.elementKey for entry in log if entry.event == "element-completed"}
         skipped = {entry.elementKey for entry in log if entry.event == "element-skipped"}  # counted, once
-        assert progress.completedNodes == len(completed | skipped), (expected.id, progress, completed, skipped)
+        if not expected.rewinds:  # (a rewind takes progress back; its log keeps what ran before)
+            assert progress.completedNodes == len(completed | skipped), (expected.id, progress, completed, skipped)
         if observed == "completed":
             assert progress.percentage == 100.0
         if observed == "failed":
@@ -841,7 +907,7 @@ class Model(RuleBasedStateMachine):
             # (a task waiting for its retry keeps `retrying`: its record holds the failed attempt's error)
             unfinished = [e for e in elements if e.status == "running"]
             assert not unfinished, f"execution {expected.id} is {observed}; its elements say {unfinished}"
-        if observed == "completed":  # (a record holds its element's last run: completed, or skipped by a step)
+        if observed == "completed" and not expected.rewinds:  # (a record holds its element's last run)
             recorded = {e.key for e in elements if e.status in ("completed", "skipped")}
             assert recorded == completed | skipped, (expected.id, elements)
         state = self.cluster.read(lambda client: client.state(expected.id))
@@ -855,7 +921,8 @@ class Model(RuleBasedStateMachine):
         # every accepted signal is kept once, in order, until the wait takes the first one
         kept = state.memory.get("signals", {}).get("go", [])
         if expected.loose:  # a skip may have set `payload`, a move back taken a second signal: the last ones wait
-            assert kept == expected.signals[len(expected.signals) - len(kept) :], (expected, state.memory)
+            queued = expected.queued()
+            assert kept == queued[len(queued) - len(kept) :], (expected, state.memory)
             assert variables["n"] == expected.n, (expected, variables)
             return
         consumed = 1 if expected.kind.waits and "payload" in variables else 0
@@ -886,23 +953,29 @@ class Model(RuleBasedStateMachine):
         assert expected.refused <= _count(log, "refused") <= expected.refused + expected.refusals_unsure, where
         assert _count(log, "signal-received") == len(expected.signals), (where, expected)
         # an element completes once, unless a retry's log entry names it as reset (a task re-run), or a move's entry
-        # names the lane moved back before it from an element after it (it runs again from there)
+        # names the lane moved back before it from an element after it (it runs again from there); a rewind starts a
+        # new stretch of the log, in which the elements after its checkpoint complete once more
         reruns = Counter(item["element"] for e in log if e.event == "retried" for item in e.detail["reset"])
         for e in log:
             if e.event == "lane-moved" and e.elementKey is not None:
                 reruns.update(expected.kind.rerun_by_move(e.elementKey, e.detail["movedFrom"]))
-        twice = [
-            key
-            for key, times in Counter(e.elementKey for e in log if e.event == "element-completed").items()
-            if times > 1 + reruns[key]
-        ]
+        stretches: list[Counter[str | None]] = [Counter()]
+        for e in log:
+            if e.event == "rewound":
+                stretches.append(Counter())
+            elif e.event == "element-completed":
+                stretches[-1][e.elementKey] += 1
+        assert len(stretches) == 1 + expected.rewinds, (where, expected)
+        twice = [key for stretch in stretches for key, times in stretch.items() if times > 1 + reruns[key]]
         assert not twice, f"{where}: completed twice: {twice}"
-        # each revival (a retry, a step control from failed to paused) follows a failure (its end, or an operator's
-        # uncaught `fail` of a paused one): failed, revived, failed, revived, ..., then at most one end
+        # each revival (a retry, a step control from failed to paused, a rewind of a failed or cancelled one) follows
+        # the end it revives from (a failure may be an operator's uncaught `fail` of a paused one): failed, revived,
+        # cancelled, revived, ..., then at most one end
         revivals = expected.revivals
         ends = [_end_or_revival(e) for e in log]
         ends = [end for end in ends if end is not None]
-        assert ends[: 2 * revivals] == ["failed", "revived"] * revivals, (where, ends, expected)
+        revived = [step for source in expected.revived for step in (source, "revived")]
+        assert ends[: 2 * revivals] == revived, (where, ends, expected)
         ends = ends[2 * revivals :]
         assert len(ends) <= 1, where
         if expected.status in FINAL:

@@ -184,15 +184,44 @@ class Expected:
     """The variables the acknowledged merge patches (a retry's, an edit's) left set: the execution must hold these."""
     retries: int = 0
     """Acknowledged retries: each is one `retried` entry, after one `failed` end."""
-    revivals: int = 0
-    """Acknowledged operations that took it from failed back to live: retries, and step controls on a failed
-    execution that left it paused. Each is one log entry after one failure."""
+    revived: list[str] = field(default_factory=list)
+    """The ends acknowledged operations took it back from to live, in order: `failed` for retries and step controls
+    on a failed execution that left it paused, `failed` or `cancelled` for rewinds (issue 22). Each is one log entry
+    after that end."""
+    rewinds: int = 0
+    """Acknowledged rewinds: from the first on, its progress and elements' records are those of a checkpoint, and
+    the log holds runs of elements from before it (an element completes once per stretch between rewinds)."""
+    queue_at_rewind: list[int] | None = None
+    """The `go` signals the checkpoint of the last rewind kept waiting (None: never rewound)."""
+    signals_at_rewind: int = 0
+    """How many signals had been acknowledged by the last rewind."""
     loose: bool = False
     """A step control changed its path (skip, complete, fail, move): from then on its end may be completed or
     failed, and of its variables only the patched ones and `n` are known."""
     forbidden: set[str] = field(default_factory=set)
     """Request ids (or reasons) of requests with no answer or a 503 that had not taken effect by their deadline: they
     must never take effect later."""
+
+    @property
+    def revivals(self) -> int:
+        return len(self.revived)
+
+    def queued(self) -> list[int]:
+        """The `go` signals it may hold waiting, oldest first (it holds a suffix of these): the acknowledged ones,
+        or after a rewind the ones its checkpoint kept and those acknowledged since."""
+        if self.queue_at_rewind is None:
+            return self.signals
+        return self.queue_at_rewind + self.signals[self.signals_at_rewind :]
+
+    def rewound(self, kept: dict[str, Any], queue: list[int]) -> None:
+        """An acknowledged rewind to a checkpoint that held `kept` of the names merge patches touch and `queue`
+        waiting: its patched variables are the checkpoint's (the rewind's own patch applies after), its path may
+        be any from there (`loose`), its progress went back."""
+        self.patched = dict(kept)
+        self.queue_at_rewind, self.signals_at_rewind = list(queue), len(self.signals)
+        self.rewinds += 1
+        self.loose = True
+        self.completed_nodes = 0
 
     @property
     def natural_end(self) -> str:
