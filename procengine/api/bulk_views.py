@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from procengine.api.views import Storable
 
@@ -13,6 +13,7 @@ __all__ = [
     "BULK_ACTIONS",
     "MAX_BULK_IDS",
     "BulkAction",
+    "BulkAnswer",
     "BulkCreated",
     "BulkDryRun",
     "BulkItem",
@@ -49,7 +50,9 @@ class BulkRequest(_Request):
 
     action: BulkAction
     filter: dict[str, Any] | None = None
-    ids: list[int] | None = Field(default=None, min_length=1, max_length=MAX_BULK_IDS)
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_BULK_IDS
+    )
     reason: str | None = Field(default=None, max_length=1000)
     dryRun: bool = False
     maxPerSecond: int | None = Field(default=None, ge=1, le=100_000)
@@ -80,6 +83,10 @@ class BulkCreated(_View):
     jobID: int
     status: BulkJobStatus
     matched: int
+
+
+class BulkAnswer(RootModel[BulkCreated | BulkDryRun]):
+    """What `POST …/bulk-operations` answers: a job created (202), or a dry run's count and sample (200)."""
 
 
 class BulkJobView(_View):

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from procengine.api.bulk_views import (
+    BulkAnswer,
     BulkCreated,
     BulkDryRun,
     BulkItems,
@@ -108,7 +109,7 @@ BULK_ROUTES: Final[tuple[RouteSpec, ...]] = (
         "Run an action (pause, resume, cancel, signal, retry, edit-variables, migrate) over the executions a filter "
         "matches or a list of ids, as a durable job (202: follow it at …/bulk-operations/{jobID}); with dryRun, "
         "answer how many match and a sample, touching nothing (200)",
-        BulkCreated, status=202, also=(200,), body="required", request_model=BulkRequest, tag="bulk",
+        BulkAnswer, status=202, also=(200,), body="required", request_model=BulkRequest, tag="bulk",
     ),
     RouteSpec(
         "GET", _B, list_bulk_operations, "The tenant's bulk operations, newest first, paged", BulkJobList,
