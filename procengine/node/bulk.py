@@ -232,6 +232,8 @@ class BulkOperations:
             raise InvalidTransition(
                 f"bulk operation {job_id} is {status}: cancel it (or let it end) before undoing it", status
             )
+        if not fields.get("endedAt"):  # cancelled, and its last stretch not yet written: what it paused may grow
+            raise InvalidTransition(f"bulk operation {job_id} is still finishing its last items; try again", status)
         new_id = await self.bulk_store.new_id()
         if not await self.bulk_store.set_field(caller.tenant, job_id, "undoneBy", str(new_id)):
             again = await self.bulk_store.read(caller.tenant, job_id)

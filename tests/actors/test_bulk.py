@@ -293,3 +293,25 @@ async def test_a_pause_applied_again_after_a_failover_counts_as_done_when_this_j
     # then it is done, with the first pause's time (what an undo checks), and the other is refused
     assert (again.outcome, again.paused_at) == ("done", first.pausedAt)
     assert (other.outcome, other.reason) == ("refused", "execution is paused")
+
+
+async def test_a_job_matching_nothing_completes_at_once(engine: Node) -> None:
+    created = await _job(engine, action="cancel", filter={"status": "paused"})
+    job = await _ended(engine, created.jobID)
+    assert (created.matched, job.status, job.done) == (0, "completed", 0)
+
+
+async def test_a_paused_job_costs_no_node_and_runs_where_its_resume_lands(make_engine: EngineFactory) -> None:
+    a, b = await make_engine(), await make_engine()
+    ids = await _waiting(a, 6)
+    created = await _job(a, action="pause", ids=ids, maxPerSecond=3)
+    await a.bulk_steer(CALLER, created.jobID, "pause", BulkSteerRequest())
+    await a.bulk_idle()
+    assert not await a.redis.smembers(a.keys.node_bulk_jobs(a.node_id))  # let go: in no node's set
+
+    await b.bulk_steer(CALLER, created.jobID, "resume", BulkSteerRequest())
+    assert b._runners and not a._runners
+    job = await _ended(b, created.jobID)
+
+    assert (job.status, job.done) == ("completed", 6)
+    assert (await b.bulk_store.read("default", created.jobID))["epoch"] == "2"
