@@ -96,7 +96,9 @@ class BulkOperations:
     bulk_store: BulkJobStore
     clock: Clock
     node_id: str
-    _runners: dict[tuple[str, int], asyncio.Task[None]]
+    _runners: dict[tuple[str, int, int], asyncio.Task[None]]
+    """(tenant, jobID, epoch) -> the task running the job here at that epoch (two only in the moment a runner that
+    let its job go is finishing and a resume has started it again here)."""
 
     if TYPE_CHECKING:
         store: ExecutionStore
@@ -216,7 +218,7 @@ class BulkOperations:
         if answer[0] == "OK" and answer[2] == "1":
             fields = await self.bulk_store.read(caller.tenant, job_id)
             self._start_runner(caller.tenant, job_id, int(answer[3]), fields)
-        elif verb == "resume":
+        elif verb == "resume" and not self._runs_here(caller.tenant, job_id):
             await self.bulk_store.disown(self.node_id, caller.tenant, job_id)  # another node still runs it
         return await self.bulk_job(caller, job_id)
 
@@ -259,8 +261,11 @@ class BulkOperations:
 
     # --- runners ---------------------------------------------------------------------------------------------
 
+    def _runs_here(self, tenant: str, job_id: int) -> bool:
+        return any(key[:2] == (tenant, job_id) for key in self._runners)
+
     def _start_runner(self, tenant: str, job_id: int, epoch: int, fields: dict[str, str]) -> None:
-        key = (tenant, job_id)
+        key = (tenant, job_id, epoch)
         if key in self._runners:
             return
         runner = JobRunner(self.bulk_store, self, self.clock, self.node_id, tenant, job_id, epoch, fields)  # type: ignore[arg-type]
@@ -286,7 +291,8 @@ class BulkOperations:
                 return  # left to whoever adopts it
             ended = Ended("failed", let_go=True)
         log.info("bulk job %s: %s", runner.job_id, ended.status)
-        if ended.let_go:
+        self._runners.pop((runner.tenant, runner.job_id, runner.epoch), None)
+        if ended.let_go and not self._runs_here(runner.tenant, runner.job_id):  # not resumed here meanwhile
             try:
                 await self.bulk_store.disown(self.node_id, runner.tenant, runner.job_id)
             except Exception:  # a superset: the next reader of the set takes it out
