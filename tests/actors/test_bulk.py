@@ -17,6 +17,7 @@ from procengine.api.views import ControlRequest, StartRequest
 from procengine.errors import InvalidTransition, NotFound, ValidationFailed
 from procengine.node.bulk_items import JobParams, apply_item
 from procengine.node.node import Node
+from procengine.store.bulk_jobs import ItemOutcome
 from tests.support.nodes import CALLER, EngineFactory
 from tests.support.polling import poll
 from tests.support.processes import definition
@@ -315,3 +316,26 @@ async def test_a_paused_job_costs_no_node_and_runs_where_its_resume_lands(make_e
 
     assert (job.status, job.done) == ("completed", 6)
     assert (await b.bulk_store.read("default", created.jobID))["epoch"] == "2"
+
+
+async def test_progress_is_written_only_by_the_owner_at_its_epoch(engine: Node) -> None:
+    # given a job adopted by another node (its epoch moved on) while this node still ran it
+    ids = await _waiting(engine, 3)
+    created = await _job(engine, action="pause", ids=ids, maxPerSecond=1)
+    store = engine.bulk_store
+    taken = await store.change_owner("default", created.jobID, "adopt", engine.node_id, 1, "other", "now")
+    assert taken == ["OK", "2"]
+
+    # when the old owner writes its stretch, and then the new one
+    outcome = ItemOutcome(ids[0], "done")
+    stale = await store.progress("default", created.jobID, engine.node_id, 1, 1, 0, "now", [outcome])
+    fresh = await store.progress("default", created.jobID, "other", 2, 1, 0, "now", [outcome, outcome])
+
+    # then the old owner's is refused and changes nothing; the new owner's counts the execution once
+    assert stale.status is None and fresh.status == "running"
+    await engine.bulk_idle()  # this node's runner finds itself fenced and stops
+    fields = await store.read("default", created.jobID)
+    assert (fields["owner"], fields["epoch"], fields["done"], fields["cursor"]) == ("other", "2", "1", "1")
+    assert [i.executionID for i in (await engine.bulk_items(CALLER, created.jobID, limit=10, cursor=None)).items] == [
+        ids[0]
+    ]
