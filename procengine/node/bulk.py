@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from procengine.api.bulk_views import (
     BulkCreated,
@@ -27,7 +27,7 @@ from procengine.api.bulk_views import (
 )
 from procengine.api.service import Caller
 from procengine.errors import InvalidTransition, NotFound, ValidationFailed
-from procengine.node.bulk_items import matching_ids, unavailable
+from procengine.node.bulk_items import BulkEngine, matching_ids, unavailable
 from procengine.node.bulk_runner import Ended, JobRunner
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso
@@ -116,7 +116,7 @@ class BulkOperations:
             if request.ids is not None:
                 targets = list(dict.fromkeys(request.ids))
             elif request.filter is not None:
-                async for page in matching_ids(self, caller, request.filter):  # type: ignore[arg-type]
+                async for page in matching_ids(self._engine(), caller, request.filter):
                     targets += page
                     if len(targets) > MAX_MATCHED:
                         problems.append(f"filter: matches more than {MAX_MATCHED} executions; narrow it")
@@ -195,11 +195,13 @@ class BulkOperations:
         entries = await self.bulk_store.items(caller.tenant, job_id, cursor, limit + 1)
         more, entries = len(entries) > limit, entries[:limit]
         items = [
-            BulkItem(
-                executionID=int(fields.get("e", "0")),
-                outcome=fields.get("o", "failed"),  # type: ignore[arg-type]
-                reason=fields.get("r") or None,
-                at=iso(int(fields.get("t", "0"))),
+            BulkItem.model_validate(
+                {
+                    "executionID": int(fields.get("e", "0")),
+                    "outcome": fields.get("o", "failed"),
+                    "reason": fields.get("r") or None,
+                    "at": iso(int(fields.get("t", "0"))),
+                }
             )
             for _, fields in entries
         ]
@@ -261,6 +263,10 @@ class BulkOperations:
 
     # --- runners ---------------------------------------------------------------------------------------------
 
+    def _engine(self) -> BulkEngine:
+        """This node as its jobs' items see it (`Node` has every method `BulkEngine` names)."""
+        return cast("BulkEngine", self)
+
     def _runs_here(self, tenant: str, job_id: int) -> bool:
         return any(key[:2] == (tenant, job_id) for key in self._runners)
 
@@ -268,7 +274,7 @@ class BulkOperations:
         key = (tenant, job_id, epoch)
         if key in self._runners:
             return
-        runner = JobRunner(self.bulk_store, self, self.clock, self.node_id, tenant, job_id, epoch, fields)  # type: ignore[arg-type]
+        runner = JobRunner(self.bulk_store, self._engine(), self.clock, self.node_id, tenant, job_id, epoch, fields)
         task = asyncio.create_task(self._run(runner), name=f"bulk-{job_id}")
         self._runners[key] = task
         task.add_done_callback(lambda _: self._runners.pop(key, None))
