@@ -66,12 +66,14 @@ class BulkJobStore:
 
     @translated
     async def create(self, tenant: str, job_id: int, fields: dict[str, str | int], targets: list[int]) -> None:
-        """Write the targets, then the job (a job is never seen without its targets). The owner's set holds the job
-        before this (`own`), as an execution's `owned` set does."""
+        """Write the targets, then the job, then its place in the tenant's list (a job is never seen without its
+        targets). The owner's set holds the job before this (`own`), as an execution's `owned` set does."""
         key = self.keys.bulk_targets(tenant, job_id)
         for first in range(0, len(targets), TARGETS_CHUNK):
             await self.redis.rpush(key, *targets[first : first + TARGETS_CHUNK])
-        async with self.redis.pipeline(transaction=True) as pipe:  # one slot: the tenant's
+        # in this order, not in a MULTI (a Redis Cluster client may not take one): a job whose ZADD was lost runs
+        # and is read by its id all the same, and the list never names a job that is not there
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.keys.bulk_job(tenant, job_id), mapping=dict(fields))  # type: ignore[arg-type]
             pipe.zadd(self.keys.bulk_jobs(tenant), {str(job_id): job_id})
             await pipe.execute()
