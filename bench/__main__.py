@@ -49,6 +49,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "starts": ("bench.starts", 75, 30),
     "idle": ("bench.idle", 900, 60),
     "history": ("bench.history", 120, 40),
+    "bulk": ("bench.bulk", 60, 20),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -9,6 +9,8 @@
 - `python` blocks of docs/ (walk-throughs) run the same way, against the `make run` server.
 - `yaml` blocks: whole definitions pass `procengine validate`; element excerpts are elements (a key and a type).
 - `json` blocks parse, excerpts (lines of a list, a member of an object) included.
+- A `sh` block of docs/ whose first line is RUN_IN_DOCS's comment runs as the READMEs' do (the bulk operations
+  walk-through of docs/operations.md).
 - Blocks shown as transcripts or output (`text`, no language, and the `sh` transcripts of docs/, which mix
   commands and the answers they gave) are not run: `CHECKED_ELSEWHERE` says so for each, by file.
 
@@ -85,10 +87,16 @@ def _snippets() -> Iterator[Snippet]:
 
 
 SNIPPETS = list(_snippets())
+RUN_IN_DOCS = "# run as written by tests/test_docs_snippets.py"
+"""A block of docs/ whose first line is this comment runs as a README's do (a walk-through, not a transcript)."""
+
+
+def _runs(snippet: Snippet) -> bool:
+    return snippet.document in RUN_AS_WRITTEN or snippet.text.startswith(RUN_IN_DOCS)
 
 
 def _of(*languages: str, run: bool) -> list[Snippet]:
-    return [s for s in SNIPPETS if s.language in languages and (s.document in RUN_AS_WRITTEN) == run]
+    return [s for s in SNIPPETS if s.language in languages and _runs(s) == run]
 
 
 # -- running them as written -------------------------------------------------------------------------------------

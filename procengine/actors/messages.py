@@ -109,6 +109,7 @@ class Command:
             "tenant": self.caller.tenant,
             "by": self.caller.by,
             "requestId": self.caller.request_id,
+            "bulk": self.caller.bulk,
             "reason": self.reason,
             "signal": self.signal,
             "payload": self.payload,
@@ -127,7 +128,13 @@ class Command:
         step = StepOrder.from_wire(wire.get("step"))
         if wire["verb"] in ("step", "run-now", "policy") and step is None:
             raise CodecError("a forwarded step control without its order")
-        caller = Caller(tenant=str(wire["tenant"]), by=str(wire["by"]), request_id=str(wire["requestId"]))
+        bulk = wire.get("bulk")
+        caller = Caller(
+            tenant=str(wire["tenant"]),
+            by=str(wire["by"]),
+            request_id=str(wire["requestId"]),
+            bulk=bulk if isinstance(bulk, int) and not isinstance(bulk, bool) else None,
+        )
         reason, key = wire.get("reason"), wire.get("signalKey")
         patch, retry_key = wire.get("patch"), wire.get("retryKey")
         checkpoint = wire.get("checkpoint")

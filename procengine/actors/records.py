@@ -209,6 +209,7 @@ def transition_log(
         "by": caller.by,
         "reason": reason,
         "requestId": caller.request_id,
+        "bulk": caller.bulk,
         **extra,
     }
     return LogRecord(at_ms, event, None, _without_none(detail))

@@ -288,7 +288,9 @@ async def edit_variables(actor: Host, message: Command) -> VariablesResult:
     changed = sorted({*changes["before"], *changes["after"]})
     if not changed:  # nothing to write (nor to log): the variables are as the patch asks already
         return VariablesResult(executionID=actor.execution_id, variables=state.memory.variables, changed=[])
-    detail = {"by": message.caller.by, "requestId": message.caller.request_id, "variables": changes}
+    detail: dict[str, Any] = {"by": message.caller.by, "requestId": message.caller.request_id, "variables": changes}
+    if message.caller.bulk is not None:
+        detail["bulk"] = message.caller.bulk
     if message.reason is not None:
         detail["reason"] = message.reason
     commit.log.append(LogRecord(now, "variables-changed", None, detail))

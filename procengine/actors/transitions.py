@@ -24,7 +24,7 @@ from procengine.engine.waits import signal_names
 from procengine.errors import InvalidTransition, LimitExceeded, PayloadTooLarge, StateCorrupted, ValidationFailed
 from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
-from procengine.store.executions import PAUSE_REASON, PAUSED_BY, Commit, LogRecord, Scalar
+from procengine.store.executions import PAUSE_REASON, PAUSED_BY, PAUSED_BY_BULK, Commit, LogRecord, Scalar
 
 __all__ = [
     "ALLOWED_FROM",
@@ -117,7 +117,7 @@ async def write_pause(
     state.paused_at_node = first.element_id if first else None
     commit = snapshot_commit(state, [], now)
     # who paused it and why, for the status's blockedOn (the log has them too, but a status read is O(lanes))
-    pause = {PAUSED_BY: caller.by, PAUSE_REASON: reason or ""}
+    pause = {PAUSED_BY: caller.by, PAUSE_REASON: reason or "", PAUSED_BY_BULK: caller.bulk or ""}
     commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), **pause)
     actor.writer.progressed(commit)
     interrupted = record_interrupted(actor, commit, now)
@@ -265,7 +265,9 @@ async def signal(actor: Host, message: Command) -> SignalResult:
     commit = snapshot_commit(state, [], now)
     if delivered is not None:
         commit.execution[delivered] = now
-    detail = {"signal": message.signal, "by": message.caller.by, "requestId": message.caller.request_id}
+    detail: dict[str, Any] = {"signal": message.signal, "by": message.caller.by, "requestId": message.caller.request_id}
+    if message.caller.bulk is not None:
+        detail["bulk"] = message.caller.bulk
     if message.signal_key is not None:
         detail["idempotencyKey"] = message.signal_key
     commit.log.append(LogRecord(now, "signal-received", None, detail))

@@ -9,6 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from procengine.api.bulk_views import (
+    BulkCreated,
+    BulkDryRun,
+    BulkItems,
+    BulkJobList,
+    BulkJobView,
+    BulkRequest,
+    BulkSteerRequest,
+)
 from procengine.api.feeds import Feed
 from procengine.api.process_views import ProcessDeleted, ProcessPatch
 from procengine.api.views import (
@@ -65,6 +74,8 @@ class Caller:
     tenant: str
     by: str
     request_id: str
+    bulk: int | None = None
+    """The bulk operation (job id) this request is an item of: named in the audit entry it writes."""
 
 
 class NodeService(Protocol):
@@ -238,4 +249,24 @@ class NodeService(Protocol):
 
     def metrics_text(self) -> tuple[bytes, str]:
         """The node's metrics in Prometheus text format, and the content type."""
+        ...
+
+    # --- bulk operations (node/bulk.py) ---
+
+    async def bulk(self, caller: Caller, request: BulkRequest) -> BulkDryRun | BulkCreated:
+        """A dry run (how many match, a sample: nothing touched), or a durable job created and started."""
+        ...
+
+    async def bulk_jobs(self, caller: Caller, *, limit: int, cursor: str | None) -> BulkJobList: ...
+
+    async def bulk_job(self, caller: Caller, job_id: int) -> BulkJobView: ...
+
+    async def bulk_items(self, caller: Caller, job_id: int, *, limit: int, cursor: str | None) -> BulkItems: ...
+
+    async def bulk_steer(self, caller: Caller, job_id: int, verb: str, request: BulkSteerRequest) -> BulkJobView:
+        """Pause, resume or cancel a job (`verb`)."""
+        ...
+
+    async def bulk_undo(self, caller: Caller, job_id: int, request: BulkSteerRequest) -> BulkCreated:
+        """A resume job over what the ended bulk pause `job_id` paused and still holds paused."""
         ...

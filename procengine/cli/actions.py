@@ -19,6 +19,7 @@ from typing import Any, Final, cast
 from procengine.api.views import StatusName
 from procengine.cli import render
 from procengine.cli import render_processes as shown
+from procengine.cli.bulk import run_bulk
 from procengine.cli.exit_codes import EXIT_CONFLICT, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from procengine.cli.inputs import (
     DocumentError,
@@ -356,6 +357,7 @@ async def step(client: AsyncClient, args: argparse.Namespace, output: Output) ->
 
 
 API_COMMANDS: Final[dict[str, ApiCommand]] = {
+    "bulk": run_bulk,
     "step": step,
     "break": set_breakpoints,
     "checkpoints": checkpoints,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from procengine.cli.bulk import add_bulk_arguments
 from procengine.cli.inputs import positive_int
 
 __all__ = [
@@ -36,6 +37,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ),
     ("go back in an execution", ("checkpoints", "rewind", "fork", "break", "step")),
     ("definitions", ("register", "validate", "processes")),
+    ("act on many executions at once", ("bulk",)),
 )
 """How `procengine --help` groups the commands, in this order."""
 
@@ -326,6 +328,16 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     _execution_id(stepper)
     stepper.add_argument("--lane", metavar="LANE", help="only this lane (a thread, or e.g. main/each[2])")
     stepper.add_argument("--reason", metavar="R", help="written to the execution's log")
+
+    bulk = add(
+        "bulk",
+        "pause, resume, cancel, signal, retry or edit many executions at once, as a job",
+        "Run an action over the executions a filter matches (--status, --process-id) or over --ids, as a durable "
+        "job on the server, with a progress bar until it ends; --dry-run says how many match. `bulk show|stop|go-on"
+        "|abort|undo JOB` shows, pauses, resumes, cancels or undoes (a bulk pause) a job; `bulk list` lists them.",
+        api,
+    )
+    add_bulk_arguments(bulk)
 
     validate = add(
         "validate",

@@ -75,6 +75,7 @@ from procengine.api.views import (
     StepResult,
     VariablesResult,
 )
+from procengine.client.bulk import AsyncBulk
 from procengine.client.connection import BASE_PATH, resolve_token, resolve_url
 from procengine.client.errors import (
     ConnectionFailed,
@@ -108,7 +109,7 @@ NO_OUTPUT: Final = _NoOutput()
 """`skip`'s default: no output given (None sends `null`, which is stored)."""
 
 
-class AsyncClient:
+class AsyncClient(AsyncBulk):
     """A client of one procengine server, as one tenant (its token). Use it as an async context manager, or
     call `close()`: it holds a connection pool.
 

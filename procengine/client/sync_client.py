@@ -47,6 +47,7 @@ from procengine.api.views import (
     VariablesResult,
 )
 from procengine.client.async_client import NO_OUTPUT, AsyncClient
+from procengine.client.bulk import Bulk
 from procengine.client.streams import EventStream
 
 __all__ = ["BlockingEventStream", "Client"]
@@ -54,10 +55,12 @@ __all__ = ["BlockingEventStream", "Client"]
 T = TypeVar("T")
 
 
-class Client:
+class Client(Bulk):
     """A blocking client of one procengine server; the arguments are `AsyncClient`'s. Use it as a context
     manager, or call `close()` (it holds a thread and a connection pool). Safe to share between threads:
     every call runs on the client's own loop."""
+
+    _async: AsyncClient
 
     def __init__(
         self,

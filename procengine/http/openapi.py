@@ -41,6 +41,7 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "seq": (_ID_SCHEMA, "A kept checkpoint's number (`seq` in `…/checkpoints`)."),
     "a": (_ID_SCHEMA, "The checkpoint the diff goes from."),
     "b": (_ID_SCHEMA, "The checkpoint the diff goes to."),
+    "jobID": (_ID_SCHEMA, "A bulk operation's id."),
 }
 
 HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {

@@ -28,6 +28,7 @@ __all__ = [
     "element_key",
     "execution_id",
     "idempotency_key",
+    "path_id",
     "process_id",
     "read_query",
     "signal_name",
@@ -123,6 +124,11 @@ def process_id(request: web.Request) -> int:
 
 def execution_id(request: web.Request) -> int:
     return _path_id(request, "id", "execution")
+
+
+def path_id(request: web.Request, param: str, noun: str) -> int:
+    """An integer id in the path (`{param}`), else no such `noun` (404)."""
+    return _path_id(request, param, noun)
 
 
 def _path_id(request: web.Request, param: str, noun: str) -> int:

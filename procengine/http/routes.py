@@ -60,6 +60,7 @@ from procengine.api.views import (
 )
 from procengine.engine.definitions import ProcessDefinition
 from procengine.http import endpoints as h
+from procengine.http.bulk_endpoints import BULK_ROUTES
 from procengine.http.console import events
 from procengine.http.context import ROUTES_KEY
 from procengine.http.endpoints import Probe
@@ -276,6 +277,7 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         StatusEvent, query_model=EventsQuery, headers=("Last-Event-ID",), tag="events",
         media_type="text/event-stream",
     ),
+    *BULK_ROUTES,  # bulk operations (issue 23): http/bulk_endpoints.py
     RouteSpec("GET", BASE_PATH + "/statuses", h.list_statuses, "The status table", StatusTable, tag="statuses"),
 )  # fmt: skip
 

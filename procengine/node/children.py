@@ -100,7 +100,9 @@ class Children:
         return result.executionID
 
     async def running(self, child_ids: list[int]) -> list[int]:
-        """Those of the children that are running now."""
+        """Those of the children that are running now (no round trip for none: every pause asks)."""
+        if not child_ids:
+            return []
         rows = await self.engine.store.many_fields(child_ids, ["status"])
         return [child for child, row in zip(child_ids, rows, strict=True) if row.get("status") == "running"]
 

@@ -75,6 +75,7 @@ from procengine.errors import (
     ValidationFailed,
 )
 from procengine.node.blocked import live_blocked_on
+from procengine.node.bulk import BulkOperations
 from procengine.node.catalog import Catalog
 from procengine.node.children import Children
 from procengine.node.control import ControlListener
@@ -96,6 +97,7 @@ from procengine.runtime.metrics import Metrics, sample_loop_lag
 from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store import indexes
+from procengine.store.bulk_jobs import BulkJobStore
 from procengine.store.codec import encode
 from procengine.store.executions import (
     NEW,
@@ -150,7 +152,7 @@ REPAIR_VERBS: dict[Verb, frozenset[Status]] = {
 (`Registry.activate(repair=...)`)."""
 
 
-class Node(StepControls, TimeTravel):
+class Node(StepControls, TimeTravel, BulkOperations):
     def __init__(
         self,
         redis: Redis,
@@ -240,6 +242,9 @@ class Node(StepControls, TimeTravel):
             starting=self._starting,
             activate=self._activate,
         )
+        self.bulk_store = BulkJobStore(redis, self.keys)
+        self._runners = {}
+        self.reconciler.sweep_also.append(self.adopt_jobs_of)  # a dead node's bulk operations, with its executions
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -276,6 +281,7 @@ class Node(StepControls, TimeTravel):
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background = []
         self._stop_gc_watch()
+        await self.stop_bulk_runners()
         await self.registry.stop_all()
         await self.store.aclose()
         await self.probe.aclose()
@@ -320,6 +326,7 @@ class Node(StepControls, TimeTravel):
         self._draining = True
         log.info("node %s: draining", self.node_id)
         await self._stop_background("reconciler")  # adopt nothing more here
+        await self.stop_bulk_runners()  # the other nodes go on with them from their cursors
         await self.registry.drain_all(timeout_s=self.settings.pause_grace_ms / 1000 + 5)
         await self._stop_background("heartbeat")
         with contextlib.suppress(Exception):  # best effort: without it the others adopt after the TTL

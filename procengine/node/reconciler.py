@@ -91,6 +91,9 @@ class Reconciler:
         self._left: set[str] = set()
         self._lifeless_since: dict[str, float] = {}
         self.forget_after_s = max(FORGET_AFTER_S, 10 * ownership.ttl_ms / 1000)
+        self.sweep_also: list[Callable[[str], Coroutine[Any, Any, bool]]] = []
+        """Called with each dead node this pass sweeps, for what else it owned (its bulk operations): True if
+        something of it is left for a later pass (the node is not forgotten meanwhile)."""
 
     # --- what the node tells it -----------------------------------------------------------------------------
 
@@ -171,6 +174,9 @@ class Reconciler:
         if adopted:
             log.info("node %s: adopted %s executions of node %s", self.node_id, adopted, dead)
         lifeless = len(ids) == len(stale) + sum(1 for row in rows if not row)  # nothing live is left in its set
+        for sweep in self.sweep_also:
+            if await sweep(dead):
+                lifeless = False
         await self._forget_if_lifeless(dead, lifeless)
         return adopted
 

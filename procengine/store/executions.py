@@ -109,6 +109,9 @@ PAUSED_BY = "pausedBy"
 """Execution hash field, while paused: who paused it (the tenant, `control`, `execution N` for a child)."""
 PAUSE_REASON = "pauseReason"
 """Execution hash field, while paused: the reason the pause was asked with ("" for none)."""
+PAUSED_BY_BULK = "pausedByBulk"
+"""Execution hash field, written by every pause of a running execution: the bulk operation (job id) whose item it
+was, "" for any other pause; a bulk pause's undo resumes only what it still holds paused (node/bulk_items.py)."""
 
 
 @dataclass(frozen=True, slots=True)

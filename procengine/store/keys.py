@@ -102,10 +102,42 @@ class Keys:
         `<parent>.<order>.<attempt>`; apart from clients' idempotency keys (`idem:`), which cannot reach it."""
         return f"{self.prefix}:tenant:{{{tenant}}}:child-start:{key}"
 
+    def bulk_jobs(self, tenant: str) -> str:
+        """Sorted set: jobID -> jobID, the tenant's bulk operations (newest = highest)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:bulk-jobs"
+
+    def bulk_job(self, tenant: str, job_id: int) -> str:
+        """Hash: one bulk operation: action, status, counts, cursor, owner and fencing epoch (store/bulk_jobs.py)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:bulk:{job_id}"
+
+    def bulk_targets(self, tenant: str, job_id: int) -> str:
+        """List: the executionIDs a bulk operation acts on, in order, fixed when it is created (its `cursor` is an
+        index into it)."""
+        return f"{self.bulk_job(tenant, job_id)}:targets"
+
+    def bulk_items(self, tenant: str, job_id: int) -> str:
+        """Stream: a bulk operation's per-execution outcomes, oldest first (`e` executionID, `o` outcome, `r` reason,
+        `t` time in epoch ms)."""
+        return f"{self.bulk_job(tenant, job_id)}:items"
+
+    def bulk_seen(self, tenant: str, job_id: int) -> str:
+        """Hash: executionID -> outcome, the executions whose outcome a bulk operation has recorded (so that an item
+        applied again after a failover is counted once)."""
+        return f"{self.bulk_job(tenant, job_id)}:seen"
+
+    def bulk_paused(self, tenant: str, job_id: int) -> str:
+        """Hash: executionID -> pausedAt, the executions a bulk pause paused, and when (what its undo resumes)."""
+        return f"{self.bulk_job(tenant, job_id)}:paused"
+
+    def node_bulk_jobs(self, node_id: str) -> str:
+        """Set: `<jobID>:<tenant>` of the bulk operations a node runs, a superset of those whose `owner` is the node
+        (added before the write that makes the node their owner): read when its heartbeat lapses."""
+        return f"{self.prefix}:node:{{{node_id}}}:bulk-jobs"
+
     # --- the whole engine ---------------------------------------------------------------------
 
     def sequence(self, name: str) -> str:
-        """String counters: `process`, `execution`, `thread`."""
+        """String counters: `process`, `execution`, `thread`, `bulk`."""
         return f"{self.prefix}:seq:{name}"
 
     @property

@@ -61,6 +61,13 @@ request-retries = 2
 [[operations]]
 include-operation-id = "register_process"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", 401, 403, 404, 409, 422, 429, "5xx"]
+
+# A bulk operation's body is checked beyond its schema too: exactly one of `filter` and `ids`, the fields each
+# action takes (`signal` for a signal, `variables` for edit-variables), the filter's own names and values
+# (docs/api.md, "Bulk operations"), all listed in one 422.
+[[operations]]
+include-operation-id = "create_bulk_operation"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409, 422, 429]
 """
 
 BOUNDED: Final = """

@@ -1,0 +1,260 @@
+"""What a bulk operation does to each execution: the same call as the action's single form, through the node service
+(so it is forwarded to the execution's owner, fenced and audited as that form is), and what its answer counts as.
+
+Two seams for the work that lands beside this one:
+- `matching_ids` is the ONE place the executions a filter matches are found, page by page (today the list query of
+  `GET …/executions/processes`: status, processID); a richer filter replaces its body.
+- `ACTIONS["migrate"]` is None until the node service has `migrate`: a bulk migrate is refused with 422 "migrate is
+  not available yet" (`unavailable`) until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from procengine.api.service import Caller
+from procengine.api.views import (
+    CancelResult,
+    ControlRequest,
+    ExecutionList,
+    PauseResult,
+    ResumeResult,
+    RetryRequest,
+    RetryResult,
+    SignalResult,
+    VariablesResult,
+)
+from procengine.errors import (
+    InvalidTransition,
+    NotFound,
+    PayloadTooLarge,
+    ProcEngineError,
+    StateCorrupted,
+    Unavailable,
+    ValidationFailed,
+)
+from procengine.runtime.cancellation import check_cancelled
+from procengine.statuses import Status
+from procengine.store.bulk_jobs import ItemOutcome
+from procengine.store.executions import PAUSED_BY_BULK
+
+__all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "matching_ids", "unavailable"]
+
+log = logging.getLogger(__name__)
+
+FILTER_PAGE: Final = 1000
+"""Executions read per page of the list query when a filter is resolved."""
+ITEM_ATTEMPTS: Final = 3
+"""How often an item is tried while the execution cannot be reached (503) before it counts as failed."""
+FILTER_NAMES: Final = ("status", "processID")
+
+
+class BulkEngine(Protocol):
+    """What a bulk operation needs of the node service (`procengine.node.node.Node`)."""
+
+    async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...
+
+    async def resume(self, caller: Caller, execution_id: int, request: ControlRequest) -> ResumeResult: ...
+
+    async def cancel(self, caller: Caller, execution_id: int, request: ControlRequest) -> CancelResult: ...
+
+    async def signal(
+        self, caller: Caller, execution_id: int, name: str, payload: Any, idempotency_key: str | None = None
+    ) -> SignalResult: ...
+
+    async def retry(self, caller: Caller, execution_id: int, request: RetryRequest) -> RetryResult: ...
+
+    async def edit_variables(
+        self, caller: Caller, execution_id: int, patch: Any, reason: str | None = None
+    ) -> VariablesResult: ...
+
+    async def list_executions(
+        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+    ) -> ExecutionList: ...
+
+    async def execution_fields(self, caller: Caller, execution_id: int, names: list[str]) -> dict[str, str]:
+        """Fields of the caller's execution ({} if it is not the caller's)."""
+        ...
+
+    async def paused_by_job(self, tenant: str, job_id: int, execution_id: int) -> str | None:
+        """The pausedAt the bulk pause `job_id` recorded for the execution (None: it did not pause it)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobParams:
+    """A job's action and what its items need, as its hash holds them."""
+
+    job_id: int
+    action: str
+    reason: str | None
+    signal: str | None = None
+    payload: Any = None
+    variables: dict[str, Any] | None = None
+    version: int | None = None
+    mapping: dict[str, str] | None = None
+    undo_of: int | None = None
+
+
+ItemCall = Callable[[BulkEngine, Caller, int, JobParams], Awaitable[str]]
+"""Apply the action to one execution; what it answers is the pausedAt of a pause ("" otherwise)."""
+
+
+async def _pause(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
+    try:
+        return (await engine.pause(caller, execution_id, ControlRequest(reason=job.reason))).pausedAt
+    except InvalidTransition as exc:
+        if exc.current_status != Status.PAUSED.value:
+            raise
+        # applied again after a failover: paused already, by this job (before its outcome was written)?
+        fields = await engine.execution_fields(caller, execution_id, ["status", "pausedAt", PAUSED_BY_BULK])
+        if fields.get("status") == Status.PAUSED.value and fields.get(PAUSED_BY_BULK) == str(job.job_id):
+            return fields.get("pausedAt", "")
+        raise
+
+
+async def _resume(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
+    if job.undo_of is not None:  # an undo resumes only what the bulk pause paused and is still paused by it
+        await _still_paused_by(engine, caller, execution_id, job.undo_of)
+    await engine.resume(caller, execution_id, ControlRequest(reason=job.reason))
+    return ""
+
+
+async def _cancel(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
+    await engine.cancel(caller, execution_id, ControlRequest(reason=job.reason))
+    return ""
+
+
+async def _signal(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
+    # keyed by the job: applied again after a failover, a signal is delivered once
+    await engine.signal(caller, execution_id, job.signal or "", job.payload, f"bulk-{job.job_id}")
+    return ""
+
+
+async def _retry(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
+    request = RetryRequest(variables=job.variables, reason=job.reason, idempotencyKey=f"bulk-{job.job_id}")
+    await engine.retry(caller, execution_id, request)
+    return ""
+
+
+async def _edit(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
+    await engine.edit_variables(caller, execution_id, job.variables or {}, job.reason)
+    return ""
+
+
+ACTIONS: Final[dict[str, ItemCall | None]] = {
+    "pause": _pause,
+    "resume": _resume,
+    "cancel": _cancel,
+    "signal": _signal,
+    "retry": _retry,
+    "edit-variables": _edit,
+    # wire to the node service's `migrate(execution_id, request, caller)` once it exists (issue 23, point 3)
+    "migrate": None,
+}
+
+
+def unavailable(action: str) -> str | None:
+    """Why a bulk `action` cannot be run now (None: it can); the one place a 422 for it is phrased."""
+    return f"{action} is not available yet" if ACTIONS.get(action) is None else None
+
+
+class _NotPausedByJob(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def _still_paused_by(engine: BulkEngine, caller: Caller, execution_id: int, job_id: int) -> None:
+    """An execution a bulk pause paused, and that has stayed paused since that pause: its pausedAt is the one the
+    pause answered. One resumed by hand (running, or final) or paused again since (by hand or another job) is left
+    alone. Read just before the resume: one resumed and paused again between the read and the resume is resumed."""
+    recorded = await engine.paused_by_job(caller.tenant, job_id, execution_id)
+    if recorded is None:
+        raise _NotPausedByJob(f"not paused by job {job_id}")
+    fields = await engine.execution_fields(caller, execution_id, ["status", "pausedAt", PAUSED_BY_BULK])
+    if not fields:
+        raise NotFound(f"execution {execution_id} not found")
+    if fields.get("status") != Status.PAUSED.value:
+        raise _NotPausedByJob(f"resumed since (execution is {fields.get('status')})")
+    if fields.get("pausedAt") != recorded or fields.get(PAUSED_BY_BULK) != str(job_id):
+        raise _NotPausedByJob("paused again since")
+
+
+async def apply_item(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> ItemOutcome:
+    """Apply the job's action to one execution: done; refused where its state does not allow it (409), it is not
+    the tenant's (404) or the action does not fit it (422, 413); failed when it cannot be reached after a few
+    tries, or anything else goes wrong (one bad item never stops the job)."""
+    call = ACTIONS.get(job.action)
+    if call is None:
+        return ItemOutcome(execution_id, "failed", unavailable(job.action) or "")
+    for attempt in range(ITEM_ATTEMPTS):
+        try:
+            paused_at = await call(engine, caller, execution_id, job)
+        except InvalidTransition as exc:
+            return ItemOutcome(execution_id, "refused", f"execution is {exc.current_status}")
+        except NotFound:
+            return ItemOutcome(execution_id, "refused", "not found")
+        except _NotPausedByJob as exc:
+            return ItemOutcome(execution_id, "refused", exc.reason)
+        except StateCorrupted:
+            return ItemOutcome(execution_id, "refused", "state corrupted")
+        except (ValidationFailed, PayloadTooLarge) as exc:
+            return ItemOutcome(execution_id, "refused", _short(exc.message))
+        except Unavailable as exc:
+            if attempt + 1 == ITEM_ATTEMPTS:
+                return ItemOutcome(execution_id, "failed", _short(exc.message))
+            await asyncio.sleep(0.2 * 2**attempt)
+            continue
+        except ProcEngineError as exc:
+            return ItemOutcome(execution_id, "failed", _short(exc.message))
+        except Exception as exc:
+            check_cancelled()
+            log.warning(
+                "bulk job %s: execution %s: %r", job.job_id, execution_id, exc, extra={"executionID": execution_id}
+            )
+            return ItemOutcome(execution_id, "failed", type(exc).__name__)
+        return ItemOutcome(execution_id, "done", "", paused_at)
+    return ItemOutcome(execution_id, "failed", "unreachable")  # not reached: the last attempt returns
+
+
+def _short(message: str) -> str:
+    """A reason short enough to count by (it is a field name in the job's hash)."""
+    return message if len(message) <= 120 else message[:117] + "..."
+
+
+def filter_problems(wanted: dict[str, Any]) -> list[str]:
+    problems = [
+        f"filter.{name}: unknown (known: {', '.join(FILTER_NAMES)})" for name in wanted if name not in FILTER_NAMES
+    ]
+    status = wanted.get("status")
+    if status is not None and status not in {s.value for s in Status}:
+        problems.append(f"filter.status: {status!r} is not a status ({', '.join(s.value for s in Status)})")
+    process_id = wanted.get("processID")
+    if process_id is not None and not (
+        isinstance(process_id, int) and not isinstance(process_id, bool) and process_id > 0
+    ):
+        problems.append(f"filter.processID: {process_id!r} is not a process id")
+    return problems
+
+
+async def matching_ids(engine: BulkEngine, caller: Caller, wanted: dict[str, Any]) -> AsyncIterator[list[int]]:
+    """The caller's executions the list filter `wanted` matches, newest first, a page at a time (ValidationFailed,
+    before any page, for a filter that is not one)."""
+    problems = filter_problems(wanted)
+    if problems:
+        raise ValidationFailed("the filter is not one the executions list takes", problems)
+    cursor: str | None = None
+    while True:
+        page = await engine.list_executions(
+            caller, status=wanted.get("status"), process_id=wanted.get("processID"), limit=FILTER_PAGE, cursor=cursor
+        )
+        if page.items:
+            yield [item.executionID for item in page.items]
+        if page.nextCursor is None:
+            return
+        cursor = page.nextCursor

@@ -1,0 +1,69 @@
+"""`procengine bulk …` against a real server (issue 23, point 2): a dry run, an action followed to its end (the
+summary it prints, its exit code), `show`, `list`, `undo` of a bulk pause, `--json`, and misuse (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from procengine.client import Client
+from tests.support.cli import Run
+from tests.support.polling import poll_sync
+
+WAITS = {
+    "key": "bulk-cli",
+    "threads": [{"key": "main", "elements": [
+        {"key": "approve", "type": "wait-signal", "signal": "go", "next": "done"},
+        {"key": "done", "type": "end"},
+    ]}],
+}  # fmt: skip
+
+
+def _statuses(server_url: str, ids: list[int]) -> list[str]:
+    with Client(server_url, "tok-a") as client:
+        return [client.status(i).status for i in ids]
+
+
+def _waiting(server_url: str, ids: list[int]) -> bool:
+    with Client(server_url, "tok-a") as client:
+        return all({e.key: e.status for e in client.elements(i).items}.get("approve") == "running" for i in ids)
+
+
+def test_bulk_commands(server_url: str, run: Run, tmp_path: Path) -> None:
+    definition = tmp_path / "waits.json"
+    definition.write_text(json.dumps(WAITS))
+    assert run("register", definition).code == 0
+    ids = [run("start", "bulk-cli", "--json").json()["executionID"] for _ in range(3)]
+    poll_sync(lambda: _waiting(server_url, ids), lambda ok: ok, within=10)
+
+    dry = run("bulk", "pause", "--status", "running", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.startswith("dry run: pause would act on 3 executions (first: ")
+    assert _statuses(server_url, ids) == ["running"] * 3
+
+    paused = run("bulk", "pause", "--status", "running", "--reason", "window")
+    assert paused.code == 0, paused.err
+    assert paused.out.strip().endswith("pause completed: 3 done, 0 refused, 0 failed of 3")
+    assert _statuses(server_url, ids) == ["paused"] * 3
+    job_id = paused.out.split()[1].rstrip(":")
+
+    refused = run("bulk", "pause", "--ids", ",".join(map(str, ids[:2])), "--json")
+    assert refused.code == 0  # completed: a refusal is an answer, not a failure (failed items: exit 1)
+    assert refused.json()["refused"] == {"execution is paused": 2}
+
+    shown = run("bulk", "show", job_id, "--json")
+    assert (shown.code, shown.json()["action"], shown.json()["done"]) == (0, "pause", 3)
+    listed = run("bulk", "list")
+    assert listed.code == 0 and f"job {job_id}: pause completed" in listed.out
+
+    undone = run("bulk", "undo", job_id)
+    assert undone.code == 0, undone.err
+    assert "resume completed: 3 done" in undone.out
+    assert _statuses(server_url, ids) == ["running"] * 3
+
+
+def test_bulk_misuse_is_exit_2(server_url: str, run: Run) -> None:
+    assert run("bulk", "pause").code == 2  # which executions?
+    assert run("bulk", "show").code == 2  # which job?
+    assert run("bulk", "pause", "--ids", "1,x").code == 2
+    assert run("bulk", "show", "999", "--json").code == 3  # no such job
