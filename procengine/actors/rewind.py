@@ -8,8 +8,9 @@ memory and thread records, makes it paused (timers frozen as a pause freezes the
 indexes and undoes the retention a final write started, with a `rewound` log entry naming the checkpoint, who, why
 and what changed. The log keeps everything before; elements after the checkpoint run again on resume (a task found
 started in it is re-run: tasks are at-least-once, as after a crash). The element records of the elements under
-way in the checkpoint (a wait, a delay, a task) read `running` again from when they started; the others keep their
-latest run until they run again. Children started after the checkpoint are left as they are (a call-process
+way in the checkpoint (a wait, a delay, a task) read `running` again from when they started; those a paused
+execution had under way and the checkpoint has not read `interrupted` from the pause (`_cut_short`); the others keep
+their latest run until they run again. Children started after the checkpoint are left as they are (a call-process
 rewound to before its child started starts a new child when it runs again).
 """
 
@@ -19,14 +20,20 @@ from typing import Any
 
 from procengine.actors.host import Host
 from procengine.actors.messages import Command
-from procengine.actors.records import snapshot_commit, transition_log, under_way_records
+from procengine.actors.records import (
+    interrupted_record,
+    record_field,
+    snapshot_commit,
+    transition_log,
+    under_way_records,
+)
 from procengine.actors.repairs import apply_patch, check_memory, stack_change
 from procengine.actors.snapshot import load_state
 from procengine.actors.transitions import log_refusal
 from procengine.api.views import RewindResult
 from procengine.engine.diff import mapping_diff
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
-from procengine.runtime.clock import iso
+from procengine.runtime.clock import iso, parse_iso
 from procengine.statuses import Status
 from procengine.store.executions import CRASHES, PAUSE_REASON, PAUSED_BY, StoredExecution
 from procengine.store.history import HistoryStore
@@ -70,6 +77,7 @@ async def rewind(actor: Host, message: Command) -> RewindResult:
     check_memory(actor, state)
     variables = mapping_diff(before, state.memory.variables)
     commit.elements.update(under_way_records(state))
+    cut = _cut_short(actor, source, commit.elements)
     commit.execution.update(status=Status.PAUSED.value, pausedAt=iso(now), stoppedAt="", error="")
     commit.execution.update({PAUSED_BY: message.caller.by, PAUSE_REASON: message.reason or "", CRASHES: 0})
     if actor.fields.get("pausedChildren"):
@@ -77,6 +85,8 @@ async def rewind(actor: Host, message: Command) -> RewindResult:
     extra: dict[str, Any] = {"checkpoint": seq, "variables": variables, "stack": stack_change(stack_before, state)}
     if patched is not None:
         extra["patch"] = patched
+    if cut:
+        extra["interrupted"] = cut
     commit.log.append(transition_log(now, "rewound", message.caller, source.value, "paused", message.reason, **extra))
     if source.is_final:
         await ctx.store.activate(actor.execution_id)  # live again: in the active and owned sets before the write
@@ -93,3 +103,21 @@ async def rewind(actor: Host, message: Command) -> RewindResult:
         pendingNodes=len(state.stack),
         variables=variables,
     )
+
+
+def _cut_short(actor: Host, source: Status, records: dict[str, Any]) -> list[str]:
+    """The elements a paused execution had under way (a delay, a wait: a pause leaves their records `running`) that
+    the checkpoint does not have under way: the rewind ends their run, so their records say `interrupted` from the
+    pause, as a cancel of the paused execution would (a failed or cancelled one's final write did that already).
+    Marked in `records`; their keys."""
+    paused_at = actor.fields.get("pausedAt")
+    if source is not Status.PAUSED or actor.corrupted or not paused_at:
+        return []
+    stopped = parse_iso(paused_at)
+    cut = []
+    for entry in actor.state.stack:
+        field = record_field(entry.element_key, entry.path)
+        if entry.started_at_ms is not None and field not in records:
+            records[field] = interrupted_record(entry, stopped)
+            cut.append(entry.element_key)
+    return cut

@@ -27,6 +27,7 @@ from procengine.cli.inputs import (
     load_document,
     parse_batch,
     parse_json,
+    parse_mapping,
     parse_variables,
     read_file,
 )
@@ -325,12 +326,7 @@ async def rewind(client: AsyncClient, args: argparse.Namespace, output: Output) 
 
 
 async def migrate(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
-    mapping: dict[str, str] = {}
-    for given in args.map:
-        old, sep, new = given.partition("=")
-        if not sep or not old or not new:
-            raise InputError(f"migrate: --map takes OLD=NEW, not {given!r}")
-        mapping[old] = new
+    mapping = parse_mapping(args.map, "migrate")
     result = await client.migrate(
         args.execution_id, args.to_version, mapping or None, dry_run=args.dry_run, reason=args.reason
     )

@@ -3,6 +3,7 @@
     procengine bulk pause --status running --process-id 3 --reason "maintenance" [--dry-run] [--max-per-second N]
     procengine bulk signal --ids 7,8,9 --signal approval --payload '{"ok": true}'
     procengine bulk edit --status paused --var limit=10
+    procengine bulk migrate --process-id 3 --to-version 4 [--map OLD=NEW ...]
     procengine bulk show JOB | list | undo JOB | stop JOB | go-on JOB | abort JOB
 
 An action prints a progress bar until the job ends (`--no-wait`: the job's id at once). Only argparse is imported
@@ -32,6 +33,7 @@ ACTIONS: Final = {
     "signal": "signal",
     "retry": "retry",
     "edit": "edit-variables",
+    "migrate": "migrate",
 }
 """The command's word -> the API's action."""
 JOB_VERBS: Final = ("show", "list", "undo", "stop", "go-on", "abort")
@@ -72,6 +74,10 @@ def add_bulk_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--var", metavar="NAME=JSON", action="append", default=[], help="merge patch of variables (edit, retry)"
     )
+    parser.add_argument("--to-version", metavar="N", type=positive_int, help="the version to migrate to (migrate)")
+    parser.add_argument(
+        "--map", metavar="OLD=NEW", action="append", default=[], help="element OLD takes element NEW's place (migrate)"
+    )
     parser.add_argument("--vars-file", metavar="FILE", type=Path, help="a merge patch from a JSON or YAML object")
     parser.add_argument("--no-wait", action="store_true", help="print the job's id and return at once")
 
@@ -79,7 +85,7 @@ def add_bulk_arguments(parser: argparse.ArgumentParser) -> None:
 async def run_bulk(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     from procengine.api.bulk_views import BulkDryRun
     from procengine.cli.exit_codes import EXIT_FAILED, EXIT_OK
-    from procengine.cli.inputs import InputError, parse_json, parse_variables
+    from procengine.cli.inputs import InputError, parse_json, parse_mapping, parse_variables
 
     if args.what in JOB_VERBS:
         return await _about_job(client, args, output)
@@ -103,6 +109,8 @@ async def run_bulk(client: AsyncClient, args: argparse.Namespace, output: Output
         signal=args.signal,
         payload=None if args.payload is None else parse_json(args.payload, "--payload"),
         variables=patch,
+        version=args.to_version,
+        mapping=parse_mapping(args.map, "bulk migrate") or None,
     )
     if isinstance(answer, BulkDryRun):
         sample = ", ".join(str(i) for i in answer.sample)

@@ -17,6 +17,7 @@ __all__ = [
     "load_document",
     "parse_batch",
     "parse_json",
+    "parse_mapping",
     "parse_variables",
     "positive_int",
     "read_file",
@@ -121,3 +122,14 @@ def _document_or_input_error(path: Path, flag: str) -> Any:
 
 def _kind(value: Any) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
+
+
+def parse_mapping(given: list[str], command: str) -> dict[str, str]:
+    """`--map OLD=NEW` (repeatable): the elements a migration renames."""
+    mapping: dict[str, str] = {}
+    for pair in given:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise InputError(f"{command}: --map takes OLD=NEW, not {pair!r}")
+        mapping[old] = new
+    return mapping

@@ -4,8 +4,7 @@
 Two seams for the work that lands beside this one:
 - `matching_ids` is the ONE place the executions a filter matches are found, page by page (today the list query of
   `GET …/executions/processes`: status, processID); a richer filter replaces its body.
-- `ACTIONS["migrate"]` is None until the node service has `migrate`: a bulk migrate is refused with 422 "migrate is
-  not available yet" (`unavailable`) until then.
+- `unavailable` is the one place an action the node cannot run is refused (422): none is, today.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from procengine.api.views import (
     CancelResult,
     ControlRequest,
     ExecutionList,
+    MigrateRequest,
+    MigrateResult,
     PauseResult,
     ResumeResult,
     RetryRequest,
@@ -71,6 +72,8 @@ class BulkEngine(Protocol):
     async def edit_variables(
         self, caller: Caller, execution_id: int, patch: Any, reason: str | None = None
     ) -> VariablesResult: ...
+
+    async def migrate(self, caller: Caller, execution_id: int, request: MigrateRequest) -> MigrateResult: ...
 
     async def list_executions(
         self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
@@ -146,6 +149,19 @@ async def _edit(engine: BulkEngine, caller: Caller, execution_id: int, job: JobP
     return ""
 
 
+async def _migrate(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
+    assert job.version is not None  # checked when the job was created
+    request = MigrateRequest(version=job.version, mapping=job.mapping or {}, reason=job.reason)
+    try:
+        await engine.migrate(caller, execution_id, request)
+    except ValidationFailed:
+        # applied again after a failover: already of that version (before its outcome was written)?
+        fields = await engine.execution_fields(caller, execution_id, ["processVersion"])
+        if fields.get("processVersion") != str(job.version):
+            raise
+    return ""
+
+
 ACTIONS: Final[dict[str, ItemCall | None]] = {
     "pause": _pause,
     "resume": _resume,
@@ -153,8 +169,7 @@ ACTIONS: Final[dict[str, ItemCall | None]] = {
     "signal": _signal,
     "retry": _retry,
     "edit-variables": _edit,
-    # wire to the node service's `migrate(execution_id, request, caller)` once it exists (issue 23, point 3)
-    "migrate": None,
+    "migrate": _migrate,
 }
 
 

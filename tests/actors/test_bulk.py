@@ -242,8 +242,8 @@ async def test_a_job_goes_on_on_another_node_after_the_node_running_it_is_killed
             ["signal: not taken by action pause", "variables: not taken by action pause"],
         ),
         (
-            {"action": "migrate", "ids": [1], "version": 2},
-            ["action: migrate is not available yet"],
+            {"action": "migrate", "ids": [1]},
+            ["version: the version to migrate to is required for action migrate"],
         ),
         (
             {"action": "pause", "filter": {"order_id": 1, "status": "nope"}},

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from procengine.api.bulk_views import BulkCreated, BulkRequest
 from procengine.api.service import Caller
 from procengine.api.views import ControlRequest, MigrateRequest, RetryRequest, StartRequest
 from procengine.errors import Fenced, InvalidTransition, NotFound, ValidationFailed
@@ -428,3 +429,31 @@ async def test_asked_on_another_node_it_is_the_owners(make_engine: EngineFactory
     fields = await a.store.fields(execution_id)
     assert (fields["owner"], fields["processVersion"]) == (a.node_id, "2")
     assert await poll(lambda: a.status(CALLER, execution_id), lambda s: s.processVersion == 2, within=5)
+
+
+async def test_a_bulk_migrate_moves_every_paused_execution_of_a_filter_and_refuses_the_rest(engine: Node) -> None:
+    # given two executions of version 1 paused at their wait, a third still running, and version 2 registered
+
+    [v1] = await _register(engine, V1)
+    started = [(await engine.start_execution(CALLER, StartRequest(processID=v1)))[0].executionID for _ in range(3)]
+    for execution_id in started:
+        await wait_element(engine, execution_id, "approve")
+    paused, running = started[:2], started[2]
+    for execution_id in paused:
+        await engine.pause(CALLER, execution_id, ControlRequest())
+    await _register(engine, V2)
+
+    # when a bulk migrate to version 2 runs over version 1's executions
+    created = await engine.bulk(
+        CALLER, BulkRequest(action="migrate", filter={"processID": v1}, version=2, reason="ship the stamp")
+    )
+    assert isinstance(created, BulkCreated)
+    job = await poll(lambda: engine.bulk_job(CALLER, created.jobID), lambda job: job.status == "completed")
+
+    # then the paused ones are of version 2, each with its `migrated` entry naming the job; the running one is refused
+    assert (job.matched, job.done, job.refused) == (3, 2, {"execution is running": 1})
+    for execution_id in paused:
+        assert (await engine.status(CALLER, execution_id)).processVersion == 2
+        [migrated] = [e for e in (await engine.log(CALLER, execution_id)).items if e.event == "migrated"]
+        assert migrated.detail["bulk"] == created.jobID and migrated.detail["reason"] == "ship the stamp"
+    assert (await engine.status(CALLER, running)).processVersion == 1

@@ -96,3 +96,26 @@ async def test_a_fork_after_the_owner_is_killed(make_engine: EngineFactory, redi
     await b.signal(CALLER, forked.executionID, "go", None)
     assert await wait_status(b, forked.executionID, "completed") == "completed"
     assert await _n(b, forked.executionID) == 2
+
+
+async def test_a_wait_the_rewind_leaves_behind_ends_its_run_and_a_cancel_after_leaves_nothing_running(
+    engine: Node,
+) -> None:
+    # given an execution paused in its second wait (its record says running), and the checkpoint of its first
+    execution_id, seq = await _at_again(engine)
+    await engine.pause(CALLER, execution_id, ControlRequest())
+    paused_at = (await engine.status(CALLER, execution_id)).timing.pausedAt
+
+    # when it is rewound to the first wait
+    await engine.rewind(CALLER, execution_id, RewindRequest(checkpoint=seq))
+
+    # then the second wait's run ended at the pause (the log says so), and the first one's is under way again
+    records = {e.key: e for e in (await engine.elements(CALLER, execution_id)).items}
+    assert (records["again"].status, records["again"].stoppedAt) == ("interrupted", paused_at)
+    assert records["approve"].status == "paused"  # (a paused execution's element under way reads paused)
+    [rewound] = [e for e in (await engine.log(CALLER, execution_id)).items if e.event == "rewound"]
+    assert rewound.detail["interrupted"] == ["again"]
+    # and a cancel leaves no record running
+    await engine.cancel(CALLER, execution_id, ControlRequest())
+    running = [e.key for e in (await engine.elements(CALLER, execution_id)).items if e.status == "running"]
+    assert running == []

@@ -62,6 +62,27 @@ def test_bulk_commands(server_url: str, run: Run, tmp_path: Path) -> None:
     assert _statuses(server_url, ids) == ["running"] * 3
 
 
+def test_bulk_migrate(server_url: str, run: Run, tmp_path: Path) -> None:
+    # given two paused executions of version 1 and a version 2 that renames the wait
+    definition = tmp_path / "waits.json"
+    definition.write_text(json.dumps(WAITS))
+    first = run("register", definition, "--json").json()["processID"]
+    ids = [run("start", "bulk-cli", "--json").json()["executionID"] for _ in range(2)]
+    poll_sync(lambda: _waiting(server_url, ids), lambda ok: ok, within=10)
+    assert run("bulk", "pause", "--ids", ",".join(map(str, ids))).code == 0
+    renamed = json.loads(json.dumps(WAITS).replace('"approve"', '"approval"'))
+    definition.write_text(json.dumps(renamed))
+    assert run("register", definition).code == 0
+    # when a bulk migrate moves version 1's executions, the wait renamed
+    moved = run("bulk", "migrate", "--process-id", str(first), "--to-version", "2", "--map", "approve=approval")
+    # then each is of version 2
+    assert moved.code == 0, moved.err
+    assert moved.out.strip().endswith("migrate completed: 2 done, 0 refused, 0 failed of 2")
+    with Client(server_url, "tok-a") as client:
+        assert [client.status(i).processVersion for i in ids] == [2, 2]
+    assert run("bulk", "migrate", "--ids", "1", "--map", "approve").code == 2  # OLD=NEW
+
+
 def test_bulk_misuse_is_exit_2(server_url: str, run: Run) -> None:
     assert run("bulk", "pause").code == 2  # which executions?
     assert run("bulk", "show").code == 2  # which job?

@@ -96,8 +96,11 @@ async def test_bad_bodies_are_422_listing_every_problem_and_unknown_jobs_404(ser
         "signal: the signal's name is required for action signal",
         "filter.nope: unknown (known: status, processID)",
     ]
-    status, answer = await _raw(server_url, {"action": "migrate", "ids": [1], "version": 2})
-    assert (status, answer["error"]["details"]) == (422, ["action: migrate is not available yet"])
+    status, answer = await _raw(server_url, {"action": "migrate", "ids": [1]})
+    assert (status, answer["error"]["details"]) == (
+        422,
+        ["version: the version to migrate to is required for action migrate"],
+    )
     status, answer = await _raw(server_url, {"action": "explode", "ids": []})
     assert status == 422 and len(answer["error"]["details"]) == 2
     status, answer = await _raw(server_url, None, "/12345/cancel")
