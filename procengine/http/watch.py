@@ -58,7 +58,7 @@ class StoreWatch:
             return await handler(request)
         except asyncio.CancelledError:
             if running.gave_up and task.uncancel() == 0:  # ours, and nobody else's: answer it
-                raise Unavailable("the store cannot be reached; try again") from None
+                raise Unavailable("the store did not answer a PING while this request waited; try again") from None
             raise
         finally:
             del self._running[running]

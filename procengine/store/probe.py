@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 __all__ = ["SLICE_S", "StoreProbe"]
 
 SLICE_S = 0.05
-"""How often a waiting probe looks at its PING; a slice counts at most twice this towards the timeout."""
+"""How often a waiting probe looks at its PING."""
 
 
 class StoreProbe:
@@ -58,15 +58,19 @@ class StoreProbe:
     async def _ping(self) -> bool:
         ping = asyncio.ensure_future(self._redis.ping())
         loop = asyncio.get_running_loop()
-        waited = 0.0
+        deadline = loop.time() + self.timeout_s
+        second_look = True
         try:
-            while waited < self.timeout_s:
-                started = loop.time()
+            while True:
+                woke = loop.time() + SLICE_S
                 await asyncio.wait((ping,), timeout=SLICE_S)
                 if ping.done():
                     return not ping.cancelled() and ping.exception() is None and bool(ping.result())
-                waited += min(loop.time() - started, 2 * SLICE_S)  # a late wake is the process's delay, not Redis's
-            return False  # unreachable, timed out, refused: silent all the same
+                now = loop.time()
+                if now >= deadline:
+                    if not (second_look and now - woke > SLICE_S):
+                        return False  # unreachable, timed out, refused: silent all the same
+                    second_look = False  # it woke late: its PONG may be in the socket, unread: one more slice
         finally:
             ping.cancel()  # redis-py drops a connection whose command is cancelled
             await asyncio.gather(ping, return_exceptions=True)

@@ -55,6 +55,6 @@ async def test_a_starved_process_does_not_take_an_answer_it_has_not_read_for_sil
     # when the probe asks while the loop is blocked
     answered = await probe.answers()
     await hogging
-    # then the late wake counts as one slice, the answer is read, and Redis is not called silent
+    # then the probe, woken late past its timeout, looks once more: the answer is read, Redis is not called silent
     assert answered
     assert not probe.silent
