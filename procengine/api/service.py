@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from procengine.api.feeds import Feed
+from procengine.api.filters import ExecutionFilter
 from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
@@ -84,7 +85,14 @@ class NodeService(Protocol):
         ...
 
     async def list_executions(
-        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+        self,
+        caller: Caller,
+        *,
+        status: str | None,
+        process_id: int | None,
+        limit: int,
+        cursor: str | None,
+        filters: ExecutionFilter | None = None,
     ) -> ExecutionList: ...
 
     async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...

@@ -5,6 +5,7 @@ Versions are immutable, so a compiled definition is cached by (tenant, processID
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from procengine.api.views import ProcessList, ProcessSummary, ProcessView
@@ -35,14 +36,20 @@ class Catalog:
         self._stored: dict[tuple[str, int], StoredProcess] = {}
         self._versions: dict[tuple[str, str, int], int] = {}
         """(tenant, key, version) -> processID: versions never change."""
+        self._declared: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
+        """tenant -> (its versions' `generation`, the attributes they declare)."""
 
     async def register(self, tenant: str, document: Any) -> tuple[ProcessSummary, bool]:
         """Register a definition document (parsed JSON or YAML); ValidationFailed lists every problem."""
         known: dict[str, set[int]] = {}
-        for stored in await self.store.list(tenant):
+        others = await self.store.list(tenant)
+        for stored in others:
             known.setdefault(stored.key, set()).add(stored.version)
         checked = validate_definition(document, self.handlers.names(), known, self.max_elements, self.max_variables)
         definition = checked.definition
+        clashes = type_clashes(definition.attributes, others)
+        if clashes:
+            raise ValidationFailed(f"process definition {definition.key!r} is not valid", clashes)
         process_id, version, created = await self.store.register(
             tenant, definition.key, definition.name, definition.canonical(), iso(self.clock.now_ms())
         )
@@ -99,6 +106,21 @@ class Catalog:
             self._compiled[(tenant, process_id)] = cached
         return cached
 
+    async def declared_attributes(self, tenant: str) -> dict[str, str]:
+        """Every attribute a definition of the tenant declares, name -> type (one type per name: `register`
+        refuses another), read again only when the tenant's versions changed."""
+        generation = await self.store.generation(tenant)
+        cached = self._declared.get(tenant)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        declared: dict[str, str] = {}
+        for stored in await self.store.list(tenant):
+            attributes = stored.body.get("attributes") if isinstance(stored.body, dict) else None
+            if isinstance(attributes, dict):
+                declared.update({str(name): str(kind) for name, kind in attributes.items()})
+        self._declared[tenant] = (generation, declared)
+        return declared
+
     async def list(self, tenant: str) -> ProcessList:
         return ProcessList(items=[view(p) for p in await self.store.list(tenant)])
 
@@ -113,3 +135,20 @@ def view(stored: StoredProcess) -> ProcessView:
         createdAt=stored.created_at,
         definition=stored.body,
     )
+
+
+def type_clashes(declared: Mapping[str, str], others: list[StoredProcess]) -> list[str]:
+    """An attribute this definition declares with another type than a registered definition of the tenant does:
+    one name has one index, so one type in a tenant."""
+    problems = []
+    for stored in others:
+        theirs = stored.body.get("attributes") if isinstance(stored.body, dict) else None
+        if not isinstance(theirs, dict):
+            continue
+        for name, kind in declared.items():
+            if name in theirs and theirs[name] != kind:
+                problems.append(
+                    f"attributes.{name}: declared {kind}, but process {stored.key!r} version {stored.version} "
+                    f"declares it {theirs[name]} (an attribute has one type in a tenant)"
+                )
+    return list(dict.fromkeys(problems))
