@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, ClassVar, Final, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
@@ -74,6 +74,15 @@ class ExecutionQuery(BaseModel):
     values."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    query_description: ClassVar[str] = (
+        "Search attributes filter too: `attr.<name>=<value>` (a keyword's or a bool's value, a word of a text, a "
+        "number's or a time's value) and `attr.<name>.gte=`, `.gt=`, `.lte=`, `.lt=` (a number's or an ISO-8601 "
+        "time's range), for the attributes the tenant's definitions declare, each parameter once; an attribute no "
+        "definition declares, or a value its type cannot read (`attr.amount.gte=abc`), is 422 VALIDATION_ERROR "
+        "naming it. Filters combine (all must hold). A filtered page may come short, even empty, with a "
+        "`nextCursor`: go on with it until it is null."
+    )
 
     status: StatusName | None = Field(default=None, description="Only executions in this status.")
     processID: QueryId | None = Field(default=None, description="Only executions of this process.")

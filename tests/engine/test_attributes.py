@@ -13,8 +13,8 @@ from procengine.engine.definitions import ProcessDefinition
 from procengine.engine.interpreter import Interpreter
 from procengine.engine.validation import validate_definition
 from procengine.errors import ValidationFailed
-from procengine.store.search import SearchEntry, changed, words
 from procengine.store.keys import Keys
+from procengine.store.search import SearchEntry, changed, words
 
 
 def _process(*elements: Any, **fields: Any) -> dict[str, Any]:
