@@ -135,9 +135,9 @@ async def test_each_filter_alone_and_together_page_by_page(registered: Node, red
     for execution_id in acme[:3]:
         await wait_element(engine, execution_id, "w")
         await engine.pause(CALLER, execution_id, ControlRequest())
-    newest_first = sorted(acme + other + [failed], reverse=True)
+    newest_first = sorted([*acme, *other, failed], reverse=True)
 
-    assert await _ids(engine, limit=4, attributes=(_attr("customer", "acme"),)) == sorted(acme + [failed], reverse=True)
+    assert await _ids(engine, limit=4, attributes=(_attr("customer", "acme"),)) == sorted([*acme, failed], reverse=True)
     assert await _ids(engine, limit=4, attributes=(_attr("customer", "acme"),), process_key="orders") == acme[::-1]
     assert await _ids(engine, limit=3, attributes=(_attr("amount", "3", "gte"), _attr("amount", "8", "lt"))) == [
         i for i in newest_first if i in acme[3:8] or i in other[3:]
