@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from procengine.api.problems import refusal
 from procengine.api.views import ProcessList, ProcessSummary, ProcessView
 from procengine.engine.compiled import CompiledProcess, compile_process
 from procengine.engine.definitions import ProcessDefinition
@@ -49,7 +50,7 @@ class Catalog:
         definition = checked.definition
         clashes = type_clashes(definition.attributes, others)
         if clashes:
-            raise ValidationFailed(f"process definition {definition.key!r} is not valid", clashes)
+            raise refusal(f"process definition {definition.key!r} is not valid", clashes)
         process_id, version, created = await self.store.register(
             tenant, definition.key, definition.name, definition.canonical(), iso(self.clock.now_ms())
         )

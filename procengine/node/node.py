@@ -23,6 +23,7 @@ from procengine.actors.records import snapshot_commit, transition_log, under_way
 from procengine.actors.repairs import retried_answer
 from procengine.api.feeds import Feed
 from procengine.api.filters import ExecutionFilter
+from procengine.api.problems import refusal
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.views import (
@@ -464,7 +465,7 @@ class Node(StepControls, TimeTravel):
             return {}
         stored, problems = checked(process.definition.attributes, request.attributes)
         if problems:
-            raise ValidationFailed("attributes are invalid", problems)
+            raise refusal("attributes are invalid", problems)
         return stored
 
     def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None:

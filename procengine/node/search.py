@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from procengine.api.filters import AttributeFilter, ExecutionFilter
+from procengine.api.problems import refusal
 from procengine.engine.attributes import parse_time, value_problem
-from procengine.errors import ValidationFailed
 from procengine.runtime.clock import parse_iso
 from procengine.store import indexes
 from procengine.store.executions import ExecutionStore
@@ -186,7 +186,7 @@ class Search:
             else:
                 checks.append(Check(keys.attribute_value(tenant, each.name, member_value(kind, value))))
         if problems:
-            raise ValidationFailed("the list's filter is invalid", problems)
+            raise refusal("the list's filter is invalid", problems)
         return Plan(tenant, wanted, tuple(checks + list(ranges.values())), (started[0], started[1]), tuple(read))
 
     @translated
