@@ -5,7 +5,7 @@ Versions are immutable, so a compiled definition is cached by (tenant, processID
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from procengine.api.problems import refusal
@@ -17,6 +17,10 @@ from procengine.errors import NotFound, ValidationFailed
 from procengine.runtime.clock import Clock, iso
 from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.tasks import HandlerRegistry
+
+DECLARED_FRESH_MS = 5_000
+"""How long the attributes a tenant declares are taken as read (a version deleted meanwhile may still be in them: a
+filter on an attribute it alone declared then finds nothing, rather than a 422)."""
 
 
 class Catalog:
@@ -37,8 +41,8 @@ class Catalog:
         self._stored: dict[tuple[str, int], StoredProcess] = {}
         self._versions: dict[tuple[str, str, int], int] = {}
         """(tenant, key, version) -> processID: versions never change."""
-        self._declared: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
-        """tenant -> (its versions' `generation`, the attributes they declare)."""
+        self._declared: dict[str, tuple[tuple[int, int], dict[str, str], int]] = {}
+        """tenant -> (its versions' `generation`, the attributes they declare, when that was read, epoch ms)."""
 
     async def register(self, tenant: str, document: Any) -> tuple[ProcessSummary, bool]:
         """Register a definition document (parsed JSON or YAML); ValidationFailed lists every problem."""
@@ -107,19 +111,25 @@ class Catalog:
             self._compiled[(tenant, process_id)] = cached
         return cached
 
-    async def declared_attributes(self, tenant: str) -> dict[str, str]:
+    async def declared_attributes(self, tenant: str, names: Collection[str] = ()) -> dict[str, str]:
         """Every attribute a definition of the tenant declares, name -> type (one type per name: `register`
-        refuses another), read again only when the tenant's versions changed."""
-        generation = await self.store.generation(tenant)
+        refuses another). Read again only when the tenant's versions changed, which is looked at (one round trip)
+        unless every one of `names` was declared when it was looked at less than DECLARED_FRESH_MS ago: a filtered
+        list page then costs no read of the catalog."""
+        now = self.clock.now_ms()
         cached = self._declared.get(tenant)
+        if cached is not None and now - cached[2] < DECLARED_FRESH_MS and names and all(n in cached[1] for n in names):
+            return cached[1]
+        generation = await self.store.generation(tenant)
         if cached is not None and cached[0] == generation:
+            self._declared[tenant] = (generation, cached[1], now)
             return cached[1]
         declared: dict[str, str] = {}
         for stored in await self.store.list(tenant):
             attributes = stored.body.get("attributes") if isinstance(stored.body, dict) else None
             if isinstance(attributes, dict):
                 declared.update({str(name): str(kind) for name, kind in attributes.items()})
-        self._declared[tenant] = (generation, declared)
+        self._declared[tenant] = (generation, declared, now)
         return declared
 
     async def list(self, tenant: str) -> ProcessList:

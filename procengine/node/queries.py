@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -234,7 +234,7 @@ class Queries:
         return ExecutionList(items=items, nextCursor=str(found.last) if more else None)
 
 
-async def _none_declared(tenant: str) -> dict[str, str]:
+async def _none_declared(tenant: str, names: Collection[str]) -> dict[str, str]:
     return {}
 
 

@@ -1,14 +1,17 @@
 """The execution list's filters: checked against what the tenant's definitions declare, planned over the tenant's
 indexes, and read a batch at a time.
 
-A filter becomes a set of index checks (each a sorted set of the tenant's slot) and a row test. The plan drives
-the read with the most selective check, by the sizes Redis gives at once (ZCARD of a set scored by execution id,
-ZCOUNT of a range of a set scored by value), and checks the others for each batch of the driver's ids with one
-ZMSCORE each, in one round trip: a page costs O(page / the selectivity of the others), never O(matches). A range
-check (a number's, a time's, the start time) scored by value cannot be read newest first; when it is the most
-selective and small (MATERIALIZE ids at most) its ids are read whole and sorted instead. Each row read is tested
-against the whole filter too: an index may lag behind its execution (on a Redis Cluster, edited beside the
-execution's write), and a row that does not match is skipped. docs/architecture.md, "Indexes", tells the plan.
+A filter becomes a set of index checks (each a sorted set of the tenant's slot) and a row test. The read of the
+indexes is one call of store/lua/search.lua (every check's key is in the tenant's slot, so a Redis Cluster runs it
+too): it drives with the most selective check, by the sizes it reads first (ZCARD of a set scored by execution
+id, ZCOUNT of a range of a set scored by value), and checks the others for each batch of the driver's ids with
+one ZMSCORE each: a page costs O(page / the selectivity of the others), never O(matches). A range check (a
+number's, a time's, the start time) cannot be read newest first; when it is the most selective and small
+(MATERIALIZE ids at most) its ids are read whole and sorted instead. The rows of the ids it gives are read in a
+second round trip and tested against the whole filter: an index may lag behind its execution (on a Redis
+Cluster, edited beside the execution's write), and a row that does not match is skipped. With only status and
+process filters, their one index holds exactly the matches and is paged directly. docs/architecture.md,
+"Indexes", tells the plan.
 
 `Search.matching_ids` is the same read for a caller that wants every match, page by page (bulk operations).
 """
@@ -16,7 +19,7 @@ execution's write), and a row that does not match is skipped. docs/architecture.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,8 +34,9 @@ from procengine.store.search import ATTRIBUTES_FIELD, BY_VALUE, decode_attribute
 
 __all__ = ["MATERIALIZE", "Check", "Plan", "Scan", "Search"]
 
-Declared = Callable[[str], Awaitable[dict[str, str]]]
-"""tenant -> the attributes its definitions declare, name -> type (`Catalog.declared_attributes`)."""
+Declared = Callable[[str, Collection[str]], Awaitable[dict[str, str]]]
+"""(tenant, the names a filter needs) -> the attributes its definitions declare, name -> type
+(`Catalog.declared_attributes`)."""
 
 MATERIALIZE: Final = 5_000
 """The most ids of a range check read whole to drive a page (past it, a set scored by id drives)."""
@@ -40,6 +44,9 @@ BUDGET_PAGES: Final = 20
 """A page reads at most this many pages' worth of the driver's ids (at least MIN_BUDGET): past it the page is
 answered short, with a cursor to go on from, so one request never walks a whole index."""
 MIN_BUDGET: Final = 2_000
+BATCH_MIN: Final = 100
+BATCH_MAX: Final = 1_000
+"""The driver's ids read at a time beside other checks: twice the page, within these."""
 ROW_FIELDS: Final = [
     "status",
     "processID",
@@ -73,12 +80,6 @@ class Check:
         above = score > self.low if self.low_open else score >= self.low
         below = score < self.high if self.high_open else score <= self.high
         return above and below
-
-    def bounds(self) -> tuple[str, str]:
-        """ZCOUNT / ZRANGEBYSCORE bounds."""
-        low = "-inf" if self.low == -math.inf else f"{'(' if self.low_open else ''}{_number(self.low)}"
-        high = "+inf" if self.high == math.inf else f"{'(' if self.high_open else ''}{_number(self.high)}"
-        return low, high
 
     def narrowed(self, other: Check) -> Check:
         """Both range checks of one set in one (`attr.amount.gte=1&attr.amount.lt=9`)."""
@@ -162,7 +163,8 @@ class Search:
             checks.append(Check(keys.started(tenant), False, low, high, False, started[1] is not None))
         if wanted.error_type is not None:
             checks.append(Check(keys.error_index(tenant, wanted.error_type)))
-        declared = await self.declared(tenant) if wanted.attributes else {}
+        names = {each.name for each in wanted.attributes}
+        declared = await self.declared(tenant, names) if names else {}
         read: list[tuple[AttributeFilter, str, Any]] = []
         ranges: dict[str, Check] = {}
         for each in wanted.attributes:
@@ -191,74 +193,53 @@ class Search:
 
     @translated
     async def scan(self, plan: Plan, *, after: int | None, wanted: int, fields: list[str] = ROW_FIELDS) -> Scan:
-        """Up to `wanted` matching rows, newest first, of ids below `after` (None: from the newest)."""
-        redis = self.store.redis
-        async with redis.pipeline(transaction=False) as pipe:
-            for check in plan.checks:
-                if check.by_id:
-                    pipe.zcard(check.key)
-                else:
-                    pipe.zcount(check.key, *check.bounds())
-            sizes = [int(size) for size in await pipe.execute()]
+        """Up to `wanted` matching rows, newest first, of ids below `after` (None: from the newest). With one check
+        (status and process only) its index holds exactly the matches: a page of it. With more, search.lua picks
+        the driver and checks the others in one round trip; the rows of what it gives are read in a second."""
         found = Scan(last=after)
-        if min(sizes) == 0:
-            return found
-        order = sorted(range(len(plan.checks)), key=lambda i: (sizes[i], not plan.checks[i].by_id))
-        by_id = [i for i in order if plan.checks[i].by_id]
-        first = order[0]
-        if plan.checks[first].by_id or sizes[first] > MATERIALIZE:
-            first = by_id[0]  # the pick of status and process is always one: there is always one scored by id
-            materialized = None
-        else:
-            materialized = await self._materialize(plan.checks[first], after)
-        driver, others = plan.checks[first], [plan.checks[i] for i in order if i != first]
-        # one more than the page: whether more come. Beside other checks a batch is larger, as some of it is left out
-        batch = wanted + 1 if not others else min(max(2 * (wanted + 1), 100), 1000)
         budget = max(MIN_BUDGET, BUDGET_PAGES * wanted)
-        cursor = after
         while len(found.rows) < wanted and budget > 0:
-            if materialized is not None:
-                ids, materialized = materialized[:batch], materialized[batch:]
-                exhausted = not materialized
-            else:
-                ids = await self.store.page(driver.key, cursor, batch)
-                exhausted = len(ids) < batch
-            if not ids:
-                found.more = False
-                break
-            budget -= len(ids)
-            kept = await self._checked(ids, others)
             room = wanted - len(found.rows)
-            taken = kept[:room]  # only the rows the page can show are read
-            rows = await self.store.many_fields(taken, fields) if taken else []
-            found.rows += [(i, row) for i, row in zip(taken, rows, strict=True) if plan.shows(row)]
-            if len(kept) > room:  # the index has more after the last row read: go on from it
-                cursor = found.last = taken[-1]
-                found.more = True
-                if materialized is not None:
-                    materialized = [i for i in ids if i < cursor] + materialized
-                continue
-            cursor = found.last = ids[-1]
-            found.more = not exhausted
-            if exhausted:
+            if len(plan.checks) == 1:
+                ids = await self.store.page(plan.checks[0].key, found.last, room + 1)  # one more: whether more come
+                found.more = len(ids) > room
+                ids = ids[:room]
+                cursor = ids[-1] if ids else found.last
+                budget -= room + 1
+            else:
+                ids, cursor, found.more = await self._indexed(plan, found.last, room, budget)
+                budget = 0 if len(ids) < room else budget - room  # short: the script's budget ran out, or no more
+            rows = await self.store.many_fields(ids, fields) if ids else []
+            # a row that no longer matches (an index one change behind, keys expired): skipped, the page goes on
+            found.rows += [(i, row) for i, row in zip(ids, rows, strict=True) if plan.shows(row)]
+            found.last = cursor
+            if not found.more:
                 break
         return found
 
-    async def _materialize(self, check: Check, after: int | None) -> list[int]:
-        raw: Any = await self.store.redis.zrangebyscore(check.key, *check.bounds())
-        ids = sorted((int(member) for member in raw), reverse=True)
-        return ids if after is None else [i for i in ids if i < after]
-
-    async def _checked(self, ids: list[int], others: list[Check]) -> list[int]:
-        """The ids in every other check's set (and in its range): one ZMSCORE per check, in one round trip."""
-        if not others:
-            return ids
-        members = [str(i) for i in ids]
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            for check in others:
-                pipe.zmscore(check.key, members)
-            scores = await pipe.execute()
-        return [i for n, i in enumerate(ids) if all(c.admits(s[n]) for c, s in zip(others, scores, strict=True))]
+    async def _indexed(
+        self, plan: Plan, after: int | None, wanted: int, budget: int
+    ) -> tuple[list[int], int | None, bool]:
+        """search.lua: up to `wanted` ids in every check below `after`, the cursor after them, whether more may
+        come (at most `budget` ids looked at)."""
+        args: list[str | int] = [
+            "" if after is None else str(after),
+            wanted,
+            min(max(2 * (wanted + 1), BATCH_MIN), BATCH_MAX),
+            budget,
+            MATERIALIZE,
+        ]
+        for check in plan.checks:
+            args += [
+                "id" if check.by_id else "range",
+                "" if check.low == -math.inf else _number(check.low),
+                "1" if check.low_open else "0",
+                "" if check.high == math.inf else _number(check.high),
+                "1" if check.high_open else "0",
+            ]
+        raw: Any = await self.store.scripts.search(keys=[check.key for check in plan.checks], args=args)
+        ids, cursor, more = raw
+        return [int(i) for i in ids], int(cursor) if cursor else after, bool(int(more))
 
     async def matching_ids(
         self, tenant: str, wanted: ExecutionFilter, *, page: int = 500, after: int | None = None

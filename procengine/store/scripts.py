@@ -23,6 +23,7 @@ class Scripts:
     register_process: AsyncScript
     release_key: AsyncScript
     swap_key: AsyncScript
+    search: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -32,4 +33,5 @@ class Scripts:
             register_process=redis.register_script(_source("register_process")),
             release_key=redis.register_script(_source("release_key")),
             swap_key=redis.register_script(_source("swap_key")),
+            search=redis.register_script(_source("search")),
         )

@@ -240,3 +240,19 @@ async def test_the_sweeper_takes_the_search_entries_out(make_engine: EngineFacto
 
     await poll(held, lambda found: not any(found), every=0.05)
     assert not [key async for key in redis.scan_iter(match=f"{prefix}:tenant:*:attr:*")]
+
+
+async def test_a_page_looks_at_a_bounded_number_of_ids(registered: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter that matches little of its driver answers a short page with a cursor; paging on finds every match."""
+    engine = registered
+    old = await _start(engine, customer="acme", vip=True)
+    # each filter alone holds 16, both together only the oldest
+    newer = [await _start(engine, customer="acme" if n % 2 else "globex", vip=not n % 2) for n in range(30)]
+    monkeypatch.setattr("procengine.node.search.MIN_BUDGET", 10)
+    monkeypatch.setattr("procengine.node.search.BUDGET_PAGES", 1)
+    monkeypatch.setattr("procengine.node.search.BATCH_MIN", 5)
+    wanted = ExecutionFilter(attributes=(_attr("customer", "acme"), _attr("vip", "true")))
+    first = await engine.list_executions(CALLER, status=None, process_id=None, limit=2, cursor=None, filters=wanted)
+    assert first.items == [] and first.nextCursor is not None  # the budget ran out among the newer ones
+    assert int(first.nextCursor) < newer[-1]
+    assert await _ids(engine, limit=2, attributes=wanted.attributes) == [old]
