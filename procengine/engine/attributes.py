@@ -43,9 +43,16 @@ AttributeName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 def parse_time(text: str) -> int | None:
-    """An ISO-8601 time (`2026-12-08T10:00:00Z`; without an offset: UTC) as epoch ms; None if it is none."""
+    """An ISO-8601 time (`2026-12-08T10:00:00Z`; without an offset: UTC) as epoch ms; None if it is none. Every RFC
+    3339 date-time is one (a lowercase `t` or `z`; a leap second is read as the second before it)."""
+    if len(text) > 10 and text[10] in "tT ":
+        text = f"{text[:10]}T{text[11:]}"
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    if text[16:19] == ":60":
+        text = f"{text[:17]}59{text[19:]}"
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
     if moment.tzinfo is None:

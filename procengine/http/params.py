@@ -90,10 +90,14 @@ class ExecutionQuery(BaseModel):
     startedAfter: str | None = Field(
         default=None,
         max_length=40,
+        json_schema_extra={"format": "date-time"},
         description="Only executions started at or after this ISO-8601 time (`2026-12-08T10:00:00Z`).",
     )
     startedBefore: str | None = Field(
-        default=None, max_length=40, description="Only executions started before this ISO-8601 time."
+        default=None,
+        max_length=40,
+        json_schema_extra={"format": "date-time"},
+        description="Only executions started before this ISO-8601 time.",
     )
     errorType: ErrorName | None = Field(
         default=None, description="Only failed executions whose error has this type (`Timeout`, a handler's class)."
