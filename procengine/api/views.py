@@ -465,9 +465,9 @@ class StartRequest(_Request):
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
     pauseBefore: list[str | BreakpointSpec] | None = Field(default=None, max_length=1000)
     """Breakpoints from the start (as `PUT …/{id}/breakpoints` sets them): element keys, or {element, when}."""
-    attributes: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    attributes: dict[str, Any] | None = Field(default=None, max_length=50)
     """Search attributes the definition declares, name -> value (a time as ISO-8601): checked against the declared
-    types (422 listing each problem), indexed, and filterable on the execution list."""
+    types (422 listing each problem), indexed, and filterable on the execution list. None (left out): none."""
 
     @model_validator(mode="after")
     def _names_a_process(self) -> StartRequest:

@@ -100,10 +100,10 @@ if not checks[driver].by_id then
   for _, member in ipairs(members) do
     local id = tonumber(member)
     if below == nil or id < below then
-      materialized[#materialized + 1] = id
+      materialized[#materialized + 1] = {id, member} -- the member as it is: tostring would write 1e+15
     end
   end
-  table.sort(materialized, function(a, b) return a > b end)
+  table.sort(materialized, function(a, b) return a[1] > b[1] end)
 end
 
 local found = {}
@@ -114,7 +114,7 @@ while budget > 0 do
   local exhausted
   if materialized then
     for i = position + 1, math.min(position + batch, #materialized) do
-      ids[#ids + 1] = tostring(materialized[i])
+      ids[#ids + 1] = materialized[i][2]
     end
     position = position + #ids
     exhausted = position >= #materialized
