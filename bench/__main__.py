@@ -43,6 +43,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "scaleout": ("bench.scaleout", 70, 20),
     "foreach": ("bench.foreach", 40, 12),
     "listing": ("bench.listing", 30, 10),
+    "filters": ("bench.filters", 30, 10),
     "repair": ("bench.repair", 240, 45),
     "socket": ("bench.socket", 30, 10),
     "flat": ("bench.flat", 180, 40),

@@ -7,7 +7,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from procengine.api.views import ControlRequest
+from procengine.api.views import ControlRequest, StartRequest
 from procengine.cli.main import main
 from procengine.node.node import Node
 from procengine.settings import Settings
@@ -16,13 +16,17 @@ from tests.support.nodes import CALLER, start, wait_element, wait_status
 from tests.support.processes import definition
 
 QUICK = definition({"key": "a", "type": "set-variable", "set": {"x": "1"}}, key="quick")
-WAITING = definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waiting")
+WAITING = {
+    **definition({"key": "w", "type": "wait-signal", "signal": "s"}, key="waiting"),
+    "attributes": {"customer": "keyword"},
+}
 
 
 async def _snapshot(redis: Redis, prefix: str) -> dict[str, list[bytes]]:
     found = {}
-    async for key in redis.scan_iter(match=f"{prefix}:tenant:*:executions*"):
-        found[key.decode()] = sorted(await redis.zrange(key, 0, -1))
+    for pattern in ("executions*", "attr:*"):  # the status and process indexes; the search indexes (issue 23)
+        async for key in redis.scan_iter(match=f"{prefix}:tenant:*:{pattern}"):
+            found[key.decode()] = sorted(await redis.zrange(key, 0, -1, withscores=True))
     return found
 
 
@@ -32,11 +36,14 @@ async def test_reindex_puts_old_executions_in_the_indexes_of_their_status_and_pr
     assert settings.redis_url is not None
     async with Node(redis, settings, builtin_handlers()) as engine:
         done = await start(engine, QUICK)
-        paused = await start(engine, WAITING)
+        summary, _ = await engine.register_process(CALLER, WAITING)
+        request = StartRequest(processID=summary.processID, attributes={"customer": "acme"})
+        paused = (await engine.start_execution(CALLER, request))[0].executionID
         await wait_element(engine, paused, "w")
         await engine.pause(CALLER, paused, ControlRequest())
         assert await wait_status(engine, done, "completed") == "completed"
         expected = await _snapshot(redis, settings.prefix)
+        assert any(key.endswith(":attr:customer:eq:acme") for key in expected)
         # as a version before the indexes left them: only the all-executions index, and one stale entry
         for key in expected:
             if not key.endswith(":executions"):

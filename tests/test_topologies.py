@@ -109,6 +109,40 @@ async def test_start_on_a_pause_resume_signal_and_cancel_on_b(
     }
 
 
+async def test_a_list_filters_on_attributes_in_the_tenants_slot(serve: ServerFactory) -> None:
+    """search.lua reads the tenant's indexes in one call (one slot), and a set-variable's new value is in them."""
+    a, b = await serve(), await serve()
+    process = {
+        "key": "orders",
+        "attributes": {"customer": "keyword", "amount": "number"},
+        "threads": [
+            {
+                "key": "main",
+                "elements": [
+                    {"key": "w", "type": "wait-signal", "signal": "go", "next": "bump"},
+                    {"key": "bump", "type": "set-variable", "attributes": {"amount": "100"}, "next": "w2"},
+                    {"key": "w2", "type": "wait-signal", "signal": "go"},
+                ],
+            }
+        ],
+    }
+    async with aiohttp.ClientSession() as session:
+        await call(session, a, "POST", "/processes", json=process)
+        ids = []
+        for customer in ("acme", "globex", "acme"):
+            body = {"processKey": "orders", "attributes": {"customer": customer, "amount": 1}}
+            ids.append((await call(session, a, "POST", "/executions/processes", json=body))["executionID"])
+        query = "attr.customer=acme&status=running&startedAfter=2000-01-01T00:00:00Z&limit=1"
+        first = await call(session, b, "GET", f"/executions/processes?{query}")
+        rest = await call(session, b, "GET", f"/executions/processes?{query}&cursor={first['nextCursor']}")
+        assert [e["executionID"] for e in first["items"] + rest["items"]] == [ids[2], ids[0]]
+        await element_status(session, a, ids[1], "w", "running")
+        await call(session, b, "POST", f"/executions/processes/{ids[1]}/signals/go", json={})
+        await element_status(session, a, ids[1], "w2", "running")
+        moved = await call(session, b, "GET", "/executions/processes?attr.amount.gte=50")
+        assert [e["executionID"] for e in moved["items"]] == [ids[1]]
+
+
 async def test_every_node_is_ready(serve: ServerFactory) -> None:
     """Ready means this node hears the control channel (issue 19 point 11), also on a Cluster, whose PUBLISH counts
     only the receivers on the node that took it: the readiness probe must come back to each node, whichever master

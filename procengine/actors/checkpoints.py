@@ -23,9 +23,10 @@ from procengine.engine.state import ExecutionState
 from procengine.errors import CodecError, Fenced
 from procengine.runtime.metrics import observe_many
 from procengine.statuses import Status
-from procengine.store import indexes
+from procengine.store import indexes, search
 from procengine.store.executions import BUFFERED_SIGNALS, CRASHES, Commit, StatusChange, stored_fields
 from procengine.store.executions import Outcome as WriteOutcome
+from procengine.store.search import ATTRIBUTES_FIELD
 
 __all__ = ["CheckpointWriter"]
 
@@ -117,6 +118,14 @@ class CheckpointWriter:
                 BUFFERED_SIGNALS
             ):
                 del commit.execution[BUFFERED_SIGNALS]
+        if "memory" in commit.state:  # a snapshot: the attributes' copy goes with it, when they changed
+            if ATTRIBUTES_FIELD not in commit.execution and self.fields.get(ATTRIBUTES_FIELD):
+                commit.execution[ATTRIBUTES_FIELD] = ""  # a rewind to before they were set
+            elif commit.execution.get(ATTRIBUTES_FIELD) == self.fields.get(ATTRIBUTES_FIELD, ""):
+                commit.execution.pop(ATTRIBUTES_FIELD, None)
+        if not commit.execution.keys().isdisjoint(search.MOVED_BY):  # the search indexes move in the same write
+            update = stored_fields(commit.execution)
+            commit.index = [*commit.index, *search.written(self.ctx.store.keys, self.execution_id, self.fields, update)]
         target = commit.execution.get("status")
         if target is not None and target != expect.value:  # a status change moves it in the tenant's indexes
             # the final write sets the retention: the note of when it ends goes with it

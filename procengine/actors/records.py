@@ -15,6 +15,7 @@ from procengine.engine.stored import stored_memory, stored_stack
 from procengine.runtime.clock import iso
 from procengine.store.codec import encode
 from procengine.store.executions import BUFFERED_SIGNALS, Commit, LogRecord, Scalar
+from procengine.store.search import ATTRIBUTES_FIELD, encode_attributes
 
 MAX_ATTEMPTS_KEPT = 20
 """A task's element record keeps its latest attempts, this many, in `attemptHistory`."""
@@ -235,6 +236,8 @@ def snapshot_commit(state: ExecutionState, events: list[ElementEvent], now_ms: i
     if state.memory.signals:  # their counts, for status reads (`CheckpointWriter.write` clears them once taken)
         counts = {name: len(kept) for name, kept in sorted(state.memory.signals.items()) if kept}
         execution[BUFFERED_SIGNALS] = json.dumps(counts, separators=(",", ":"))
+    if state.memory.attributes:  # their copy for the indexes (`CheckpointWriter.write` drops it when unchanged)
+        execution[ATTRIBUTES_FIELD] = encode_attributes(state.memory.attributes)
     return Commit(
         execution=execution,
         state={

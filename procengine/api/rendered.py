@@ -128,6 +128,7 @@ def _plain_json(doc: dict[str, Any]) -> bytes | None:
             "error": _shown(doc["error"]) if doc.get("error") is not None else None,
             "parentExecutionID": doc.get("parentExecutionID"),
             "children": doc.get("children", []),
+            "attributes": doc.get("attributes", {}),
             "blockedOn": [
                 {
                     "lane": b["lane"],
@@ -168,6 +169,7 @@ def _typed(plain: dict[str, Any]) -> bool:
         and (timing["pausedAt"] is None or type(timing["pausedAt"]) is str)
         and (parent is None or type(parent) is int)
         and type(plain["children"]) is list
+        and type(plain["attributes"]) is dict
         and all(type(child) is int for child in plain["children"])
         and all(
             type(t["threadExecutionID"]) is int

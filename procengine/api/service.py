@@ -19,6 +19,7 @@ from procengine.api.bulk_views import (
     BulkSteerRequest,
 )
 from procengine.api.feeds import Feed
+from procengine.api.filters import ExecutionFilter
 from procengine.api.process_views import ProcessDeleted, ProcessPatch
 from procengine.api.views import (
     ELEMENTS_PAGE,
@@ -107,7 +108,14 @@ class NodeService(Protocol):
         ...
 
     async def list_executions(
-        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+        self,
+        caller: Caller,
+        *,
+        status: str | None,
+        process_id: int | None,
+        limit: int,
+        cursor: str | None,
+        filters: ExecutionFilter | None = None,
     ) -> ExecutionList: ...
 
     async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...

@@ -311,6 +311,8 @@ class ExecutionStatusView(_View):
     """The execution whose call-process started this one."""
     children: list[int] = Field(default_factory=list)
     """The executions this one's call-process elements started, oldest first."""
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    """The execution's search attributes (a time as ISO-8601); {} when it has none."""
     blockedOn: list[BlockedOn] = Field(default_factory=list)
     """A lane per entry that is not moving, and why (empty once the execution is final). Last: the status
     answer is rendered with it apart (`api/rendered.py`)."""
@@ -325,6 +327,8 @@ class ExecutionSummary(_View):
     startedAt: str
     stoppedAt: str | None
     parentExecutionID: int | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    """The execution's search attributes (a time as ISO-8601); {} when it has none."""
 
 
 class ExecutionList(_View):
@@ -495,6 +499,9 @@ class StartRequest(_Request):
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
     pauseBefore: list[str | BreakpointSpec] | None = Field(default=None, max_length=1000)
     """Breakpoints from the start (as `PUT …/{id}/breakpoints` sets them): element keys, or {element, when}."""
+    attributes: dict[str, Any] | None = Field(default=None, max_length=50)
+    """Search attributes the definition declares, name -> value (a time as ISO-8601): checked against the declared
+    types (422 listing each problem), indexed, and filterable on the execution list. None (left out): none."""
 
     @model_validator(mode="after")
     def _names_a_process(self) -> StartRequest:

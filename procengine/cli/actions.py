@@ -25,6 +25,8 @@ from procengine.cli.inputs import (
     DocumentError,
     InputError,
     load_document,
+    parse_attribute_filters,
+    parse_attributes,
     parse_batch,
     parse_json,
     parse_mapping,
@@ -93,6 +95,7 @@ async def start(client: AsyncClient, args: argparse.Namespace, output: Output) -
         variables=variables,
         idempotency_key=args.idempotency_key,
         pause_before=args.pause_before,
+        attributes=parse_attributes(args.attr),
     )
     output.show(result, render.started(result))
     return EXIT_OK
@@ -131,7 +134,15 @@ async def status(client: AsyncClient, args: argparse.Namespace, output: Output) 
 
 async def list_executions(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     page = await client.executions(
-        status=cast(StatusName | None, args.status), process_id=args.process_id, limit=args.limit, cursor=args.cursor
+        status=cast(StatusName | None, args.status),
+        process_id=args.process_id,
+        limit=args.limit,
+        cursor=args.cursor,
+        process_key=args.process_key,
+        started_after=args.started_after,
+        started_before=args.started_before,
+        error_type=args.error_type,
+        attributes=parse_attribute_filters(args.attr),
     )
     output.show(page, render.executions(page, plain=not output.console.is_terminal))
     return EXIT_OK

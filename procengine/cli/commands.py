@@ -82,6 +82,13 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         help="a breakpoint from the start: it pauses before element KEY (repeatable; see `procengine break`)",
     )
     start.add_argument(
+        "--attr",
+        metavar="NAME=JSON",
+        action="append",
+        default=[],
+        help="a search attribute the definition declares, e.g. amount=42 or customer='\"acme\"' (repeatable)",
+    )
+    start.add_argument(
         "--batch",
         metavar="FILE",
         help="start many: one start a line (JSON Lines; - for stdin), each an object of processKey/processID, "
@@ -96,6 +103,18 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     listing.add_argument("--process-id", metavar="N", type=positive_int, help="only executions of this processID")
     listing.add_argument("--limit", metavar="N", type=positive_int, help="at most N (the server's default: 50)")
     listing.add_argument("--cursor", metavar="C", help="the page after C (printed as `more: --cursor C`)")
+    listing.add_argument("--process-key", metavar="KEY", help="only executions of any version of this process")
+    listing.add_argument(
+        "--attr",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a search attribute equals VALUE (a text: has the word), or NAME.gte=VALUE (also .gt, .lte, .lt) for a "
+        "number's or time's range (repeatable: all must hold)",
+    )
+    listing.add_argument("--started-after", metavar="TIME", help="only executions started at or after TIME (ISO-8601)")
+    listing.add_argument("--started-before", metavar="TIME", help="only executions started before TIME (ISO-8601)")
+    listing.add_argument("--error-type", metavar="TYPE", help="only failed executions whose error has this type")
 
     log = add("log", "print an execution's audit log", "Print an execution's audit log, oldest first.", api)
     _execution_id(log)

@@ -72,6 +72,41 @@ def parse_variables(assignments: list[str], vars_file: Path | None) -> dict[str,
     return variables
 
 
+def parse_attribute_filters(assignments: list[str]) -> dict[str, Any]:
+    """`list --attr`: NAME=VALUE (equal; a word of a text), or NAME.gte=VALUE, .gt, .lte, .lt (a number's or an
+    ISO-8601 time's range); VALUE as text, the server reads it by the attribute's type."""
+    found: dict[str, Any] = {}
+    for assignment in assignments:
+        target, equals, value = assignment.partition("=")
+        name, _, op = target.strip().partition(".")
+        if not equals or not name or not value or (op and op not in ("gte", "gt", "lte", "lt")):
+            raise InputError(
+                f"--attr {assignment!r}: must look like NAME=VALUE or NAME.gte=VALUE (also .gt, .lte, .lt), "
+                "e.g. customer=acme or amount.gte=100"
+            )
+        if op:
+            ranges = found.setdefault(name, {})
+            if not isinstance(ranges, dict):
+                raise InputError(f"--attr {assignment!r}: {name} is also given a value to equal")
+            ranges[op] = value
+        elif name in found:
+            raise InputError(f"--attr {assignment!r}: {name} is given twice")
+        else:
+            found[name] = value
+    return found
+
+
+def parse_attributes(assignments: list[str]) -> dict[str, Any]:
+    """`start --attr NAME=JSON`: the start's attributes (a time as a JSON string, ISO-8601)."""
+    found: dict[str, Any] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name.strip():
+            raise InputError(f"--attr {assignment!r}: must look like NAME=JSON, e.g. amount=42 or customer='\"acme\"'")
+        found[name.strip()] = parse_json(value, f"--attr {name.strip()}")
+    return found
+
+
 def parse_batch(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
     """The starts of `start --batch`: JSON Lines, an object a line with any of processKey, processID, variables
     and idempotencyKey (blank lines skipped); (line number, start) each."""

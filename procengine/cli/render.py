@@ -244,7 +244,9 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
     day) instead of being cut. `plain` (stdout is not a terminal) gives columns of text as wide as their widest
     value, without colours, whatever the width, for scripts and pipes.
     """
-    headings = ("ID", "PROCESS", "STATUS", "STARTED", "STOPPED", "PARENT")
+    attributed = any(item.attributes for item in page.items)  # the column only when some execution has any
+    headings: tuple[str, ...] = ("ID", "PROCESS", "STATUS", "STARTED", "STOPPED", "PARENT")
+    headings += ("ATTRIBUTES",) if attributed else ()
     rows = [
         (
             str(item.executionID),
@@ -253,6 +255,7 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
             item.startedAt,
             item.stoppedAt or "-",
             str(item.parentExecutionID) if item.parentExecutionID is not None else "-",
+            *([_attributes(item.attributes)] if attributed else []),
         )
         for item in page.items
     ]
@@ -268,11 +271,19 @@ def executions(page: ExecutionList, *, plain: bool = False) -> RenderableType:
         for heading in headings:
             table.add_column(heading, no_wrap=heading in _WHOLE_COLUMNS, overflow="fold")
         for row in rows:  # a time breaks between its date and its time of day when the terminal is narrow
-            table.add_row(*row[:2], _status(row[2]), *(cell.replace("T", " ", 1) for cell in row[3:5]), row[5])
+            table.add_row(*row[:2], _status(row[2]), *(cell.replace("T", " ", 1) for cell in row[3:5]), *row[5:])
         lines.append(table)
     if page.nextCursor is not None:
         lines.append(Text(f"more: --cursor {page.nextCursor}", style="" if plain else "dim"))
     return Group(*lines)
+
+
+def _attributes(attributes: dict[str, Any]) -> str:
+    """An execution's attributes in a list row: name=value, comma separated ("-": none)."""
+    shown = [
+        f"{name}={json.dumps(value) if not isinstance(value, str) else value}" for name, value in attributes.items()
+    ]
+    return ", ".join(shown) or "-"
 
 
 def stepped_mode(result: SteppedResult) -> Text:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -216,16 +217,19 @@ class AsyncClient(AsyncBulk):
         variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         pause_before: Sequence[str | Mapping[str, str]] | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> StartResult:
         """Start an execution of the latest version of `process_key`, or of the version `process_id`.
         With `idempotency_key`, a repeat returns the first execution (and the request may be retried);
-        `pause_before`: breakpoints from the start (as `set_breakpoints` sets them)."""
+        `pause_before`: breakpoints from the start (as `set_breakpoints` sets them); `attributes`: search
+        attributes the definition declares (a time as ISO-8601 text or a `datetime`)."""
         fields = {
             "processKey": process_key,
             "processID": process_id,
             "variables": dict(variables or {}),
             "idempotencyKey": idempotency_key,
             "pauseBefore": None if pause_before is None else [_breakpoint(given) for given in pause_before],
+            "attributes": None if not attributes else {name: _jsonable(v) for name, v in attributes.items()},
         }
         start = _request_model(StartRequest, {name: value for name, value in fields.items() if value is not None})
         body = start.model_dump_json(exclude_none=True).encode()
@@ -283,20 +287,55 @@ class AsyncClient(AsyncBulk):
         process_id: int | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        process_key: str | None = None,
+        started_after: str | datetime | None = None,
+        started_before: str | datetime | None = None,
+        error_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> ExecutionList:
         """One page of the tenant's executions, newest first; give back `nextCursor` for the next page
-        (a filtered page may hold fewer than `limit` items while more pages follow)."""
-        query = {"status": status, "processID": process_id, "limit": limit, "cursor": cursor}
-        params = {name: str(value) for name, value in query.items() if value is not None}
+        (a filtered page may hold fewer than `limit` items while more pages follow). `attributes`: name -> a value
+        (equal; a word of a text) or a range of a number or time, {"gte": 100, "lt": 500}; `started_after`
+        (at or after) and `started_before` (before): ISO-8601 text or a `datetime`."""
+        query = {
+            "status": status,
+            "processID": process_id,
+            "processKey": process_key,
+            "startedAfter": started_after,
+            "startedBefore": started_before,
+            "errorType": error_type,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        params = {name: _query_text(value) for name, value in query.items() if value is not None}
+        params.update(attribute_params(attributes or {}))
         return await self._data("GET", "/executions/processes", ExecutionList, params=params)
 
     async def iter_executions(
-        self, *, status: StatusName | None = None, process_id: int | None = None, page_size: int = 100
+        self,
+        *,
+        status: StatusName | None = None,
+        process_id: int | None = None,
+        page_size: int = 100,
+        process_key: str | None = None,
+        started_after: str | datetime | None = None,
+        started_before: str | datetime | None = None,
+        error_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[ExecutionSummary, None]:
-        """Every execution that matches, newest first, page after page."""
+        """Every execution that matches, newest first, page after page (the filters as `executions` takes them)."""
+        filters: dict[str, Any] = {
+            "process_key": process_key,
+            "started_after": started_after,
+            "started_before": started_before,
+            "error_type": error_type,
+            "attributes": attributes,
+        }
         cursor: str | None = None
         while True:
-            page = await self.executions(status=status, process_id=process_id, limit=page_size, cursor=cursor)
+            page = await self.executions(
+                status=status, process_id=process_id, limit=page_size, cursor=cursor, **filters
+            )
             for item in page.items:
                 yield item
             if page.nextCursor is None:
@@ -816,3 +855,40 @@ def _connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
 
 def _breakpoint(given: str | Mapping[str, str]) -> str | dict[str, str]:
     return given if isinstance(given, str) else dict(given)
+
+
+RANGE_OPERATORS: Final = ("gte", "gt", "lte", "lt")
+
+
+def attribute_params(attributes: Mapping[str, Any]) -> dict[str, str]:
+    """The list's `attr.*` query parameters: a value is `attr.<name>=` (equal), a mapping of range operators
+    (`{"gte": 100, "lt": 500}`) one `attr.<name>.<op>=` each."""
+    params: dict[str, str] = {}
+    for name, value in attributes.items():
+        if isinstance(value, Mapping):
+            for op, bound in value.items():
+                if op not in RANGE_OPERATORS:
+                    raise ValueError(f"attribute {name!r}: {op!r} is no range operator ({', '.join(RANGE_OPERATORS)})")
+                params[f"attr.{name}.{op}"] = _query_text(bound)
+        else:
+            params[f"attr.{name}"] = _query_text(value)
+    return params
+
+
+def _jsonable(value: Any) -> Any:
+    """An attribute value for a JSON body: a `datetime` as ISO-8601."""
+    return _iso(value) if isinstance(value, datetime) else value
+
+
+def _query_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return _iso(value)
+    return str(value)
+
+
+def _iso(moment: datetime) -> str:
+    """A `datetime` as ISO-8601 UTC with a `Z` (a naive one is taken as UTC)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -151,6 +152,7 @@ class Client(Bulk):
         variables: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         pause_before: Sequence[str | Mapping[str, str]] | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> StartResult:
         return self._run(
             self._async.start(
@@ -159,6 +161,7 @@ class Client(Bulk):
                 variables=variables,
                 idempotency_key=idempotency_key,
                 pause_before=pause_before,
+                attributes=attributes,
             )
         )
 
@@ -178,13 +181,50 @@ class Client(Bulk):
         process_id: int | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        process_key: str | None = None,
+        started_after: str | datetime | None = None,
+        started_before: str | datetime | None = None,
+        error_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> ExecutionList:
-        return self._run(self._async.executions(status=status, process_id=process_id, limit=limit, cursor=cursor))
+        return self._run(
+            self._async.executions(
+                status=status,
+                process_id=process_id,
+                limit=limit,
+                cursor=cursor,
+                process_key=process_key,
+                started_after=started_after,
+                started_before=started_before,
+                error_type=error_type,
+                attributes=attributes,
+            )
+        )
 
     def iter_executions(
-        self, *, status: StatusName | None = None, process_id: int | None = None, page_size: int = 100
+        self,
+        *,
+        status: StatusName | None = None,
+        process_id: int | None = None,
+        page_size: int = 100,
+        process_key: str | None = None,
+        started_after: str | datetime | None = None,
+        started_before: str | datetime | None = None,
+        error_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Iterator[ExecutionSummary]:
-        return self._iterate(self._async.iter_executions(status=status, process_id=process_id, page_size=page_size))
+        return self._iterate(
+            self._async.iter_executions(
+                status=status,
+                process_id=process_id,
+                page_size=page_size,
+                process_key=process_key,
+                started_after=started_after,
+                started_before=started_before,
+                error_type=error_type,
+                attributes=attributes,
+            )
+        )
 
     def status(self, execution_id: int) -> ExecutionStatusView:
         return self._run(self._async.status(execution_id))

@@ -124,6 +124,7 @@ def compile_process(
         problems.extend(
             element_problems(element, known_handlers, expressions, callable_processes(definition.key, known_processes))
         )
+    problems.extend(attribute_problems(definition.attributes, walk_all(definition)))
     if problems:
         raise refusal(f"process definition {definition.key!r} is not valid", problems)
     return CompiledProcess(definition, tuple(threads), elements, element_ids, thread_of, expressions)
@@ -219,7 +220,7 @@ def _sources(element: Element) -> list[str]:
     if isinstance(element, TaskElement):
         return list(element.input.values())
     if isinstance(element, SetVariableElement):
-        return list(element.set.values())
+        return list(element.set.values()) + list(element.attributes.values())
     if isinstance(element, IfConditionElement):
         return [element.condition]
     if isinstance(element, SwitchElement):
@@ -235,3 +236,20 @@ def _sources(element: Element) -> list[str]:
     if isinstance(element, CallProcessElement):
         return list(element.input.values()) + ([element.result] if element.result is not None else [])
     return []
+
+
+def walk_all(definition: ProcessDefinition) -> list[Element]:
+    """Every element of every thread, nested ones included."""
+    return [element for thread in definition.threads for element in walk(thread.elements)]
+
+
+def attribute_problems(declared: Mapping[str, str], elements: list[Element]) -> list[str]:
+    """A set-variable that sets an attribute the definition does not declare."""
+    known = ", ".join(sorted(declared)) or "none"
+    return [
+        f"element {element.key!r}: sets attribute {name!r}, which the definition does not declare (declared: {known})"
+        for element in elements
+        if isinstance(element, SetVariableElement)
+        for name in element.attributes
+        if name not in declared
+    ]

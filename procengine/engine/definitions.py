@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, model_validator
 
 from procengine.api.views import MAX_ATTEMPTS, MAX_DURATION_MS
+from procengine.engine.attributes import MAX_ATTRIBUTES, AttributeName, AttributeType
 
 ElementType = Literal[
     "task",
@@ -121,8 +122,16 @@ class SwitchElement(_Model):
 
 class SetVariableElement(_ElementBase):
     type: Literal["set-variable"]
-    set: dict[Identifier, str] = Field(min_length=1)
+    set: dict[Identifier, str] = Field(default_factory=dict)
+    attributes: dict[AttributeName, str] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+    """Search attributes the definition declares, each a CEL expression (evaluated like `set`'s)."""
     catch: Catch
+
+    @model_validator(mode="after")
+    def _sets_something(self) -> SetVariableElement:
+        if not self.set and not self.attributes:
+            raise ValueError("a set-variable sets variables (set) or attributes (attributes), at least one")
+        return self
 
 
 class DelayElement(_ElementBase):
@@ -277,6 +286,9 @@ class ThreadOutline(_ThreadFields):
 class _ProcessFields(_Model):
     key: Identifier
     name: str = ""
+    attributes: dict[AttributeName, AttributeType] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+    """Search attributes, name -> type (keyword, text, number, bool, time): set by a start and by `set-variable`
+    elements, indexed, and filterable on the execution list."""
 
 
 class ProcessOutline(_ProcessFields):
@@ -293,6 +305,8 @@ class ProcessDefinition(_ProcessFields):
         to an element type after its first release are left out while they hold their default, so a definition
         registered before they existed is the same version now."""
         body = self.model_dump(mode="json", by_alias=True)
+        if not body["attributes"]:
+            del body["attributes"]
         for thread in body["threads"]:
             _strip_added(thread["elements"])
         return body
@@ -301,7 +315,7 @@ class ProcessDefinition(_ProcessFields):
 def _strip_added(elements: list[dict[str, Any]]) -> None:
     for element in elements:
         for name in ("catch", *_ADDED_FIELDS.get(element["type"], ())):
-            if name in element and element[name] in (None, []):
+            if name in element and element[name] in (None, [], {}):
                 del element[name]
         for body in bodies_of_doc(element):
             _strip_added(body["elements"])
@@ -321,6 +335,7 @@ _ADDED_FIELDS: dict[str, tuple[str, ...]] = {
     "delay": ("until",),
     "task": ("onExhausted",),
     "call-process": ("onExhausted",),
+    "set-variable": ("attributes",),
 }
 """Per element type, the optional fields it gained after its first release (catch: every type that has it)."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from procengine.engine import lanes
+from procengine.engine.attributes import value_problem
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.definitions import (
     CallProcessElement,
@@ -344,11 +345,32 @@ class Interpreter:
         variables = self.variables(state, entry.path)
         expressions, cost = self.process.expressions, self.max_expression_cost
         values = {name: expressions[source].evaluate(variables, cost) for name, source in element.set.items()}
+        attributes = self._attributes(element, variables, now_ms) if element.attributes else {}
         if self.memory_limit is not None:
-            self._fit(state, f"the values of {entry.element_key!r}", list(values.values()))
+            self._fit(state, f"the values of {entry.element_key!r}", [*values.values(), *attributes.values()])
         for name, value in values.items():
             self._assign(state, entry.path, name, value)
+        state.memory.attributes.update(attributes)
         return self._complete(state, entry, None, element.next, now_ms)  # its values are the variables
+
+    def _attributes(self, element: SetVariableElement, variables: dict[str, Any], now_ms: int) -> dict[str, list[Any]]:
+        """A set-variable's attributes, each its CEL value checked against the declared type: a value of the wrong
+        type fails the element (ExpressionError) as an expression's error does. A time takes what a delay's `until`
+        takes (a timestamp, an RFC 3339 string, a duration from now)."""
+        declared, cost = self.process.definition.attributes, self.max_expression_cost
+        stored: dict[str, list[Any]] = {}
+        for name, source in element.attributes.items():
+            kind = declared[name]  # registration refused an undeclared one
+            expression = self.process.expression(source)
+            if kind == "time":
+                value: Any = expression.evaluate_due(variables, now_ms, cost)
+            else:
+                value = expression.evaluate(variables, cost)
+            converted, problem = value_problem(kind, value)
+            if problem is not None:
+                raise ExpressionError(f"attribute {name!r} ({kind}): {source!r} gave {value!r:.100}, which {problem}")
+            stored[name] = [kind, converted]
+        return stored
 
     def _await_signal(
         self, state: ExecutionState, entry: StackEntry, element: WaitSignalElement, now_ms: int

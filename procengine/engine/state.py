@@ -168,6 +168,9 @@ class Memory:
     fanouts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per lane waiting at a parallel or for-each: {"items": the for-each's list, "results": what the ended lanes
     gave, by branch key or in item order}."""
+    attributes: dict[str, list[Any]] = field(default_factory=dict)
+    """The execution's search attributes, {name: [type, value]} (`engine/attributes.py`): in the memory snapshot so
+    that a rewind or a fork takes them back with the variables; the execution hash holds a copy for the indexes."""
 
 
 @dataclass(slots=True)
@@ -256,6 +259,8 @@ class ExecutionState:
             doc["scopes"] = self.memory.scopes
         if self.memory.fanouts:
             doc["fanouts"] = self.memory.fanouts
+        if self.memory.attributes:
+            doc["attributes"] = self.memory.attributes
         return doc
 
     def to_stored_memory_doc(self, saved_at: str) -> dict[str, Any]:
@@ -323,12 +328,14 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
     signals = memory_doc.get("signals", {})
     scopes = memory_doc.get("scopes", {})
     fanouts = memory_doc.get("fanouts", {})
+    attributes = memory_doc.get("attributes", {})
     if not (
         isinstance(variables, dict)
         and isinstance(outputs, dict)
         and isinstance(signals, dict)
         and isinstance(scopes, dict)
         and isinstance(fanouts, dict)
+        and isinstance(attributes, dict)
     ):
         raise StateCorrupted("memory snapshot is not in the expected shape")
     if not all(isinstance(v, dict) for v in (*scopes.values(), *fanouts.values())):
@@ -336,6 +343,8 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
     if not all(isinstance(name, str) for name in variables):
         # msgpack maps may have any keys; CEL refuses a context whose names are not strings
         raise StateCorrupted("memory snapshot has variable names that are not strings")
+    if not all(isinstance(v, list) and len(v) == 2 for v in attributes.values()):
+        raise StateCorrupted("memory snapshot has malformed attributes")
     if not all(isinstance(v, list) for v in signals.values()):
         raise StateCorrupted("memory snapshot has malformed buffered signals")
     if any(isinstance(output, dict) and DATA_FROM in output for output in outputs.values()):
@@ -351,7 +360,14 @@ def state_from_docs(stack_doc: Any, memory_doc: Any, threads: dict[str, ThreadPr
         raise StateCorrupted("the stack has two entries for one lane")
     return ExecutionState(
         stack=stack,
-        memory=Memory(variables=variables, node_outputs=outputs, signals=signals, scopes=scopes, fanouts=fanouts),
+        memory=Memory(
+            variables=variables,
+            node_outputs=outputs,
+            signals=signals,
+            scopes=scopes,
+            fanouts=fanouts,
+            attributes=attributes,
+        ),
         threads=threads,
         next_order=_int(stack_doc.get("next_order", max((e.execution_order for e in stack), default=0) + 1)),
         paused_at_node=_opt_int(stack_doc.get("paused_at_node")),

@@ -18,6 +18,7 @@ from procengine.api.problems import problems as listed
 from procengine.api.problems import refusal
 from procengine.engine.compiled import (
     CompiledProcess,
+    attribute_problems,
     callable_processes,
     compile_process,
     element_problems,
@@ -93,6 +94,9 @@ def validate_definition(
         problems.extend(fan_out_problems(element))
         for each in walk([element]):
             problems.extend(element_problems(each, known_handlers, expressions, callable_))
+    declared = document.get("attributes") if isinstance(document, dict) else None
+    if isinstance(declared, dict):
+        problems.extend(attribute_problems(declared, [each for element in valid.values() for each in walk([element])]))
     raise refusal(
         f"process definition {key!r} is not valid" if isinstance(key, str) else "process definition is not valid",
         problems,

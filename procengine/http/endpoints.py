@@ -39,13 +39,13 @@ from procengine.http.context import caller, engine, settings
 from procengine.http.params import (
     CheckpointsQuery,
     ElementsQuery,
-    ExecutionQuery,
     ReasonQuery,
     checkpoint_seq,
     element_key,
     execution_id,
     idempotency_key,
     process_id,
+    read_list_query,
     read_query,
     signal_name,
 )
@@ -170,9 +170,14 @@ async def start_executions(request: web.Request) -> web.Response:
 
 
 async def list_executions(request: web.Request) -> web.Response:
-    query = read_query(request, ExecutionQuery)
+    query, filters = read_list_query(request)
     page = await engine(request).list_executions(
-        caller(request), status=query.status, process_id=query.processID, limit=query.limit, cursor=query.cursor
+        caller(request),
+        status=query.status,
+        process_id=query.processID,
+        limit=query.limit,
+        cursor=query.cursor,
+        filters=filters,
     )
     return ok(page)
 

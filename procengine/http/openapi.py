@@ -136,6 +136,9 @@ def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any], secured: b
             "Only the query parameters listed here are taken: any other (a misspelt filter, say) is refused with "
             "400 BAD_REQUEST naming the known ones, rather than ignored."
         )
+        more: str | None = getattr(spec.query_model, "query_description", None)
+        if more:  # what OpenAPI cannot list as parameters (`attr.<name>`: a name made of a prefix and a value)
+            operation["description"] += " " + more
     if parameters:
         operation["parameters"] = parameters
     body = _request_body(spec, refs)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, ClassVar, Final, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
+from procengine.api.filters import ATTR_PREFIX, ExecutionFilter
 from procengine.api.problems import problems, validate
 from procengine.api.views import ELEMENTS_PAGE, StatusName
-from procengine.engine.definitions import Identifier
+from procengine.engine.definitions import ErrorName, Identifier
 from procengine.errors import BadRequest, NotFound, ValidationFailed
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "idempotency_key",
     "path_id",
     "process_id",
+    "read_list_query",
     "read_query",
     "signal_name",
 ]
@@ -68,12 +70,39 @@ EVENT_ID_EXAMPLE: Final = "1796108161882-0"
 
 
 class ExecutionQuery(BaseModel):
-    """`GET /executions/processes?status=&processID=&limit=&cursor=`; numbers strictly, no empty values."""
+    """`GET /executions/processes?status=&processID=&processKey=&startedAfter=&startedBefore=&errorType=&limit=
+    &cursor=`, and `attr.<name>=` / `attr.<name>.<gte|lte|gt|lt>=` (`read_list_query`); numbers strictly, no empty
+    values."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
+    query_description: ClassVar[str] = (
+        "Search attributes filter too: `attr.<name>=<value>` (a keyword's or a bool's value, a word of a text, a "
+        "number's or a time's value) and `attr.<name>.gte=`, `.gt=`, `.lte=`, `.lt=` (a number's or an ISO-8601 "
+        "time's range), for the attributes the tenant's definitions declare, each parameter once; an attribute no "
+        "definition declares, or a value its type cannot read (`attr.amount.gte=abc`), is 422 VALIDATION_ERROR "
+        "naming it. Filters combine (all must hold). A filtered page may come short, even empty, with a "
+        "`nextCursor`: go on with it until it is null."
+    )
+
     status: StatusName | None = Field(default=None, description="Only executions in this status.")
     processID: QueryId | None = Field(default=None, description="Only executions of this process.")
+    processKey: Identifier | None = Field(default=None, description="Only executions of any version of this process.")
+    startedAfter: str | None = Field(
+        default=None,
+        max_length=40,
+        json_schema_extra={"format": "date-time"},
+        description="Only executions started at or after this ISO-8601 time (`2026-12-08T10:00:00Z`).",
+    )
+    startedBefore: str | None = Field(
+        default=None,
+        max_length=40,
+        json_schema_extra={"format": "date-time"},
+        description="Only executions started before this ISO-8601 time.",
+    )
+    errorType: ErrorName | None = Field(
+        default=None, description="Only failed executions whose error has this type (`Timeout`, a handler's class)."
+    )
     limit: PageSize = Field(default=50, description="Page size.")
     cursor: str | None = Field(
         default=None,
@@ -192,16 +221,62 @@ class EventsQuery(BaseModel):
 
 Q = TypeVar("Q", bound=BaseModel)
 
+ATTRIBUTE_FILTERS: Final = (
+    "attr.<name>=<value> (a keyword's or bool's value, a word of a text, a number's or time's value) and "
+    "attr.<name>.gte=, .gt=, .lte=, .lt= (a number's or an ISO-8601 time's range), for the attributes the tenant's "
+    "definitions declare; repeatable over names, each parameter once"
+)
 
-def read_query(request: web.Request, model: type[Q]) -> Q:
-    """The query as `model`; a repeated or empty parameter (`?status=`) is refused (422): leave it out to mean any.
-    A parameter the model does not know (`?order_id=42`, `?startedAfter=`) is a 400 (the contract's §7) naming the
-    known ones: ignored, it would answer everything as if it had filtered."""
-    known = ", ".join(model.model_fields)
+
+def read_list_query(request: web.Request) -> tuple[ExecutionQuery, ExecutionFilter]:
+    """The execution list's query: its named parameters, and the filter with its `attr.*` ones; a malformed `attr.`
+    parameter (`attr.x.between`) is a 400 like any unknown one, an attribute no definition declares a 422 (the
+    node's, which knows the declarations)."""
+    query = read_query(request, ExecutionQuery, prefix=ATTR_PREFIX)
+    given: dict[str, str] = {}
+    refused: list[str] = []
+    for name in dict.fromkeys(request.query):
+        if not name.startswith(ATTR_PREFIX):
+            continue
+        values = request.query.getall(name)
+        if len(values) > 1:
+            refused.append(f"{name[:100]}: given {len(values)} times; give it once")
+        elif values[0] == "":
+            refused.append(f"{name[:100]}: empty value; leave the parameter out to mean any")
+        else:
+            given[name] = values[0]
+    attributes, malformed = ExecutionFilter.parameters(given)
+    if malformed:
+        known = ", ".join(ExecutionQuery.model_fields)
+        raise BadRequest(
+            "the query has a parameter this operation does not know",
+            details=[
+                f"{name[:100]}: unknown query parameter; known: {known}, {ATTRIBUTE_FILTERS}" for name in malformed
+            ],
+        )
+    if refused:
+        raise ValidationFailed("query is invalid", refused)
+    return query, ExecutionFilter(
+        status=query.status,
+        process_id=query.processID,
+        process_key=query.processKey,
+        started_after=query.startedAfter,
+        started_before=query.startedBefore,
+        error_type=query.errorType,
+        attributes=attributes,
+    )
+
+
+def read_query(request: web.Request, model: type[Q], *, prefix: str | None = None) -> Q:
+    """The query as `model` (`prefix`: parameters named so are the caller's to read); a repeated or empty
+    parameter (`?status=`) is refused (422): leave it out to mean any. A parameter the model does not know
+    (`?order_id=42`) is a 400 (the contract's §7) naming the known ones: ignored, it would answer everything as if
+    it had filtered."""
+    known = ", ".join(model.model_fields) + (f", {prefix}*" if prefix else "")
     unknown = [
         f"{name[:50]}: unknown query parameter; known: {known}"
         for name in dict.fromkeys(request.query)
-        if name not in model.model_fields
+        if name not in model.model_fields and not (prefix and name.startswith(prefix))
     ]
     if unknown:
         raise BadRequest("the query has a parameter this operation does not know", details=unknown)

@@ -8,8 +8,10 @@ every start reads that fresh (`resolve`), and the API's reads of a version read 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from procengine.api.problems import refusal
 from procengine.api.process_views import ExecutionCounts, ProcessDeleted
 from procengine.api.service import Caller
 from procengine.api.views import ProcessList, ProcessSummary, ProcessView
@@ -22,6 +24,9 @@ from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.tasks import HandlerRegistry
 
 log = logging.getLogger(__name__)
+DECLARED_FRESH_MS = 5_000
+"""How long the attributes a tenant declares are taken as read (a version deleted meanwhile may still be in them: a
+filter on an attribute it alone declared then finds nothing, rather than a 422)."""
 
 
 class Catalog:
@@ -42,14 +47,20 @@ class Catalog:
         self._stored: dict[tuple[str, int], StoredProcess] = {}
         self._versions: dict[tuple[str, str, int], int] = {}
         """(tenant, key, version) -> processID: versions never change."""
+        self._declared: dict[str, tuple[tuple[int, int], dict[str, str], int]] = {}
+        """tenant -> (its versions' `generation`, the attributes they declare, when that was read, epoch ms)."""
 
     async def register(self, tenant: str, document: Any) -> tuple[ProcessSummary, bool]:
         """Register a definition document (parsed JSON or YAML); ValidationFailed lists every problem."""
         known: dict[str, set[int]] = {}
-        for stored in await self.store.list(tenant):
+        others = await self.store.list(tenant)
+        for stored in others:
             known.setdefault(stored.key, set()).add(stored.version)
         checked = validate_definition(document, self.handlers.names(), known, self.max_elements, self.max_variables)
         definition = checked.definition
+        clashes = type_clashes(definition.attributes, others)
+        if clashes:
+            raise refusal(f"process definition {definition.key!r} is not valid", clashes)
         process_id, version, created = await self.store.register(
             tenant, definition.key, definition.name, definition.canonical(), iso(self.clock.now_ms())
         )
@@ -142,6 +153,27 @@ class Catalog:
             cached = compile_process(ProcessDefinition.model_validate(stored.body))
             self._compiled[(tenant, process_id)] = cached
         return cached
+
+    async def declared_attributes(self, tenant: str, names: Collection[str] = ()) -> dict[str, str]:
+        """Every attribute a definition of the tenant declares, name -> type (one type per name: `register`
+        refuses another). Read again only when the tenant's versions changed, which is looked at (one round trip)
+        unless every one of `names` was declared when it was looked at less than DECLARED_FRESH_MS ago: a filtered
+        list page then costs no read of the catalog."""
+        now = self.clock.now_ms()
+        cached = self._declared.get(tenant)
+        if cached is not None and now - cached[2] < DECLARED_FRESH_MS and names and all(n in cached[1] for n in names):
+            return cached[1]
+        generation = await self.store.generation(tenant)
+        if cached is not None and cached[0] == generation:
+            self._declared[tenant] = (generation, cached[1], now)
+            return cached[1]
+        declared: dict[str, str] = {}
+        for stored in await self.store.list(tenant):
+            attributes = stored.body.get("attributes") if isinstance(stored.body, dict) else None
+            if isinstance(attributes, dict):
+                declared.update({str(name): str(kind) for name, kind in attributes.items()})
+        self._declared[tenant] = (generation, declared, now)
+        return declared
 
     async def list(self, tenant: str) -> ProcessList:
         """Every version of the tenant, each with its deprecation and how many executions are in each status."""
@@ -251,3 +283,20 @@ def view(stored: StoredProcess, counts: dict[str, int] | None = None) -> Process
         deprecated=stored.deprecated,
         executions=None if counts is None else ExecutionCounts(**counts),
     )
+
+
+def type_clashes(declared: Mapping[str, str], others: list[StoredProcess]) -> list[str]:
+    """An attribute this definition declares with another type than a registered definition of the tenant does:
+    one name has one index, so one type in a tenant."""
+    problems = []
+    for stored in others:
+        theirs = stored.body.get("attributes") if isinstance(stored.body, dict) else None
+        if not isinstance(theirs, dict):
+            continue
+        for name, kind in declared.items():
+            if name in theirs and theirs[name] != kind:
+                problems.append(
+                    f"attributes.{name}: declared {kind}, but process {stored.key!r} version {stored.version} "
+                    f"declares it {theirs[name]} (an attribute has one type in a tenant)"
+                )
+    return list(dict.fromkeys(problems))

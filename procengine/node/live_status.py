@@ -20,9 +20,11 @@ from pydantic_core import to_json
 
 from procengine.actors.actor import ExecutionActor
 from procengine.api.rendered import DURATION, PAUSED, RenderedStatus
+from procengine.engine.attributes import shown
 from procengine.engine.waits import lane_waits
 from procengine.node.blocked import parse_buffered
 from procengine.runtime.clock import iso
+from procengine.store.search import ATTRIBUTES_FIELD, decode_attributes
 
 __all__ = ["render_running"]
 
@@ -80,6 +82,7 @@ def render_running(actor: ExecutionActor) -> RenderedStatus | None:
         "error": None,
         "parentExecutionID": int(parent) if parent else None,
         "children": [],
+        "attributes": shown(decode_attributes(fields[ATTRIBUTES_FIELD])) if fields.get(ATTRIBUTES_FIELD) else {},
         "blockedOn": blocked,
     }
     body = to_json(plain, inf_nan_mode="null")

@@ -22,6 +22,8 @@ from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.repairs import retried_answer
 from procengine.api.feeds import Feed
+from procengine.api.filters import ExecutionFilter
+from procengine.api.problems import refusal
 from procengine.api.process_views import ProcessDeleted, ProcessPatch
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
@@ -56,6 +58,7 @@ from procengine.api.views import (
     StepResult,
     VariablesResult,
 )
+from procengine.engine.attributes import checked
 from procengine.engine.breakpoints import Breakpoint, parsed, to_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import MEMORY_RESERVE, Interpreter
@@ -96,7 +99,7 @@ from procengine.runtime.collector import observe_pauses
 from procengine.runtime.metrics import Metrics, sample_loop_lag
 from procengine.settings import Settings
 from procengine.statuses import Status
-from procengine.store import indexes
+from procengine.store import indexes, search
 from procengine.store.bulk_jobs import BulkJobStore
 from procengine.store.codec import encode
 from procengine.store.executions import (
@@ -189,7 +192,11 @@ class Node(StepControls, TimeTravel, BulkOperations):
             settings.max_variables,
         )
         self.ownership = Ownership(redis, self.keys, self.node_id, settings.node_heartbeat_ms, settings.node_ttl_ms)
-        self.queries = Queries(self.store, self.catalog.compiled, self.ownership.alive)
+        self.queries = Queries(
+            self.store, self.catalog.compiled, self.ownership.alive, self.catalog.declared_attributes
+        )
+        self.search = self.queries.search
+        """The execution list's filters (`Search.matching_ids`: every match of a filter, page by page)."""
         self.history = HistoryStore(redis, self.keys)
         self.metrics = metrics or Metrics()
         self.ctx = ActorContext(
@@ -393,6 +400,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
         process = await self.catalog.compiled(caller.tenant, stored.process_id)
         self._check_variables(request.variables, process)
         self._start_breakpoints(request, process)
+        self._start_attributes(request, process)
         child = child_key is not None
         key = child_key if child else request.idempotencyKey
         claim: str | None = None
@@ -477,6 +485,16 @@ class Node(StepControls, TimeTravel, BulkOperations):
         wanted = [b if isinstance(b, str) else b.model_dump(exclude_none=True) for b in request.pauseBefore]
         return parsed(wanted, process)
 
+    def _start_attributes(self, request: StartRequest, process: CompiledProcess) -> dict[str, list[Any]]:
+        """A start's `attributes`, checked against those its definition declares (422 listing every problem),
+        in their stored form."""
+        if not request.attributes:
+            return {}
+        stored, problems = checked(process.definition.attributes, request.attributes)
+        if problems:
+            raise refusal("attributes are invalid", problems)
+        return stored
+
     def _check_variables(self, variables: dict[str, Any], process: CompiledProcess) -> None:
         """Start variables the memory snapshot can hold: storable and not too many (422; counted with those the
         definition writes, so that an execution never holds more), within its limit (413)."""
@@ -543,6 +561,8 @@ class Node(StepControls, TimeTravel, BulkOperations):
         node/starting.py many at once); a `fork` starts from its state instead of the definition's start."""
         thread_ids = {thread.key: first_thread + i for i, thread in enumerate(process.threads)}
         state = Interpreter(process).initial_state(request.variables, thread_ids) if fork is None else fork.state
+        if fork is None:
+            state.memory.attributes = self._start_attributes(request, process)
         status = Status.PAUSED if fork is not None and fork.paused else Status.RUNNING
         now = self.clock.now_ms()
         breakpoints = self._start_breakpoints(request, process) if fork is None else ()
@@ -594,6 +614,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
             ),
         )
         commit.index = indexes.created(self.keys, Indexed(caller.tenant, execution_id, stored.process_id), status.value)
+        commit.index += search.created(self.keys, caller.tenant, execution_id, now, state.memory.attributes)
         commit.announce = StatusChange(caller.tenant, status.value, stored.key)  # in the same write
         actor = ExecutionActor(
             execution_id=execution_id,
@@ -782,9 +803,18 @@ class Node(StepControls, TimeTravel, BulkOperations):
     # --- reads --------------------------------------------------------------------------------
 
     async def list_executions(
-        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+        self,
+        caller: Caller,
+        *,
+        status: str | None,
+        process_id: int | None,
+        limit: int,
+        cursor: str | None,
+        filters: ExecutionFilter | None = None,
     ) -> ExecutionList:
-        return await self.queries.list(caller.tenant, status=status, process_id=process_id, limit=limit, cursor=cursor)
+        return await self.queries.list(
+            caller.tenant, status=status, process_id=process_id, limit=limit, cursor=cursor, filters=filters
+        )
 
     async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
         return ExecutionStatusView.model_validate_json(await self.status_json(caller, execution_id))

@@ -7,12 +7,14 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from procengine.actors.snapshot import check_fields
+from procengine.api.filters import ExecutionFilter
 from procengine.api.rendered import RenderedStatus
 from procengine.api.views import (
     ELEMENTS_PAGE,
@@ -24,16 +26,18 @@ from procengine.api.views import (
     LogView,
     StateView,
 )
+from procengine.engine.attributes import shown
 from procengine.engine.breakpoints import from_field
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.state import StackEntry, ThreadProgress, expand_memory_doc
 from procengine.engine.stored import seed_memory, seed_stack
 from procengine.errors import CodecError, NotFound, StateCorrupted, ValidationFailed
 from procengine.node.blocked import Blocked, blocked_on, parse_buffered
+from procengine.node.search import Declared, Search
 from procengine.statuses import Status
-from procengine.store import indexes
 from procengine.store.codec import decode
 from procengine.store.executions import ExecutionStore, StoredExecution
+from procengine.store.search import ATTRIBUTES_FIELD, decode_attributes
 from procengine.store.stored_records import thread_doc
 
 log = logging.getLogger(__name__)
@@ -57,11 +61,19 @@ Alive = Callable[[set[str]], Awaitable[set[str]]]
 
 
 class Queries:
-    def __init__(self, store: ExecutionStore, compiled: Compiled | None = None, alive: Alive | None = None) -> None:
-        """`compiled` and `alive` give the status its `blockedOn` (without them it is always empty)."""
+    def __init__(
+        self,
+        store: ExecutionStore,
+        compiled: Compiled | None = None,
+        alive: Alive | None = None,
+        declared: Declared | None = None,
+    ) -> None:
+        """`compiled` and `alive` give the status its `blockedOn` (without them it is always empty); `declared`
+        the attributes a list may filter on (without it, none)."""
         self.store = store
         self.compiled = compiled
         self.alive = alive
+        self.search = Search(store, declared or _none_declared)
 
     async def _owned(
         self, tenant: str, execution_id: int, *, with_state: bool = True, state_fields: tuple[str, ...] = ()
@@ -191,45 +203,39 @@ class Queries:
         )
 
     async def list(
-        self, tenant: str, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+        self,
+        tenant: str,
+        *,
+        status: str | None,
+        process_id: int | None,
+        limit: int,
+        cursor: str | None,
+        filters: ExecutionFilter | None = None,
     ) -> ExecutionList:
-        """A page of the tenant's executions, newest first, read from the one index that holds exactly what the
-        filters ask for: O(page) whatever the number of executions. The cursor is the last id shown, so a page
-        never repeats one; an execution whose status changes while a client pages is shown where it was when its
-        page was read, or not at all. Each row is checked against the filters once read (a status that changed
-        between the index and the read, an execution whose keys have expired and which the sweeper has not yet
-        taken out): such a row is skipped, and the page filled from further on."""
-        index = indexes.pick(self.store.keys, tenant, status, process_id)
+        """A page of the tenant's executions, newest first. With only `status` and `processID` it reads the one
+        index that holds exactly what they ask for: O(page) whatever the number of executions; with more filters,
+        the most selective index drives and the others are checked in batches (`node/search.py`). The cursor is
+        the last id looked at, so a page never repeats one; an execution whose status changes while a client
+        pages is shown where it was when its page was read, or not at all. Each row is checked against the
+        filters once read (an index that lags behind, an execution whose keys have expired and which the sweeper
+        has not yet taken out): such a row is skipped, and the page filled from further on. A filtered page may
+        come short (even empty) with a `nextCursor` when its filters match little of what their most selective
+        index holds: a page reads a bounded number of ids (`search.BUDGET_PAGES`)."""
+        wanted = replace(filters or ExecutionFilter(), status=status, process_id=process_id)
+        plan = await self.search.plan(tenant, wanted)
+        found = await self.search.scan(plan, after=_cursor(cursor), wanted=limit)
         items: list[ExecutionSummary] = []
-        last_seen = _cursor(cursor)
-        more = False
-        while len(items) < limit:
-            wanted = limit - len(items)
-            ids = await self.store.page(index, last_seen, wanted + 1)  # one more: is there a next page?
-            more = len(ids) > wanted
-            ids = ids[:wanted]
-            if not ids:
-                break
-            for execution_id, row in zip(ids, await self.store.many_fields(ids, SUMMARY_FIELDS), strict=True):
-                last_seen = execution_id
-                if not _shown(row, tenant, status, process_id):
-                    continue
-                try:
-                    items.append(_summary(execution_id, row))
-                except (KeyError, ValueError) as exc:  # edited by hand: one such execution must not break the list
-                    log.warning("execution %s left out of a list: its hash cannot be read: %r", execution_id, exc)
-            if not more:
-                break
-        return ExecutionList(items=items, nextCursor=str(last_seen) if more else None)
+        for execution_id, row in found.rows:
+            try:
+                items.append(_summary(execution_id, row))
+            except (KeyError, ValueError) as exc:  # edited by hand: one such execution must not break the list
+                log.warning("execution %s left out of a list: its hash cannot be read: %r", execution_id, exc)
+        more = found.more and found.last is not None
+        return ExecutionList(items=items, nextCursor=str(found.last) if more else None)
 
 
-def _shown(row: dict[str, str], tenant: str, status: str | None, process_id: int | None) -> bool:
-    """The row is there and matches the filters (an index may lag behind it: see `Queries.list`)."""
-    if not row or row.get("tenant") != tenant:
-        return False
-    if status is not None and row.get("status") != status:
-        return False
-    return process_id is None or row.get("processID") == str(process_id)
+async def _none_declared(tenant: str, names: Collection[str]) -> dict[str, str]:
+    return {}
 
 
 def _cursor(cursor: str | None) -> int | None:
@@ -271,6 +277,7 @@ def _summary(execution_id: int, row: dict[str, str]) -> ExecutionSummary:
         startedAt=row["startedAt"],
         stoppedAt=row.get("stoppedAt") or None,
         parentExecutionID=int(row["parentExecutionID"]) if row.get("parentExecutionID") else None,
+        attributes=shown(decode_attributes(row.get(ATTRIBUTES_FIELD))),
     )
 
 
@@ -346,4 +353,5 @@ def status_doc(execution_id: int, fields: Mapping[str, str], thread_records: Ite
         "error": json.loads(fields["error"]) if fields.get("error") else None,
         "parentExecutionID": int(fields["parentExecutionID"]) if fields.get("parentExecutionID") else None,
         "children": json.loads(fields["children"]) if fields.get("children") else [],
+        "attributes": shown(decode_attributes(fields.get(ATTRIBUTES_FIELD))),
     }

@@ -21,8 +21,8 @@ from procengine.node.ownership import Ownership
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import iso
 from procengine.statuses import FINAL_STATUSES, Status
-from procengine.store import indexes
-from procengine.store.executions import CRASHES, Commit, LogRecord, Outcome, StoredExecution
+from procengine.store import indexes, search
+from procengine.store.executions import CRASHES, Commit, LogRecord, Outcome, StoredExecution, stored_fields
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,7 @@ class Registry:
                 self.ctx.store.keys, execution_id, fields, Status.RUNNING.value, Status.FAILED.value, now + retention
             ),
         )
+        commit.index += search.written(self.ctx.store.keys, execution_id, fields, stored_fields(commit.execution))
         await self.ctx.store.commit(execution_id, commit, epoch=epoch, expect=Status.RUNNING.value)
         self.ctx.metrics.finished.labels(fields.get("processKey", ""), Status.FAILED.value).inc()
         await self.ctx.store.deactivate(execution_id)

@@ -73,6 +73,8 @@ class Starter(Protocol):
 
     def _start_breakpoints(self, request: StartRequest, process: CompiledProcess) -> tuple[Breakpoint, ...]: ...
 
+    def _start_attributes(self, request: StartRequest, process: CompiledProcess) -> dict[str, list[Any]]: ...
+
     def _new_execution(
         self,
         caller: Caller,
@@ -188,6 +190,7 @@ class BatchStarts:
             try:
                 self.node._check_variables(start.request.variables, start.process)
                 self.node._start_breakpoints(start.request, start.process)
+                self.node._start_attributes(start.request, start.process)
             except ProcEngineError as exc:
                 start.fail(exc)
 

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from procengine.runtime.clock import iso
+from procengine.store import search
 from procengine.store.batching import ScriptBatcher
 from procengine.store.codec import decode, encode, encode_for_lua
 from procengine.store.failures import counter_failure, translated
@@ -424,7 +425,14 @@ class ExecutionStore:
     @translated
     async def unindex(self, at: Indexed) -> None:
         """Undo a start that failed: out of the active set and of every index it may have been put in."""
-        await self.edit_indexes(removed(self.keys, at, None), inactive=at.execution_id)
+        entries = await self._search_entries(at.tenant, [at.execution_id])
+        edits = removed(self.keys, at, None) + search.removed(self.keys, at.tenant, at.execution_id, entries[0])
+        await self.edit_indexes(edits, inactive=at.execution_id)
+
+    async def _search_entries(self, tenant: str, execution_ids: list[int]) -> list[search.SearchEntry]:
+        """What of the search indexes each execution is in, by the tenant's `search` hash."""
+        raw: list[Any] = await self.redis.hmget(self.keys.search(tenant), [str(i) for i in execution_ids])
+        return [search.SearchEntry.from_field(value.decode() if isinstance(value, bytes) else value) for value in raw]
 
     @translated
     async def release_key(self, key: str, value: str) -> None:
@@ -443,9 +451,11 @@ class ExecutionStore:
         due: Any = await self.redis.zrangebyscore(self.keys.removals(tenant), "-inf", now_ms, 0, count)
         if due:
             edits = [IndexOp("ZREM", self.keys.removals(tenant), tuple(note.decode() for note in due))]
-            for note in due:
-                at, status = parse_removal_note(tenant, note.decode())
+            notes = [parse_removal_note(tenant, note.decode()) for note in due]
+            entries = await self._search_entries(tenant, [at.execution_id for at, _ in notes])
+            for (at, status), entry in zip(notes, entries, strict=True):
                 edits += removed(self.keys, at, status)
+                edits += search.removed(self.keys, tenant, at.execution_id, entry)
             await self.edit_indexes(edits)
         return len(due)
 

@@ -28,12 +28,13 @@ CHILD_KEY = "childKey"
 class IndexOp:
     """One single-key command on a key of another slot than the execution's: ZADD key score member, ZREM key
     member, PEXPIREAT key ms, PERSIST key on a tenant key; XADD key MAXLEN ~ n * field value ... (the status event,
-    `ExecutionStore.commit`); SREM key member on a node's `owned` set (passivation, a final write) or the active
+    `ExecutionStore.commit`); HSET key field value, HDEL key field on the tenant's `search` hash (store/search.py);
+    SREM key member on a node's `owned` set (passivation, a final write) or the active
     set (a final write). `ExecutionStore.commit` sends the edits of a creation before the script and the others
     after an OK on a Redis Cluster, so an `owned` set may hold more than it should, never less; additions to an
     `owned` set do not go through here (`ExecutionStore.activate` before the write, takeover.lua)."""
 
-    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "XADD", "SREM"]
+    command: Literal["ZADD", "ZREM", "PEXPIREAT", "PERSIST", "XADD", "SREM", "HSET", "HDEL"]
     key: str
     args: tuple[str, ...]
 

@@ -80,6 +80,34 @@ class Keys:
         """Sorted set: executionID -> executionID, the tenant's executions of one process version in one status."""
         return f"{self.prefix}:tenant:{{{tenant}}}:executions:process:{process_id}:status:{status}"
 
+    def started(self, tenant: str) -> str:
+        """Sorted set: executionID -> its start time (epoch ms), the tenant's executions (`startedAfter`)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:executions:started"
+
+    def error_index(self, tenant: str, error_type: str) -> str:
+        """Sorted set: executionID -> executionID, the tenant's failed executions whose error has this type."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:executions:error:{error_type}"
+
+    def attribute_value(self, tenant: str, name: str, value: str) -> str:
+        """Sorted set: executionID -> executionID, the tenant's executions whose keyword or bool attribute `name`
+        is `value` (a bool's: `true`, `false`)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:attr:{name}:eq:{value}"
+
+    def attribute_word(self, tenant: str, name: str, word: str) -> str:
+        """Sorted set: executionID -> executionID, the tenant's executions whose text attribute `name` has the
+        (lowercased) word `word`."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:attr:{name}:word:{word}"
+
+    def attribute_range(self, tenant: str, name: str) -> str:
+        """Sorted set: executionID -> the value, the tenant's executions with the number or time (epoch ms)
+        attribute `name`."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:attr:{name}:range"
+
+    def search(self, tenant: str) -> str:
+        """Hash: executionID -> JSON {a: its attributes, e: its error type}, what of the search indexes (beyond
+        `started`) it is in, for the sweeper once its own keys have expired (store/search.py)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:search"
+
     def starts(self, tenant: str, second: int) -> str:
         """String counter, expiring: the tenant's starts in one second (epoch seconds), for its rate limit."""
         return f"{self.prefix}:tenant:{{{tenant}}}:starts:{second}"

@@ -156,6 +156,15 @@ class ProcessStore:
             for i, process_id in enumerate(process_ids)
         }
 
+    async def generation(self, tenant: str) -> tuple[int, int]:
+        """(how many versions the tenant has, its newest processID): changes whenever a version comes or goes, so a
+        cache of what the versions declare (`Catalog.declared_attributes`) knows when to read them again."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.processes(tenant))
+            pipe.zrange(self.keys.processes(tenant), -1, -1)
+            count, last = await pipe.execute()
+        return int(count), int(last[0]) if last else 0
+
     @translated
     async def list(self, tenant: str) -> list[StoredProcess]:
         members: Any = await self.redis.zrange(self.keys.processes(tenant), 0, -1)

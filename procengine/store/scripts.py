@@ -25,6 +25,7 @@ class Scripts:
     swap_key: AsyncScript
     delete_process: AsyncScript
     deprecate_process: AsyncScript
+    search: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -36,4 +37,5 @@ class Scripts:
             swap_key=redis.register_script(_source("swap_key")),
             delete_process=redis.register_script(_source("delete_process")),
             deprecate_process=redis.register_script(_source("deprecate_process")),
+            search=redis.register_script(_source("search")),
         )

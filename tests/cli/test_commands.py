@@ -124,6 +124,33 @@ def test_list_filters_and_pages(server_url: str, run: Run, approval_file: Path) 
     assert text.code == 0 and "approval v1" in text.out and f"more: --cursor {page['nextCursor']}" in text.out
 
 
+def test_list_filters_on_attributes_time_and_error_type(server_url: str, run: Run, tmp_path: Path) -> None:
+    process = tmp_path / "orders.json"
+    process.write_text(
+        '{"key": "orders", "attributes": {"customer": "keyword", "amount": "number"}, "threads": [{"key": "main", '
+        '"elements": [{"key": "w", "type": "wait-signal", "signal": "go"}]}]}'
+    )
+    run("register", process)
+    small = run("start", "orders", "--attr", 'customer="acme"', "--attr", "amount=5", "--json").json()["executionID"]
+    big = run("start", "orders", "--attr", 'customer="acme"', "--attr", "amount=500", "--json").json()["executionID"]
+
+    acme = run("list", "--attr", "customer=acme", "--json").json()
+    ranged = run("list", "--attr", "customer=acme", "--attr", "amount.gte=100", "--process-key", "orders", "--json")
+    timed = run("list", "--started-after", "2000-01-01T00:00:00Z", "--started-before", "2999-01-01T00:00:00Z", "--json")
+    failed = run("list", "--error-type", "Timeout", "--json").json()
+    text = run("list", "--attr", "customer=acme")
+
+    assert [item["executionID"] for item in acme["items"]] == [big, small]
+    assert [item["executionID"] for item in ranged.json()["items"]] == [big]
+    assert [item["executionID"] for item in timed.json()["items"]] == [big, small]
+    assert failed["items"] == []
+    assert text.code == 0 and "ATTRIBUTES" in text.out and "amount=500, customer=acme" in text.out
+    bad = run("list", "--attr", "amount.between=1")
+    assert bad.code != 0 and "--attr 'amount.between=1'" in bad.err
+    ghost = run("list", "--attr", "ghost=1")
+    assert ghost.code != 0 and "attr.ghost" in ghost.err
+
+
 def test_watch_shows_a_bar_per_thread_and_ends_with_the_execution(server_url: str, run: Run, short_file: Path) -> None:
     run("register", short_file)
     execution_id = run("start", "short", "--json").json()["executionID"]

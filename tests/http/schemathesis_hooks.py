@@ -10,10 +10,12 @@ The second is an opaque page cursor (`GET …/elements?cursor=`): a document can
 strings the server gave, so a made-up one is schema-valid and refused (422 "is not a cursor this API gave"), as an
 opaque cursor must be.
 
-Two more, of issue 22: a breakpoint on an element the definition does not have (422 listing it: which element keys
-a definition has, the schema cannot say), and a made-up checkpoint number (404 for the checkpoint, which
-schemathesis's stateful check takes for the execution it created being gone). And of issue 23: a migration to a
-version the process does not have (404, as a checkpoint), or whose plan has problems (422 listing them).
+One of issue 23: a start's attribute its definition does not declare (or of another type), which the schema
+cannot say either. Two more, of issue 22: a breakpoint on an element the definition does not have (422 listing
+it: which element keys a definition has, the schema cannot say), and a made-up checkpoint number (404 for the
+checkpoint, which schemathesis's stateful check takes for the execution it created being gone). And of issue 23: a
+migration to a version the process does not have (404, as a checkpoint), or whose plan has problems (422 listing
+them).
 
 The third is that float's mirror: a huge integral float written as a float (`-3.5e+255`) is a double the memory
 stores, and accepted, while the payload schema (whose integer branch is bounded by what msgpack can hold as an
@@ -60,7 +62,18 @@ def filter_failure(
         or _not_for_this_element(problem)
         or _no_such_breakpoint_element(problem)
         or _not_for_this_version(problem)
+        or _undeclared_attribute(problem)
         for problem in details
+    )
+
+
+def _undeclared_attribute(problem: object) -> bool:
+    """A start's search attribute its definition does not declare, or a value of another type than the declared one
+    (422 listing it, issue 23): which attributes a definition declares, and their types, the schema cannot say."""
+    return (
+        isinstance(problem, str)
+        and problem.startswith("attributes.")
+        and ("not declared by the definition" in problem or ": must be " in problem)
     )
 
 

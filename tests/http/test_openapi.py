@@ -127,10 +127,15 @@ def test_operations_describe_bodies_parameters_and_envelopes(document: dict[str,
     assert {p["name"]: p["in"] for p in listing["parameters"]} == {
         "status": "query",
         "processID": "query",
+        "processKey": "query",
+        "startedAfter": "query",
+        "startedBefore": "query",
+        "errorType": "query",
         "limit": "query",
         "cursor": "query",
     }
     assert "any other" in listing["description"] and "400" in listing["description"]  # unknown ones are refused
+    assert "`attr.<name>.gte=`" in listing["description"]  # what OpenAPI cannot list as a parameter
     assert "400" in listing["responses"]
     assert "422" in listing["responses"]
     limit = next(p for p in listing["parameters"] if p["name"] == "limit")

@@ -56,6 +56,7 @@ async def test_a_paused_execution_writes_exactly_the_documented_keys(
             f"{prefix}:tenant:{{default}}:executions",
             f"{prefix}:tenant:{{default}}:executions:process:1",
             f"{prefix}:tenant:{{default}}:executions:process:1:status:paused",
+            f"{prefix}:tenant:{{default}}:executions:started",
             f"{prefix}:tenant:{{default}}:executions:status:paused",
             f"{prefix}:tenant:{{default}}:process-key:p",
             f"{prefix}:tenant:{{default}}:process:1",

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from procengine.api.filters import ExecutionFilter
 from procengine.api.service import Caller
 from procengine.api.views import (
     ELEMENTS_PAGE,
@@ -201,7 +202,14 @@ class FakeEngine:
         )
 
     async def list_executions(
-        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+        self,
+        caller: Caller,
+        *,
+        status: str | None,
+        process_id: int | None,
+        limit: int,
+        cursor: str | None,
+        filters: ExecutionFilter | None = None,
     ) -> ExecutionList:
         self._record("list_executions", caller, status, process_id, limit, cursor)
         before = int(cursor) if cursor is not None else None

@@ -70,14 +70,19 @@ function boot() {
     field.value = '';
     route();
   });
-  $('filters').addEventListener('change', () => {
+  const applyFilters = () => {
     location.hash = listHash({
       status: $('filter-status').value,
       process: $('filter-process').value,
       limit: Number($('filter-limit').value),
+      search: $('filter-search').value.trim(),
     });
+  };
+  $('filters').addEventListener('change', applyFilters);
+  $('filters').addEventListener('submit', (event) => {
+    event.preventDefault();
+    applyFilters();
   });
-  $('filters').addEventListener('submit', (event) => event.preventDefault());
   $('refresh').addEventListener('click', route);
   $('search').addEventListener('submit', (event) => {
     event.preventDefault();

@@ -1,4 +1,4 @@
-// The list of executions (#/ with ?status, ?process, ?limit): counts by status, filters, one page at a time, and
+// The list of executions (#/ with ?status, ?process, ?limit, ?search): counts by status, filters, one page at a time, and
 // the status event stream that moves the counts and the rows on and adds new executions at the top.
 
 import { api, loadProcesses, processCache } from './api.js';
@@ -17,14 +17,30 @@ function listParams() {
     status: STATUSES.includes(query.get('status')) ? query.get('status') : '',
     process: /^[1-9][0-9]{0,18}$/.test(query.get('process') || '') ? query.get('process') : '',
     limit: [20, 50, 100].includes(limit) ? limit : 50,
+    search: (query.get('search') || '').trim(),
   };
 }
 
-export function listHash({ status, process, limit }) {
+// The search field's filters (issue 23) as the list's query parameters: `attr.customer=acme errorType=Timeout`,
+// separated by spaces or `&`; the server checks them (a 422 names a bad one).
+const SEARCHED = /^(attr\.[^=]+|startedAfter|startedBefore|errorType|processKey)=/;
+
+export function searchParams(text) {
+  const pairs = [];
+  for (const part of text.split(/[\s&]+/).filter(Boolean)) {
+    if (!SEARCHED.test(part)) throw new Error(`search: ${part} is not attr.NAME=VALUE, startedAfter=, startedBefore=, errorType= or processKey=`);
+    const at = part.indexOf('=');
+    pairs.push([part.slice(0, at), part.slice(at + 1)]);
+  }
+  return pairs;
+}
+
+export function listHash({ status, process, limit, search = '' }) {
   const query = new URLSearchParams();
   if (status) query.set('status', status);
   if (process) query.set('process', process);
   if (limit !== 50) query.set('limit', String(limit));
+  if (search) query.set('search', search);
   const text = query.toString();
   return text ? `#/?${text}` : '#/';
 }
@@ -48,6 +64,7 @@ export class ListView {
     crumbs(['Executions', null]);
     $('filter-status').value = this.params.status;
     $('filter-limit').value = String(this.params.limit);
+    $('filter-search').value = this.params.search;
     // Status changes from now on; what they change is applied once the counts and the page are read.
     this.stream = new EventStream('/executions/events', {
       onEvent: (event) => this.onStatusEvent(event),
@@ -138,6 +155,7 @@ export class ListView {
     const query = new URLSearchParams({ limit: String(this.params.limit) });
     if (this.params.status) query.set('status', this.params.status);
     if (this.params.process) query.set('processID', this.params.process);
+    for (const [name, value] of searchParams(this.params.search)) query.append(name, value);
     const cursor = this.cursors[this.page];
     if (cursor) query.set('cursor', cursor);
     const data = await api('GET', `/executions/processes?${query}`);
@@ -171,6 +189,7 @@ export class ListView {
       h('td', { title: summary.startedAt, text: fmtTime(summary.startedAt) }),
       h('td', { class: 'age' }),
       h('td', {}, summary.parentExecutionID ? executionLink(summary.parentExecutionID) : '—'),
+      h('td', { class: 'attributes', text: attributesText(summary.attributes) }),
     );
     this.rows.set(summary.executionID, { tr, summary, bar });
     this.renderAge(this.rows.get(summary.executionID));
@@ -252,6 +271,7 @@ export class ListView {
     }
     if (this.stopped || this.rows.has(executionID)) return;
     if (this.params.process && String(status.processID) !== this.params.process) return;
+    if (this.params.search) return; // whether it matches the search is the server's to say: Refresh shows it
     const tr = this.row({
       executionID,
       processID: status.processID,
@@ -261,6 +281,7 @@ export class ListView {
       startedAt: status.timing.startedAt,
       stoppedAt: status.timing.stoppedAt,
       parentExecutionID: status.parentExecutionID,
+      attributes: status.attributes,
     });
     tr.classList.add('flash');
     const body = $('executions').tBodies[0];
@@ -286,4 +307,9 @@ export class ListView {
     this.page -= 1;
     await this.loadPage().catch(showError);
   }
+}
+
+function attributesText(attributes) {
+  const entries = Object.entries(attributes || {});
+  return entries.length ? entries.map(([name, value]) => `${name}=${typeof value === 'string' ? value : JSON.stringify(value)}`).join(', ') : '—';
 }
