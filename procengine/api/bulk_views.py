@@ -44,9 +44,10 @@ class _View(BaseModel):
 
 class BulkRequest(_Request):
     """`POST …/bulk-operations`: an action over the executions a `filter` matches (the list filter of `GET
-    …/executions/processes`: `status`, `processID`) or over `ids`, exactly one of the two. `signal` (and `payload`)
-    for a signal; `variables` a JSON merge patch for edit-variables (required) and retry (optional); `version` (and
-    `mapping`) for migrate. `dryRun` answers how many match and a sample, and touches nothing."""
+    …/executions/processes`, its query parameters as names: `status`, `processID`, `processKey`, `startedAfter`,
+    `startedBefore`, `errorType`, `attr.<name>[.gte|.gt|.lte|.lt]`) or over `ids`, exactly one of the two. `signal`
+    (and `payload`) for a signal; `variables` a JSON merge patch for edit-variables (required) and retry (optional);
+    `version` (and `mapping`) for migrate. `dryRun` answers how many match and a sample, and touches nothing."""
 
     action: BulkAction
     filter: dict[str, Any] | None = None

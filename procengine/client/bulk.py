@@ -86,8 +86,9 @@ class AsyncBulk:
         mapping: Mapping[str, str] | None = None,
     ) -> BulkDryRun | BulkCreated:
         """Run `action` (pause, resume, cancel, signal, retry, edit-variables, migrate) over the executions `filter`
-        matches (the list's filter: status, processID) or over `ids`, as a durable job: BulkCreated with its jobID
-        to follow with `bulk_job`; with `dry_run`, BulkDryRun (how many match, a sample) and nothing is touched."""
+        matches (the list's filter, its query parameters as names: status, processID, "attr.customer", ...) or over
+        `ids`, as a durable job: BulkCreated with its jobID to follow with `bulk_job`; with `dry_run`, BulkDryRun (how
+        many match, a sample) and nothing is touched."""
         given: dict[str, Any] = {
             "action": action,
             "filter": None if filter is None else dict(filter),

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from procengine.api.filters import ATTR_PREFIX, ExecutionFilter
 from procengine.api.service import Caller
 from procengine.api.views import (
     CancelResult,
@@ -51,7 +52,14 @@ FILTER_PAGE: Final = 1000
 """Executions read per page of the list query when a filter is resolved."""
 ITEM_ATTEMPTS: Final = 3
 """How often an item is tried while the execution cannot be reached (503) before it counts as failed."""
-FILTER_NAMES: Final = ("status", "processID")
+TEXT_FILTERS: Final = {
+    "processKey": "process_key",
+    "startedAfter": "started_after",
+    "startedBefore": "started_before",
+    "errorType": "error_type",
+}
+"""The list's text filters: the name a bulk `filter` gives -> ExecutionFilter's."""
+FILTER_NAMES: Final = ("status", "processID", *TEXT_FILTERS, "attr.<name>", "attr.<name>.<gte|lte|gt|lt>")
 
 
 class BulkEngine(Protocol):
@@ -76,7 +84,14 @@ class BulkEngine(Protocol):
     async def migrate(self, caller: Caller, execution_id: int, request: MigrateRequest) -> MigrateResult: ...
 
     async def list_executions(
-        self, caller: Caller, *, status: str | None, process_id: int | None, limit: int, cursor: str | None
+        self,
+        caller: Caller,
+        *,
+        status: str | None,
+        process_id: int | None,
+        limit: int,
+        cursor: str | None,
+        filters: ExecutionFilter | None = None,
     ) -> ExecutionList: ...
 
     async def execution_fields(self, caller: Caller, execution_id: int, names: list[str]) -> dict[str, str]:
@@ -243,9 +258,20 @@ def _short(message: str) -> str:
 
 
 def filter_problems(wanted: dict[str, Any]) -> list[str]:
-    problems = [
-        f"filter.{name}: unknown (known: {', '.join(FILTER_NAMES)})" for name in wanted if name not in FILTER_NAMES
-    ]
+    """What makes `wanted` not a filter of the list, each named (what the tenant's definitions declare, and the
+    times' form, the list's own check says)."""
+    problems = []
+    for name, value in wanted.items():
+        if name.startswith(ATTR_PREFIX):
+            if ExecutionFilter.parameters({name: ""})[1]:
+                problems.append(f"filter.{name}: not attr.<name> or attr.<name>.<gte|lte|gt|lt>")
+            elif value is None or not isinstance(value, str | int | float | bool):
+                problems.append(f"filter.{name}: {value!r} is not a text, a number or a boolean")
+        elif name in TEXT_FILTERS:
+            if not isinstance(value, str):
+                problems.append(f"filter.{name}: {value!r} is not a text")
+        elif name not in ("status", "processID"):
+            problems.append(f"filter.{name}: unknown (known: {', '.join(FILTER_NAMES)})")
     status = wanted.get("status")
     if status is not None and status not in {s.value for s in Status}:
         problems.append(f"filter.status: {status!r} is not a status ({', '.join(s.value for s in Status)})")
@@ -264,12 +290,34 @@ async def matching_ids(engine: BulkEngine, caller: Caller, wanted: dict[str, Any
     if problems:
         raise ValidationFailed("the filter is not one the executions list takes", problems)
     cursor: str | None = None
+    filters = _execution_filter(wanted)
     while True:
         page = await engine.list_executions(
-            caller, status=wanted.get("status"), process_id=wanted.get("processID"), limit=FILTER_PAGE, cursor=cursor
+            caller,
+            status=filters.status,
+            process_id=filters.process_id,
+            limit=FILTER_PAGE,
+            cursor=cursor,
+            filters=filters,
         )
         if page.items:
             yield [item.executionID for item in page.items]
         if page.nextCursor is None:
             return
         cursor = page.nextCursor
+
+
+def _execution_filter(wanted: dict[str, Any]) -> ExecutionFilter:
+    """A checked bulk `filter` as the list takes its query (an attribute's value as its query text would be)."""
+    given = {name: _as_text(value) for name, value in wanted.items() if name.startswith(ATTR_PREFIX)}
+    attributes, _ = ExecutionFilter.parameters(given)
+    texts = {field: wanted[name] for name, field in TEXT_FILTERS.items() if name in wanted}
+    return ExecutionFilter(
+        status=wanted.get("status"), process_id=wanted.get("processID"), attributes=attributes, **texts
+    )
+
+
+def _as_text(value: str | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from procengine.api.bulk_views import BulkDryRun, BulkRequest
 from procengine.api.filters import AttributeFilter, ExecutionFilter
 from procengine.api.service import Caller
 from procengine.api.views import BatchStartRequest, ControlRequest, StartRequest
@@ -256,3 +257,34 @@ async def test_a_page_looks_at_a_bounded_number_of_ids(registered: Node, monkeyp
     assert first.items == [] and first.nextCursor is not None  # the budget ran out among the newer ones
     assert int(first.nextCursor) < newer[-1]
     assert await _ids(engine, limit=2, attributes=wanted.attributes) == [old]
+
+
+async def test_a_bulk_operation_takes_the_lists_filters(registered: Node) -> None:
+    # given executions of two customers, one of them with a big amount, each waiting for its signal
+    engine = registered
+    acme_big = await _start(engine, customer="acme", amount=500, vip=True)
+    acme_small = await _start(engine, customer="acme", amount=5)
+    other = await _start(engine, customer="globex", amount=900)
+    for execution_id in (acme_big, acme_small, other):
+        await wait_element(engine, execution_id, "w")
+
+    async def matched(**wanted: Any) -> list[int]:
+        answer = await engine.bulk(CALLER, BulkRequest(action="pause", filter=wanted, dryRun=True))
+        assert isinstance(answer, BulkDryRun)
+        return sorted(answer.sample)
+
+    # when a bulk operation's filter names attributes (numbers and booleans as JSON gives them), a status, a time
+    # then it matches what the list would
+    assert await matched(**{"attr.customer": "acme"}) == [acme_big, acme_small]
+    assert await matched(**{"attr.customer": "acme", "attr.amount.gte": 100}) == [acme_big]
+    assert await matched(**{"attr.vip": True, "status": "running"}) == [acme_big]
+    assert await matched(startedAfter=iso(0), processKey="orders") == [acme_big, acme_small, other]
+    # and a filter the list refuses is refused, every problem named
+    with pytest.raises(ValidationFailed) as refused:
+        await engine.bulk(
+            CALLER, BulkRequest(action="pause", filter={"attr.ghost": "x", "attr.amount.most": 1}, dryRun=True)
+        )
+    assert refused.value.problems == ["filter.attr.amount.most: not attr.<name> or attr.<name>.<gte|lte|gt|lt>"]
+    with pytest.raises(ValidationFailed) as undeclared:
+        await engine.bulk(CALLER, BulkRequest(action="pause", filter={"attr.ghost": "x"}, dryRun=True))
+    assert any("ghost" in problem for problem in undeclared.value.problems), undeclared.value.problems
