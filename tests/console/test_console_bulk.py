@@ -1,0 +1,170 @@
+"""Bulk operations in the console, in a real browser (issue 23, point 4): the list's selection (rows ticked by hand,
+or "Select all that match" the list's filter) and its action bar, whose every action is a dry run first (the count
+and the first executions shown in a confirm step) and a job only on Confirm; the Bulk operations page: the jobs, a
+job's progress read while it runs, its refusals by reason, its items, and the buttons that steer it and undo an
+ended bulk pause. It keeps the screenshots of docs/operations.md's "Bulk operations": docs/console-bulk.png (a job)
+and docs/console-bulk-select.png (the list with a selection and the confirm step).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from procengine.store.embedded import RedisServer
+from tests.support.browser import CHROMIUM, real_problems
+from tests.support.paths import REPO
+from tests.support.servers import Server, call
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        "no Chromium: apt-get install chromium (Debian) to run the console's browser tests", allow_module_level=True
+    )
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.support.console import path, shipping_console, start
+
+DOCS = REPO / "docs" if os.environ.get("PROCENGINE_UPDATE_SCREENSHOTS") else Path(tempfile.gettempdir())
+"""Where the screenshots go: docs/ with PROCENGINE_UPDATE_SCREENSHOTS=1, else a temporary directory."""
+pytestmark = pytest.mark.timeout(120)
+JOB_PAGE = re.compile(r"#/bulk/([0-9]+)$")
+
+
+async def status_of(session: aiohttp.ClientSession, server: Server, execution: int) -> str:
+    status: str = (await call(session, server, "GET", path(execution, "/status")))["status"]
+    return status
+
+
+async def job_id(page: Page) -> int:
+    await expect(page).to_have_url(JOB_PAGE)
+    found = JOB_PAGE.search(page.url)
+    assert found
+    return int(found.group(1))
+
+
+async def test_two_rows_paused_after_a_dry_run(redis_server: RedisServer, prefix: str, browser: Browser) -> None:
+    async with shipping_console(redis_server, prefix, browser) as (server, session, page, problems):
+        first, second, third = [await start(session, server, "shipping", {"amount": 1.0}) for _ in range(3)]
+        await page.click("#refresh")
+        await expect(page.locator(f'#executions tr[data-id="{third}"]')).to_be_visible()
+        await expect(page.locator("#bulk-do-pause")).to_have_count(0)  # no selection, no actions
+
+        # given two rows ticked
+        await page.check(f'#executions tr[data-id="{first}"] input[data-pick]')
+        await page.check(f'#executions tr[data-id="{second}"] input[data-pick]')
+        await expect(page.locator("#bulk-count")).to_have_text("2 selected")
+
+        # a signal without its name: the dry run's 422 shows under the form, nothing is created
+        await page.click("#bulk-do-signal")
+        await page.click("#bulk-check")
+        await expect(page.locator("#bulk-problem")).to_have_attribute("data-status", "422")
+        await expect(page.locator("#bulk-confirm")).to_be_hidden()
+
+        # when Pause: the dry run's count and sample, then Confirm
+        await page.click("#bulk-do-pause")
+        await expect(page.locator("#bulk-confirm-text")).to_have_text("Pause 2 executions selected? ")
+        await expect(page.locator("#bulk-sample")).to_have_text(f"first: #{second}, #{first}")
+        await page.fill("#bulk-reason", "maintenance window")
+        await expect(page.locator("#bulk-confirm")).to_be_visible()  # a reason does not change what matches
+        assert await status_of(session, server, first) == "running"  # the dry run touched nothing
+        await page.screenshot(path=str(DOCS / "console-bulk-select.png"), animations="disabled")
+        await page.click("#bulk-confirm-yes")
+
+        # then the job's page: completed, the two paused, the third left alone
+        job = await job_id(page)
+        await expect(page.locator("#bulk-status")).to_have_text("completed")
+        await expect(page.locator('#bulk-facts dd[data-fact="done"]')).to_have_text("2")
+        await expect(page.locator("#bulk-progress .label")).to_have_text("2 of 2 · 100%")
+        await expect(page.locator('#bulk-items tr[data-outcome="done"]')).to_have_count(2)
+        await expect(page.locator("#bulk-refused-none")).to_be_visible()
+        assert [await status_of(session, server, e) for e in (first, second, third)] == ["paused", "paused", "running"]
+        log = await call(session, server, "GET", path(first, "/log"))
+        paused = [entry for entry in log["items"] if entry["event"] == "paused"]
+        assert paused[-1]["detail"]["bulk"] == job and paused[-1]["detail"]["reason"] == "maintenance window"
+
+        # the jobs page lists it
+        await page.click("#nav-bulk")
+        row = page.locator(f'#bulk-jobs tr[data-job="{job}"]')
+        await expect(row.locator('td[data-count="done"]')).to_have_text("2")
+        await expect(row.locator(".badge")).to_have_text("completed")
+        assert real_problems(problems) == []
+
+
+async def test_all_that_match_then_an_undo(redis_server: RedisServer, prefix: str, browser: Browser) -> None:
+    async with shipping_console(redis_server, prefix, browser) as (server, session, page, problems):
+        first, second, third = [await start(session, server, "shipping", {"amount": 1.0}) for _ in range(3)]
+        await call(session, server, "POST", path(third, "/pause"), json={})
+
+        # given the list filtered to the running ones, and all that match selected
+        await page.evaluate("location.hash = '#/?status=running'")
+        await expect(page.locator("#executions tbody tr")).to_have_count(2)
+        await page.click("#bulk-all")
+        await expect(page.locator("#bulk-count")).to_have_text("All executions that match: status running")
+        await expect(page.locator(f'#executions tr[data-id="{first}"] input[data-pick]')).to_be_disabled()
+        await expect(page.locator("#bulk-page")).to_be_checked()
+
+        # when Pause: the filter's count, then the job by the filter
+        await page.click("#bulk-do-pause")
+        await expect(page.locator("#bulk-confirm-text")).to_have_text("Pause 2 executions that match status running? ")
+        await page.click("#bulk-confirm-yes")
+        pause = await job_id(page)
+        await expect(page.locator("#bulk-status")).to_have_text("completed")
+        await expect(page.locator('#bulk-facts dd[data-fact="over"]')).to_have_text('filter {"status":"running"}')
+        job = await call(session, server, "GET", f"/bulk-operations/{pause}")
+        assert job["filter"] == {"status": "running"} and job["done"] == 2
+
+        # then one resumed by hand; the undo resumes the other and refuses that one, with its reason
+        await call(session, server, "POST", path(first, "/resume"), json={})
+        await page.fill("#bulk-steer-reason", "window over")
+        await page.click("#bulk-undo")
+        await expect(page).not_to_have_url(re.compile(rf"#/bulk/{pause}$"))
+        undo = await job_id(page)
+        await expect(page.locator("#bulk-status")).to_have_text("completed")
+        await expect(page.locator('#bulk-facts dd[data-fact="undo of"]')).to_have_text(f"#{pause}")
+        refused = page.locator("#bulk-refused tbody tr")
+        await expect(refused).to_have_count(1)
+        await expect(refused.locator("td").first).to_contain_text("resumed since")
+        await expect(refused.locator("td").nth(1)).to_have_text("1")
+        await expect(page.locator(f'#bulk-items tr[data-id="{first}"]')).to_have_attribute("data-outcome", "refused")
+        await expect(page.locator(f'#bulk-items tr[data-id="{second}"]')).to_have_attribute("data-outcome", "done")
+        await page.screenshot(path=str(DOCS / "console-bulk.png"), animations="disabled", full_page=True)
+        assert [await status_of(session, server, e) for e in (first, second, third)] == ["running", "running", "paused"]
+
+        # the pause's page names its undo, and no second undo is offered
+        await page.evaluate(f"location.hash = '#/bulk/{pause}'")
+        await expect(page.locator('#bulk-facts dd[data-fact="undone by"]')).to_have_text(f"#{undo}")
+        await expect(page.locator("#bulk-undo")).to_be_disabled()
+        assert real_problems(problems) == []
+
+
+async def test_a_running_job_is_followed_and_steered(redis_server: RedisServer, prefix: str, browser: Browser) -> None:
+    async with shipping_console(redis_server, prefix, browser) as (server, session, page, problems):
+        ids = [await start(session, server, "shipping", {"amount": 1.0}) for _ in range(4)]
+        created = await call(
+            session, server, "POST", "/bulk-operations", json={"action": "pause", "ids": ids, "maxPerSecond": 1}
+        )
+        job = created["jobID"]
+
+        # given the job's page while it runs (one execution a second)
+        await page.evaluate(f"location.hash = '#/bulk/{job}'")
+        await expect(page.locator("#bulk-status")).to_have_text("running")
+        await expect(page.locator("#bulk-undo")).to_be_disabled()  # not while it runs
+
+        # when paused, it holds; resumed, it goes on, and the page follows it to its end
+        await page.click("#bulk-pause")
+        await expect(page.locator("#bulk-status")).to_have_text("paused")
+        await expect(page.locator("#bulk-resume")).to_be_enabled()
+        await page.click("#bulk-resume")
+        await expect(page.locator("#bulk-status")).to_have_text(re.compile("running|completed"))
+        await expect(page.locator("#bulk-status")).to_have_text("completed", timeout=20_000)
+        await expect(page.locator("#bulk-progress .label")).to_have_text("4 of 4 · 100%")
+        await expect(page.locator("#bulk-items tbody tr")).to_have_count(4)
+        await expect(page.locator("#bulk-undo")).to_be_enabled()
+        assert {await status_of(session, server, e) for e in ids} == {"paused"}
+        assert real_problems(problems) == []
