@@ -19,6 +19,7 @@ import pytest
 from procengine.store.embedded import RedisServer
 from tests.support.browser import CHROMIUM, real_problems
 from tests.support.paths import REPO
+from tests.support.polling import poll
 from tests.support.servers import Server, call
 
 if not os.path.exists(CHROMIUM):
@@ -167,4 +168,82 @@ async def test_a_running_job_is_followed_and_steered(redis_server: RedisServer, 
         await expect(page.locator("#bulk-items tbody tr")).to_have_count(4)
         await expect(page.locator("#bulk-undo")).to_be_enabled()
         assert {await status_of(session, server, e) for e in ids} == {"paused"}
+
+        # a job cancelled from its page stops there: what it did stays done
+        slow = await call(
+            session, server, "POST", "/bulk-operations", json={"action": "resume", "ids": ids, "maxPerSecond": 1}
+        )
+        await page.evaluate(f"location.hash = '#/bulk/{slow['jobID']}'")
+        await expect(page.locator("#bulk-status")).to_have_text("running")
+        await expect(page.locator("#bulk-undo")).to_be_hidden()  # only a pause is undone
+        await page.click("#bulk-cancel")
+        await expect(page.locator("#bulk-status")).to_have_text("cancelled")
+        await expect(page.locator("#bulk-cancel")).to_be_disabled()
+        ended = await call(session, server, "GET", f"/bulk-operations/{slow['jobID']}")
+        assert ended["status"] == "cancelled"
+        assert real_problems(problems) == []
+
+
+async def variables_of(session: aiohttp.ClientSession, server: Server, execution: int) -> dict[str, object]:
+    state = await call(session, server, "GET", path(execution, "/state"))
+    variables: dict[str, object] = state["memory"]["variables"]
+    return variables
+
+
+async def confirm(page: Page, text: str) -> int:
+    """Dry run, see `text`, confirm; the job's id once its page says it completed."""
+    await page.click("#bulk-check")
+    await expect(page.locator("#bulk-confirm-text")).to_have_text(text)
+    await page.click("#bulk-confirm-yes")
+    job = await job_id(page)
+    await expect(page.locator("#bulk-status")).to_have_text("completed")
+    return job
+
+
+async def test_the_actions_that_take_values(redis_server: RedisServer, prefix: str, browser: Browser) -> None:
+    async with shipping_console(redis_server, prefix, browser) as (server, session, page, problems):
+        first, second = [await start(session, server, "shipping", {"amount": 1.0}) for _ in range(2)]
+        await page.click("#refresh")
+        await expect(page.locator("#executions tbody tr")).to_have_count(2)
+
+        # a signal with its JSON payload, to all that match (no filter: every execution)
+        await page.click("#bulk-all")
+        await expect(page.locator("#bulk-count")).to_have_text("All executions that match: every execution")
+        await page.click("#bulk-do-signal")
+        await page.fill("#bulk-signal", "approval")
+        await page.fill("#bulk-payload", "{oops")
+        await page.click("#bulk-check")
+        await expect(page.locator("#bulk-problem")).to_contain_text("the payload is not JSON")
+        await page.fill("#bulk-payload", '{"by": "dana"}')
+        await confirm(page, "Signal 2 executions that match every execution? ")
+        for execution in (first, second):
+            got = await poll(lambda e=execution: variables_of(session, server, e), lambda v: "approval" in v)
+            assert got["approval"] == {"by": "dana"}
+
+        # a merge patch to the paused ones, ticked with the header's box
+        for execution in (first, second):
+            await call(session, server, "POST", path(execution, "/pause"), json={})
+        await page.click("#nav-bulk")
+        await page.click(".brand")
+        await expect(page.locator(f'#executions tr[data-id="{first}"] .badge')).to_have_text("paused")
+        await page.check("#bulk-page")
+        await expect(page.locator("#bulk-count")).to_have_text("2 selected")
+        await page.click("#bulk-do-edit-variables")
+        await page.fill("#bulk-vars", '{"amount": 5, "note": "bulk"}')
+        await confirm(page, "Edit variables 2 executions selected? ")
+        for execution in (first, second):
+            variables = await variables_of(session, server, execution)
+            assert variables["amount"] == 5 and variables["note"] == "bulk"
+
+        # migrate: a mapping that is not old=new is said here; no version is the server's 422
+        await page.click(".brand")
+        await page.check("#bulk-page")
+        await page.click("#bulk-do-migrate")
+        await page.fill("#bulk-mapping", "approve")
+        await page.click("#bulk-check")
+        await expect(page.locator("#bulk-problem")).to_have_text("'approve' is not old=new")
+        await page.fill("#bulk-mapping", "")
+        await page.click("#bulk-check")
+        await expect(page.locator("#bulk-problem")).to_have_attribute("data-status", "422")
+        await expect(page.locator("#bulk-problem")).to_contain_text("version")
         assert real_problems(problems) == []
