@@ -27,7 +27,7 @@ if not os.path.exists(CHROMIUM):
         "no Chromium: apt-get install chromium (Debian) to run the console's browser tests", allow_module_level=True
     )
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Request, expect
 
 from tests.support.console import path, shipping_console, start
 
@@ -246,4 +246,50 @@ async def test_the_actions_that_take_values(redis_server: RedisServer, prefix: s
         await page.click("#bulk-check")
         await expect(page.locator("#bulk-problem")).to_have_attribute("data-status", "422")
         await expect(page.locator("#bulk-problem")).to_contain_text("version")
+        assert real_problems(problems) == []
+
+
+async def test_a_job_is_read_while_it_runs_and_no_more(
+    redis_server: RedisServer, prefix: str, browser: Browser
+) -> None:
+    async with shipping_console(redis_server, prefix, browser) as (server, session, page, problems):
+        ids = [await start(session, server, "shipping", {"amount": 1.0}) for _ in range(4)]
+        reads: list[int] = []  # the jobs the page read (GET …/bulk-operations/{jobID}), one entry a read
+        job_url = re.compile(r"/bulk-operations/([0-9]+)$")
+
+        def on_request(request: Request) -> None:
+            found = job_url.search(request.url)
+            if found and request.method == "GET":
+                reads.append(int(found.group(1)))
+
+        page.on("request", on_request)
+
+        async def run(action: str, per_second: int) -> int:
+            body = {"action": action, "ids": ids, "maxPerSecond": per_second}
+            created: int = (await call(session, server, "POST", "/bulk-operations", json=body))["jobID"]
+            return created
+
+        async def ended(job: int) -> None:
+            await poll(
+                lambda: call(session, server, "GET", f"/bulk-operations/{job}"), lambda j: j["endedAt"], within=30
+            )
+
+        # given a job's page: read while the job runs (4 executions at 2 a second), and no more once it has ended
+        pause = await run("pause", 2)
+        await page.evaluate(f"location.hash = '#/bulk/{pause}'")
+        await expect(page.locator("#bulk-status")).to_have_text("completed", timeout=20_000)
+        assert reads.count(pause) >= 2
+        seen = len(reads)
+        await ended(await run("resume", 2))  # a second and more: two periods of the poll at least
+        assert len(reads) == seen
+
+        # when the page changes while a job runs, it is not read again
+        again = await run("pause", 1)
+        await page.evaluate(f"location.hash = '#/bulk/{again}'")
+        await expect(page.locator("#bulk-status")).to_have_text("running")
+        await page.evaluate("location.hash = '#/'")
+        await expect(page.locator("#view-list")).to_be_visible()
+        seen = reads.count(again)
+        await ended(again)
+        assert reads.count(again) == seen
         assert real_problems(problems) == []
