@@ -3,8 +3,8 @@
 // Everything comes from the REST API under BASE with the bearer token of the token field (kept in
 // sessionStorage). Live updates come from the API's server-sent event streams, read with fetch() and a
 // ReadableStream reader (EventSource cannot send an Authorization header) and parsed here; a stream that
-// breaks is opened again with Last-Event-ID. Nothing is polled: a view reads the API when it opens and again
-// when an event says something changed.
+// breaks is opened again with Last-Event-ID. Nothing is polled but a running bulk job (which has no stream): a view
+// reads the API when it opens and again when an event says something changed.
 //
 // The page's Content-Security-Policy allows no inline script and no inline style, so the markup has neither:
 // every element is built with the DOM API, every text goes in with textContent, and the only styles set from
@@ -34,8 +34,11 @@
 //   migrate.js    Migrate…: another version of the process, a plan (dry run) with its problems, then apply
 //   util.js       DOM and SVG building, text, time and duration formatting
 //   processes.js  the Processes page: definitions, versions, counts by status, graph, start, deprecate, delete
+//   bulkbar.js    the list's selection and bulk action bar: a dry run's count, then the job
+//   bulk.js       the Bulk operations page: the jobs, one job's progress (read every 500 ms while it runs), steering
 
 import { ApiError, setToken, token } from './api.js';
+import { BulkView } from './bulk.js';
 import { ExecutionView } from './execution.js';
 import { sendCommand, sendSignal } from './forms.js';
 import { ListView, listHash } from './list.js';
@@ -53,7 +56,14 @@ function route() {
   setLive('idle');
   const match = /^#\/executions\/([1-9][0-9]{0,18})$/.exec(location.hash);
   const processes = /^#\/processes(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
-  app.view = match ? new ExecutionView(match[1], route) : processes ? new ProcessesView(processes[1]) : new ListView();
+  const bulk = /^#\/bulk(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
+  app.view = match
+    ? new ExecutionView(match[1], route)
+    : processes
+      ? new ProcessesView(processes[1])
+      : bulk
+        ? new BulkView(bulk[1])
+        : new ListView();
   app.view.start();
 }
 

@@ -2,6 +2,7 @@
 // the status event stream that moves the counts and the rows on and adds new executions at the top.
 
 import { api, loadProcesses, processCache } from './api.js';
+import { BulkBar } from './bulkbar.js';
 import { EventStream } from './streams.js';
 import { badge, crumbs, executionLink, fatal, progressBar, setLive, setProgress, show, showError } from './page.js';
 import { $, between, eachLimited, fmtDuration, fmtTime, h, since } from './util.js';
@@ -57,6 +58,7 @@ export class ListView {
     this.countNote = '';
     this.stream = null;
     this.stopped = false;
+    this.bulk = new BulkBar(this.params); // the selection and the bulk actions (bulkbar.js)
   }
 
   async start() {
@@ -177,6 +179,7 @@ export class ListView {
     const tr = h(
       'tr',
       { 'data-id': summary.executionID },
+      this.bulk.cell(summary.executionID),
       h('td', {}, executionLink(summary.executionID)),
       h(
         'td',
