@@ -248,7 +248,8 @@ async def test_a_job_goes_on_on_another_node_after_the_node_running_it_is_killed
         (
             {"action": "pause", "filter": {"order_id": 1, "status": "nope"}},
             [
-                "filter.order_id: unknown (known: status, processID, processKey, startedAfter, startedBefore, errorType, attr.<name>, attr.<name>.<gte|lte|gt|lt>)",
+                "filter.order_id: unknown (known: status, processID, processKey, startedAfter, startedBefore, "
+                "errorType, attr.<name>, attr.<name>.<gte|lte|gt|lt>)",
                 "filter.status: 'nope' is not a status (running, paused, completed, failed, cancelled)",
             ],
         ),

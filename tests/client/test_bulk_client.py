@@ -94,7 +94,8 @@ async def test_bad_bodies_are_422_listing_every_problem_and_unknown_jobs_404(ser
     assert answer["error"]["details"] == [
         "variables: not taken by action signal",
         "signal: the signal's name is required for action signal",
-        "filter.nope: unknown (known: status, processID, processKey, startedAfter, startedBefore, errorType, attr.<name>, attr.<name>.<gte|lte|gt|lt>)",
+        "filter.nope: unknown (known: status, processID, processKey, startedAfter, startedBefore, errorType, "
+        "attr.<name>, attr.<name>.<gte|lte|gt|lt>)",
     ]
     status, answer = await _raw(server_url, {"action": "migrate", "ids": [1]})
     assert (status, answer["error"]["details"]) == (

@@ -50,6 +50,18 @@ async def test_the_list_shows_attributes_and_searches_by_them(
             await expect(page.locator(f'#executions tr[data-id="{ids[2]}"]')).to_be_visible()
             assert "search=" in await page.evaluate("location.hash")
 
+            # all that match the search, paused in bulk: the job's filter is the search's, one execution
+            await page.click("#bulk-all")
+            await expect(page.locator("#bulk-count")).to_contain_text("attr.customer=acme, attr.amount.gte=10")
+            await page.click("#bulk-do-pause")
+            await expect(page.locator("#bulk-confirm-text")).to_contain_text("Pause 1 execution")
+            await page.click("#bulk-confirm-yes")
+            await expect(page.locator("#bulk-status")).to_have_text("completed")
+            paused = await call(session, server, "GET", f"/executions/processes/{ids[2]}/status")
+            others = [await call(session, server, "GET", f"/executions/processes/{i}/status") for i in ids[:2]]
+            assert (paused["status"], [o["status"] for o in others]) == ("paused", ["running", "running"])
+
+            await page.evaluate("location.hash = '#/'")
             await page.fill("#filter-search", "attr.ghost=1")
             await page.press("#filter-search", "Enter")
             await expect(page.locator("#error")).to_contain_text("attr.ghost")

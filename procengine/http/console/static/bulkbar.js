@@ -35,11 +35,13 @@ function parseJson(text, what, empty) {
 }
 
 export class BulkBar {
-  /** `params`: the list's {status, process}, the filter "all that match" sends. */
-  constructor(params) {
+  /** `params`: the list's {status, process}, and `searched` its search field's [name, value] pairs: the filter
+   *  "all that match" sends (a bulk filter takes the list's query parameters as names). */
+  constructor(params, searched = []) {
     this.filter = {};
     if (params.status) this.filter.status = params.status;
     if (params.process) this.filter.processID = Number(params.process);
+    for (const [name, value] of searched) this.filter[name] = value;
     this.picked = new Set(); // a hand selection: executionIDs
     this.all = false; // all that match the filter
     this.action = null;
@@ -58,6 +60,9 @@ export class BulkBar {
     const parts = [];
     if (this.filter.status) parts.push(`status ${this.filter.status}`);
     if (this.filter.processID) parts.push(`process #${this.filter.processID}`);
+    for (const [name, value] of Object.entries(this.filter)) {
+      if (name !== 'status' && name !== 'processID') parts.push(`${name}=${value}`);
+    }
     return parts.length ? parts.join(', ') : 'every execution';
   }
 

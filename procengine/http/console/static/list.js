@@ -58,7 +58,9 @@ export class ListView {
     this.countNote = '';
     this.stream = null;
     this.stopped = false;
-    this.bulk = new BulkBar(this.params); // the selection and the bulk actions (bulkbar.js)
+    let searched = [];
+    try { searched = searchParams(this.params.search); } catch { /* the list says what is wrong with it */ }
+    this.bulk = new BulkBar(this.params, searched); // the selection and the bulk actions (bulkbar.js)
   }
 
   async start() {
