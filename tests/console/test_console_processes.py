@@ -99,6 +99,10 @@ async def test_the_processes_page(redis_server: RedisServer, prefix: str, browse
         await expect(problem).to_have_attribute("data-status", "422")
         await expect(problem.locator(".problem-details li").first).to_contain_text("variables")
         await page.fill("#start-variables", '{"amount": 21.5}')
+        await page.fill("#start-attributes", '{"ghost": 1}')  # a search attribute the version does not declare
+        await page.click("#start-submit")
+        await expect(problem.locator(".problem-details li").first).to_contain_text("attributes.ghost")
+        await page.fill("#start-attributes", "")
         await page.fill("#start-key", "order-77")
         await page.click("#start-submit")
         await expect(problem).to_be_hidden()

@@ -1,8 +1,8 @@
 // The Processes page (#/processes, #/processes/{processID}): every definition of the tenant with its versions, how
 // many executions of each version are in each status (each count links to the list filtered so), and for the version
 // picked its graph (graph.js, as on the execution page), Deprecate / Undeprecate, Delete (a version no stored
-// execution uses), and a Start form: variables as JSON (the server's 422 problems shown under the field) and an
-// optional idempotency key. The counts follow the status event stream (read again at most once a second).
+// execution uses), and a Start form: variables and search attributes as JSON (the server's 422 problems shown under
+// the fields) and an optional idempotency key. The counts follow the status event stream (read again at most once a second).
 
 import { ApiError, api, apiAnswer, processCache } from './api.js';
 import { Graph } from './graph.js';
@@ -243,16 +243,16 @@ export class ProcessesView {
     fillProblem(box, null);
     $('start-result').replaceChildren();
     if (!item) return;
-    const text = $('start-variables').value.trim();
-    let variables = {};
-    if (text) {
+    const body = { processID: item.processID };
+    for (const [field, name] of [['variables', 'variables'], ['attributes', 'search attributes']]) {
+      const text = $(`start-${field}`).value.trim();
+      if (!text) continue;
       try {
-        variables = JSON.parse(text);
+        body[field] = JSON.parse(text);
       } catch (error) {
-        return fillProblem(box, `the variables are not JSON: ${error.message}`);
+        return fillProblem(box, `the ${name} are not JSON: ${error.message}`);
       }
     }
-    const body = { processID: item.processID, variables };
     const key = $('start-key').value.trim();
     if (key) body.idempotencyKey = key;
     let answer;
