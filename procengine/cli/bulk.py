@@ -39,6 +39,13 @@ ACTIONS: Final = {
 JOB_VERBS: Final = ("show", "list", "undo", "stop", "go-on", "abort")
 """Words about a job: show, list, undo; stop, go-on and abort pause, resume and cancel the job itself."""
 _STEER: Final = {"stop": "bulk_pause", "go-on": "bulk_resume", "abort": "bulk_cancel"}
+_TEXT_FILTERS: Final = {
+    "process_key": "processKey",
+    "started_after": "startedAfter",
+    "started_before": "startedBefore",
+    "error_type": "errorType",
+}
+"""The filter flags that are texts -> the filter's names (the list's query parameters)."""
 POLL_S: Final = 0.25
 ENDED: Final = ("completed", "cancelled", "failed")
 
@@ -65,6 +72,17 @@ def add_bulk_arguments(parser: argparse.ArgumentParser) -> None:
         "--status", choices=("running", "paused", "completed", "failed", "cancelled"), help="executions in it"
     )
     parser.add_argument("--process-id", metavar="N", type=positive_int, help="executions of this processID")
+    parser.add_argument("--process-key", metavar="KEY", help="executions of any version of this process")
+    parser.add_argument(
+        "--attr",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a search attribute equals VALUE, or NAME.gte=VALUE (.gt, .lte, .lt); as `list --attr` (repeatable)",
+    )
+    parser.add_argument("--started-after", metavar="TIME", help="executions started at or after TIME (ISO-8601)")
+    parser.add_argument("--started-before", metavar="TIME", help="executions started before TIME (ISO-8601)")
+    parser.add_argument("--error-type", metavar="TYPE", help="failed executions whose error has this type")
     parser.add_argument("--ids", metavar="1,2,3", type=_ids, help="these executions instead of a filter")
     parser.add_argument("--dry-run", action="store_true", help="how many match and a sample; nothing is touched")
     parser.add_argument("--max-per-second", metavar="N", type=positive_int, help="at most N executions a second")
@@ -85,7 +103,7 @@ def add_bulk_arguments(parser: argparse.ArgumentParser) -> None:
 async def run_bulk(client: AsyncClient, args: argparse.Namespace, output: Output) -> int:
     from procengine.api.bulk_views import BulkDryRun
     from procengine.cli.exit_codes import EXIT_FAILED, EXIT_OK
-    from procengine.cli.inputs import InputError, parse_json, parse_mapping, parse_variables
+    from procengine.cli.inputs import InputError, parse_attribute_filters, parse_json, parse_mapping, parse_variables
 
     if args.what in JOB_VERBS:
         return await _about_job(client, args, output)
@@ -96,8 +114,14 @@ async def run_bulk(client: AsyncClient, args: argparse.Namespace, output: Output
         wanted["status"] = args.status
     if args.process_id is not None:
         wanted["processID"] = args.process_id
+    for flag, name in _TEXT_FILTERS.items():
+        if getattr(args, flag) is not None:
+            wanted[name] = getattr(args, flag)
+    for name, value in parse_attribute_filters(args.attr).items():
+        ranges = value if isinstance(value, dict) else {"": value}
+        wanted.update({f"attr.{name}" + (f".{op}" if op else ""): given for op, given in ranges.items()})
     if args.ids is None and not wanted:
-        raise InputError(f"bulk {args.what}: say which executions: --status, --process-id, or --ids")
+        raise InputError(f"bulk {args.what}: say which executions: a filter (--status, --attr, ...), or --ids")
     patch = parse_variables(args.var, args.vars_file) if args.var or args.vars_file else None
     answer = await client.bulk(
         ACTIONS[args.what],

@@ -80,8 +80,8 @@ class Catalog:
         self, tenant: str, process_id: int | None, process_key: str | None, *, check: bool = True
     ) -> StoredProcess:
         """The version a start names (by processID, or its key's latest), and with `check` whether it may be started
-        now (`check_startable`); a start with an idempotency key checks after its key is claimed, so that a repeat
-        of a start made before a deprecation still answers its execution."""
+        now (`check_startable`); a start with an idempotency key reads that before it claims its key and refuses after,
+        so that a repeat of a start made before a deprecation still answers its execution."""
         if process_id is None and process_key is None:
             raise ValidationFailed("start needs a process", ["give processID or processKey"])
         by_key = process_id is None

@@ -403,6 +403,10 @@ class Node(StepControls, TimeTravel, BulkOperations):
         self._start_attributes(request, process)
         child = child_key is not None
         key = child_key if child else request.idempotencyKey
+        # read before the claim (a node that dies between claim and bind holds the key until the claim lapses: that
+        # window is kept to the id's round trip); a refusal waits for the claim, so that a repeat of a start made
+        # before its version was deprecated answers its execution
+        [problem] = await self.catalog.unstartable_many(caller.tenant, [(stored, request.processID is None)])
         claim: str | None = None
         if key is not None:  # before the ids: a repeat creates nothing, so it takes no id (ids have no gaps)
             found = await self.idempotent.claim(caller.tenant, key, child=child)
@@ -410,8 +414,8 @@ class Node(StepControls, TimeTravel, BulkOperations):
                 return found, False
             claim = found
         try:
-            # after the claim: a repeat of a start made before its version was deprecated answers its execution
-            await self.catalog.check_startable(caller.tenant, stored, by_key=request.processID is None)
+            if problem is not None:
+                raise problem
             execution_id, first_thread = await self.store.allocate_ids(len(process.threads))
             self.health.issued(execution_id)
             if key is not None and claim is not None:

@@ -83,6 +83,22 @@ def test_bulk_migrate(server_url: str, run: Run, tmp_path: Path) -> None:
     assert run("bulk", "migrate", "--ids", "1", "--map", "approve").code == 2  # OLD=NEW
 
 
+def test_bulk_takes_the_lists_filters(server_url: str, run: Run, tmp_path: Path) -> None:
+    # given two executions of a definition with a search attribute, one of each customer
+    definition = tmp_path / "customers.json"
+    definition.write_text(json.dumps({**WAITS, "key": "bulk-attrs", "attributes": {"customer": "keyword"}}))
+    assert run("register", definition).code == 0
+    for customer in ("acme", "globex"):
+        assert run("start", "bulk-attrs", "--attr", f'customer="{customer}"').code == 0
+    # when a dry run names an attribute, the process key and a start time
+    dry = run("bulk", "cancel", "--attr", "customer=acme", "--process-key", "bulk-attrs", "--started-after",
+              "2000-01-01T00:00:00Z", "--dry-run")  # fmt: skip
+    # then it counts the one execution of that customer
+    assert dry.code == 0, dry.err
+    assert dry.out.startswith("dry run: cancel would act on 1 executions")
+    assert run("bulk", "cancel", "--attr", "customer", "--dry-run").code == 2  # NAME=VALUE
+
+
 def test_bulk_misuse_is_exit_2(server_url: str, run: Run) -> None:
     assert run("bulk", "pause").code == 2  # which executions?
     assert run("bulk", "show").code == 2  # which job?
