@@ -97,6 +97,14 @@ class PayloadTooLarge(ProcEngineError):
     code = "PAYLOAD_TOO_LARGE"
 
 
+class NotHeldByJob(ProcEngineError):
+    """A bulk pause's undo finds an execution its pause no longer holds (resumed since, paused again by another): left
+    alone, counted as refused with this reason (node/bulk_items.py); never an answer to a request of its own."""
+
+    status = 409
+    code = "NOT_HELD_BY_JOB"
+
+
 class InvalidTransition(ProcEngineError):
     """The execution's current status does not allow the requested transition."""
 

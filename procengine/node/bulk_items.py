@@ -33,6 +33,7 @@ from procengine.api.views import (
 from procengine.errors import (
     InvalidTransition,
     NotFound,
+    NotHeldByJob,
     PayloadTooLarge,
     ProcEngineError,
     StateCorrupted,
@@ -193,26 +194,20 @@ def unavailable(action: str) -> str | None:
     return f"{action} is not available yet" if ACTIONS.get(action) is None else None
 
 
-class _NotPausedByJob(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 async def _still_paused_by(engine: BulkEngine, caller: Caller, execution_id: int, job_id: int) -> None:
     """An execution a bulk pause paused, and that has stayed paused since that pause: its pausedAt is the one the
     pause answered. One resumed by hand (running, or final) or paused again since (by hand or another job) is left
     alone. Read just before the resume: one resumed and paused again between the read and the resume is resumed."""
     recorded = await engine.paused_by_job(caller.tenant, job_id, execution_id)
     if recorded is None:
-        raise _NotPausedByJob(f"not paused by job {job_id}")
+        raise NotHeldByJob(f"not paused by job {job_id}")
     fields = await engine.execution_fields(caller, execution_id, ["status", "pausedAt", PAUSED_BY_BULK])
     if not fields:
         raise NotFound(f"execution {execution_id} not found")
     if fields.get("status") != Status.PAUSED.value:
-        raise _NotPausedByJob(f"resumed since (execution is {fields.get('status')})")
+        raise NotHeldByJob(f"resumed since (execution is {fields.get('status')})")
     if fields.get("pausedAt") != recorded or fields.get(PAUSED_BY_BULK) != str(job_id):
-        raise _NotPausedByJob("paused again since")
+        raise NotHeldByJob("paused again since")
 
 
 async def apply_item(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> ItemOutcome:
@@ -229,8 +224,8 @@ async def apply_item(engine: BulkEngine, caller: Caller, execution_id: int, job:
             return ItemOutcome(execution_id, "refused", f"execution is {exc.current_status}")
         except NotFound:
             return ItemOutcome(execution_id, "refused", "not found")
-        except _NotPausedByJob as exc:
-            return ItemOutcome(execution_id, "refused", exc.reason)
+        except NotHeldByJob as exc:
+            return ItemOutcome(execution_id, "refused", exc.message)
         except StateCorrupted:
             return ItemOutcome(execution_id, "refused", "state corrupted")
         except (ValidationFailed, PayloadTooLarge) as exc:

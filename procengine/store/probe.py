@@ -6,9 +6,10 @@ command then waits for `redis_timeout_s` on every try. The front door does not s
 engine's own writes and the blocking reads of event streams need; it asks this probe instead whenever a request
 is slow, and answers 503 when the probe says Redis is silent.
 
-Silence is counted in the probe's own time, not the wall clock's: a process starved of CPU (a loaded machine, a
-loop busy with a large batch) wakes late, and a PING whose answer sits unread in the socket must not be taken for
-a Redis that said nothing. The wait runs in slices of SLICE_S and a slice that woke late counts as one slice.
+Silence is the time the loop could have read an answer and found none: the loop's own work (a large batch's
+encoding, a garbage collection) does not count, as the PONG may sit unread in the socket meanwhile. The wait runs
+in slices of SLICE_S; each counts its wall time less the CPU time this thread spent in it (`time.thread_time`). A
+hung Redis beside an idle loop is found within the timeout; a busy loop is not taken for a silent Redis.
 """
 
 from __future__ import annotations
@@ -58,19 +59,16 @@ class StoreProbe:
     async def _ping(self) -> bool:
         ping = asyncio.ensure_future(self._redis.ping())
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
-        second_look = True
+        waited = 0.0
         try:
-            while True:
-                woke = loop.time() + SLICE_S
+            while waited < self.timeout_s:
+                started, cpu = loop.time(), time.thread_time()
                 await asyncio.wait((ping,), timeout=SLICE_S)
                 if ping.done():
                     return not ping.cancelled() and ping.exception() is None and bool(ping.result())
-                now = loop.time()
-                if now >= deadline:
-                    if not (second_look and now - woke > SLICE_S):
-                        return False  # unreachable, timed out, refused: silent all the same
-                    second_look = False  # it woke late: its PONG may be in the socket, unread: one more slice
+                # the slice's time the loop could have read an answer: not what its own work took
+                waited += max(0.0, (loop.time() - started) - (time.thread_time() - cpu))
+            return False  # unreachable, timed out, refused: silent all the same
         finally:
             ping.cancel()  # redis-py drops a connection whose command is cancelled
             await asyncio.gather(ping, return_exceptions=True)

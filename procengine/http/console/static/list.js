@@ -69,6 +69,8 @@ export class ListView {
     $('filter-status').value = this.params.status;
     $('filter-limit').value = String(this.params.limit);
     $('filter-search').value = this.params.search;
+    // the rows of the view before (a refresh, other filters) go at once: a row ticked there would not be this one's
+    $('executions').tBodies[0].replaceChildren();
     // Status changes from now on; what they change is applied once the counts and the page are read.
     this.stream = new EventStream('/executions/events', {
       onEvent: (event) => this.onStatusEvent(event),
