@@ -20,7 +20,7 @@ from procengine.api.bulk_views import (
 )
 from procengine.http.body import read_model, read_optional_model
 from procengine.http.context import caller, engine
-from procengine.http.params import PageSize, path_id, read_query
+from procengine.http.params import NumberedPageQuery, PageSize, path_id, read_query
 from procengine.http.responses import ok
 from procengine.http.spec import BASE_PATH, RouteSpec
 
@@ -29,17 +29,8 @@ __all__ = ["BULK_ROUTES", "BulkItemsQuery", "BulkJobsQuery"]
 _B = BASE_PATH + "/bulk-operations"
 
 
-class BulkJobsQuery(BaseModel):
+class BulkJobsQuery(NumberedPageQuery):
     """`GET …/bulk-operations?limit=&cursor=`: the tenant's jobs, newest first."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-    limit: PageSize = Field(default=50, description="Page size.")
-    cursor: str | None = Field(
-        default=None,
-        pattern=r"^[0-9]{1,19}$",
-        description="`nextCursor` of the previous page (give it back as it came).",
-    )
 
 
 class BulkItemsQuery(BaseModel):

@@ -24,6 +24,7 @@ __all__ = [
     "ElementsQuery",
     "EventsQuery",
     "ExecutionQuery",
+    "NumberedPageQuery",
     "ReasonQuery",
     "checkpoint_seq",
     "element_key",
@@ -124,8 +125,8 @@ class ElementsQuery(BaseModel):
     )
 
 
-class CheckpointsQuery(BaseModel):
-    """`GET …/{id}/checkpoints?limit=&cursor=`: a page of the kept checkpoints, newest first."""
+class NumberedPageQuery(BaseModel):
+    """`?limit=&cursor=` of a list whose cursor is a number this API gave (the checkpoints, the bulk jobs)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
@@ -135,6 +136,10 @@ class CheckpointsQuery(BaseModel):
         pattern=r"^[0-9]{1,19}$",
         description="`nextCursor` of the previous page (opaque: give it back as it came).",
     )
+
+
+class CheckpointsQuery(NumberedPageQuery):
+    """`GET …/{id}/checkpoints?limit=&cursor=`: a page of the kept checkpoints, newest first."""
 
 
 class ReasonQuery(BaseModel):
