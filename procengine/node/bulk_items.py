@@ -10,6 +10,7 @@ Two seams for the work that lands beside this one:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -313,6 +314,5 @@ def _execution_filter(wanted: dict[str, Any]) -> ExecutionFilter:
 
 
 def _as_text(value: str | float | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+    """A filter value as the list's query would carry it: a text as it is, a number or a boolean as JSON writes it."""
+    return value if isinstance(value, str) else json.dumps(value)
