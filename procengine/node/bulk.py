@@ -27,7 +27,7 @@ from procengine.api.bulk_views import (
 )
 from procengine.api.service import Caller
 from procengine.errors import InvalidTransition, NotFound, ValidationFailed
-from procengine.node.bulk_items import BulkEngine, matching_ids, unavailable
+from procengine.node.bulk_items import BulkEngine, matching_ids
 from procengine.node.bulk_runner import Ended, JobRunner
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso
@@ -359,8 +359,6 @@ def _problems(request: BulkRequest) -> list[str]:
     problems: list[str] = []
     if (request.filter is None) == (request.ids is None):
         problems.append("filter, ids: give exactly one of them")
-    if why := unavailable(request.action):
-        problems.append(f"action: {why}")
     takes = FIELDS_FOR.get(request.action, ())
     for name in ("signal", "payload", "variables", "version", "mapping"):
         given = getattr(request, name) is not None

@@ -1,10 +1,9 @@
 """What a bulk operation does to each execution: the same call as the action's single form, through the node service
 (so it is forwarded to the execution's owner, fenced and audited as that form is), and what its answer counts as.
 
-Two seams for the work that lands beside this one:
-- `matching_ids` is the ONE place the executions a filter matches are found, page by page (today the list query of
-  `GET …/executions/processes`: status, processID); a richer filter replaces its body.
-- `unavailable` is the one place an action the node cannot run is refused (422): none is, today.
+`matching_ids` is the one place the executions a filter matches are found, page by page: the list query of `GET
+…/executions/processes` with the whole of its filter (attributes, start times, error type, process key), so a job
+refuses what the list refuses.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ from procengine.statuses import Status
 from procengine.store.bulk_jobs import ItemOutcome
 from procengine.store.executions import PAUSED_BY_BULK
 
-__all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "matching_ids", "unavailable"]
+__all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "matching_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +178,7 @@ async def _migrate(engine: BulkEngine, caller: Caller, execution_id: int, job: J
     return ""
 
 
-ACTIONS: Final[dict[str, ItemCall | None]] = {
+ACTIONS: Final[dict[str, ItemCall]] = {
     "pause": _pause,
     "resume": _resume,
     "cancel": _cancel,
@@ -188,11 +187,6 @@ ACTIONS: Final[dict[str, ItemCall | None]] = {
     "edit-variables": _edit,
     "migrate": _migrate,
 }
-
-
-def unavailable(action: str) -> str | None:
-    """Why a bulk `action` cannot be run now (None: it can); the one place a 422 for it is phrased."""
-    return f"{action} is not available yet" if ACTIONS.get(action) is None else None
 
 
 async def _still_paused_by(engine: BulkEngine, caller: Caller, execution_id: int, job_id: int) -> None:
@@ -216,8 +210,8 @@ async def apply_item(engine: BulkEngine, caller: Caller, execution_id: int, job:
     the tenant's (404) or the action does not fit it (422, 413); failed when it cannot be reached after a few
     tries, or anything else goes wrong (one bad item never stops the job)."""
     call = ACTIONS.get(job.action)
-    if call is None:
-        return ItemOutcome(execution_id, "failed", unavailable(job.action) or "")
+    if call is None:  # a job's hash naming no action of this version (the API takes none other)
+        return ItemOutcome(execution_id, "failed", f"unknown action {job.action[:50]!r}")
     for attempt in range(ITEM_ATTEMPTS):
         try:
             paused_at = await call(engine, caller, execution_id, job)
