@@ -7,9 +7,12 @@ engine's own writes and the blocking reads of event streams need; it asks this p
 is slow, and answers 503 when the probe says Redis is silent.
 
 Silence is the time the loop could have read an answer and found none: the loop's own work (a large batch's
-encoding, a garbage collection) does not count, as the PONG may sit unread in the socket meanwhile. The wait runs
-in slices of SLICE_S; each counts its wall time less the CPU time this thread spent in it (`time.thread_time`). A
-hung Redis beside an idle loop is found within the timeout; a busy loop is not taken for a silent Redis.
+encoding, a garbage collection) does not count, as the PONG may sit unread in the socket meanwhile, and neither
+does the time the machine ran other processes instead of this one. The wait runs in slices of SLICE_S, each one
+trip of the loop through its poll of the sockets; a slice counts its wall time less the CPU time this thread
+spent in it (`time.thread_time`), and never more than SLICE_S, so that the timeout takes at least
+timeout / SLICE_S polls in which an answer could have been read. A hung Redis beside an idle loop is found within
+the timeout; a busy loop, or one on a crowded machine, is not taken for a silent Redis.
 """
 
 from __future__ import annotations
@@ -66,8 +69,10 @@ class StoreProbe:
                 await asyncio.wait((ping,), timeout=SLICE_S)
                 if ping.done():
                     return not ping.cancelled() and ping.exception() is None and bool(ping.result())
-                # the slice's time the loop could have read an answer: not what its own work took
-                waited += max(0.0, (loop.time() - started) - (time.thread_time() - cpu))
+                # the slice's time the loop could have read an answer: not what its own work took, and at most
+                # one slice per poll (a process the machine did not run for a while had no chance to read)
+                idle = (loop.time() - started) - (time.thread_time() - cpu)
+                waited += min(SLICE_S, max(0.0, idle))
             return False  # unreachable, timed out, refused: silent all the same
         finally:
             ping.cancel()  # redis-py drops a connection whose command is cancelled

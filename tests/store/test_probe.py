@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Any, cast
 
-import pytest
 from redis.asyncio import Redis
 
 from procengine.store.probe import StoreProbe
@@ -44,7 +43,6 @@ async def test_an_answer_within_the_timeout_is_heard() -> None:
     assert not probe.silent
 
 
-@pytest.mark.alone  # timing-bound: another process's load is the OS's delay, which counts as silence by design
 async def test_a_busy_loop_does_not_take_an_answer_it_has_not_read_for_silence() -> None:
     # given a Redis that answers within 30 ms, and a loop busy with its own work for twice the probe's timeout
     probe = _probe(_Server(delay_s=0.03), timeout_s=0.2)
@@ -60,5 +58,23 @@ async def test_a_busy_loop_does_not_take_an_answer_it_has_not_read_for_silence()
     answered = await probe.answers()
     await hogging
     # then the loop's own work does not count as silence: the answer is read, Redis is not called silent
+    assert answered
+    assert not probe.silent
+
+
+async def test_a_process_the_machine_did_not_run_does_not_take_that_time_for_silence() -> None:
+    # given a Redis that answers within 30 ms, and a loop thread that gets no CPU for twice the probe's timeout
+    # (a crowded machine: a blocking sleep spends wall time and no CPU time, as a descheduled thread does)
+    probe = _probe(_Server(delay_s=0.03), timeout_s=0.2)
+
+    async def descheduled() -> None:
+        await asyncio.sleep(0)
+        time.sleep(0.4)  # noqa: ASYNC251 - the point: the loop's thread runs nothing, as if not scheduled
+
+    stalling: asyncio.Task[Any] = asyncio.create_task(descheduled())
+    # when the probe asks across that stall
+    answered = await probe.answers()
+    await stalling
+    # then the stall counts as one poll at most: the answer is read on the next ones, Redis is not called silent
     assert answered
     assert not probe.silent
