@@ -260,6 +260,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
         with store_errors():
             await self.redis.hset(self.keys.statuses, mapping={s.value: s.id for s in Status})
         await self.health.start()
+        await self.probe.open()
         gc_pause = self.metrics.gc_pause
         self._stop_gc_watch = observe_pauses(lambda generation, s: gc_pause.labels(str(generation)).observe(s))
         self._background = [

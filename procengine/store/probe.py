@@ -6,6 +6,11 @@ command then waits for `redis_timeout_s` on every try. The front door does not s
 engine's own writes and the blocking reads of event streams need; it asks this probe instead whenever a request
 is slow, and answers 503 when the probe says Redis is silent.
 
+The PING goes over a connection of the probe's own, taken from the pool at `open()` and kept: a slow request is
+often one that holds many of the pool's connections (a batch of 1,000 starts), and a PING queued behind them for a
+free connection measured the pool, not Redis. (A Redis Cluster client has no one connection to keep; its PING
+shares the cluster's pools.)
+
 Silence is the time the loop could have read an answer and found none: the loop's own work (a large batch's
 encoding, a garbage collection) does not count, as the PONG may sit unread in the socket meanwhile, and neither
 does the time the machine ran other processes instead of this one. The wait runs in slices of SLICE_S, each one
@@ -18,9 +23,11 @@ the timeout; a busy loop, or one on a crowded machine, is not taken for a silent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 __all__ = ["SLICE_S", "StoreProbe"]
 
@@ -33,7 +40,8 @@ class StoreProbe:
     while it is out, and its answer reused for `keep_s`, so that a hundred slow requests cost one PING."""
 
     def __init__(self, redis: Redis, *, timeout_s: float, keep_s: float) -> None:
-        self._redis = redis
+        # redis-py's single-connection client: the same pool, one connection held from the first command on
+        self._redis = redis.client() if isinstance(redis, Redis) else redis
         self.timeout_s = timeout_s
         self._keep_s = keep_s
         self._pending: asyncio.Task[bool] | None = None
@@ -54,10 +62,19 @@ class StoreProbe:
         # shielded: one caller giving up (its request ended) must not cancel the PING the others wait for
         return await asyncio.shield(self._pending)
 
+    async def open(self) -> None:
+        """Take the probe's connection now, while the pool has one free (a node's start): a Redis that does not
+        answer yet is no error here, the first PING takes one then."""
+        if isinstance(self._redis, Redis):
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.initialize()
+
     async def aclose(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
             await asyncio.gather(self._pending, return_exceptions=True)
+        if isinstance(self._redis, Redis):
+            await self._redis.aclose(close_connection_pool=False)  # gives the connection back to the pool
 
     async def _ping(self) -> bool:
         ping = asyncio.ensure_future(self._redis.ping())

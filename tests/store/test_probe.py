@@ -6,8 +6,10 @@ import asyncio
 import time
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
+from procengine.store.connection import connect
+from procengine.store.embedded import RedisServer
 from procengine.store.probe import StoreProbe
 
 
@@ -78,3 +80,24 @@ async def test_a_process_the_machine_did_not_run_does_not_take_that_time_for_sil
     # then the stall counts as one poll at most: the answer is read on the next ones, Redis is not called silent
     assert answered
     assert not probe.silent
+
+
+async def test_a_pool_whose_every_connection_is_busy_does_not_delay_the_ping(redis_server: RedisServer) -> None:
+    # given a client whose pool has two connections, and a probe that took one at its start
+    client = connect(redis_server.url, timeout_s=5.0, retries=0)
+    pool = cast(BlockingConnectionPool, client.connection_pool)
+    pool.max_connections = 2
+    probe = StoreProbe(client, timeout_s=0.2, keep_s=0.0)
+    await probe.open()
+    # when every other connection is out, held by slow work (a batch of starts), so a command waits for a free one
+    held = await pool.get_connection()
+    try:
+        started = time.monotonic()
+        answered = await probe.answers()
+        # then the PING goes over the probe's own connection: answered at once, Redis is not called silent
+        assert answered
+        assert time.monotonic() - started < 0.2
+    finally:
+        await pool.release(held)
+        await probe.aclose()
+        await client.aclose()
