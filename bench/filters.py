@@ -4,7 +4,7 @@ page (issue 23).
 procengine: `procengine serve` in its own process. A definition that declares the attribute `customer` (keyword)
 is registered and one real execution of it is started over the front door and left to complete; its execution
 hash is then copied to 100,000 ids with their index entries exactly as the engine writes them (key names from
-procengine.store.keys, index edits from procengine.store.indexes and procengine.store.search), as bench/listing.py
+procengine.store.keys, index edits from procengine.store.indexes and procengine.store.search) by bench/copies.py
 does: the list reads hashes and indexes only, so copies read as real ones. Each copy has `customer` = one of 10
 values, a start time 10 ms after the one before, and one in three is `failed` (the others `completed`). Then
 `GET .../executions/processes?status=failed&attr.customer=c3&startedAfter=<the newest quarter>&limit=50` and the
@@ -17,11 +17,11 @@ and checks the status and the start time of each batch of its ids with one ZMSCO
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from bench.common import Context, Figure, Serve, chain_definition, percentile
-from bench.loadgen import BASE, Request, Run, close_all, closed_loop, pool, register, start_executions
+from bench.common import Context, Figure, Serve, chain_definition
+from bench.copies import Copy, completed_hash, list_pages, page_ms, write_copies
+from bench.loadgen import Run, close_all, pool, register, start_executions
 from procengine.runtime.clock import iso, parse_iso
 from procengine.store import indexes, search
 from procengine.store.indexes import Indexed
@@ -46,19 +46,19 @@ async def run(ctx: Context) -> list[Figure]:
         try:
             process_id = await register(clients[0], definition)
             [first] = await start_executions(clients, process_id, 1, {"counter": 0})
-            template = await _completed(ctx, first)
+            template = await completed_hash(ctx, PREFIX, first)
         finally:
             await close_all(clients)
         since = await _seed(ctx, template, process_id, first, total)
         query = f"status=failed&attr.customer=c3&startedAfter={since}&limit={PAGE}"
         filtered, unfiltered = Run(0.0), Run(0.0)
         for _ in range(ROUNDS):  # alternated, so that a burst of load elsewhere falls on both alike
-            _merge(filtered, await _pages(serve.url, seconds / ROUNDS, query))
-            _merge(unfiltered, await _pages(serve.url, seconds / ROUNDS, f"limit={PAGE}"))
+            _merge(filtered, await list_pages(serve.url, CONNECTIONS, seconds / ROUNDS, query))
+            _merge(unfiltered, await list_pages(serve.url, CONNECTIONS, seconds / ROUNDS, f"limit={PAGE}"))
     for label, r in (("filtered", filtered), ("unfiltered", unfiltered)):
         if r.errors or r.ok == 0:
             raise RuntimeError(f"{label}: {r.errors} errors, {r.ok} ok: {r.error_samples}")
-    p99, base = _ms(filtered, 99), _ms(unfiltered, 99)
+    p99, base = page_ms(filtered, 99), page_ms(unfiltered, 99)
     return [
         Figure(
             name="list page filtered on status + attribute + time p99",
@@ -72,27 +72,12 @@ async def run(ctx: Context) -> list[Figure]:
             notes=(
                 f"{total:,} executions, {CUSTOMERS} customers, 1 in 3 failed, the newest quarter by start time; "
                 f"pages of {PAGE}, {CONNECTIONS} connections, {seconds:g}s each in {ROUNDS} alternating windows; "
-                f"p50 {_ms(filtered, 50):.2f} vs {_ms(unfiltered, 50):.2f} ms; "
+                f"p50 {page_ms(filtered, 50):.2f} vs {page_ms(unfiltered, 50):.2f} ms; "
                 f"{filtered.per_second:,.0f} vs {unfiltered.per_second:,.0f} pages/s"
             ),
             details={"executions": total, "page": PAGE, "query": query},
         )
     ]
-
-
-async def _completed(ctx: Context, execution_id: int) -> dict[bytes, bytes]:
-    """The execution hash of the real execution, once it has completed (woken by each entry of its log)."""
-    redis = ctx.client()
-    keys = Keys(PREFIX).execution(execution_id)
-    last = "0-0"
-    try:
-        async with asyncio.timeout(30):
-            while (found := await redis.hgetall(keys.execution)).get(b"status") != b"completed":
-                for _, entries in await redis.xread({keys.log: last}, block=1000) or []:
-                    last = entries[-1][0]
-        return found
-    finally:
-        await redis.aclose()
 
 
 async def _seed(ctx: Context, template: dict[bytes, bytes], process_id: int, first: int, total: int) -> str:
@@ -101,41 +86,26 @@ async def _seed(ctx: Context, template: dict[bytes, bytes], process_id: int, fir
     keys = Keys(PREFIX)
     started = parse_iso(template[b"startedAt"].decode())
     error = '{"element":"s01","error":"no","type":"Declined","attempts":1}'
-    redis = ctx.client()
-    try:
-        for chunk in range(first + 1, first + total, 5000):
-            async with redis.pipeline(transaction=False) as pipe:
-                for execution_id in range(chunk, min(chunk + 5000, first + total)):
-                    status = "failed" if execution_id % 3 == 0 else "completed"
-                    attributes = {"customer": ["keyword", f"c{execution_id % CUSTOMERS}"]}
-                    at = started + (execution_id - first) * SPACING_MS
-                    fields: dict[Any, Any] = {
-                        **template,
-                        b"status": status,
-                        b"startedAt": iso(at),
-                        b"attributes": search.encode_attributes(attributes),
-                    }
-                    if status == "failed":
-                        fields[b"error"] = error
-                    pipe.hset(keys.execution(execution_id).execution, mapping=fields)
-                    edits = indexes.created(keys, Indexed("default", execution_id, process_id), status)
-                    edits += search.created(keys, "default", execution_id, at, attributes)
-                    if status == "failed":
-                        edits += search.written(keys, execution_id, {"tenant": "default"}, {"status": "failed"})
-                    for op in edits:
-                        pipe.execute_command(op.command, op.key, *op.args)
-                await pipe.execute()
-        await redis.set(keys.sequence("execution"), first + total)
-    finally:
-        await redis.aclose()
+
+    def copy(execution_id: int) -> Copy:
+        status = "failed" if execution_id % 3 == 0 else "completed"
+        attributes = {"customer": ["keyword", f"c{execution_id % CUSTOMERS}"]}
+        at = started + (execution_id - first) * SPACING_MS
+        fields: dict[Any, Any] = {
+            **template,
+            b"status": status,
+            b"startedAt": iso(at),
+            b"attributes": search.encode_attributes(attributes),
+        }
+        edits = indexes.created(keys, Indexed("default", execution_id, process_id), status)
+        edits += search.created(keys, "default", execution_id, at, attributes)
+        if status == "failed":
+            fields[b"error"] = error
+            edits += search.written(keys, execution_id, {"tenant": "default"}, {"status": "failed"})
+        return fields, edits
+
+    await write_copies(ctx, PREFIX, first, total, copy)
     return iso(started + (total * 3 // 4) * SPACING_MS)
-
-
-async def _pages(url: str, seconds: float, query: str) -> Run:
-    def make(_: int) -> Request:
-        return ("GET", f"{BASE}/executions/processes?{query}", None)
-
-    return await closed_loop(url, CONNECTIONS, seconds, make)
 
 
 def _merge(into: Run, run: Run) -> None:
@@ -145,7 +115,3 @@ def _merge(into: Run, run: Run) -> None:
     into.error_samples += run.error_samples
     for label, latencies in run.latencies_s.items():
         into.latencies_s.setdefault(label, []).extend(latencies)
-
-
-def _ms(run: Run, q: float) -> float:
-    return 1000 * percentile(run.latencies_s.get("GET", []), q)
