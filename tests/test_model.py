@@ -48,8 +48,8 @@ from redis.exceptions import ConnectionError as RedisGone
 
 from procengine.api.views import ControlRequest, LogEntry, StartRequest, StepResult
 from procengine.client import Client
-from procengine.client.async_client import NO_OUTPUT
 from procengine.client.errors import ConnectionFailed, InvalidTransition, NotFound, Unavailable, ValidationError
+from procengine.client.repair import NO_OUTPUT
 from procengine.errors import InvalidTransition as Refused
 from procengine.node.node import Node
 from procengine.settings import Settings

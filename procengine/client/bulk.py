@@ -8,11 +8,9 @@ engine.bulk_undo(job.jobID)            # resume exactly what it paused and still
 
 from __future__ import annotations
 
-import json
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pydantic
 from pydantic import BaseModel
 
 from procengine.api.bulk_views import (
@@ -24,12 +22,10 @@ from procengine.api.bulk_views import (
     BulkRequest,
     BulkSteerRequest,
 )
-from procengine.api.problems import problems as listed_problems
-from procengine.client.errors import ValidationError
+from procengine.client.transport import AsyncTransport, dump, request_body
 
 __all__ = ["AsyncBulk", "Bulk"]
 
-M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 _BULK = "/bulk-operations"
 ENDED = ("completed", "cancelled", "failed")
@@ -37,39 +33,17 @@ ENDED = ("completed", "cancelled", "failed")
 
 
 def _body(model: type[BaseModel], value: dict[str, Any]) -> bytes:
-    """Checked here by the model the server checks it with, refused as the server would (422 listing each
-    problem); sent with only the fields given."""
-    try:
-        model.model_validate(value)
-    except pydantic.ValidationError as exc:
-        problems = listed_problems(exc, value)
-        raise ValidationError(f"request body is invalid: {len(problems)} problem(s)", problems) from None
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("the value cannot be sent as JSON", [str(exc)]) from None
+    """Checked here by the model the server checks it with, refused as the server would; sent with only the
+    fields given."""
+    request_body(model, value)
+    return dump(value)
 
 
 def _page(limit: int | None, cursor: str | None) -> dict[str, str]:
     return {name: str(value) for name, value in {"limit": limit, "cursor": cursor}.items() if value is not None}
 
 
-class AsyncBulk:
-    if TYPE_CHECKING:
-
-        async def _data(
-            self,
-            method: str,
-            path: str,
-            model: type[M],
-            *,
-            body: bytes | None = None,
-            content_type: str = ...,
-            params: Mapping[str, str] | None = None,
-            headers: Mapping[str, str] | None = None,
-            retry: bool = True,
-        ) -> M: ...
-
+class AsyncBulk(AsyncTransport):
     async def bulk(
         self,
         action: str,

@@ -47,8 +47,9 @@ from procengine.api.views import (
     StepResult,
     VariablesResult,
 )
-from procengine.client.async_client import NO_OUTPUT, AsyncClient
+from procengine.client.async_client import AsyncClient
 from procengine.client.bulk import Bulk
+from procengine.client.repair import NO_OUTPUT
 from procengine.client.streams import EventStream
 
 __all__ = ["BlockingEventStream", "Client"]
