@@ -103,14 +103,14 @@ class Tracing:
         """A span (to be ended by the caller) whose parent is the context of the carrier `parent` (a new trace when
         it has none), linked to the contexts of `links` that are valid and of another trace."""
         context = extract(parent)
-        parent_trace = trace.get_current_span(context).get_span_context().trace_id
         linked = []
+        parent_trace = trace.get_current_span(context).get_span_context().trace_id if links else 0
         for link in links:
             span_context = trace.get_current_span(extract(link)).get_span_context()
             if span_context.is_valid and span_context.trace_id != parent_trace:
                 linked.append(Link(span_context))
         return self.tracer.start_span(
-            name, context=context, kind=kind, attributes=dict(attributes), links=linked, start_time=start_ns
+            name, context=context, kind=kind, attributes=attributes, links=linked, start_time=start_ns
         )
 
     @staticmethod
