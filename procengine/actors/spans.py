@@ -30,7 +30,7 @@ from opentelemetry.trace import Span, SpanKind
 from procengine.actors.attempt import Attempt
 from procengine.api.service import Caller
 from procengine.engine.outcomes import ElementEvent, RunTask
-from procengine.runtime.tracing import TRACEPARENT, TRACESTATE, Tracing, inject
+from procengine.runtime.tracing import Tracing, inject, stored_context
 
 __all__ = [
     "EXECUTION_ID",
@@ -50,14 +50,8 @@ _MS: Final = 1_000_000
 """Nanoseconds in a millisecond: span times are in ns, the engine's clock in ms."""
 
 
-def execution_trace(fields: Mapping[str, str]) -> dict[str, str] | None:
-    """The trace context an execution's hash keeps (None: it has none: it began with tracing off and no
-    `traceparent`)."""
-    parent = fields.get(TRACEPARENT)
-    if not parent:
-        return None
-    state = fields.get(TRACESTATE)
-    return {TRACEPARENT: parent, TRACESTATE: state} if state else {TRACEPARENT: parent}
+execution_trace = stored_context
+"""The trace context an execution's hash keeps (None: none)."""
 
 
 def start_trace(

@@ -32,6 +32,7 @@ __all__ = [
     "current_ids",
     "extract",
     "inject",
+    "stored_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,17 @@ def carrier(traceparent: str | None, tracestate: str | None = None) -> dict[str,
         return None
     found = inject(extract({TRACEPARENT: traceparent, TRACESTATE: tracestate or ""}))
     return found or None
+
+
+def stored_context(fields: Mapping[str, str]) -> dict[str, str] | None:
+    """The trace context an execution's hash keeps (its `traceparent`, `tracestate` fields, written by its start),
+    as W3C headers: what a task handed to a worker outside the engine carries (`traceContext`); None when it keeps
+    none (started with tracing off and no `traceparent`)."""
+    parent = fields.get(TRACEPARENT)
+    if not parent:
+        return None
+    state = fields.get(TRACESTATE)
+    return {TRACEPARENT: parent, TRACESTATE: state} if state else {TRACEPARENT: parent}
 
 
 def current_ids() -> tuple[str, str] | None:

@@ -6,6 +6,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from procengine.actors.messages import Command
+from procengine.api.service import Caller
 from procengine.runtime.tracing import Tracing, carrier, configure_from_env, extract, inject
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -59,3 +61,12 @@ def test_inject_writes_the_current_span_and_extract_reads_it_back() -> None:
     assert f"{context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert span.get_span_context().span_id == context.span_id
     provider.shutdown()
+
+
+def test_a_forwarded_command_carries_its_caller_s_trace_context_checked_again() -> None:
+    caller = Caller(tenant="t", by="t", request_id="r", traceparent=TRACEPARENT, tracestate="a=b")
+    wire = Command("pause", caller).to_wire()
+    assert Command.from_wire(wire, 0).caller == caller
+    wire.update(traceparent="00-bad", tracestate="a=b")
+    received = Command.from_wire(wire, 0).caller
+    assert (received.traceparent, received.tracestate, received.trace) == (None, None, None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -13,8 +14,9 @@ from opentelemetry.trace import StatusCode
 from procengine.api.service import Caller
 from procengine.api.views import ControlRequest, StartRequest
 from procengine.node.node import Node
+from procengine.runtime.tracing import Tracing
 from procengine.tasks import HandlerRegistry
-from tests.support.nodes import CALLER, EngineFactory, Gate, child_of, crash, wait_status
+from tests.support.nodes import CALLER, EngineFactory, Gate, child_of, crash, wait_element, wait_status
 from tests.support.processes import WAIT_PROCESS, definition
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -201,3 +203,35 @@ async def test_a_refused_command_is_a_failed_span(engine: Node, exporter: InMemo
         raise AssertionError("a running execution was resumed")
     [resume] = _of(list(exporter.get_finished_spans()), execution_id)["resume"]
     assert resume.status.status_code is StatusCode.ERROR
+
+
+async def test_tracing_off_makes_no_span_even_for_an_execution_with_a_trace_context(
+    make_engine: EngineFactory, handlers: HandlerRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a node with tracing off, where making any span would fail the test
+    def no_span(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a span was made with tracing off")
+
+    monkeypatch.setattr(Tracing, "span", no_span)
+    engine = await make_engine(traced=False)
+
+    async def work(task_input: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    handlers.register("work", work)
+    process = definition(
+        {"key": "t", "type": "task", "handler": "work", "next": "w"},
+        {"key": "w", "type": "wait-signal", "signal": "go"},
+    )
+
+    # when an execution started in a trace runs a task, is paused, resumed and signalled to its end
+    execution_id = await _start(engine, TRACED, process)
+    await wait_element(engine, execution_id, "w")
+    await engine.pause(TRACED, execution_id, ControlRequest())
+    await engine.resume(TRACED, execution_id, ControlRequest())
+    await engine.signal(TRACED, execution_id, "go", None)
+
+    # then it completes, and keeps the request's context as it came for a node that traces
+    assert await wait_status(engine, execution_id, "completed") == "completed"
+    fields = await engine.store.fields(execution_id)
+    assert (fields["traceparent"], fields["tracestate"]) == (TRACED.traceparent, TRACED.tracestate)
