@@ -4,6 +4,7 @@ task attempt, the children and the commands, whichever node runs them, across a 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -235,3 +236,35 @@ async def test_tracing_off_makes_no_span_even_for_an_execution_with_a_trace_cont
     assert await wait_status(engine, execution_id, "completed") == "completed"
     fields = await engine.store.fields(execution_id)
     assert (fields["traceparent"], fields["tracestate"]) == (TRACED.traceparent, TRACED.tracestate)
+
+
+async def test_an_element_begun_on_a_draining_node_and_ended_on_its_adopter_is_one_span(
+    make_engine: EngineFactory, exporter: InMemorySpanExporter
+) -> None:
+    # given a delay begun on node A, with node B beside it
+    a = await make_engine()
+    b = await make_engine()
+    await b.control.subscribed.wait()
+    process = definition({"key": "nap", "type": "delay", "durationMs": 300, "next": "e"}, {"key": "e", "type": "end"})
+    execution_id = await _start(a, TRACED, process)
+    await wait_element(a, execution_id, "nap")
+
+    # when A drains and B adopts the execution and ends the delay
+    await a.drain()
+    assert await wait_status(b, execution_id, "completed") == "completed"
+
+    # then the delay is one span, from its start on A to its end on B, under the start in the request's trace
+    named = _of(list(exporter.get_finished_spans()), execution_id)
+    [start] = named["start p"]
+    [nap] = named["element nap"]
+    assert _hex(nap)[0] == TRACE and _parent(nap) == _hex(start)[1]
+    [record] = [e for e in (await b.elements(CALLER, execution_id)).items if e.key == "nap"]
+    assert record.startedAt is not None and record.stoppedAt is not None
+    assert nap.start_time is not None and nap.end_time is not None
+    assert nap.start_time // 1_000_000 == _epoch_ms(record.startedAt)
+    assert nap.end_time // 1_000_000 == _epoch_ms(record.stoppedAt)
+    assert (await b.store.fields(execution_id))["owner"] == b.node_id
+
+
+def _epoch_ms(at: str) -> int:
+    return int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() * 1000)
