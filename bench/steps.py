@@ -17,6 +17,9 @@ Issue 21's figures, in the same rounds:
 - engine CPU per durable step / Redis CPU for the same steps: the engine process's CPU (/proc) and Redis's
   (INFO CPU, used_cpu_sys + used_cpu_user) over the 1,000 x 20 run, starts included; beside it, in its notes, the
   same run with --checkpoint-coalesce 1 (every element its own checkpoint, as the issue measured it);
+- with tracing on (issue 24: the OpenTelemetry SDK, a batch span processor and an exporter that drops what it
+  is given, so the figure is the engine's cost of making spans, not a collector's) / the same run with tracing off:
+  20 element spans and a start span per execution;
 - one 200-step chain (one execution, its steps one after another: each run of up to --checkpoint-coalesce
   pure elements waits for its checkpoint) / the one-round-trip floor: one connection sending one commit.lua
   call at a time with the chain's checkpoint arguments, pre-encoded, replies parsed by hiredis (the least a
@@ -66,9 +69,11 @@ async def engine_steps(
     durability: str = "local",
     coalesce: int | None = None,
     settings_update: dict[str, Any] | None = None,
+    traced: bool = False,
 ) -> dict[str, Any]:
     """`coalesce`: the node's `checkpoint_coalesce` (None: its default; 1: every element its own checkpoint);
-    `settings_update`: other settings of the node (the history bench turns the checkpoint history off with it)."""
+    `settings_update`: other settings of the node (the history bench turns the checkpoint history off with it);
+    `traced`: tracing on (`tracing_provider`)."""
     settings = Settings(
         redis_url=ctx.redis_url, prefix="steps", log_level="WARNING", pause_grace_ms=100, durability=durability
     )
@@ -81,8 +86,9 @@ async def engine_steps(
     total = executions * ELEMENTS
     samples: list[tuple[float, float]] = []
     profiler = cProfile.Profile() if profile else None
+    provider = tracing_provider() if traced else None
     try:
-        async with Node(redis, settings, builtin_handlers(), metrics=metrics) as engine:
+        async with Node(redis, settings, builtin_handlers(), metrics=metrics, tracer_provider=provider) as engine:
             summary, _ = await engine.register_process(CALLER, chain_definition("chain", ELEMENTS))
             request = StartRequest(processID=summary.processID, variables={"counter": 0})
             await engine.catalog.compiled("default", summary.processID)  # compile once, outside the clock
@@ -133,6 +139,8 @@ async def engine_steps(
             checkpoint_sum = _count(metrics, "procengine_checkpoint_seconds_sum", {})
     finally:
         await redis.aclose()
+        if provider is not None:
+            provider.shutdown()
     t10 = _crossing(samples, 0.1 * total)
     t90 = _crossing(samples, 0.9 * total)
     result: dict[str, Any] = {
@@ -156,6 +164,21 @@ async def engine_steps(
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         result["profile"] = out.getvalue()
     return result
+
+
+def tracing_provider() -> Any:
+    """Tracing on as `procengine serve` turns it on (the SDK's provider, spans handed to a batch processor), with an
+    exporter that drops the spans: what is measured is the engine's cost of making them."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    return provider
 
 
 async def redis_cpu_seconds(redis: Any) -> float:
@@ -224,17 +247,22 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
     singles: list[dict[str, Any]] = []
     """The same run with `checkpoint_coalesce` 1 (every element its own checkpoint: what the issue's 3.96 measured),
     for the CPU figure's notes."""
+    traced: list[dict[str, Any]] = []
+    """The same run with tracing on, beside each round's untraced one."""
     bases: list[dict[str, Any]] = []
     chains: list[dict[str, Any]] = []
     floors: list[float] = []
     for i in range(rounds):  # interleaved, so that a drift of the machine hits both sides alike
-        for coalesce in (None, 1) if i % 2 == 0 else (1, None):  # the side that goes first swaps round by round
+        order: tuple[str, ...] = ("off", "single", "traced") if i % 2 == 0 else ("traced", "single", "off")
+        for variant in order:  # the side that goes first swaps round by round
             await ctx.flush()
-            timeout_s = max(ctx.left() / 2, 20)
-            if coalesce is None:
+            timeout_s = max(ctx.left() / 3, 20)
+            if variant == "off":
                 engines.append(await engine_steps(ctx, executions, timeout_s, profile=profile and i == 0))
+            elif variant == "traced":
+                traced.append(await engine_steps(ctx, executions, timeout_s, traced=True))
             else:
-                singles.append(await engine_steps(ctx, executions, timeout_s, coalesce=coalesce))
+                singles.append(await engine_steps(ctx, executions, timeout_s, coalesce=1))
         await ctx.flush()
         bases.append(await checkpoint_limit(ctx, seconds=ctx.seconds(3.0, 1.5)))
         await ctx.flush()  # the sequential chain beside its floor, one after the other
@@ -345,6 +373,32 @@ async def run(ctx: Context, profile: bool = False) -> list[Figure]:
                     "steady_per_s": single["steady_per_s"],
                 },
             },
+        )
+    )
+    traced_ratios = [
+        ratio(t["end_to_end_per_s"], e["end_to_end_per_s"]) or 0.0 for t, e in zip(traced, engines, strict=True)
+    ]
+    middle_traced = sorted(range(rounds), key=lambda i: traced_ratios[i])[(rounds - 1) // 2]
+    figures.append(
+        Figure(
+            name="durable element steps/s with tracing on (1,000 x 20)",
+            value=traced[middle_traced]["end_to_end_per_s"],
+            unit="steps/s",
+            baseline=engines[middle_traced]["end_to_end_per_s"],
+            baseline_label="the same round with tracing off",
+            baseline_unit="steps/s",
+            ratio=traced_ratios[middle_traced],
+            target="(measured: docs/performance.md)",
+            passed=None,
+            notes=(
+                "OpenTelemetry SDK, batch span processor, an exporter that drops the spans; 21 spans per execution; "
+                f"the round with the median ratio of {rounds} ({', '.join(format(r, '.3f') for r in traced_ratios)}); "
+                f"traced {', '.join(format(t['end_to_end_per_s'], ',.0f') for t in traced)}, "
+                f"off {', '.join(format(e['end_to_end_per_s'], ',.0f') for e in engines)} steps/s; engine CPU per "
+                f"step traced {traced[middle_traced]['engine_cpu_us_per_step']:.1f} µs, "
+                f"off {engines[middle_traced]['engine_cpu_us_per_step']:.1f} µs"
+            ),
+            details={"traced": traced, "off": [{k: v for k, v in e.items() if k != "profile"} for e in engines]},
         )
     )
     chain_ratios = [ratio(c["steps_per_s"], f) or 0.0 for c, f in zip(chains, floors, strict=True)]

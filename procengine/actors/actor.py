@@ -31,6 +31,7 @@ from procengine.actors.lanes import LaneRunners
 from procengine.actors.mailbox import Mailbox
 from procengine.actors.messages import Command, Drain, Message, Request, Wake
 from procengine.actors.snapshot import load_state
+from procengine.actors.spans import command_span
 from procengine.actors.transitions import ALLOWED_FROM, SIGNAL_KEY_FIELD, TRANSITION_TARGETS, log_refusal
 from procengine.api.rendered import RenderedStatus
 from procengine.engine.breakpoints import from_field
@@ -49,6 +50,7 @@ from procengine.errors import (
 )
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.logs import execution_id as execution_id_var
+from procengine.runtime.tracing import Tracing
 from procengine.statuses import Status
 from procengine.store.executions import Commit, StoredExecution
 from procengine.store.indexes import owned_remove
@@ -286,7 +288,10 @@ class ExecutionActor:
             return
         self._current = message
         try:
-            result = await self._dispatch(message.command)
+            if self.ctx.tracing is None:
+                result = await self._dispatch(message.command)
+            else:
+                result = await self._traced(self.ctx.tracing, message.command)
         except (RequestExpired, NotReplicated) as exc:
             # the transition was not written (its deadline passed first), or may not last (no replica has it):
             # what was changed here for it is undone by going on from what Redis holds
@@ -309,6 +314,12 @@ class ExecutionActor:
                 message.reply.set_result(result)
         self._current = None
         await self.settle()
+
+    async def _traced(self, tracing: Tracing, command: Command) -> Any:
+        """`_dispatch` under the command's span (actors/spans.py)."""
+        name = command.signal if command.verb == "signal" else ""
+        with command_span(tracing, self.fields, self.execution_id, command.verb, command.caller, name):
+            return await self._dispatch(command)
 
     async def _dispatch(self, command: Command) -> Any:
         if command.verb == "retry" and command.retry_key is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from procengine.actors.context import ActorContext
 from procengine.actors.records import FINAL_RECORD, carried, needs_earlier, snapshot_commit
+from procengine.actors.spans import element_spans
 from procengine.api.rendered import RenderedStatus
 from procengine.engine.outcomes import ElementEvent
 from procengine.engine.state import ExecutionState
@@ -231,6 +232,8 @@ class CheckpointWriter:
                     raise
                 self._written = covered
                 self._observe(batch)  # every event once, when its write landed (a pure run's too)
+                if self.ctx.tracing is not None:  # tracing off: no span, no context (docs/tracing.md)
+                    element_spans(self.ctx.tracing, self.fields, self.execution_id, batch)
 
     def _observe(self, events: list[ElementEvent]) -> None:
         """Each ended element's duration, into its type's and outcome's histogram: a pure run's together."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -27,7 +28,9 @@ class ChildEnd:
 class ChildControl(Protocol):
     """What an actor asks of the engine for the children of its call-process elements (see `children.py`)."""
 
-    async def start(self, tenant: str, parent_id: int, step: StartChild, depth: int) -> int: ...
+    async def start(
+        self, tenant: str, parent_id: int, step: StartChild, depth: int, trace: Mapping[str, str] | None = None
+    ) -> int: ...
 
     async def running(self, child_ids: list[int]) -> list[int]: ...
 

@@ -11,6 +11,7 @@ from procengine.actors.inflight import InFlight
 from procengine.engine.compiled import CompiledProcess
 from procengine.runtime.clock import Clock
 from procengine.runtime.metrics import Metrics
+from procengine.runtime.tracing import Tracing
 from procengine.settings import Settings
 from procengine.store.executions import ExecutionStore
 from procengine.tasks import HandlerRegistry
@@ -41,3 +42,5 @@ class ActorContext:
     """The node's executions with a task in flight (kept by the lanes, read by the lease check)."""
     processes: ProcessVersions | None = None
     """The process versions a migration moves an execution to (None: a context made without them, in tests)."""
+    tracing: Tracing | None = None
+    """The node's tracer; None when tracing is off, and then no span is made (actors/spans.py)."""

@@ -24,6 +24,7 @@ from procengine.actors.checkpoints import CheckpointWriter
 from procengine.actors.child_control import POLL_S, RETRY_S
 from procengine.actors.context import ActorContext
 from procengine.actors.records import Failure, interrupted_record, record_field
+from procengine.actors.spans import attempt_span, execution_trace, traced_attempt
 from procengine.engine.breakpoints import Breakpoint, stops
 from procengine.engine.compiled import CompiledProcess
 from procengine.engine.interpreter import Interpreter
@@ -403,7 +404,8 @@ class LaneRunners:
         wakeup = self._wakeups[lane]
         depth = int(self.writer.fields.get("callDepth") or 0) + 1
         try:
-            child_id = await self.ctx.children.start(self.tenant, self.execution_id, step, depth)
+            trace = execution_trace(self.writer.fields)  # the child's spans join this execution's trace
+            child_id = await self.ctx.children.start(self.tenant, self.execution_id, step, depth, trace)
         except ProcEngineError as exc:
             if exc.status >= 500 or exc.status == 429:  # no child yet (draining, Redis away, the tenant's start
                 # rate): the same start again later
@@ -476,7 +478,12 @@ class LaneRunners:
         handler = self.ctx.handlers.get(step.handler)
         entry = step.entry
         context = TaskContext(self.execution_id, entry.element_key, entry.attempt, entry.execution_order, entry.path)
-        job = asyncio.create_task(run_attempt(handler, step, context, self.ctx.settings.max_snapshot_bytes))
+        attempt = run_attempt(handler, step, context, self.ctx.settings.max_snapshot_bytes)
+        if self.ctx.tracing is not None:  # the attempt's span, current in its task (tracing off: none made)
+            span = attempt_span(self.ctx.tracing, self.writer.fields, self.execution_id, step)
+            if span is not None:
+                attempt = traced_attempt(span, attempt)
+        job = asyncio.create_task(attempt)
         settled = asyncio.get_running_loop().create_future()
 
         def wake(_: object = None) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Final, Literal, get_args
 
 from procengine.api.service import Caller
 from procengine.errors import CodecError
+from procengine.runtime.tracing import carrier
 
 Verb = Literal[
     "pause",
@@ -110,6 +111,8 @@ class Command:
             "by": self.caller.by,
             "requestId": self.caller.request_id,
             "bulk": self.caller.bulk,
+            "traceparent": self.caller.traceparent,
+            "tracestate": self.caller.tracestate,
             "reason": self.reason,
             "signal": self.signal,
             "payload": self.payload,
@@ -134,6 +137,7 @@ class Command:
             by=str(wire["by"]),
             request_id=str(wire["requestId"]),
             bulk=bulk if isinstance(bulk, int) and not isinstance(bulk, bool) else None,
+            **_trace(wire),
         )
         reason, key = wire.get("reason"), wire.get("signalKey")
         patch, retry_key = wire.get("patch"), wire.get("retryKey")
@@ -177,3 +181,10 @@ class Drain:
 
 
 Message = Request | Wake | Drain
+
+
+def _trace(wire: dict[str, Any]) -> dict[str, str | None]:
+    """A forwarded caller's trace context, checked again (the wire is another node's, or a hand-made message)."""
+    parent, state = wire.get("traceparent"), wire.get("tracestate")
+    found = carrier(parent if isinstance(parent, str) else None, state if isinstance(state, str) else None)
+    return {} if found is None else {"traceparent": found["traceparent"], "tracestate": found.get("tracestate")}

@@ -77,6 +77,20 @@ class Caller:
     request_id: str
     bulk: int | None = None
     """The bulk operation (job id) this request is an item of: named in the audit entry it writes."""
+    traceparent: str | None = None
+    """The request's W3C `traceparent` (checked: None when it sent none or a malformed one): a start keeps it as
+    the execution's trace context; a control request's span links to it (runtime/tracing.py)."""
+    tracestate: str | None = None
+    """The request's W3C `tracestate`, kept only beside a `traceparent`."""
+
+    @property
+    def trace(self) -> dict[str, str] | None:
+        """The request's trace context as a carrier of W3C headers; None when it sent none."""
+        if self.traceparent is None:
+            return None
+        if self.tracestate:
+            return {"traceparent": self.traceparent, "tracestate": self.tracestate}
+        return {"traceparent": self.traceparent}
 
 
 class NodeService(Protocol):

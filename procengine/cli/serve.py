@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 
 from procengine.api.service import Caller
 from procengine.errors import BadRequest, ValidationFailed
@@ -20,6 +22,7 @@ from procengine.http.app import check_bind_allowed, create_app
 from procengine.http.listener import GuardedSite
 from procengine.node.node import Node
 from procengine.runtime.metrics import Metrics
+from procengine.runtime.tracing import configure_from_env
 from procengine.settings import Settings
 from procengine.store.connection import connect
 from procengine.store.embedded import RedisServer
@@ -54,7 +57,12 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             tls=settings.redis_tls,
         )
         stack.push_async_callback(redis.aclose)
-        engine = await stack.enter_async_context(Node(redis, settings, handlers, metrics=metrics))
+        tracer_provider = tracing_from_env()
+        if tracer_provider is not None:  # closed last: the spans of the drain go out too
+            stack.callback(_shutdown, tracer_provider)
+        engine = await stack.enter_async_context(
+            Node(redis, settings, handlers, metrics=metrics, tracer_provider=tracer_provider)
+        )
         await register_files(engine, settings)
         # in-flight requests get the drain's time to finish when the server stops, not aiohttp's default minute
         runner = web.AppRunner(
@@ -77,6 +85,24 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         # heartbeat goes and the other nodes adopt at once); the stack then closes the rest in reverse order
         await site.stop()
         await engine.drain()
+
+
+def tracing_from_env() -> TracerProvider | None:
+    """The OTEL_* variables' tracer provider (runtime/tracing.py), also made the global one so that the handlers'
+    own instrumentation exports through it; None (tracing off) without them or without the SDK."""
+    provider = configure_from_env()
+    if provider is None:
+        return None
+    trace.set_tracer_provider(provider)
+    log.info("tracing on: spans exported as OTEL_* configures them")
+    return provider
+
+
+def _shutdown(provider: TracerProvider) -> None:
+    """Export the spans still batched, and stop."""
+    shutdown = getattr(provider, "shutdown", None)  # the SDK's has one; the API's type does not say so
+    if callable(shutdown):
+        shutdown()
 
 
 def embedded_url(server: RedisServer, settings: Settings) -> str:

@@ -32,6 +32,7 @@ from procengine.http import context
 from procengine.http.responses import error_response
 from procengine.http.spec import under_base_path
 from procengine.http.watch import WATCH_KEY
+from procengine.runtime.tracing import carrier
 
 __all__ = ["DEFAULT_TENANT", "REQUEST_ID_HEADER", "front_door_middleware"]
 
@@ -139,7 +140,15 @@ def _authenticate(request: web.Request) -> None:
             tenant = DEFAULT_TENANT
         else:
             tenant = _tenant_for(request.headers.get("Authorization"), settings.api_tokens)
-        request[context.CALLER_KEY] = Caller(tenant=tenant, by=tenant, request_id=context.request_id(request))
+        headers = request.headers
+        trace = None if "traceparent" not in headers else carrier(headers["traceparent"], headers.get("tracestate"))
+        request[context.CALLER_KEY] = Caller(
+            tenant=tenant,
+            by=tenant,
+            request_id=context.request_id(request),
+            traceparent=None if trace is None else trace["traceparent"],
+            tracestate=None if trace is None else trace.get("tracestate"),
+        )
 
 
 def _needs_caller(request: web.Request) -> bool:

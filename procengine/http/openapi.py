@@ -23,7 +23,7 @@ from procengine.engine.definitions import Identifier
 from procengine.http.context import OPENAPI_KEY
 from procengine.http.params import EVENT_ID_EXAMPLE, EVENT_ID_PATTERN
 from procengine.http.responses import ErrorEnvelope, raw_json
-from procengine.http.spec import RouteSpec
+from procengine.http.spec import BASE_PATH, RouteSpec
 
 __all__ = ["build_openapi", "render_openapi", "serve_openapi"]
 
@@ -49,11 +49,20 @@ HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
         {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x21-\\x7e]+$"},
         "A signal retried with the same key is delivered once and answered as the first time.",
     ),
+    "traceparent": (
+        {"type": "string"},
+        "W3C Trace Context: the caller's span. A start keeps it as its execution's trace context, any other request's "
+        "span links to it (docs/tracing.md). A malformed value is ignored, as W3C says, never refused.",
+    ),
+    "tracestate": ({"type": "string"}, "W3C Trace Context: vendor data kept beside a valid `traceparent`."),
     "Last-Event-ID": (
         {"type": "string", "pattern": EVENT_ID_PATTERN, "examples": [EVENT_ID_EXAMPLE]},
         "Go on after this event (the `id` of the last event received; EventSource sends it when it reconnects).",
     ),
 }
+
+
+TRACE_HEADERS: Final = ("traceparent", "tracestate")
 
 
 async def serve_openapi(request: web.Request) -> web.Response:
@@ -128,6 +137,8 @@ def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any], secured: b
     }
     parameters = [_path_param(name) for name in spec.path_params]
     parameters += [_header_param(name) for name in spec.headers]
+    if _traced(spec):
+        parameters += [_header_param(name) for name in TRACE_HEADERS]
     if spec.query_model is not None:
         query = spec.query_model.model_json_schema(ref_template=REF_TEMPLATE)
         schemas.update(query.pop("$defs", {}))
@@ -146,6 +157,12 @@ def _operation(spec: RouteSpec, refs: _Refs, schemas: dict[str, Any], secured: b
         operation["requestBody"] = body
     operation["responses"] = _responses(spec, refs, secured)
     return operation
+
+
+def _traced(spec: RouteSpec) -> bool:
+    """A start or a command to executions (pause, signal, a repair...): the routes whose trace context is used, a
+    start's kept, a command's span linked to it (docs/tracing.md). The front door reads it on every request."""
+    return spec.method != "GET" and spec.path.startswith(f"{BASE_PATH}/executions/processes")
 
 
 def _path_param(name: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from procengine.actors.child_control import ChildEnd
@@ -75,9 +76,12 @@ class Children:
     def __init__(self, engine: ChildHost) -> None:
         self.engine = engine
 
-    async def start(self, tenant: str, parent_id: int, step: StartChild, depth: int) -> int:
+    async def start(
+        self, tenant: str, parent_id: int, step: StartChild, depth: int, trace: Mapping[str, str] | None = None
+    ) -> int:
         """The child's execution id: started now, or earlier by the same call (same idempotency key). `depth`:
-        the child's, 1 for a child of an execution nobody called; past MAX_DEPTH it is refused (422)."""
+        the child's, 1 for a child of an execution nobody called; past MAX_DEPTH it is refused (422). `trace`: the
+        parent's trace context, which the child's joins."""
         if depth > MAX_DEPTH:
             raise ValidationFailed(
                 f"call-process nests {depth} deep; at most {MAX_DEPTH} (a process that calls itself without end?)",
@@ -87,7 +91,14 @@ class Children:
         process_id = await engine.catalog.version_id(tenant, step.process, step.version)
         key = f"{parent_id}.{step.start_key}"  # the engine's own key space: no client's idempotency key reaches it
         request = StartRequest(processID=process_id, variables=step.input)
-        caller = Caller(tenant=tenant, by=f"execution {parent_id}", request_id="")
+        trace = trace or {}
+        caller = Caller(
+            tenant=tenant,
+            by=f"execution {parent_id}",
+            request_id="",
+            traceparent=trace.get("traceparent"),
+            tracestate=trace.get("tracestate"),
+        )
         result, created = await engine.start_execution(caller, request, parent=parent_id, depth=depth, child_key=key)
         if not created:  # started by an earlier try of this call; or the key was taken by someone else's start
             fields = await engine.store.fields(result.executionID)

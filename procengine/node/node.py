@@ -13,6 +13,7 @@ import logging
 from types import TracebackType
 from typing import Any, TypeVar
 
+from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -21,6 +22,7 @@ from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorC
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.repairs import retried_answer
+from procengine.actors.spans import start_trace
 from procengine.api.feeds import Feed
 from procengine.api.filters import ExecutionFilter
 from procengine.api.problems import refusal
@@ -97,6 +99,7 @@ from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
 from procengine.runtime.collector import observe_pauses
 from procengine.runtime.metrics import Metrics, sample_loop_lag
+from procengine.runtime.tracing import Tracing
 from procengine.settings import Settings
 from procengine.statuses import Status
 from procengine.store import indexes, search
@@ -165,6 +168,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
         clock: Clock | None = None,
         node_id: str | None = None,
         metrics: Metrics | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -208,6 +212,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
             self.metrics,
             children=Children(self),
             processes=self.catalog,
+            tracing=None if tracer_provider is None else Tracing(tracer_provider),
         )
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
@@ -588,6 +593,9 @@ class Node(StepControls, TimeTravel, BulkOperations):
                 "pausedDurationMs": 0,
             }
         )
+        trace = start_trace(self.ctx.tracing, caller, execution_id, stored.key, stored.version, now)
+        if trace is not None:  # the execution's trace context, kept in the creating write (docs/tracing.md)
+            commit.execution.update(trace)
         if request.idempotencyKey is not None:
             commit.execution["idempotencyKey"] = request.idempotencyKey
         if breakpoints:

@@ -4,6 +4,9 @@ element key where there is one.
 The actor sets `execution_id` in its task's context and each thread runner sets `element_key` before an
 element runs; child tasks inherit both (contextvars), so a handler's own log lines carry them too.
 A call may also pass them explicitly: `log.info(..., extra={"executionID": 7})`.
+
+When a span is current (tracing on: a task attempt's handler, a command the actor carries out; runtime/tracing.py)
+a line carries its `trace_id` and `span_id` too, as OpenTelemetry's log correlation names them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from procengine.runtime.tracing import current_ids
 
 execution_id: ContextVar[int | None] = ContextVar("procengine_execution_id", default=None)
 element_key: ContextVar[str | None] = ContextVar("procengine_element_key", default=None)
@@ -31,6 +36,9 @@ def _context(record: logging.LogRecord) -> dict[str, Any]:
         fields["executionID"] = execution
     if element is not None:
         fields["elementKey"] = element
+    ids = current_ids()
+    if ids is not None:
+        fields["trace_id"], fields["span_id"] = ids
     return fields
 
 

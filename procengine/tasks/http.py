@@ -43,6 +43,7 @@ from aiohttp import hdrs
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from procengine.runtime.tracing import inject
 from procengine.tasks.registry import Handler, TaskContext, TaskFailed
 
 __all__ = [
@@ -236,7 +237,7 @@ def _parse_request(task_input: Mapping[str, Any], default_timeout_s: float) -> _
     return _Request(
         method.upper(),
         _parse_url(task_input.get("url")),
-        _parse_headers(task_input.get("headers")),
+        _traced(_parse_headers(task_input.get("headers"))),
         task_input.get("json"),
         _parse_timeout(task_input.get("timeoutMs"), default_timeout_s),
     )
@@ -262,6 +263,15 @@ def _parse_headers(value: Any) -> dict[str, str]:
     if any(c in k or c in v for k, v in value.items() for c in "\r\n"):
         raise HttpBadInput("`headers` must not hold line breaks")
     return dict(value)
+
+
+def _traced(headers: dict[str, str]) -> dict[str, str]:
+    """The headers with the W3C trace context of the attempt's span (`traceparent`, `tracestate`) when tracing is on,
+    unless the input names its own."""
+    trace = inject()
+    if trace and not any(name.lower() in trace for name in headers):
+        headers.update(trace)
+    return headers
 
 
 def _parse_timeout(value: Any, default_s: float) -> float:

@@ -142,7 +142,9 @@ def test_operations_describe_bodies_parameters_and_envelopes(document: dict[str,
     assert limit["schema"]["maximum"] == 500
     assert pause["requestBody"]["required"] is False
     assert "409" in pause["responses"]
-    assert [p["name"] for p in signal["parameters"]] == ["id", "name", "Idempotency-Key"]
+    assert [p["name"] for p in signal["parameters"]] == ["id", "name", "Idempotency-Key", "traceparent", "tracestate"]
+    assert [p["name"] for p in pause["parameters"]] == ["id", "traceparent", "tracestate"]
+    assert {"traceparent", "tracestate"} <= {p["name"] for p in start["parameters"]}
     assert "202" in signal["responses"]
 
 
