@@ -1,9 +1,10 @@
 """What a bulk operation does to each execution: the same call as the action's single form, through the node service
 (so it is forwarded to the execution's owner, fenced and audited as that form is), and what its answer counts as.
 
-`matching_ids` is the one place the executions a filter matches are found, page by page: the list query of `GET
+`matching_ids` is the one place the executions a filter matches are found, page by page: the list query's plan of `GET
 …/executions/processes` with the whole of its filter (attributes, start times, error type, process key), so a job
-refuses what the list refuses.
+refuses what the list refuses, read as ids (`Search.matching_ids`: a filter whose one index holds exactly its matches,
+`{processID, status: running}` say, is read from that index alone, without a row).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from procengine.api.service import Caller
 from procengine.api.views import (
     CancelResult,
     ControlRequest,
-    ExecutionList,
     MigrateRequest,
     MigrateResult,
     PauseResult,
@@ -40,6 +40,7 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
+from procengine.node.search import Search
 from procengine.runtime.cancellation import check_cancelled
 from procengine.statuses import Status
 from procengine.store.bulk_jobs import ItemOutcome
@@ -50,7 +51,7 @@ __all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "m
 log = logging.getLogger(__name__)
 
 FILTER_PAGE: Final = 1000
-"""Executions read per page of the list query when a filter is resolved."""
+"""Execution ids read per page when a filter is resolved."""
 ITEM_ATTEMPTS: Final = 3
 """How often an item is tried while the execution cannot be reached (503) before it counts as failed."""
 TEXT_FILTERS: Final = {
@@ -65,6 +66,9 @@ FILTER_NAMES: Final = ("status", "processID", *TEXT_FILTERS, "attr.<name>", "att
 
 class BulkEngine(Protocol):
     """What a bulk operation needs of the node service (`procengine.node.node.Node`)."""
+
+    search: Search
+    """The execution list's filters (`matching_ids` reads every match through it)."""
 
     async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...
 
@@ -83,17 +87,6 @@ class BulkEngine(Protocol):
     ) -> VariablesResult: ...
 
     async def migrate(self, caller: Caller, execution_id: int, request: MigrateRequest) -> MigrateResult: ...
-
-    async def list_executions(
-        self,
-        caller: Caller,
-        *,
-        status: str | None,
-        process_id: int | None,
-        limit: int,
-        cursor: str | None,
-        filters: ExecutionFilter | None = None,
-    ) -> ExecutionList: ...
 
     async def execution_fields(self, caller: Caller, execution_id: int, names: list[str]) -> dict[str, str]:
         """Fields of the caller's execution ({} if it is not the caller's)."""
@@ -279,22 +272,8 @@ async def matching_ids(engine: BulkEngine, caller: Caller, wanted: dict[str, Any
     problems = filter_problems(wanted)
     if problems:
         raise ValidationFailed("the filter is not one the executions list takes", problems)
-    cursor: str | None = None
-    filters = _execution_filter(wanted)
-    while True:
-        page = await engine.list_executions(
-            caller,
-            status=filters.status,
-            process_id=filters.process_id,
-            limit=FILTER_PAGE,
-            cursor=cursor,
-            filters=filters,
-        )
-        if page.items:
-            yield [item.executionID for item in page.items]
-        if page.nextCursor is None:
-            return
-        cursor = page.nextCursor
+    async for page in engine.search.matching_ids(caller.tenant, _execution_filter(wanted), page=FILTER_PAGE):
+        yield page
 
 
 def _execution_filter(wanted: dict[str, Any]) -> ExecutionFilter:
