@@ -46,7 +46,7 @@ from procengine.statuses import Status
 from procengine.store.bulk_jobs import ItemOutcome
 from procengine.store.executions import PAUSED_BY_BULK
 
-__all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "matching_ids"]
+__all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "matching_ids", "pause_outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ class BulkEngine(Protocol):
         """The pausedAt the bulk pause `job_id` recorded for the execution (None: it did not pause it)."""
         ...
 
+    async def pause_here(self, caller: Caller, execution_ids: list[int], reason: str | None) -> dict[int, Any]:
+        """The single pause of each of `execution_ids` whose actor this node drives, put straight into its mailbox
+        (node/bulk_local.py): executionID -> its answer (a PauseResult, or the error it raised); the others are
+        not in it (they go the whole way: `apply_item`)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class JobParams:
@@ -120,13 +126,23 @@ async def _pause(engine: BulkEngine, caller: Caller, execution_id: int, job: Job
     try:
         return (await engine.pause(caller, execution_id, ControlRequest(reason=job.reason))).pausedAt
     except InvalidTransition as exc:
-        if exc.current_status != Status.PAUSED.value:
+        paused_at = await _paused_already(engine, caller, execution_id, job, exc)
+        if paused_at is None:
             raise
-        # applied again after a failover: paused already, by this job (before its outcome was written)?
-        fields = await engine.execution_fields(caller, execution_id, ["status", "pausedAt", PAUSED_BY_BULK])
-        if fields.get("status") == Status.PAUSED.value and fields.get(PAUSED_BY_BULK) == str(job.job_id):
-            return fields.get("pausedAt", "")
-        raise
+        return paused_at
+
+
+async def _paused_already(
+    engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams, exc: InvalidTransition
+) -> str | None:
+    """A pause refused as paused, applied again after a failover: its pausedAt if this job paused it (before its
+    outcome was written), else None."""
+    if exc.current_status != Status.PAUSED.value:
+        return None
+    fields = await engine.execution_fields(caller, execution_id, ["status", "pausedAt", PAUSED_BY_BULK])
+    if fields.get("status") == Status.PAUSED.value and fields.get(PAUSED_BY_BULK) == str(job.job_id):
+        return fields.get("pausedAt", "")
+    return None
 
 
 async def _resume(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
@@ -208,31 +224,49 @@ async def apply_item(engine: BulkEngine, caller: Caller, execution_id: int, job:
     for attempt in range(ITEM_ATTEMPTS):
         try:
             paused_at = await call(engine, caller, execution_id, job)
-        except InvalidTransition as exc:
-            return ItemOutcome(execution_id, "refused", f"execution is {exc.current_status}")
-        except NotFound:
-            return ItemOutcome(execution_id, "refused", "not found")
-        except NotHeldByJob as exc:
-            return ItemOutcome(execution_id, "refused", exc.message)
-        except StateCorrupted:
-            return ItemOutcome(execution_id, "refused", "state corrupted")
-        except (ValidationFailed, PayloadTooLarge) as exc:
-            return ItemOutcome(execution_id, "refused", _short(exc.message))
         except Unavailable as exc:
             if attempt + 1 == ITEM_ATTEMPTS:
                 return ItemOutcome(execution_id, "failed", _short(exc.message))
             await asyncio.sleep(0.2 * 2**attempt)
             continue
-        except ProcEngineError as exc:
-            return ItemOutcome(execution_id, "failed", _short(exc.message))
         except Exception as exc:
             check_cancelled()
-            log.warning(
-                "bulk job %s: execution %s: %r", job.job_id, execution_id, exc, extra={"executionID": execution_id}
-            )
-            return ItemOutcome(execution_id, "failed", type(exc).__name__)
+            return _outcome_of_error(execution_id, job, exc)
         return ItemOutcome(execution_id, "done", "", paused_at)
     return ItemOutcome(execution_id, "failed", "unreachable")  # not reached: the last attempt returns
+
+
+async def pause_outcome(
+    engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams, answer: Any
+) -> ItemOutcome:
+    """What a pause answered by the execution's actor itself (`BulkEngine.pause_here`: its result, or the error it
+    raised) counts as: what `apply_item` would count the same answer as."""
+    if isinstance(answer, PauseResult):
+        return ItemOutcome(execution_id, "done", "", answer.pausedAt)
+    if isinstance(answer, InvalidTransition):
+        paused_at = await _paused_already(engine, caller, execution_id, job, answer)
+        if paused_at is not None:
+            return ItemOutcome(execution_id, "done", "", paused_at)
+    return _outcome_of_error(execution_id, job, answer)
+
+
+def _outcome_of_error(execution_id: int, job: JobParams, exc: BaseException) -> ItemOutcome:
+    """Refused where the execution's state does not allow the action (409), it is not the tenant's (404) or the
+    action does not fit it (422, 413); failed for anything else (one bad item never stops the job)."""
+    if isinstance(exc, InvalidTransition):
+        return ItemOutcome(execution_id, "refused", f"execution is {exc.current_status}")
+    if isinstance(exc, NotFound):
+        return ItemOutcome(execution_id, "refused", "not found")
+    if isinstance(exc, NotHeldByJob):
+        return ItemOutcome(execution_id, "refused", exc.message)
+    if isinstance(exc, StateCorrupted):
+        return ItemOutcome(execution_id, "refused", "state corrupted")
+    if isinstance(exc, ValidationFailed | PayloadTooLarge):
+        return ItemOutcome(execution_id, "refused", _short(exc.message))
+    if isinstance(exc, ProcEngineError):
+        return ItemOutcome(execution_id, "failed", _short(exc.message))
+    log.warning("bulk job %s: execution %s: %r", job.job_id, execution_id, exc, extra={"executionID": execution_id})
+    return ItemOutcome(execution_id, "failed", type(exc).__name__)
 
 
 def _short(message: str) -> str:

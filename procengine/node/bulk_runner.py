@@ -18,7 +18,7 @@ from typing import Final
 
 from procengine.api.service import Caller
 from procengine.errors import StoreFailed
-from procengine.node.bulk_items import BulkEngine, JobParams, apply_item
+from procengine.node.bulk_items import BulkEngine, JobParams, apply_item, pause_outcome
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso
 from procengine.store.bulk_jobs import BulkJobStore, ItemOutcome
@@ -127,21 +127,26 @@ class JobRunner:
             return Ended(status, let_go=True)
 
     async def _apply(self, ids: list[int], pacer: _Pacer) -> list[ItemOutcome]:
-        """The stretch's items, CONCURRENCY workers taking the next one as each is done (not a task and a semaphore
-        per item: the bulk bench's 10,000 pauses are bound by the node's CPU, and the per-item machinery was part
-        of it)."""
-        outcomes: list[ItemOutcome | None] = [None] * len(ids)
-        todo = iter(range(len(ids)))  # shared: each item is taken by one worker
+        """The stretch's items. A pause (unpaced) goes first straight to the actors this node drives (each the
+        actor's own single pause: `BulkEngine.pause_here`); the rest, CONCURRENCY workers taking the next one as
+        each is done (not a task and a semaphore per item: the bulk pause of 10,000 is bound by the node's CPU)."""
+        outcomes: dict[int, ItemOutcome] = {}
+        if self.params.action == "pause" and self.rate is None:
+            answers = await self.engine.pause_here(self.caller, ids, self.params.reason)
+            for execution_id, answer in answers.items():
+                outcome = await pause_outcome(self.engine, self.caller, execution_id, self.params, answer)
+                outcomes[execution_id] = outcome
+        rest = iter([execution_id for execution_id in ids if execution_id not in outcomes])  # shared by the workers
 
         async def worker() -> None:
-            for index in todo:
+            for execution_id in rest:
                 await pacer.wait()
-                outcomes[index] = await apply_item(self.engine, self.caller, ids[index], self.params)
+                outcomes[execution_id] = await apply_item(self.engine, self.caller, execution_id, self.params)
 
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(CONCURRENCY, len(ids))):
+            for _ in range(min(CONCURRENCY, len(ids) - len(outcomes))):
                 group.create_task(worker())
-        return [outcome for outcome in outcomes if outcome is not None]
+        return [outcomes[execution_id] for execution_id in ids]
 
     async def _write(self, cursor: int, outcomes: list[ItemOutcome]) -> str | None:
         """The stretch's outcomes and the new cursor, fenced by the epoch; retried while Redis is away (a node that
