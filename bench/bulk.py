@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 from bench.common import BASE, Context, Figure, Serve, parked_definition, percentile
 from bench.loadgen import Client, Connection, close_all, pool, register
@@ -25,18 +26,26 @@ BATCH = 1000
 
 
 async def _start(clients: list[Client], process_id: int, count: int) -> list[int]:
-    """`count` executions through the batch start (1,000 a request), on several connections."""
+    """`count` executions through the batch start (1,000 a request), on several connections; RuntimeError naming
+    why, with how many, if some did not start."""
     sizes = [min(BATCH, count - first) for first in range(0, count, BATCH)]
+    why: Counter[str] = Counter()
 
     async def batch(index: int) -> list[int]:
         doc = {"items": [{"processID": process_id} for _ in range(sizes[index])]}
         answer = await clients[index % len(clients)].call("POST", BASE + "/executions/processes/batch", doc)
+        for item in answer["items"]:
+            if item["outcome"] != "started":
+                error = item.get("error") or {}
+                why[f"{item['outcome']}: {error.get('code', '')} {str(error.get('message', ''))[:120]}"] += 1
         return [item["executionID"] for item in answer["items"] if item["outcome"] == "started"]
 
     found: list[int] = []
     for first in range(0, len(sizes), len(clients)):
         for ids in await asyncio.gather(*(batch(i) for i in range(first, min(first + len(clients), len(sizes))))):
             found += ids
+    if len(found) != count:
+        raise RuntimeError(f"started {len(found)} of {count}: {dict(why)}")
     return found
 
 

@@ -239,7 +239,10 @@ class LaneRunners:
         CancelledError) is logged and kept in a set until it ends, instead of hanging the actor."""
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=REAP_S)
+        if all(task.done() for task in tasks):  # the usual case (lanes parked on a wait end at once): no wait
+            pending: set[asyncio.Task[Any]] = set()
+        else:
+            _, pending = await asyncio.wait(tasks, timeout=REAP_S)
         for task in pending:
             log.error(
                 "execution %s: task %s ignores cancellation; leaving it behind", self.execution_id, task.get_name()

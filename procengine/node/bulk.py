@@ -15,6 +15,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from procengine.actors.messages import Command
 from procengine.api.bulk_views import (
     BulkCreated,
     BulkDryRun,
@@ -26,15 +27,18 @@ from procengine.api.bulk_views import (
     BulkSteerRequest,
 )
 from procengine.api.service import Caller
-from procengine.errors import InvalidTransition, NotFound, ValidationFailed
+from procengine.errors import InvalidTransition, NotFound, Unavailable, ValidationFailed
 from procengine.node.bulk_items import BulkEngine, matching_ids
-from procengine.node.bulk_runner import Ended, JobRunner
+from procengine.node.bulk_local import ask_local
+from procengine.node.bulk_runner import CONCURRENCY, Ended, JobRunner
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso
 from procengine.store.bulk_jobs import BulkJobStore
 
 if TYPE_CHECKING:
     from procengine.node.queries import Queries
+    from procengine.node.registry import Registry
+    from procengine.settings import Settings
     from procengine.store.executions import ExecutionStore
 
 __all__ = ["MAX_MATCHED", "BulkOperations"]
@@ -103,6 +107,8 @@ class BulkOperations:
     if TYPE_CHECKING:
         store: ExecutionStore
         queries: Queries
+        registry: Registry
+        settings: Settings
 
         def _refuse_if_draining(self) -> None: ...
 
@@ -260,6 +266,15 @@ class BulkOperations:
 
     async def paused_by_job(self, tenant: str, job_id: int, execution_id: int) -> str | None:
         return await self.bulk_store.paused_at(tenant, job_id, execution_id)
+
+    async def pause_here(self, caller: Caller, execution_ids: list[int], reason: str | None) -> dict[int, Any]:
+        try:
+            self._refuse_if_draining()
+        except Unavailable:
+            return {}  # each goes the whole way, and is refused there as a single pause would be
+        deadline_s = self.settings.pause_grace_ms / 1000 + 30  # `_ask`'s
+        command = Command("pause", caller, reason)
+        return await ask_local(self.registry, execution_ids, command, window=CONCURRENCY, deadline_s=deadline_s)
 
     # --- runners ---------------------------------------------------------------------------------------------
 

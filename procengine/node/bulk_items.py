@@ -1,9 +1,10 @@
 """What a bulk operation does to each execution: the same call as the action's single form, through the node service
 (so it is forwarded to the execution's owner, fenced and audited as that form is), and what its answer counts as.
 
-`matching_ids` is the one place the executions a filter matches are found, page by page: the list query of `GET
+`matching_ids` is the one place the executions a filter matches are found, page by page: the list query's plan of `GET
 …/executions/processes` with the whole of its filter (attributes, start times, error type, process key), so a job
-refuses what the list refuses.
+refuses what the list refuses, read as ids (`Search.matching_ids`: a filter whose one index holds exactly its matches,
+`{processID, status: running}` say, is read from that index alone, without a row).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from procengine.api.service import Caller
 from procengine.api.views import (
     CancelResult,
     ControlRequest,
-    ExecutionList,
     MigrateRequest,
     MigrateResult,
     PauseResult,
@@ -40,17 +40,18 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
+from procengine.node.search import Search
 from procengine.runtime.cancellation import check_cancelled
 from procengine.statuses import Status
 from procengine.store.bulk_jobs import ItemOutcome
 from procengine.store.executions import PAUSED_BY_BULK
 
-__all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "matching_ids"]
+__all__ = ["ACTIONS", "FILTER_PAGE", "BulkEngine", "JobParams", "apply_item", "matching_ids", "pause_outcome"]
 
 log = logging.getLogger(__name__)
 
 FILTER_PAGE: Final = 1000
-"""Executions read per page of the list query when a filter is resolved."""
+"""Execution ids read per page when a filter is resolved."""
 ITEM_ATTEMPTS: Final = 3
 """How often an item is tried while the execution cannot be reached (503) before it counts as failed."""
 TEXT_FILTERS: Final = {
@@ -65,6 +66,9 @@ FILTER_NAMES: Final = ("status", "processID", *TEXT_FILTERS, "attr.<name>", "att
 
 class BulkEngine(Protocol):
     """What a bulk operation needs of the node service (`procengine.node.node.Node`)."""
+
+    search: Search
+    """The execution list's filters (`matching_ids` reads every match through it)."""
 
     async def pause(self, caller: Caller, execution_id: int, request: ControlRequest) -> PauseResult: ...
 
@@ -84,23 +88,18 @@ class BulkEngine(Protocol):
 
     async def migrate(self, caller: Caller, execution_id: int, request: MigrateRequest) -> MigrateResult: ...
 
-    async def list_executions(
-        self,
-        caller: Caller,
-        *,
-        status: str | None,
-        process_id: int | None,
-        limit: int,
-        cursor: str | None,
-        filters: ExecutionFilter | None = None,
-    ) -> ExecutionList: ...
-
     async def execution_fields(self, caller: Caller, execution_id: int, names: list[str]) -> dict[str, str]:
         """Fields of the caller's execution ({} if it is not the caller's)."""
         ...
 
     async def paused_by_job(self, tenant: str, job_id: int, execution_id: int) -> str | None:
         """The pausedAt the bulk pause `job_id` recorded for the execution (None: it did not pause it)."""
+        ...
+
+    async def pause_here(self, caller: Caller, execution_ids: list[int], reason: str | None) -> dict[int, Any]:
+        """The single pause of each of `execution_ids` whose actor this node drives, put straight into its mailbox
+        (node/bulk_local.py): executionID -> its answer (a PauseResult, or the error it raised); the others are
+        not in it (they go the whole way: `apply_item`)."""
         ...
 
 
@@ -127,13 +126,23 @@ async def _pause(engine: BulkEngine, caller: Caller, execution_id: int, job: Job
     try:
         return (await engine.pause(caller, execution_id, ControlRequest(reason=job.reason))).pausedAt
     except InvalidTransition as exc:
-        if exc.current_status != Status.PAUSED.value:
+        paused_at = await _paused_already(engine, caller, execution_id, job, exc)
+        if paused_at is None:
             raise
-        # applied again after a failover: paused already, by this job (before its outcome was written)?
-        fields = await engine.execution_fields(caller, execution_id, ["status", "pausedAt", PAUSED_BY_BULK])
-        if fields.get("status") == Status.PAUSED.value and fields.get(PAUSED_BY_BULK) == str(job.job_id):
-            return fields.get("pausedAt", "")
-        raise
+        return paused_at
+
+
+async def _paused_already(
+    engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams, exc: InvalidTransition
+) -> str | None:
+    """A pause refused as paused, applied again after a failover: its pausedAt if this job paused it (before its
+    outcome was written), else None."""
+    if exc.current_status != Status.PAUSED.value:
+        return None
+    fields = await engine.execution_fields(caller, execution_id, ["status", "pausedAt", PAUSED_BY_BULK])
+    if fields.get("status") == Status.PAUSED.value and fields.get(PAUSED_BY_BULK) == str(job.job_id):
+        return fields.get("pausedAt", "")
+    return None
 
 
 async def _resume(engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams) -> str:
@@ -215,31 +224,49 @@ async def apply_item(engine: BulkEngine, caller: Caller, execution_id: int, job:
     for attempt in range(ITEM_ATTEMPTS):
         try:
             paused_at = await call(engine, caller, execution_id, job)
-        except InvalidTransition as exc:
-            return ItemOutcome(execution_id, "refused", f"execution is {exc.current_status}")
-        except NotFound:
-            return ItemOutcome(execution_id, "refused", "not found")
-        except NotHeldByJob as exc:
-            return ItemOutcome(execution_id, "refused", exc.message)
-        except StateCorrupted:
-            return ItemOutcome(execution_id, "refused", "state corrupted")
-        except (ValidationFailed, PayloadTooLarge) as exc:
-            return ItemOutcome(execution_id, "refused", _short(exc.message))
         except Unavailable as exc:
             if attempt + 1 == ITEM_ATTEMPTS:
                 return ItemOutcome(execution_id, "failed", _short(exc.message))
             await asyncio.sleep(0.2 * 2**attempt)
             continue
-        except ProcEngineError as exc:
-            return ItemOutcome(execution_id, "failed", _short(exc.message))
         except Exception as exc:
             check_cancelled()
-            log.warning(
-                "bulk job %s: execution %s: %r", job.job_id, execution_id, exc, extra={"executionID": execution_id}
-            )
-            return ItemOutcome(execution_id, "failed", type(exc).__name__)
+            return _outcome_of_error(execution_id, job, exc)
         return ItemOutcome(execution_id, "done", "", paused_at)
     return ItemOutcome(execution_id, "failed", "unreachable")  # not reached: the last attempt returns
+
+
+async def pause_outcome(
+    engine: BulkEngine, caller: Caller, execution_id: int, job: JobParams, answer: Any
+) -> ItemOutcome:
+    """What a pause answered by the execution's actor itself (`BulkEngine.pause_here`: its result, or the error it
+    raised) counts as: what `apply_item` would count the same answer as."""
+    if isinstance(answer, PauseResult):
+        return ItemOutcome(execution_id, "done", "", answer.pausedAt)
+    if isinstance(answer, InvalidTransition):
+        paused_at = await _paused_already(engine, caller, execution_id, job, answer)
+        if paused_at is not None:
+            return ItemOutcome(execution_id, "done", "", paused_at)
+    return _outcome_of_error(execution_id, job, answer)
+
+
+def _outcome_of_error(execution_id: int, job: JobParams, exc: BaseException) -> ItemOutcome:
+    """Refused where the execution's state does not allow the action (409), it is not the tenant's (404) or the
+    action does not fit it (422, 413); failed for anything else (one bad item never stops the job)."""
+    if isinstance(exc, InvalidTransition):
+        return ItemOutcome(execution_id, "refused", f"execution is {exc.current_status}")
+    if isinstance(exc, NotFound):
+        return ItemOutcome(execution_id, "refused", "not found")
+    if isinstance(exc, NotHeldByJob):
+        return ItemOutcome(execution_id, "refused", exc.message)
+    if isinstance(exc, StateCorrupted):
+        return ItemOutcome(execution_id, "refused", "state corrupted")
+    if isinstance(exc, ValidationFailed | PayloadTooLarge):
+        return ItemOutcome(execution_id, "refused", _short(exc.message))
+    if isinstance(exc, ProcEngineError):
+        return ItemOutcome(execution_id, "failed", _short(exc.message))
+    log.warning("bulk job %s: execution %s: %r", job.job_id, execution_id, exc, extra={"executionID": execution_id})
+    return ItemOutcome(execution_id, "failed", type(exc).__name__)
 
 
 def _short(message: str) -> str:
@@ -279,22 +306,8 @@ async def matching_ids(engine: BulkEngine, caller: Caller, wanted: dict[str, Any
     problems = filter_problems(wanted)
     if problems:
         raise ValidationFailed("the filter is not one the executions list takes", problems)
-    cursor: str | None = None
-    filters = _execution_filter(wanted)
-    while True:
-        page = await engine.list_executions(
-            caller,
-            status=filters.status,
-            process_id=filters.process_id,
-            limit=FILTER_PAGE,
-            cursor=cursor,
-            filters=filters,
-        )
-        if page.items:
-            yield [item.executionID for item in page.items]
-        if page.nextCursor is None:
-            return
-        cursor = page.nextCursor
+    async for page in engine.search.matching_ids(caller.tenant, _execution_filter(wanted), page=FILTER_PAGE):
+        yield page
 
 
 def _execution_filter(wanted: dict[str, Any]) -> ExecutionFilter:

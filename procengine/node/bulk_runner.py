@@ -18,7 +18,7 @@ from typing import Final
 
 from procengine.api.service import Caller
 from procengine.errors import StoreFailed
-from procengine.node.bulk_items import BulkEngine, JobParams, apply_item
+from procengine.node.bulk_items import BulkEngine, JobParams, apply_item, pause_outcome
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso
 from procengine.store.bulk_jobs import BulkJobStore, ItemOutcome
@@ -107,11 +107,10 @@ class JobRunner:
 
     async def run(self) -> Ended:
         pacer = _Pacer(self.rate)
-        limit = asyncio.Semaphore(CONCURRENCY)
         while True:
             check_cancelled()
             ids = await self.store.targets(self.tenant, self.job_id, self.cursor, self.stretch)
-            outcomes = await self._apply(ids, pacer, limit)
+            outcomes = await self._apply(ids, pacer)
             status = await self._write(self.cursor + len(ids), outcomes)
             if status is None:
                 log.info("bulk job %s: another node runs it now; stopping here", self.job_id)
@@ -127,17 +126,27 @@ class JobRunner:
                     continue
             return Ended(status, let_go=True)
 
-    async def _apply(self, ids: list[int], pacer: _Pacer, limit: asyncio.Semaphore) -> list[ItemOutcome]:
-        async def one(execution_id: int) -> ItemOutcome:
-            async with limit:
-                return await apply_item(self.engine, self.caller, execution_id, self.params)
+    async def _apply(self, ids: list[int], pacer: _Pacer) -> list[ItemOutcome]:
+        """The stretch's items. A pause (unpaced) goes first straight to the actors this node drives (each the
+        actor's own single pause: `BulkEngine.pause_here`); the rest, CONCURRENCY workers taking the next one as
+        each is done (not a task and a semaphore per item: the bulk pause of 10,000 is bound by the node's CPU)."""
+        outcomes: dict[int, ItemOutcome] = {}
+        if self.params.action == "pause" and self.rate is None:
+            answers = await self.engine.pause_here(self.caller, ids, self.params.reason)
+            for execution_id, answer in answers.items():
+                outcome = await pause_outcome(self.engine, self.caller, execution_id, self.params, answer)
+                outcomes[execution_id] = outcome
+        rest = iter([execution_id for execution_id in ids if execution_id not in outcomes])  # shared by the workers
 
-        tasks: list[asyncio.Task[ItemOutcome]] = []
-        async with asyncio.TaskGroup() as group:
-            for execution_id in ids:
+        async def worker() -> None:
+            for execution_id in rest:
                 await pacer.wait()
-                tasks.append(group.create_task(one(execution_id)))
-        return [task.result() for task in tasks]
+                outcomes[execution_id] = await apply_item(self.engine, self.caller, execution_id, self.params)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(CONCURRENCY, len(ids) - len(outcomes))):
+                group.create_task(worker())
+        return [outcomes[execution_id] for execution_id in ids]
 
     async def _write(self, cursor: int, outcomes: list[ItemOutcome]) -> str | None:
         """The stretch's outcomes and the new cursor, fenced by the epoch; retried while Redis is away (a node that

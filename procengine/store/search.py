@@ -178,10 +178,20 @@ def removed(keys: Keys, tenant: str, execution_id: int, entry: SearchEntry) -> l
     return ops
 
 
+def _status_only(before: Mapping[str, str], update: Mapping[str, str]) -> bool:
+    """The write changes the status alone of the fields that place an execution, between two statuses that are not
+    failed (`error_type` reads the error of a failed execution only)."""
+    return (
+        update.keys() & MOVED_BY == {"status"} and before.get("status") != "failed" and update.get("status") != "failed"
+    )
+
+
 def written(keys: Keys, execution_id: int, before: Mapping[str, str], update: Mapping[str, str]) -> list[IndexOp]:
     """The edits a write of the execution hash fields `update` makes to the search indexes, the hash having been
     `before` (its attributes changed, it failed, or it is failed no more). [] when the hash names no tenant."""
     if update.keys().isdisjoint(MOVED_BY):
+        return []
+    if _status_only(before, update):  # a pause, a resume: no entry moves (only a failure has an error type)
         return []
     tenant = before.get("tenant") or update.get("tenant")
     if not tenant:
