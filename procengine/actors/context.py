@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from procengine.actors.child_control import ChildControl
+from procengine.actors.external import ExternalTasks
 from procengine.actors.inflight import InFlight
 from procengine.engine.compiled import CompiledProcess
 from procengine.runtime.clock import Clock
@@ -41,3 +42,5 @@ class ActorContext:
     """The node's executions with a task in flight (kept by the lanes, read by the lease check)."""
     processes: ProcessVersions | None = None
     """The process versions a migration moves an execution to (None: a context made without them, in tests)."""
+    external: ExternalTasks | None = None
+    """Where attempts of tasks with a `queue` go for workers (None: a context made without them, in tests)."""
