@@ -3,11 +3,11 @@ language take a queue's tasks over REST and give their results back (node/task_q
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from procengine.api.views import Storable
+from procengine.api.views import STORABLE_REF, Storable
 
 __all__ = [
     "MAX_FETCH",
@@ -78,7 +78,7 @@ class TaskCompleteRequest(_Request):
     """`POST …/tasks/{taskID}/complete`: the task's output (becomes the element's output, as a handler's return)."""
 
     lockToken: LockToken
-    output: Storable = None
+    output: Annotated[Any, WithJsonSchema({"anyOf": [{"$ref": STORABLE_REF}, {"type": "null"}]})] = None
 
 
 class TaskFailRequest(_Request):

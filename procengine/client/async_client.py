@@ -88,6 +88,7 @@ from procengine.client.errors import (
 )
 from procengine.client.sse import parse_events
 from procengine.client.streams import OPENED, EventStream, Opened
+from procengine.client.tasks import AsyncTasks
 
 __all__ = ["FINAL_EVENTS", "AsyncClient"]
 
@@ -110,7 +111,7 @@ NO_OUTPUT: Final = _NoOutput()
 """`skip`'s default: no output given (None sends `null`, which is stored)."""
 
 
-class AsyncClient(AsyncBulk):
+class AsyncClient(AsyncBulk, AsyncTasks):
     """A client of one procengine server, as one tenant (its token). Use it as an async context manager, or
     call `close()`: it holds a connection pool.
 
