@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from procengine.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -46,6 +48,8 @@ def run_worker(args: argparse.Namespace) -> int:
     from procengine.tasks import builtin_handlers, default_registry
 
     logs.configure(args.log_level, "text")
+    if os.getcwd() not in sys.path:  # like `serve --handlers` and `python -m`: modules of the directory it runs in
+        sys.path.insert(0, os.getcwd())
     try:
         for module in [m.strip() for value in args.handlers for m in value.split(",") if m.strip()]:
             importlib.import_module(module)

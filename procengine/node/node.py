@@ -939,6 +939,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
             check_cancelled()
             try:
                 await self.reconcile()
+                await self.tasks.refresh_metrics(self.metrics, list(self.settings.tenants))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -46,6 +46,7 @@ from procengine.errors import (
 )
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, iso
+from procengine.runtime.metrics import Metrics
 from procengine.store.failures import store_errors
 from procengine.store.keys import Keys
 from procengine.store.task_queues import LockedTask, QueueStats, TaskQueueStore
@@ -190,7 +191,7 @@ class TaskQueues:
                 "or the attempt timed out); the result was not taken"
             )
         if said == "settled":
-            raise TaskAlreadySettled(f"task {task_id} is {answer[1]} already; nothing changed")
+            raise TaskAlreadySettled(f"task {task_id} was completed or failed with this lock already; nothing changed")
         if action != "extend":
             log.info(
                 "task %s %sd by %s (tenant %s, request %s)",
@@ -216,6 +217,15 @@ class TaskQueues:
         for tenant in tenants:
             found += await self.store.stats(tenant, now)
         return found
+
+    async def refresh_metrics(self, metrics: Metrics, tenants: list[str]) -> None:
+        """The queues' gauges, from Redis (O(queues): a few commands per queue of each tenant)."""
+        for found in await self.stats(tenants):
+            labels = (found.tenant, found.queue)
+            metrics.queue_depth.labels(*labels).set(found.depth)
+            metrics.queue_oldest.labels(*labels).set(found.oldest_waiting_ms / 1000)
+            metrics.queue_in_flight.labels(*labels).set(found.in_flight)
+            metrics.queue_locks_expired.labels(*labels).set(found.locks_expired)
 
     # --- the settled channel ------------------------------------------------------------------
 

@@ -241,3 +241,47 @@ def test_a_queue_name_is_a_short_identifier() -> None:
         validate_definition(paying(queue="no spaces/here"), ["echo"])
     assert "queue" in str(refused.value.details)
     validate_definition(paying(queue="payments.eu-1"), ["echo"])  # the handler need not be known
+
+
+async def test_the_queue_figures_reach_the_metrics(make_engine: EngineFactory) -> None:
+    clock = ShiftedClock()
+    engine = await make_engine(clock=clock)
+    await _start(engine, paying(), amount=1)
+    await _start(engine, paying(), amount=2)
+    await _one(engine)  # one locked, one waiting
+    clock.advance(3000)
+    await engine.tasks.refresh_metrics(engine.metrics, ["default"])
+    text = engine.metrics_text()[0].decode()
+    labels = '{queue="payments",tenant="default"}'
+    assert f"procengine_task_queue_depth{labels} 1.0" in text
+    assert f"procengine_task_queue_in_flight{labels} 1.0" in text
+    assert f"procengine_task_queue_locks_expired{labels} 0.0" in text
+    oldest = next(line for line in text.splitlines() if line.startswith("procengine_task_queue_oldest_waiting"))
+    assert float(oldest.split()[-1]) >= 3.0
+
+
+async def test_a_queue_and_its_tasks_live_in_the_documented_keys(engine: Node, redis: Redis, prefix: str) -> None:
+    execution = await _start(engine, paying(), amount=1)
+    task = await _one(engine)
+    tenant = f"{prefix}:tenant:{{default}}"
+    found = sorted([k.decode() async for k in redis.scan_iter(match=f"{tenant}:*")])
+    assert [k for k in found if ":queue" in k or ":task:" in k] == sorted(
+        [
+            f"{tenant}:queue:payments",
+            f"{tenant}:queue:payments:locks",
+            f"{tenant}:queues",
+            f"{tenant}:task:{task.taskId}",
+        ]
+    )
+    fields = {k.decode(): v.decode() for k, v in (await redis.hgetall(f"{tenant}:task:{task.taskId}")).items()}
+    assert fields.keys() >= {
+        "taskId", "queue", "executionId", "elementKey", "attempt", "handler", "input", "idempotencyKey", "node",
+        "status", "entry", "queuedAt", "lockToken", "lockExpiresAt", "workerId", "deliveries",
+    }  # fmt: skip
+    assert (fields["status"], fields["executionId"], fields["lockToken"]) == ("locked", str(execution), task.lockToken)
+    assert await redis.xlen(f"{tenant}:queue:payments") == 1
+    pending = await redis.xpending(f"{tenant}:queue:payments", "workers")
+    assert pending["pending"] == 1
+    await engine.complete_task(CALLER, task.taskId, TaskCompleteRequest(lockToken=task.lockToken, output=1))
+    assert await redis.xlen(f"{tenant}:queue:payments") == 0  # acknowledged and deleted
+    assert 0 < await redis.pttl(f"{tenant}:task:{task.taskId}") <= 24 * 3600 * 1000
