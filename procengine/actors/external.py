@@ -42,6 +42,16 @@ def task_id_of(context: TaskContext) -> str:
     return f"{context.execution_id}.{context.execution_order}.{context.attempt}"
 
 
+class _Waiter:
+    """One runner waiting for its task: woken by `settled`, with the result when the node that took it hands it over."""
+
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.result: Settled | None = None
+
+
 class ExternalTasks:
     """The node's runners waiting for workers (one per node, shared by its actors)."""
 
@@ -49,7 +59,7 @@ class ExternalTasks:
         self.store = store
         self.clock = clock
         self.node_id = node_id
-        self._waiting: dict[tuple[str, str], asyncio.Event] = {}
+        self._waiting: dict[tuple[str, str], _Waiter] = {}
         self.offered = 0
         """Attempts offered by this node (tests and metrics)."""
         self.leaving = False
@@ -59,11 +69,20 @@ class ExternalTasks:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def settled(self, tenant: str, task_id: str) -> None:
-        """A worker settled the task: its runner, if it waits on this node, takes the result."""
-        event = self._waiting.get((tenant, task_id))
-        if event is not None:
-            event.set()
+    def waits_here(self, tenant: str, task_id: str) -> bool:
+        """Whether the task's runner waits on this node (a complete taken here can hand it the result)."""
+        return (tenant, task_id) in self._waiting
+
+    def settled(self, tenant: str, task_id: str, result: Settled | None = None) -> bool:
+        """A worker settled the task: its runner, if it waits on this node, is woken, with `result` if the caller
+        took it for it (`task_settle.lua` with `take`), else to take it itself. False: no runner waits here."""
+        waiter = self._waiting.get((tenant, task_id))
+        if waiter is None:
+            return False
+        if result is not None:
+            waiter.result = result
+        waiter.event.set()
+        return True
 
     def handler(self, tenant: str, step: RunTask) -> Handler:
         """The attempt as a handler `run_attempt` can call."""
@@ -77,8 +96,8 @@ class ExternalTasks:
         assert step.queue is not None
         task_id = task_id_of(context)
         key = (tenant, task_id)
-        event = asyncio.Event()
-        self._waiting[key] = event  # before the offer: a worker may settle it before the offer's answer is read
+        waiter = _Waiter()
+        self._waiting[key] = waiter  # before the offer: a worker may settle it before the offer's answer is read
         try:
             record = TaskRecord(
                 task_id,
@@ -96,15 +115,15 @@ class ExternalTasks:
             while result is None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(RECHECK_S):
-                        await event.wait()
-                event.clear()
-                result = await self.store.take(tenant, task_id)
+                        await waiter.event.wait()
+                waiter.event.clear()
+                result = waiter.result or await self.store.take(tenant, task_id)
         except asyncio.CancelledError:
             # cut short: the worker's lock is void from now on (shielded: the revoke is written even so)
             await asyncio.shield(self._revoke(tenant, step.queue, task_id))
             raise
         finally:
-            if self._waiting.get(key) is event:
+            if self._waiting.get(key) is waiter:
                 del self._waiting[key]
         return _outcome(result)
 

@@ -49,12 +49,15 @@ from procengine.runtime.clock import Clock, iso
 from procengine.runtime.metrics import Metrics
 from procengine.store.failures import store_errors
 from procengine.store.keys import Keys
-from procengine.store.task_queues import LockedTask, QueueStats, TaskQueueStore
+from procengine.store.task_queues import LockedTask, QueueStats, Settled, TaskQueueStore
 
 __all__ = ["TaskQueues"]
 
 log = logging.getLogger(__name__)
 
+QUEUE_CACHE: Final = 100_000
+LOCKS_READ_MS: Final = 200
+"""How long a node goes by the earliest lock expiries it read before it reads them again."""
 STUCK_MS: Final = 60_000
 """An entry read by a fetch but whose task was never locked (the node died in between) is claimed again after this."""
 
@@ -78,6 +81,10 @@ class TaskQueues:
         self.listening = asyncio.Event()
         """Set while the node hears the `tasks:settled` channel (tests wait on it)."""
         self.in_flight_fetches = 0
+        self._queue_of: dict[tuple[str, str], str] = {}
+        """The queue of each task a fetch here answered (saves a read at its complete; bounded, oldest dropped)."""
+        self._stuck_checked: dict[tuple[str, str], int] = {}
+        self._locks_read: dict[tuple[str, tuple[str, ...]], tuple[int, dict[str, int]]] = {}
 
     # --- fetch --------------------------------------------------------------------------------
 
@@ -86,64 +93,75 @@ class TaskQueues:
         deadline = loop.time() + request.waitMs / 1000
         queues = list(dict.fromkeys(request.queues))
         locked: list[LockedTask] = []
-        first = True
         self.in_flight_fetches += 1
         try:
             while True:
                 check_cancelled()
+                earliest = await self._earliest_locks(caller.tenant, queues)
+                now = self.clock.now_ms()
+                expired = [queue for queue, at in earliest.items() if at <= now]
                 left_ms = int((deadline - loop.time()) * 1000)
                 block_ms: int | None = None
-                if not first:
-                    if left_ms <= 0:
-                        break
-                    block_ms = min(left_ms, self._slice_ms)
-                    earliest = await self.store.earliest_lock(caller.tenant, queues)
-                    if earliest is not None:
-                        block_ms = max(1, min(block_ms, earliest - self.clock.now_ms() + 1))
+                if left_ms > 0:  # a long poll, never past the next lock expiry (its task is offered again then)
+                    coming = [at - now + 1 for at in earliest.values() if at > now]
+                    block_ms = max(1, min([left_ms, self._slice_ms, *coming]))
                 # one step a hang-up does not split: what is read is locked (or left for STUCK_MS)
-                step = asyncio.ensure_future(self._take(caller.tenant, queues, request, block_ms, first))
+                step = asyncio.ensure_future(self._take(caller.tenant, queues, request, block_ms, expired))
                 locked.extend(await asyncio.shield(step))
-                first = False
-                if locked:
+                if locked or left_ms <= 0:
                     break
         finally:
             self.in_flight_fetches -= 1
+        for task in locked:
+            self._queue_of[(caller.tenant, task.task_id)] = task.fields.get("queue", "")
+        while len(self._queue_of) > QUEUE_CACHE:
+            del self._queue_of[next(iter(self._queue_of))]
         return FetchResult(tasks=[_view(task) for task in locked])
 
     async def _take(
-        self, tenant: str, queues: list[str], request: FetchRequest, block_ms: int | None, first: bool
+        self, tenant: str, queues: list[str], request: FetchRequest, block_ms: int | None, expired: list[str]
     ) -> list[LockedTask]:
         worker, most, lock_ms = request.workerId, request.max, request.lockMs
         locked: list[LockedTask] = []
+        for queue in expired:
+            if len(locked) < most:
+                now = self.clock.now_ms()
+                locked += await self.store.lock_expired(tenant, queue, worker, most - len(locked), lock_ms, now)
         for queue in queues:
-            if len(locked) >= most:
-                break
-            now = self.clock.now_ms()
-            locked += await self.store.lock_expired(tenant, queue, worker, most - len(locked), lock_ms, now)
-            if first and len(locked) < most:
-                stuck = await self._stuck(tenant, queue, worker, most - len(locked))
+            if len(locked) < most and self._stuck_due(tenant, queue):
+                stuck = await self.store.stuck(tenant, queue, worker, STUCK_MS, most - len(locked))
                 if stuck:
-                    locked += await self.store.lock_new(tenant, queue, worker, stuck, lock_ms, now)
+                    locked += await self.store.lock_new(tenant, queue, worker, stuck, lock_ms, self.clock.now_ms())
         if len(locked) >= most:
             return locked
-        read = await self.store.read_new(tenant, queues, worker, most - len(locked), block_ms)
+        read = await self.store.read_new(tenant, queues, worker, most - len(locked), None if locked else block_ms)
         now = self.clock.now_ms()
         for queue, entries in read.items():
             locked += await self.store.lock_new(tenant, queue, worker, entries, lock_ms, now)
         return locked
 
-    async def _stuck(self, tenant: str, queue: str, worker: str, most: int) -> list[tuple[str, str]]:
-        stream = await self.store.ensure_group(tenant, queue)
-        with store_errors():
-            answer: Any = await self.redis.xautoclaim(stream, "workers", worker, STUCK_MS, "0-0", count=most)
-        entries = answer[1] if answer else []
-        found: list[tuple[str, str]] = []
-        for entry_id, fields in entries:
-            if not fields:
-                continue
-            task = fields.get(b"task", fields.get("task"))
-            found.append((_text(entry_id), _text(task)))
-        return found
+    async def _earliest_locks(self, tenant: str, queues: list[str]) -> dict[str, int]:
+        """The queues' earliest lock expiries, read at most every LOCKS_READ_MS per queue set on this node: a lock
+        that expires is taken again by a fetch within that much more (a fetch that finds tasks costs no read)."""
+        key = (tenant, tuple(queues))
+        now = self.clock.now_ms()
+        cached = self._locks_read.get(key)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        earliest = await self.store.earliest_locks(tenant, queues)
+        self._locks_read[key] = (now + LOCKS_READ_MS, earliest)
+        if len(self._locks_read) > QUEUE_CACHE:
+            self._locks_read.clear()
+        return earliest
+
+    def _stuck_due(self, tenant: str, queue: str) -> bool:
+        """Whether to look for entries read and never locked on this queue now (at most every STUCK_MS / 2 per node:
+        they are rare, a node dying between a read and its lock)."""
+        now = self.clock.now_ms()
+        if now < self._stuck_checked.get((tenant, queue), 0):
+            return False
+        self._stuck_checked[(tenant, queue)] = now + STUCK_MS // 2
+        return True
 
     # --- complete, fail, extend ---------------------------------------------------------------
 
@@ -171,19 +189,20 @@ class TaskQueues:
         lock_ms: int = 0,
         result: dict[str, str] | None = None,
     ) -> list[str]:
-        queue = await self.store.queue_of(caller.tenant, task_id)
+        tenant = caller.tenant
+        queue = self._queue_of.get((tenant, task_id)) or await self.store.queue_of(tenant, task_id)
         if queue is None:
             raise NotFound(f"task {task_id} not found")
         now = self.clock.now_ms()
-        answer = await self.store.settle(
-            caller.tenant, queue, task_id, action, token, now, lock_ms=lock_ms, result=result
-        )
+        here = action != "extend" and self.external.waits_here(tenant, task_id)  # taken here for its runner
+        arg: int | str = lock_ms if action == "extend" else int(here)
+        answer = await self.store.settle(tenant, queue, task_id, action, token, now, lock_ms=arg, result=result)
         said = answer[0]
         if said == "missing":
             raise NotFound(f"task {task_id} not found")
         if said == "stale":
             raise TaskLockStale(
-                f"task {task_id}: this lock is no longer held (it expired and the task was taken again)"
+                f"task {task_id}: this lock is not held any more (it expired, the task was taken again)"
             )
         if said == "revoked":
             raise TaskLockRevoked(
@@ -192,17 +211,17 @@ class TaskQueues:
             )
         if said == "settled":
             raise TaskAlreadySettled(f"task {task_id} was completed or failed with this lock already; nothing changed")
-        if action != "extend":
-            log.info(
-                "task %s %sd by %s (tenant %s, request %s)",
-                task_id,
-                action,
-                caller.by,
-                caller.tenant,
-                caller.request_id,
-            )
-            self.external.settled(caller.tenant, task_id)  # its runner, if it waits on this node
-            await self.store.publish_settled(caller.tenant, task_id)  # ... or on another
+        if action == "extend":
+            return answer
+        self._queue_of.pop((tenant, task_id), None)
+        log.info("task %s: %s by %s (tenant %s, request %s)", task_id, action, caller.by, tenant, caller.request_id)
+        status = "completed" if action == "complete" else "failed"
+        if here:
+            if not self.external.settled(tenant, task_id, _settled_of(status, result or {})):
+                # its runner went while the result was written (cut short): settled again, for the re-run to take
+                await self.store.settle(tenant, queue, task_id, "untake", token, now, lock_ms=status)
+        else:
+            await self.store.publish_settled(tenant, task_id)  # its runner waits on another node
         return answer
 
     # --- queues -------------------------------------------------------------------------------
@@ -293,4 +312,16 @@ def _queue_view(stats: QueueStats) -> QueueView:
         oldestWaitingMs=stats.oldest_waiting_ms,
         inFlight=stats.in_flight,
         locksExpired=stats.locks_expired,
+    )
+
+
+def _settled_of(status: str, result: dict[str, str]) -> Settled:
+    """What a runner takes, from the result a complete or fail wrote (as store/task_queues.py reads it back)."""
+    output = result.get("output")
+    return Settled(
+        status,
+        json.loads(output) if output else None,
+        result.get("error", ""),
+        result.get("type", ""),
+        result.get("retryable", "1") != "0",
     )

@@ -236,18 +236,14 @@ class TaskQueueStore:
         ]
         n_expired = len(tasks) if expired is None else expired
         args: list[str | int] = [now_ms, lock_ms, worker, queue, most, n_expired, *tokens, *entry_ids]
-        locked = [_text(t) for t in await self._lock(keys=keys, args=args)]
-        if not locked:
-            return []
+        answer: list[Any] = await self._lock(keys=keys, args=args)
         token_of = dict(zip(tasks, tokens, strict=True))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task in locked:
-                pipe.hgetall(self.keys.task(tenant, task))
-            records = await pipe.execute()
-        return [
-            LockedTask(task, token_of[task], now_ms + lock_ms, {_text(k): _text(v) for k, v in record.items()})
-            for task, record in zip(locked, records, strict=True)
-        ]
+        locked: list[LockedTask] = []
+        for task_id, flat in zip(answer[::2], answer[1::2], strict=True):
+            task = _text(task_id)
+            fields = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+            locked.append(LockedTask(task, token_of[task], now_ms + lock_ms, fields))
+        return locked
 
     @translated
     async def queue_of(self, tenant: str, task_id: str) -> str | None:
@@ -264,10 +260,11 @@ class TaskQueueStore:
         token: str,
         now_ms: int,
         *,
-        lock_ms: int = 0,
+        lock_ms: int | str = 0,
         result: dict[str, str] | None = None,
     ) -> list[str]:
-        """complete, fail or extend: the script's answer (see task_settle.lua)."""
+        """complete, fail, extend or untake: the script's answer (see task_settle.lua; `lock_ms` is its ARGV[5]: the
+        lock's time for extend, 1 for a complete or fail whose runner waits here, the status for untake)."""
         answer = await self._run_settle(tenant, queue, task_id, action, token, now_ms, lock_ms, result)
         return [_text(a) for a in answer]
 
@@ -279,7 +276,7 @@ class TaskQueueStore:
         action: str,
         token: str,
         now_ms: int,
-        lock_ms: int = 0,
+        lock_ms: int | str = 0,
         result: dict[str, str] | None = None,
     ) -> list[Any]:
         keys = [
@@ -292,14 +289,24 @@ class TaskQueueStore:
         return answer
 
     @translated
-    async def earliest_lock(self, tenant: str, queues: list[str]) -> int | None:
-        """The earliest lock expiry of the queues (epoch ms), if any lock is held."""
+    async def earliest_locks(self, tenant: str, queues: list[str]) -> dict[str, int]:
+        """Per queue with a lock held, its earliest lock expiry (epoch ms)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for queue in queues:
                 pipe.zrange(self.keys.task_locks(tenant, queue), 0, 0, withscores=True)
             answers = await pipe.execute()
-        scores = [int(score) for answer in answers for _, score in answer]
-        return min(scores) if scores else None
+        return {queue: int(answer[0][1]) for queue, answer in zip(queues, answers, strict=True) if answer}
+
+    @translated
+    async def stuck(self, tenant: str, queue: str, worker: str, idle_ms: int, most: int) -> list[tuple[str, str]]:
+        """Entries delivered `idle_ms` ago or more, claimed for `worker` (`XAUTOCLAIM`): [(entry id, task id)]."""
+        stream = await self.ensure_group(tenant, queue)
+        answer: Any = await self.redis.xautoclaim(stream, GROUP, worker, idle_ms, "0-0", count=most)
+        found: list[tuple[str, str]] = []
+        for entry_id, fields in answer[1] if answer else []:
+            if fields:
+                found.append((_text(entry_id), _text(fields.get(b"task", fields.get("task")))))
+        return found
 
     @translated
     async def publish_settled(self, tenant: str, task_id: str) -> None:

@@ -56,6 +56,8 @@ class Worker:
         self.grace_s = grace_s
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
+        self._batch = max(1, concurrency // 4)
+        """While tasks run, a fetch waits for this many free slots: fewer requests per task under load."""
         self.completed = 0
         self.failed = 0
 
@@ -83,6 +85,9 @@ class Worker:
             await self._slots.acquire()  # at least one free slot before asking
             free = 1
             while free < self.concurrency and not self._slots.locked():
+                await self._slots.acquire()
+                free += 1
+            while free < self._batch and self._running:  # busy: ask for a few at once, not one per request
                 await self._slots.acquire()
                 free += 1
             try:

@@ -7,12 +7,12 @@
 -- ARGV[1] now (ms)  ARGV[2] lockMs  ARGV[3] the worker's id  ARGV[4] the queue name  ARGV[5] the most to lock
 -- ARGV[6] how many of KEYS[4..] are expired locks (the rest are new entries)
 -- ARGV[7..] one lock token per task hash, then (for the new ones) their entry ids
--- Returns the ids of the tasks locked, in order.
+-- Returns, per task locked, in order: its id, then its hash's fields and values (HGETALL).
 
 local now, lock_ms, worker, queue = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local most, expired = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n = #KEYS - 3
-local locked = {}
+local locked, count = {}, 0
 for i = 1, n do
   local key, token = KEYS[3 + i], ARGV[6 + i]
   local f = redis.call('HMGET', key, 'status', 'lockExpiresAt', 'taskId', 'entry')
@@ -34,12 +34,14 @@ for i = 1, n do
       redis.call('XDEL', KEYS[1], id)
     end
   end
-  if take and #locked < most then
+  if take and count < most then
+    count = count + 1
     local until_ms = now + lock_ms
     redis.call('HSET', key, 'status', 'locked', 'lockToken', token, 'lockExpiresAt', until_ms, 'workerId', worker)
     redis.call('HINCRBY', key, 'deliveries', 1)
     redis.call('ZADD', KEYS[2], until_ms, task)
     locked[#locked + 1] = task
+    locked[#locked + 1] = redis.call('HGETALL', key)
   end
 end
 return locked

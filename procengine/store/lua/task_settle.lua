@@ -4,8 +4,12 @@
 -- other worker has taken since still counts (nothing else did the work). The stream entry is acknowledged and
 -- deleted when the task settles or is revoked.
 -- KEYS[1] the task hash  KEYS[2] the queue's stream  KEYS[3] its lock set
--- ARGV[1] the action: complete | fail | extend | revoke  ARGV[2] the lock token ('' for revoke)  ARGV[3] now (ms)
--- ARGV[4] the hash's TTL after it settles (ms)  ARGV[5] lockMs (extend)  ARGV[6..] field, value pairs (the result)
+-- ARGV[1] the action: complete | fail | extend | revoke | untake  ARGV[2] the lock token ('' for revoke)
+-- ARGV[3] now (ms)  ARGV[4] the hash's TTL after it settles (ms)  ARGV[5] lockMs (extend); for complete and fail:
+-- 1 when the runner waits on the calling node, which hands it the result (the task is `taken` at once)
+-- ARGV[6..] field, value pairs (the result)
+-- untake: the runner the result was to be handed to had gone; the task is settled again (ARGV[5] its status), for
+-- the runner that starts the attempt again
 -- Returns {'ok', lockExpiresAt} | {'missing'} | {'stale'} | {'revoked'} | {'settled', status}
 --   (revoke: {'ok'} when it revoked the task, {'settled', status} when a worker had settled it first)
 
@@ -20,6 +24,11 @@ local function release()
     redis.call('XACK', KEYS[2], 'workers', entry)
     redis.call('XDEL', KEYS[2], entry)
   end
+end
+
+if action == 'untake' then
+  if status == 'taken' and settled == token then redis.call('HSET', KEYS[1], 'status', ARGV[5]) end
+  return {'ok'}
 end
 
 if action == 'revoke' then
@@ -43,8 +52,9 @@ if status == 'locked' and lock == token then
   release()
   local fields = {}
   for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], 'status', action == 'complete' and 'completed' or 'failed', 'settledToken', token,
-    'settledAt', now, unpack(fields))
+  local settles = action == 'complete' and 'completed' or 'failed'
+  if ARGV[5] == '1' then settles = 'taken' end
+  redis.call('HSET', KEYS[1], 'status', settles, 'settledToken', token, 'settledAt', now, unpack(fields))
   redis.call('HDEL', KEYS[1], 'lockToken', 'lockExpiresAt')
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   return {'ok', ''}
