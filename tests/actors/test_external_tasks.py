@@ -23,7 +23,7 @@ from procengine.errors import NotFound, TaskAlreadySettled, TaskLockRevoked, Tas
 from procengine.node.node import Node
 from tests.support.clock import ShiftedClock
 from tests.support.nodes import CALLER, EngineFactory
-from tests.support.polling import poll
+from tests.support.polling import poll, until
 from tests.support.processes import definition
 
 OTHER = Caller(tenant="other", by="other", request_id="req-other")
@@ -285,3 +285,31 @@ async def test_a_queue_and_its_tasks_live_in_the_documented_keys(engine: Node, r
     await engine.complete_task(CALLER, task.taskId, TaskCompleteRequest(lockToken=task.lockToken, output=1))
     assert await redis.xlen(f"{tenant}:queue:payments") == 0  # acknowledged and deleted
     assert 0 < await redis.pttl(f"{tenant}:task:{task.taskId}") <= 24 * 3600 * 1000
+
+
+async def test_a_complete_on_another_node_reaches_the_runner_through_the_channel(make_engine: EngineFactory) -> None:
+    owner, other = await make_engine(), await make_engine()
+    await until(lambda: owner.tasks.listening.is_set())
+    execution = await _start(owner, paying(), amount=4)
+    task = await _one(other)  # any node answers a fetch
+    assert not other.external.waits_here("default", task.taskId)
+    await other.complete_task(CALLER, task.taskId, TaskCompleteRequest(lockToken=task.lockToken, output="there"))
+    assert await _final(owner, execution) == "completed"
+    state = await owner.state(CALLER, execution)
+    assert state.memory is not None and state.memory["variables"]["payment"] == "there"
+
+
+async def test_a_result_whose_runner_went_meanwhile_stays_for_the_re_run(
+    engine: Node, redis: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execution = await _start(engine, paying(), amount=4)
+    task = await _one(engine)
+    hand_over = engine.external.settled
+    monkeypatch.setattr(engine.external, "settled", lambda *args: False)  # as if the runner went during the write
+    await engine.complete_task(CALLER, task.taskId, TaskCompleteRequest(lockToken=task.lockToken, output="kept"))
+    key = f"{prefix}:tenant:{{default}}:task:{task.taskId}"
+    assert await redis.hget(key, "status") == b"completed"  # not `taken`: the next runner of the attempt takes it
+    monkeypatch.setattr(engine.external, "settled", hand_over)
+    engine.external.settled("default", task.taskId)  # the runner (still there, in fact) looks again
+    assert await _final(engine, execution) == "completed"
+    assert await redis.hget(key, "status") == b"taken"
