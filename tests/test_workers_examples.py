@@ -81,3 +81,24 @@ async def test_the_javascript_worker_serves_the_same_queue_over_plain_http(serve
     finally:
         said = await _stops_on_sigterm(worker)
     assert "stopped" in said, said
+
+
+async def test_a_task_in_a_workers_hands_when_its_node_is_killed_is_completed_once(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    async with serving(redis_server.url, prefix) as start, aiohttp.ClientSession() as session:
+        a = await start("--register", "examples/workers/order-approval.yaml")
+        b = await start()
+        body = {"processKey": "order-approval-workers", "variables": ORDER}
+        execution = (await call(session, a, "POST", "/executions/processes", json=body))["executionID"]
+        fetch = {"queues": ["payments"], "workerId": "w", "waitMs": 10_000}
+        [task] = (await call(session, b, "POST", "/tasks/fetch", json=fetch))["tasks"]
+        a.kill9()  # the owner dies while the worker holds the task: b adopts the execution
+        done = {"lockToken": task["lockToken"], "output": {"charged": 40, "reference": "ch_once"}}
+        await call(session, b, "POST", f"/tasks/{task['taskId']}/complete", json=done)
+        status = await final_status(session, b, execution)
+        assert status["status"] == "completed"
+        state = await call(session, b, "GET", f"/executions/processes/{execution}/state")
+        assert state["memory"]["variables"]["payment"]["reference"] == "ch_once"
+        # nothing was offered again: the adopting node found the task in the worker's hands
+        assert (await call(session, b, "POST", "/tasks/fetch", json={**fetch, "waitMs": 0}))["tasks"] == []
