@@ -1,6 +1,7 @@
 """One worker process: fetch a queue's tasks (a long poll), run each with its handler, complete or fail it.
 
-Up to `concurrency` tasks run at once; a fetch asks for as many as there are free slots. A task's lock is
+Up to `concurrency` tasks run at once; a fetch asks for as many as there are free slots (while tasks run, for a
+quarter of `concurrency` at least, so that a busy worker does not send a request per task). A task's lock is
 extended while its handler runs (every third of `lock_ms`), so a slow handler keeps it. A handler's exception
 fails the attempt with the exception's class name as its type (what a `catch` matches) and `retryable` as the
 exception says (`retryable = False` on its class fails the element at once), as in the engine.
@@ -29,6 +30,8 @@ __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
+IDLE_POLL_MS: Final = 1000
+"""With a wait shorter than this (0: no long poll), an empty fetch is followed by a pause of this long."""
 RELEASE_LOCK_MS: Final = 1000
 """A released task's lock is cut to this (the least `extend` takes): it is offered again after it."""
 
@@ -108,6 +111,8 @@ class Worker:
                 raise
             for _ in range(free - len(answer.tasks)):
                 self._slots.release()
+            if not answer.tasks and self.wait_ms < IDLE_POLL_MS:  # no long poll: do not ask back to back
+                await asyncio.sleep(IDLE_POLL_MS / 1000)
             for task in answer.tasks:
                 job = asyncio.create_task(self._serve(task), name=f"task-{task.taskId}")
                 self._running[task.taskId] = job
