@@ -312,6 +312,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
         self.external.leaving = True  # tasks in workers' hands stay there for the node that adopts their executions
         await self.registry.stop_all()
         await self.store.aclose()
+        await self.external.store.aclose()
         await self.probe.aclose()
         with contextlib.suppress(Exception):
             await self.ownership.leave()

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
+from procengine.store.batching import ScriptBatcher
 from procengine.store.failures import translated
 from procengine.store.keys import Keys
 
@@ -122,6 +123,14 @@ class TaskQueueStore:
         self._settle = _script(redis, "task_settle")
         self._take = _script(redis, "task_take")
         self._groups: set[str] = set()
+        # offers and settles of many actors and requests in one event-loop turn share one pipeline (group commit's
+        # transport, store/batching.py): each is still its own atomic script
+        self._offers = ScriptBatcher(redis, self._offer)
+        self._settles = ScriptBatcher(redis, self._settle)
+
+    async def aclose(self) -> None:
+        await self._offers.aclose()
+        await self._settles.aclose()
 
     # --- the engine's side --------------------------------------------------------------------
 
@@ -134,7 +143,7 @@ class TaskQueueStore:
             self.keys.task_queues(tenant),
         ]
         pairs = [x for kv in task.fields().items() for x in kv]
-        answer = await self._offer(keys=keys, args=[task.queue, TASK_TTL_MS, *pairs])
+        answer = await self._offers.call(keys, [task.queue, TASK_TTL_MS, *pairs])
         if _text(answer[0]) == "settled":
             return _settled(answer[1:])
         return None
