@@ -51,6 +51,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "idle": ("bench.idle", 900, 60),
     "history": ("bench.history", 120, 40),
     "bulk": ("bench.bulk", 60, 20),
+    "workers": ("bench.workers", 60, 25),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -9,6 +9,9 @@ ProcEngineError
 ├── InvalidTransition     409 INVALID_TRANSITION pause/resume/cancel not allowed from the current status
 │   └── Refused           (logged as `refused` in the execution's log)
 ├── StateCorrupted        409 STATE_CORRUPTED    a snapshot that cannot be resumed
+├── TaskLockStale         409 TASK_LOCK_STALE    a task's complete/fail/extend with a lock it no longer holds
+├── TaskLockRevoked       409 TASK_LOCK_REVOKED  … with a lock the engine revoked (pause past grace, cancel, timeout)
+├── TaskAlreadySettled    409 TASK_ALREADY_SETTLED  … of a task this lock completed or failed already
 ├── ProcessDeprecated     409 PROCESS_DEPRECATED a start of a process version that is deprecated
 ├── ProcessInUse          409 PROCESS_IN_USE     a delete of a process version that stored executions use
 ├── CodecError            409 STATE_CORRUPTED    a stored blob could not be decoded
@@ -29,6 +32,7 @@ ProcEngineError
 ├── MailboxClosed         (internal) the actor stopped taking messages: the node activates it again
 ├── MalformedControl      (internal) a control-channel message that cannot be acted on: dropped
 ├── ExpressionError       (element) a CEL expression failed to compile or to evaluate
+├── ExternalTaskFailed    (element) a worker failed an external task: the element's error type is the worker's
 ├── LimitExceeded         (element) a value, a list or an expression's cost over its limit
 │   └── ExpressionTooCostly   an expression would cost more than its budget
 ├── SandboxError          (internal) the CEL child process failed or died: an ExpressionError
@@ -137,6 +141,28 @@ class StateCorrupted(ProcEngineError):
 
     status = 409
     code = "STATE_CORRUPTED"
+
+
+class TaskLockStale(ProcEngineError):
+    """An external task's lock is not the caller's any more: it expired and another worker took the task."""
+
+    status = 409
+    code = "TASK_LOCK_STALE"
+
+
+class TaskLockRevoked(ProcEngineError):
+    """The engine revoked the external task's lock: its execution was paused past the grace, cancelled, or the
+    attempt timed out; the result is not wanted (a paused execution offers the task again at resume)."""
+
+    status = 409
+    code = "TASK_LOCK_REVOKED"
+
+
+class TaskAlreadySettled(ProcEngineError):
+    """The external task was completed or failed with this lock already: the second call changes nothing."""
+
+    status = 409
+    code = "TASK_ALREADY_SETTLED"
 
 
 class ProcessDeprecated(ProcEngineError):
@@ -279,6 +305,16 @@ class SandboxError(ProcEngineError):
 
 class SandboxTimeout(ProcEngineError):
     """The evaluation ran past its deadline; the child was killed."""
+
+
+class ExternalTaskFailed(ProcEngineError):
+    """A worker failed an external task (actors/external.py): its error, with the type it gave (the element's error
+    type, which a `catch` matches) and whether a retry may help."""
+
+    def __init__(self, message: str, error_type: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.error_type = error_type or "ExternalTaskFailed"
+        self.retryable = retryable
 
 
 class TooManyNodes(ProcEngineError):

@@ -47,7 +47,9 @@ async def run_attempt(handler: Handler | None, step: RunTask, context: TaskConte
     except Exception as exc:
         # an exception whose class says `retryable = False` fails the element at once, whatever the retry policy
         retry = getattr(exc, "retryable", True) is not False
-        return Attempt(False, f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__, retry=retry)
+        # an external task's failure carries the type its worker gave (actors/external.py)
+        kind = getattr(exc, "error_type", None) or type(exc).__name__
+        return Attempt(False, f"{kind}: {exc}", error_type=str(kind), retry=retry)
     try:
         size = await measure(value, memory_limit)
     except CodecError as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from procengine.actors.child_control import ChildControl
+from procengine.actors.external import ExternalTasks
 from procengine.actors.inflight import InFlight
 from procengine.engine.compiled import CompiledProcess
 from procengine.runtime.clock import Clock
@@ -44,3 +45,5 @@ class ActorContext:
     """The process versions a migration moves an execution to (None: a context made without them, in tests)."""
     tracing: Tracing | None = None
     """The node's tracer; None when tracing is off, and then no span is made (actors/spans.py)."""
+    external: ExternalTasks | None = None
+    """Where attempts of tasks with a `queue` go for workers (None: a context made without them, in tests)."""

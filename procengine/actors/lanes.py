@@ -479,6 +479,8 @@ class LaneRunners:
         if stop.is_set():  # stopped (cancel, failure) before the handler could be called
             return None
         handler = self.ctx.handlers.get(step.handler)
+        if step.queue is not None and self.ctx.external is not None:  # a worker runs it (actors/external.py)
+            handler = self.ctx.external.handler(self.tenant, step)
         entry = step.entry
         context = TaskContext(self.execution_id, entry.element_key, entry.attempt, entry.execution_order, entry.path)
         attempt = run_attempt(handler, step, context, self.ctx.settings.max_snapshot_bytes)

@@ -21,6 +21,16 @@ from procengine.api.bulk_views import (
 from procengine.api.feeds import Feed
 from procengine.api.filters import ExecutionFilter
 from procengine.api.process_views import ProcessDeleted, ProcessPatch
+from procengine.api.task_views import (
+    ExtendResult,
+    FetchRequest,
+    FetchResult,
+    QueueList,
+    SettleResult,
+    TaskCompleteRequest,
+    TaskExtendRequest,
+    TaskFailRequest,
+)
 from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
@@ -272,6 +282,22 @@ class NodeService(Protocol):
     def metrics_text(self) -> tuple[bytes, str]:
         """The node's metrics in Prometheus text format, and the content type."""
         ...
+
+    # --- external task workers (node/task_queues.py) ---
+
+    async def fetch_tasks(self, caller: Caller, request: FetchRequest) -> FetchResult:
+        """Lock tasks of the caller's tenant's queues, waiting up to `waitMs` for one."""
+        ...
+
+    async def complete_task(self, caller: Caller, task_id: str, request: TaskCompleteRequest) -> SettleResult:
+        """NotFound, TaskLockStale, TaskLockRevoked or TaskAlreadySettled when the lock does not allow it."""
+        ...
+
+    async def fail_task(self, caller: Caller, task_id: str, request: TaskFailRequest) -> SettleResult: ...
+
+    async def extend_task(self, caller: Caller, task_id: str, request: TaskExtendRequest) -> ExtendResult: ...
+
+    async def task_queues(self, caller: Caller) -> QueueList: ...
 
     # --- bulk operations (node/bulk.py) ---
 

@@ -17,6 +17,7 @@ from typing import Final
 
 from procengine.cli.bulk import add_bulk_arguments
 from procengine.cli.inputs import positive_int
+from procengine.cli.worker import add_worker_arguments, run_worker
 
 __all__ = [
     "GROUPS",
@@ -38,6 +39,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("go back in an execution", ("checkpoints", "rewind", "fork", "break", "step")),
     ("definitions", ("register", "validate", "processes")),
     ("act on many executions at once", ("bulk",)),
+    ("run task handlers outside the engine", ("worker",)),
 )
 """How `procengine --help` groups the commands, in this order."""
 
@@ -357,6 +359,16 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
         api,
     )
     add_bulk_arguments(bulk)
+
+    worker = commands.add_parser(
+        "worker",
+        help="take tasks of queues and run their @task handlers here (docs/workers.md)",
+        description="Serve task elements that name a `queue`: fetch their tasks over the REST API, run the @task "
+        "handlers of --handlers modules (plain functions in a thread pool), complete or fail each. SIGTERM stops "
+        "it gracefully: in-flight tasks get --grace-s to finish, the rest are released for another worker.",
+    )
+    add_worker_arguments(worker)
+    worker.set_defaults(run=run_worker)
 
     validate = add(
         "validate",

@@ -56,6 +56,7 @@ from procengine.client.errors import (
 )
 from procengine.client.repair import AsyncRepair, breakpoint_item
 from procengine.client.streams import EventStream
+from procengine.client.tasks import AsyncTasks
 from procengine.client.transport import dump, execution_path, request_body
 
 __all__ = ["FINAL_EVENTS", "AsyncClient"]
@@ -69,7 +70,7 @@ _JSON: Final = "application/json"
 _YAML: Final = "application/yaml"
 
 
-class AsyncClient(AsyncRepair, AsyncBulk):
+class AsyncClient(AsyncRepair, AsyncBulk, AsyncTasks):
     """A client of one procengine server, as one tenant (its token). Use it as an async context manager, or
     call `close()`: it holds a connection pool.
 

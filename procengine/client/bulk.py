@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel
-
 from procengine.api.bulk_views import (
     BulkCreated,
     BulkDryRun,
@@ -22,7 +20,7 @@ from procengine.api.bulk_views import (
     BulkRequest,
     BulkSteerRequest,
 )
-from procengine.client.transport import AsyncTransport, dump, request_body
+from procengine.client.transport import AsyncTransport, checked_body
 
 __all__ = ["AsyncBulk", "Bulk"]
 
@@ -30,13 +28,6 @@ T = TypeVar("T")
 _BULK = "/bulk-operations"
 ENDED = ("completed", "cancelled", "failed")
 """The statuses in which a job does nothing more."""
-
-
-def _body(model: type[BaseModel], value: dict[str, Any]) -> bytes:
-    """Checked here by the model the server checks it with, refused as the server would; sent with only the
-    fields given."""
-    request_body(model, value)
-    return dump(value)
 
 
 def _page(limit: int | None, cursor: str | None) -> dict[str, str]:
@@ -76,7 +67,7 @@ class AsyncBulk(AsyncTransport):
             "version": version,
             "mapping": None if mapping is None else dict(mapping),
         }
-        body = _body(BulkRequest, {name: value for name, value in given.items() if value is not None})
+        body = checked_body(BulkRequest, {name: value for name, value in given.items() if value is not None})
         if dry_run:
             return await self._data("POST", _BULK, BulkDryRun, body=body)
         return await self._data("POST", _BULK, BulkCreated, body=body, retry=False)
@@ -94,7 +85,7 @@ class AsyncBulk(AsyncTransport):
         return await self._data("GET", f"{_BULK}/{int(job_id)}/items", BulkItems, params=_page(limit, cursor))
 
     async def _steer(self, job_id: int, verb: str, reason: str | None) -> BulkJobView:
-        body = None if reason is None else _body(BulkSteerRequest, {"reason": reason})
+        body = None if reason is None else checked_body(BulkSteerRequest, {"reason": reason})
         return await self._data("POST", f"{_BULK}/{int(job_id)}/{verb}", BulkJobView, body=body)
 
     async def bulk_pause(self, job_id: int, reason: str | None = None) -> BulkJobView:
@@ -111,7 +102,7 @@ class AsyncBulk(AsyncTransport):
 
     async def bulk_undo(self, job_id: int, reason: str | None = None) -> BulkCreated:
         """Undo an ended bulk pause: a resume job over what it paused and still holds paused."""
-        body = None if reason is None else _body(BulkSteerRequest, {"reason": reason})
+        body = None if reason is None else checked_body(BulkSteerRequest, {"reason": reason})
         return await self._data("POST", f"{_BULK}/{int(job_id)}/undo", BulkCreated, body=body, retry=False)
 
 

@@ -51,13 +51,14 @@ from procengine.client.async_client import AsyncClient
 from procengine.client.bulk import Bulk
 from procengine.client.repair import NO_OUTPUT
 from procengine.client.streams import EventStream
+from procengine.client.tasks import Tasks
 
 __all__ = ["BlockingEventStream", "Client"]
 
 T = TypeVar("T")
 
 
-class Client(Bulk):
+class Client(Bulk, Tasks):
     """A blocking client of one procengine server; the arguments are `AsyncClient`'s. Use it as a context
     manager, or call `close()` (it holds a thread and a connection pool). Safe to share between threads:
     every call runs on the client's own loop."""

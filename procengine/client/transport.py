@@ -29,7 +29,7 @@ from procengine.client.errors import (
 from procengine.client.sse import parse_events
 from procengine.client.streams import OPENED, Opened
 
-__all__ = ["JSON", "AsyncTransport", "dump", "execution_path", "request_body"]
+__all__ = ["JSON", "AsyncTransport", "checked_body", "dump", "execution_path", "request_body"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -273,3 +273,10 @@ def _retryable(error: ProcEngineClientError) -> bool:
 def _connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
     reason = str(exc) or type(exc).__name__
     return ConnectionFailed(f"cannot reach the server at {url}: {reason}")
+
+
+def checked_body(model: type[BaseModel], value: dict[str, Any]) -> bytes:
+    """`value` checked here by the model the server checks it with (refused as the server would), sent as given:
+    only the fields it has."""
+    request_body(model, value)
+    return dump(value)

@@ -69,8 +69,8 @@ class CompiledProcess:
 
     @property
     def handlers(self) -> frozenset[str]:
-        """The task handlers the definition calls."""
-        return frozenset(e.handler for e in self.elements.values() if isinstance(e, TaskElement))
+        """The task handlers the definition calls in the engine (a task with a `queue` calls a worker's)."""
+        return frozenset(e.handler for e in self.elements.values() if isinstance(e, TaskElement) and e.queue is None)
 
     @functools.cached_property
     def variables_written(self) -> frozenset[str]:
@@ -201,7 +201,13 @@ def element_problems(
     for clause in catch_clauses(element):
         if clause.next == element.key:
             problems.append(f"{where}: a catch clause goes back to the element itself (at once, for ever); use retry")
-    if isinstance(element, TaskElement) and known_handlers is not None and element.handler not in known_handlers:
+    external = isinstance(element, TaskElement) and element.queue is not None  # a worker has the handler
+    if (
+        isinstance(element, TaskElement)
+        and not external
+        and known_handlers is not None
+        and element.handler not in known_handlers
+    ):
         problems.append(f"{where}: unknown handler {element.handler!r} (known: {', '.join(sorted(known_handlers))})")
     if isinstance(element, CallProcessElement) and known_processes is not None:
         versions = known_processes.get(element.process)

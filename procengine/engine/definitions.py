@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, TypeAdapter, model_validator
 
+from procengine.api.task_views import QueueName
 from procengine.api.views import MAX_ATTEMPTS, MAX_DURATION_MS
 from procengine.engine.attributes import MAX_ATTRIBUTES, AttributeName, AttributeType
 
@@ -88,6 +89,9 @@ class _ElementBase(_Model):
 class TaskElement(_ElementBase):
     type: Literal["task"]
     handler: Annotated[str, Field(min_length=1)]
+    queue: QueueName | None = None
+    """Run by external workers that fetch it from this queue of the tenant (docs/workers.md), not in the engine:
+    the engine need not have the handler."""
     input: dict[str, str] = Field(default_factory=dict)
     output: Identifier | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -333,7 +337,7 @@ def bodies_of_doc(element: dict[str, Any]) -> list[dict[str, Any]]:
 _ADDED_FIELDS: dict[str, tuple[str, ...]] = {
     "wait-signal": ("timeoutMs", "onTimeout", "timeoutAt"),
     "delay": ("until",),
-    "task": ("onExhausted",),
+    "task": ("onExhausted", "queue"),
     "call-process": ("onExhausted",),
     "set-variable": ("attributes",),
 }

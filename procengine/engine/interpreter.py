@@ -422,7 +422,7 @@ class Interpreter:
 
     def _run_task(self, entry: StackEntry, element: TaskElement, variables: dict[str, Any]) -> RunTask:
         task_input = {name: self._value(src, variables) for name, src in element.input.items()}
-        return RunTask(entry, element.handler, task_input, timeout_ms(entry, element))
+        return RunTask(entry, element.handler, task_input, timeout_ms(entry, element), element.queue)
 
     def _complete(
         self, state: ExecutionState, entry: StackEntry, output: Any, next_key: str | None, now_ms: int

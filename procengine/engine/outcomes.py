@@ -47,6 +47,8 @@ class RunTask:
     handler: str
     input: dict[str, Any]
     timeout_ms: int | None
+    queue: str | None = None
+    """An external task: its attempt goes on this queue of the tenant for a worker (None: the node's handler)."""
 
 
 @dataclass(frozen=True, slots=True)

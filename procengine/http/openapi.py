@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from procengine.api.task_views import TaskID
 from procengine.api.views import STORABLE_REF
 from procengine.engine.definitions import Identifier
 from procengine.http.context import OPENAPI_KEY
@@ -42,6 +43,7 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "a": (_ID_SCHEMA, "The checkpoint the diff goes from."),
     "b": (_ID_SCHEMA, "The checkpoint the diff goes to."),
     "jobID": (_ID_SCHEMA, "A bulk operation's id."),
+    "taskID": (TypeAdapter(TaskID).json_schema(), "An external task's id (`taskId` in a fetch's answer)."),
 }
 
 HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {

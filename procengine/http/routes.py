@@ -67,6 +67,7 @@ from procengine.http.endpoints import Probe
 from procengine.http.openapi import serve_openapi
 from procengine.http.params import CheckpointsQuery, ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
 from procengine.http.spec import BASE_PATH, RouteSpec
+from procengine.http.task_endpoints import TASK_ROUTES
 
 __all__ = ["ROUTES", "add_routes"]
 
@@ -278,6 +279,7 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         media_type="text/event-stream",
     ),
     *BULK_ROUTES,  # bulk operations (issue 23): http/bulk_endpoints.py
+    *TASK_ROUTES,  # external task workers (issue 24): http/task_endpoints.py
     RouteSpec("GET", BASE_PATH + "/statuses", h.list_statuses, "The status table", StatusTable, tag="statuses"),
 )  # fmt: skip
 

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorContext, ExecutionActor, log_refusal
+from procengine.actors.external import ExternalTasks
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.records import snapshot_commit, transition_log, under_way_records
 from procengine.actors.repairs import retried_answer
@@ -29,6 +30,16 @@ from procengine.api.problems import refusal
 from procengine.api.process_views import ProcessDeleted, ProcessPatch
 from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
+from procengine.api.task_views import (
+    ExtendResult,
+    FetchRequest,
+    FetchResult,
+    QueueList,
+    SettleResult,
+    TaskCompleteRequest,
+    TaskExtendRequest,
+    TaskFailRequest,
+)
 from procengine.api.views import (
     ELEMENTS_PAGE,
     BatchStartRequest,
@@ -94,6 +105,7 @@ from procengine.node.registry import Registry
 from procengine.node.routing import Router
 from procengine.node.starting import BatchStarts, begun_waits
 from procengine.node.steps import StepControls
+from procengine.node.task_queues import TaskQueues
 from procengine.node.travel import Fork, TimeTravel
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock, SystemClock, iso
@@ -124,6 +136,7 @@ from procengine.store.keys import Keys
 from procengine.store.probe import StoreProbe
 from procengine.store.processes import ProcessStore, StoredProcess
 from procengine.store.scripts import Scripts
+from procengine.store.task_queues import TaskQueueStore
 from procengine.tasks import HandlerRegistry
 
 log = logging.getLogger(__name__)
@@ -203,6 +216,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
         """The execution list's filters (`Search.matching_ids`: every match of a filter, page by page)."""
         self.history = HistoryStore(redis, self.keys)
         self.metrics = metrics or Metrics()
+        self.external = ExternalTasks(TaskQueueStore(redis, self.keys), self.clock, self.node_id)
         self.ctx = ActorContext(
             self.store,
             settings,
@@ -213,7 +227,12 @@ class Node(StepControls, TimeTravel, BulkOperations):
             children=Children(self),
             processes=self.catalog,
             tracing=None if tracer_provider is None else Tracing(tracer_provider),
+            external=self.external,
         )
+        self.tasks = TaskQueues(
+            redis, self.keys, self.external.store, self.external, self.clock, settings.redis_timeout_s
+        )
+        """External task workers' fetch, complete, fail, extend (node/task_queues.py)."""
         self.registry = Registry(self.ctx, self.catalog, self.ownership)
         self.metrics.active_actors.set_function(lambda: len(self.registry))
         self.health = StoreHealth(redis, self.keys, interval_s=settings.store_check_interval_ms / 1000)
@@ -277,6 +296,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
             asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
+            asyncio.create_task(self.tasks.listen_forever(), name="tasks-settled"),
         ]
         # started means ready when Redis is: the control channel is subscribed before the front door opens (a
         # message published at once would otherwise reach no one); bounded, /ready says so if it is not yet
@@ -295,8 +315,10 @@ class Node(StepControls, TimeTravel, BulkOperations):
         self._background = []
         self._stop_gc_watch()
         await self.stop_bulk_runners()
+        self.external.leaving = True  # tasks in workers' hands stay there for the node that adopts their executions
         await self.registry.stop_all()
         await self.store.aclose()
+        await self.external.store.aclose()
         await self.probe.aclose()
         with contextlib.suppress(Exception):
             await self.ownership.leave()
@@ -340,6 +362,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
         log.info("node %s: draining", self.node_id)
         await self._stop_background("reconciler")  # adopt nothing more here
         await self.stop_bulk_runners()  # the other nodes go on with them from their cursors
+        self.external.leaving = True  # tasks in workers' hands stay there for the nodes that adopt their executions
         await self.registry.drain_all(timeout_s=self.settings.pause_grace_ms / 1000 + 5)
         await self._stop_background("heartbeat")
         with contextlib.suppress(Exception):  # best effort: without it the others adopt after the TTL
@@ -813,6 +836,24 @@ class Node(StepControls, TimeTravel, BulkOperations):
         verb = VERB_PHRASES.get(command.verb, command.verb)
         raise InvalidTransition(f"cannot {verb} an execution that is {status}{hint}", status)
 
+    # --- external task workers (node/task_queues.py) ------------------------------------------
+
+    async def fetch_tasks(self, caller: Caller, request: FetchRequest) -> FetchResult:
+        self._refuse_if_draining()
+        return await self.tasks.fetch(caller, request)
+
+    async def complete_task(self, caller: Caller, task_id: str, request: TaskCompleteRequest) -> SettleResult:
+        return await self.tasks.complete(caller, task_id, request)
+
+    async def fail_task(self, caller: Caller, task_id: str, request: TaskFailRequest) -> SettleResult:
+        return await self.tasks.fail(caller, task_id, request)
+
+    async def extend_task(self, caller: Caller, task_id: str, request: TaskExtendRequest) -> ExtendResult:
+        return await self.tasks.extend(caller, task_id, request)
+
+    async def task_queues(self, caller: Caller) -> QueueList:
+        return await self.tasks.queues(caller)
+
     # --- reads --------------------------------------------------------------------------------
 
     async def list_executions(
@@ -908,6 +949,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
             check_cancelled()
             try:
                 await self.reconcile()
+                await self.tasks.refresh_metrics(self.metrics, list(self.settings.tenants))
             except asyncio.CancelledError:
                 raise
             except Exception:

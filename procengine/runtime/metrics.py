@@ -91,6 +91,32 @@ class Metrics:
             registry=r,
         )
 
+        queue = ["tenant", "queue"]
+        self.queue_depth = Gauge(
+            "procengine_task_queue_depth",
+            "External tasks offered on a queue and not locked by a worker, as of the last reconcile pass.",
+            queue,
+            registry=r,
+        )
+        self.queue_oldest = Gauge(
+            "procengine_task_queue_oldest_waiting_seconds",
+            "Age of the oldest external task waiting on a queue for a worker (0: none), as of the last reconcile pass.",
+            queue,
+            registry=r,
+        )
+        self.queue_in_flight = Gauge(
+            "procengine_task_queue_in_flight",
+            "External tasks of a queue a worker holds the lock of, as of the last reconcile pass.",
+            queue,
+            registry=r,
+        )
+        self.queue_locks_expired = Gauge(
+            "procengine_task_queue_locks_expired",
+            "Locks of a queue's tasks that expired and whose tasks were taken again (all nodes, ever).",
+            queue,
+            registry=r,
+        )
+
     def element_duration(self, element_type: str, outcome: str) -> Histogram:
         """The element duration histogram of one type and outcome (looked up once: labels() takes a lock)."""
         child = self._element_children.get((element_type, outcome))

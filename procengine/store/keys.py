@@ -157,6 +157,36 @@ class Keys:
         """Hash: executionID -> pausedAt, the executions a bulk pause paused, and when (what its undo resumes)."""
         return f"{self.bulk_job(tenant, job_id)}:paused"
 
+    def task_queue(self, tenant: str, queue: str) -> str:
+        """Stream with the consumer group `workers`: one entry `{task: <taskID>}` per offered attempt of an external
+        task (docs/workers.md); an entry stays in the group's pending list while a worker holds its lock and is
+        acknowledged and deleted when the task is completed, failed or revoked."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:queue:{queue}"
+
+    def task_locks(self, tenant: str, queue: str) -> str:
+        """Sorted set: taskID -> lockExpiresAt (epoch ms), the queue's locked tasks: a fetch takes those whose lock
+        has expired before it reads new entries."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:queue:{queue}:locks"
+
+    def task(self, tenant: str, task_id: str) -> str:
+        """Hash, expiring: one offered attempt of an external task (status queued, locked, completed, failed, taken,
+        revoked; its input, lock and result)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:task:{task_id}"
+
+    def task_queues(self, tenant: str) -> str:
+        """Set: the names of the tenant's queues that ever had a task (metrics and the console list them)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:queues"
+
+    def task_stats(self, tenant: str) -> str:
+        """Hash: `<queue>:locksExpired` -> how many locks of the queue expired and were taken again."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:queue-stats"
+
+    @property
+    def task_settled(self) -> str:
+        """Pub/sub channel: `<tenant> <taskID>` when a worker completed or failed a task, for the node whose actor
+        waits for it."""
+        return f"{self.prefix}:tasks:settled"
+
     def node_bulk_jobs(self, node_id: str) -> str:
         """Set: `<jobID>:<tenant>` of the bulk operations a node runs, a superset of those whose `owner` is the node
         (added before the write that makes the node their owner): read when its heartbeat lapses."""

@@ -1,6 +1,7 @@
 """The task handler registry: async Python functions a `task` element calls by name.
 
-Register with the decorator in a module that `procengine serve --handlers pkg.module` imports:
+Register with the decorator in a module that `procengine serve --handlers pkg.module` (or `procengine worker
+--handlers pkg.module`, for tasks with a `queue`) imports; a plain (not async) function runs in a worker thread:
 
     from procengine.tasks import task
 
@@ -14,10 +15,11 @@ idempotent (use `ctx.idempotency_key`).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["HandlerRegistry", "TaskContext", "TaskFailed", "default_registry", "task"]
 
@@ -45,21 +47,24 @@ class TaskFailed(Exception):
 
 Handler = Callable[[dict[str, Any], TaskContext], Awaitable[Any]]
 UserHandler = Callable[..., Awaitable[Any]]
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class HandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
 
-    def register(self, name: str, fn: UserHandler) -> None:
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"handler {name!r} must be an async function")
+    def register(self, name: str, fn: UserHandler | Callable[..., Any]) -> None:
+        """Register `fn` under `name`: an async function, or a plain one, which runs in a worker thread (the event
+        loop's default executor; `procengine worker` sizes it to its concurrency) so that it blocks nothing."""
+        if not callable(fn):
+            raise TypeError(f"handler {name!r} must be a function")
         if name in self._handlers:
             raise ValueError(f"handler {name!r} is already registered")
-        self._handlers[name] = _adapt(fn)
+        self._handlers[name] = _adapt(fn) if inspect.iscoroutinefunction(fn) else _threaded(fn)
 
-    def task(self, name: str) -> Callable[[UserHandler], UserHandler]:
-        def decorate(fn: UserHandler) -> UserHandler:
+    def task(self, name: str) -> Callable[[_F], _F]:
+        def decorate(fn: _F) -> _F:
             self.register(name, fn)
             return fn
 
@@ -84,6 +89,18 @@ def _adapt(fn: UserHandler) -> Handler:
 
     async def call(task_input: dict[str, Any], ctx: TaskContext) -> Any:
         return await fn(task_input)
+
+    return call
+
+
+def _threaded(fn: Callable[..., Any]) -> Handler:
+    """A plain function as a handler: called in a worker thread, with the context if it takes two arguments."""
+    with_context = len(inspect.signature(fn).parameters) >= 2
+
+    async def call(task_input: dict[str, Any], ctx: TaskContext) -> Any:
+        if with_context:
+            return await asyncio.to_thread(fn, task_input, ctx)
+        return await asyncio.to_thread(fn, task_input)
 
     return call
 

@@ -68,6 +68,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", 401, 403, 404
 [[operations]]
 include-operation-id = "create_bulk_operation"
 checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409, 422, 429]
+
+# A task fetch is a long poll: on an empty queue it answers after `waitMs` (up to 60 s).
+[[operations]]
+include-operation-id = "fetch_tasks"
+request-timeout = 65
 """
 
 BOUNDED: Final = """
@@ -79,6 +84,12 @@ include-operation-id = "register_process"
 phases.coverage.enabled = false
 phases.stateful.enabled = false
 generation.max-examples = 3
+
+# A generated fetch waits up to its waitMs (60 s) on the empty queue: `make fuzz` runs it, `make test` does not
+# (tests/http/test_task_routes.py and tests/actors/test_external_tasks.py hold it).
+[[operations]]
+include-operation-id = "fetch_tasks"
+enabled = false
 """
 
 
