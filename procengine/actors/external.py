@@ -26,6 +26,7 @@ from typing import Any, Final
 from procengine.engine.outcomes import RunTask
 from procengine.errors import ExternalTaskFailed
 from procengine.runtime.clock import Clock
+from procengine.runtime.tracing import inject
 from procengine.store.task_queues import Settled, TaskQueueStore, TaskRecord
 from procengine.tasks.registry import Handler, TaskContext
 
@@ -109,6 +110,7 @@ class ExternalTasks:
                 task_input,
                 context.idempotency_key,
                 self.node_id,
+                inject(),  # the attempt's span is current here when tracing is on: the worker's spans go under it
             )
             result = await self.store.offer(tenant, record)
             self.offered += 1

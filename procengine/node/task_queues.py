@@ -300,7 +300,7 @@ def _view(task: LockedTask) -> FetchedTask:
         attempt=int(f.get("attempt", "1")),
         input=json.loads(f.get("input") or "{}"),
         idempotencyKey=f.get("idempotencyKey", ""),
-        traceContext={},  # the tracing helper fills it: the attempt's span context, kept in the task's hash
+        traceContext=json.loads(f.get("traceContext") or "{}"),
         lockExpiresAt=iso(task.lock_expires_at_ms),
     )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
 
@@ -56,6 +56,8 @@ class TaskRecord:
     input: dict[str, Any]
     idempotency_key: str
     node_id: str
+    trace: dict[str, str] = field(default_factory=dict)
+    """The W3C trace context of the attempt's span (tracing on), handed to the worker as `traceContext`."""
 
     def fields(self) -> dict[str, str]:
         return {
@@ -68,6 +70,7 @@ class TaskRecord:
             "input": json.dumps(self.input),
             "idempotencyKey": self.idempotency_key,
             "node": self.node_id,
+            "traceContext": json.dumps(self.trace),
         }
 
 
