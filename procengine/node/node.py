@@ -22,10 +22,7 @@ from procengine.actors.actor import SIGNAL_KEY_FIELD, TRANSITION_TARGETS, ActorC
 from procengine.actors.external import ExternalTasks
 from procengine.actors.messages import Command, Request, Verb
 from procengine.actors.repairs import retried_answer
-from procengine.api.feeds import Feed
-from procengine.api.filters import ExecutionFilter
 from procengine.api.process_views import ProcessDeleted, ProcessPatch
-from procengine.api.rendered import RenderedStatus
 from procengine.api.service import Caller
 from procengine.api.task_views import (
     ExtendResult,
@@ -38,15 +35,9 @@ from procengine.api.task_views import (
     TaskFailRequest,
 )
 from procengine.api.views import (
-    ELEMENTS_PAGE,
     BreakpointsResult,
     CancelResult,
     ControlRequest,
-    ElementsView,
-    ExecutionList,
-    ExecutionStatusView,
-    LogEntry,
-    LogView,
     MigrateRequest,
     MigrateResult,
     PauseResult,
@@ -58,8 +49,6 @@ from procengine.api.views import (
     RetryResult,
     RewindResult,
     SignalResult,
-    StateView,
-    StatusEvent,
     SteppedResult,
     StepResult,
     VariablesResult,
@@ -76,16 +65,15 @@ from procengine.errors import (
     Unavailable,
     ValidationFailed,
 )
-from procengine.node.blocked import live_blocked_on
 from procengine.node.bulk import BulkOperations
 from procengine.node.catalog import Catalog
 from procengine.node.children import Children
 from procengine.node.control import ControlListener
 from procengine.node.feeds import Feeds
 from procengine.node.idempotency import IdempotentStarts
-from procengine.node.live_status import render_running
 from procengine.node.ownership import Ownership, new_node_id
-from procengine.node.queries import Queries, status_doc
+from procengine.node.queries import Queries
+from procengine.node.reads import Reads
 from procengine.node.reconciler import Reconciler
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
@@ -120,7 +108,6 @@ from procengine.tasks import HandlerRegistry
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
-SWEEP_BATCH = 500
 STORE_PROBE_S = 0.4
 """How long a PING may take before the front door takes Redis for unreachable (store/probe.py)."""
 RESULTS: dict[Verb, type[BaseModel]] = {
@@ -149,7 +136,7 @@ REPAIR_VERBS: dict[Verb, frozenset[Status]] = {
 (`Registry.activate(repair=...)`)."""
 
 
-class Node(Starts, StepControls, TimeTravel, BulkOperations):
+class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations):
     def __init__(
         self,
         redis: Redis,
@@ -566,94 +553,6 @@ class Node(Starts, StepControls, TimeTravel, BulkOperations):
 
     async def task_queues(self, caller: Caller) -> QueueList:
         return await self.tasks.queues(caller)
-
-    # --- reads --------------------------------------------------------------------------------
-
-    async def list_executions(
-        self,
-        caller: Caller,
-        *,
-        status: str | None,
-        process_id: int | None,
-        limit: int,
-        cursor: str | None,
-        filters: ExecutionFilter | None = None,
-    ) -> ExecutionList:
-        return await self.queries.list(
-            caller.tenant, status=status, process_id=process_id, limit=limit, cursor=cursor, filters=filters
-        )
-
-    async def status(self, caller: Caller, execution_id: int) -> ExecutionStatusView:
-        return ExecutionStatusView.model_validate_json(await self.status_json(caller, execution_id))
-
-    async def status_json(self, caller: Caller, execution_id: int) -> bytes:
-        rendered = self._live_status(caller, execution_id) or await self.queries.status(caller.tenant, execution_id)
-        return rendered.json(self.clock.now_ms())
-
-    def _live_status(self, caller: Caller, execution_id: int) -> RenderedStatus | None:
-        """The status of an execution a live actor here drives, without a round trip: the actor is its only
-        writer, so its copy is what Redis holds. Rendered once per write. None: read it from Redis."""
-        actor = self.registry.get(execution_id)
-        if actor is None or actor.tenant != caller.tenant or actor.corrupted or not actor.copy_known:
-            return None
-        if actor.rendered_status is None:
-            actor.rendered_status = render_running(actor)  # the common case in one pass; None: the general one
-        if actor.rendered_status is None:
-            blocked = live_blocked_on(actor)
-            if blocked is None:  # it needs what only Redis holds (a child's status, say)
-                return None
-            doc = status_doc(execution_id, actor.fields, actor.thread_records.values())
-            actor.rendered_status = RenderedStatus.of({**doc, "blockedOn": blocked})
-        return actor.rendered_status
-
-    async def log(self, caller: Caller, execution_id: int) -> LogView:
-        return await self.queries.log(caller.tenant, execution_id)
-
-    async def elements(
-        self, caller: Caller, execution_id: int, *, limit: int = ELEMENTS_PAGE, cursor: str | None = None
-    ) -> ElementsView:
-        return await self.queries.elements(caller.tenant, execution_id, limit=limit, cursor=cursor)
-
-    async def state(self, caller: Caller, execution_id: int) -> StateView:
-        return await self.queries.state(caller.tenant, execution_id)
-
-    # --- retention ----------------------------------------------------------------------------
-
-    async def sweep(self) -> int:
-        """Take the executions whose retention is over out of every tenant's index (their keys expired by
-        themselves, set in their final write); how many. Any node may do it: it is idempotent."""
-        swept = 0
-        now = self.clock.now_ms()
-        for tenant in self.settings.tenants:
-            while True:  # one round trip for a tenant with fewer than a batch due
-                found = await self.store.sweep(tenant, now, SWEEP_BATCH)
-                swept += found
-                if found < SWEEP_BATCH:
-                    break
-        return swept
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval_ms / 1000)
-            try:
-                await self.sweep()
-            except Exception as exc:  # Redis away: the next round catches up
-                log.warning("node %s: sweep failed: %s", self.node_id, exc)
-
-    # --- event streams ------------------------------------------------------------------------
-
-    async def log_feed(self, caller: Caller, execution_id: int, after: str | None) -> Feed[list[LogEntry] | None]:
-        """The execution's log entries after the entry `after` (None: from its first), as they are written, in
-        batches; None when nothing came for a while (a heartbeat); the feed ends after the final transition.
-        NotFound before anything is read; Unavailable past `max_event_streams`."""
-        await self.queries.require(caller.tenant, execution_id)
-        return self.feeds.log(execution_id, after or "0-0")
-
-    async def status_feed(self, caller: Caller, after: str | None) -> Feed[list[StatusEvent] | None]:
-        """The status changes of the tenant's executions after the event `after` (None: from now), as they
-        happen, in batches; None when nothing came for a while (a heartbeat). It does not end."""
-        start = after if after is not None else await self.store.last_status_event(caller.tenant)
-        return self.feeds.status(caller.tenant, start)
 
     # --- adoption -----------------------------------------------------------------------------
 
