@@ -90,6 +90,8 @@ from procengine.node.queries import Queries, status_doc
 from procengine.node.reconciler import Reconciler
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
+from procengine.node.schedule_loop import ScheduleLoop
+from procengine.node.schedules import ScheduleOperations
 from procengine.node.starting import BatchStarts, begun_waits
 from procengine.node.steps import StepControls
 from procengine.node.travel import Fork, TimeTravel
@@ -120,6 +122,7 @@ from procengine.store.indexes import CHILD_KEY, Indexed
 from procengine.store.keys import Keys
 from procengine.store.probe import StoreProbe
 from procengine.store.processes import ProcessStore, StoredProcess
+from procengine.store.schedules import ScheduleStore
 from procengine.store.scripts import Scripts
 from procengine.tasks import HandlerRegistry
 
@@ -155,7 +158,7 @@ REPAIR_VERBS: dict[Verb, frozenset[Status]] = {
 (`Registry.activate(repair=...)`)."""
 
 
-class Node(StepControls, TimeTravel, BulkOperations):
+class Node(StepControls, TimeTravel, BulkOperations, ScheduleOperations):
     def __init__(
         self,
         redis: Redis,
@@ -252,6 +255,9 @@ class Node(StepControls, TimeTravel, BulkOperations):
         self.bulk_store = BulkJobStore(redis, self.keys)
         self._runners = {}
         self.reconciler.sweep_also.append(self.adopt_jobs_of)  # a dead node's bulk operations, with its executions
+        self.schedule_store = ScheduleStore(redis, self.keys)
+        self.schedule_runner = ScheduleLoop(self, self.schedule_store, self.clock, lambda: settings.tenants)
+        self.schedule_loop = self.schedule_runner
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -271,6 +277,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
             asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
+            asyncio.create_task(self.schedule_runner.run_forever(), name="schedules"),
         ]
         # started means ready when Redis is: the control channel is subscribed before the front door opens (a
         # message published at once would otherwise reach no one); bounded, /ready says so if it is not yet
@@ -333,6 +340,7 @@ class Node(StepControls, TimeTravel, BulkOperations):
         self._draining = True
         log.info("node %s: draining", self.node_id)
         await self._stop_background("reconciler")  # adopt nothing more here
+        await self._stop_background("schedules")  # fire nothing more here: the other nodes fire them
         await self.stop_bulk_runners()  # the other nodes go on with them from their cursors
         await self.registry.drain_all(timeout_s=self.settings.pause_grace_ms / 1000 + 5)
         await self._stop_background("heartbeat")
