@@ -277,8 +277,9 @@ class Node(StepControls, TimeTravel, BulkOperations, ScheduleOperations):
             asyncio.create_task(self.control.run_forever(), name="control-channel"),
             asyncio.create_task(self.router.serve_forever(self._serve_forwarded), name="inbox"),
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
-            asyncio.create_task(self.schedule_runner.run_forever(), name="schedules"),
         ]
+        if self.settings.fire_schedules:
+            self._background.append(asyncio.create_task(self.schedule_runner.run_forever(), name="schedules"))
         # started means ready when Redis is: the control channel is subscribed before the front door opens (a
         # message published at once would otherwise reach no one); bounded, /ready says so if it is not yet
         with contextlib.suppress(TimeoutError):

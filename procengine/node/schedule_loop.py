@@ -33,10 +33,18 @@ from procengine.node.schedules import spec_of
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock
 from procengine.statuses import FINAL_STATUSES
-from procengine.store.schedules import ScheduleStore
 from procengine.store.executions import ExecutionStore
+from procengine.store.schedules import ScheduleStore
 
-__all__ = ["BUFFER_RECHECK_MS", "LEASE_MS", "MISFIRE_GRACE_MS", "POLL_CAP_MS", "FiringHost", "ScheduleLoop", "idempotency_key"]
+__all__ = [
+    "BUFFER_RECHECK_MS",
+    "LEASE_MS",
+    "MISFIRE_GRACE_MS",
+    "POLL_CAP_MS",
+    "FiringHost",
+    "ScheduleLoop",
+    "idempotency_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +92,9 @@ class FiringHost(Protocol):
 
 
 class ScheduleLoop:
-    def __init__(self, node: FiringHost, store: ScheduleStore, clock: Clock, tenants: Callable[[], Sequence[str]]) -> None:
+    def __init__(
+        self, node: FiringHost, store: ScheduleStore, clock: Clock, tenants: Callable[[], Sequence[str]]
+    ) -> None:
         self.node = node
         self.store = store
         self.clock = clock

@@ -161,7 +161,7 @@ class ScheduleStore:
     @translated
     async def take(self, tenant: str, member: str, now_ms: int, lease_ms: int) -> float | None:
         """The lease (its end, unique to this take) when this node may try the firing now; None otherwise."""
-        lease = now_ms + lease_ms + round(random.random() * 0.9, 4) + 0.01  # noqa: S311 - a tie breaker, no secret
+        lease = now_ms + lease_ms + round(random.random() * 0.9, 4) + 0.01  # a tie breaker, no secret
         taken = await self._take(keys=[self.keys.schedule_firings(tenant)], args=[member, now_ms, repr(lease)])
         return lease if taken else None
 
