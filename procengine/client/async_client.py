@@ -86,6 +86,7 @@ from procengine.client.errors import (
     ValidationError,
     error_from_answer,
 )
+from procengine.client.schedules import AsyncSchedules
 from procengine.client.sse import parse_events
 from procengine.client.streams import OPENED, EventStream, Opened
 
@@ -110,7 +111,7 @@ NO_OUTPUT: Final = _NoOutput()
 """`skip`'s default: no output given (None sends `null`, which is stored)."""
 
 
-class AsyncClient(AsyncBulk):
+class AsyncClient(AsyncBulk, AsyncSchedules):
     """A client of one procengine server, as one tenant (its token). Use it as an async context manager, or
     call `close()`: it holds a connection pool.
 

@@ -49,6 +49,7 @@ from procengine.api.views import (
 )
 from procengine.client.async_client import NO_OUTPUT, AsyncClient
 from procengine.client.bulk import Bulk
+from procengine.client.schedules import Schedules
 from procengine.client.streams import EventStream
 
 __all__ = ["BlockingEventStream", "Client"]
@@ -56,7 +57,7 @@ __all__ = ["BlockingEventStream", "Client"]
 T = TypeVar("T")
 
 
-class Client(Bulk):
+class Client(Bulk, Schedules):
     """A blocking client of one procengine server; the arguments are `AsyncClient`'s. Use it as a context
     manager, or call `close()` (it holds a thread and a connection pool). Safe to share between threads:
     every call runs on the client's own loop."""

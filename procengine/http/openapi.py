@@ -42,6 +42,7 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "a": (_ID_SCHEMA, "The checkpoint the diff goes from."),
     "b": (_ID_SCHEMA, "The checkpoint the diff goes to."),
     "jobID": (_ID_SCHEMA, "A bulk operation's id."),
+    "scheduleID": (_ID_SCHEMA, "A schedule's id."),
 }
 
 HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
