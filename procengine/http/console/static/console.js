@@ -36,6 +36,7 @@
 //   processes.js  the Processes page: definitions, versions, counts by status, graph, start, deprecate, delete
 //   bulkbar.js    the list's selection and bulk action bar: a dry run's count, then the job
 //   bulk.js       the Bulk operations page: the jobs, one job's progress (read every 500 ms while it runs), steering
+//   schedules.js  the Schedules page: the schedules, a create form, one schedule's next fire times and outcomes
 
 import { ApiError, setToken, token } from './api.js';
 import { BulkView } from './bulk.js';
@@ -45,6 +46,7 @@ import { ListView, listHash } from './list.js';
 import { openMigrate } from './migrate.js';
 import { app, clearError, setLive, showError } from './page.js';
 import { ProcessesView, wireProcesses } from './processes.js';
+import { SchedulesView } from './schedules.js';
 import { wireEditor } from './repair.js';
 import { sendStep } from './step.js';
 import { $ } from './util.js';
@@ -57,13 +59,16 @@ function route() {
   const match = /^#\/executions\/([1-9][0-9]{0,18})$/.exec(location.hash);
   const processes = /^#\/processes(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
   const bulk = /^#\/bulk(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
+  const schedules = /^#\/schedules(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
   app.view = match
     ? new ExecutionView(match[1], route)
     : processes
       ? new ProcessesView(processes[1])
       : bulk
         ? new BulkView(bulk[1])
-        : new ListView();
+        : schedules
+          ? new SchedulesView(schedules[1])
+          : new ListView();
   app.view.start();
 }
 
