@@ -58,6 +58,8 @@ BUFFER_RECHECK_MS: Final = 1000
 """How often a buffered firing (overlap buffer-one) looks whether the execution before it has ended."""
 BATCH: Final = 100
 """Due schedules (or firings) read per round trip."""
+MAX_ROUNDS: Final = 50
+"""Full batches one pass works through per tenant before it looks at the next (the rest: the next pass, at once)."""
 CONCURRENCY: Final = 32
 """Firings tried at once by one node."""
 
@@ -127,7 +129,7 @@ class ScheduleLoop:
         anything is due next (None: nothing is)."""
         earliest: float | None = None
         for tenant in self.tenants():
-            while True:
+            for _ in range(MAX_ROUNDS):
                 now = self.clock.now_ms()
                 due = await self.store.due(tenant, now, BATCH)
                 for schedule_id, due_ms in due:
@@ -145,8 +147,9 @@ class ScheduleLoop:
 
     async def _claim(self, tenant: str, schedule_id: int, due_ms: int, now: int) -> None:
         fields = await self.store.read(tenant, schedule_id)
-        if not fields:
-            return  # deleted between the read and now (delete takes it out of the due set itself)
+        if not fields:  # deleted between the two reads (delete takes it out of the due set itself), or lost
+            await self.store.forget_due(tenant, schedule_id)
+            return
         spec = spec_of(fields)
         checked, problems = check_spec(spec, int(fields.get("createdMs") or now))
         rev = fields.get("rev", "")

@@ -124,6 +124,13 @@ class ScheduleStore:
         return [(int(member), int(score)) for member, score in raw]
 
     @translated
+    async def forget_due(self, tenant: str, schedule_id: int) -> None:
+        """Take a schedule whose hash is not there out of the due set (ids are never given again: no race with a
+        create; a delete takes it out itself)."""
+        if not await self.redis.exists(self.keys.schedule(tenant, schedule_id)):
+            await self.redis.zrem(self.keys.schedules_due(tenant), str(schedule_id))
+
+    @translated
     async def firings(self, tenant: str, now_ms: int, count: int) -> list[str]:
         """The claimed firings a node may try by `now_ms` (new, or their lease lapsed), earliest first."""
         raw: Any = await self.redis.zrangebyscore(

@@ -372,3 +372,22 @@ async def test_start_and_end_bound_the_fire_times(make_engine: EngineFactory) ->
     clock.at = parse_iso(_at(1, monday, 0, days=3))
     await engine.schedule_runner.tick()
     assert (await _view(engine, schedule_id)).state == "ended"
+
+
+async def test_each_change_is_an_audit_line(make_engine: EngineFactory, caplog: pytest.LogCaptureFixture) -> None:
+    engine = await _node(make_engine, SetClock(JAN))
+    caplog.set_level("INFO", logger="procengine.node.schedules")
+    schedule_id = await _schedule(engine, every="5m", reason="nightly")
+    steer = ScheduleSteer(reason="why not")
+    await engine.steer_schedule(CALLER, schedule_id, "pause", steer)
+    await engine.steer_schedule(CALLER, schedule_id, "resume", steer)
+    await engine.trigger_schedule(CALLER, schedule_id, steer)
+    await engine.update_schedule(CALLER, schedule_id, SchedulePatch(every="1h", reason="slower"))
+    await engine.delete_schedule(CALLER, schedule_id, "gone")
+    audits = [(r.audit, r.scheduleID, r.tenant, r.by, r.requestID, r.reason) for r in caplog.records
+              if hasattr(r, "audit")]  # fmt: skip
+    assert audits == [
+        (f"schedule-{event}", schedule_id, "default", "default", "req-test", reason)
+        for event, reason in [("created", "nightly"), ("paused", "why not"), ("resumed", "why not"),
+                              ("triggered", "why not"), ("updated", "slower"), ("deleted", "gone")]
+    ]  # fmt: skip
