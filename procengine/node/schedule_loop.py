@@ -103,45 +103,74 @@ class ScheduleLoop:
         self.tenants = tenants
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(CONCURRENCY)
+        self._busy: dict[tuple[str, str], asyncio.Task[None]] = {}
+        """(tenant, scheduleID) -> the task trying that schedule's firings now."""
 
     def wake(self) -> None:
         """Look now (a schedule was made, changed or triggered here)."""
         self._wake.set()
 
     async def run_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            earliest: float | None = None
-            try:
-                earliest = await self.tick()
-            except ProcEngineError as exc:  # the store failed: look again after the cap
-                log.warning("schedule loop: %s", exc.message)
-            except Exception:
-                check_cancelled()
-                log.exception("schedule loop: a pass failed; looking again after %s ms", POLL_CAP_MS)
-            wait_ms = POLL_CAP_MS if earliest is None else min(POLL_CAP_MS, max(0.0, earliest - self.clock.now_ms()))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_ms / 1000):
-                    await self._wake.wait()
+        try:
+            while True:
+                self._wake.clear()
+                earliest: float | None = None
+                try:
+                    earliest = await self.tick(wait=False)
+                except ProcEngineError as exc:  # the store failed: look again after the cap
+                    log.warning("schedule loop: %s", exc.message)
+                except Exception:
+                    check_cancelled()
+                    log.exception("schedule loop: a pass failed; looking again after %s ms", POLL_CAP_MS)
+                now = self.clock.now_ms()
+                wait_ms = POLL_CAP_MS if earliest is None else min(POLL_CAP_MS, max(0.0, earliest - now))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_ms / 1000):
+                        await self._wake.wait()
+        finally:
+            busy = list(self._busy.values())
+            for task in busy:
+                task.cancel()
+            await asyncio.gather(*busy, return_exceptions=True)
 
-    async def tick(self) -> float | None:
+    async def tick(self, *, wait: bool = True) -> float | None:
         """One pass: claim what is due by now, try the claimed firings whose time has come; the earliest time
-        anything is due next (None: nothing is)."""
+        anything is due next (None: nothing is). `wait`: return once the firings tried are done (the tests'); else
+        they go on as tasks of their own while the loop claims what comes due next (each wakes the loop when
+        done), one schedule's firings never two at a time."""
         earliest: float | None = None
         for tenant in self.tenants():
             for _ in range(MAX_ROUNDS):
                 now = self.clock.now_ms()
                 due = await self.store.due(tenant, now, BATCH)
-                for schedule_id, due_ms in due:
-                    await self._claim(tenant, schedule_id, due_ms, now)
+                await asyncio.gather(*(self._claim(tenant, schedule_id, due_ms, now) for schedule_id, due_ms in due))
                 firings = await self.store.firings(tenant, now, BATCH)
-                await asyncio.gather(*(self._attempt_in_order(tenant, group) for group in _by_schedule(firings)))
-                if len(due) < BATCH and len(firings) < BATCH:
+                started = [self._try_group(tenant, group) for group in _by_schedule(firings)]
+                if wait:
+                    await asyncio.gather(*(task for task in started if task is not None))
+                if len(due) < BATCH and (not wait or len(firings) < BATCH):
                     break
             head = (await self.store.earliest(tenant)).at_ms
             if head is not None and (earliest is None or head < earliest):
                 earliest = head
         return earliest
+
+    def _try_group(self, tenant: str, group: list[str]) -> asyncio.Task[None] | None:
+        """A task that tries one schedule's firings, unless one is at it already (it wakes the loop when done)."""
+        key = (tenant, group[0].partition(":")[0])
+        if key in self._busy:
+            return None
+        task = asyncio.create_task(self._attempt_in_order(tenant, group), name=f"schedule-{key[1]}")
+        self._busy[key] = task
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._busy.pop(key, None)
+            if not done.cancelled() and done.exception() is not None:
+                log.error("schedule firing of %s (tenant %s) failed", key[1], tenant, exc_info=done.exception())
+            self._wake.set()
+
+        task.add_done_callback(finished)
+        return task
 
     # --- claiming a due time -------------------------------------------------------------------------------
 
