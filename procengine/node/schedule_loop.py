@@ -27,7 +27,7 @@ from typing import Final, Protocol
 
 from procengine.api.service import Caller
 from procengine.api.views import CancelResult, ControlRequest, StartRequest, StartResult
-from procengine.errors import InvalidTransition, NotFound, ProcEngineError, Unavailable
+from procengine.errors import InvalidTransition, NotFound, ProcEngineError, TooManyRequests, Unavailable
 from procengine.node.schedule_times import check_spec, missed
 from procengine.node.schedules import spec_of
 from procengine.runtime.cancellation import check_cancelled
@@ -217,7 +217,8 @@ class ScheduleLoop:
             for member in members:
                 try:
                     await self._try(tenant, member)
-                except Unavailable as exc:  # a store failure, a draining node: the lease lapses; tried again
+                except (Unavailable, TooManyRequests) as exc:  # the store, a draining node, the tenant's start rate:
+                    # the lease lapses and the firing is tried again
                     log.warning("schedule firing %s (tenant %s): %s; tried again later", member, tenant, exc.message)
 
     async def _try(self, tenant: str, member: str) -> None:
@@ -266,7 +267,7 @@ class ScheduleLoop:
         )
         try:
             started, created = await self.node.start_execution(caller, request)
-        except Unavailable:
+        except (Unavailable, TooManyRequests):
             raise
         except ProcEngineError as exc:  # the process is gone or deprecated, variables refused: said, not retried
             await self._done(tenant, schedule_id, member, lease, outcome, "failed", None, f"{exc.code}: {exc.message}")

@@ -17,7 +17,7 @@ import pytest
 
 from procengine.api.schedule_views import SchedulePatch, ScheduleRequest, ScheduleSteer, ScheduleView
 from procengine.api.service import Caller
-from procengine.errors import NotFound, ValidationFailed
+from procengine.errors import NotFound, TooManyRequests, ValidationFailed
 from procengine.node.node import Node
 from procengine.node.schedule_loop import BUFFER_RECHECK_MS, LEASE_MS, MISFIRE_GRACE_MS
 from procengine.runtime.clock import iso, parse_iso
@@ -391,3 +391,23 @@ async def test_each_change_is_an_audit_line(make_engine: EngineFactory, caplog: 
         for event, reason in [("created", "nightly"), ("paused", "why not"), ("resumed", "why not"),
                               ("triggered", "why not"), ("updated", "slower"), ("deleted", "gone")]
     ]  # fmt: skip
+
+
+async def test_a_firing_refused_for_a_while_is_tried_again_after_its_lease(make_engine: EngineFactory) -> None:
+    clock = SetClock(JAN)
+    engine = await _node(make_engine, clock)
+    schedule_id = await _schedule(engine, every="1h")
+    original = engine.start_execution
+    refusals = [TooManyRequests("the tenant's starts are over its rate", retry_after_s=1)]
+
+    async def refuse_once(*args: Any, **kwargs: Any) -> Any:
+        if refusals:
+            raise refusals.pop()
+        return await original(*args, **kwargs)
+
+    engine.start_execution = refuse_once  # type: ignore[method-assign]
+    await _fire(engine, clock, 60 * MINUTE)
+    assert (await _view(engine, schedule_id)).lastOutcomes == []  # not failed: it waits for its lease
+    await _fire(engine, clock, LEASE_MS + 1)
+    [outcome] = (await _view(engine, schedule_id)).lastOutcomes
+    assert (outcome.result, outcome.fireTime) == ("started", f"{YEAR}-01-01T01:00:00.000Z")
