@@ -291,6 +291,7 @@ class Node(StepControls, TimeTravel, BulkOperations, ScheduleOperations):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._stop_schedules()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -341,7 +342,7 @@ class Node(StepControls, TimeTravel, BulkOperations, ScheduleOperations):
         self._draining = True
         log.info("node %s: draining", self.node_id)
         await self._stop_background("reconciler")  # adopt nothing more here
-        await self._stop_background("schedules")  # fire nothing more here: the other nodes fire them
+        await self._stop_schedules()  # fire nothing more here: the other nodes fire them
         await self.stop_bulk_runners()  # the other nodes go on with them from their cursors
         await self.registry.drain_all(timeout_s=self.settings.pause_grace_ms / 1000 + 5)
         await self._stop_background("heartbeat")
@@ -366,6 +367,14 @@ class Node(StepControls, TimeTravel, BulkOperations, ScheduleOperations):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             self._background.remove(task)
+
+    async def _stop_schedules(self) -> None:
+        """The schedule loop ends after its pass under way (bounded: else it is cancelled like the other tasks)."""
+        self.schedule_runner.stop()
+        for task in [t for t in self._background if t.get_name() == "schedules"]:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), self.settings.redis_timeout_s)
+            await self._stop_background("schedules")
 
     def _refuse_if_draining(self) -> None:
         if self._draining:

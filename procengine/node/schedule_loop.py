@@ -29,7 +29,7 @@ from procengine.api.service import Caller
 from procengine.api.views import CancelResult, ControlRequest, StartRequest, StartResult
 from procengine.errors import InvalidTransition, NotFound, ProcEngineError, TooManyRequests, Unavailable
 from procengine.node.schedule_times import check_spec, missed
-from procengine.node.schedules import spec_of
+from procengine.node.schedules import member_of, spec_of
 from procengine.runtime.cancellation import check_cancelled
 from procengine.runtime.clock import Clock
 from procengine.statuses import FINAL_STATUSES
@@ -60,6 +60,8 @@ BATCH: Final = 100
 """Due schedules (or firings) read per round trip."""
 MAX_ROUNDS: Final = 50
 """Full batches one pass works through per tenant before it looks at the next (the rest: the next pass, at once)."""
+STOP_WAIT_S: Final = 2.0
+"""How long a stopping loop lets the firings under way finish before it cancels them (their leases lapse)."""
 CONCURRENCY: Final = 32
 """Firings tried at once by one node."""
 
@@ -104,15 +106,23 @@ class ScheduleLoop:
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(CONCURRENCY)
         self._busy: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._stopping = False
         """(tenant, scheduleID) -> the task trying that schedule's firings now."""
 
     def wake(self) -> None:
         """Look now (a schedule was made, changed or triggered here)."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """End `run_forever` after the pass under way (not in the middle of a Redis command: a command cancelled
+        half way leaves its pooled connection for the driver to drop, which the other users of the pool feel)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run_forever(self) -> None:
+        self._stopping = False
         try:
-            while True:
+            while not self._stopping:
                 self._wake.clear()
                 earliest: float | None = None
                 try:
@@ -124,11 +134,15 @@ class ScheduleLoop:
                     log.exception("schedule loop: a pass failed; looking again after %s ms", POLL_CAP_MS)
                 now = self.clock.now_ms()
                 wait_ms = POLL_CAP_MS if earliest is None else min(POLL_CAP_MS, max(0.0, earliest - now))
+                if self._stopping:
+                    break
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_ms / 1000):
                         await self._wake.wait()
-        finally:
+        finally:  # the firings under way finish (bounded) rather than stop half way through a start
             busy = list(self._busy.values())
+            if busy and self._stopping:
+                await asyncio.wait(busy, timeout=STOP_WAIT_S)
             for task in busy:
                 task.cancel()
             await asyncio.gather(*busy, return_exceptions=True)
@@ -204,7 +218,7 @@ class ScheduleLoop:
                 "t": str(now),
                 "m": "0",
             }
-        members = [f"{schedule_id}:{t}" for t in fire]
+        members = [member_of(schedule_id, t) for t in fire]
         if not await self.store.claim(tenant, schedule_id, due_ms, rev, following, now, members, outcome):
             log.debug("schedule %s (tenant %s): due %s claimed by another node or changed", schedule_id, tenant, due_ms)
 

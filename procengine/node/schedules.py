@@ -24,7 +24,7 @@ from procengine.api.schedule_views import (
     ScheduleView,
 )
 from procengine.api.service import Caller
-from procengine.errors import NotFound, ProcEngineError, Unavailable, ValidationFailed
+from procengine.errors import NotFound, Unavailable, ValidationFailed
 from procengine.node.schedule_times import CATCHUP_WINDOW, Spec, check_spec, fire_times, next_after
 from procengine.runtime.clock import Clock, iso
 from procengine.store.schedules import ScheduleStore
@@ -261,7 +261,3 @@ def _outcome(entry: dict[str, str]) -> FireOutcome:
         at=iso(int(entry.get("t") or 0)),
         manual=entry.get("m") == "1",
     )
-
-
-def problem_of(exc: ProcEngineError) -> str:
-    return f"{exc.code}: {exc.message}"
