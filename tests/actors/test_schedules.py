@@ -22,6 +22,7 @@ from procengine.node.node import Node
 from procengine.node.schedule_loop import BUFFER_RECHECK_MS, LEASE_MS, MISFIRE_GRACE_MS
 from procengine.runtime.clock import iso, parse_iso
 from tests.support.nodes import CALLER, EngineFactory, crash, wait_status
+from tests.support.polling import poll
 from tests.support.processes import definition
 
 QUICK = definition({"key": "say", "type": "set-variable", "set": {"said": "true"}, "next": "done"},
@@ -411,3 +412,28 @@ async def test_a_firing_refused_for_a_while_is_tried_again_after_its_lease(make_
     await _fire(engine, clock, LEASE_MS + 1)
     [outcome] = (await _view(engine, schedule_id)).lastOutcomes
     assert (outcome.result, outcome.fireTime) == ("started", f"{YEAR}-01-01T01:00:00.000Z")
+
+
+async def test_two_nodes_firing_on_their_own_start_each_time_once(make_engine: EngineFactory) -> None:
+    # given two nodes whose own schedule loops run (real time), and a schedule firing every second
+    first, second = await make_engine(), await make_engine()
+    await first.register_process(CALLER, QUICK)
+    created = await second.create_schedule(CALLER, ScheduleRequest(processKey="quick", every="1s", overlap="allow"))
+
+    # when both have fired it three times or more
+    async def started() -> list[int]:
+        outcomes = (await first.schedule(CALLER, created.scheduleID)).lastOutcomes
+        return [o.executionID for o in outcomes if o.result == "started" and o.executionID is not None]
+
+    await poll(started, lambda ids: len(ids) >= 3, within=15)
+    await first.steer_schedule(CALLER, created.scheduleID, "pause", ScheduleSteer())
+
+    # then each fire time started one execution, and no other was started
+    outcomes = (await first.schedule(CALLER, created.scheduleID)).lastOutcomes
+    fired = [o.fireTime for o in outcomes]
+    assert len(fired) == len(set(fired))
+
+    async def both() -> tuple[list[int], list[int]]:  # a firing under way when it was paused may still finish
+        return sorted(await started()), sorted(await _executions(first))
+
+    await poll(both, lambda pair: pair[0] == pair[1], within=10)
