@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     """Per tenant, an `on_exhausted` of its own (TENANT=fail|pause)."""
     sweep_interval_ms: int = Field(default=60_000, gt=0)
     """How often a node takes executions whose retention is over out of the tenants' indexes."""
+    fire_schedules: bool = True
+    """Whether this node fires schedules (node/schedule_loop.py); false: it serves their API only, other nodes fire
+    them (PROCENGINE_FIRE_SCHEDULES=false)."""
     max_definition_elements: int = Field(default=1000, gt=0)
     """Elements one definition may have (nested ones counted): more is refused at registration (422)."""
     max_variables: int = Field(default=1000, gt=0)

@@ -21,6 +21,16 @@ from procengine.api.bulk_views import (
 from procengine.api.feeds import Feed
 from procengine.api.filters import ExecutionFilter
 from procengine.api.process_views import ProcessDeleted, ProcessPatch
+from procengine.api.schedule_views import (
+    ScheduleCreated,
+    ScheduleDeleted,
+    ScheduleList,
+    SchedulePatch,
+    ScheduleRequest,
+    ScheduleSteer,
+    ScheduleTriggered,
+    ScheduleView,
+)
 from procengine.api.task_views import (
     ExtendResult,
     FetchRequest,
@@ -318,3 +328,23 @@ class NodeService(Protocol):
     async def bulk_undo(self, caller: Caller, job_id: int, request: BulkSteerRequest) -> BulkCreated:
         """A resume job over what the ended bulk pause `job_id` paused and still holds paused."""
         ...
+
+    # --- schedules (node/schedules.py) ---
+
+    async def create_schedule(self, caller: Caller, request: ScheduleRequest) -> ScheduleCreated:
+        """ValidationFailed listing every problem (cron, time zone, cron and every, the process)."""
+        ...
+
+    async def schedules(self, caller: Caller, *, limit: int, cursor: str | None) -> ScheduleList: ...
+
+    async def schedule(self, caller: Caller, schedule_id: int) -> ScheduleView: ...
+
+    async def update_schedule(self, caller: Caller, schedule_id: int, patch: SchedulePatch) -> ScheduleView: ...
+
+    async def steer_schedule(self, caller: Caller, schedule_id: int, verb: str, order: ScheduleSteer) -> ScheduleView:
+        """Pause or resume (`verb`)."""
+        ...
+
+    async def trigger_schedule(self, caller: Caller, schedule_id: int, order: ScheduleSteer) -> ScheduleTriggered: ...
+
+    async def delete_schedule(self, caller: Caller, schedule_id: int, reason: str | None = None) -> ScheduleDeleted: ...

@@ -34,6 +34,7 @@ from procengine.cli.inputs import (
     read_file,
 )
 from procengine.cli.output import Output
+from procengine.cli.schedule import run_schedule
 from procengine.cli.watch import watch
 from procengine.client import AsyncClient, Conflict, NotFound, ProcEngineClientError
 
@@ -365,6 +366,7 @@ async def step(client: AsyncClient, args: argparse.Namespace, output: Output) ->
 
 API_COMMANDS: Final[dict[str, ApiCommand]] = {
     "bulk": run_bulk,
+    "schedule": run_schedule,
     "step": step,
     "break": set_breakpoints,
     "checkpoints": checkpoints,

@@ -17,6 +17,7 @@ from typing import Final
 
 from procengine.cli.bulk import add_bulk_arguments
 from procengine.cli.inputs import positive_int
+from procengine.cli.schedule import add_schedule_arguments
 from procengine.cli.worker import add_worker_arguments, run_worker
 
 __all__ = [
@@ -40,6 +41,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("definitions", ("register", "validate", "processes")),
     ("act on many executions at once", ("bulk",)),
     ("run task handlers outside the engine", ("worker",)),
+    ("start executions on a schedule", ("schedule",)),
 )
 """How `procengine --help` groups the commands, in this order."""
 
@@ -369,6 +371,15 @@ def add_commands(commands: Subcommands[argparse.ArgumentParser]) -> None:
     )
     add_worker_arguments(worker)
     worker.set_defaults(run=run_worker)
+    schedule = add(
+        "schedule",
+        "create, list, show, pause, resume, trigger, update or delete schedules",
+        "Schedules start a process at the times a cron expression (in a time zone) or an interval names: "
+        "`schedule create --process-key KEY --cron '0 9 * * 1-5' --timezone Europe/Berlin` (or --every 5m); "
+        "`schedule list`; `schedule show|pause|resume|trigger|delete ID`; `schedule update ID --every 1h`.",
+        api,
+    )
+    add_schedule_arguments(schedule)
 
     validate = add(
         "validate",

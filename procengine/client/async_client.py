@@ -55,6 +55,7 @@ from procengine.client.errors import (
     ValidationError,
 )
 from procengine.client.repair import AsyncRepair, breakpoint_item
+from procengine.client.schedules import AsyncSchedules
 from procengine.client.streams import EventStream
 from procengine.client.tasks import AsyncTasks
 from procengine.client.transport import dump, execution_path, request_body
@@ -70,7 +71,7 @@ _JSON: Final = "application/json"
 _YAML: Final = "application/yaml"
 
 
-class AsyncClient(AsyncRepair, AsyncBulk, AsyncTasks):
+class AsyncClient(AsyncRepair, AsyncBulk, AsyncTasks, AsyncSchedules):
     """A client of one procengine server, as one tenant (its token). Use it as an async context manager, or
     call `close()`: it holds a connection pool.
 

@@ -20,7 +20,7 @@ from procengine.api.bulk_views import (
     BulkRequest,
     BulkSteerRequest,
 )
-from procengine.client.transport import AsyncTransport, checked_body
+from procengine.client.transport import AsyncTransport, checked_body, page_params
 
 __all__ = ["AsyncBulk", "Bulk"]
 
@@ -28,10 +28,6 @@ T = TypeVar("T")
 _BULK = "/bulk-operations"
 ENDED = ("completed", "cancelled", "failed")
 """The statuses in which a job does nothing more."""
-
-
-def _page(limit: int | None, cursor: str | None) -> dict[str, str]:
-    return {name: str(value) for name, value in {"limit": limit, "cursor": cursor}.items() if value is not None}
 
 
 class AsyncBulk(AsyncTransport):
@@ -78,11 +74,11 @@ class AsyncBulk(AsyncTransport):
 
     async def bulk_jobs(self, *, limit: int | None = None, cursor: str | None = None) -> BulkJobList:
         """A page of the tenant's jobs, newest first."""
-        return await self._data("GET", _BULK, BulkJobList, params=_page(limit, cursor))
+        return await self._data("GET", _BULK, BulkJobList, params=page_params(limit, cursor))
 
     async def bulk_items(self, job_id: int, *, limit: int | None = None, cursor: str | None = None) -> BulkItems:
         """A page of a job's per-execution outcomes, oldest first; give back `nextCursor` for the next page."""
-        return await self._data("GET", f"{_BULK}/{int(job_id)}/items", BulkItems, params=_page(limit, cursor))
+        return await self._data("GET", f"{_BULK}/{int(job_id)}/items", BulkItems, params=page_params(limit, cursor))
 
     async def _steer(self, job_id: int, verb: str, reason: str | None) -> BulkJobView:
         body = None if reason is None else checked_body(BulkSteerRequest, {"reason": reason})

@@ -50,6 +50,7 @@ from procengine.api.views import (
 from procengine.client.async_client import AsyncClient
 from procengine.client.bulk import Bulk
 from procengine.client.repair import NO_OUTPUT
+from procengine.client.schedules import Schedules
 from procengine.client.streams import EventStream
 from procengine.client.tasks import Tasks
 
@@ -58,7 +59,7 @@ __all__ = ["BlockingEventStream", "Client"]
 T = TypeVar("T")
 
 
-class Client(Bulk, Tasks):
+class Client(Bulk, Tasks, Schedules):
     """A blocking client of one procengine server; the arguments are `AsyncClient`'s. Use it as a context
     manager, or call `close()` (it holds a thread and a connection pool). Safe to share between threads:
     every call runs on the client's own loop."""

@@ -29,7 +29,7 @@ from procengine.client.errors import (
 from procengine.client.sse import parse_events
 from procengine.client.streams import OPENED, Opened
 
-__all__ = ["JSON", "AsyncTransport", "checked_body", "dump", "execution_path", "request_body"]
+__all__ = ["JSON", "AsyncTransport", "checked_body", "dump", "execution_path", "page_params", "request_body"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -280,3 +280,8 @@ def checked_body(model: type[BaseModel], value: dict[str, Any]) -> bytes:
     only the fields it has."""
     request_body(model, value)
     return dump(value)
+
+
+def page_params(limit: int | None, cursor: str | None) -> dict[str, str]:
+    """The query of a page: `limit` and the `cursor` an earlier page gave, those given."""
+    return {name: str(value) for name, value in {"limit": limit, "cursor": cursor}.items() if value is not None}

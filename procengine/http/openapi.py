@@ -44,6 +44,7 @@ PATH_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {
     "b": (_ID_SCHEMA, "The checkpoint the diff goes to."),
     "jobID": (_ID_SCHEMA, "A bulk operation's id."),
     "taskID": (TypeAdapter(TaskID).json_schema(), "An external task's id (`taskId` in a fetch's answer)."),
+    "scheduleID": (_ID_SCHEMA, "A schedule's id."),
 }
 
 HEADER_PARAMS: Final[dict[str, tuple[dict[str, Any], str]]] = {

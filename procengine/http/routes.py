@@ -66,6 +66,7 @@ from procengine.http.context import ROUTES_KEY
 from procengine.http.endpoints import Probe
 from procengine.http.openapi import serve_openapi
 from procengine.http.params import CheckpointsQuery, ElementsQuery, EventsQuery, ExecutionQuery, ReasonQuery
+from procengine.http.schedule_endpoints import SCHEDULE_ROUTES
 from procengine.http.spec import BASE_PATH, RouteSpec
 from procengine.http.task_endpoints import TASK_ROUTES
 
@@ -280,6 +281,7 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
     ),
     *BULK_ROUTES,  # bulk operations (issue 23): http/bulk_endpoints.py
     *TASK_ROUTES,  # external task workers (issue 24): http/task_endpoints.py
+    *SCHEDULE_ROUTES,  # schedules (issue 24): http/schedule_endpoints.py
     RouteSpec("GET", BASE_PATH + "/statuses", h.list_statuses, "The status table", StatusTable, tag="statuses"),
 )  # fmt: skip
 

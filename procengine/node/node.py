@@ -77,6 +77,8 @@ from procengine.node.reads import Reads
 from procengine.node.reconciler import Reconciler
 from procengine.node.registry import Registry
 from procengine.node.routing import Router
+from procengine.node.schedule_loop import ScheduleLoop
+from procengine.node.schedules import ScheduleOperations
 from procengine.node.starting import BatchStarts
 from procengine.node.starts import Starts
 from procengine.node.steps import StepControls
@@ -101,6 +103,7 @@ from procengine.store.history import HistoryStore
 from procengine.store.keys import Keys
 from procengine.store.probe import StoreProbe
 from procengine.store.processes import ProcessStore
+from procengine.store.schedules import ScheduleStore
 from procengine.store.scripts import Scripts
 from procengine.store.task_queues import TaskQueueStore
 from procengine.tasks import HandlerRegistry
@@ -136,7 +139,7 @@ REPAIR_VERBS: dict[Verb, frozenset[Status]] = {
 (`Registry.activate(repair=...)`)."""
 
 
-class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations):
+class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations, ScheduleOperations):
     def __init__(
         self,
         redis: Redis,
@@ -241,6 +244,9 @@ class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations):
         self.bulk_store = BulkJobStore(redis, self.keys)
         self._runners = {}
         self.reconciler.sweep_also.append(self.adopt_jobs_of)  # a dead node's bulk operations, with its executions
+        self.schedule_store = ScheduleStore(redis, self.keys)
+        self.schedule_runner = ScheduleLoop(self, self.schedule_store, self.clock, lambda: settings.tenants)
+        self.schedule_loop = self.schedule_runner
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -263,6 +269,8 @@ class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations):
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
             asyncio.create_task(self.tasks.listen_forever(), name="tasks-settled"),
         ]
+        if self.settings.fire_schedules:
+            self._background.append(asyncio.create_task(self.schedule_runner.run_forever(), name="schedules"))
         # started means ready when Redis is: the control channel is subscribed before the front door opens (a
         # message published at once would otherwise reach no one); bounded, /ready says so if it is not yet
         with contextlib.suppress(TimeoutError):
@@ -274,6 +282,7 @@ class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._stop_schedules()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -326,6 +335,7 @@ class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations):
         self._draining = True
         log.info("node %s: draining", self.node_id)
         await self._stop_background("reconciler")  # adopt nothing more here
+        await self._stop_schedules()  # fire nothing more here: the other nodes fire them
         await self.stop_bulk_runners()  # the other nodes go on with them from their cursors
         self.external.leaving = True  # tasks in workers' hands stay there for the nodes that adopt their executions
         await self.registry.drain_all(timeout_s=self.settings.pause_grace_ms / 1000 + 5)
@@ -351,6 +361,14 @@ class Node(Starts, Reads, StepControls, TimeTravel, BulkOperations):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             self._background.remove(task)
+
+    async def _stop_schedules(self) -> None:
+        """The schedule loop ends after its pass under way (bounded: else it is cancelled like the other tasks)."""
+        self.schedule_runner.stop()
+        for task in [t for t in self._background if t.get_name() == "schedules"]:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), self.settings.redis_timeout_s)
+            await self._stop_background("schedules")
 
     def _refuse_if_draining(self) -> None:
         if self._draining:

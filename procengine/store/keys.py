@@ -187,6 +187,30 @@ class Keys:
         waits for it."""
         return f"{self.prefix}:tasks:settled"
 
+    def schedules(self, tenant: str) -> str:
+        """Sorted set: scheduleID -> scheduleID, the tenant's schedules (newest = highest)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:schedules"
+
+    def schedule(self, tenant: str, schedule_id: int) -> str:
+        """Hash: one schedule: its `spec` (JSON), `rev`, `paused`, `next` fire time, `lastExecution`, `buffered`,
+        when and by whom it was made and changed (store/schedules.py)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:schedule:{schedule_id}"
+
+    def schedule_outcomes(self, tenant: str, schedule_id: int) -> str:
+        """Stream: a schedule's last firings' outcomes, oldest first, capped (`f` fire time in epoch ms, `r` result,
+        `e` executionID, `w` why, `m` manual)."""
+        return f"{self.schedule(tenant, schedule_id)}:outcomes"
+
+    def schedules_due(self, tenant: str) -> str:
+        """Sorted set: scheduleID -> its next fire time (epoch ms), the tenant's active schedules: what every node's
+        schedule loop reads by due time (node/schedule_loop.py)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:schedules:due"
+
+    def schedule_firings(self, tenant: str) -> str:
+        """Sorted set: `<scheduleID>:<fireTime ms>[:m]` -> when a node may (re)try it (epoch ms): the tenant's
+        firings claimed but not yet done, each leased to the node trying it (`:m`: triggered by hand)."""
+        return f"{self.prefix}:tenant:{{{tenant}}}:schedules:firings"
+
     def node_bulk_jobs(self, node_id: str) -> str:
         """Set: `<jobID>:<tenant>` of the bulk operations a node runs, a superset of those whose `owner` is the node
         (added before the write that makes the node their owner): read when its heartbeat lapses."""
@@ -195,7 +219,7 @@ class Keys:
     # --- the whole engine ---------------------------------------------------------------------
 
     def sequence(self, name: str) -> str:
-        """String counters: `process`, `execution`, `thread`, `bulk`."""
+        """String counters: `process`, `execution`, `thread`, `bulk`, `schedule`."""
         return f"{self.prefix}:seq:{name}"
 
     @property

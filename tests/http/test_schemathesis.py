@@ -73,6 +73,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409, 422, 
 [[operations]]
 include-operation-id = "fetch_tasks"
 request-timeout = 65
+# A schedule is checked beyond its schema too: its cron expression, its time zone, exactly one of `cron` and
+# `every`, its durations and times, the process it names (docs/schedules.md), all listed in one 422.
+[[operations]]
+include-operation-id = ["create_schedule", "update_schedule"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", 401, 404, 409, 422, 429]
 """
 
 BOUNDED: Final = """

@@ -37,6 +37,7 @@
 //   bulkbar.js    the list's selection and bulk action bar: a dry run's count, then the job
 //   bulk.js       the Bulk operations page: the jobs, one job's progress (read every 500 ms while it runs), steering
 //   queues.js     the Task queues page: each queue's waiting, oldest waiting, in flight, locks expired (not polled)
+//   schedules.js  the Schedules page: the schedules, a create form, one schedule's next fire times and outcomes
 
 import { ApiError, setToken, token } from './api.js';
 import { BulkView } from './bulk.js';
@@ -47,6 +48,7 @@ import { openMigrate } from './migrate.js';
 import { app, clearError, setLive, showError } from './page.js';
 import { ProcessesView, wireProcesses } from './processes.js';
 import { QueuesView } from './queues.js';
+import { SchedulesView } from './schedules.js';
 import { wireEditor } from './repair.js';
 import { sendStep } from './step.js';
 import { $ } from './util.js';
@@ -59,16 +61,19 @@ function route() {
   const match = /^#\/executions\/([1-9][0-9]{0,18})$/.exec(location.hash);
   const processes = /^#\/processes(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
   const bulk = /^#\/bulk(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
+  const schedules = /^#\/schedules(?:\/([1-9][0-9]{0,18}))?$/.exec(location.hash);
   const queues = location.hash === '#/queues';
-  if (queues) app.view = new QueuesView();
-  else
-    app.view = match
-      ? new ExecutionView(match[1], route)
-      : processes
-        ? new ProcessesView(processes[1])
-        : bulk
-          ? new BulkView(bulk[1])
-          : new ListView();
+  app.view = match
+    ? new ExecutionView(match[1], route)
+    : processes
+      ? new ProcessesView(processes[1])
+      : bulk
+        ? new BulkView(bulk[1])
+        : schedules
+          ? new SchedulesView(schedules[1])
+          : queues
+            ? new QueuesView()
+            : new ListView();
   app.view.start();
 }
 
