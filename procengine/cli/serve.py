@@ -59,7 +59,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         stack.push_async_callback(redis.aclose)
         tracer_provider = tracing_from_env()
         if tracer_provider is not None:  # closed last: the spans of the drain go out too
-            stack.callback(_shutdown, tracer_provider)
+            stack.callback(shutdown_tracing, tracer_provider)
         engine = await stack.enter_async_context(
             Node(redis, settings, handlers, metrics=metrics, tracer_provider=tracer_provider)
         )
@@ -98,7 +98,7 @@ def tracing_from_env() -> TracerProvider | None:
     return provider
 
 
-def _shutdown(provider: TracerProvider) -> None:
+def shutdown_tracing(provider: TracerProvider) -> None:
     """Export the spans still batched, and stop."""
     shutdown = getattr(provider, "shutdown", None)  # the SDK's has one; the API's type does not say so
     if callable(shutdown):

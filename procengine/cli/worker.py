@@ -68,6 +68,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 async def _work(args: argparse.Namespace, handlers: object) -> None:
+    from procengine.cli.serve import shutdown_tracing, tracing_from_env
     from procengine.client import AsyncClient
     from procengine.tasks import HandlerRegistry
     from procengine.worker import Worker
@@ -79,6 +80,7 @@ async def _work(args: argparse.Namespace, handlers: object) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     timeout = args.wait_ms / 1000 + 30  # a fetch's answer comes after its long poll
+    provider = tracing_from_env()  # OTEL_* as `serve` reads them: the handlers' spans join the executions' traces
     async with AsyncClient(args.url, args.token, timeout=timeout) as client:
         worker = Worker(
             client,
@@ -89,5 +91,10 @@ async def _work(args: argparse.Namespace, handlers: object) -> None:
             lock_ms=args.lock_ms,
             wait_ms=args.wait_ms,
             grace_s=args.grace_s,
+            tracer=None if provider is None else provider.get_tracer("procengine.worker"),
         )
-        await worker.run(stop)
+        try:
+            await worker.run(stop)
+        finally:
+            if provider is not None:
+                shutdown_tracing(provider)

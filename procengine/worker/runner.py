@@ -19,11 +19,14 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Awaitable, Sequence
+from typing import Any, Final
+
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from procengine.api.task_views import FetchedTask
 from procengine.client import AsyncClient, Conflict, ProcEngineClientError
+from procengine.runtime.tracing import extract
 from procengine.tasks import HandlerRegistry, TaskContext
 
 __all__ = ["Worker"]
@@ -48,8 +51,12 @@ class Worker:
         lock_ms: int = 30_000,
         wait_ms: int = 10_000,
         grace_s: float = 30.0,
+        tracer: Tracer | None = None,
     ) -> None:
         self.client = client
+        self.tracer = tracer
+        """Tracing on (`procengine worker` with OTEL_* set): each task's handler runs in a span under the attempt's
+        (the task's `traceContext`), so that it and what the handler calls join the execution's trace."""
         self.queues = list(queues)
         self.handlers = handlers
         self.concurrency = concurrency
@@ -151,7 +158,7 @@ class Worker:
         context = TaskContext(task.executionId, task.elementKey, task.attempt, order)
         keeping = asyncio.ensure_future(self._keep_lock(task))
         try:
-            output = await handler(task.input, context)
+            output = await self._traced(task, handler(task.input, context))
         except Exception as exc:
             retryable = getattr(exc, "retryable", True) is not False
             await self._fail(task, str(exc) or type(exc).__name__, type(exc).__name__, retryable)
@@ -165,6 +172,26 @@ class Worker:
             self.completed += 1
         except Conflict as exc:
             log.warning("worker %s: task %s: complete refused (%s): %s", self.worker_id, task.taskId, exc.code, exc)
+
+    async def _traced(self, task: FetchedTask, running: Awaitable[Any]) -> Any:
+        """The handler's answer, in a span of its own under the attempt's when tracing is on."""
+        if self.tracer is None:
+            return await running
+        attributes: dict[str, str | int] = {
+            "procengine.execution.id": task.executionId,
+            "procengine.element.key": task.elementKey,
+            "procengine.task.attempt": task.attempt,
+            "procengine.task.queue": task.queue,
+            "procengine.worker.id": self.worker_id,
+        }
+        with self.tracer.start_as_current_span(
+            f"work {task.handler}", context=extract(task.traceContext), kind=SpanKind.CONSUMER, attributes=attributes
+        ) as span:
+            try:
+                return await running
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                raise
 
     async def _fail(self, task: FetchedTask, error: str, kind: str, retryable: bool) -> None:
         try:
