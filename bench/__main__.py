@@ -52,6 +52,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "history": ("bench.history", 120, 40),
     "bulk": ("bench.bulk", 60, 20),
     "workers": ("bench.workers", 60, 25),
+    "schedules": ("bench.schedules", 40, 15),
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -7,8 +7,12 @@ One node in this process (its schedule loop on), on a redis-server of its own in
    the schedule loop...), then again once 10,000 schedules that fire once a year exist;
 2. 50 schedules `every: 1s` (overlap allow) for a few seconds; each firing's lag from the execution it started.
 
-    .venv/bin/python -m bench.schedules                 # 10,000 idle schedules, 5 s windows
+    .venv/bin/python -m bench --only schedules          # in the bench's table: 10,000 idle schedules, 5 s windows
+    .venv/bin/python -m bench.schedules                 # the same, every number printed
     SCHEDULES=1000 WINDOW_S=3 .venv/bin/python -m bench.schedules
+
+In the table: the idle node's commands/s with 10,000 schedules beside the same node's with none (goal: at most
+1.5x, i.e. not growing with their number), and the firing lag's p99 (for context).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bench.common import Context, Figure, ratio
 from procengine.api.schedule_views import ScheduleRequest, ScheduleSteer
 from procengine.api.service import Caller
 from procengine.node.node import Node
@@ -56,7 +61,7 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def run(count: int, window_s: float, workdir: Path) -> dict[str, Any]:
+async def measure(count: int, window_s: float, workdir: Path) -> dict[str, Any]:
     server = RedisServer(workdir / "redis")
     server.start()
     redis = Redis.from_url(server.url)
@@ -108,11 +113,49 @@ async def run(count: int, window_s: float, workdir: Path) -> dict[str, Any]:
     }
 
 
+IDLE_TARGET = 1.5
+
+
+async def run(ctx: Context) -> list[Figure]:
+    """The bench runner's entry (`python -m bench --only schedules`): its own redis-server, as `main`'s."""
+    count, window_s = ctx.n(10_000, 1_000), ctx.seconds(5.0, 2.0)
+    found = await measure(count, window_s, Path(tempfile.mkdtemp(dir=ctx.workdir, prefix="schedules-")))
+    idle, without = found["idle_commands_per_s_with"], found["idle_commands_per_s_without"]
+    shown = ratio(idle, without)
+    return [
+        Figure(
+            name="idle node's Redis commands/s with schedules",
+            value=idle,
+            unit="commands/s",
+            baseline=without,
+            baseline_label="the same node with no schedule",
+            ratio=shown,
+            target=f"<= {IDLE_TARGET:g}x (does not grow with the schedules)",
+            passed=shown is not None and shown <= IDLE_TARGET,
+            notes=f"{count:,} schedules; the schedule loop's own share {found['schedule_loop_commands_per_s_with']}"
+            f" vs {found['schedule_loop_commands_per_s_without']} commands/s; {window_s:g}s windows",
+            details=found,
+        ),
+        Figure(
+            name="schedule firing lag p99",
+            value=found["lag_p99_ms"] or float("nan"),
+            unit="ms",
+            baseline=None,
+            baseline_label="",
+            ratio=None,
+            target="(context)",
+            passed=None,
+            notes=f"{found['firings']} firings of {FIRING} schedules every 1s; p50 {found['lag_p50_ms']} ms "
+            "(the execution's startedAt less its fire time)",
+        ),
+    ]
+
+
 def main() -> None:
     count = int(os.environ.get("SCHEDULES", "10000"))
     window_s = float(os.environ.get("WINDOW_S", "5"))
     with tempfile.TemporaryDirectory(prefix="procengine-bench-schedules-") as tmp:
-        figures = asyncio.run(run(count, window_s, Path(tmp)))
+        figures = asyncio.run(measure(count, window_s, Path(tmp)))
     for name, value in figures.items():
         print(f"{name}: {value}")
 
