@@ -216,18 +216,20 @@ async def test_a_job_goes_on_on_another_node_after_the_node_running_it_is_killed
     make_engine: EngineFactory, redis: Redis
 ) -> None:
     a = await make_engine()
-    ids = await _waiting(a, 12)
+    ids = await _waiting(a, 20)
     b = await make_engine()
+    # paced at 10 a second, in stretches of 10: the first stretch's progress is written after about a second, the
+    # last one's a second later, so the kill falls between them (a kill during the last write would let A end it)
     created = await _job(a, action="pause", ids=ids, maxPerSecond=10)
     await poll(lambda: a.bulk_job(CALLER, created.jobID), lambda job: job.done >= 4)
 
     await _kill(a, redis)
     job = await _ended(b, created.jobID)
 
-    assert (job.status, job.done, job.refused, job.failed) == ("completed", 12, {}, 0)
+    assert (job.status, job.done, job.refused, job.failed) == ("completed", 20, {}, 0)
     fields = await b.bulk_store.read("default", created.jobID)
     assert fields["epoch"] == "2" and fields["owner"] == ""
-    assert [await _status(b, i) for i in ids] == ["paused"] * 12
+    assert [await _status(b, i) for i in ids] == ["paused"] * 20
     assert not await redis.smembers(b.keys.node_bulk_jobs(a.node_id))
 
 

@@ -41,6 +41,8 @@ async def test_a_draining_node_finishes_its_tasks_and_another_adopts_at_once(
     await gate.entered.wait()
     await wait_element(a, waiting, "w")
 
+    parked = a.registry.get(waiting)
+    assert parked is not None
     drain = asyncio.create_task(a.drain())
     await asyncio.sleep(0)  # let the drain begin: it refuses new work before its first await
     # while it drains: no new work, not ready
@@ -50,7 +52,9 @@ async def test_a_draining_node_finishes_its_tasks_and_another_adopts_at_once(
     with pytest.raises(Unavailable):
         await a.start_execution(CALLER, StartRequest(processKey="p"))
     assert await a.ready() == "this node is shutting down"
-    # the running task finishes within the grace, on A
+    # the running task finishes within the grace, on A, once the drain has asked every actor to stop (it stops the
+    # schedule loop and the bulk runners first: a task that ended before then would go on to the end, on A)
+    await parked.stopped.wait()
     gate.release.set()
     await drain
 
