@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from redis.asyncio import Redis
@@ -1047,6 +1047,9 @@ def _settings() -> settings:
         deadline=None,
         database=None,  # no .hypothesis/ litter: a failure prints its steps, and a seed with --hypothesis-seed
         suppress_health_check=list(HealthCheck),
+        # bounded (`make test`): a failure is reported with its steps as found, not shrunk: shrinking replays the
+        # kills and restarts of many examples and ran past the test's timeout, which then said nothing of what failed
+        phases=list(Phase) if LONG else [p for p in Phase if p is not Phase.shrink],
     )
 
 
