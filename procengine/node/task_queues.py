@@ -49,6 +49,7 @@ from procengine.runtime.clock import Clock, iso
 from procengine.runtime.metrics import Metrics
 from procengine.store.failures import store_errors
 from procengine.store.keys import Keys
+from procengine.store.scripts import as_text
 from procengine.store.task_queues import LockedTask, QueueStats, Settled, TaskQueueStore
 
 __all__ = ["TaskQueues"]
@@ -276,16 +277,12 @@ class TaskQueues:
                     if message is None:
                         await pubsub.ping()
                         continue
-                tenant, _, task_id = _text(message.get("data", b"")).partition(" ")
+                tenant, _, task_id = as_text(message.get("data", b"")).partition(" ")
                 if task_id:
                     self.external.settled(tenant, task_id)
         finally:
             self.listening.clear()
             await pubsub.aclose()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _view(task: LockedTask) -> FetchedTask:

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from procengine.store.failures import translated
 from procengine.store.keys import Keys
+from procengine.store.scripts import as_text, script
 
 __all__ = ["BulkJobStore", "ItemOutcome", "Progressed"]
 
 TARGETS_CHUNK = 1000
 """Targets written per RPUSH when a job is created."""
-
-
-def _script(redis: Redis, name: str) -> AsyncScript:
-    source = resources.files("procengine.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    return redis.register_script(source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +40,13 @@ class Progressed:
     status: str | None
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class BulkJobStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._progress = _script(redis, "bulk_progress")
-        self._steer = _script(redis, "bulk_steer")
-        self._owner = _script(redis, "bulk_owner")
+        self._progress = script(redis, "bulk_progress")
+        self._steer = script(redis, "bulk_steer")
+        self._owner = script(redis, "bulk_owner")
 
     # --- creating --------------------------------------------------------------------------------------------
 
@@ -84,7 +74,7 @@ class BulkJobStore:
     async def read(self, tenant: str, job_id: int) -> dict[str, str]:
         """The job's hash ({} if there is none in this tenant)."""
         raw = await self.redis.hgetall(self.keys.bulk_job(tenant, job_id))
-        return {_text(name): _text(value) for name, value in raw.items()}
+        return {as_text(name): as_text(value) for name, value in raw.items()}
 
     @translated
     async def targets(self, tenant: str, job_id: int, start: int, count: int) -> list[int]:
@@ -96,7 +86,7 @@ class BulkJobStore:
         """Up to `count` outcomes after the stream id `after` (None: from the first), oldest first."""
         low = "-" if after is None else f"({after}"
         raw: Any = await self.redis.xrange(self.keys.bulk_items(tenant, job_id), low, "+", count=count)
-        return [(_text(entry), {_text(k): _text(v) for k, v in fields.items()}) for entry, fields in raw]
+        return [(as_text(entry), {as_text(k): as_text(v) for k, v in fields.items()}) for entry, fields in raw]
 
     @translated
     async def job_ids(self, tenant: str, before: int | None, count: int) -> list[int]:
@@ -111,20 +101,20 @@ class BulkJobStore:
             for job_id in job_ids:
                 pipe.hgetall(self.keys.bulk_job(tenant, job_id))
             rows = await pipe.execute()
-        return [{_text(name): _text(value) for name, value in row.items()} for row in rows]
+        return [{as_text(name): as_text(value) for name, value in row.items()} for row in rows]
 
     @translated
     async def paused_by(self, tenant: str, job_id: int) -> dict[int, str]:
         """executionID -> pausedAt of the executions a bulk pause paused (HSCAN: a large job is read in pieces)."""
         found: dict[int, str] = {}
         async for name, value in self.redis.hscan_iter(self.keys.bulk_paused(tenant, job_id), count=1000):
-            found[int(name)] = _text(value)
+            found[int(name)] = as_text(value)
         return found
 
     @translated
     async def paused_at(self, tenant: str, job_id: int, execution_id: int) -> str | None:
         raw = await self.redis.hget(self.keys.bulk_paused(tenant, job_id), str(execution_id))
-        return None if raw is None else _text(raw)
+        return None if raw is None else as_text(raw)
 
     # --- the owner's writes ----------------------------------------------------------------------------------
 
@@ -141,13 +131,13 @@ class BulkJobStore:
         ]
         encoded = json.dumps([[str(o.execution_id), o.outcome, o.reason, o.paused_at] for o in outcomes])
         answer = await self._progress(keys=keys, args=[owner, epoch, cursor, now_ms, now_iso, encoded])
-        return Progressed(_text(answer[1]) if _text(answer[0]) == "OK" else None)
+        return Progressed(as_text(answer[1]) if as_text(answer[0]) == "OK" else None)
 
     @translated
     async def steer(self, tenant: str, job_id: int, verb: str, node_id: str, now_iso: str) -> list[str]:
         """bulk_steer.lua's answer: ["OK", status, "1"|"0", epoch] | ["CONFLICT", status] | ["MISSING"]."""
         answer = await self._steer(keys=[self.keys.bulk_job(tenant, job_id)], args=[verb, node_id, now_iso])
-        return [_text(part) for part in answer]
+        return [as_text(part) for part in answer]
 
     @translated
     async def change_owner(
@@ -156,7 +146,7 @@ class BulkJobStore:
         """bulk_owner.lua's answer: ["OK", epoch] | ["RUNNING"] | ["NO", status, owner] | ["MISSING"]."""
         args: list[str | int] = [verb, expected_owner, expected_epoch, value, now_iso]
         answer = await self._owner(keys=[self.keys.bulk_job(tenant, job_id)], args=args)
-        return [_text(part) for part in answer]
+        return [as_text(part) for part in answer]
 
     @translated
     async def set_field(self, tenant: str, job_id: int, name: str, value: str) -> bool:
@@ -178,7 +168,7 @@ class BulkJobStore:
         """(tenant, jobID) of the jobs in a node's set."""
         found: list[tuple[str, int]] = []
         async for member in self.redis.sscan_iter(self.keys.node_bulk_jobs(node_id), count=1000):
-            head, _, tenant = _text(member).partition(":")
+            head, _, tenant = as_text(member).partition(":")
             if head.isdigit() and tenant:
                 found.append((tenant, int(head)))
         return found

@@ -13,28 +13,18 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from procengine.store.failures import translated
 from procengine.store.keys import Keys
+from procengine.store.scripts import as_text, script
 
 __all__ = ["OUTCOMES_KEPT", "Due", "ScheduleStore"]
 
 OUTCOMES_KEPT: Final = 50
 """About how many outcomes a schedule's stream keeps (MAXLEN ~)."""
-
-
-def _script(redis: Redis, name: str) -> AsyncScript:
-    source = resources.files("procengine.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    return redis.register_script(source)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +38,11 @@ class ScheduleStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._save = _script(redis, "schedule_save")
-        self._claim = _script(redis, "schedule_claim")
-        self._take = _script(redis, "schedule_take")
-        self._done = _script(redis, "schedule_done")
-        self._delete = _script(redis, "schedule_delete")
+        self._save = script(redis, "schedule_save")
+        self._claim = script(redis, "schedule_claim")
+        self._take = script(redis, "schedule_take")
+        self._done = script(redis, "schedule_done")
+        self._delete = script(redis, "schedule_delete")
 
     # --- the API's writes ------------------------------------------------------------------------------------
 
@@ -90,7 +80,7 @@ class ScheduleStore:
     async def read(self, tenant: str, schedule_id: int) -> dict[str, str]:
         """The schedule's hash ({} if there is none in this tenant)."""
         raw = await self.redis.hgetall(self.keys.schedule(tenant, schedule_id))
-        return {_text(name): _text(value) for name, value in raw.items()}
+        return {as_text(name): as_text(value) for name, value in raw.items()}
 
     @translated
     async def ids(self, tenant: str, before: int | None, count: int) -> list[int]:
@@ -109,8 +99,8 @@ class ScheduleStore:
             rows = await pipe.execute()
         found: list[tuple[dict[str, str], list[Any]]] = []
         for fields, entries in zip(rows[::2], rows[1::2], strict=True):
-            decoded = [{_text(k): _text(v) for k, v in entry.items()} for _, entry in entries]
-            found.append(({_text(k): _text(v) for k, v in fields.items()}, decoded))
+            decoded = [{as_text(k): as_text(v) for k, v in entry.items()} for _, entry in entries]
+            found.append(({as_text(k): as_text(v) for k, v in fields.items()}, decoded))
         return found
 
     # --- the schedule loop's -----------------------------------------------------------------------------------
@@ -136,7 +126,7 @@ class ScheduleStore:
         raw: Any = await self.redis.zrangebyscore(
             self.keys.schedule_firings(tenant), "-inf", now_ms, start=0, num=count
         )
-        return [_text(member) for member in raw]
+        return [as_text(member) for member in raw]
 
     @translated
     async def earliest(self, tenant: str) -> Due:

@@ -16,6 +16,17 @@ def _source(name: str) -> str:
     return resources.files("procengine.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
+def script(redis: Redis, name: str) -> AsyncScript:
+    """The script of `lua/<name>.lua`, registered on `redis` (the stores of bulk jobs, schedules and task queues hold
+    their own)."""
+    return redis.register_script(_source(name))
+
+
+def as_text(value: object) -> str:
+    """A reply's value as text (redis-py gives bytes unless the client decodes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Scripts:
     commit: AsyncScript

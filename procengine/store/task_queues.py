@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from procengine.store.batching import ScriptBatcher
 from procengine.store.failures import translated
 from procengine.store.keys import Keys
+from procengine.store.scripts import as_text, script
 
 __all__ = ["GROUP", "LockedTask", "QueueStats", "Settled", "TaskQueueStore", "TaskRecord"]
 
@@ -32,15 +31,6 @@ TASK_TTL_MS: Final = 7 * 24 * 3600 * 1000
 """How long an offered task's hash lives (renewed when it is offered again)."""
 SETTLED_TTL_MS: Final = 24 * 3600 * 1000
 """How long a settled or revoked task's hash stays (a second complete is told what happened)."""
-
-
-def _script(redis: Redis, name: str) -> AsyncScript:
-    source = resources.files("procengine.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    return redis.register_script(source)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +97,7 @@ class QueueStats:
 
 
 def _settled(parts: list[Any]) -> Settled:
-    status, output, error, kind, retryable = (_text(p) for p in parts[:5])
+    status, output, error, kind, retryable = (as_text(p) for p in parts[:5])
     return Settled(
         status,
         json.loads(output) if output else None,
@@ -121,10 +111,10 @@ class TaskQueueStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._offer = _script(redis, "task_offer")
-        self._lock = _script(redis, "task_lock")
-        self._settle = _script(redis, "task_settle")
-        self._take = _script(redis, "task_take")
+        self._offer = script(redis, "task_offer")
+        self._lock = script(redis, "task_lock")
+        self._settle = script(redis, "task_settle")
+        self._take = script(redis, "task_take")
         self._groups: set[str] = set()
         # offers and settles of many actors and requests in one event-loop turn share one pipeline (group commit's
         # transport, store/batching.py): each is still its own atomic script
@@ -147,7 +137,7 @@ class TaskQueueStore:
         ]
         pairs = [x for kv in task.fields().items() for x in kv]
         answer = await self._offers.call(keys, [task.queue, TASK_TTL_MS, *pairs])
-        if _text(answer[0]) == "settled":
+        if as_text(answer[0]) == "settled":
             return _settled(answer[1:])
         return None
 
@@ -163,7 +153,7 @@ class TaskQueueStore:
     async def revoke(self, tenant: str, queue: str, task_id: str, now_ms: int) -> str:
         """Take the task off its queue and its worker's lock (`ok`), unless a worker settled it first (its status)."""
         answer = await self._run_settle(tenant, queue, task_id, "revoke", "", now_ms)
-        return "ok" if _text(answer[0]) == "ok" else _text(answer[-1])
+        return "ok" if as_text(answer[0]) == "ok" else as_text(answer[-1])
 
     # --- the workers' side --------------------------------------------------------------------
 
@@ -187,7 +177,7 @@ class TaskQueueStore:
         due = await self.redis.zrangebyscore(locks, "-inf", now_ms, start=0, num=most)
         if not due:
             return []
-        return await self._lock_tasks(tenant, queue, worker, most, lock_ms, now_ms, [_text(t) for t in due], [])
+        return await self._lock_tasks(tenant, queue, worker, most, lock_ms, now_ms, [as_text(t) for t in due], [])
 
     @translated
     async def read_new(
@@ -207,10 +197,10 @@ class TaskQueueStore:
         by_stream = {self.keys.task_queue(tenant, q): q for q in queues}
         read: dict[str, list[tuple[str, str]]] = {}
         for stream, entries in answer or []:
-            queue = by_stream[_text(stream)]
+            queue = by_stream[as_text(stream)]
             for entry_id, fields in entries:
                 task = fields.get(b"task", fields.get("task")) if fields else None
-                read.setdefault(queue, []).append((_text(entry_id), _text(task or "")))
+                read.setdefault(queue, []).append((as_text(entry_id), as_text(task or "")))
         return read
 
     @translated
@@ -252,15 +242,15 @@ class TaskQueueStore:
         token_of = dict(zip(tasks, tokens, strict=True))
         locked: list[LockedTask] = []
         for task_id, flat in zip(answer[::2], answer[1::2], strict=True):
-            task = _text(task_id)
-            fields = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+            task = as_text(task_id)
+            fields = {as_text(k): as_text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
             locked.append(LockedTask(task, token_of[task], now_ms + lock_ms, fields))
         return locked
 
     @translated
     async def queue_of(self, tenant: str, task_id: str) -> str | None:
         queue = await self.redis.hget(self.keys.task(tenant, task_id), "queue")
-        return None if queue is None else _text(queue)
+        return None if queue is None else as_text(queue)
 
     @translated
     async def settle(
@@ -278,7 +268,7 @@ class TaskQueueStore:
         """complete, fail, extend or untake: the script's answer (see task_settle.lua; `lock_ms` is its ARGV[5]: the
         lock's time for extend, 1 for a complete or fail whose runner waits here, the status for untake)."""
         answer = await self._run_settle(tenant, queue, task_id, action, token, now_ms, lock_ms, result)
-        return [_text(a) for a in answer]
+        return [as_text(a) for a in answer]
 
     async def _run_settle(
         self,
@@ -317,7 +307,7 @@ class TaskQueueStore:
         found: list[tuple[str, str]] = []
         for entry_id, fields in answer[1] if answer else []:
             if fields:
-                found.append((_text(entry_id), _text(fields.get(b"task", fields.get("task")))))
+                found.append((as_text(entry_id), as_text(fields.get(b"task", fields.get("task")))))
         return found
 
     @translated
@@ -328,10 +318,10 @@ class TaskQueueStore:
 
     @translated
     async def stats(self, tenant: str, now_ms: int) -> list[QueueStats]:
-        queues = sorted(_text(q) for q in await self.redis.smembers(self.keys.task_queues(tenant)))
+        queues = sorted(as_text(q) for q in await self.redis.smembers(self.keys.task_queues(tenant)))
         if not queues:
             return []
-        counters = {_text(k): int(v) for k, v in (await self.redis.hgetall(self.keys.task_stats(tenant))).items()}
+        counters = {as_text(k): int(v) for k, v in (await self.redis.hgetall(self.keys.task_stats(tenant))).items()}
         stats: list[QueueStats] = []
         for queue in queues:
             stream = self.keys.task_queue(tenant, queue)
@@ -347,13 +337,13 @@ class TaskQueueStore:
             last = "0-0"
             pending = 0
             for group in groups:
-                if _text(group.get("name", b"")) == GROUP:
-                    last = _text(group.get("last-delivered-id", "0-0"))
+                if as_text(group.get("name", b"")) == GROUP:
+                    last = as_text(group.get("last-delivered-id", "0-0"))
                     pending = int(group.get("pending", 0))
             oldest = 0
             after = await self.redis.xrange(stream, min=f"({last}", count=1)
             if after:
-                oldest = max(0, now_ms - int(_text(after[0][0]).split("-")[0]))
+                oldest = max(0, now_ms - int(as_text(after[0][0]).split("-")[0]))
             stats.append(
                 QueueStats(
                     tenant,
