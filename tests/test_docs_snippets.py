@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -36,6 +35,7 @@ import pytest
 import yaml
 
 from procengine.cli import main
+from procengine.testing.topologies import pick_ports
 from tests.support.paths import REPO
 
 DOCUMENTS = [REPO / "README.md", REPO / "examples" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -103,10 +103,10 @@ def _of(*languages: str, run: bool) -> list[Snippet]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port below the ephemeral range: one the kernel handed out (bind to 0) could be taken by another test's
+    outgoing connection before the snippet's server listens on it ("address already in use")."""
+    [port] = pick_ports(1)
+    return port
 
 
 def _venv_bin() -> str:
